@@ -1,0 +1,38 @@
+//! Maguey's data model.
+//!
+//! Every object of the cluster configuration (Cluster, NodeGroup, Node, Instance, Disk, NIC),
+//! the parameter dictionaries that are inherited cluster → group → instance, the opcodes that
+//! jobs are made of and the job records themselves. Field names follow Ganeti's, so that the
+//! JSON export, RAPI and iallocator payloads look familiar to a Ganeti admin.
+
+pub mod jobs;
+pub mod names;
+pub mod objects;
+pub mod opcodes;
+pub mod params;
+pub mod units;
+
+pub use jobs::*;
+pub use objects::*;
+pub use opcodes::*;
+pub use params::*;
+
+/// Seconds since the Unix epoch, as a float (Ganeti's ctime/mtime convention).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A new random UUID as a string.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Maguey's version, reported by the RPC version handshake.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Protocol version of the node RPC; peers with another value are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Default TCP port of the node daemon (Ganeti's noded port).
+pub const DEFAULT_RPC_PORT: u16 = 1811;

@@ -1,0 +1,342 @@
+//! Cluster configuration objects. Field names follow Ganeti's `config.data`.
+
+use crate::params::Params;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the config layout, stored with every snapshot and export.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Disk templates Maguey knows. This issue implements `diskless` and `file`; `sharedfile`,
+/// `plain` and `drbd` come with the QEMU and LVM/DRBD issues.
+pub const DISK_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
+/// Hypervisors Maguey knows.
+pub const HYPERVISORS: &[&str] = &["fake", "kvm"];
+
+/// The whole configuration: what Ganeti keeps in `config.data`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigData {
+    pub version: u32,
+    pub cluster: Cluster,
+    /// Nodes by uuid.
+    pub nodes: BTreeMap<String, Node>,
+    /// Node groups by uuid.
+    pub nodegroups: BTreeMap<String, NodeGroup>,
+    /// Instances by uuid.
+    pub instances: BTreeMap<String, Instance>,
+    /// Outstanding one-time join tokens, by node name.
+    #[serde(default)]
+    pub join_tokens: BTreeMap<String, JoinToken>,
+    /// Rises with every applied change.
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+impl ConfigData {
+    pub fn node_by_name(&self, name: &str) -> Option<&Node> {
+        self.nodes.values().find(|n| n.name == name)
+    }
+    pub fn instance_by_name(&self, name: &str) -> Option<&Instance> {
+        self.instances.values().find(|i| i.name == name)
+    }
+    pub fn group_by_name(&self, name: &str) -> Option<&NodeGroup> {
+        self.nodegroups.values().find(|g| g.name == name)
+    }
+    /// The master node, if the cluster is initialised.
+    pub fn master_node(&self) -> Option<&Node> {
+        self.nodes.get(&self.cluster.master_node)
+    }
+    /// Instances whose primary or secondary node is `node_uuid`.
+    pub fn instances_on_node<'a>(
+        &'a self,
+        node_uuid: &'a str,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances
+            .values()
+            .filter(move |i| i.primary_node == node_uuid || i.secondary_nodes().contains(&node_uuid))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub uuid: String,
+    pub cluster_name: String,
+    /// uuid of the master node.
+    pub master_node: String,
+    /// Port of every node daemon.
+    pub rpc_port: u16,
+    /// Three bytes, e.g. `aa:00:00`: prefix of generated MAC addresses.
+    pub mac_prefix: String,
+    /// Where `file` disks live on every node (relative paths are under the node's state dir).
+    pub file_storage_dir: String,
+    pub shared_file_storage_dir: String,
+    pub enabled_hypervisors: Vec<String>,
+    pub enabled_disk_templates: Vec<String>,
+    pub default_iallocator: String,
+    pub candidate_pool_size: u32,
+    /// Cluster-level defaults, by hypervisor name.
+    pub hvparams: BTreeMap<String, Params>,
+    /// Cluster-level defaults, Ganeti keeps them under the key `default`.
+    pub beparams: BTreeMap<String, Params>,
+    pub nicparams: BTreeMap<String, Params>,
+    pub ndparams: Params,
+    /// OS parameters by OS name.
+    pub osparams: BTreeMap<String, Params>,
+    /// SHA-256 fingerprint (hex) of the cluster CA certificate.
+    pub ca_fingerprint: String,
+    pub tags: Vec<String>,
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+impl Cluster {
+    pub fn beparams_default(&self) -> Params {
+        self.beparams.get("default").cloned().unwrap_or_default()
+    }
+    pub fn nicparams_default(&self) -> Params {
+        self.nicparams.get("default").cloned().unwrap_or_default()
+    }
+    pub fn hvparams_for(&self, hv: &str) -> Params {
+        self.hvparams.get(hv).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeGroup {
+    pub uuid: String,
+    pub name: String,
+    /// `preferred`, `last_resort` or `unallocable`.
+    pub alloc_policy: String,
+    pub ndparams: Params,
+    pub beparams: Params,
+    /// Group-level hypervisor parameters, by hypervisor name.
+    pub hvparams: BTreeMap<String, Params>,
+    pub nicparams: Params,
+    pub tags: Vec<String>,
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub uuid: String,
+    pub name: String,
+    pub primary_ip: String,
+    /// Address for replication traffic; equals `primary_ip` on single-homed nodes.
+    pub secondary_ip: String,
+    /// uuid of the node's group.
+    pub group: String,
+    pub master_candidate: bool,
+    pub master_capable: bool,
+    pub vm_capable: bool,
+    pub drained: bool,
+    pub offline: bool,
+    pub ndparams: Params,
+    pub tags: Vec<String>,
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+impl Node {
+    /// Ganeti's node role letter: M(aster), C(andidate), D(rained), O(ffline), R(egular).
+    pub fn role(&self, master_uuid: &str) -> &'static str {
+        if self.uuid == master_uuid {
+            "M"
+        } else if self.offline {
+            "O"
+        } else if self.drained {
+            "D"
+        } else if self.master_candidate {
+            "C"
+        } else {
+            "R"
+        }
+    }
+}
+
+/// What the admin wants an instance to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    Up,
+    #[default]
+    Down,
+    Offline,
+}
+
+impl AdminState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Up => "up",
+            AdminState::Down => "down",
+            AdminState::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub uuid: String,
+    pub name: String,
+    /// uuid of the primary node.
+    pub primary_node: String,
+    pub os: String,
+    pub hypervisor: String,
+    pub admin_state: AdminState,
+    pub disk_template: String,
+    pub beparams: Params,
+    pub hvparams: Params,
+    pub osparams: Params,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<Nic>,
+    pub tags: Vec<String>,
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+impl Instance {
+    /// uuids of the secondary nodes (DRBD disks), in disk order, without duplicates.
+    pub fn secondary_nodes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for d in &self.disks {
+            for n in &d.nodes {
+                if n != &self.primary_node && !out.contains(&n.as_str()) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where a disk's data lives, per template (Ganeti's `logical_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LogicalId {
+    /// A sparse raw image file on the node.
+    File { driver: String, path: String },
+    /// A file in the shared directory.
+    Sharedfile { driver: String, path: String },
+    /// An LVM logical volume.
+    Plain { vg: String, lv: String },
+    /// A DRBD device between two nodes.
+    Drbd {
+        node_a: String,
+        node_b: String,
+        port: u16,
+        minor_a: u32,
+        minor_b: u32,
+        secret: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    pub uuid: String,
+    /// Optional user-given name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `file`, `sharedfile`, `plain` or `drbd` (Ganeti's `dev_type`).
+    pub dev_type: String,
+    /// Size in MiB.
+    pub size: u64,
+    /// `rw` or `ro`.
+    pub mode: String,
+    pub logical_id: LogicalId,
+    #[serde(default)]
+    pub children: Vec<Disk>,
+    /// uuids of the nodes holding this disk (primary first).
+    pub nodes: Vec<String>,
+    /// Ganeti's `iv_name`: `disk/0`, `disk/1`, ...
+    pub iv_name: String,
+    pub serial_no: u64,
+    pub ctime: f64,
+    pub mtime: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nic {
+    pub uuid: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub mac: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Partial nicparams (`mode`, `link`, `vlan`), filled from the cluster's defaults.
+    pub nicparams: Params,
+    /// uuid of the network the NIC is connected to, if any.
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// A one-time token that lets a new node obtain its certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinToken {
+    pub node_name: String,
+    pub primary_ip: String,
+    pub secondary_ip: String,
+    /// uuid of the group the node will join.
+    pub group: String,
+    /// SHA-256 (hex) of the token's secret part; the secret itself is never stored.
+    pub secret_sha256: String,
+    /// Unix time after which the token is refused.
+    pub expires: f64,
+}
+
+/// The small cluster-wide facts every node needs (Ganeti's ssconf).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ssconf {
+    pub cluster_name: String,
+    pub master_node: String,
+    pub master_ip: String,
+    pub rpc_port: u16,
+    pub file_storage_dir: String,
+    /// node name → primary ip
+    pub node_primary_ips: BTreeMap<String, String>,
+    pub node_secondary_ips: BTreeMap<String, String>,
+    pub offline_nodes: Vec<String>,
+    pub master_candidates: Vec<String>,
+    pub config_serial: u64,
+}
+
+impl Ssconf {
+    /// Builds the ssconf view of a configuration.
+    pub fn from_config(cfg: &ConfigData) -> Self {
+        let master = cfg.master_node();
+        Ssconf {
+            cluster_name: cfg.cluster.cluster_name.clone(),
+            master_node: master.map(|n| n.name.clone()).unwrap_or_default(),
+            master_ip: master.map(|n| n.primary_ip.clone()).unwrap_or_default(),
+            rpc_port: cfg.cluster.rpc_port,
+            file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+            node_primary_ips: cfg
+                .nodes
+                .values()
+                .map(|n| (n.name.clone(), n.primary_ip.clone()))
+                .collect(),
+            node_secondary_ips: cfg
+                .nodes
+                .values()
+                .map(|n| (n.name.clone(), n.secondary_ip.clone()))
+                .collect(),
+            offline_nodes: cfg
+                .nodes
+                .values()
+                .filter(|n| n.offline)
+                .map(|n| n.name.clone())
+                .collect(),
+            master_candidates: cfg
+                .nodes
+                .values()
+                .filter(|n| n.master_candidate)
+                .map(|n| n.name.clone())
+                .collect(),
+            config_serial: cfg.serial_no,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Opcodes: the unit of work of a job. Names (`OP_ID`) and fields follow Ganeti's.
+
+use crate::params::Params;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+fn yes() -> bool {
+    true
+}
+fn default_shutdown_timeout() -> u64 {
+    120
+}
+fn default_reboot_type() -> String {
+    "soft".to_string()
+}
+fn default_mode() -> String {
+    "create".to_string()
+}
+fn default_repeat() -> u32 {
+    0
+}
+
+/// A disk of a new instance (`--disk N:size=SIZE,mode=rw`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// Size in MiB.
+    pub size: u64,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A NIC of a new instance (`--net N:mac=...,ip=...,mode=...,link=...`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// `auto` or absent: generated from the cluster's MAC prefix.
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Every opcode Maguey executes. Serialized with Ganeti's `OP_ID` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "OP_ID")]
+pub enum OpCode {
+    /// Verifies the configuration and every node (Ganeti's OpClusterVerify).
+    #[serde(rename = "OP_CLUSTER_VERIFY")]
+    ClusterVerify {
+        #[serde(default)]
+        skip_checks: Vec<String>,
+    },
+    /// Tears down the cluster on every node; only allowed without instances.
+    #[serde(rename = "OP_CLUSTER_DESTROY")]
+    ClusterDestroy {},
+    #[serde(rename = "OP_NODE_ADD")]
+    NodeAdd {
+        node_name: String,
+        primary_ip: String,
+        #[serde(default)]
+        secondary_ip: Option<String>,
+        #[serde(default)]
+        group: Option<String>,
+        #[serde(default)]
+        master_capable: Option<bool>,
+        #[serde(default)]
+        vm_capable: Option<bool>,
+    },
+    #[serde(rename = "OP_NODE_REMOVE")]
+    NodeRemove { node_name: String },
+    #[serde(rename = "OP_NODE_SET_PARAMS")]
+    NodeSetParams {
+        node_name: String,
+        #[serde(default)]
+        offline: Option<bool>,
+        #[serde(default)]
+        drained: Option<bool>,
+        #[serde(default)]
+        master_candidate: Option<bool>,
+        #[serde(default)]
+        master_capable: Option<bool>,
+        #[serde(default)]
+        vm_capable: Option<bool>,
+        #[serde(default)]
+        force: bool,
+    },
+    #[serde(rename = "OP_INSTANCE_CREATE")]
+    InstanceCreate {
+        instance_name: String,
+        #[serde(default = "default_mode")]
+        mode: String,
+        disk_template: String,
+        #[serde(default)]
+        disks: Vec<DiskSpec>,
+        #[serde(default)]
+        nics: Vec<NicSpec>,
+        #[serde(default)]
+        pnode: Option<String>,
+        #[serde(default)]
+        snode: Option<String>,
+        #[serde(default)]
+        os_type: Option<String>,
+        #[serde(default)]
+        osparams: Params,
+        #[serde(default)]
+        no_install: bool,
+        #[serde(default = "yes")]
+        start: bool,
+        #[serde(default)]
+        hypervisor: Option<String>,
+        #[serde(default)]
+        hvparams: Params,
+        #[serde(default)]
+        beparams: Params,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+    #[serde(rename = "OP_INSTANCE_REMOVE")]
+    InstanceRemove {
+        instance_name: String,
+        #[serde(default)]
+        ignore_failures: bool,
+        #[serde(default = "default_shutdown_timeout")]
+        shutdown_timeout: u64,
+    },
+    #[serde(rename = "OP_INSTANCE_STARTUP")]
+    InstanceStartup {
+        instance_name: String,
+        #[serde(default)]
+        force: bool,
+        #[serde(default)]
+        beparams: Params,
+        #[serde(default)]
+        hvparams: Params,
+        #[serde(default)]
+        no_remember: bool,
+    },
+    #[serde(rename = "OP_INSTANCE_SHUTDOWN")]
+    InstanceShutdown {
+        instance_name: String,
+        #[serde(default = "default_shutdown_timeout")]
+        timeout: u64,
+        #[serde(default)]
+        no_remember: bool,
+    },
+    #[serde(rename = "OP_INSTANCE_REBOOT")]
+    InstanceReboot {
+        instance_name: String,
+        /// `soft`, `hard` or `full`.
+        #[serde(default = "default_reboot_type")]
+        reboot_type: String,
+        #[serde(default = "default_shutdown_timeout")]
+        shutdown_timeout: u64,
+    },
+    #[serde(rename = "OP_INSTANCE_SET_PARAMS")]
+    InstanceSetParams {
+        instance_name: String,
+        #[serde(default)]
+        beparams: Params,
+        #[serde(default)]
+        hvparams: Params,
+        #[serde(default)]
+        osparams: Params,
+        #[serde(default)]
+        offline: Option<bool>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Sleeps on the master and/or nodes; used to test the job queue.
+    #[serde(rename = "OP_TEST_DELAY")]
+    TestDelay {
+        duration: f64,
+        #[serde(default = "yes")]
+        on_master: bool,
+        #[serde(default)]
+        on_nodes: Vec<String>,
+        #[serde(default = "default_repeat")]
+        repeat: u32,
+        /// When set, the opcode fails after sleeping (Ganeti's `fail`).
+        #[serde(default)]
+        fail: bool,
+    },
+}
+
+impl OpCode {
+    /// Ganeti's `OP_ID`.
+    pub fn op_id(&self) -> &'static str {
+        match self {
+            OpCode::ClusterVerify { .. } => "OP_CLUSTER_VERIFY",
+            OpCode::ClusterDestroy {} => "OP_CLUSTER_DESTROY",
+            OpCode::NodeAdd { .. } => "OP_NODE_ADD",
+            OpCode::NodeRemove { .. } => "OP_NODE_REMOVE",
+            OpCode::NodeSetParams { .. } => "OP_NODE_SET_PARAMS",
+            OpCode::InstanceCreate { .. } => "OP_INSTANCE_CREATE",
+            OpCode::InstanceRemove { .. } => "OP_INSTANCE_REMOVE",
+            OpCode::InstanceStartup { .. } => "OP_INSTANCE_STARTUP",
+            OpCode::InstanceShutdown { .. } => "OP_INSTANCE_SHUTDOWN",
+            OpCode::InstanceReboot { .. } => "OP_INSTANCE_REBOOT",
+            OpCode::InstanceSetParams { .. } => "OP_INSTANCE_SET_PARAMS",
+            OpCode::TestDelay { .. } => "OP_TEST_DELAY",
+        }
+    }
+
+    /// Ganeti's job summary: the OP_ID without `OP_`, and the main object's name.
+    pub fn summary(&self) -> String {
+        let id = self.op_id().trim_start_matches("OP_");
+        let obj = match self {
+            OpCode::NodeAdd { node_name, .. }
+            | OpCode::NodeRemove { node_name }
+            | OpCode::NodeSetParams { node_name, .. } => Some(node_name.clone()),
+            OpCode::InstanceCreate { instance_name, .. }
+            | OpCode::InstanceRemove { instance_name, .. }
+            | OpCode::InstanceStartup { instance_name, .. }
+            | OpCode::InstanceShutdown { instance_name, .. }
+            | OpCode::InstanceReboot { instance_name, .. }
+            | OpCode::InstanceSetParams { instance_name, .. } => Some(instance_name.clone()),
+            OpCode::TestDelay { duration, .. } => Some(format!("{duration}")),
+            _ => None,
+        };
+        match obj {
+            Some(o) => format!("{id}({o})"),
+            None => id.to_string(),
+        }
+    }
+}
+
+/// Extra fields Ganeti accepts on every opcode; kept so that payloads round-trip.
+pub type OpExtra = BTreeMap<String, serde_json::Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcode_json_uses_ganeti_names() {
+        let op: OpCode = serde_json::from_str(
+            r#"{"OP_ID":"OP_INSTANCE_CREATE","instance_name":"i1","disk_template":"file",
+                "disks":[{"size":64}],"pnode":"n1","os_type":"noop"}"#,
+        )
+        .unwrap();
+        match &op {
+            OpCode::InstanceCreate { start, mode, .. } => {
+                assert!(*start);
+                assert_eq!(mode, "create");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(op.summary(), "INSTANCE_CREATE(i1)");
+        let v = serde_json::to_value(&op).unwrap();
+        assert_eq!(v["OP_ID"], "OP_INSTANCE_CREATE");
+        let d: OpCode = serde_json::from_str(r#"{"OP_ID":"OP_TEST_DELAY","duration":0}"#).unwrap();
+        assert_eq!(d.op_id(), "OP_TEST_DELAY");
+        assert!(serde_json::from_str::<OpCode>(r#"{"OP_ID":"OP_NOPE"}"#).is_err());
+    }
+}
