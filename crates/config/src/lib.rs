@@ -1,0 +1,1 @@
+//! Config state machine (being written).

@@ -1,0 +1,1 @@
+//! Node runtime (being written).

@@ -1,0 +1,12 @@
+//! Maguey's placement engine: an htools-compatible scorer, allocator
+//! (hail), balancer (hbal), capacity planner (hspace) and rolling-reboot
+//! planner (hroller), working on Ganeti's text backend and iallocator
+//! formats.
+
+pub mod model;
+pub mod score;
+pub mod text;
+pub mod types;
+
+pub use model::{Cluster, Instance, LoadOptions, Node};
+pub use types::{Error, Result};

@@ -1,0 +1,365 @@
+//! The cluster score of htools (`Cluster/Metrics.hs`): a weighted sum of
+//! standard deviations of per-node ratios plus weighted counts. Lower is
+//! better. `Stats` keeps running sums so that a candidate move touching a
+//! few nodes is scored in O(changed nodes), without rescoring the cluster.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Node, NodeDyn};
+
+/// Number of standard-deviation components.
+pub const NSTD: usize = 13;
+
+/// Names and weights of the std-dev components, in evaluation order.
+pub const STD_NAMES: [&str; NSTD] = [
+    "free_mem_cv",
+    "free_disk_cv",
+    "reserved_mem_cv",
+    "vcpu_ratio_cv",
+    "cpu_load_cv",
+    "mem_load_cv",
+    "disk_load_cv",
+    "net_load_cv",
+    "spindles_cv",
+    "free_mem_cv_forth",
+    "free_disk_cv_forth",
+    "vcpu_ratio_cv_forth",
+    "spindles_cv_forth",
+];
+pub const STD_WEIGHTS: [f64; NSTD] = [0.5, 0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5];
+pub const W_N1: f64 = 1.0;
+pub const W_OFF_ALL: f64 = 4.0;
+pub const W_OFF_PRI: f64 = 16.0;
+pub const W_PRI_TAGS: f64 = 2.0;
+pub const W_LOCATION: f64 = 1.0;
+pub const W_LOC_EXCL: f64 = 1.0;
+pub const W_RESERVED_TOTAL: f64 = 0.25;
+
+/// Per-node contribution to the score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeVals {
+    pub online: bool,
+    pub std: [f64; NSTD],
+    pub n1: f64,
+    pub pri_tags: f64,
+    pub location: f64,
+    pub off_all: f64,
+    pub off_pri: f64,
+}
+
+/// Compute the score contribution of `node` in dynamic state `d`.
+pub fn node_vals(node: &Node, d: &NodeDyn) -> NodeVals {
+    let st = &d.st;
+    let n1 = if st.fail_n1 { (st.n_sec + st.n_pri) as f64 } else { 0.0 };
+    let pool = node.util_pool;
+    NodeVals {
+        online: !node.offline,
+        std: [
+            node.p_mem(st),
+            node.p_dsk(st),
+            node.p_rem(st),
+            node.p_cpu(st) / node.cpu_speed,
+            st.util.cpu / pool.cpu,
+            st.util.mem / pool.mem,
+            st.util.dsk / pool.dsk,
+            st.util.net / pool.net,
+            st.inst_spindles / node.hi_spindles,
+            node.p_mem_forth(st),
+            node.p_dsk_forth(st),
+            node.p_cpu_forth(st) / node.cpu_speed,
+            st.inst_spindles_forth / node.hi_spindles,
+        ],
+        n1,
+        pri_tags: st.pri_conflicts as f64,
+        location: st.location_score as f64,
+        off_all: (st.n_pri + st.n_sec) as f64,
+        off_pri: st.n_pri as f64,
+    }
+}
+
+/// Detailed score: the value of every component (unweighted) and the total.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detailed {
+    pub std: [f64; NSTD],
+    pub n1: f64,
+    pub off_all: f64,
+    pub off_pri: f64,
+    pub pri_tags: f64,
+    pub location: f64,
+    pub loc_excl: f64,
+    pub reserved_total: f64,
+    pub total: f64,
+}
+
+/// Full (two-pass) computation of the score of a set of nodes, exactly as
+/// htools' `compCV`.
+pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
+    let mut vals = Vec::new();
+    let mut map: BTreeMap<&(String, String), i64> = BTreeMap::new();
+    for n in nodes {
+        let v = node_vals(n, &n.d);
+        if v.online {
+            for (k, c) in &n.d.inst_map {
+                *map.entry(k).or_insert(0) += *c;
+            }
+        }
+        vals.push(v);
+    }
+    let online: Vec<&NodeVals> = vals.iter().filter(|v| v.online).collect();
+    let cnt = online.len() as f64;
+    let mut std = [0.0; NSTD];
+    if !online.is_empty() {
+        for (k, s) in std.iter_mut().enumerate() {
+            let mean = online.iter().map(|v| v.std[k]).sum::<f64>() / cnt;
+            let nvar: f64 = online
+                .iter()
+                .map(|v| {
+                    let d = v.std[k] - mean;
+                    d * d
+                })
+                .sum();
+            *s = (nvar / cnt).sqrt();
+        }
+    }
+    let n1: f64 = online.iter().map(|v| v.n1).sum();
+    let pri_tags: f64 = online.iter().map(|v| v.pri_tags).sum();
+    let location: f64 = online.iter().map(|v| v.location).sum();
+    let reserved_total: f64 = online.iter().map(|v| v.std[2]).sum();
+    let off_all: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_all).sum();
+    let off_pri: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_pri).sum();
+    let loc_excl = (map.values().sum::<i64>() - map.len() as i64) as f64;
+    let total = STD_WEIGHTS.iter().zip(std.iter()).map(|(w, s)| w * s).sum::<f64>()
+        + W_N1 * n1
+        + W_OFF_ALL * off_all
+        + W_OFF_PRI * off_pri
+        + W_PRI_TAGS * pri_tags
+        + W_LOCATION * location
+        + W_LOC_EXCL * loc_excl
+        + W_RESERVED_TOTAL * reserved_total;
+    Detailed {
+        std,
+        n1,
+        off_all,
+        off_pri,
+        pri_tags,
+        location,
+        loc_excl,
+        reserved_total,
+        total,
+    }
+}
+
+/// Score of all nodes of a cluster.
+pub fn score(nodes: &[Node]) -> f64 {
+    score_nodes(nodes.iter()).total
+}
+
+/// htools' `optimalCVScore`: the lower bound due to N+1 reservations.
+pub fn optimal_score(nodes: &[Node]) -> f64 {
+    if nodes.len() <= 1 {
+        return 0.0;
+    }
+    let total: f64 = nodes.iter().map(|n| n.t_mem).sum();
+    let maxm = nodes.iter().map(|n| n.t_mem).fold(f64::MIN, f64::max);
+    let less = total - maxm;
+    if less <= 0.0 {
+        return 0.0;
+    }
+    let drbd: f64 = nodes.iter().map(|n| n.d.peers.iter().map(|p| p.1).sum::<i64>() as f64).sum();
+    W_RESERVED_TOTAL * (drbd / less - drbd / total)
+}
+
+/// Running statistics for incremental scoring.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    n: f64,
+    refv: [f64; NSTD],
+    sum: [f64; NSTD],
+    sumsq: [f64; NSTD],
+    n1: f64,
+    pri_tags: f64,
+    location: f64,
+    reserved: f64,
+    off_all: f64,
+    off_pri: f64,
+    loc_map: BTreeMap<(String, String), i64>,
+    loc_excl: f64,
+}
+
+/// One node's change for incremental scoring.
+pub struct Change<'a> {
+    pub old: NodeVals,
+    pub new: NodeVals,
+    pub old_map: Option<&'a BTreeMap<(String, String), i64>>,
+    pub new_map: Option<&'a BTreeMap<(String, String), i64>>,
+}
+
+impl Stats {
+    pub fn new<'a>(nodes: impl Iterator<Item = &'a Node> + Clone) -> Stats {
+        let vals: Vec<(NodeVals, &Node)> = nodes.map(|n| (node_vals(n, &n.d), n)).collect();
+        let online: Vec<&NodeVals> = vals.iter().map(|v| &v.0).filter(|v| v.online).collect();
+        let n = online.len() as f64;
+        let mut refv = [0.0; NSTD];
+        if n > 0.0 {
+            for (k, r) in refv.iter_mut().enumerate() {
+                *r = online.iter().map(|v| v.std[k]).sum::<f64>() / n;
+            }
+        }
+        let mut s = Stats {
+            n,
+            refv,
+            sum: [0.0; NSTD],
+            sumsq: [0.0; NSTD],
+            n1: 0.0,
+            pri_tags: 0.0,
+            location: 0.0,
+            reserved: 0.0,
+            off_all: 0.0,
+            off_pri: 0.0,
+            loc_map: BTreeMap::new(),
+            loc_excl: 0.0,
+        };
+        for (v, node) in &vals {
+            s.add(v, 1.0);
+            if v.online {
+                for (k, c) in &node.d.inst_map {
+                    *s.loc_map.entry(k.clone()).or_insert(0) += *c;
+                }
+            }
+        }
+        s.loc_excl = (s.loc_map.values().sum::<i64>() - s.loc_map.len() as i64) as f64;
+        s
+    }
+
+    fn add(&mut self, v: &NodeVals, sign: f64) {
+        if v.online {
+            for k in 0..NSTD {
+                let x = v.std[k] - self.refv[k];
+                self.sum[k] += sign * x;
+                self.sumsq[k] += sign * x * x;
+            }
+            self.n1 += sign * v.n1;
+            self.pri_tags += sign * v.pri_tags;
+            self.location += sign * v.location;
+            self.reserved += sign * v.std[2];
+        } else {
+            self.off_all += sign * v.off_all;
+            self.off_pri += sign * v.off_pri;
+        }
+    }
+
+    fn value(
+        &self,
+        sum: &[f64; NSTD],
+        sumsq: &[f64; NSTD],
+        sums: [f64; 6],
+        loc_excl: f64,
+    ) -> f64 {
+        let mut t = 0.0;
+        if self.n > 0.0 {
+            for k in 0..NSTD {
+                let m = sum[k] / self.n;
+                let var = (sumsq[k] / self.n - m * m).max(0.0);
+                t += STD_WEIGHTS[k] * var.sqrt();
+            }
+        }
+        t + W_N1 * sums[0]
+            + W_PRI_TAGS * sums[1]
+            + W_LOCATION * sums[2]
+            + W_RESERVED_TOTAL * sums[3]
+            + W_OFF_ALL * sums[4]
+            + W_OFF_PRI * sums[5]
+            + W_LOC_EXCL * loc_excl
+    }
+
+    /// Current score.
+    pub fn score(&self) -> f64 {
+        self.value(
+            &self.sum,
+            &self.sumsq,
+            [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri],
+            self.loc_excl,
+        )
+    }
+
+    fn loc_delta(&self, changes: &[Change]) -> f64 {
+        let mut delta: BTreeMap<&(String, String), i64> = BTreeMap::new();
+        let mut any = false;
+        for c in changes {
+            if let (true, Some(m)) = (c.old.online, c.old_map) {
+                for (k, v) in m {
+                    *delta.entry(k).or_insert(0) -= v;
+                    any = true;
+                }
+            }
+            if let (true, Some(m)) = (c.new.online, c.new_map) {
+                for (k, v) in m {
+                    *delta.entry(k).or_insert(0) += v;
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return 0.0;
+        }
+        let mut d = 0.0;
+        for (k, dv) in delta {
+            if dv == 0 {
+                continue;
+            }
+            let old = self.loc_map.get(k).copied().unwrap_or(0);
+            let new = old + dv;
+            let contrib = |c: i64| if c > 0 { (c - 1) as f64 } else { 0.0 };
+            d += contrib(new) - contrib(old);
+        }
+        d
+    }
+
+    /// Score after replacing the given nodes' contributions (no mutation).
+    pub fn score_with(&self, changes: &[Change]) -> f64 {
+        let mut sum = self.sum;
+        let mut sumsq = self.sumsq;
+        let mut sums = [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri];
+        for c in changes {
+            for (v, sign) in [(&c.old, -1.0), (&c.new, 1.0)] {
+                if v.online {
+                    for k in 0..NSTD {
+                        let x = v.std[k] - self.refv[k];
+                        sum[k] += sign * x;
+                        sumsq[k] += sign * x * x;
+                    }
+                    sums[0] += sign * v.n1;
+                    sums[1] += sign * v.pri_tags;
+                    sums[2] += sign * v.location;
+                    sums[3] += sign * v.std[2];
+                } else {
+                    sums[4] += sign * v.off_all;
+                    sums[5] += sign * v.off_pri;
+                }
+            }
+        }
+        let le = self.loc_excl + self.loc_delta(changes);
+        self.value(&sum, &sumsq, sums, le)
+    }
+
+    /// Apply changes permanently.
+    pub fn apply(&mut self, changes: &[Change]) {
+        let ld = self.loc_delta(changes);
+        for c in changes {
+            self.add(&c.old, -1.0);
+            self.add(&c.new, 1.0);
+            if let (true, Some(m)) = (c.old.online, c.old_map) {
+                for (k, v) in m {
+                    *self.loc_map.entry(k.clone()).or_insert(0) -= v;
+                }
+            }
+            if let (true, Some(m)) = (c.new.online, c.new_map) {
+                for (k, v) in m {
+                    *self.loc_map.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+        }
+        self.loc_map.retain(|_, v| *v > 0);
+        self.loc_excl += ld;
+    }
+}

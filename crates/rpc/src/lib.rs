@@ -1,0 +1,4 @@
+//! Node RPC: the protocol between master and node daemons, the cluster CA, mutual TLS.
+
+pub mod protocol;
+pub use protocol::*;

@@ -1,0 +1,218 @@
+//! The node RPC protocol: one enum of requests the master sends to node daemons.
+//!
+//! On the wire: `POST /rpc` with the JSON of a [`NodeRequest`] (`{"procedure": ..., "args": ...}`),
+//! answered with the JSON of an [`RpcReply`]. Procedure names follow Ganeti's noded RPCs.
+
+use maguey_model::{Disk, Ssconf};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything the master can ask a node daemon to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "procedure", content = "args", rename_all = "snake_case")]
+pub enum NodeRequest {
+    /// Version handshake: answers [`VersionInfo`].
+    Version,
+    /// Live node facts: answers [`NodeInfo`].
+    NodeInfo {
+        /// The cluster's file storage directory (relative: under the node's state dir).
+        file_storage_dir: String,
+        hypervisor: String,
+    },
+    /// Stores the cluster-wide facts (Ganeti's `write_ssconf_files`). Answers null.
+    WriteSsconf { ssconf: Ssconf },
+    /// Creates a disk on this node (sparse file for `file`). Answers [`BlockdevInfo`].
+    BlockdevCreate {
+        disk: Disk,
+        instance_name: String,
+        file_storage_dir: String,
+    },
+    /// Removes a disk; removing a disk that does not exist succeeds. Answers null.
+    BlockdevRemove { disk: Disk, file_storage_dir: String },
+    /// Looks a disk up: answers `Option<BlockdevInfo>` (null when missing).
+    BlockdevFind { disk: Disk, file_storage_dir: String },
+    /// Every disk file under the file storage directory: answers `Vec<String>` of paths
+    /// relative to that directory (used by cluster verify to find orphans).
+    FileStorageList { file_storage_dir: String },
+    /// Starts an instance. Answers null.
+    InstanceStart { instance: InstanceRuntime },
+    /// Stops an instance (soft, then hard after `timeout` seconds). Answers null.
+    InstanceShutdown {
+        name: String,
+        hypervisor: String,
+        timeout: u64,
+    },
+    /// Reboots an instance (`soft`, `hard`; `full` is stop + start by the master). Answers null.
+    InstanceReboot {
+        instance: InstanceRuntime,
+        reboot_type: String,
+        shutdown_timeout: u64,
+    },
+    /// Names of the instances running here: answers `Vec<String>`.
+    InstanceList { hypervisor: String },
+    /// Live data of one instance: answers `Option<InstanceRunInfo>`.
+    InstanceInfo { name: String, hypervisor: String },
+    /// Live data of every instance here: answers `BTreeMap<String, InstanceRunInfo>`.
+    AllInstancesInfo { hypervisor: String },
+    /// Changes the memory of a running instance (ballooning). Answers null.
+    InstanceBalloonMemory {
+        name: String,
+        hypervisor: String,
+        memory: u64,
+    },
+    /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
+    InstanceOsAdd {
+        install: OsInstall,
+        reinstall: bool,
+    },
+    /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
+    OsDiagnose,
+    /// Sleeps (OP_TEST_DELAY on nodes). Answers null.
+    TestDelay { duration: f64 },
+    /// Leaves the cluster: removes the node's certificates and ssconf, then stops serving.
+    /// Answers null (the reply is sent before the daemon stops).
+    LeaveCluster,
+}
+
+impl NodeRequest {
+    /// The procedure name, as in Ganeti's RPC list.
+    pub fn procedure(&self) -> &'static str {
+        match self {
+            NodeRequest::Version => "version",
+            NodeRequest::NodeInfo { .. } => "node_info",
+            NodeRequest::WriteSsconf { .. } => "write_ssconf",
+            NodeRequest::BlockdevCreate { .. } => "blockdev_create",
+            NodeRequest::BlockdevRemove { .. } => "blockdev_remove",
+            NodeRequest::BlockdevFind { .. } => "blockdev_find",
+            NodeRequest::FileStorageList { .. } => "file_storage_list",
+            NodeRequest::InstanceStart { .. } => "instance_start",
+            NodeRequest::InstanceShutdown { .. } => "instance_shutdown",
+            NodeRequest::InstanceReboot { .. } => "instance_reboot",
+            NodeRequest::InstanceList { .. } => "instance_list",
+            NodeRequest::InstanceInfo { .. } => "instance_info",
+            NodeRequest::AllInstancesInfo { .. } => "all_instances_info",
+            NodeRequest::InstanceBalloonMemory { .. } => "instance_balloon_memory",
+            NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
+            NodeRequest::OsDiagnose => "os_diagnose",
+            NodeRequest::TestDelay { .. } => "test_delay",
+            NodeRequest::LeaveCluster => "leave_cluster",
+        }
+    }
+}
+
+/// The answer to any request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RpcReply {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Maguey's version string.
+    pub version: String,
+    /// Must equal [`maguey_model::PROTOCOL_VERSION`] on both ends.
+    pub protocol: u32,
+    /// The node's name as it knows itself (from its certificate).
+    pub node_name: String,
+}
+
+/// Storage space of one kind on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    /// Storage type: `file`, `sharedfile`, `lvm-vg`, ...
+    #[serde(rename = "type")]
+    pub storage_type: String,
+    /// Path or VG name.
+    pub name: String,
+    /// MiB.
+    pub storage_size: u64,
+    /// MiB.
+    pub storage_free: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub cpu_count: u32,
+    /// MiB, as the hypervisor sees it.
+    pub memory_total: u64,
+    /// MiB left for new instances.
+    pub memory_free: u64,
+    /// MiB used by the node itself (Ganeti's `memory_dom0`).
+    pub memory_dom0: u64,
+    pub storage: Vec<StorageInfo>,
+    /// Changes at every boot of the node.
+    pub bootid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockdevInfo {
+    /// Absolute path of the device or file on the node.
+    pub path: String,
+    /// MiB.
+    pub size: u64,
+}
+
+/// Everything a node needs to start or reboot an instance, with parameters already filled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRuntime {
+    pub name: String,
+    pub uuid: String,
+    pub hypervisor: String,
+    /// MiB at start (maxmem).
+    pub memory: u64,
+    pub vcpus: u32,
+    pub hvparams: BTreeMap<String, serde_json::Value>,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<NicRuntime>,
+    pub file_storage_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NicRuntime {
+    pub mac: String,
+    pub ip: Option<String>,
+    pub mode: String,
+    pub link: String,
+}
+
+/// Live state of a running instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRunInfo {
+    /// `running`, `paused`, `shutdown` (guest stopped itself) ...
+    pub state: String,
+    /// MiB currently assigned.
+    pub memory: u64,
+    pub vcpus: u32,
+    pub pid: Option<u32>,
+    /// Seconds since start.
+    pub uptime: f64,
+}
+
+/// An OS installation request (Ganeti's OS API, version 20 environment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OsInstall {
+    pub instance_name: String,
+    /// `name` or `name+variant`.
+    pub os: String,
+    pub hypervisor: String,
+    pub osparams: BTreeMap<String, serde_json::Value>,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<NicRuntime>,
+    pub file_storage_dir: String,
+    pub debug_level: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OsInfo {
+    pub name: String,
+    pub path: String,
+    pub valid: bool,
+    /// Why the definition is invalid, if it is.
+    pub status: String,
+    pub variants: Vec<String>,
+    pub parameters: Vec<(String, String)>,
+    pub api_versions: Vec<u32>,
+}
