@@ -3,7 +3,9 @@
 //! planner (hroller), working on Ganeti's text backend and iallocator
 //! formats.
 
+pub mod balance;
 pub mod model;
+pub mod moves;
 pub mod score;
 pub mod text;
 pub mod types;

@@ -105,7 +105,10 @@ impl Instance {
         }
     }
     pub fn is_running(&self) -> bool {
-        matches!(self.status, InstanceStatus::Running | InstanceStatus::ErrorUp)
+        matches!(
+            self.status,
+            InstanceStatus::Running | InstanceStatus::ErrorUp
+        )
     }
     pub fn not_offline(&self) -> bool {
         self.status != InstanceStatus::AdminOffline
@@ -149,7 +152,12 @@ impl Instance {
         }
     }
 
-    fn compare_ispec(&self, which: std::cmp::Ordering, spec: &ISpec, excl: bool) -> Option<FailMode> {
+    fn compare_ispec(
+        &self,
+        which: std::cmp::Ordering,
+        spec: &ISpec,
+        excl: bool,
+    ) -> Option<FailMode> {
         if self.mem.cmp(&spec.mem) == which {
             return Some(FailMode::FailMem);
         }
@@ -483,24 +491,35 @@ impl Node {
 
     /// htools' `addPriEx`: add `inst` as a primary instance to the dynamic
     /// state `d` of this node (`force` skips the soft checks).
-    pub fn add_pri(&self, d: &mut NodeDyn, inst: &Instance, force: bool) -> std::result::Result<(), FailMode> {
+    pub fn add_pri(
+        &self,
+        d: &mut NodeDyn,
+        inst: &Instance,
+        force: bool,
+    ) -> std::result::Result<(), FailMode> {
         let strict = !force;
         let st = &d.st;
         let uses_disk = inst.uses_local_storage();
         let l_cpu = self.vcpu_ratio;
         let online = inst.not_offline();
         let new_mem_forth = st.f_mem_forth - inst.mem;
-        let new_dsk_forth = if uses_disk { st.f_dsk_forth - inst.dsk } else { st.f_dsk_forth };
+        let new_dsk_forth = if uses_disk {
+            st.f_dsk_forth - inst.dsk
+        } else {
+            st.f_dsk_forth
+        };
         let new_free_sp_forth = self.free_spindles(st.f_spindles_forth, inst, true);
         let new_inst_sp_forth = self.spindle_use(st.inst_spindles_forth, inst, true);
-        let new_ucpu_forth = if online { st.u_cpu_forth + inst.vcpus } else { st.u_cpu_forth };
+        let new_ucpu_forth = if online {
+            st.u_cpu_forth + inst.vcpus
+        } else {
+            st.u_cpu_forth
+        };
         let new_pcpu_forth = new_ucpu_forth as f64 / self.t_cpu;
         let forth_violation = || -> Option<FailMode> {
             if new_mem_forth <= 0 {
                 Some(FailMode::FailMem)
-            } else if uses_disk && new_dsk_forth <= 0 {
-                Some(FailMode::FailDisk)
-            } else if uses_disk && new_dsk_forth < self.lo_dsk {
+            } else if uses_disk && (new_dsk_forth <= 0 || new_dsk_forth < self.lo_dsk) {
                 Some(FailMode::FailDisk)
             } else if uses_disk && self.excl_storage && new_free_sp_forth < 0 {
                 Some(FailMode::FailSpindles)
@@ -519,13 +538,25 @@ impl Node {
                 }
             }
         } else {
-            let new_i_mem = if inst.uses_memory() { st.i_mem + inst.mem } else { st.i_mem };
+            let new_i_mem = if inst.uses_memory() {
+                st.i_mem + inst.mem
+            } else {
+                st.i_mem
+            };
             let new_free_mem = (self.t_mem as i64) - self.n_mem - new_i_mem - self.x_mem.max(0);
             let new_failn1 = new_free_mem <= st.r_mem;
-            let new_dsk = if uses_disk { st.f_dsk - inst.dsk } else { st.f_dsk };
+            let new_dsk = if uses_disk {
+                st.f_dsk - inst.dsk
+            } else {
+                st.f_dsk
+            };
             let new_free_sp = self.free_spindles(st.f_spindles, inst, true);
             let new_inst_sp = self.spindle_use(st.inst_spindles, inst, true);
-            let new_ucpu = if online { st.u_cpu + inst.vcpus } else { st.u_cpu };
+            let new_ucpu = if online {
+                st.u_cpu + inst.vcpus
+            } else {
+                st.u_cpu
+            };
             let new_pcpu = new_ucpu as f64 / self.t_cpu;
             if new_free_mem <= 0 {
                 return Err(FailMode::FailMem);
@@ -562,7 +593,7 @@ impl Node {
             st.f_dsk = new_dsk;
             st.fail_n1 = new_failn1;
             st.u_cpu = new_ucpu;
-            st.util = st.util.add(inst.util);
+            st.util = st.util.plus(inst.util);
             st.inst_spindles = new_inst_sp;
             st.f_spindles = new_free_sp;
             st.location_score += loc_delta;
@@ -634,7 +665,7 @@ impl Node {
         if online {
             st.u_cpu -= inst.vcpus;
         }
-        st.util = st.util.sub(inst.util);
+        st.util = st.util.minus(inst.util);
         st.location_score -= loc_delta;
         st.n_pri -= 1;
         for loc in &self.location_tags {
@@ -752,14 +783,22 @@ impl Node {
             return;
         }
         let old_peem = d.peer(pdx);
-        let new_peem = if inst.uses_sec_mem() { old_peem - inst.mem } else { old_peem };
+        let new_peem = if inst.uses_sec_mem() {
+            old_peem - inst.mem
+        } else {
+            old_peem
+        };
         if new_peem > 0 {
             d.set_peer(pdx, new_peem);
         } else {
             d.remove_peer(pdx);
         }
         let old_rmem = d.st.r_mem;
-        let new_rmem = if old_peem < old_rmem { old_rmem } else { d.max_peer() };
+        let new_rmem = if old_peem < old_rmem {
+            old_rmem
+        } else {
+            d.max_peer()
+        };
         let unalloc = self.unallocated_mem(&d.st);
         let st = &mut d.st;
         if uses_disk {
@@ -842,10 +881,18 @@ fn migrations(ctags: &[String]) -> Vec<(String, String)> {
 
 impl Cluster {
     pub fn node_index(&self) -> HashMap<&str, usize> {
-        self.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect()
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect()
     }
     pub fn instance_index(&self) -> HashMap<&str, usize> {
-        self.instances.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect()
+        self.instances
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect()
     }
     pub fn group_by_name(&self, name: &str) -> Option<usize> {
         self.groups.iter().position(|g| g.name == name)
@@ -908,11 +955,17 @@ impl Cluster {
         let nn = self.nodes.len();
         for (i, inst) in self.instances.iter().enumerate() {
             if inst.pnode >= nn {
-                return Err(Error::Invalid(format!("instance {} has no valid primary node", inst.name)));
+                return Err(Error::Invalid(format!(
+                    "instance {} has no valid primary node",
+                    inst.name
+                )));
             }
             if let Some(s) = inst.snode {
                 if s >= nn {
-                    return Err(Error::Invalid(format!("instance {} has an invalid secondary", inst.name)));
+                    return Err(Error::Invalid(format!(
+                        "instance {} has an invalid secondary",
+                        inst.name
+                    )));
                 }
                 if s == inst.pnode && inst.has_secondary() {
                     return Err(Error::Invalid(format!(
@@ -928,10 +981,17 @@ impl Cluster {
         }
         for n in &self.nodes {
             if n.group >= self.groups.len() {
-                return Err(Error::Invalid(format!("node {} has an unknown group", n.name)));
+                return Err(Error::Invalid(format!(
+                    "node {} has an unknown group",
+                    n.name
+                )));
             }
         }
-        for name in opts.select_instances.iter().chain(opts.exclude_instances.iter()) {
+        for name in opts
+            .select_instances
+            .iter()
+            .chain(opts.exclude_instances.iter())
+        {
             if !self.instances.iter().any(|i| &i.name == name) {
                 return Err(Error::Invalid(format!("unknown instance '{name}'")));
             }
@@ -985,7 +1045,11 @@ impl Cluster {
             let mut peers: BTreeMap<usize, i64> = BTreeMap::new();
             for &ii in &self.nodes[ni].slist {
                 let inst = &insts[ii];
-                let mem = if inst.uses_sec_mem() && !inst.forthcoming { inst.mem } else { 0 };
+                let mem = if inst.uses_sec_mem() && !inst.forthcoming {
+                    inst.mem
+                } else {
+                    0
+                };
                 *peers.entry(inst.pnode).or_insert(0) += mem;
             }
             let n = &mut self.nodes[ni];
@@ -1056,7 +1120,7 @@ impl Cluster {
         if online {
             st.u_cpu += inst.vcpus;
         }
-        st.util = st.util.add(inst.util);
+        st.util = st.util.plus(inst.util);
         st.inst_spindles = spu;
         st.location_score += loc;
         st.n_pri += 1;
@@ -1089,7 +1153,9 @@ impl Cluster {
 
     /// Indices of online nodes.
     pub fn online_nodes(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| !self.nodes[i].offline).collect()
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].offline)
+            .collect()
     }
 
     /// Node indices per group (in index order), for groups that have nodes.
@@ -1105,7 +1171,9 @@ impl Cluster {
     /// whose primary is in that group (htools' `splitCluster`); returns the
     /// sub-cluster and the mapping of new node indices to old ones.
     pub fn split_group(&self, gdx: usize) -> (Cluster, Vec<usize>, Vec<usize>) {
-        let node_map: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].group == gdx).collect();
+        let node_map: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].group == gdx)
+            .collect();
         let mut rev = vec![usize::MAX; self.nodes.len()];
         for (new, &old) in node_map.iter().enumerate() {
             rev[old] = new;
@@ -1121,15 +1189,22 @@ impl Cluster {
             .iter()
             .map(|&o| {
                 let mut n = self.nodes[o].clone();
-                n.plist = n.plist.iter().filter_map(|&i| Some(irev[i]).filter(|&x| x != usize::MAX)).collect();
-                n.slist = n.slist.iter().filter_map(|&i| Some(irev[i]).filter(|&x| x != usize::MAX)).collect();
-                n.d.peers = n
-                    .d
-                    .peers
+                n.plist = n
+                    .plist
                     .iter()
-                    .filter(|p| rev[p.0] != usize::MAX)
-                    .map(|p| (rev[p.0], p.1))
+                    .filter_map(|&i| Some(irev[i]).filter(|&x| x != usize::MAX))
                     .collect();
+                n.slist = n
+                    .slist
+                    .iter()
+                    .filter_map(|&i| Some(irev[i]).filter(|&x| x != usize::MAX))
+                    .collect();
+                n.d.peers =
+                    n.d.peers
+                        .iter()
+                        .filter(|p| rev[p.0] != usize::MAX)
+                        .map(|p| (rev[p.0], p.1))
+                        .collect();
                 n.d.peers.sort();
                 n
             })
@@ -1140,7 +1215,9 @@ impl Cluster {
                 let mut i = self.instances[o].clone();
                 i.pnode = rev[i.pnode];
                 // secondary outside the group: keep it unplaced (not movable)
-                i.snode = i.snode.and_then(|s| Some(rev[s]).filter(|&x| x != usize::MAX));
+                i.snode = i
+                    .snode
+                    .and_then(|s| Some(rev[s]).filter(|&x| x != usize::MAX));
                 if self.instances[o].snode.is_some() && i.snode.is_none() {
                     i.movable = false;
                 }

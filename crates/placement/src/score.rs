@@ -26,7 +26,9 @@ pub const STD_NAMES: [&str; NSTD] = [
     "vcpu_ratio_cv_forth",
     "spindles_cv_forth",
 ];
-pub const STD_WEIGHTS: [f64; NSTD] = [0.5, 0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5];
+pub const STD_WEIGHTS: [f64; NSTD] = [
+    0.5, 0.5, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5,
+];
 pub const W_N1: f64 = 1.0;
 pub const W_OFF_ALL: f64 = 4.0;
 pub const W_OFF_PRI: f64 = 16.0;
@@ -50,7 +52,11 @@ pub struct NodeVals {
 /// Compute the score contribution of `node` in dynamic state `d`.
 pub fn node_vals(node: &Node, d: &NodeDyn) -> NodeVals {
     let st = &d.st;
-    let n1 = if st.fail_n1 { (st.n_sec + st.n_pri) as f64 } else { 0.0 };
+    let n1 = if st.fail_n1 {
+        (st.n_sec + st.n_pri) as f64
+    } else {
+        0.0
+    };
     let pool = node.util_pool;
     NodeVals {
         online: !node.offline,
@@ -128,7 +134,11 @@ pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
     let off_all: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_all).sum();
     let off_pri: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_pri).sum();
     let loc_excl = (map.values().sum::<i64>() - map.len() as i64) as f64;
-    let total = STD_WEIGHTS.iter().zip(std.iter()).map(|(w, s)| w * s).sum::<f64>()
+    let total = STD_WEIGHTS
+        .iter()
+        .zip(std.iter())
+        .map(|(w, s)| w * s)
+        .sum::<f64>()
         + W_N1 * n1
         + W_OFF_ALL * off_all
         + W_OFF_PRI * off_pri
@@ -165,7 +175,10 @@ pub fn optimal_score(nodes: &[Node]) -> f64 {
     if less <= 0.0 {
         return 0.0;
     }
-    let drbd: f64 = nodes.iter().map(|n| n.d.peers.iter().map(|p| p.1).sum::<i64>() as f64).sum();
+    let drbd: f64 = nodes
+        .iter()
+        .map(|n| n.d.peers.iter().map(|p| p.1).sum::<i64>() as f64)
+        .sum();
     W_RESERVED_TOTAL * (drbd / less - drbd / total)
 }
 
@@ -248,13 +261,7 @@ impl Stats {
         }
     }
 
-    fn value(
-        &self,
-        sum: &[f64; NSTD],
-        sumsq: &[f64; NSTD],
-        sums: [f64; 6],
-        loc_excl: f64,
-    ) -> f64 {
+    fn value(&self, sum: &[f64; NSTD], sumsq: &[f64; NSTD], sums: [f64; 6], loc_excl: f64) -> f64 {
         let mut t = 0.0;
         if self.n > 0.0 {
             for k in 0..NSTD {
@@ -277,7 +284,14 @@ impl Stats {
         self.value(
             &self.sum,
             &self.sumsq,
-            [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri],
+            [
+                self.n1,
+                self.pri_tags,
+                self.location,
+                self.reserved,
+                self.off_all,
+                self.off_pri,
+            ],
             self.loc_excl,
         )
     }
@@ -319,7 +333,14 @@ impl Stats {
     pub fn score_with(&self, changes: &[Change]) -> f64 {
         let mut sum = self.sum;
         let mut sumsq = self.sumsq;
-        let mut sums = [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri];
+        let mut sums = [
+            self.n1,
+            self.pri_tags,
+            self.location,
+            self.reserved,
+            self.off_all,
+            self.off_pri,
+        ];
         for c in changes {
             for (v, sign) in [(&c.old, -1.0), (&c.new, 1.0)] {
                 if v.online {

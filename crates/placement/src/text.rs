@@ -23,7 +23,9 @@ fn yn(what: &str, s: &str) -> Result<bool> {
 fn parse_ispec(owner: &str, s: &str) -> Result<ISpec> {
     let f = sep_split(s, ',');
     if f.len() < 6 {
-        return Err(Error::Parse(format!("invalid ispec data for {owner}: '{s}'")));
+        return Err(Error::Parse(format!(
+            "invalid ispec data for {owner}: '{s}'"
+        )));
     }
     Ok(ISpec {
         mem: parse_int(&format!("{owner}/memsize"), &f[0])?,
@@ -43,8 +45,10 @@ fn parse_ipolicy(line: &str) -> Result<(String, IPolicy)> {
     let owner = f[0].clone();
     let std = parse_ispec(&format!("{owner}/stdspec"), &f[1])?;
     let specs = sep_split(&f[2], ';');
-    if specs.len() % 2 != 0 {
-        return Err(Error::Parse(format!("odd number of min/max specs for {owner}")));
+    if !specs.len().is_multiple_of(2) {
+        return Err(Error::Parse(format!(
+            "odd number of min/max specs for {owner}"
+        )));
     }
     let mut minmax = vec![];
     for p in specs.chunks(2) {
@@ -96,7 +100,9 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
     for l in &sections[0] {
         let f = sep_split(l, '|');
         if f.len() < 4 {
-            return Err(Error::Parse(format!("invalid/incomplete group data: '{l}'")));
+            return Err(Error::Parse(format!(
+                "invalid/incomplete group data: '{l}'"
+            )));
         }
         groups.push(Group {
             name: f[0].clone(),
@@ -164,7 +170,9 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
     for l in &sections[2] {
         let mut f = sep_split(l, '|');
         if f.len() < 10 {
-            return Err(Error::Parse(format!("invalid/incomplete instance data: '{l}'")));
+            return Err(Error::Parse(format!(
+                "invalid/incomplete instance data: '{l}'"
+            )));
         }
         let defaults = ["1", "-", "N"];
         while f.len() < 13 {
@@ -179,15 +187,27 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
                 .ok_or_else(|| Error::Parse(format!("unknown node '{nn}' for instance {name}")))
         };
         let pidx = lookup(&f[6])?;
-        let sidx = if f[7].is_empty() { None } else { Some(lookup(&f[7])?) };
+        let sidx = if f[7].is_empty() {
+            None
+        } else {
+            Some(lookup(&f[7])?)
+        };
         let dsize = parse_int(name, &f[2])?;
-        let spindles = if f[11] == "-" { None } else { Some(parse_int(name, &f[11])?) };
-        let template = DiskTemplate::from_raw(&f[8]).map_err(|e| Error::Parse(format!("instance {name}: {e}")))?;
+        let spindles = if f[11] == "-" {
+            None
+        } else {
+            Some(parse_int(name, &f[11])?)
+        };
+        let template = DiskTemplate::from_raw(&f[8])
+            .map_err(|e| Error::Parse(format!("instance {name}: {e}")))?;
         let mut inst = Instance::new(
             name,
             parse_int(name, &f[1])?,
             dsize,
-            vec![Disk { size: dsize, spindles }],
+            vec![Disk {
+                size: dsize,
+                spindles,
+            }],
             parse_int(name, &f[3])?,
             InstanceStatus::from_raw(&f[4])?,
             sep_split(&f[9], ','),
@@ -314,7 +334,11 @@ pub fn write_text(c: &Cluster) -> String {
     out.push('\n');
     for i in &c.instances {
         let pn = c.nodes.get(i.pnode).map(|n| n.name.as_str()).unwrap_or("");
-        let sn = i.snode.and_then(|s| c.nodes.get(s)).map(|n| n.name.as_str()).unwrap_or("");
+        let sn = i
+            .snode
+            .and_then(|s| c.nodes.get(s))
+            .map(|n| n.name.as_str())
+            .unwrap_or("");
         out.push_str(&format!(
             "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
             i.name,
@@ -328,7 +352,9 @@ pub fn write_text(c: &Cluster) -> String {
             i.template.to_raw(),
             i.tags.join(","),
             i.spindle_use,
-            i.total_spindles().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            i.total_spindles()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             if i.forthcoming { "Y" } else { "N" }
         ));
     }

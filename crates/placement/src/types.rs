@@ -303,7 +303,7 @@ impl DynUtil {
         dsk: 1.0,
         net: 1.0,
     };
-    pub fn add(self, o: DynUtil) -> DynUtil {
+    pub fn plus(self, o: DynUtil) -> DynUtil {
         DynUtil {
             cpu: self.cpu + o.cpu,
             mem: self.mem + o.mem,
@@ -311,7 +311,7 @@ impl DynUtil {
             net: self.net + o.net,
         }
     }
-    pub fn sub(self, o: DynUtil) -> DynUtil {
+    pub fn minus(self, o: DynUtil) -> DynUtil {
         DynUtil {
             cpu: self.cpu - o.cpu,
             mem: self.mem - o.mem,
@@ -367,7 +367,9 @@ pub fn parse_int(what: &str, s: &str) -> Result<i64> {
     }
     match t.parse::<f64>() {
         Ok(f) if f.fract() == 0.0 && f.is_finite() => Ok(f as i64),
-        _ => Err(Error::Parse(format!("{what}: cannot parse '{s}' as integer"))),
+        _ => Err(Error::Parse(format!(
+            "{what}: cannot parse '{s}' as integer"
+        ))),
     }
 }
 
