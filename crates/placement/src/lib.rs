@@ -3,7 +3,11 @@
 //! planner (hroller), working on Ganeti's text backend and iallocator
 //! formats.
 
+#![allow(clippy::type_complexity, clippy::large_enum_variant)]
+
+pub mod alloc;
 pub mod balance;
+pub mod ialloc;
 pub mod model;
 pub mod moves;
 pub mod score;

@@ -43,16 +43,36 @@ impl Cluster {
 
     /// Evaluate a move of instance `idx` (htools' `applyMoveEx`).
     pub fn eval_move(&self, idx: usize, mv: IMove, force: bool) -> R<MoveOutcome> {
-        let inst = &self.instances[idx];
+        self.eval_move_ov(&[], &self.instances[idx], idx, mv, force)
+    }
+
+    /// Evaluate a move of instance `idx`, whose current placement is given
+    /// by `inst`, on top of the node states in `overlay` (states that
+    /// differ from the committed ones). The outcome lists the touched
+    /// nodes only; merge it into the overlay with [`merge_overlay`].
+    pub fn eval_move_ov(
+        &self,
+        overlay: &[(usize, NodeDyn)],
+        inst: &Instance,
+        idx: usize,
+        mv: IMove,
+        force: bool,
+    ) -> R<MoveOutcome> {
+        let dyn_of = |n: usize| -> NodeDyn {
+            match overlay.iter().find(|(k, _)| *k == n) {
+                Some((_, d)) => d.clone(),
+                None => self.nodes[n].d.clone(),
+            }
+        };
         let opdx = inst.pnode;
         let nodes = &self.nodes;
         let off_p = nodes[opdx].offline;
         match mv {
             IMove::Failover => {
                 let osdx = inst.snode.ok_or(FailMode::FailInternal)?;
-                let mut int_p = self.dyn_of(opdx);
+                let mut int_p = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut int_p, inst);
-                let mut int_s = self.dyn_of(osdx);
+                let mut int_s = dyn_of(osdx);
                 nodes[osdx].remove_sec(&mut int_s, inst, opdx);
                 check_migration(self, opdx, osdx)?;
                 nodes[osdx].add_pri(&mut int_s, inst, off_p || force)?;
@@ -68,9 +88,9 @@ impl Cluster {
             }
             IMove::FailoverToAny(np) => {
                 check_migration(self, opdx, np)?;
-                let mut new_p = self.dyn_of(np);
+                let mut new_p = dyn_of(np);
                 nodes[np].add_pri(&mut new_p, inst, off_p || force)?;
-                let mut old_p = self.dyn_of(opdx);
+                let mut old_p = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut old_p, inst);
                 Ok(MoveOutcome {
                     inst: idx,
@@ -83,9 +103,9 @@ impl Cluster {
             }
             IMove::ReplacePrimary(np) => {
                 let osdx = inst.snode.ok_or(FailMode::FailInternal)?;
-                let mut int_p = self.dyn_of(opdx);
+                let mut int_p = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut int_p, inst);
-                let mut int_s = self.dyn_of(osdx);
+                let mut int_s = dyn_of(osdx);
                 nodes[osdx].remove_sec(&mut int_s, inst, opdx);
                 let new_inst = with_loc(self, inst, np, Some(osdx));
                 let force_p = off_p || force;
@@ -93,7 +113,7 @@ impl Cluster {
                 check_migration(self, osdx, np)?;
                 nodes[osdx].add_pri(&mut int_s, &new_inst, force_p)?;
                 nodes[osdx].remove_pri(&mut int_s, &new_inst);
-                let mut tgt = self.dyn_of(np);
+                let mut tgt = dyn_of(np);
                 nodes[np].add_pri(&mut tgt, &new_inst, force_p)?;
                 nodes[osdx].add_sec(&mut int_s, &new_inst, np, force_p, false)?;
                 Ok(MoveOutcome {
@@ -107,13 +127,13 @@ impl Cluster {
             }
             IMove::ReplaceSecondary(ns) => {
                 let osdx = inst.snode.ok_or(FailMode::FailInternal)?;
-                let mut pn = self.dyn_of(opdx);
+                let mut pn = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut pn, inst);
-                let mut int_s = self.dyn_of(osdx);
+                let mut int_s = dyn_of(osdx);
                 nodes[osdx].remove_sec(&mut int_s, inst, opdx);
                 let force_s = nodes[osdx].offline || force;
                 let new_inst = with_loc(self, inst, opdx, Some(ns));
-                let mut tgt = self.dyn_of(ns);
+                let mut tgt = dyn_of(ns);
                 nodes[ns].add_sec(&mut tgt, &new_inst, opdx, force_s, false)?;
                 nodes[opdx].add_pri(&mut pn, &new_inst, true)?;
                 Ok(MoveOutcome {
@@ -127,14 +147,14 @@ impl Cluster {
             }
             IMove::ReplaceAndFailover(np) => {
                 let osdx = inst.snode.ok_or(FailMode::FailInternal)?;
-                let mut int_p = self.dyn_of(opdx);
+                let mut int_p = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut int_p, inst);
-                let mut int_s = self.dyn_of(osdx);
+                let mut int_s = dyn_of(osdx);
                 nodes[osdx].remove_sec(&mut int_s, inst, opdx);
                 let new_inst = with_loc(self, inst, np, Some(opdx));
                 let force_s = nodes[osdx].offline || force;
                 check_migration(self, opdx, np)?;
-                let mut tgt = self.dyn_of(np);
+                let mut tgt = dyn_of(np);
                 nodes[np].add_pri(&mut tgt, &new_inst, force)?;
                 nodes[opdx].add_sec(&mut int_p, &new_inst, np, force_s, false)?;
                 Ok(MoveOutcome {
@@ -148,15 +168,15 @@ impl Cluster {
             }
             IMove::FailoverAndReplace(ns) => {
                 let osdx = inst.snode.ok_or(FailMode::FailInternal)?;
-                let mut int_p = self.dyn_of(opdx);
+                let mut int_p = dyn_of(opdx);
                 nodes[opdx].remove_pri(&mut int_p, inst);
-                let mut int_s = self.dyn_of(osdx);
+                let mut int_s = dyn_of(osdx);
                 nodes[osdx].remove_sec(&mut int_s, inst, opdx);
                 let force_p = off_p || force;
                 let new_inst = with_loc(self, inst, osdx, Some(ns));
                 check_migration(self, opdx, osdx)?;
                 nodes[osdx].add_pri(&mut int_s, &new_inst, force_p)?;
-                let mut tgt = self.dyn_of(ns);
+                let mut tgt = dyn_of(ns);
                 nodes[ns].add_sec(&mut tgt, &new_inst, osdx, force_p, false)?;
                 Ok(MoveOutcome {
                     inst: idx,
@@ -270,5 +290,68 @@ impl Cluster {
             self.nodes[s].slist.push(idx);
         }
         idx
+    }
+}
+
+/// Merge the touched nodes of an outcome into an overlay.
+pub fn merge_overlay(overlay: &mut Vec<(usize, NodeDyn)>, nodes: Vec<(usize, NodeDyn)>) {
+    for (n, d) in nodes {
+        match overlay.iter_mut().find(|(k, _)| *k == n) {
+            Some(slot) => slot.1 = d,
+            None => overlay.push((n, d)),
+        }
+    }
+}
+
+impl Cluster {
+    /// Score (per `stats`) after replacing the node states in `overlay`;
+    /// nodes for which `include` is false are not part of the scored set.
+    pub fn score_overlay(
+        &self,
+        stats: &Stats,
+        overlay: &[(usize, NodeDyn)],
+        include: &dyn Fn(usize) -> bool,
+    ) -> f64 {
+        let mut ch: Vec<Change> = Vec::with_capacity(overlay.len());
+        for (n, d) in overlay {
+            if !include(*n) {
+                continue;
+            }
+            let node = &self.nodes[*n];
+            ch.push(Change {
+                old: node_vals(node, &node.d),
+                new: node_vals(node, d),
+                old_map: Some(&node.d.inst_map).filter(|m| !m.is_empty()),
+                new_map: Some(&d.inst_map).filter(|m| !m.is_empty()),
+            });
+        }
+        stats.score_with(&ch)
+    }
+
+    /// Commit an overlay and a new placement of instance `idx`.
+    pub fn commit_overlay(
+        &mut self,
+        idx: usize,
+        overlay: Vec<(usize, NodeDyn)>,
+        new_p: usize,
+        new_s: Option<usize>,
+    ) {
+        let (op, os) = (self.instances[idx].pnode, self.instances[idx].snode);
+        for (n, d) in overlay {
+            self.nodes[n].d = d;
+        }
+        self.nodes[op].plist.retain(|&i| i != idx);
+        if let Some(s) = os {
+            self.nodes[s].slist.retain(|&i| i != idx);
+        }
+        self.nodes[new_p].plist.push(idx);
+        if let Some(s) = new_s {
+            self.nodes[s].slist.push(idx);
+        }
+        let loc = self.instance_location_score(new_p, new_s);
+        let inst = &mut self.instances[idx];
+        inst.pnode = new_p;
+        inst.snode = new_s;
+        inst.location_score = loc;
     }
 }
