@@ -1,4 +1,23 @@
 //! Node RPC: the protocol between master and node daemons, the cluster CA, mutual TLS.
+//!
+//! * [`ca`]: the cluster CA and node identities (certificate + key + CA certificate).
+//! * [`tls`]: rustls configurations (server requests client certs, verified against the CA).
+//! * [`server`]: the HTTPS accept loop feeding an axum router, with [`server::PeerIdentity`].
+//! * [`client`]: [`client::RpcClient`], the mTLS HTTP client of master and CLI.
+//! * [`join`]: one-time join tokens and the node side of the join flow.
 
+pub mod ca;
+pub mod client;
+pub mod join;
 pub mod protocol;
+pub mod server;
+pub mod tls;
+
+pub use ca::{fingerprint_pem, CertError, ClusterCa, NodeIdentity};
+pub use client::{RpcClient, RpcError};
+pub use join::{
+    join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,
+};
 pub use protocol::*;
+pub use server::{require_peer_cert, serve, PeerCert, PeerIdentity};
+pub use tls::{client_config, server_config};

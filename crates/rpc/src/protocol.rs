@@ -28,9 +28,15 @@ pub enum NodeRequest {
         file_storage_dir: String,
     },
     /// Removes a disk; removing a disk that does not exist succeeds. Answers null.
-    BlockdevRemove { disk: Disk, file_storage_dir: String },
+    BlockdevRemove {
+        disk: Disk,
+        file_storage_dir: String,
+    },
     /// Looks a disk up: answers `Option<BlockdevInfo>` (null when missing).
-    BlockdevFind { disk: Disk, file_storage_dir: String },
+    BlockdevFind {
+        disk: Disk,
+        file_storage_dir: String,
+    },
     /// Every disk file under the file storage directory: answers `Vec<String>` of paths
     /// relative to that directory (used by cluster verify to find orphans).
     FileStorageList { file_storage_dir: String },
@@ -61,10 +67,7 @@ pub enum NodeRequest {
         memory: u64,
     },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
-    InstanceOsAdd {
-        install: OsInstall,
-        reinstall: bool,
-    },
+    InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
     OsDiagnose,
     /// Sleeps (OP_TEST_DELAY on nodes). Answers null.
