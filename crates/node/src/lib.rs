@@ -1,1 +1,321 @@
-//! Node runtime (being written).
+//! What a node daemon executes: the [`NodeRuntime`] answers every [`NodeRequest`] using a
+//! hypervisor (`fake`; `kvm` later), block storage (`file`; `sharedfile`, `plain`, `drbd`
+//! later) and Ganeti OS definitions.
+
+pub mod hypervisor;
+pub mod os;
+pub mod storage;
+
+use hypervisor::fake::FakeHypervisor;
+use hypervisor::{Hypervisor, RebootKind};
+use maguey_model::Ssconf;
+use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
+use serde::Serialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use storage::StorageContext;
+
+/// File name of the ssconf in the state directory.
+pub const SSCONF_FILE: &str = "ssconf.json";
+/// Files removed when the node leaves the cluster.
+pub const CLUSTER_FILES: &[&str] = &["node.pem", "node.key", "ca.pem", "ca.key", SSCONF_FILE];
+/// Longest `TestDelay` accepted (seconds).
+pub const MAX_TEST_DELAY: f64 = 86_400.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Where the node keeps its certificates, ssconf, run state, logs and (relative) file
+    /// storage directory.
+    pub state_dir: PathBuf,
+    pub node_name: String,
+    /// Memory the `fake` hypervisor reports (MiB); `None`: the host's.
+    pub fake_memory_mib: Option<u64>,
+    /// CPU count reported in node info; `None`: the host's.
+    pub fake_cpus: Option<u32>,
+    /// Directories searched for OS definitions, in order.
+    pub os_search_path: Vec<PathBuf>,
+}
+
+impl NodeConfig {
+    /// `state_dir/os`, Maguey's `/etc/maguey/os`, Ganeti's `/srv/ganeti/os`,
+    /// `/usr/share/ganeti/os`, `/usr/local/lib/ganeti/os`, then `/usr/share/maguey/os`.
+    pub fn default_os_search_path(state_dir: &Path) -> Vec<PathBuf> {
+        vec![
+            state_dir.join("os"),
+            PathBuf::from("/etc/maguey/os"),
+            PathBuf::from("/srv/ganeti/os"),
+            PathBuf::from("/usr/share/ganeti/os"),
+            PathBuf::from("/usr/local/lib/ganeti/os"),
+            PathBuf::from("/usr/share/maguey/os"),
+        ]
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The ssconf last written by the master, if any (and readable).
+pub fn read_ssconf(state_dir: &Path) -> Option<Ssconf> {
+    let bytes = std::fs::read(state_dir.join(SSCONF_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The node's boot id (changes at every boot).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn json<T: Serialize>(v: T) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| format!("cannot encode the answer: {e}"))
+}
+
+/// An error setting up the node runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NodeError(pub String);
+
+/// Executes node requests. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct NodeRuntime {
+    cfg: NodeConfig,
+    fake: Arc<FakeHypervisor>,
+    os_timeout: Duration,
+}
+
+impl NodeRuntime {
+    /// Creates the state directory and the hypervisors' state.
+    pub fn new(cfg: NodeConfig) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .map_err(|e| NodeError(format!("cannot create {}: {e}", cfg.state_dir.display())))?;
+        let fake = FakeHypervisor::new(&cfg.state_dir, &cfg.node_name, cfg.fake_memory_mib)
+            .map_err(NodeError)?;
+        Ok(NodeRuntime {
+            cfg,
+            fake: Arc::new(fake),
+            os_timeout: os::DEFAULT_OS_TIMEOUT,
+        })
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// How long OS scripts may run (default [`os::DEFAULT_OS_TIMEOUT`]).
+    pub fn set_os_timeout(&mut self, timeout: Duration) {
+        self.os_timeout = timeout;
+    }
+
+    /// The hypervisor called `name`.
+    pub fn hypervisor(&self, name: &str) -> Result<&dyn Hypervisor, String> {
+        match name {
+            "fake" => Ok(self.fake.as_ref()),
+            "kvm" => Err(format!(
+                "hypervisor 'kvm' is not available on node {} yet",
+                self.cfg.node_name
+            )),
+            other => Err(format!("unknown hypervisor '{other}'")),
+        }
+    }
+
+    fn storage_ctx(&self, file_storage_dir: &str) -> StorageContext {
+        StorageContext::new(&self.cfg.state_dir, file_storage_dir)
+    }
+
+    /// Runs a blocking storage operation off the async threads.
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| format!("storage task failed: {e}"))?
+    }
+
+    /// Executes one request; the answer is the JSON documented on each [`NodeRequest`]
+    /// variant. `LeaveCluster` only removes the cluster files: the daemon exits after replying.
+    pub async fn handle(&self, req: NodeRequest) -> Result<Value, String> {
+        match req {
+            NodeRequest::Version => json(VersionInfo {
+                version: maguey_model::VERSION.to_string(),
+                protocol: maguey_model::PROTOCOL_VERSION,
+                node_name: self.cfg.node_name.clone(),
+            }),
+            NodeRequest::NodeInfo {
+                file_storage_dir,
+                hypervisor,
+            } => {
+                let mem = self.hypervisor(&hypervisor)?.node_memory().await?;
+                let ctx = self.storage_ctx(&file_storage_dir);
+                let file = Self::blocking(move || {
+                    storage::BlockStorage::info(&storage::file::FileStorage, &ctx)
+                })
+                .await?;
+                let cpu_count = self.cfg.fake_cpus.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get() as u32)
+                        .unwrap_or(1)
+                });
+                json(NodeInfo {
+                    name: self.cfg.node_name.clone(),
+                    cpu_count,
+                    memory_total: mem.total,
+                    memory_free: mem.free,
+                    memory_dom0: mem.dom0,
+                    storage: vec![file],
+                    bootid: boot_id(),
+                })
+            }
+            NodeRequest::WriteSsconf { ssconf } => {
+                let data = serde_json::to_vec_pretty(&ssconf).map_err(|e| e.to_string())?;
+                let path = self.cfg.state_dir.join(SSCONF_FILE);
+                Self::blocking(move || write_atomic(&path, &data)).await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::BlockdevCreate {
+                disk,
+                instance_name: _,
+                file_storage_dir,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                let info =
+                    Self::blocking(move || storage::for_disk(&disk)?.create(&ctx, &disk)).await?;
+                json(info)
+            }
+            NodeRequest::BlockdevRemove {
+                disk,
+                file_storage_dir,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                Self::blocking(move || storage::for_disk(&disk)?.remove(&ctx, &disk)).await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::BlockdevFind {
+                disk,
+                file_storage_dir,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                let info =
+                    Self::blocking(move || storage::for_disk(&disk)?.find(&ctx, &disk)).await?;
+                json(info)
+            }
+            NodeRequest::FileStorageList { file_storage_dir } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                let list = Self::blocking(move || {
+                    storage::BlockStorage::list(&storage::file::FileStorage, &ctx)
+                })
+                .await?;
+                json(list)
+            }
+            NodeRequest::InstanceStart { instance } => {
+                self.hypervisor(&instance.hypervisor)?
+                    .start(&instance)
+                    .await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceShutdown {
+                name,
+                hypervisor,
+                timeout,
+            } => {
+                self.hypervisor(&hypervisor)?
+                    .stop(&name, Duration::from_secs(timeout))
+                    .await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceReboot {
+                instance,
+                reboot_type,
+                shutdown_timeout: _,
+            } => {
+                let kind: RebootKind = reboot_type.parse()?;
+                self.hypervisor(&instance.hypervisor)?
+                    .reboot(&instance, kind)
+                    .await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceList { hypervisor } => {
+                json(self.hypervisor(&hypervisor)?.list().await?)
+            }
+            NodeRequest::InstanceInfo { name, hypervisor } => {
+                json(self.hypervisor(&hypervisor)?.info(&name).await?)
+            }
+            NodeRequest::AllInstancesInfo { hypervisor } => {
+                json(self.hypervisor(&hypervisor)?.all_info().await?)
+            }
+            NodeRequest::InstanceBalloonMemory {
+                name,
+                hypervisor,
+                memory,
+            } => {
+                self.hypervisor(&hypervisor)?.balloon(&name, memory).await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceOsAdd { install, reinstall } => {
+                let (name, _) = os::split_os_name(&install.os);
+                let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;
+                let ctx = self.storage_ctx(&install.file_storage_dir);
+                let log_dir = self.cfg.state_dir.join("log").join("os");
+                let out =
+                    os::run_create(&def, &install, reinstall, &ctx, &log_dir, self.os_timeout)
+                        .await?;
+                json(out)
+            }
+            NodeRequest::OsDiagnose => {
+                let path = self.cfg.os_search_path.clone();
+                json(Self::blocking(move || Ok(os::diagnose(&path))).await?)
+            }
+            NodeRequest::TestDelay { duration } => {
+                if !duration.is_finite() || !(0.0..=MAX_TEST_DELAY).contains(&duration) {
+                    return Err(format!(
+                        "invalid delay {duration} (0 to {MAX_TEST_DELAY} seconds)"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+                Ok(Value::Null)
+            }
+            NodeRequest::LeaveCluster => {
+                for f in CLUSTER_FILES {
+                    let path = self.cfg.state_dir.join(f);
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+                    }
+                }
+                Ok(Value::Null)
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Ganeti's `fake` hypervisor: instances "run" as JSON files in `state_dir/run/fake/`, so
+//! their state survives a restart of the node daemon. Memory is accounted like a real
+//! hypervisor: an instance that does not fit is refused.
+
+use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
+use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What is stored per running instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RunFile {
+    name: String,
+    #[serde(default)]
+    uuid: String,
+    memory: u64,
+    vcpus: u32,
+    /// Unix time of the (last) start or reboot.
+    started: f64,
+}
+
+pub struct FakeHypervisor {
+    run_dir: PathBuf,
+    node_name: String,
+    /// Fixed node memory (MiB); `None`: the host's `/proc/meminfo`.
+    fake_memory_mib: Option<u64>,
+    /// Serialises starts and balloons so memory checks cannot race.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl FakeHypervisor {
+    /// Keeps its state in `state_dir/run/fake` (created if missing).
+    pub fn new(state_dir: &Path, node_name: &str, fake_memory_mib: Option<u64>) -> HvResult<Self> {
+        let run_dir = state_dir.join("run").join("fake");
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+        Ok(FakeHypervisor {
+            run_dir,
+            node_name: node_name.to_string(),
+            fake_memory_mib,
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn path(&self, name: &str) -> HvResult<PathBuf> {
+        maguey_model::names::validate_hostname(name)
+            .map_err(|e| format!("invalid instance name: {e}"))?;
+        Ok(self.run_dir.join(format!("{name}.json")))
+    }
+
+    fn read(&self, name: &str) -> HvResult<Option<RunFile>> {
+        let path = self.path(name)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("corrupt run file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn write(&self, rf: &RunFile) -> HvResult<()> {
+        let path = self.path(&rf.name)?;
+        let data = serde_json::to_vec_pretty(rf).map_err(|e| e.to_string())?;
+        crate::write_atomic(&path, &data)
+    }
+
+    fn all(&self) -> HvResult<Vec<RunFile>> {
+        let entries = std::fs::read_dir(&self.run_dir)
+            .map_err(|e| format!("cannot read {}: {e}", self.run_dir.display()))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            // Skip leftovers that are not ours (temp files, invalid names).
+            if let Ok(Some(rf)) = self.read(name) {
+                out.push(rf);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn memory(&self) -> HvResult<NodeMemory> {
+        let used: u64 = self.all()?.iter().map(|r| r.memory).sum();
+        let (total, dom0, available) = match self.fake_memory_mib {
+            Some(total) => (total, 0, total),
+            None => {
+                let (total, available) = super::host_meminfo()?;
+                (total, total - available, available)
+            }
+        };
+        Ok(NodeMemory {
+            total,
+            free: available.saturating_sub(used),
+            dom0,
+        })
+    }
+
+    fn run_info(rf: &RunFile) -> InstanceRunInfo {
+        InstanceRunInfo {
+            state: "running".into(),
+            memory: rf.memory,
+            vcpus: rf.vcpus,
+            pid: None,
+            uptime: (maguey_model::now() - rf.started).max(0.0),
+        }
+    }
+}
+
+impl Hypervisor for FakeHypervisor {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if self.read(&inst.name)?.is_some() {
+                return Err(format!("instance {} is already running", inst.name));
+            }
+            let mem = self.memory()?;
+            if inst.memory > mem.free {
+                return Err(format!(
+                    "not enough memory on node {}: needed {} MiB, free {} MiB",
+                    self.node_name, inst.memory, mem.free
+                ));
+            }
+            self.write(&RunFile {
+                name: inst.name.clone(),
+                uuid: inst.uuid.clone(),
+                memory: inst.memory,
+                vcpus: inst.vcpus,
+                started: maguey_model::now(),
+            })
+        })
+    }
+
+    fn stop<'a>(&'a self, name: &'a str, _timeout: Duration) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let path = self.path(name)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot stop instance {name}: {e}")),
+            }
+        })
+    }
+
+    fn reboot<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        _kind: RebootKind,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            let mut rf = self
+                .read(&inst.name)?
+                .ok_or_else(|| format!("instance {} is not running", inst.name))?;
+            rf.started = maguey_model::now();
+            self.write(&rf)
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>> {
+        Box::pin(async move { Ok(self.all()?.into_iter().map(|r| r.name).collect()) })
+    }
+
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>> {
+        Box::pin(async move { Ok(self.read(name)?.as_ref().map(Self::run_info)) })
+    }
+
+    fn all_info(
+        &self,
+    ) -> BoxFuture<'_, HvResult<std::collections::BTreeMap<String, InstanceRunInfo>>> {
+        Box::pin(async move {
+            Ok(self
+                .all()?
+                .iter()
+                .map(|r| (r.name.clone(), Self::run_info(r)))
+                .collect())
+        })
+    }
+
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            let mut rf = self
+                .read(name)?
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            if memory > rf.memory {
+                let free = self.memory()?.free;
+                let needed = memory - rf.memory;
+                if needed > free {
+                    return Err(format!(
+                        "not enough memory on node {}: needed {needed} MiB, free {free} MiB",
+                        self.node_name
+                    ));
+                }
+            }
+            rf.memory = memory;
+            self.write(&rf)
+        })
+    }
+
+    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
+        Box::pin(async move { self.memory() })
+    }
+}

@@ -1,0 +1,125 @@
+//! Hypervisors: what starts, stops and inspects instances on a node.
+//!
+//! This issue provides Ganeti's `fake` hypervisor ([`fake::FakeHypervisor`]); the KVM/QEMU
+//! hypervisor implements the same trait later.
+
+pub mod fake;
+
+use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed, sendable future (keeps [`Hypervisor`] object-safe without async-trait).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Errors are messages for the admin, passed back to the master as they are.
+pub type HvResult<T> = Result<T, String>;
+
+/// Memory of the node as the hypervisor sees it, in MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeMemory {
+    pub total: u64,
+    /// Left for new instances.
+    pub free: u64,
+    /// Used by the node itself (Ganeti's `memory_dom0`).
+    pub dom0: u64,
+}
+
+/// How to reboot an instance (`full` = stop + start is done by the master).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootKind {
+    Soft,
+    Hard,
+}
+
+impl std::str::FromStr for RebootKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "soft" => Ok(RebootKind::Soft),
+            "hard" => Ok(RebootKind::Hard),
+            other => Err(format!(
+                "invalid reboot type '{other}' (a node does 'soft' or 'hard')"
+            )),
+        }
+    }
+}
+
+pub trait Hypervisor: Send + Sync {
+    /// `fake`, `kvm`, ...
+    fn name(&self) -> &'static str;
+
+    /// Starts an instance; refuses when it is already running or does not fit in memory.
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>>;
+
+    /// Stops an instance (soft, then hard after `timeout`). Stopping a stopped one succeeds.
+    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>>;
+
+    /// Reboots a running instance.
+    fn reboot<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        kind: RebootKind,
+    ) -> BoxFuture<'a, HvResult<()>>;
+
+    /// Names of the running instances, sorted.
+    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>>;
+
+    /// Live data of one instance; `None` when it is not running.
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>>;
+
+    /// Live data of every running instance.
+    fn all_info(&self) -> BoxFuture<'_, HvResult<BTreeMap<String, InstanceRunInfo>>> {
+        Box::pin(async move {
+            let mut out = BTreeMap::new();
+            for name in self.list().await? {
+                if let Some(info) = self.info(&name).await? {
+                    out.insert(name, info);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Sets the memory (MiB) of a running instance.
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>>;
+
+    /// Node memory as this hypervisor accounts it.
+    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>>;
+}
+
+/// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in MiB.
+pub fn host_meminfo() -> HvResult<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+    parse_meminfo(&text)
+}
+
+fn parse_meminfo(text: &str) -> HvResult<(u64, u64)> {
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let total = field("MemTotal").ok_or("no MemTotal in /proc/meminfo")?;
+    let available = field("MemAvailable")
+        .or_else(|| Some(field("MemFree")? + field("Buffers")? + field("Cached")?))
+        .unwrap_or(total);
+    Ok((total / 1024, available.min(total) / 1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo() {
+        let text = "MemTotal:       16316412 kB\nMemFree:         1000000 kB\nMemAvailable:    8158206 kB\n";
+        assert_eq!(parse_meminfo(text), Ok((15933, 7966)));
+        assert!(parse_meminfo("garbage").is_err());
+        assert!("soft".parse::<RebootKind>().is_ok());
+        assert!("full".parse::<RebootKind>().is_err());
+    }
+}

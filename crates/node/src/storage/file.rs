@@ -1,0 +1,205 @@
+//! The `file` disk template: sparse raw image files under the file storage directory.
+
+use super::{normalize, statvfs_mib, BlockStorage, StorageContext};
+use maguey_model::{Disk, LogicalId};
+use maguey_rpc::{BlockdevInfo, StorageInfo};
+use std::path::{Component, Path, PathBuf};
+
+const MIB: u64 = 1024 * 1024;
+
+pub struct FileStorage;
+
+/// Resolves a disk path (relative: under `storage_dir`) and refuses any path outside
+/// `storage_dir` (`..` components, other absolute paths, the directory itself).
+pub fn resolve(storage_dir: &Path, path: &str) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    if path.trim().is_empty() {
+        return Err("empty file disk path".into());
+    }
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("file disk path '{path}' must not contain '..'"));
+    }
+    let full = normalize(&if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        storage_dir.join(p)
+    });
+    match full.strip_prefix(storage_dir) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(full),
+        _ => Err(format!(
+            "file disk path '{path}' is outside the file storage directory {}",
+            storage_dir.display()
+        )),
+    }
+}
+
+fn file_path(disk: &Disk) -> Result<&str, String> {
+    match &disk.logical_id {
+        LogicalId::File { path, .. } => Ok(path),
+        other => Err(format!(
+            "disk {} is not a file disk: {other:?}",
+            disk.iv_name
+        )),
+    }
+}
+
+/// Refuses paths whose existing ancestors lead outside the storage dir through symlinks.
+fn check_real_parent(storage_dir: &Path, path: &Path) -> Result<(), String> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let (Ok(real_parent), Ok(real_root)) = (parent.canonicalize(), storage_dir.canonicalize())
+    else {
+        return Ok(()); // nothing exists yet: nothing to follow
+    };
+    if real_parent.starts_with(&real_root) {
+        Ok(())
+    } else {
+        Err(format!(
+            "file disk path {} leads outside the file storage directory {}",
+            path.display(),
+            storage_dir.display()
+        ))
+    }
+}
+
+fn info_of(path: &Path) -> Result<Option<BlockdevInfo>, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(Some(BlockdevInfo {
+            path: path.display().to_string(),
+            size: m.len() / MIB,
+        })),
+        Ok(_) => Err(format!(
+            "{} exists but is not a regular file",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
+    }
+}
+
+impl FileStorage {
+    fn locate(&self, ctx: &StorageContext, disk: &Disk) -> Result<(PathBuf, PathBuf), String> {
+        let root = ctx.file_storage_path();
+        let path = resolve(&root, file_path(disk)?)?;
+        check_real_parent(&root, &path)?;
+        Ok((root, path))
+    }
+}
+
+impl BlockStorage for FileStorage {
+    fn dev_type(&self) -> &'static str {
+        "file"
+    }
+
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String> {
+        let (root, path) = self.locate(ctx, disk)?;
+        if disk.size == 0 {
+            return Err(format!("disk {}: size must be positive", disk.iv_name));
+        }
+        let bytes = disk
+            .size
+            .checked_mul(MIB)
+            .ok_or_else(|| format!("disk {}: size {} MiB is too large", disk.iv_name, disk.size))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        check_real_parent(&root, &path)?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => {
+                if let Err(e) = f.set_len(bytes) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(format!("cannot size {}: {e}", path.display()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let existing = info_of(&path)?
+                    .ok_or_else(|| format!("{} vanished while being created", path.display()))?;
+                if existing.size != disk.size {
+                    return Err(format!(
+                        "{} already exists with size {} MiB (wanted {} MiB)",
+                        path.display(),
+                        existing.size,
+                        disk.size
+                    ));
+                }
+            }
+            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+        }
+        Ok(BlockdevInfo {
+            path: path.display().to_string(),
+            size: disk.size,
+        })
+    }
+
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String> {
+        let (root, path) = self.locate(ctx, disk)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+        }
+        // Remove the instance's directory once it is empty (never the storage dir itself).
+        if let Some(parent) = path.parent() {
+            if parent != root && parent.starts_with(&root) {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String> {
+        let (_, path) = self.locate(ctx, disk)?;
+        info_of(&path)
+    }
+
+    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String> {
+        let root = ctx.file_storage_path();
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => {
+                    return Ok(out)
+                }
+                Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+            };
+            for entry in entries.flatten() {
+                let Ok(ft) = entry.file_type() else { continue };
+                let p = entry.path();
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if ft.is_file() {
+                    if let Ok(rel) = p.strip_prefix(&root) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String> {
+        Ok(self.locate(ctx, disk)?.1)
+    }
+
+    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String> {
+        let root = ctx.file_storage_path();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let (size, free) = statvfs_mib(&root)?;
+        Ok(StorageInfo {
+            storage_type: "file".into(),
+            name: root.display().to_string(),
+            storage_size: size,
+            storage_free: free,
+        })
+    }
+}

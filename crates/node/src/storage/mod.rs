@@ -1,0 +1,114 @@
+//! Block devices of instances. `file` is implemented here; `sharedfile`, `plain` (LVM) and
+//! `drbd` implement [`BlockStorage`] later. `diskless` instances have no disks at all.
+
+pub mod file;
+
+use maguey_model::Disk;
+use maguey_rpc::{BlockdevInfo, StorageInfo};
+use std::path::{Component, Path, PathBuf};
+
+/// Used when the cluster's file storage directory is empty.
+pub const DEFAULT_FILE_STORAGE_DIR: &str = "file-storage";
+
+/// Where the storage of one request lives.
+#[derive(Debug, Clone)]
+pub struct StorageContext {
+    /// The node daemon's state directory.
+    pub state_dir: PathBuf,
+    /// The cluster's file storage directory as the master sent it (relative: under
+    /// `state_dir`).
+    pub file_storage_dir: String,
+}
+
+impl StorageContext {
+    pub fn new(state_dir: &Path, file_storage_dir: &str) -> Self {
+        StorageContext {
+            state_dir: state_dir.to_path_buf(),
+            file_storage_dir: file_storage_dir.to_string(),
+        }
+    }
+
+    /// The absolute, lexically normalised file storage directory.
+    pub fn file_storage_path(&self) -> PathBuf {
+        let dir = if self.file_storage_dir.trim().is_empty() {
+            DEFAULT_FILE_STORAGE_DIR
+        } else {
+            self.file_storage_dir.as_str()
+        };
+        let state = if self.state_dir.is_absolute() {
+            self.state_dir.clone()
+        } else {
+            std::env::current_dir()
+                .unwrap_or_else(|_| PathBuf::from("/"))
+                .join(&self.state_dir)
+        };
+        normalize(&state.join(dir))
+    }
+}
+
+/// Lexical normalisation: drops `.`, resolves `..` against the preceding component.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// One kind of block device.
+pub trait BlockStorage: Send + Sync {
+    /// Ganeti's `dev_type`: `file`, `sharedfile`, `plain`, `drbd`.
+    fn dev_type(&self) -> &'static str;
+    /// Creates the device; creating an identical existing device succeeds.
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String>;
+    /// Removes the device; removing a missing device succeeds.
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String>;
+    /// Looks the device up.
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String>;
+    /// Every device of this kind on the node (for orphan checks), as names/paths relative to
+    /// the storage root.
+    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String>;
+    /// The path a hypervisor or OS script uses to access the device.
+    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String>;
+    /// Space of this storage, for node info.
+    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String>;
+}
+
+/// The implementation for a disk's `dev_type`.
+pub fn for_disk(disk: &Disk) -> Result<&'static dyn BlockStorage, String> {
+    match disk.dev_type.as_str() {
+        "file" => Ok(&file::FileStorage),
+        other => Err(format!(
+            "disk template '{other}' is not supported by this node yet"
+        )),
+    }
+}
+
+/// Total and available space (MiB) of the filesystem holding `path`.
+pub fn statvfs_mib(path: &Path) -> Result<(u64, u64), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("invalid path {}", path.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated string and `st` a properly sized out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(format!(
+            "statvfs {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    let frsize = st.f_frsize as u64;
+    let mib = 1024 * 1024;
+    Ok((
+        (st.f_blocks as u64).saturating_mul(frsize) / mib,
+        (st.f_bavail as u64).saturating_mul(frsize) / mib,
+    ))
+}
