@@ -257,10 +257,7 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
             }
             Ok(())
         }
-        Command::AddInstance { instance } => {
-            check_uuid_free(state, &instance.uuid)?;
-            check_instance(state, instance, true)
-        }
+        Command::AddInstance { instance } => check_instance(state, instance, true),
         Command::UpdateInstance { instance } => {
             self::instance(state, &instance.uuid)?;
             check_instance(state, instance, false)
@@ -549,6 +546,13 @@ fn same_disk(a: &Disk, b: &Disk) -> bool {
     strip(a) == strip(b)
 }
 
+/// True if `f` holds for a disk or one of its children (depth first, no allocation).
+fn any_disk(disks: &[Disk], f: &mut impl FnMut(&Disk) -> bool) -> bool {
+    disks
+        .iter()
+        .any(|d| f(d) || (!d.children.is_empty() && any_disk(&d.children, f)))
+}
+
 /// Every disk, children included, depth first.
 fn all_disks(disks: &[Disk]) -> Vec<&Disk> {
     let mut out = Vec::new();
@@ -614,7 +618,7 @@ fn uuid_user(state: &ConfigData, uuid: &str) -> Option<String> {
         return Some(format!("instance {}", i.name));
     }
     for i in state.instances.values() {
-        if all_disks(&i.disks).iter().any(|d| d.uuid == uuid) {
+        if any_disk(&i.disks, &mut |d| d.uuid == uuid) {
             return Some(format!("a disk of instance {}", i.name));
         }
         if i.nics.iter().any(|n| n.uuid == uuid) {
@@ -787,6 +791,20 @@ fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(
     if adding && primary.offline {
         return Err(ConfigError::NodeOffline(primary.name.clone()));
     }
+    if adding {
+        // The rest of the uuid check (other instances' disks and NICs) is in the pass below.
+        let uuid = inst.uuid.as_str();
+        if uuid == state.cluster.uuid
+            || state.nodegroups.contains_key(uuid)
+            || state.nodes.contains_key(uuid)
+            || state.instances.contains_key(uuid)
+        {
+            return Err(ConfigError::UuidInUse {
+                uuid: uuid.to_string(),
+                used_by: uuid_user(state, uuid).unwrap_or_default(),
+            });
+        }
+    }
 
     // uuids of the instance's disks and NICs: non-empty, distinct, and not an object's uuid.
     let disks = all_disks(&inst.disks);
@@ -814,6 +832,11 @@ fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(
             });
         }
         sub_uuids.push(uuid);
+    }
+    // uuids that no disk or NIC of another instance may have.
+    let mut probe = sub_uuids.clone();
+    if adding {
+        probe.push(&inst.uuid);
     }
     for d in &disks {
         for n in &d.nodes {
@@ -851,20 +874,25 @@ fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(
                     instance: other.name.clone(),
                 });
             }
-            if sub_uuids.contains(&nic.uuid.as_str()) {
+            if probe.contains(&nic.uuid.as_str()) {
                 return Err(ConfigError::UuidInUse {
                     uuid: nic.uuid.clone(),
                     used_by: format!("a NIC of instance {}", other.name),
                 });
             }
         }
-        for d in all_disks(&other.disks) {
-            if sub_uuids.contains(&d.uuid.as_str()) {
-                return Err(ConfigError::UuidInUse {
-                    uuid: d.uuid.clone(),
-                    used_by: format!("a disk of instance {}", other.name),
-                });
+        let mut clash = None;
+        if any_disk(&other.disks, &mut |d| {
+            let hit = probe.contains(&d.uuid.as_str());
+            if hit {
+                clash = Some(d.uuid.clone());
             }
+            hit
+        }) {
+            return Err(ConfigError::UuidInUse {
+                uuid: clash.unwrap_or_default(),
+                used_by: format!("a disk of instance {}", other.name),
+            });
         }
     }
     Ok(())

@@ -348,6 +348,14 @@ fn refused_commands_change_nothing() {
             "(by instance inst9.example.com)",
         ),
         (
+            new_inst(&|i| i.uuid = inst1.disks[0].uuid.clone()),
+            "(by a disk of instance inst1.example.com)",
+        ),
+        (
+            new_inst(&|i| i.uuid = inst2.nics[0].uuid.clone()),
+            "(by a NIC of instance inst2.example.com)",
+        ),
+        (
             new_inst(&|i| i.uuid = inst1.uuid.clone()),
             "(by instance inst1.example.com)",
         ),
