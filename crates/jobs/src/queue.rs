@@ -1,0 +1,824 @@
+//! The queue: submission, scheduling, execution, cancelation, archiving, recovery.
+
+use crate::locks::{LockManager, Request, LOCKSET_NAME};
+use crate::store::{storage, Store, Write, ARCHIVE, JOBS, META, NEXT_ID};
+use crate::{
+    CancelOutcome, JobError, LockInfo, LockLevel, LockMode, LockNames, OpError, OpExecutor,
+    ARCHIVE_INTERVAL, CANCELED_MESSAGE, DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
+};
+use maguey_model::{now, Job, JobStatus, LogEntry, OpCode};
+use redb::{Database, ReadableTable};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::watch;
+
+enum Recorded {
+    /// The job is gone or already finished (canceled).
+    Gone,
+    /// Run the next opcode.
+    Next,
+    /// The job finished; durable once this write is committed.
+    Finished(u64),
+}
+
+struct Entry {
+    job: Job,
+    /// Serial of the newest log entry.
+    log_serial: u64,
+    /// Cancelation was requested while the job was waiting for locks.
+    cancel: bool,
+    /// Index of the opcode being run.
+    current_op: usize,
+}
+
+impl Entry {
+    fn new(job: Job) -> Entry {
+        let log_serial = job.all_log().map(|e| e.serial).max().unwrap_or(0);
+        Entry {
+            job,
+            log_serial,
+            cancel: false,
+            current_op: 0,
+        }
+    }
+
+    /// Marks every unfinished opcode from `from` on as canceled and the job as canceled.
+    fn finish_canceled(&mut self, from: usize) {
+        let job = &mut self.job;
+        for i in from..job.ops.len() {
+            if !job.opstatus[i].is_finalized() {
+                job.opstatus[i] = JobStatus::Canceled;
+                job.opresult[i] = Value::String(CANCELED_MESSAGE.to_string());
+            }
+        }
+        job.status = JobStatus::Canceled;
+        job.end_ts = Some(now());
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Live (not archived) jobs.
+    jobs: BTreeMap<u64, Entry>,
+    /// Queued jobs not yet picked, by (priority, id).
+    pending: BTreeSet<(i32, u64)>,
+    /// Jobs picked by the scheduler and not finished.
+    running: usize,
+    next_id: u64,
+}
+
+/// The job queue. See the crate documentation.
+pub struct JobQueue {
+    me: Weak<JobQueue>,
+    state: Mutex<State>,
+    locks: LockManager,
+    store: Arc<Store>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Bumped on every change of any job (for `wait_for_change`).
+    changes: watch::Sender<u64>,
+    max_running: usize,
+    runtime: OnceLock<(tokio::runtime::Handle, Arc<dyn OpExecutor>)>,
+    archive_age: Mutex<Duration>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn to_json(job: &Job) -> String {
+    serde_json::to_string(job).expect("a job serializes to JSON")
+}
+
+impl JobQueue {
+    /// Opens (or creates) the queue's redb file. Jobs found waiting, running or canceling are
+    /// finished as error ([`MASTER_STOPPED_MESSAGE`]), their unfinished opcodes too; queued jobs
+    /// stay queued and run after [`JobQueue::start`]. At most `max_running` jobs (at least 1)
+    /// execute at once.
+    pub fn open(path: &Path, max_running: usize) -> Result<Arc<Self>, JobError> {
+        let db = Database::create(path).map_err(storage)?;
+        let mut state = State::default();
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let archive = txn.open_table(ARCHIVE).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let mut next_id = meta.get(NEXT_ID).map_err(storage)?.map_or(1, |v| v.value());
+            if let Some((k, _)) = archive.last().map_err(storage)? {
+                next_id = next_id.max(k.value() + 1);
+            }
+            let mut rows = Vec::new();
+            for row in jobs.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                rows.push((k.value(), v.value().to_string()));
+            }
+            let mut fixed = Vec::new();
+            for (id, json) in rows {
+                next_id = next_id.max(id + 1);
+                let mut job: Job = match serde_json::from_str(&json) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        tracing::warn!("job queue: job {id} cannot be read, ignoring it: {e}");
+                        continue;
+                    }
+                };
+                match job.status {
+                    JobStatus::Waiting | JobStatus::Running | JobStatus::Canceling => {
+                        for i in 0..job.ops.len() {
+                            if !job.opstatus[i].is_finalized() {
+                                job.opstatus[i] = JobStatus::Error;
+                                job.opresult[i] = Value::String(MASTER_STOPPED_MESSAGE.into());
+                            }
+                        }
+                        job.status = JobStatus::Error;
+                        job.end_ts = Some(now());
+                        tracing::warn!("job {id} was unfinished when the master stopped");
+                        fixed.push((id, to_json(&job)));
+                    }
+                    JobStatus::Queued => {
+                        state.pending.insert((job.priority, id));
+                    }
+                    _ => {}
+                }
+                state.jobs.insert(id, Entry::new(job));
+            }
+            for (id, json) in fixed {
+                jobs.insert(id, json.as_str()).map_err(storage)?;
+            }
+            meta.insert(NEXT_ID, next_id).map_err(storage)?;
+            state.next_id = next_id;
+        }
+        txn.commit().map_err(storage)?;
+
+        let store = Store::new(Arc::new(db));
+        let writer = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("maguey-jobs-writer".into())
+                .spawn(move || store.run())
+                .map_err(storage)?
+        };
+        Ok(Arc::new_cyclic(|me| JobQueue {
+            me: me.clone(),
+            state: Mutex::new(state),
+            locks: LockManager::default(),
+            store,
+            writer: Mutex::new(Some(writer)),
+            changes: watch::Sender::new(0),
+            max_running: max_running.max(1),
+            runtime: OnceLock::new(),
+            archive_age: Mutex::new(DEFAULT_ARCHIVE_AGE),
+        }))
+    }
+
+    /// Starts scheduling: queued jobs run on the current tokio runtime (call once, inside a
+    /// runtime; later calls are ignored). Also starts archiving finished jobs every minute.
+    pub fn start(self: &Arc<Self>, executor: Arc<dyn OpExecutor>) {
+        let handle = tokio::runtime::Handle::current();
+        if self.runtime.set((handle.clone(), executor)).is_err() {
+            tracing::warn!("job queue: start called twice");
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(ARCHIVE_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(q) = weak.upgrade() else { break };
+                let age = *lock(&q.archive_age);
+                let _ = tokio::task::spawn_blocking(move || q.archive_older_than(age)).await;
+            }
+        });
+        self.schedule();
+    }
+
+    /// Sets the age after which the automatic archiving moves finished jobs (default 6 h).
+    pub fn set_archive_age(&self, age: Duration) {
+        *lock(&self.archive_age) = age;
+    }
+
+    /// Submits a job; it is durable when this returns. Empty jobs are refused.
+    pub fn submit(&self, ops: Vec<OpCode>, priority: i32) -> Result<u64, JobError> {
+        Ok(self.submit_many(vec![(ops, priority)])?[0])
+    }
+
+    /// Submits several jobs at once (consecutive ids, one durable write). If one is empty none
+    /// is submitted.
+    pub fn submit_many(&self, jobs: Vec<(Vec<OpCode>, i32)>) -> Result<Vec<u64>, JobError> {
+        if jobs.iter().any(|(ops, _)| ops.is_empty()) {
+            return Err(JobError::EmptyJob);
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ts = now();
+        let mut ids = Vec::with_capacity(jobs.len());
+        let mut st = lock(&self.state);
+        for (ops, priority) in jobs {
+            let id = st.next_id;
+            st.next_id += 1;
+            let job = Job::new(id, ops, priority, ts);
+            self.store.queue(id, Write::Put(to_json(&job)), true);
+            st.jobs.insert(id, Entry::new(job));
+            ids.push(id);
+        }
+        let seq = self.store.queue_next_id(st.next_id);
+        drop(st);
+        if let Err(e) = self.store.wait(seq) {
+            let mut st = lock(&self.state);
+            for id in &ids {
+                st.jobs.remove(id);
+            }
+            return Err(e);
+        }
+        let mut st = lock(&self.state);
+        for id in &ids {
+            if let Some(e) = st.jobs.get(id) {
+                if e.job.status == JobStatus::Queued {
+                    let key = (e.job.priority, *id);
+                    st.pending.insert(key);
+                }
+            }
+        }
+        drop(st);
+        self.notify();
+        self.schedule();
+        Ok(ids)
+    }
+
+    /// A job, archived ones too.
+    pub fn get(&self, id: u64) -> Option<Job> {
+        if let Some(e) = lock(&self.state).jobs.get(&id) {
+            return Some(e.job.clone());
+        }
+        let json = self.store.read_archived(id)?;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// All jobs by id; archived ones only if asked.
+    pub fn list(&self, include_archived: bool) -> Vec<Job> {
+        let mut all: BTreeMap<u64, Job> = lock(&self.state)
+            .jobs
+            .iter()
+            .map(|(id, e)| (*id, e.job.clone()))
+            .collect();
+        if include_archived {
+            for (id, json) in self.store.read_all_archived() {
+                if all.contains_key(&id) {
+                    continue;
+                }
+                match serde_json::from_str(&json) {
+                    Ok(job) => {
+                        all.insert(id, job);
+                    }
+                    Err(e) => tracing::warn!("job queue: archived job {id} unreadable: {e}"),
+                }
+            }
+        }
+        all.into_values().collect()
+    }
+
+    /// Waits until the job's status differs from `known_status`, it has a log entry with a
+    /// serial above `known_log_serial`, or it is finalized, and returns it. `None` on timeout or
+    /// for an unknown job.
+    pub async fn wait_for_change(
+        &self,
+        id: u64,
+        known_status: Option<JobStatus>,
+        known_log_serial: u64,
+        timeout: Duration,
+    ) -> Option<Job> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.changes.subscribe();
+        loop {
+            rx.borrow_and_update();
+            {
+                let st = lock(&self.state);
+                match st.jobs.get(&id) {
+                    Some(e) => {
+                        if Some(e.job.status) != known_status
+                            || e.log_serial > known_log_serial
+                            || e.job.status.is_finalized()
+                        {
+                            return Some(e.job.clone());
+                        }
+                    }
+                    None => {
+                        drop(st);
+                        // Archived jobs are finalized; unknown jobs give None.
+                        return self.get(id);
+                    }
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Cancels a job: a queued one at once; one waiting for locks too (its `acquire` returns
+    /// [`OpError::Canceled`]). Running and finished jobs are refused.
+    pub fn cancel(&self, id: u64) -> Result<CancelOutcome, JobError> {
+        let mut st = lock(&self.state);
+        let Some(entry) = st.jobs.get_mut(&id) else {
+            drop(st);
+            return match self.get(id) {
+                Some(job) => Err(JobError::NotCancelable {
+                    id,
+                    reason: format!("job has already finished ({})", job.status.as_str()),
+                }),
+                None => Err(JobError::NotFound(id)),
+            };
+        };
+        let status = entry.job.status;
+        let (outcome, seq) = match status {
+            JobStatus::Queued => {
+                entry.finish_canceled(0);
+                let key = (entry.job.priority, id);
+                let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                st.pending.remove(&key);
+                (CancelOutcome::Canceled, seq)
+            }
+            JobStatus::Waiting => {
+                entry.cancel = true;
+                if self.locks.withdraw_owner(id) {
+                    entry.finish_canceled(entry.current_op);
+                    (
+                        CancelOutcome::Canceled,
+                        self.store.queue(id, Write::Put(to_json(&entry.job)), true),
+                    )
+                } else {
+                    // Granted an instant ago: the acquire sees the flag and gives up.
+                    entry.job.status = JobStatus::Canceling;
+                    entry.job.opstatus[entry.current_op] = JobStatus::Canceling;
+                    (
+                        CancelOutcome::Canceling,
+                        self.store.queue(id, Write::Put(to_json(&entry.job)), true),
+                    )
+                }
+            }
+            JobStatus::Canceling => return Ok(CancelOutcome::Canceling),
+            JobStatus::Running => {
+                return Err(JobError::NotCancelable {
+                    id,
+                    reason: "job is running and cannot be canceled".into(),
+                })
+            }
+            s => {
+                return Err(JobError::NotCancelable {
+                    id,
+                    reason: format!("job has already finished ({})", s.as_str()),
+                })
+            }
+        };
+        drop(st);
+        tracing::info!("job {id} canceled");
+        let r = self.store.wait(seq);
+        self.notify();
+        r.map(|_| outcome)
+    }
+
+    /// Moves finished jobs whose end is older than `age` to the archive; returns how many.
+    pub fn archive_older_than(&self, age: Duration) -> usize {
+        let cutoff = now() - age.as_secs_f64();
+        let mut st = lock(&self.state);
+        let mut ids = Vec::new();
+        let mut seq = 0;
+        for (id, e) in st.jobs.iter_mut() {
+            let end = e.job.end_ts.unwrap_or(e.job.received_ts);
+            if e.job.status.is_finalized() && !e.job.archived && end <= cutoff {
+                e.job.archived = true;
+                seq = self.store.queue(*id, Write::Archive(to_json(&e.job)), true);
+                ids.push(*id);
+            }
+        }
+        drop(st);
+        if ids.is_empty() {
+            return 0;
+        }
+        if let Err(e) = self.store.wait(seq) {
+            tracing::error!("job queue: archiving failed: {e}");
+            let mut st = lock(&self.state);
+            for id in &ids {
+                if let Some(e) = st.jobs.get_mut(id) {
+                    e.job.archived = false;
+                }
+            }
+            return 0;
+        }
+        let mut st = lock(&self.state);
+        for id in &ids {
+            st.jobs.remove(id);
+        }
+        drop(st);
+        tracing::debug!("job queue: archived {} jobs", ids.len());
+        self.notify();
+        ids.len()
+    }
+
+    /// Number of jobs executing now.
+    pub fn running_count(&self) -> usize {
+        lock(&self.state).running
+    }
+
+    /// Held (and waited-for) locks with their owners.
+    pub fn locks(&self) -> Vec<LockInfo> {
+        self.locks.info()
+    }
+
+    fn notify(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Picks queued jobs while there are free slots.
+    fn schedule(&self) {
+        let Some((handle, executor)) = self.runtime.get() else {
+            return;
+        };
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let mut picked = Vec::new();
+        {
+            let mut st = lock(&self.state);
+            while st.running < self.max_running {
+                let Some((_, id)) = st.pending.pop_first() else {
+                    break;
+                };
+                st.running += 1;
+                picked.push(id);
+            }
+        }
+        for id in picked {
+            handle.spawn(me.clone().run_job(executor.clone(), id));
+        }
+    }
+
+    /// Frees a slot and picks the next job.
+    fn job_done(&self) {
+        lock(&self.state).running -= 1;
+        self.schedule();
+    }
+
+    async fn run_job(self: Arc<Self>, executor: Arc<dyn OpExecutor>, id: u64) {
+        let ops = {
+            let mut st = lock(&self.state);
+            let Some(e) = st.jobs.get_mut(&id) else {
+                drop(st);
+                return self.job_done();
+            };
+            if e.job.status != JobStatus::Queued {
+                drop(st);
+                return self.job_done();
+            }
+            // Written (durably) with the first opcode's start below.
+            e.job.status = JobStatus::Running;
+            e.job.start_ts = Some(now());
+            e.job.ops.clone()
+        };
+        tracing::debug!("job {id} started");
+
+        for (i, op) in ops.iter().enumerate() {
+            // Opcode start: durable before it executes, so that a restart never re-runs it.
+            let seq = {
+                let mut st = lock(&self.state);
+                let Some(e) = st.jobs.get_mut(&id) else { break };
+                if e.job.status.is_finalized() {
+                    break;
+                }
+                e.current_op = i;
+                e.job.status = JobStatus::Running;
+                e.job.opstatus[i] = JobStatus::Running;
+                self.store.queue(id, Write::Put(to_json(&e.job)), true)
+            };
+            let written = self.store.wait_async(seq).await;
+            self.notify();
+            if let Err(e) = written {
+                tracing::error!("job {id}: not running opcode {i}: {e}");
+                break;
+            }
+
+            let ctx = OpContext {
+                queue: self.clone(),
+                job_id: id,
+                op_index: i,
+                held: Mutex::new(BTreeMap::new()),
+            };
+            let result = match catch_unwind(AssertUnwindSafe(|| executor.execute(op, &ctx))) {
+                Ok(fut) => match (CatchUnwind { fut }).await {
+                    Ok(r) => r,
+                    Err(msg) => Err(OpError::Exec(format!("opcode panicked: {msg}"))),
+                },
+                Err(p) => Err(OpError::Exec(format!(
+                    "opcode panicked: {}",
+                    panic_message(&*p)
+                ))),
+            };
+            drop(ctx);
+            self.locks.release_all(id);
+
+            let seq = match self.record(id, i, op, ops.len(), result) {
+                Recorded::Gone => break,
+                Recorded::Next => None,
+                Recorded::Finished(seq) => Some(seq),
+            };
+            match seq {
+                Some(seq) => {
+                    let _ = self.store.wait_async(seq).await;
+                    self.notify();
+                    break;
+                }
+                None => self.notify(),
+            }
+        }
+        tracing::debug!("job {id} done");
+        self.job_done();
+    }
+
+    /// Records an opcode's outcome.
+    fn record(
+        &self,
+        id: u64,
+        i: usize,
+        op: &OpCode,
+        n_ops: usize,
+        result: Result<Value, OpError>,
+    ) -> Recorded {
+        let mut st = lock(&self.state);
+        let Some(e) = st.jobs.get_mut(&id) else {
+            return Recorded::Gone;
+        };
+        if e.job.status.is_finalized() {
+            // Canceled while it waited for locks; already recorded.
+            return Recorded::Gone;
+        }
+        let last = i + 1 == n_ops;
+        match result {
+            Ok(v) => {
+                e.job.opstatus[i] = JobStatus::Success;
+                e.job.opresult[i] = v;
+                if e.cancel {
+                    e.finish_canceled(i + 1);
+                } else if last {
+                    e.job.status = JobStatus::Success;
+                    e.job.end_ts = Some(now());
+                }
+                if e.job.status.is_finalized() {
+                    Recorded::Finished(self.store.queue(id, Write::Put(to_json(&e.job)), true))
+                } else {
+                    Recorded::Next // the next opcode's start writes it
+                }
+            }
+            Err(_) if e.cancel => {
+                e.finish_canceled(i);
+                Recorded::Finished(self.store.queue(id, Write::Put(to_json(&e.job)), true))
+            }
+            Err(OpError::Canceled) => {
+                e.finish_canceled(i);
+                Recorded::Finished(self.store.queue(id, Write::Put(to_json(&e.job)), true))
+            }
+            Err(err) => {
+                let msg = err.to_string();
+                tracing::info!("job {id}: opcode {} ({}) failed: {msg}", i, op.op_id());
+                e.job.opstatus[i] = JobStatus::Error;
+                e.job.opresult[i] = Value::String(msg);
+                let note = format!(
+                    "not run: an earlier opcode failed (opcode {}, {})",
+                    i + 1,
+                    op.op_id()
+                );
+                for j in i + 1..n_ops {
+                    e.job.opstatus[j] = JobStatus::Error;
+                    e.job.opresult[j] = Value::String(note.clone());
+                }
+                e.job.status = JobStatus::Error;
+                e.job.end_ts = Some(now());
+                Recorded::Finished(self.store.queue(id, Write::Put(to_json(&e.job)), true))
+            }
+        }
+    }
+
+    /// Sets the job waiting (for locks) or running again. False if the job was canceled.
+    fn set_waiting(&self, id: u64, waiting: bool) -> bool {
+        let mut st = lock(&self.state);
+        let Some(e) = st.jobs.get_mut(&id) else {
+            return false;
+        };
+        if e.cancel || e.job.status.is_finalized() {
+            return false;
+        }
+        let status = if waiting {
+            JobStatus::Waiting
+        } else {
+            JobStatus::Running
+        };
+        if e.job.status != status {
+            e.job.status = status;
+            e.job.opstatus[e.current_op] = status;
+            self.store.queue(id, Write::Put(to_json(&e.job)), false);
+            drop(st);
+            self.notify();
+        }
+        true
+    }
+
+    fn cancel_requested(&self, id: u64) -> bool {
+        lock(&self.state)
+            .jobs
+            .get(&id)
+            .is_none_or(|e| e.cancel || e.job.status.is_finalized())
+    }
+}
+
+impl Drop for JobQueue {
+    fn drop(&mut self) {
+        self.store.stop();
+        if let Some(t) = lock(&self.writer).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+type OpFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, OpError>> + Send + 'a>>;
+
+/// Turns a panic while polling the opcode into an error.
+struct CatchUnwind<'a> {
+    fut: OpFuture<'a>,
+}
+
+impl Future for CatchUnwind<'_> {
+    type Output = Result<Result<Value, OpError>, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.fut;
+        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(panic_message(&*p))),
+        }
+    }
+}
+
+/// What an opcode's executor gets: the job, logging, and locks.
+pub struct OpContext {
+    queue: Arc<JobQueue>,
+    job_id: u64,
+    op_index: usize,
+    held: Mutex<BTreeMap<LockLevel, LockNames>>,
+}
+
+impl OpContext {
+    /// The job's id.
+    pub fn job_id(&self) -> u64 {
+        self.job_id
+    }
+
+    /// Index of this opcode in its job.
+    pub fn op_index(&self) -> usize {
+        self.op_index
+    }
+
+    /// Adds a timestamped entry to this opcode's log (and wakes `wait_for_change` callers).
+    pub fn log(&self, message: impl Into<String>) {
+        let q = &self.queue;
+        let mut st = lock(&q.state);
+        let Some(e) = st.jobs.get_mut(&self.job_id) else {
+            return;
+        };
+        if e.job.status.is_finalized() {
+            return;
+        }
+        e.log_serial += 1;
+        let entry = LogEntry {
+            serial: e.log_serial,
+            timestamp: now(),
+            log_type: "message".to_string(),
+            message: message.into(),
+        };
+        e.job.oplog[self.op_index].push(entry);
+        q.store
+            .queue(self.job_id, Write::Put(to_json(&e.job)), false);
+        drop(st);
+        q.notify();
+    }
+
+    /// Acquires locks at one level, all names atomically. Levels must be acquired in increasing
+    /// order within an opcode (a level not above every held one gives [`OpError::Exec`]). While
+    /// blocked the job is `waiting`, then `running` again. Gives [`OpError::Canceled`] if the
+    /// job is canceled meanwhile.
+    pub async fn acquire(
+        &self,
+        level: LockLevel,
+        names: LockNames,
+        mode: LockMode,
+    ) -> Result<(), OpError> {
+        if let Some(top) = lock(&self.held).keys().next_back().copied() {
+            if level <= top {
+                return Err(OpError::Exec(format!(
+                    "internal error: locks at level {level} requested while holding level \
+                     {top}; levels must be acquired in order"
+                )));
+            }
+        }
+        let q = &self.queue;
+        if q.cancel_requested(self.job_id) {
+            return Err(OpError::Canceled);
+        }
+        match q.locks.request(self.job_id, level, names.clone(), mode) {
+            Request::Granted => {}
+            Request::Pending(ticket, rx) => {
+                let mut guard = Withdraw {
+                    ctx: self,
+                    level,
+                    ticket,
+                    armed: true,
+                };
+                q.set_waiting(self.job_id, true);
+                let granted = rx.await.is_ok();
+                guard.armed = false;
+                if !granted {
+                    return Err(OpError::Canceled);
+                }
+                if !q.set_waiting(self.job_id, false) {
+                    q.locks.release(self.job_id, level);
+                    return Err(OpError::Canceled);
+                }
+            }
+        }
+        lock(&self.held).insert(level, names);
+        Ok(())
+    }
+
+    /// Releases the locks held at a level early (all are released when the opcode ends).
+    pub fn release(&self, level: LockLevel) {
+        if lock(&self.held).remove(&level).is_some() {
+            self.queue.locks.release(self.job_id, level);
+        }
+    }
+
+    /// The names held at a level; `["[lockset]"]` if the whole level is held.
+    pub fn owned(&self, level: LockLevel) -> Vec<String> {
+        match lock(&self.held).get(&level) {
+            None => Vec::new(),
+            Some(LockNames::All) => vec![LOCKSET_NAME.to_string()],
+            Some(LockNames::Names(n)) => {
+                let mut v = n.clone();
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// True if `name` is covered by the locks held at `level` (by name or the whole level).
+    pub fn owns(&self, level: LockLevel, name: &str) -> bool {
+        match lock(&self.held).get(&level) {
+            None => false,
+            Some(LockNames::All) => true,
+            Some(LockNames::Names(n)) => n.iter().any(|x| x == name),
+        }
+    }
+}
+
+impl Drop for OpContext {
+    fn drop(&mut self) {
+        self.queue.locks.release_all(self.job_id);
+    }
+}
+
+/// Withdraws a pending lock request if the `acquire` future is dropped while waiting.
+struct Withdraw<'a> {
+    ctx: &'a OpContext,
+    level: LockLevel,
+    ticket: u64,
+    armed: bool,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let locks = &self.ctx.queue.locks;
+            if !locks.withdraw(self.level, self.ticket) {
+                // Granted meanwhile: give it back.
+                locks.release(self.ctx.job_id, self.level);
+            }
+        }
+    }
+}

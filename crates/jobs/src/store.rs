@@ -1,0 +1,218 @@
+//! Persistence: every job as JSON in a redb table keyed by id, written by one writer thread.
+//!
+//! Changes are queued (the newest snapshot of a job replaces an older unwritten one) and the
+//! writer commits whatever has accumulated in one transaction: under load many jobs share one
+//! fsync ("group commit"). A change that must be durable makes its whole batch
+//! `Durability::Immediate`; log entries alone are committed with `Durability::None` (they become
+//! durable with the next durable commit).
+
+use crate::JobError;
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// Live (not archived) jobs: id → JSON of `model::Job`.
+pub(crate) const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
+/// Archived jobs: id → JSON of `model::Job`.
+pub(crate) const ARCHIVE: TableDefinition<u64, &str> = TableDefinition::new("archive");
+/// Counters; `next_id` is the id the next submitted job gets.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const NEXT_ID: &str = "next_id";
+
+pub(crate) fn storage<E: std::fmt::Display>(e: E) -> JobError {
+    JobError::Storage(e.to_string())
+}
+
+pub(crate) enum Write {
+    /// Store the job in the live table.
+    Put(String),
+    /// Move the job to the archive table.
+    Archive(String),
+}
+
+#[derive(Default)]
+struct Pending {
+    dirty: BTreeMap<u64, Write>,
+    next_id: Option<u64>,
+    durable: bool,
+    /// Sequence number of the newest queued change.
+    seq: u64,
+    /// Sequence number of the newest committed change.
+    committed: u64,
+    error: Option<String>,
+    stop: bool,
+}
+
+pub(crate) struct Store {
+    pub(crate) db: Arc<Database>,
+    pending: Mutex<Pending>,
+    cv: Condvar,
+    committed: watch::Sender<u64>,
+}
+
+impl Store {
+    pub(crate) fn new(db: Arc<Database>) -> Arc<Store> {
+        Arc::new(Store {
+            db,
+            pending: Mutex::new(Pending::default()),
+            cv: Condvar::new(),
+            committed: watch::Sender::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a write; returns its sequence number (see [`Store::wait`]).
+    pub(crate) fn queue(&self, id: u64, write: Write, durable: bool) -> u64 {
+        let mut p = self.lock();
+        p.dirty.insert(id, write);
+        p.durable |= durable;
+        p.seq += 1;
+        let seq = p.seq;
+        drop(p);
+        self.cv.notify_all();
+        seq
+    }
+
+    /// Queues the new value of the job id counter.
+    pub(crate) fn queue_next_id(&self, next: u64) -> u64 {
+        let mut p = self.lock();
+        p.next_id = Some(next);
+        p.durable = true;
+        p.seq += 1;
+        let seq = p.seq;
+        drop(p);
+        self.cv.notify_all();
+        seq
+    }
+
+    /// Blocks until the change `seq` (and everything before it) is committed.
+    pub(crate) fn wait(&self, seq: u64) -> Result<(), JobError> {
+        let mut p = self.lock();
+        while p.committed < seq && !p.stop {
+            p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        match &p.error {
+            Some(e) => Err(JobError::Storage(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Async version of [`Store::wait`].
+    pub(crate) async fn wait_async(&self, seq: u64) -> Result<(), JobError> {
+        let mut rx = self.committed.subscribe();
+        let _ = rx.wait_for(|c| *c >= seq).await;
+        match &self.lock().error {
+            Some(e) => Err(JobError::Storage(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks the writer to flush what is queued and exit.
+    pub(crate) fn stop(&self) {
+        self.lock().stop = true;
+        self.cv.notify_all();
+    }
+
+    /// The writer thread's loop.
+    pub(crate) fn run(self: Arc<Self>) {
+        loop {
+            let mut p = self.lock();
+            while p.dirty.is_empty() && p.next_id.is_none() && !p.stop {
+                p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if p.dirty.is_empty() && p.next_id.is_none() {
+                // stop requested and nothing left
+                break;
+            }
+            let batch = std::mem::take(&mut p.dirty);
+            let next_id = p.next_id.take();
+            let durable = std::mem::take(&mut p.durable);
+            let seq = p.seq;
+            drop(p);
+
+            let result = self.commit(batch, next_id, durable);
+
+            let mut p = self.lock();
+            p.committed = seq;
+            if let Err(e) = result {
+                tracing::error!("job queue: writing to the database failed: {e}");
+                p.error = Some(e.to_string());
+            }
+            drop(p);
+            self.cv.notify_all();
+            self.committed.send_replace(seq);
+        }
+        // Wake anybody still waiting.
+        let seq = {
+            let mut p = self.lock();
+            p.committed = p.seq;
+            p.seq
+        };
+        self.cv.notify_all();
+        self.committed.send_replace(seq);
+    }
+
+    fn commit(
+        &self,
+        batch: BTreeMap<u64, Write>,
+        next_id: Option<u64>,
+        durable: bool,
+    ) -> Result<(), JobError> {
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let mut archive = txn.open_table(ARCHIVE).map_err(storage)?;
+            for (id, write) in &batch {
+                match write {
+                    Write::Put(json) => {
+                        jobs.insert(*id, json.as_str()).map_err(storage)?;
+                    }
+                    Write::Archive(json) => {
+                        archive.insert(*id, json.as_str()).map_err(storage)?;
+                        jobs.remove(*id).map_err(storage)?;
+                    }
+                }
+            }
+            if let Some(n) = next_id {
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert(NEXT_ID, n).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Reads one archived job.
+    pub(crate) fn read_archived(&self, id: u64) -> Option<String> {
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(ARCHIVE).ok()?;
+        let value = table.get(id).ok()??;
+        Some(value.value().to_string())
+    }
+
+    /// Reads every archived job.
+    pub(crate) fn read_all_archived(&self) -> Vec<(u64, String)> {
+        let read = || -> Result<Vec<(u64, String)>, JobError> {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(ARCHIVE).map_err(storage)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                out.push((k.value(), v.value().to_string()));
+            }
+            Ok(out)
+        };
+        read().unwrap_or_else(|e| {
+            tracing::warn!("job queue: reading the archive failed: {e}");
+            Vec::new()
+        })
+    }
+}
