@@ -7,9 +7,12 @@
 
 pub mod alloc;
 pub mod balance;
+pub mod capacity;
+pub mod cli;
 pub mod ialloc;
 pub mod model;
 pub mod moves;
+pub mod roll;
 pub mod score;
 pub mod text;
 pub mod types;

@@ -1,0 +1,352 @@
+//! Capacity planning (hspace's job): how many more instances of a fixed
+//! spec fit (standard allocation), or of a shrinking spec (tiered
+//! allocation); plus htools' `--simulate` cluster generator.
+//!
+//! Each step is one allocation over all allocable nodes with incremental
+//! scoring, like hspace without its global N+1 capacity check
+//! (`--no-capacity-checks`).
+
+use crate::alloc::{commit_alloc, try_alloc, AllocOptions};
+use crate::model::*;
+use crate::score::Stats;
+use crate::types::*;
+
+/// A resource spec (memory MiB, disk MiB, cpus, spindles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub mem: i64,
+    pub disk: i64,
+    pub cpu: i64,
+    pub spindles: i64,
+}
+
+/// Parse a size with an optional unit (m, g, t binary; M, G, T SI),
+/// returning MiB (htools' `parseUnit`).
+pub fn parse_unit(s: &str) -> Result<i64> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| Error::Parse(format!("cannot parse size '{s}'")))?;
+    let mib = match unit {
+        "" | "m" | "mib" | "MiB" => v,
+        "g" | "gib" | "GiB" => v * 1024.0,
+        "t" | "tib" | "TiB" => v * 1024.0 * 1024.0,
+        "M" | "MB" => v * 1e6 / 1048576.0,
+        "G" | "GB" => v * 1e9 / 1048576.0,
+        "T" | "TB" => v * 1e12 / 1048576.0,
+        _ => return Err(Error::Parse(format!("unknown unit in '{s}'"))),
+    };
+    Ok(mib as i64)
+}
+
+/// Parse `DISK,MEM,CPU[,SPINDLES]` (hspace's `--standard-alloc` order).
+pub fn parse_spec(s: &str) -> Result<Spec> {
+    let f: Vec<&str> = s.split(',').collect();
+    if f.len() < 3 || f.len() > 4 {
+        return Err(Error::Parse(format!(
+            "invalid spec '{s}', expected DISK,MEM,CPU[,SPINDLES]"
+        )));
+    }
+    Ok(Spec {
+        disk: parse_unit(f[0])?,
+        mem: parse_unit(f[1])?,
+        cpu: parse_int("cpu count", f[2])?,
+        spindles: match f.get(3) {
+            Some(x) => parse_int("spindles", x)?,
+            None => 1,
+        },
+    })
+}
+
+/// Build a simulated cluster (htools' `--simulate`), one group per
+/// description `POLICY,NODES,DISK,MEM,CPU[,SPINDLES[,EXCL_STORAGE]]`.
+pub fn simulate(descs: &[String]) -> Result<Cluster> {
+    let mut groups = vec![];
+    let mut nodes = vec![];
+    for (gi, d) in descs.iter().enumerate() {
+        let f: Vec<&str> = d.split(',').collect();
+        if f.len() < 5 || f.len() > 7 {
+            return Err(Error::Parse(format!("invalid cluster specification '{d}'")));
+        }
+        let pol = AllocPolicy::from_raw(f[0])?;
+        let count = parse_int("node count", f[1])?;
+        let disk = parse_unit(f[2])?;
+        let mem = parse_unit(f[3])?;
+        let cpu = parse_int("cpu count", f[4])?;
+        let spindles = match f.get(5) {
+            Some(x) => parse_int("spindles", x)?,
+            None => 1,
+        };
+        let excl = matches!(f.get(6), Some(&"True") | Some(&"true"));
+        let g = gi + 1;
+        groups.push(Group {
+            name: format!("group-{g:02}"),
+            uuid: format!("fake-uuid-{g:02}"),
+            alloc_policy: pol,
+            tags: vec![],
+            networks: vec![],
+            ipolicy: IPolicy::default(),
+        });
+        for k in 1..=count {
+            let mut n = Node::new(
+                &format!("node-{g:02}-{k:03}"),
+                mem as f64,
+                0,
+                mem,
+                disk as f64,
+                disk,
+                cpu as f64,
+                1,
+                false,
+                spindles,
+                0,
+                gi,
+                excl,
+            );
+            n.master = g == 1 && k == 1;
+            nodes.push(n);
+        }
+    }
+    let mut c = Cluster {
+        groups,
+        nodes,
+        instances: vec![],
+        tags: vec![],
+        ipolicy: IPolicy::default(),
+    };
+    c.finalize(&LoadOptions::default())?;
+    Ok(c)
+}
+
+/// The instance hspace allocates for a spec.
+pub fn inst_from_spec(spec: &Spec, template: DiskTemplate, spindle_use: i64) -> Instance {
+    Instance::new(
+        "new",
+        spec.mem,
+        spec.disk,
+        vec![Disk {
+            size: spec.disk,
+            spindles: Some(spec.spindles),
+        }],
+        spec.cpu,
+        InstanceStatus::Running,
+        vec![],
+        true,
+        template,
+        spindle_use,
+        false,
+    )
+}
+
+/// Failure counts in htools order (all modes, zeros included).
+pub type FailStats = Vec<(FailMode, usize)>;
+
+fn collapse(f: &[FailMode]) -> FailStats {
+    FailMode::ALL
+        .iter()
+        .map(|m| (*m, f.iter().filter(|x| *x == m).count()))
+        .collect()
+}
+
+/// Allocation candidates: online nodes of allocable groups.
+pub fn alloc_nodes(c: &Cluster) -> Vec<usize> {
+    (0..c.nodes.len())
+        .filter(|&i| !c.nodes[i].offline && c.groups[c.nodes[i].group].alloc_policy.is_allocable())
+        .collect()
+}
+
+/// Result of a capacity run.
+#[derive(Debug, Clone)]
+pub struct CapacityResult {
+    /// Instances placed, per spec (in allocation order).
+    pub specs: Vec<(Spec, usize)>,
+    /// Failure statistics of the last (failed) allocation attempt.
+    pub failures: FailStats,
+    pub cluster: Cluster,
+}
+
+impl CapacityResult {
+    pub fn count(&self) -> usize {
+        self.specs.iter().map(|s| s.1).sum()
+    }
+    /// Most likely failure reason (most frequent failure).
+    pub fn fail_reason(&self) -> Option<FailMode> {
+        let mut v = self.failures.clone();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
+        v.first().map(|x| x.0)
+    }
+}
+
+/// Place copies of `inst` until allocation fails (or `limit` reached);
+/// returns (number placed, failure stats of the failed attempt).
+pub fn iterate_alloc(
+    c: &mut Cluster,
+    inst: &Instance,
+    limit: Option<usize>,
+    opts: &AllocOptions,
+) -> std::result::Result<(usize, FailStats), String> {
+    let required = inst.template.required_nodes();
+    let cands = alloc_nodes(c);
+    let mut placed = 0;
+    loop {
+        let mut i = inst.clone();
+        i.name = format!("new-{}", c.instances.len());
+        let stats = Stats::new(c.nodes.iter());
+        let sol = try_alloc(c, &stats, &i, &cands, required, opts)?;
+        let fails = collapse(&sol.failures);
+        if sol.best.is_none() || limit == Some(placed) {
+            return Ok((placed, fails));
+        }
+        commit_alloc(c, &i, &sol);
+        placed += 1;
+    }
+}
+
+fn shrink(inst: &Instance, fm: FailMode) -> Option<Instance> {
+    const UNIT_MEM: i64 = 64;
+    const UNIT_DSK: i64 = 256;
+    const UNIT_CPU: i64 = 1;
+    let mut i = inst.clone();
+    match fm {
+        FailMode::FailMem => {
+            let v = i.mem - UNIT_MEM;
+            if v < UNIT_MEM {
+                return None;
+            }
+            i.mem = v;
+        }
+        FailMode::FailDisk => {
+            let n = i.disks.len() as i64;
+            for d in i.disks.iter_mut() {
+                d.size -= UNIT_DSK;
+            }
+            if i.disks.iter().any(|d| d.size < UNIT_DSK) {
+                return None;
+            }
+            i.dsk -= n * UNIT_DSK;
+        }
+        FailMode::FailCPU => {
+            let v = i.vcpus - UNIT_CPU;
+            if v < UNIT_CPU {
+                return None;
+            }
+            i.vcpus = v;
+        }
+        FailMode::FailSpindles => {
+            if i.disks.len() != 1 {
+                return None;
+            }
+            let sp = i.disks[0].spindles? - 1;
+            if sp < 1 {
+                return None;
+            }
+            i.disks[0].spindles = Some(sp);
+        }
+        _ => return None,
+    }
+    Some(i)
+}
+
+fn spec_of(i: &Instance) -> Spec {
+    Spec {
+        mem: i.mem,
+        disk: i.dsk,
+        cpu: i.vcpus,
+        spindles: match i.disks.as_slice() {
+            [d] => d.spindles.unwrap_or(0),
+            _ => 0,
+        },
+    }
+}
+
+/// Standard allocation (hspace `--standard-alloc`).
+pub fn standard(
+    c: &Cluster,
+    inst: &Instance,
+    limit: Option<usize>,
+    opts: &AllocOptions,
+) -> std::result::Result<CapacityResult, String> {
+    let mut c = c.clone();
+    let (n, failures) = iterate_alloc(&mut c, inst, limit, opts)?;
+    Ok(CapacityResult {
+        specs: vec![(spec_of(inst), n)],
+        failures,
+        cluster: c,
+    })
+}
+
+/// Tiered allocation (hspace `--tiered-alloc`): allocate, then shrink the
+/// spec along the most frequent failure and continue.
+pub fn tiered(
+    c: &Cluster,
+    inst: &Instance,
+    limit: Option<usize>,
+    opts: &AllocOptions,
+) -> std::result::Result<CapacityResult, String> {
+    let mut c = c.clone();
+    let mut specs: Vec<(Spec, usize)> = vec![];
+    let mut cur = inst.clone();
+    let mut failures;
+    let mut remaining = limit;
+    loop {
+        let (n, fails) = iterate_alloc(&mut c, &cur, remaining, opts)?;
+        failures = fails;
+        if n > 0 {
+            specs.push((spec_of(&cur), n));
+        }
+        if let Some(r) = remaining.as_mut() {
+            *r = r.saturating_sub(n);
+            if *r == 0 {
+                break;
+            }
+        }
+        // failure modes, least frequent first (stable), as htools sorts them
+        let mut sorted = failures.clone();
+        sorted.sort_by_key(|x| x.1);
+        let modes: Vec<FailMode> = sorted.iter().map(|x| x.0).collect();
+        // shrink along the most frequent failure; if that cannot lead to a
+        // placement, try shrinking along the other failures
+        let mut next = None;
+        for (k, fm) in modes.iter().rev().enumerate() {
+            if k > 0 && sorted.iter().find(|x| x.0 == *fm).is_none_or(|x| x.1 == 0) {
+                continue;
+            }
+            let mut cand = cur.clone();
+            while let Some(s) = shrink(&cand, *fm) {
+                cand = s;
+                let stats = Stats::new(c.nodes.iter());
+                let sol = try_alloc(
+                    &c,
+                    &stats,
+                    &cand,
+                    &alloc_nodes(&c),
+                    cand.template.required_nodes(),
+                    opts,
+                )?;
+                if sol.best.is_some() {
+                    next = Some(cand.clone());
+                    break;
+                }
+                if !sol.failures.contains(fm) {
+                    break;
+                }
+            }
+            if next.is_some() {
+                break;
+            }
+        }
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    Ok(CapacityResult {
+        specs,
+        failures,
+        cluster: c,
+    })
+}
