@@ -179,3 +179,35 @@ pub async fn join(
         .map_err(|e| RpcError::Protocol(format!("the master sent an unusable certificate: {e}")))?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let fp = "AB".repeat(32);
+        let (token, hash) = new_token(&fp);
+        let (secret, got_fp) = parse_token(&token).unwrap();
+        assert_eq!(got_fp, fp.to_ascii_lowercase());
+        assert_eq!(secret.len(), 64);
+        assert_eq!(secret_sha256(&secret), hash);
+        assert!(secret_matches(&secret, &hash));
+        assert!(secret_matches(&secret, &hash.to_ascii_uppercase()));
+        assert!(!secret_matches(&secret, &secret_sha256("other")));
+        assert!(!secret_matches(&secret, ""));
+        // Two tokens never share a secret.
+        assert_ne!(new_token(&fp).0, token);
+        for bad in [
+            "",
+            ".",
+            "abc",
+            &format!("{secret}."),
+            &format!(".{fp}"),
+            &format!("{secret}.{fp}x"),
+        ] {
+            assert!(parse_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_token(&format!("  {token}\n")).is_ok());
+    }
+}
