@@ -19,34 +19,6 @@ fn reopen_equals(path: &Path, expected: &ConfigData) -> ConfigStore {
     store
 }
 
-/// A fresh replay of the file: its snapshot record, then every later log entry through
-/// `maguey_config::apply`, read with redb directly (independent of `ConfigStore::open`).
-fn replay_file(path: &Path) -> (ConfigData, u64) {
-    use redb::{Database, TableDefinition};
-    let log: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-    let snap: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
-    let db = Database::create(path).unwrap();
-    let txn = db.begin_read().unwrap();
-    let (mut state, mut index) = match txn.open_table(snap).unwrap().get("state").unwrap() {
-        Some(v) => {
-            let rec: serde_json::Value = serde_json::from_slice(v.value()).unwrap();
-            (
-                serde_json::from_value::<ConfigData>(rec["config"].clone()).unwrap(),
-                rec["last_index"].as_u64().unwrap(),
-            )
-        }
-        None => (ConfigData::default(), 0),
-    };
-    for item in txn.open_table(log).unwrap().range(index + 1..).unwrap() {
-        let (k, v) = item.unwrap();
-        let e: maguey_config::Entry = serde_json::from_slice(v.value()).unwrap();
-        assert_eq!((k.value(), e.index), (index + 1, index + 1));
-        maguey_config::apply(&mut state, e.ts, &e.command).unwrap();
-        index = e.index;
-    }
-    (state, index)
-}
-
 #[test]
 fn empty_store_refuses_commands_and_logs_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ use maguey_config::Command;
 use maguey_model::{
     AdminState, Cluster, ConfigData, Disk, Instance, JoinToken, LogicalId, Nic, Node, NodeGroup,
 };
+use std::path::Path;
 
 /// A timestamp with a fractional part that does not round-trip through naive float printing.
 pub fn ts(n: u64) -> f64 {
@@ -141,4 +142,32 @@ pub fn build(commands: &[Command]) -> ConfigData {
             .unwrap_or_else(|e| panic!("command {i} ({}) refused: {e}", c.name()));
     }
     state
+}
+
+/// A fresh replay of the file: its snapshot record, then every later log entry through
+/// `maguey_config::apply`, read with redb directly (independent of `ConfigStore::open`).
+pub fn replay_file(path: &Path) -> (ConfigData, u64) {
+    use redb::{Database, TableDefinition};
+    let log: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+    let snap: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let (mut state, mut index) = match txn.open_table(snap).unwrap().get("state").unwrap() {
+        Some(v) => {
+            let rec: serde_json::Value = serde_json::from_slice(v.value()).unwrap();
+            (
+                serde_json::from_value::<ConfigData>(rec["config"].clone()).unwrap(),
+                rec["last_index"].as_u64().unwrap(),
+            )
+        }
+        None => (ConfigData::default(), 0),
+    };
+    for item in txn.open_table(log).unwrap().range(index + 1..).unwrap() {
+        let (k, v) = item.unwrap();
+        let e: maguey_config::Entry = serde_json::from_slice(v.value()).unwrap();
+        assert_eq!((k.value(), e.index), (index + 1, index + 1));
+        maguey_config::apply(&mut state, e.ts, &e.command).unwrap();
+        index = e.index;
+    }
+    (state, index)
 }
