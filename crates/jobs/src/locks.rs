@@ -15,13 +15,18 @@ use tokio::sync::oneshot;
 
 /// Ganeti's lock levels, in the order they must be acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum LockLevel {
+    #[serde(rename = "cluster")]
     Cluster,
+    #[serde(rename = "instance")]
     Instance,
+    #[serde(rename = "nodegroup")]
     NodeGroup,
+    #[serde(rename = "node")]
     Node,
+    #[serde(rename = "node-res")]
     NodeRes,
+    #[serde(rename = "network")]
     Network,
 }
 
@@ -464,6 +469,34 @@ mod tests {
         m.release(1, Network);
         assert!(rx.try_recv().is_ok());
         assert_eq!(m.held_by(2, Network), None);
+    }
+
+    #[test]
+    fn level_names_and_order() {
+        let names: Vec<String> = LockLevel::ALL
+            .iter()
+            .map(|l| {
+                serde_json::to_value(l)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let strs: Vec<&str> = LockLevel::ALL.iter().map(|l| l.as_str()).collect();
+        assert_eq!(names, strs);
+        assert_eq!(
+            strs,
+            [
+                "cluster",
+                "instance",
+                "nodegroup",
+                "node",
+                "node-res",
+                "network"
+            ]
+        );
+        assert!(LockLevel::ALL.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -819,6 +819,8 @@ impl Drop for Withdraw<'_> {
                 // Granted meanwhile: give it back.
                 locks.release(self.ctx.job_id, self.level);
             }
+            // The opcode gave up waiting (its future was dropped): it is no longer waiting.
+            self.ctx.queue.set_waiting(self.ctx.job_id, false);
         }
     }
 }

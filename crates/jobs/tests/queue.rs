@@ -80,6 +80,16 @@ impl Script {
                     };
                     ctx.acquire(level, names, mode).await?;
                 }
+                "trylock" => {
+                    // trylock <level> <name>: exclusive, give up after 20 ms
+                    let (l, name) = arg.split_once(' ').unwrap();
+                    let acquire =
+                        ctx.acquire(level(l), LockNames::names([name]), LockMode::Exclusive);
+                    match tokio::time::timeout(Duration::from_millis(20), acquire).await {
+                        Ok(r) => r?,
+                        Err(_) => self.events.lock().unwrap().push("gave up".into()),
+                    }
+                }
                 "release" => ctx.release(level(arg)),
                 "gate" => self.wait_gate(arg).await,
                 "log" => ctx.log(arg),
@@ -602,6 +612,31 @@ async fn cancel_a_job_waiting_for_locks() {
     assert_eq!(finished(&q, next).await.status, JobStatus::Success);
     assert_eq!(s.events(), vec!["next"]);
     assert_eq!(q.get(waiter).unwrap().status, JobStatus::Canceled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_lock_request_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, s) = started(dir.path(), 20);
+    let holder = q
+        .submit(vec![op(&["lock node x n1", "gate go"])], 0)
+        .unwrap();
+    until("holder has n1", || holds(&q, holder, "n1")).await;
+    let quitter = q
+        .submit(
+            vec![op(&["trylock node n1", "mark after", "gate after"])],
+            0,
+        )
+        .unwrap();
+    until("quitter gave up", || s.events() == ["gave up", "after"]).await;
+    assert_eq!(status(&q, quitter), JobStatus::Running);
+    assert!(q.locks().iter().all(|l| l.pending.is_empty()));
+    assert!(!holds(&q, quitter, "n1"));
+    s.open("go");
+    s.open("after");
+    finished(&q, holder).await;
+    assert_eq!(finished(&q, quitter).await.status, JobStatus::Success);
+    until("no locks left", || q.locks().is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
