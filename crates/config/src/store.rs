@@ -157,7 +157,7 @@ impl ConfigStore {
 
     /// [`ConfigStore::apply`] with the timestamp given by the caller (the proposer's clock).
     pub fn apply_at(&self, ts: f64, command: Command) -> Result<u64, ConfigError> {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.writer.lock().expect("config writer lock poisoned");
         {
             // Only this thread changes the state, so it cannot move under us after this check.
             let current = self.snapshot();
@@ -176,7 +176,13 @@ impl ConfigStore {
         txn.set_durability(Durability::Immediate);
         {
             let mut log = txn.open_table(LOG)?;
-            log.insert(entry.index, bytes.as_slice())?;
+            if log.insert(entry.index, bytes.as_slice())?.is_some() {
+                // Dropping the transaction aborts it: the existing entry stays.
+                return Err(ConfigError::Corrupt(format!(
+                    "log entry {} already exists",
+                    entry.index
+                )));
+            }
         }
         txn.commit()?;
 
@@ -250,7 +256,7 @@ impl ConfigStore {
     /// Writes a snapshot of the current state and drops the log entries it covers, in one
     /// transaction.
     pub fn compact(&self) -> Result<(), ConfigError> {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.writer.lock().expect("config writer lock poisoned");
         self.compact_locked(&mut w)
     }
 
@@ -282,7 +288,7 @@ impl ConfigStore {
     pub fn snapshot_index(&self) -> u64 {
         self.writer
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .expect("config writer lock poisoned")
             .snapshot_index
     }
 }
