@@ -36,6 +36,8 @@ struct Entry {
     cancel: bool,
     /// Index of the opcode being run.
     current_op: usize,
+    /// The job was picked by the scheduler and counts against the running limit.
+    holds_slot: bool,
 }
 
 impl Entry {
@@ -46,6 +48,7 @@ impl Entry {
             log_serial,
             cancel: false,
             current_op: 0,
+            holds_slot: false,
         }
     }
 
@@ -345,16 +348,16 @@ impl JobQueue {
                 let key = (entry.job.priority, id);
                 let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
                 st.pending.remove(&key);
+                Self::free_slot(&mut st, id);
                 (CancelOutcome::Canceled, seq)
             }
             JobStatus::Waiting => {
                 entry.cancel = true;
                 if self.locks.withdraw_owner(id) {
                     entry.finish_canceled(entry.current_op);
-                    (
-                        CancelOutcome::Canceled,
-                        self.store.queue(id, Write::Put(to_json(&entry.job)), true),
-                    )
+                    let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                    Self::free_slot(&mut st, id);
+                    (CancelOutcome::Canceled, seq)
                 } else {
                     // Granted an instant ago: the acquire sees the flag and gives up.
                     entry.job.status = JobStatus::Canceling;
@@ -383,6 +386,7 @@ impl JobQueue {
         tracing::info!("job {id} canceled");
         let r = self.store.wait(seq);
         self.notify();
+        self.schedule();
         r.map(|_| outcome)
     }
 
@@ -454,6 +458,9 @@ impl JobQueue {
                     break;
                 };
                 st.running += 1;
+                if let Some(e) = st.jobs.get_mut(&id) {
+                    e.holds_slot = true;
+                }
                 picked.push(id);
             }
         }
@@ -462,10 +469,23 @@ impl JobQueue {
         }
     }
 
-    /// Frees a slot and picks the next job.
-    fn job_done(&self) {
-        lock(&self.state).running -= 1;
+    /// The job's task ends: frees its slot (if not done yet) and picks the next job.
+    fn job_done(&self, id: u64) {
+        Self::free_slot(&mut lock(&self.state), id);
         self.schedule();
+    }
+
+    /// Gives back a job's slot if it still holds one; true if it did. Called when a job is
+    /// finalized, so that `running_count` never counts a finished job.
+    fn free_slot(st: &mut State, id: u64) -> bool {
+        match st.jobs.get_mut(&id) {
+            Some(e) if e.holds_slot => {
+                e.holds_slot = false;
+                st.running -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     async fn run_job(self: Arc<Self>, executor: Arc<dyn OpExecutor>, id: u64) {
@@ -473,11 +493,11 @@ impl JobQueue {
             let mut st = lock(&self.state);
             let Some(e) = st.jobs.get_mut(&id) else {
                 drop(st);
-                return self.job_done();
+                return self.job_done(id);
             };
             if e.job.status != JobStatus::Queued {
                 drop(st);
-                return self.job_done();
+                return self.job_done(id);
             }
             // Written (durably) with the first opcode's start below.
             e.job.status = JobStatus::Running;
@@ -540,7 +560,7 @@ impl JobQueue {
             }
         }
         tracing::debug!("job {id} done");
-        self.job_done();
+        self.job_done(id);
     }
 
     /// Records an opcode's outcome.
@@ -552,7 +572,24 @@ impl JobQueue {
         n_ops: usize,
         result: Result<Value, OpError>,
     ) -> Recorded {
-        let mut st = lock(&self.state);
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        let recorded = self.record_locked(st, id, i, op, n_ops, result);
+        if matches!(recorded, Recorded::Finished(_)) {
+            Self::free_slot(st, id);
+        }
+        recorded
+    }
+
+    fn record_locked(
+        &self,
+        st: &mut State,
+        id: u64,
+        i: usize,
+        op: &OpCode,
+        n_ops: usize,
+        result: Result<Value, OpError>,
+    ) -> Recorded {
         let Some(e) = st.jobs.get_mut(&id) else {
             return Recorded::Gone;
         };

@@ -238,7 +238,7 @@ async fn opcodes_run_in_order_and_results_are_recorded() {
     assert!(job.oplog[1][0].timestamp >= job.oplog[0][1].timestamp);
     let (start, end) = (job.start_ts.unwrap(), job.end_ts.unwrap());
     assert!(job.received_ts <= start && start <= end);
-    until("idle", || q.running_count() == 0).await;
+    assert_eq!(q.running_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +282,7 @@ async fn first_failure_fails_the_job() {
     let job = finished(&q, id).await;
     assert_eq!(job.status, JobStatus::Error);
     assert!(job.opresult[0].as_str().unwrap().contains("panicked"));
-    until("idle", || q.running_count() == 0).await;
+    assert_eq!(q.running_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,7 +354,7 @@ async fn running_jobs_are_limited() {
         assert_eq!(finished(&q, *id).await.status, JobStatus::Success);
     }
     assert_eq!(s.max_active.load(Ordering::SeqCst), 3);
-    until("idle", || q.running_count() == 0).await;
+    assert_eq!(q.running_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,8 +601,8 @@ async fn cancel_a_job_waiting_for_locks() {
     assert_eq!(job.opstatus, vec![JobStatus::Canceled; 2]);
     assert_eq!(job.opresult[0], json!(CANCELED_MESSAGE));
     // its locks go away and it frees its slot
+    assert_eq!(q.running_count(), 1);
     until("waiter's locks released", || !holds(&q, waiter, "BGL")).await;
-    until("one job running", || q.running_count() == 1).await;
     assert!(q.locks().iter().all(|l| l.pending.is_empty()));
     s.open("go");
     finished(&q, holder).await;
@@ -719,7 +719,7 @@ async fn archiving_moves_finished_jobs() {
         ));
         s.open("never");
         finished(&q, ids[2]).await;
-        until("idle", || q.running_count() == 0).await;
+        assert_eq!(q.running_count(), 0);
     }
     // archived jobs survive a restart, and their ids are not reused
     until_reopened(dir.path()).await;
