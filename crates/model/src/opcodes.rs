@@ -50,6 +50,9 @@ pub struct NicSpec {
 }
 
 /// Every opcode Maguey executes. Serialized with Ganeti's `OP_ID` tag.
+// Opcodes are built once per job and moved rarely; boxing the big variant would only make
+// the enum harder to construct and match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "OP_ID")]
 pub enum OpCode {

@@ -491,30 +491,35 @@ impl Node {
 
     /// htools' `addPriEx`: add `inst` as a primary instance to the dynamic
     /// state `d` of this node (`force` skips the soft checks).
-    pub fn add_pri(
-        &self,
-        d: &mut NodeDyn,
-        inst: &Instance,
-        force: bool,
-    ) -> std::result::Result<(), FailMode> {
+    pub fn add_pri(&self, d: &mut NodeDyn, inst: &Instance, force: bool) -> std::result::Result<(), FailMode> {
+        let st = self.add_pri_state(d, inst, force)?;
+        if !inst.forthcoming {
+            for loc in &self.location_tags {
+                for ex in &inst.excl_tags {
+                    *d.inst_map.entry((loc.clone(), ex.clone())).or_insert(0) += 1;
+                }
+            }
+        }
+        for t in &inst.excl_tags {
+            *d.p_tags.entry(t.clone()).or_insert(0) += 1;
+        }
+        d.st = st;
+        Ok(())
+    }
+
+    /// The checks and the new scalar state of [`Node::add_pri`], without
+    /// touching `d` (the maps are only read).
+    pub fn add_pri_state(&self, d: &NodeDyn, inst: &Instance, force: bool) -> std::result::Result<NodeState, FailMode> {
         let strict = !force;
         let st = &d.st;
         let uses_disk = inst.uses_local_storage();
         let l_cpu = self.vcpu_ratio;
         let online = inst.not_offline();
         let new_mem_forth = st.f_mem_forth - inst.mem;
-        let new_dsk_forth = if uses_disk {
-            st.f_dsk_forth - inst.dsk
-        } else {
-            st.f_dsk_forth
-        };
+        let new_dsk_forth = if uses_disk { st.f_dsk_forth - inst.dsk } else { st.f_dsk_forth };
         let new_free_sp_forth = self.free_spindles(st.f_spindles_forth, inst, true);
         let new_inst_sp_forth = self.spindle_use(st.inst_spindles_forth, inst, true);
-        let new_ucpu_forth = if online {
-            st.u_cpu_forth + inst.vcpus
-        } else {
-            st.u_cpu_forth
-        };
+        let new_ucpu_forth = if online { st.u_cpu_forth + inst.vcpus } else { st.u_cpu_forth };
         let new_pcpu_forth = new_ucpu_forth as f64 / self.t_cpu;
         let forth_violation = || -> Option<FailMode> {
             if new_mem_forth <= 0 {
@@ -531,6 +536,7 @@ impl Node {
                 None
             }
         };
+        let mut ns = *st;
         if inst.forthcoming {
             if strict {
                 if let Some(f) = forth_violation() {
@@ -538,25 +544,13 @@ impl Node {
                 }
             }
         } else {
-            let new_i_mem = if inst.uses_memory() {
-                st.i_mem + inst.mem
-            } else {
-                st.i_mem
-            };
+            let new_i_mem = if inst.uses_memory() { st.i_mem + inst.mem } else { st.i_mem };
             let new_free_mem = (self.t_mem as i64) - self.n_mem - new_i_mem - self.x_mem.max(0);
             let new_failn1 = new_free_mem <= st.r_mem;
-            let new_dsk = if uses_disk {
-                st.f_dsk - inst.dsk
-            } else {
-                st.f_dsk
-            };
+            let new_dsk = if uses_disk { st.f_dsk - inst.dsk } else { st.f_dsk };
             let new_free_sp = self.free_spindles(st.f_spindles, inst, true);
             let new_inst_sp = self.spindle_use(st.inst_spindles, inst, true);
-            let new_ucpu = if online {
-                st.u_cpu + inst.vcpus
-            } else {
-                st.u_cpu
-            };
+            let new_ucpu = if online { st.u_cpu + inst.vcpus } else { st.u_cpu };
             let new_pcpu = new_ucpu as f64 / self.t_cpu;
             if new_free_mem <= 0 {
                 return Err(FailMode::FailMem);
@@ -587,38 +581,28 @@ impl Node {
                     return Err(f);
                 }
             }
-            let loc_delta = inst.location_score + self.dsrd_loc_score(inst);
-            let st = &mut d.st;
-            st.i_mem = new_i_mem;
-            st.f_dsk = new_dsk;
-            st.fail_n1 = new_failn1;
-            st.u_cpu = new_ucpu;
-            st.util = st.util.plus(inst.util);
-            st.inst_spindles = new_inst_sp;
-            st.f_spindles = new_free_sp;
-            st.location_score += loc_delta;
-            st.n_pri += 1;
-            for loc in &self.location_tags {
-                for ex in &inst.excl_tags {
-                    *d.inst_map.entry((loc.clone(), ex.clone())).or_insert(0) += 1;
-                }
-            }
+            ns.i_mem = new_i_mem;
+            ns.f_dsk = new_dsk;
+            ns.fail_n1 = new_failn1;
+            ns.u_cpu = new_ucpu;
+            ns.util = st.util.plus(inst.util);
+            ns.inst_spindles = new_inst_sp;
+            ns.f_spindles = new_free_sp;
+            ns.location_score += inst.location_score + self.dsrd_loc_score(inst);
+            ns.n_pri += 1;
         }
         // fields updated for real and forthcoming instances
         for t in &inst.excl_tags {
-            let c = d.p_tags.entry(t.clone()).or_insert(0);
-            if *c > 0 {
-                d.st.pri_conflicts += 1;
+            if d.p_tags.get(t).is_some_and(|c| *c > 0) {
+                ns.pri_conflicts += 1;
             }
-            *c += 1;
         }
-        let st = &mut d.st;
-        st.f_mem_forth = new_mem_forth;
-        st.f_dsk_forth = new_dsk_forth;
-        st.f_spindles_forth = new_free_sp_forth;
-        st.inst_spindles_forth = new_inst_sp_forth;
-        st.u_cpu_forth = new_ucpu_forth;
-        Ok(())
+        ns.f_mem_forth = new_mem_forth;
+        ns.f_dsk_forth = new_dsk_forth;
+        ns.f_spindles_forth = new_free_sp_forth;
+        ns.inst_spindles_forth = new_inst_sp_forth;
+        ns.u_cpu_forth = new_ucpu_forth;
+        Ok(ns)
     }
 
     /// htools' `removePri`.
@@ -692,6 +676,24 @@ impl Node {
         force: bool,
         ignore_disks: bool,
     ) -> std::result::Result<(), FailMode> {
+        let (st, peem) = self.add_sec_state(d, inst, pdx, force, ignore_disks)?;
+        if !inst.forthcoming {
+            d.set_peer(pdx, peem);
+        }
+        d.st = st;
+        Ok(())
+    }
+
+    /// The checks and the new scalar state of [`Node::add_sec`] (plus the
+    /// new peer value for `pdx`), without touching `d`.
+    pub fn add_sec_state(
+        &self,
+        d: &NodeDyn,
+        inst: &Instance,
+        pdx: usize,
+        force: bool,
+        ignore_disks: bool,
+    ) -> std::result::Result<(NodeState, i64), FailMode> {
         let strict = !force;
         let st = &d.st;
         let sec_needed = if inst.uses_sec_mem() { inst.mem } else { 0 };
@@ -712,6 +714,7 @@ impl Node {
                 None
             }
         };
+        let mut ns = *st;
         if inst.forthcoming {
             if strict {
                 if let Some(f) = forth_violation() {
@@ -751,21 +754,18 @@ impl Node {
                     return Err(f);
                 }
             }
-            d.set_peer(pdx, new_peem);
-            let st = &mut d.st;
-            st.f_dsk = new_dsk;
-            st.fail_n1 = new_failn1;
-            st.r_mem = new_rmem;
-            st.util.dsk += inst.util.dsk;
-            st.inst_spindles = new_inst_sp;
-            st.f_spindles = new_free_sp;
-            st.n_sec += 1;
+            ns.f_dsk = new_dsk;
+            ns.fail_n1 = new_failn1;
+            ns.r_mem = new_rmem;
+            ns.util.dsk += inst.util.dsk;
+            ns.inst_spindles = new_inst_sp;
+            ns.f_spindles = new_free_sp;
+            ns.n_sec += 1;
         }
-        let st = &mut d.st;
-        st.f_dsk_forth = new_dsk_forth;
-        st.f_spindles_forth = new_free_sp_forth;
-        st.inst_spindles_forth = new_inst_sp_forth;
-        Ok(())
+        ns.f_dsk_forth = new_dsk_forth;
+        ns.f_spindles_forth = new_free_sp_forth;
+        ns.inst_spindles_forth = new_inst_sp_forth;
+        Ok((ns, new_peem))
     }
 
     /// htools' `removeSec`; `pdx` is the instance's primary node (the peer key).

@@ -51,7 +51,11 @@ pub struct NodeVals {
 
 /// Compute the score contribution of `node` in dynamic state `d`.
 pub fn node_vals(node: &Node, d: &NodeDyn) -> NodeVals {
-    let st = &d.st;
+    node_vals_st(node, &d.st)
+}
+
+/// Score contribution of `node` with scalar state `st`.
+pub fn node_vals_st(node: &Node, st: &crate::model::NodeState) -> NodeVals {
     let n1 = if st.fail_n1 {
         (st.n_sec + st.n_pri) as f64
     } else {
@@ -382,5 +386,52 @@ impl Stats {
         }
         self.loc_map.retain(|_, v| *v > 0);
         self.loc_excl += ld;
+    }
+}
+
+/// Partial sums for fast incremental scoring of several candidates that
+/// share some node changes (location-exclusion term assumed unchanged).
+#[derive(Debug, Clone, Copy)]
+pub struct Acc {
+    sum: [f64; NSTD],
+    sumsq: [f64; NSTD],
+    sums: [f64; 6],
+}
+
+impl Stats {
+    /// Accumulator of the current state.
+    pub fn acc(&self) -> Acc {
+        Acc {
+            sum: self.sum,
+            sumsq: self.sumsq,
+            sums: [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri],
+        }
+    }
+
+    /// Replace one node's contribution in an accumulator.
+    #[inline]
+    pub fn acc_apply(&self, acc: &mut Acc, old: &NodeVals, new: &NodeVals) {
+        for (v, sign) in [(old, -1.0), (new, 1.0)] {
+            if v.online {
+                for k in 0..NSTD {
+                    let x = v.std[k] - self.refv[k];
+                    acc.sum[k] += sign * x;
+                    acc.sumsq[k] += sign * x * x;
+                }
+                acc.sums[0] += sign * v.n1;
+                acc.sums[1] += sign * v.pri_tags;
+                acc.sums[2] += sign * v.location;
+                acc.sums[3] += sign * v.std[2];
+            } else {
+                acc.sums[4] += sign * v.off_all;
+                acc.sums[5] += sign * v.off_pri;
+            }
+        }
+    }
+
+    /// Score of an accumulator.
+    #[inline]
+    pub fn acc_score(&self, acc: &Acc) -> f64 {
+        self.value(&acc.sum, &acc.sumsq, acc.sums, self.loc_excl)
     }
 }

@@ -1,0 +1,380 @@
+//! Command-line syntax (clap). Validation of values happens in `cmd`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "maguey", version, about = "Maguey cluster virtualization manager", after_help = "Exit codes: 0 success, 1 the job failed, 2 bad usage or input, 3 the master cannot be reached.")]
+pub struct Cli {
+    /// A node's state directory: its certificate and ssconf tell where the master is.
+    #[arg(long, global = true, env = "MAGUEY_DIR", default_value = "/var/lib/maguey")]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Top {
+    /// Cluster-wide operations (gnt-cluster).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Node operations (gnt-node).
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Instance operations (gnt-instance).
+    #[command(subcommand)]
+    Instance(InstanceCmd),
+    /// Job queue (gnt-job).
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Debugging helpers (gnt-debug).
+    #[command(subcommand)]
+    Debug(DebugCmd),
+    /// Placement engine: balance, allocate, capacity, rolling reboots (htools).
+    #[command(subcommand)]
+    Plan(maguey_placement::cli::PlanCommand),
+    /// A local cluster of real daemons on this machine.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+/// Options of every command that submits a job.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct JobOpts {
+    /// Print the job id and return without waiting.
+    #[arg(long)]
+    pub submit: bool,
+    /// Job priority.
+    #[arg(long, value_enum, default_value_t = Priority::Normal)]
+    pub priority: Priority,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+}
+
+/// Options of list commands.
+#[derive(Debug, Args, Clone)]
+pub struct ListOpts {
+    /// Fields to show (Ganeti's names); `+a,b` adds to the defaults.
+    #[arg(short = 'o', long = "fields")]
+    pub fields: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Leave out the header line.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// Separator instead of aligned columns.
+    #[arg(long)]
+    pub separator: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Creates a cluster on this node and starts its daemon.
+    Init {
+        /// Cluster name.
+        name: String,
+        /// This node's name (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// This node's primary IP address.
+        #[arg(long, short = 'a')]
+        address: String,
+        /// Secondary IP address (replication traffic).
+        #[arg(long, short = 's')]
+        secondary_ip: Option<String>,
+        /// Node daemon port on every node.
+        #[arg(long, default_value_t = maguey_model::DEFAULT_RPC_PORT)]
+        port: u16,
+        /// Directory of `file` disks on every node (relative: under each node's state dir).
+        #[arg(long, default_value = "/srv/maguey/file-storage")]
+        file_storage_dir: String,
+        /// Enabled hypervisors, comma-separated.
+        #[arg(long, default_value = "fake")]
+        enabled_hypervisors: String,
+        /// Enabled disk templates, comma-separated.
+        #[arg(long, default_value = "file,diskless")]
+        enabled_disk_templates: String,
+        /// MAC prefix of generated addresses.
+        #[arg(long, default_value = "aa:00:00")]
+        mac_prefix: String,
+        /// Cluster-level backend parameters, k=v,...
+        #[arg(short = 'B', long)]
+        backend_parameters: Option<String>,
+        /// Cluster-level NIC parameters, k=v,...
+        #[arg(short = 'N', long)]
+        nic_parameters: Option<String>,
+        /// Memory (MiB) the fake hypervisor reports on this node.
+        #[arg(long)]
+        fake_memory: Option<u64>,
+        /// Do not start magueyd.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Shows the cluster's settings.
+    Info {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Checks the configuration against every node.
+    Verify {
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Destroys the cluster (only the master left, no instances).
+    Destroy {
+        /// Required: you really mean it.
+        #[arg(long)]
+        yes_do_it: bool,
+    },
+    /// Prints the whole configuration as JSON (backup, debugging).
+    ExportConfig,
+    /// Creates a state directory's config store from a JSON export (offline).
+    ImportConfig {
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// Prepares a node's join: prints the token its magueyd needs.
+    Add {
+        name: String,
+        /// The node's primary IP address.
+        #[arg(long, short = 'a')]
+        address: String,
+        #[arg(long, short = 's')]
+        secondary_ip: Option<String>,
+        #[arg(long, short = 'g')]
+        group: Option<String>,
+        /// Print only the token.
+        #[arg(long)]
+        token_only: bool,
+    },
+    /// Removes an empty node.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists nodes.
+    List {
+        names: Vec<String>,
+        #[command(flatten)]
+        list: ListOpts,
+    },
+    /// Lists the fields of `node list`.
+    ListFields,
+    /// Shows nodes in detail.
+    Info { names: Vec<String> },
+    /// Changes node flags.
+    Modify {
+        name: String,
+        #[arg(long, short = 'O', value_parser = yes_no)]
+        offline: Option<bool>,
+        #[arg(long, short = 'D', value_parser = yes_no)]
+        drained: Option<bool>,
+        #[arg(long, short = 'C', value_parser = yes_no)]
+        master_candidate: Option<bool>,
+        #[arg(long, value_parser = yes_no)]
+        master_capable: Option<bool>,
+        #[arg(long, value_parser = yes_no)]
+        vm_capable: Option<bool>,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(format!("expected yes or no, not '{s}'")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCmd {
+    /// Creates an instance.
+    Add(InstanceAdd),
+    /// Removes an instance and its disks.
+    Remove {
+        name: String,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[arg(long)]
+        ignore_failures: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists instances.
+    List {
+        names: Vec<String>,
+        #[command(flatten)]
+        list: ListOpts,
+    },
+    /// Lists the fields of `instance list`.
+    ListFields,
+    /// Shows instances in detail.
+    Info { names: Vec<String> },
+    /// Starts an instance.
+    #[command(alias = "startup")]
+    Start {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Stops an instance.
+    #[command(alias = "shutdown")]
+    Stop {
+        name: String,
+        /// Seconds before a hard stop.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Reboots an instance.
+    Reboot {
+        name: String,
+        /// soft, hard or full.
+        #[arg(long = "type", short = 't', default_value = "soft")]
+        reboot_type: String,
+        #[arg(long, default_value_t = 120)]
+        shutdown_timeout: u64,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Changes an instance's parameters.
+    Modify {
+        name: String,
+        #[arg(short = 'B', long)]
+        backend_parameters: Option<String>,
+        #[arg(short = 'H', long)]
+        hypervisor_parameters: Option<String>,
+        #[arg(short = 'O', long)]
+        os_parameters: Option<String>,
+        #[arg(long, conflicts_with = "online")]
+        offline: bool,
+        #[arg(long)]
+        online: bool,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceAdd {
+    pub name: String,
+    /// Disk template: diskless, file (sharedfile, plain, drbd later).
+    #[arg(short = 't', long = "disk-template")]
+    pub template: String,
+    /// A disk: N:size=SIZE[,mode=rw|ro] (repeatable).
+    #[arg(long = "disk")]
+    pub disks: Vec<String>,
+    /// Primary node, or PRIMARY:SECONDARY.
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// OS definition (name or name+variant).
+    #[arg(short = 'o', long = "os-type")]
+    pub os: Option<String>,
+    #[arg(long)]
+    pub no_install: bool,
+    #[arg(long)]
+    pub no_start: bool,
+    /// HYPERVISOR[:k=v,...].
+    #[arg(short = 'H', long)]
+    pub hypervisor: Option<String>,
+    /// Backend parameters k=v,...
+    #[arg(short = 'B', long)]
+    pub backend_parameters: Option<String>,
+    /// OS parameters k=v,...
+    #[arg(short = 'O', long)]
+    pub os_parameters: Option<String>,
+    /// A NIC: N:k=v,... (mac, ip, mode, link, network) (repeatable).
+    #[arg(long = "net")]
+    pub nets: Vec<String>,
+    /// No NICs.
+    #[arg(long)]
+    pub no_nics: bool,
+    /// Tags.
+    #[arg(long)]
+    pub tags: Option<String>,
+    #[command(flatten)]
+    pub job: JobOpts,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Lists jobs.
+    List {
+        #[arg(long)]
+        archived: bool,
+        /// Fields: id, status, summary, priority, received_ts, start_ts, end_ts.
+        #[command(flatten)]
+        list: ListOpts,
+    },
+    /// Shows jobs in detail.
+    Info { ids: Vec<u64> },
+    /// Follows a job's log until it ends.
+    Watch { id: u64 },
+    /// Cancels a queued or waiting job.
+    Cancel { id: u64 },
+    /// Archives finished jobs older than AGE seconds.
+    Archive {
+        #[arg(long, default_value_t = 0.0)]
+        age: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCmd {
+    /// Submits OP_TEST_DELAY.
+    Delay {
+        /// Seconds.
+        duration: f64,
+        /// Also sleep on these nodes.
+        #[arg(short = 'n', long = "node")]
+        nodes: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        repeat: u32,
+        /// Fail after sleeping.
+        #[arg(long)]
+        fail: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Starts (or restarts) a local cluster of real daemons.
+    Up(maguey_lab::UpOptions),
+    /// Prints the `export` lines that point the CLI at the lab.
+    Env {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stops every daemon the lab started.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}

@@ -1,0 +1,481 @@
+//! Command implementations: raw flags → validated opcodes → jobs.
+
+use crate::args::*;
+use crate::output::{fields, print_info, print_rows};
+use crate::wait::finish;
+use crate::{CliError, CliResult};
+use maguey_daemon::api::JoinTokenRequest;
+use maguey_daemon::client::MasterClient;
+use maguey_model::{
+    names::validate_hostname, parse_kv_list, units::parse_size_mib, DiskSpec, NicSpec, OpCode,
+    Params, PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL,
+};
+use maguey_ops::query::Resource;
+use serde_json::{json, Value};
+use std::path::Path;
+
+const INSTANCE_DEFAULT_FIELDS: &[&str] = &["name", "hypervisor", "os", "pnode", "status", "oper_ram"];
+const NODE_DEFAULT_FIELDS: &[&str] = &["name", "dtotal", "dfree", "mtotal", "mnode", "mfree", "pinst_cnt", "sinst_cnt"];
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+fn client(dir: &Path) -> CliResult<MasterClient> {
+    Ok(MasterClient::from_state_dir(dir)?)
+}
+
+fn priority(p: Priority) -> i32 {
+    match p {
+        Priority::Low => PRIORITY_LOW,
+        Priority::Normal => PRIORITY_NORMAL,
+        Priority::High => PRIORITY_HIGH,
+    }
+}
+
+/// Submits one job; waits for it and streams its log unless `--submit`.
+async fn run_job(c: &MasterClient, ops: Vec<OpCode>, opts: JobOpts) -> CliResult<Option<maguey_model::Job>> {
+    let id = c.submit(ops, priority(opts.priority)).await?;
+    if opts.submit {
+        println!("{id}");
+        return Ok(None);
+    }
+    finish(c, id).await.map(Some)
+}
+
+fn kv(s: &Option<String>, what: &str) -> CliResult<Params> {
+    match s {
+        None => Ok(Params::new()),
+        Some(s) => parse_kv_list(s).map_err(|e| usage(format!("{what}: {e}"))),
+    }
+}
+
+fn name_ok(kind: &str, name: &str) -> CliResult {
+    validate_hostname(name).map_err(|e| usage(format!("invalid {kind} name: {e}")))
+}
+
+pub async fn run(cli: Cli) -> CliResult<u8> {
+    let dir = cli.state_dir.clone();
+    match cli.command {
+        Top::Cluster(c) => cluster(&dir, c).await,
+        Top::Node(c) => node(&dir, c).await,
+        Top::Instance(c) => instance(&dir, c).await,
+        Top::Job(c) => job(&dir, c).await,
+        Top::Debug(DebugCmd::Delay { duration, nodes, repeat, fail, job }) => {
+            let c = client(&dir)?;
+            run_job(&c, vec![OpCode::TestDelay { duration, on_master: true, on_nodes: nodes, repeat, fail }], job).await?;
+            Ok(0)
+        }
+        Top::Plan(p) => {
+            let mut out = std::io::stdout();
+            let code = maguey_placement::cli::run(p, &mut out).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Top::Lab(l) => lab(l).await,
+    }
+}
+
+async fn lab(cmd: LabCmd) -> CliResult<u8> {
+    match cmd {
+        LabCmd::Up(opts) => {
+            let lab = maguey_lab::up(&opts).await.map_err(|e| CliError::Other(format!("lab up: {e:#}")))?;
+            println!("lab cluster '{}' is up with {} nodes in {}", lab.cluster_name, lab.nodes.len(), opts.dir.display());
+            println!("point the CLI at it with: eval \"$(maguey lab env --dir {})\"", opts.dir.display());
+            Ok(0)
+        }
+        LabCmd::Env { dir } => {
+            print!("{}", maguey_lab::env(&dir).map_err(|e| usage(format!("{e:#}")))?);
+            Ok(0)
+        }
+        LabCmd::Down { dir } => {
+            let n = maguey_lab::down(&dir).map_err(|e| usage(format!("{e:#}")))?;
+            println!("stopped {n} daemons");
+            Ok(0)
+        }
+    }
+}
+
+async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
+    match cmd {
+        ClusterCmd::Init {
+            name, node_name, address, secondary_ip, port, file_storage_dir, enabled_hypervisors,
+            enabled_disk_templates, mac_prefix, backend_parameters, nic_parameters, fake_memory, no_start,
+        } => {
+            let node_name = match node_name {
+                Some(n) => n,
+                None => hostname().ok_or_else(|| usage("cannot tell the host name; give --node-name"))?,
+            };
+            let primary_ip = address.parse().map_err(|_| usage(format!("invalid IP address '{address}'")))?;
+            let secondary_ip = match secondary_ip {
+                Some(s) => Some(s.parse().map_err(|_| usage(format!("invalid IP address '{s}'")))?),
+                None => None,
+            };
+            let split = |s: &str| s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect::<Vec<_>>();
+            let params = maguey_daemon::init::InitParams {
+                state_dir: dir.to_path_buf(),
+                cluster_name: name.clone(),
+                node_name,
+                primary_ip,
+                secondary_ip,
+                port,
+                file_storage_dir,
+                enabled_hypervisors: split(&enabled_hypervisors),
+                enabled_disk_templates: split(&enabled_disk_templates),
+                mac_prefix,
+                beparams: kv(&backend_parameters, "-B")?,
+                nicparams: kv(&nic_parameters, "-N")?,
+                fake_memory_mib: fake_memory,
+                fake_cpus: None,
+            };
+            maguey_daemon::init::init_cluster(&params).map_err(|e| usage(format!("{e:#}")))?;
+            if !no_start {
+                maguey_lab::spawn_daemon(dir, &[]).map_err(|e| CliError::Other(format!("{e:#}")))?;
+                let c = client(dir)?;
+                maguey_lab::wait_for_master(&c, std::time::Duration::from_secs(30))
+                    .await
+                    .map_err(|e| CliError::Unreachable(format!("{e:#}")))?;
+            }
+            println!("cluster {name} initialised in {}", dir.display());
+            Ok(0)
+        }
+        ClusterCmd::Info { output } => {
+            let c = client(dir)?;
+            let cfg = c.config().await?;
+            let master = cfg.master_node().map(|n| n.name.clone()).unwrap_or_default();
+            let info = json!({
+                "Cluster name": cfg.cluster.cluster_name,
+                "Cluster UUID": cfg.cluster.uuid,
+                "Master node": master,
+                "Config serial": cfg.serial_no,
+                "Node daemon port": cfg.cluster.rpc_port,
+                "MAC prefix": cfg.cluster.mac_prefix,
+                "File storage dir": cfg.cluster.file_storage_dir,
+                "Enabled hypervisors": cfg.cluster.enabled_hypervisors,
+                "Enabled disk templates": cfg.cluster.enabled_disk_templates,
+                "Candidate pool size": cfg.cluster.candidate_pool_size,
+                "CA fingerprint": cfg.cluster.ca_fingerprint,
+                "Default backend parameters": cfg.cluster.beparams_default(),
+                "Default NIC parameters": cfg.cluster.nicparams_default(),
+                "Nodes": cfg.nodes.len(),
+                "Instances": cfg.instances.len(),
+            });
+            if output == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+            } else {
+                print_info(&info, 0);
+            }
+            Ok(0)
+        }
+        ClusterCmd::Verify { job } => {
+            let c = client(dir)?;
+            let Some(j) = run_job(&c, vec![OpCode::ClusterVerify { skip_checks: vec![] }], job).await? else {
+                return Ok(0);
+            };
+            let ok = j.opresult.first().and_then(|r| r.get("ok")).and_then(Value::as_bool).unwrap_or(false);
+            Ok(if ok { 0 } else { 1 })
+        }
+        ClusterCmd::Destroy { yes_do_it } => {
+            if !yes_do_it {
+                return Err(usage("destroying the cluster removes its state for good; add --yes-do-it"));
+            }
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::ClusterDestroy {}], JobOpts { submit: false, priority: Priority::Normal }).await?;
+            println!("cluster destroyed");
+            Ok(0)
+        }
+        ClusterCmd::ExportConfig => {
+            let c = client(dir)?;
+            let cfg = c.config().await?;
+            println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+            Ok(0)
+        }
+        ClusterCmd::ImportConfig { file } => {
+            let json = std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            maguey_config::ConfigStore::import_json(&maguey_daemon::files::config_path(dir), &json)
+                .map_err(|e| usage(format!("import: {e}")))?;
+            println!("config imported into {}", dir.display());
+            Ok(0)
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+async fn list(c: &MasterClient, what: Resource, names: Vec<String>, opts: &ListOpts, defaults: &[&str]) -> CliResult<u8> {
+    let f = fields(&opts.fields, defaults);
+    let r = c.query(what, names, f).await?;
+    print_rows(&r.fields, &r.rows, opts);
+    Ok(0)
+}
+
+async fn list_fields(c: &MasterClient, what: &str) -> CliResult<u8> {
+    for (name, desc) in c.fields(what).await? {
+        println!("{name:<20} {desc}");
+    }
+    Ok(0)
+}
+
+async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult<u8> {
+    let all: Vec<String> = c.fields(match what { Resource::Instance => "instance", Resource::Node => "node", Resource::Group => "group" })
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let r = c.query(what, names, all).await?;
+    for row in r.rows {
+        let obj: serde_json::Map<String, Value> = r.fields.iter().cloned().zip(row).collect();
+        let title = obj.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
+        println!("{}: {title}", match what { Resource::Instance => "Instance name", Resource::Node => "Node name", Resource::Group => "Group name" });
+        print_info(&Value::Object(obj), 2);
+    }
+    Ok(0)
+}
+
+async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
+    match cmd {
+        NodeCmd::Add { name, address, secondary_ip, group, token_only } => {
+            name_ok("node", &name)?;
+            let c = client(dir)?;
+            let r = c
+                .join_token(&JoinTokenRequest { node_name: name.clone(), primary_ip: address.clone(), secondary_ip, group })
+                .await?;
+            if token_only {
+                println!("{}", r.token);
+            } else {
+                println!("Join token for node {name} (valid for one hour, usable once):");
+                println!("  {}", r.token);
+                println!("On {name}, run:");
+                println!("  magueyd --join {} --token {} --node-name {name} --listen {address}:{}", r.master_url, r.token, r.master_url.rsplit(':').next().unwrap_or("1811"));
+                println!("The node is added to the cluster (OP_NODE_ADD) when its daemon has joined.");
+            }
+            Ok(0)
+        }
+        NodeCmd::Remove { name, job } => {
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::NodeRemove { node_name: name }], job).await?;
+            Ok(0)
+        }
+        NodeCmd::List { names, list: l } => list(&client(dir)?, Resource::Node, names, &l, NODE_DEFAULT_FIELDS).await,
+        NodeCmd::ListFields => list_fields(&client(dir)?, "node").await,
+        NodeCmd::Info { names } => info(&client(dir)?, Resource::Node, names).await,
+        NodeCmd::Modify { name, offline, drained, master_candidate, master_capable, vm_capable, force, job } => {
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::NodeSetParams { node_name: name, offline, drained, master_candidate, master_capable, vm_capable, force }], job).await?;
+            Ok(0)
+        }
+    }
+}
+
+/// Parses `N:k=v,...` (Ganeti's --disk/--net syntax) into (index, params).
+fn indexed(s: &str, what: &str) -> CliResult<(usize, Params)> {
+    let (idx, rest) = s.split_once(':').unwrap_or((s, ""));
+    let idx: usize = idx.trim().parse().map_err(|_| usage(format!("{what} '{s}': expected N:key=value,...")))?;
+    Ok((idx, parse_kv_list(rest).map_err(|e| usage(format!("{what} '{s}': {e}")))?))
+}
+
+fn in_order<T>(mut items: Vec<(usize, T)>, what: &str) -> CliResult<Vec<T>> {
+    items.sort_by_key(|(i, _)| *i);
+    for (pos, (i, _)) in items.iter().enumerate() {
+        if *i != pos {
+            return Err(usage(format!("{what} indices must be 0, 1, 2, ... without gaps or repeats")));
+        }
+    }
+    Ok(items.into_iter().map(|(_, t)| t).collect())
+}
+
+fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
+    name_ok("instance", &a.name)?;
+    let mut disks = Vec::new();
+    for d in &a.disks {
+        let (i, p) = indexed(d, "--disk")?;
+        let mut size = None;
+        let mut mode = None;
+        let mut name = None;
+        for (k, v) in p {
+            let v = v.as_str().unwrap_or_default().to_string();
+            match k.as_str() {
+                "size" => size = Some(parse_size_mib(&v).map_err(|e| usage(format!("--disk {i}: {e}")))?),
+                "mode" => mode = Some(v),
+                "name" => name = Some(v),
+                other => return Err(usage(format!("--disk {i}: unknown key '{other}' (size, mode, name)"))),
+            }
+        }
+        let size = size.ok_or_else(|| usage(format!("--disk {i}: size is required")))?;
+        disks.push((i, DiskSpec { size, mode, name }));
+    }
+    let disks = in_order(disks, "--disk")?;
+    let mut nics = Vec::new();
+    for n in &a.nets {
+        let (i, p) = indexed(n, "--net")?;
+        let mut spec = NicSpec::default();
+        for (k, v) in p {
+            let v = Some(v.as_str().unwrap_or_default().to_string());
+            match k.as_str() {
+                "mac" => spec.mac = v,
+                "ip" => spec.ip = v,
+                "mode" => spec.mode = v,
+                "link" => spec.link = v,
+                "network" => spec.network = v,
+                "name" => spec.name = v,
+                other => return Err(usage(format!("--net {i}: unknown key '{other}'"))),
+            }
+        }
+        nics.push((i, spec));
+    }
+    let mut nics = in_order(nics, "--net")?;
+    if a.no_nics {
+        if !nics.is_empty() {
+            return Err(usage("--no-nics and --net exclude each other"));
+        }
+    } else if nics.is_empty() {
+        nics.push(NicSpec::default());
+    }
+    let (pnode, snode) = match &a.node {
+        None => (None, None),
+        Some(n) => match n.split_once(':') {
+            Some((p, s)) => (Some(p.to_string()), Some(s.to_string())),
+            None => (Some(n.clone()), None),
+        },
+    };
+    let (hypervisor, hvparams) = match &a.hypervisor {
+        None => (None, Params::new()),
+        Some(h) => {
+            let (name, rest) = h.split_once(':').unwrap_or((h.as_str(), ""));
+            (Some(name.to_string()), parse_kv_list(rest).map_err(|e| usage(format!("-H: {e}")))?)
+        }
+    };
+    let beparams = kv(&a.backend_parameters, "-B")?;
+    maguey_model::ParamKind::Be.validate(&beparams).map_err(|e| usage(format!("-B: {e}")))?;
+    Ok(OpCode::InstanceCreate {
+        instance_name: a.name.clone(),
+        mode: "create".into(),
+        disk_template: a.template.clone(),
+        disks,
+        nics,
+        pnode,
+        snode,
+        os_type: a.os.clone(),
+        osparams: kv(&a.os_parameters, "-O")?,
+        no_install: a.no_install,
+        start: !a.no_start,
+        hypervisor,
+        hvparams,
+        beparams,
+        iallocator: None,
+        tags: a.tags.as_deref().map(|t| t.split(',').map(String::from).collect()).unwrap_or_default(),
+    })
+}
+
+async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
+    match cmd {
+        InstanceCmd::Add(a) => {
+            let op = instance_add_op(&a)?;
+            let c = client(dir)?;
+            run_job(&c, vec![op], a.job).await?;
+            Ok(0)
+        }
+        InstanceCmd::Remove { name, force: _, ignore_failures, job } => {
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::InstanceRemove { instance_name: name, ignore_failures, shutdown_timeout: 120 }], job).await?;
+            Ok(0)
+        }
+        InstanceCmd::List { names, list: l } => list(&client(dir)?, Resource::Instance, names, &l, INSTANCE_DEFAULT_FIELDS).await,
+        InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
+        InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
+        InstanceCmd::Start { name, force, job } => {
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::InstanceStartup { instance_name: name, force, beparams: Params::new(), hvparams: Params::new(), no_remember: false }], job).await?;
+            Ok(0)
+        }
+        InstanceCmd::Stop { name, timeout, job } => {
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::InstanceShutdown { instance_name: name, timeout, no_remember: false }], job).await?;
+            Ok(0)
+        }
+        InstanceCmd::Reboot { name, reboot_type, shutdown_timeout, job } => {
+            if !["soft", "hard", "full"].contains(&reboot_type.as_str()) {
+                return Err(usage(format!("invalid reboot type '{reboot_type}' (soft, hard or full)")));
+            }
+            let c = client(dir)?;
+            run_job(&c, vec![OpCode::InstanceReboot { instance_name: name, reboot_type, shutdown_timeout }], job).await?;
+            Ok(0)
+        }
+        InstanceCmd::Modify { name, backend_parameters, hypervisor_parameters, os_parameters, offline, online, force, job } => {
+            let beparams = kv(&backend_parameters, "-B")?;
+            let offline = if offline { Some(true) } else if online { Some(false) } else { None };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceSetParams {
+                    instance_name: name,
+                    beparams,
+                    hvparams: kv(&hypervisor_parameters, "-H")?,
+                    osparams: kv(&os_parameters, "-O")?,
+                    offline,
+                    force,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+    }
+}
+
+async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
+    let c = client(dir)?;
+    match cmd {
+        JobCmd::List { archived, list: l } => {
+            let jobs = c.jobs(archived).await?;
+            let fields = fields(&l.fields, &["id", "status", "summary"]);
+            const KNOWN: &[&str] = &["id", "status", "summary", "priority", "received_ts", "start_ts", "end_ts"];
+            if let Some(f) = fields.iter().find(|f| !KNOWN.contains(&f.as_str())) {
+                return Err(usage(format!("unknown job field '{f}' (known: {})", KNOWN.join(", "))));
+            }
+            let rows: Vec<Vec<Value>> = jobs
+                .iter()
+                .map(|j| fields.iter().map(|f| j.get(f).cloned().unwrap_or(Value::Null)).collect())
+                .collect();
+            print_rows(&fields, &rows, &l);
+            Ok(0)
+        }
+        JobCmd::Info { ids } => {
+            for id in ids {
+                let j = c.job(id).await?;
+                println!("Job ID: {}", j.id);
+                println!("  Status: {}", j.status.as_str());
+                println!("  Priority: {}", j.priority);
+                println!("  Received: {}", j.received_ts);
+                println!("  Started: {}", j.start_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()));
+                println!("  Ended: {}", j.end_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()));
+                println!("  Opcodes:");
+                for (i, op) in j.ops.iter().enumerate() {
+                    println!("    - {} [{}]", j.summary.get(i).cloned().unwrap_or_else(|| op.op_id().into()), j.opstatus.get(i).map(|s| s.as_str()).unwrap_or("?"));
+                    println!("      Result: {}", j.opresult.get(i).cloned().unwrap_or(Value::Null));
+                    for e in j.oplog.get(i).into_iter().flatten() {
+                        println!("      {} {}", e.timestamp, e.message);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        JobCmd::Watch { id } => {
+            let j = crate::wait::follow(&c, id, false).await?;
+            println!("job {id}: {}", j.status.as_str());
+            Ok(if j.status == maguey_model::JobStatus::Success { 0 } else { 1 })
+        }
+        JobCmd::Cancel { id } => {
+            let r = c.cancel(id).await?;
+            let ok = r.get("canceled").and_then(Value::as_bool).unwrap_or(false);
+            println!("{}", r.get("message").and_then(Value::as_str).unwrap_or(""));
+            Ok(if ok { 0 } else { 1 })
+        }
+        JobCmd::Archive { age } => {
+            let r = c.archive(std::time::Duration::from_secs_f64(age.max(0.0))).await?;
+            println!("archived {} jobs", r.get("archived").cloned().unwrap_or(Value::Null));
+            Ok(0)
+        }
+    }
+}

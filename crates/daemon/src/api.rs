@@ -1,0 +1,302 @@
+//! HTTP routes of magueyd: the node RPC, the master API (for the CLI) and the join endpoints.
+//!
+//! Handlers are thin translators: they decode JSON, call the node runtime, the job queue, the
+//! config store or a query, and encode the answer. Errors are JSON `{"error": "..."}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use maguey_config::Command;
+use maguey_jobs::JobQueue;
+use maguey_model::{names::validate_hostname, JobStatus, JoinToken, OpCode};
+use maguey_node::NodeRuntime;
+use maguey_ops::query::{field_list, query, QueryRequest, Resource};
+use maguey_ops::Master;
+use maguey_rpc::ca::ClusterCa;
+use maguey_rpc::join::{JoinRequest, JoinResponse};
+use maguey_rpc::{NodeRequest, RpcReply};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a join token stays valid.
+pub const JOIN_TOKEN_LIFETIME: f64 = 3600.0;
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// `POST /rpc`: every node.
+pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super::Stop>) -> Router {
+    Router::new()
+        .route(
+            "/rpc",
+            post(move |Json(req): Json<NodeRequest>| {
+                let node = node.clone();
+                let stop = stop.clone();
+                async move {
+                    let leave = super::is_leave(&req);
+                    let reply = match node.handle(req).await {
+                        Ok(v) => RpcReply::Ok(v),
+                        Err(e) => RpcReply::Error(e),
+                    };
+                    if leave && matches!(reply, RpcReply::Ok(_)) {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let _ = stop.send(super::Stop::LeftCluster).await;
+                        });
+                    }
+                    Json(reply)
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn(maguey_rpc::server::require_peer_cert))
+}
+
+/// What the master's handlers share.
+#[derive(Clone)]
+pub struct MasterState {
+    pub master: Arc<Master>,
+    pub queue: Arc<JobQueue>,
+    pub ca: Arc<ClusterCa>,
+    pub listen: SocketAddr,
+}
+
+/// The master API (`/luxi/...`, client certificate required) and the join endpoints.
+pub fn master_router(state: MasterState) -> Router {
+    let luxi = Router::new()
+        .route("/luxi/submit", post(submit))
+        .route("/luxi/jobs", get(list_jobs))
+        .route("/luxi/jobs/{id}", get(get_job))
+        .route("/luxi/jobs/{id}/wait", post(wait_job))
+        .route("/luxi/jobs/{id}/cancel", post(cancel_job))
+        .route("/luxi/archive", post(archive))
+        .route("/luxi/query", post(run_query))
+        .route("/luxi/fields/{resource}", get(fields))
+        .route("/luxi/config", get(export_config))
+        .route("/luxi/join-token", post(join_token))
+        .layer(axum::middleware::from_fn(maguey_rpc::server::require_peer_cert))
+        .with_state(state.clone());
+    let join = Router::new()
+        .route("/join", post(join))
+        .with_state(state.clone())
+        .merge(maguey_rpc::join::join_ca_router(state.ca.cert_pem.clone()));
+    luxi.merge(join)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    pub ops: Vec<Value>,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
+    let mut ops = Vec::new();
+    for (i, v) in req.ops.into_iter().enumerate() {
+        match serde_json::from_value::<OpCode>(v) {
+            Ok(op) => ops.push(op),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("opcode {i}: {e}")),
+        }
+    }
+    if !(-20..=19).contains(&req.priority) {
+        return error(StatusCode::BAD_REQUEST, "priority must be between -20 and 19");
+    }
+    match s.queue.submit(ops, req.priority) {
+        Ok(id) => Json(json!({"job_id": id})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub archived: bool,
+}
+
+async fn list_jobs(State(s): State<MasterState>, axum::extract::Query(q): axum::extract::Query<ListQuery>) -> Response {
+    let jobs: Vec<Value> = s
+        .queue
+        .list(q.archived)
+        .into_iter()
+        .map(|j| {
+            json!({"id": j.id, "status": j.status, "summary": j.summary, "priority": j.priority,
+                   "received_ts": j.received_ts, "start_ts": j.start_ts, "end_ts": j.end_ts})
+        })
+        .collect();
+    Json(jobs).into_response()
+}
+
+async fn get_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response {
+    match s.queue.get(id) {
+        Some(j) => Json(j).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("job {id} not found")),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WaitRequest {
+    pub status: Option<JobStatus>,
+    pub log_serial: u64,
+    pub timeout_secs: f64,
+}
+
+async fn wait_job(State(s): State<MasterState>, Path(id): Path<u64>, Json(w): Json<WaitRequest>) -> Response {
+    if s.queue.get(id).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("job {id} not found"));
+    }
+    let timeout = Duration::from_secs_f64(w.timeout_secs.clamp(0.0, 60.0));
+    let job = s.queue.wait_for_change(id, w.status, w.log_serial, timeout).await;
+    Json(json!({"job": job})).into_response()
+}
+
+async fn cancel_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response {
+    match s.queue.cancel(id) {
+        Ok(outcome) => Json(json!({"canceled": true, "message": format!("{outcome:?}")})).into_response(),
+        Err(e) => Json(json!({"canceled": false, "message": e.to_string()})).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ArchiveRequest {
+    age_secs: f64,
+}
+
+async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) -> Response {
+    let n = s.queue.archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
+    Json(json!({"archived": n})).into_response()
+}
+
+async fn run_query(State(s): State<MasterState>, Json(q): Json<QueryRequest>) -> Response {
+    match query(&s.master, &q).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn fields(Path(resource): Path<String>) -> Response {
+    let what = match resource.as_str() {
+        "instance" => Resource::Instance,
+        "node" => Resource::Node,
+        "group" => Resource::Group,
+        other => return error(StatusCode::NOT_FOUND, format!("unknown resource '{other}'")),
+    };
+    Json(field_list(what).iter().map(|(n, d)| json!([n, d])).collect::<Vec<_>>()).into_response()
+}
+
+async fn export_config(State(s): State<MasterState>) -> Response {
+    Json(&*s.master.config.snapshot()).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    pub node_name: String,
+    pub primary_ip: String,
+    #[serde(default)]
+    pub secondary_ip: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinTokenResponse {
+    pub token: String,
+    pub master_url: String,
+    pub expires: f64,
+}
+
+async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest>) -> Response {
+    if let Err(e) = validate_hostname(&r.node_name) {
+        return error(StatusCode::BAD_REQUEST, format!("invalid node name: {e}"));
+    }
+    for ip in std::iter::once(&r.primary_ip).chain(r.secondary_ip.iter()) {
+        if ip.parse::<IpAddr>().is_err() {
+            return error(StatusCode::BAD_REQUEST, format!("invalid IP address '{ip}'"));
+        }
+    }
+    let cfg = s.master.config.snapshot();
+    if cfg.node_by_name(&r.node_name).is_some() {
+        return error(StatusCode::BAD_REQUEST, format!("node '{}' is already in the cluster", r.node_name));
+    }
+    if let Some(n) = cfg.nodes.values().find(|n| n.primary_ip == r.primary_ip) {
+        return error(StatusCode::BAD_REQUEST, format!("IP address {} is already used by node {}", r.primary_ip, n.name));
+    }
+    let group_name = r.group.clone().unwrap_or_else(|| "default".to_string());
+    let Some(group) = cfg.group_by_name(&group_name) else {
+        return error(StatusCode::BAD_REQUEST, format!("node group '{group_name}' does not exist"));
+    };
+    let (token, secret_sha256) = maguey_rpc::join::new_token(&s.ca.fingerprint());
+    let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
+    let cmd = Command::AddJoinToken {
+        token: JoinToken {
+            node_name: r.node_name.clone(),
+            primary_ip: r.primary_ip.clone(),
+            secondary_ip: r.secondary_ip.clone().unwrap_or_else(|| r.primary_ip.clone()),
+            group: group.uuid.clone(),
+            secret_sha256,
+            expires,
+        },
+    };
+    if cfg.join_tokens.contains_key(&r.node_name) {
+        if let Err(e) = s.master.config.apply(Command::RemoveJoinToken { node_name: r.node_name.clone() }) {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+    }
+    match s.master.config.apply(cmd) {
+        Ok(_) => Json(JoinTokenResponse { token, master_url: format!("https://{}", s.listen), expires }).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// `POST /join`: a new node presents its token and CSR; the master signs the CSR and queues
+/// OP_NODE_ADD, which finishes once the node's daemon answers over mutual TLS.
+async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Response {
+    let cfg = s.master.config.snapshot();
+    let refused = || error(StatusCode::FORBIDDEN, "invalid, used or expired join token");
+    let Some(tok) = cfg.join_tokens.get(&r.node_name) else {
+        return refused();
+    };
+    if maguey_rpc::join::secret_sha256(&r.secret) != tok.secret_sha256 || tok.expires < maguey_model::now() {
+        return refused();
+    }
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for ip in [&tok.primary_ip, &tok.secondary_ip] {
+        if let Ok(ip) = ip.parse::<IpAddr>() {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    let cert_pem = match s.ca.sign_csr(&r.csr_pem, &r.node_name, &ips) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot sign the certificate request: {e}")),
+    };
+    // One-time: the token is gone before the certificate leaves.
+    if let Err(e) = s.master.config.apply(Command::RemoveJoinToken { node_name: r.node_name.clone() }) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let group = cfg.nodegroups.get(&tok.group).map(|g| g.name.clone());
+    let op = OpCode::NodeAdd {
+        node_name: r.node_name.clone(),
+        primary_ip: tok.primary_ip.clone(),
+        secondary_ip: Some(tok.secondary_ip.clone()),
+        group,
+        master_capable: None,
+        vm_capable: None,
+    };
+    if let Err(e) = s.queue.submit(vec![op], 0) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    Json(JoinResponse {
+        cert_pem,
+        ca_pem: s.ca.cert_pem.clone(),
+        master_name: s.master.node_name.clone(),
+    })
+    .into_response()
+}

@@ -1,0 +1,60 @@
+//! Files in a node's state directory.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The node's own bootstrap settings (`daemon.json`), written by `cluster init` or a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonFile {
+    pub node_name: String,
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub fake_memory_mib: Option<u64>,
+    #[serde(default)]
+    pub fake_cpus: Option<u32>,
+}
+
+impl DaemonFile {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("daemon.json")
+    }
+    pub fn load(dir: &Path) -> Result<Self> {
+        let p = Self::path(dir);
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&s).with_context(|| format!("parsing {}", p.display()))
+    }
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let p = Self::path(dir);
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+}
+
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join("config.redb")
+}
+pub fn jobs_path(dir: &Path) -> PathBuf {
+    dir.join("jobs.redb")
+}
+pub fn pidfile(dir: &Path) -> PathBuf {
+    dir.join("magueyd.pid")
+}
+
+pub fn write_pidfile(dir: &Path) -> Result<()> {
+    std::fs::write(pidfile(dir), format!("{}\n", std::process::id())).context("writing the pidfile")
+}
+
+pub fn remove_pidfile(dir: &Path) {
+    let _ = std::fs::remove_file(pidfile(dir));
+}
+
+/// Removes the master's cluster state (config, jobs, CA, certificates).
+pub fn wipe_master_state(dir: &Path) {
+    for f in ["config.redb", "jobs.redb", "ca.pem", "ca.key", "node.pem", "node.key", "ssconf.json", "daemon.json"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+}

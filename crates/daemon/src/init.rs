@@ -1,0 +1,147 @@
+//! `maguey cluster init`: creates the cluster CA, the first node's certificate and the config.
+
+use crate::files::{config_path, DaemonFile};
+use anyhow::{bail, Context, Result};
+use maguey_config::{Command, ConfigStore};
+use maguey_model::{
+    names::validate_hostname, new_uuid, now, Cluster, Node, NodeGroup, ParamKind, Params, Ssconf,
+    CONFIG_VERSION, DISK_TEMPLATES, HYPERVISORS,
+};
+use maguey_rpc::ca::ClusterCa;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Everything `cluster init` needs.
+#[derive(Debug, Clone)]
+pub struct InitParams {
+    pub state_dir: PathBuf,
+    pub cluster_name: String,
+    pub node_name: String,
+    pub primary_ip: IpAddr,
+    pub secondary_ip: Option<IpAddr>,
+    pub port: u16,
+    pub file_storage_dir: String,
+    pub enabled_hypervisors: Vec<String>,
+    pub enabled_disk_templates: Vec<String>,
+    pub mac_prefix: String,
+    pub beparams: Params,
+    pub nicparams: Params,
+    pub fake_memory_mib: Option<u64>,
+    pub fake_cpus: Option<u32>,
+}
+
+/// Writes the new cluster's files into the state directory. Refuses to touch an existing one.
+pub fn init_cluster(p: &InitParams) -> Result<()> {
+    validate_hostname(&p.cluster_name).context("invalid cluster name")?;
+    validate_hostname(&p.node_name).context("invalid node name")?;
+    for hv in &p.enabled_hypervisors {
+        if !HYPERVISORS.contains(&hv.as_str()) {
+            bail!("unknown hypervisor '{hv}' (known: {})", HYPERVISORS.join(", "));
+        }
+    }
+    if p.enabled_hypervisors.is_empty() {
+        bail!("at least one hypervisor must be enabled");
+    }
+    for t in &p.enabled_disk_templates {
+        if !DISK_TEMPLATES.contains(&t.as_str()) {
+            bail!("unknown disk template '{t}' (known: {})", DISK_TEMPLATES.join(", "));
+        }
+    }
+    let prefix_ok = p.mac_prefix.split(':').count() == 3
+        && p
+            .mac_prefix
+            .split(':')
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+    if !prefix_ok {
+        bail!("invalid MAC prefix '{}' (expected three bytes, e.g. aa:00:00)", p.mac_prefix);
+    }
+    let beparams = ParamKind::Be.validate(&p.beparams).map_err(anyhow::Error::msg)?;
+    let nicparams = ParamKind::Nic.validate(&p.nicparams).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&p.state_dir)
+        .with_context(|| format!("creating {}", p.state_dir.display()))?;
+    if config_path(&p.state_dir).exists() || DaemonFile::path(&p.state_dir).exists() {
+        bail!(
+            "{} already holds a cluster; destroy it first (maguey cluster destroy)",
+            p.state_dir.display()
+        );
+    }
+
+    let ca = ClusterCa::generate(&p.cluster_name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut ips = vec![p.primary_ip];
+    if let Some(s) = p.secondary_ip {
+        if s != p.primary_ip {
+            ips.push(s);
+        }
+    }
+    let identity = ca.issue(&p.node_name, &ips).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ca.save(&p.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    identity.save(&p.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let ts = now();
+    let group = NodeGroup {
+        uuid: new_uuid(),
+        name: "default".into(),
+        alloc_policy: "preferred".into(),
+        serial_no: 1,
+        ctime: ts,
+        mtime: ts,
+        ..Default::default()
+    };
+    let node = Node {
+        uuid: new_uuid(),
+        name: p.node_name.clone(),
+        primary_ip: p.primary_ip.to_string(),
+        secondary_ip: p.secondary_ip.unwrap_or(p.primary_ip).to_string(),
+        group: group.uuid.clone(),
+        master_candidate: true,
+        master_capable: true,
+        vm_capable: true,
+        serial_no: 1,
+        ctime: ts,
+        mtime: ts,
+        ..Default::default()
+    };
+    let cluster = Cluster {
+        uuid: new_uuid(),
+        cluster_name: p.cluster_name.clone(),
+        master_node: node.uuid.clone(),
+        rpc_port: p.port,
+        mac_prefix: p.mac_prefix.to_ascii_lowercase(),
+        file_storage_dir: p.file_storage_dir.clone(),
+        shared_file_storage_dir: "/srv/maguey/shared-file-storage".into(),
+        enabled_hypervisors: p.enabled_hypervisors.clone(),
+        enabled_disk_templates: p.enabled_disk_templates.clone(),
+        default_iallocator: String::new(),
+        candidate_pool_size: 10,
+        hvparams: BTreeMap::new(),
+        beparams: BTreeMap::from([("default".to_string(), beparams)]),
+        nicparams: BTreeMap::from([("default".to_string(), nicparams)]),
+        ndparams: Params::new(),
+        osparams: BTreeMap::new(),
+        ca_fingerprint: ca.fingerprint(),
+        tags: Vec::new(),
+        serial_no: 1,
+        ctime: ts,
+        mtime: ts,
+    };
+    let store = ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;
+    store
+        .apply(Command::InitCluster { cluster, group, master: node })
+        .context("initialising the config")?;
+    let mut cfg = (*store.snapshot()).clone();
+    cfg.version = CONFIG_VERSION;
+    let ssconf = Ssconf::from_config(&cfg);
+    std::fs::write(
+        p.state_dir.join("ssconf.json"),
+        serde_json::to_vec_pretty(&ssconf)?,
+    )?;
+    DaemonFile {
+        node_name: p.node_name.clone(),
+        listen: SocketAddr::new(p.primary_ip, p.port),
+        fake_memory_mib: p.fake_memory_mib,
+        fake_cpus: p.fake_cpus,
+    }
+    .save(&p.state_dir)?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! magueyd: the one daemon that runs on every node.
+//!
+//! Every node serves the node RPC (`POST /rpc`) over mutual TLS. The master node also owns the
+//! config store and the job queue and serves the master API (`/luxi/...`, used by the CLI) and
+//! the join endpoints (`/join/ca`, `/join`) through which new nodes get their certificate.
+
+pub mod api;
+pub mod client;
+pub mod files;
+pub mod init;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use files::DaemonFile;
+use maguey_config::ConfigStore;
+use maguey_jobs::JobQueue;
+use maguey_node::{NodeConfig, NodeRuntime};
+use maguey_ops::{Executor, Master};
+use maguey_rpc::ca::NodeIdentity;
+use maguey_rpc::client::RpcClient;
+use maguey_rpc::NodeRequest;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Command-line arguments of magueyd.
+#[derive(Debug, Parser)]
+#[command(name = "magueyd", version, about = "Maguey's node daemon")]
+pub struct Args {
+    /// The node's state directory (certificates, config and job queue on the master).
+    #[arg(long, env = "MAGUEY_DIR", default_value = "/var/lib/maguey")]
+    pub state_dir: PathBuf,
+    /// Join a cluster: the master's URL, e.g. https://192.0.2.1:1811.
+    #[arg(long, requires_all = ["token", "node_name", "listen"])]
+    pub join: Option<String>,
+    /// The one-time token printed by `maguey node add`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// This node's name (when joining).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address to listen on, ip:port (when joining; later read from the state directory).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Memory (MiB) the fake hypervisor reports, instead of the host's.
+    #[arg(long)]
+    pub fake_memory: Option<u64>,
+    /// CPUs the node reports, instead of the host's.
+    #[arg(long)]
+    pub fake_cpus: Option<u32>,
+    /// Maximum number of jobs running at once (master).
+    #[arg(long, default_value_t = 20)]
+    pub max_running_jobs: usize,
+}
+
+/// Entry point of the `magueyd` binary.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAGUEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("magueyd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magueyd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why the daemon stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Signal,
+    LeftCluster,
+    ClusterDestroyed,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let dir = args.state_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(url) = &args.join {
+        join(&args, url).await?;
+    }
+    let mut daemon = DaemonFile::load(&dir).with_context(|| {
+        format!(
+            "{} is not part of a cluster: run `maguey cluster init` or `magueyd --join URL --token T`",
+            dir.display()
+        )
+    })?;
+    if let Some(m) = args.fake_memory {
+        daemon.fake_memory_mib = Some(m);
+    }
+    if let Some(c) = args.fake_cpus {
+        daemon.fake_cpus = Some(c);
+    }
+    let identity = NodeIdentity::load(&dir).context("loading the node certificate")?;
+    let node = Arc::new(
+        NodeRuntime::new(NodeConfig {
+            state_dir: dir.clone(),
+            node_name: daemon.node_name.clone(),
+            fake_memory_mib: daemon.fake_memory_mib,
+            fake_cpus: daemon.fake_cpus,
+            os_search_path: NodeConfig::default_os_search_path(&dir),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
+
+    let mut router = api::node_router(node.clone(), stop_tx.clone());
+    let mut master_parts = None;
+    if files::config_path(&dir).exists() {
+        let config = Arc::new(ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?);
+        let rpc = RpcClient::new(&identity, Duration::from_secs(60)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let destroy = Arc::new(tokio::sync::Notify::new());
+        let master = Arc::new(Master { config: config.clone(), rpc, node_name: daemon.node_name.clone(), destroy: destroy.clone() });
+        let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs).map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
+        queue.start(Arc::new(Executor { master: master.clone() }));
+        let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
+        router = router.merge(api::master_router(api::MasterState {
+            master: master.clone(),
+            queue: queue.clone(),
+            ca: Arc::new(ca),
+            listen: daemon.listen,
+        }));
+        {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                destroy.notified().await;
+                // Let the job's final state reach its waiters first.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let _ = stop_tx.send(Stop::ClusterDestroyed).await;
+            });
+        }
+        {
+            let master = master.clone();
+            tokio::spawn(async move {
+                for (name, e) in master.distribute_ssconf().await {
+                    tracing::warn!("ssconf to node {name}: {e}");
+                }
+            });
+        }
+        master_parts = Some((master, queue));
+    }
+
+    let listener = tokio::net::TcpListener::bind(daemon.listen)
+        .await
+        .with_context(|| format!("listening on {}", daemon.listen))?;
+    let tls = maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?;
+    files::write_pidfile(&dir)?;
+    tracing::info!(
+        "magueyd {} for node {} listening on {}{}",
+        maguey_model::VERSION,
+        daemon.node_name,
+        daemon.listen,
+        if master_parts.is_some() { " (master)" } else { "" }
+    );
+    let signals = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Stop::Signal,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; }, None => std::future::pending().await } } => Stop::Signal,
+            s = stop_rx.recv() => s.unwrap_or(Stop::Signal),
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(maguey_rpc::server::serve(listener, tls, router, async move {
+        let _ = done_rx.await;
+    }));
+    let why = signals.await;
+    let _ = done_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    files::remove_pidfile(&dir);
+    match why {
+        Stop::Signal => tracing::info!("stopping on signal"),
+        Stop::LeftCluster => tracing::info!("left the cluster"),
+        Stop::ClusterDestroyed => {
+            drop(master_parts);
+            files::wipe_master_state(&dir);
+            tracing::info!("cluster destroyed; state removed");
+        }
+    }
+    Ok(())
+}
+
+async fn join(args: &Args, url: &str) -> Result<()> {
+    let dir = &args.state_dir;
+    if NodeIdentity::load(dir).is_ok() {
+        bail!("{} already holds a node certificate: this node is already in a cluster", dir.display());
+    }
+    let (Some(token), Some(name), Some(listen)) = (&args.token, &args.node_name, args.listen) else {
+        bail!("--join needs --token, --node-name and --listen");
+    };
+    maguey_model::names::validate_hostname(name)?;
+    let identity = maguey_rpc::join::join(url, token, name)
+        .await
+        .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
+    identity.save(dir).context("saving the node certificate")?;
+    DaemonFile {
+        node_name: name.clone(),
+        listen,
+        fake_memory_mib: args.fake_memory,
+        fake_cpus: args.fake_cpus,
+    }
+    .save(dir)?;
+    tracing::info!("joined the cluster at {url} as {name}");
+    Ok(())
+}
+
+/// Asks a node to leave (used by the node RPC handler's caller to stop after replying).
+pub fn is_leave(req: &NodeRequest) -> bool {
+    matches!(req, NodeRequest::LeaveCluster)
+}

@@ -1,0 +1,131 @@
+//! Fixtures for integration tests: a lab cluster in a temporary directory on its own random
+//! loopback subnet (so tests run in parallel), the CLI run against it, and polling with a
+//! deadline instead of fixed sleeps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Polls `f` until it returns true or `timeout` passes; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running lab cluster, stopped when dropped.
+pub struct TestLab {
+    pub dir: tempfile::TempDir,
+    pub maguey: PathBuf,
+    pub prefix: String,
+    pub nodes: usize,
+}
+
+/// Output of one CLI run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    /// Panics with both streams unless the command succeeded.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+impl TestLab {
+    /// Starts an `nodes`-node lab with the given `maguey` binary (its `magueyd` sits beside it).
+    pub fn up(maguey: &Path, nodes: usize) -> TestLab {
+        Self::up_with(maguey, nodes, &[])
+    }
+
+    pub fn up_with(maguey: &Path, nodes: usize, extra: &[&str]) -> TestLab {
+        let dir = tempfile::Builder::new().prefix("maguey-lab-").tempdir().expect("temp dir");
+        let prefix = format!("127.{}.{}", 1 + rand::random::<u8>() % 250, 1 + rand::random::<u8>() % 250);
+        let lab = TestLab { dir, maguey: maguey.to_path_buf(), prefix, nodes };
+        let dir_s = lab.dir.path().display().to_string();
+        let n = nodes.to_string();
+        let mut args = vec!["lab", "up", "--nodes", &n, "--dir", &dir_s, "--address-prefix", &lab.prefix];
+        args.extend_from_slice(extra);
+        let r = lab.run_raw(&args);
+        assert_eq!(r.code, 0, "lab up failed\n{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+        lab
+    }
+
+    /// State directory of node `i` (1-based).
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    pub fn master_dir(&self) -> PathBuf {
+        self.node_dir(1)
+    }
+
+    /// Address of node `i`.
+    pub fn node_ip(&self, i: usize) -> String {
+        format!("{}.{i}", self.prefix)
+    }
+
+    fn run_raw(&self, args: &[&str]) -> Run {
+        let o = Command::new(&self.maguey)
+            .args(args)
+            .env("MAGUEY_DIR", self.master_dir())
+            .output()
+            .expect("running maguey");
+        Run::from(o)
+    }
+
+    /// Runs `maguey ARGS` against the lab's master.
+    pub fn maguey(&self, args: &[&str]) -> Run {
+        self.run_raw(args)
+    }
+
+    /// The config serial, read through the CLI.
+    pub fn serial(&self) -> u64 {
+        let r = self.maguey(&["cluster", "info", "--output", "json"]).ok();
+        r.json()["Config serial"].as_u64().expect("serial")
+    }
+
+    /// All daemons' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.nodes)
+            .map(|i| {
+                let p = self.node_dir(i).join("magueyd.log");
+                format!("--- node{i} ---\n{}", std::fs::read_to_string(p).unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// PID of node `i`'s daemon.
+    pub fn pid(&self, i: usize) -> Option<i32> {
+        std::fs::read_to_string(self.node_dir(i).join("magueyd.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let _ = self.run_raw(&["lab", "down", "--dir", &d]);
+    }
+}

@@ -1,0 +1,277 @@
+//! Lab clusters: N real `magueyd` processes on one machine, each node with its own state
+//! directory and its own loopback address (127.A.B.i), started by `maguey lab up`.
+//!
+//! `lab up` on a directory that already holds a lab restarts the daemons that are not running.
+//! The [`fixtures`] module drives the same machinery from integration tests.
+
+pub mod fixtures;
+
+use anyhow::{bail, Context, Result};
+use maguey_daemon::api::JoinTokenRequest;
+use maguey_daemon::client::MasterClient;
+use maguey_ops::query::Resource;
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Options of `maguey lab up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpOptions {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Directory holding the lab's node state directories.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// First three bytes of the nodes' loopback addresses; node i gets PREFIX.i.
+    #[arg(long, default_value = "127.0.0")]
+    pub address_prefix: String,
+    /// Node daemon port.
+    #[arg(long, default_value_t = maguey_model::DEFAULT_RPC_PORT)]
+    pub port: u16,
+    /// Memory (MiB) each node's fake hypervisor reports.
+    #[arg(long, default_value_t = 4096)]
+    pub node_memory: u64,
+    /// CPUs each node reports.
+    #[arg(long, default_value_t = 4)]
+    pub node_cpus: u32,
+    /// Cluster name.
+    #[arg(long, default_value = "maguey-lab")]
+    pub cluster_name: String,
+}
+
+/// What `lab up` records in `DIR/lab.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lab {
+    pub cluster_name: String,
+    pub port: u16,
+    pub nodes: Vec<LabNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabNode {
+    pub name: String,
+    pub ip: String,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("lab.json")
+    }
+    pub fn load(dir: &Path) -> Result<Self> {
+        let p = Self::path(dir);
+        let s = std::fs::read_to_string(&p).with_context(|| format!("no lab in {} ({})", dir.display(), p.display()))?;
+        serde_json::from_str(&s).with_context(|| format!("parsing {}", p.display()))
+    }
+    fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::write(Self::path(dir), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+    /// The master's state directory (the first node).
+    pub fn master_dir(&self) -> Option<&Path> {
+        self.nodes.first().map(|n| n.dir.as_path())
+    }
+}
+
+/// Finds the magueyd binary: `$MAGUEY_MAGUEYD`, next to the running executable, or on PATH.
+pub fn magueyd_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MAGUEY_MAGUEYD") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            for cand in [dir.join("magueyd"), dir.join("../magueyd")] {
+                if cand.is_file() {
+                    return cand;
+                }
+            }
+        }
+    }
+    PathBuf::from("magueyd")
+}
+
+/// Starts `magueyd --state-dir DIR ARGS...` in its own session, logging to DIR/magueyd.log.
+pub fn spawn_daemon(dir: &Path, args: &[String]) -> Result<u32> {
+    std::fs::create_dir_all(dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("magueyd.log"))
+        .with_context(|| format!("opening {}/magueyd.log", dir.display()))?;
+    let mut cmd = Command::new(magueyd_path());
+    cmd.arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the daemon gets its own session so that it
+    // outlives the CLI and the terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().with_context(|| format!("starting {}", magueyd_path().display()))?;
+    Ok(child.id())
+}
+
+/// Polls until the master answers, or fails after `timeout`.
+pub async fn wait_for_master(c: &MasterClient, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match c.jobs(false).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => bail!("the master at {} did not answer: {e}", c.base_url()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn pid_of(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("magueyd.pid")).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Starts a lab (or restarts the stopped daemons of an existing one).
+pub async fn up(o: &UpOptions) -> Result<Lab> {
+    if o.nodes == 0 || o.nodes > 250 {
+        bail!("--nodes must be between 1 and 250");
+    }
+    let octets: Vec<&str> = o.address_prefix.split('.').collect();
+    if octets.len() != 3 || octets.iter().any(|x| x.parse::<u8>().is_err()) {
+        bail!("--address-prefix must be three bytes, e.g. 127.0.0");
+    }
+    std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
+    let dir = o.dir.canonicalize()?;
+    if Lab::path(&dir).exists() {
+        return restart(&dir).await;
+    }
+    let lab = Lab {
+        cluster_name: o.cluster_name.clone(),
+        port: o.port,
+        nodes: (1..=o.nodes)
+            .map(|i| LabNode { name: format!("node{i}"), ip: format!("{}.{i}", o.address_prefix), dir: dir.join(format!("node{i}")) })
+            .collect(),
+    };
+    for n in &lab.nodes {
+        if n.dir.join("daemon.json").exists() {
+            bail!("{} already holds a node; use another --dir", n.dir.display());
+        }
+        std::fs::create_dir_all(n.dir.join("os"))?;
+        maguey_node::os::write_noop_os(&n.dir.join("os"))?;
+    }
+    let first = &lab.nodes[0];
+    maguey_daemon::init::init_cluster(&maguey_daemon::init::InitParams {
+        state_dir: first.dir.clone(),
+        cluster_name: o.cluster_name.clone(),
+        node_name: first.name.clone(),
+        primary_ip: first.ip.parse()?,
+        secondary_ip: None,
+        port: o.port,
+        file_storage_dir: "file-storage".into(),
+        enabled_hypervisors: vec!["fake".into()],
+        enabled_disk_templates: vec!["file".into(), "diskless".into()],
+        mac_prefix: "aa:00:00".into(),
+        beparams: Default::default(),
+        nicparams: Default::default(),
+        fake_memory_mib: Some(o.node_memory),
+        fake_cpus: Some(o.node_cpus),
+    })?;
+    lab.save(&dir)?;
+    spawn_daemon(&first.dir, &[])?;
+    let c = MasterClient::from_state_dir(&first.dir)?;
+    wait_for_master(&c, Duration::from_secs(30)).await?;
+    for n in &lab.nodes[1..] {
+        let t = c
+            .join_token(&JoinTokenRequest { node_name: n.name.clone(), primary_ip: n.ip.clone(), secondary_ip: None, group: None })
+            .await?;
+        spawn_daemon(
+            &n.dir,
+            &[
+                "--join".into(), t.master_url.clone(),
+                "--token".into(), t.token,
+                "--node-name".into(), n.name.clone(),
+                "--listen".into(), format!("{}:{}", n.ip, o.port),
+                "--fake-memory".into(), o.node_memory.to_string(),
+                "--fake-cpus".into(), o.node_cpus.to_string(),
+            ],
+        )?;
+    }
+    wait_for_nodes(&c, &lab, Duration::from_secs(90)).await?;
+    Ok(lab)
+}
+
+async fn wait_for_nodes(c: &MasterClient, lab: &Lab, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = c.query(Resource::Node, vec![], vec!["name".into()]).await?;
+        let have: Vec<String> = r.rows.iter().filter_map(|row| row.first()?.as_str().map(String::from)).collect();
+        let missing: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).filter(|n| !have.iter().any(|h| h == n)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nodes did not join in time: {} (see their magueyd.log)", missing.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn restart(dir: &Path) -> Result<Lab> {
+    let lab = Lab::load(dir)?;
+    for n in &lab.nodes {
+        if !n.dir.join("daemon.json").exists() {
+            continue;
+        }
+        if pid_of(&n.dir).is_some_and(alive) {
+            continue;
+        }
+        spawn_daemon(&n.dir, &[])?;
+    }
+    let master = lab.master_dir().context("the lab has no nodes")?;
+    let c = MasterClient::from_state_dir(master)?;
+    wait_for_master(&c, Duration::from_secs(30)).await?;
+    Ok(lab)
+}
+
+/// The `export` lines that point the CLI at the lab.
+pub fn env(dir: &Path) -> Result<String> {
+    let dir = dir.canonicalize().with_context(|| format!("no lab in {}", dir.display()))?;
+    let lab = Lab::load(&dir)?;
+    let master = lab.master_dir().context("the lab has no nodes")?;
+    Ok(format!(
+        "export MAGUEY_DIR={}\nexport MAGUEY_LAB_DIR={}\n",
+        master.display(),
+        dir.display()
+    ))
+}
+
+/// Stops every daemon of the lab (SIGTERM, then SIGKILL after 5 s). Returns how many ran.
+pub fn down(dir: &Path) -> Result<usize> {
+    let lab = Lab::load(dir)?;
+    let pids: Vec<i32> = lab.nodes.iter().filter_map(|n| pid_of(&n.dir)).filter(|p| alive(*p)).collect();
+    for &p in &pids {
+        // SAFETY: plain kill(2) on a pid read from the lab's own pidfile.
+        unsafe { libc::kill(p, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &p in &pids {
+        if alive(p) {
+            // SAFETY: as above.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+    Ok(pids.len())
+}

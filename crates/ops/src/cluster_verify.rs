@@ -1,0 +1,217 @@
+//! OP_CLUSTER_VERIFY: compares the configuration with what every node reports.
+//!
+//! Error codes follow Ganeti's (ENODERPC, ENODEVERSION, EINSTANCEDOWN, EINSTANCEMISSINGDISK,
+//! ENODEORPHANINSTANCE, ...). Every finding is written to the job log; the result is
+//! `{"ok": bool, "errors": [...], "warnings": [...]}`.
+
+use crate::util::node_addr;
+use crate::{wrong_op, Env, LogicalUnit};
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{AdminState, ConfigData, LogicalId, Node, OpCode, PROTOCOL_VERSION};
+use maguey_rpc::{InstanceRunInfo, NodeRequest, VersionInfo};
+use serde_json::{json, Value};
+use futures::future::join_all;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub struct ClusterVerify {
+    skip: Vec<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Report {
+    fn error(&mut self, env: &Env<'_>, code: &str, msg: String) {
+        let line = format!("{code}: {msg}");
+        env.log(format!("ERROR: {line}"));
+        self.errors.push(line);
+    }
+    fn warn(&mut self, env: &Env<'_>, code: &str, msg: String) {
+        let line = format!("{code}: {msg}");
+        env.log(format!("WARNING: {line}"));
+        self.warnings.push(line);
+    }
+}
+
+/// What one node reported.
+struct NodeReport {
+    running: BTreeMap<String, InstanceRunInfo>,
+    files: BTreeSet<String>,
+}
+
+async fn probe(env: &Env<'_>, cfg: &ConfigData, node: &Node, rep: &mut Report) -> Option<NodeReport> {
+    let addr = node_addr(cfg, node);
+    let rpc = &env.master.rpc;
+    let version = match rpc.call::<VersionInfo>(&addr, &NodeRequest::Version).await {
+        Ok(v) => v,
+        Err(e) => {
+            rep.error(env, "ENODERPC", format!("node {}: cannot reach the node daemon: {e}", node.name));
+            return None;
+        }
+    };
+    if version.protocol != PROTOCOL_VERSION {
+        rep.error(
+            env,
+            "ENODEVERSION",
+            format!("node {}: protocol {} differs from the master's {}", node.name, version.protocol, PROTOCOL_VERSION),
+        );
+    }
+    if version.node_name != node.name {
+        rep.error(env, "ENODESETUP", format!("node {}: its daemon calls itself '{}'", node.name, version.node_name));
+    }
+    let mut running = BTreeMap::new();
+    for hv in &cfg.cluster.enabled_hypervisors {
+        match rpc
+            .call::<BTreeMap<String, InstanceRunInfo>>(&addr, &NodeRequest::AllInstancesInfo { hypervisor: hv.clone() })
+            .await
+        {
+            Ok(m) => running.extend(m),
+            Err(e) => rep.error(env, "ENODEHV", format!("node {}: hypervisor {hv}: {e}", node.name)),
+        }
+    }
+    let files = match rpc
+        .call::<Vec<String>>(&addr, &NodeRequest::FileStorageList { file_storage_dir: cfg.cluster.file_storage_dir.clone() })
+        .await
+    {
+        Ok(f) => f.into_iter().collect(),
+        Err(e) => {
+            rep.error(env, "ENODEFILESTORAGEPATH", format!("node {}: cannot list file storage: {e}", node.name));
+            BTreeSet::new()
+        }
+    };
+    Some(NodeReport { running, files })
+}
+
+impl LogicalUnit for ClusterVerify {
+    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
+        let OpCode::ClusterVerify { skip_checks } = op else {
+            return Err(wrong_op(op));
+        };
+        Ok(ClusterVerify { skip: skip_checks.clone() })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        vec![
+            (LockLevel::Instance, LockNames::All, LockMode::Shared),
+            (LockLevel::Node, LockNames::All, LockMode::Shared),
+        ]
+    }
+
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let cfg = env.cfg();
+        let mut rep = Report::default();
+        env.log(format!("verifying {} nodes and {} instances", cfg.nodes.len(), cfg.instances.len()));
+
+        // Config-level consistency.
+        if cfg.master_node().is_none() {
+            rep.error(env, "ECLUSTERCFG", "the master node is not in the configuration".into());
+        }
+        for inst in cfg.instances.values() {
+            if let Some(node) = cfg.nodes.get(&inst.primary_node) {
+                if node.offline && inst.admin_state == AdminState::Up {
+                    rep.warn(env, "EINSTANCEBADNODE", format!("instance {}: its primary node {} is offline", inst.name, node.name));
+                }
+            } else {
+                rep.error(env, "ECLUSTERDANGLINGINST", format!("instance {} has an unknown primary node", inst.name));
+            }
+        }
+
+        // Node probes, in parallel.
+        let online: Vec<&Node> = cfg.nodes.values().filter(|n| !n.offline).collect();
+        let mut reports: BTreeMap<String, Option<NodeReport>> = BTreeMap::new();
+        {
+            let mut sub = Vec::new();
+            let futs = online.iter().map(|n| {
+                let cfg = cfg.clone();
+                async move {
+                    let mut r = Report::default();
+                    let out = probe(env, &cfg, n, &mut r).await;
+                    (n.uuid.clone(), out, r)
+                }
+            });
+            for (uuid, out, r) in join_all(futs).await {
+                sub.push(r);
+                reports.insert(uuid, out);
+            }
+            for r in sub {
+                rep.errors.extend(r.errors);
+                rep.warnings.extend(r.warnings);
+            }
+        }
+
+        // Instances against what their nodes run and hold.
+        for inst in cfg.instances.values() {
+            let Some(node) = cfg.nodes.get(&inst.primary_node) else { continue };
+            let Some(Some(nr)) = reports.get(&node.uuid) else { continue };
+            let running = nr.running.contains_key(&inst.name);
+            match (inst.admin_state, running) {
+                (AdminState::Up, false) => rep.error(
+                    env,
+                    "EINSTANCEDOWN",
+                    format!("instance {} is not running on node {} but its admin state is up", inst.name, node.name),
+                ),
+                (AdminState::Down | AdminState::Offline, true) => rep.error(
+                    env,
+                    "EINSTANCEUP",
+                    format!("instance {} is running on node {} but its admin state is {}", inst.name, node.name, inst.admin_state.as_str()),
+                ),
+                _ => {}
+            }
+            if self.skip.iter().any(|s| s == "disks") {
+                continue;
+            }
+            for disk in &inst.disks {
+                if let LogicalId::File { path, .. } = &disk.logical_id {
+                    if !nr.files.contains(path) {
+                        rep.error(
+                            env,
+                            "EINSTANCEMISSINGDISK",
+                            format!("instance {}: {} ({path}) is missing on node {}", inst.name, disk.iv_name, node.name),
+                        );
+                    }
+                }
+            }
+        }
+        // What nodes have that the config does not know.
+        for (uuid, nr) in &reports {
+            let Some(nr) = nr else { continue };
+            let Some(node) = cfg.nodes.get(uuid) else { continue };
+            for name in nr.running.keys() {
+                match cfg.instance_by_name(name) {
+                    None => rep.error(env, "ENODEORPHANINSTANCE", format!("node {}: instance {name} runs but is not in the configuration", node.name)),
+                    Some(i) if &i.primary_node != uuid => rep.error(
+                        env,
+                        "EINSTANCEWRONGNODE",
+                        format!("instance {name} runs on node {}, which is not its primary node", node.name),
+                    ),
+                    _ => {}
+                }
+            }
+            let known: BTreeSet<&str> = cfg
+                .instances
+                .values()
+                .flat_map(|i| i.disks.iter())
+                .filter(|d| d.nodes.contains(uuid))
+                .filter_map(|d| match &d.logical_id {
+                    LogicalId::File { path, .. } => Some(path.as_str()),
+                    _ => None,
+                })
+                .collect();
+            for f in &nr.files {
+                if !known.contains(f.as_str()) {
+                    rep.error(env, "ENODEORPHANFILE", format!("node {}: disk file {f} belongs to no instance", node.name));
+                }
+            }
+        }
+        let ok = rep.errors.is_empty();
+        env.log(if ok { "cluster verify: no problems found".to_string() } else { format!("cluster verify: {} errors", rep.errors.len()) });
+        Ok(json!({"ok": ok, "errors": rep.errors, "warnings": rep.warnings}))
+    }
+}

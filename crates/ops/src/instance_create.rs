@@ -1,0 +1,421 @@
+//! OP_INSTANCE_CREATE: creates the disks, installs the OS, adds the instance, starts it.
+
+use crate::util::{
+    check_node_usable, generate_mac, hv_kind, instance_runtime, node_by_name, normalize_mac,
+};
+use crate::{prereq, wrong_op, Env, LogicalUnit};
+use maguey_config::Command;
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{
+    names::validate_hostname, new_uuid, AdminState, ConfigData, Disk, DiskSpec, Instance,
+    LogicalId, Nic, NicSpec, Node, OpCode, ParamKind, Params, DISK_TEMPLATES,
+};
+use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
+use serde_json::{json, Value};
+
+/// Templates this build can create.
+const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file"];
+/// Ganeti's per-instance limits.
+const MAX_DISKS: usize = 16;
+const MAX_NICS: usize = 8;
+
+pub struct InstanceCreate {
+    name: String,
+    template: String,
+    disks: Vec<DiskSpec>,
+    nics: Vec<NicSpec>,
+    pnode: String,
+    os: Option<String>,
+    osparams: Params,
+    no_install: bool,
+    start: bool,
+    hypervisor: String,
+    hvparams: Params,
+    beparams: Params,
+    tags: Vec<String>,
+    /// Built by check_prereq.
+    instance: Option<Instance>,
+}
+
+/// Picks the usable node with the most free memory among those the config knows, when the
+/// opcode names none. (The placement engine replaces this once it is wired in.)
+fn default_allocation(cfg: &ConfigData) -> Result<String, OpError> {
+    let mut usable: Vec<&Node> = cfg
+        .nodes
+        .values()
+        .filter(|n| check_node_usable(n).is_ok())
+        .collect();
+    usable.sort_by_key(|n| {
+        (
+            cfg.instances
+                .values()
+                .filter(|i| i.primary_node == n.uuid)
+                .count(),
+            n.name.clone(),
+        )
+    });
+    usable
+        .first()
+        .map(|n| n.name.clone())
+        .ok_or_else(|| prereq("no usable node to place the instance on"))
+}
+
+impl LogicalUnit for InstanceCreate {
+    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
+        let OpCode::InstanceCreate {
+            instance_name,
+            mode,
+            disk_template,
+            disks,
+            nics,
+            pnode,
+            snode,
+            os_type,
+            osparams,
+            no_install,
+            start,
+            hypervisor,
+            hvparams,
+            beparams,
+            iallocator: _,
+            tags,
+        } = op
+        else {
+            return Err(wrong_op(op));
+        };
+        validate_hostname(instance_name).map_err(|e| prereq(format!("invalid instance name: {e}")))?;
+        if mode != "create" {
+            return Err(prereq(format!(
+                "instance creation mode '{mode}' is not supported (only 'create')"
+            )));
+        }
+        if !DISK_TEMPLATES.contains(&disk_template.as_str()) {
+            return Err(prereq(format!(
+                "unknown disk template '{disk_template}' (known: {})",
+                DISK_TEMPLATES.join(", ")
+            )));
+        }
+        if snode.is_some() {
+            return Err(prereq(format!(
+                "disk template '{disk_template}' does not take a secondary node"
+            )));
+        }
+        let pnode = match pnode {
+            Some(p) => p.clone(),
+            None => default_allocation(cfg)?,
+        };
+        if os_type.is_none() && !*no_install {
+            return Err(prereq("an OS is required (-o OS), unless --no-install is given"));
+        }
+        let hypervisor = hypervisor
+            .clone()
+            .or_else(|| cfg.cluster.enabled_hypervisors.first().cloned())
+            .unwrap_or_else(|| "fake".to_string());
+        Ok(InstanceCreate {
+            name: instance_name.clone(),
+            template: disk_template.clone(),
+            disks: disks.clone(),
+            nics: nics.clone(),
+            pnode,
+            os: os_type.clone(),
+            osparams: osparams.clone(),
+            no_install: *no_install,
+            start: *start,
+            hypervisor,
+            hvparams: hvparams.clone(),
+            beparams: beparams.clone(),
+            tags: tags.clone(),
+            instance: None,
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        vec![
+            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
+            (LockLevel::Node, LockNames::Names(vec![self.pnode.clone()]), LockMode::Shared),
+            (LockLevel::NodeRes, LockNames::Names(vec![self.pnode.clone()]), LockMode::Shared),
+        ]
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        if cfg.instance_by_name(&self.name).is_some() {
+            return Err(prereq(format!("instance name '{}' is already in use", self.name)));
+        }
+        if !SUPPORTED_TEMPLATES.contains(&self.template.as_str()) {
+            return Err(prereq(format!(
+                "disk template '{}' is not available yet (available: {})",
+                self.template,
+                SUPPORTED_TEMPLATES.join(", ")
+            )));
+        }
+        if !cfg.cluster.enabled_disk_templates.contains(&self.template) {
+            return Err(prereq(format!(
+                "disk template '{}' is not enabled on this cluster",
+                self.template
+            )));
+        }
+        if !cfg.cluster.enabled_hypervisors.contains(&self.hypervisor) {
+            return Err(prereq(format!(
+                "hypervisor '{}' is not enabled on this cluster (enabled: {})",
+                self.hypervisor,
+                cfg.cluster.enabled_hypervisors.join(", ")
+            )));
+        }
+        let node = node_by_name(cfg, &self.pnode)?;
+        check_node_usable(node)?;
+        if self.template == "diskless" && !self.disks.is_empty() {
+            return Err(prereq("a diskless instance cannot have disks"));
+        }
+        if self.template != "diskless" && self.disks.is_empty() {
+            return Err(prereq(format!("template '{}' needs at least one disk", self.template)));
+        }
+        if self.disks.len() > MAX_DISKS {
+            return Err(prereq(format!("at most {MAX_DISKS} disks are allowed")));
+        }
+        if self.nics.len() > MAX_NICS {
+            return Err(prereq(format!("at most {MAX_NICS} NICs are allowed")));
+        }
+        let beparams = ParamKind::Be.validate(&self.beparams).map_err(prereq)?;
+        let hvparams = hv_kind(&self.hypervisor).validate(&self.hvparams).map_err(prereq)?;
+        let now = maguey_model::now();
+        let disks = self
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                if spec.size == 0 {
+                    return Err(prereq(format!("disk {i} has size 0")));
+                }
+                let mode = spec.mode.clone().unwrap_or_else(|| "rw".to_string());
+                if mode != "rw" && mode != "ro" {
+                    return Err(prereq(format!("disk {i}: mode must be rw or ro, not '{mode}'")));
+                }
+                let uuid = new_uuid();
+                Ok(Disk {
+                    logical_id: LogicalId::File {
+                        driver: "loop".to_string(),
+                        path: format!("{}/disk{i}-{}", self.name, &uuid[..8]),
+                    },
+                    uuid,
+                    name: spec.name.clone(),
+                    dev_type: self.template.clone(),
+                    size: spec.size,
+                    mode,
+                    children: Vec::new(),
+                    nodes: vec![node.uuid.clone()],
+                    iv_name: format!("disk/{i}"),
+                    serial_no: 1,
+                    ctime: now,
+                    mtime: now,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut nics = Vec::new();
+        let mut macs: Vec<String> = Vec::new();
+        for (i, spec) in self.nics.iter().enumerate() {
+            let mac = match spec.mac.as_deref() {
+                None | Some("auto") | Some("generate") => generate_mac(cfg, &macs)?,
+                Some(m) => {
+                    let m = normalize_mac(m)?;
+                    if macs.contains(&m)
+                        || cfg.instances.values().any(|x| x.nics.iter().any(|n| n.mac == m))
+                    {
+                        return Err(prereq(format!("MAC address {m} is already in use")));
+                    }
+                    m
+                }
+            };
+            macs.push(mac.clone());
+            let mut nicparams = Params::new();
+            if let Some(mode) = &spec.mode {
+                nicparams.insert("mode".into(), Value::from(mode.clone()));
+            }
+            if let Some(link) = &spec.link {
+                nicparams.insert("link".into(), Value::from(link.clone()));
+            }
+            let nicparams = ParamKind::Nic
+                .validate(&nicparams)
+                .map_err(|e| prereq(format!("NIC {i}: {e}")))?;
+            if let Some(ip) = &spec.ip {
+                if ip != "none" && ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(prereq(format!("NIC {i}: invalid IP address '{ip}'")));
+                }
+            }
+            nics.push(Nic {
+                uuid: new_uuid(),
+                name: spec.name.clone(),
+                mac,
+                ip: spec.ip.clone().filter(|ip| ip != "none"),
+                nicparams,
+                network: spec.network.clone(),
+            });
+        }
+        let instance = Instance {
+            uuid: new_uuid(),
+            name: self.name.clone(),
+            primary_node: node.uuid.clone(),
+            os: self.os.clone().unwrap_or_default(),
+            hypervisor: self.hypervisor.clone(),
+            admin_state: if self.start { AdminState::Up } else { AdminState::Down },
+            disk_template: self.template.clone(),
+            beparams,
+            hvparams,
+            osparams: self.osparams.clone(),
+            disks,
+            nics,
+            tags: self.tags.clone(),
+            serial_no: 0,
+            ctime: now,
+            mtime: now,
+        };
+        let be = crate::util::filled_beparams(cfg, &instance);
+        if be.minmem > be.maxmem {
+            return Err(prereq(format!(
+                "minmem ({}) cannot exceed maxmem ({})",
+                be.minmem, be.maxmem
+            )));
+        }
+        self.instance = Some(instance);
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let instance = self
+            .instance
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
+        let cfg = env.cfg();
+        let node = crate::util::node_by_uuid(&cfg, &instance.primary_node)?.clone();
+        let be = crate::util::filled_beparams(&cfg, &instance);
+
+        // Memory: the node must be able to hold the instance if it is to start now.
+        let info: NodeInfo = env
+            .rpc(
+                &node,
+                NodeRequest::NodeInfo {
+                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                    hypervisor: instance.hypervisor.clone(),
+                },
+            )
+            .await?;
+        if be.maxmem > info.memory_total {
+            return Err(prereq(format!(
+                "instance needs {} MiB of memory but node {} has only {} MiB in total",
+                be.maxmem, node.name, info.memory_total
+            )));
+        }
+        if self.start && be.maxmem > info.memory_free {
+            return Err(prereq(format!(
+                "not enough memory on node {} to start the instance: needed {} MiB, free {} MiB",
+                node.name, be.maxmem, info.memory_free
+            )));
+        }
+        let disk_total: u64 = instance.disks.iter().map(|d| d.size).sum();
+        if let Some(st) = info.storage.iter().find(|s| s.storage_type == instance.disk_template) {
+            if disk_total > st.storage_free {
+                return Err(prereq(format!(
+                    "not enough {} storage on node {}: needed {} MiB, free {} MiB",
+                    instance.disk_template, node.name, disk_total, st.storage_free
+                )));
+            }
+        }
+
+        // 1. Disks.
+        let mut created: Vec<Disk> = Vec::new();
+        for disk in &instance.disks {
+            env.log(format!("creating disk {} ({} MiB) on node {}", disk.iv_name, disk.size, node.name));
+            let res: Result<Value, OpError> = env
+                .rpc(
+                    &node,
+                    NodeRequest::BlockdevCreate {
+                        disk: disk.clone(),
+                        instance_name: instance.name.clone(),
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                    },
+                )
+                .await;
+            match res {
+                Ok(_) => created.push(disk.clone()),
+                Err(e) => {
+                    undo_disks(env, &node, &created).await;
+                    return Err(e);
+                }
+            }
+        }
+
+        // 2. OS installation.
+        if !self.no_install {
+            env.log(format!("running the OS create scripts of '{}'", instance.os));
+            let install = OsInstall {
+                instance_name: instance.name.clone(),
+                os: instance.os.clone(),
+                hypervisor: instance.hypervisor.clone(),
+                osparams: instance.osparams.clone(),
+                disks: instance.disks.clone(),
+                nics: crate::util::nic_runtimes(&cfg, &instance),
+                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                debug_level: 0,
+            };
+            let res: Result<Value, OpError> = env
+                .rpc(&node, NodeRequest::InstanceOsAdd { install, reinstall: false })
+                .await;
+            match res {
+                Ok(out) => {
+                    if let Some(s) = out.as_str().filter(|s| !s.trim().is_empty()) {
+                        env.log(format!("OS create output:\n{}", s.trim_end()));
+                    }
+                }
+                Err(e) => {
+                    env.log(format!("OS installation failed: {e}"));
+                    undo_disks(env, &node, &created).await;
+                    return Err(e);
+                }
+            }
+        }
+
+        // 3. Config.
+        if let Err(e) = env.apply(Command::AddInstance { instance: instance.clone() }) {
+            undo_disks(env, &node, &created).await;
+            return Err(e);
+        }
+
+        // 4. Start.
+        if self.start {
+            env.log(format!("starting instance {} on node {}", instance.name, node.name));
+            let cfg = env.cfg();
+            let res: Result<Value, OpError> = env
+                .rpc(&node, NodeRequest::InstanceStart { instance: instance_runtime(&cfg, &instance) })
+                .await;
+            if let Err(e) = res {
+                env.log(format!("could not start the instance: {e}"));
+                env.log("undoing: removing the instance from the configuration");
+                if let Err(e2) = env.apply(Command::RemoveInstance { uuid: instance.uuid.clone() }) {
+                    env.log(format!("could not remove the instance from the config: {e2}"));
+                }
+                undo_disks(env, &node, &created).await;
+                return Err(e);
+            }
+        }
+        Ok(json!({"instance_name": instance.name, "uuid": instance.uuid, "pnode": node.name}))
+    }
+}
+
+/// Removes disks created by a failed creation, logging what it does.
+pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
+    let cfg = env.cfg();
+    for disk in disks.iter().rev() {
+        env.log(format!("undoing: removing disk {} on node {}", disk.iv_name, node.name));
+        let res: Result<Value, OpError> = env
+            .rpc(
+                node,
+                NodeRequest::BlockdevRemove {
+                    disk: disk.clone(),
+                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                },
+            )
+            .await;
+        if let Err(e) = res {
+            env.log(format!("could not remove disk {}: {e}", disk.iv_name));
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! OP_INSTANCE_REMOVE: stops the instance, removes its disks, drops it from the config.
+
+use crate::util::{instance_by_name, node_by_uuid};
+use crate::{wrong_op, Env, LogicalUnit};
+use maguey_config::Command;
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{ConfigData, Instance, OpCode};
+use maguey_rpc::NodeRequest;
+use serde_json::Value;
+
+pub struct InstanceRemove {
+    name: String,
+    ignore_failures: bool,
+    timeout: u64,
+    nodes: Vec<String>,
+    instance: Option<Instance>,
+}
+
+impl LogicalUnit for InstanceRemove {
+    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
+        let OpCode::InstanceRemove { instance_name, ignore_failures, shutdown_timeout } = op else {
+            return Err(wrong_op(op));
+        };
+        let inst = instance_by_name(cfg, instance_name)?;
+        let nodes = std::iter::once(inst.primary_node.as_str())
+            .chain(inst.secondary_nodes())
+            .filter_map(|u| cfg.nodes.get(u).map(|n| n.name.clone()))
+            .collect();
+        Ok(InstanceRemove {
+            name: instance_name.clone(),
+            ignore_failures: *ignore_failures,
+            timeout: *shutdown_timeout,
+            nodes,
+            instance: None,
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        vec![
+            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
+            (LockLevel::Node, LockNames::Names(self.nodes.clone()), LockMode::Shared),
+            (LockLevel::NodeRes, LockNames::Names(self.nodes.clone()), LockMode::Shared),
+        ]
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        self.instance = Some(instance_by_name(cfg, &self.name)?.clone());
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let inst = self.instance.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
+        let cfg = env.cfg();
+        let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
+        let tolerate = |e: OpError| -> Result<(), OpError> {
+            if self.ignore_failures || node.offline {
+                env.log(format!("ignoring: {e}"));
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
+        env.log(format!("shutting down instance {} on node {}", inst.name, node.name));
+        if node.offline {
+            env.log(format!("node {} is offline: not contacting it", node.name));
+        } else {
+            let r: Result<Value, OpError> = env
+                .rpc(
+                    &node,
+                    NodeRequest::InstanceShutdown {
+                        name: inst.name.clone(),
+                        hypervisor: inst.hypervisor.clone(),
+                        timeout: self.timeout,
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                tolerate(e)?;
+            }
+            for disk in &inst.disks {
+                env.log(format!("removing disk {} on node {}", disk.iv_name, node.name));
+                let r: Result<Value, OpError> = env
+                    .rpc(
+                        &node,
+                        NodeRequest::BlockdevRemove {
+                            disk: disk.clone(),
+                            file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        },
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tolerate(e)?;
+                }
+            }
+        }
+        env.apply(Command::RemoveInstance { uuid: inst.uuid.clone() })?;
+        env.log(format!("instance {} removed", inst.name));
+        Ok(Value::Null)
+    }
+}

@@ -1,0 +1,146 @@
+//! OP_NODE_ADD: adds a node that has joined with its token (and so holds a certificate).
+//!
+//! The node daemon may still be starting when the job runs: the version handshake is retried
+//! for a while. The node must present the name it is added under.
+
+use crate::{prereq, wrong_op, Env, LogicalUnit};
+use maguey_config::Command;
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{names::validate_hostname, new_uuid, ConfigData, Node, OpCode, PROTOCOL_VERSION};
+use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long to wait for a new node's daemon to answer.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct NodeAdd {
+    name: String,
+    primary_ip: String,
+    secondary_ip: String,
+    group: Option<String>,
+    master_capable: bool,
+    vm_capable: bool,
+    node: Option<Node>,
+}
+
+impl LogicalUnit for NodeAdd {
+    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
+        let OpCode::NodeAdd { node_name, primary_ip, secondary_ip, group, master_capable, vm_capable } = op else {
+            return Err(wrong_op(op));
+        };
+        validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
+        for ip in std::iter::once(primary_ip).chain(secondary_ip.iter()) {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| prereq(format!("invalid IP address '{ip}'")))?;
+        }
+        Ok(NodeAdd {
+            name: node_name.clone(),
+            primary_ip: primary_ip.clone(),
+            secondary_ip: secondary_ip.clone().unwrap_or_else(|| primary_ip.clone()),
+            group: group.clone(),
+            master_capable: master_capable.unwrap_or(true),
+            vm_capable: vm_capable.unwrap_or(true),
+            node: None,
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        vec![
+            (LockLevel::NodeGroup, LockNames::All, LockMode::Shared),
+            (LockLevel::Node, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
+        ]
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        if cfg.node_by_name(&self.name).is_some() {
+            return Err(prereq(format!("node '{}' is already in the cluster", self.name)));
+        }
+        if let Some(other) = cfg.nodes.values().find(|n| n.primary_ip == self.primary_ip) {
+            return Err(prereq(format!(
+                "IP address {} is already used by node {}",
+                self.primary_ip, other.name
+            )));
+        }
+        let group = match &self.group {
+            Some(g) => cfg
+                .group_by_name(g)
+                .ok_or_else(|| prereq(format!("node group '{g}' does not exist")))?,
+            None => cfg
+                .group_by_name("default")
+                .or_else(|| cfg.nodegroups.values().next())
+                .ok_or_else(|| prereq("the cluster has no node group"))?,
+        };
+        let candidates = cfg.nodes.values().filter(|n| n.master_candidate).count() as u32;
+        let now = maguey_model::now();
+        self.node = Some(Node {
+            uuid: new_uuid(),
+            name: self.name.clone(),
+            primary_ip: self.primary_ip.clone(),
+            secondary_ip: self.secondary_ip.clone(),
+            group: group.uuid.clone(),
+            master_candidate: self.master_capable && candidates < cfg.cluster.candidate_pool_size,
+            master_capable: self.master_capable,
+            vm_capable: self.vm_capable,
+            drained: false,
+            offline: false,
+            ndparams: Default::default(),
+            tags: Vec::new(),
+            serial_no: 0,
+            ctime: now,
+            mtime: now,
+        });
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let node = self.node.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
+        env.log(format!("contacting node {} at {}", node.name, node.primary_ip));
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let version: VersionInfo = loop {
+            match env.rpc::<VersionInfo>(&node, NodeRequest::Version).await {
+                Ok(v) => break v,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(OpError::Exec(format!(
+                        "node {} did not answer within {}s: {e}",
+                        node.name,
+                        HANDSHAKE_TIMEOUT.as_secs()
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        if version.protocol != PROTOCOL_VERSION {
+            return Err(prereq(format!(
+                "node {} speaks protocol {}, the master {}",
+                node.name, version.protocol, PROTOCOL_VERSION
+            )));
+        }
+        if version.node_name != node.name {
+            return Err(prereq(format!(
+                "the daemon at {} says it is '{}', not '{}'",
+                node.primary_ip, version.node_name, node.name
+            )));
+        }
+        let cfg = env.cfg();
+        let info: NodeInfo = env
+            .rpc(
+                &node,
+                NodeRequest::NodeInfo {
+                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                    hypervisor: cfg.cluster.enabled_hypervisors.first().cloned().unwrap_or_default(),
+                },
+            )
+            .await?;
+        env.log(format!(
+            "node {} runs Maguey {}: {} CPUs, {} MiB memory",
+            node.name, version.version, info.cpu_count, info.memory_total
+        ));
+        env.apply(Command::AddNode { node: node.clone() })?;
+        for (name, e) in env.master.distribute_ssconf().await {
+            env.log(format!("warning: could not update ssconf on node {name}: {e}"));
+        }
+        env.log(format!("node {} added to the cluster", node.name));
+        Ok(json!({"node_name": node.name, "uuid": node.uuid}))
+    }
+}

@@ -1,0 +1,175 @@
+//! Helpers shared by the logical units.
+
+use crate::prereq;
+use maguey_jobs::OpError;
+use maguey_model::{
+    fill, BeParams, ConfigData, Hypervisor, Instance, Node, NodeGroup, ParamKind, Params,
+};
+use maguey_rpc::{InstanceRuntime, NicRuntime};
+
+/// `ip:port` of a node's daemon.
+pub fn node_addr(cfg: &ConfigData, node: &Node) -> String {
+    format!("{}:{}", node.primary_ip, cfg.cluster.rpc_port)
+}
+
+pub(crate) fn node_by_name<'a>(cfg: &'a ConfigData, name: &str) -> Result<&'a Node, OpError> {
+    cfg.node_by_name(name)
+        .ok_or_else(|| prereq(format!("node '{name}' is not known to the cluster")))
+}
+
+pub(crate) fn instance_by_name<'a>(cfg: &'a ConfigData, name: &str) -> Result<&'a Instance, OpError> {
+    cfg.instance_by_name(name)
+        .ok_or_else(|| prereq(format!("instance '{name}' is not known to the cluster")))
+}
+
+pub(crate) fn node_by_uuid<'a>(cfg: &'a ConfigData, uuid: &str) -> Result<&'a Node, OpError> {
+    cfg.nodes
+        .get(uuid)
+        .ok_or_else(|| OpError::Exec(format!("config references unknown node {uuid}")))
+}
+
+fn group_of<'a>(cfg: &'a ConfigData, node: &Node) -> Option<&'a NodeGroup> {
+    cfg.nodegroups.get(&node.group)
+}
+
+/// Filled beparams of an instance (cluster → group of its primary → instance).
+pub(crate) fn filled_beparams(cfg: &ConfigData, inst: &Instance) -> BeParams {
+    BeParams::from_filled(&filled_be_dict(cfg, inst, &inst.beparams))
+}
+
+pub(crate) fn filled_be_dict(cfg: &ConfigData, inst: &Instance, own: &Params) -> Params {
+    let group = cfg
+        .nodes
+        .get(&inst.primary_node)
+        .and_then(|n| group_of(cfg, n))
+        .map(|g| g.beparams.clone())
+        .unwrap_or_default();
+    fill(ParamKind::Be, &cfg.cluster.beparams_default(), &group, own)
+}
+
+pub(crate) fn hv_kind(name: &str) -> ParamKind {
+    ParamKind::Hv(Hypervisor::parse(name).unwrap_or(Hypervisor::Fake))
+}
+
+/// Filled hvparams of an instance.
+pub(crate) fn filled_hvparams(cfg: &ConfigData, inst: &Instance) -> Params {
+    let group = cfg
+        .nodes
+        .get(&inst.primary_node)
+        .and_then(|n| group_of(cfg, n))
+        .and_then(|g| g.hvparams.get(&inst.hypervisor).cloned())
+        .unwrap_or_default();
+    fill(
+        hv_kind(&inst.hypervisor),
+        &cfg.cluster.hvparams_for(&inst.hypervisor),
+        &group,
+        &inst.hvparams,
+    )
+}
+
+/// Everything a node needs to run the instance, with every parameter filled.
+pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
+    let be = filled_beparams(cfg, inst);
+    InstanceRuntime {
+        name: inst.name.clone(),
+        uuid: inst.uuid.clone(),
+        hypervisor: inst.hypervisor.clone(),
+        memory: be.maxmem,
+        vcpus: be.vcpus,
+        hvparams: filled_hvparams(cfg, inst),
+        disks: inst.disks.clone(),
+        nics: nic_runtimes(cfg, inst),
+        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+    }
+}
+
+pub(crate) fn nic_runtimes(cfg: &ConfigData, inst: &Instance) -> Vec<NicRuntime> {
+    inst.nics
+        .iter()
+        .map(|n| {
+            let p = fill(
+                ParamKind::Nic,
+                &cfg.cluster.nicparams_default(),
+                &Params::new(),
+                &n.nicparams,
+            );
+            let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            NicRuntime {
+                mac: n.mac.clone(),
+                ip: n.ip.clone(),
+                mode: s("mode"),
+                link: s("link"),
+            }
+        })
+        .collect()
+}
+
+/// Checks that a node can take new instances.
+pub(crate) fn check_node_usable(node: &Node) -> Result<(), OpError> {
+    if node.offline {
+        return Err(prereq(format!(
+            "node '{}' is offline and cannot be used",
+            node.name
+        )));
+    }
+    if node.drained {
+        return Err(prereq(format!(
+            "node '{}' is drained and takes no new instances",
+            node.name
+        )));
+    }
+    if !node.vm_capable {
+        return Err(prereq(format!("node '{}' is not vm_capable", node.name)));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_node_online(node: &Node) -> Result<(), OpError> {
+    if node.offline {
+        return Err(prereq(format!("node '{}' is offline", node.name)));
+    }
+    Ok(())
+}
+
+/// A random MAC under the cluster's prefix that no NIC uses yet.
+pub(crate) fn generate_mac(cfg: &ConfigData, taken: &[String]) -> Result<String, OpError> {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let mac = format!(
+            "{}:{:02x}:{:02x}:{:02x}",
+            cfg.cluster.mac_prefix,
+            rng.gen::<u8>(),
+            rng.gen::<u8>(),
+            rng.gen::<u8>()
+        );
+        let used = taken.contains(&mac)
+            || cfg
+                .instances
+                .values()
+                .any(|i| i.nics.iter().any(|n| n.mac == mac));
+        if !used {
+            return Ok(mac);
+        }
+    }
+    Err(OpError::Exec(
+        "could not generate a unique MAC address".to_string(),
+    ))
+}
+
+/// Checks a MAC given by the user: six lowercase hex pairs.
+pub(crate) fn normalize_mac(mac: &str) -> Result<String, OpError> {
+    let m = mac.to_ascii_lowercase();
+    let parts: Vec<&str> = m.split(':').collect();
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Ok(m)
+    } else {
+        Err(prereq(format!(
+            "invalid MAC address '{mac}' (expected aa:bb:cc:dd:ee:ff)"
+        )))
+    }
+}
