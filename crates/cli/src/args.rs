@@ -4,10 +4,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "maguey", version, about = "Maguey cluster virtualization manager", after_help = "Exit codes: 0 success, 1 the job failed, 2 bad usage or input, 3 the master cannot be reached.")]
+#[command(
+    name = "maguey",
+    version,
+    about = "Maguey cluster virtualization manager",
+    after_help = "Exit codes: 0 success, 1 the job failed, 2 bad usage or input, 3 the master cannot be reached."
+)]
 pub struct Cli {
     /// A node's state directory: its certificate and ssconf tell where the master is.
-    #[arg(long, global = true, env = "MAGUEY_DIR", default_value = "/var/lib/maguey")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAGUEY_DIR",
+        default_value = "/var/lib/maguey"
+    )]
     pub state_dir: PathBuf,
     #[command(subcommand)]
     pub command: Top,
@@ -141,9 +151,7 @@ pub enum ClusterCmd {
     /// Prints the whole configuration as JSON (backup, debugging).
     ExportConfig,
     /// Creates a state directory's config store from a JSON export (offline).
-    ImportConfig {
-        file: PathBuf,
-    },
+    ImportConfig { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

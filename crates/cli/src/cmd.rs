@@ -14,8 +14,18 @@ use maguey_ops::query::Resource;
 use serde_json::{json, Value};
 use std::path::Path;
 
-const INSTANCE_DEFAULT_FIELDS: &[&str] = &["name", "hypervisor", "os", "pnode", "status", "oper_ram"];
-const NODE_DEFAULT_FIELDS: &[&str] = &["name", "dtotal", "dfree", "mtotal", "mnode", "mfree", "pinst_cnt", "sinst_cnt"];
+const INSTANCE_DEFAULT_FIELDS: &[&str] =
+    &["name", "hypervisor", "os", "pnode", "status", "oper_ram"];
+const NODE_DEFAULT_FIELDS: &[&str] = &[
+    "name",
+    "dtotal",
+    "dfree",
+    "mtotal",
+    "mnode",
+    "mfree",
+    "pinst_cnt",
+    "sinst_cnt",
+];
 
 fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
@@ -34,7 +44,11 @@ fn priority(p: Priority) -> i32 {
 }
 
 /// Submits one job; waits for it and streams its log unless `--submit`.
-async fn run_job(c: &MasterClient, ops: Vec<OpCode>, opts: JobOpts) -> CliResult<Option<maguey_model::Job>> {
+async fn run_job(
+    c: &MasterClient,
+    ops: Vec<OpCode>,
+    opts: JobOpts,
+) -> CliResult<Option<maguey_model::Job>> {
     let id = c.submit(ops, priority(opts.priority)).await?;
     if opts.submit {
         println!("{id}");
@@ -61,14 +75,32 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Node(c) => node(&dir, c).await,
         Top::Instance(c) => instance(&dir, c).await,
         Top::Job(c) => job(&dir, c).await,
-        Top::Debug(DebugCmd::Delay { duration, nodes, repeat, fail, job }) => {
+        Top::Debug(DebugCmd::Delay {
+            duration,
+            nodes,
+            repeat,
+            fail,
+            job,
+        }) => {
             let c = client(&dir)?;
-            run_job(&c, vec![OpCode::TestDelay { duration, on_master: true, on_nodes: nodes, repeat, fail }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::TestDelay {
+                    duration,
+                    on_master: true,
+                    on_nodes: nodes,
+                    repeat,
+                    fail,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
         Top::Plan(p) => {
             let mut out = std::io::stdout();
-            let code = maguey_placement::cli::run(p, &mut out).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+            let code = maguey_placement::cli::run(p, &mut out)
+                .map_err(|e| CliError::Usage(format!("{e:#}")))?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Top::Lab(l) => lab(l).await,
@@ -78,13 +110,26 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
 async fn lab(cmd: LabCmd) -> CliResult<u8> {
     match cmd {
         LabCmd::Up(opts) => {
-            let lab = maguey_lab::up(&opts).await.map_err(|e| CliError::Other(format!("lab up: {e:#}")))?;
-            println!("lab cluster '{}' is up with {} nodes in {}", lab.cluster_name, lab.nodes.len(), opts.dir.display());
-            println!("point the CLI at it with: eval \"$(maguey lab env --dir {})\"", opts.dir.display());
+            let lab = maguey_lab::up(&opts)
+                .await
+                .map_err(|e| CliError::Other(format!("lab up: {e:#}")))?;
+            println!(
+                "lab cluster '{}' is up with {} nodes in {}",
+                lab.cluster_name,
+                lab.nodes.len(),
+                opts.dir.display()
+            );
+            println!(
+                "point the CLI at it with: eval \"$(maguey lab env --dir {})\"",
+                opts.dir.display()
+            );
             Ok(0)
         }
         LabCmd::Env { dir } => {
-            print!("{}", maguey_lab::env(&dir).map_err(|e| usage(format!("{e:#}")))?);
+            print!(
+                "{}",
+                maguey_lab::env(&dir).map_err(|e| usage(format!("{e:#}")))?
+            );
             Ok(0)
         }
         LabCmd::Down { dir } => {
@@ -98,19 +143,42 @@ async fn lab(cmd: LabCmd) -> CliResult<u8> {
 async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
     match cmd {
         ClusterCmd::Init {
-            name, node_name, address, secondary_ip, port, file_storage_dir, enabled_hypervisors,
-            enabled_disk_templates, mac_prefix, backend_parameters, nic_parameters, fake_memory, no_start,
+            name,
+            node_name,
+            address,
+            secondary_ip,
+            port,
+            file_storage_dir,
+            enabled_hypervisors,
+            enabled_disk_templates,
+            mac_prefix,
+            backend_parameters,
+            nic_parameters,
+            fake_memory,
+            no_start,
         } => {
             let node_name = match node_name {
                 Some(n) => n,
-                None => hostname().ok_or_else(|| usage("cannot tell the host name; give --node-name"))?,
+                None => hostname()
+                    .ok_or_else(|| usage("cannot tell the host name; give --node-name"))?,
             };
-            let primary_ip = address.parse().map_err(|_| usage(format!("invalid IP address '{address}'")))?;
+            let primary_ip = address
+                .parse()
+                .map_err(|_| usage(format!("invalid IP address '{address}'")))?;
             let secondary_ip = match secondary_ip {
-                Some(s) => Some(s.parse().map_err(|_| usage(format!("invalid IP address '{s}'")))?),
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| usage(format!("invalid IP address '{s}'")))?,
+                ),
                 None => None,
             };
-            let split = |s: &str| s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect::<Vec<_>>();
+            let split = |s: &str| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
             let params = maguey_daemon::init::InitParams {
                 state_dir: dir.to_path_buf(),
                 cluster_name: name.clone(),
@@ -129,7 +197,8 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             };
             maguey_daemon::init::init_cluster(&params).map_err(|e| usage(format!("{e:#}")))?;
             if !no_start {
-                maguey_lab::spawn_daemon(dir, &[]).map_err(|e| CliError::Other(format!("{e:#}")))?;
+                maguey_lab::spawn_daemon(dir, &[])
+                    .map_err(|e| CliError::Other(format!("{e:#}")))?;
                 let c = client(dir)?;
                 maguey_lab::wait_for_master(&c, std::time::Duration::from_secs(30))
                     .await
@@ -141,7 +210,10 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
         ClusterCmd::Info { output } => {
             let c = client(dir)?;
             let cfg = c.config().await?;
-            let master = cfg.master_node().map(|n| n.name.clone()).unwrap_or_default();
+            let master = cfg
+                .master_node()
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
             let info = json!({
                 "Cluster name": cfg.cluster.cluster_name,
                 "Cluster UUID": cfg.cluster.uuid,
@@ -160,7 +232,10 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 "Instances": cfg.instances.len(),
             });
             if output == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
             } else {
                 print_info(&info, 0);
             }
@@ -168,18 +243,41 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
         }
         ClusterCmd::Verify { job } => {
             let c = client(dir)?;
-            let Some(j) = run_job(&c, vec![OpCode::ClusterVerify { skip_checks: vec![] }], job).await? else {
+            let Some(j) = run_job(
+                &c,
+                vec![OpCode::ClusterVerify {
+                    skip_checks: vec![],
+                }],
+                job,
+            )
+            .await?
+            else {
                 return Ok(0);
             };
-            let ok = j.opresult.first().and_then(|r| r.get("ok")).and_then(Value::as_bool).unwrap_or(false);
+            let ok = j
+                .opresult
+                .first()
+                .and_then(|r| r.get("ok"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             Ok(if ok { 0 } else { 1 })
         }
         ClusterCmd::Destroy { yes_do_it } => {
             if !yes_do_it {
-                return Err(usage("destroying the cluster removes its state for good; add --yes-do-it"));
+                return Err(usage(
+                    "destroying the cluster removes its state for good; add --yes-do-it",
+                ));
             }
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::ClusterDestroy {}], JobOpts { submit: false, priority: Priority::Normal }).await?;
+            run_job(
+                &c,
+                vec![OpCode::ClusterDestroy {}],
+                JobOpts {
+                    submit: false,
+                    priority: Priority::Normal,
+                },
+            )
+            .await?;
             println!("cluster destroyed");
             Ok(0)
         }
@@ -190,7 +288,8 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             Ok(0)
         }
         ClusterCmd::ImportConfig { file } => {
-            let json = std::fs::read_to_string(&file).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            let json = std::fs::read_to_string(&file)
+                .map_err(|e| usage(format!("{}: {e}", file.display())))?;
             maguey_config::ConfigStore::import_json(&maguey_daemon::files::config_path(dir), &json)
                 .map_err(|e| usage(format!("import: {e}")))?;
             println!("config imported into {}", dir.display());
@@ -200,10 +299,19 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
 }
 
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
-async fn list(c: &MasterClient, what: Resource, names: Vec<String>, opts: &ListOpts, defaults: &[&str]) -> CliResult<u8> {
+async fn list(
+    c: &MasterClient,
+    what: Resource,
+    names: Vec<String>,
+    opts: &ListOpts,
+    defaults: &[&str],
+) -> CliResult<u8> {
     let f = fields(&opts.fields, defaults);
     let r = c.query(what, names, f).await?;
     print_rows(&r.fields, &r.rows, opts);
@@ -218,7 +326,12 @@ async fn list_fields(c: &MasterClient, what: &str) -> CliResult<u8> {
 }
 
 async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult<u8> {
-    let all: Vec<String> = c.fields(match what { Resource::Instance => "instance", Resource::Node => "node", Resource::Group => "group" })
+    let all: Vec<String> = c
+        .fields(match what {
+            Resource::Instance => "instance",
+            Resource::Node => "node",
+            Resource::Group => "group",
+        })
         .await?
         .into_iter()
         .map(|(n, _)| n)
@@ -226,8 +339,19 @@ async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult
     let r = c.query(what, names, all).await?;
     for row in r.rows {
         let obj: serde_json::Map<String, Value> = r.fields.iter().cloned().zip(row).collect();
-        let title = obj.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
-        println!("{}: {title}", match what { Resource::Instance => "Instance name", Resource::Node => "Node name", Resource::Group => "Group name" });
+        let title = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "{}: {title}",
+            match what {
+                Resource::Instance => "Instance name",
+                Resource::Node => "Node name",
+                Resource::Group => "Group name",
+            }
+        );
         print_info(&Value::Object(obj), 2);
     }
     Ok(0)
@@ -235,11 +359,22 @@ async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult
 
 async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
     match cmd {
-        NodeCmd::Add { name, address, secondary_ip, group, token_only } => {
+        NodeCmd::Add {
+            name,
+            address,
+            secondary_ip,
+            group,
+            token_only,
+        } => {
             name_ok("node", &name)?;
             let c = client(dir)?;
             let r = c
-                .join_token(&JoinTokenRequest { node_name: name.clone(), primary_ip: address.clone(), secondary_ip, group })
+                .join_token(&JoinTokenRequest {
+                    node_name: name.clone(),
+                    primary_ip: address.clone(),
+                    secondary_ip,
+                    group,
+                })
                 .await?;
             if token_only {
                 println!("{}", r.token);
@@ -247,8 +382,15 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                 println!("Join token for node {name} (valid for one hour, usable once):");
                 println!("  {}", r.token);
                 println!("On {name}, run:");
-                println!("  magueyd --join {} --token {} --node-name {name} --listen {address}:{}", r.master_url, r.token, r.master_url.rsplit(':').next().unwrap_or("1811"));
-                println!("The node is added to the cluster (OP_NODE_ADD) when its daemon has joined.");
+                println!(
+                    "  magueyd --join {} --token {} --node-name {name} --listen {address}:{}",
+                    r.master_url,
+                    r.token,
+                    r.master_url.rsplit(':').next().unwrap_or("1811")
+                );
+                println!(
+                    "The node is added to the cluster (OP_NODE_ADD) when its daemon has joined."
+                );
             }
             Ok(0)
         }
@@ -257,12 +399,43 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             run_job(&c, vec![OpCode::NodeRemove { node_name: name }], job).await?;
             Ok(0)
         }
-        NodeCmd::List { names, list: l } => list(&client(dir)?, Resource::Node, names, &l, NODE_DEFAULT_FIELDS).await,
+        NodeCmd::List { names, list: l } => {
+            list(
+                &client(dir)?,
+                Resource::Node,
+                names,
+                &l,
+                NODE_DEFAULT_FIELDS,
+            )
+            .await
+        }
         NodeCmd::ListFields => list_fields(&client(dir)?, "node").await,
         NodeCmd::Info { names } => info(&client(dir)?, Resource::Node, names).await,
-        NodeCmd::Modify { name, offline, drained, master_candidate, master_capable, vm_capable, force, job } => {
+        NodeCmd::Modify {
+            name,
+            offline,
+            drained,
+            master_candidate,
+            master_capable,
+            vm_capable,
+            force,
+            job,
+        } => {
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::NodeSetParams { node_name: name, offline, drained, master_candidate, master_capable, vm_capable, force }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::NodeSetParams {
+                    node_name: name,
+                    offline,
+                    drained,
+                    master_candidate,
+                    master_capable,
+                    vm_capable,
+                    force,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
     }
@@ -271,15 +444,23 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
 /// Parses `N:k=v,...` (Ganeti's --disk/--net syntax) into (index, params).
 fn indexed(s: &str, what: &str) -> CliResult<(usize, Params)> {
     let (idx, rest) = s.split_once(':').unwrap_or((s, ""));
-    let idx: usize = idx.trim().parse().map_err(|_| usage(format!("{what} '{s}': expected N:key=value,...")))?;
-    Ok((idx, parse_kv_list(rest).map_err(|e| usage(format!("{what} '{s}': {e}")))?))
+    let idx: usize = idx
+        .trim()
+        .parse()
+        .map_err(|_| usage(format!("{what} '{s}': expected N:key=value,...")))?;
+    Ok((
+        idx,
+        parse_kv_list(rest).map_err(|e| usage(format!("{what} '{s}': {e}")))?,
+    ))
 }
 
 fn in_order<T>(mut items: Vec<(usize, T)>, what: &str) -> CliResult<Vec<T>> {
     items.sort_by_key(|(i, _)| *i);
     for (pos, (i, _)) in items.iter().enumerate() {
         if *i != pos {
-            return Err(usage(format!("{what} indices must be 0, 1, 2, ... without gaps or repeats")));
+            return Err(usage(format!(
+                "{what} indices must be 0, 1, 2, ... without gaps or repeats"
+            )));
         }
     }
     Ok(items.into_iter().map(|(_, t)| t).collect())
@@ -296,10 +477,16 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         for (k, v) in p {
             let v = v.as_str().unwrap_or_default().to_string();
             match k.as_str() {
-                "size" => size = Some(parse_size_mib(&v).map_err(|e| usage(format!("--disk {i}: {e}")))?),
+                "size" => {
+                    size = Some(parse_size_mib(&v).map_err(|e| usage(format!("--disk {i}: {e}")))?)
+                }
                 "mode" => mode = Some(v),
                 "name" => name = Some(v),
-                other => return Err(usage(format!("--disk {i}: unknown key '{other}' (size, mode, name)"))),
+                other => {
+                    return Err(usage(format!(
+                        "--disk {i}: unknown key '{other}' (size, mode, name)"
+                    )))
+                }
             }
         }
         let size = size.ok_or_else(|| usage(format!("--disk {i}: size is required")))?;
@@ -343,11 +530,16 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         None => (None, Params::new()),
         Some(h) => {
             let (name, rest) = h.split_once(':').unwrap_or((h.as_str(), ""));
-            (Some(name.to_string()), parse_kv_list(rest).map_err(|e| usage(format!("-H: {e}")))?)
+            (
+                Some(name.to_string()),
+                parse_kv_list(rest).map_err(|e| usage(format!("-H: {e}")))?,
+            )
         }
     };
     let beparams = kv(&a.backend_parameters, "-B")?;
-    maguey_model::ParamKind::Be.validate(&beparams).map_err(|e| usage(format!("-B: {e}")))?;
+    maguey_model::ParamKind::Be
+        .validate(&beparams)
+        .map_err(|e| usage(format!("-B: {e}")))?;
     Ok(OpCode::InstanceCreate {
         instance_name: a.name.clone(),
         mode: "create".into(),
@@ -364,7 +556,11 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         hvparams,
         beparams,
         iallocator: None,
-        tags: a.tags.as_deref().map(|t| t.split(',').map(String::from).collect()).unwrap_or_default(),
+        tags: a
+            .tags
+            .as_deref()
+            .map(|t| t.split(',').map(String::from).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -376,35 +572,109 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             run_job(&c, vec![op], a.job).await?;
             Ok(0)
         }
-        InstanceCmd::Remove { name, force: _, ignore_failures, job } => {
+        InstanceCmd::Remove {
+            name,
+            force: _,
+            ignore_failures,
+            job,
+        } => {
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::InstanceRemove { instance_name: name, ignore_failures, shutdown_timeout: 120 }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceRemove {
+                    instance_name: name,
+                    ignore_failures,
+                    shutdown_timeout: 120,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
-        InstanceCmd::List { names, list: l } => list(&client(dir)?, Resource::Instance, names, &l, INSTANCE_DEFAULT_FIELDS).await,
+        InstanceCmd::List { names, list: l } => {
+            list(
+                &client(dir)?,
+                Resource::Instance,
+                names,
+                &l,
+                INSTANCE_DEFAULT_FIELDS,
+            )
+            .await
+        }
         InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
         InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
         InstanceCmd::Start { name, force, job } => {
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::InstanceStartup { instance_name: name, force, beparams: Params::new(), hvparams: Params::new(), no_remember: false }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceStartup {
+                    instance_name: name,
+                    force,
+                    beparams: Params::new(),
+                    hvparams: Params::new(),
+                    no_remember: false,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
         InstanceCmd::Stop { name, timeout, job } => {
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::InstanceShutdown { instance_name: name, timeout, no_remember: false }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceShutdown {
+                    instance_name: name,
+                    timeout,
+                    no_remember: false,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
-        InstanceCmd::Reboot { name, reboot_type, shutdown_timeout, job } => {
+        InstanceCmd::Reboot {
+            name,
+            reboot_type,
+            shutdown_timeout,
+            job,
+        } => {
             if !["soft", "hard", "full"].contains(&reboot_type.as_str()) {
-                return Err(usage(format!("invalid reboot type '{reboot_type}' (soft, hard or full)")));
+                return Err(usage(format!(
+                    "invalid reboot type '{reboot_type}' (soft, hard or full)"
+                )));
             }
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::InstanceReboot { instance_name: name, reboot_type, shutdown_timeout }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceReboot {
+                    instance_name: name,
+                    reboot_type,
+                    shutdown_timeout,
+                }],
+                job,
+            )
+            .await?;
             Ok(0)
         }
-        InstanceCmd::Modify { name, backend_parameters, hypervisor_parameters, os_parameters, offline, online, force, job } => {
+        InstanceCmd::Modify {
+            name,
+            backend_parameters,
+            hypervisor_parameters,
+            os_parameters,
+            offline,
+            online,
+            force,
+            job,
+        } => {
             let beparams = kv(&backend_parameters, "-B")?;
-            let offline = if offline { Some(true) } else if online { Some(false) } else { None };
+            let offline = if offline {
+                Some(true)
+            } else if online {
+                Some(false)
+            } else {
+                None
+            };
             let c = client(dir)?;
             run_job(
                 &c,
@@ -430,13 +700,29 @@ async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
         JobCmd::List { archived, list: l } => {
             let jobs = c.jobs(archived).await?;
             let fields = fields(&l.fields, &["id", "status", "summary"]);
-            const KNOWN: &[&str] = &["id", "status", "summary", "priority", "received_ts", "start_ts", "end_ts"];
+            const KNOWN: &[&str] = &[
+                "id",
+                "status",
+                "summary",
+                "priority",
+                "received_ts",
+                "start_ts",
+                "end_ts",
+            ];
             if let Some(f) = fields.iter().find(|f| !KNOWN.contains(&f.as_str())) {
-                return Err(usage(format!("unknown job field '{f}' (known: {})", KNOWN.join(", "))));
+                return Err(usage(format!(
+                    "unknown job field '{f}' (known: {})",
+                    KNOWN.join(", ")
+                )));
             }
             let rows: Vec<Vec<Value>> = jobs
                 .iter()
-                .map(|j| fields.iter().map(|f| j.get(f).cloned().unwrap_or(Value::Null)).collect())
+                .map(|j| {
+                    fields
+                        .iter()
+                        .map(|f| j.get(f).cloned().unwrap_or(Value::Null))
+                        .collect()
+                })
                 .collect();
             print_rows(&fields, &rows, &l);
             Ok(0)
@@ -448,12 +734,32 @@ async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
                 println!("  Status: {}", j.status.as_str());
                 println!("  Priority: {}", j.priority);
                 println!("  Received: {}", j.received_ts);
-                println!("  Started: {}", j.start_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()));
-                println!("  Ended: {}", j.end_ts.map(|t| t.to_string()).unwrap_or_else(|| "-".into()));
+                println!(
+                    "  Started: {}",
+                    j.start_ts
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+                println!(
+                    "  Ended: {}",
+                    j.end_ts
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
                 println!("  Opcodes:");
                 for (i, op) in j.ops.iter().enumerate() {
-                    println!("    - {} [{}]", j.summary.get(i).cloned().unwrap_or_else(|| op.op_id().into()), j.opstatus.get(i).map(|s| s.as_str()).unwrap_or("?"));
-                    println!("      Result: {}", j.opresult.get(i).cloned().unwrap_or(Value::Null));
+                    println!(
+                        "    - {} [{}]",
+                        j.summary
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| op.op_id().into()),
+                        j.opstatus.get(i).map(|s| s.as_str()).unwrap_or("?")
+                    );
+                    println!(
+                        "      Result: {}",
+                        j.opresult.get(i).cloned().unwrap_or(Value::Null)
+                    );
                     for e in j.oplog.get(i).into_iter().flatten() {
                         println!("      {} {}", e.timestamp, e.message);
                     }
@@ -464,7 +770,11 @@ async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
         JobCmd::Watch { id } => {
             let j = crate::wait::follow(&c, id, false).await?;
             println!("job {id}: {}", j.status.as_str());
-            Ok(if j.status == maguey_model::JobStatus::Success { 0 } else { 1 })
+            Ok(if j.status == maguey_model::JobStatus::Success {
+                0
+            } else {
+                1
+            })
         }
         JobCmd::Cancel { id } => {
             let r = c.cancel(id).await?;
@@ -473,8 +783,13 @@ async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
             Ok(if ok { 0 } else { 1 })
         }
         JobCmd::Archive { age } => {
-            let r = c.archive(std::time::Duration::from_secs_f64(age.max(0.0))).await?;
-            println!("archived {} jobs", r.get("archived").cloned().unwrap_or(Value::Null));
+            let r = c
+                .archive(std::time::Duration::from_secs_f64(age.max(0.0)))
+                .await?;
+            println!(
+                "archived {} jobs",
+                r.get("archived").cloned().unwrap_or(Value::Null)
+            );
             Ok(0)
         }
     }

@@ -33,7 +33,10 @@ impl CliError {
     }
     fn message(&self) -> &str {
         match self {
-            CliError::JobFailed(m) | CliError::Usage(m) | CliError::Unreachable(m) | CliError::Other(m) => m,
+            CliError::JobFailed(m)
+            | CliError::Usage(m)
+            | CliError::Unreachable(m)
+            | CliError::Other(m) => m,
         }
     }
 }
@@ -41,7 +44,9 @@ impl CliError {
 impl From<maguey_daemon::client::ClientError> for CliError {
     fn from(e: maguey_daemon::client::ClientError) -> Self {
         match e {
-            maguey_daemon::client::ClientError::Unreachable(m) => CliError::Unreachable(format!("cannot reach the master: {m}")),
+            maguey_daemon::client::ClientError::Unreachable(m) => {
+                CliError::Unreachable(format!("cannot reach the master: {m}"))
+            }
             maguey_daemon::client::ClientError::Refused(m) => CliError::Usage(m),
         }
     }

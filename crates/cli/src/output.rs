@@ -60,7 +60,10 @@ pub fn print_rows(fields: &[String], rows: &[Vec<Value>], opts: &ListOpts) {
         }));
     }
     for line in t.to_string().lines() {
-        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line.trim_end()));
+        println!(
+            "{}",
+            line.trim_end().strip_prefix(' ').unwrap_or(line.trim_end())
+        );
     }
 }
 
@@ -70,10 +73,18 @@ pub fn fields(spec: &Option<String>, defaults: &[&str]) -> Vec<String> {
         None => defaults.iter().map(|s| s.to_string()).collect(),
         Some(s) => {
             let (mut base, rest) = match s.strip_prefix('+') {
-                Some(r) => (defaults.iter().map(|s| s.to_string()).collect::<Vec<_>>(), r),
+                Some(r) => (
+                    defaults.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                    r,
+                ),
                 None => (Vec::new(), s.as_str()),
             };
-            base.extend(rest.split(',').map(str::trim).filter(|f| !f.is_empty()).map(String::from));
+            base.extend(
+                rest.split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(String::from),
+            );
             base
         }
     }

@@ -16,7 +16,10 @@ pub async fn follow(client: &MasterClient, id: u64, quiet: bool) -> CliResult<Jo
     let mut status: Option<JobStatus> = None;
     let mut serial = 0u64;
     loop {
-        let job = match client.wait(id, status, serial, Duration::from_secs(20)).await? {
+        let job = match client
+            .wait(id, status, serial, Duration::from_secs(20))
+            .await?
+        {
             Some(j) => j,
             None => client.job(id).await?,
         };
@@ -46,7 +49,11 @@ pub async fn finish(client: &MasterClient, id: u64) -> CliResult<Job> {
                 .iter()
                 .zip(&job.opstatus)
                 .find(|(_, s)| **s == JobStatus::Error)
-                .map(|(r, _)| r.as_str().map(String::from).unwrap_or_else(|| r.to_string()))
+                .map(|(r, _)| {
+                    r.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| r.to_string())
+                })
                 .unwrap_or_else(|| "unknown error".into());
             Err(CliError::JobFailed(format!("job {id} failed: {msg}")))
         }

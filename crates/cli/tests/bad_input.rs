@@ -8,19 +8,55 @@ fn refused(lab: &TestLab, args: &[&str], needle: &str) {
     let r = lab.maguey(args);
     assert_ne!(r.code, 0, "{args:?} succeeded:\n{}", r.stdout);
     let all = format!("{}{}", r.stdout, r.stderr);
-    assert!(all.contains(needle), "{args:?}: expected '{needle}' in:\n{all}");
+    assert!(
+        all.contains(needle),
+        "{args:?}: expected '{needle}' in:\n{all}"
+    );
     assert_eq!(lab.serial(), before, "{args:?} changed the config");
 }
 
 #[test]
 fn bad_input_changes_nothing() {
     let lab = lab(2);
-    lab.maguey(&["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "noop", "-n", "node1", "web1"]).ok();
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=32M",
+        "-o",
+        "noop",
+        "-n",
+        "node1",
+        "web1",
+    ])
+    .ok();
     let add = |name: &'static str| -> Vec<&'static str> {
-        vec!["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "noop", "-n", "node1", name]
+        vec![
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "noop",
+            "-n",
+            "node1",
+            name,
+        ]
     };
     // Invalid names: usage errors (exit 2) before anything is sent.
-    for bad in ["a;rm -rf /", "$(reboot)", "x y", "trailing-", "", "a..b", &"n".repeat(300)] {
+    for bad in [
+        "a;rm -rf /",
+        "$(reboot)",
+        "x y",
+        "trailing-",
+        "",
+        "a..b",
+        &"n".repeat(300),
+    ] {
         let before = lab.serial();
         let mut args = add("placeholder");
         *args.last_mut().unwrap() = bad;
@@ -33,21 +69,141 @@ fn bad_input_changes_nothing() {
     assert_eq!(r.code, 2);
     // Duplicates, unknown nodes, impossible memory, bad parameters.
     refused(&lab, &add("web1"), "already in use");
-    refused(&lab, &["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "noop", "-n", "nosuchnode", "web2"], "nosuchnode");
-    refused(&lab, &["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "noop", "-n", "node1", "-B", "maxmem=64G", "big"], "memory");
-    refused(&lab, &["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "noop", "-n", "node1", "-B", "memory=1", "typo"], "unknown beparams key");
-    refused(&lab, &["instance", "add", "-t", "plain", "--disk", "0:size=32M", "-o", "noop", "-n", "node1", "lvm1"], "not available");
-    refused(&lab, &["instance", "add", "-t", "file", "--disk", "0:size=32M", "-o", "nosuchos", "-n", "node1", "noos"], "nosuchos");
-    refused(&lab, &["instance", "modify", "-B", "maxmem=64G", "web1"], "memory");
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "noop",
+            "-n",
+            "nosuchnode",
+            "web2",
+        ],
+        "nosuchnode",
+    );
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "noop",
+            "-n",
+            "node1",
+            "-B",
+            "maxmem=64G",
+            "big",
+        ],
+        "memory",
+    );
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "noop",
+            "-n",
+            "node1",
+            "-B",
+            "memory=1",
+            "typo",
+        ],
+        "unknown beparams key",
+    );
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "plain",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "noop",
+            "-n",
+            "node1",
+            "lvm1",
+        ],
+        "not available",
+    );
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=32M",
+            "-o",
+            "nosuchos",
+            "-n",
+            "node1",
+            "noos",
+        ],
+        "nosuchos",
+    );
+    refused(
+        &lab,
+        &["instance", "modify", "-B", "maxmem=64G", "web1"],
+        "memory",
+    );
     refused(&lab, &["instance", "start", "ghost"], "ghost");
-    refused(&lab, &["node", "add", "node2", "--address", "127.9.9.9"], "already");
+    refused(
+        &lab,
+        &["node", "add", "node2", "--address", "127.9.9.9"],
+        "already",
+    );
     // A node that hosts instances cannot be removed; the master neither.
     refused(&lab, &["node", "remove", "node1"], "master");
-    lab.maguey(&["instance", "add", "-t", "diskless", "--no-install", "-n", "node2", "d1"]).ok();
-    refused(&lab, &["node", "remove", "node2"], "still hosts instances: d1");
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "diskless",
+        "--no-install",
+        "-n",
+        "node2",
+        "d1",
+    ])
+    .ok();
+    refused(
+        &lab,
+        &["node", "remove", "node2"],
+        "still hosts instances: d1",
+    );
     // An offline node as target.
-    lab.maguey(&["node", "modify", "--offline", "yes", "--force", "node2"]).ok();
-    refused(&lab, &["instance", "add", "-t", "diskless", "--no-install", "-n", "node2", "d2"], "offline");
+    lab.maguey(&["node", "modify", "--offline", "yes", "--force", "node2"])
+        .ok();
+    refused(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "diskless",
+            "--no-install",
+            "-n",
+            "node2",
+            "d2",
+        ],
+        "offline",
+    );
     // A failed OS install leaves no half-created instance and no disk file.
     let mut files = Vec::new();
     find_files(&lab.node_dir(1).join("file-storage"), &mut files);

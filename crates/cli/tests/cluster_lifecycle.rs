@@ -9,9 +9,23 @@ use std::os::unix::fs::MetadataExt;
 fn three_node_cluster_lifecycle() {
     let lab = lab(3);
     // Nodes joined with their tokens.
-    let r = lab.maguey(&["node", "list", "-o", "name,pip,role,mtotal,mfree", "--output", "json"]).ok();
+    let r = lab
+        .maguey(&[
+            "node",
+            "list",
+            "-o",
+            "name,pip,role,mtotal,mfree",
+            "--output",
+            "json",
+        ])
+        .ok();
     let nodes = r.json();
-    let names: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["node1", "node2", "node3"]);
     assert_eq!(nodes[0]["role"], "M");
     assert_eq!(nodes[1]["pip"], lab.node_ip(2));
@@ -24,17 +38,40 @@ fn three_node_cluster_lifecycle() {
     for i in 0..10 {
         let name = format!("inst{i}");
         let node = format!("node{}", i % 3 + 1);
-        lab.maguey(&["instance", "add", "-t", "file", "--disk", "0:size=64M", "-o", "noop", "-B", "maxmem=128M", "-n", &node, &name]).ok();
+        lab.maguey(&[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=64M",
+            "-o",
+            "noop",
+            "-B",
+            "maxmem=128M",
+            "-n",
+            &node,
+            &name,
+        ])
+        .ok();
     }
     let list = instances(&lab, "name,pnode,status,be/maxmem,disk.sizes,nic.macs");
     assert_eq!(list.len(), 10);
     for (i, inst) in list.iter().enumerate() {
-        let idx: usize = inst["name"].as_str().unwrap().trim_start_matches("inst").parse().unwrap();
+        let idx: usize = inst["name"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("inst")
+            .parse()
+            .unwrap();
         assert_eq!(inst["pnode"], format!("node{}", idx % 3 + 1));
         assert_eq!(inst["status"], "running", "{i}: {inst}");
         assert_eq!(inst["be/maxmem"], 128);
         assert_eq!(inst["disk.sizes"], serde_json::json!([64]));
-        assert!(inst["nic.macs"][0].as_str().unwrap().starts_with("aa:00:00:"));
+        assert!(inst["nic.macs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("aa:00:00:"));
     }
     // The disks are sparse 64 MiB files on the right node.
     let mut files = Vec::new();
@@ -46,21 +83,47 @@ fn three_node_cluster_lifecycle() {
         assert!(md.blocks() * 512 < 1 << 20, "not sparse: {f:?}");
     }
     // Memory accounting: node1 hosts inst0, inst3, inst6, inst9 at 128 MiB each.
-    let r = lab.maguey(&["node", "list", "-o", "name,mfree", "--output", "json", "node1"]).ok();
+    let r = lab
+        .maguey(&[
+            "node",
+            "list",
+            "-o",
+            "name,mfree",
+            "--output",
+            "json",
+            "node1",
+        ])
+        .ok();
     assert_eq!(r.json()[0]["mfree"], 4096 - 4 * 128);
 
     // Stop, start, reboot.
     lab.maguey(&["instance", "stop", "inst1"]).ok();
-    assert_eq!(instances(&lab, "name,status").iter().find(|i| i["name"] == "inst1").unwrap()["status"], "ADMIN_down");
+    assert_eq!(
+        instances(&lab, "name,status")
+            .iter()
+            .find(|i| i["name"] == "inst1")
+            .unwrap()["status"],
+        "ADMIN_down"
+    );
     lab.maguey(&["instance", "start", "inst1"]).ok();
     lab.maguey(&["instance", "reboot", "inst1"]).ok();
-    lab.maguey(&["instance", "reboot", "--type", "hard", "inst1"]).ok();
-    lab.maguey(&["instance", "reboot", "--type", "full", "inst1"]).ok();
-    assert_eq!(instances(&lab, "name,status").iter().find(|i| i["name"] == "inst1").unwrap()["status"], "running");
+    lab.maguey(&["instance", "reboot", "--type", "hard", "inst1"])
+        .ok();
+    lab.maguey(&["instance", "reboot", "--type", "full", "inst1"])
+        .ok();
+    assert_eq!(
+        instances(&lab, "name,status")
+            .iter()
+            .find(|i| i["name"] == "inst1")
+            .unwrap()["status"],
+        "running"
+    );
 
     // Modify memory, seen after a restart.
-    lab.maguey(&["instance", "modify", "-B", "maxmem=256M,vcpus=2", "inst2"]).ok();
-    lab.maguey(&["instance", "reboot", "--type", "full", "inst2"]).ok();
+    lab.maguey(&["instance", "modify", "-B", "maxmem=256M,vcpus=2", "inst2"])
+        .ok();
+    lab.maguey(&["instance", "reboot", "--type", "full", "inst2"])
+        .ok();
     let i2 = instances(&lab, "name,be/maxmem,be/vcpus,oper_ram");
     let i2 = i2.iter().find(|i| i["name"] == "inst2").unwrap();
     assert_eq!(i2["be/maxmem"], 256);
@@ -68,13 +131,27 @@ fn three_node_cluster_lifecycle() {
     assert_eq!(i2["oper_ram"], 256);
 
     // An offline node refuses new instances, and nothing changes.
-    lab.maguey(&["node", "modify", "--offline", "yes", "--force", "node3"]).ok();
+    lab.maguey(&["node", "modify", "--offline", "yes", "--force", "node3"])
+        .ok();
     let serial = lab.serial();
-    let r = lab.maguey(&["instance", "add", "-t", "file", "--disk", "0:size=64M", "-o", "noop", "-n", "node3", "late"]);
+    let r = lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=64M",
+        "-o",
+        "noop",
+        "-n",
+        "node3",
+        "late",
+    ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("offline"), "{}", r.stderr);
     assert_eq!(lab.serial(), serial);
-    lab.maguey(&["node", "modify", "--offline", "no", "node3"]).ok();
+    lab.maguey(&["node", "modify", "--offline", "no", "node3"])
+        .ok();
 
     // Verify is clean, then finds a disk file deleted behind Maguey's back.
     let r = lab.maguey(&["cluster", "verify"]);
@@ -84,12 +161,24 @@ fn three_node_cluster_lifecycle() {
     let r = lab.maguey(&["cluster", "verify"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.stdout.contains("EINSTANCEMISSINGDISK"), "{}", r.stdout);
-    let owner = victim.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
-    assert!(r.stdout.contains(&format!("instance {owner}")), "{}", r.stdout);
+    let owner = victim
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        r.stdout.contains(&format!("instance {owner}")),
+        "{}",
+        r.stdout
+    );
 
     // Remove every instance; the disks go with them.
     for i in 0..10 {
-        lab.maguey(&["instance", "remove", "-f", &format!("inst{i}")]).ok();
+        lab.maguey(&["instance", "remove", "-f", &format!("inst{i}")])
+            .ok();
     }
     assert!(instances(&lab, "name").is_empty());
     let mut left = Vec::new();
@@ -99,6 +188,8 @@ fn three_node_cluster_lifecycle() {
     assert!(left.is_empty(), "{left:?}");
     // An empty node can be removed; its daemon leaves.
     lab.maguey(&["node", "remove", "node3"]).ok();
-    let r = lab.maguey(&["node", "list", "-o", "name", "--output", "json"]).ok();
+    let r = lab
+        .maguey(&["node", "list", "-o", "name", "--output", "json"])
+        .ok();
     assert_eq!(r.json().as_array().unwrap().len(), 2);
 }

@@ -19,8 +19,15 @@ async fn rpc_requires_a_cluster_certificate() {
     assert_eq!(v.node_name, "node2");
 
     // No client certificate: refused.
-    let anon = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
-    let r = anon.post(format!("https://{addr}/rpc")).json(&NodeRequest::Version).send().await;
+    let anon = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = anon
+        .post(format!("https://{addr}/rpc"))
+        .json(&NodeRequest::Version)
+        .send()
+        .await;
     match r {
         Ok(resp) => {
             assert_eq!(resp.status(), reqwest::StatusCode::FORBIDDEN);
@@ -29,17 +36,28 @@ async fn rpc_requires_a_cluster_certificate() {
         Err(_) => {} // refused during the handshake
     }
     // The master API too.
-    let r = anon.get(format!("https://{}:{}/luxi/config", lab.node_ip(1), maguey_model::DEFAULT_RPC_PORT)).send().await;
+    let r = anon
+        .get(format!(
+            "https://{}:{}/luxi/config",
+            lab.node_ip(1),
+            maguey_model::DEFAULT_RPC_PORT
+        ))
+        .send()
+        .await;
     if let Ok(resp) = r {
         assert_eq!(resp.status(), reqwest::StatusCode::FORBIDDEN);
     }
 
     // A certificate from another CA: refused at the handshake.
     let other = ClusterCa::generate("evil").unwrap();
-    let mut evil = other.issue("node9", &["127.0.0.1".parse().unwrap()]).unwrap();
+    let mut evil = other
+        .issue("node9", &["127.0.0.1".parse().unwrap()])
+        .unwrap();
     // Trust the real cluster's CA for the server side, present the foreign client cert.
     evil.ca_pem = good.ca_pem.clone();
     let client = RpcClient::new(&evil, Duration::from_secs(10)).unwrap();
-    let r = client.call::<VersionInfo>(&addr, &NodeRequest::Version).await;
+    let r = client
+        .call::<VersionInfo>(&addr, &NodeRequest::Version)
+        .await;
     assert!(r.is_err(), "a foreign certificate was accepted: {r:?}");
 }

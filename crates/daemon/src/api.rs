@@ -54,7 +54,9 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
                 }
             }),
         )
-        .layer(axum::middleware::from_fn(maguey_rpc::server::require_peer_cert))
+        .layer(axum::middleware::from_fn(
+            maguey_rpc::server::require_peer_cert,
+        ))
 }
 
 /// What the master's handlers share.
@@ -79,7 +81,9 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/config", get(export_config))
         .route("/luxi/join-token", post(join_token))
-        .layer(axum::middleware::from_fn(maguey_rpc::server::require_peer_cert))
+        .layer(axum::middleware::from_fn(
+            maguey_rpc::server::require_peer_cert,
+        ))
         .with_state(state.clone());
     let join = Router::new()
         .route("/join", post(join))
@@ -105,7 +109,10 @@ async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) ->
         }
     }
     if !(-20..=19).contains(&req.priority) {
-        return error(StatusCode::BAD_REQUEST, "priority must be between -20 and 19");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "priority must be between -20 and 19",
+        );
     }
     match s.queue.submit(ops, req.priority) {
         Ok(id) => Json(json!({"job_id": id})).into_response(),
@@ -119,7 +126,10 @@ pub struct ListQuery {
     pub archived: bool,
 }
 
-async fn list_jobs(State(s): State<MasterState>, axum::extract::Query(q): axum::extract::Query<ListQuery>) -> Response {
+async fn list_jobs(
+    State(s): State<MasterState>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
     let jobs: Vec<Value> = s
         .queue
         .list(q.archived)
@@ -146,18 +156,27 @@ pub struct WaitRequest {
     pub timeout_secs: f64,
 }
 
-async fn wait_job(State(s): State<MasterState>, Path(id): Path<u64>, Json(w): Json<WaitRequest>) -> Response {
+async fn wait_job(
+    State(s): State<MasterState>,
+    Path(id): Path<u64>,
+    Json(w): Json<WaitRequest>,
+) -> Response {
     if s.queue.get(id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("job {id} not found"));
     }
     let timeout = Duration::from_secs_f64(w.timeout_secs.clamp(0.0, 60.0));
-    let job = s.queue.wait_for_change(id, w.status, w.log_serial, timeout).await;
+    let job = s
+        .queue
+        .wait_for_change(id, w.status, w.log_serial, timeout)
+        .await;
     Json(json!({"job": job})).into_response()
 }
 
 async fn cancel_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response {
     match s.queue.cancel(id) {
-        Ok(outcome) => Json(json!({"canceled": true, "message": format!("{outcome:?}")})).into_response(),
+        Ok(outcome) => {
+            Json(json!({"canceled": true, "message": format!("{outcome:?}")})).into_response()
+        }
         Err(e) => Json(json!({"canceled": false, "message": e.to_string()})).into_response(),
     }
 }
@@ -168,7 +187,9 @@ struct ArchiveRequest {
 }
 
 async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) -> Response {
-    let n = s.queue.archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
+    let n = s
+        .queue
+        .archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
     Json(json!({"archived": n})).into_response()
 }
 
@@ -186,7 +207,13 @@ async fn fields(Path(resource): Path<String>) -> Response {
         "group" => Resource::Group,
         other => return error(StatusCode::NOT_FOUND, format!("unknown resource '{other}'")),
     };
-    Json(field_list(what).iter().map(|(n, d)| json!([n, d])).collect::<Vec<_>>()).into_response()
+    Json(
+        field_list(what)
+            .iter()
+            .map(|(n, d)| json!([n, d]))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
 async fn export_config(State(s): State<MasterState>) -> Response {
@@ -217,19 +244,34 @@ async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest
     }
     for ip in std::iter::once(&r.primary_ip).chain(r.secondary_ip.iter()) {
         if ip.parse::<IpAddr>().is_err() {
-            return error(StatusCode::BAD_REQUEST, format!("invalid IP address '{ip}'"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid IP address '{ip}'"),
+            );
         }
     }
     let cfg = s.master.config.snapshot();
     if cfg.node_by_name(&r.node_name).is_some() {
-        return error(StatusCode::BAD_REQUEST, format!("node '{}' is already in the cluster", r.node_name));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("node '{}' is already in the cluster", r.node_name),
+        );
     }
     if let Some(n) = cfg.nodes.values().find(|n| n.primary_ip == r.primary_ip) {
-        return error(StatusCode::BAD_REQUEST, format!("IP address {} is already used by node {}", r.primary_ip, n.name));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "IP address {} is already used by node {}",
+                r.primary_ip, n.name
+            ),
+        );
     }
     let group_name = r.group.clone().unwrap_or_else(|| "default".to_string());
     let Some(group) = cfg.group_by_name(&group_name) else {
-        return error(StatusCode::BAD_REQUEST, format!("node group '{group_name}' does not exist"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("node group '{group_name}' does not exist"),
+        );
     };
     let (token, secret_sha256) = maguey_rpc::join::new_token(&s.ca.fingerprint());
     let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
@@ -237,19 +279,29 @@ async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest
         token: JoinToken {
             node_name: r.node_name.clone(),
             primary_ip: r.primary_ip.clone(),
-            secondary_ip: r.secondary_ip.clone().unwrap_or_else(|| r.primary_ip.clone()),
+            secondary_ip: r
+                .secondary_ip
+                .clone()
+                .unwrap_or_else(|| r.primary_ip.clone()),
             group: group.uuid.clone(),
             secret_sha256,
             expires,
         },
     };
     if cfg.join_tokens.contains_key(&r.node_name) {
-        if let Err(e) = s.master.config.apply(Command::RemoveJoinToken { node_name: r.node_name.clone() }) {
+        if let Err(e) = s.master.config.apply(Command::RemoveJoinToken {
+            node_name: r.node_name.clone(),
+        }) {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
     }
     match s.master.config.apply(cmd) {
-        Ok(_) => Json(JoinTokenResponse { token, master_url: format!("https://{}", s.listen), expires }).into_response(),
+        Ok(_) => Json(JoinTokenResponse {
+            token,
+            master_url: format!("https://{}", s.listen),
+            expires,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -262,7 +314,9 @@ async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Respo
     let Some(tok) = cfg.join_tokens.get(&r.node_name) else {
         return refused();
     };
-    if maguey_rpc::join::secret_sha256(&r.secret) != tok.secret_sha256 || tok.expires < maguey_model::now() {
+    if maguey_rpc::join::secret_sha256(&r.secret) != tok.secret_sha256
+        || tok.expires < maguey_model::now()
+    {
         return refused();
     }
     let mut ips: Vec<IpAddr> = Vec::new();
@@ -275,10 +329,17 @@ async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Respo
     }
     let cert_pem = match s.ca.sign_csr(&r.csr_pem, &r.node_name, &ips) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot sign the certificate request: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot sign the certificate request: {e}"),
+            )
+        }
     };
     // One-time: the token is gone before the certificate leaves.
-    if let Err(e) = s.master.config.apply(Command::RemoveJoinToken { node_name: r.node_name.clone() }) {
+    if let Err(e) = s.master.config.apply(Command::RemoveJoinToken {
+        node_name: r.node_name.clone(),
+    }) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let group = cfg.nodegroups.get(&tok.group).map(|g| g.name.clone());

@@ -73,7 +73,10 @@ impl MasterClient {
     pub async fn submit(&self, ops: Vec<OpCode>, priority: i32) -> Result<u64, ClientError> {
         let v: Value = self
             .rpc
-            .post_json(&self.url("/luxi/submit"), &json!({"ops": ops, "priority": priority}))
+            .post_json(
+                &self.url("/luxi/submit"),
+                &json!({"ops": ops, "priority": priority}),
+            )
             .await?;
         v.get("job_id")
             .and_then(Value::as_u64)
@@ -81,7 +84,10 @@ impl MasterClient {
     }
 
     pub async fn job(&self, id: u64) -> Result<Job, ClientError> {
-        Ok(self.rpc.get_json(&self.url(&format!("/luxi/jobs/{id}"))).await?)
+        Ok(self
+            .rpc
+            .get_json(&self.url(&format!("/luxi/jobs/{id}")))
+            .await?)
     }
 
     pub async fn jobs(&self, archived: bool) -> Result<Vec<Value>, ClientError> {
@@ -103,11 +109,17 @@ impl MasterClient {
             .rpc
             .post_json(
                 &self.url(&format!("/luxi/jobs/{id}/wait")),
-                &WaitRequest { status, log_serial, timeout_secs: timeout.as_secs_f64() },
+                &WaitRequest {
+                    status,
+                    log_serial,
+                    timeout_secs: timeout.as_secs_f64(),
+                },
             )
             .await?;
-        Ok(serde_json::from_value(v.get("job").cloned().unwrap_or(Value::Null))
-            .map_err(|e| ClientError::Refused(e.to_string()))?)
+        Ok(
+            serde_json::from_value(v.get("job").cloned().unwrap_or(Value::Null))
+                .map_err(|e| ClientError::Refused(e.to_string()))?,
+        )
     }
 
     pub async fn cancel(&self, id: u64) -> Result<Value, ClientError> {
@@ -120,7 +132,10 @@ impl MasterClient {
     pub async fn archive(&self, age: Duration) -> Result<Value, ClientError> {
         Ok(self
             .rpc
-            .post_json(&self.url("/luxi/archive"), &json!({"age_secs": age.as_secs_f64()}))
+            .post_json(
+                &self.url("/luxi/archive"),
+                &json!({"age_secs": age.as_secs_f64()}),
+            )
             .await?)
     }
 
@@ -132,19 +147,35 @@ impl MasterClient {
     ) -> Result<QueryResult, ClientError> {
         Ok(self
             .rpc
-            .post_json(&self.url("/luxi/query"), &QueryRequest { what, names, fields })
+            .post_json(
+                &self.url("/luxi/query"),
+                &QueryRequest {
+                    what,
+                    names,
+                    fields,
+                },
+            )
             .await?)
     }
 
     pub async fn fields(&self, what: &str) -> Result<Vec<(String, String)>, ClientError> {
-        Ok(self.rpc.get_json(&self.url(&format!("/luxi/fields/{what}"))).await?)
+        Ok(self
+            .rpc
+            .get_json(&self.url(&format!("/luxi/fields/{what}")))
+            .await?)
     }
 
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         Ok(self.rpc.get_json(&self.url("/luxi/config")).await?)
     }
 
-    pub async fn join_token(&self, req: &JoinTokenRequest) -> Result<JoinTokenResponse, ClientError> {
-        Ok(self.rpc.post_json(&self.url("/luxi/join-token"), req).await?)
+    pub async fn join_token(
+        &self,
+        req: &JoinTokenRequest,
+    ) -> Result<JoinTokenResponse, ClientError> {
+        Ok(self
+            .rpc
+            .post_json(&self.url("/luxi/join-token"), req)
+            .await?)
     }
 }

@@ -54,7 +54,16 @@ pub fn remove_pidfile(dir: &Path) {
 
 /// Removes the master's cluster state (config, jobs, CA, certificates).
 pub fn wipe_master_state(dir: &Path) {
-    for f in ["config.redb", "jobs.redb", "ca.pem", "ca.key", "node.pem", "node.key", "ssconf.json", "daemon.json"] {
+    for f in [
+        "config.redb",
+        "jobs.redb",
+        "ca.pem",
+        "ca.key",
+        "node.pem",
+        "node.key",
+        "ssconf.json",
+        "daemon.json",
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
 }

@@ -37,7 +37,10 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
     validate_hostname(&p.node_name).context("invalid node name")?;
     for hv in &p.enabled_hypervisors {
         if !HYPERVISORS.contains(&hv.as_str()) {
-            bail!("unknown hypervisor '{hv}' (known: {})", HYPERVISORS.join(", "));
+            bail!(
+                "unknown hypervisor '{hv}' (known: {})",
+                HYPERVISORS.join(", ")
+            );
         }
     }
     if p.enabled_hypervisors.is_empty() {
@@ -45,19 +48,28 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
     }
     for t in &p.enabled_disk_templates {
         if !DISK_TEMPLATES.contains(&t.as_str()) {
-            bail!("unknown disk template '{t}' (known: {})", DISK_TEMPLATES.join(", "));
+            bail!(
+                "unknown disk template '{t}' (known: {})",
+                DISK_TEMPLATES.join(", ")
+            );
         }
     }
     let prefix_ok = p.mac_prefix.split(':').count() == 3
-        && p
-            .mac_prefix
+        && p.mac_prefix
             .split(':')
             .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
     if !prefix_ok {
-        bail!("invalid MAC prefix '{}' (expected three bytes, e.g. aa:00:00)", p.mac_prefix);
+        bail!(
+            "invalid MAC prefix '{}' (expected three bytes, e.g. aa:00:00)",
+            p.mac_prefix
+        );
     }
-    let beparams = ParamKind::Be.validate(&p.beparams).map_err(anyhow::Error::msg)?;
-    let nicparams = ParamKind::Nic.validate(&p.nicparams).map_err(anyhow::Error::msg)?;
+    let beparams = ParamKind::Be
+        .validate(&p.beparams)
+        .map_err(anyhow::Error::msg)?;
+    let nicparams = ParamKind::Nic
+        .validate(&p.nicparams)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&p.state_dir)
         .with_context(|| format!("creating {}", p.state_dir.display()))?;
     if config_path(&p.state_dir).exists() || DaemonFile::path(&p.state_dir).exists() {
@@ -74,9 +86,13 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
             ips.push(s);
         }
     }
-    let identity = ca.issue(&p.node_name, &ips).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let identity = ca
+        .issue(&p.node_name, &ips)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     ca.save(&p.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    identity.save(&p.state_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    identity
+        .save(&p.state_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let ts = now();
     let group = NodeGroup {
@@ -125,9 +141,14 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
         ctime: ts,
         mtime: ts,
     };
-    let store = ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;
+    let store =
+        ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;
     store
-        .apply(Command::InitCluster { cluster, group, master: node })
+        .apply(Command::InitCluster {
+            cluster,
+            group,
+            master: node,
+        })
         .context("initialising the config")?;
     let mut cfg = (*store.snapshot()).clone();
     cfg.version = CONFIG_VERSION;

@@ -123,12 +123,23 @@ pub async fn run(args: Args) -> Result<()> {
     let mut router = api::node_router(node.clone(), stop_tx.clone());
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
-        let config = Arc::new(ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?);
-        let rpc = RpcClient::new(&identity, Duration::from_secs(60)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config = Arc::new(
+            ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?,
+        );
+        let rpc = RpcClient::new(&identity, Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let destroy = Arc::new(tokio::sync::Notify::new());
-        let master = Arc::new(Master { config: config.clone(), rpc, node_name: daemon.node_name.clone(), destroy: destroy.clone() });
-        let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs).map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
-        queue.start(Arc::new(Executor { master: master.clone() }));
+        let master = Arc::new(Master {
+            config: config.clone(),
+            rpc,
+            node_name: daemon.node_name.clone(),
+            destroy: destroy.clone(),
+        });
+        let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs)
+            .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
+        queue.start(Arc::new(Executor {
+            master: master.clone(),
+        }));
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
         router = router.merge(api::master_router(api::MasterState {
             master: master.clone(),
@@ -166,10 +177,15 @@ pub async fn run(args: Args) -> Result<()> {
         maguey_model::VERSION,
         daemon.node_name,
         daemon.listen,
-        if master_parts.is_some() { " (master)" } else { "" }
+        if master_parts.is_some() {
+            " (master)"
+        } else {
+            ""
+        }
     );
     let signals = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => Stop::Signal,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; }, None => std::future::pending().await } } => Stop::Signal,
@@ -177,9 +193,14 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(maguey_rpc::server::serve(listener, tls, router, async move {
-        let _ = done_rx.await;
-    }));
+    let server = tokio::spawn(maguey_rpc::server::serve(
+        listener,
+        tls,
+        router,
+        async move {
+            let _ = done_rx.await;
+        },
+    ));
     let why = signals.await;
     let _ = done_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
@@ -199,9 +220,13 @@ pub async fn run(args: Args) -> Result<()> {
 async fn join(args: &Args, url: &str) -> Result<()> {
     let dir = &args.state_dir;
     if NodeIdentity::load(dir).is_ok() {
-        bail!("{} already holds a node certificate: this node is already in a cluster", dir.display());
+        bail!(
+            "{} already holds a node certificate: this node is already in a cluster",
+            dir.display()
+        );
     }
-    let (Some(token), Some(name), Some(listen)) = (&args.token, &args.node_name, args.listen) else {
+    let (Some(token), Some(name), Some(listen)) = (&args.token, &args.node_name, args.listen)
+    else {
         bail!("--join needs --token, --node-name and --listen");
     };
     maguey_model::names::validate_hostname(name)?;

@@ -45,11 +45,16 @@ impl Run {
     }
     /// Panics with both streams unless the command succeeded.
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -60,15 +65,43 @@ impl TestLab {
     }
 
     pub fn up_with(maguey: &Path, nodes: usize, extra: &[&str]) -> TestLab {
-        let dir = tempfile::Builder::new().prefix("maguey-lab-").tempdir().expect("temp dir");
-        let prefix = format!("127.{}.{}", 1 + rand::random::<u8>() % 250, 1 + rand::random::<u8>() % 250);
-        let lab = TestLab { dir, maguey: maguey.to_path_buf(), prefix, nodes };
+        let dir = tempfile::Builder::new()
+            .prefix("maguey-lab-")
+            .tempdir()
+            .expect("temp dir");
+        let prefix = format!(
+            "127.{}.{}",
+            1 + rand::random::<u8>() % 250,
+            1 + rand::random::<u8>() % 250
+        );
+        let lab = TestLab {
+            dir,
+            maguey: maguey.to_path_buf(),
+            prefix,
+            nodes,
+        };
         let dir_s = lab.dir.path().display().to_string();
         let n = nodes.to_string();
-        let mut args = vec!["lab", "up", "--nodes", &n, "--dir", &dir_s, "--address-prefix", &lab.prefix];
+        let mut args = vec![
+            "lab",
+            "up",
+            "--nodes",
+            &n,
+            "--dir",
+            &dir_s,
+            "--address-prefix",
+            &lab.prefix,
+        ];
         args.extend_from_slice(extra);
         let r = lab.run_raw(&args);
-        assert_eq!(r.code, 0, "lab up failed\n{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+        assert_eq!(
+            r.code,
+            0,
+            "lab up failed\n{}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            lab.logs()
+        );
         lab
     }
 
@@ -111,7 +144,10 @@ impl TestLab {
         (1..=self.nodes)
             .map(|i| {
                 let p = self.node_dir(i).join("magueyd.log");
-                format!("--- node{i} ---\n{}", std::fs::read_to_string(p).unwrap_or_default())
+                format!(
+                    "--- node{i} ---\n{}",
+                    std::fs::read_to_string(p).unwrap_or_default()
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -119,7 +155,11 @@ impl TestLab {
 
     /// PID of node `i`'s daemon.
     pub fn pid(&self, i: usize) -> Option<i32> {
-        std::fs::read_to_string(self.node_dir(i).join("magueyd.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.node_dir(i).join("magueyd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 

@@ -63,7 +63,8 @@ impl Lab {
     }
     pub fn load(dir: &Path) -> Result<Self> {
         let p = Self::path(dir);
-        let s = std::fs::read_to_string(&p).with_context(|| format!("no lab in {} ({})", dir.display(), p.display()))?;
+        let s = std::fs::read_to_string(&p)
+            .with_context(|| format!("no lab in {} ({})", dir.display(), p.display()))?;
         serde_json::from_str(&s).with_context(|| format!("parsing {}", p.display()))
     }
     fn save(&self, dir: &Path) -> Result<()> {
@@ -116,7 +117,9 @@ pub fn spawn_daemon(dir: &Path, args: &[String]) -> Result<u32> {
             Ok(())
         });
     }
-    let child = cmd.spawn().with_context(|| format!("starting {}", magueyd_path().display()))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", magueyd_path().display()))?;
     Ok(child.id())
 }
 
@@ -126,19 +129,38 @@ pub async fn wait_for_master(c: &MasterClient, timeout: Duration) -> Result<()> 
     loop {
         match c.jobs(false).await {
             Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => bail!("the master at {} did not answer: {e}", c.base_url()),
+            Err(e) if Instant::now() > deadline => {
+                bail!("the master at {} did not answer: {e}", c.base_url())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }
 
 fn pid_of(dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(dir.join("magueyd.pid")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(dir.join("magueyd.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
+/// Whether `pid` is a live (not zombie) magueyd process.
 fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name: "PID (comm) S ...".
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("magueyd"))
+        .unwrap_or(false)
 }
 
 /// Starts a lab (or restarts the stopped daemons of an existing one).
@@ -159,12 +181,19 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         cluster_name: o.cluster_name.clone(),
         port: o.port,
         nodes: (1..=o.nodes)
-            .map(|i| LabNode { name: format!("node{i}"), ip: format!("{}.{i}", o.address_prefix), dir: dir.join(format!("node{i}")) })
+            .map(|i| LabNode {
+                name: format!("node{i}"),
+                ip: format!("{}.{i}", o.address_prefix),
+                dir: dir.join(format!("node{i}")),
+            })
             .collect(),
     };
     for n in &lab.nodes {
         if n.dir.join("daemon.json").exists() {
-            bail!("{} already holds a node; use another --dir", n.dir.display());
+            bail!(
+                "{} already holds a node; use another --dir",
+                n.dir.display()
+            );
         }
         std::fs::create_dir_all(n.dir.join("os"))?;
         maguey_node::os::write_noop_os(&n.dir.join("os"))?;
@@ -192,17 +221,28 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     wait_for_master(&c, Duration::from_secs(30)).await?;
     for n in &lab.nodes[1..] {
         let t = c
-            .join_token(&JoinTokenRequest { node_name: n.name.clone(), primary_ip: n.ip.clone(), secondary_ip: None, group: None })
+            .join_token(&JoinTokenRequest {
+                node_name: n.name.clone(),
+                primary_ip: n.ip.clone(),
+                secondary_ip: None,
+                group: None,
+            })
             .await?;
         spawn_daemon(
             &n.dir,
             &[
-                "--join".into(), t.master_url.clone(),
-                "--token".into(), t.token,
-                "--node-name".into(), n.name.clone(),
-                "--listen".into(), format!("{}:{}", n.ip, o.port),
-                "--fake-memory".into(), o.node_memory.to_string(),
-                "--fake-cpus".into(), o.node_cpus.to_string(),
+                "--join".into(),
+                t.master_url.clone(),
+                "--token".into(),
+                t.token,
+                "--node-name".into(),
+                n.name.clone(),
+                "--listen".into(),
+                format!("{}:{}", n.ip, o.port),
+                "--fake-memory".into(),
+                o.node_memory.to_string(),
+                "--fake-cpus".into(),
+                o.node_cpus.to_string(),
             ],
         )?;
     }
@@ -214,13 +254,25 @@ async fn wait_for_nodes(c: &MasterClient, lab: &Lab, timeout: Duration) -> Resul
     let deadline = Instant::now() + timeout;
     loop {
         let r = c.query(Resource::Node, vec![], vec!["name".into()]).await?;
-        let have: Vec<String> = r.rows.iter().filter_map(|row| row.first()?.as_str().map(String::from)).collect();
-        let missing: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).filter(|n| !have.iter().any(|h| h == n)).collect();
+        let have: Vec<String> = r
+            .rows
+            .iter()
+            .filter_map(|row| row.first()?.as_str().map(String::from))
+            .collect();
+        let missing: Vec<&str> = lab
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .filter(|n| !have.iter().any(|h| h == n))
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("nodes did not join in time: {} (see their magueyd.log)", missing.join(", "));
+            bail!(
+                "nodes did not join in time: {} (see their magueyd.log)",
+                missing.join(", ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -245,7 +297,9 @@ async fn restart(dir: &Path) -> Result<Lab> {
 
 /// The `export` lines that point the CLI at the lab.
 pub fn env(dir: &Path) -> Result<String> {
-    let dir = dir.canonicalize().with_context(|| format!("no lab in {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("no lab in {}", dir.display()))?;
     let lab = Lab::load(&dir)?;
     let master = lab.master_dir().context("the lab has no nodes")?;
     Ok(format!(
@@ -258,7 +312,12 @@ pub fn env(dir: &Path) -> Result<String> {
 /// Stops every daemon of the lab (SIGTERM, then SIGKILL after 5 s). Returns how many ran.
 pub fn down(dir: &Path) -> Result<usize> {
     let lab = Lab::load(dir)?;
-    let pids: Vec<i32> = lab.nodes.iter().filter_map(|n| pid_of(&n.dir)).filter(|p| alive(*p)).collect();
+    let pids: Vec<i32> = lab
+        .nodes
+        .iter()
+        .filter_map(|n| pid_of(&n.dir))
+        .filter(|p| alive(*p))
+        .collect();
     for &p in &pids {
         // SAFETY: plain kill(2) on a pid read from the lab's own pidfile.
         unsafe { libc::kill(p, libc::SIGTERM) };

@@ -19,7 +19,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// True for the states a job never leaves.
     pub fn is_finalized(self) -> bool {
-        matches!(self, JobStatus::Success | JobStatus::Error | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Success | JobStatus::Error | JobStatus::Canceled
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {

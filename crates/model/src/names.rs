@@ -21,7 +21,9 @@ pub fn validate_hostname(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > 253 {
-        return Err(NameError::TooLong(name.chars().take(40).collect::<String>() + "..."));
+        return Err(NameError::TooLong(
+            name.chars().take(40).collect::<String>() + "...",
+        ));
     }
     let invalid = |why| NameError::Invalid {
         name: name.to_string(),
@@ -38,9 +40,7 @@ pub fn validate_hostname(name: &str) -> Result<(), NameError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(invalid(
-                "only letters, digits, '-' and '.' are allowed",
-            ));
+            return Err(invalid("only letters, digits, '-' and '.' are allowed"));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(invalid("a label cannot start or end with '-'"));

@@ -52,9 +52,9 @@ impl ConfigData {
         &'a self,
         node_uuid: &'a str,
     ) -> impl Iterator<Item = &'a Instance> + 'a {
-        self.instances
-            .values()
-            .filter(move |i| i.primary_node == node_uuid || i.secondary_nodes().contains(&node_uuid))
+        self.instances.values().filter(move |i| {
+            i.primary_node == node_uuid || i.secondary_nodes().contains(&node_uuid)
+        })
     }
 }
 

@@ -61,13 +61,21 @@ pub const BE_PARAMS: &[ParamSpec] = &[
     p("minmem", ParamType::Size, DefaultValue::Int(128)),
     p("vcpus", ParamType::Int, DefaultValue::Int(1)),
     p("auto_balance", ParamType::Bool, DefaultValue::Bool(true)),
-    p("always_failover", ParamType::Bool, DefaultValue::Bool(false)),
+    p(
+        "always_failover",
+        ParamType::Bool,
+        DefaultValue::Bool(false),
+    ),
     p("spindle_use", ParamType::Int, DefaultValue::Int(1)),
 ];
 
 /// NIC parameters (Ganeti's `nicparams`).
 pub const NIC_PARAMS: &[ParamSpec] = &[
-    p("mode", ParamType::Enum(NIC_MODES), DefaultValue::Str("bridged")),
+    p(
+        "mode",
+        ParamType::Enum(NIC_MODES),
+        DefaultValue::Str("bridged"),
+    ),
     p("link", ParamType::String, DefaultValue::Str("br0")),
     p("vlan", ParamType::String, DefaultValue::Str("")),
 ];
@@ -76,7 +84,11 @@ pub const NIC_PARAMS: &[ParamSpec] = &[
 pub const ND_PARAMS: &[ParamSpec] = &[
     p("oob_program", ParamType::String, DefaultValue::Str("")),
     p("spindle_count", ParamType::Int, DefaultValue::Int(1)),
-    p("exclusive_storage", ParamType::Bool, DefaultValue::Bool(false)),
+    p(
+        "exclusive_storage",
+        ParamType::Bool,
+        DefaultValue::Bool(false),
+    ),
     p("ssh_port", ParamType::Int, DefaultValue::Int(22)),
 ];
 

@@ -6,11 +6,11 @@
 
 use crate::util::node_addr;
 use crate::{wrong_op, Env, LogicalUnit};
+use futures::future::join_all;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{AdminState, ConfigData, LogicalId, Node, OpCode, PROTOCOL_VERSION};
 use maguey_rpc::{InstanceRunInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
-use futures::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct ClusterVerify {
@@ -42,13 +42,22 @@ struct NodeReport {
     files: BTreeSet<String>,
 }
 
-async fn probe(env: &Env<'_>, cfg: &ConfigData, node: &Node, rep: &mut Report) -> Option<NodeReport> {
+async fn probe(
+    env: &Env<'_>,
+    cfg: &ConfigData,
+    node: &Node,
+    rep: &mut Report,
+) -> Option<NodeReport> {
     let addr = node_addr(cfg, node);
     let rpc = &env.master.rpc;
     let version = match rpc.call::<VersionInfo>(&addr, &NodeRequest::Version).await {
         Ok(v) => v,
         Err(e) => {
-            rep.error(env, "ENODERPC", format!("node {}: cannot reach the node daemon: {e}", node.name));
+            rep.error(
+                env,
+                "ENODERPC",
+                format!("node {}: cannot reach the node daemon: {e}", node.name),
+            );
             return None;
         }
     };
@@ -56,29 +65,57 @@ async fn probe(env: &Env<'_>, cfg: &ConfigData, node: &Node, rep: &mut Report) -
         rep.error(
             env,
             "ENODEVERSION",
-            format!("node {}: protocol {} differs from the master's {}", node.name, version.protocol, PROTOCOL_VERSION),
+            format!(
+                "node {}: protocol {} differs from the master's {}",
+                node.name, version.protocol, PROTOCOL_VERSION
+            ),
         );
     }
     if version.node_name != node.name {
-        rep.error(env, "ENODESETUP", format!("node {}: its daemon calls itself '{}'", node.name, version.node_name));
+        rep.error(
+            env,
+            "ENODESETUP",
+            format!(
+                "node {}: its daemon calls itself '{}'",
+                node.name, version.node_name
+            ),
+        );
     }
     let mut running = BTreeMap::new();
     for hv in &cfg.cluster.enabled_hypervisors {
         match rpc
-            .call::<BTreeMap<String, InstanceRunInfo>>(&addr, &NodeRequest::AllInstancesInfo { hypervisor: hv.clone() })
+            .call::<BTreeMap<String, InstanceRunInfo>>(
+                &addr,
+                &NodeRequest::AllInstancesInfo {
+                    hypervisor: hv.clone(),
+                },
+            )
             .await
         {
             Ok(m) => running.extend(m),
-            Err(e) => rep.error(env, "ENODEHV", format!("node {}: hypervisor {hv}: {e}", node.name)),
+            Err(e) => rep.error(
+                env,
+                "ENODEHV",
+                format!("node {}: hypervisor {hv}: {e}", node.name),
+            ),
         }
     }
     let files = match rpc
-        .call::<Vec<String>>(&addr, &NodeRequest::FileStorageList { file_storage_dir: cfg.cluster.file_storage_dir.clone() })
+        .call::<Vec<String>>(
+            &addr,
+            &NodeRequest::FileStorageList {
+                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+            },
+        )
         .await
     {
         Ok(f) => f.into_iter().collect(),
         Err(e) => {
-            rep.error(env, "ENODEFILESTORAGEPATH", format!("node {}: cannot list file storage: {e}", node.name));
+            rep.error(
+                env,
+                "ENODEFILESTORAGEPATH",
+                format!("node {}: cannot list file storage: {e}", node.name),
+            );
             BTreeSet::new()
         }
     };
@@ -90,7 +127,9 @@ impl LogicalUnit for ClusterVerify {
         let OpCode::ClusterVerify { skip_checks } = op else {
             return Err(wrong_op(op));
         };
-        Ok(ClusterVerify { skip: skip_checks.clone() })
+        Ok(ClusterVerify {
+            skip: skip_checks.clone(),
+        })
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
@@ -107,19 +146,38 @@ impl LogicalUnit for ClusterVerify {
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let mut rep = Report::default();
-        env.log(format!("verifying {} nodes and {} instances", cfg.nodes.len(), cfg.instances.len()));
+        env.log(format!(
+            "verifying {} nodes and {} instances",
+            cfg.nodes.len(),
+            cfg.instances.len()
+        ));
 
         // Config-level consistency.
         if cfg.master_node().is_none() {
-            rep.error(env, "ECLUSTERCFG", "the master node is not in the configuration".into());
+            rep.error(
+                env,
+                "ECLUSTERCFG",
+                "the master node is not in the configuration".into(),
+            );
         }
         for inst in cfg.instances.values() {
             if let Some(node) = cfg.nodes.get(&inst.primary_node) {
                 if node.offline && inst.admin_state == AdminState::Up {
-                    rep.warn(env, "EINSTANCEBADNODE", format!("instance {}: its primary node {} is offline", inst.name, node.name));
+                    rep.warn(
+                        env,
+                        "EINSTANCEBADNODE",
+                        format!(
+                            "instance {}: its primary node {} is offline",
+                            inst.name, node.name
+                        ),
+                    );
                 }
             } else {
-                rep.error(env, "ECLUSTERDANGLINGINST", format!("instance {} has an unknown primary node", inst.name));
+                rep.error(
+                    env,
+                    "ECLUSTERDANGLINGINST",
+                    format!("instance {} has an unknown primary node", inst.name),
+                );
             }
         }
 
@@ -148,19 +206,31 @@ impl LogicalUnit for ClusterVerify {
 
         // Instances against what their nodes run and hold.
         for inst in cfg.instances.values() {
-            let Some(node) = cfg.nodes.get(&inst.primary_node) else { continue };
-            let Some(Some(nr)) = reports.get(&node.uuid) else { continue };
+            let Some(node) = cfg.nodes.get(&inst.primary_node) else {
+                continue;
+            };
+            let Some(Some(nr)) = reports.get(&node.uuid) else {
+                continue;
+            };
             let running = nr.running.contains_key(&inst.name);
             match (inst.admin_state, running) {
                 (AdminState::Up, false) => rep.error(
                     env,
                     "EINSTANCEDOWN",
-                    format!("instance {} is not running on node {} but its admin state is up", inst.name, node.name),
+                    format!(
+                        "instance {} is not running on node {} but its admin state is up",
+                        inst.name, node.name
+                    ),
                 ),
                 (AdminState::Down | AdminState::Offline, true) => rep.error(
                     env,
                     "EINSTANCEUP",
-                    format!("instance {} is running on node {} but its admin state is {}", inst.name, node.name, inst.admin_state.as_str()),
+                    format!(
+                        "instance {} is running on node {} but its admin state is {}",
+                        inst.name,
+                        node.name,
+                        inst.admin_state.as_str()
+                    ),
                 ),
                 _ => {}
             }
@@ -173,7 +243,10 @@ impl LogicalUnit for ClusterVerify {
                         rep.error(
                             env,
                             "EINSTANCEMISSINGDISK",
-                            format!("instance {}: {} ({path}) is missing on node {}", inst.name, disk.iv_name, node.name),
+                            format!(
+                                "instance {}: {} ({path}) is missing on node {}",
+                                inst.name, disk.iv_name, node.name
+                            ),
                         );
                     }
                 }
@@ -182,14 +255,26 @@ impl LogicalUnit for ClusterVerify {
         // What nodes have that the config does not know.
         for (uuid, nr) in &reports {
             let Some(nr) = nr else { continue };
-            let Some(node) = cfg.nodes.get(uuid) else { continue };
+            let Some(node) = cfg.nodes.get(uuid) else {
+                continue;
+            };
             for name in nr.running.keys() {
                 match cfg.instance_by_name(name) {
-                    None => rep.error(env, "ENODEORPHANINSTANCE", format!("node {}: instance {name} runs but is not in the configuration", node.name)),
+                    None => rep.error(
+                        env,
+                        "ENODEORPHANINSTANCE",
+                        format!(
+                            "node {}: instance {name} runs but is not in the configuration",
+                            node.name
+                        ),
+                    ),
                     Some(i) if &i.primary_node != uuid => rep.error(
                         env,
                         "EINSTANCEWRONGNODE",
-                        format!("instance {name} runs on node {}, which is not its primary node", node.name),
+                        format!(
+                            "instance {name} runs on node {}, which is not its primary node",
+                            node.name
+                        ),
                     ),
                     _ => {}
                 }
@@ -206,12 +291,20 @@ impl LogicalUnit for ClusterVerify {
                 .collect();
             for f in &nr.files {
                 if !known.contains(f.as_str()) {
-                    rep.error(env, "ENODEORPHANFILE", format!("node {}: disk file {f} belongs to no instance", node.name));
+                    rep.error(
+                        env,
+                        "ENODEORPHANFILE",
+                        format!("node {}: disk file {f} belongs to no instance", node.name),
+                    );
                 }
             }
         }
         let ok = rep.errors.is_empty();
-        env.log(if ok { "cluster verify: no problems found".to_string() } else { format!("cluster verify: {} errors", rep.errors.len()) });
+        env.log(if ok {
+            "cluster verify: no problems found".to_string()
+        } else {
+            format!("cluster verify: {} errors", rep.errors.len())
+        });
         Ok(json!({"ok": ok, "errors": rep.errors, "warnings": rep.warnings}))
     }
 }

@@ -83,7 +83,8 @@ impl LogicalUnit for InstanceCreate {
         else {
             return Err(wrong_op(op));
         };
-        validate_hostname(instance_name).map_err(|e| prereq(format!("invalid instance name: {e}")))?;
+        validate_hostname(instance_name)
+            .map_err(|e| prereq(format!("invalid instance name: {e}")))?;
         if mode != "create" {
             return Err(prereq(format!(
                 "instance creation mode '{mode}' is not supported (only 'create')"
@@ -105,7 +106,9 @@ impl LogicalUnit for InstanceCreate {
             None => default_allocation(cfg)?,
         };
         if os_type.is_none() && !*no_install {
-            return Err(prereq("an OS is required (-o OS), unless --no-install is given"));
+            return Err(prereq(
+                "an OS is required (-o OS), unless --no-install is given",
+            ));
         }
         let hypervisor = hypervisor
             .clone()
@@ -131,15 +134,30 @@ impl LogicalUnit for InstanceCreate {
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
-            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
-            (LockLevel::Node, LockNames::Names(vec![self.pnode.clone()]), LockMode::Shared),
-            (LockLevel::NodeRes, LockNames::Names(vec![self.pnode.clone()]), LockMode::Shared),
+            (
+                LockLevel::Instance,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
+            (
+                LockLevel::Node,
+                LockNames::Names(vec![self.pnode.clone()]),
+                LockMode::Shared,
+            ),
+            (
+                LockLevel::NodeRes,
+                LockNames::Names(vec![self.pnode.clone()]),
+                LockMode::Shared,
+            ),
         ]
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         if cfg.instance_by_name(&self.name).is_some() {
-            return Err(prereq(format!("instance name '{}' is already in use", self.name)));
+            return Err(prereq(format!(
+                "instance name '{}' is already in use",
+                self.name
+            )));
         }
         if !SUPPORTED_TEMPLATES.contains(&self.template.as_str()) {
             return Err(prereq(format!(
@@ -167,7 +185,10 @@ impl LogicalUnit for InstanceCreate {
             return Err(prereq("a diskless instance cannot have disks"));
         }
         if self.template != "diskless" && self.disks.is_empty() {
-            return Err(prereq(format!("template '{}' needs at least one disk", self.template)));
+            return Err(prereq(format!(
+                "template '{}' needs at least one disk",
+                self.template
+            )));
         }
         if self.disks.len() > MAX_DISKS {
             return Err(prereq(format!("at most {MAX_DISKS} disks are allowed")));
@@ -176,7 +197,9 @@ impl LogicalUnit for InstanceCreate {
             return Err(prereq(format!("at most {MAX_NICS} NICs are allowed")));
         }
         let beparams = ParamKind::Be.validate(&self.beparams).map_err(prereq)?;
-        let hvparams = hv_kind(&self.hypervisor).validate(&self.hvparams).map_err(prereq)?;
+        let hvparams = hv_kind(&self.hypervisor)
+            .validate(&self.hvparams)
+            .map_err(prereq)?;
         let now = maguey_model::now();
         let disks = self
             .disks
@@ -188,7 +211,9 @@ impl LogicalUnit for InstanceCreate {
                 }
                 let mode = spec.mode.clone().unwrap_or_else(|| "rw".to_string());
                 if mode != "rw" && mode != "ro" {
-                    return Err(prereq(format!("disk {i}: mode must be rw or ro, not '{mode}'")));
+                    return Err(prereq(format!(
+                        "disk {i}: mode must be rw or ro, not '{mode}'"
+                    )));
                 }
                 let uuid = new_uuid();
                 Ok(Disk {
@@ -218,7 +243,10 @@ impl LogicalUnit for InstanceCreate {
                 Some(m) => {
                     let m = normalize_mac(m)?;
                     if macs.contains(&m)
-                        || cfg.instances.values().any(|x| x.nics.iter().any(|n| n.mac == m))
+                        || cfg
+                            .instances
+                            .values()
+                            .any(|x| x.nics.iter().any(|n| n.mac == m))
                     {
                         return Err(prereq(format!("MAC address {m} is already in use")));
                     }
@@ -256,7 +284,11 @@ impl LogicalUnit for InstanceCreate {
             primary_node: node.uuid.clone(),
             os: self.os.clone().unwrap_or_default(),
             hypervisor: self.hypervisor.clone(),
-            admin_state: if self.start { AdminState::Up } else { AdminState::Down },
+            admin_state: if self.start {
+                AdminState::Up
+            } else {
+                AdminState::Down
+            },
             disk_template: self.template.clone(),
             beparams,
             hvparams,
@@ -311,7 +343,11 @@ impl LogicalUnit for InstanceCreate {
             )));
         }
         let disk_total: u64 = instance.disks.iter().map(|d| d.size).sum();
-        if let Some(st) = info.storage.iter().find(|s| s.storage_type == instance.disk_template) {
+        if let Some(st) = info
+            .storage
+            .iter()
+            .find(|s| s.storage_type == instance.disk_template)
+        {
             if disk_total > st.storage_free {
                 return Err(prereq(format!(
                     "not enough {} storage on node {}: needed {} MiB, free {} MiB",
@@ -323,7 +359,10 @@ impl LogicalUnit for InstanceCreate {
         // 1. Disks.
         let mut created: Vec<Disk> = Vec::new();
         for disk in &instance.disks {
-            env.log(format!("creating disk {} ({} MiB) on node {}", disk.iv_name, disk.size, node.name));
+            env.log(format!(
+                "creating disk {} ({} MiB) on node {}",
+                disk.iv_name, disk.size, node.name
+            ));
             let res: Result<Value, OpError> = env
                 .rpc(
                     &node,
@@ -345,7 +384,10 @@ impl LogicalUnit for InstanceCreate {
 
         // 2. OS installation.
         if !self.no_install {
-            env.log(format!("running the OS create scripts of '{}'", instance.os));
+            env.log(format!(
+                "running the OS create scripts of '{}'",
+                instance.os
+            ));
             let install = OsInstall {
                 instance_name: instance.name.clone(),
                 os: instance.os.clone(),
@@ -357,7 +399,13 @@ impl LogicalUnit for InstanceCreate {
                 debug_level: 0,
             };
             let res: Result<Value, OpError> = env
-                .rpc(&node, NodeRequest::InstanceOsAdd { install, reinstall: false })
+                .rpc(
+                    &node,
+                    NodeRequest::InstanceOsAdd {
+                        install,
+                        reinstall: false,
+                    },
+                )
                 .await;
             match res {
                 Ok(out) => {
@@ -374,23 +422,37 @@ impl LogicalUnit for InstanceCreate {
         }
 
         // 3. Config.
-        if let Err(e) = env.apply(Command::AddInstance { instance: instance.clone() }) {
+        if let Err(e) = env.apply(Command::AddInstance {
+            instance: instance.clone(),
+        }) {
             undo_disks(env, &node, &created).await;
             return Err(e);
         }
 
         // 4. Start.
         if self.start {
-            env.log(format!("starting instance {} on node {}", instance.name, node.name));
+            env.log(format!(
+                "starting instance {} on node {}",
+                instance.name, node.name
+            ));
             let cfg = env.cfg();
             let res: Result<Value, OpError> = env
-                .rpc(&node, NodeRequest::InstanceStart { instance: instance_runtime(&cfg, &instance) })
+                .rpc(
+                    &node,
+                    NodeRequest::InstanceStart {
+                        instance: instance_runtime(&cfg, &instance),
+                    },
+                )
                 .await;
             if let Err(e) = res {
                 env.log(format!("could not start the instance: {e}"));
                 env.log("undoing: removing the instance from the configuration");
-                if let Err(e2) = env.apply(Command::RemoveInstance { uuid: instance.uuid.clone() }) {
-                    env.log(format!("could not remove the instance from the config: {e2}"));
+                if let Err(e2) = env.apply(Command::RemoveInstance {
+                    uuid: instance.uuid.clone(),
+                }) {
+                    env.log(format!(
+                        "could not remove the instance from the config: {e2}"
+                    ));
                 }
                 undo_disks(env, &node, &created).await;
                 return Err(e);
@@ -404,7 +466,10 @@ impl LogicalUnit for InstanceCreate {
 pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
     let cfg = env.cfg();
     for disk in disks.iter().rev() {
-        env.log(format!("undoing: removing disk {} on node {}", disk.iv_name, node.name));
+        env.log(format!(
+            "undoing: removing disk {} on node {}",
+            disk.iv_name, node.name
+        ));
         let res: Result<Value, OpError> = env
             .rpc(
                 node,

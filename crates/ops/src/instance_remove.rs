@@ -18,7 +18,12 @@ pub struct InstanceRemove {
 
 impl LogicalUnit for InstanceRemove {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRemove { instance_name, ignore_failures, shutdown_timeout } = op else {
+        let OpCode::InstanceRemove {
+            instance_name,
+            ignore_failures,
+            shutdown_timeout,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         let inst = instance_by_name(cfg, instance_name)?;
@@ -37,9 +42,21 @@ impl LogicalUnit for InstanceRemove {
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
-            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
-            (LockLevel::Node, LockNames::Names(self.nodes.clone()), LockMode::Shared),
-            (LockLevel::NodeRes, LockNames::Names(self.nodes.clone()), LockMode::Shared),
+            (
+                LockLevel::Instance,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
+            (
+                LockLevel::Node,
+                LockNames::Names(self.nodes.clone()),
+                LockMode::Shared,
+            ),
+            (
+                LockLevel::NodeRes,
+                LockNames::Names(self.nodes.clone()),
+                LockMode::Shared,
+            ),
         ]
     }
 
@@ -49,7 +66,10 @@ impl LogicalUnit for InstanceRemove {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self.instance.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
+        let inst = self
+            .instance
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error".into()))?;
         let cfg = env.cfg();
         let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let tolerate = |e: OpError| -> Result<(), OpError> {
@@ -60,7 +80,10 @@ impl LogicalUnit for InstanceRemove {
                 Err(e)
             }
         };
-        env.log(format!("shutting down instance {} on node {}", inst.name, node.name));
+        env.log(format!(
+            "shutting down instance {} on node {}",
+            inst.name, node.name
+        ));
         if node.offline {
             env.log(format!("node {} is offline: not contacting it", node.name));
         } else {
@@ -78,7 +101,10 @@ impl LogicalUnit for InstanceRemove {
                 tolerate(e)?;
             }
             for disk in &inst.disks {
-                env.log(format!("removing disk {} on node {}", disk.iv_name, node.name));
+                env.log(format!(
+                    "removing disk {} on node {}",
+                    disk.iv_name, node.name
+                ));
                 let r: Result<Value, OpError> = env
                     .rpc(
                         &node,
@@ -93,7 +119,9 @@ impl LogicalUnit for InstanceRemove {
                 }
             }
         }
-        env.apply(Command::RemoveInstance { uuid: inst.uuid.clone() })?;
+        env.apply(Command::RemoveInstance {
+            uuid: inst.uuid.clone(),
+        })?;
         env.log(format!("instance {} removed", inst.name));
         Ok(Value::Null)
     }

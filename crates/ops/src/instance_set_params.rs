@@ -37,12 +37,23 @@ fn merge(base: &Params, changes: &Params) -> Params {
 }
 
 fn without_defaults(p: &Params) -> Params {
-    p.iter().filter(|(_, v)| v.as_str() != Some("default")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    p.iter()
+        .filter(|(_, v)| v.as_str() != Some("default"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl LogicalUnit for InstanceSetParams {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceSetParams { instance_name, beparams, hvparams, osparams, offline, force } = op else {
+        let OpCode::InstanceSetParams {
+            instance_name,
+            beparams,
+            hvparams,
+            osparams,
+            offline,
+            force,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         if beparams.is_empty() && hvparams.is_empty() && osparams.is_empty() && offline.is_none() {
@@ -64,16 +75,32 @@ impl LogicalUnit for InstanceSetParams {
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
-            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
-            (LockLevel::Node, LockNames::Names(vec![self.node_name.clone()]), LockMode::Shared),
-            (LockLevel::NodeRes, LockNames::Names(vec![self.node_name.clone()]), LockMode::Exclusive),
+            (
+                LockLevel::Instance,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
+            (
+                LockLevel::Node,
+                LockNames::Names(vec![self.node_name.clone()]),
+                LockMode::Shared,
+            ),
+            (
+                LockLevel::NodeRes,
+                LockNames::Names(vec![self.node_name.clone()]),
+                LockMode::Exclusive,
+            ),
         ]
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        let be = ParamKind::Be.validate(&without_defaults(&self.beparams)).map_err(prereq)?;
-        let hv = hv_kind(&inst.hypervisor).validate(&without_defaults(&self.hvparams)).map_err(prereq)?;
+        let be = ParamKind::Be
+            .validate(&without_defaults(&self.beparams))
+            .map_err(prereq)?;
+        let hv = hv_kind(&inst.hypervisor)
+            .validate(&without_defaults(&self.hvparams))
+            .map_err(prereq)?;
         let mut be_changes = self.beparams.clone();
         be_changes.extend(be);
         let mut hv_changes = self.hvparams.clone();
@@ -91,10 +118,15 @@ impl LogicalUnit for InstanceSetParams {
         }
         match self.offline {
             Some(true) if inst.admin_state == AdminState::Up => {
-                return Err(prereq(format!("instance {} is up: shut it down before marking it offline", self.name)))
+                return Err(prereq(format!(
+                    "instance {} is up: shut it down before marking it offline",
+                    self.name
+                )))
             }
             Some(true) => updated.admin_state = AdminState::Offline,
-            Some(false) if inst.admin_state == AdminState::Offline => updated.admin_state = AdminState::Down,
+            Some(false) if inst.admin_state == AdminState::Offline => {
+                updated.admin_state = AdminState::Down
+            }
             _ => {}
         }
         self.updated = Some(updated);
@@ -102,7 +134,10 @@ impl LogicalUnit for InstanceSetParams {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let updated = self.updated.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
+        let updated = self
+            .updated
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error".into()))?;
         let cfg = env.cfg();
         let old = instance_by_name(&cfg, &self.name)?.clone();
         let node = node_by_uuid(&cfg, &old.primary_node)?.clone();
@@ -110,7 +145,13 @@ impl LogicalUnit for InstanceSetParams {
         let new_be = BeParams::from_filled(&filled_be_dict(&cfg, &old, &updated.beparams));
         if new_be.maxmem != old_be.maxmem && !node.offline {
             let info: NodeInfo = env
-                .rpc(&node, NodeRequest::NodeInfo { file_storage_dir: cfg.cluster.file_storage_dir.clone(), hypervisor: old.hypervisor.clone() })
+                .rpc(
+                    &node,
+                    NodeRequest::NodeInfo {
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        hypervisor: old.hypervisor.clone(),
+                    },
+                )
                 .await?;
             if new_be.maxmem > info.memory_total {
                 return Err(prereq(format!(
@@ -119,7 +160,13 @@ impl LogicalUnit for InstanceSetParams {
                 )));
             }
             let run: Option<InstanceRunInfo> = env
-                .rpc(&node, NodeRequest::InstanceInfo { name: old.name.clone(), hypervisor: old.hypervisor.clone() })
+                .rpc(
+                    &node,
+                    NodeRequest::InstanceInfo {
+                        name: old.name.clone(),
+                        hypervisor: old.hypervisor.clone(),
+                    },
+                )
                 .await?;
             if let Some(run) = run {
                 let extra = new_be.maxmem.saturating_sub(run.memory);
@@ -132,7 +179,9 @@ impl LogicalUnit for InstanceSetParams {
                 env.log("the new memory size applies at the next start of the instance");
             }
         }
-        env.apply(Command::UpdateInstance { instance: updated.clone() })?;
+        env.apply(Command::UpdateInstance {
+            instance: updated.clone(),
+        })?;
         let mut changes = Vec::new();
         for (k, v) in &self.beparams {
             changes.push(json!([format!("be/{k}"), v]));
@@ -147,7 +196,11 @@ impl LogicalUnit for InstanceSetParams {
             changes.push(json!(["admin_state", if o { "offline" } else { "down" }]));
         }
         for c in &changes {
-            env.log(format!("modified {} to {}", c[0].as_str().unwrap_or(""), c[1]));
+            env.log(format!(
+                "modified {} to {}",
+                c[0].as_str().unwrap_or(""),
+                c[1]
+            ));
         }
         Ok(Value::from(changes))
     }

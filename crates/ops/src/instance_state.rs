@@ -1,6 +1,8 @@
 //! OP_INSTANCE_STARTUP, OP_INSTANCE_SHUTDOWN and OP_INSTANCE_REBOOT.
 
-use crate::util::{check_node_online, filled_beparams, instance_by_name, instance_runtime, node_by_uuid};
+use crate::util::{
+    check_node_online, filled_beparams, instance_by_name, instance_runtime, node_by_uuid,
+};
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
@@ -19,14 +21,30 @@ impl Target {
     fn expand(cfg: &ConfigData, name: &str) -> Result<Self, OpError> {
         let inst = instance_by_name(cfg, name)?;
         let node = node_by_uuid(cfg, &inst.primary_node)?;
-        Ok(Target { name: name.to_string(), node_name: node.name.clone(), instance: None })
+        Ok(Target {
+            name: name.to_string(),
+            node_name: node.name.clone(),
+            instance: None,
+        })
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
-            (LockLevel::Instance, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
-            (LockLevel::Node, LockNames::Names(vec![self.node_name.clone()]), LockMode::Shared),
-            (LockLevel::NodeRes, LockNames::Names(vec![self.node_name.clone()]), LockMode::Shared),
+            (
+                LockLevel::Instance,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
+            (
+                LockLevel::Node,
+                LockNames::Names(vec![self.node_name.clone()]),
+                LockMode::Shared,
+            ),
+            (
+                LockLevel::NodeRes,
+                LockNames::Names(vec![self.node_name.clone()]),
+                LockMode::Shared,
+            ),
         ]
     }
 
@@ -45,22 +63,41 @@ impl Target {
     }
 
     fn get(&self) -> Result<(Instance, Node), OpError> {
-        self.instance.clone().ok_or_else(|| OpError::Exec("internal error: not checked".into()))
+        self.instance
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))
     }
 }
 
 async fn is_running(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bool, OpError> {
     let info: Option<InstanceRunInfo> = env
-        .rpc(node, NodeRequest::InstanceInfo { name: inst.name.clone(), hypervisor: inst.hypervisor.clone() })
+        .rpc(
+            node,
+            NodeRequest::InstanceInfo {
+                name: inst.name.clone(),
+                hypervisor: inst.hypervisor.clone(),
+            },
+        )
         .await?;
     Ok(info.is_some())
 }
 
-async fn start(env: &Env<'_>, inst: &Instance, node: &Node, force_mem: bool) -> Result<(), OpError> {
+async fn start(
+    env: &Env<'_>,
+    inst: &Instance,
+    node: &Node,
+    force_mem: bool,
+) -> Result<(), OpError> {
     let cfg = env.cfg();
     let be = filled_beparams(&cfg, inst);
     let info: NodeInfo = env
-        .rpc(node, NodeRequest::NodeInfo { file_storage_dir: cfg.cluster.file_storage_dir.clone(), hypervisor: inst.hypervisor.clone() })
+        .rpc(
+            node,
+            NodeRequest::NodeInfo {
+                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                hypervisor: inst.hypervisor.clone(),
+            },
+        )
         .await?;
     if be.maxmem > info.memory_free && !force_mem {
         return Err(prereq(format!(
@@ -68,22 +105,45 @@ async fn start(env: &Env<'_>, inst: &Instance, node: &Node, force_mem: bool) -> 
             node.name, inst.name, be.maxmem, info.memory_free
         )));
     }
-    env.log(format!("starting instance {} on node {}", inst.name, node.name));
-    let _: Value = env.rpc(node, NodeRequest::InstanceStart { instance: instance_runtime(&cfg, inst) }).await?;
+    env.log(format!(
+        "starting instance {} on node {}",
+        inst.name, node.name
+    ));
+    let _: Value = env
+        .rpc(
+            node,
+            NodeRequest::InstanceStart {
+                instance: instance_runtime(&cfg, inst),
+            },
+        )
+        .await?;
     Ok(())
 }
 
 async fn stop(env: &Env<'_>, inst: &Instance, node: &Node, timeout: u64) -> Result<(), OpError> {
-    env.log(format!("shutting down instance {} on node {}", inst.name, node.name));
+    env.log(format!(
+        "shutting down instance {} on node {}",
+        inst.name, node.name
+    ));
     let _: Value = env
-        .rpc(node, NodeRequest::InstanceShutdown { name: inst.name.clone(), hypervisor: inst.hypervisor.clone(), timeout })
+        .rpc(
+            node,
+            NodeRequest::InstanceShutdown {
+                name: inst.name.clone(),
+                hypervisor: inst.hypervisor.clone(),
+                timeout,
+            },
+        )
         .await?;
     Ok(())
 }
 
 fn set_admin(env: &Env<'_>, inst: &Instance, state: AdminState) -> Result<(), OpError> {
     if inst.admin_state != state {
-        env.apply(Command::SetInstanceAdminState { uuid: inst.uuid.clone(), admin_state: state })?;
+        env.apply(Command::SetInstanceAdminState {
+            uuid: inst.uuid.clone(),
+            admin_state: state,
+        })?;
     }
     Ok(())
 }
@@ -96,13 +156,26 @@ pub struct InstanceStartup {
 
 impl LogicalUnit for InstanceStartup {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceStartup { instance_name, force, no_remember, beparams, hvparams } = op else {
+        let OpCode::InstanceStartup {
+            instance_name,
+            force,
+            no_remember,
+            beparams,
+            hvparams,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         if !beparams.is_empty() || !hvparams.is_empty() {
-            return Err(prereq("temporary beparams/hvparams at startup are not supported yet"));
+            return Err(prereq(
+                "temporary beparams/hvparams at startup are not supported yet",
+            ));
         }
-        Ok(InstanceStartup { target: Target::expand(cfg, instance_name)?, force: *force, no_remember: *no_remember })
+        Ok(InstanceStartup {
+            target: Target::expand(cfg, instance_name)?,
+            force: *force,
+            no_remember: *no_remember,
+        })
     }
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         self.target.locks()
@@ -132,10 +205,19 @@ pub struct InstanceShutdown {
 
 impl LogicalUnit for InstanceShutdown {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceShutdown { instance_name, timeout, no_remember } = op else {
+        let OpCode::InstanceShutdown {
+            instance_name,
+            timeout,
+            no_remember,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
-        Ok(InstanceShutdown { target: Target::expand(cfg, instance_name)?, timeout: *timeout, no_remember: *no_remember })
+        Ok(InstanceShutdown {
+            target: Target::expand(cfg, instance_name)?,
+            timeout: *timeout,
+            no_remember: *no_remember,
+        })
     }
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         self.target.locks()
@@ -161,11 +243,18 @@ pub struct InstanceReboot {
 
 impl LogicalUnit for InstanceReboot {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReboot { instance_name, reboot_type, shutdown_timeout } = op else {
+        let OpCode::InstanceReboot {
+            instance_name,
+            reboot_type,
+            shutdown_timeout,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         if !["soft", "hard", "full"].contains(&reboot_type.as_str()) {
-            return Err(prereq(format!("invalid reboot type '{reboot_type}' (soft, hard or full)")));
+            return Err(prereq(format!(
+                "invalid reboot type '{reboot_type}' (soft, hard or full)"
+            )));
         }
         Ok(InstanceReboot {
             target: Target::expand(cfg, instance_name)?,
@@ -183,7 +272,10 @@ impl LogicalUnit for InstanceReboot {
         let (inst, node) = self.target.get()?;
         let running = is_running(env, &inst, &node).await?;
         if running && self.reboot_type != "full" {
-            env.log(format!("{} reboot of instance {} on node {}", self.reboot_type, inst.name, node.name));
+            env.log(format!(
+                "{} reboot of instance {} on node {}",
+                self.reboot_type, inst.name, node.name
+            ));
             let cfg = env.cfg();
             let _: Value = env
                 .rpc(

@@ -85,7 +85,11 @@ impl Env<'_> {
     }
 
     /// Calls one node; an error names the node and the procedure.
-    pub async fn rpc<T: DeserializeOwned>(&self, node: &Node, req: NodeRequest) -> Result<T, OpError> {
+    pub async fn rpc<T: DeserializeOwned>(
+        &self,
+        node: &Node,
+        req: NodeRequest,
+    ) -> Result<T, OpError> {
         let cfg = self.cfg();
         let proc_name = req.procedure();
         self.master
@@ -137,16 +141,32 @@ impl OpExecutor for Executor {
                 ctx,
             };
             match op {
-                OpCode::ClusterVerify { .. } => run_lu::<cluster_verify::ClusterVerify>(op, &env).await,
-                OpCode::ClusterDestroy {} => run_lu::<cluster_destroy::ClusterDestroy>(op, &env).await,
+                OpCode::ClusterVerify { .. } => {
+                    run_lu::<cluster_verify::ClusterVerify>(op, &env).await
+                }
+                OpCode::ClusterDestroy {} => {
+                    run_lu::<cluster_destroy::ClusterDestroy>(op, &env).await
+                }
                 OpCode::NodeAdd { .. } => run_lu::<node_add::NodeAdd>(op, &env).await,
                 OpCode::NodeRemove { .. } => run_lu::<node_remove::NodeRemove>(op, &env).await,
-                OpCode::NodeSetParams { .. } => run_lu::<node_set_params::NodeSetParams>(op, &env).await,
-                OpCode::InstanceCreate { .. } => run_lu::<instance_create::InstanceCreate>(op, &env).await,
-                OpCode::InstanceRemove { .. } => run_lu::<instance_remove::InstanceRemove>(op, &env).await,
-                OpCode::InstanceStartup { .. } => run_lu::<instance_state::InstanceStartup>(op, &env).await,
-                OpCode::InstanceShutdown { .. } => run_lu::<instance_state::InstanceShutdown>(op, &env).await,
-                OpCode::InstanceReboot { .. } => run_lu::<instance_state::InstanceReboot>(op, &env).await,
+                OpCode::NodeSetParams { .. } => {
+                    run_lu::<node_set_params::NodeSetParams>(op, &env).await
+                }
+                OpCode::InstanceCreate { .. } => {
+                    run_lu::<instance_create::InstanceCreate>(op, &env).await
+                }
+                OpCode::InstanceRemove { .. } => {
+                    run_lu::<instance_remove::InstanceRemove>(op, &env).await
+                }
+                OpCode::InstanceStartup { .. } => {
+                    run_lu::<instance_state::InstanceStartup>(op, &env).await
+                }
+                OpCode::InstanceShutdown { .. } => {
+                    run_lu::<instance_state::InstanceShutdown>(op, &env).await
+                }
+                OpCode::InstanceReboot { .. } => {
+                    run_lu::<instance_state::InstanceReboot>(op, &env).await
+                }
                 OpCode::InstanceSetParams { .. } => {
                     run_lu::<instance_set_params::InstanceSetParams>(op, &env).await
                 }

@@ -6,7 +6,9 @@
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{names::validate_hostname, new_uuid, ConfigData, Node, OpCode, PROTOCOL_VERSION};
+use maguey_model::{
+    names::validate_hostname, new_uuid, ConfigData, Node, OpCode, PROTOCOL_VERSION,
+};
 use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -26,7 +28,15 @@ pub struct NodeAdd {
 
 impl LogicalUnit for NodeAdd {
     fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeAdd { node_name, primary_ip, secondary_ip, group, master_capable, vm_capable } = op else {
+        let OpCode::NodeAdd {
+            node_name,
+            primary_ip,
+            secondary_ip,
+            group,
+            master_capable,
+            vm_capable,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
@@ -48,13 +58,20 @@ impl LogicalUnit for NodeAdd {
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
             (LockLevel::NodeGroup, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
+            (
+                LockLevel::Node,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
         ]
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         if cfg.node_by_name(&self.name).is_some() {
-            return Err(prereq(format!("node '{}' is already in the cluster", self.name)));
+            return Err(prereq(format!(
+                "node '{}' is already in the cluster",
+                self.name
+            )));
         }
         if let Some(other) = cfg.nodes.values().find(|n| n.primary_ip == self.primary_ip) {
             return Err(prereq(format!(
@@ -94,8 +111,14 @@ impl LogicalUnit for NodeAdd {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let node = self.node.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
-        env.log(format!("contacting node {} at {}", node.name, node.primary_ip));
+        let node = self
+            .node
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+        env.log(format!(
+            "contacting node {} at {}",
+            node.name, node.primary_ip
+        ));
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let version: VersionInfo = loop {
             match env.rpc::<VersionInfo>(&node, NodeRequest::Version).await {
@@ -128,7 +151,12 @@ impl LogicalUnit for NodeAdd {
                 &node,
                 NodeRequest::NodeInfo {
                     file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                    hypervisor: cfg.cluster.enabled_hypervisors.first().cloned().unwrap_or_default(),
+                    hypervisor: cfg
+                        .cluster
+                        .enabled_hypervisors
+                        .first()
+                        .cloned()
+                        .unwrap_or_default(),
                 },
             )
             .await?;
@@ -138,7 +166,9 @@ impl LogicalUnit for NodeAdd {
         ));
         env.apply(Command::AddNode { node: node.clone() })?;
         for (name, e) in env.master.distribute_ssconf().await {
-            env.log(format!("warning: could not update ssconf on node {name}: {e}"));
+            env.log(format!(
+                "warning: could not update ssconf on node {name}: {e}"
+            ));
         }
         env.log(format!("node {} added to the cluster", node.name));
         Ok(json!({"node_name": node.name, "uuid": node.uuid}))

@@ -19,14 +19,25 @@ impl LogicalUnit for NodeRemove {
             return Err(wrong_op(op));
         };
         node_by_name(cfg, node_name)?;
-        Ok(NodeRemove { name: node_name.clone(), node: None })
+        Ok(NodeRemove {
+            name: node_name.clone(),
+            node: None,
+        })
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         vec![
             (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
-            (LockLevel::NodeRes, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive),
+            (
+                LockLevel::Node,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
+            (
+                LockLevel::NodeRes,
+                LockNames::Names(vec![self.name.clone()]),
+                LockMode::Exclusive,
+            ),
         ]
     }
 
@@ -38,7 +49,10 @@ impl LogicalUnit for NodeRemove {
                 node.name
             )));
         }
-        let hosted: Vec<&str> = cfg.instances_on_node(&node.uuid).map(|i| i.name.as_str()).collect();
+        let hosted: Vec<&str> = cfg
+            .instances_on_node(&node.uuid)
+            .map(|i| i.name.as_str())
+            .collect();
         if !hosted.is_empty() {
             return Err(prereq(format!(
                 "node {} still hosts instances: {}",
@@ -51,15 +65,28 @@ impl LogicalUnit for NodeRemove {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let node = self.node.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
-        env.apply(Command::RemoveNode { uuid: node.uuid.clone() })?;
+        let node = self
+            .node
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+        env.apply(Command::RemoveNode {
+            uuid: node.uuid.clone(),
+        })?;
         if node.offline {
-            env.log(format!("node {} is offline: not asking it to leave", node.name));
+            env.log(format!(
+                "node {} is offline: not asking it to leave",
+                node.name
+            ));
         } else if let Err(e) = env.rpc::<Value>(&node, NodeRequest::LeaveCluster).await {
-            env.log(format!("warning: node {} could not be told to leave: {e}", node.name));
+            env.log(format!(
+                "warning: node {} could not be told to leave: {e}",
+                node.name
+            ));
         }
         for (name, e) in env.master.distribute_ssconf().await {
-            env.log(format!("warning: could not update ssconf on node {name}: {e}"));
+            env.log(format!(
+                "warning: could not update ssconf on node {name}: {e}"
+            ));
         }
         env.log(format!("node {} removed", node.name));
         Ok(Value::Null)

@@ -21,15 +21,38 @@ pub struct NodeSetParams {
 
 impl LogicalUnit for NodeSetParams {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeSetParams { node_name, offline, drained, master_candidate, master_capable, vm_capable, force } = op else {
+        let OpCode::NodeSetParams {
+            node_name,
+            offline,
+            drained,
+            master_candidate,
+            master_capable,
+            vm_capable,
+            force,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         node_by_name(cfg, node_name)?;
-        let set = [offline, drained, master_candidate].iter().filter(|f| matches!(f, Some(true))).count();
+        let set = [offline, drained, master_candidate]
+            .iter()
+            .filter(|f| matches!(f, Some(true)))
+            .count();
         if set > 1 {
-            return Err(prereq("only one of --offline, --drained and --master-candidate can be set to yes"));
+            return Err(prereq(
+                "only one of --offline, --drained and --master-candidate can be set to yes",
+            ));
         }
-        if [offline, drained, master_candidate, master_capable, vm_capable].iter().all(|f| f.is_none()) {
+        if [
+            offline,
+            drained,
+            master_candidate,
+            master_capable,
+            vm_capable,
+        ]
+        .iter()
+        .all(|f| f.is_none())
+        {
             return Err(prereq("no changes requested"));
         }
         Ok(NodeSetParams {
@@ -46,7 +69,11 @@ impl LogicalUnit for NodeSetParams {
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![(LockLevel::Node, LockNames::Names(vec![self.name.clone()]), LockMode::Exclusive)]
+        vec![(
+            LockLevel::Node,
+            LockNames::Names(vec![self.name.clone()]),
+            LockMode::Exclusive,
+        )]
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
@@ -64,7 +91,11 @@ impl LogicalUnit for NodeSetParams {
         };
         set("offline", &mut n.offline, self.offline);
         set("drained", &mut n.drained, self.drained);
-        set("master_candidate", &mut n.master_candidate, self.master_candidate);
+        set(
+            "master_candidate",
+            &mut n.master_candidate,
+            self.master_candidate,
+        );
         set("master_capable", &mut n.master_capable, self.master_capable);
         set("vm_capable", &mut n.vm_capable, self.vm_capable);
         if is_master && (n.offline || n.drained || !n.master_candidate || !n.master_capable) {
@@ -116,7 +147,10 @@ impl LogicalUnit for NodeSetParams {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let n = self.updated.clone().ok_or_else(|| OpError::Exec("internal error".into()))?;
+        let n = self
+            .updated
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error".into()))?;
         if self.changes.is_empty() {
             env.log("nothing to change");
             return Ok(json!([]));
@@ -126,8 +160,15 @@ impl LogicalUnit for NodeSetParams {
             env.log(format!("node {}: {f} = {v}", self.name));
         }
         for (name, e) in env.master.distribute_ssconf().await {
-            env.log(format!("warning: could not update ssconf on node {name}: {e}"));
+            env.log(format!(
+                "warning: could not update ssconf on node {name}: {e}"
+            ));
         }
-        Ok(Value::from(self.changes.iter().map(|(f, v)| json!([f, v])).collect::<Vec<_>>()))
+        Ok(Value::from(
+            self.changes
+                .iter()
+                .map(|(f, v)| json!([f, v]))
+                .collect::<Vec<_>>(),
+        ))
     }
 }

@@ -49,7 +49,10 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("snodes", "Secondary nodes"),
             ("admin_state", "Desired state (up, down, offline)"),
             ("admin_up", "Whether the instance should run"),
-            ("status", "Combined state (running, ADMIN_down, ERROR_down, ...)"),
+            (
+                "status",
+                "Combined state (running, ADMIN_down, ERROR_down, ...)",
+            ),
             ("oper_state", "Whether the instance runs"),
             ("oper_ram", "Memory in use (MiB)"),
             ("oper_vcpus", "VCPUs in use"),
@@ -123,7 +126,9 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
 }
 
 const LIVE_INSTANCE: &[&str] = &["status", "oper_state", "oper_ram", "oper_vcpus"];
-const LIVE_NODE: &[&str] = &["mtotal", "mnode", "mfree", "dtotal", "dfree", "ctotal", "bootid"];
+const LIVE_NODE: &[&str] = &[
+    "mtotal", "mnode", "mfree", "dtotal", "dfree", "ctotal", "bootid",
+];
 
 /// Runs a query; unknown fields or names are refused with a message.
 pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, String> {
@@ -140,14 +145,23 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
     let rows = match req.what {
         Resource::Instance => {
             let insts = select(&req.names, cfg.instances.values(), |i| &i.name, "instance")?;
-            let live = if req.fields.iter().any(|f| LIVE_INSTANCE.contains(&f.as_str())) {
+            let live = if req
+                .fields
+                .iter()
+                .any(|f| LIVE_INSTANCE.contains(&f.as_str()))
+            {
                 Some(live_instances(master, &cfg).await)
             } else {
                 None
             };
             insts
                 .iter()
-                .map(|i| req.fields.iter().map(|f| instance_field(&cfg, i, f, live.as_ref())).collect())
+                .map(|i| {
+                    req.fields
+                        .iter()
+                        .map(|f| instance_field(&cfg, i, f, live.as_ref()))
+                        .collect()
+                })
                 .collect()
         }
         Resource::Node => {
@@ -159,7 +173,12 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
             };
             nodes
                 .iter()
-                .map(|n| req.fields.iter().map(|f| node_field(&cfg, n, f, live.as_ref())).collect())
+                .map(|n| {
+                    req.fields
+                        .iter()
+                        .map(|f| node_field(&cfg, n, f, live.as_ref()))
+                        .collect()
+                })
                 .collect()
         }
         Resource::Group => {
@@ -170,7 +189,10 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
                 .collect()
         }
     };
-    Ok(QueryResult { fields: req.fields.clone(), rows })
+    Ok(QueryResult {
+        fields: req.fields.clone(),
+        rows,
+    })
 }
 
 fn select<'a, T>(
@@ -207,7 +229,9 @@ async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
                 .rpc
                 .call::<BTreeMap<String, InstanceRunInfo>>(
                     &node_addr(cfg, n),
-                    &NodeRequest::AllInstancesInfo { hypervisor: hv.clone() },
+                    &NodeRequest::AllInstancesInfo {
+                        hypervisor: hv.clone(),
+                    },
                 )
                 .await;
             match r {
@@ -220,8 +244,17 @@ async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
     join_all(futs).await.into_iter().collect()
 }
 
-async fn live_nodes(master: &Master, cfg: &ConfigData, nodes: &[&Node]) -> BTreeMap<String, NodeInfo> {
-    let hv = cfg.cluster.enabled_hypervisors.first().cloned().unwrap_or_default();
+async fn live_nodes(
+    master: &Master,
+    cfg: &ConfigData,
+    nodes: &[&Node],
+) -> BTreeMap<String, NodeInfo> {
+    let hv = cfg
+        .cluster
+        .enabled_hypervisors
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let futs = nodes.iter().filter(|n| !n.offline).map(|n| {
         let hv = hv.clone();
         async move {
@@ -229,7 +262,10 @@ async fn live_nodes(master: &Master, cfg: &ConfigData, nodes: &[&Node]) -> BTree
                 .rpc
                 .call::<NodeInfo>(
                     &node_addr(cfg, n),
-                    &NodeRequest::NodeInfo { file_storage_dir: cfg.cluster.file_storage_dir.clone(), hypervisor: hv },
+                    &NodeRequest::NodeInfo {
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        hypervisor: hv,
+                    },
                 )
                 .await;
             (n.uuid.clone(), r.ok())
@@ -257,7 +293,11 @@ pub fn instance_status(cfg: &ConfigData, inst: &Instance, live: &LiveInstances) 
         return "ERROR_nodedown";
     };
     if on_primary.contains_key(&inst.name) {
-        return if inst.admin_state == AdminState::Up { "running" } else { "ERROR_up" };
+        return if inst.admin_state == AdminState::Up {
+            "running"
+        } else {
+            "ERROR_up"
+        };
     }
     let elsewhere = live
         .iter()
@@ -272,7 +312,10 @@ pub fn instance_status(cfg: &ConfigData, inst: &Instance, live: &LiveInstances) 
 }
 
 fn node_name(cfg: &ConfigData, uuid: &str) -> Value {
-    cfg.nodes.get(uuid).map(|n| Value::from(n.name.clone())).unwrap_or(Value::Null)
+    cfg.nodes
+        .get(uuid)
+        .map(|n| Value::from(n.name.clone()))
+        .unwrap_or(Value::Null)
 }
 
 fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveInstances>) -> Value {
@@ -288,10 +331,17 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
         "os" => json!(i.os),
         "hypervisor" => json!(i.hypervisor),
         "pnode" => node_name(cfg, &i.primary_node),
-        "snodes" => Value::from(i.secondary_nodes().iter().map(|u| node_name(cfg, u)).collect::<Vec<_>>()),
+        "snodes" => Value::from(
+            i.secondary_nodes()
+                .iter()
+                .map(|u| node_name(cfg, u))
+                .collect::<Vec<_>>(),
+        ),
         "admin_state" => json!(i.admin_state.as_str()),
         "admin_up" => json!(i.admin_state == AdminState::Up),
-        "status" => live.map(|l| json!(instance_status(cfg, i, l))).unwrap_or(Value::Null),
+        "status" => live
+            .map(|l| json!(instance_status(cfg, i, l)))
+            .unwrap_or(Value::Null),
         "oper_state" => json!(run().is_some()),
         "oper_ram" => run().map(|r| json!(r.memory)).unwrap_or(Value::Null),
         "oper_vcpus" => run().map(|r| json!(r.vcpus)).unwrap_or(Value::Null),
@@ -315,7 +365,11 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
             let key = if f == "nic.modes" { "mode" } else { "link" };
             json!(crate::util::nic_runtimes(cfg, i)
                 .iter()
-                .map(|n| if key == "mode" { n.mode.clone() } else { n.link.clone() })
+                .map(|n| if key == "mode" {
+                    n.mode.clone()
+                } else {
+                    n.link.clone()
+                })
                 .collect::<Vec<_>>())
         }
         "tags" => json!(i.tags),
@@ -326,23 +380,38 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
     }
 }
 
-fn node_field(cfg: &ConfigData, n: &Node, f: &str, live: Option<&BTreeMap<String, NodeInfo>>) -> Value {
+fn node_field(
+    cfg: &ConfigData,
+    n: &Node,
+    f: &str,
+    live: Option<&BTreeMap<String, NodeInfo>>,
+) -> Value {
     let info = || live.and_then(|l| l.get(&n.uuid));
-    let prim: Vec<&Instance> = cfg.instances.values().filter(|i| i.primary_node == n.uuid).collect();
+    let prim: Vec<&Instance> = cfg
+        .instances
+        .values()
+        .filter(|i| i.primary_node == n.uuid)
+        .collect();
     let sec: Vec<&Instance> = cfg
         .instances
         .values()
         .filter(|i| i.secondary_nodes().contains(&n.uuid.as_str()))
         .collect();
     let storage = |free: bool| {
-        info().and_then(|i| i.storage.first()).map(|s| json!(if free { s.storage_free } else { s.storage_size }))
+        info()
+            .and_then(|i| i.storage.first())
+            .map(|s| json!(if free { s.storage_free } else { s.storage_size }))
     };
     match f {
         "name" => json!(n.name),
         "uuid" => json!(n.uuid),
         "pip" => json!(n.primary_ip),
         "sip" => json!(n.secondary_ip),
-        "group" => cfg.nodegroups.get(&n.group).map(|g| json!(g.name)).unwrap_or(Value::Null),
+        "group" => cfg
+            .nodegroups
+            .get(&n.group)
+            .map(|g| json!(g.name))
+            .unwrap_or(Value::Null),
         "group.uuid" => json!(n.group),
         "role" => json!(n.role(&cfg.cluster.master_node)),
         "master" => json!(n.uuid == cfg.cluster.master_node),
@@ -385,7 +454,11 @@ fn group_field(cfg: &ConfigData, g: &NodeGroup, f: &str) -> Value {
                 .filter(|i| nodes.iter().any(|n| n.uuid == i.primary_node))
                 .map(|i| i.name.clone())
                 .collect();
-            if f == "pinst_cnt" { json!(insts.len()) } else { json!(insts) }
+            if f == "pinst_cnt" {
+                json!(insts.len())
+            } else {
+                json!(insts)
+            }
         }
         "tags" => json!(g.tags),
         "serial_no" => json!(g.serial_no),

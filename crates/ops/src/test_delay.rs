@@ -18,7 +18,14 @@ pub struct TestDelay {
 
 impl LogicalUnit for TestDelay {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::TestDelay { duration, on_master, on_nodes, repeat, fail } = op else {
+        let OpCode::TestDelay {
+            duration,
+            on_master,
+            on_nodes,
+            repeat,
+            fail,
+        } = op
+        else {
             return Err(wrong_op(op));
         };
         if !duration.is_finite() || *duration < 0.0 || *duration > 86400.0 {
@@ -27,14 +34,24 @@ impl LogicalUnit for TestDelay {
         for n in on_nodes {
             node_by_name(cfg, n)?;
         }
-        Ok(TestDelay { duration: *duration, on_master: *on_master, on_nodes: on_nodes.clone(), repeat: *repeat, fail: *fail })
+        Ok(TestDelay {
+            duration: *duration,
+            on_master: *on_master,
+            on_nodes: on_nodes.clone(),
+            repeat: *repeat,
+            fail: *fail,
+        })
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         if self.on_nodes.is_empty() {
             Vec::new()
         } else {
-            vec![(LockLevel::Node, LockNames::Names(self.on_nodes.clone()), LockMode::Exclusive)]
+            vec![(
+                LockLevel::Node,
+                LockNames::Names(self.on_nodes.clone()),
+                LockMode::Exclusive,
+            )]
         }
     }
 
@@ -53,7 +70,14 @@ impl LogicalUnit for TestDelay {
             let cfg = env.cfg();
             for name in &self.on_nodes {
                 let node = node_by_name(&cfg, name)?;
-                let _: Value = env.rpc(node, NodeRequest::TestDelay { duration: self.duration }).await?;
+                let _: Value = env
+                    .rpc(
+                        node,
+                        NodeRequest::TestDelay {
+                            duration: self.duration,
+                        },
+                    )
+                    .await?;
             }
         }
         if self.fail {

@@ -17,7 +17,10 @@ pub(crate) fn node_by_name<'a>(cfg: &'a ConfigData, name: &str) -> Result<&'a No
         .ok_or_else(|| prereq(format!("node '{name}' is not known to the cluster")))
 }
 
-pub(crate) fn instance_by_name<'a>(cfg: &'a ConfigData, name: &str) -> Result<&'a Instance, OpError> {
+pub(crate) fn instance_by_name<'a>(
+    cfg: &'a ConfigData,
+    name: &str,
+) -> Result<&'a Instance, OpError> {
     cfg.instance_by_name(name)
         .ok_or_else(|| prereq(format!("instance '{name}' is not known to the cluster")))
 }

@@ -206,6 +206,197 @@ fn best_for_instance(
     best
 }
 
+/// Whether the specialised evaluator applies: no location or migration
+/// tags (then a move's effect on the instance's own nodes does not depend
+/// on the target node).
+pub fn fast_eval_ok(c: &Cluster) -> bool {
+    c.nodes
+        .iter()
+        .all(|n| n.location_tags.is_empty() && n.mig_tags.is_empty())
+        && c.instances.iter().all(|i| i.dsrd_loc_tags.is_empty())
+}
+
+/// Best move of one DRBD instance, computing the instance's own nodes once
+/// and only the target side per candidate. Returns (score, move).
+#[allow(clippy::too_many_arguments)]
+fn best_for_instance_fast(
+    c: &Cluster,
+    stats: &Stats,
+    vals: &[score::NodeVals],
+    cur: f64,
+    idx: usize,
+    targets: &[usize],
+    online: &[bool],
+    opts: &BalanceOptions,
+) -> Option<(f64, IMove)> {
+    use score::node_vals_st;
+    let inst = &c.instances[idx];
+    let force = opts.ignore_soft_errors;
+    let opdx = inst.pnode;
+    let osdx = inst.snode?;
+    let (np, ns) = (&c.nodes[opdx], &c.nodes[osdx]);
+    let use_sec = online[osdx] && opts.instance_moves;
+    let prim_off = np.offline;
+    let mut best: Option<(f64, IMove)> = None;
+    let consider = |sc: f64, mv: IMove, best: &mut Option<(f64, IMove)>| {
+        let bar = best.as_ref().map(|b| b.0).unwrap_or(cur);
+        if sc < bar - TIE_EPS {
+            *best = Some((sc, mv));
+        }
+    };
+    if use_sec {
+        if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
+            consider(c.score_outcome(stats, &out), IMove::Failover, &mut best);
+        }
+    }
+    let mut kinds = Vec::with_capacity(4);
+    possible_moves(
+        MirrorType::Internal,
+        use_sec,
+        opts.instance_moves,
+        opts.disk_moves,
+        opts.restricted_migration,
+        prim_off,
+        0,
+        &mut kinds,
+    );
+    if kinds.is_empty() {
+        return best;
+    }
+    let has = |k: fn(usize) -> IMove| kinds.contains(&k(0));
+    let base = stats.acc();
+    let mut int_p = np.d.clone();
+    np.remove_pri(&mut int_p, inst);
+    let mut int_s = ns.d.clone();
+    ns.remove_sec(&mut int_s, inst, opdx);
+    let v_int_p = node_vals_st(np, &int_p.st);
+    let v_int_s = node_vals_st(ns, &int_s.st);
+    // replace secondary: primary unchanged in effect, secondary removed
+    let acc_rs = has(IMove::ReplaceSecondary).then(|| {
+        let mut pn = int_p.clone();
+        np.add_pri(&mut pn, inst, true).ok().map(|_| {
+            let mut a = base;
+            stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &pn.st));
+            stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
+            a
+        })
+    });
+    let acc_rs = acc_rs.flatten();
+    let force_s = ns.offline || force;
+    let force_p = prim_off || force;
+    // replace and failover: old secondary removed; per target: new primary
+    // on t, old primary becomes secondary
+    let acc_raf = has(IMove::ReplaceAndFailover).then(|| {
+        let mut a = base;
+        stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
+        a
+    });
+    // replace primary: old primary removed; old secondary hosts the
+    // instance temporarily, then becomes the secondary of t
+    let rp = if has(IMove::ReplacePrimary) {
+        let mut tmp = int_s.clone();
+        match ns.add_pri(&mut tmp, inst, force_p) {
+            Ok(()) => {
+                ns.remove_pri(&mut tmp, inst);
+                let mut a = base;
+                stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
+                Some((a, tmp))
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    // failover and replace: old secondary becomes primary, old primary
+    // removed, t becomes secondary
+    let acc_far = if has(IMove::FailoverAndReplace) {
+        let mut s2 = int_s.clone();
+        ns.add_pri(&mut s2, inst, force_p).ok().map(|_| {
+            let mut a = base;
+            stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
+            stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &s2.st));
+            a
+        })
+    } else {
+        None
+    };
+    for &t in targets {
+        if t == opdx || t == osdx {
+            continue;
+        }
+        let tn = &c.nodes[t];
+        let td = &tn.d;
+        let vt = &vals[t];
+        // htools order per target: RS, RAF, RP, FAR
+        if let Some(a0) = &acc_rs {
+            if let Ok((st, _)) = tn.add_sec_state(td, inst, opdx, force_s, false) {
+                let mut a = *a0;
+                stats.acc_apply(&mut a, vt, &node_vals_st(tn, &st));
+                consider(stats.acc_score(&a), IMove::ReplaceSecondary(t), &mut best);
+            }
+        }
+        let new_p_st = if acc_raf.is_some() || rp.is_some() {
+            Some(tn.add_pri_state(td, inst, force))
+        } else {
+            None
+        };
+        if let (Some(a0), Some(Ok(pst))) = (&acc_raf, &new_p_st) {
+            if let Ok((sst, _)) = np.add_sec_state(&int_p, inst, t, force_s, false) {
+                let mut a = *a0;
+                stats.acc_apply(&mut a, vt, &node_vals_st(tn, pst));
+                stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &sst));
+                consider(stats.acc_score(&a), IMove::ReplaceAndFailover(t), &mut best);
+            }
+        }
+        if let Some((a0, tmp)) = &rp {
+            let pst = if force_p == force {
+                new_p_st.unwrap_or_else(|| tn.add_pri_state(td, inst, force_p))
+            } else {
+                tn.add_pri_state(td, inst, force_p)
+            };
+            if let Ok(pst) = pst {
+                if let Ok((sst, _)) = ns.add_sec_state(tmp, inst, t, force_p, false) {
+                    let mut a = *a0;
+                    stats.acc_apply(&mut a, vt, &node_vals_st(tn, &pst));
+                    stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &sst));
+                    consider(stats.acc_score(&a), IMove::ReplacePrimary(t), &mut best);
+                }
+            }
+        }
+        if let Some(a0) = &acc_far {
+            if let Ok((st, _)) = tn.add_sec_state(td, inst, osdx, force_p, false) {
+                let mut a = *a0;
+                stats.acc_apply(&mut a, vt, &node_vals_st(tn, &st));
+                consider(stats.acc_score(&a), IMove::FailoverAndReplace(t), &mut best);
+            }
+        }
+    }
+    best
+}
+
+/// Best move of an instance: (score, outcome), with the fastest applicable
+/// evaluator.
+#[allow(clippy::too_many_arguments)]
+fn best_move(
+    c: &Cluster,
+    stats: &Stats,
+    vals: &[score::NodeVals],
+    fast_ok: bool,
+    cur: f64,
+    idx: usize,
+    targets: &[usize],
+    online: &[bool],
+    opts: &BalanceOptions,
+) -> Option<(f64, MoveOutcome)> {
+    if fast_ok && c.instances[idx].mirror_type() == MirrorType::Internal {
+        let (sc, mv) = best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts)?;
+        let out = c.eval_move(idx, mv, opts.ignore_soft_errors).ok()?;
+        Some((sc, out))
+    } else {
+        best_for_instance(c, stats, cur, idx, targets, online, opts)
+    }
+}
+
 fn movable_instances(c: &Cluster, opts: &BalanceOptions) -> Vec<usize> {
     (0..c.instances.len())
         .filter(|&i| {
@@ -305,15 +496,9 @@ fn accept(opts: &BalanceOptions, cur: f64, new: f64) -> bool {
 
 /// Balance a cluster (already restricted to one node group).
 pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
-    let mut c = cluster.clone();
-    let initial = score::score(&c.nodes);
-    let stop_score = score::optimal_score(&c.nodes) + opts.min_score;
-    let online: Vec<bool> = c.nodes.iter().map(|n| !n.offline).collect();
-    let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
-    let victims = movable_instances(&c, opts);
     let mode = match opts.mode {
         SearchMode::Auto => {
-            if opts.max_moves.is_some() || c.nodes.len() <= 200 {
+            if opts.max_moves.is_some() || cluster.nodes.len() <= 200 {
                 SearchMode::Exact
             } else {
                 SearchMode::Fast
@@ -321,19 +506,40 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         }
         m => m,
     };
+    if mode == SearchMode::Fast {
+        return balance_fast(cluster, opts);
+    }
+    let mut c = cluster.clone();
+    let initial = score::score(&c.nodes);
+    let stop_score = score::optimal_score(&c.nodes) + opts.min_score;
+    let online: Vec<bool> = c.nodes.iter().map(|n| !n.offline).collect();
+    let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
+    let victims = movable_instances(&c, opts);
+    let fast_ok = fast_eval_ok(&c);
     let mut moves: Vec<PlanMove> = vec![];
     let mut cur = initial;
-    let mut fast_sets: Vec<Vec<usize>> = vec![];
     while may_continue(opts, moves.len(), cur, stop_score) {
         let stats = Stats::new(c.nodes.iter());
         let cur_inc = stats.score();
-        match mode {
-            SearchMode::Exact | SearchMode::Auto => {
+        let vals: Vec<score::NodeVals> =
+            c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
+        {
+            {
                 let cref = &c;
                 let bests: Vec<Option<(f64, MoveOutcome)>> = victims
                     .par_iter()
                     .map(|&i| {
-                        best_for_instance(cref, &stats, cur_inc, i, &online_idx, &online, opts)
+                        best_move(
+                            cref,
+                            &stats,
+                            &vals,
+                            fast_ok,
+                            cur_inc,
+                            i,
+                            &online_idx,
+                            &online,
+                            opts,
+                        )
                     })
                     .collect();
                 let mut best: Option<(f64, MoveOutcome)> = None;
@@ -358,68 +564,163 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                     ..pm_base
                 });
             }
-            SearchMode::Fast => {
-                let targets = pruned_targets(&c, &online_idx, 16);
-                let cref = &c;
-                let mut cands: Vec<(f64, MoveOutcome)> = victims
-                    .par_iter()
-                    .filter_map(|&i| {
-                        best_for_instance(cref, &stats, cur_inc, i, &targets, &online, opts)
-                    })
-                    .collect();
-                if cands.is_empty() {
-                    break;
-                }
-                cands.sort_by(|a, b| {
-                    a.0.partial_cmp(&b.0)
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                        .then(a.1.inst.cmp(&b.1.inst))
-                });
-                let mut stats = stats;
-                let mut used = vec![false; c.nodes.len()];
-                let mut set = vec![];
-                for (_, out) in cands {
-                    if !may_continue(opts, moves.len(), cur, stop_score) {
-                        break;
-                    }
-                    if out.nodes.iter().any(|(n, _)| used[*n]) {
-                        continue;
-                    }
-                    // re-evaluate against the current state
-                    let Ok(out) = c.eval_move(out.inst, out.mv, opts.ignore_soft_errors) else {
-                        continue;
-                    };
-                    let s_now = stats.score();
-                    let s_new = c.score_outcome(&stats, &out);
-                    if s_new >= s_now - TIE_EPS || !accept(opts, cur, cur + (s_new - s_now)) {
-                        continue;
-                    }
-                    for (n, _) in &out.nodes {
-                        used[*n] = true;
-                    }
-                    let pm = record(&c, &out, 0.0);
-                    c.commit_move(out, Some(&mut stats));
-                    cur += s_new - s_now;
-                    set.push(moves.len());
-                    moves.push(PlanMove { score: cur, ..pm });
-                }
-                if set.is_empty() {
-                    break;
-                }
-                // exact score after the round (avoids drift)
-                cur = score::score(&c.nodes);
-                if let Some(&last) = set.last() {
-                    moves[last].score = cur;
-                }
-                fast_sets.push(set);
-            }
         }
     }
-    let jobsets = if mode == SearchMode::Fast {
-        fast_sets
-    } else {
-        split_jobs(&moves)
+    let jobsets = split_jobs(&moves);
+    BalanceResult {
+        initial_score: initial,
+        final_score: cur,
+        moves,
+        jobsets,
+        cluster: c,
+    }
+}
+
+/// Lazy-greedy search for big clusters: every instance's best move (over
+/// a pruned set of promising targets) is kept in a priority queue with the
+/// gain it had when it was computed; the top entry is re-evaluated against
+/// the current state and applied only if it is still the best, and the
+/// instances living on the nodes a move touched are re-evaluated at once.
+/// The whole queue is rebuilt periodically (and when it runs dry), so the
+/// result approximates hbal's step-by-step greedy at a tiny fraction of
+/// its cost.
+pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
+    use std::cmp::Ordering;
+    use std::collections::BinaryHeap;
+
+    #[derive(PartialEq)]
+    struct Entry(f64, usize);
+    impl Eq for Entry {}
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Entry {
+        fn cmp(&self, o: &Self) -> Ordering {
+            self.0
+                .partial_cmp(&o.0)
+                .unwrap_or(Ordering::Equal)
+                .then(o.1.cmp(&self.1))
+        }
+    }
+
+    let mut c = cluster.clone();
+    let initial = score::score(&c.nodes);
+    let stop_score = score::optimal_score(&c.nodes) + opts.min_score;
+    let online: Vec<bool> = c.nodes.iter().map(|n| !n.offline).collect();
+    let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
+    let victims = movable_instances(&c, opts);
+    let is_victim: Vec<bool> = {
+        let mut v = vec![false; c.instances.len()];
+        for &i in &victims {
+            v[i] = true;
+        }
+        v
     };
+    let fast_ok = fast_eval_ok(&c);
+    let k = 16usize.max(online_idx.len() / 64);
+    let refresh_every = 64usize.max(victims.len() / 40);
+    let mut moves: Vec<PlanMove> = vec![];
+    let mut cur = initial;
+    let mut dry_refresh = false;
+    'outer: while may_continue(opts, moves.len(), cur, stop_score) {
+        // full rebuild of the queue
+        let mut stats = Stats::new(c.nodes.iter());
+        let mut vals: Vec<score::NodeVals> =
+            c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
+        let mut targets = pruned_targets(&c, &online_idx, k);
+        let cur_inc = stats.score();
+        let cref = &c;
+        let init: Vec<Entry> = victims
+            .par_iter()
+            .filter_map(|&i| {
+                best_move(
+                    cref, &stats, &vals, fast_ok, cur_inc, i, &targets, &online, opts,
+                )
+                .map(|(s, _)| Entry(cur_inc - s, i))
+            })
+            .collect();
+        let mut heap: BinaryHeap<Entry> = init.into_iter().collect();
+        let mut applied = 0usize;
+        while let Some(Entry(stale, idx)) = heap.pop() {
+            if !may_continue(opts, moves.len(), cur, stop_score) {
+                break 'outer;
+            }
+            if stale <= TIE_EPS {
+                break;
+            }
+            let now = stats.score();
+            let Some((s_new, out)) = best_move(
+                &c, &stats, &vals, fast_ok, now, idx, &targets, &online, opts,
+            ) else {
+                continue;
+            };
+            let gain = now - s_new;
+            let next = heap.peek().map(|e| e.0).unwrap_or(0.0);
+            if gain + TIE_EPS < next {
+                heap.push(Entry(gain, idx));
+                continue;
+            }
+            if !accept(opts, cur, cur - gain) {
+                continue;
+            }
+            let touched: Vec<usize> = out.nodes.iter().map(|x| x.0).collect();
+            let pm = record(&c, &out, 0.0);
+            c.commit_move(out, Some(&mut stats));
+            for &n in &touched {
+                vals[n] = score::node_vals(&c.nodes[n], &c.nodes[n].d);
+            }
+            cur -= gain;
+            moves.push(PlanMove { score: cur, ..pm });
+            applied += 1;
+            dry_refresh = false;
+            if applied.is_multiple_of(16) {
+                targets = pruned_targets(&c, &online_idx, k);
+            }
+            if applied >= refresh_every {
+                break;
+            }
+            // instances on the touched nodes changed most: re-evaluate now
+            let mut again: Vec<usize> = touched
+                .iter()
+                .flat_map(|&n| {
+                    c.nodes[n]
+                        .plist
+                        .iter()
+                        .chain(c.nodes[n].slist.iter())
+                        .copied()
+                })
+                .filter(|&i| is_victim[i])
+                .collect();
+            again.sort_unstable();
+            again.dedup();
+            let now = stats.score();
+            let cref = &c;
+            let fresh: Vec<Entry> = again
+                .par_iter()
+                .filter_map(|&i| {
+                    best_move(
+                        cref, &stats, &vals, fast_ok, now, i, &targets, &online, opts,
+                    )
+                    .map(|(s, _)| Entry(now - s, i))
+                })
+                .collect();
+            heap.extend(fresh);
+        }
+        // exact score (avoids drift of the running sums)
+        cur = score::score(&c.nodes);
+        if let Some(m) = moves.last_mut() {
+            m.score = cur;
+        }
+        if applied == 0 {
+            if dry_refresh || k >= online_idx.len() {
+                break;
+            }
+            dry_refresh = true;
+        }
+    }
+    let jobsets = split_jobs(&moves);
     BalanceResult {
         initial_score: initial,
         final_score: cur,

@@ -491,7 +491,12 @@ impl Node {
 
     /// htools' `addPriEx`: add `inst` as a primary instance to the dynamic
     /// state `d` of this node (`force` skips the soft checks).
-    pub fn add_pri(&self, d: &mut NodeDyn, inst: &Instance, force: bool) -> std::result::Result<(), FailMode> {
+    pub fn add_pri(
+        &self,
+        d: &mut NodeDyn,
+        inst: &Instance,
+        force: bool,
+    ) -> std::result::Result<(), FailMode> {
         let st = self.add_pri_state(d, inst, force)?;
         if !inst.forthcoming {
             for loc in &self.location_tags {
@@ -509,17 +514,30 @@ impl Node {
 
     /// The checks and the new scalar state of [`Node::add_pri`], without
     /// touching `d` (the maps are only read).
-    pub fn add_pri_state(&self, d: &NodeDyn, inst: &Instance, force: bool) -> std::result::Result<NodeState, FailMode> {
+    pub fn add_pri_state(
+        &self,
+        d: &NodeDyn,
+        inst: &Instance,
+        force: bool,
+    ) -> std::result::Result<NodeState, FailMode> {
         let strict = !force;
         let st = &d.st;
         let uses_disk = inst.uses_local_storage();
         let l_cpu = self.vcpu_ratio;
         let online = inst.not_offline();
         let new_mem_forth = st.f_mem_forth - inst.mem;
-        let new_dsk_forth = if uses_disk { st.f_dsk_forth - inst.dsk } else { st.f_dsk_forth };
+        let new_dsk_forth = if uses_disk {
+            st.f_dsk_forth - inst.dsk
+        } else {
+            st.f_dsk_forth
+        };
         let new_free_sp_forth = self.free_spindles(st.f_spindles_forth, inst, true);
         let new_inst_sp_forth = self.spindle_use(st.inst_spindles_forth, inst, true);
-        let new_ucpu_forth = if online { st.u_cpu_forth + inst.vcpus } else { st.u_cpu_forth };
+        let new_ucpu_forth = if online {
+            st.u_cpu_forth + inst.vcpus
+        } else {
+            st.u_cpu_forth
+        };
         let new_pcpu_forth = new_ucpu_forth as f64 / self.t_cpu;
         let forth_violation = || -> Option<FailMode> {
             if new_mem_forth <= 0 {
@@ -544,13 +562,25 @@ impl Node {
                 }
             }
         } else {
-            let new_i_mem = if inst.uses_memory() { st.i_mem + inst.mem } else { st.i_mem };
+            let new_i_mem = if inst.uses_memory() {
+                st.i_mem + inst.mem
+            } else {
+                st.i_mem
+            };
             let new_free_mem = (self.t_mem as i64) - self.n_mem - new_i_mem - self.x_mem.max(0);
             let new_failn1 = new_free_mem <= st.r_mem;
-            let new_dsk = if uses_disk { st.f_dsk - inst.dsk } else { st.f_dsk };
+            let new_dsk = if uses_disk {
+                st.f_dsk - inst.dsk
+            } else {
+                st.f_dsk
+            };
             let new_free_sp = self.free_spindles(st.f_spindles, inst, true);
             let new_inst_sp = self.spindle_use(st.inst_spindles, inst, true);
-            let new_ucpu = if online { st.u_cpu + inst.vcpus } else { st.u_cpu };
+            let new_ucpu = if online {
+                st.u_cpu + inst.vcpus
+            } else {
+                st.u_cpu
+            };
             let new_pcpu = new_ucpu as f64 / self.t_cpu;
             if new_free_mem <= 0 {
                 return Err(FailMode::FailMem);

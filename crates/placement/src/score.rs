@@ -404,7 +404,14 @@ impl Stats {
         Acc {
             sum: self.sum,
             sumsq: self.sumsq,
-            sums: [self.n1, self.pri_tags, self.location, self.reserved, self.off_all, self.off_pri],
+            sums: [
+                self.n1,
+                self.pri_tags,
+                self.location,
+                self.reserved,
+                self.off_all,
+                self.off_pri,
+            ],
         }
     }
 

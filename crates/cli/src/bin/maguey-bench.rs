@@ -20,9 +20,17 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 async fn wait_done(c: &MasterClient, id: u64) -> anyhow::Result<()> {
     let mut status = None;
     loop {
-        if let Some(j) = c.wait(id, status, u64::MAX / 2, Duration::from_secs(30)).await? {
+        if let Some(j) = c
+            .wait(id, status, u64::MAX / 2, Duration::from_secs(30))
+            .await?
+        {
             if j.status.is_finalized() {
-                anyhow::ensure!(j.status == maguey_model::JobStatus::Success, "job {id} ended {:?}: {:?}", j.status, j.opresult);
+                anyhow::ensure!(
+                    j.status == maguey_model::JobStatus::Success,
+                    "job {id} ended {:?}: {:?}",
+                    j.status,
+                    j.opresult
+                );
                 return Ok(());
             }
             status = Some(j.status);
@@ -53,14 +61,28 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let lab = maguey_lab::up(&opts).await?;
     println!("lab up (3 nodes): {:.2} s", t.elapsed().as_secs_f64());
-    let master = lab.master_dir().map(PathBuf::from).ok_or_else(|| anyhow::anyhow!("no master"))?;
+    let master = lab
+        .master_dir()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("no master"))?;
     let c = MasterClient::from_state_dir(&master)?;
 
     // 1. OP_TEST_DELAY round trip.
     let mut rt = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();
-        let id = c.submit(vec![OpCode::TestDelay { duration: 0.0, on_master: true, on_nodes: vec![], repeat: 0, fail: false }], 0).await?;
+        let id = c
+            .submit(
+                vec![OpCode::TestDelay {
+                    duration: 0.0,
+                    on_master: true,
+                    on_nodes: vec![],
+                    repeat: 0,
+                    fail: false,
+                }],
+                0,
+            )
+            .await?;
         wait_done(&c, id).await?;
         rt.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -106,7 +128,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 3. instance list latency with N instances.
-    let fields: Vec<String> = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"].iter().map(|s| s.to_string()).collect();
+    let fields: Vec<String> = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut api = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -118,8 +143,15 @@ async fn main() -> anyhow::Result<()> {
     let mut cli = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let o = std::process::Command::new(&maguey).args(["instance", "list"]).env("MAGUEY_DIR", &master).output()?;
-        anyhow::ensure!(o.status.success(), "instance list failed: {}", String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new(&maguey)
+            .args(["instance", "list"])
+            .env("MAGUEY_DIR", &master)
+            .output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "instance list failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         cli.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     println!(
@@ -134,5 +166,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn rand_byte() -> u8 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7) % 251) as u8
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7)
+        % 251) as u8
 }

@@ -21,7 +21,11 @@ pub fn add_sleepy_os(lab: &TestLab) {
         std::fs::write(d.join("ganeti_api_version"), "20\n").unwrap();
         for s in ["create", "import", "export", "rename", "verify"] {
             let p = d.join(s);
-            let body = if s == "create" { "#!/bin/sh\nsleep \"${OSP_DELAY:-1}\"\necho created \"$INSTANCE_NAME\"\n" } else { "#!/bin/sh\nexit 0\n" };
+            let body = if s == "create" {
+                "#!/bin/sh\nsleep \"${OSP_DELAY:-1}\"\necho created \"$INSTANCE_NAME\"\n"
+            } else {
+                "#!/bin/sh\nexit 0\n"
+            };
             std::fs::write(&p, body).unwrap();
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -31,13 +35,24 @@ pub fn add_sleepy_os(lab: &TestLab) {
 
 /// `instance list` as JSON objects.
 pub fn instances(lab: &TestLab, fields: &str) -> Vec<serde_json::Value> {
-    let r = lab.maguey(&["instance", "list", "-o", fields, "--output", "json"]).ok();
+    let r = lab
+        .maguey(&["instance", "list", "-o", fields, "--output", "json"])
+        .ok();
     r.json().as_array().cloned().unwrap_or_default()
 }
 
 /// A job as JSON, through `maguey job info` is text; use the export of the job list instead.
 pub fn job_status(lab: &TestLab, id: u64) -> String {
-    let r = lab.maguey(&["job", "list", "-o", "id,status,start_ts,end_ts", "--output", "json"]).ok();
+    let r = lab
+        .maguey(&[
+            "job",
+            "list",
+            "-o",
+            "id,status,start_ts,end_ts",
+            "--output",
+            "json",
+        ])
+        .ok();
     r.json()
         .as_array()
         .and_then(|a| a.iter().find(|j| j["id"].as_u64() == Some(id)).cloned())
