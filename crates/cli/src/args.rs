@@ -89,6 +89,8 @@ pub enum Format {
     Json,
 }
 
+// Parsed once per process: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ClusterCmd {
     /// Creates a cluster on this node and starts its daemon.

@@ -116,10 +116,8 @@ impl MasterClient {
                 },
             )
             .await?;
-        Ok(
-            serde_json::from_value(v.get("job").cloned().unwrap_or(Value::Null))
-                .map_err(|e| ClientError::Refused(e.to_string()))?,
-        )
+        serde_json::from_value(v.get("job").cloned().unwrap_or(Value::Null))
+            .map_err(|e| ClientError::Refused(e.to_string()))
     }
 
     pub async fn cancel(&self, id: u64) -> Result<Value, ClientError> {
