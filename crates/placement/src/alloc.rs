@@ -134,6 +134,9 @@ pub fn try_alloc(
             if pairs.is_empty() {
                 return Err("Not enough online nodes".into());
             }
+            if crate::balance::fast_eval_ok(c) {
+                return Ok(try_alloc_pairs_fast(c, stats, inst, cands, &pairs, opts));
+            }
             let per_p: Vec<AllocSolution> = pairs
                 .par_iter()
                 .map(|&p| {
@@ -207,6 +210,93 @@ pub fn try_alloc(
             "Unsupported number of nodes, only one or two supported (got {n})"
         )),
     }
+}
+
+/// DRBD pair evaluation when no location tags exist: the primary side is
+/// computed once per primary, the secondary side per pair without cloning
+/// any node state; only the winning pair is materialised.
+fn try_alloc_pairs_fast(
+    c: &Cluster,
+    stats: &Stats,
+    inst: &Instance,
+    cands: &[usize],
+    pairs: &[usize],
+    opts: &AllocOptions,
+) -> AllocSolution {
+    use crate::score::{node_vals, node_vals_st};
+    let force = opts.ignore_soft_errors;
+    let base = stats.acc();
+    let mut is_cand = vec![false; c.nodes.len()];
+    for &i in cands {
+        is_cand[i] = true;
+    }
+    let vals: Vec<Option<crate::score::NodeVals>> = (0..c.nodes.len())
+        .map(|i| is_cand[i].then(|| node_vals(&c.nodes[i], &c.nodes[i].d)))
+        .collect();
+    let per_p: Vec<(Vec<FailMode>, usize, Option<(f64, usize, usize)>)> = pairs
+        .par_iter()
+        .map(|&p| {
+            let mut fails = vec![];
+            let mut allocs = 0;
+            let mut best: Option<(f64, usize, usize)> = None;
+            let pn = &c.nodes[p];
+            let prim = inst
+                .matches_policy(&c.groups[pn.group].ipolicy, pn.excl_storage)
+                .and_then(|_| pn.add_pri_state(&pn.d, inst, force));
+            let acc_p = prim.map(|st| {
+                let mut a = base;
+                if let Some(v) = &vals[p] {
+                    stats.acc_apply(&mut a, v, &node_vals_st(pn, &st));
+                }
+                a
+            });
+            for &s in cands {
+                if s == p || c.nodes[s].group != pn.group {
+                    continue;
+                }
+                let a0 = match &acc_p {
+                    Err(f) => {
+                        fails.push(*f);
+                        continue;
+                    }
+                    Ok(a) => a,
+                };
+                let sn = &c.nodes[s];
+                match sn.add_sec_state(&sn.d, inst, p, false, false) {
+                    Err(f) => fails.push(f),
+                    Ok((st, _)) => {
+                        allocs += 1;
+                        let mut a = *a0;
+                        if let Some(v) = &vals[s] {
+                            stats.acc_apply(&mut a, v, &node_vals_st(sn, &st));
+                        }
+                        let sc = stats.acc_score(&a);
+                        if better(sc, best.map(|b| b.0)) {
+                            best = Some((sc, p, s));
+                        }
+                    }
+                }
+            }
+            (fails, allocs, best)
+        })
+        .collect();
+    let mut sol = AllocSolution::empty();
+    let mut best: Option<(f64, usize, usize)> = None;
+    for (f, a, b) in per_p {
+        sol.failures.extend(f);
+        sol.allocs += a;
+        if let Some(b) = b {
+            if better(b.0, best.map(|x| x.0)) {
+                best = Some(b);
+            }
+        }
+    }
+    if let Some((sc, p, s)) = best {
+        if let Ok(nodes) = c.eval_place(inst, p, Some(s), force) {
+            sol.best = Some((sc, p, Some(s), nodes));
+        }
+    }
+    sol
 }
 
 fn with_loc_none(inst: &Instance) -> Instance {
@@ -482,8 +572,10 @@ fn evac_drbd_all(
     avail: &[usize],
     force: bool,
 ) -> Ev {
+    use crate::score::{node_vals, node_vals_st};
     let inst0 = &c.instances[idx];
     let in_group = |n: usize| c.nodes[n].group == gdx;
+    let fast_ok = crate::balance::fast_eval_ok(c);
     // optional failover when the primary is offline
     let mut ov0 = vec![];
     let mut i0 = inst0.clone();
@@ -518,9 +610,68 @@ fn evac_drbd_all(
         .map(|(p, r)| {
             let mut best: Option<Best> = None;
             let mut err = None;
+            // fast path: only the new secondary changes per candidate
+            let fast = match r {
+                Ok((ov, i1)) if fast_ok => {
+                    let old_s = i1.snode;
+                    let mut ov3 = ov.clone();
+                    match old_s {
+                        Some(os) => {
+                            let node = &c.nodes[os];
+                            let mut d = ov3
+                                .iter()
+                                .find(|(k, _)| *k == os)
+                                .map(|x| x.1.clone())
+                                .unwrap_or_else(|| node.d.clone());
+                            node.remove_sec(&mut d, i1, i1.pnode);
+                            merge_overlay(&mut ov3, vec![(os, d)]);
+                            let mut a = stats.acc();
+                            for (n, d) in &ov3 {
+                                if in_group(*n) {
+                                    let nd = &c.nodes[*n];
+                                    stats.acc_apply(
+                                        &mut a,
+                                        &node_vals(nd, &nd.d),
+                                        &node_vals(nd, d),
+                                    );
+                                }
+                            }
+                            Some((a, ov3, c.nodes[os].offline || force))
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            let mut fast_best: Option<(f64, usize)> = None;
             for &s in avail.iter() {
                 if s == *p {
                     continue;
+                }
+                if let (Some((a0, ov3, force_s)), Ok((_, i1))) = (&fast, r) {
+                    if !ov3.iter().any(|(k, _)| *k == s) {
+                        let sn = &c.nodes[s];
+                        match sn.add_sec_state(&sn.d, i1, *p, *force_s, false) {
+                            Err(f) => {
+                                err = Some(format!("Changing secondary to final secondary: {f:?}"))
+                            }
+                            Ok((st, _)) => {
+                                let mut a = *a0;
+                                if in_group(s) {
+                                    stats.acc_apply(
+                                        &mut a,
+                                        &node_vals(sn, &sn.d),
+                                        &node_vals_st(sn, &st),
+                                    );
+                                }
+                                let sc = stats.acc_score(&a);
+                                if fast_best.is_none_or(|b| b.0 >= sc) {
+                                    fast_best = Some((sc, s));
+                                }
+                            }
+                        }
+                        continue;
+                    }
                 }
                 match r {
                     Err(e) => err = Some(e.clone()),
@@ -538,6 +689,15 @@ fn evac_drbd_all(
                                 }
                             }
                         }
+                    }
+                }
+            }
+            if let (Some((sc, s)), Ok((ov, i1))) = (fast_best, r) {
+                if best.as_ref().is_none_or(|b| b.0 >= sc) {
+                    let mut ov = ov.clone();
+                    let mut i2 = i1.clone();
+                    if chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force).is_ok() {
+                        best = Some((sc, s, ov, i2));
                     }
                 }
             }
