@@ -19,6 +19,11 @@ pub struct AllocOptions {
     pub ignore_soft_errors: bool,
     /// Only consider these nodes (iallocator `restrict-to-nodes`).
     pub restrict_to_nodes: Option<Vec<String>>,
+    /// Also require global N+1 redundancy after the allocation (hail's
+    /// default "capacity checks", see [`crate::capacity::redundant`]):
+    /// candidates are tried in score order until one passes; rejected
+    /// ones count as `FailN1`.
+    pub capacity_checks: bool,
 }
 
 /// Best placement found for one instance in one group.
@@ -95,6 +100,9 @@ pub fn try_alloc(
     required: usize,
     opts: &AllocOptions,
 ) -> std::result::Result<AllocSolution, String> {
+    if opts.capacity_checks {
+        return try_alloc_capacity(c, stats, inst, cands, required, opts);
+    }
     let force = opts.ignore_soft_errors;
     let policy_ok = |p: usize| -> std::result::Result<(), FailMode> {
         let n = &c.nodes[p];
@@ -297,6 +305,77 @@ fn try_alloc_pairs_fast(
         }
     }
     sol
+}
+
+/// Allocation with the global N+1 capacity check.
+fn try_alloc_capacity(
+    c: &Cluster,
+    stats: &Stats,
+    inst: &Instance,
+    cands: &[usize],
+    required: usize,
+    opts: &AllocOptions,
+) -> std::result::Result<AllocSolution, String> {
+    let force = opts.ignore_soft_errors;
+    let mut pairs: Vec<(usize, Option<usize>)> = vec![];
+    for &p in cands {
+        if required == 1 {
+            pairs.push((p, None));
+        } else if required == 2 {
+            for &s in cands {
+                if s != p && c.nodes[s].group == c.nodes[p].group {
+                    pairs.push((p, Some(s)));
+                }
+            }
+        } else {
+            return Err(format!(
+                "Unsupported number of nodes, only one or two supported (got {required})"
+            ));
+        }
+    }
+    if pairs.is_empty() {
+        return Err("No online nodes".into());
+    }
+    let evals: Vec<std::result::Result<(f64, usize), FailMode>> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(k, &(p, s))| {
+            let n = &c.nodes[p];
+            inst.matches_policy(&c.groups[n.group].ipolicy, n.excl_storage)?;
+            let nodes = c.eval_place(inst, p, s, force)?;
+            Ok((c.score_overlay(stats, &nodes, &|_| true), k))
+        })
+        .collect();
+    let mut sol = AllocSolution::empty();
+    let mut good: Vec<(f64, usize)> = vec![];
+    for e in evals {
+        match e {
+            Err(f) => sol.failures.push(f),
+            Ok(x) => good.push(x),
+        }
+    }
+    // htools sorts by score; on ties the later candidate comes first
+    good.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(b.1.cmp(&a.1))
+    });
+    sol.allocs = good.len();
+    for (sc, k) in good {
+        let (p, s) = pairs[k];
+        let Ok(nodes) = c.eval_place(inst, p, s, force) else {
+            continue;
+        };
+        let mut c2 = c.clone();
+        c2.commit_place(inst.clone(), p, s, nodes.clone());
+        if crate::capacity::redundant(&c2, &|_| true) {
+            sol.best = Some((sc, p, s, nodes));
+            break;
+        }
+        sol.failures.push(FailMode::FailN1);
+        sol.allocs -= 1;
+    }
+    Ok(sol)
 }
 
 fn with_loc_none(inst: &Instance) -> Instance {

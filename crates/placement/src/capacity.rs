@@ -350,3 +350,94 @@ pub fn tiered(
         cluster: c,
     })
 }
+
+/// htools' global N+1 predicate (`GlobalN1.redundant`): for every node
+/// (of the groups selected by `in_scope`), fail over all its DRBD
+/// primaries to their secondaries, move its shared-storage instances and
+/// re-create its other instances elsewhere in its group; the cluster is
+/// redundant if that is possible for every node. The simulation for one
+/// node works on an overlay of node states and never clones the cluster.
+pub fn redundant(c: &Cluster, in_scope: &dyn Fn(usize) -> bool) -> bool {
+    use crate::moves::merge_overlay;
+    use crate::score::{node_vals, node_vals_st};
+    let stats = Stats::new(c.nodes.iter());
+    let vals: Vec<crate::score::NodeVals> = c.nodes.iter().map(|n| node_vals(n, &n.d)).collect();
+    (0..c.nodes.len()).filter(|&n| in_scope(n)).all(|n| {
+        let node = &c.nodes[n];
+        let mut ov: Vec<(usize, crate::model::NodeDyn)> = vec![];
+        let mut shared = vec![];
+        let mut others = vec![];
+        for &i in &node.plist {
+            let inst = &c.instances[i];
+            match inst.template {
+                DiskTemplate::Drbd => {
+                    let Ok(out) = c.eval_move_ov(&ov, inst, i, IMove::Failover, true) else {
+                        return false;
+                    };
+                    merge_overlay(&mut ov, out.nodes);
+                }
+                t if t.mirror_type() == MirrorType::External => shared.push(i),
+                _ => others.push(i),
+            }
+        }
+        let escape: Vec<usize> = (0..c.nodes.len())
+            .filter(|&t| t != n && c.nodes[t].group == node.group)
+            .collect();
+        let dyn_of = |ov: &Vec<(usize, crate::model::NodeDyn)>, t: usize| {
+            ov.iter()
+                .find(|(k, _)| *k == t)
+                .map(|x| x.1.clone())
+                .unwrap_or_else(|| c.nodes[t].d.clone())
+        };
+        // shared storage: move the primary to the best escape node
+        for i in shared {
+            let inst = &c.instances[i];
+            let mut best: Option<(f64, crate::moves::MoveOutcome)> = None;
+            for &t in &escape {
+                if let Ok(out) = c.eval_move_ov(&ov, inst, i, IMove::FailoverToAny(t), true) {
+                    let mut ov2 = ov.clone();
+                    merge_overlay(&mut ov2, out.nodes.clone());
+                    let sc = c.score_overlay(&stats, &ov2, &|_| true);
+                    if best.as_ref().is_none_or(|b| b.0 >= sc) {
+                        best = Some((sc, out));
+                    }
+                }
+            }
+            match best {
+                Some((_, out)) => merge_overlay(&mut ov, out.nodes),
+                None => return false,
+            }
+        }
+        // other instances: re-create, biggest memory first
+        others.sort_by_key(|&i| std::cmp::Reverse(c.instances[i].mem));
+        for i in others {
+            let inst = &c.instances[i];
+            let mut base = stats.acc();
+            for (k, d) in &ov {
+                stats.acc_apply(&mut base, &vals[*k], &node_vals(&c.nodes[*k], d));
+            }
+            let mut best: Option<(f64, usize, crate::model::NodeDyn)> = None;
+            for &t in &escape {
+                let tn = &c.nodes[t];
+                let cur = dyn_of(&ov, t);
+                let Ok(st) = tn.add_pri_state(&cur, inst, true) else {
+                    continue;
+                };
+                let mut a = base;
+                stats.acc_apply(&mut a, &node_vals(tn, &cur), &node_vals_st(tn, &st));
+                let sc = stats.acc_score(&a);
+                if best.as_ref().is_none_or(|b| b.0 >= sc) {
+                    let mut d = cur;
+                    if tn.add_pri(&mut d, inst, true).is_ok() {
+                        best = Some((sc, t, d));
+                    }
+                }
+            }
+            match best {
+                Some((_, t, d)) => merge_overlay(&mut ov, vec![(t, d)]),
+                None => return false,
+            }
+        }
+        true
+    })
+}

@@ -79,6 +79,9 @@ pub enum PlanCommand {
         request: PathBuf,
         #[arg(long)]
         ignore_soft_errors: bool,
+        /// Also require global N+1 redundancy (hail's default capacity checks).
+        #[arg(long)]
+        capacity_checks: bool,
     },
     /// How many more instances fit (like hspace).
     Capacity {
@@ -412,10 +415,12 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
         PlanCommand::Allocate {
             request,
             ignore_soft_errors,
+            capacity_checks,
         } => {
             let body = read(&request)?;
             let opts = AllocOptions {
                 ignore_soft_errors,
+                capacity_checks,
                 ..Default::default()
             };
             let ans = ialloc::answer(&body, &opts)?;

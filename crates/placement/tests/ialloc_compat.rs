@@ -62,3 +62,27 @@ fn unknown_request_type_is_an_error() {
     let e = ialloc::answer(&req, &AllocOptions::default()).expect_err("must fail");
     assert!(e.to_string().contains("frobnicate"));
 }
+
+fn check_cap(base: &str) {
+    let req = read(&format!("{base}.json"));
+    let want: serde_json::Value =
+        serde_json::from_str(&read(&format!("{base}.hail-cap.json"))).expect("hail json");
+    let opts = AllocOptions {
+        capacity_checks: true,
+        ..Default::default()
+    };
+    let got: serde_json::Value =
+        serde_json::from_str(&ialloc::answer(&req, &opts).expect("answer")).expect("our json");
+    assert_eq!(got, want, "{base}");
+}
+
+#[test]
+fn capacity_checks_accept_like_hail() {
+    check_cap("c20s1.alloc-drbd");
+}
+
+#[test]
+fn capacity_checks_reject_like_hail() {
+    check_cap("c20s42.alloc-drbd");
+    check_cap("c20s42.alloc-plain");
+}

@@ -14,16 +14,19 @@ fn main() {
     for a in &args {
         match a.as_str() {
             "--ignore-soft-errors" => opts.ignore_soft_errors = true,
-            "--no-capacity-checks" => {}
+            "--no-capacity-checks" => opts.capacity_checks = false,
+            "--capacity-checks" => opts.capacity_checks = true,
             "-h" | "--help" => {
-                println!("usage: maguey-iallocator [--ignore-soft-errors] REQUEST.json|-");
+                println!("usage: maguey-iallocator [--ignore-soft-errors] [--capacity-checks] REQUEST.json|-");
                 return;
             }
             f => file = Some(f.to_string()),
         }
     }
     let Some(file) = file else {
-        eprintln!("usage: maguey-iallocator [--ignore-soft-errors] REQUEST.json|-");
+        eprintln!(
+            "usage: maguey-iallocator [--ignore-soft-errors] [--capacity-checks] REQUEST.json|-"
+        );
         std::process::exit(2);
     };
     let body = if file == "-" {

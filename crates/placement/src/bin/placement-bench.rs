@@ -33,7 +33,9 @@ fn run(cmd: &[String], timeout: u64) -> Run {
         format!("{timeout}"),
     ];
     full.extend(cmd.iter().cloned());
+    let t0 = std::time::Instant::now();
     let res = Command::new(&full[0]).args(&full[1..]).output();
+    let elapsed = t0.elapsed().as_secs_f64();
     let (out, code) = match res {
         Ok(o) => (
             String::from_utf8_lossy(&o.stdout).to_string(),
@@ -45,7 +47,10 @@ fn run(cmd: &[String], timeout: u64) -> Run {
     let _ = std::fs::remove_file(&tf);
     let last = t.lines().last().unwrap_or("").to_string();
     let mut it = last.split_whitespace();
-    let wall = it.next().and_then(|x| x.parse().ok());
+    let wall = it
+        .next()
+        .and_then(|x| x.parse::<f64>().ok())
+        .map(|_| elapsed);
     let rss = it
         .next()
         .and_then(|x| x.parse::<f64>().ok())
@@ -86,7 +91,13 @@ fn fmt_t(r: &Run, timeout: u64) -> String {
         format!(">{timeout}")
     } else {
         r.wall
-            .map(|w| format!("{w:.2}"))
+            .map(|w| {
+                if w < 1.0 {
+                    format!("{w:.3}")
+                } else {
+                    format!("{w:.1}")
+                }
+            })
             .unwrap_or_else(|| "-".into())
     }
 }
@@ -100,7 +111,7 @@ fn fmt_m(r: &Run) -> String {
 fn ratio(h: &Run, m: &Run, timeout: u64) -> String {
     match (h.wall, m.wall) {
         (Some(hw), Some(mw)) => {
-            let mw = mw.max(0.01);
+            let mw = mw.max(0.001);
             if h.timed_out {
                 format!(">{:.0}x", timeout as f64 / mw)
             } else {
@@ -345,10 +356,16 @@ fn main() {
                     );
                 }
                 "hspace" => {
-                    // simulated empty cluster of n nodes, plain, capped at 20 instances
-                    // beyond 100 nodes (hspace needs ~4 s per placement at 1000 nodes)
+                    // simulated empty cluster of n nodes, plain; capped (-l) beyond 20
+                    // nodes (hspace needs ~4 s per placement at 1000 nodes)
                     let sim = format!("p,{n},4t,256g,32");
-                    let cap: Option<usize> = if n > 100 { Some(20) } else { None };
+                    let cap: Option<usize> = if n <= 20 {
+                        None
+                    } else if n <= 100 {
+                        Some(300)
+                    } else {
+                        Some(20)
+                    };
                     let mut hc = vec![
                         "hspace".into(),
                         format!("--simulate={sim}"),
