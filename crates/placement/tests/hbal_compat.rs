@@ -89,3 +89,27 @@ fn exact_balancer_follows_hbal_path() {
         );
     }
 }
+
+#[test]
+fn written_state_rescores_like_hbal() {
+    // `maguey-plan balance -t c20s42.data -l 10 -S out.data`; `hbal -t out.data -l 0`
+    // printed "Initial score: 13.33428151" (and hail accepted out.data with -t).
+    let c = load_text(&data("c20s42.data"), &LoadOptions::default()).expect("load");
+    let r = balance(
+        &c,
+        &BalanceOptions {
+            max_moves: Some(10),
+            mode: SearchMode::Exact,
+            ..Default::default()
+        },
+    );
+    let txt = maguey_placement::text::write_text(&r.cluster);
+    let again = load_text(&txt, &LoadOptions::default()).expect("reload");
+    let s = score::score(&again.nodes);
+    assert!((s - 13.33428151).abs() < 1e-7, "{s}");
+    assert_eq!(
+        txt.lines().filter(|l| l.is_empty()).count(),
+        4,
+        "five sections"
+    );
+}
