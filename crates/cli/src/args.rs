@@ -302,6 +302,9 @@ pub struct InstanceAdd {
     /// Primary node, or PRIMARY:SECONDARY.
     #[arg(short = 'n', long = "node")]
     pub node: Option<String>,
+    /// Allocator that picks the node(s) when -n is not given (built in: maguey, hail).
+    #[arg(short = 'I', long = "iallocator")]
+    pub iallocator: Option<String>,
     /// OS definition (name or name+variant).
     #[arg(short = 'o', long = "os-type")]
     pub os: Option<String>,

@@ -555,7 +555,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         hypervisor,
         hvparams,
         beparams,
-        iallocator: None,
+        iallocator: a.iallocator.clone(),
         tags: a
             .tags
             .as_deref()

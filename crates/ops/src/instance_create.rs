@@ -24,7 +24,8 @@ pub struct InstanceCreate {
     template: String,
     disks: Vec<DiskSpec>,
     nics: Vec<NicSpec>,
-    pnode: String,
+    /// None: the allocator chooses, under locks on every node.
+    pnode: Option<String>,
     os: Option<String>,
     osparams: Params,
     no_install: bool,
@@ -35,29 +36,6 @@ pub struct InstanceCreate {
     tags: Vec<String>,
     /// Built by check_prereq.
     instance: Option<Instance>,
-}
-
-/// Picks the usable node with the most free memory among those the config knows, when the
-/// opcode names none. (The placement engine replaces this once it is wired in.)
-fn default_allocation(cfg: &ConfigData) -> Result<String, OpError> {
-    let mut usable: Vec<&Node> = cfg
-        .nodes
-        .values()
-        .filter(|n| check_node_usable(n).is_ok())
-        .collect();
-    usable.sort_by_key(|n| {
-        (
-            cfg.instances
-                .values()
-                .filter(|i| i.primary_node == n.uuid)
-                .count(),
-            n.name.clone(),
-        )
-    });
-    usable
-        .first()
-        .map(|n| n.name.clone())
-        .ok_or_else(|| prereq("no usable node to place the instance on"))
 }
 
 impl LogicalUnit for InstanceCreate {
@@ -77,7 +55,7 @@ impl LogicalUnit for InstanceCreate {
             hypervisor,
             hvparams,
             beparams,
-            iallocator: _,
+            iallocator,
             tags,
         } = op
         else {
@@ -101,10 +79,21 @@ impl LogicalUnit for InstanceCreate {
                 "disk template '{disk_template}' does not take a secondary node"
             )));
         }
-        let pnode = match pnode {
-            Some(p) => p.clone(),
-            None => default_allocation(cfg)?,
-        };
+        if let Some(ia) = iallocator {
+            if !crate::iallocator::BUILTIN.contains(&ia.as_str()) {
+                return Err(prereq(format!(
+                    "unknown iallocator '{ia}' (built in: {})",
+                    crate::iallocator::BUILTIN.join(", ")
+                )));
+            }
+        }
+        if pnode.is_some() && iallocator.is_some() {
+            return Err(prereq(
+                "give either a node (-n) or an iallocator (-I), not both",
+            ));
+        }
+        let pnode = pnode.clone();
+        let _ = cfg;
         if os_type.is_none() && !*no_install {
             return Err(prereq(
                 "an OS is required (-o OS), unless --no-install is given",
@@ -133,22 +122,18 @@ impl LogicalUnit for InstanceCreate {
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        let nodes = match &self.pnode {
+            Some(p) => LockNames::Names(vec![p.clone()]),
+            None => LockNames::All,
+        };
         vec![
             (
                 LockLevel::Instance,
                 LockNames::Names(vec![self.name.clone()]),
                 LockMode::Exclusive,
             ),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.pnode.clone()]),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.pnode.clone()]),
-                LockMode::Shared,
-            ),
+            (LockLevel::Node, nodes.clone(), LockMode::Shared),
+            (LockLevel::NodeRes, nodes, LockMode::Shared),
         ]
     }
 
@@ -179,8 +164,14 @@ impl LogicalUnit for InstanceCreate {
                 cfg.cluster.enabled_hypervisors.join(", ")
             )));
         }
-        let node = node_by_name(cfg, &self.pnode)?;
-        check_node_usable(node)?;
+        let node_uuid = match &self.pnode {
+            Some(p) => {
+                let node = node_by_name(cfg, p)?;
+                check_node_usable(node)?;
+                node.uuid.clone()
+            }
+            None => String::new(),
+        };
         if self.template == "diskless" && !self.disks.is_empty() {
             return Err(prereq("a diskless instance cannot have disks"));
         }
@@ -227,7 +218,7 @@ impl LogicalUnit for InstanceCreate {
                     size: spec.size,
                     mode,
                     children: Vec::new(),
-                    nodes: vec![node.uuid.clone()],
+                    nodes: vec![node_uuid.clone()],
                     iv_name: format!("disk/{i}"),
                     serial_no: 1,
                     ctime: now,
@@ -281,7 +272,7 @@ impl LogicalUnit for InstanceCreate {
         let instance = Instance {
             uuid: new_uuid(),
             name: self.name.clone(),
-            primary_node: node.uuid.clone(),
+            primary_node: node_uuid.clone(),
             os: self.os.clone().unwrap_or_default(),
             hypervisor: self.hypervisor.clone(),
             admin_state: if self.start {
@@ -312,11 +303,24 @@ impl LogicalUnit for InstanceCreate {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let instance = self
+        let mut instance = self
             .instance
             .clone()
             .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
         let cfg = env.cfg();
+        if instance.primary_node.is_empty() {
+            let chosen = crate::iallocator::allocate(env.master, &cfg, &instance).await?;
+            let node = node_by_name(&cfg, &chosen[0])?;
+            check_node_usable(node)?;
+            env.log(format!(
+                "the allocator placed instance {} on node {}",
+                instance.name, node.name
+            ));
+            instance.primary_node = node.uuid.clone();
+            for d in &mut instance.disks {
+                d.nodes = vec![node.uuid.clone()];
+            }
+        }
         let node = crate::util::node_by_uuid(&cfg, &instance.primary_node)?.clone();
         let be = crate::util::filled_beparams(&cfg, &instance);
 

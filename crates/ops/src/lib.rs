@@ -9,6 +9,7 @@
 
 mod cluster_destroy;
 mod cluster_verify;
+pub mod iallocator;
 mod instance_create;
 mod instance_remove;
 mod instance_set_params;

@@ -1,0 +1,203 @@
+//! The cluster as an iallocator request (Ganeti's protocol, version 2), answered in-process by
+//! Maguey's placement engine — the same JSON an external `hail` would get.
+
+use crate::util::{filled_beparams, node_addr};
+use crate::Master;
+use futures::future::join_all;
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance};
+use maguey_rpc::{NodeInfo, NodeRequest};
+use serde_json::{json, Map, Value};
+
+/// Names of the allocator built into Maguey (`-I`/`iallocator`).
+pub const BUILTIN: &[&str] = &["maguey", "hail"];
+
+/// Ganeti's default instance policy, as the request carries it.
+fn default_ipolicy(templates: &[String]) -> Value {
+    json!({
+        "std": {"memory-size": 128, "cpu-count": 1, "disk-size": 1024, "disk-count": 1, "nic-count": 1, "spindle-use": 1},
+        "minmax": [{
+            "min": {"memory-size": 128, "cpu-count": 1, "disk-size": 0, "disk-count": 0, "nic-count": 0, "spindle-use": 1},
+            "max": {"memory-size": 32768, "cpu-count": 8, "disk-size": 1048576, "disk-count": 16, "nic-count": 8, "spindle-use": 12}
+        }],
+        "disk-templates": templates,
+        "vcpu-ratio": 4.0,
+        "spindle-ratio": 32.0
+    })
+}
+
+fn instance_entry(cfg: &ConfigData, i: &Instance) -> Value {
+    let be = filled_beparams(cfg, i);
+    let nodes: Vec<String> = std::iter::once(i.primary_node.as_str())
+        .chain(i.secondary_nodes())
+        .filter_map(|u| cfg.nodes.get(u).map(|n| n.name.clone()))
+        .collect();
+    json!({
+        "memory": be.maxmem,
+        "vcpus": be.vcpus,
+        "disk_template": i.disk_template,
+        "disks": i.disks.iter().map(|d| json!({"size": d.size, "mode": d.mode})).collect::<Vec<_>>(),
+        "disk_space_total": i.disks.iter().map(|d| d.size).sum::<u64>(),
+        "spindle_use": be.spindle_use,
+        "tags": i.tags,
+        "nics": i.nics.iter().map(|n| json!({"mac": n.mac, "ip": n.ip})).collect::<Vec<_>>(),
+        "nodes": nodes,
+        "admin_state": i.admin_state.as_str(),
+        "hypervisor": i.hypervisor,
+        "os": i.os,
+    })
+}
+
+/// The cluster part of a request: groups, nodes (with live data from the nodes) and instances.
+pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: &str) -> Value {
+    let hv = cfg
+        .cluster
+        .enabled_hypervisors
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let infos = join_all(cfg.nodes.values().map(|n| {
+        let hv = hv.clone();
+        async move {
+            if n.offline {
+                return None;
+            }
+            master
+                .rpc
+                .call::<NodeInfo>(
+                    &node_addr(cfg, n),
+                    &NodeRequest::NodeInfo {
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        hypervisor: hv,
+                    },
+                )
+                .await
+                .ok()
+        }
+    }))
+    .await;
+    let mut nodes = Map::new();
+    for (n, info) in cfg.nodes.values().zip(infos) {
+        let mut e = json!({
+            "offline": n.offline || info.is_none(),
+            "drained": n.drained,
+            "group": n.group,
+            "ndparams": {"exclusive_storage": false, "spindle_count": 1},
+            "tags": n.tags,
+            "vm_capable": n.vm_capable,
+            "master_capable": n.master_capable,
+            "master_candidate": n.master_candidate,
+            "primary_ip": n.primary_ip,
+            "secondary_ip": n.secondary_ip,
+        });
+        if let (Some(info), Some(obj)) = (info, e.as_object_mut()) {
+            let storage = info
+                .storage
+                .iter()
+                .find(|s| s.storage_type == template)
+                .or(info.storage.first());
+            let pri: Vec<&Instance> = cfg
+                .instances
+                .values()
+                .filter(|i| i.primary_node == n.uuid)
+                .collect();
+            let mem = |up_only: bool| -> u64 {
+                pri.iter()
+                    .filter(|i| !up_only || i.admin_state == AdminState::Up)
+                    .map(|i| filled_beparams(cfg, i).maxmem)
+                    .sum()
+            };
+            obj.insert("total_memory".into(), json!(info.memory_total));
+            obj.insert("reserved_memory".into(), json!(info.memory_dom0));
+            obj.insert("free_memory".into(), json!(info.memory_free));
+            obj.insert(
+                "total_disk".into(),
+                json!(storage.map(|s| s.storage_size).unwrap_or(0)),
+            );
+            obj.insert(
+                "free_disk".into(),
+                json!(storage.map(|s| s.storage_free).unwrap_or(0)),
+            );
+            obj.insert("total_cpus".into(), json!(info.cpu_count));
+            obj.insert("reserved_cpus".into(), json!(1));
+            obj.insert("total_spindles".into(), json!(1));
+            obj.insert("free_spindles".into(), json!(1));
+            obj.insert("i_pri_memory".into(), json!(mem(false)));
+            obj.insert("i_pri_up_memory".into(), json!(mem(true)));
+        }
+        nodes.insert(n.name.clone(), e);
+    }
+    let groups: Map<String, Value> = cfg
+        .nodegroups
+        .values()
+        .map(|g| {
+            (
+                g.uuid.clone(),
+                json!({"name": g.name, "alloc_policy": g.alloc_policy, "networks": [], "tags": g.tags,
+                       "ipolicy": default_ipolicy(&cfg.cluster.enabled_disk_templates)}),
+            )
+        })
+        .collect();
+    let instances: Map<String, Value> = cfg
+        .instances
+        .values()
+        .map(|i| (i.name.clone(), instance_entry(cfg, i)))
+        .collect();
+    json!({
+        "version": 2,
+        "cluster_name": cfg.cluster.cluster_name,
+        "cluster_tags": cfg.cluster.tags,
+        "enabled_hypervisors": cfg.cluster.enabled_hypervisors,
+        "ipolicy": default_ipolicy(&cfg.cluster.enabled_disk_templates),
+        "nodegroups": groups,
+        "nodes": nodes,
+        "instances": instances,
+    })
+}
+
+/// Asks the placement engine where a new instance goes; returns the chosen node names.
+pub async fn allocate(
+    master: &Master,
+    cfg: &ConfigData,
+    inst: &Instance,
+) -> Result<Vec<String>, OpError> {
+    let mut req = cluster_request(master, cfg, &inst.disk_template).await;
+    let mut entry = instance_entry(cfg, inst);
+    if let Some(obj) = entry.as_object_mut() {
+        obj.remove("nodes");
+        obj.remove("admin_state");
+        obj.insert("type".into(), json!("allocate"));
+        obj.insert("name".into(), json!(inst.name));
+        obj.insert(
+            "required_nodes".into(),
+            json!(if inst.disk_template == "drbd" { 2 } else { 1 }),
+        );
+    }
+    req["request"] = entry;
+    let answer = maguey_placement::ialloc::answer(
+        &req.to_string(),
+        &maguey_placement::alloc::AllocOptions::default(),
+    )
+    .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
+    let v: Value = serde_json::from_str(&answer)
+        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
+    if v["success"] != json!(true) {
+        return Err(OpError::Prereq(format!(
+            "the allocator found no node for instance {}: {}",
+            inst.name,
+            v["info"].as_str().unwrap_or("no reason given")
+        )));
+    }
+    let nodes: Vec<String> = v["result"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if nodes.is_empty() {
+        return Err(OpError::Exec(format!("allocator answered no node: {v}")));
+    }
+    Ok(nodes)
+}
