@@ -298,6 +298,28 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
     }
 }
 
+/// Asks the user on the terminal, as Ganeti does before destructive operations; without a
+/// terminal the answer is no (use -f).
+fn confirm(question: &str) -> CliResult {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(format!(
+            "{question}\nno terminal to ask on: add -f to confirm"
+        )));
+    }
+    print!("{question} y/[n]: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| usage(format!("reading the answer: {e}")))?;
+    match line.trim() {
+        "y" | "yes" | "Y" => Ok(()),
+        _ => Err(usage("aborted")),
+    }
+}
+
 fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -574,10 +596,15 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
         }
         InstanceCmd::Remove {
             name,
-            force: _,
+            force,
             ignore_failures,
             job,
         } => {
+            if !force {
+                confirm(&format!(
+                    "This will remove the disks of instance {name}, and all its data. Continue?"
+                ))?;
+            }
             let c = client(dir)?;
             run_job(
                 &c,

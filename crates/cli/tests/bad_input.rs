@@ -164,6 +164,8 @@ fn bad_input_changes_nothing() {
         "memory",
     );
     refused(&lab, &["instance", "start", "ghost"], "ghost");
+    // Removal asks for confirmation; without a terminal it needs -f.
+    refused(&lab, &["instance", "remove", "web1"], "add -f");
     refused(
         &lab,
         &["node", "add", "node2", "--address", "127.9.9.9"],

@@ -30,6 +30,16 @@ fn three_node_cluster_lifecycle() {
     assert_eq!(nodes[0]["role"], "M");
     assert_eq!(nodes[1]["pip"], lab.node_ip(2));
     assert_eq!(nodes[2]["mtotal"], 4096);
+    // Every node got the cluster-wide facts (ssconf) from the master.
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        (1..=3).all(|i| {
+            let s =
+                std::fs::read_to_string(lab.node_dir(i).join("ssconf.json")).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+            v["master_node"] == "node1"
+                && v["node_primary_ips"].as_object().map(|m| m.len()) == Some(3)
+        })
+    }));
     // Ganeti-style table headers.
     let table = lab.maguey(&["node", "list"]).ok().stdout;
     assert!(table.lines().next().unwrap().contains("mfree"), "{table}");
