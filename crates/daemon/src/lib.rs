@@ -9,6 +9,9 @@ pub mod client;
 pub mod files;
 pub mod init;
 
+/// The Remote API crate, re-exported for the lab and the CLI.
+pub use maguey_rapi as rapi;
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use files::DaemonFile;
@@ -53,6 +56,24 @@ pub struct Args {
     /// Maximum number of jobs running at once (master).
     #[arg(long, default_value_t = 20)]
     pub max_running_jobs: usize,
+    /// Port of the Remote API (Ganeti's RAPI v2 over HTTPS) on the master; 0 disables it.
+    #[arg(long, default_value_t = maguey_rapi::DEFAULT_PORT)]
+    pub rapi_port: u16,
+    /// Address the Remote API listens on (default: the node's own address).
+    #[arg(long)]
+    pub rapi_bind: Option<std::net::IpAddr>,
+    /// RAPI users file in Ganeti's format (default: STATE_DIR/rapi/users).
+    #[arg(long)]
+    pub rapi_users: Option<PathBuf>,
+    /// Allow GET requests without credentials on the Remote API.
+    #[arg(long)]
+    pub rapi_anonymous_reads: bool,
+    /// PEM certificate (chain) of the Remote API, instead of the node's cluster certificate.
+    #[arg(long, requires = "rapi_key")]
+    pub rapi_cert: Option<PathBuf>,
+    /// PEM private key of --rapi-cert.
+    #[arg(long, requires = "rapi_cert")]
+    pub rapi_key: Option<PathBuf>,
 }
 
 /// Entry point of the `magueyd` binary.
@@ -166,6 +187,44 @@ pub async fn run(args: Args) -> Result<()> {
         }
         master_parts = Some((master, queue));
     }
+    let (rapi_done_tx, rapi_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let rapi_server = match &master_parts {
+        Some((master, queue)) if args.rapi_port != 0 => {
+            let bind =
+                SocketAddr::new(args.rapi_bind.unwrap_or(daemon.listen.ip()), args.rapi_port);
+            let tls = match (&args.rapi_cert, &args.rapi_key) {
+                (Some(c), Some(k)) => maguey_rapi::tls::config_from_files(c, k)?,
+                _ => {
+                    maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+            };
+            let rapi = maguey_rapi::Rapi::new(
+                master.clone(),
+                queue.clone(),
+                maguey_rapi::RapiConfig {
+                    users_file: args
+                        .rapi_users
+                        .clone()
+                        .unwrap_or_else(|| maguey_rapi::default_users_file(&dir)),
+                    anonymous_reads: args.rapi_anonymous_reads,
+                    max_body: maguey_rapi::DEFAULT_MAX_BODY,
+                },
+            );
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("Remote API: listening on {bind}"))?;
+            tracing::info!("Remote API listening on https://{bind}");
+            Some(tokio::spawn(maguey_rpc::server::serve(
+                listener,
+                tls,
+                rapi.router(),
+                async move {
+                    let _ = rapi_done_rx.await;
+                },
+            )))
+        }
+        _ => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(daemon.listen)
         .await
@@ -203,7 +262,11 @@ pub async fn run(args: Args) -> Result<()> {
     ));
     let why = signals.await;
     let _ = done_tx.send(());
+    let _ = rapi_done_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(r) = rapi_server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+    }
     files::remove_pidfile(&dir);
     match why {
         Stop::Signal => tracing::info!("stopping on signal"),

@@ -216,6 +216,7 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         fake_cpus: Some(o.node_cpus),
     })?;
     lab.save(&dir)?;
+    rapi_user(&dir, &first.dir)?;
     spawn_daemon(&first.dir, &[])?;
     let c = MasterClient::from_state_dir(&first.dir)?;
     wait_for_master(&c, Duration::from_secs(30)).await?;
@@ -280,6 +281,9 @@ async fn wait_for_nodes(c: &MasterClient, lab: &Lab, timeout: Duration) -> Resul
 
 async fn restart(dir: &Path) -> Result<Lab> {
     let lab = Lab::load(dir)?;
+    if let Some(m) = lab.master_dir() {
+        rapi_user(dir, m)?;
+    }
     for n in &lab.nodes {
         if !n.dir.join("daemon.json").exists() {
             continue;
@@ -302,11 +306,71 @@ pub fn env(dir: &Path) -> Result<String> {
         .with_context(|| format!("no lab in {}", dir.display()))?;
     let lab = Lab::load(&dir)?;
     let master = lab.master_dir().context("the lab has no nodes")?;
-    Ok(format!(
+    let mut out = format!(
         "export MAGUEY_DIR={}\nexport MAGUEY_LAB_DIR={}\n",
         master.display(),
         dir.display()
-    ))
+    );
+    if let (Ok(c), Some(first)) = (RapiCredentials::load(&dir), lab.nodes.first()) {
+        out.push_str(&format!(
+            "export MAGUEY_RAPI_URL=https://{}:{}\nexport MAGUEY_RAPI_USER={}\nexport MAGUEY_RAPI_PASSWORD={}\nexport MAGUEY_RAPI_CA={}\n",
+            first.ip,
+            maguey_daemon::rapi::DEFAULT_PORT,
+            c.user,
+            c.password,
+            master.join("ca.pem").display()
+        ));
+    }
+    Ok(out)
+}
+
+/// The lab's Remote API write user, kept in `DIR/rapi.json` (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RapiCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl RapiCredentials {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let p = dir.join("rapi.json");
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&s).with_context(|| format!("parsing {}", p.display()))
+    }
+}
+
+/// Creates the lab's RAPI write user (once): a random password in `DIR/rapi.json` and its
+/// `{HA1}` hash in the master's users file.
+pub fn rapi_user(dir: &Path, master_dir: &Path) -> Result<RapiCredentials> {
+    use rand::distributions::{Alphanumeric, DistString};
+    use std::os::unix::fs::PermissionsExt;
+    let creds = match RapiCredentials::load(dir) {
+        Ok(c) => c,
+        Err(_) => {
+            let c = RapiCredentials {
+                user: "maguey".into(),
+                password: Alphanumeric.sample_string(&mut rand::thread_rng(), 24),
+            };
+            let p = dir.join("rapi.json");
+            std::fs::write(&p, serde_json::to_vec_pretty(&c)?)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            c
+        }
+    };
+    let users = maguey_daemon::rapi::default_users_file(master_dir);
+    if !users.exists() {
+        std::fs::create_dir_all(users.parent().context("users file path")?)?;
+        std::fs::write(
+            &users,
+            format!(
+                "# Ganeti RAPI users: user password [read|write|read,write]\n{} {} write\n",
+                creds.user,
+                maguey_daemon::rapi::auth::ha1(&creds.user, &creds.password)
+            ),
+        )?;
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(creds)
 }
 
 /// Stops every daemon of the lab (SIGTERM, then SIGKILL after 5 s). Returns how many ran.

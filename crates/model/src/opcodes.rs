@@ -180,6 +180,34 @@ pub enum OpCode {
         #[serde(default)]
         force: bool,
     },
+    /// Adds tags to the cluster (`kind` = `cluster`, no name) or to a node, instance or node
+    /// group (Ganeti's OpTagsSet).
+    #[serde(rename = "OP_TAGS_SET")]
+    TagsSet {
+        kind: String,
+        #[serde(default)]
+        name: Option<String>,
+        tags: Vec<String>,
+    },
+    /// Removes tags (Ganeti's OpTagsDel); every tag must be present.
+    #[serde(rename = "OP_TAGS_DEL")]
+    TagsDel {
+        kind: String,
+        #[serde(default)]
+        name: Option<String>,
+        tags: Vec<String>,
+    },
+    /// Detailed configuration and runtime data of instances (Ganeti's OpInstanceQueryData).
+    #[serde(rename = "OP_INSTANCE_QUERY_DATA")]
+    InstanceQueryData {
+        #[serde(default)]
+        instances: Vec<String>,
+        /// Only the configuration, no live data from the nodes.
+        #[serde(default, rename = "static")]
+        static_only: bool,
+        #[serde(default)]
+        use_locking: bool,
+    },
     /// Sleeps on the master and/or nodes; used to test the job queue.
     #[serde(rename = "OP_TEST_DELAY")]
     TestDelay {
@@ -212,6 +240,9 @@ impl OpCode {
             OpCode::InstanceReboot { .. } => "OP_INSTANCE_REBOOT",
             OpCode::InstanceSetParams { .. } => "OP_INSTANCE_SET_PARAMS",
             OpCode::TestDelay { .. } => "OP_TEST_DELAY",
+            OpCode::TagsSet { .. } => "OP_TAGS_SET",
+            OpCode::TagsDel { .. } => "OP_TAGS_DEL",
+            OpCode::InstanceQueryData { .. } => "OP_INSTANCE_QUERY_DATA",
         }
     }
 
@@ -229,6 +260,10 @@ impl OpCode {
             | OpCode::InstanceReboot { instance_name, .. }
             | OpCode::InstanceSetParams { instance_name, .. } => Some(instance_name.clone()),
             OpCode::TestDelay { duration, .. } => Some(format!("{duration}")),
+            OpCode::TagsSet { kind, name, .. } | OpCode::TagsDel { kind, name, .. } => {
+                Some(name.clone().unwrap_or_else(|| kind.clone()))
+            }
+            OpCode::InstanceQueryData { instances, .. } => Some(instances.join(",")),
             _ => None,
         };
         match obj {

@@ -11,13 +11,16 @@ mod cluster_destroy;
 mod cluster_verify;
 pub mod iallocator;
 mod instance_create;
+mod instance_query_data;
 mod instance_remove;
 mod instance_set_params;
 mod instance_state;
 mod node_add;
 mod node_remove;
 mod node_set_params;
+pub mod os_diagnose;
 pub mod query;
+pub mod tags;
 mod test_delay;
 mod util;
 
@@ -172,6 +175,12 @@ impl OpExecutor for Executor {
                     run_lu::<instance_set_params::InstanceSetParams>(op, &env).await
                 }
                 OpCode::TestDelay { .. } => run_lu::<test_delay::TestDelay>(op, &env).await,
+                OpCode::TagsSet { .. } | OpCode::TagsDel { .. } => {
+                    run_lu::<tags::Tags>(op, &env).await
+                }
+                OpCode::InstanceQueryData { .. } => {
+                    run_lu::<instance_query_data::InstanceQueryData>(op, &env).await
+                }
             }
         })
     }

@@ -1,0 +1,233 @@
+//! OP_TAGS_SET and OP_TAGS_DEL: tags of the cluster, a node, an instance or a node group.
+//!
+//! Tags follow Ganeti's rules: at most 128 characters of `[A-Za-z0-9_.+*/:@-]`, at most 4096
+//! tags per object. Adding a present tag is a no-op; removing an absent one is refused.
+
+use crate::util::{instance_by_name, node_by_name};
+use crate::{prereq, wrong_op, Env, LogicalUnit};
+use maguey_config::Command;
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{ConfigData, OpCode};
+use serde_json::Value;
+
+/// Longest tag Ganeti accepts.
+pub const MAX_TAG_LEN: usize = 128;
+/// Most tags one object may carry.
+pub const MAX_TAGS_PER_OBJ: usize = 4096;
+
+/// Ganeti's tag kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKind {
+    Cluster,
+    Node,
+    Instance,
+    NodeGroup,
+}
+
+impl TagKind {
+    pub fn parse(s: &str) -> Option<TagKind> {
+        match s {
+            "cluster" => Some(TagKind::Cluster),
+            "node" => Some(TagKind::Node),
+            "instance" => Some(TagKind::Instance),
+            "nodegroup" => Some(TagKind::NodeGroup),
+            _ => None,
+        }
+    }
+}
+
+/// Checks one tag against Ganeti's rules.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() {
+        return Err("tags cannot be empty".into());
+    }
+    if tag.len() > MAX_TAG_LEN {
+        return Err(format!(
+            "tag too long (>{MAX_TAG_LEN} characters): '{}...'",
+            tag.chars().take(32).collect::<String>()
+        ));
+    }
+    if !tag
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.+*/:@-".contains(c))
+    {
+        return Err(format!("invalid characters in tag '{tag}'"));
+    }
+    Ok(())
+}
+
+/// The current tags of an object; an error names what is missing.
+pub fn object_tags(
+    cfg: &ConfigData,
+    kind: TagKind,
+    name: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let need = || name.ok_or_else(|| "a name is needed for this tag kind".to_string());
+    Ok(match kind {
+        TagKind::Cluster => cfg.cluster.tags.clone(),
+        TagKind::Node => {
+            let n = need()?;
+            cfg.node_by_name(n)
+                .ok_or_else(|| format!("node '{n}' is not known to the cluster"))?
+                .tags
+                .clone()
+        }
+        TagKind::Instance => {
+            let n = need()?;
+            cfg.instance_by_name(n)
+                .ok_or_else(|| format!("instance '{n}' is not known to the cluster"))?
+                .tags
+                .clone()
+        }
+        TagKind::NodeGroup => {
+            let n = need()?;
+            cfg.group_by_name(n)
+                .ok_or_else(|| format!("node group '{n}' is not known to the cluster"))?
+                .tags
+                .clone()
+        }
+    })
+}
+
+/// Both opcodes: `add` tells which.
+pub struct Tags {
+    add: bool,
+    kind: TagKind,
+    name: Option<String>,
+    tags: Vec<String>,
+}
+
+impl LogicalUnit for Tags {
+    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
+        let (add, kind, name, tags) = match op {
+            OpCode::TagsSet { kind, name, tags } => (true, kind, name, tags),
+            OpCode::TagsDel { kind, name, tags } => (false, kind, name, tags),
+            _ => return Err(wrong_op(op)),
+        };
+        let k = TagKind::parse(kind).ok_or_else(|| {
+            prereq(format!(
+                "invalid tag kind '{kind}' (cluster, node, instance, nodegroup)"
+            ))
+        })?;
+        let name = match k {
+            TagKind::Cluster => None,
+            _ => Some(
+                name.clone()
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| prereq(format!("a {kind} name is needed")))?,
+            ),
+        };
+        if tags.is_empty() {
+            return Err(prereq("no tags given"));
+        }
+        for t in tags {
+            validate_tag(t).map_err(prereq)?;
+        }
+        object_tags(cfg, k, name.as_deref()).map_err(prereq)?;
+        Ok(Tags {
+            add,
+            kind: k,
+            name,
+            tags: tags.clone(),
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        let one = |level| {
+            vec![(
+                level,
+                LockNames::Names(vec![self.name.clone().unwrap_or_default()]),
+                LockMode::Exclusive,
+            )]
+        };
+        match self.kind {
+            TagKind::Cluster => vec![(
+                LockLevel::Cluster,
+                LockNames::Names(vec!["cluster".into()]),
+                LockMode::Exclusive,
+            )],
+            TagKind::Node => one(LockLevel::Node),
+            TagKind::Instance => one(LockLevel::Instance),
+            TagKind::NodeGroup => one(LockLevel::NodeGroup),
+        }
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        let current = object_tags(cfg, self.kind, self.name.as_deref()).map_err(prereq)?;
+        if self.add {
+            let mut all = current.clone();
+            for t in &self.tags {
+                if !all.contains(t) {
+                    all.push(t.clone());
+                }
+            }
+            if all.len() > MAX_TAGS_PER_OBJ {
+                return Err(prereq(format!(
+                    "too many tags (at most {MAX_TAGS_PER_OBJ} per object)"
+                )));
+            }
+        } else {
+            let missing: Vec<&String> = self.tags.iter().filter(|t| !current.contains(t)).collect();
+            if !missing.is_empty() {
+                return Err(prereq(format!(
+                    "tag(s) {} not found",
+                    missing
+                        .iter()
+                        .map(|t| format!("'{t}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let cfg = env.cfg();
+        let change = |tags: &mut Vec<String>| {
+            if self.add {
+                for t in &self.tags {
+                    if !tags.contains(t) {
+                        tags.push(t.clone());
+                    }
+                }
+                tags.sort();
+            } else {
+                tags.retain(|t| !self.tags.contains(t));
+            }
+        };
+        let name = self.name.clone().unwrap_or_default();
+        let cmd = match self.kind {
+            TagKind::Cluster => {
+                let mut c = cfg.cluster.clone();
+                change(&mut c.tags);
+                Command::UpdateCluster { cluster: c }
+            }
+            TagKind::Node => {
+                let mut n = node_by_name(&cfg, &name)?.clone();
+                change(&mut n.tags);
+                Command::UpdateNode { node: n }
+            }
+            TagKind::Instance => {
+                let mut i = instance_by_name(&cfg, &name)?.clone();
+                change(&mut i.tags);
+                Command::UpdateInstance { instance: i }
+            }
+            TagKind::NodeGroup => {
+                let mut g = cfg
+                    .group_by_name(&name)
+                    .ok_or_else(|| prereq(format!("node group '{name}' is not known")))?
+                    .clone();
+                change(&mut g.tags);
+                Command::UpdateGroup { group: g }
+            }
+        };
+        env.apply(cmd)?;
+        env.log(format!(
+            "{} tag(s) {}",
+            if self.add { "added" } else { "removed" },
+            self.tags.join(", ")
+        ));
+        Ok(Value::Null)
+    }
+}

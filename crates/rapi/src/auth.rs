@@ -1,0 +1,286 @@
+//! RAPI users: Ganeti's users file and HTTP Basic authentication.
+//!
+//! Each line of the file is `user password [options]`; options are comma-separated (`read`,
+//! `write`); empty lines and `#` comments are ignored. The password is cleartext, `{cleartext}`
+//! followed by cleartext, or `{HA1}` followed by `md5(user:Ganeti Remote API:password)` in hex.
+//! The file is re-read whenever its modification time or size changes (checked per request).
+
+use crate::md5::md5_hex;
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Ganeti's authentication realm; part of `{HA1}` hashes.
+pub const REALM: &str = "Ganeti Remote API";
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// As written in the file (with its scheme prefix, if any).
+    pub password: String,
+    pub access: Access,
+}
+
+/// Parses a users file; malformed lines are skipped (and reported).
+pub fn parse_users(text: &str) -> (BTreeMap<String, User>, Vec<String>) {
+    let mut users = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (no, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            problems.push(format!(
+                "line {}: expected 'user password [options]'",
+                no + 1
+            ));
+            continue;
+        }
+        let mut access = Access::default();
+        if let Some(opts) = parts.get(2) {
+            for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                match o.to_ascii_lowercase().as_str() {
+                    "read" => access.read = true,
+                    "write" => access.write = true,
+                    other => problems.push(format!("line {}: unknown option '{other}'", no + 1)),
+                }
+            }
+        }
+        // Ganeti: a user without options may read.
+        if !access.read && !access.write {
+            access.read = true;
+        }
+        users.insert(
+            parts[0].to_string(),
+            User {
+                name: parts[0].to_string(),
+                password: parts[1].to_string(),
+                access,
+            },
+        );
+    }
+    (users, problems)
+}
+
+/// Checks `password` against the users file's `expected` entry (Ganeti's schemes).
+pub fn verify_password(user: &str, password: &str, expected: &str) -> bool {
+    let expected = if expected.starts_with('{') {
+        expected.to_string()
+    } else {
+        format!("{{CLEARTEXT}}{expected}")
+    };
+    let Some(end) = expected.find('}') else {
+        return false;
+    };
+    if end <= 1 {
+        return false;
+    }
+    let scheme = expected[..=end].to_ascii_uppercase();
+    let value = &expected[end + 1..];
+    match scheme.as_str() {
+        "{CLEARTEXT}" => constant_time_eq(password.as_bytes(), value.as_bytes()),
+        "{HA1}" => {
+            let h = md5_hex(format!("{user}:{REALM}:{password}").as_bytes());
+            constant_time_eq(h.as_bytes(), value.to_ascii_lowercase().as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// `{HA1}` form of a password, for writing users files.
+pub fn ha1(user: &str, password: &str) -> String {
+    format!(
+        "{{HA1}}{}",
+        md5_hex(format!("{user}:{REALM}:{password}").as_bytes())
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Credentials of an `Authorization: Basic ...` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    /// A header that is not valid Basic credentials.
+    Malformed,
+    Basic {
+        user: String,
+        password: String,
+    },
+}
+
+pub fn parse_authorization(header: Option<&str>) -> Credentials {
+    let Some(h) = header else {
+        return Credentials::None;
+    };
+    let mut parts = h.trim().splitn(2, char::is_whitespace);
+    let scheme = parts.next().unwrap_or("");
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Credentials::Malformed;
+    }
+    let Some(data) = parts.next() else {
+        return Credentials::Malformed;
+    };
+    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(data.trim()) else {
+        return Credentials::Malformed;
+    };
+    let Ok(s) = String::from_utf8(raw) else {
+        return Credentials::Malformed;
+    };
+    match s.split_once(':') {
+        Some((u, p)) => Credentials::Basic {
+            user: u.to_string(),
+            password: p.to_string(),
+        },
+        None => Credentials::Malformed,
+    }
+}
+
+/// The users file, re-read when it changes.
+pub struct UsersFile {
+    path: PathBuf,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    stamp: Option<(SystemTime, u64)>,
+    users: BTreeMap<String, User>,
+}
+
+impl UsersFile {
+    pub fn new(path: PathBuf) -> Self {
+        UsersFile {
+            path,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The user `name` if the password matches.
+    pub fn authenticate(&self, name: &str, password: &str) -> Option<Access> {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if stamp != c.stamp {
+            c.users = match std::fs::read_to_string(&self.path) {
+                Ok(text) => {
+                    let (users, problems) = parse_users(&text);
+                    for p in problems {
+                        tracing::warn!("RAPI users file {}: {p}", self.path.display());
+                    }
+                    users
+                }
+                Err(_) => BTreeMap::new(),
+            };
+            c.stamp = stamp;
+        }
+        let u = c.users.get(name)?;
+        verify_password(name, password, &u.password).then_some(u.access)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_schemes() {
+        assert!(verify_password("jack", "abc123", "abc123"));
+        assert!(verify_password("jack", "abc123", "{cleartext}abc123"));
+        assert!(verify_password("jack", "abc123", "{CLEARTEXT}abc123"));
+        assert!(verify_password(
+            "jack",
+            "abc123",
+            "{HA1}54c12257ee9be413f2f3182435514aae"
+        ));
+        assert!(verify_password(
+            "jack",
+            "abc123",
+            "{ha1}54C12257EE9BE413F2F3182435514AAE"
+        ));
+        assert!(!verify_password(
+            "jack",
+            "abc124",
+            "{HA1}54c12257ee9be413f2f3182435514aae"
+        ));
+        assert!(!verify_password(
+            "jill",
+            "abc123",
+            "{HA1}54c12257ee9be413f2f3182435514aae"
+        ));
+        assert!(!verify_password("jack", "abc123", "{HA2}abc123"));
+        assert!(!verify_password("jack", "abc123", "{}abc123"));
+        assert!(!verify_password("jack", "", "abc123"));
+        assert_eq!(
+            ha1("jack", "abc123"),
+            "{HA1}54c12257ee9be413f2f3182435514aae"
+        );
+    }
+
+    #[test]
+    fn users_file_format() {
+        let (u, problems) = parse_users(
+            "# comment\n\njack abc123 write\njill {HA1}x read,write\nbob pw\nbad\nx y z w\n",
+        );
+        assert_eq!(u.len(), 3);
+        assert!(u["jack"].access.write && !u["jack"].access.read);
+        assert!(u["jill"].access.write && u["jill"].access.read);
+        assert!(u["bob"].access.read && !u["bob"].access.write);
+        assert_eq!(problems.len(), 2);
+    }
+
+    #[test]
+    fn basic_header() {
+        let enc = base64::engine::general_purpose::STANDARD.encode("jack:a:b");
+        assert_eq!(
+            parse_authorization(Some(&format!("Basic {enc}"))),
+            Credentials::Basic {
+                user: "jack".into(),
+                password: "a:b".into()
+            }
+        );
+        assert_eq!(parse_authorization(None), Credentials::None);
+        assert_eq!(
+            parse_authorization(Some("Basic !!!")),
+            Credentials::Malformed
+        );
+        assert_eq!(
+            parse_authorization(Some("Digest x")),
+            Credentials::Malformed
+        );
+    }
+
+    #[test]
+    fn reread_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users");
+        let f = UsersFile::new(p.clone());
+        assert!(f.authenticate("a", "b").is_none());
+        std::fs::write(&p, "a b write\n").unwrap();
+        assert!(f.authenticate("a", "b").unwrap().write);
+        std::fs::write(&p, "a ccc read\n").unwrap();
+        assert!(f.authenticate("a", "b").is_none());
+        assert!(!f.authenticate("a", "ccc").unwrap().write);
+    }
+}

@@ -1,0 +1,289 @@
+#![recursion_limit = "256"]
+//! Ganeti's Remote API, version 2, served over HTTPS by the master's magueyd.
+//!
+//! Resources, query arguments, bodies and answers follow Ganeti's `lib/rapi/rlib2.py` and
+//! `doc/rapi.rst`; the handlers are thin translators onto the same job queue and query
+//! functions as the CLI's master API. Mutations answer a job id as a JSON string. Resources of
+//! features Maguey does not have yet answer 501 with a message. Errors are Ganeti's JSON
+//! `{"code", "message", "explain"}`.
+//!
+//! Authentication: HTTP Basic against a users file in Ganeti's format ([`auth`]); every
+//! request needs a user unless anonymous reads are enabled (then GETs do not); writes need the
+//! `write` option.
+
+pub mod auth;
+mod md5;
+pub mod openapi;
+mod resources;
+
+use auth::{parse_authorization, Access, Credentials, UsersFile};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use maguey_jobs::JobQueue;
+use maguey_ops::Master;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Default RAPI port (Ganeti's).
+pub const DEFAULT_PORT: u16 = 5080;
+/// Largest accepted request body.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// RAPI version answered by `/version`.
+pub const RAPI_VERSION: u32 = 2;
+
+/// How the RAPI is set up.
+#[derive(Debug, Clone)]
+pub struct RapiConfig {
+    /// Ganeti-format users file.
+    pub users_file: PathBuf,
+    /// GET requests without credentials are allowed (Ganeti's default without
+    /// `--require-authentication`; Maguey's default is off).
+    pub anonymous_reads: bool,
+    pub max_body: usize,
+}
+
+/// Shared state of the RAPI handlers.
+#[derive(Clone)]
+pub struct Rapi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    master: Arc<Master>,
+    queue: Arc<JobQueue>,
+    users: UsersFile,
+    anonymous_reads: bool,
+    max_body: usize,
+}
+
+impl Rapi {
+    pub fn new(master: Arc<Master>, queue: Arc<JobQueue>, cfg: RapiConfig) -> Self {
+        Rapi {
+            inner: Arc::new(Inner {
+                master,
+                queue,
+                users: UsersFile::new(cfg.users_file),
+                anonymous_reads: cfg.anonymous_reads,
+                max_body: cfg.max_body,
+            }),
+        }
+    }
+
+    /// The router: every path goes through [`handle`].
+    pub fn router(self) -> Router {
+        Router::new().fallback(handle).with_state(self)
+    }
+}
+
+/// An error answered as Ganeti's JSON error body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub explain: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, explain: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            explain: explain.into(),
+        }
+    }
+    pub fn bad_request(explain: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, explain)
+    }
+    pub fn not_found(explain: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, explain)
+    }
+    pub fn not_implemented(explain: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, explain)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.status.as_u16(),
+            "message": self.status.canonical_reason().unwrap_or("Error"),
+            "explain": self.explain,
+        });
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Ganeti Remote API\""),
+            );
+        }
+        r
+    }
+}
+
+pub type ApiResult = Result<Value, ApiError>;
+
+/// A parsed request.
+pub struct Req {
+    pub method: Method,
+    /// Decoded path segments, without empty ones.
+    pub segs: Vec<String>,
+    pub query: Vec<(String, String)>,
+    /// The JSON body; `Null` when empty.
+    pub body: Value,
+}
+
+impl Req {
+    /// All values of a query argument.
+    pub fn query_all(&self, name: &str) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn query_str(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An integer query argument as a flag (Ganeti's `_checkIntVariable`): absent → default,
+    /// empty → true, otherwise it must be an integer.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.query_str(name) {
+            None => Ok(default),
+            Some("") => Ok(true),
+            Some(v) => v.trim().parse::<i64>().map(|n| n != 0).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value '{v}' for the '{name}' query argument: an integer is expected"
+                ))
+            }),
+        }
+    }
+}
+
+/// Does this request need the `write` option? Ganeti: every method but GET, and the
+/// long-polling job wait.
+fn needs_write(method: &Method, segs: &[String]) -> bool {
+    if method != Method::GET {
+        return true;
+    }
+    segs.len() == 4 && segs[0] == "2" && segs[1] == "jobs" && segs[3] == "wait"
+}
+
+fn split_path(path: &str) -> Result<Vec<String>, ApiError> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))
+        })
+        .collect()
+}
+
+fn authorize(r: &Inner, req: &Request, write: bool) -> Result<(), ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication required");
+    let access: Option<Access> = match parse_authorization(header) {
+        Credentials::None => None,
+        Credentials::Malformed => return Err(unauthorized()),
+        Credentials::Basic { user, password } => Some(
+            r.users
+                .authenticate(&user, &password)
+                .ok_or_else(unauthorized)?,
+        ),
+    };
+    match access {
+        None if !write && r.anonymous_reads => Ok(()),
+        None => Err(unauthorized()),
+        Some(a) if write && !a.write => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this user may not write: the 'write' option is needed",
+        )),
+        Some(a) if !a.read && !a.write => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this user has no access",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Every RAPI request.
+async fn handle(State(rapi): State<Rapi>, req: Request) -> Response {
+    match handle_inner(&rapi, req).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
+    let r = &rapi.inner;
+    let segs = split_path(req.uri().path())?;
+    let method = req.method().clone();
+    authorize(r, &req, needs_write(&method, &segs))?;
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let bytes = axum::body::to_bytes(req.into_body(), r.max_body)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {} bytes", r.max_body),
+            )
+        })?;
+    let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?
+    };
+    let req = Req {
+        method,
+        segs,
+        query,
+        body,
+    };
+    resources::dispatch(rapi, &req).await
+}
+
+/// Where the users file lives by default: `STATE_DIR/rapi/users` (Ganeti:
+/// `/var/lib/ganeti/rapi/users`).
+pub fn default_users_file(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("rapi").join("users")
+}
+
+/// TLS of the Remote API.
+pub mod tls {
+    use anyhow::{Context, Result};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A server configuration from a PEM certificate chain and key (no client certificates).
+    pub fn config_from_files(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+        let cert_pem =
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key_pem =
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+        let chain =
+            maguey_rpc::tls::certs_from_pem(&cert_pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key = maguey_rpc::tls::key_from_pem(&key_pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = rustls::ServerConfig::builder_with_provider(maguey_rpc::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow::anyhow!("TLS protocol versions: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| anyhow::anyhow!("invalid Remote API certificate or key: {e}"))?;
+        Ok(Arc::new(cfg))
+    }
+}
