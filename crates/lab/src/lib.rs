@@ -5,6 +5,7 @@
 //! The [`fixtures`] module drives the same machinery from integration tests.
 
 pub mod fixtures;
+pub mod guest;
 
 use anyhow::{bail, Context, Result};
 use maguey_daemon::api::JoinTokenRequest;
@@ -40,6 +41,10 @@ pub struct UpOptions {
     /// Cluster name.
     #[arg(long, default_value = "maguey-lab")]
     pub cluster_name: String,
+    /// Also enable the `kvm` hypervisor: builds the tiny guest (Debian packages, cached), points
+    /// the cluster's kvm hvparams at it and registers the `lab-tiny` OS on every node.
+    #[arg(long)]
+    pub kvm: bool,
 }
 
 /// What `lab up` records in `DIR/lab.json`.
@@ -197,7 +202,15 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         }
         std::fs::create_dir_all(n.dir.join("os"))?;
         maguey_node::os::write_noop_os(&n.dir.join("os"))?;
+        if o.kvm {
+            guest::write_lab_tiny_os(&n.dir.join("os"))?;
+        }
     }
+    let tiny = if o.kvm {
+        Some(tokio::task::spawn_blocking(guest::ensure).await??)
+    } else {
+        None
+    };
     let first = &lab.nodes[0];
     maguey_daemon::init::init_cluster(&maguey_daemon::init::InitParams {
         state_dir: first.dir.clone(),
@@ -207,7 +220,11 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         secondary_ip: None,
         port: o.port,
         file_storage_dir: "file-storage".into(),
-        enabled_hypervisors: vec!["fake".into()],
+        enabled_hypervisors: if o.kvm {
+            vec!["fake".into(), "kvm".into()]
+        } else {
+            vec!["fake".into()]
+        },
         enabled_disk_templates: vec!["file".into(), "diskless".into()],
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
@@ -215,6 +232,9 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         fake_memory_mib: Some(o.node_memory),
         fake_cpus: Some(o.node_cpus),
     })?;
+    if let Some(g) = &tiny {
+        guest::set_cluster_kvm_params(&first.dir, g)?;
+    }
     lab.save(&dir)?;
     rapi_user(&dir, &first.dir)?;
     spawn_daemon(&first.dir, &[])?;
@@ -395,6 +415,10 @@ pub fn down(dir: &Path) -> Result<usize> {
             // SAFETY: as above.
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
+    }
+    // QEMU processes outlive their magueyd by design; a lab takes its VMs down with it.
+    for n in &lab.nodes {
+        maguey_node::hypervisor::kvm::kill_all(&n.dir);
     }
     Ok(pids.len())
 }

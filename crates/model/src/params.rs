@@ -99,6 +99,96 @@ pub const HV_FAKE_PARAMS: &[ParamSpec] = &[p(
     DefaultValue::Str("live"),
 )];
 
+pub const KVM_ACCELS: &[&str] = &["auto", "kvm", "tcg"];
+pub const KVM_DISK_CACHES: &[&str] = &["default", "none", "writethrough", "writeback"];
+pub const KVM_DISK_AIOS: &[&str] = &["threads", "native", "io_uring"];
+pub const KVM_DISK_TYPES: &[&str] = &["paravirtual", "ide", "scsi", "sd", "mtd", "pflash"];
+pub const KVM_NIC_TYPES: &[&str] = &[
+    "paravirtual",
+    "e1000",
+    "rtl8139",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "pcnet",
+    "ne2k_pci",
+    "ne2k_isa",
+];
+pub const KVM_BOOT_ORDERS: &[&str] = &["disk", "cdrom", "floppy", "network"];
+
+/// Parameters of the `kvm` hypervisor: Ganeti's names and defaults (`hvcDefaults`), plus
+/// Maguey's `accel` (`kvm`, `tcg`, or `auto`: KVM when it can really run a guest here).
+pub const HV_KVM_PARAMS: &[ParamSpec] = &[
+    p(
+        "kvm_path",
+        ParamType::String,
+        DefaultValue::Str("/usr/bin/kvm"),
+    ),
+    p(
+        "accel",
+        ParamType::Enum(KVM_ACCELS),
+        DefaultValue::Str("auto"),
+    ),
+    p(
+        "kernel_path",
+        ParamType::String,
+        DefaultValue::Str("/boot/vmlinuz-3-kvmU"),
+    ),
+    p("initrd_path", ParamType::String, DefaultValue::Str("")),
+    p("kernel_args", ParamType::String, DefaultValue::Str("ro")),
+    p(
+        "root_path",
+        ParamType::String,
+        DefaultValue::Str("/dev/vda1"),
+    ),
+    p("acpi", ParamType::Bool, DefaultValue::Bool(true)),
+    p(
+        "boot_order",
+        ParamType::Enum(KVM_BOOT_ORDERS),
+        DefaultValue::Str("disk"),
+    ),
+    p("cpu_type", ParamType::String, DefaultValue::Str("")),
+    p("machine_version", ParamType::String, DefaultValue::Str("")),
+    p(
+        "disk_cache",
+        ParamType::Enum(KVM_DISK_CACHES),
+        DefaultValue::Str("default"),
+    ),
+    p(
+        "disk_aio",
+        ParamType::Enum(KVM_DISK_AIOS),
+        DefaultValue::Str("threads"),
+    ),
+    p(
+        "disk_type",
+        ParamType::Enum(KVM_DISK_TYPES),
+        DefaultValue::Str("paravirtual"),
+    ),
+    p(
+        "nic_type",
+        ParamType::Enum(KVM_NIC_TYPES),
+        DefaultValue::Str("paravirtual"),
+    ),
+    p("serial_console", ParamType::Bool, DefaultValue::Bool(true)),
+    p("serial_speed", ParamType::Int, DefaultValue::Int(38400)),
+    p("vnc_bind_address", ParamType::String, DefaultValue::Str("")),
+    p("migration_port", ParamType::Int, DefaultValue::Int(8102)),
+    p("migration_bandwidth", ParamType::Int, DefaultValue::Int(32)),
+    p("migration_downtime", ParamType::Int, DefaultValue::Int(30)),
+    p(
+        "migration_mode",
+        ParamType::Enum(&["live", "non-live"]),
+        DefaultValue::Str("live"),
+    ),
+    p(
+        "reboot_behavior",
+        ParamType::Enum(&["reboot", "exit"]),
+        DefaultValue::Str("reboot"),
+    ),
+    p("use_localtime", ParamType::Bool, DefaultValue::Bool(false)),
+    p("kvm_extra", ParamType::String, DefaultValue::Str("")),
+];
+
 /// The kinds of parameter dictionaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamKind {
@@ -109,8 +199,7 @@ pub enum ParamKind {
     Hv(Hypervisor),
 }
 
-/// Hypervisors Maguey knows. The `kvm` hypervisor is added by a later issue; its parameters are
-/// accepted as free-form until then.
+/// Hypervisors Maguey knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hypervisor {
     Fake,
@@ -150,7 +239,7 @@ impl ParamKind {
             ParamKind::Nic => Some(NIC_PARAMS),
             ParamKind::Nd => Some(ND_PARAMS),
             ParamKind::Hv(Hypervisor::Fake) => Some(HV_FAKE_PARAMS),
-            ParamKind::Hv(Hypervisor::Kvm) => None,
+            ParamKind::Hv(Hypervisor::Kvm) => Some(HV_KVM_PARAMS),
         }
     }
 
@@ -362,5 +451,26 @@ mod tests {
             .validate(&parse_kv_list("mode=bogus").unwrap())
             .is_err());
         assert!(parse_kv_list("a=1,a=2").is_err());
+    }
+
+    #[test]
+    fn kvm_params_have_ganeti_defaults() {
+        let kvm = ParamKind::Hv(Hypervisor::Kvm);
+        let d = kvm.defaults();
+        assert_eq!(d["kernel_args"], Value::from("ro"));
+        assert_eq!(d["root_path"], Value::from("/dev/vda1"));
+        assert_eq!(d["migration_bandwidth"], Value::from(32));
+        assert_eq!(d["migration_downtime"], Value::from(30));
+        assert_eq!(d["disk_cache"], Value::from("default"));
+        assert_eq!(d["accel"], Value::from("auto"));
+        let v = kvm
+            .validate(
+                &parse_kv_list("accel=tcg,migration_bandwidth=100,serial_console=no").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(v["migration_bandwidth"], Value::from(100));
+        assert_eq!(v["serial_console"], Value::from(false));
+        assert!(kvm.validate(&parse_kv_list("accel=xen").unwrap()).is_err());
+        assert!(kvm.validate(&parse_kv_list("bogus=1").unwrap()).is_err());
     }
 }

@@ -1,12 +1,14 @@
 //! What a node daemon executes: the [`NodeRuntime`] answers every [`NodeRequest`] using a
-//! hypervisor (`fake`; `kvm` later), block storage (`file`; `sharedfile`, `plain`, `drbd`
+//! hypervisor (`fake`, `kvm`), block storage (`file`; `sharedfile`, `plain`, `drbd`
 //! later) and Ganeti OS definitions.
 
 pub mod hypervisor;
 pub mod os;
+pub mod qmp;
 pub mod storage;
 
 use hypervisor::fake::FakeHypervisor;
+use hypervisor::kvm::KvmHypervisor;
 use hypervisor::{Hypervisor, RebootKind};
 use maguey_model::Ssconf;
 use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
@@ -21,6 +23,8 @@ use storage::StorageContext;
 pub const SSCONF_FILE: &str = "ssconf.json";
 /// Files removed when the node leaves the cluster.
 pub const CLUSTER_FILES: &[&str] = &["node.pem", "node.key", "ca.pem", "ca.key", SSCONF_FILE];
+/// Most console output one `instance_console` answer carries.
+pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
 /// Longest `TestDelay` accepted (seconds).
 pub const MAX_TEST_DELAY: f64 = 86_400.0;
 
@@ -112,6 +116,7 @@ pub struct NodeError(pub String);
 pub struct NodeRuntime {
     cfg: NodeConfig,
     fake: Arc<FakeHypervisor>,
+    kvm: Arc<KvmHypervisor>,
     os_timeout: Duration,
 }
 
@@ -122,9 +127,11 @@ impl NodeRuntime {
             .map_err(|e| NodeError(format!("cannot create {}: {e}", cfg.state_dir.display())))?;
         let fake = FakeHypervisor::new(&cfg.state_dir, &cfg.node_name, cfg.fake_memory_mib)
             .map_err(NodeError)?;
+        let kvm = KvmHypervisor::new(&cfg.state_dir, &cfg.node_name).map_err(NodeError)?;
         Ok(NodeRuntime {
             cfg,
             fake: Arc::new(fake),
+            kvm: Arc::new(kvm),
             os_timeout: os::DEFAULT_OS_TIMEOUT,
         })
     }
@@ -142,10 +149,7 @@ impl NodeRuntime {
     pub fn hypervisor(&self, name: &str) -> Result<&dyn Hypervisor, String> {
         match name {
             "fake" => Ok(self.fake.as_ref()),
-            "kvm" => Err(format!(
-                "hypervisor 'kvm' is not available on node {} yet",
-                self.cfg.node_name
-            )),
+            "kvm" => Ok(self.kvm.as_ref()),
             other => Err(format!("unknown hypervisor '{other}'")),
         }
     }
@@ -282,6 +286,15 @@ impl NodeRuntime {
                 self.hypervisor(&hypervisor)?.balloon(&name, memory).await?;
                 Ok(Value::Null)
             }
+            NodeRequest::InstanceConsole {
+                name,
+                hypervisor,
+                max_bytes,
+            } => json(
+                self.hypervisor(&hypervisor)?
+                    .console_log(&name, max_bytes.min(MAX_CONSOLE_BYTES))
+                    .await?,
+            ),
             NodeRequest::InstanceOsAdd { install, reinstall } => {
                 let (name, _) = os::split_os_name(&install.os);
                 let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;

@@ -250,9 +250,19 @@ async fn fake_hypervisor_memory_and_persistence() {
     assert_eq!(list, ["inst2"]);
     let info: NodeInfo = call(&rt2, node_info_req()).await.unwrap();
     assert_eq!(info.memory_free, 512);
+    // The kvm hypervisor keeps its own runtime files: no fake instance shows up there.
+    let kvm_list: Vec<String> = call(
+        &rt2,
+        NodeRequest::InstanceList {
+            hypervisor: "kvm".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(kvm_list.is_empty());
     assert!(rt2
         .handle(NodeRequest::InstanceList {
-            hypervisor: "kvm".into()
+            hypervisor: "xen-pvm".into()
         })
         .await
         .is_err());

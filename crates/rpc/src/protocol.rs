@@ -66,6 +66,12 @@ pub enum NodeRequest {
         hypervisor: String,
         memory: u64,
     },
+    /// The last `max_bytes` of an instance's serial console output: answers a string.
+    InstanceConsole {
+        name: String,
+        hypervisor: String,
+        max_bytes: u64,
+    },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
     InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
@@ -95,6 +101,7 @@ impl NodeRequest {
             NodeRequest::InstanceInfo { .. } => "instance_info",
             NodeRequest::AllInstancesInfo { .. } => "all_instances_info",
             NodeRequest::InstanceBalloonMemory { .. } => "instance_balloon_memory",
+            NodeRequest::InstanceConsole { .. } => "instance_console",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         node_memory: 16 * 1024 * 1024,
         node_cpus: 64,
         cluster_name: "bench".into(),
+        kvm: false,
     };
     let t = Instant::now();
     let lab = maguey_lab::up(&opts).await?;

@@ -1,9 +1,10 @@
 //! Hypervisors: what starts, stops and inspects instances on a node.
 //!
-//! This issue provides Ganeti's `fake` hypervisor ([`fake::FakeHypervisor`]); the KVM/QEMU
-//! hypervisor implements the same trait later.
+//! Ganeti's `fake` hypervisor ([`fake::FakeHypervisor`]) and `kvm` ([`kvm::KvmHypervisor`]:
+//! daemonized QEMU driven over QMP).
 
 pub mod fake;
+pub mod kvm;
 
 use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
 use std::collections::BTreeMap;
@@ -88,6 +89,20 @@ pub trait Hypervisor: Send + Sync {
 
     /// Node memory as this hypervisor accounts it.
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>>;
+
+    /// The last `max_bytes` of an instance's serial console output.
+    fn console_log<'a>(
+        &'a self,
+        name: &'a str,
+        _max_bytes: u64,
+    ) -> BoxFuture<'a, HvResult<String>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} has no serial console for instance {name}",
+                self.name()
+            ))
+        })
+    }
 }
 
 /// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in MiB.

@@ -1,0 +1,412 @@
+//! The lab's tiny guest: Debian's cloud kernel and a busybox initramfs, built from Debian
+//! packages only (`apt-get download` + `dpkg -x`, no committed binaries) and cached.
+//!
+//! The guest's `/init` prints [`READY_MARKER`] on the serial console, mounts its first disk
+//! (formatting it with ext2 the first time), counts its boots on that disk, then prints
+//! [`TICK_MARKER`]` N` every second (also written to the disk as `ticks`), so a live migration
+//! can be seen not to reset it. An ACPI power button press powers it off cleanly.
+//!
+//! [`write_lab_tiny_os`] writes the `lab-tiny` OS definition the lab registers on every node.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Printed once per boot: `MAGUEY-GUEST-READY boot=N disk=yes|no`.
+pub const READY_MARKER: &str = "MAGUEY-GUEST-READY";
+/// Printed every second: `MAGUEY-TICK N`.
+pub const TICK_MARKER: &str = "MAGUEY-TICK";
+/// Bumped whenever the initramfs layout or `/init` changes (forces a rebuild of the cache).
+const FORMAT: u32 = 1;
+/// Debian's cloud kernel metapackage (its dependency names the versioned image package).
+const KERNEL_META: &str = "linux-image-cloud-amd64";
+const BUSYBOX: &str = "busybox-static";
+/// Kernel modules the guest loads (their dependencies come along through `modules.dep`).
+const MODULES: &[&str] = &[
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_balloon.ko",
+    "drivers/block/virtio_blk.ko",
+    "drivers/acpi/button.ko",
+    "drivers/input/evdev.ko",
+];
+
+const INIT: &str = r#"#!/bin/sh
+/bin/busybox mkdir -p /proc /sys /dev /mnt /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in virtio_pci virtio_blk virtio_balloon button evdev; do modprobe $m 2>/dev/null; done
+disk=no
+i=0
+while [ $i -lt 50 ] && [ ! -b /dev/vda ]; do usleep 100000; i=$((i+1)); done
+if [ -b /dev/vda ]; then
+  if ! mount -t ext4 /dev/vda /mnt 2>/dev/null; then
+    mke2fs -q /dev/vda >/dev/null 2>&1 && mount -t ext4 /dev/vda /mnt
+  fi
+  grep -q ' /mnt ' /proc/mounts && disk=yes
+fi
+boot=1
+if [ $disk = yes ]; then
+  boot=$(( $(cat /mnt/boots 2>/dev/null || echo 0) + 1 ))
+  echo $boot > /mnt/boots
+  sync
+fi
+for e in /sys/class/input/event*; do
+  if grep -q "Power Button" $e/device/name 2>/dev/null; then
+    (
+      d=/dev/input/${e##*/}
+      i=0
+      while [ $i -lt 50 ] && [ ! -c $d ]; do usleep 100000; i=$((i+1)); done
+      dd if=$d bs=24 count=1 >/dev/null 2>&1
+      echo "MAGUEY-GUEST-POWEROFF"
+      sync
+      umount /mnt 2>/dev/null
+      poweroff -f
+    ) &
+  fi
+done
+echo "MAGUEY-GUEST-READY boot=$boot disk=$disk"
+n=0
+while true; do
+  n=$((n+1))
+  echo "MAGUEY-TICK $n"
+  [ $disk = yes ] && echo $n > /mnt/ticks
+  sleep 1
+done
+"#;
+
+/// A built guest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub kernel_version: String,
+    #[serde(default)]
+    format: u32,
+}
+
+/// Where the guest is cached: `$MAGUEY_GUEST_DIR`, else `$XDG_CACHE_HOME/maguey/guest`, else
+/// `~/.cache/maguey/guest`, else `/tmp/maguey-guest`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MAGUEY_GUEST_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("maguey/guest");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache/maguey/guest");
+    }
+    PathBuf::from("/tmp/maguey-guest")
+}
+
+/// The guest in the default cache directory, built if missing.
+pub fn ensure() -> Result<Guest> {
+    ensure_in(&cache_dir())
+}
+
+/// The guest cached in `dir`, built there if missing or stale. Concurrent callers (parallel
+/// tests) wait for each other through a lock file.
+pub fn ensure_in(dir: &Path) -> Result<Guest> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("cannot lock {}", dir.display());
+    }
+    let stamp = dir.join("guest.json");
+    if let Ok(s) = std::fs::read(&stamp) {
+        if let Ok(g) = serde_json::from_slice::<Guest>(&s) {
+            if g.format == FORMAT && g.kernel.is_file() && g.initrd.is_file() {
+                return Ok(g);
+            }
+        }
+    }
+    let g = build(dir)?;
+    std::fs::write(&stamp, serde_json::to_vec_pretty(&g)?)?;
+    Ok(g)
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} {:?} failed: {}{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The versioned kernel image package the cloud metapackage depends on.
+fn kernel_package() -> Result<String> {
+    let out = run(Command::new("apt-cache").args(["depends", KERNEL_META]))?;
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-amd64"))
+        .map(String::from)
+        .with_context(|| format!("no kernel image among the dependencies of {KERNEL_META}"))
+}
+
+fn build(dir: &Path) -> Result<Guest> {
+    let work = dir.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let kpkg = kernel_package()?;
+    // apt-get download writes into the current directory.
+    run(Command::new("apt-get")
+        .args(["download", "-q", &kpkg, BUSYBOX])
+        .current_dir(&work))?;
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&work)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    let find = |prefix: &str| {
+        debs.iter()
+            .find(|p| {
+                p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(prefix))
+            })
+            .cloned()
+            .with_context(|| format!("apt-get download gave no {prefix} package"))
+    };
+    let (kdeb, bdeb) = (find(&format!("{kpkg}_"))?, find(&format!("{BUSYBOX}_"))?);
+    let (kx, bx) = (work.join("kernel"), work.join("busybox"));
+    run(Command::new("dpkg").arg("-x").arg(&kdeb).arg(&kx))?;
+    run(Command::new("dpkg").arg("-x").arg(&bdeb).arg(&bx))?;
+    let kver = std::fs::read_dir(kx.join("lib/modules"))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .next()
+        .context("the kernel package has no modules")?;
+    let busybox = bx.join("bin/busybox");
+
+    // The initramfs tree.
+    let root = work.join("root");
+    for d in [
+        "bin", "dev", "proc", "sys", "mnt", "tmp", "sbin", "usr/bin", "usr/sbin",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy(&busybox, root.join("bin/busybox"))?;
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh"))?;
+    std::fs::write(root.join("init"), INIT)?;
+    std::fs::set_permissions(root.join("init"), std::fs::Permissions::from_mode(0o755))?;
+    let mod_src = kx.join("lib/modules").join(&kver).join("kernel");
+    let mod_dst = root.join("lib/modules").join(&kver).join("kernel");
+    for m in MODULES {
+        let (src, dst) = (mod_src.join(m), mod_dst.join(m));
+        if !src.is_file() {
+            continue; // built in, or absent from this kernel
+        }
+        std::fs::create_dir_all(dst.parent().unwrap())?;
+        std::fs::copy(&src, &dst)?;
+    }
+    // The kernel package ships no modules.dep: busybox computes it for the subset we took.
+    run(Command::new(&busybox)
+        .args(["depmod", "-b"])
+        .arg(&root)
+        .arg(&kver))?;
+
+    let initrd = dir.join("initrd.img");
+    let tmp = dir.join("initrd.img.tmp");
+    std::fs::write(&tmp, cpio_newc(&root)?)?;
+    std::fs::rename(&tmp, &initrd)?;
+    let kernel = dir.join("vmlinuz");
+    std::fs::copy(kx.join("boot").join(format!("vmlinuz-{kver}")), &kernel)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(Guest {
+        kernel,
+        initrd,
+        kernel_version: kver,
+        format: FORMAT,
+    })
+}
+
+/// An uncompressed `newc` cpio archive of the tree under `root` (the kernel accepts it as an
+/// initramfs as it is).
+pub fn cpio_newc(root: &Path) -> Result<Vec<u8>> {
+    let mut entries = Vec::new();
+    walk(root, root, &mut entries)?;
+    entries.sort();
+    let mut out = Vec::new();
+    for (ino, rel) in (1u32..).zip(entries.iter()) {
+        let path = root.join(rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        let (mode, data) = if meta.file_type().is_symlink() {
+            let t = std::fs::read_link(&path)?;
+            (0o120777, t.to_string_lossy().into_owned().into_bytes())
+        } else if meta.is_dir() {
+            (0o040755, Vec::new())
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            (
+                if exec { 0o100755 } else { 0o100644 },
+                std::fs::read(&path)?,
+            )
+        };
+        let name = rel.to_string_lossy();
+        cpio_entry(&mut out, ino, mode, &name, &data);
+    }
+    cpio_entry(&mut out, 0, 0, "TRAILER!!!", &[]);
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        out.push(p.strip_prefix(root)?.to_path_buf());
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            walk(root, &p, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
+    let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        nlink,
+        0,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    pad4(out);
+    out.extend_from_slice(data);
+    pad4(out);
+}
+
+/// Writes the `lab-tiny` OS definition into `os_dir` (a node's OS search directory). Its
+/// create script has nothing to install: the guest formats its disk at first boot. The lab
+/// points the cluster's `kvm` hvparams at the guest's kernel and initramfs.
+pub fn write_lab_tiny_os(os_dir: &Path) -> std::io::Result<PathBuf> {
+    let d = os_dir.join("lab-tiny");
+    std::fs::create_dir_all(&d)?;
+    for script in ["create", "import", "export", "rename", "verify"] {
+        let body = match script {
+            "create" => {
+                "#!/bin/sh\n# lab-tiny: the guest (kernel + busybox initramfs) formats its disk at first boot.\necho \"lab-tiny: $INSTANCE_NAME has $DISK_COUNT disk(s)\"\nexit 0\n"
+            }
+            _ => "#!/bin/sh\nexit 0\n",
+        };
+        let p = d.join(script);
+        std::fs::write(&p, body)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::write(d.join("ganeti_api_version"), "20\n")?;
+    std::fs::write(d.join("variants.list"), "")?;
+    std::fs::write(d.join("parameters.list"), "")?;
+    Ok(d)
+}
+
+/// The QEMU binary the lab uses: `$MAGUEY_QEMU`, else `qemu-system-x86_64` or `kvm` on PATH,
+/// else Ganeti's default `/usr/bin/kvm`.
+pub fn qemu_path() -> String {
+    if let Ok(p) = std::env::var("MAGUEY_QEMU") {
+        return p;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in ["qemu-system-x86_64", "kvm"] {
+        for dir in std::env::split_paths(&path) {
+            let cand = dir.join(name);
+            if cand.is_file() {
+                return cand.to_string_lossy().into_owned();
+            }
+        }
+    }
+    "/usr/bin/kvm".into()
+}
+
+/// The cluster-level `kvm` hvparams that boot the tiny guest.
+pub fn kvm_hvparams(g: &Guest) -> maguey_model::Params {
+    let s = |v: &str| serde_json::Value::from(v);
+    maguey_model::Params::from([
+        ("kvm_path".to_string(), s(&qemu_path())),
+        ("kernel_path".to_string(), s(&g.kernel.to_string_lossy())),
+        ("initrd_path".to_string(), s(&g.initrd.to_string_lossy())),
+        ("kernel_args".to_string(), s("ro quiet")),
+        ("root_path".to_string(), s("/dev/vda")),
+    ])
+}
+
+/// Sets the cluster's `kvm` hvparams in a freshly initialised master state directory (before
+/// its daemon starts).
+pub fn set_cluster_kvm_params(master_dir: &Path, g: &Guest) -> Result<()> {
+    let store = maguey_config::ConfigStore::open(&maguey_daemon::files::config_path(master_dir))
+        .context("opening the config store")?;
+    let mut cluster = store.snapshot().cluster.clone();
+    cluster.hvparams.insert("kvm".into(), kvm_hvparams(g));
+    store
+        .apply(maguey_config::Command::UpdateCluster { cluster })
+        .context("setting the kvm hvparams")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpio_layout() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("bin")).unwrap();
+        std::fs::write(t.path().join("bin/x"), b"hello").unwrap();
+        std::os::unix::fs::symlink("x", t.path().join("bin/y")).unwrap();
+        let c = cpio_newc(t.path()).unwrap();
+        assert!(c.starts_with(b"070701"));
+        assert_eq!(c.len() % 4, 0);
+        let s = String::from_utf8_lossy(&c);
+        assert!(s.contains("bin/x\0"));
+        assert!(s.contains("hello"));
+        assert!(s.contains("TRAILER!!!"));
+    }
+
+    /// Builds the guest into the default cache (downloads Debian packages).
+    #[test]
+    #[ignore]
+    fn build_default() {
+        let g = ensure().unwrap();
+        eprintln!("{g:?}");
+    }
+}

@@ -1,0 +1,872 @@
+//! Ganeti's `kvm` hypervisor: one daemonized QEMU process per instance, driven over QMP.
+//!
+//! Runtime files live in `state_dir/run/kvm/`: `NAME.runtime.json` (argv, memory, vcpus,
+//! start time, pid), `NAME.pid` (QEMU's `-pidfile`), `NAME.qmp` (QMP socket), `NAME.serial`
+//! (serial console socket) and `NAME.console.log` (everything the serial console printed).
+//! QEMU runs with `-daemonize` in its own session, so it outlives magueyd; a restarted magueyd
+//! finds its instances again from these files (the pid must still be a QEMU using this
+//! instance's QMP socket) and talks to them over QMP. No state is kept in memory.
+
+use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
+use crate::qmp::Qmp;
+use crate::storage::{self, StorageContext};
+use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Longest time QEMU may take to daemonize.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Soft reboot: how long the guest has to power off before it is stopped hard.
+const REBOOT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+const MIB: u64 = 1024 * 1024;
+
+/// What is stored per started instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFile {
+    pub name: String,
+    #[serde(default)]
+    pub uuid: String,
+    pub memory: u64,
+    pub vcpus: u32,
+    /// Unix time of the start.
+    pub started: f64,
+    pub pid: u32,
+    /// The QEMU command line, program first.
+    pub argv: Vec<String>,
+    /// `kvm` or `tcg`, as resolved at start.
+    pub accel: String,
+}
+
+/// The runtime file paths of one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paths {
+    pub runtime: PathBuf,
+    pub pid: PathBuf,
+    pub qmp: PathBuf,
+    pub serial: PathBuf,
+    pub console_log: PathBuf,
+}
+
+impl Paths {
+    pub fn new(run_dir: &Path, name: &str) -> Self {
+        let f = |ext: &str| run_dir.join(format!("{name}.{ext}"));
+        Paths {
+            runtime: f("runtime.json"),
+            pid: f("pid"),
+            qmp: f("qmp"),
+            serial: f("serial"),
+            console_log: f("console.log"),
+        }
+    }
+}
+
+pub struct KvmHypervisor {
+    run_dir: PathBuf,
+    state_dir: PathBuf,
+    node_name: String,
+    /// Serialises starts, stops and reboots.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn hv_str<'a>(hv: &'a BTreeMap<String, Value>, key: &str, default: &'a str) -> &'a str {
+    hv.get(key).and_then(Value::as_str).unwrap_or(default)
+}
+
+fn hv_bool(hv: &BTreeMap<String, Value>, key: &str, default: bool) -> bool {
+    match hv.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.as_str(), "true" | "yes" | "1" | "on"),
+        _ => default,
+    }
+}
+
+fn hv_u64(hv: &BTreeMap<String, Value>, key: &str, default: u64) -> u64 {
+    match hv.get(key) {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(default),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(default),
+        _ => default,
+    }
+}
+
+/// Escapes a value for QEMU's `key=value,...` option syntax (commas are doubled).
+fn qopt(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+/// Whether KVM can really run a guest here: creates a VM with one vCPU whose reset vector
+/// holds a short loop then `hlt`, runs it, and expects a HLT exit at native speed. Cached for
+/// the process's life.
+pub fn kvm_can_run() -> bool {
+    static CACHE: OnceLock<bool> = OnceLock::new();
+    *CACHE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(probe_kvm());
+        });
+        rx.recv_timeout(Duration::from_secs(3)).unwrap_or(false)
+    })
+}
+
+fn probe_kvm() -> bool {
+    const KVM_GET_VCPU_MMAP_SIZE: libc::c_ulong = 0xAE04;
+    const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+    const KVM_CREATE_VCPU: libc::c_ulong = 0xAE41;
+    const KVM_SET_USER_MEMORY_REGION: libc::c_ulong = 0x4020_AE46;
+    const KVM_RUN: libc::c_ulong = 0xAE80;
+    const KVM_EXIT_HLT: u32 = 5;
+    #[repr(C)]
+    struct Region {
+        slot: u32,
+        flags: u32,
+        guest_phys_addr: u64,
+        memory_size: u64,
+        userspace_addr: u64,
+    }
+    // SAFETY: plain ioctls on descriptors we open and close here; the guest memory and the
+    // kvm_run area are mappings we create and unmap; the kernel only reads the `Region`.
+    unsafe {
+        let kvm = libc::open(c"/dev/kvm".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if kvm < 0 {
+            return false;
+        }
+        let mut ok = false;
+        let vm = libc::ioctl(kvm, KVM_CREATE_VM, 0);
+        if vm >= 0 {
+            let mem = libc::mmap(
+                std::ptr::null_mut(),
+                0x1000,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if mem != libc::MAP_FAILED {
+                // At the reset vector (0xfffffff0): `mov ecx, 1000000; l: dec ecx; jnz l;
+                // hlt`. A KVM that really runs guests does this in about a millisecond; one
+                // that emulates every instruction (seen on some nested hosts) takes seconds.
+                let code: [u8; 11] = [
+                    0x66, 0xb9, 0x40, 0x42, 0x0f, 0x00, 0x66, 0x49, 0x75, 0xfc, 0xf4,
+                ];
+                std::ptr::copy_nonoverlapping(code.as_ptr(), (mem as *mut u8).add(0xff0), 11);
+                let region = Region {
+                    slot: 0,
+                    flags: 0,
+                    guest_phys_addr: 0xffff_f000,
+                    memory_size: 0x1000,
+                    userspace_addr: mem as u64,
+                };
+                let vcpu = if libc::ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) == 0 {
+                    libc::ioctl(vm, KVM_CREATE_VCPU, 0)
+                } else {
+                    -1
+                };
+                let size = libc::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+                if vcpu >= 0 && size > 0 {
+                    let run = libc::mmap(
+                        std::ptr::null_mut(),
+                        size as usize,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_SHARED,
+                        vcpu,
+                        0,
+                    );
+                    if run != libc::MAP_FAILED {
+                        let t = Instant::now();
+                        if libc::ioctl(vcpu, KVM_RUN, 0) == 0 {
+                            let reason = *((run as *const u8).add(8) as *const u32);
+                            ok = reason == KVM_EXIT_HLT && t.elapsed() < Duration::from_millis(250);
+                            tracing::info!("KVM probe: exit {reason} after {:?}", t.elapsed());
+                        }
+                        libc::munmap(run, size as usize);
+                    }
+                }
+                if vcpu >= 0 {
+                    libc::close(vcpu);
+                }
+                libc::munmap(mem, 0x1000);
+            }
+            libc::close(vm);
+        }
+        libc::close(kvm);
+        ok
+    }
+}
+
+/// Resolves the `accel` hvparam: `auto` is `kvm` when KVM can run a guest here, else `tcg`.
+pub fn resolve_accel(accel: &str) -> HvResult<String> {
+    match accel {
+        "kvm" | "tcg" => Ok(accel.to_string()),
+        "auto" | "" => Ok(if kvm_can_run() { "kvm" } else { "tcg" }.to_string()),
+        other => Err(format!("invalid accel '{other}' (kvm, tcg or auto)")),
+    }
+}
+
+/// Builds QEMU's command line (program first) from the instance's filled hvparams.
+/// `disks` are the host paths of the instance's disks, in order.
+pub fn build_argv(
+    inst: &InstanceRuntime,
+    paths: &Paths,
+    disks: &[PathBuf],
+    accel: &str,
+) -> HvResult<Vec<String>> {
+    let hv = &inst.hvparams;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    let kvm_path = hv_str(hv, "kvm_path", "/usr/bin/kvm");
+    push(&[kvm_path, "-name", &qopt(&inst.name)]);
+    if uuid::Uuid::parse_str(&inst.uuid).is_ok() {
+        push(&["-uuid", &inst.uuid]);
+    }
+    push(&[
+        "-m",
+        &inst.memory.to_string(),
+        "-smp",
+        &inst.vcpus.max(1).to_string(),
+        "-pidfile",
+        &paths.pid.to_string_lossy(),
+        "-daemonize",
+        "-nodefaults",
+        "-no-user-config",
+    ]);
+    let mut machine = match hv_str(hv, "machine_version", "") {
+        "" => "pc".to_string(),
+        m => qopt(m),
+    };
+    if !hv_bool(hv, "acpi", true) {
+        machine.push_str(",acpi=off");
+    }
+    push(&["-machine", &machine, "-accel", accel]);
+    match hv_str(hv, "cpu_type", "") {
+        "" => {}
+        c => push(&["-cpu", c]),
+    }
+    push(&[
+        "-qmp",
+        &format!(
+            "unix:{},server=on,wait=off",
+            qopt(&paths.qmp.to_string_lossy())
+        ),
+    ]);
+    let serial = hv_bool(hv, "serial_console", true);
+    if serial {
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+                qopt(&paths.serial.to_string_lossy()),
+                qopt(&paths.console_log.to_string_lossy())
+            ),
+            "-serial",
+            "chardev:serial0",
+        ]);
+    }
+    match hv_str(hv, "vnc_bind_address", "") {
+        "" => push(&["-display", "none"]),
+        addr => push(&["-vga", "std", "-vnc", &format!("{addr}:0,to=1000")]),
+    }
+    let kernel = hv_str(hv, "kernel_path", "");
+    if !kernel.is_empty() {
+        let mut append = format!(
+            "root={} {}",
+            hv_str(hv, "root_path", "/dev/vda1"),
+            hv_str(hv, "kernel_args", "ro")
+        );
+        if serial {
+            append.push_str(&format!(
+                " console=ttyS0,{}",
+                hv_u64(hv, "serial_speed", 38400)
+            ));
+        }
+        push(&["-kernel", kernel]);
+        match hv_str(hv, "initrd_path", "") {
+            "" => {}
+            i => push(&["-initrd", i]),
+        }
+        push(&["-append", append.trim()]);
+    } else {
+        let order = match hv_str(hv, "boot_order", "disk") {
+            "cdrom" => "d",
+            "floppy" => "a",
+            "network" => "n",
+            _ => "c",
+        };
+        push(&["-boot", order]);
+    }
+    let cache = hv_str(hv, "disk_cache", "default");
+    let aio = hv_str(hv, "disk_aio", "threads");
+    // Native AIO needs O_DIRECT, as in Ganeti.
+    let direct = cache == "none" || aio == "native";
+    let disk_type = hv_str(hv, "disk_type", "paravirtual");
+    for (i, (path, disk)) in disks.iter().zip(&inst.disks).enumerate() {
+        let ro = disk.mode == "ro";
+        push(&[
+            "-blockdev",
+            &format!(
+                "driver=file,node-name=disk{i}-file,filename={},aio={aio},cache.direct={},read-only={}",
+                qopt(&path.to_string_lossy()),
+                if direct { "on" } else { "off" },
+                if ro { "on" } else { "off" },
+            ),
+            "-blockdev",
+            &format!(
+                "driver=raw,node-name=disk{i},file=disk{i}-file,read-only={}",
+                if ro { "on" } else { "off" }
+            ),
+        ]);
+        let wc = if cache == "writethrough" {
+            ",write-cache=off"
+        } else {
+            ""
+        };
+        let dev = match disk_type {
+            "paravirtual" => format!("virtio-blk-pci,drive=disk{i},id=disk{i}-dev{wc}"),
+            "ide" => format!("ide-hd,drive=disk{i},id=disk{i}-dev{wc}"),
+            other => {
+                return Err(format!(
+                    "disk_type '{other}' is not supported by Maguey's kvm hypervisor yet"
+                ))
+            }
+        };
+        push(&["-device", &dev]);
+    }
+    let nic_model = match hv_str(hv, "nic_type", "paravirtual") {
+        "paravirtual" => "virtio-net-pci".to_string(),
+        "ne2k_pci" => "ne2k_pci".to_string(),
+        "ne2k_isa" => "ne2k_isa".to_string(),
+        other => other.to_string(),
+    };
+    for (i, nic) in inst.nics.iter().enumerate() {
+        // Taps and bridges come with the networking work; the NIC is present, unplugged.
+        push(&[
+            "-device",
+            &format!("{nic_model},id=nic{i},mac={}", qopt(&nic.mac)),
+        ]);
+    }
+    push(&["-device", "virtio-balloon-pci,id=balloon0"]);
+    if hv_str(hv, "reboot_behavior", "reboot") == "exit" {
+        push(&["-no-reboot"]);
+    }
+    if hv_bool(hv, "use_localtime", false) {
+        push(&["-rtc", "base=localtime"]);
+    }
+    for extra in hv_str(hv, "kvm_extra", "").split_whitespace() {
+        push(&[extra]);
+    }
+    Ok(a)
+}
+
+/// Whether `pid` is a live process (not a zombie) whose command line mentions `needle`.
+fn pid_alive(pid: u32, needle: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(needle))
+        .unwrap_or(false)
+}
+
+/// Kills every QEMU started by the kvm hypervisor of the node with state directory
+/// `state_dir` and removes their runtime files (the lab's `down`). Returns how many ran.
+pub fn kill_all(state_dir: &Path) -> usize {
+    let run_dir = state_dir.join("run").join("kvm");
+    let Ok(entries) = std::fs::read_dir(&run_dir) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in entries.flatten() {
+        let Some(name) = e
+            .file_name()
+            .to_str()
+            .and_then(|f| f.strip_suffix(".runtime.json"))
+            .map(String::from)
+        else {
+            continue;
+        };
+        let paths = Paths::new(&run_dir, &name);
+        let Ok(rf) = std::fs::read(&paths.runtime)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<RunFile>(&b).map_err(|e| e.to_string()))
+        else {
+            continue;
+        };
+        let needle = paths.qmp.to_string_lossy().into_owned();
+        if pid_alive(rf.pid, &needle) {
+            // SAFETY: kill(2) on the pid of this instance's QEMU (checked just above).
+            unsafe { libc::kill(rf.pid as i32, libc::SIGKILL) };
+            killed += 1;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while pid_alive(rf.pid, &needle) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for f in [&paths.runtime, &paths.pid, &paths.qmp, &paths.serial] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    killed
+}
+
+impl KvmHypervisor {
+    /// Keeps its runtime files in `state_dir/run/kvm` (created if missing).
+    pub fn new(state_dir: &Path, node_name: &str) -> HvResult<Self> {
+        let state_dir = if state_dir.is_absolute() {
+            state_dir.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| e.to_string())?
+                .join(state_dir)
+        };
+        let run_dir = state_dir.join("run").join("kvm");
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+        Ok(KvmHypervisor {
+            run_dir,
+            state_dir,
+            node_name: node_name.to_string(),
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn paths(&self, name: &str) -> HvResult<Paths> {
+        maguey_model::names::validate_hostname(name)
+            .map_err(|e| format!("invalid instance name: {e}"))?;
+        let p = Paths::new(&self.run_dir, name);
+        // sun_path holds 108 bytes.
+        if p.serial.as_os_str().len() > 100 || p.qmp.as_os_str().len() > 100 {
+            return Err(format!(
+                "the runtime directory {} is too deep for unix sockets",
+                self.run_dir.display()
+            ));
+        }
+        Ok(p)
+    }
+
+    fn read(&self, name: &str) -> HvResult<Option<RunFile>> {
+        let path = self.paths(name)?.runtime;
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("corrupt runtime file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// The runtime file of `name` when its QEMU is alive.
+    fn running(&self, name: &str) -> HvResult<Option<RunFile>> {
+        let Some(rf) = self.read(name)? else {
+            return Ok(None);
+        };
+        let qmp = self.paths(name)?.qmp;
+        Ok(pid_alive(rf.pid, &qmp.to_string_lossy()).then_some(rf))
+    }
+
+    fn all_names(&self) -> HvResult<Vec<String>> {
+        let entries = std::fs::read_dir(&self.run_dir)
+            .map_err(|e| format!("cannot read {}: {e}", self.run_dir.display()))?;
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".runtime.json")
+                    .map(String::from)
+            })
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes the runtime files of a stopped instance (the console log stays).
+    fn cleanup(&self, name: &str) -> HvResult<()> {
+        let p = self.paths(name)?;
+        for f in [&p.runtime, &p.pid, &p.qmp, &p.serial] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", f.display())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn qmp(&self, name: &str) -> HvResult<Qmp<tokio::net::UnixStream>> {
+        Qmp::connect(&self.paths(name)?.qmp).await
+    }
+
+    async fn wait_gone(&self, rf: &RunFile, qmp_path: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !pid_alive(rf.pid, qmp_path) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Powers the instance off: ACPI power button first (when `timeout` > 0), then QMP
+    /// `quit`, then SIGKILL.
+    async fn stop_locked(&self, name: &str, timeout: Duration) -> HvResult<()> {
+        let Some(rf) = self.read(name)? else {
+            return Ok(());
+        };
+        let qmp_path = self.paths(name)?.qmp.to_string_lossy().into_owned();
+        if pid_alive(rf.pid, &qmp_path) && !timeout.is_zero() {
+            if let Ok(mut q) = self.qmp(name).await {
+                let _ = q.system_powerdown().await;
+            }
+            if !self.wait_gone(&rf, &qmp_path, timeout).await {
+                tracing::info!(
+                    "instance {name} did not power off in {timeout:?}; stopping it hard"
+                );
+            }
+        }
+        if pid_alive(rf.pid, &qmp_path) {
+            if let Ok(mut q) = self.qmp(name).await {
+                let _ = q.quit().await;
+            }
+            if !self.wait_gone(&rf, &qmp_path, Duration::from_secs(5)).await {
+                // SAFETY: kill(2) on the pid of this instance's QEMU (checked just above).
+                unsafe { libc::kill(rf.pid as i32, libc::SIGKILL) };
+                if !self
+                    .wait_gone(&rf, &qmp_path, Duration::from_secs(10))
+                    .await
+                {
+                    return Err(format!(
+                        "QEMU of instance {name} (pid {}) does not stop",
+                        rf.pid
+                    ));
+                }
+            }
+        }
+        self.cleanup(name)
+    }
+
+    async fn start_locked(&self, inst: &InstanceRuntime) -> HvResult<()> {
+        let name = &inst.name;
+        if self.running(name)?.is_some() {
+            return Err(format!("instance {name} is already running"));
+        }
+        self.cleanup(name)?;
+        let paths = self.paths(name)?;
+        let ctx = StorageContext::new(&self.state_dir, &inst.file_storage_dir);
+        let mut disks = Vec::new();
+        for d in &inst.disks {
+            let imp = storage::for_disk(d)?;
+            if imp.find(&ctx, d)?.is_none() {
+                return Err(format!(
+                    "disk {} of instance {name} is missing on node {}",
+                    d.iv_name, self.node_name
+                ));
+            }
+            disks.push(imp.device_path(&ctx, d)?);
+        }
+        let accel = resolve_accel(hv_str(&inst.hvparams, "accel", "auto"))?;
+        let argv = build_argv(inst, &paths, &disks, &accel)?;
+        let kernel = hv_str(&inst.hvparams, "kernel_path", "");
+        if !kernel.is_empty() && !Path::new(kernel).is_file() {
+            return Err(format!(
+                "kernel_path {kernel} does not exist on node {}",
+                self.node_name
+            ));
+        }
+        tracing::info!("starting instance {name}: {}", argv.join(" "));
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .current_dir(&self.run_dir);
+        let out = tokio::time::timeout(LAUNCH_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| format!("QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"))?
+            .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+        if !out.status.success() {
+            let _ = self.cleanup(name);
+            return Err(format!(
+                "QEMU failed to start instance {name} ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let pid: u32 = std::fs::read_to_string(&paths.pid)
+            .map_err(|e| format!("QEMU wrote no pidfile {}: {e}", paths.pid.display()))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("bad pidfile {}: {e}", paths.pid.display()))?;
+        let rf = RunFile {
+            name: name.clone(),
+            uuid: inst.uuid.clone(),
+            memory: inst.memory,
+            vcpus: inst.vcpus,
+            started: maguey_model::now(),
+            pid,
+            argv,
+            accel,
+        };
+        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+        crate::write_atomic(&paths.runtime, &data)?;
+        // The machine must answer QMP and run.
+        let st = self.qmp(name).await?.query_status().await?;
+        if !st.running {
+            return Err(format!("instance {name} started but is {}", st.status));
+        }
+        Ok(())
+    }
+
+    async fn run_info(&self, rf: &RunFile) -> InstanceRunInfo {
+        let mut state = "running".to_string();
+        let mut memory = rf.memory;
+        if let Ok(mut q) = self.qmp(&rf.name).await {
+            if let Ok(st) = q.query_status().await {
+                state = st.status;
+            }
+            if let Ok(b) = q.query_balloon().await {
+                memory = b.actual / MIB;
+            }
+        }
+        InstanceRunInfo {
+            state,
+            memory,
+            vcpus: rf.vcpus,
+            pid: Some(rf.pid),
+            uptime: (maguey_model::now() - rf.started).max(0.0),
+        }
+    }
+
+    /// The last `max_bytes` of what the instance's serial console printed (also after it
+    /// stopped, until it starts again).
+    pub fn console_log(&self, name: &str, max_bytes: u64) -> HvResult<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let p = self.paths(name)?.console_log;
+        let mut f = match std::fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "instance {name} has no console log on {}",
+                    self.node_name
+                ))
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > max_bytes {
+            f.seek(SeekFrom::Start(len - max_bytes))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// The serial console socket of a running instance.
+    pub fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
+        Ok(self.paths(name)?.serial)
+    }
+}
+
+impl Hypervisor for KvmHypervisor {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            let r = self.start_locked(inst).await;
+            if r.is_err() {
+                // Leave nothing half-started behind.
+                let _ = self.stop_locked(&inst.name, Duration::ZERO).await;
+            }
+            r
+        })
+    }
+
+    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            self.stop_locked(name, timeout).await
+        })
+    }
+
+    fn reboot<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        kind: RebootKind,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if self.running(&inst.name)?.is_none() {
+                return Err(format!("instance {} is not running", inst.name));
+            }
+            match kind {
+                // The machine's reset line: same QEMU process, the guest boots again.
+                RebootKind::Hard => self.qmp(&inst.name).await?.system_reset().await,
+                // Ganeti's way: a clean ACPI power-off, then a fresh QEMU.
+                RebootKind::Soft => {
+                    self.stop_locked(&inst.name, REBOOT_SHUTDOWN_TIMEOUT)
+                        .await?;
+                    self.start_locked(inst).await
+                }
+            }
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for n in self.all_names()? {
+                if let Ok(Some(_)) = self.running(&n) {
+                    out.push(n);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>> {
+        Box::pin(async move {
+            match self.running(name)? {
+                Some(rf) => Ok(Some(self.run_info(&rf).await)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let rf = self
+                .running(name)?
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            if memory > rf.memory {
+                return Err(format!(
+                    "cannot balloon instance {name} to {memory} MiB: it started with {} MiB",
+                    rf.memory
+                ));
+            }
+            self.qmp(name).await?.balloon(memory * MIB).await
+        })
+    }
+
+    fn console_log<'a>(&'a self, name: &'a str, max_bytes: u64) -> BoxFuture<'a, HvResult<String>> {
+        Box::pin(async move { KvmHypervisor::console_log(self, name, max_bytes) })
+    }
+
+    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
+        Box::pin(async move {
+            let (total, available) = super::host_meminfo()?;
+            Ok(NodeMemory {
+                total,
+                free: available,
+                dom0: total - available,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maguey_model::params::{Hypervisor as Hv, ParamKind};
+
+    fn runtime() -> InstanceRuntime {
+        let mut hv = ParamKind::Hv(Hv::Kvm).defaults();
+        hv.insert("kernel_path".into(), "/k/vmlinuz".into());
+        hv.insert("initrd_path".into(), "/k/initrd".into());
+        hv.insert(
+            "kvm_extra".into(),
+            "-global kvm-pit.lost_tick_policy=delay".into(),
+        );
+        InstanceRuntime {
+            name: "vm1".into(),
+            uuid: "0b6f6b8c-5a43-4a3e-9d2c-1a2b3c4d5e6f".into(),
+            hypervisor: "kvm".into(),
+            memory: 128,
+            vcpus: 1,
+            hvparams: hv,
+            disks: vec![],
+            nics: vec![],
+            file_storage_dir: String::new(),
+        }
+    }
+
+    #[test]
+    fn argv_from_hvparams() {
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&runtime(), &paths, &[], "tcg").unwrap();
+        let s = a.join(" ");
+        assert_eq!(a[0], "/usr/bin/kvm");
+        assert!(s.contains("-name vm1 -uuid 0b6f6b8c"), "{s}");
+        assert!(
+            s.contains("-m 128 -smp 1 -pidfile /r/vm1.pid -daemonize"),
+            "{s}"
+        );
+        assert!(s.contains("-machine pc -accel tcg"), "{s}");
+        assert!(s.contains("-qmp unix:/r/vm1.qmp,server=on,wait=off"), "{s}");
+        assert!(s.contains("logfile=/r/vm1.console.log"), "{s}");
+        assert!(s.contains("-kernel /k/vmlinuz -initrd /k/initrd"), "{s}");
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(a[i + 1], "root=/dev/vda1 ro console=ttyS0,38400");
+        assert!(s.ends_with("-global kvm-pit.lost_tick_policy=delay"), "{s}");
+        assert!(!s.contains("-boot"));
+    }
+
+    #[test]
+    fn argv_without_kernel_boots_disk_and_escapes() {
+        let mut r = runtime();
+        r.hvparams.insert("kernel_path".into(), "".into());
+        r.hvparams.insert("serial_console".into(), false.into());
+        r.hvparams.insert("disk_cache".into(), "none".into());
+        r.disks = vec![maguey_model::Disk {
+            uuid: "d0".into(),
+            name: None,
+            dev_type: "file".into(),
+            size: 64,
+            mode: "rw".into(),
+            logical_id: maguey_model::LogicalId::File {
+                driver: "loop".into(),
+                path: "d".into(),
+            },
+            children: vec![],
+            nodes: vec![],
+            iv_name: "disk/0".into(),
+            serial_no: 1,
+            ctime: 0.0,
+            mtime: 0.0,
+        }];
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], "kvm").unwrap();
+        let s = a.join(" ");
+        assert!(s.contains("-boot c"), "{s}");
+        assert!(!s.contains("console=ttyS0"));
+        assert!(
+            s.contains("filename=/d/a,,b,aio=threads,cache.direct=on"),
+            "{s}"
+        );
+        assert!(s.contains("virtio-blk-pci,drive=disk0"), "{s}");
+        r.hvparams.insert("disk_type".into(), "pflash".into());
+        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], "kvm").is_err());
+    }
+
+    #[test]
+    fn accel_values() {
+        assert_eq!(resolve_accel("tcg").unwrap(), "tcg");
+        assert_eq!(resolve_accel("kvm").unwrap(), "kvm");
+        assert!(resolve_accel("xen").is_err());
+        let auto = resolve_accel("auto").unwrap();
+        assert!(auto == "kvm" || auto == "tcg");
+    }
+}
