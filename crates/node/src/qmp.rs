@@ -272,8 +272,8 @@ mod tests {
             "{\"timestamp\": {\"seconds\": 1795692903, \"microseconds\": 517831}, \"event\": \"POWERDOWN\"}\n{\"return\": {}}",
         ),
         (
-            r#"{"execute":"balloon","arguments":{"value":1}}"#,
-            r#"{"error": {"class": "GenericError", "desc": "Parameter 'value' expects a size of at least 1 MiB"}}"#,
+            r#"{"execute":"no-such-command"}"#,
+            r#"{"error": {"class": "CommandNotFound", "desc": "The command no-such-command has not been found"}}"#,
         ),
         (
             r#"{"execute":"query-migrate"}"#,
@@ -308,8 +308,8 @@ mod tests {
         assert_eq!(st.status, "running");
         q.system_powerdown().await.unwrap();
         assert_eq!(q.events[0].event, "POWERDOWN");
-        let e = q.balloon(1).await.unwrap_err();
-        assert!(e.contains("GenericError"), "{e}");
+        let e = q.run("no-such-command").await.unwrap_err();
+        assert!(e.contains("CommandNotFound"), "{e}");
         let m = q.query_migrate().await.unwrap();
         assert_eq!(m.status.as_deref(), Some("completed"));
         assert_eq!(m.ram.unwrap().total, 134217728);

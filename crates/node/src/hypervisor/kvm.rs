@@ -686,6 +686,9 @@ impl Hypervisor for KvmHypervisor {
     fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
+            if self.running(&inst.name)?.is_some() {
+                return Err(format!("instance {} is already running", inst.name));
+            }
             let r = self.start_locked(inst).await;
             if r.is_err() {
                 // Leave nothing half-started behind.
