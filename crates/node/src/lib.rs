@@ -286,6 +286,44 @@ impl NodeRuntime {
                 self.hypervisor(&hypervisor)?.balloon(&name, memory).await?;
                 Ok(Value::Null)
             }
+            NodeRequest::AcceptInstance {
+                instance,
+                address,
+                port,
+            } => {
+                self.hypervisor(&instance.hypervisor)?
+                    .accept_instance(&instance, &address, port)
+                    .await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceMigrate {
+                name,
+                hypervisor,
+                target,
+                port,
+                bandwidth,
+                downtime,
+            } => json(
+                self.hypervisor(&hypervisor)?
+                    .migrate(&name, &target, port, bandwidth, downtime)
+                    .await?,
+            ),
+            NodeRequest::FinalizeMigrationDst { instance, success } => {
+                self.hypervisor(&instance.hypervisor)?
+                    .finalize_migration_dst(&instance, success)
+                    .await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::FinalizeMigrationSrc {
+                name,
+                hypervisor,
+                success,
+            } => {
+                self.hypervisor(&hypervisor)?
+                    .finalize_migration_src(&name, success)
+                    .await?;
+                Ok(Value::Null)
+            }
             NodeRequest::InstanceConsole {
                 name,
                 hypervisor,

@@ -66,6 +66,34 @@ pub enum NodeRequest {
         hypervisor: String,
         memory: u64,
     },
+    /// Migration target: starts the instance waiting for its state on `address:port`
+    /// (Ganeti's `accept_instance`). Answers null.
+    AcceptInstance {
+        instance: InstanceRuntime,
+        address: String,
+        port: u16,
+    },
+    /// Migration source: live-migrates a running instance to `target:port` and waits for the
+    /// end (`bandwidth` MiB/s, `downtime` ms). Answers [`MigrationStatus`].
+    InstanceMigrate {
+        name: String,
+        hypervisor: String,
+        target: String,
+        port: u16,
+        bandwidth: u64,
+        downtime: u64,
+    },
+    /// Migration target, afterwards: keep the instance (`success`) or drop it. Answers null.
+    FinalizeMigrationDst {
+        instance: InstanceRuntime,
+        success: bool,
+    },
+    /// Migration source, afterwards: stop the old copy (`success`) or resume it. Answers null.
+    FinalizeMigrationSrc {
+        name: String,
+        hypervisor: String,
+        success: bool,
+    },
     /// The last `max_bytes` of an instance's serial console output: answers a string.
     InstanceConsole {
         name: String,
@@ -102,6 +130,10 @@ impl NodeRequest {
             NodeRequest::AllInstancesInfo { .. } => "all_instances_info",
             NodeRequest::InstanceBalloonMemory { .. } => "instance_balloon_memory",
             NodeRequest::InstanceConsole { .. } => "instance_console",
+            NodeRequest::AcceptInstance { .. } => "accept_instance",
+            NodeRequest::InstanceMigrate { .. } => "instance_migrate",
+            NodeRequest::FinalizeMigrationDst { .. } => "instance_finalize_migration_dst",
+            NodeRequest::FinalizeMigrationSrc { .. } => "instance_finalize_migration_src",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
@@ -199,6 +231,19 @@ pub struct InstanceRunInfo {
     pub pid: Option<u32>,
     /// Seconds since start.
     pub uptime: f64,
+}
+
+/// The outcome of a live migration, as the source saw it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// `completed`, `failed`, `cancelled`.
+    pub status: String,
+    /// Milliseconds from start to end.
+    pub total_time: u64,
+    /// Milliseconds the guest was paused.
+    pub downtime: u64,
+    /// RAM bytes sent.
+    pub transferred: u64,
 }
 
 /// An OS installation request (Ganeti's OS API, version 20 environment).

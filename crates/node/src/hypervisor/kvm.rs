@@ -8,9 +8,9 @@
 //! instance's QMP socket) and talks to them over QMP. No state is kept in memory.
 
 use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
-use crate::qmp::Qmp;
+use crate::qmp::{MigrationParameters, Qmp};
 use crate::storage::{self, StorageContext};
-use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
+use maguey_rpc::{InstanceRunInfo, InstanceRuntime, MigrationStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -558,6 +558,12 @@ impl KvmHypervisor {
     }
 
     async fn start_locked(&self, inst: &InstanceRuntime) -> HvResult<()> {
+        self.launch(inst, None).await
+    }
+
+    /// Starts QEMU for `inst`; with `incoming` (a migration URI) it waits for the state of a
+    /// migrating instance instead of booting.
+    async fn launch(&self, inst: &InstanceRuntime, incoming: Option<&str>) -> HvResult<()> {
         let name = &inst.name;
         if self.running(name)?.is_some() {
             return Err(format!("instance {name} is already running"));
@@ -577,7 +583,10 @@ impl KvmHypervisor {
             disks.push(imp.device_path(&ctx, d)?);
         }
         let accel = resolve_accel(hv_str(&inst.hvparams, "accel", "auto"))?;
-        let argv = build_argv(inst, &paths, &disks, &accel)?;
+        let mut argv = build_argv(inst, &paths, &disks, &accel)?;
+        if let Some(uri) = incoming {
+            argv.extend(["-incoming".to_string(), uri.to_string()]);
+        }
         let kernel = hv_str(&inst.hvparams, "kernel_path", "");
         if !kernel.is_empty() && !Path::new(kernel).is_file() {
             return Err(format!(
@@ -619,9 +628,14 @@ impl KvmHypervisor {
         };
         let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
         crate::write_atomic(&paths.runtime, &data)?;
-        // The machine must answer QMP and run.
+        // The machine must answer QMP and run (or wait for its migrating state).
         let st = self.qmp(name).await?.query_status().await?;
-        if !st.running {
+        let expected = if incoming.is_some() {
+            st.status == "inmigrate"
+        } else {
+            st.running
+        };
+        if !expected {
             return Err(format!("instance {name} started but is {}", st.status));
         }
         Ok(())
@@ -766,6 +780,137 @@ impl Hypervisor for KvmHypervisor {
 
     fn console_log<'a>(&'a self, name: &'a str, max_bytes: u64) -> BoxFuture<'a, HvResult<String>> {
         Box::pin(async move { KvmHypervisor::console_log(self, name, max_bytes) })
+    }
+
+    fn accept_instance<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        address: &'a str,
+        port: u16,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if self.running(&inst.name)?.is_some() {
+                return Err(format!(
+                    "instance {} is already running on node {}",
+                    inst.name, self.node_name
+                ));
+            }
+            let uri = format!("tcp:{address}:{port}");
+            let r = self.launch(inst, Some(&uri)).await;
+            if r.is_err() {
+                let _ = self.stop_locked(&inst.name, Duration::ZERO).await;
+            }
+            r
+        })
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        name: &'a str,
+        target: &'a str,
+        port: u16,
+        bandwidth: u64,
+        downtime: u64,
+    ) -> BoxFuture<'a, HvResult<MigrationStatus>> {
+        Box::pin(async move {
+            let rf = self
+                .running(name)?
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            {
+                let mut q = self.qmp(name).await?;
+                q.migrate_set_parameters(&MigrationParameters {
+                    max_bandwidth: Some(bandwidth.max(1) * MIB),
+                    downtime_limit: Some(downtime),
+                })
+                .await?;
+                q.migrate(&format!("tcp:{target}:{port}")).await?;
+            }
+            // Generous: four times what the RAM needs at the bandwidth limit, at least 10 min.
+            let secs = (rf.memory / bandwidth.max(1)).saturating_mul(4).max(600);
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // A fresh connection per poll keeps QMP free for info queries meanwhile.
+                let m = self.qmp(name).await?.query_migrate().await?;
+                let status = m.status.clone().unwrap_or_default();
+                match status.as_str() {
+                    "completed" => {
+                        let ram = m.ram.unwrap_or_default();
+                        return Ok(MigrationStatus {
+                            status,
+                            total_time: m.total_time.unwrap_or(0),
+                            downtime: m.downtime.unwrap_or(0),
+                            transferred: ram.transferred,
+                        });
+                    }
+                    "failed" | "cancelled" => {
+                        return Err(format!(
+                            "migration of instance {name} {status}: {}",
+                            m.error_desc.unwrap_or_default()
+                        ))
+                    }
+                    _ if Instant::now() > deadline => {
+                        let _ = self.qmp(name).await?.migrate_cancel().await;
+                        return Err(format!(
+                            "migration of instance {name} did not finish in {secs} s"
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        })
+    }
+
+    fn finalize_migration_dst<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if !success {
+                return self.stop_locked(&inst.name, Duration::ZERO).await;
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let st = self.qmp(&inst.name).await?.query_status().await?;
+                if st.running {
+                    return Ok(());
+                }
+                if st.status == "paused" || st.status == "postmigrate" {
+                    self.qmp(&inst.name).await?.cont().await?;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "instance {} is {} after the migration",
+                        inst.name, st.status
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    fn finalize_migration_src<'a>(
+        &'a self,
+        name: &'a str,
+        success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if success {
+                return self.stop_locked(name, Duration::ZERO).await;
+            }
+            if self.running(name)?.is_some() {
+                let mut q = self.qmp(name).await?;
+                let _ = q.migrate_cancel().await;
+                if !q.query_status().await?.running {
+                    q.cont().await?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {

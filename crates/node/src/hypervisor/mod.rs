@@ -6,7 +6,7 @@
 pub mod fake;
 pub mod kvm;
 
-use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
+use maguey_rpc::{InstanceRunInfo, InstanceRuntime, MigrationStatus};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -89,6 +89,69 @@ pub trait Hypervisor: Send + Sync {
 
     /// Node memory as this hypervisor accounts it.
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>>;
+
+    /// Migration target: starts the instance waiting for its state on `address:port`.
+    fn accept_instance<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        _address: &'a str,
+        _port: u16,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} cannot migrate instance {}",
+                self.name(),
+                inst.name
+            ))
+        })
+    }
+
+    /// Migration source: sends the running instance to `target:port` and waits until the
+    /// migration ends (bandwidth in MiB/s, downtime in ms).
+    fn migrate<'a>(
+        &'a self,
+        name: &'a str,
+        _target: &'a str,
+        _port: u16,
+        _bandwidth: u64,
+        _downtime: u64,
+    ) -> BoxFuture<'a, HvResult<MigrationStatus>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} cannot migrate instance {name}",
+                self.name()
+            ))
+        })
+    }
+
+    /// After a migration: the target keeps the instance running (`success`) or drops it.
+    fn finalize_migration_dst<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        _success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} cannot migrate instance {}",
+                self.name(),
+                inst.name
+            ))
+        })
+    }
+
+    /// After a migration: the source stops its copy (`success`) or resumes it.
+    fn finalize_migration_src<'a>(
+        &'a self,
+        name: &'a str,
+        _success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} cannot migrate instance {name}",
+                self.name()
+            ))
+        })
+    }
 
     /// The last `max_bytes` of an instance's serial console output.
     fn console_log<'a>(

@@ -1,0 +1,319 @@
+//! Live migration of the tiny guest between two node runtimes (two QEMU processes) whose
+//! disks live in one shared directory (the `sharedfile` situation): the guest's tick counter
+//! keeps rising on the target without a reboot, and the source copy is gone.
+//! Also boots the same guest with raw QEMU and migrates it with bare QMP, for the figures.
+
+use maguey_lab::guest::{self, READY_MARKER, TICK_MARKER};
+use maguey_model::params::{Hypervisor as Hv, ParamKind};
+use maguey_model::{Disk, LogicalId};
+use maguey_node::qmp::{MigrationParameters, Qmp};
+use maguey_node::{NodeConfig, NodeRuntime};
+use maguey_rpc::{InstanceRuntime, MigrationStatus, NodeRequest};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn node(dir: &Path, name: &str) -> NodeRuntime {
+    NodeRuntime::new(NodeConfig {
+        state_dir: dir.join(name),
+        node_name: name.into(),
+        fake_memory_mib: None,
+        fake_cpus: None,
+        os_search_path: vec![],
+    })
+    .unwrap()
+}
+
+fn disk() -> Disk {
+    Disk {
+        uuid: "d0".into(),
+        name: None,
+        dev_type: "file".into(),
+        size: 64,
+        mode: "rw".into(),
+        logical_id: LogicalId::File {
+            driver: "loop".into(),
+            path: "vm1/disk0".into(),
+        },
+        children: vec![],
+        nodes: vec![],
+        iv_name: "disk/0".into(),
+        serial_no: 1,
+        ctime: 0.0,
+        mtime: 0.0,
+    }
+}
+
+fn log(dir: &Path, node: &str) -> String {
+    std::fs::read_to_string(dir.join(node).join("run/kvm/vm1.console.log")).unwrap_or_default()
+}
+
+fn last_tick(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(TICK_MARKER)?.trim().parse().ok())
+        .next_back()
+        .unwrap_or(0)
+}
+
+async fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn list(n: &NodeRuntime) -> serde_json::Value {
+    n.handle(NodeRequest::InstanceList {
+        hypervisor: "kvm".into(),
+    })
+    .await
+    .unwrap()
+}
+
+fn hvparams(g: &guest::Guest) -> maguey_model::Params {
+    let mut hv = ParamKind::Hv(Hv::Kvm).defaults();
+    hv.extend(guest::kvm_hvparams(g));
+    hv.insert("accel".into(), "tcg".into());
+    hv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
+    let g = tokio::task::spawn_blocking(guest::ensure)
+        .await
+        .unwrap()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let shared = dir.join("shared").to_string_lossy().into_owned();
+    let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
+    n1.handle(NodeRequest::BlockdevCreate {
+        disk: disk(),
+        instance_name: "vm1".into(),
+        file_storage_dir: shared.clone(),
+    })
+    .await
+    .unwrap();
+    let inst = InstanceRuntime {
+        name: "vm1".into(),
+        uuid: "9d0c7a52-1f0e-4d3b-8b9a-5c4d3e2f1a0b".into(),
+        hypervisor: "kvm".into(),
+        memory: 128,
+        vcpus: 1,
+        hvparams: hvparams(&g),
+        disks: vec![disk()],
+        nics: vec![],
+        file_storage_dir: shared,
+    };
+    let t = Instant::now();
+    n1.handle(NodeRequest::InstanceStart {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait(Duration::from_secs(120), || log(dir, "node1")
+            .contains(READY_MARKER))
+        .await,
+        "{}",
+        log(dir, "node1")
+    );
+    eprintln!(
+        "figure: node start to guest marker: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(&log(dir, "node1"))
+            >= 2)
+        .await
+    );
+
+    let port = free_port();
+    let t = Instant::now();
+    n2.handle(NodeRequest::AcceptInstance {
+        instance: inst.clone(),
+        address: "127.0.0.1".into(),
+        port,
+    })
+    .await
+    .unwrap();
+    let v = n1
+        .handle(NodeRequest::InstanceMigrate {
+            name: "vm1".into(),
+            hypervisor: "kvm".into(),
+            target: "127.0.0.1".into(),
+            port,
+            bandwidth: 32,
+            downtime: 30,
+        })
+        .await
+        .unwrap();
+    let st: MigrationStatus = serde_json::from_value(v).unwrap();
+    n2.handle(NodeRequest::FinalizeMigrationDst {
+        instance: inst.clone(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    n1.handle(NodeRequest::FinalizeMigrationSrc {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "figure: live migration through the node runtimes: {:.2} s (QEMU total {} ms, downtime {} ms, {} KiB sent)",
+        t.elapsed().as_secs_f64(),
+        st.total_time,
+        st.downtime,
+        st.transferred / 1024
+    );
+    assert_eq!(st.status, "completed");
+
+    let before = last_tick(&log(dir, "node1"));
+    assert!(before >= 2);
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(&log(dir, "node2"))
+            > before + 1)
+        .await,
+        "source ended at {before}; target:\n{}",
+        log(dir, "node2")
+    );
+    // The guest did not boot again on the target: no ready marker there.
+    assert!(!log(dir, "node2").contains(READY_MARKER));
+    assert_eq!(list(&n1).await, serde_json::json!([]));
+    assert_eq!(list(&n2).await, serde_json::json!(["vm1"]));
+
+    // A clean power-off on the target, then the disk still holds the guest's boot counter.
+    n2.handle(NodeRequest::InstanceShutdown {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        timeout: 60,
+    })
+    .await
+    .unwrap();
+    assert!(log(dir, "node2").contains("MAGUEY-GUEST-POWEROFF"));
+}
+
+/// The same guest under bare QEMU: boot to marker and a QMP-driven migration, for figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_qemu_boot_and_migrate_figures() {
+    let g = tokio::task::spawn_blocking(guest::ensure)
+        .await
+        .unwrap()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let qemu = guest::qemu_path();
+    let launch = |tag: &str, incoming: Option<u16>| -> (PathBuf, PathBuf) {
+        let (qmp, log) = (
+            dir.join(format!("{tag}.qmp")),
+            dir.join(format!("{tag}.log")),
+        );
+        let mut c = std::process::Command::new(&qemu);
+        c.args(["-daemonize", "-nodefaults", "-display", "none"])
+            .args(["-machine", "pc", "-accel", "tcg", "-m", "128"])
+            .arg("-kernel")
+            .arg(&g.kernel)
+            .arg("-initrd")
+            .arg(&g.initrd)
+            .args(["-append", "ro quiet console=ttyS0"])
+            .arg("-chardev")
+            .arg(format!("file,id=s0,path={}", log.display()))
+            .args(["-serial", "chardev:s0"])
+            .arg("-blockdev")
+            .arg(format!(
+                "driver=file,node-name=f0,filename={}",
+                img.display()
+            ))
+            .args(["-blockdev", "driver=raw,node-name=d0,file=f0"])
+            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .args(["-device", "virtio-balloon-pci,id=balloon0"])
+            .arg("-pidfile")
+            .arg(dir.join(format!("{tag}.pid")))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+        if let Some(p) = incoming {
+            c.args(["-incoming", &format!("tcp:127.0.0.1:{p}")]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (qmp, log)
+    };
+    let t = Instant::now();
+    let (qa, la) = launch("a", None);
+    assert!(
+        wait(Duration::from_secs(120), || std::fs::read_to_string(&la)
+            .unwrap_or_default()
+            .contains(READY_MARKER))
+        .await
+    );
+    eprintln!(
+        "figure: raw QEMU start to guest marker: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(
+            &std::fs::read_to_string(&la).unwrap_or_default()
+        ) >= 2)
+        .await
+    );
+    let port = free_port();
+    let t = Instant::now();
+    let (qb, lb) = launch("b", Some(port));
+    let mut a = Qmp::connect(&qa).await.unwrap();
+    a.migrate_set_parameters(&MigrationParameters {
+        max_bandwidth: Some(32 << 20),
+        downtime_limit: Some(30),
+    })
+    .await
+    .unwrap();
+    a.migrate(&format!("tcp:127.0.0.1:{port}")).await.unwrap();
+    let m = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = a.query_migrate().await.unwrap();
+        match m.status.as_deref() {
+            Some("completed") => break m,
+            Some("failed") | Some("cancelled") => panic!("{m:?}"),
+            _ => {}
+        }
+    };
+    let mut b = Qmp::connect(&qb).await.unwrap();
+    assert!(b.query_status().await.unwrap().running);
+    a.quit().await.unwrap();
+    eprintln!(
+        "figure: raw QEMU live migration: {:.2} s (QEMU total {} ms, downtime {} ms)",
+        t.elapsed().as_secs_f64(),
+        m.total_time.unwrap_or(0),
+        m.downtime.unwrap_or(0)
+    );
+    let before = last_tick(&std::fs::read_to_string(&la).unwrap_or_default());
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(
+            &std::fs::read_to_string(&lb).unwrap_or_default()
+        ) > before)
+        .await
+    );
+    b.quit().await.unwrap();
+}
