@@ -191,23 +191,26 @@ fn split_path(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-fn authorize(r: &Inner, req: &Request, write: bool) -> Result<(), ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
+/// Checks a request's `Authorization` header: 401 without valid credentials (unless an
+/// anonymous read is allowed), 403 when the user lacks the access the request needs.
+pub fn authorize(
+    users: &UsersFile,
+    anonymous_reads: bool,
+    header: Option<&str>,
+    write: bool,
+) -> Result<(), ApiError> {
     let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication required");
     let access: Option<Access> = match parse_authorization(header) {
         Credentials::None => None,
         Credentials::Malformed => return Err(unauthorized()),
         Credentials::Basic { user, password } => Some(
-            r.users
+            users
                 .authenticate(&user, &password)
                 .ok_or_else(unauthorized)?,
         ),
     };
     match access {
-        None if !write && r.anonymous_reads => Ok(()),
+        None if !write && anonymous_reads => Ok(()),
         None => Err(unauthorized()),
         Some(a) if write && !a.write => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -233,7 +236,16 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
     let r = &rapi.inner;
     let segs = split_path(req.uri().path())?;
     let method = req.method().clone();
-    authorize(r, &req, needs_write(&method, &segs))?;
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
+    authorize(
+        &r.users,
+        r.anonymous_reads,
+        auth_header,
+        needs_write(&method, &segs),
+    )?;
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -290,5 +302,66 @@ pub mod tls {
             .with_single_cert(chain, key)
             .map_err(|e| anyhow::anyhow!("invalid Remote API certificate or key: {e}"))?;
         Ok(Arc::new(cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn basic(u: &str, p: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    }
+
+    #[test]
+    fn access_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users");
+        std::fs::write(&p, "w wpw write\nr rpw read\nn npw\n").unwrap();
+        let users = UsersFile::new(p);
+        let code = |anon: bool, h: Option<String>, write: bool| {
+            authorize(&users, anon, h.as_deref(), write)
+                .err()
+                .map(|e| e.status.as_u16())
+        };
+        // Writers read and write; readers (and users without options) only read.
+        assert_eq!(code(false, Some(basic("w", "wpw")), true), None);
+        assert_eq!(code(false, Some(basic("w", "wpw")), false), None);
+        assert_eq!(code(false, Some(basic("r", "rpw")), false), None);
+        assert_eq!(code(false, Some(basic("r", "rpw")), true), Some(403));
+        assert_eq!(code(false, Some(basic("n", "npw")), true), Some(403));
+        // Wrong or missing credentials.
+        assert_eq!(code(false, Some(basic("w", "x")), false), Some(401));
+        assert_eq!(code(false, Some(basic("zz", "wpw")), false), Some(401));
+        assert_eq!(code(false, Some("Basic ***".into()), false), Some(401));
+        assert_eq!(code(false, None, false), Some(401));
+        // Anonymous reads only when configured, never anonymous writes; bad credentials
+        // stay refused even then.
+        assert_eq!(code(true, None, false), None);
+        assert_eq!(code(true, None, true), Some(401));
+        assert_eq!(code(true, Some(basic("w", "x")), false), Some(401));
+    }
+
+    #[test]
+    fn paths_and_write_access() {
+        let segs = split_path("/2/jobs/12/wait").unwrap();
+        assert!(needs_write(&Method::GET, &segs));
+        assert!(!needs_write(
+            &Method::GET,
+            &split_path("/2/jobs/12").unwrap()
+        ));
+        assert!(needs_write(
+            &Method::DELETE,
+            &split_path("/2/jobs/12").unwrap()
+        ));
+        assert_eq!(
+            split_path("/2//nodes/a%20b/").unwrap(),
+            ["2", "nodes", "a b"]
+        );
+        assert!(split_path("/2/%ff").is_err());
     }
 }
