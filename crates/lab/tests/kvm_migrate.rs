@@ -23,12 +23,20 @@ fn node(dir: &Path, name: &str) -> NodeRuntime {
     .unwrap()
 }
 
+/// Disk size in MiB: 64, or `$MAGUEY_MIGRATE_DISK_MIB` (e.g. 1024 for the throughput figure).
+fn disk_mib() -> u64 {
+    std::env::var("MAGUEY_MIGRATE_DISK_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
+}
+
 fn disk() -> Disk {
     Disk {
         uuid: "d0".into(),
         name: None,
         dev_type: "file".into(),
-        size: 64,
+        size: disk_mib(),
         mode: "rw".into(),
         logical_id: LogicalId::File {
             driver: "loop".into(),
@@ -41,6 +49,51 @@ fn disk() -> Disk {
         ctime: 0.0,
         mtime: 0.0,
     }
+}
+
+/// Migrates vm1 from `n1` to `n2` through the node requests; `nbd` for local disks.
+async fn migrate(
+    n1: &NodeRuntime,
+    n2: &NodeRuntime,
+    inst: &InstanceRuntime,
+    nbd: bool,
+) -> MigrationStatus {
+    let port = free_port();
+    let nbd_port = nbd.then(free_port);
+    n2.handle(NodeRequest::AcceptInstance {
+        instance: inst.clone(),
+        address: "127.0.0.1".into(),
+        port,
+        nbd_port,
+    })
+    .await
+    .unwrap();
+    let v = n1
+        .handle(NodeRequest::InstanceMigrate {
+            name: inst.name.clone(),
+            hypervisor: "kvm".into(),
+            target: "127.0.0.1".into(),
+            port,
+            bandwidth: 32,
+            downtime: 30,
+            nbd_port,
+        })
+        .await
+        .unwrap();
+    n2.handle(NodeRequest::FinalizeMigrationDst {
+        instance: inst.clone(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    n1.handle(NodeRequest::FinalizeMigrationSrc {
+        name: inst.name.clone(),
+        hypervisor: "kvm".into(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    serde_json::from_value(v).unwrap()
 }
 
 fn log(dir: &Path, node: &str) -> String {
@@ -145,6 +198,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
         instance: inst.clone(),
         address: "127.0.0.1".into(),
         port,
+        nbd_port: None,
     })
     .await
     .unwrap();
@@ -156,6 +210,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
             port,
             bandwidth: 32,
             downtime: 30,
+            nbd_port: None,
         })
         .await
         .unwrap();
@@ -316,4 +371,120 @@ async fn raw_qemu_boot_and_migrate_figures() {
         .await
     );
     b.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvm_live_migration_with_local_disks_mirrors_them() {
+    let g = tokio::task::spawn_blocking(guest::ensure)
+        .await
+        .unwrap()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
+    // Each node has its own file storage: the target gets a fresh, empty disk.
+    for n in [&n1, &n2] {
+        n.handle(NodeRequest::BlockdevCreate {
+            disk: disk(),
+            instance_name: "vm1".into(),
+            file_storage_dir: "file-storage".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let inst = InstanceRuntime {
+        name: "vm1".into(),
+        uuid: "2b7c8d9e-0f1a-4b2c-8d3e-4f5a6b7c8d9e".into(),
+        hypervisor: "kvm".into(),
+        memory: 128,
+        vcpus: 1,
+        hvparams: hvparams(&g),
+        disks: vec![disk()],
+        nics: vec![],
+        file_storage_dir: "file-storage".into(),
+    };
+    if std::env::var_os("MAGUEY_MIGRATE_FILL").is_some() {
+        // Non-zero data everywhere, so the mirror cannot skip holes (throughput figure).
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("node1/file-storage/vm1/disk0"))
+            .unwrap();
+        let chunk: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 1)
+            .collect();
+        for _ in 0..disk_mib() {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    n1.handle(NodeRequest::InstanceStart {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait(Duration::from_secs(120), || log(dir, "node1")
+            .contains(&format!("{READY_MARKER} boot=1 disk=yes")))
+        .await,
+        "{}",
+        log(dir, "node1")
+    );
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(&log(dir, "node1"))
+            >= 2)
+        .await
+    );
+    let t = Instant::now();
+    let st = migrate(&n1, &n2, &inst, true).await;
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "figure: local-disk live migration: {secs:.2} s; disk mirror {} MiB in {} ms ({:.0} MiB/s); RAM {} ms, downtime {} ms",
+        st.disk_transferred >> 20,
+        st.disk_time,
+        (st.disk_transferred >> 20) as f64 / (st.disk_time.max(1) as f64 / 1000.0),
+        st.total_time,
+        st.downtime
+    );
+    assert_eq!(st.status, "completed");
+    assert!(st.disk_transferred >= disk_mib() << 20, "{st:?}");
+    let before = last_tick(&log(dir, "node1"));
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(&log(dir, "node2"))
+            > before + 1)
+        .await,
+        "source ended at {before}; target:\n{}",
+        log(dir, "node2")
+    );
+    assert!(!log(dir, "node2").contains(READY_MARKER));
+    assert_eq!(list(&n1).await, serde_json::json!([]));
+    assert_eq!(list(&n2).await, serde_json::json!(["vm1"]));
+    // What the guest wrote on node1 (its filesystem and boot counter) is on node2's disk:
+    // a fresh boot there counts boot 2.
+    n2.handle(NodeRequest::InstanceShutdown {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        timeout: 60,
+    })
+    .await
+    .unwrap();
+    n2.handle(NodeRequest::InstanceStart {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait(Duration::from_secs(120), || log(dir, "node2")
+            .contains(&format!("{READY_MARKER} boot=2 disk=yes")))
+        .await,
+        "{}",
+        log(dir, "node2")
+    );
+    n2.handle(NodeRequest::InstanceShutdown {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
 }

@@ -290,9 +290,10 @@ impl NodeRuntime {
                 instance,
                 address,
                 port,
+                nbd_port,
             } => {
                 self.hypervisor(&instance.hypervisor)?
-                    .accept_instance(&instance, &address, port)
+                    .accept_instance(&instance, &address, port, nbd_port)
                     .await?;
                 Ok(Value::Null)
             }
@@ -303,9 +304,10 @@ impl NodeRuntime {
                 port,
                 bandwidth,
                 downtime,
+                nbd_port,
             } => json(
                 self.hypervisor(&hypervisor)?
-                    .migrate(&name, &target, port, bandwidth, downtime)
+                    .migrate(&name, &target, port, bandwidth, downtime, nbd_port)
                     .await?,
             ),
             NodeRequest::FinalizeMigrationDst { instance, success } => {

@@ -67,6 +67,20 @@ pub struct MigrationRam {
     pub total: u64,
 }
 
+/// One entry of `query-block-jobs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BlockJobInfo {
+    pub device: String,
+    #[serde(default)]
+    pub len: u64,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub status: String,
+}
+
 /// `migrate-set-parameters` (only what is set is sent).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct MigrationParameters {
@@ -244,6 +258,17 @@ impl<S: AsyncRead + AsyncWrite> Qmp<S> {
 
     pub async fn query_migrate(&mut self) -> Result<MigrationInfo, String> {
         self.execute("query-migrate", None::<()>).await
+    }
+
+    /// Any command with JSON arguments whose answer is ignored.
+    pub async fn call(&mut self, command: &str, arguments: Value) -> Result<(), String> {
+        self.execute::<Value, _>(command, Some(arguments))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn query_block_jobs(&mut self) -> Result<Vec<BlockJobInfo>, String> {
+        self.execute("query-block-jobs", None::<()>).await
     }
 
     pub async fn migrate_cancel(&mut self) -> Result<(), String> {

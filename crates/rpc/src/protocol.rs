@@ -72,6 +72,9 @@ pub enum NodeRequest {
         instance: InstanceRuntime,
         address: String,
         port: u16,
+        /// Local-disk migration: also export the instance's fresh disks over NBD on this port.
+        #[serde(default)]
+        nbd_port: Option<u16>,
     },
     /// Migration source: live-migrates a running instance to `target:port` and waits for the
     /// end (`bandwidth` MiB/s, `downtime` ms). Answers [`MigrationStatus`].
@@ -82,6 +85,10 @@ pub enum NodeRequest {
         port: u16,
         bandwidth: u64,
         downtime: u64,
+        /// Local-disk migration: mirror the disks to the target's NBD exports on this port
+        /// first.
+        #[serde(default)]
+        nbd_port: Option<u16>,
     },
     /// Migration target, afterwards: keep the instance (`success`) or drop it. Answers null.
     FinalizeMigrationDst {
@@ -244,6 +251,12 @@ pub struct MigrationStatus {
     pub downtime: u64,
     /// RAM bytes sent.
     pub transferred: u64,
+    /// Disk bytes mirrored to the target (local-disk migration).
+    #[serde(default)]
+    pub disk_transferred: u64,
+    /// Milliseconds the disk mirror took until it was in sync.
+    #[serde(default)]
+    pub disk_time: u64,
 }
 
 /// An OS installation request (Ganeti's OS API, version 20 environment).

@@ -90,12 +90,14 @@ pub trait Hypervisor: Send + Sync {
     /// Node memory as this hypervisor accounts it.
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>>;
 
-    /// Migration target: starts the instance waiting for its state on `address:port`.
+    /// Migration target: starts the instance waiting for its state on `address:port`; with
+    /// `nbd_port`, also exports its (fresh) disks over NBD there for the source to mirror into.
     fn accept_instance<'a>(
         &'a self,
         inst: &'a InstanceRuntime,
         _address: &'a str,
         _port: u16,
+        _nbd_port: Option<u16>,
     ) -> BoxFuture<'a, HvResult<()>> {
         Box::pin(async move {
             Err(format!(
@@ -107,7 +109,9 @@ pub trait Hypervisor: Send + Sync {
     }
 
     /// Migration source: sends the running instance to `target:port` and waits until the
-    /// migration ends (bandwidth in MiB/s, downtime in ms).
+    /// migration ends (bandwidth in MiB/s, downtime in ms); with `nbd_port`, first mirrors
+    /// its disks into the target's NBD exports (live migration with local storage).
+    #[allow(clippy::too_many_arguments)]
     fn migrate<'a>(
         &'a self,
         name: &'a str,
@@ -115,6 +119,7 @@ pub trait Hypervisor: Send + Sync {
         _port: u16,
         _bandwidth: u64,
         _downtime: u64,
+        _nbd_port: Option<u16>,
     ) -> BoxFuture<'a, HvResult<MigrationStatus>> {
         Box::pin(async move {
             Err(format!(
