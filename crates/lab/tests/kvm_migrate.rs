@@ -488,3 +488,107 @@ async fn kvm_live_migration_with_local_disks_mirrors_them() {
     .await
     .unwrap();
 }
+
+/// The target QEMU killed in the middle of a migration: the migration fails, the instance
+/// keeps running on the source, and the source can finalize as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
+    let g = tokio::task::spawn_blocking(guest::ensure)
+        .await
+        .unwrap()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let shared = dir.join("shared").to_string_lossy().into_owned();
+    let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
+    n1.handle(NodeRequest::BlockdevCreate {
+        disk: disk(),
+        instance_name: "vm1".into(),
+        file_storage_dir: shared.clone(),
+    })
+    .await
+    .unwrap();
+    let inst = InstanceRuntime {
+        name: "vm1".into(),
+        uuid: "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b".into(),
+        hypervisor: "kvm".into(),
+        memory: 128,
+        vcpus: 1,
+        hvparams: hvparams(&g),
+        disks: vec![disk()],
+        nics: vec![],
+        file_storage_dir: shared,
+    };
+    n1.handle(NodeRequest::InstanceStart {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        wait(Duration::from_secs(120), || last_tick(&log(dir, "node1"))
+            >= 1)
+        .await
+    );
+    let port = free_port();
+    n2.handle(NodeRequest::AcceptInstance {
+        instance: inst.clone(),
+        address: "127.0.0.1".into(),
+        port,
+        nbd_port: None,
+    })
+    .await
+    .unwrap();
+    let target_pid: u32 = std::fs::read_to_string(dir.join("node2/run/kvm/vm1.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 1 MiB/s: the RAM phase lasts long enough to kill the target during it.
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // SAFETY: kill(2) on the target QEMU this test started.
+        unsafe { libc::kill(target_pid as i32, libc::SIGKILL) };
+    });
+    let r = n1
+        .handle(NodeRequest::InstanceMigrate {
+            name: "vm1".into(),
+            hypervisor: "kvm".into(),
+            target: "127.0.0.1".into(),
+            port,
+            bandwidth: 1,
+            downtime: 30,
+            nbd_port: None,
+        })
+        .await;
+    killer.await.unwrap();
+    let e = r.unwrap_err();
+    assert!(e.contains("migration of instance vm1"), "{e}");
+    n2.handle(NodeRequest::FinalizeMigrationDst {
+        instance: inst.clone(),
+        success: false,
+    })
+    .await
+    .unwrap();
+    n1.handle(NodeRequest::FinalizeMigrationSrc {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        success: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(list(&n1).await, serde_json::json!(["vm1"]));
+    assert_eq!(list(&n2).await, serde_json::json!([]));
+    let before = last_tick(&log(dir, "node1"));
+    assert!(
+        wait(Duration::from_secs(60), || last_tick(&log(dir, "node1"))
+            > before + 1)
+        .await
+    );
+    n1.handle(NodeRequest::InstanceShutdown {
+        name: "vm1".into(),
+        hypervisor: "kvm".into(),
+        timeout: 0,
+    })
+    .await
+    .unwrap();
+}
