@@ -96,6 +96,17 @@ async fn migrate(
     serde_json::from_value(v).unwrap()
 }
 
+/// The same disk as a `sharedfile` disk (its directory is the shared one the caller passes).
+fn shared_disk() -> Disk {
+    let mut d = disk();
+    d.dev_type = "sharedfile".into();
+    d.logical_id = LogicalId::Sharedfile {
+        driver: "loop".into(),
+        path: "vm1/disk0".into(),
+    };
+    d
+}
+
 fn log(dir: &Path, node: &str) -> String {
     std::fs::read_to_string(dir.join(node).join("run/kvm/vm1.console.log")).unwrap_or_default()
 }
@@ -152,7 +163,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
     let shared = dir.join("shared").to_string_lossy().into_owned();
     let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
     n1.handle(NodeRequest::BlockdevCreate {
-        disk: disk(),
+        disk: shared_disk(),
         instance_name: "vm1".into(),
         file_storage_dir: shared.clone(),
     })
@@ -165,7 +176,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
         memory: 128,
         vcpus: 1,
         hvparams: hvparams(&g),
-        disks: vec![disk()],
+        disks: vec![shared_disk()],
         nics: vec![],
         file_storage_dir: shared,
     };
@@ -502,7 +513,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
     let shared = dir.join("shared").to_string_lossy().into_owned();
     let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
     n1.handle(NodeRequest::BlockdevCreate {
-        disk: disk(),
+        disk: shared_disk(),
         instance_name: "vm1".into(),
         file_storage_dir: shared.clone(),
     })
@@ -515,7 +526,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
         memory: 128,
         vcpus: 1,
         hvparams: hvparams(&g),
-        disks: vec![disk()],
+        disks: vec![shared_disk()],
         nics: vec![],
         file_storage_dir: shared,
     };

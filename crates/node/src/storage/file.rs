@@ -35,7 +35,7 @@ pub fn resolve(storage_dir: &Path, path: &str) -> Result<PathBuf, String> {
 
 fn file_path(disk: &Disk) -> Result<&str, String> {
     match &disk.logical_id {
-        LogicalId::File { path, .. } => Ok(path),
+        LogicalId::File { path, .. } | LogicalId::Sharedfile { path, .. } => Ok(path),
         other => Err(format!(
             "disk {} is not a file disk: {other:?}",
             disk.iv_name

@@ -1,4 +1,4 @@
-//! Block devices of instances. `file` is implemented here; `sharedfile`, `plain` (LVM) and
+//! Block devices of instances. `file` and `sharedfile` are implemented here; `plain` (LVM) and
 //! `drbd` implement [`BlockStorage`] later. `diskless` instances have no disks at all.
 
 pub mod file;
@@ -84,6 +84,10 @@ pub trait BlockStorage: Send + Sync {
 pub fn for_disk(disk: &Disk) -> Result<&'static dyn BlockStorage, String> {
     match disk.dev_type.as_str() {
         "file" => Ok(&file::FileStorage),
+        // The same images in the cluster's shared directory, which the master sends as the
+        // request's storage directory for `sharedfile` instances (every node sees the same
+        // files, so instances can migrate anywhere).
+        "sharedfile" => Ok(&file::FileStorage),
         other => Err(format!(
             "disk template '{other}' is not supported by this node yet"
         )),
