@@ -92,6 +92,79 @@ pub fn master_router(state: MasterState) -> Router {
     luxi.merge(join)
 }
 
+/// The master API on the Remote API's port, for `maguey --cluster URL`: the same `/luxi/...`
+/// routes, authenticated with the RAPI users file (HTTP Basic) instead of a client certificate.
+/// Reads (job list and status, queries, field lists) need a user; everything else needs the
+/// `write` option. OP_CLUSTER_DESTROY is refused there: it needs the master's own CLI.
+pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> Router {
+    let read = Router::new()
+        .route("/luxi/jobs", get(list_jobs))
+        .route("/luxi/jobs/{id}", get(get_job))
+        .route("/luxi/query", post(run_query))
+        .route("/luxi/fields/{resource}", get(fields))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            rapi.clone(),
+            basic_auth_read,
+        ));
+    let write = Router::new()
+        .route("/luxi/submit", post(submit_remote))
+        .route("/luxi/jobs/{id}/wait", post(wait_job))
+        .route("/luxi/jobs/{id}/cancel", post(cancel_job))
+        .route("/luxi/archive", post(archive))
+        .route("/luxi/config", get(export_config))
+        .route("/luxi/join-token", post(join_token))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(rapi, basic_auth_write));
+    read.merge(write)
+}
+
+async fn basic_auth(
+    rapi: &maguey_rapi::Rapi,
+    write: bool,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
+    match rapi.authorize(header, write) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn basic_auth_read(
+    State(rapi): State<maguey_rapi::Rapi>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    basic_auth(&rapi, false, req, next).await
+}
+
+async fn basic_auth_write(
+    State(rapi): State<maguey_rapi::Rapi>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    basic_auth(&rapi, true, req, next).await
+}
+
+async fn submit_remote(s: State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
+    if req
+        .ops
+        .iter()
+        .any(|op| op.get("OP_ID").and_then(Value::as_str) == Some("OP_CLUSTER_DESTROY"))
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the cluster cannot be destroyed through the Remote API: use the master's CLI",
+        );
+    }
+    submit(s, Json(req)).await
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {

@@ -30,12 +30,32 @@ impl From<RpcError> for ClientError {
     }
 }
 
-/// A connection to the master's API over mutual TLS.
+/// A connection to the master's API: over mutual TLS with a node certificate, or through the
+/// Remote API's port with a RAPI user (`maguey --cluster URL`).
 #[derive(Clone)]
 pub struct MasterClient {
-    rpc: RpcClient,
+    transport: Transport,
     base: String,
 }
+
+#[derive(Clone)]
+enum Transport {
+    Mtls(RpcClient),
+    Basic {
+        http: reqwest::Client,
+        user: String,
+        password: String,
+    },
+}
+
+/// Environment variables of the remote mode.
+pub const ENV_CLUSTER: &str = "MAGUEY_CLUSTER";
+pub const ENV_RAPI_URL: &str = "MAGUEY_RAPI_URL";
+pub const ENV_RAPI_USER: &str = "MAGUEY_RAPI_USER";
+pub const ENV_RAPI_PASSWORD: &str = "MAGUEY_RAPI_PASSWORD";
+pub const ENV_RAPI_CA: &str = "MAGUEY_RAPI_CA";
+/// A file whose first non-comment line is `user password` (instead of the two variables).
+pub const ENV_RAPI_CREDENTIALS: &str = "MAGUEY_RAPI_CREDENTIALS";
 
 impl MasterClient {
     /// Connects with the identity and ssconf found in a node's state directory.
@@ -59,7 +79,128 @@ impl MasterClient {
     pub fn new(identity: &NodeIdentity, base: String) -> Result<Self, ClientError> {
         let rpc = RpcClient::new(identity, Duration::from_secs(90))
             .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        Ok(MasterClient { rpc, base })
+        Ok(MasterClient {
+            transport: Transport::Mtls(rpc),
+            base,
+        })
+    }
+
+    /// A client of a remote master's API through its Remote API (`https://MASTER:5080`),
+    /// authenticated as a RAPI user. `ca_pem`: trust only this CA (the cluster CA, or the CA of
+    /// a configured `--rapi-cert`); `None`: the built-in public roots.
+    pub fn remote(
+        url: &str,
+        user: &str,
+        password: &str,
+        ca_pem: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| ClientError::Refused(format!("invalid CA certificate: {e}")))?;
+            b = b.add_root_certificate(cert).tls_built_in_root_certs(false);
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Unreachable(format!("cannot build the HTTP client: {e}")))?;
+        Ok(MasterClient {
+            transport: Transport::Basic {
+                http,
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+            base: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The remote client described by the environment, if `MAGUEY_CLUSTER` (the URL; with
+    /// `maguey --cluster URL` the CLI sets it) is set: credentials from `MAGUEY_RAPI_USER` and
+    /// `MAGUEY_RAPI_PASSWORD` or the file `MAGUEY_RAPI_CREDENTIALS`, CA from `MAGUEY_RAPI_CA`.
+    pub fn from_env() -> Option<Result<Self, ClientError>> {
+        let url = std::env::var(ENV_CLUSTER).ok().filter(|u| !u.is_empty())?;
+        Some(Self::from_env_url(&url))
+    }
+
+    fn from_env_url(url: &str) -> Result<Self, ClientError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (user, password) = match (var(ENV_RAPI_USER), var(ENV_RAPI_PASSWORD)) {
+            (Some(u), Some(p)) => (u, p),
+            _ => {
+                let Some(file) = var(ENV_RAPI_CREDENTIALS) else {
+                    return Err(ClientError::Refused(format!(
+                        "remote mode needs credentials: set {ENV_RAPI_USER} and \
+                         {ENV_RAPI_PASSWORD}, or {ENV_RAPI_CREDENTIALS} to a file 'user password'"
+                    )));
+                };
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| ClientError::Refused(format!("reading {file}: {e}")))?;
+                let line = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'))
+                    .unwrap_or("");
+                match line.split_once(char::is_whitespace) {
+                    Some((u, p)) => (u.to_string(), p.trim().to_string()),
+                    None => {
+                        return Err(ClientError::Refused(format!(
+                            "{file}: expected a line 'user password'"
+                        )))
+                    }
+                }
+            }
+        };
+        let ca = match var(ENV_RAPI_CA) {
+            Some(f) => Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| ClientError::Refused(format!("reading {f}: {e}")))?,
+            ),
+            None => None,
+        };
+        Self::remote(url, &user, &password, ca.as_deref())
+    }
+
+    /// The remote client if `MAGUEY_CLUSTER` is set, else the local one of `dir`.
+    pub fn from_env_or_state_dir(dir: &Path) -> Result<Self, ClientError> {
+        Self::from_env().unwrap_or_else(|| Self::from_state_dir(dir))
+    }
+
+    async fn post_json<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        match &self.transport {
+            Transport::Mtls(rpc) => Ok(rpc.post_json(url, body).await?),
+            Transport::Basic {
+                http,
+                user,
+                password,
+            } => {
+                let r = http
+                    .post(url)
+                    .basic_auth(user, Some(password))
+                    .json(body)
+                    .send()
+                    .await;
+                decode_remote(url, r).await
+            }
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {
+        match &self.transport {
+            Transport::Mtls(rpc) => Ok(rpc.get_json(url).await?),
+            Transport::Basic {
+                http,
+                user,
+                password,
+            } => {
+                let r = http.get(url).basic_auth(user, Some(password)).send().await;
+                decode_remote(url, r).await
+            }
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -72,7 +213,6 @@ impl MasterClient {
 
     pub async fn submit(&self, ops: Vec<OpCode>, priority: i32) -> Result<u64, ClientError> {
         let v: Value = self
-            .rpc
             .post_json(
                 &self.url("/luxi/submit"),
                 &json!({"ops": ops, "priority": priority}),
@@ -84,17 +224,12 @@ impl MasterClient {
     }
 
     pub async fn job(&self, id: u64) -> Result<Job, ClientError> {
-        Ok(self
-            .rpc
-            .get_json(&self.url(&format!("/luxi/jobs/{id}")))
-            .await?)
+        self.get_json(&self.url(&format!("/luxi/jobs/{id}"))).await
     }
 
     pub async fn jobs(&self, archived: bool) -> Result<Vec<Value>, ClientError> {
-        Ok(self
-            .rpc
-            .get_json(&self.url(&format!("/luxi/jobs?archived={archived}")))
-            .await?)
+        self.get_json(&self.url(&format!("/luxi/jobs?archived={archived}")))
+            .await
     }
 
     /// Long-polls for a change of the job (status or new log entries).
@@ -106,7 +241,6 @@ impl MasterClient {
         timeout: Duration,
     ) -> Result<Option<Job>, ClientError> {
         let v: Value = self
-            .rpc
             .post_json(
                 &self.url(&format!("/luxi/jobs/{id}/wait")),
                 &WaitRequest {
@@ -121,20 +255,16 @@ impl MasterClient {
     }
 
     pub async fn cancel(&self, id: u64) -> Result<Value, ClientError> {
-        Ok(self
-            .rpc
-            .post_json(&self.url(&format!("/luxi/jobs/{id}/cancel")), &json!({}))
-            .await?)
+        self.post_json(&self.url(&format!("/luxi/jobs/{id}/cancel")), &json!({}))
+            .await
     }
 
     pub async fn archive(&self, age: Duration) -> Result<Value, ClientError> {
-        Ok(self
-            .rpc
-            .post_json(
-                &self.url("/luxi/archive"),
-                &json!({"age_secs": age.as_secs_f64()}),
-            )
-            .await?)
+        self.post_json(
+            &self.url("/luxi/archive"),
+            &json!({"age_secs": age.as_secs_f64()}),
+        )
+        .await
     }
 
     pub async fn query(
@@ -143,37 +273,67 @@ impl MasterClient {
         names: Vec<String>,
         fields: Vec<String>,
     ) -> Result<QueryResult, ClientError> {
-        Ok(self
-            .rpc
-            .post_json(
-                &self.url("/luxi/query"),
-                &QueryRequest {
-                    what,
-                    names,
-                    fields,
-                },
-            )
-            .await?)
+        self.post_json(
+            &self.url("/luxi/query"),
+            &QueryRequest {
+                what,
+                names,
+                fields,
+            },
+        )
+        .await
     }
 
     pub async fn fields(&self, what: &str) -> Result<Vec<(String, String)>, ClientError> {
-        Ok(self
-            .rpc
-            .get_json(&self.url(&format!("/luxi/fields/{what}")))
-            .await?)
+        self.get_json(&self.url(&format!("/luxi/fields/{what}")))
+            .await
     }
 
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
-        Ok(self.rpc.get_json(&self.url("/luxi/config")).await?)
+        self.get_json(&self.url("/luxi/config")).await
     }
 
     pub async fn join_token(
         &self,
         req: &JoinTokenRequest,
     ) -> Result<JoinTokenResponse, ClientError> {
-        Ok(self
-            .rpc
-            .post_json(&self.url("/luxi/join-token"), req)
-            .await?)
+        self.post_json(&self.url("/luxi/join-token"), req).await
     }
+}
+
+/// Decodes an answer of the Remote API's port: errors are `{"error"}` (master API) or Ganeti's
+/// `{"code", "message", "explain"}` (authentication).
+async fn decode_remote<T: serde::de::DeserializeOwned>(
+    url: &str,
+    r: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ClientError> {
+    let resp = r.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        ClientError::Unreachable(format!("{url}: {msg}"))
+    })?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| ClientError::Unreachable(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let msg = v
+            .get("error")
+            .or_else(|| v.get("explain"))
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| format!("HTTP {status}: {body}"));
+        return Err(ClientError::Refused(format!(
+            "{msg} (HTTP {})",
+            status.as_u16()
+        )));
+    }
+    serde_json::from_str(&body)
+        .map_err(|e| ClientError::Refused(format!("{url}: invalid answer: {e}")))
 }

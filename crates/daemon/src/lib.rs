@@ -162,12 +162,13 @@ pub async fn run(args: Args) -> Result<()> {
             master: master.clone(),
         }));
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
-        router = router.merge(api::master_router(api::MasterState {
+        let state = api::MasterState {
             master: master.clone(),
             queue: queue.clone(),
             ca: Arc::new(ca),
             listen: daemon.listen,
-        }));
+        };
+        router = router.merge(api::master_router(state.clone()));
         {
             let stop_tx = stop_tx.clone();
             tokio::spawn(async move {
@@ -185,11 +186,11 @@ pub async fn run(args: Args) -> Result<()> {
                 }
             });
         }
-        master_parts = Some((master, queue));
+        master_parts = Some((master, queue, state));
     }
     let (rapi_done_tx, rapi_done_rx) = tokio::sync::oneshot::channel::<()>();
     let rapi_server = match &master_parts {
-        Some((master, queue)) if args.rapi_port != 0 => {
+        Some((master, queue, state)) if args.rapi_port != 0 => {
             let bind =
                 SocketAddr::new(args.rapi_bind.unwrap_or(daemon.listen.ip()), args.rapi_port);
             let tls = match (&args.rapi_cert, &args.rapi_key) {
@@ -217,7 +218,9 @@ pub async fn run(args: Args) -> Result<()> {
             Some(tokio::spawn(maguey_rpc::server::serve(
                 listener,
                 tls,
-                rapi.router(),
+                rapi.clone()
+                    .router()
+                    .merge(api::master_router_basic_auth(state.clone(), rapi)),
                 async move {
                     let _ = rapi_done_rx.await;
                 },

@@ -151,6 +151,16 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/2/query/{resource}", "PUT", true, "object", "Query2 with a body {fields}; filters are not supported yet"),
     r("/2/query/{resource}/fields", "GET", true, "object", "Field definitions of a query resource"),
     m("/openapi.json", "GET", "object", "This document (Maguey)"),
+    m("/luxi/jobs", "GET", "array", "Master API (maguey --cluster URL): jobs (?archived=true)"),
+    m("/luxi/jobs/{id}", "GET", "object", "Master API: a job as Maguey stores it"),
+    m("/luxi/query", "POST", "object", "Master API: query {what, names, fields} (read access)"),
+    m("/luxi/fields/{resource}", "GET", "array", "Master API: field names and descriptions"),
+    RouteDoc { write: true, ..m("/luxi/submit", "POST", "object", "Master API: submit {ops, priority} -> {job_id}; OP_CLUSTER_DESTROY refused") },
+    RouteDoc { write: true, ..m("/luxi/jobs/{id}/wait", "POST", "object", "Master API: wait {status, log_serial, timeout_secs} -> {job}") },
+    RouteDoc { write: true, ..m("/luxi/jobs/{id}/cancel", "POST", "object", "Master API: cancel a job") },
+    RouteDoc { write: true, ..m("/luxi/archive", "POST", "object", "Master API: archive jobs older than {age_secs}") },
+    RouteDoc { write: true, ..m("/luxi/config", "GET", "object", "Master API: export the configuration") },
+    RouteDoc { write: true, ..m("/luxi/join-token", "POST", "object", "Master API: a node join token") },
 ];
 
 fn matches(pattern: &str, segs: &[String]) -> bool {
