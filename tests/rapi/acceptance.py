@@ -81,6 +81,24 @@ def main():
     wait_ok(cl, cl.SetNodeRole("node3", "regular"), "SetNodeRole(node3, regular)")
     check(cl.GetNodeRole("node3") == "regular", "node3 is regular")
 
+    job = cl.ModifyNode("node3", drained=True)
+    wait_ok(cl, job, "ModifyNode(node3, drained)")
+    check(cl.GetNode("node3")["drained"] is True, "node3 drained by ModifyNode")
+    wait_ok(cl, cl.ModifyNode("node3", drained=False), "ModifyNode(node3, undrained)")
+
+    groups = cl.GetGroups(bulk=True)
+    check(isinstance(groups, list) and groups[0]["name"] == "default"
+          and groups[0]["node_cnt"] >= 3, "GetGroups(bulk)")
+    check(cl.GetGroups() == ["default"], "GetGroups() names")
+    check(cl.GetGroup("default")["name"] == "default", "GetGroup(default)")
+
+    wait_ok(cl, cl.AddClusterTags(["site:lab"]), "AddClusterTags")
+    check("site:lab" in cl.GetClusterTags(), "GetClusterTags")
+    wait_ok(cl, cl.DeleteClusterTags(["site:lab"]), "DeleteClusterTags")
+    check("site:lab" not in cl.GetClusterTags(), "cluster tag removed")
+    wait_ok(cl, cl.AddNodeTags("node2", ["rack:7"]), "AddNodeTags")
+    check(cl.GetNodeTags("node2") == ["rack:7"], "GetNodeTags")
+
     before = cl.GetInstances(bulk=True)
     check(isinstance(before, list), "GetInstances(bulk) is a list")
 
@@ -102,6 +120,13 @@ def main():
               "oplog entries are (serial, (sec, usec), type, message)")
     check(isinstance(status["received_ts"], list) and len(status["received_ts"]) == 2,
           "timestamps are (sec, usec)")
+
+    change = cl.WaitForJobChange(job, ["status", "opstatus"], None, 0)
+    check(change["job_info"] == ["success", ["success"]] and
+          isinstance(change["log_entries"], list), "WaitForJobChange")
+    cancel = cl.CancelJob(job)
+    check(isinstance(cancel, list) and cancel[0] is False,
+          "CancelJob of a finished job answers (False, message)")
 
     jobs = cl.GetJobs()
     check(int(job) in jobs, "GetJobs lists the creation job")

@@ -231,3 +231,42 @@ impl LogicalUnit for Tags {
         Ok(Value::Null)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ganeti_tag_rules() {
+        for ok in [
+            "web",
+            "billing:42",
+            "a.b+c*d/e:f@g-h_i",
+            &"x".repeat(MAX_TAG_LEN),
+        ] {
+            assert!(validate_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "with space",
+            "semi;colon",
+            "é",
+            &"x".repeat(MAX_TAG_LEN + 1),
+        ] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+        assert_eq!(TagKind::parse("nodegroup"), Some(TagKind::NodeGroup));
+        assert_eq!(TagKind::parse("network"), None);
+    }
+
+    #[test]
+    fn object_tags_need_known_objects() {
+        let cfg = ConfigData::default();
+        assert_eq!(
+            object_tags(&cfg, TagKind::Cluster, None).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(object_tags(&cfg, TagKind::Node, Some("n1")).is_err());
+        assert!(object_tags(&cfg, TagKind::Instance, None).is_err());
+    }
+}

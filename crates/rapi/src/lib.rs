@@ -74,12 +74,7 @@ impl Rapi {
 
     /// Checks an `Authorization` header against the users file (see [`authorize`]).
     pub fn authorize(&self, header: Option<&str>, write: bool) -> Result<(), ApiError> {
-        authorize(
-            &self.inner.users,
-            self.inner.anonymous_reads,
-            header,
-            write,
-        )
+        authorize(&self.inner.users, self.inner.anonymous_reads, header, write)
     }
 
     /// The router: every path goes through [`handle`].
