@@ -157,10 +157,18 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     })
     .await
     .unwrap();
+    let node_info = NodeRequest::NodeInfo {
+        file_storage_dir: "file-storage".into(),
+        hypervisor: "kvm".into(),
+    };
+    let free = rt.handle(node_info).await.unwrap()["memory_free"]
+        .as_u64()
+        .unwrap();
     let i = info(&rt).await.expect("running");
     assert_eq!((i.state.as_str(), i.memory, i.vcpus), ("running", 128, 1));
     let pid = i.pid.unwrap();
     assert!(alive(pid));
+    assert!(free > 0);
     let again = rt
         .handle(NodeRequest::InstanceStart {
             instance: inst.clone(),

@@ -359,6 +359,15 @@ pub fn build_argv(
     Ok(a)
 }
 
+/// Resident memory of a process, in MiB (0 when unknown).
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096 / MIB)
+        .unwrap_or(0)
+}
+
 /// Whether `pid` is a live process (not a zombie) whose command line mentions `needle`.
 fn pid_alive(pid: u32, needle: &str) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -1067,10 +1076,21 @@ impl Hypervisor for KvmHypervisor {
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
         Box::pin(async move {
             let (total, available) = super::host_meminfo()?;
+            // A guest touches its RAM lazily: what running instances may still claim (their
+            // memory minus what their QEMU already holds) is not free for new ones.
+            let mut reserved = 0u64;
+            let mut held = 0u64;
+            for name in self.all_names()? {
+                if let Ok(Some(rf)) = self.running(&name) {
+                    let rss = rss_mib(rf.pid);
+                    held += rss.min(rf.memory);
+                    reserved += rf.memory.saturating_sub(rss);
+                }
+            }
             Ok(NodeMemory {
                 total,
-                free: available,
-                dom0: total - available,
+                free: available.saturating_sub(reserved),
+                dom0: (total - available).saturating_sub(held),
             })
         })
     }
