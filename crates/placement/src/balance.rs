@@ -330,9 +330,12 @@ fn best_for_instance_fast(
         // htools order per target: RS, RAF, RP, FAR
         if let Some(a0) = &acc_rs {
             if let Ok((st, _)) = tn.add_sec_state(td, inst, opdx, force_s, false) {
-                let mut a = *a0;
-                stats.acc_apply(&mut a, vt, &node_vals_st(tn, &st));
-                consider(stats.acc_score(&a), IMove::ReplaceSecondary(t), &mut best);
+                let nv = node_vals_st(tn, &st);
+                consider(
+                    stats.score_changes(a0, &[(vt, &nv)]),
+                    IMove::ReplaceSecondary(t),
+                    &mut best,
+                );
             }
         }
         let new_p_st = if acc_raf.is_some() || rp.is_some() {
@@ -342,10 +345,9 @@ fn best_for_instance_fast(
         };
         if let (Some(a0), Some(Ok(pst))) = (&acc_raf, &new_p_st) {
             if let Ok((sst, _)) = np.add_sec_state(&int_p, inst, t, force_s, false) {
-                let mut a = *a0;
-                stats.acc_apply(&mut a, vt, &node_vals_st(tn, pst));
-                stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &sst));
-                consider(stats.acc_score(&a), IMove::ReplaceAndFailover(t), &mut best);
+                let (n1, n2) = (node_vals_st(tn, pst), node_vals_st(np, &sst));
+                let sc = stats.score_changes(a0, &[(vt, &n1), (&vals[opdx], &n2)]);
+                consider(sc, IMove::ReplaceAndFailover(t), &mut best);
             }
         }
         if let Some((a0, tmp)) = &rp {
@@ -356,22 +358,65 @@ fn best_for_instance_fast(
             };
             if let Ok(pst) = pst {
                 if let Ok((sst, _)) = ns.add_sec_state(tmp, inst, t, force_p, false) {
-                    let mut a = *a0;
-                    stats.acc_apply(&mut a, vt, &node_vals_st(tn, &pst));
-                    stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &sst));
-                    consider(stats.acc_score(&a), IMove::ReplacePrimary(t), &mut best);
+                    let (n1, n2) = (node_vals_st(tn, &pst), node_vals_st(ns, &sst));
+                    let sc = stats.score_changes(a0, &[(vt, &n1), (&vals[osdx], &n2)]);
+                    consider(sc, IMove::ReplacePrimary(t), &mut best);
                 }
             }
         }
         if let Some(a0) = &acc_far {
             if let Ok((st, _)) = tn.add_sec_state(td, inst, osdx, force_p, false) {
-                let mut a = *a0;
-                stats.acc_apply(&mut a, vt, &node_vals_st(tn, &st));
-                consider(stats.acc_score(&a), IMove::FailoverAndReplace(t), &mut best);
+                let nv = node_vals_st(tn, &st);
+                consider(
+                    stats.score_changes(a0, &[(vt, &nv)]),
+                    IMove::FailoverAndReplace(t),
+                    &mut best,
+                );
             }
         }
     }
     best
+}
+
+/// Score components that are provably identical on every node now and
+/// after any move (common case: no down or forthcoming instances, no
+/// dynamic-load data), so the scorer can fold them together.
+pub fn score_aliases(c: &Cluster) -> Vec<(usize, usize)> {
+    if c.instances.iter().any(|i| i.forthcoming) {
+        return vec![];
+    }
+    let mut v = vec![];
+    let all = |f: &dyn Fn(&crate::model::Node) -> bool| c.nodes.iter().all(f);
+    let util_ok = c
+        .instances
+        .iter()
+        .all(|i| i.util.cpu == i.util.mem && i.util.cpu == i.util.net);
+    if util_ok
+        && all(&|n| {
+            n.d.st.util.cpu == n.d.st.util.mem
+                && n.d.st.util.cpu == n.d.st.util.net
+                && n.util_pool == crate::types::DynUtil::BASE
+        })
+    {
+        v.push((4, 5));
+        v.push((4, 7));
+    }
+    if all(&|n| n.d.st.f_dsk == n.d.st.f_dsk_forth && n.d.st.f_spindles == n.d.st.f_spindles_forth)
+    {
+        v.push((1, 10));
+    }
+    if all(&|n| n.d.st.u_cpu == n.d.st.u_cpu_forth) {
+        v.push((3, 11));
+    }
+    if all(&|n| n.d.st.inst_spindles == n.d.st.inst_spindles_forth) {
+        v.push((8, 12));
+    }
+    if c.instances.iter().all(|i| i.uses_memory())
+        && all(&|n| n.d.st.f_mem_forth == n.unallocated_mem(&n.d.st))
+    {
+        v.push((0, 9));
+    }
+    v
 }
 
 /// Best move of an instance: (score, outcome), with the fastest applicable
@@ -498,7 +543,7 @@ fn accept(opts: &BalanceOptions, cur: f64, new: f64) -> bool {
 pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
     let mode = match opts.mode {
         SearchMode::Auto => {
-            if opts.max_moves.is_some() || cluster.nodes.len() <= 200 {
+            if opts.max_moves.is_some() || cluster.nodes.len() <= 60 {
                 SearchMode::Exact
             } else {
                 SearchMode::Fast
@@ -516,10 +561,11 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
     let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
     let victims = movable_instances(&c, opts);
     let fast_ok = fast_eval_ok(&c);
+    let aliases = score_aliases(&c);
     let mut moves: Vec<PlanMove> = vec![];
     let mut cur = initial;
     while may_continue(opts, moves.len(), cur, stop_score) {
-        let stats = Stats::new(c.nodes.iter());
+        let stats = Stats::new(c.nodes.iter()).with_aliases(&aliases);
         let cur_inc = stats.score();
         let vals: Vec<score::NodeVals> =
             c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
@@ -619,14 +665,17 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         v
     };
     let fast_ok = fast_eval_ok(&c);
-    let k = 16usize.max(online_idx.len() / 64);
+    let aliases = score_aliases(&c);
+    let k0 = 16usize;
+    let mut k = k0;
     let refresh_every = 64usize.max(victims.len() / 40);
     let mut moves: Vec<PlanMove> = vec![];
     let mut cur = initial;
     let mut dry_refresh = false;
+    let mut polish_left = 2usize;
     'outer: while may_continue(opts, moves.len(), cur, stop_score) {
         // full rebuild of the queue
-        let mut stats = Stats::new(c.nodes.iter());
+        let mut stats = Stats::new(c.nodes.iter()).with_aliases(&aliases);
         let mut vals: Vec<score::NodeVals> =
             c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
         let mut targets = pruned_targets(&c, &online_idx, k);
@@ -714,10 +763,15 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             m.score = cur;
         }
         if applied == 0 {
-            if dry_refresh || k >= online_idx.len() {
+            if dry_refresh || k >= online_idx.len() || polish_left == 0 {
                 break;
             }
+            polish_left -= 1;
+            // no move left among the promising targets: look at all nodes
             dry_refresh = true;
+            k = online_idx.len().min(4 * k0);
+        } else {
+            k = k0;
         }
     }
     let jobsets = split_jobs(&moves);

@@ -286,14 +286,19 @@ pub fn parse_request(body: &str) -> Result<Request> {
     }
     // instances
     let mut instances = vec![];
+    let node_idx: std::collections::HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for (name, iv) in obj(get(top, "instances", w)?, "instances")? {
         let io = obj(iv, &format!("instance {name}"))?;
         let mut inst = parse_base_instance(name, io)?;
         let ns = get_strs(io, "nodes", &format!("instance {name}"))?;
         let find = |nn: &str| {
-            nodes
-                .iter()
-                .position(|n| n.name == nn)
+            node_idx
+                .get(nn)
+                .copied()
                 .ok_or_else(|| Error::Parse(format!("Unknown node '{nn}' for instance {name}")))
         };
         let p = ns

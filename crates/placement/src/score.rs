@@ -190,6 +190,9 @@ pub fn optimal_score(nodes: &[Node]) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Stats {
     n: f64,
+    /// Effective weights: components proven identical to another one carry
+    /// weight 0 and their weight is added to the representative.
+    eff_w: [f64; NSTD],
     refv: [f64; NSTD],
     sum: [f64; NSTD],
     sumsq: [f64; NSTD],
@@ -224,6 +227,7 @@ impl Stats {
         }
         let mut s = Stats {
             n,
+            eff_w: STD_WEIGHTS,
             refv,
             sum: [0.0; NSTD],
             sumsq: [0.0; NSTD],
@@ -248,6 +252,71 @@ impl Stats {
         s
     }
 
+    /// Declare components `b` equal to `a` on every node, now and after any
+    /// move (the caller guarantees it); `b` is then folded into `a`.
+    pub fn with_aliases(mut self, aliases: &[(usize, usize)]) -> Stats {
+        for &(a, b) in aliases {
+            if a < NSTD && b < NSTD && self.eff_w[b] != 0.0 && a != b {
+                self.eff_w[a] += self.eff_w[b];
+                self.eff_w[b] = 0.0;
+            }
+        }
+        self
+    }
+
+    /// Score of `base` with some nodes' contributions replaced, without
+    /// building a new accumulator.
+    #[inline]
+    pub fn score_changes(&self, base: &Acc, ch: &[(&NodeVals, &NodeVals)]) -> f64 {
+        let mut t = 0.0;
+        if self.n > 0.0 {
+            let inv_n = 1.0 / self.n;
+            for k in 0..NSTD {
+                let w = self.eff_w[k];
+                if w == 0.0 {
+                    continue;
+                }
+                let (mut s, mut ss) = (base.sum[k], base.sumsq[k]);
+                let r = self.refv[k];
+                for (o, nw) in ch {
+                    if o.online {
+                        let x = o.std[k] - r;
+                        s -= x;
+                        ss -= x * x;
+                    }
+                    if nw.online {
+                        let x = nw.std[k] - r;
+                        s += x;
+                        ss += x * x;
+                    }
+                }
+                let m = s * inv_n;
+                t += w * (ss * inv_n - m * m).max(0.0).sqrt();
+            }
+        }
+        let mut sums = base.sums;
+        for (o, nw) in ch {
+            for (v, sign) in [(*o, -1.0), (*nw, 1.0)] {
+                if v.online {
+                    sums[0] += sign * v.n1;
+                    sums[1] += sign * v.pri_tags;
+                    sums[2] += sign * v.location;
+                    sums[3] += sign * v.std[2];
+                } else {
+                    sums[4] += sign * v.off_all;
+                    sums[5] += sign * v.off_pri;
+                }
+            }
+        }
+        t + W_N1 * sums[0]
+            + W_PRI_TAGS * sums[1]
+            + W_LOCATION * sums[2]
+            + W_RESERVED_TOTAL * sums[3]
+            + W_OFF_ALL * sums[4]
+            + W_OFF_PRI * sums[5]
+            + W_LOC_EXCL * self.loc_excl
+    }
+
     fn add(&mut self, v: &NodeVals, sign: f64) {
         if v.online {
             for k in 0..NSTD {
@@ -269,9 +338,13 @@ impl Stats {
         let mut t = 0.0;
         if self.n > 0.0 {
             for k in 0..NSTD {
+                let w = self.eff_w[k];
+                if w == 0.0 {
+                    continue;
+                }
                 let m = sum[k] / self.n;
                 let var = (sumsq[k] / self.n - m * m).max(0.0);
-                t += STD_WEIGHTS[k] * var.sqrt();
+                t += w * var.sqrt();
             }
         }
         t + W_N1 * sums[0]

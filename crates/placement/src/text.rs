@@ -161,12 +161,14 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
             n.master = f[7] == "M";
             n
         };
-        if nodes.iter().any(|n| n.name == node.name) {
-            return Err(Error::Parse(format!("duplicate node '{}'", node.name)));
-        }
         nodes.push(node);
     }
     let mut instances = vec![];
+    let node_idx: std::collections::HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
     for l in &sections[2] {
         let mut f = sep_split(l, '|');
         if f.len() < 10 {
@@ -181,9 +183,9 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
         }
         let name = f[0].as_str();
         let lookup = |nn: &str| {
-            nodes
-                .iter()
-                .position(|n| n.name == nn)
+            node_idx
+                .get(nn)
+                .copied()
                 .ok_or_else(|| Error::Parse(format!("unknown node '{nn}' for instance {name}")))
         };
         let pidx = lookup(&f[6])?;
@@ -225,6 +227,9 @@ pub fn parse_text_raw(data: &str) -> Result<Cluster> {
             )));
         }
         instances.push(inst);
+    }
+    if node_idx.len() != nodes.len() {
+        return Err(Error::Parse("duplicate node names".into()));
     }
     let tags: Vec<String> = sections[3].iter().map(|s| s.to_string()).collect();
     let mut cpol = IPolicy::default();
