@@ -19,6 +19,11 @@ pub struct Cli {
         default_value = "/var/lib/maguey"
     )]
     pub state_dir: PathBuf,
+    /// Work remotely through the master's Remote API (https://MASTER:5080) instead of a
+    /// state directory: user from MAGUEY_RAPI_USER and MAGUEY_RAPI_PASSWORD (or the file
+    /// MAGUEY_RAPI_CREDENTIALS, "user password"), CA from MAGUEY_RAPI_CA.
+    #[arg(long, global = true, env = "MAGUEY_CLUSTER")]
+    pub cluster: Option<String>,
     #[command(subcommand)]
     pub command: Top,
 }

@@ -31,8 +31,14 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
+/// `--cluster URL`: the master's Remote API, set once by [`run`].
+static CLUSTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 fn client(dir: &Path) -> CliResult<MasterClient> {
-    Ok(MasterClient::from_state_dir(dir)?)
+    match CLUSTER.get().cloned().flatten() {
+        Some(url) => Ok(MasterClient::remote_from_env(&url)?),
+        None => Ok(MasterClient::from_state_dir(dir)?),
+    }
 }
 
 fn priority(p: Priority) -> i32 {
@@ -69,6 +75,7 @@ fn name_ok(kind: &str, name: &str) -> CliResult {
 }
 
 pub async fn run(cli: Cli) -> CliResult<u8> {
+    let _ = CLUSTER.set(cli.cluster.clone());
     let dir = cli.state_dir.clone();
     match cli.command {
         Top::Cluster(c) => cluster(&dir, c).await,

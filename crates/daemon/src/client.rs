@@ -120,10 +120,12 @@ impl MasterClient {
     /// `MAGUEY_RAPI_PASSWORD` or the file `MAGUEY_RAPI_CREDENTIALS`, CA from `MAGUEY_RAPI_CA`.
     pub fn from_env() -> Option<Result<Self, ClientError>> {
         let url = std::env::var(ENV_CLUSTER).ok().filter(|u| !u.is_empty())?;
-        Some(Self::from_env_url(&url))
+        Some(Self::remote_from_env(&url))
     }
 
-    fn from_env_url(url: &str) -> Result<Self, ClientError> {
+    /// A remote client of the master at `url`, credentials and CA from the environment (see
+    /// [`MasterClient::from_env`]).
+    pub fn remote_from_env(url: &str) -> Result<Self, ClientError> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let (user, password) = match (var(ENV_RAPI_USER), var(ENV_RAPI_PASSWORD)) {
             (Some(u), Some(p)) => (u, p),
