@@ -370,3 +370,22 @@ mod tests {
         assert!(split_path("/2/%ff").is_err());
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    #[test]
+    fn configured_certificate_and_key() {
+        let ca = maguey_rpc::ca::ClusterCa::generate("t").unwrap();
+        let id = ca.issue("master", &["192.0.2.1".parse().unwrap()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&c, &id.cert_pem).unwrap();
+        std::fs::write(&k, &id.key_pem).unwrap();
+        assert!(super::tls::config_from_files(&c, &k).is_ok());
+        // A certificate with another key is refused; a missing file names itself.
+        std::fs::write(&k, &ca.key_pem).unwrap();
+        assert!(super::tls::config_from_files(&c, &k).is_err());
+        let e = super::tls::config_from_files(&dir.path().join("nope"), &k).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+    }
+}
