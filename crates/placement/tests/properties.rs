@@ -235,6 +235,47 @@ proptest! {
     }
 
     #[test]
+    fn evacuation_and_change_group_respect_boundaries(g in gen(), all in prop::bool::ANY) {
+        let c = build(&g);
+        let drbd: Vec<usize> = (0..c.instances.len()).filter(|&i| c.instances[i].has_secondary()).collect();
+        prop_assume!(!drbd.is_empty());
+        // evacuate everything touching the node of the first DRBD instance
+        let victim = c.instances[drbd[0]].pnode;
+        let idxs: Vec<usize> = drbd.iter().copied().filter(|&i| c.instances[i].all_nodes().contains(&victim)).collect();
+        let mode = if all { EvacMode::All } else { EvacMode::SecondaryOnly };
+        let mut c1 = c.clone();
+        let es = alloc::node_evacuate(&mut c1, &idxs, mode, &AllocOptions::default());
+        prop_assert_eq!(es.moved.len() + es.failed.len(), idxs.len());
+        for (i, gdx, nodes) in &es.moved {
+            let before = c.instances[*i].all_nodes();
+            for n in nodes {
+                prop_assert!(!c1.nodes[*n].offline);
+                prop_assert_eq!(c1.nodes[*n].group, *gdx);
+                prop_assert_eq!(c1.nodes[*n].group, c.nodes[before[0]].group, "evacuation left the group");
+            }
+            if all {
+                prop_assert!(!nodes.contains(&before[0]) && !nodes.contains(&before[1]));
+            } else {
+                prop_assert_eq!(nodes[0], before[0]);
+                prop_assert!(nodes[1] != before[1]);
+            }
+        }
+        // change-group: to another group, both nodes in it
+        let mut c2 = c.clone();
+        let es = alloc::change_group(&mut c2, &idxs, &[], &AllocOptions::default());
+        for (i, gdx, nodes) in &es.moved {
+            prop_assert!(*gdx != c.nodes[c.instances[*i].pnode].group);
+            for n in nodes {
+                prop_assert_eq!(c2.nodes[*n].group, *gdx);
+                prop_assert!(!c2.nodes[*n].offline);
+            }
+        }
+        if c.nodes_by_group().len() < 2 {
+            prop_assert!(es.moved.is_empty());
+        }
+    }
+
+    #[test]
     fn incremental_stats_match_full_score(g in gen()) {
         let c = build(&g);
         let stats = Stats::new(c.nodes.iter());
