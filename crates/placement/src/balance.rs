@@ -510,20 +510,28 @@ fn record(c: &Cluster, out: &MoveOutcome, score: f64) -> PlanMove {
     }
 }
 
-/// Group consecutive moves into sets that touch disjoint nodes.
+/// Group the moves into sets that touch disjoint nodes and can run in
+/// parallel, sets running one after the other. Moves on disjoint nodes
+/// commute (a move only changes the state of the nodes it touches), so each
+/// move goes into the earliest set after every earlier move sharing a node
+/// with it; the per-node order of the plan is kept.
 pub fn split_jobs(moves: &[PlanMove]) -> Vec<Vec<usize>> {
     let mut sets: Vec<Vec<usize>> = vec![];
-    let mut used: Vec<usize> = vec![];
+    let mut last: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
     for (i, m) in moves.iter().enumerate() {
         let ns = m.nodes();
-        if !sets.is_empty() && ns.iter().all(|n| !used.contains(n)) {
-            if let Some(last) = sets.last_mut() {
-                last.push(i);
-            }
-            used.extend(ns);
-        } else {
-            sets.push(vec![i]);
-            used = ns;
+        let level = ns
+            .iter()
+            .filter_map(|n| last.get(n))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        if level == sets.len() {
+            sets.push(vec![]);
+        }
+        sets[level].push(i);
+        for n in ns {
+            last.insert(n, level);
         }
     }
     sets

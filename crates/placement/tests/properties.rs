@@ -183,6 +183,16 @@ proptest! {
                 }
             }
             prop_assert!(seen.iter().all(|x| *x));
+            // executing the job sets one after the other, the moves of a set in
+            // any order (here: reversed), reaches the same state
+            let mut c3 = c.clone();
+            for js in &r.jobsets {
+                for &mi in js.iter().rev() {
+                    let m = &r.moves[mi];
+                    prop_assert!(c3.apply_move(m.instance, m.mv, opts.ignore_soft_errors).is_ok(), "move {} not applicable", mi);
+                }
+            }
+            prop_assert!((score::score(&c3.nodes) - r.final_score).abs() < 1e-9);
             // nodes that were N+1 happy stay happy
             for (n, &happy) in n1_before.iter().enumerate() {
                 if happy {
