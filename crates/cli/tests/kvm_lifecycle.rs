@@ -150,11 +150,54 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
 
     // Killed behind Maguey's back: reported as ERROR_down.
     lab.maguey(&["instance", "startup", "vm1"]).ok();
+    wait_boot(&lab, "vm1", 5);
     let pid = qemu_pid(&lab, "vm1").unwrap();
     unsafe { libc_kill(pid as i32) };
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
     assert_eq!(status(&lab, "vm1")["status"], "ERROR_down");
+
+    // user_shutdown: a guest that powers itself off is USER_down, and starts again.
+    lab.maguey(&["instance", "modify", "-H", "user_shutdown=true", "vm1"])
+        .ok();
+    lab.maguey(&["instance", "startup", "vm1"]).ok();
+    wait_boot(&lab, "vm1", 6);
+    qmp_powerdown(&run_dir(&lab).join("vm1.qmp"));
+    assert!(
+        wait_until(Duration::from_secs(60), || status(&lab, "vm1")["status"]
+            == "USER_down"),
+        "{}",
+        status(&lab, "vm1")
+    );
+    lab.maguey(&["instance", "startup", "vm1"]).ok();
+    wait_boot(&lab, "vm1", 7);
+    assert_eq!(status(&lab, "vm1")["status"], "running");
     lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();
+    assert!(wait_until(Duration::from_secs(10), || qemu_pid(
+        &lab, "vm1"
+    )
+    .is_none_or(|p| !alive(p))));
+}
+
+/// Presses the ACPI power button through QMP, as a user powering the guest off would.
+fn qmp_powerdown(sock: &std::path::Path) {
+    use std::io::Write;
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap(); // greeting
+    for cmd in ["qmp_capabilities", "system_powerdown"] {
+        writeln!(w, "{{\"execute\": \"{cmd}\"}}").unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.contains("\"return\"") {
+                break;
+            }
+            assert!(!line.contains("\"error\""), "{line}");
+        }
+    }
 }
 
 unsafe fn libc_kill(pid: i32) {

@@ -18,7 +18,7 @@ pub const READY_MARKER: &str = "MAGUEY-GUEST-READY";
 /// Printed every second: `MAGUEY-TICK N`.
 pub const TICK_MARKER: &str = "MAGUEY-TICK";
 /// Bumped whenever the initramfs layout or `/init` changes (forces a rebuild of the cache).
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Debian's cloud kernel metapackage (its dependency names the versioned image package).
 const KERNEL_META: &str = "linux-image-cloud-amd64";
 const BUSYBOX: &str = "busybox-static";
@@ -57,6 +57,11 @@ if [ $disk = yes ]; then
   echo $boot > /mnt/boots
   sync
 fi
+# evdev registers the power button asynchronously: wait for it, or ACPI shutdown is lost.
+i=0
+while [ $i -lt 50 ] && ! grep -qs "Power Button" /sys/class/input/event*/device/name; do
+  usleep 100000; i=$((i+1))
+done
 for e in /sys/class/input/event*; do
   if grep -q "Power Button" $e/device/name 2>/dev/null; then
     (

@@ -186,6 +186,7 @@ pub const HV_KVM_PARAMS: &[ParamSpec] = &[
         DefaultValue::Str("reboot"),
     ),
     p("use_localtime", ParamType::Bool, DefaultValue::Bool(false)),
+    p("user_shutdown", ParamType::Bool, DefaultValue::Bool(false)),
     p("kvm_extra", ParamType::String, DefaultValue::Str("")),
 ];
 

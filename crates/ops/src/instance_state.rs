@@ -79,7 +79,8 @@ async fn is_running(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bool,
             },
         )
         .await?;
-    Ok(info.is_some())
+    // A guest that powered itself off (kvm `user_shutdown`, USER_down) is not running.
+    Ok(info.is_some_and(|i| i.state != "shutdown"))
 }
 
 async fn start(

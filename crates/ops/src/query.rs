@@ -292,7 +292,11 @@ pub fn instance_status(cfg: &ConfigData, inst: &Instance, live: &LiveInstances) 
     let Some(Some(on_primary)) = live.get(&node.uuid) else {
         return "ERROR_nodedown";
     };
-    if on_primary.contains_key(&inst.name) {
+    if let Some(run) = on_primary.get(&inst.name) {
+        // The guest powered itself off; its hypervisor kept it (kvm `user_shutdown`).
+        if run.state == "shutdown" {
+            return "USER_down";
+        }
         return if inst.admin_state == AdminState::Up {
             "running"
         } else {

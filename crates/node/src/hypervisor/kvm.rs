@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 /// Longest time QEMU may take to daemonize.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Soft reboot: how long the guest has to power off before it is stopped hard.
-const REBOOT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Soft reboot: the longest the guest may take to power off before it is stopped hard. The
+/// master's node RPCs time out after 60 s, so a reboot must answer well before.
+const REBOOT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(45);
 const MIB: u64 = 1024 * 1024;
 
 /// What is stored per started instance.
@@ -350,6 +351,11 @@ pub fn build_argv(
     if hv_str(hv, "reboot_behavior", "reboot") == "exit" {
         push(&["-no-reboot"]);
     }
+    // A guest that powers itself off leaves QEMU alive in state `shutdown` (Ganeti's
+    // USER_down) instead of exiting.
+    if hv_bool(hv, "user_shutdown", false) {
+        push(&["-no-shutdown"]);
+    }
     if hv_bool(hv, "use_localtime", false) {
         push(&["-rtc", "base=localtime"]);
     }
@@ -528,6 +534,26 @@ impl KvmHypervisor {
         }
     }
 
+    /// Waits until the guest powered off: QEMU exited, or (with `-no-shutdown`) stays in state
+    /// `shutdown`.
+    async fn wait_off(&self, rf: &RunFile, qmp_path: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !pid_alive(rf.pid, qmp_path) {
+                return true;
+            }
+            if let Ok(mut q) = self.qmp(&rf.name).await {
+                if q.query_status().await.is_ok_and(|s| s.status == "shutdown") {
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Powers the instance off: ACPI power button first (when `timeout` > 0), then QMP
     /// `quit`, then SIGKILL.
     async fn stop_locked(&self, name: &str, timeout: Duration) -> HvResult<()> {
@@ -536,10 +562,15 @@ impl KvmHypervisor {
         };
         let qmp_path = self.paths(name)?.qmp.to_string_lossy().into_owned();
         if pid_alive(rf.pid, &qmp_path) && !timeout.is_zero() {
+            let mut off = false;
             if let Ok(mut q) = self.qmp(name).await {
-                let _ = q.system_powerdown().await;
+                // A guest that already powered itself off (`user_shutdown`) needs no ACPI.
+                off = q.query_status().await.is_ok_and(|s| s.status == "shutdown");
+                if !off {
+                    let _ = q.system_powerdown().await;
+                }
             }
-            if !self.wait_gone(&rf, &qmp_path, timeout).await {
+            if !off && !self.wait_off(&rf, &qmp_path, timeout).await {
                 tracing::info!(
                     "instance {name} did not power off in {timeout:?}; stopping it hard"
                 );
@@ -850,7 +881,15 @@ impl Hypervisor for KvmHypervisor {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.running(&inst.name)?.is_some() {
-                return Err(format!("instance {} is already running", inst.name));
+                // A guest that powered itself off (`user_shutdown`) starts in a fresh QEMU.
+                let off = match self.qmp(&inst.name).await {
+                    Ok(mut q) => q.query_status().await.is_ok_and(|s| s.status == "shutdown"),
+                    Err(_) => false,
+                };
+                if !off {
+                    return Err(format!("instance {} is already running", inst.name));
+                }
+                self.stop_locked(&inst.name, Duration::ZERO).await?;
             }
             let r = self.start_locked(inst).await;
             if r.is_err() {
