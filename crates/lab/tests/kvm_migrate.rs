@@ -12,6 +12,25 @@ use maguey_rpc::{InstanceRuntime, MigrationStatus, NodeRequest};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Kills every QEMU a test started under its directory, also when the test panics.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for n in ["node1", "node2"] {
+            maguey_node::hypervisor::kvm::kill_all(&self.0.join(n));
+        }
+        for tag in ["a", "b"] {
+            if let Ok(p) = std::fs::read_to_string(self.0.join(format!("{tag}.pid"))) {
+                if let Ok(pid) = p.trim().parse::<i32>() {
+                    // SAFETY: kill(2) on a QEMU this test started (its pidfile).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
 fn node(dir: &Path, name: &str) -> NodeRuntime {
     NodeRuntime::new(NodeConfig {
         state_dir: dir.join(name),
@@ -160,6 +179,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let _cleanup = Cleanup(dir.to_path_buf());
     let shared = dir.join("shared").to_string_lossy().into_owned();
     let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
     n1.handle(NodeRequest::BlockdevCreate {
@@ -282,6 +302,7 @@ async fn raw_qemu_boot_and_migrate_figures() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let _cleanup = Cleanup(dir.to_path_buf());
     let img = dir.join("disk.img");
     std::fs::File::create(&img)
         .unwrap()
@@ -392,6 +413,7 @@ async fn kvm_live_migration_with_local_disks_mirrors_them() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let _cleanup = Cleanup(dir.to_path_buf());
     let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
     // Each node has its own file storage: the target gets a fresh, empty disk.
     for n in [&n1, &n2] {
@@ -510,6 +532,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let _cleanup = Cleanup(dir.to_path_buf());
     let shared = dir.join("shared").to_string_lossy().into_owned();
     let (n1, n2) = (node(dir, "node1"), node(dir, "node2"));
     n1.handle(NodeRequest::BlockdevCreate {

@@ -126,9 +126,19 @@ async fn info(rt: &NodeRuntime) -> Option<InstanceRunInfo> {
     serde_json::from_value(v).unwrap()
 }
 
+/// Kills the test's QEMU also when the test panics.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        maguey_node::hypervisor::kvm::kill_all(&self.0);
+    }
+}
+
 #[tokio::test]
 async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(dir.path().to_path_buf());
     let rt = runtime(dir.path());
     rt.handle(NodeRequest::BlockdevCreate {
         disk: disk(),
