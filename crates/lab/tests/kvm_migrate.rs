@@ -279,6 +279,17 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
     );
     // The guest did not boot again on the target: no ready marker there.
     assert!(!log(dir, "node2").contains(READY_MARKER));
+    // The node's console request answers the tail of the same output.
+    let tail = n2
+        .handle(NodeRequest::InstanceConsole {
+            name: "vm1".into(),
+            hypervisor: "kvm".into(),
+            max_bytes: 64,
+        })
+        .await
+        .unwrap();
+    let tail = tail.as_str().unwrap();
+    assert!(tail.len() <= 64 && tail.contains(TICK_MARKER), "{tail:?}");
     assert_eq!(list(&n1).await, serde_json::json!([]));
     assert_eq!(list(&n2).await, serde_json::json!(["vm1"]));
 

@@ -919,7 +919,15 @@ impl Hypervisor for KvmHypervisor {
             }
             match kind {
                 // The machine's reset line: same QEMU process, the guest boots again.
-                RebootKind::Hard => self.qmp(&inst.name).await?.system_reset().await,
+                RebootKind::Hard => {
+                    self.qmp(&inst.name).await?.system_reset().await?;
+                    if let Some(mut rf) = self.read(&inst.name)? {
+                        rf.started = maguey_model::now();
+                        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+                        crate::write_atomic(&self.paths(&inst.name)?.runtime, &data)?;
+                    }
+                    Ok(())
+                }
                 // Ganeti's way: a clean ACPI power-off, then a fresh QEMU.
                 RebootKind::Soft => {
                     self.stop_locked(&inst.name, REBOOT_SHUTDOWN_TIMEOUT)
