@@ -106,6 +106,10 @@ pub enum PlanCommand {
         /// KEY=VALUE output like hspace --machine-readable.
         #[arg(long)]
         machine_readable: bool,
+        /// Keep the cluster globally N+1 redundant after every placement
+        /// (hspace's default for non-DRBD templates).
+        #[arg(long)]
+        capacity_checks: bool,
     },
     /// Rolling-reboot groups (like hroller).
     Roll {
@@ -435,6 +439,7 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             disk_template,
             max_length,
             machine_readable,
+            capacity_checks,
         } => {
             let c = match (&path, simulate.is_empty()) {
                 (Some(p), true) => text::load_text(&read(p)?, &LoadOptions::default())?,
@@ -443,7 +448,11 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             };
             let dt = DiskTemplate::from_raw(&disk_template)?;
             let su = c.ipolicy.std.spindle_use;
-            let opts = AllocOptions::default();
+            let opts = AllocOptions {
+                // like hspace: the global check is skipped for DRBD
+                capacity_checks: capacity_checks && dt != DiskTemplate::Drbd,
+                ..Default::default()
+            };
             if standard_alloc.is_none() && tiered_alloc.is_none() {
                 bail!("give --standard-alloc and/or --tiered-alloc");
             }

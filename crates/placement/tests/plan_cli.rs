@@ -166,3 +166,33 @@ fn allocate_command_answers_like_hail() {
     .expect("json");
     assert_eq!(got, want);
 }
+
+#[test]
+fn capacity_with_global_n1_matches_hspace_default() {
+    let exp = std::fs::read_to_string(data("expected_hspace_cap.txt")).expect("expected");
+    let mut n = 0;
+    for line in exp.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (_, out) = plan(&[
+            "capacity",
+            "--simulate",
+            f[0],
+            "--standard-alloc",
+            "100g,8g,4",
+            "--disk-template",
+            f[1],
+            "--capacity-checks",
+            "--machine-readable",
+        ]);
+        assert!(
+            out.contains(&format!("HTS_ALLOC_INSTANCES={}\n", f[2])),
+            "{line}: {out}"
+        );
+        assert!(
+            out.contains("HTS_ALLOC_FAIL_REASON=FAILN1"),
+            "{line}: {out}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
