@@ -151,6 +151,7 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     hv.insert("kvm_path".into(), qemu().into());
     hv.insert("kernel_path".into(), "".into());
     hv.insert("accel".into(), "tcg".into());
+    hv.insert("vnc_bind_address".into(), "127.0.0.1".into());
     let inst = InstanceRuntime {
         name: "vm1".into(),
         uuid: "6a1f8f9e-3a56-4f4b-9f1e-0c3d2b1a0f9e".into(),
@@ -177,6 +178,7 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     let i = info(&rt).await.expect("running");
     assert_eq!((i.state.as_str(), i.memory, i.vcpus), ("running", 128, 1));
     let pid = i.pid.unwrap();
+    assert!(i.vnc_port.is_some_and(|p| p >= 5900), "{i:?}");
     assert!(alive(pid));
     assert!(free > 0);
     let again = rt

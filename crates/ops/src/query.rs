@@ -56,6 +56,7 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("oper_state", "Whether the instance runs"),
             ("oper_ram", "Memory in use (MiB)"),
             ("oper_vcpus", "VCPUs in use"),
+            ("network_port", "VNC console port of the running instance"),
             ("disk_template", "Disk template"),
             ("be/maxmem", "Maximum memory (MiB)"),
             ("be/minmem", "Minimum memory (MiB)"),
@@ -125,7 +126,13 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-const LIVE_INSTANCE: &[&str] = &["status", "oper_state", "oper_ram", "oper_vcpus"];
+const LIVE_INSTANCE: &[&str] = &[
+    "status",
+    "oper_state",
+    "oper_ram",
+    "oper_vcpus",
+    "network_port",
+];
 const LIVE_NODE: &[&str] = &[
     "mtotal", "mnode", "mfree", "dtotal", "dfree", "ctotal", "bootid",
 ];
@@ -349,6 +356,10 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
         "oper_state" => json!(run().is_some()),
         "oper_ram" => run().map(|r| json!(r.memory)).unwrap_or(Value::Null),
         "oper_vcpus" => run().map(|r| json!(r.vcpus)).unwrap_or(Value::Null),
+        "network_port" => run()
+            .and_then(|r| r.vnc_port)
+            .map(|p| json!(p))
+            .unwrap_or(Value::Null),
         "disk_template" => json!(i.disk_template),
         "be/maxmem" => json!(be().maxmem),
         "be/minmem" => json!(be().minmem),

@@ -238,6 +238,9 @@ pub struct InstanceRunInfo {
     pub pid: Option<u32>,
     /// Seconds since start.
     pub uptime: f64,
+    /// TCP port of the instance's VNC console, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_port: Option<u16>,
 }
 
 /// The outcome of a live migration, as the source saw it.

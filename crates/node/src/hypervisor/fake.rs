@@ -107,6 +107,7 @@ impl FakeHypervisor {
             vcpus: rf.vcpus,
             pid: None,
             uptime: (maguey_model::now() - rf.started).max(0.0),
+            vnc_port: None,
         }
     }
 }

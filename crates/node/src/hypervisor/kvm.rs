@@ -693,7 +693,13 @@ impl KvmHypervisor {
     async fn run_info(&self, rf: &RunFile) -> InstanceRunInfo {
         let mut state = "running".to_string();
         let mut memory = rf.memory;
+        let mut vnc_port = None;
         if let Ok(mut q) = self.qmp(&rf.name).await {
+            if rf.argv.iter().any(|a| a == "-vnc") {
+                if let Ok(v) = q.execute::<Value, ()>("query-vnc", None).await {
+                    vnc_port = v["service"].as_str().and_then(|s| s.parse().ok());
+                }
+            }
             if let Ok(st) = q.query_status().await {
                 state = st.status;
             }
@@ -707,6 +713,7 @@ impl KvmHypervisor {
             vcpus: rf.vcpus,
             pid: Some(rf.pid),
             uptime: (maguey_model::now() - rf.started).max(0.0),
+            vnc_port,
         }
     }
 
