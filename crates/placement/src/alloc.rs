@@ -274,11 +274,10 @@ fn try_alloc_pairs_fast(
                     Err(f) => fails.push(f),
                     Ok((st, _)) => {
                         allocs += 1;
-                        let mut a = *a0;
-                        if let Some(v) = &vals[s] {
-                            stats.acc_apply(&mut a, v, &node_vals_st(sn, &st));
-                        }
-                        let sc = stats.acc_score(&a);
+                        let sc = match &vals[s] {
+                            Some(v) => stats.score_changes(a0, &[(v, &node_vals_st(sn, &st))]),
+                            None => stats.score_changes(a0, &[]),
+                        };
                         if better(sc, best.map(|b| b.0)) {
                             best = Some((sc, p, s));
                         }
@@ -376,6 +375,22 @@ fn try_alloc_capacity(
         sol.allocs -= 1;
     }
     Ok(sol)
+}
+
+/// Score aliases valid for the cluster with `inst` added.
+fn aliases_for(c: &Cluster, inst: &Instance) -> Vec<(usize, usize)> {
+    if inst.forthcoming {
+        return vec![];
+    }
+    let util_ok = inst.util.cpu == inst.util.mem && inst.util.cpu == inst.util.net;
+    crate::balance::score_aliases(c)
+        .into_iter()
+        .filter(|a| match a {
+            (0, 9) => inst.uses_memory(),
+            (4, _) => util_ok,
+            _ => true,
+        })
+        .collect()
 }
 
 fn with_loc_none(inst: &Instance) -> Instance {
@@ -489,7 +504,7 @@ pub fn allocate(
     required: usize,
     opts: &AllocOptions,
 ) -> std::result::Result<GroupAlloc, String> {
-    let stats = Stats::new(c.nodes.iter());
+    let stats = Stats::new(c.nodes.iter()).with_aliases(&aliases_for(c, inst));
     let mut r = find_best_alloc_group(c, &stats, None, inst, required, opts)?;
     let mut log = vec![format!("Selected group: {}", c.groups[r.group].name)];
     log.append(&mut r.log);
@@ -515,7 +530,8 @@ pub fn allocate_in_group(
             inst.name
         ));
     }
-    let stats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx));
+    let stats =
+        Stats::new(c.nodes.iter().filter(|n| n.group == gdx)).with_aliases(&aliases_for(c, inst));
     let cands = group_candidates(c, gdx, opts);
     let sol = try_alloc(c, &stats, inst, &cands, required, opts)?;
     let pol = c.groups[gdx].alloc_policy.to_raw();
@@ -735,15 +751,12 @@ fn evac_drbd_all(
                                 err = Some(format!("Changing secondary to final secondary: {f:?}"))
                             }
                             Ok((st, _)) => {
-                                let mut a = *a0;
-                                if in_group(s) {
-                                    stats.acc_apply(
-                                        &mut a,
-                                        &node_vals(sn, &sn.d),
-                                        &node_vals_st(sn, &st),
-                                    );
-                                }
-                                let sc = stats.acc_score(&a);
+                                let sc = if in_group(s) {
+                                    let (o, n) = (node_vals(sn, &sn.d), node_vals_st(sn, &st));
+                                    stats.score_changes(a0, &[(&o, &n)])
+                                } else {
+                                    stats.score_changes(a0, &[])
+                                };
                                 if fast_best.is_none_or(|b| b.0 >= sc) {
                                     fast_best = Some((sc, s));
                                 }
@@ -893,13 +906,14 @@ pub fn node_evacuate(
         }
     }
     let mut es = EvacSolution::default();
+    let aliases = crate::balance::score_aliases(c);
     for &idx in idxs {
         let pdx = c.instances[idx].pnode;
         let gdx = c.nodes[pdx].group;
         let avail: Vec<usize> = (0..c.nodes.len())
             .filter(|&n| c.nodes[n].group == gdx && !excl[n] && n != pdx)
             .collect();
-        let stats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx));
+        let stats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx)).with_aliases(&aliases);
         let r = node_evac_instance(c, &stats, idx, mode, gdx, &avail, opts.ignore_soft_errors);
         record_evac(c, &mut es, idx, r);
     }
