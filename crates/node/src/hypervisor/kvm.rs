@@ -23,6 +23,9 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Soft reboot: the longest the guest may take to power off before it is stopped hard. The
 /// master's node RPCs time out after 60 s, so a reboot must answer well before.
 const REBOOT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(45);
+/// Soft stop: the longest wait for the guest's ACPI power-off, whatever timeout was asked
+/// (Ganeti's default is 120 s), so the answer arrives within the master's 60 s RPC timeout.
+const MAX_SOFT_STOP: Duration = Duration::from_secs(50);
 const MIB: u64 = 1024 * 1024;
 
 /// What is stored per started instance.
@@ -910,7 +913,12 @@ impl Hypervisor for KvmHypervisor {
     fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
-            self.stop_locked(name, timeout).await
+            if timeout > MAX_SOFT_STOP {
+                tracing::info!(
+                    "instance {name}: waiting {MAX_SOFT_STOP:?} (not {timeout:?}) for the guest to power off, within the master's RPC timeout"
+                );
+            }
+            self.stop_locked(name, timeout.min(MAX_SOFT_STOP)).await
         })
     }
 
