@@ -63,6 +63,9 @@ pub enum PlanCommand {
         /// Only move instances off offline nodes.
         #[arg(long)]
         evac_mode: bool,
+        /// Treat these nodes as offline (comma-separated), like hbal -O.
+        #[arg(long, short = 'O', value_delimiter = ',')]
+        offline: Vec<String>,
         /// Search strategy.
         #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
         mode: ModeArg,
@@ -242,6 +245,19 @@ pub fn print_balance(
     Ok(())
 }
 
+/// Mark nodes offline (htools' `-O`).
+pub fn set_offline(c: &mut Cluster, names: &[String]) -> anyhow::Result<()> {
+    for name in names {
+        let n = c
+            .nodes
+            .iter_mut()
+            .find(|n| &n.name == name)
+            .ok_or_else(|| anyhow!("wrong node name set as offline: {name}"))?;
+        n.offline = true;
+    }
+    Ok(())
+}
+
 /// Select the group to balance like hbal: required on multi-group clusters.
 pub fn select_group(c: &Cluster, group: Option<&str>) -> anyhow::Result<usize> {
     let groups = c.nodes_by_group();
@@ -351,6 +367,7 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             ignore_soft_errors,
             ignore_dynu,
             evac_mode,
+            offline,
             mode,
             print_commands,
             save,
@@ -362,7 +379,8 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
                 ignore_dynu,
                 static_kvm_node_mem: 0,
             };
-            let full = text::load_text(&read(&path)?, &lo)?;
+            let mut full = text::load_text(&read(&path)?, &lo)?;
+            set_offline(&mut full, &offline)?;
             writeln!(
                 out,
                 "Loaded {} nodes, {} instances",

@@ -196,3 +196,29 @@ fn capacity_with_global_n1_matches_hspace_default() {
     }
     assert_eq!(n, 2);
 }
+
+#[test]
+fn balance_with_offline_node_matches_hbal() {
+    // hbal -t c20s42.data -O node-01-0011 -l 5: 334.31640581 -> 232.59053448
+    let (_, out) = plan(&[
+        "balance",
+        "--text",
+        &data("c20s42.data"),
+        "-O",
+        "node-01-0011",
+        "-l",
+        "5",
+    ]);
+    assert!(out.contains("Initial score: 334.31640581"), "{out}");
+    assert!(out.contains("Final score: 232.59053448"), "{out}");
+    let a = Args::try_parse_from([
+        "plan",
+        "balance",
+        "--text",
+        &data("c20s42.data"),
+        "-O",
+        "no-such-node",
+    ])
+    .expect("args");
+    assert!(run(a.cmd, &mut Vec::new()).is_err());
+}
