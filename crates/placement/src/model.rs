@@ -1229,11 +1229,18 @@ impl Cluster {
                     .iter()
                     .filter_map(|&i| Some(irev[i]).filter(|&x| x != usize::MAX))
                     .collect();
+                // peers outside the group keep a unique key that is never a
+                // node index of the sub-cluster (htools keeps them too)
                 n.d.peers =
                     n.d.peers
                         .iter()
-                        .filter(|p| rev[p.0] != usize::MAX)
-                        .map(|p| (rev[p.0], p.1))
+                        .map(|p| {
+                            if rev[p.0] != usize::MAX {
+                                (rev[p.0], p.1)
+                            } else {
+                                (usize::MAX - p.0, p.1)
+                            }
+                        })
                         .collect();
                 n.d.peers.sort();
                 n
