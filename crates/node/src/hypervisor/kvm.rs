@@ -412,12 +412,18 @@ pub fn kill_all(state_dir: &Path) -> usize {
             continue;
         };
         let paths = Paths::new(&run_dir, &name);
-        let Ok(rf) = std::fs::read(&paths.runtime)
+        let Ok(mut rf) = std::fs::read(&paths.runtime)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<RunFile>(&b).map_err(|e| e.to_string()))
         else {
             continue;
         };
+        if rf.pid == 0 {
+            rf.pid = std::fs::read_to_string(&paths.pid)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or(0);
+        }
         let needle = paths.qmp.to_string_lossy().into_owned();
         if pid_alive(rf.pid, &needle) {
             // SAFETY: kill(2) on the pid of this instance's QEMU (checked just above).
@@ -470,11 +476,21 @@ impl KvmHypervisor {
         Ok(p)
     }
 
+    /// The runtime file; a pid of 0 (QEMU was being launched) is taken from the pidfile.
     fn read(&self, name: &str) -> HvResult<Option<RunFile>> {
-        let path = self.paths(name)?.runtime;
+        let paths = self.paths(name)?;
+        let path = paths.runtime;
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
+            Ok(bytes) => serde_json::from_slice::<RunFile>(&bytes)
+                .map(|mut rf| {
+                    if rf.pid == 0 {
+                        rf.pid = std::fs::read_to_string(&paths.pid)
+                            .ok()
+                            .and_then(|p| p.trim().parse().ok())
+                            .unwrap_or(0);
+                    }
+                    Some(rf)
+                })
                 .map_err(|e| format!("corrupt runtime file {}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -647,6 +663,20 @@ impl KvmHypervisor {
             ));
         }
         tracing::info!("starting instance {name}: {}", argv.join(" "));
+        // Written before QEMU starts (pid 0: "see the pidfile"), so a magueyd killed right
+        // after the launch still finds the instance when it comes back.
+        let mut rf = RunFile {
+            name: name.clone(),
+            uuid: inst.uuid.clone(),
+            memory: inst.memory,
+            vcpus: inst.vcpus,
+            started: maguey_model::now(),
+            pid: 0,
+            argv: argv.clone(),
+            accel,
+        };
+        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+        crate::write_atomic(&paths.runtime, &data)?;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(std::process::Stdio::null())
@@ -668,16 +698,7 @@ impl KvmHypervisor {
             .trim()
             .parse()
             .map_err(|e| format!("bad pidfile {}: {e}", paths.pid.display()))?;
-        let rf = RunFile {
-            name: name.clone(),
-            uuid: inst.uuid.clone(),
-            memory: inst.memory,
-            vcpus: inst.vcpus,
-            started: maguey_model::now(),
-            pid,
-            argv,
-            accel,
-        };
+        rf.pid = pid;
         let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
         crate::write_atomic(&paths.runtime, &data)?;
         // The machine must answer QMP and run (or wait for its migrating state).
@@ -1240,6 +1261,29 @@ mod tests {
         assert!(s.contains("virtio-blk-pci,drive=disk0"), "{s}");
         r.hvparams.insert("disk_type".into(), "pflash".into());
         assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], "kvm").is_err());
+    }
+
+    #[test]
+    fn runtime_file_written_before_launch_takes_the_pidfile() {
+        let t = tempfile::tempdir().unwrap();
+        let hv = KvmHypervisor::new(t.path(), "node1").unwrap();
+        let p = hv.paths("vm1").unwrap();
+        let rf = RunFile {
+            name: "vm1".into(),
+            uuid: String::new(),
+            memory: 128,
+            vcpus: 1,
+            started: 0.0,
+            pid: 0,
+            argv: vec![],
+            accel: "tcg".into(),
+        };
+        std::fs::write(&p.runtime, serde_json::to_vec(&rf).unwrap()).unwrap();
+        assert_eq!(hv.read("vm1").unwrap().unwrap().pid, 0);
+        std::fs::write(&p.pid, "4242\n").unwrap();
+        assert_eq!(hv.read("vm1").unwrap().unwrap().pid, 4242);
+        // Not a QEMU of ours: not running.
+        assert!(hv.running("vm1").unwrap().is_none());
     }
 
     #[test]
