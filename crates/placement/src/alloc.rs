@@ -619,6 +619,48 @@ fn chain(
     Ok(())
 }
 
+/// Window within which incrementally computed scores are treated as a
+/// possible tie and re-scored exactly like htools.
+const NEAR_TIE: f64 = 1e-9;
+
+/// The score of group `gdx` with `ov` applied, computed exactly as htools
+/// does (full two-pass, htools' summation order), for breaking near-ties.
+fn exact_group_score(c: &Cluster, ov: &[(usize, NodeDyn)], gdx: usize) -> f64 {
+    let changed: Vec<crate::model::Node> = ov
+        .iter()
+        .map(|(n, d)| {
+            let mut node = c.nodes[*n].clone();
+            node.d = d.clone();
+            node
+        })
+        .collect();
+    let nodes = (0..c.nodes.len())
+        .filter(|&i| c.nodes[i].group == gdx)
+        .map(|i| match ov.iter().position(|(n, _)| *n == i) {
+            Some(k) => &changed[k],
+            None => &c.nodes[i],
+        });
+    crate::score::score_nodes(nodes).total
+}
+
+/// Among candidates (in evaluation order) whose incremental score is within
+/// `NEAR_TIE` of the best, pick what htools would: the last one with the
+/// lowest exact score. Returns the index into `cands`.
+fn htools_pick(c: &Cluster, gdx: usize, cands: &[(f64, &[(usize, NodeDyn)])]) -> Option<usize> {
+    let best = cands.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+    let mut pick: Option<(f64, usize)> = None;
+    for (k, (sc, ov)) in cands.iter().enumerate() {
+        if *sc > best + NEAR_TIE {
+            continue;
+        }
+        let ex = exact_group_score(c, ov, gdx);
+        if pick.is_none_or(|p| p.0 >= ex) {
+            pick = Some((ex, k));
+        }
+    }
+    pick.map(|p| p.1)
+}
+
 /// Change one node of an instance (secondary for DRBD, primary for shared
 /// storage) to the best of `avail` (htools' `evacOneNodeOnly`).
 fn evac_one_node(
@@ -636,7 +678,7 @@ fn evac_one_node(
         MirrorType::External => IMove::FailoverToAny,
     };
     let in_group = |n: usize| c.nodes[n].group == gdx;
-    let mut best: Option<(f64, Vec<(usize, NodeDyn)>, Instance, IMove)> = None;
+    let mut all: Vec<(f64, Vec<(usize, NodeDyn)>, Instance, IMove)> = vec![];
     let mut fails = String::new();
     for &n in avail {
         let mut ov = vec![];
@@ -645,14 +687,17 @@ fn evac_one_node(
             Err(f) => fails.push_str(&format!(" Node {} failed: {f:?};", c.nodes[n].name)),
             Ok(()) => {
                 let sc = c.score_overlay(stats, &ov, &in_group);
-                if best.as_ref().is_none_or(|b| b.0 >= sc) {
-                    best = Some((sc, ov, i2, op(n)));
-                }
+                all.push((sc, ov, i2, op(n)));
             }
         }
     }
-    match best {
-        Some((_, ov, i2, mv)) => Ok((ov, i2, vec![mv])),
+    let cands: Vec<(f64, &[(usize, NodeDyn)])> =
+        all.iter().map(|x| (x.0, x.1.as_slice())).collect();
+    match htools_pick(c, gdx, &cands) {
+        Some(k) => {
+            let (_, ov, i2, mv) = all.swap_remove(k);
+            Ok((ov, i2, vec![mv]))
+        }
         None => Err(format!("Can't find any good node:{fails}")),
     }
 }
@@ -700,7 +745,7 @@ fn evac_drbd_all(
         })
         .collect();
     type Best = (f64, usize, Vec<(usize, NodeDyn)>, Instance);
-    let bests: Vec<(Option<Best>, Option<String>)> = per_p
+    let bests: Vec<(Vec<Best>, Option<String>)> = per_p
         .par_iter()
         .map(|(p, r)| {
             let mut best: Option<Best> = None;
@@ -738,7 +783,7 @@ fn evac_drbd_all(
                 }
                 _ => None,
             };
-            let mut fast_best: Option<(f64, usize)> = None;
+            let mut fast_ties: Vec<(f64, usize)> = vec![];
             for &s in avail.iter() {
                 if s == *p {
                     continue;
@@ -757,8 +802,13 @@ fn evac_drbd_all(
                                 } else {
                                     stats.score_changes(a0, &[])
                                 };
-                                if fast_best.is_none_or(|b| b.0 >= sc) {
-                                    fast_best = Some((sc, s));
+                                let cur =
+                                    fast_ties.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+                                if sc <= cur + NEAR_TIE {
+                                    if sc < cur - NEAR_TIE {
+                                        fast_ties.retain(|x| x.0 <= sc + NEAR_TIE);
+                                    }
+                                    fast_ties.push((sc, s));
                                 }
                             }
                         }
@@ -784,30 +834,30 @@ fn evac_drbd_all(
                     }
                 }
             }
-            if let (Some((sc, s)), Ok((ov, i1))) = (fast_best, r) {
-                if best.as_ref().is_none_or(|b| b.0 >= sc) {
+            let mut list: Vec<Best> = best.into_iter().collect();
+            if let Ok((ov, i1)) = r {
+                for (sc, s) in fast_ties {
                     let mut ov = ov.clone();
                     let mut i2 = i1.clone();
                     if chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force).is_ok() {
-                        best = Some((sc, s, ov, i2));
+                        list.push((sc, s, ov, i2));
                     }
                 }
             }
-            (best, err)
+            (list, err)
         })
         .collect();
-    let mut best: Option<Best> = None;
+    let mut all: Vec<Best> = vec![];
     let mut last_err = "no nodes available".to_string();
     for (b, e) in bests {
-        if let (None, Some(e)) = (&best, e) {
+        if let (true, Some(e)) = (all.is_empty(), e) {
             last_err = format!("Allocation failed: {e}");
         }
-        if let Some(b) = b {
-            if best.as_ref().is_none_or(|x| x.0 >= b.0) {
-                best = Some(b);
-            }
-        }
+        all.extend(b);
     }
+    let cands: Vec<(f64, &[(usize, NodeDyn)])> =
+        all.iter().map(|x| (x.0, x.2.as_slice())).collect();
+    let best = htools_pick(c, gdx, &cands).map(|k| all.swap_remove(k));
     match best {
         None => Err(format!(
             "Can't find any good nodes for relocation: {last_err}"

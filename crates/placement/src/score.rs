@@ -120,36 +120,47 @@ pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
     let mut std = [0.0; NSTD];
     if !online.is_empty() {
         for (k, s) in std.iter_mut().enumerate() {
-            let mean = online.iter().map(|v| v.std[k]).sum::<f64>() / cnt;
-            let nvar: f64 = online
-                .iter()
-                .map(|v| {
-                    let d = v.std[k] - mean;
-                    d * d
-                })
-                .sum();
+            let mean = online.iter().fold(0.0, |a, v| a + v.std[k]) / cnt;
+            let nvar = online.iter().fold(0.0, |a, v| {
+                let d = v.std[k] - mean;
+                a + d * d
+            });
             *s = (nvar / cnt).sqrt();
         }
     }
-    let n1: f64 = online.iter().map(|v| v.n1).sum();
-    let pri_tags: f64 = online.iter().map(|v| v.pri_tags).sum();
-    let location: f64 = online.iter().map(|v| v.location).sum();
-    let reserved_total: f64 = online.iter().map(|v| v.std[2]).sum();
-    let off_all: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_all).sum();
-    let off_pri: f64 = vals.iter().filter(|v| !v.online).map(|v| v.off_pri).sum();
+    let n1 = online.iter().fold(0.0, |a, v| a + v.n1);
+    let pri_tags = online.iter().fold(0.0, |a, v| a + v.pri_tags);
+    let location = online.iter().fold(0.0, |a, v| a + v.location);
+    let reserved_total = online.iter().fold(0.0, |a, v| a + v.std[2]);
+    let offline: Vec<&NodeVals> = vals.iter().filter(|v| !v.online).collect();
+    let off_all = offline.iter().fold(0.0, |a, v| a + v.off_all);
+    let off_pri = offline.iter().fold(0.0, |a, v| a + v.off_pri);
     let loc_excl = (map.values().sum::<i64>() - map.len() as i64) as f64;
-    let total = STD_WEIGHTS
-        .iter()
-        .zip(std.iter())
-        .map(|(w, s)| w * s)
-        .sum::<f64>()
-        + W_N1 * n1
-        + W_OFF_ALL * off_all
-        + W_OFF_PRI * off_pri
-        + W_PRI_TAGS * pri_tags
-        + W_LOCATION * location
-        + W_LOC_EXCL * loc_excl
-        + W_RESERVED_TOTAL * reserved_total;
+    // summed in htools' order (left fold), so equal placements give
+    // bit-identical scores and ties break like htools
+    let terms = [
+        STD_WEIGHTS[0] * std[0],
+        STD_WEIGHTS[1] * std[1],
+        W_N1 * n1,
+        STD_WEIGHTS[2] * std[2],
+        W_OFF_ALL * off_all,
+        W_OFF_PRI * off_pri,
+        STD_WEIGHTS[3] * std[3],
+        STD_WEIGHTS[4] * std[4],
+        STD_WEIGHTS[5] * std[5],
+        STD_WEIGHTS[6] * std[6],
+        STD_WEIGHTS[7] * std[7],
+        W_PRI_TAGS * pri_tags,
+        STD_WEIGHTS[8] * std[8],
+        STD_WEIGHTS[9] * std[9],
+        STD_WEIGHTS[10] * std[10],
+        STD_WEIGHTS[11] * std[11],
+        STD_WEIGHTS[12] * std[12],
+        W_LOCATION * location,
+        W_LOC_EXCL * loc_excl,
+        W_RESERVED_TOTAL * reserved_total,
+    ];
+    let total = terms.iter().fold(0.0, |a, t| a + t);
     Detailed {
         std,
         n1,
