@@ -18,7 +18,7 @@ pub const READY_MARKER: &str = "MAGUEY-GUEST-READY";
 /// Printed every second: `MAGUEY-TICK N`.
 pub const TICK_MARKER: &str = "MAGUEY-TICK";
 /// Bumped whenever the initramfs layout or `/init` changes (forces a rebuild of the cache).
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// Debian's cloud kernel metapackage (its dependency names the versioned image package).
 const KERNEL_META: &str = "linux-image-cloud-amd64";
 const BUSYBOX: &str = "busybox-static";
@@ -62,20 +62,23 @@ i=0
 while [ $i -lt 50 ] && ! grep -qs "Power Button" /sys/class/input/event*/device/name; do
   usleep 100000; i=$((i+1))
 done
+pb=
 for e in /sys/class/input/event*; do
-  if grep -q "Power Button" $e/device/name 2>/dev/null; then
-    (
-      d=/dev/input/${e##*/}
-      i=0
-      while [ $i -lt 50 ] && [ ! -c $d ]; do usleep 100000; i=$((i+1)); done
-      dd if=$d bs=24 count=1 >/dev/null 2>&1
-      echo "MAGUEY-GUEST-POWEROFF"
-      sync
-      umount /mnt 2>/dev/null
-      poweroff -f
-    ) &
-  fi
+  [ -z "$pb" ] && grep -q "Power Button" $e/device/name 2>/dev/null && pb=/dev/input/${e##*/}
 done
+if [ -n "$pb" ]; then
+  i=0
+  while [ $i -lt 50 ] && [ ! -c $pb ]; do usleep 100000; i=$((i+1)); done
+  # Opened before the ready marker: a press right after it is not lost.
+  exec 3<$pb
+  (
+    dd bs=24 count=1 <&3 >/dev/null 2>&1
+    echo "MAGUEY-GUEST-POWEROFF"
+    sync
+    umount /mnt 2>/dev/null
+    poweroff -f
+  ) &
+fi
 echo "MAGUEY-GUEST-READY boot=$boot disk=$disk"
 n=0
 while true; do
