@@ -158,9 +158,6 @@ pub async fn run(args: Args) -> Result<()> {
         });
         let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs)
             .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
-        queue.start(Arc::new(Executor {
-            master: master.clone(),
-        }));
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
         let state = api::MasterState {
             master: master.clone(),
@@ -176,14 +173,6 @@ pub async fn run(args: Args) -> Result<()> {
                 // Let the job's final state reach its waiters first.
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 let _ = stop_tx.send(Stop::ClusterDestroyed).await;
-            });
-        }
-        {
-            let master = master.clone();
-            tokio::spawn(async move {
-                for (name, e) in master.distribute_ssconf().await {
-                    tracing::warn!("ssconf to node {name}: {e}");
-                }
             });
         }
         master_parts = Some((master, queue, state));
@@ -233,6 +222,19 @@ pub async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", daemon.listen))?;
     let tls = maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Jobs start only once this node's own RPC listener is bound: their first RPC may be to
+    // this very node (connections wait in the listen backlog until the server loop runs).
+    if let Some((master, queue, _)) = &master_parts {
+        queue.start(Arc::new(Executor {
+            master: master.clone(),
+        }));
+        let master = master.clone();
+        tokio::spawn(async move {
+            for (name, e) in master.distribute_ssconf().await {
+                tracing::warn!("ssconf to node {name}: {e}");
+            }
+        });
+    }
     files::write_pidfile(&dir)?;
     tracing::info!(
         "magueyd {} for node {} listening on {}{}",
