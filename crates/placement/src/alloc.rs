@@ -114,6 +114,7 @@ pub fn try_alloc(
                 return Err("No online nodes".into());
             }
             let mut sol = AllocSolution::empty();
+            let mut ties: Vec<(f64, usize, Vec<(usize, NodeDyn)>)> = vec![];
             for &p in cands {
                 let r = policy_ok(p).and_then(|_| c.eval_place(inst, p, None, force));
                 match r {
@@ -121,11 +122,31 @@ pub fn try_alloc(
                     Ok(nodes) => {
                         sol.allocs += 1;
                         let s = c.score_overlay(stats, &nodes, &|_| true);
-                        if better(s, sol.best.as_ref().map(|b| b.0)) {
-                            sol.best = Some((s, p, None, nodes));
+                        let cur = ties.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+                        if s <= cur + NEAR_TIE {
+                            if s < cur - NEAR_TIE {
+                                ties.retain(|x| x.0 <= s + NEAR_TIE);
+                            }
+                            ties.push((s, p, nodes));
                         }
                     }
                 }
+            }
+            // htools scores every candidate in full: break near-ties that way
+            let mut pick: Option<(f64, usize)> = None;
+            if ties.len() > 1 {
+                for (k, (_, _, nodes)) in ties.iter().enumerate() {
+                    let ex = exact_scope_score(c, nodes, stats.scope);
+                    if pick.is_none_or(|p| p.0 >= ex) {
+                        pick = Some((ex, k));
+                    }
+                }
+            } else if !ties.is_empty() {
+                pick = Some((0.0, 0));
+            }
+            if let Some((_, k)) = pick {
+                let (sc, p, nodes) = ties.swap_remove(k);
+                sol.best = Some((sc, p, None, nodes));
             }
             Ok(sol)
         }
@@ -241,12 +262,12 @@ fn try_alloc_pairs_fast(
     let vals: Vec<Option<crate::score::NodeVals>> = (0..c.nodes.len())
         .map(|i| is_cand[i].then(|| node_vals(&c.nodes[i], &c.nodes[i].d)))
         .collect();
-    let per_p: Vec<(Vec<FailMode>, usize, Option<(f64, usize, usize)>)> = pairs
+    let per_p: Vec<(Vec<FailMode>, usize, Vec<(f64, usize, usize)>)> = pairs
         .par_iter()
         .map(|&p| {
             let mut fails = vec![];
             let mut allocs = 0;
-            let mut best: Option<(f64, usize, usize)> = None;
+            let mut best: Vec<(f64, usize, usize)> = vec![];
             let pn = &c.nodes[p];
             let prim = inst
                 .matches_policy(&c.groups[pn.group].ipolicy, pn.excl_storage)
@@ -278,8 +299,12 @@ fn try_alloc_pairs_fast(
                             Some(v) => stats.score_changes(a0, &[(v, &node_vals_st(sn, &st))]),
                             None => stats.score_changes(a0, &[]),
                         };
-                        if better(sc, best.map(|b| b.0)) {
-                            best = Some((sc, p, s));
+                        let cur = best.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+                        if sc <= cur + NEAR_TIE {
+                            if sc < cur - NEAR_TIE {
+                                best.retain(|x| x.0 <= sc + NEAR_TIE);
+                            }
+                            best.push((sc, p, s));
                         }
                     }
                 }
@@ -288,14 +313,41 @@ fn try_alloc_pairs_fast(
         })
         .collect();
     let mut sol = AllocSolution::empty();
-    let mut best: Option<(f64, usize, usize)> = None;
+    let mut ties: Vec<(f64, usize, usize)> = vec![];
     for (f, a, b) in per_p {
         sol.failures.extend(f);
         sol.allocs += a;
-        if let Some(b) = b {
-            if better(b.0, best.map(|x| x.0)) {
-                best = Some(b);
+        ties.extend(b);
+    }
+    let gbest = ties.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+    ties.retain(|x| x.0 <= gbest + NEAR_TIE);
+    let mut best: Option<(f64, usize, usize)> = ties.last().copied();
+    if ties.len() > 1 {
+        // re-score like hail (htools' running statistics) and keep the last
+        // of the lowest, as hail does
+        let hs = crate::score::HStats::new(
+            c.nodes
+                .iter()
+                .filter(|n| stats.scope.is_none_or(|g| n.group == g)),
+        );
+        let mut pick: Option<(f64, usize)> = None;
+        for (k, &(_, p, s)) in ties.iter().enumerate() {
+            let (pn, sn) = (&c.nodes[p], &c.nodes[s]);
+            let Ok(pst) = pn.add_pri_state(&pn.d, inst, force) else {
+                continue;
+            };
+            let Ok((sst, _)) = sn.add_sec_state(&sn.d, inst, p, false, false) else {
+                continue;
+            };
+            let (po, pnew) = (node_vals(pn, &pn.d), node_vals_st(pn, &pst));
+            let (so, snew) = (node_vals(sn, &sn.d), node_vals_st(sn, &sst));
+            let ex = hs.updated_total(&[(&po, &pnew), (&so, &snew)]);
+            if pick.is_none_or(|x| x.0 >= ex) {
+                pick = Some((ex, k));
             }
+        }
+        if let Some((_, k)) = pick {
+            best = Some(ties[k]);
         }
     }
     if let Some((sc, p, s)) = best {
@@ -530,8 +582,9 @@ pub fn allocate_in_group(
             inst.name
         ));
     }
-    let stats =
+    let mut stats =
         Stats::new(c.nodes.iter().filter(|n| n.group == gdx)).with_aliases(&aliases_for(c, inst));
+    stats.scope = Some(gdx);
     let cands = group_candidates(c, gdx, opts);
     let sol = try_alloc(c, &stats, inst, &cands, required, opts)?;
     let pol = c.groups[gdx].alloc_policy.to_raw();
@@ -626,6 +679,11 @@ const NEAR_TIE: f64 = 1e-9;
 /// The score of group `gdx` with `ov` applied, computed exactly as htools
 /// does (full two-pass, htools' summation order), for breaking near-ties.
 fn exact_group_score(c: &Cluster, ov: &[(usize, NodeDyn)], gdx: usize) -> f64 {
+    exact_scope_score(c, ov, Some(gdx))
+}
+
+/// Exact htools score of the scope (a group, or the whole cluster).
+fn exact_scope_score(c: &Cluster, ov: &[(usize, NodeDyn)], scope: Option<usize>) -> f64 {
     let changed: Vec<crate::model::Node> = ov
         .iter()
         .map(|(n, d)| {
@@ -635,7 +693,7 @@ fn exact_group_score(c: &Cluster, ov: &[(usize, NodeDyn)], gdx: usize) -> f64 {
         })
         .collect();
     let nodes = (0..c.nodes.len())
-        .filter(|&i| c.nodes[i].group == gdx)
+        .filter(|&i| scope.is_none_or(|g| c.nodes[i].group == g))
         .map(|i| match ov.iter().position(|(n, _)| *n == i) {
             Some(k) => &changed[k],
             None => &c.nodes[i],

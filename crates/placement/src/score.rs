@@ -200,6 +200,8 @@ pub fn optimal_score(nodes: &[Node]) -> f64 {
 /// Running statistics for incremental scoring.
 #[derive(Debug, Clone)]
 pub struct Stats {
+    /// The node group the statistics cover (None = whole cluster).
+    pub scope: Option<usize>,
     n: f64,
     /// Effective weights: components proven identical to another one carry
     /// weight 0 and their weight is added to the representative.
@@ -237,6 +239,7 @@ impl Stats {
             }
         }
         let mut s = Stats {
+            scope: None,
             n,
             eff_w: STD_WEIGHTS,
             refv,
@@ -524,5 +527,141 @@ impl Stats {
     #[inline]
     pub fn acc_score(&self, acc: &Acc) -> f64 {
         self.value(&acc.sum, &acc.sumsq, acc.sums, self.loc_excl)
+    }
+}
+
+/// htools' own running statistics (`Utils/Statistics.hs`): used to re-score
+/// near-tied DRBD pair candidates exactly as hail does
+/// (`updateClusterStatisticsTwice`), so that ties break identically.
+#[derive(Debug, Clone)]
+pub struct HStats {
+    n: f64,
+    s: [f64; NSTD],
+    var: [f64; NSTD],
+    /// n1, pri_tags, location, reserved total, off_all, off_pri
+    sums: [f64; 6],
+    loc_excl: f64,
+}
+
+impl HStats {
+    pub fn new<'a>(nodes: impl Iterator<Item = &'a Node>) -> HStats {
+        score_nodes_stats(nodes)
+    }
+
+    /// Total after replacing node contributions one after the other, with
+    /// htools' update formulas.
+    pub fn updated_total(&self, changes: &[(&NodeVals, &NodeVals)]) -> f64 {
+        let mut s = self.s;
+        let mut var = self.var;
+        let mut sums = self.sums;
+        let n = self.n;
+        for (x, y) in changes {
+            if !x.online {
+                continue;
+            }
+            for k in 0..NSTD {
+                let (xv, yv) = (x.std[k], y.std[k]);
+                let ds = yv - xv;
+                let dss = yv * yv - xv * xv;
+                let dnnvar = (n * dss - 2.0 * s[k] * ds) - ds * ds;
+                s[k] += ds;
+                var[k] = (var[k] + dnnvar / (n * n)).max(0.0);
+            }
+            sums[0] += y.n1 - x.n1;
+            sums[1] += y.pri_tags - x.pri_tags;
+            sums[2] += y.location - x.location;
+            sums[3] += y.std[2] - x.std[2];
+        }
+        let st: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
+        htools_total(
+            &st,
+            sums[0],
+            sums[4],
+            sums[5],
+            sums[1],
+            sums[2],
+            self.loc_excl,
+            sums[3],
+        )
+    }
+}
+
+/// Weighted sum in htools' order (left fold).
+#[allow(clippy::too_many_arguments)]
+fn htools_total(
+    std: &[f64],
+    n1: f64,
+    off_all: f64,
+    off_pri: f64,
+    pri_tags: f64,
+    location: f64,
+    loc_excl: f64,
+    reserved_total: f64,
+) -> f64 {
+    let terms = [
+        STD_WEIGHTS[0] * std[0],
+        STD_WEIGHTS[1] * std[1],
+        W_N1 * n1,
+        STD_WEIGHTS[2] * std[2],
+        W_OFF_ALL * off_all,
+        W_OFF_PRI * off_pri,
+        STD_WEIGHTS[3] * std[3],
+        STD_WEIGHTS[4] * std[4],
+        STD_WEIGHTS[5] * std[5],
+        STD_WEIGHTS[6] * std[6],
+        STD_WEIGHTS[7] * std[7],
+        W_PRI_TAGS * pri_tags,
+        STD_WEIGHTS[8] * std[8],
+        STD_WEIGHTS[9] * std[9],
+        STD_WEIGHTS[10] * std[10],
+        STD_WEIGHTS[11] * std[11],
+        STD_WEIGHTS[12] * std[12],
+        W_LOCATION * location,
+        W_LOC_EXCL * loc_excl,
+        W_RESERVED_TOTAL * reserved_total,
+    ];
+    terms.iter().fold(0.0, |a, t| a + t)
+}
+
+fn score_nodes_stats<'a>(nodes: impl Iterator<Item = &'a Node>) -> HStats {
+    let mut vals = Vec::new();
+    let mut map: BTreeMap<&(String, String), i64> = BTreeMap::new();
+    for n in nodes {
+        let v = node_vals(n, &n.d);
+        if v.online {
+            for (k, c) in &n.d.inst_map {
+                *map.entry(k).or_insert(0) += *c;
+            }
+        }
+        vals.push(v);
+    }
+    let online: Vec<&NodeVals> = vals.iter().filter(|v| v.online).collect();
+    let cnt = online.len() as f64;
+    let mut s = [0.0; NSTD];
+    let mut var = [0.0; NSTD];
+    for k in 0..NSTD {
+        let sum = online.iter().fold(0.0, |a, v| a + v.std[k]);
+        let mean = sum / cnt;
+        let nvar = online.iter().fold(0.0, |a, v| {
+            let d = v.std[k] - mean;
+            a + d * d
+        });
+        s[k] = sum;
+        var[k] = nvar / cnt;
+    }
+    let offline: Vec<&NodeVals> = vals.iter().filter(|v| !v.online).collect();
+    HStats {
+        n: cnt,
+        s,
+        var,
+        sums: [
+            online.iter().fold(0.0, |a, v| a + v.n1),
+            online.iter().fold(0.0, |a, v| a + v.pri_tags),
+            online.iter().fold(0.0, |a, v| a + v.location),
+            online.iter().fold(0.0, |a, v| a + v.std[2]),
+            offline.iter().fold(0.0, |a, v| a + v.off_all),
+            offline.iter().fold(0.0, |a, v| a + v.off_pri),
+        ],
+        loc_excl: (map.values().sum::<i64>() - map.len() as i64) as f64,
     }
 }

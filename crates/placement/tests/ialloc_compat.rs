@@ -86,3 +86,11 @@ fn capacity_checks_reject_like_hail() {
     check_cap("c20s42.alloc-drbd");
     check_cap("c20s42.alloc-plain");
 }
+
+#[test]
+fn exact_ties_break_like_hail() {
+    // gencluster.py --nodes 40 --seed 4: two candidates tie up to rounding;
+    // hail's own float arithmetic decides
+    check("s40g1s4.alloc-plain");
+    check("s40g1s4.multi");
+}
