@@ -107,6 +107,69 @@ pub struct BalanceResult {
 }
 
 const TIE_EPS: f64 = 1e-12;
+/// Candidates within this of the best are re-scored exactly like hbal.
+const NEAR_TIE: f64 = 1e-9;
+
+/// The best candidates of a search, with near-ties kept in evaluation
+/// order.
+struct Ties<T> {
+    cur: f64,
+    items: Vec<(f64, T)>,
+}
+
+impl<T> Ties<T> {
+    fn new(cur: f64) -> Self {
+        Ties { cur, items: vec![] }
+    }
+    fn min(&self) -> f64 {
+        self.items.iter().map(|x| x.0).fold(f64::INFINITY, f64::min)
+    }
+    fn offer(&mut self, sc: f64, item: T) {
+        if sc >= self.cur - TIE_EPS {
+            return;
+        }
+        let m = self.min();
+        if self.items.is_empty() || sc < m - NEAR_TIE {
+            self.items.clear();
+            self.items.push((sc, item));
+        } else if sc <= m + NEAR_TIE {
+            self.items.push((sc, item));
+            if sc < m {
+                let lim = sc + NEAR_TIE;
+                self.items.retain(|x| x.0 <= lim);
+            }
+        }
+    }
+}
+
+/// The first candidate, replaced only by one better by more than `TIE_EPS`.
+fn first_best<T>(v: Vec<(f64, T)>) -> Option<(f64, T)> {
+    let mut best: Option<(f64, T)> = None;
+    for x in v {
+        if best.as_ref().is_none_or(|b| x.0 < b.0 - TIE_EPS) {
+            best = Some(x);
+        }
+    }
+    best
+}
+
+/// Full score of the cluster after a move, computed like hbal (`compCV`).
+fn exact_score_after(c: &Cluster, out: &MoveOutcome) -> f64 {
+    let changed: Vec<crate::model::Node> = out
+        .nodes
+        .iter()
+        .map(|(n, d)| {
+            let mut node = c.nodes[*n].clone();
+            node.d = d.clone();
+            node
+        })
+        .collect();
+    let nodes = (0..c.nodes.len()).map(|i| match out.nodes.iter().position(|(n, _)| *n == i) {
+        Some(k) => &changed[k],
+        None => &c.nodes[i],
+    });
+    score::score_nodes(nodes).total
+}
 
 #[allow(clippy::too_many_arguments)]
 fn possible_moves(
@@ -160,20 +223,17 @@ fn best_for_instance(
     targets: &[usize],
     online: &[bool],
     opts: &BalanceOptions,
-) -> Option<(f64, MoveOutcome)> {
+) -> Ties<MoveOutcome> {
     let inst = &c.instances[idx];
     let force = opts.ignore_soft_errors;
     let opdx = inst.pnode;
     let osdx = inst.snode;
     let mir = inst.mirror_type();
     let use_sec = osdx.is_some_and(|s| online[s]) && opts.instance_moves;
-    let mut best: Option<(f64, MoveOutcome)> = None;
-    let consider = |out: MoveOutcome, best: &mut Option<(f64, MoveOutcome)>| {
+    let mut best: Ties<MoveOutcome> = Ties::new(cur);
+    let consider = |out: MoveOutcome, best: &mut Ties<MoveOutcome>| {
         let s = c.score_outcome(stats, &out);
-        let bar = best.as_ref().map(|b| b.0).unwrap_or(cur);
-        if s < bar - TIE_EPS {
-            *best = Some((s, out));
-        }
+        best.offer(s, out);
     };
     if mir == MirrorType::Internal && use_sec {
         if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
@@ -228,22 +288,19 @@ fn best_for_instance_fast(
     targets: &[usize],
     online: &[bool],
     opts: &BalanceOptions,
-) -> Option<(f64, IMove)> {
+) -> Ties<IMove> {
     use score::node_vals_st;
     let inst = &c.instances[idx];
     let force = opts.ignore_soft_errors;
     let opdx = inst.pnode;
-    let osdx = inst.snode?;
+    let Some(osdx) = inst.snode else {
+        return Ties::new(cur);
+    };
     let (np, ns) = (&c.nodes[opdx], &c.nodes[osdx]);
     let use_sec = online[osdx] && opts.instance_moves;
     let prim_off = np.offline;
-    let mut best: Option<(f64, IMove)> = None;
-    let consider = |sc: f64, mv: IMove, best: &mut Option<(f64, IMove)>| {
-        let bar = best.as_ref().map(|b| b.0).unwrap_or(cur);
-        if sc < bar - TIE_EPS {
-            *best = Some((sc, mv));
-        }
-    };
+    let mut best: Ties<IMove> = Ties::new(cur);
+    let consider = |sc: f64, mv: IMove, best: &mut Ties<IMove>| best.offer(sc, mv);
     if use_sec {
         if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
             consider(c.score_outcome(stats, &out), IMove::Failover, &mut best);
@@ -432,13 +489,19 @@ fn best_move(
     targets: &[usize],
     online: &[bool],
     opts: &BalanceOptions,
-) -> Option<(f64, MoveOutcome)> {
+) -> Vec<(f64, MoveOutcome)> {
     if fast_ok && c.instances[idx].mirror_type() == MirrorType::Internal {
-        let (sc, mv) = best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts)?;
-        let out = c.eval_move(idx, mv, opts.ignore_soft_errors).ok()?;
-        Some((sc, out))
+        best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts)
+            .items
+            .into_iter()
+            .filter_map(|(sc, mv)| {
+                c.eval_move(idx, mv, opts.ignore_soft_errors)
+                    .ok()
+                    .map(|o| (sc, o))
+            })
+            .collect()
     } else {
-        best_for_instance(c, stats, cur, idx, targets, online, opts)
+        best_for_instance(c, stats, cur, idx, targets, online, opts).items
     }
 }
 
@@ -580,7 +643,7 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         {
             {
                 let cref = &c;
-                let bests: Vec<Option<(f64, MoveOutcome)>> = victims
+                let bests: Vec<Vec<(f64, MoveOutcome)>> = victims
                     .par_iter()
                     .map(|&i| {
                         best_move(
@@ -596,13 +659,25 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                         )
                     })
                     .collect();
-                let mut best: Option<(f64, MoveOutcome)> = None;
-                for b in bests.into_iter().flatten() {
-                    let bar = best.as_ref().map(|x| x.0).unwrap_or(cur_inc);
-                    if b.0 < bar - TIE_EPS {
-                        best = Some(b);
+                // all near-best candidates, in hbal's evaluation order
+                let all: Vec<(f64, MoveOutcome)> = bests.into_iter().flatten().collect();
+                let gmin = all.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+                let near: Vec<(f64, MoveOutcome)> =
+                    all.into_iter().filter(|x| x.0 <= gmin + NEAR_TIE).collect();
+                let best = if near.len() > 1 {
+                    // hbal scores every candidate in full and keeps the first
+                    // of the lowest: do the same for the near-ties
+                    let mut pick: Option<(f64, MoveOutcome)> = None;
+                    for (_, out) in near {
+                        let ex = exact_score_after(&c, &out);
+                        if pick.as_ref().is_none_or(|p| p.0 > ex) {
+                            pick = Some((ex, out));
+                        }
                     }
-                }
+                    pick
+                } else {
+                    near.into_iter().next()
+                };
                 let Some((_, out)) = best else { break };
                 let mut next = c.clone();
                 let pm_base = record(&c, &out, 0.0);
@@ -692,9 +767,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         let init: Vec<Entry> = victims
             .par_iter()
             .filter_map(|&i| {
-                best_move(
+                first_best(best_move(
                     cref, &stats, &vals, fast_ok, cur_inc, i, &targets, &online, opts,
-                )
+                ))
                 .map(|(s, _)| Entry(cur_inc - s, i))
             })
             .collect();
@@ -708,9 +783,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                 break;
             }
             let now = stats.score();
-            let Some((s_new, out)) = best_move(
+            let Some((s_new, out)) = first_best(best_move(
                 &c, &stats, &vals, fast_ok, now, idx, &targets, &online, opts,
-            ) else {
+            )) else {
                 continue;
             };
             let gain = now - s_new;
@@ -757,9 +832,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             let fresh: Vec<Entry> = again
                 .par_iter()
                 .filter_map(|&i| {
-                    best_move(
+                    first_best(best_move(
                         cref, &stats, &vals, fast_ok, now, i, &targets, &online, opts,
-                    )
+                    ))
                     .map(|(s, _)| Entry(now - s, i))
                 })
                 .collect();
