@@ -261,11 +261,11 @@ impl NodeRuntime {
             NodeRequest::InstanceReboot {
                 instance,
                 reboot_type,
-                shutdown_timeout: _,
+                shutdown_timeout,
             } => {
                 let kind: RebootKind = reboot_type.parse()?;
                 self.hypervisor(&instance.hypervisor)?
-                    .reboot(&instance, kind)
+                    .reboot(&instance, kind, Duration::from_secs(shutdown_timeout))
                     .await?;
                 Ok(Value::Null)
             }

@@ -155,6 +155,7 @@ impl Hypervisor for FakeHypervisor {
         &'a self,
         inst: &'a InstanceRuntime,
         _kind: RebootKind,
+        _shutdown_timeout: Duration,
     ) -> BoxFuture<'a, HvResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;

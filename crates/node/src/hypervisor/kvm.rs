@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 /// Longest time QEMU may take to daemonize.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Soft reboot: the longest the guest may take to power off before it is stopped hard. The
-/// master's node RPCs time out after 60 s, so a reboot must answer well before.
+/// Soft reboot: the longest the guest may take to power off (whatever `shutdown_timeout` was
+/// asked) before it is stopped hard. The master's node RPCs time out after 60 s, so a reboot
+/// (power-off, then a fresh boot) must answer well before.
 const REBOOT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(45);
 /// Soft stop: the longest wait for the guest's ACPI power-off, whatever timeout was asked
 /// (Ganeti's default is 120 s), so the answer arrives within the master's 60 s RPC timeout.
@@ -947,6 +948,7 @@ impl Hypervisor for KvmHypervisor {
         &'a self,
         inst: &'a InstanceRuntime,
         kind: RebootKind,
+        shutdown_timeout: Duration,
     ) -> BoxFuture<'a, HvResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
@@ -966,7 +968,7 @@ impl Hypervisor for KvmHypervisor {
                 }
                 // Ganeti's way: a clean ACPI power-off, then a fresh QEMU.
                 RebootKind::Soft => {
-                    self.stop_locked(&inst.name, REBOOT_SHUTDOWN_TIMEOUT)
+                    self.stop_locked(&inst.name, shutdown_timeout.min(REBOOT_SHUTDOWN_TIMEOUT))
                         .await?;
                     self.start_locked(inst).await
                 }

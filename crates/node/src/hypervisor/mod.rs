@@ -59,10 +59,12 @@ pub trait Hypervisor: Send + Sync {
     fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>>;
 
     /// Reboots a running instance.
+    /// A soft reboot gives the guest `shutdown_timeout` to power off cleanly.
     fn reboot<'a>(
         &'a self,
         inst: &'a InstanceRuntime,
         kind: RebootKind,
+        shutdown_timeout: Duration,
     ) -> BoxFuture<'a, HvResult<()>>;
 
     /// Names of the running instances, sorted.
