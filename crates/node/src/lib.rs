@@ -154,6 +154,12 @@ impl NodeRuntime {
         }
     }
 
+    /// The unix socket of a running instance's interactive serial console (kvm), for the
+    /// daemon to proxy to `maguey instance console`.
+    pub fn serial_socket(&self, name: &str, hypervisor: &str) -> Result<PathBuf, String> {
+        self.hypervisor(hypervisor)?.serial_socket(name)
+    }
+
     fn storage_ctx(&self, file_storage_dir: &str) -> StorageContext {
         StorageContext::new(&self.cfg.state_dir, file_storage_dir)
     }

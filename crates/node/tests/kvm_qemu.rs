@@ -179,6 +179,10 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     assert_eq!((i.state.as_str(), i.memory, i.vcpus), ("running", 128, 1));
     let pid = i.pid.unwrap();
     assert!(i.vnc_port.is_some_and(|p| p >= 5900), "{i:?}");
+    let sock = rt.serial_socket("vm1", "kvm").unwrap();
+    assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+    assert!(rt.serial_socket("vm2", "kvm").is_err());
+    assert!(rt.serial_socket("vm1", "fake").is_err());
     assert!(alive(pid));
     assert!(free > 0);
     let again = rt

@@ -900,6 +900,12 @@ impl KvmHypervisor {
 
     /// The serial console socket of a running instance.
     pub fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
+        if self.running(name)?.is_none() {
+            return Err(format!(
+                "instance {name} is not running on node {}",
+                self.node_name
+            ));
+        }
         Ok(self.paths(name)?.serial)
     }
 }
@@ -1010,6 +1016,10 @@ impl Hypervisor for KvmHypervisor {
             }
             self.qmp(name).await?.balloon(memory * MIB).await
         })
+    }
+
+    fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
+        KvmHypervisor::serial_socket(self, name)
     }
 
     fn console_log<'a>(&'a self, name: &'a str, max_bytes: u64) -> BoxFuture<'a, HvResult<String>> {

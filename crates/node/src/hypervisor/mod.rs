@@ -160,6 +160,15 @@ pub trait Hypervisor: Send + Sync {
         })
     }
 
+    /// The unix socket of a running instance's interactive serial console (one client at a
+    /// time), for a daemon to proxy.
+    fn serial_socket(&self, name: &str) -> HvResult<std::path::PathBuf> {
+        Err(format!(
+            "hypervisor {} has no serial console for instance {name}",
+            self.name()
+        ))
+    }
+
     /// The last `max_bytes` of an instance's serial console output.
     fn console_log<'a>(
         &'a self,
