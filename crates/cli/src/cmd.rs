@@ -104,7 +104,19 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             .await?;
             Ok(0)
         }
-        Top::Plan(p) => {
+        Top::Plan(mut p) => {
+            // Without --text, plan on the live cluster: its description goes through the
+            // placement engine's own loader and text writer into a temporary htools file.
+            let live =
+                tempfile::NamedTempFile::new().map_err(|e| CliError::Other(e.to_string()))?;
+            if let Some(text @ None) = maguey_placement::cli::text_arg(&mut p) {
+                let desc = client(&dir)?.cluster_description().await?;
+                let cluster = maguey_placement::ialloc::parse_cluster(&desc.to_string())
+                    .map_err(|e| CliError::Other(format!("reading the live cluster: {e}")))?;
+                std::fs::write(live.path(), maguey_placement::text::write_text(&cluster))
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+                *text = Some(live.path().to_path_buf());
+            }
             let mut out = std::io::stdout();
             let code = maguey_placement::cli::run(p, &mut out)
                 .map_err(|e| CliError::Usage(format!("{e:#}")))?;

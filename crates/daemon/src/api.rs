@@ -80,6 +80,7 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/config", get(export_config))
+        .route("/luxi/cluster-description", get(cluster_description))
         .route("/luxi/join-token", post(join_token))
         .layer(axum::middleware::from_fn(
             maguey_rpc::server::require_peer_cert,
@@ -102,6 +103,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/jobs/{id}", get(get_job))
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
+        .route("/luxi/cluster-description", get(cluster_description))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             rapi.clone(),
@@ -287,6 +289,27 @@ async fn fields(Path(resource): Path<String>) -> Response {
             .collect::<Vec<_>>(),
     )
     .into_response()
+}
+
+/// The live cluster as the cluster part of an iallocator message (nodes with live memory and
+/// disk, groups, instances): what `maguey plan` works on without `--text`.
+async fn cluster_description(State(s): State<MasterState>) -> Response {
+    let cfg = s.master.config.snapshot();
+    let template = if cfg
+        .cluster
+        .enabled_disk_templates
+        .iter()
+        .any(|t| t == "file")
+    {
+        "file"
+    } else {
+        cfg.cluster
+            .enabled_disk_templates
+            .first()
+            .map(String::as_str)
+            .unwrap_or("diskless")
+    };
+    Json(maguey_ops::iallocator::cluster_request(&s.master, &cfg, template).await).into_response()
 }
 
 async fn export_config(State(s): State<MasterState>) -> Response {

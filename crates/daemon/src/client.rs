@@ -291,6 +291,11 @@ impl MasterClient {
             .await
     }
 
+    /// The live cluster in the iallocator message's cluster shape (for the planner).
+    pub async fn cluster_description(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/cluster-description")).await
+    }
+
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         self.get_json(&self.url("/luxi/config")).await
     }

@@ -27,7 +27,7 @@ pub enum PlanCommand {
     Balance {
         /// Cluster state in htools text-backend format.
         #[arg(long, short = 't')]
-        text: PathBuf,
+        text: Option<PathBuf>,
         /// Maximum number of moves.
         #[arg(long, short = 'l')]
         max_moves: Option<usize>,
@@ -118,7 +118,7 @@ pub enum PlanCommand {
     Roll {
         /// Cluster state in htools text-backend format.
         #[arg(long, short = 't')]
-        text: PathBuf,
+        text: Option<PathBuf>,
         #[arg(long, short = 'G')]
         group: Option<String>,
         /// Only nodes with one of these tags (comma-separated).
@@ -350,6 +350,22 @@ fn print_capacity(
     Ok(())
 }
 
+/// The `--text` file, which is required when no caller supplies the live cluster.
+fn need_text(p: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    p.ok_or_else(|| {
+        anyhow!("--text FILE is required (`maguey plan` without it reads the live cluster)")
+    })
+}
+
+/// The `--text` argument of a command, so that a caller can supply the live cluster.
+pub fn text_arg(cmd: &mut PlanCommand) -> Option<&mut Option<PathBuf>> {
+    match cmd {
+        PlanCommand::Balance { text, .. } | PlanCommand::Roll { text, .. } => Some(text),
+        PlanCommand::Capacity { text, simulate, .. } if simulate.is_empty() => Some(text),
+        _ => None,
+    }
+}
+
 /// Run a plan command, writing its output to `out`; returns the exit code.
 pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
     match cmd {
@@ -379,6 +395,7 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
                 ignore_dynu,
                 static_kvm_node_mem: 0,
             };
+            let path = need_text(path)?;
             let mut full = text::load_text(&read(&path)?, &lo)?;
             set_offline(&mut full, &offline)?;
             writeln!(
@@ -510,6 +527,7 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             ignore_non_redundant,
             offline_maintenance,
         } => {
+            let path = need_text(path)?;
             let c = text::load_text(&read(&path)?, &LoadOptions::default())?;
             let group = match group {
                 Some(g) => Some(

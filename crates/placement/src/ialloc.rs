@@ -200,13 +200,16 @@ fn parse_alloc_request(
     })
 }
 
-/// Parse an iallocator request (JSON text).
-pub fn parse_request(body: &str) -> Result<Request> {
+/// Parse the cluster part of an iallocator message (groups, nodes, instances), without a
+/// `request`: how Maguey hands its live cluster to the planner.
+pub fn parse_cluster(body: &str) -> Result<Cluster> {
     let v: Value = serde_json::from_str(body)
-        .map_err(|e| Error::Parse(format!("parsing input IAllocator message: {e}")))?;
-    let top = obj(&v, "iallocator message")?;
+        .map_err(|e| Error::Parse(format!("parsing cluster description: {e}")))?;
+    parse_cluster_part(obj(&v, "cluster description")?)
+}
+
+fn parse_cluster_part(top: &serde_json::Map<String, Value>) -> Result<Cluster> {
     let w = "invalid iallocator message";
-    let request = obj(get(top, "request", w)?, "request")?;
     // groups
     let mut groups = vec![];
     for (uuid, g) in obj(get(top, "nodegroups", w)?, "nodegroups")? {
@@ -323,6 +326,17 @@ pub fn parse_request(body: &str) -> Result<Request> {
         static_kvm_node_mem: 4096,
         ..Default::default()
     })?;
+    Ok(cluster)
+}
+
+/// Parse an iallocator request (JSON text).
+pub fn parse_request(body: &str) -> Result<Request> {
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| Error::Parse(format!("parsing input IAllocator message: {e}")))?;
+    let top = obj(&v, "iallocator message")?;
+    let w = "invalid iallocator message";
+    let request = obj(get(top, "request", w)?, "request")?;
+    let cluster = parse_cluster_part(top)?;
     let rw = "invalid request dict";
     let rtype = get_str(request, "type", rw)?;
     let find_inst = |n: &str| {
