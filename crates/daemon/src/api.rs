@@ -410,7 +410,7 @@ async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Respo
     let Some(tok) = cfg.join_tokens.get(&r.node_name) else {
         return refused();
     };
-    if maguey_rpc::join::secret_sha256(&r.secret) != tok.secret_sha256
+    if !maguey_rpc::join::secret_matches(&r.secret, &tok.secret_sha256)
         || tok.expires < maguey_model::now()
     {
         return refused();
