@@ -14,20 +14,8 @@ fn submit(lab: &TestLab, args: &[&str]) -> u64 {
 }
 
 fn times(lab: &TestLab) -> Vec<(u64, String, f64, f64)> {
-    let v = lab
-        .maguey(&[
-            "job",
-            "list",
-            "-o",
-            "id,status,start_ts,end_ts",
-            "--output",
-            "json",
-        ])
-        .ok()
-        .json();
-    v.as_array()
-        .unwrap()
-        .iter()
+    let v = jobs(lab);
+    v.iter()
         .map(|j| {
             (
                 j["id"].as_u64().unwrap(),

@@ -52,23 +52,8 @@ fn master_sigkill_while_jobs_run() {
     }
     // Wait until jobs are running (disks being created / OS scripts sleeping), then SIGKILL.
     assert!(wait_until(Duration::from_secs(30), || {
-        let v = lab
-            .maguey(&[
-                "job",
-                "list",
-                "-o",
-                "id,status,start_ts,end_ts",
-                "--output",
-                "json",
-            ])
-            .ok()
-            .json();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .filter(|j| j["status"] == "running")
-            .count()
-            >= 10
+        let v = jobs(&lab);
+        v.iter().filter(|j| j["status"] == "running").count() >= 10
     }));
     let pid = lab.pid(1).expect("master pid");
     unsafe { libc_kill(pid) };
@@ -83,42 +68,16 @@ fn master_sigkill_while_jobs_run() {
     // Every job reaches a final state (queued ones run after the restart).
     assert!(
         wait_until(Duration::from_secs(90), || {
-            let v = lab
-                .maguey(&[
-                    "job",
-                    "list",
-                    "-o",
-                    "id,status,start_ts,end_ts",
-                    "--output",
-                    "json",
-                ])
-                .ok()
-                .json();
-            v.as_array()
-                .unwrap()
-                .iter()
+            let v = jobs(&lab);
+            v.iter()
                 .all(|j| ["success", "error", "canceled"].contains(&j["status"].as_str().unwrap()))
         }),
         "{}",
         lab.logs()
     );
-    let jobs = lab
-        .maguey(&[
-            "job",
-            "list",
-            "-o",
-            "id,status,start_ts,end_ts",
-            "--output",
-            "json",
-        ])
-        .ok()
-        .json();
+    let jobs = jobs(&lab);
     let status = |id: u64| {
-        jobs.as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["id"].as_u64() == Some(id))
-            .unwrap()["status"]
+        jobs.iter().find(|j| j["id"].as_u64() == Some(id)).unwrap()["status"]
             .as_str()
             .unwrap()
             .to_string()

@@ -41,8 +41,8 @@ pub fn instances(lab: &TestLab, fields: &str) -> Vec<serde_json::Value> {
     r.json().as_array().cloned().unwrap_or_default()
 }
 
-/// A job as JSON, through `maguey job info` is text; use the export of the job list instead.
-pub fn job_status(lab: &TestLab, id: u64) -> String {
+/// Every job, as `job list --output json` gives it (id, status, start_ts, end_ts).
+pub fn jobs(lab: &TestLab) -> Vec<serde_json::Value> {
     let r = lab
         .maguey(&[
             "job",
@@ -53,11 +53,7 @@ pub fn job_status(lab: &TestLab, id: u64) -> String {
             "json",
         ])
         .ok();
-    r.json()
-        .as_array()
-        .and_then(|a| a.iter().find(|j| j["id"].as_u64() == Some(id)).cloned())
-        .and_then(|j| j["status"].as_str().map(String::from))
-        .unwrap_or_default()
+    r.json().as_array().cloned().unwrap_or_default()
 }
 
 pub fn find_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
