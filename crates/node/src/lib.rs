@@ -3,6 +3,8 @@
 //! later) and Ganeti OS definitions.
 
 pub mod hypervisor;
+pub mod image;
+pub mod network;
 pub mod os;
 pub mod qmp;
 pub mod storage;
@@ -343,9 +345,22 @@ impl NodeRuntime {
             ),
             NodeRequest::InstanceOsAdd { install, reinstall } => {
                 let (name, _) = os::split_os_name(&install.os);
-                let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;
                 let ctx = self.storage_ctx(&install.file_storage_dir);
                 let log_dir = self.cfg.state_dir.join("log").join("os");
+                if os::is_builtin(name) {
+                    // The `image` provider answers an `image::ImageInstallOutput` object.
+                    let out = image::install(
+                        &install,
+                        reinstall,
+                        &ctx,
+                        &log_dir,
+                        &self.cfg.node_name,
+                        self.os_timeout,
+                    )
+                    .await?;
+                    return json(out);
+                }
+                let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;
                 let out =
                     os::run_create(&def, &install, reinstall, &ctx, &log_dir, self.os_timeout)
                         .await?;

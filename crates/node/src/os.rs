@@ -4,6 +4,9 @@
 //! `import`, `export`, `rename` (and `verify` from API 15), a `ganeti_api_version` file (one
 //! version per line) and optionally `variants.list` and `parameters.list`. The first directory
 //! of the search path holding a name wins.
+//!
+//! Built-in providers need no directory: `image` ([`crate::image`]) writes a disk image onto
+//! disk 0 ([`builtin_providers`], [`diagnose_with_builtins`]).
 
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{OsInfo, OsInstall};
@@ -185,6 +188,31 @@ pub fn diagnose(search_path: &[PathBuf]) -> Vec<OsInfo> {
         }
     }
     found.into_values().collect()
+}
+
+/// The OS providers built into the node ([`crate::image`]'s `image`): valid everywhere, no
+/// directory needed.
+pub fn builtin_providers() -> Vec<OsInfo> {
+    vec![crate::image::os_info()]
+}
+
+/// Whether `name` (without variant) is a built-in provider; it takes precedence over an OS
+/// definition directory of the same name.
+pub fn is_builtin(name: &str) -> bool {
+    name == crate::image::IMAGE_OS
+}
+
+/// [`diagnose`] plus the built-in providers (replacing directories of the same name), sorted
+/// by name: what `os_diagnose` should answer.
+pub fn diagnose_with_builtins(search_path: &[PathBuf]) -> Vec<OsInfo> {
+    let mut all: BTreeMap<String, OsInfo> = diagnose(search_path)
+        .into_iter()
+        .map(|o| (o.name.clone(), o))
+        .collect();
+    for b in builtin_providers() {
+        all.insert(b.name.clone(), b);
+    }
+    all.into_values().collect()
 }
 
 /// Finds and validates OS `name` (without variant) on the search path.

@@ -8,6 +8,7 @@
 //! instance's QMP socket) and talks to them over QMP. No state is kept in memory.
 
 use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
+use crate::network::{self, TapSpec};
 use crate::qmp::{MigrationParameters, Qmp};
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{InstanceRunInfo, InstanceRuntime, MigrationStatus};
@@ -212,10 +213,12 @@ pub fn resolve_accel(accel: &str) -> HvResult<String> {
 
 /// Builds QEMU's command line (program first) from the instance's filled hvparams.
 /// `disks` are the host paths of the instance's disks, in order.
+/// `nets` are the instance's NICs with their taps ([`network::plan`]), in order.
 pub fn build_argv(
     inst: &InstanceRuntime,
     paths: &Paths,
     disks: &[PathBuf],
+    nets: &[TapSpec],
     accel: &str,
 ) -> HvResult<Vec<String>> {
     let hv = &inst.hvparams;
@@ -344,13 +347,18 @@ pub fn build_argv(
         "ne2k_isa" => "ne2k_isa".to_string(),
         other => other.to_string(),
     };
-    for (i, nic) in inst.nics.iter().enumerate() {
-        // Taps and bridges come with the networking work; the NIC is present, unplugged.
+    // vhost-net only when asked for and the node has it.
+    let vhost = hv_bool(hv, "vhost_net", false) && network::vhost_available();
+    for net in nets {
         push(&[
+            "-netdev",
+            &network::netdev_arg(net, vhost),
             "-device",
-            &format!("{nic_model},id=nic{i},mac={}", qopt(&nic.mac)),
+            &network::device_arg(net, &nic_model),
         ]);
     }
+    cdrom_args(hv, &mut a)?;
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     push(&["-device", "virtio-balloon-pci,id=balloon0"]);
     if hv_str(hv, "reboot_behavior", "reboot") == "exit" {
         push(&["-no-reboot"]);
@@ -367,6 +375,46 @@ pub fn build_argv(
         push(&[extra]);
     }
     Ok(a)
+}
+
+/// Ganeti's `cdrom_image_path`: a local image attached read-only as a CD-ROM
+/// (`cdrom_disk_type`: `ide`, the default, `scsi` or `paravirtual`).
+fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> HvResult<()> {
+    let path = hv_str(hv, "cdrom_image_path", "");
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !Path::new(path).is_absolute() {
+        return Err(format!(
+            "cdrom_image_path '{path}' must be an absolute path on the node"
+        ));
+    }
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    let dev = match hv_str(hv, "cdrom_disk_type", "") {
+        "" | "ide" => "ide-cd,drive=cdrom0,id=cdrom0-dev",
+        "paravirtual" => "virtio-blk-pci,drive=cdrom0,id=cdrom0-dev",
+        "scsi" => {
+            push(&["-device", "virtio-scsi-pci,id=cdrom-scsi"]);
+            "scsi-cd,bus=cdrom-scsi.0,drive=cdrom0,id=cdrom0-dev"
+        }
+        other => {
+            return Err(format!(
+                "cdrom_disk_type '{other}' is not supported by Maguey's kvm hypervisor (ide, scsi or paravirtual)"
+            ))
+        }
+    };
+    push(&[
+        "-blockdev",
+        &format!(
+            "driver=file,node-name=cdrom0-file,filename={},read-only=on",
+            qopt(path)
+        ),
+        "-blockdev",
+        "driver=raw,node-name=cdrom0,file=cdrom0-file,read-only=on",
+        "-device",
+        dev,
+    ]);
+    Ok(())
 }
 
 /// Resident memory of a process, in MiB (0 when unknown).
@@ -396,7 +444,8 @@ fn pid_alive(pid: u32, needle: &str) -> bool {
 }
 
 /// Kills every QEMU started by the kvm hypervisor of the node with state directory
-/// `state_dir` and removes their runtime files (the lab's `down`). Returns how many ran.
+/// `state_dir` and removes their runtime files and taps (the lab's `down`). Returns how many
+/// ran.
 pub fn kill_all(state_dir: &Path) -> usize {
     let run_dir = state_dir.join("run").join("kvm");
     let Ok(entries) = std::fs::read_dir(&run_dir) else {
@@ -435,6 +484,7 @@ pub fn kill_all(state_dir: &Path) -> usize {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        network::remove_taps_of_argv(&name, &rf.argv);
         for f in [&paths.runtime, &paths.pid, &paths.qmp, &paths.serial] {
             let _ = std::fs::remove_file(f);
         }
@@ -524,9 +574,10 @@ impl KvmHypervisor {
         Ok(out)
     }
 
-    /// Removes the runtime files of a stopped instance (the console log stays).
+    /// Removes the taps and runtime files of a stopped instance (the console log stays).
     fn cleanup(&self, name: &str) -> HvResult<()> {
         let p = self.paths(name)?;
+        network::remove_taps(&self.node_name, name)?;
         for f in [&p.runtime, &p.pid, &p.qmp, &p.serial] {
             match std::fs::remove_file(f) {
                 Ok(()) => {}
@@ -535,6 +586,23 @@ impl KvmHypervisor {
             }
         }
         Ok(())
+    }
+
+    /// Cleans up after instances whose QEMU exited by itself (guest power-off, crash, kill):
+    /// removes their taps and runtime files. Skipped while a start, stop or migration step
+    /// holds the lock (a starting instance has a runtime file before its QEMU runs).
+    fn reap(&self, names: &[String]) {
+        let Ok(_guard) = self.lock.try_lock() else {
+            return;
+        };
+        for n in names {
+            if matches!(self.read(n), Ok(Some(_))) && matches!(self.running(n), Ok(None)) {
+                tracing::info!("instance {n}: QEMU exited; removing its taps and runtime files");
+                if let Err(e) = self.cleanup(n) {
+                    tracing::warn!("instance {n}: {e}");
+                }
+            }
+        }
     }
 
     async fn qmp(&self, name: &str) -> HvResult<Qmp<tokio::net::UnixStream>> {
@@ -649,7 +717,8 @@ impl KvmHypervisor {
             disks.push(imp.device_path(&ctx, d)?);
         }
         let accel = resolve_accel(hv_str(&inst.hvparams, "accel", "auto"))?;
-        let mut argv = build_argv(inst, &paths, &disks, &accel)?;
+        let nets = network::plan(&self.node_name, name, &inst.nics)?;
+        let mut argv = build_argv(inst, &paths, &disks, &nets, &accel)?;
         if let Some(uri) = incoming {
             argv.extend(["-incoming".to_string(), uri.to_string()]);
         }
@@ -660,6 +729,13 @@ impl KvmHypervisor {
         if !kernel.is_empty() && !Path::new(kernel).is_file() {
             return Err(format!(
                 "kernel_path {kernel} does not exist on node {}",
+                self.node_name
+            ));
+        }
+        let cdrom = hv_str(&inst.hvparams, "cdrom_image_path", "");
+        if !cdrom.is_empty() && !Path::new(cdrom).is_file() {
+            return Err(format!(
+                "cdrom_image_path {cdrom} of instance {name} does not exist on node {}",
                 self.node_name
             ));
         }
@@ -678,6 +754,8 @@ impl KvmHypervisor {
         };
         let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
         crate::write_atomic(&paths.runtime, &data)?;
+        // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
+        network::create_taps(&self.node_name, name, &nets)?;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(std::process::Stdio::null())
@@ -985,11 +1063,15 @@ impl Hypervisor for KvmHypervisor {
     fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>> {
         Box::pin(async move {
             let mut out = Vec::new();
+            let mut dead = Vec::new();
             for n in self.all_names()? {
-                if let Ok(Some(_)) = self.running(&n) {
-                    out.push(n);
+                match self.running(&n) {
+                    Ok(Some(_)) => out.push(n),
+                    Ok(None) => dead.push(n),
+                    Err(_) => {}
                 }
             }
+            self.reap(&dead);
             Ok(out)
         })
     }
@@ -998,7 +1080,10 @@ impl Hypervisor for KvmHypervisor {
         Box::pin(async move {
             match self.running(name)? {
                 Some(rf) => Ok(Some(self.run_info(&rf).await)),
-                None => Ok(None),
+                None => {
+                    self.reap(&[name.to_string()]);
+                    Ok(None)
+                }
             }
         })
     }
@@ -1220,7 +1305,7 @@ mod tests {
     #[test]
     fn argv_from_hvparams() {
         let paths = Paths::new(Path::new("/r"), "vm1");
-        let a = build_argv(&runtime(), &paths, &[], "tcg").unwrap();
+        let a = build_argv(&runtime(), &paths, &[], &[], "tcg").unwrap();
         let s = a.join(" ");
         assert_eq!(a[0], "/usr/bin/kvm");
         assert!(s.contains("-name vm1 -uuid 0b6f6b8c"), "{s}");
@@ -1262,7 +1347,7 @@ mod tests {
             mtime: 0.0,
         }];
         let paths = Paths::new(Path::new("/r"), "vm1");
-        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], "kvm").unwrap();
+        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], &[], "kvm").unwrap();
         let s = a.join(" ");
         assert!(s.contains("-boot c"), "{s}");
         assert!(!s.contains("console=ttyS0"));
@@ -1272,7 +1357,63 @@ mod tests {
         );
         assert!(s.contains("virtio-blk-pci,drive=disk0"), "{s}");
         r.hvparams.insert("disk_type".into(), "pflash".into());
-        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], "kvm").is_err());
+        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm").is_err());
+    }
+
+    #[test]
+    fn argv_with_taps_and_cdrom() {
+        let mut r = runtime();
+        r.nics = vec![
+            maguey_rpc::NicRuntime {
+                mac: "aa:00:00:00:00:01".into(),
+                ip: None,
+                mode: "bridged".into(),
+                link: "br0".into(),
+            },
+            maguey_rpc::NicRuntime {
+                mac: "aa:00:00:00:00:02".into(),
+                ip: Some("192.0.2.9".into()),
+                mode: "routed".into(),
+                link: "".into(),
+            },
+        ];
+        r.hvparams.insert("nic_type".into(), "e1000".into());
+        r.hvparams
+            .insert("cdrom_image_path".into(), "/srv/seed,1.iso".into());
+        let nets = network::plan("node1", "vm1", &r.nics).unwrap();
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&r, &paths, &[], &nets, "tcg").unwrap();
+        let s = a.join(" ");
+        let t0 = network::tap_name("node1", "vm1", 0);
+        let t1 = network::tap_name("node1", "vm1", 1);
+        assert!(
+            s.contains(&format!(
+                "-netdev tap,id=net0,ifname={t0},script=no,downscript=no -device e1000,id=nic0,netdev=net0,mac=aa:00:00:00:00:01"
+            )),
+            "{s}"
+        );
+        assert!(s.contains(&format!("ifname={t1},script=no,downscript=no -device e1000,id=nic1,netdev=net1,mac=aa:00:00:00:00:02")), "{s}");
+        // vhost only when asked for (and present on the node).
+        assert!(!s.contains("vhost=on"), "{s}");
+        r.hvparams.insert("vhost_net".into(), true.into());
+        let v = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        assert_eq!(v.contains("vhost=on"), network::vhost_available(), "{v}");
+        assert_eq!(network::taps_in_argv(&a), vec![t0, t1]);
+        assert!(
+            s.contains("-blockdev driver=file,node-name=cdrom0-file,filename=/srv/seed,,1.iso,read-only=on -blockdev driver=raw,node-name=cdrom0,file=cdrom0-file,read-only=on -device ide-cd,drive=cdrom0,id=cdrom0-dev"),
+            "{s}"
+        );
+        r.hvparams.insert("cdrom_disk_type".into(), "scsi".into());
+        let s = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        assert!(s.contains("-device virtio-scsi-pci,id=cdrom-scsi"), "{s}");
+        assert!(s.contains("scsi-cd,bus=cdrom-scsi.0,drive=cdrom0"), "{s}");
+        r.hvparams.insert("cdrom_disk_type".into(), "floppy".into());
+        assert!(build_argv(&r, &paths, &[], &nets, "tcg").is_err());
+        r.hvparams.insert("cdrom_disk_type".into(), "".into());
+        r.hvparams
+            .insert("cdrom_image_path".into(), "seed.iso".into());
+        let e = build_argv(&r, &paths, &[], &nets, "tcg").unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
     }
 
     #[test]
