@@ -90,10 +90,11 @@ pub fn tap_alias(node: &str, instance: &str) -> String {
 }
 
 /// Network interface names: 1 to 15 characters, no `/`, whitespace, `:` or control
-/// characters, not `.` or `..`.
+/// characters, not `.` or `..`, no leading `-`.
 pub fn validate_ifname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_IFNAME
+        && !name.starts_with('-')
         && name != "."
         && name != ".."
         && name
@@ -553,8 +554,10 @@ mod tests {
         assert!(e.contains("invalid IP"), "{e}");
         let e = plan("n", "vm1", &[nic("bridged", "", None)]).unwrap_err();
         assert!(e.contains("needs a link"), "{e}");
-        let e = plan("n", "vm1", &[nic("bridged", "a b", None)]).unwrap_err();
-        assert!(e.contains("invalid bridge"), "{e}");
+        for bad in ["a b", "-br0", "br/0", "..", "averyveryverylongbr"] {
+            let e = plan("n", "vm1", &[nic("bridged", bad, None)]).unwrap_err();
+            assert!(e.contains("invalid bridge"), "{e}");
+        }
         let e = plan("n", "vm1", &[nic("bogus", "br0", None)]).unwrap_err();
         assert!(e.contains("unknown NIC mode 'bogus'"), "{e}");
         let mut bad = nic("bridged", "br0", None);

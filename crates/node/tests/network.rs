@@ -381,3 +381,124 @@ async fn routed_nic_host_route_and_proxy_arp() {
     assert!(link(&tap0).is_none());
     assert!(info(&rt, &name).await.is_none());
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn accept(rt: &NodeRuntime, inst: &InstanceRuntime, port: u16) {
+    rt.handle(NodeRequest::AcceptInstance {
+        instance: inst.clone(),
+        address: "127.0.0.1".into(),
+        port,
+        nbd_port: None,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn migration_moves_the_taps() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let s = suffix();
+    let (node_a, node_b) = (format!("netma{s}"), format!("netmb{s}"));
+    let bridge = format!("mgtm{s}");
+    let name = format!("migr{s}");
+    let _cleanup_a = Cleanup {
+        state_dir: dir_a.path().to_path_buf(),
+        node: node_a.clone(),
+        instances: vec![name.clone()],
+        bridges: vec![bridge.clone()],
+    };
+    let _cleanup_b = Cleanup {
+        state_dir: dir_b.path().to_path_buf(),
+        node: node_b.clone(),
+        instances: vec![name.clone()],
+        bridges: vec![],
+    };
+    ip(&["link", "add", "name", &bridge, "type", "bridge"]);
+    ip(&["link", "set", "dev", &bridge, "up"]);
+    let (a, b) = (
+        runtime(dir_a.path(), &node_a),
+        runtime(dir_b.path(), &node_b),
+    );
+    let inst = instance(
+        &name,
+        vec![nic("aa:00:00:5e:02:01", "bridged", &bridge, None)],
+    );
+    let (tap_a, tap_b) = (
+        network::tap_name(&node_a, &name, 0),
+        network::tap_name(&node_b, &name, 0),
+    );
+    assert_ne!(tap_a, tap_b, "two nodes on one host never share a tap name");
+    let on_bridge = |tap: &str| link(tap).is_some_and(|l| l["master"] == bridge.as_str());
+    a.handle(NodeRequest::InstanceStart {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(on_bridge(&tap_a));
+
+    // The target creates its taps when it accepts; a failed migration removes them and the
+    // source keeps its own.
+    accept(&b, &inst, free_port()).await;
+    assert!(on_bridge(&tap_b));
+    b.handle(NodeRequest::FinalizeMigrationDst {
+        instance: inst.clone(),
+        success: false,
+    })
+    .await
+    .unwrap();
+    a.handle(NodeRequest::FinalizeMigrationSrc {
+        name: name.clone(),
+        hypervisor: "kvm".into(),
+        success: false,
+    })
+    .await
+    .unwrap();
+    assert!(link(&tap_b).is_none(), "{:?}", link(&tap_b));
+    assert!(on_bridge(&tap_a));
+    assert!(info(&a, &name).await.is_some());
+
+    // A successful migration: the source removes its taps, the target's carry the NIC.
+    let port = free_port();
+    accept(&b, &inst, port).await;
+    a.handle(NodeRequest::InstanceMigrate {
+        name: name.clone(),
+        hypervisor: "kvm".into(),
+        target: "127.0.0.1".into(),
+        port,
+        bandwidth: 1000,
+        downtime: 300,
+        nbd_port: None,
+    })
+    .await
+    .unwrap();
+    b.handle(NodeRequest::FinalizeMigrationDst {
+        instance: inst.clone(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    a.handle(NodeRequest::FinalizeMigrationSrc {
+        name: name.clone(),
+        hypervisor: "kvm".into(),
+        success: true,
+    })
+    .await
+    .unwrap();
+    assert!(link(&tap_a).is_none(), "{:?}", link(&tap_a));
+    assert!(on_bridge(&tap_b));
+    assert_eq!(info(&b, &name).await.expect("running").state, "running");
+    assert!(
+        flags(&link(&tap_b).unwrap()).contains(&"LOWER_UP".to_string()),
+        "{:?}",
+        link(&tap_b)
+    );
+    stop(&b, &name).await;
+    assert!(link(&tap_b).is_none());
+}
