@@ -288,6 +288,19 @@ async fn bridged_nic_tap_on_the_bridge_removed_on_stop_and_exit() {
     assert!(link(&network::tap_name(&node, &name, 1)).is_none());
     assert!(info(&rt, &name).await.is_none());
 
+    // QEMU failing to start (after the taps were made): the taps go too.
+    let mut broken = instance(&name, vec![nic(mac, "bridged", &bridge, None)]);
+    broken
+        .hvparams
+        .insert("kvm_extra".into(), "-no-such-option".into());
+    let e = rt
+        .handle(NodeRequest::InstanceStart { instance: broken })
+        .await
+        .unwrap_err();
+    assert!(e.contains("QEMU failed to start"), "{e}");
+    assert!(link(&tap).is_none(), "{:?}", link(&tap));
+    assert!(info(&rt, &name).await.is_none());
+
     // openvswitch is refused, before anything is created.
     let ovs = instance(&name, vec![nic(mac, "openvswitch", "ovs0", None)]);
     let e = rt
