@@ -6,7 +6,7 @@
 //! * `image` (required): absolute path of a local raw or qcow2 image (file or block device).
 //! * `image_format`: `raw` or `qcow2`; detected with `qemu-img info --output=json` when unset.
 //! * `cloud_init`: `true` also writes a cloud-init NoCloud seed: an ISO9660 image labelled
-//!   `cidata` (`genisoimage`, Debian package `genisoimage`, or `xorriso`) holding `user-data`,
+//!   `cidata` (`xorriso -as mkisofs`, Debian package `xorriso`, or `genisoimage`) holding `user-data`,
 //!   `meta-data` and `network-config` (version 2), next to disk 0 (`DISK0.cidata.iso`; for
 //!   templates without a file, `STATE_DIR/cidata/INSTANCE.iso`).
 //! * `hostname`: the guest's host name (default: the instance name).
@@ -405,16 +405,16 @@ pub async fn write_seed(
     files: &(String, String, String),
     timeout: Duration,
 ) -> Result<(), String> {
-    let (tool, prefix): (PathBuf, Vec<String>) = if let Some(p) = find_program("genisoimage") {
+    // xorriso (maintained) first; genisoimage/mkisofs take the same options.
+    let (tool, prefix): (PathBuf, Vec<String>) = if let Some(p) = find_program("xorriso") {
+        (p, vec!["-as".into(), "mkisofs".into()])
+    } else if let Some(p) = find_program("genisoimage") {
         (p, vec![])
     } else if let Some(p) = find_program("mkisofs") {
         (p, vec![])
-    } else if let Some(p) = find_program("xorriso") {
-        (p, vec!["-as".into(), "mkisofs".into()])
     } else {
         return Err(
-            "cloud_init needs genisoimage (Debian package genisoimage) or xorriso on the node"
-                .into(),
+            "cloud_init needs xorriso (Debian package xorriso) or genisoimage on the node".into(),
         );
     };
     let dir = path
@@ -448,12 +448,12 @@ pub async fn write_seed(
         let mut args = prefix.clone();
         args.extend(
             [
-                "-output",
+                "-o",
                 &tmp_iso.display().to_string(),
-                "-volid",
+                "-V",
                 "cidata",
-                "-joliet",
-                "-rock",
+                "-J",
+                "-R",
                 "-quiet",
             ]
             .iter()

@@ -1,5 +1,5 @@
 //! The built-in `image` OS provider: real images (qemu-img, qemu-io) written onto file disks,
-//! the cloud-init NoCloud seed (read back with isoinfo) and the seed as a kvm CD-ROM.
+//! the cloud-init NoCloud seed (read back with xorriso) and the seed as a kvm CD-ROM.
 
 use maguey_model::params::{Hypervisor as Hv, ParamKind};
 use maguey_model::{Disk, LogicalId};
@@ -264,12 +264,23 @@ async fn too_large_and_missing_images_fail_clearly() {
     assert!(e.contains("format 'vmdk'"), "{e}");
 }
 
+/// One file of an ISO9660 image, read back with xorriso.
 fn iso_file(iso: &Path, name: &str) -> String {
-    let out = run(
-        "isoinfo",
-        &["-R", "-i", iso.to_str().unwrap(), "-x", &format!("/{name}")],
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join(name);
+    run(
+        "xorriso",
+        &[
+            "-osirrox",
+            "on",
+            "-indev",
+            iso.to_str().unwrap(),
+            "-extract",
+            &format!("/{name}"),
+            dest.to_str().unwrap(),
+        ],
     );
-    String::from_utf8(out).unwrap()
+    std::fs::read_to_string(dest).unwrap()
 }
 
 #[tokio::test]
@@ -303,11 +314,16 @@ async fn cloud_init_seed_written_and_attached_as_cdrom() {
         dir.path()
             .join("file-storage/web1.example.com/disk0.cidata.iso")
     );
-    let d = String::from_utf8(run("isoinfo", &["-d", "-i", seed.to_str().unwrap()])).unwrap();
-    assert!(d.contains("Volume id: cidata"), "{d}");
+    let iso = seed.to_str().unwrap();
+    let d = String::from_utf8(run("xorriso", &["-indev", iso, "-pvd_info"])).unwrap();
+    assert!(
+        d.lines()
+            .any(|l| l.starts_with("Volume Id") && l.ends_with(": cidata")),
+        "{d}"
+    );
     let listing =
-        String::from_utf8(run("isoinfo", &["-R", "-f", "-i", seed.to_str().unwrap()])).unwrap();
-    let mut names: Vec<&str> = listing.lines().collect();
+        String::from_utf8(run("xorriso", &["-indev", iso, "-find", "/", "-type", "f"])).unwrap();
+    let mut names: Vec<&str> = listing.lines().map(|l| l.trim_matches('\'')).collect();
     names.sort();
     assert_eq!(names, ["/meta-data", "/network-config", "/user-data"]);
     assert_eq!(
