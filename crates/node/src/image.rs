@@ -6,9 +6,9 @@
 //! * `image` (required): absolute path of a local raw or qcow2 image (file or block device).
 //! * `image_format`: `raw` or `qcow2`; detected with `qemu-img info --output=json` when unset.
 //! * `cloud_init`: `true` also writes a cloud-init NoCloud seed: an ISO9660 image labelled
-//!   `cidata` (`xorriso -as mkisofs`, Debian package `xorriso`, or `genisoimage`) holding `user-data`,
-//!   `meta-data` and `network-config` (version 2), next to disk 0 (`DISK0.cidata.iso`; for
-//!   templates without a file, `STATE_DIR/cidata/INSTANCE.iso`).
+//!   `cidata` (`xorriso -as mkisofs`, Debian package `xorriso`, or `genisoimage`) holding
+//!   `user-data`, `meta-data` and `network-config` (version 2), next to disk 0
+//!   (`DISK0.cidata.iso`; for templates without a file, `STATE_DIR/cidata/INSTANCE.iso`).
 //! * `hostname`: the guest's host name (default: the instance name).
 //! * `ssh_authorized_keys`: SSH public keys, comma- or newline-separated.
 //! * `network`: `dhcp` (default) or `IP/PREFIX,GATEWAY` (static, on the first NIC, matched by
