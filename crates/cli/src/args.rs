@@ -117,6 +117,9 @@ pub enum ClusterCmd {
         /// Directory of `file` disks on every node (relative: under each node's state dir).
         #[arg(long, default_value = "/srv/maguey/file-storage")]
         file_storage_dir: String,
+        /// Directory of `sharedfile` disks, the same on every node (NFS in real life).
+        #[arg(long, default_value = "/srv/maguey/shared-file-storage")]
+        shared_file_storage_dir: String,
         /// Enabled hypervisors, comma-separated.
         #[arg(long, default_value = "fake")]
         enabled_hypervisors: String,
@@ -193,6 +196,46 @@ pub enum NodeCmd {
     ListFields,
     /// Shows nodes in detail.
     Info { names: Vec<String> },
+    /// Live-migrates every primary instance off a node, each as its own job.
+    Migrate {
+        name: String,
+        /// One target node for all (default: the placement engine plans).
+        #[arg(short = 'n', long = "target-node")]
+        target_node: Option<String>,
+        #[arg(long)]
+        non_live: bool,
+        #[arg(short = 'I', long)]
+        iallocator: Option<String>,
+        /// At most this many migrations at once.
+        #[arg(long, default_value_t = 4)]
+        max_parallel: u32,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Moves instances off a node, as the placement engine plans, each as its own job.
+    Evacuate {
+        name: String,
+        /// Only the instances whose primary node this is.
+        #[arg(short = 'p', long, conflicts_with = "secondary_only")]
+        primary_only: bool,
+        /// Only the instances whose secondary node this is.
+        #[arg(short = 's', long)]
+        secondary_only: bool,
+        /// One target node for all.
+        #[arg(short = 'n', long = "new-secondary")]
+        remote_node: Option<String>,
+        #[arg(short = 'I', long)]
+        iallocator: Option<String>,
+        /// At most this many moves at once.
+        #[arg(long, default_value_t = 4)]
+        max_parallel: u32,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
     /// Changes node flags.
     Modify {
         name: String,
@@ -272,6 +315,86 @@ pub enum InstanceCmd {
         reboot_type: String,
         #[arg(long, default_value_t = 120)]
         shutdown_timeout: u64,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Moves a running instance to another node without stopping it (local file disks move
+    /// with it); a stopped instance is moved offline.
+    Migrate {
+        name: String,
+        /// Target node (default: the placement engine chooses).
+        #[arg(short = 'n', long = "target-node")]
+        target_node: Option<String>,
+        /// Repair the state after a failed migration instead of migrating.
+        #[arg(long, conflicts_with = "target_node")]
+        cleanup: bool,
+        /// Fail instead of failing over when the instance is not running.
+        #[arg(long)]
+        no_allow_failover: bool,
+        /// Only live migration is supported; --non-live is refused with an explanation.
+        #[arg(long)]
+        non_live: bool,
+        /// Ganeti's --migration-mode: live or non-live.
+        #[arg(long)]
+        migration_mode: Option<String>,
+        /// Allocator for the target (built in: hail).
+        #[arg(short = 'I', long)]
+        iallocator: Option<String>,
+        /// Accepted for Ganeti compatibility; Maguey never prompts.
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Stops an instance and starts it on another node that sees its disks (sharedfile).
+    Failover {
+        name: String,
+        #[arg(short = 'n', long = "target-node")]
+        target_node: Option<String>,
+        /// Go on when the primary node cannot be reached (it is down).
+        #[arg(long)]
+        ignore_consistency: bool,
+        #[arg(long, default_value_t = 120)]
+        shutdown_timeout: u64,
+        #[arg(short = 'I', long)]
+        iallocator: Option<String>,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Stops an instance, copies its disks to another node and starts it there.
+    Move {
+        name: String,
+        #[arg(short = 'n', long = "target-node")]
+        target_node: String,
+        #[arg(long, default_value_t = 120)]
+        shutdown_timeout: u64,
+        #[arg(long)]
+        ignore_consistency: bool,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Reinstalls the OS of a stopped instance.
+    Reinstall {
+        name: String,
+        /// Another OS to install.
+        #[arg(short = 'o', long = "os-type")]
+        os: Option<String>,
+        /// OS parameters k=v,... (replace the instance's).
+        #[arg(short = 'O', long)]
+        os_parameters: Option<String>,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Renames a stopped instance.
+    Rename {
+        name: String,
+        new_name: String,
         #[command(flatten)]
         job: JobOpts,
     },

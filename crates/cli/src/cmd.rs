@@ -168,6 +168,7 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             secondary_ip,
             port,
             file_storage_dir,
+            shared_file_storage_dir,
             enabled_hypervisors,
             enabled_disk_templates,
             mac_prefix,
@@ -206,6 +207,7 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 secondary_ip,
                 port,
                 file_storage_dir,
+                shared_file_storage_dir,
                 enabled_hypervisors: split(&enabled_hypervisors),
                 enabled_disk_templates: split(&enabled_disk_templates),
                 mac_prefix,
@@ -435,6 +437,66 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             }
             Ok(0)
         }
+        NodeCmd::Migrate {
+            name,
+            target_node,
+            non_live,
+            iallocator,
+            max_parallel,
+            force: _,
+            job,
+        } => {
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::NodeMigrate {
+                    node_name: name,
+                    mode: non_live.then(|| "non-live".to_string()),
+                    live: None,
+                    target_node,
+                    iallocator,
+                    ignore_ipolicy: false,
+                    allow_runtime_changes: true,
+                    max_parallel,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        NodeCmd::Evacuate {
+            name,
+            primary_only,
+            secondary_only,
+            remote_node,
+            iallocator,
+            max_parallel,
+            force: _,
+            job,
+        } => {
+            let mode = if primary_only {
+                "primary-only"
+            } else if secondary_only {
+                "secondary-only"
+            } else {
+                "all"
+            };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::NodeEvacuate {
+                    node_name: name,
+                    mode: mode.to_string(),
+                    remote_node,
+                    iallocator,
+                    early_release: false,
+                    max_parallel,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
         NodeCmd::Remove { name, job } => {
             let c = client(dir)?;
             run_job(&c, vec![OpCode::NodeRemove { node_name: name }], job).await?;
@@ -649,6 +711,133 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
         }
         InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
         InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
+        InstanceCmd::Migrate {
+            name,
+            target_node,
+            cleanup,
+            no_allow_failover,
+            non_live,
+            migration_mode,
+            iallocator,
+            force: _,
+            job,
+        } => {
+            let mode = if non_live {
+                Some("non-live".to_string())
+            } else {
+                migration_mode
+            };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceMigrate {
+                    instance_name: name,
+                    mode,
+                    live: None,
+                    target_node,
+                    cleanup,
+                    allow_failover: !no_allow_failover,
+                    iallocator,
+                    ignore_ipolicy: false,
+                    allow_runtime_changes: true,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::Failover {
+            name,
+            target_node,
+            ignore_consistency,
+            shutdown_timeout,
+            iallocator,
+            force: _,
+            job,
+        } => {
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceFailover {
+                    instance_name: name,
+                    shutdown_timeout,
+                    ignore_consistency,
+                    target_node,
+                    iallocator,
+                    ignore_ipolicy: false,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::Move {
+            name,
+            target_node,
+            shutdown_timeout,
+            ignore_consistency,
+            force: _,
+            job,
+        } => {
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceMove {
+                    instance_name: name,
+                    target_node,
+                    shutdown_timeout,
+                    ignore_consistency,
+                    ignore_ipolicy: false,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::Reinstall {
+            name,
+            os,
+            os_parameters,
+            force: _,
+            job,
+        } => {
+            let osparams = match os_parameters {
+                Some(_) => Some(kv(&os_parameters, "-O")?),
+                None => None,
+            };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceReinstall {
+                    instance_name: name,
+                    os_type: os,
+                    osparams,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::Rename {
+            name,
+            new_name,
+            job,
+        } => {
+            name_ok("instance", &new_name)?;
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceRename {
+                    instance_name: name,
+                    new_name,
+                    ip_check: false,
+                    name_check: false,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
         InstanceCmd::Start { name, force, job } => {
             let c = client(dir)?;
             run_job(

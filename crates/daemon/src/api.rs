@@ -55,6 +55,8 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
             }),
         )
         .layer(axum::middleware::from_fn(
+        // Disk chunks of `instance move` (8 MiB, base64) exceed axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
             maguey_rpc::server::require_peer_cert,
         ))
 }

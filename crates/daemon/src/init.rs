@@ -22,6 +22,8 @@ pub struct InitParams {
     pub secondary_ip: Option<IpAddr>,
     pub port: u16,
     pub file_storage_dir: String,
+    /// Absolute: the directory every node sees for `sharedfile` disks.
+    pub shared_file_storage_dir: String,
     pub enabled_hypervisors: Vec<String>,
     pub enabled_disk_templates: Vec<String>,
     pub mac_prefix: String,
@@ -125,7 +127,7 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
         rpc_port: p.port,
         mac_prefix: p.mac_prefix.to_ascii_lowercase(),
         file_storage_dir: p.file_storage_dir.clone(),
-        shared_file_storage_dir: "/srv/maguey/shared-file-storage".into(),
+        shared_file_storage_dir: p.shared_file_storage_dir.clone(),
         enabled_hypervisors: p.enabled_hypervisors.clone(),
         enabled_disk_templates: p.enabled_disk_templates.clone(),
         default_iallocator: String::new(),

@@ -803,6 +803,53 @@ impl OpContext {
         Ok(())
     }
 
+    /// Submits jobs on behalf of this opcode (Ganeti's `ResultWithJobs`: node evacuation,
+    /// node migration), at this job's priority. Returns their ids.
+    pub fn submit_jobs(&self, jobs: Vec<Vec<OpCode>>) -> Result<Vec<u64>, OpError> {
+        let priority = lock(&self.queue.state)
+            .jobs
+            .get(&self.job_id)
+            .map(|e| e.job.priority)
+            .unwrap_or_default();
+        self.queue
+            .submit_many(jobs.into_iter().map(|ops| (ops, priority)).collect())
+            .map_err(|e| OpError::Exec(format!("cannot submit jobs: {e}")))
+    }
+
+    /// Waits until job `id` is finalized and returns it (`None` for an unknown job). Gives
+    /// [`OpError::Canceled`] if this job is canceled meanwhile.
+    pub async fn wait_job(&self, id: u64) -> Result<Option<Job>, OpError> {
+        let mut known = None;
+        let mut serial = 0;
+        loop {
+            if self.queue.cancel_requested(self.job_id) {
+                return Err(OpError::Canceled);
+            }
+            match self
+                .queue
+                .wait_for_change(id, known, serial, Duration::from_secs(1))
+                .await
+            {
+                Some(job) if job.status.is_finalized() => return Ok(Some(job)),
+                Some(job) => {
+                    known = Some(job.status);
+                    serial = job
+                        .oplog
+                        .iter()
+                        .flatten()
+                        .map(|l| l.serial)
+                        .max()
+                        .unwrap_or(0);
+                }
+                None => {
+                    if self.queue.get(id).is_none() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
     /// Releases the locks held at a level early (all are released when the opcode ends).
     pub fn release(&self, level: LockLevel) {
         if lock(&self.held).remove(&level).is_some() {

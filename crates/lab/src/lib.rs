@@ -220,12 +220,14 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         secondary_ip: None,
         port: o.port,
         file_storage_dir: "file-storage".into(),
+        // Every lab node is on this machine: one directory is the "NFS share".
+        shared_file_storage_dir: dir.join("shared").display().to_string(),
         enabled_hypervisors: if o.kvm {
             vec!["fake".into(), "kvm".into()]
         } else {
             vec!["fake".into()]
         },
-        enabled_disk_templates: vec!["file".into(), "diskless".into()],
+        enabled_disk_templates: vec!["file".into(), "sharedfile".into(), "diskless".into()],
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
         nicparams: Default::default(),

@@ -19,6 +19,12 @@ fn default_mode() -> String {
 fn default_repeat() -> u32 {
     0
 }
+fn default_evac_mode() -> String {
+    "all".to_string()
+}
+fn default_max_parallel() -> u32 {
+    4
+}
 
 /// A disk of a new instance (`--disk N:size=SIZE,mode=rw`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +186,121 @@ pub enum OpCode {
         #[serde(default)]
         force: bool,
     },
+    /// Moves a running instance to another node without stopping it (Ganeti's
+    /// OpInstanceMigrate). `sharedfile` disks stay where they are; `file` disks move with the
+    /// instance (mirrored live over NBD). A stopped instance is failed over instead.
+    #[serde(rename = "OP_INSTANCE_MIGRATE")]
+    InstanceMigrate {
+        instance_name: String,
+        /// `live` (default) or `non-live` (paused while its memory moves).
+        #[serde(default)]
+        mode: Option<String>,
+        /// Ganeti's deprecated flag: `false` means `non-live`.
+        #[serde(default)]
+        live: Option<bool>,
+        #[serde(default)]
+        target_node: Option<String>,
+        /// Repairs the state after a failed migration instead of migrating.
+        #[serde(default)]
+        cleanup: bool,
+        #[serde(default = "yes")]
+        allow_failover: bool,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        ignore_ipolicy: bool,
+        #[serde(default = "yes")]
+        allow_runtime_changes: bool,
+    },
+    /// Stops an instance and starts it on another node (Ganeti's OpInstanceFailover); for
+    /// disks every node sees (`sharedfile`) or replicates (`drbd`).
+    #[serde(rename = "OP_INSTANCE_FAILOVER")]
+    InstanceFailover {
+        instance_name: String,
+        #[serde(default = "default_shutdown_timeout")]
+        shutdown_timeout: u64,
+        /// Go on although the primary node cannot be reached (it is down).
+        #[serde(default)]
+        ignore_consistency: bool,
+        #[serde(default)]
+        target_node: Option<String>,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        ignore_ipolicy: bool,
+    },
+    /// Copies a stopped instance's disks to another node and makes it the primary (Ganeti's
+    /// OpInstanceMove).
+    #[serde(rename = "OP_INSTANCE_MOVE")]
+    InstanceMove {
+        instance_name: String,
+        target_node: String,
+        #[serde(default = "default_shutdown_timeout")]
+        shutdown_timeout: u64,
+        #[serde(default)]
+        ignore_consistency: bool,
+        #[serde(default)]
+        ignore_ipolicy: bool,
+    },
+    /// Reinstalls an instance's OS (Ganeti's OpInstanceReinstall); the instance must be
+    /// stopped.
+    #[serde(rename = "OP_INSTANCE_REINSTALL")]
+    InstanceReinstall {
+        instance_name: String,
+        #[serde(default)]
+        os_type: Option<String>,
+        #[serde(default)]
+        osparams: Option<Params>,
+    },
+    /// Renames an instance (Ganeti's OpInstanceRename); the instance must be stopped.
+    #[serde(rename = "OP_INSTANCE_RENAME")]
+    InstanceRename {
+        instance_name: String,
+        new_name: String,
+        #[serde(default)]
+        ip_check: bool,
+        #[serde(default)]
+        name_check: bool,
+    },
+    /// Live-migrates every primary instance off a node, each as its own job (Ganeti's
+    /// OpNodeMigrate).
+    #[serde(rename = "OP_NODE_MIGRATE")]
+    NodeMigrate {
+        node_name: String,
+        #[serde(default)]
+        mode: Option<String>,
+        #[serde(default)]
+        live: Option<bool>,
+        #[serde(default)]
+        target_node: Option<String>,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        ignore_ipolicy: bool,
+        #[serde(default = "yes")]
+        allow_runtime_changes: bool,
+        /// Maguey: at most this many of the jobs run at once.
+        #[serde(default = "default_max_parallel")]
+        max_parallel: u32,
+    },
+    /// Empties a node (Ganeti's OpNodeEvacuate): the placement engine plans where each
+    /// instance goes; each move runs as its own job.
+    #[serde(rename = "OP_NODE_EVACUATE")]
+    NodeEvacuate {
+        node_name: String,
+        /// `primary-only`, `secondary-only` or `all`.
+        #[serde(default = "default_evac_mode")]
+        mode: String,
+        #[serde(default)]
+        remote_node: Option<String>,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        early_release: bool,
+        /// Maguey: at most this many of the jobs run at once.
+        #[serde(default = "default_max_parallel")]
+        max_parallel: u32,
+    },
     /// Adds tags to the cluster (`kind` = `cluster`, no name) or to a node, instance or node
     /// group (Ganeti's OpTagsSet).
     #[serde(rename = "OP_TAGS_SET")]
@@ -239,6 +360,13 @@ impl OpCode {
             OpCode::InstanceShutdown { .. } => "OP_INSTANCE_SHUTDOWN",
             OpCode::InstanceReboot { .. } => "OP_INSTANCE_REBOOT",
             OpCode::InstanceSetParams { .. } => "OP_INSTANCE_SET_PARAMS",
+            OpCode::InstanceMigrate { .. } => "OP_INSTANCE_MIGRATE",
+            OpCode::InstanceFailover { .. } => "OP_INSTANCE_FAILOVER",
+            OpCode::InstanceMove { .. } => "OP_INSTANCE_MOVE",
+            OpCode::InstanceReinstall { .. } => "OP_INSTANCE_REINSTALL",
+            OpCode::InstanceRename { .. } => "OP_INSTANCE_RENAME",
+            OpCode::NodeMigrate { .. } => "OP_NODE_MIGRATE",
+            OpCode::NodeEvacuate { .. } => "OP_NODE_EVACUATE",
             OpCode::TestDelay { .. } => "OP_TEST_DELAY",
             OpCode::TagsSet { .. } => "OP_TAGS_SET",
             OpCode::TagsDel { .. } => "OP_TAGS_DEL",
@@ -252,13 +380,20 @@ impl OpCode {
         let obj = match self {
             OpCode::NodeAdd { node_name, .. }
             | OpCode::NodeRemove { node_name }
-            | OpCode::NodeSetParams { node_name, .. } => Some(node_name.clone()),
+            | OpCode::NodeSetParams { node_name, .. }
+            | OpCode::NodeMigrate { node_name, .. }
+            | OpCode::NodeEvacuate { node_name, .. } => Some(node_name.clone()),
             OpCode::InstanceCreate { instance_name, .. }
             | OpCode::InstanceRemove { instance_name, .. }
             | OpCode::InstanceStartup { instance_name, .. }
             | OpCode::InstanceShutdown { instance_name, .. }
             | OpCode::InstanceReboot { instance_name, .. }
-            | OpCode::InstanceSetParams { instance_name, .. } => Some(instance_name.clone()),
+            | OpCode::InstanceSetParams { instance_name, .. }
+            | OpCode::InstanceMigrate { instance_name, .. }
+            | OpCode::InstanceFailover { instance_name, .. }
+            | OpCode::InstanceMove { instance_name, .. }
+            | OpCode::InstanceReinstall { instance_name, .. }
+            | OpCode::InstanceRename { instance_name, .. } => Some(instance_name.clone()),
             OpCode::TestDelay { duration, .. } => Some(format!("{duration}")),
             OpCode::TagsSet { kind, name, .. } | OpCode::TagsDel { kind, name, .. } => {
                 Some(name.clone().unwrap_or_else(|| kind.clone()))

@@ -2,8 +2,10 @@
 //! hypervisor (`fake`, `kvm`), block storage (`file`; `sharedfile`, `plain`, `drbd`
 //! later) and Ganeti OS definitions.
 
+pub mod blockcopy;
 pub mod hypervisor;
 pub mod image;
+pub mod migration;
 pub mod network;
 pub mod os;
 pub mod qmp;
@@ -90,6 +92,15 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A TCP port free on `address` right now (for a migration target to listen on).
+fn free_port(address: &str) -> Result<u16, String> {
+    let l = std::net::TcpListener::bind((address, 0))
+        .map_err(|e| format!("cannot find a free port on {address}: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port on {address}: {e}"))
 }
 
 /// The ssconf last written by the master, if any (and readable).
@@ -300,9 +311,46 @@ impl NodeRuntime {
                 port,
                 nbd_port,
             } => {
+                let port = match port {
+                    0 => free_port(&address)?,
+                    p => p,
+                };
+                let nbd_port = match nbd_port {
+                    Some(0) => Some(free_port(&address)?),
+                    other => other,
+                };
                 self.hypervisor(&instance.hypervisor)?
                     .accept_instance(&instance, &address, port, nbd_port)
                     .await?;
+                json(maguey_rpc::AcceptedPorts { port, nbd_port })
+            }
+            NodeRequest::InstanceMigrationProgress { name, hypervisor } => {
+                let progress = match hypervisor.as_str() {
+                    "kvm" => migration::kvm_progress(&self.kvm.paths(&name)?.qmp).await,
+                    _ => {
+                        self.hypervisor(&hypervisor)?;
+                        None
+                    }
+                };
+                json(progress)
+            }
+            NodeRequest::BlockdevRead {
+                disk,
+                file_storage_dir,
+                offset,
+                length,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                json(Self::blocking(move || blockcopy::read(&ctx, &disk, offset, length)).await?)
+            }
+            NodeRequest::BlockdevWrite {
+                disk,
+                file_storage_dir,
+                offset,
+                chunk,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                Self::blocking(move || blockcopy::write(&ctx, &disk, offset, &chunk)).await?;
                 Ok(Value::Null)
             }
             NodeRequest::InstanceMigrate {

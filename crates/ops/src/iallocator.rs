@@ -201,3 +201,99 @@ pub async fn allocate(
     }
     Ok(nodes)
 }
+
+/// The placement engine's plan to move `instances` off their nodes (an iallocator
+/// `node-evacuate` request; `mode` is `primary-only`, `secondary-only` or `all`).
+pub struct EvacPlan {
+    /// Instance name and its new nodes (primary first).
+    pub moved: Vec<(String, Vec<String>)>,
+    /// Instance name and why it cannot move.
+    pub failed: Vec<(String, String)>,
+    /// One job per moved instance: its opcodes.
+    pub jobs: Vec<Vec<maguey_model::OpCode>>,
+}
+
+/// Asks the placement engine for a node evacuation plan.
+pub async fn evacuate_plan(
+    master: &Master,
+    cfg: &ConfigData,
+    instances: &[&Instance],
+    mode: &str,
+) -> Result<EvacPlan, OpError> {
+    let template = instances
+        .first()
+        .map(|i| i.disk_template.clone())
+        .unwrap_or_else(|| "file".into());
+    let mut req = cluster_request(master, cfg, &template).await;
+    req["request"] = json!({
+        "type": "node-evacuate",
+        "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
+        "evac_mode": mode,
+    });
+    let opts = maguey_placement::alloc::AllocOptions {
+        local_storage_migrates: true,
+        ..Default::default()
+    };
+    let answer = maguey_placement::ialloc::answer(&req.to_string(), &opts)
+        .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
+    let v: Value = serde_json::from_str(&answer)
+        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
+    if v["success"] != json!(true) {
+        return Err(OpError::Prereq(format!(
+            "the allocator found no evacuation plan: {}",
+            v["info"].as_str().unwrap_or("no reason given")
+        )));
+    }
+    let empty = Vec::new();
+    let list = |x: &Value| x.as_array().unwrap_or(&empty).clone();
+    let strs = |x: &Value| -> Vec<String> {
+        list(x)
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let result = list(&v["result"]);
+    let (moved_v, failed_v, jobs_v) = match result.as_slice() {
+        [m, f, j] => (list(m), list(f), list(j)),
+        _ => return Err(OpError::Exec(format!("allocator answer: {v}"))),
+    };
+    let mut plan = EvacPlan {
+        moved: Vec::new(),
+        failed: Vec::new(),
+        jobs: Vec::new(),
+    };
+    for m in &moved_v {
+        let name = m[0].as_str().unwrap_or_default().to_string();
+        plan.moved.push((name, strs(&m[2])));
+    }
+    for f in &failed_v {
+        plan.failed.push((
+            f[0].as_str().unwrap_or_default().to_string(),
+            f[1].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    for (i, job) in jobs_v.iter().enumerate() {
+        let mut ops = Vec::new();
+        for op in list(job) {
+            match serde_json::from_value::<maguey_model::OpCode>(op.clone()) {
+                Ok(o) => ops.push(o),
+                Err(_) => {
+                    let name = plan.moved.get(i).map(|m| m.0.clone()).unwrap_or_default();
+                    plan.failed.push((
+                        name,
+                        format!(
+                            "the plan needs {}, which Maguey cannot run yet",
+                            op["OP_ID"].as_str().unwrap_or("an unknown opcode")
+                        ),
+                    ));
+                    ops.clear();
+                    break;
+                }
+            }
+        }
+        if !ops.is_empty() {
+            plan.jobs.push(ops);
+        }
+    }
+    Ok(plan)
+}

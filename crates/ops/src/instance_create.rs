@@ -14,7 +14,7 @@ use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
 use serde_json::{json, Value};
 
 /// Templates this build can create.
-const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file"];
+const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile"];
 /// Ganeti's per-instance limits.
 const MAX_DISKS: usize = 16;
 const MAX_NICS: usize = 8;
@@ -207,10 +207,15 @@ impl LogicalUnit for InstanceCreate {
                     )));
                 }
                 let uuid = new_uuid();
+                let (driver, path) = (
+                    "loop".to_string(),
+                    format!("{}/disk{i}-{}", self.name, &uuid[..8]),
+                );
                 Ok(Disk {
-                    logical_id: LogicalId::File {
-                        driver: "loop".to_string(),
-                        path: format!("{}/disk{i}-{}", self.name, &uuid[..8]),
+                    logical_id: if self.template == "sharedfile" {
+                        LogicalId::Sharedfile { driver, path }
+                    } else {
+                        LogicalId::File { driver, path }
                     },
                     uuid,
                     name: spec.name.clone(),
@@ -373,7 +378,7 @@ impl LogicalUnit for InstanceCreate {
                     NodeRequest::BlockdevCreate {
                         disk: disk.clone(),
                         instance_name: instance.name.clone(),
-                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
                     },
                 )
                 .await;
@@ -399,7 +404,7 @@ impl LogicalUnit for InstanceCreate {
                 osparams: instance.osparams.clone(),
                 disks: instance.disks.clone(),
                 nics: crate::util::nic_runtimes(&cfg, &instance),
-                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
                 debug_level: 0,
             };
             let res: Result<Value, OpError> = env
@@ -479,7 +484,7 @@ pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
                 node,
                 NodeRequest::BlockdevRemove {
                     disk: disk.clone(),
-                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                    file_storage_dir: crate::util::storage_dir(&cfg, &disk.dev_type),
                 },
             )
             .await;

@@ -110,7 +110,7 @@ impl LogicalUnit for InstanceRemove {
                         &node,
                         NodeRequest::BlockdevRemove {
                             disk: disk.clone(),
-                            file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                            file_storage_dir: crate::util::storage_dir(&cfg, &disk.dev_type),
                         },
                     )
                     .await;

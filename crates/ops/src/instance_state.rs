@@ -69,7 +69,11 @@ impl Target {
     }
 }
 
-async fn is_running(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bool, OpError> {
+pub(crate) async fn is_running(
+    env: &Env<'_>,
+    inst: &Instance,
+    node: &Node,
+) -> Result<bool, OpError> {
     let info: Option<InstanceRunInfo> = env
         .rpc(
             node,
@@ -83,7 +87,7 @@ async fn is_running(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bool,
     Ok(info.is_some_and(|i| i.state != "shutdown"))
 }
 
-async fn start(
+pub(crate) async fn start(
     env: &Env<'_>,
     inst: &Instance,
     node: &Node,
@@ -121,7 +125,12 @@ async fn start(
     Ok(())
 }
 
-async fn stop(env: &Env<'_>, inst: &Instance, node: &Node, timeout: u64) -> Result<(), OpError> {
+pub(crate) async fn stop(
+    env: &Env<'_>,
+    inst: &Instance,
+    node: &Node,
+    timeout: u64,
+) -> Result<(), OpError> {
     env.log(format!(
         "shutting down instance {} on node {}",
         inst.name, node.name

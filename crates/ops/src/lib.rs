@@ -11,11 +11,16 @@ mod cluster_destroy;
 mod cluster_verify;
 pub mod iallocator;
 mod instance_create;
+mod instance_failover;
+mod instance_migrate;
+mod instance_move;
 mod instance_query_data;
+mod instance_reinstall;
 mod instance_remove;
 mod instance_set_params;
 mod instance_state;
 mod node_add;
+mod node_evacuate;
 mod node_remove;
 mod node_set_params;
 pub mod os_diagnose;
@@ -173,6 +178,24 @@ impl OpExecutor for Executor {
                 }
                 OpCode::InstanceSetParams { .. } => {
                     run_lu::<instance_set_params::InstanceSetParams>(op, &env).await
+                }
+                OpCode::InstanceMigrate { .. } => {
+                    run_lu::<instance_migrate::InstanceMigrate>(op, &env).await
+                }
+                OpCode::InstanceFailover { .. } => {
+                    run_lu::<instance_failover::InstanceFailover>(op, &env).await
+                }
+                OpCode::InstanceMove { .. } => {
+                    run_lu::<instance_move::InstanceMove>(op, &env).await
+                }
+                OpCode::InstanceReinstall { .. } => {
+                    run_lu::<instance_reinstall::InstanceReinstall>(op, &env).await
+                }
+                OpCode::InstanceRename { .. } => {
+                    run_lu::<instance_reinstall::InstanceRename>(op, &env).await
+                }
+                OpCode::NodeMigrate { .. } | OpCode::NodeEvacuate { .. } => {
+                    run_lu::<node_evacuate::NodeEvacuate>(op, &env).await
                 }
                 OpCode::TestDelay { .. } => run_lu::<test_delay::TestDelay>(op, &env).await,
                 OpCode::TagsSet { .. } | OpCode::TagsDel { .. } => {

@@ -70,6 +70,16 @@ pub(crate) fn filled_hvparams(cfg: &ConfigData, inst: &Instance) -> Params {
     )
 }
 
+/// The storage directory the nodes use for a template's disks: the cluster's shared one for
+/// `sharedfile`, the (node-local) file storage directory otherwise.
+pub fn storage_dir(cfg: &ConfigData, template: &str) -> String {
+    if template == "sharedfile" {
+        cfg.cluster.shared_file_storage_dir.clone()
+    } else {
+        cfg.cluster.file_storage_dir.clone()
+    }
+}
+
 /// Everything a node needs to run the instance, with every parameter filled.
 pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
     let be = filled_beparams(cfg, inst);
@@ -82,7 +92,7 @@ pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
         hvparams: filled_hvparams(cfg, inst),
         disks: inst.disks.clone(),
         nics: nic_runtimes(cfg, inst),
-        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+        file_storage_dir: storage_dir(cfg, &inst.disk_template),
     }
 }
 

@@ -24,6 +24,10 @@ pub struct AllocOptions {
     /// candidates are tried in score order until one passes; rejected
     /// ones count as `FailN1`.
     pub capacity_checks: bool,
+    /// Maguey: instances on local `file` disks can move to any node (live migration copies
+    /// their disks), so node evacuation relocates them like shared-storage instances.
+    /// Off by default, as in hail (where they cannot be relocated).
+    pub local_storage_migrates: bool,
 }
 
 /// Best placement found for one instance in one group.
@@ -729,8 +733,23 @@ fn evac_one_node(
     avail: &[usize],
     force: bool,
 ) -> Ev {
+    evac_one_node_as(c, stats, idx, gdx, avail, force, false)
+}
+
+/// [`evac_one_node`]; `movable`: the instance's local disks move with it (Maguey's live
+/// migration of `file` disks), so it can go to any node like a shared-storage instance.
+fn evac_one_node_as(
+    c: &Cluster,
+    stats: &Stats,
+    idx: usize,
+    gdx: usize,
+    avail: &[usize],
+    force: bool,
+    movable: bool,
+) -> Ev {
     let inst = &c.instances[idx];
     let op: fn(usize) -> IMove = match inst.mirror_type() {
+        MirrorType::None if movable => IMove::FailoverToAny,
         MirrorType::None => return Err("Can't relocate/evacuate non-mirrored instances".into()),
         MirrorType::Internal => IMove::ReplaceSecondary,
         MirrorType::External => IMove::FailoverToAny,
@@ -933,6 +952,7 @@ fn evac_drbd_all(
 }
 
 /// htools' `nodeEvacInstance`.
+#[allow(clippy::too_many_arguments)]
 fn node_evac_instance(
     c: &Cluster,
     stats: &Stats,
@@ -941,12 +961,19 @@ fn node_evac_instance(
     gdx: usize,
     avail: &[usize],
     force: bool,
+    local_migrates: bool,
 ) -> Ev {
     use crate::types::DiskTemplate::*;
     let inst = &c.instances[idx];
     match inst.template {
         Plain => Err("Instances of type plain cannot be relocated".into()),
-        File => Err("Instances of type file cannot be relocated".into()),
+        File if !local_migrates => Err("Instances of type file cannot be relocated".into()),
+        File => {
+            if mode == EvacMode::SecondaryOnly {
+                return Err("Instances with disk template 'file' have no secondary".into());
+            }
+            evac_one_node_as(c, stats, idx, gdx, avail, force, true)
+        }
         Drbd => match mode {
             EvacMode::PrimaryOnly => {
                 let mut ov = vec![];
@@ -1022,7 +1049,16 @@ pub fn node_evacuate(
             .filter(|&n| c.nodes[n].group == gdx && !excl[n] && n != pdx)
             .collect();
         let stats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx)).with_aliases(&aliases);
-        let r = node_evac_instance(c, &stats, idx, mode, gdx, &avail, opts.ignore_soft_errors);
+        let r = node_evac_instance(
+            c,
+            &stats,
+            idx,
+            mode,
+            gdx,
+            &avail,
+            opts.ignore_soft_errors,
+            opts.local_storage_migrates,
+        );
         record_evac(c, &mut es, idx, r);
     }
     es
@@ -1135,7 +1171,7 @@ pub fn change_group(
                 .filter(|&n| c.nodes[n].group == gdx && !c.nodes[n].offline)
                 .collect();
             let gstats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx));
-            node_evac_instance(c, &gstats, idx, EvacMode::All, gdx, &avail, false)
+            node_evac_instance(c, &gstats, idx, EvacMode::All, gdx, &avail, false, false)
         })();
         record_evac(c, &mut es, idx, r);
     }

@@ -95,6 +95,8 @@ pub(crate) async fn decode_json<T: DeserializeOwned>(
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     http: reqwest::Client,
+    /// The default bound of a request; [`NodeRequest::timeout`] raises it for long ones.
+    timeout: Duration,
 }
 
 impl RpcClient {
@@ -109,12 +111,11 @@ impl RpcClient {
     pub(crate) fn with_tls(tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, RpcError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .no_proxy()
             .build()
             .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {}", chain(&e))))?;
-        Ok(RpcClient { http })
+        Ok(RpcClient { http, timeout })
     }
 
     /// Calls `req` on the node daemon at `addr` (`ip:port`) and decodes the `Ok` value as `T`.
@@ -127,6 +128,7 @@ impl RpcClient {
         let resp = self
             .http
             .post(&url)
+            .timeout(req.timeout(self.timeout))
             .json(req)
             .send()
             .await
@@ -186,6 +188,7 @@ impl RpcClient {
         let resp = self
             .http
             .post(url)
+            .timeout(self.timeout)
             .json(body)
             .send()
             .await
@@ -198,6 +201,7 @@ impl RpcClient {
         let resp = self
             .http
             .get(url)
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| transport_error(url, e))?;

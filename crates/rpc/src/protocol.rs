@@ -6,6 +6,7 @@
 use maguey_model::{Disk, Ssconf};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Everything the master can ask a node daemon to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +68,8 @@ pub enum NodeRequest {
         memory: u64,
     },
     /// Migration target: starts the instance waiting for its state on `address:port`
-    /// (Ganeti's `accept_instance`). Answers null.
+    /// (Ganeti's `accept_instance`). Port 0 (and NBD port `Some(0)`): the node picks free
+    /// ports. Answers [`AcceptedPorts`].
     AcceptInstance {
         instance: InstanceRuntime,
         address: String,
@@ -107,6 +109,25 @@ pub enum NodeRequest {
         hypervisor: String,
         max_bytes: u64,
     },
+    /// Progress of the migration a source is running for `name`: answers
+    /// `Option<MigrationProgress>` (null when none runs).
+    InstanceMigrationProgress { name: String, hypervisor: String },
+    /// Reads `length` bytes at `offset` of a disk (offline copies between nodes, over the
+    /// cluster's TLS channel). Answers [`BlockdevChunk`].
+    BlockdevRead {
+        disk: Disk,
+        file_storage_dir: String,
+        offset: u64,
+        length: u64,
+    },
+    /// Writes a chunk read by [`NodeRequest::BlockdevRead`] at `offset` of a disk (a chunk
+    /// with no data is a hole: nothing is written). Answers null.
+    BlockdevWrite {
+        disk: Disk,
+        file_storage_dir: String,
+        offset: u64,
+        chunk: BlockdevChunk,
+    },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
     InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
@@ -141,10 +162,36 @@ impl NodeRequest {
             NodeRequest::InstanceMigrate { .. } => "instance_migrate",
             NodeRequest::FinalizeMigrationDst { .. } => "instance_finalize_migration_dst",
             NodeRequest::FinalizeMigrationSrc { .. } => "instance_finalize_migration_src",
+            NodeRequest::InstanceMigrationProgress { .. } => "instance_migration_progress",
+            NodeRequest::BlockdevRead { .. } => "blockdev_read",
+            NodeRequest::BlockdevWrite { .. } => "blockdev_write",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
             NodeRequest::LeaveCluster => "leave_cluster",
+        }
+    }
+}
+
+impl NodeRequest {
+    /// How long the master waits for the answer: most requests are quick; those that wait
+    /// for a guest, a migration, an OS script or a copy say how long they may take.
+    pub fn timeout(&self, default: Duration) -> Duration {
+        const HOUR: Duration = Duration::from_secs(3600);
+        match self {
+            NodeRequest::InstanceShutdown { timeout, .. } => {
+                default.max(Duration::from_secs(timeout.saturating_add(30)))
+            }
+            NodeRequest::InstanceReboot {
+                shutdown_timeout, ..
+            } => default.max(Duration::from_secs(shutdown_timeout.saturating_add(60))),
+            NodeRequest::InstanceMigrate { .. }
+            | NodeRequest::InstanceOsAdd { .. }
+            | NodeRequest::BlockdevCreate { .. } => default.max(6 * HOUR),
+            NodeRequest::TestDelay { duration } if duration.is_finite() && *duration >= 0.0 => {
+                default.max(Duration::from_secs_f64(duration.min(86_400.0) + 30.0))
+            }
+            _ => default,
         }
     }
 }
@@ -286,4 +333,35 @@ pub struct OsInfo {
     pub variants: Vec<String>,
     pub parameters: Vec<(String, String)>,
     pub api_versions: Vec<u32>,
+}
+
+/// Ports a migration target listens on (answer to [`NodeRequest::AcceptInstance`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AcceptedPorts {
+    pub port: u16,
+    #[serde(default)]
+    pub nbd_port: Option<u16>,
+}
+
+/// A running migration as the source sees it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MigrationProgress {
+    /// `setup`, `mirroring` (local disks), `active` (RAM), `completed`, `failed` ...
+    pub status: String,
+    /// RAM bytes sent so far, and the total.
+    pub ram_transferred: u64,
+    pub ram_total: u64,
+    /// Disk bytes mirrored so far, and the total (local-disk migration).
+    pub disk_transferred: u64,
+    pub disk_total: u64,
+}
+
+/// A piece of a disk: base64 data, or `None` for a hole (all zeroes).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BlockdevChunk {
+    /// Bytes this chunk covers.
+    pub length: u64,
+    /// base64 of the bytes; `None` when they are all zero.
+    #[serde(default)]
+    pub data: Option<String>,
 }

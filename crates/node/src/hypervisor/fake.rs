@@ -18,6 +18,9 @@ struct RunFile {
     vcpus: u32,
     /// Unix time of the (last) start or reboot.
     started: f64,
+    /// A migration target waiting for the instance (until the migration is finalized).
+    #[serde(default)]
+    incoming: bool,
 }
 
 pub struct FakeHypervisor {
@@ -102,7 +105,7 @@ impl FakeHypervisor {
 
     fn run_info(rf: &RunFile) -> InstanceRunInfo {
         InstanceRunInfo {
-            state: "running".into(),
+            state: if rf.incoming { "paused" } else { "running" }.into(),
             memory: rf.memory,
             vcpus: rf.vcpus,
             pid: None,
@@ -136,6 +139,7 @@ impl Hypervisor for FakeHypervisor {
                 memory: inst.memory,
                 vcpus: inst.vcpus,
                 started: maguey_model::now(),
+                incoming: false,
             })
         })
     }
@@ -210,5 +214,98 @@ impl Hypervisor for FakeHypervisor {
 
     fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
         Box::pin(async move { self.memory() })
+    }
+
+    /// The fake target reserves the instance's memory, as a real one would.
+    fn accept_instance<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        _address: &'a str,
+        _port: u16,
+        _nbd_port: Option<u16>,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            if self.read(&inst.name)?.is_some() {
+                return Err(format!(
+                    "instance {} is already running on node {}",
+                    inst.name, self.node_name
+                ));
+            }
+            let mem = self.memory()?;
+            if inst.memory > mem.free {
+                return Err(format!(
+                    "not enough memory on node {}: needed {} MiB, free {} MiB",
+                    self.node_name, inst.memory, mem.free
+                ));
+            }
+            self.write(&RunFile {
+                name: inst.name.clone(),
+                uuid: inst.uuid.clone(),
+                memory: inst.memory,
+                vcpus: inst.vcpus,
+                started: maguey_model::now(),
+                incoming: true,
+            })
+        })
+    }
+
+    fn migrate<'a>(
+        &'a self,
+        name: &'a str,
+        _target: &'a str,
+        _port: u16,
+        _bandwidth: u64,
+        _downtime: u64,
+        _nbd_port: Option<u16>,
+    ) -> BoxFuture<'a, HvResult<maguey_rpc::MigrationStatus>> {
+        Box::pin(async move {
+            let rf = self
+                .read(name)?
+                .filter(|rf| !rf.incoming)
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            Ok(maguey_rpc::MigrationStatus {
+                status: "completed".into(),
+                transferred: rf.memory << 20,
+                ..Default::default()
+            })
+        })
+    }
+
+    fn finalize_migration_dst<'a>(
+        &'a self,
+        inst: &'a InstanceRuntime,
+        success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            match self.read(&inst.name)? {
+                Some(mut rf) if success => {
+                    rf.incoming = false;
+                    self.write(&rf)
+                }
+                Some(rf) if rf.incoming => self.stop(&rf.name, Duration::ZERO).await,
+                Some(_) => Ok(()),
+                None if success => Err(format!(
+                    "instance {} did not arrive on node {}",
+                    inst.name, self.node_name
+                )),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn finalize_migration_src<'a>(
+        &'a self,
+        name: &'a str,
+        success: bool,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            if success {
+                self.stop(name, Duration::ZERO).await
+            } else {
+                Ok(())
+            }
+        })
     }
 }

@@ -1,0 +1,125 @@
+//! OP_INSTANCE_FAILOVER: stops an instance on its primary node and starts it on another
+//! that sees the same disks (`sharedfile`, `diskless`; `drbd` with the replicated-storage
+//! work). With `ignore_consistency` it goes on when the primary cannot be reached (it died).
+
+use crate::instance_migrate::{
+    check_target, check_target_memory, choose_target, move_locks, set_primary,
+};
+use crate::instance_move::current;
+use crate::instance_state::{start, stop};
+use crate::util::{instance_by_name, node_by_name, node_by_uuid};
+use crate::{prereq, wrong_op, Env, LogicalUnit};
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{AdminState, ConfigData, Instance, OpCode};
+use serde_json::{json, Value};
+
+/// Templates whose disks every node can reach.
+const SHARED: &[&str] = &["diskless", "sharedfile"];
+
+pub struct InstanceFailover {
+    name: String,
+    primary: String,
+    target: Option<String>,
+    timeout: u64,
+    ignore_consistency: bool,
+    instance: Option<Instance>,
+}
+
+impl LogicalUnit for InstanceFailover {
+    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
+        let OpCode::InstanceFailover {
+            instance_name,
+            shutdown_timeout,
+            ignore_consistency,
+            target_node,
+            ..
+        } = op
+        else {
+            return Err(wrong_op(op));
+        };
+        let inst = instance_by_name(cfg, instance_name)?;
+        Ok(InstanceFailover {
+            name: instance_name.clone(),
+            primary: node_by_uuid(cfg, &inst.primary_node)?.name.clone(),
+            target: match target_node {
+                Some(t) => Some(node_by_name(cfg, t)?.name.clone()),
+                None => None,
+            },
+            timeout: *shutdown_timeout,
+            ignore_consistency: *ignore_consistency,
+            instance: None,
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        move_locks(&self.name, &self.primary, self.target.as_deref())
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        let inst = instance_by_name(cfg, &self.name)?;
+        if !SHARED.contains(&inst.disk_template.as_str()) {
+            return Err(prereq(format!(
+                "instance {} has disk template {}: failover needs disks every node sees \
+                 (sharedfile); use 'instance migrate' (live, copies the disks) or 'instance \
+                 move' for file disks",
+                self.name, inst.disk_template
+            )));
+        }
+        if node_by_uuid(cfg, &inst.primary_node)?.name != self.primary {
+            return Err(prereq(format!(
+                "instance {} moved while this job waited for its locks",
+                self.name
+            )));
+        }
+        if let Some(t) = &self.target {
+            check_target(inst, node_by_name(cfg, t)?)?;
+        }
+        self.instance = Some(inst.clone());
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let inst = self
+            .instance
+            .clone()
+            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+        let cfg = env.cfg();
+        let src = node_by_uuid(&cfg, &inst.primary_node)?.clone();
+        let dst = match &self.target {
+            Some(t) => node_by_name(&cfg, t)?.clone(),
+            None => choose_target(env, &inst).await?,
+        };
+        check_target(&inst, &dst)?;
+        let up = inst.admin_state == AdminState::Up;
+        if up {
+            check_target_memory(env, &inst, &dst).await?;
+        }
+        if src.offline {
+            env.log(format!(
+                "primary node {} is offline: not shutting the instance down there",
+                src.name
+            ));
+        } else if let Err(e) = stop(env, &inst, &src, self.timeout).await {
+            if !self.ignore_consistency {
+                return Err(OpError::Exec(format!(
+                    "could not shut instance {} down on {}: {e}; if the node is dead, \
+                     use --ignore-consistency",
+                    inst.name, src.name
+                )));
+            }
+            env.log(format!(
+                "ignoring the failed shutdown on {} (--ignore-consistency): {e}",
+                src.name
+            ));
+        }
+        set_primary(env, &inst, &dst)?;
+        env.log(format!(
+            "instance {} now has primary node {}",
+            inst.name, dst.name
+        ));
+        if up {
+            start(env, &current(env, &inst)?, &dst, false).await?;
+        }
+        Ok(json!({"node": dst.name}))
+    }
+}

@@ -1,0 +1,261 @@
+//! OP_NODE_EVACUATE and OP_NODE_MIGRATE: empty a node. The placement engine plans where
+//! each instance goes (an iallocator `node-evacuate` request, as Ganeti asks hail); each
+//! move is then submitted as its own job, at most `max_parallel` at a time, and this job
+//! waits for them and reports every outcome.
+
+use crate::util::node_by_name;
+use crate::{prereq, wrong_op, Env, LogicalUnit};
+use futures::future::{select_all, BoxFuture};
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{ConfigData, Instance, JobStatus, OpCode};
+use serde_json::{json, Value};
+
+pub struct NodeEvacuate {
+    node: String,
+    mode: String,
+    /// Migrate only (OP_NODE_MIGRATE): the jobs must be live migrations.
+    migrate_only: bool,
+    remote_node: Option<String>,
+    max_parallel: usize,
+}
+
+impl LogicalUnit for NodeEvacuate {
+    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
+        let (node, mode, remote, max_parallel, migrate_only) = match op {
+            OpCode::NodeEvacuate {
+                node_name,
+                mode,
+                remote_node,
+                iallocator,
+                max_parallel,
+                ..
+            } => {
+                check_iallocator(iallocator.as_deref())?;
+                let mode = match mode.as_str() {
+                    "primary-only" | "secondary-only" | "all" => mode.clone(),
+                    // Ganeti's short forms.
+                    "pri" | "p" => "primary-only".to_string(),
+                    "sec" | "s" => "secondary-only".to_string(),
+                    other => {
+                        return Err(prereq(format!(
+                            "invalid evacuation mode '{other}' (primary-only, secondary-only \
+                             or all)"
+                        )))
+                    }
+                };
+                (node_name, mode, remote_node.clone(), *max_parallel, false)
+            }
+            OpCode::NodeMigrate {
+                node_name,
+                mode,
+                live,
+                target_node,
+                iallocator,
+                max_parallel,
+                ..
+            } => {
+                check_iallocator(iallocator.as_deref())?;
+                if mode.as_deref() == Some("non-live") || *live == Some(false) {
+                    return Err(prereq("non-live migration is not supported"));
+                }
+                (
+                    node_name,
+                    "primary-only".to_string(),
+                    target_node.clone(),
+                    *max_parallel,
+                    true,
+                )
+            }
+            _ => return Err(wrong_op(op)),
+        };
+        let node = node_by_name(cfg, node)?.name.clone();
+        if let Some(r) = &remote {
+            let r = node_by_name(cfg, r)?;
+            if r.name == node {
+                return Err(prereq("the target node is the node being evacuated"));
+            }
+        }
+        if max_parallel == 0 {
+            return Err(prereq("max_parallel must be at least 1"));
+        }
+        Ok(NodeEvacuate {
+            node,
+            mode,
+            migrate_only,
+            remote_node: remote.map(|r| r.to_string()),
+            max_parallel: max_parallel as usize,
+        })
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        // Only while planning; each move's job takes its own locks.
+        vec![(
+            LockLevel::Node,
+            LockNames::Names(vec![self.node.clone()]),
+            LockMode::Shared,
+        )]
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+        node_by_name(cfg, &self.node)?;
+        Ok(())
+    }
+
+    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        let cfg = env.cfg();
+        let node = node_by_name(&cfg, &self.node)?.clone();
+        let instances: Vec<&Instance> = cfg
+            .instances
+            .values()
+            .filter(|i| match self.mode.as_str() {
+                "primary-only" => i.primary_node == node.uuid,
+                "secondary-only" => i.secondary_nodes().contains(&node.uuid.as_str()),
+                _ => {
+                    i.primary_node == node.uuid || i.secondary_nodes().contains(&node.uuid.as_str())
+                }
+            })
+            .collect();
+        if instances.is_empty() {
+            env.log(format!("no instance to move off node {}", node.name));
+            return Ok(json!({"jobs": []}));
+        }
+        let jobs: Vec<(String, Vec<OpCode>)> = match &self.remote_node {
+            // A fixed target: one migration per instance, no planning.
+            Some(target) => instances
+                .iter()
+                .map(|i| (i.name.clone(), vec![migrate_op(&i.name, Some(target))]))
+                .collect(),
+            None => {
+                let plan =
+                    crate::iallocator::evacuate_plan(env.master, &cfg, &instances, &self.mode)
+                        .await?;
+                if !plan.failed.is_empty() {
+                    let why: Vec<String> = plan
+                        .failed
+                        .iter()
+                        .map(|(i, m)| format!("{i}: {m}"))
+                        .collect();
+                    return Err(prereq(format!(
+                        "the allocator cannot move every instance off {}: {}",
+                        node.name,
+                        why.join("; ")
+                    )));
+                }
+                for (name, nodes) in &plan.moved {
+                    env.log(format!("plan: {name} → {}", nodes.join(", ")));
+                }
+                plan.moved
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .zip(plan.jobs)
+                    .collect()
+            }
+        };
+        if self.migrate_only {
+            for (name, ops) in &jobs {
+                if ops
+                    .iter()
+                    .any(|o| !matches!(o, OpCode::InstanceMigrate { .. }))
+                {
+                    return Err(prereq(format!(
+                        "instance {name} cannot be migrated off {}; use 'node evacuate'",
+                        node.name
+                    )));
+                }
+            }
+        }
+        env.ctx.release(LockLevel::Node);
+        run_jobs(env, jobs, self.max_parallel).await
+    }
+}
+
+fn check_iallocator(a: Option<&str>) -> Result<(), OpError> {
+    match a {
+        None | Some("") | Some("hail") => Ok(()),
+        Some(other) => Err(prereq(format!(
+            "unknown iallocator '{other}' (Maguey's placement engine answers as 'hail')"
+        ))),
+    }
+}
+
+fn migrate_op(instance: &str, target: Option<&str>) -> OpCode {
+    OpCode::InstanceMigrate {
+        instance_name: instance.to_string(),
+        mode: None,
+        live: None,
+        target_node: target.map(String::from),
+        cleanup: false,
+        allow_failover: true,
+        iallocator: None,
+        ignore_ipolicy: false,
+        allow_runtime_changes: true,
+    }
+}
+
+/// A submitted job being waited for: instance name, job id, the final job.
+type Waiting<'a> = BoxFuture<'a, (String, u64, Result<Option<maguey_model::Job>, OpError>)>;
+
+/// Submits the jobs, at most `limit` unfinished at once, and waits for all of them.
+/// Answers Ganeti's shape, `{"jobs": [[true, id], ...]}`; fails if any job failed.
+async fn run_jobs(
+    env: &Env<'_>,
+    jobs: Vec<(String, Vec<OpCode>)>,
+    limit: usize,
+) -> Result<Value, OpError> {
+    let total = jobs.len();
+    let mut pending = jobs.into_iter();
+    let mut running: Vec<Waiting<'_>> = Vec::new();
+    let mut submitted: Vec<Value> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut done = 0;
+    loop {
+        while running.len() < limit {
+            let Some((name, ops)) = pending.next() else {
+                break;
+            };
+            let summary = ops
+                .iter()
+                .map(|o| o.summary())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let id = env.ctx.submit_jobs(vec![ops])?[0];
+            env.log(format!("submitted job {id}: {summary}"));
+            submitted.push(json!([true, id]));
+            let ctx = env.ctx;
+            running.push(Box::pin(async move { (name, id, ctx.wait_job(id).await) }));
+        }
+        if running.is_empty() {
+            break;
+        }
+        let ((name, id, r), _, rest) = select_all(running).await;
+        running = rest;
+        done += 1;
+        let job = r?;
+        let status = job.as_ref().map(|j| j.status);
+        match status {
+            Some(JobStatus::Success) => {
+                env.log(format!("job {id} ({name}) succeeded [{done}/{total}]"))
+            }
+            other => {
+                let why = job
+                    .as_ref()
+                    .and_then(|j| j.opresult.last().cloned())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                env.log(format!(
+                    "job {id} ({name}) ended {} [{done}/{total}] {why}",
+                    other.map(|s| s.as_str()).unwrap_or("unknown")
+                ));
+                failed.push(format!("{name} (job {id})"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Err(OpError::Exec(format!(
+            "{} of {total} moves failed: {}",
+            failed.len(),
+            failed.join(", ")
+        )));
+    }
+    Ok(json!({ "jobs": submitted }))
+}
