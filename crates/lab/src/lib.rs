@@ -53,6 +53,9 @@ pub struct Lab {
     pub cluster_name: String,
     pub port: u16,
     pub nodes: Vec<LabNode>,
+    /// The bridge the lab made for its VMs' NICs (kvm labs run as root), removed by `down`.
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,7 +195,9 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
                 dir: dir.join(format!("node{i}")),
             })
             .collect(),
+        bridge: None,
     };
+    let mut lab = lab;
     for n in &lab.nodes {
         if n.dir.join("daemon.json").exists() {
             bail!(
@@ -211,6 +216,14 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     } else {
         None
     };
+    // VM NICs are taps in a bridge: a kvm lab run as root makes one for its nodes.
+    let mut nicparams = maguey_model::Params::new();
+    if o.kvm && is_root() {
+        let br = bridge_name(&dir);
+        make_bridge(&br)?;
+        nicparams.insert("link".into(), serde_json::json!(br));
+        lab.bridge = Some(br);
+    }
     let first = &lab.nodes[0];
     maguey_daemon::init::init_cluster(&maguey_daemon::init::InitParams {
         state_dir: first.dir.clone(),
@@ -230,7 +243,7 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         enabled_disk_templates: vec!["file".into(), "sharedfile".into(), "diskless".into()],
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
-        nicparams: Default::default(),
+        nicparams: nicparams.clone(),
         fake_memory_mib: Some(o.node_memory),
         fake_cpus: Some(o.node_cpus),
     })?;
@@ -422,5 +435,44 @@ pub fn down(dir: &Path) -> Result<usize> {
     for n in &lab.nodes {
         maguey_node::hypervisor::kvm::kill_all(&n.dir);
     }
+    if let Some(br) = &lab.bridge {
+        let _ = ip(&["link", "del", "dev", br]);
+    }
     Ok(pids.len())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `ip ARGS` (iproute2); an error carries its stderr.
+fn ip(args: &[&str]) -> Result<()> {
+    let o = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    if !o.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A bridge name unique to the lab directory (at most 15 characters).
+fn bridge_name(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    format!("mgl{:08x}", h.finish() as u32)
+}
+
+fn make_bridge(name: &str) -> Result<()> {
+    if !Path::new("/sys/class/net").join(name).exists() {
+        ip(&["link", "add", "name", name, "type", "bridge"])?;
+    }
+    ip(&["link", "set", "dev", name, "up"])
 }

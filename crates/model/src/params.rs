@@ -188,6 +188,13 @@ pub const HV_KVM_PARAMS: &[ParamSpec] = &[
     p("use_localtime", ParamType::Bool, DefaultValue::Bool(false)),
     p("user_shutdown", ParamType::Bool, DefaultValue::Bool(false)),
     p("kvm_extra", ParamType::String, DefaultValue::Str("")),
+    p("cdrom_image_path", ParamType::String, DefaultValue::Str("")),
+    p(
+        "cdrom_disk_type",
+        ParamType::Enum(&["", "ide", "scsi", "paravirtual"]),
+        DefaultValue::Str(""),
+    ),
+    p("vhost_net", ParamType::Bool, DefaultValue::Bool(false)),
 ];
 
 /// The kinds of parameter dictionaries.

@@ -416,7 +416,7 @@ impl NodeRuntime {
             }
             NodeRequest::OsDiagnose => {
                 let path = self.cfg.os_search_path.clone();
-                json(Self::blocking(move || Ok(os::diagnose(&path))).await?)
+                json(Self::blocking(move || Ok(os::diagnose_with_builtins(&path))).await?)
             }
             NodeRequest::TestDelay { duration } => {
                 if !duration.is_finite() || !(0.0..=MAX_TEST_DELAY).contains(&duration) {

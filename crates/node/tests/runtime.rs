@@ -619,7 +619,7 @@ async fn os_diagnose() {
     let rt = NodeRuntime::new(cfg).unwrap();
     let list: Vec<OsInfo> = call(&rt, NodeRequest::OsDiagnose).await.unwrap();
     let names: Vec<&str> = list.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, ["broken", "noop", "old", "other"]);
+    assert_eq!(names, ["broken", "image", "noop", "old", "other"]);
     let by = |n: &str| list.iter().find(|o| o.name == n).unwrap();
     assert!(by("noop").valid, "{:?}", by("noop"));
     assert_eq!(PathBuf::from(&by("noop").path), noop);

@@ -417,11 +417,7 @@ impl LogicalUnit for InstanceCreate {
                 )
                 .await;
             match res {
-                Ok(out) => {
-                    if let Some(s) = out.as_str().filter(|s| !s.trim().is_empty()) {
-                        env.log(format!("OS create output:\n{}", s.trim_end()));
-                    }
-                }
+                Ok(out) => crate::util::os_output(env, &out, &mut instance, "create"),
                 Err(e) => {
                     env.log(format!("OS installation failed: {e}"));
                     undo_disks(env, &node, &created).await;

@@ -128,10 +128,9 @@ impl LogicalUnit for InstanceReinstall {
                 },
             )
             .await?;
-        if let Some(s) = out.as_str().filter(|s| !s.trim().is_empty()) {
-            env.log(format!("OS reinstall output:\n{}", s.trim_end()));
-        }
-        if self.os.is_some() || self.osparams.is_some() {
+        let before = inst.hvparams.clone();
+        crate::util::os_output(env, &out, &mut inst, "reinstall");
+        if self.os.is_some() || self.osparams.is_some() || inst.hvparams != before {
             env.apply(Command::UpdateInstance {
                 instance: inst.clone(),
             })?;

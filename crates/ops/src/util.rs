@@ -186,3 +186,26 @@ pub(crate) fn normalize_mac(mac: &str) -> Result<String, OpError> {
         )))
     }
 }
+
+/// Logs what an OS installation answered: the script output (OS definitions answer a
+/// string), or the image provider's object, whose cloud-init seed becomes the instance's
+/// CD-ROM (`cdrom_image_path`).
+pub(crate) fn os_output(
+    env: &crate::Env<'_>,
+    out: &serde_json::Value,
+    inst: &mut Instance,
+    what: &str,
+) {
+    let text = out
+        .as_str()
+        .or_else(|| out.get("output").and_then(|o| o.as_str()))
+        .unwrap_or_default();
+    if !text.trim().is_empty() {
+        env.log(format!("OS {what} output:\n{}", text.trim_end()));
+    }
+    if let Some(seed) = out.get("cdrom_image_path").and_then(|p| p.as_str()) {
+        env.log(format!("cloud-init seed {seed} attached as the CD-ROM"));
+        inst.hvparams
+            .insert("cdrom_image_path".into(), serde_json::json!(seed));
+    }
+}

@@ -1,0 +1,243 @@
+//! Real VMs moving between nodes through Maguey (QEMU, TCG here): live migration on shared
+//! and on local file disks while the guest's tick counter keeps rising without a reset,
+//! data on the disk read back afterwards, `node evacuate` of three running instances,
+//! `instance move`, and the target killed in the middle of a migration.
+
+mod common;
+use common::*;
+use maguey_lab::guest::{READY_MARKER, TICK_MARKER};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(120);
+
+fn node_num(name: &str) -> usize {
+    name.trim_start_matches("node").parse().unwrap()
+}
+
+fn run_file(lab: &TestLab, node: usize, name: &str, ext: &str) -> PathBuf {
+    lab.node_dir(node).join(format!("run/kvm/{name}.{ext}"))
+}
+
+fn console(lab: &TestLab, node: usize, name: &str) -> String {
+    std::fs::read_to_string(run_file(lab, node, name, "console.log")).unwrap_or_default()
+}
+
+/// Tick numbers printed on a node's console log of the instance.
+fn ticks(lab: &TestLab, node: usize, name: &str) -> Vec<u64> {
+    console(lab, node, name)
+        .lines()
+        .filter_map(|l| l.split(TICK_MARKER).nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn qemu_pid(lab: &TestLab, node: usize, name: &str) -> Option<i32> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_file(lab, node, name, "runtime.json")).ok()?)
+            .ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !matches!(
+                s.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next()),
+                Some("Z")
+            )
+        })
+        .unwrap_or(false)
+}
+
+fn pnode(lab: &TestLab, name: &str) -> String {
+    instances(lab, "name,pnode")
+        .into_iter()
+        .find(|i| i["name"] == name)
+        .and_then(|i| i["pnode"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn status(lab: &TestLab, name: &str) -> String {
+    instances(lab, "name,status")
+        .into_iter()
+        .find(|i| i["name"] == name)
+        .and_then(|i| i["status"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn wait_boot(lab: &TestLab, node: usize, name: &str, boot: u32) {
+    let want = format!("{READY_MARKER} boot={boot} disk=yes");
+    assert!(
+        wait_until(BOOT, || console(lab, node, name).contains(&want)),
+        "no '{want}' on node{node}'s console of {name}:\n{}\n{}",
+        console(lab, node, name),
+        lab.logs()
+    );
+}
+
+/// Waits until the instance on `node` printed a tick above `above`; returns the last tick.
+fn wait_tick(lab: &TestLab, node: usize, name: &str, above: u64) -> u64 {
+    let mut last = 0;
+    let ok = wait_until(Duration::from_secs(60), || {
+        last = ticks(lab, node, name).last().copied().unwrap_or(0);
+        last > above
+    });
+    assert!(
+        ok,
+        "no tick above {above} on node{node}:\n{}",
+        console(lab, node, name)
+    );
+    last
+}
+
+fn add(lab: &TestLab, template: &str, node: &str, name: &str) {
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        template,
+        "--disk",
+        "0:size=64M",
+        "-o",
+        "lab-tiny",
+        "-H",
+        "kvm",
+        "-n",
+        node,
+        name,
+    ])
+    .ok();
+}
+
+/// Live-migrates `name` to `to` and checks that the guest went on counting there.
+fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
+    let from = node_num(&pnode(lab, name));
+    let to_n = node_num(to);
+    let before = wait_tick(lab, from, name, 1);
+    let old_pid = qemu_pid(lab, from, name).unwrap();
+    let t = Instant::now();
+    let r = lab.maguey(&["instance", "migrate", "-n", to, name]).ok();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(r.stdout.contains("migration done"), "{}", r.stdout);
+    assert_eq!(pnode(lab, name), to);
+    assert_eq!(status(lab, name), "running");
+    assert!(wait_until(Duration::from_secs(10), || !alive(old_pid)));
+    // No reboot on the target: no ready marker there, and the counter goes on from where
+    // it was (the target's console starts after the switch, so its first tick is later).
+    let after = wait_tick(lab, to_n, name, before);
+    assert!(after > before, "{after} <= {before}");
+    let first = ticks(lab, to_n, name)[0];
+    assert!(
+        first > 1,
+        "the counter restarted: {}",
+        console(lab, to_n, name)
+    );
+    assert!(!console(lab, to_n, name).contains(READY_MARKER));
+    secs
+}
+
+#[test]
+fn kvm_migrate_evacuate_move_and_target_killed() {
+    let lab = TestLab::up_with(maguey_bin(), 3, &["--kvm"]);
+
+    // Shared disks: only the memory moves.
+    add(&lab, "sharedfile", "node1", "vm1");
+    wait_boot(&lab, 1, "vm1", 1);
+    let secs = migrate_live(&lab, "vm1", "node2");
+    eprintln!("figure: live migration through Maguey (sharedfile, 128 MiB guest): {secs:.2} s");
+
+    // Local disks: mirrored to the target, then the memory.
+    add(&lab, "file", "node1", "vm2");
+    wait_boot(&lab, 1, "vm2", 1);
+    let secs = migrate_live(&lab, "vm2", "node3");
+    eprintln!("figure: live migration through Maguey (file, 64 MiB disk): {secs:.2} s");
+    let disks = |n: usize| {
+        let mut v = Vec::new();
+        find_files(&lab.node_dir(n).join("file-storage/vm2"), &mut v);
+        v
+    };
+    assert!(disks(1).is_empty(), "old disk left on node1");
+    assert_eq!(disks(3).len(), 1);
+    // The data written before the migration is on the new node's disk: the boot counter
+    // kept there says this is the second boot.
+    lab.maguey(&["instance", "reboot", "--type", "full", "vm2"])
+        .ok();
+    wait_boot(&lab, 3, "vm2", 2);
+
+    // The target killed in the middle of a migration: the job fails, the instance keeps
+    // running on its node, the config is unchanged.
+    lab.maguey(&["instance", "modify", "-H", "migration_bandwidth=1", "vm2"])
+        .ok();
+    let before = wait_tick(&lab, 3, "vm2", 0);
+    let src_pid = qemu_pid(&lab, 3, "vm2").unwrap();
+    let serial = lab.serial();
+    let job = lab
+        .maguey(&["instance", "migrate", "--submit", "-n", "node1", "vm2"])
+        .ok();
+    let id = job.stdout.trim().to_string();
+    let mut killed = false;
+    assert!(wait_until(Duration::from_secs(60), || {
+        if let Some(p) = qemu_pid(&lab, 1, "vm2").filter(|p| alive(*p)) {
+            // SAFETY: kill(2) on the QEMU process this test's lab started.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+            killed = true;
+        }
+        killed
+    }));
+    let r = lab.maguey(&["job", "watch", &id]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("keeps running on node3"), "{}", r.stdout);
+    assert_eq!(pnode(&lab, "vm2"), "node3");
+    assert_eq!(lab.serial(), serial);
+    assert!(alive(src_pid));
+    wait_tick(&lab, 3, "vm2", before);
+    assert!(
+        disks(1).is_empty(),
+        "the failed migration left a disk on node1"
+    );
+    lab.maguey(&["instance", "modify", "-H", "migration_bandwidth=32", "vm2"])
+        .ok();
+
+    // Node evacuation of three running instances: each leaves as its own job.
+    add(&lab, "file", "node2", "vm3");
+    add(&lab, "file", "node2", "vm4");
+    wait_boot(&lab, 2, "vm3", 1);
+    wait_boot(&lab, 2, "vm4", 1);
+    let t = Instant::now();
+    let r = lab
+        .maguey(&["node", "evacuate", "--primary-only", "node2"])
+        .ok();
+    eprintln!(
+        "figure: node evacuate of 3 instances: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(r.stdout.matches("succeeded").count(), 3, "{}", r.stdout);
+    for name in ["vm1", "vm3", "vm4"] {
+        let n = pnode(&lab, name);
+        assert_ne!(n, "node2", "{name}");
+        assert_eq!(status(&lab, name), "running", "{name}");
+        wait_tick(&lab, node_num(&n), name, 1);
+        assert!(
+            qemu_pid(&lab, 2, name).is_none_or(|p| !alive(p)),
+            "{name} still on node2"
+        );
+    }
+
+    // Offline move: stopped, copied, started on the other node with its disk.
+    let from = node_num(&pnode(&lab, "vm3"));
+    let to = if from == 1 { "node3" } else { "node1" };
+    let r = lab.maguey(&["instance", "move", "-n", to, "vm3"]).ok();
+    assert!(
+        r.stdout.contains("copy of disk disk/0: 100%"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pnode(&lab, "vm3"), to);
+    wait_boot(&lab, node_num(to), "vm3", 2);
+    for name in ["vm1", "vm2", "vm3", "vm4"] {
+        lab.maguey(&["instance", "remove", "-f", name]).ok();
+    }
+}
