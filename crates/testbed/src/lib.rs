@@ -1,0 +1,831 @@
+//! A testbed of node VMs for tests that need real LVM, DRBD 8.4 and (nested) KVM.
+//!
+//! [`Testbed::up`] builds (or takes from the cache) an initramfs-only node image made of Debian
+//! packages ([`image`]), creates a private network namespace holding a bridge (the host side,
+//! `10.77.S.254`) and one tap per node, boots the node VMs in parallel under QEMU TCG
+//! (`-cpu max`, which exposes SVM, so `kvm_amd` works inside the nodes) and waits for each
+//! node's command agent. Nodes get static addresses `10.77.S.(i+1)` and hostnames `nodeI`.
+//!
+//! Host processes reach the nodes from inside the namespace: [`Testbed::netns_command`] wraps
+//! a program in `ip netns exec`. Scripts run inside a node through [`Testbed::run`] (a
+//! virtio-serial agent, no network needed); a second port ([`Testbed::diag`]) stays free for
+//! looking inside while a long command runs.
+//!
+//! Dropping a [`Testbed`] made by `up` kills every VM and deletes the namespace. The state is
+//! kept in `DIR/testbed.json`, so another process can [`Testbed::attach`] to it (the
+//! `maguey-testbed` binary does).
+
+pub mod agent;
+pub mod cpio;
+pub mod elf;
+pub mod image;
+
+pub use agent::Output;
+pub use image::{BaseImage, ExtraFile};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The volume group [`Testbed::setup_vg`] creates on every node (Ganeti's default name).
+pub const VG_NAME: &str = "xenvg";
+/// Default timeout of [`Testbed::run`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+const STATE_FILE: &str = "testbed.json";
+const BRIDGE: &str = "br0";
+
+/// How to build a testbed.
+#[derive(Debug, Clone)]
+pub struct TestbedConfig {
+    /// Number of node VMs.
+    pub nodes: usize,
+    /// Working directory: disks, sockets, console logs, pid files, the initrd, the state file.
+    /// Keep it short: QEMU's unix socket paths must fit in 107 bytes.
+    pub dir: PathBuf,
+    /// RAM per node VM (MiB).
+    pub memory_mib: u32,
+    /// Size of each node's sparse data disk, `/dev/vda` (GiB).
+    pub disk_gib: u64,
+    /// Network namespace name; default `mtb-PID-N` (must not exist yet).
+    pub netns_name: Option<String>,
+    /// Third octet of the node network `10.77.S.0/24`.
+    pub subnet: u8,
+    /// The `magueyd` binary to put at `/usr/sbin/magueyd` in the nodes, if any.
+    pub magueyd: Option<PathBuf>,
+    /// More files for the node image.
+    pub extra_files: Vec<ExtraFile>,
+    /// Cache of debs and base images; default [`image::cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// How long a node may take from QEMU start to a working agent.
+    pub boot_timeout: Duration,
+    /// The QEMU binary on the host; default `qemu-system-x86_64`.
+    pub qemu: Option<String>,
+}
+
+impl TestbedConfig {
+    /// `nodes` nodes in `dir`, with 1536 MiB and a 4 GiB disk each, and the `magueyd` found
+    /// by [`find_magueyd`].
+    pub fn new(nodes: usize, dir: impl Into<PathBuf>) -> TestbedConfig {
+        TestbedConfig {
+            nodes,
+            dir: dir.into(),
+            memory_mib: 1536,
+            disk_gib: 4,
+            netns_name: None,
+            subnet: 0,
+            magueyd: find_magueyd(),
+            extra_files: Vec::new(),
+            cache_dir: None,
+            boot_timeout: Duration::from_secs(180),
+            qemu: None,
+        }
+    }
+}
+
+/// `$MAGUEYD` if set, else a `magueyd` next to the running executable or one or two
+/// directories up (`target/debug/magueyd` seen from a test binary in `target/debug/deps`).
+pub fn find_magueyd() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MAGUEYD") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("magueyd"))
+        .find(|p| p.is_file())
+}
+
+/// Wall-clock timings of a testbed's bring-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Building the base image (0 when it came from the cache).
+    pub image_build_seconds: f64,
+    /// Preparing the initrd with the overlay, network and disks.
+    pub prepare_seconds: f64,
+    /// From starting the first QEMU to every agent answering.
+    pub boot_seconds: f64,
+    /// Per node: from its QEMU start to its agent answering.
+    pub node_boot_seconds: Vec<f64>,
+}
+
+/// One node VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub tap: String,
+    /// QEMU's pid while the VM runs.
+    pub pid: Option<i32>,
+    pub disk: PathBuf,
+    pub console_log: PathBuf,
+    pub agent_socket: PathBuf,
+    pub diag_socket: PathBuf,
+    pub monitor_socket: PathBuf,
+    pub pidfile: PathBuf,
+    /// QEMU's own stdout and stderr.
+    pub qemu_log: PathBuf,
+}
+
+/// What `DIR/testbed.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub dir: PathBuf,
+    pub netns: String,
+    pub subnet: u8,
+    pub memory_mib: u32,
+    pub qemu: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub nodes: Vec<NodeState>,
+    pub timings: Timings,
+}
+
+/// A running testbed.
+pub struct Testbed {
+    state: State,
+    agents: Vec<Mutex<Option<agent::Conn>>>,
+    diags: Vec<Mutex<Option<agent::Conn>>>,
+    /// Whether dropping this value tears the testbed down.
+    owned: bool,
+    boot_timeout: Duration,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// True if `ip netns list` shows `name`.
+pub fn netns_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name))
+        })
+        .unwrap_or(false)
+}
+
+/// True if `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+fn cmdline_mentions(pid: i32, needle: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let needle = needle.to_string_lossy();
+            String::from_utf8_lossy(&c).contains(needle.as_ref())
+        })
+        .unwrap_or(false)
+}
+
+fn kill_hard(pid: i32) {
+    // SAFETY: kill(2) with a pid we started (checked through its command line by the caller).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    // Reap it if it is our child (it is not when another process started it); otherwise
+    // wait until it is dead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut status = 0;
+        // SAFETY: non-blocking waitpid on one pid.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid || (r < 0 && !pid_alive(pid)) || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+static NETNS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Testbed {
+    /// Builds the image if needed, creates the network, boots every node and waits for their
+    /// agents.
+    pub fn up(cfg: TestbedConfig) -> Result<Testbed> {
+        if cfg.nodes == 0 || cfg.nodes > 200 {
+            bail!("between 1 and 200 nodes, please");
+        }
+        let t0 = Instant::now();
+        std::fs::create_dir_all(&cfg.dir)
+            .with_context(|| format!("creating {}", cfg.dir.display()))?;
+        let dir = std::fs::canonicalize(&cfg.dir)?;
+        if dir.to_string_lossy().contains(',') {
+            bail!("the testbed directory must not contain a comma (QEMU option syntax)");
+        }
+        if dir.join(STATE_FILE).exists() {
+            if let Ok(old) = Testbed::attach(&dir) {
+                if old.state.nodes.iter().any(|n| n.pid.is_some_and(pid_alive))
+                    || netns_exists(&old.state.netns)
+                {
+                    bail!(
+                        "a testbed is still running in {} (maguey-testbed down --dir ...)",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        let netns = cfg.netns_name.clone().unwrap_or_else(|| {
+            format!(
+                "mtb-{}-{}",
+                std::process::id(),
+                NETNS_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        });
+        if netns_exists(&netns) {
+            bail!("the network namespace {netns} exists already");
+        }
+        let cache = cfg.cache_dir.clone().unwrap_or_else(image::cache_dir);
+        let base = image::ensure_base(&cache).context("building the node image")?;
+        let t_image = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let mut extra = cfg.extra_files.clone();
+        if let Some(m) = &cfg.magueyd {
+            extra.push(ExtraFile {
+                src: m.clone(),
+                dest: "/usr/sbin/magueyd".into(),
+            });
+        }
+        let initrd = dir.join("initrd.img");
+        image::write_initrd(&base, &extra, &initrd).context("writing the node initrd")?;
+
+        let nodes: Vec<NodeState> = (0..cfg.nodes)
+            .map(|i| {
+                let f = |suffix: &str| dir.join(format!("node{i}.{suffix}"));
+                NodeState {
+                    name: format!("node{i}"),
+                    ip: Ipv4Addr::new(10, 77, cfg.subnet, (i + 1) as u8),
+                    mac: format!("52:54:00:77:{:02x}:{:02x}", cfg.subnet, i + 1),
+                    tap: format!("tap{i}"),
+                    pid: None,
+                    disk: f("disk"),
+                    console_log: f("console.log"),
+                    agent_socket: f("agent.sock"),
+                    diag_socket: f("diag.sock"),
+                    monitor_socket: f("monitor.sock"),
+                    pidfile: f("pid"),
+                    qemu_log: f("qemu.log"),
+                }
+            })
+            .collect();
+        for n in &nodes {
+            let len = n
+                .monitor_socket
+                .as_os_str()
+                .len()
+                .max(n.agent_socket.as_os_str().len());
+            if len > 107 {
+                bail!(
+                    "{} is too long for a unix socket path: use a shorter --dir",
+                    n.monitor_socket.display()
+                );
+            }
+        }
+        let mut tb = Testbed {
+            agents: nodes.iter().map(|_| Mutex::new(None)).collect(),
+            diags: nodes.iter().map(|_| Mutex::new(None)).collect(),
+            state: State {
+                dir: dir.clone(),
+                netns: netns.clone(),
+                subnet: cfg.subnet,
+                memory_mib: cfg.memory_mib,
+                qemu: cfg
+                    .qemu
+                    .clone()
+                    .unwrap_or_else(|| "qemu-system-x86_64".into()),
+                kernel: base.kernel.clone(),
+                initrd,
+                nodes,
+                timings: Timings {
+                    image_build_seconds: base.build_seconds,
+                    ..Timings::default()
+                },
+            },
+            owned: true,
+            boot_timeout: cfg.boot_timeout,
+        };
+        let _ = t_image;
+        // From here on, dropping `tb` (on any error) removes what was made.
+        ip(&["netns", "add", &netns])?;
+        tb.save()?;
+        let ns = netns.as_str();
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", ns, "link", "add", BRIDGE, "type", "bridge"])?;
+        let host = format!("{}/24", tb.host_ip());
+        ip(&["-n", ns, "addr", "add", &host, "dev", BRIDGE])?;
+        ip(&["-n", ns, "link", "set", BRIDGE, "up"])?;
+        for n in &tb.state.nodes {
+            ip(&["-n", ns, "tuntap", "add", "dev", &n.tap, "mode", "tap"])?;
+            ip(&["-n", ns, "link", "set", &n.tap, "master", BRIDGE])?;
+            ip(&["-n", ns, "link", "set", &n.tap, "up"])?;
+            // A fresh, sparse disk.
+            let f = std::fs::File::create(&n.disk)?;
+            f.set_len(cfg.disk_gib << 30)?;
+            let _ = std::fs::remove_file(&n.console_log);
+        }
+        tb.state.timings.prepare_seconds = t1.elapsed().as_secs_f64();
+
+        let t2 = Instant::now();
+        for i in 0..tb.state.nodes.len() {
+            tb.start_qemu(i)?;
+        }
+        tb.save()?;
+        let waits: Vec<Result<f64>> = std::thread::scope(|s| {
+            let tb = &tb;
+            let hs: Vec<_> = (0..tb.state.nodes.len())
+                .map(|i| s.spawn(move || tb.wait_agent(i, t2)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("wait thread panicked")))
+                })
+                .collect()
+        });
+        let mut per_node = Vec::new();
+        for (i, w) in waits.into_iter().enumerate() {
+            per_node.push(w.with_context(|| {
+                format!(
+                    "node {i} did not come up (console log: {})",
+                    tb.state.nodes[i].console_log.display()
+                )
+            })?);
+        }
+        tb.state.timings.boot_seconds = t2.elapsed().as_secs_f64();
+        tb.state.timings.node_boot_seconds = per_node;
+        tb.save()?;
+        Ok(tb)
+    }
+
+    /// Attaches to a testbed another process started in `dir` (dropping the result leaves it
+    /// running; [`Testbed::down`] stops it).
+    pub fn attach(dir: &Path) -> Result<Testbed> {
+        let p = dir.join(STATE_FILE);
+        let s = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        let state: State =
+            serde_json::from_slice(&s).with_context(|| format!("parsing {}", p.display()))?;
+        Ok(Testbed {
+            agents: state.nodes.iter().map(|_| Mutex::new(None)).collect(),
+            diags: state.nodes.iter().map(|_| Mutex::new(None)).collect(),
+            state,
+            owned: false,
+            boot_timeout: Duration::from_secs(180),
+        })
+    }
+
+    /// Leaves the testbed running when this value is dropped.
+    pub fn detach(mut self) {
+        self.owned = false;
+    }
+
+    /// Kills every VM and deletes the network namespace.
+    pub fn down(mut self) -> Result<()> {
+        self.owned = false;
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        for i in 0..self.state.nodes.len() {
+            self.kill_node(i);
+        }
+        let mut result = Ok(());
+        if netns_exists(&self.state.netns) {
+            result = ip(&["netns", "del", &self.state.netns]);
+        }
+        for n in &self.state.nodes {
+            for p in [
+                &n.agent_socket,
+                &n.diag_socket,
+                &n.monitor_socket,
+                &n.pidfile,
+            ] {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_file(&n.disk);
+        }
+        let _ = std::fs::remove_file(&self.state.initrd);
+        let _ = self.save();
+        result
+    }
+
+    fn save(&self) -> Result<()> {
+        let p = self.state.dir.join(STATE_FILE);
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.state)?)?;
+        std::fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+
+    fn start_qemu(&mut self, i: usize) -> Result<()> {
+        let n = &self.state.nodes[i];
+        let hosts: Vec<String> = self
+            .state
+            .nodes
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.ip))
+            .chain(std::iter::once(format!("host={}", self.host_ip())))
+            .collect();
+        let append = format!(
+            "console=ttyS0 panic=-1 quiet maguey.ip={}/24 maguey.hostname={} maguey.hosts={}",
+            n.ip,
+            n.name,
+            hosts.join(",")
+        );
+        let _ = std::fs::remove_file(&n.pidfile);
+        let _ = std::fs::remove_file(&n.agent_socket);
+        let _ = std::fs::remove_file(&n.diag_socket);
+        let _ = std::fs::remove_file(&n.monitor_socket);
+        let mem = self.state.memory_mib.to_string();
+        let chardev =
+            |id: &str, p: &Path| format!("socket,id={id},path={},server=on,wait=off", p.display());
+        let args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            self.state.netns.clone(),
+            self.state.qemu.clone(),
+            "-name".into(),
+            format!("maguey-testbed-{}", n.name),
+            "-accel".into(),
+            "tcg".into(),
+            "-cpu".into(),
+            "max".into(),
+            "-smp".into(),
+            "1".into(),
+            "-m".into(),
+            mem,
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-vga".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            self.state.kernel.to_string_lossy().into_owned(),
+            "-initrd".into(),
+            self.state.initrd.to_string_lossy().into_owned(),
+            "-append".into(),
+            append,
+            "-chardev".into(),
+            format!("file,id=console,path={},append=on", n.console_log.display()),
+            "-serial".into(),
+            "chardev:console".into(),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=virtio,cache=unsafe",
+                n.disk.display()
+            ),
+            "-netdev".into(),
+            format!("tap,id=net0,ifname={},script=no,downscript=no", n.tap),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=net0,mac={}", n.mac),
+            "-device".into(),
+            "virtio-rng-pci".into(),
+            "-device".into(),
+            "virtio-serial-pci".into(),
+            "-chardev".into(),
+            chardev("agent", &n.agent_socket),
+            "-device".into(),
+            "virtserialport,chardev=agent,name=maguey.agent".into(),
+            "-chardev".into(),
+            chardev("diag", &n.diag_socket),
+            "-device".into(),
+            "virtserialport,chardev=diag,name=maguey.diag".into(),
+            "-monitor".into(),
+            format!("unix:{},server=on,wait=off", n.monitor_socket.display()),
+            "-pidfile".into(),
+            n.pidfile.to_string_lossy().into_owned(),
+        ];
+        // Not `-daemonize`: QEMU stays our child (in its own process group), so killing it
+        // can reap it here instead of leaving a zombie to an init that may not reap.
+        // `ip netns exec` execs QEMU: the child's pid is QEMU's.
+        let log = std::fs::File::create(&n.qemu_log)?;
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting QEMU")?;
+        let pid = i32::try_from(child.id())?;
+        self.state.nodes[i].pid = Some(pid);
+        if let Ok(mut a) = self.agents[i].lock() {
+            *a = None;
+        }
+        if let Ok(mut d) = self.diags[i].lock() {
+            *d = None;
+        }
+        Ok(())
+    }
+
+    /// Waits until node `i`'s agent answers; returns the seconds since `since`.
+    fn wait_agent(&self, i: usize, since: Instant) -> Result<f64> {
+        let n = &self.state.nodes[i];
+        let deadline = since + self.boot_timeout;
+        let mut conn = loop {
+            if !n.pid.is_some_and(pid_alive) {
+                bail!(
+                    "QEMU exited: {}",
+                    std::fs::read_to_string(&n.qemu_log)
+                        .unwrap_or_default()
+                        .trim()
+                );
+            }
+            match agent::Conn::connect(&n.agent_socket) {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        // The request waits in QEMU until the node's agent opens its port.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let out = conn.run("echo ready", left.saturating_sub(Duration::from_secs(30)))?;
+        if out.code != 0 || out.out != "ready\n" {
+            bail!("unexpected agent answer {out:?}");
+        }
+        if let Ok(mut a) = self.agents[i].lock() {
+            *a = Some(conn);
+        }
+        Ok(since.elapsed().as_secs_f64())
+    }
+
+    fn node(&self, i: usize) -> Result<&NodeState> {
+        self.state
+            .nodes
+            .get(i)
+            .with_context(|| format!("no node {i} (there are {})", self.state.nodes.len()))
+    }
+
+    fn exec_on(
+        &self,
+        conns: &[Mutex<Option<agent::Conn>>],
+        socket: &Path,
+        i: usize,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Output> {
+        self.node(i)?;
+        let mut guard = conns[i]
+            .lock()
+            .map_err(|_| anyhow::anyhow!("agent lock poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(agent::Conn::connect(socket)?);
+        }
+        let Some(conn) = guard.as_mut() else {
+            bail!("no agent connection");
+        };
+        let r = conn.run(script, timeout);
+        if r.is_err() {
+            // Start over with a fresh connection next time (late replies are skipped by id).
+            *guard = None;
+        }
+        r.with_context(|| format!("node {i}: running {:?}", short(script)))
+    }
+
+    /// Runs `script` (with `/bin/sh`, i.e. dash, in `/root`) on node `i` and returns its exit
+    /// code and output (stdout and stderr together). It is killed after [`DEFAULT_TIMEOUT`].
+    pub fn run(&self, i: usize, script: &str) -> Result<(i32, String)> {
+        let o = self.exec(i, script, DEFAULT_TIMEOUT)?;
+        if o.timed_out {
+            bail!("node {i}: {:?} timed out; output: {}", short(script), o.out);
+        }
+        Ok((o.code, o.out))
+    }
+
+    /// Like [`Testbed::run`], but fails unless the exit code is 0; returns the output.
+    pub fn run_ok(&self, i: usize, script: &str) -> Result<String> {
+        let (code, out) = self.run(i, script)?;
+        if code != 0 {
+            bail!("node {i}: {:?} exited with {code}: {out}", short(script));
+        }
+        Ok(out)
+    }
+
+    /// Runs `script` on node `i` with a timeout (whole seconds), reporting a timeout in the
+    /// result instead of failing.
+    pub fn exec(&self, i: usize, script: &str, timeout: Duration) -> Result<Output> {
+        let sock = self.node(i)?.agent_socket.clone();
+        self.exec_on(&self.agents, &sock, i, script, timeout)
+    }
+
+    /// Runs `script` on node `i` through its second (diagnostics) agent port, usable while a
+    /// long command holds the first one.
+    pub fn diag(&self, i: usize, script: &str, timeout: Duration) -> Result<Output> {
+        let sock = self.node(i)?.diag_socket.clone();
+        self.exec_on(&self.diags, &sock, i, script, timeout)
+    }
+
+    /// Runs `script` on every node in parallel; results in node order.
+    pub fn run_all(&self, script: &str) -> Result<Vec<(i32, String)>> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..self.state.nodes.len())
+                .map(|i| s.spawn(move || self.run(i, script)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("run thread panicked")))
+                })
+                .collect()
+        })
+    }
+
+    /// Creates the volume group [`VG_NAME`] on `/dev/vda` of every node (in parallel).
+    pub fn setup_vg(&self) -> Result<()> {
+        let script = format!(
+            "set -e\npvcreate -q -f /dev/vda\nvgcreate -q {VG_NAME} /dev/vda\nvgs --noheadings -o vg_name {VG_NAME}\n"
+        );
+        for (i, (code, out)) in self.run_all(&script)?.into_iter().enumerate() {
+            if code != 0 {
+                bail!("node {i}: creating {VG_NAME} failed ({code}): {out}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.state.nodes.len()
+    }
+
+    /// Node `i`'s address on the testbed network (`10.77.S.(i+1)`).
+    pub fn node_ip(&self, i: usize) -> Ipv4Addr {
+        self.state
+            .nodes
+            .get(i)
+            .map(|n| n.ip)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// Node `i`'s hostname (`nodeI`); every node's `/etc/hosts` lists all nodes and `host`.
+    pub fn node_name(&self, i: usize) -> &str {
+        self.state
+            .nodes
+            .get(i)
+            .map(|n| n.name.as_str())
+            .unwrap_or("")
+    }
+
+    /// The address of the namespace's side of the bridge (`10.77.S.254`).
+    pub fn host_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.state.subnet, 254)
+    }
+
+    /// The network namespace holding the bridge and taps.
+    pub fn netns(&self) -> &str {
+        &self.state.netns
+    }
+
+    /// `ip netns exec NETNS program`: a host command that can reach the nodes.
+    pub fn netns_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.state.netns]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread that joined the testbed's network namespace, so the sockets it
+    /// opens (a TCP client to a node, a tokio runtime built in it) reach the nodes. Sockets
+    /// stay in that namespace when handed to other threads.
+    pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let path = format!("/run/netns/{}", self.state.netns);
+        let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        std::thread::scope(|s| {
+            s.spawn(move || -> Result<T> {
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on this thread only, with a namespace fd we hold open.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error())
+                        .with_context(|| format!("entering {path}"));
+                }
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the netns thread panicked")))
+        })
+    }
+
+    /// The serial console log of node `i` (kept after teardown).
+    pub fn console_log(&self, i: usize) -> Option<&Path> {
+        self.state.nodes.get(i).map(|n| n.console_log.as_path())
+    }
+
+    /// QEMU pid of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<i32> {
+        self.state.nodes.get(i).and_then(|n| n.pid)
+    }
+
+    /// The testbed's state (paths, pids, timings).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Bring-up timings.
+    pub fn timings(&self) -> &Timings {
+        &self.state.timings
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        let Some(n) = self.state.nodes.get_mut(i) else {
+            return;
+        };
+        if let Some(pid) = n.pid.take() {
+            // Only a QEMU of ours (the pid could have been reused since).
+            if cmdline_mentions(pid, &n.pidfile) {
+                kill_hard(pid);
+            }
+        }
+        if let Some(m) = self.agents.get(i) {
+            if let Ok(mut g) = m.lock() {
+                *g = None;
+            }
+        }
+        if let Some(m) = self.diags.get(i) {
+            if let Ok(mut g) = m.lock() {
+                *g = None;
+            }
+        }
+    }
+
+    /// Kills node `i`'s QEMU at once (power cut). Its disk stays.
+    pub fn power_off(&mut self, i: usize) -> Result<()> {
+        self.node(i)?;
+        self.kill_node(i);
+        self.save()
+    }
+
+    /// Boots node `i` again (same disk) and waits for its agent.
+    pub fn power_on(&mut self, i: usize) -> Result<f64> {
+        if self.node(i)?.pid.is_some_and(pid_alive) {
+            bail!("node {i} is running");
+        }
+        let t = Instant::now();
+        self.start_qemu(i)?;
+        self.save()?;
+        self.wait_agent(i, t)
+    }
+
+    /// Power cycle: [`Testbed::power_off`] then [`Testbed::power_on`]. Returns the boot time.
+    pub fn reboot_node(&mut self, i: usize) -> Result<f64> {
+        self.power_off(i)?;
+        self.power_on(i)
+    }
+
+    /// Takes node `i`'s tap down: the node's network is cut (its own link stays up).
+    pub fn cut_link(&self, i: usize) -> Result<()> {
+        let n = self.node(i)?;
+        ip(&["-n", &self.state.netns, "link", "set", &n.tap, "down"])
+    }
+
+    /// Brings node `i`'s tap back up.
+    pub fn restore_link(&self, i: usize) -> Result<()> {
+        let n = self.node(i)?;
+        ip(&["-n", &self.state.netns, "link", "set", &n.tap, "up"])
+    }
+}
+
+fn short(script: &str) -> String {
+    let s: String = script.chars().take(80).collect();
+    if s.len() < script.len() {
+        format!("{s}...")
+    } else {
+        s
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = self.teardown();
+        }
+    }
+}
