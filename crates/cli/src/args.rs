@@ -398,6 +398,9 @@ pub enum InstanceCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Attaches to an instance's serial console (--show-cmd: print the command; --log: the
+    /// last output).
+    Console(crate::console::ConsoleArgs),
     /// Changes an instance's parameters.
     Modify {
         name: String,

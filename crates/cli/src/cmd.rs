@@ -711,6 +711,9 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
         }
         InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
         InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
+        InstanceCmd::Console(a) => {
+            crate::console::run(dir, CLUSTER.get().cloned().flatten(), a).await
+        }
         InstanceCmd::Migrate {
             name,
             target_node,

@@ -4,6 +4,7 @@
 
 mod args;
 mod cmd;
+mod console;
 mod output;
 mod wait;
 

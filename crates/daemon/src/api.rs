@@ -33,6 +33,7 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 /// `POST /rpc`: every node.
 pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super::Stop>) -> Router {
     Router::new()
+        .merge(crate::console::node_router(node.clone()))
         .route(
             "/rpc",
             post(move |Json(req): Json<NodeRequest>| {
@@ -54,9 +55,9 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
                 }
             }),
         )
-        .layer(axum::middleware::from_fn(
         // Disk chunks of `instance move` (8 MiB, base64) exceed axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::from_fn(
             maguey_rpc::server::require_peer_cert,
         ))
 }
@@ -84,6 +85,14 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/config", get(export_config))
         .route("/luxi/cluster-description", get(cluster_description))
         .route("/luxi/join-token", post(join_token))
+        .route(
+            "/luxi/instances/{name}/console",
+            get(crate::console::master_console),
+        )
+        .route(
+            "/luxi/instances/{name}/console-log",
+            get(crate::console::master_console_log),
+        )
         .layer(axum::middleware::from_fn(
             maguey_rpc::server::require_peer_cert,
         ))

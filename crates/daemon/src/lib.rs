@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod console;
 pub mod files;
 pub mod init;
 

@@ -5,9 +5,11 @@
 //! * [`server`]: the HTTPS accept loop feeding an axum router, with [`server::PeerIdentity`].
 //! * [`client`]: [`client::RpcClient`], the mTLS HTTP client of master and CLI.
 //! * [`join`]: one-time join tokens and the node side of the join flow.
+//! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
 
 pub mod ca;
 pub mod client;
+pub mod console;
 pub mod join;
 pub mod protocol;
 pub mod server;

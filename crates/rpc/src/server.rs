@@ -138,7 +138,9 @@ pub async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(tls), svc);
+                .serve_connection(TokioIo::new(tls), svc)
+                // Console connections switch protocols (see `crate::console`).
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
