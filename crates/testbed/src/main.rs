@@ -8,7 +8,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use maguey_testbed::{image, Testbed, TestbedConfig};
+use maguey_testbed::{image, ExtraFile, Testbed, TestbedConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +47,9 @@ enum Cmd {
         /// Also create the xenvg volume group on every node.
         #[arg(long)]
         vg: bool,
+        /// More files for the nodes: HOST_PATH:NODE_PATH (repeatable).
+        #[arg(long = "extra", value_name = "SRC:DEST")]
+        extra: Vec<String>,
     },
     /// Runs a shell script on a node; prints its output and exits with its code.
     Run {
@@ -81,6 +84,7 @@ fn main() -> Result<()> {
             subnet,
             magueyd,
             vg,
+            extra,
         } => {
             let mut cfg = TestbedConfig::new(nodes, dir);
             cfg.memory_mib = memory;
@@ -89,6 +93,15 @@ fn main() -> Result<()> {
             cfg.subnet = subnet;
             if magueyd.is_some() {
                 cfg.magueyd = magueyd;
+            }
+            for e in extra {
+                let Some((src, dest)) = e.split_once(':') else {
+                    anyhow::bail!("--extra wants HOST_PATH:NODE_PATH, got {e:?}");
+                };
+                cfg.extra_files.push(ExtraFile {
+                    src: src.into(),
+                    dest: dest.into(),
+                });
             }
             let tb = Testbed::up(cfg)?;
             if vg {

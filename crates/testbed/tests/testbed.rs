@@ -92,6 +92,15 @@ fn two_nodes_lvm_drbd_failover_link_cut_nested_kvm_and_teardown() {
         .expect("kvm check");
     assert_eq!((code, out.trim()), (0, "1"), "no /dev/kvm in the node");
 
+    // QEMU in the node starts a KVM machine with its firmware (SeaBIOS, the virtio-net ROM).
+    tb.run_ok(
+        0,
+        "echo quit | qemu-system-x86_64 -accel kvm -cpu host -M pc -m 64 -nodefaults \
+         -display none -S -monitor stdio -netdev user,id=n -device virtio-net-pci,netdev=n \
+         >/dev/null",
+    )
+    .expect("nested QEMU with KVM starts");
+
     // The packed magueyd and its libraries.
     let out = tb
         .run_ok(0, "magueyd --version")
