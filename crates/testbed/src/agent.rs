@@ -47,10 +47,14 @@ impl Conn {
     pub fn connect(path: &Path) -> Result<Conn> {
         let stream = UnixStream::connect(path)
             .with_context(|| format!("connecting to {}", path.display()))?;
-        Ok(Conn {
+        Ok(Conn::from_stream(stream))
+    }
+
+    fn from_stream(stream: UnixStream) -> Conn {
+        Conn {
             stream,
             buf: Vec::new(),
-        })
+        }
     }
 
     fn fill(&mut self, deadline: Instant) -> Result<()> {
@@ -136,5 +140,65 @@ impl Conn {
                 timed_out,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// A fake agent: answers one request with a stale reply first, then the real one, whose
+    /// output contains the protocol's own markers (framing is by length).
+    #[test]
+    fn framing_and_stale_replies() {
+        let (host, node) = UnixStream::pair().expect("pair");
+        let agent = std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(node.try_clone().expect("clone"));
+            let mut line = String::new();
+            r.read_line(&mut line).expect("request");
+            let mut f = line.split_whitespace();
+            let (id, tmo, b64) = (
+                f.next().expect("id").to_string(),
+                f.next().expect("timeout").to_string(),
+                f.next().expect("script").to_string(),
+            );
+            let script = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64");
+            let out = b"line 1\nMAGUEY-RC x 0 0\nno newline";
+            let mut w = node;
+            w.write_all(b"noise from a previous session\nMAGUEY-OUT old 3\nabcMAGUEY-RC old 9 0\n")
+                .expect("stale");
+            w.write_all(format!("MAGUEY-OUT {id} {}\n", out.len()).as_bytes())
+                .expect("header");
+            w.write_all(out).expect("out");
+            w.write_all(format!("MAGUEY-RC {id} 3 1\n").as_bytes())
+                .expect("trailer");
+            (tmo, String::from_utf8(script).expect("utf8"))
+        });
+        let mut c = Conn::from_stream(host);
+        let o = c
+            .run("echo 'hi there'\nexit 3\n", Duration::from_millis(1500))
+            .expect("run");
+        assert_eq!(
+            o,
+            Output {
+                code: 3,
+                out: "line 1\nMAGUEY-RC x 0 0\nno newline".into(),
+                timed_out: true,
+            }
+        );
+        let (tmo, script) = agent.join().expect("agent");
+        assert_eq!(tmo, "1");
+        assert_eq!(script, "echo 'hi there'\nexit 3\n");
+    }
+
+    #[test]
+    fn closed_connection_is_an_error() {
+        let (host, node) = UnixStream::pair().expect("pair");
+        drop(node);
+        let mut c = Conn::from_stream(host);
+        assert!(c.run("true", Duration::from_secs(1)).is_err());
     }
 }
