@@ -1,11 +1,26 @@
-//! Block devices of instances. `file` and `sharedfile` are implemented here; `plain` (LVM) and
-//! `drbd` implement [`BlockStorage`] later. `diskless` instances have no disks at all.
+//! Block devices of instances: `file` and `sharedfile` (image files), `plain` (LVM logical
+//! volumes, [`lvm`]) and `drbd` (DRBD 8.4 or 9 over two LVs per node, [`drbd`]). `diskless`
+//! instances have no disks at all.
+//!
+//! Everything that runs a command or reads a kernel status file goes through the context's
+//! [`CommandRunner`] ([`runner`]), so the same code runs for real on a node and against
+//! recorded outputs in tests.
 
+pub mod drbd;
 pub mod file;
+pub mod lvm;
+pub mod pattern;
+pub mod runner;
+#[cfg(test)]
+mod test_support;
 
 use maguey_model::Disk;
 use maguey_rpc::{BlockdevInfo, StorageInfo};
+use runner::{CommandRunner, SystemRunner};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Used when the cluster's file storage directory is empty.
 pub const DEFAULT_FILE_STORAGE_DIR: &str = "file-storage";
@@ -18,14 +33,68 @@ pub struct StorageContext {
     /// The cluster's file storage directory as the master sent it (relative: under
     /// `state_dir`).
     pub file_storage_dir: String,
+    /// The volume group for node-wide LVM questions ([`BlockStorage::info`],
+    /// [`BlockStorage::list`] of `plain`/`drbd`); disks name their own VG in their logical id.
+    pub vg_name: Option<String>,
+    /// This node's uuid: which end of a DRBD disk (`node_a`/`node_b`) is local.
+    pub node_uuid: Option<String>,
+    /// Secondary (replication) IPs by node uuid, for DRBD connections.
+    pub secondary_ips: BTreeMap<String, IpAddr>,
+    /// The instance owning the disks of this request: LVs get the tag
+    /// `originstname+<owner>` when created.
+    pub owner: Option<String>,
+    /// Runs LVM/DRBD commands and reads kernel status files.
+    pub runner: Arc<dyn CommandRunner>,
 }
 
 impl StorageContext {
+    /// A context with the real [`SystemRunner`] and no LVM/DRBD details (add them with the
+    /// `with_*` methods).
     pub fn new(state_dir: &Path, file_storage_dir: &str) -> Self {
         StorageContext {
             state_dir: state_dir.to_path_buf(),
             file_storage_dir: file_storage_dir.to_string(),
+            vg_name: None,
+            node_uuid: None,
+            secondary_ips: BTreeMap::new(),
+            owner: None,
+            runner: Arc::new(SystemRunner::default()),
         }
+    }
+
+    /// Sets the volume group for node-wide LVM questions.
+    pub fn with_vg(mut self, vg: &str) -> Self {
+        self.vg_name = Some(vg.to_string());
+        self
+    }
+
+    /// Sets this node's uuid.
+    pub fn with_node(mut self, node_uuid: &str) -> Self {
+        self.node_uuid = Some(node_uuid.to_string());
+        self
+    }
+
+    /// Records a node's secondary IP.
+    pub fn with_secondary_ip(mut self, node_uuid: &str, ip: IpAddr) -> Self {
+        self.secondary_ips.insert(node_uuid.to_string(), ip);
+        self
+    }
+
+    /// Sets the instance owning the disks (LV tag on creation).
+    pub fn with_owner(mut self, instance: &str) -> Self {
+        self.owner = Some(instance.to_string());
+        self
+    }
+
+    /// Replaces the command runner (tests: a [`runner::ScriptedRunner`]).
+    pub fn with_runner(mut self, runner: Arc<dyn CommandRunner>) -> Self {
+        self.runner = runner;
+        self
+    }
+
+    /// The command runner.
+    pub fn runner(&self) -> &dyn CommandRunner {
+        self.runner.as_ref()
     }
 
     /// The absolute, lexically normalised file storage directory.
@@ -88,6 +157,8 @@ pub fn for_disk(disk: &Disk) -> Result<&'static dyn BlockStorage, String> {
         // request's storage directory for `sharedfile` instances (every node sees the same
         // files, so instances can migrate anywhere).
         "sharedfile" => Ok(&file::FileStorage),
+        "plain" => Ok(&lvm::LvmStorage),
+        "drbd" => Ok(&drbd::DrbdStorage),
         other => Err(format!(
             "disk template '{other}' is not supported by this node yet"
         )),

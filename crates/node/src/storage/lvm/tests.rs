@@ -1,0 +1,263 @@
+use super::*;
+use crate::storage::runner::CmdOutput;
+use crate::storage::test_support::{argv, data, node_a_ctx, plain_disk, DISK_UUID};
+
+const LV: &str = "3f2b8c1e-5d4a-4c61-9a0e-2b7f6d1c9e44.disk0";
+
+fn lvs_argv(target: &str) -> Vec<String> {
+    argv(&[
+        "lvs",
+        "--reportformat",
+        "json",
+        "--units",
+        "m",
+        "--nosuffix",
+        "-o",
+        "lv_name,vg_name,lv_size,lv_attr,lv_tags",
+        target,
+    ])
+}
+
+#[test]
+fn create_runs_lvcreate_with_tag_and_lvm_env() {
+    let (ctx, r) = node_a_ctx();
+    let full = format!("xenvg/{LV}");
+    r.expect(
+        &lvs_argv(&full),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    r.expect_ok(
+        &argv(&[
+            "lvcreate",
+            "--yes",
+            "-Wy",
+            "-L",
+            "1024m",
+            "-n",
+            LV,
+            "--addtag",
+            "originstname+db1.example.com",
+            "xenvg",
+        ]),
+        "  Logical volume \"x\" created.\n",
+    );
+    let disk = plain_disk("xenvg", LV, 1024);
+    let info = LvmStorage.create(&ctx, &disk).expect("created");
+    assert_eq!(info.path, format!("/dev/xenvg/{LV}"));
+    assert_eq!(info.size, 1024);
+    r.finish().expect("all commands ran");
+    for call in r.calls() {
+        assert!(call
+            .env
+            .contains(&("LVM_SUPPRESS_FD_WARNINGS".into(), "1".into())));
+        assert!(call.env.contains(&("LC_ALL".into(), "C".into())));
+    }
+}
+
+#[test]
+fn create_of_an_existing_lv_is_idempotent_but_not_when_smaller() {
+    let (ctx, r) = node_a_ctx();
+    let full = format!("xenvg/{LV}");
+    r.expect_ok(&lvs_argv(&full), &data("lvm/lvs_one.json"));
+    LvmStorage
+        .create(&ctx, &plain_disk("xenvg", LV, 1024))
+        .expect("exists already");
+    r.expect_ok(&lvs_argv(&full), &data("lvm/lvs_one.json"));
+    let e = LvmStorage
+        .create(&ctx, &plain_disk("xenvg", LV, 2048))
+        .expect_err("too small");
+    assert!(e.contains("already exists with size 1024 MiB"), "{e}");
+    r.finish().expect("no lvcreate");
+}
+
+#[test]
+fn create_failure_names_the_command_and_stderr() {
+    let (ctx, r) = node_a_ctx();
+    r.expect(
+        &lvs_argv(&format!("xenvg/{LV}")),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    r.expect(
+        &argv(&[
+            "lvcreate",
+            "--yes",
+            "-Wy",
+            "-L",
+            "4096m",
+            "-n",
+            LV,
+            "--addtag",
+            "originstname+db1.example.com",
+            "xenvg",
+        ]),
+        CmdOutput::fail(5, &data("lvm/lvcreate_nospace.stderr")),
+    );
+    let e = LvmStorage
+        .create(&ctx, &plain_disk("xenvg", LV, 4096))
+        .expect_err("no space");
+    assert!(e.contains("`lvcreate --yes -Wy -L 4096m"), "{e}");
+    assert!(e.contains("exit code 5"), "{e}");
+    assert!(e.contains("insufficient free space"), "{e}");
+}
+
+#[test]
+fn remove_tolerates_missing_lv_and_vg() {
+    let (ctx, r) = node_a_ctx();
+    let full = format!("xenvg/{LV}");
+    r.expect_ok(&argv(&["lvremove", "-f", &full]), "");
+    r.expect(
+        &argv(&["lvremove", "-f", &full]),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    LvmStorage
+        .remove(&ctx, &plain_disk("xenvg", LV, 1))
+        .expect("removed");
+    LvmStorage
+        .remove(&ctx, &plain_disk("xenvg", LV, 1))
+        .expect("missing is fine");
+    r.expect(
+        &argv(&["lvremove", "-f", "nosuchvg/x"]),
+        CmdOutput::fail(5, &data("lvm/vg_missing.stderr")),
+    );
+    LvmStorage
+        .remove(&ctx, &plain_disk("nosuchvg", "x", 1))
+        .expect("missing vg is fine");
+    r.expect(
+        &argv(&["lvremove", "-f", &full]),
+        CmdOutput::fail(5, "  Logical volume xenvg/x in use.\n"),
+    );
+    let e = LvmStorage
+        .remove(&ctx, &plain_disk("xenvg", LV, 1))
+        .expect_err("in use");
+    assert!(e.contains("in use"), "{e}");
+    r.finish().expect("all ran");
+}
+
+#[test]
+fn find_list_info_and_device_path() {
+    let (ctx, r) = node_a_ctx();
+    let disk = plain_disk("xenvg", LV, 1024);
+    r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), &data("lvm/lvs_one.json"));
+    let found = LvmStorage.find(&ctx, &disk).expect("ok").expect("present");
+    assert_eq!(found.size, 1024);
+    r.expect(
+        &lvs_argv(&format!("xenvg/{LV}")),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    assert_eq!(LvmStorage.find(&ctx, &disk).expect("ok"), None);
+    r.expect_ok(&lvs_argv("xenvg"), &data("lvm/lvs_vg.json"));
+    let names = LvmStorage.list(&ctx).expect("listed");
+    assert_eq!(names.len(), 7);
+    assert!(names.contains(&format!("xenvg/{DISK_UUID}.disk0_meta")));
+    r.expect_ok(
+        &argv(&[
+            "vgs",
+            "--reportformat",
+            "json",
+            "--units",
+            "m",
+            "--nosuffix",
+            "-o",
+            "vg_name,vg_size,vg_free",
+            "xenvg",
+        ]),
+        &data("lvm/vgs_xenvg.json"),
+    );
+    let info = LvmStorage.info(&ctx).expect("info");
+    assert_eq!(
+        (info.storage_type.as_str(), info.name.as_str()),
+        ("lvm-vg", "xenvg")
+    );
+    assert_eq!((info.storage_size, info.storage_free), (4092, 2939));
+    assert_eq!(
+        LvmStorage.device_path(&ctx, &disk).expect("path"),
+        PathBuf::from(format!("/dev/xenvg/{LV}"))
+    );
+    r.finish().expect("all ran");
+}
+
+#[test]
+fn garbage_lvs_output_is_an_error() {
+    let (ctx, r) = node_a_ctx();
+    r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), "  WARNING: something\n{");
+    let e = LvmStorage
+        .find(&ctx, &plain_disk("xenvg", LV, 1))
+        .expect_err("garbage");
+    assert!(e.contains("cannot parse lvs report"), "{e}");
+}
+
+#[test]
+fn grow_and_snapshot() {
+    let (ctx, r) = node_a_ctx();
+    let disk = plain_disk("xenvg", LV, 1024);
+    let full = format!("xenvg/{LV}");
+    r.expect_ok(&argv(&["lvextend", "-L", "+512m", &full]), "");
+    LvmStorage.grow(&ctx, &disk, 512).expect("grown");
+    LvmStorage.grow(&ctx, &disk, 0).expect("nothing to do");
+    r.expect_ok(
+        &argv(&[
+            "lvcreate",
+            "--yes",
+            "-s",
+            "-L",
+            "256m",
+            "-n",
+            &format!("{LV}.snap"),
+            &full,
+        ]),
+        "",
+    );
+    let snap = LvmStorage.snapshot(&ctx, &disk, 256).expect("snapshot");
+    assert_eq!(snap.full_name(), format!("xenvg/{LV}.snap"));
+    r.finish().expect("all ran");
+}
+
+#[test]
+fn names_are_validated_before_any_command() {
+    let (ctx, r) = node_a_ctx();
+    for (vg, lv) in [
+        ("xenvg", "-rf"),
+        ("xenvg", "a/b"),
+        ("xenvg", ""),
+        ("xen vg", "a"),
+        ("..", "a"),
+        ("xenvg", "a;b"),
+    ] {
+        let disk = plain_disk(vg, lv, 1);
+        assert!(LvmStorage.create(&ctx, &disk).is_err(), "{vg}/{lv}");
+        assert!(LvmStorage.remove(&ctx, &disk).is_err(), "{vg}/{lv}");
+    }
+    assert!(r.calls().is_empty());
+    let ctx_no_vg = StorageContext::new(std::path::Path::new("/tmp"), "");
+    assert!(LvmStorage.info(&ctx_no_vg).is_err());
+}
+
+#[test]
+fn owner_tags_are_sanitised_and_bounded() {
+    assert_eq!(
+        owner_tag("web1.example.com"),
+        "originstname+web1.example.com"
+    );
+    assert_eq!(owner_tag("we b;1"), "originstname+we_b_1");
+    assert_eq!(owner_tag(&"x".repeat(300)).len(), MAX_TAG_LEN);
+}
+
+#[test]
+fn orphans_skip_expected_and_reserved_lvs() {
+    let lvs = report::parse_lvs(&data("lvm/lvs_vg.json")).expect("parses");
+    let expected: BTreeSet<String> = [
+        format!("xenvg/{DISK_UUID}.disk0_data"),
+        format!("xenvg/{DISK_UUID}.disk0_meta"),
+        "xenvg/3f2b8c1e-5d4a-4c61-9a0e-2b7f6d1c9e44.disk0".to_string(),
+    ]
+    .into_iter()
+    .collect();
+    let reserved = ReservedLvs::new(&["xenvg/root", "xenvg/swap", r".*\.snap"]).expect("valid");
+    assert_eq!(
+        orphans(&lvs, &expected, &reserved),
+        vec!["xenvg/leftover.disk1".to_string()]
+    );
+    let none = ReservedLvs::new::<&str>(&[]).expect("valid");
+    assert_eq!(orphans(&lvs, &expected, &none).len(), 4);
+    assert!(ReservedLvs::new(&["xenvg/(root"]).is_err());
+}
