@@ -25,7 +25,8 @@ pub const ESCAPE: u8 = 0x1d;
 Interactive on a terminal (raw mode; Ctrl-] quits and restores the terminal). With stdin not \
 a terminal, stdin is sent to the console and the console's output printed until stdin ends, \
 then for --timeout more seconds. One client at a time per instance (QEMU's limit): a second \
-one is refused.
+one is refused. Works through the master, also remotely (--cluster URL: a RAPI user with \
+write access; --log needs read access).
 Exit codes: 0 the console ended, 1 the instance is not running or its node refused, 2 unknown \
 instance or bad usage, 3 the master cannot be reached.")]
 pub struct ConsoleArgs {
@@ -56,21 +57,20 @@ pub async fn run(dir: &Path, cluster: Option<String>, a: ConsoleArgs) -> CliResu
         return Err(usage("--timeout must be between 0 and 86400 seconds"));
     }
     if a.show_cmd {
-        println!("{}", show_cmd(dir, &a.name));
+        println!("{}", show_cmd(dir, cluster.as_deref(), &a.name));
         return Ok(0);
     }
-    if cluster.is_some() {
-        return Err(usage(
-            "instance console does not work through the Remote API (--cluster) yet: run it \
-             with a node's state directory (MAGUEY_DIR)",
-        ));
-    }
-    let (http, base) = connection(dir)?;
+    let conn = match cluster {
+        Some(url) => Connection::remote(&url)?,
+        None => Connection::local(dir)?,
+    };
     if a.log {
-        return print_log(&http, &base, &a.name, a.log_bytes).await;
+        return print_log(&conn, &a.name, a.log_bytes).await;
     }
-    let url = format!("{base}/luxi/instances/{}/console", a.name);
-    let stream = wire::connect(&http, &url).await.map_err(console_error)?;
+    let url = format!("{}/luxi/instances/{}/console", conn.base, a.name);
+    let stream = wire::connect_request(conn.get(&url), &url)
+        .await
+        .map_err(console_error)?;
     if std::io::stdin().is_terminal() {
         interactive(stream, &a.name).await
     } else {
@@ -78,40 +78,107 @@ pub async fn run(dir: &Path, cluster: Option<String>, a: ConsoleArgs) -> CliResu
     }
 }
 
-/// The mTLS client and the master's base URL, from the node state directory `dir`.
-fn connection(dir: &Path) -> CliResult<(reqwest::Client, String)> {
-    let identity = NodeIdentity::load(dir).map_err(|e| {
-        CliError::Unreachable(format!(
-            "cannot reach the master: no cluster identity in {} ({e}); set MAGUEY_DIR to a \
-             node's state directory",
-            dir.display()
-        ))
-    })?;
-    let ssconf: Ssconf = std::fs::read(dir.join("ssconf.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| {
+/// How the CLI reaches the master's console endpoints.
+struct Connection {
+    http: reqwest::Client,
+    /// `https://MASTER:PORT`.
+    base: String,
+    /// HTTP Basic credentials (remote mode, through the Remote API's port).
+    basic: Option<(String, String)>,
+}
+
+impl Connection {
+    /// Mutual TLS with the certificate of the node state directory `dir`.
+    fn local(dir: &Path) -> CliResult<Connection> {
+        let identity = NodeIdentity::load(dir).map_err(|e| {
             CliError::Unreachable(format!(
-                "cannot reach the master: no readable ssconf.json in {}",
+                "cannot reach the master: no cluster identity in {} ({e}); set MAGUEY_DIR to \
+                 a node's state directory",
                 dir.display()
             ))
         })?;
-    let http = wire::console_http_client(&identity).map_err(|e| CliError::Other(e.to_string()))?;
-    Ok((
-        http,
-        format!("https://{}:{}", ssconf.master_ip, ssconf.rpc_port),
-    ))
+        let ssconf: Ssconf = std::fs::read(dir.join("ssconf.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                CliError::Unreachable(format!(
+                    "cannot reach the master: no readable ssconf.json in {}",
+                    dir.display()
+                ))
+            })?;
+        let http =
+            wire::console_http_client(&identity).map_err(|e| CliError::Other(e.to_string()))?;
+        Ok(Connection {
+            http,
+            base: format!("https://{}:{}", ssconf.master_ip, ssconf.rpc_port),
+            basic: None,
+        })
+    }
+
+    /// `--cluster URL`: the master's Remote API port with a RAPI user (write access), from the
+    /// same variables as every remote command.
+    fn remote(url: &str) -> CliResult<Connection> {
+        use maguey_daemon::client::{
+            ENV_RAPI_CA, ENV_RAPI_CREDENTIALS, ENV_RAPI_PASSWORD, ENV_RAPI_USER,
+        };
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (user, password) = match (var(ENV_RAPI_USER), var(ENV_RAPI_PASSWORD)) {
+            (Some(u), Some(p)) => (u, p),
+            _ => {
+                let Some(file) = var(ENV_RAPI_CREDENTIALS) else {
+                    return Err(usage(format!(
+                        "remote mode needs credentials: set {ENV_RAPI_USER} and \
+                         {ENV_RAPI_PASSWORD}, or {ENV_RAPI_CREDENTIALS} to a file 'user password'"
+                    )));
+                };
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| usage(format!("reading {file}: {e}")))?;
+                let line = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'))
+                    .unwrap_or("");
+                match line.split_once(char::is_whitespace) {
+                    Some((u, p)) => (u.to_string(), p.trim().to_string()),
+                    None => return Err(usage(format!("{file}: expected a line 'user password'"))),
+                }
+            }
+        };
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(f) = var(ENV_RAPI_CA) {
+            let pem = std::fs::read(&f).map_err(|e| usage(format!("reading {f}: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| usage(format!("invalid CA certificate {f}: {e}")))?;
+            b = b.add_root_certificate(cert).tls_built_in_root_certs(false);
+        }
+        let http = b
+            .build()
+            .map_err(|e| CliError::Other(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Connection {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            basic: Some((user, password)),
+        })
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let r = self.http.get(url);
+        match &self.basic {
+            Some((user, password)) => r.basic_auth(user, Some(password)),
+            None => r,
+        }
+    }
 }
 
-/// Exit codes of a refused console: unknown instance or bad request 2, master unreachable 3,
-/// anything else (not running, in use, node unreachable) 1.
+/// Exit codes of a refused console: unknown instance, bad request or credentials 2, master
+/// unreachable 3, anything else (not running, in use, node unreachable) 1.
 fn console_error(e: ConsoleError) -> CliError {
     match e {
         ConsoleError::Unreachable(m) => {
             CliError::Unreachable(format!("cannot reach the master: {m}"))
         }
-        ConsoleError::Refused { status, message } if status == 400 || status == 404 => {
-            CliError::Usage(message)
+        ConsoleError::Refused { status, message } if [400, 401, 404].contains(&status) => {
+            CliError::Usage(format!("{message} (HTTP {status})"))
         }
         ConsoleError::Refused { message, .. } => CliError::Other(message),
         ConsoleError::Protocol(m) => CliError::Other(m),
@@ -119,9 +186,12 @@ fn console_error(e: ConsoleError) -> CliError {
 }
 
 /// `--log`: the console's last output.
-async fn print_log(http: &reqwest::Client, base: &str, name: &str, max: u64) -> CliResult<u8> {
-    let url = format!("{base}/luxi/instances/{name}/console-log?max_bytes={max}");
-    let resp = http
+async fn print_log(conn: &Connection, name: &str, max: u64) -> CliResult<u8> {
+    let url = format!(
+        "{}/luxi/instances/{name}/console-log?max_bytes={max}",
+        conn.base
+    );
+    let resp = conn
         .get(&url)
         .timeout(Duration::from_secs(90))
         .send()
@@ -135,9 +205,9 @@ async fn print_log(http: &reqwest::Client, base: &str, name: &str, max: u64) -> 
         .await
         .map_err(|e| CliError::Other(format!("{url}: invalid answer: {e}")))?;
     if !status.is_success() {
-        let message = body
-            .get("error")
-            .and_then(serde_json::Value::as_str)
+        let message = ["error", "explain", "message"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(serde_json::Value::as_str))
             .map(String::from)
             .unwrap_or_else(|| format!("HTTP {status}"));
         return Err(console_error(ConsoleError::Refused {
@@ -172,14 +242,24 @@ fn chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// The command `--show-cmd` prints: this very binary, the state directory, the instance.
-fn show_cmd(dir: &Path, name: &str) -> String {
+/// The command `--show-cmd` prints: this very binary, the state directory (or the remote
+/// master's URL; credentials stay in the environment), the instance.
+fn show_cmd(dir: &Path, cluster: Option<&str>, name: &str) -> String {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("maguey"));
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let (opt, place) = match cluster {
+        Some(url) => ("--cluster", url.to_string()),
+        None => (
+            "--state-dir",
+            std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .to_string_lossy()
+                .into_owned(),
+        ),
+    };
     [
         exe.to_string_lossy().as_ref(),
-        "--state-dir",
-        dir.to_string_lossy().as_ref(),
+        opt,
+        &place,
         "instance",
         "console",
         name,

@@ -115,6 +115,10 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/cluster-description", get(cluster_description))
+        .route(
+            "/luxi/instances/{name}/console-log",
+            get(crate::console::master_console_log),
+        )
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             rapi.clone(),
@@ -127,6 +131,10 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/archive", post(archive))
         .route("/luxi/config", get(export_config))
         .route("/luxi/join-token", post(join_token))
+        .route(
+            "/luxi/instances/{name}/console",
+            get(crate::console::master_console),
+        )
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(rapi, basic_auth_write));
     read.merge(write)

@@ -60,8 +60,16 @@ pub fn console_http_client(id: &NodeIdentity) -> Result<reqwest::Client, Console
 
 /// `GET url` asking for the console upgrade; the upgraded stream once the server agreed.
 pub async fn connect(http: &reqwest::Client, url: &str) -> Result<ConsoleStream, ConsoleError> {
-    let send = http
-        .get(url)
+    connect_request(http.get(url), url).await
+}
+
+/// [`connect`] with a request of the caller's (e.g. with HTTP Basic credentials); `url` is
+/// the request's, for messages.
+pub async fn connect_request(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<ConsoleStream, ConsoleError> {
+    let send = request
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, PROTOCOL)
         .send();
