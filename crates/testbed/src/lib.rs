@@ -50,7 +50,8 @@ pub struct TestbedConfig {
     pub memory_mib: u32,
     /// Size of each node's sparse data disk, `/dev/vda` (GiB).
     pub disk_gib: u64,
-    /// Network namespace name; default `mtb-PID-N` (must not exist yet).
+    /// Network namespace name; default `mtb-PID-N` (must not exist yet). Default names of
+    /// dead processes are deleted by later `up` calls.
     pub netns_name: Option<String>,
     /// Third octet of the node network `10.77.S.0/24`.
     pub subnet: u8,
@@ -64,6 +65,10 @@ pub struct TestbedConfig {
     pub boot_timeout: Duration,
     /// The QEMU binary on the host; default `qemu-system-x86_64`.
     pub qemu: Option<String>,
+    /// Kill the VMs when the thread that started them dies (`PR_SET_PDEATHSIG`), so a test
+    /// process killed by a CI timeout leaves no QEMU behind. Default true; the
+    /// `maguey-testbed up` command, whose VMs outlive it, sets it to false.
+    pub kill_with_parent: bool,
 }
 
 impl TestbedConfig {
@@ -82,6 +87,7 @@ impl TestbedConfig {
             cache_dir: None,
             boot_timeout: Duration::from_secs(180),
             qemu: None,
+            kill_with_parent: true,
         }
     }
 }
@@ -154,6 +160,7 @@ pub struct Testbed {
     /// Whether dropping this value tears the testbed down.
     owned: bool,
     boot_timeout: Duration,
+    kill_with_parent: bool,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -224,6 +231,34 @@ fn kill_hard(pid: i32) {
     }
 }
 
+/// Deletes namespaces named like the default `mtb-PID-N` whose process is gone (a test process
+/// killed before its teardown; its VMs died with it through `PR_SET_PDEATHSIG`).
+fn sweep_stale_netns() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = l.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("mtb-") else {
+            continue;
+        };
+        let Some((pid, seq)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), true) = (
+            pid.parse::<i32>(),
+            !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
+        ) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
 static NETNS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Testbed {
@@ -252,6 +287,7 @@ impl Testbed {
                 }
             }
         }
+        sweep_stale_netns();
         let netns = cfg.netns_name.clone().unwrap_or_else(|| {
             format!(
                 "mtb-{}-{}",
@@ -331,6 +367,7 @@ impl Testbed {
             },
             owned: true,
             boot_timeout: cfg.boot_timeout,
+            kill_with_parent: cfg.kill_with_parent,
         };
         let _ = t_image;
         // From here on, dropping `tb` (on any error) removes what was made.
@@ -398,6 +435,7 @@ impl Testbed {
             state,
             owned: false,
             boot_timeout: Duration::from_secs(180),
+            kill_with_parent: false,
         })
     }
 
@@ -413,6 +451,7 @@ impl Testbed {
     }
 
     fn teardown(&mut self) -> Result<()> {
+        self.keep_artifacts();
         for i in 0..self.state.nodes.len() {
             self.kill_node(i);
         }
@@ -434,6 +473,35 @@ impl Testbed {
         let _ = std::fs::remove_file(&self.state.initrd);
         let _ = self.save();
         result
+    }
+
+    /// Copies the console and QEMU logs to `$MAGUEY_TESTBED_ARTIFACTS/NETNS/` when that is
+    /// set; prints the end of each console log when the thread is panicking (a failing test).
+    fn keep_artifacts(&self) {
+        if let Some(a) = std::env::var_os("MAGUEY_TESTBED_ARTIFACTS") {
+            let to = PathBuf::from(a).join(&self.state.netns);
+            if std::fs::create_dir_all(&to).is_ok() {
+                for n in &self.state.nodes {
+                    for f in [&n.console_log, &n.qemu_log] {
+                        if let Some(name) = f.file_name() {
+                            let _ = std::fs::copy(f, to.join(name));
+                        }
+                    }
+                }
+            }
+        }
+        if std::thread::panicking() {
+            for n in &self.state.nodes {
+                let log = std::fs::read_to_string(&n.console_log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!(
+                    "---- {} console ({}), last lines ----\n{tail}",
+                    n.name,
+                    n.console_log.display()
+                );
+            }
+        }
     }
 
     fn save(&self) -> Result<()> {
@@ -529,14 +597,28 @@ impl Testbed {
         // `ip netns exec` execs QEMU: the child's pid is QEMU's.
         let log = std::fs::File::create(&n.qemu_log)?;
         use std::os::unix::process::CommandExt;
-        let child = Command::new("ip")
-            .args(&args)
+        let mut cmd = Command::new("ip");
+        cmd.args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("starting QEMU")?;
+            .process_group(0);
+        if self.kill_with_parent {
+            // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The parent may have died before prctl.
+                    if libc::getppid() == 1 {
+                        return Err(std::io::Error::other("the parent exited"));
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().context("starting QEMU")?;
         let pid = i32::try_from(child.id())?;
         self.state.nodes[i].pid = Some(pid);
         if let Ok(mut a) = self.agents[i].lock() {

@@ -91,6 +91,8 @@ fn main() -> Result<()> {
             cfg.disk_gib = disk_gib;
             cfg.netns_name = netns;
             cfg.subnet = subnet;
+            // The VMs outlive this command.
+            cfg.kill_with_parent = false;
             if magueyd.is_some() {
                 cfg.magueyd = magueyd;
             }

@@ -49,7 +49,6 @@ fn two_nodes_lvm_drbd_failover_link_cut_nested_kvm_and_teardown() {
         .expect("tempdir");
     let mut cfg = TestbedConfig::new(2, tmp.path());
     cfg.magueyd = Some(magueyd);
-    cfg.netns_name = Some(format!("mtb-t{}", std::process::id()));
     let t0 = Instant::now();
     let mut tb = Testbed::up(cfg).expect("testbed up");
     let t = tb.timings().clone();
@@ -61,7 +60,12 @@ fn two_nodes_lvm_drbd_failover_link_cut_nested_kvm_and_teardown() {
         t.boot_seconds,
         t.node_boot_seconds
     );
+    // The default name is unique per process and testbed: mtb-PID-N.
     let netns = tb.netns().to_string();
+    assert!(
+        netns.starts_with(&format!("mtb-{}-", std::process::id())),
+        "{netns}"
+    );
     assert!(netns_exists(&netns));
 
     // The agent: exact output and exit codes, timeouts, the second port.
