@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -227,10 +228,26 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<V
     })
 }
 
+/// SIGKILL to the child's process group (the group id is the child's pid).
+fn kill_group(child: &std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        if pid > 0 {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+            // involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl CommandRunner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, StorageError> {
         let mut command = Command::new(&cmd.program);
+        // Its own process group: a timeout kills whatever it started too (a grandchild that
+        // kept the output pipes open would otherwise block the reads below).
         command
+            .process_group(0)
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -247,12 +264,14 @@ impl CommandRunner for SystemRunner {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) if Instant::now() >= deadline => {
+                    kill_group(&child);
                     let _ = child.kill();
                     let _ = child.wait();
                     break None;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
                 Err(e) => {
+                    kill_group(&child);
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(StorageError::Spawn {
@@ -440,6 +459,13 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(4));
         assert_eq!(out.code, None);
         assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+        // A background grandchild holding the output pipes is killed with it.
+        let start = Instant::now();
+        let out = r
+            .run(&Cmd::new("sh", &["-c", "sleep 5 & sleep 5"]))
+            .expect("sh runs");
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert_eq!(out.code, None);
     }
 
     #[test]

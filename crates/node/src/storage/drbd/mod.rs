@@ -12,7 +12,9 @@
 //! | [`drbd_set_primary`] / [`drbd_set_secondary`] | role |
 //! | [`drbd_disconnect`] / [`drbd_reconnect`] | network down (StandAlone) / up again |
 //! | [`drbd_enable_dual_primary`] / [`drbd_disable_dual_primary`] | live migration window |
-//! | [`drbd_status`] | one status read (the caller polls, e.g. for `drbd_wait_sync`) |
+//! | [`drbd_status`] | one status read of one disk |
+//! | [`drbd_sync_progress`] | one `drbd_wait_sync` step for several disks (the caller polls) |
+//! | [`drbd_detach`] | backing disks off (device stays, Diskless) |
 //! | [`drbd_grow_backing`] / [`drbd_resize`] | grow the data LV / the device |
 //! | [`drbd_skip_initial_sync`] | new, identical sides: no full resync |
 //! | [`drbd_shutdown`] | tear the device down (LVs stay) |
@@ -41,6 +43,7 @@ use super::runner::{run_checked, Cmd, CommandRunner, StorageError};
 use super::{BlockStorage, StorageContext};
 use maguey_model::{Disk, LogicalId};
 use maguey_rpc::{BlockdevInfo, StorageInfo};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -280,6 +283,58 @@ pub fn drbd_status(ctx: &StorageContext, disk: &Disk) -> Result<Option<DrbdStatu
     Ok(Snapshot::read(ctx.runner(), d)?.device(&dev).cloned())
 }
 
+/// Ganeti's `drbd_wait_sync` answer for a set of disks: one status read; the caller polls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// No device is resynchronising any more.
+    pub all_done: bool,
+    /// The lowest resync percentage (100 when none is resynchronising).
+    pub min_percent: f64,
+    /// The longest estimated time to finish, when the module tells it (8.4).
+    pub max_eta_secs: Option<u64>,
+}
+
+/// The resync progress of `disks` (Ganeti's `drbd_wait_sync` step). A device that is not
+/// configured, or neither connected nor resynchronising (StandAlone, waiting for the peer),
+/// is an error naming the disk: waiting longer would not help.
+pub fn drbd_sync_progress(
+    ctx: &StorageContext,
+    disks: &[Disk],
+) -> Result<SyncProgress, StorageError> {
+    let d = drbd_dialect(ctx)?;
+    let snap = Snapshot::read(ctx.runner(), d)?;
+    let mut progress = SyncProgress {
+        all_done: true,
+        min_percent: 100.0,
+        max_eta_secs: None,
+    };
+    for disk in disks {
+        let dev = drbd_device(ctx, disk)?;
+        let st = snap.device(&dev).ok_or_else(|| {
+            StorageError::Invalid(format!(
+                "disk {}: DRBD minor {} is not configured",
+                disk.iv_name, dev.minor
+            ))
+        })?;
+        if !(st.is_connected() || st.is_syncing()) {
+            return Err(StorageError::Invalid(format!(
+                "disk {}: DRBD minor {} is not connected ({:?}, disk {:?})",
+                disk.iv_name, dev.minor, st.connection, st.disk
+            )));
+        }
+        if st.is_syncing() {
+            progress.all_done = false;
+        }
+        if let Some(p) = st.sync_percent {
+            progress.min_percent = progress.min_percent.min(p);
+        }
+        if let Some(eta) = st.sync_eta_secs {
+            progress.max_eta_secs = Some(progress.max_eta_secs.map_or(eta, |m| m.max(eta)));
+        }
+    }
+    Ok(progress)
+}
+
 /// Creates the data and meta LVs (tagged with the context's owner) and writes fresh DRBD
 /// metadata on the meta LV. The metadata is only written when the meta LV was created by
 /// this call: re-running on an existing disk never wipes its generation identifiers.
@@ -457,6 +512,19 @@ fn set_dual(ctx: &StorageContext, disk: &Disk, allow: bool) -> Result<(), Storag
     let net = drbd_net(ctx, &dev)?;
     let d = drbd_dialect(ctx)?;
     run(ctx.runner(), &cmd::dual_primary(d, &dev, &net, allow))
+}
+
+/// Detaches the local backing disks (the device goes Diskless and keeps serving from the
+/// peer; replace-disks swaps the LVs under it). Nothing to do when not configured or
+/// already diskless.
+pub fn drbd_detach(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
+    let dev = drbd_device(ctx, disk)?;
+    let d = drbd_dialect(ctx)?;
+    let snap = Snapshot::read(ctx.runner(), d)?;
+    match snap.device(&dev) {
+        Some(st) if st.disk != DiskState::Diskless => run(ctx.runner(), &cmd::detach(&dev)),
+        _ => Ok(()),
+    }
 }
 
 /// Grows this node's data LV by `by_mib` (before [`drbd_resize`], on both nodes).

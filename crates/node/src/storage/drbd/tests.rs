@@ -686,3 +686,51 @@ fn ipv6_addresses_use_brackets() {
     let e = drbd_net(&ctx, &dev).expect_err("mixed families");
     assert!(e.to_string().contains("address families"), "{e}");
 }
+
+#[test]
+fn sync_progress_for_wait_sync() {
+    let mut disk3 = drbd_disk(1024);
+    if let LogicalId::Drbd { minor_a, .. } = &mut disk3.logical_id {
+        *minor_a = 3;
+    }
+    let (ctx, _r) = ctx84("drbd84/proc_drbd_syncing");
+    let p = drbd_sync_progress(&ctx, &[drbd_disk(1024), disk3.clone()]).expect("read");
+    assert!(!p.all_done);
+    assert_eq!(p.min_percent, 23.7);
+    assert_eq!(p.max_eta_secs, Some(12));
+
+    let (ctx, _r) = ctx84("drbd84/proc_drbd_connected");
+    let p = drbd_sync_progress(&ctx, &[drbd_disk(1024)]).expect("read");
+    assert_eq!(
+        (p.all_done, p.min_percent, p.max_eta_secs),
+        (true, 100.0, None)
+    );
+    let e = drbd_sync_progress(&ctx, &[disk3]).expect_err("minor 3 missing");
+    assert!(e.to_string().contains("not configured"), "{e}");
+
+    let (ctx, r) = ctx9();
+    expect_status9(&r, "drbd9/status_standalone.json");
+    let e = drbd_sync_progress(&ctx, &[drbd_disk(1024)]).expect_err("standalone");
+    assert!(e.to_string().contains("disk/0"), "{e}");
+    assert!(e.to_string().contains("StandAlone"), "{e}");
+    expect_status9(&r, "drbd9/status_syncing.json");
+    let p = drbd_sync_progress(&ctx, &[drbd_disk(1024)]).expect("read");
+    assert_eq!((p.all_done, p.min_percent), (false, 23.63));
+    r.finish().expect("exact commands");
+}
+
+#[test]
+fn detach_in_both_dialects() {
+    let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
+    r.expect_ok(&["drbdsetup", "detach", "0"], "");
+    drbd_detach(&ctx, &drbd_disk(1024)).expect("detached");
+    r.finish().expect("exact commands");
+
+    let (ctx, r) = ctx9();
+    expect_status9(&r, "drbd9/status_connected.json");
+    r.expect_ok(&["drbdsetup", "detach", "0"], "");
+    drbd_detach(&ctx, &drbd_disk(1024)).expect("detached");
+    expect_status9(&r, "drbd9/status_empty.json");
+    drbd_detach(&ctx, &drbd_disk(1024)).expect("not configured: nothing to do");
+    r.finish().expect("exact commands");
+}
