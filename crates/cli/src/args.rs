@@ -147,6 +147,24 @@ pub enum ClusterCmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Plans moves that even out the load (hbal on the live cluster); --execute runs them,
+    /// set after set, each move its own job.
+    Balance {
+        /// At most this many moves.
+        #[arg(long, short = 'l')]
+        max_moves: Option<usize>,
+        /// Stop when a move gains less than this (hbal's -g).
+        #[arg(long, short = 'g')]
+        min_gain: Option<f64>,
+        /// No replace-disks moves.
+        #[arg(long)]
+        no_disk_moves: bool,
+        /// Submit the moves as jobs and wait for them.
+        #[arg(long, short = 'X')]
+        execute: bool,
+        #[arg(long, value_enum, default_value_t = Priority::Normal)]
+        priority: Priority,
+    },
     /// Checks the configuration against every node.
     Verify {
         #[command(flatten)]

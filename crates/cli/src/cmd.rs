@@ -262,6 +262,25 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             }
             Ok(0)
         }
+        ClusterCmd::Balance {
+            max_moves,
+            min_gain,
+            no_disk_moves,
+            execute,
+            priority: p,
+        } => {
+            crate::balance::run(
+                &client(dir)?,
+                crate::balance::Options {
+                    max_moves,
+                    min_gain,
+                    no_disk_moves,
+                    execute,
+                    priority: priority(p),
+                },
+            )
+            .await
+        }
         ClusterCmd::Verify { job } => {
             let c = client(dir)?;
             let Some(j) = run_job(

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the job failed, 2 bad usage or input, 3 the master cannot be reached.
 
 mod args;
+mod balance;
 mod cmd;
 mod console;
 mod output;

@@ -214,3 +214,60 @@ fn migrate_failover_move_cleanup_evacuate_rename_reinstall() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("already in use"), "{}", r.stderr);
 }
+
+#[test]
+fn cluster_balance_plans_then_executes_its_moves() {
+    let lab = lab(3);
+    for n in ["b1", "b2", "b3", "b4"] {
+        lab.maguey(&[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=16M",
+            "-o",
+            "noop",
+            "-B",
+            "maxmem=1024M",
+            "-n",
+            "node1",
+            n,
+        ])
+        .ok();
+    }
+    // The plan alone changes nothing.
+    let serial = lab.serial();
+    let r = lab.maguey(&["cluster", "balance"]).ok();
+    let score = |out: &str, what: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(what))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no '{what}' in:\n{out}"))
+    };
+    let (initial, fin) = (
+        score(&r.stdout, "Initial score:"),
+        score(&r.stdout, "Final score:"),
+    );
+    assert!(fin < initial, "{}", r.stdout);
+    assert!(r.stdout.contains("Set 1:"), "{}", r.stdout);
+    assert_eq!(lab.serial(), serial);
+    let on1 = || {
+        instances(&lab, "name,pnode")
+            .iter()
+            .filter(|i| i["pnode"] == "node1")
+            .count()
+    };
+    assert_eq!(on1(), 4);
+    // --execute runs the moves as jobs; the cluster ends where the plan said.
+    let r = lab.maguey(&["cluster", "balance", "--execute"]).ok();
+    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    assert!(on1() < 4, "nothing moved:\n{}", r.stdout);
+    let after = lab.maguey(&["cluster", "balance"]).ok();
+    let now = score(&after.stdout, "Initial score:");
+    assert!(
+        (now - fin).abs() < 1e-6,
+        "planned {fin}, got {now}\n{}",
+        after.stdout
+    );
+}

@@ -49,6 +49,10 @@ pub struct BalanceOptions {
     pub evac_mode: bool,
     pub restricted_migration: bool,
     pub mode: SearchMode,
+    /// Maguey: `file` instances move to any node (live migration copies their disks), like
+    /// shared-storage ones. Off by default, as in hbal (which cannot move them). Only
+    /// instances marked `movable` are considered: the caller marks them.
+    pub local_storage_migrates: bool,
 }
 
 impl Default for BalanceOptions {
@@ -64,6 +68,7 @@ impl Default for BalanceOptions {
             evac_mode: false,
             restricted_migration: false,
             mode: SearchMode::Auto,
+            local_storage_migrates: false,
         }
     }
 }
@@ -228,7 +233,14 @@ fn best_for_instance(
     let force = opts.ignore_soft_errors;
     let opdx = inst.pnode;
     let osdx = inst.snode;
-    let mir = inst.mirror_type();
+    let mir = match inst.mirror_type() {
+        MirrorType::None
+            if opts.local_storage_migrates && inst.template == crate::types::DiskTemplate::File =>
+        {
+            MirrorType::External
+        }
+        m => m,
+    };
     let use_sec = osdx.is_some_and(|s| online[s]) && opts.instance_moves;
     let mut best: Ties<MoveOutcome> = Ties::new(cur);
     let consider = |out: MoveOutcome, best: &mut Ties<MoveOutcome>| {
