@@ -212,6 +212,16 @@ pub fn drbd_dialect(ctx: &StorageContext) -> Result<Dialect, StorageError> {
     version::detect_dialect(ctx.runner())
 }
 
+/// The loaded module's version (cluster verify compares them within a group).
+pub fn drbd_version(ctx: &StorageContext) -> Result<DrbdVersion, StorageError> {
+    version::detect(ctx.runner())
+}
+
+/// Cluster verify's usermode-helper check (see [`helper::check_usermode_helper`]).
+pub fn drbd_check_helper(ctx: &StorageContext, expected: &str) -> Result<(), StorageError> {
+    helper::check_usermode_helper(ctx.runner(), expected)
+}
+
 fn run(runner: &dyn CommandRunner, cmd: &Cmd) -> Result<(), StorageError> {
     run_checked(runner, cmd).map(|_| ())
 }

@@ -734,3 +734,17 @@ fn detach_in_both_dialects() {
     drbd_detach(&ctx, &drbd_disk(1024)).expect("not configured: nothing to do");
     r.finish().expect("exact commands");
 }
+
+#[test]
+fn version_and_helper_through_the_context() {
+    let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
+    let v = drbd_version(&ctx).expect("loaded");
+    assert_eq!(
+        (v.to_string(), v.dialect().expect("8.4")),
+        ("8.4.11".into(), Dialect::V84)
+    );
+    r.file(helper::USERMODE_HELPER_PARAM, "/bin/true\n");
+    drbd_check_helper(&ctx, "").expect("/bin/true");
+    assert!(drbd_check_helper(&ctx, "/sbin/drbdadm").is_err());
+    assert!(r.calls().is_empty());
+}

@@ -1,6 +1,7 @@
 //! The loaded DRBD module's version and the command dialect it needs.
 
 use crate::storage::runner::{read_optional, CommandRunner, StorageError};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
 
@@ -9,8 +10,9 @@ pub const PROC_DRBD: &str = "/proc/drbd";
 /// The module's version (both 8.4 and 9).
 pub const SYS_VERSION: &str = "/sys/module/drbd/version";
 
-/// `8.4.11` (and from `/proc/drbd`, `api:1/proto:86-101`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `8.4.11` (and from `/proc/drbd`, `api:1/proto:86-101`). Cluster verify compares them
+/// across a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrbdVersion {
     pub major: u32,
     pub minor: u32,
@@ -32,7 +34,7 @@ impl fmt::Display for DrbdVersion {
 }
 
 /// How `drbdsetup`/`drbdmeta` are spoken to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Dialect {
     /// DRBD 8.4: resources with one minor, connections named by their addresses, status in
     /// `/proc/drbd`.

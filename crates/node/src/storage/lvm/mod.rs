@@ -15,6 +15,7 @@ use super::{BlockStorage, StorageContext};
 use maguey_model::{Disk, LogicalId};
 use maguey_rpc::{BlockdevInfo, StorageInfo};
 pub use report::{LvInfo, VgInfo};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -28,7 +29,7 @@ pub const LVS_FIELDS: &str = "lv_name,vg_name,lv_size,lv_attr,lv_tags";
 pub const VGS_FIELDS: &str = "vg_name,vg_size,vg_free";
 
 /// A logical volume: `vg/lv`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LvId {
     pub vg: String,
     pub lv: String,

@@ -2,10 +2,11 @@
 //! `{"report":[{"lv":[{"lv_name":"...", ...}]}], "log":[...]}`, every value a string.
 
 use crate::storage::runner::StorageError;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One logical volume as `lvs` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LvInfo {
     pub vg: String,
     pub name: String,
@@ -43,7 +44,7 @@ impl LvInfo {
 }
 
 /// Size and free space of a volume group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VgInfo {
     pub name: String,
     pub size_mib: u64,
