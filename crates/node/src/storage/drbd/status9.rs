@@ -120,7 +120,7 @@ pub fn peer_defined(text: &str, resource: &str) -> Result<bool, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::drbd::status::LocalDiskStatus;
+    use crate::storage::drbd::status::{split_brain_between, LocalDiskStatus};
     use crate::storage::test_support::data;
 
     #[test]
@@ -175,6 +175,17 @@ mod tests {
         assert!(parse(&data("drbd9/status_empty.json"))
             .expect("parses")
             .is_empty());
+    }
+
+    #[test]
+    fn split_brain_seen_from_both_ends() {
+        let a = &parse(&data("drbd9/status_standalone.json")).expect("parses")[&0];
+        let b = &parse(&data("drbd9/status_splitbrain_b.json")).expect("parses")[&3];
+        assert!(a.is_primary() && b.is_primary());
+        assert!(a.is_split_brain_hint() && b.is_split_brain_hint());
+        assert!(split_brain_between(a, b));
+        let connecting = &parse(&data("drbd9/status_connecting.json")).expect("parses")[&0];
+        assert!(!split_brain_between(a, connecting));
     }
 
     #[test]
