@@ -162,7 +162,8 @@ fn kvm_console_through_master_and_node() {
     );
     let seen = ticks(&r.stdout);
     assert!(seen.len() >= 2, "ticks: {seen:?}\n{}", r.stdout);
-    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+    // Live and in order (the echo could land inside a tick's line: no gap-free check).
+    assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
 
     // One client at a time: while a console is attached, a second one is refused at once.
     // (The previous console's release travels CLI -> master -> node: retry if the node
