@@ -512,8 +512,17 @@ pub fn drbd_enable_dual_primary(ctx: &StorageContext, disk: &Disk) -> Result<(),
     set_dual(ctx, disk, true)
 }
 
-/// Back to a single primary (end of a live migration; demote the old primary first).
+/// Back to a single primary (end of a live migration; demote the old primary first). On 8.4
+/// a device without a connection (StandAlone, not configured) has nothing to change: its
+/// next connect is single-primary.
 pub fn drbd_disable_dual_primary(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
+    if drbd_dialect(ctx)? == Dialect::V84 {
+        let dev = drbd_device(ctx, disk)?;
+        let snap = Snapshot::read(ctx.runner(), Dialect::V84)?;
+        if snap.device(&dev).is_none_or(DrbdStatus::is_standalone) {
+            return Ok(());
+        }
+    }
     set_dual(ctx, disk, false)
 }
 

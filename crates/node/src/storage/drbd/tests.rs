@@ -480,6 +480,13 @@ fn roles_dual_primary_resize_and_initial_sync_in_both_dialects() {
 }
 
 #[test]
+fn disabling_dual_primary_without_a_connection_is_a_no_op_on_84() {
+    let (ctx, r) = ctx84("drbd84/proc_drbd_standalone");
+    drbd_disable_dual_primary(&ctx, &drbd_disk(1024)).expect("nothing to do");
+    assert!(r.calls().is_empty());
+}
+
+#[test]
 fn shutdown_and_remove_in_both_dialects() {
     let disk = drbd_disk(1024);
     let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
