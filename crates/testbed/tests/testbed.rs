@@ -142,6 +142,24 @@ fn two_nodes_lvm_drbd_failover_link_cut_nested_kvm_and_teardown() {
         .expect("ip netns exec");
     assert!(String::from_utf8_lossy(&st.stdout).contains("UP"));
 
+    // Files pushed over the network.
+    let blob: Vec<u8> = (0u32..4 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let src = tmp.path().join("blob");
+    std::fs::write(&src, &blob).expect("blob");
+    let t = Instant::now();
+    tb.put_file(1, &src, "/root/in dir/blob").expect("put_file");
+    eprintln!("timing: put_file 4 MiB {:.1}s", t.elapsed().as_secs_f64());
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&blob))
+    };
+    let got = tb
+        .run_ok(1, "sha256sum '/root/in dir/blob' | cut -d' ' -f1")
+        .expect("sha256sum");
+    assert_eq!(got.trim(), want);
+
     // LVM.
     let t = Instant::now();
     tb.setup_vg().expect("setup_vg");
