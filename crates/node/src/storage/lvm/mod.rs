@@ -211,6 +211,26 @@ pub fn list(runner: &dyn CommandRunner, vg: &str) -> Result<Vec<LvInfo>, Storage
         .collect())
 }
 
+/// Every LV of every VG on the node (Ganeti's `node_volumes`).
+pub fn list_all(runner: &dyn CommandRunner) -> Result<Vec<LvInfo>, StorageError> {
+    let out = run_checked(
+        runner,
+        &lvm_cmd(
+            "lvs",
+            &[
+                "--reportformat",
+                "json",
+                "--units",
+                "m",
+                "--nosuffix",
+                "-o",
+                LVS_FIELDS,
+            ],
+        ),
+    )?;
+    report::parse_lvs(&out)
+}
+
 /// Grows the LV by `by_mib` (`lvextend -L +<n>m VG/LV`).
 pub fn grow(runner: &dyn CommandRunner, id: &LvId, by_mib: u64) -> Result<(), StorageError> {
     if by_mib == 0 {

@@ -261,3 +261,39 @@ fn orphans_skip_expected_and_reserved_lvs() {
     assert_eq!(orphans(&lvs, &expected, &none).len(), 4);
     assert!(ReservedLvs::new(&["xenvg/(root"]).is_err());
 }
+
+#[test]
+fn list_all_reads_every_vg() {
+    let (ctx, r) = node_a_ctx();
+    r.expect_ok(
+        &argv(&[
+            "lvs",
+            "--reportformat",
+            "json",
+            "--units",
+            "m",
+            "--nosuffix",
+            "-o",
+            "lv_name,vg_name,lv_size,lv_attr,lv_tags",
+        ]),
+        &data("lvm/lvs_vg.json"),
+    );
+    let all = list_all(ctx.runner()).expect("listed");
+    assert_eq!(all.len(), 7);
+    r.expect(
+        &argv(&[
+            "lvs",
+            "--reportformat",
+            "json",
+            "--units",
+            "m",
+            "--nosuffix",
+            "-o",
+            "lv_name,vg_name,lv_size,lv_attr,lv_tags",
+        ]),
+        CmdOutput::fail(5, "  No volume groups found.\n"),
+    );
+    let e = list_all(ctx.runner()).expect_err("fails");
+    assert!(e.to_string().contains("No volume groups found"), "{e}");
+    r.finish().expect("exact commands");
+}
