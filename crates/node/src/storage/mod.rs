@@ -5,6 +5,29 @@
 //! Everything that runs a command or reads a kernel status file goes through the context's
 //! [`CommandRunner`] ([`runner`]), so the same code runs for real on a node and against
 //! recorded outputs in tests.
+//!
+//! A node RPC handler builds one context per request and calls the disk's implementation, or
+//! the DRBD step functions directly:
+//!
+//! ```no_run
+//! use maguey_node::storage::{self, drbd, StorageContext};
+//! # fn handler(disk: maguey_model::Disk) -> Result<(), String> {
+//! let ctx = StorageContext::new("/var/lib/maguey".as_ref(), "")
+//!     .with_vg("xenvg") // the cluster's volume group (node info, orphan checks)
+//!     .with_node("uuid-of-this-node") // which end of a DRBD disk is local
+//!     .with_owner("web1.example.com") // LV tag originstname+web1.example.com
+//!     .with_secondary_ip("uuid-of-this-node", "192.0.2.1".parse().map_err(|_| "ip")?)
+//!     .with_secondary_ip("uuid-of-the-peer", "192.0.2.2".parse().map_err(|_| "ip")?);
+//! // blockdev_create: LVs (+ DRBD metadata, device up and connected)
+//! let info = storage::for_disk(&disk)?.create(&ctx, &disk)?;
+//! // on the primary of a new DRBD disk: the first promotion starts the initial sync
+//! drbd::drbd_set_primary(&ctx, &disk, true)?;
+//! // drbd_wait_sync: one read per poll
+//! let progress = drbd::drbd_sync_progress(&ctx, std::slice::from_ref(&disk))?;
+//! # let _ = (info, progress);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod drbd;
 pub mod file;
