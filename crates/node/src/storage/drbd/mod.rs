@@ -387,7 +387,16 @@ fn assemble_with(
         Some(st) if st.disk == DiskState::Diskless => run(r, &cmd::attach_only(d, dev)),
         Some(_) => Ok(()),
         None => {
-            let result = run_all(r, &cmd::assemble(d, dev));
+            // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
+            // `Unconfigured`: its resource and minor may exist already, which is fine.
+            let cmds = cmd::assemble(d, dev);
+            let result = cmds
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, c)| match run(r, c) {
+                    Err(e) if i + 1 < cmds.len() && e.stderr().contains("exists") => Ok(()),
+                    other => other,
+                });
             if result.is_err() {
                 // Best effort: leave no half-configured resource behind.
                 let _ = r.run(&cmd::down(dev));

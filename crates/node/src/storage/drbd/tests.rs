@@ -511,6 +511,40 @@ fn shutdown_and_remove_in_both_dialects() {
 }
 
 #[test]
+fn assemble_accepts_an_existing_unattached_resource_and_minor() {
+    // /proc/drbd shows such a minor as `Unconfigured`.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    r.expect(
+        &["drbdsetup", "new-resource", "resource0"],
+        CmdOutput::fail(
+            10,
+            "resource0: Failure: (161) Minor or volume exists already (delete it first)\n",
+        ),
+    );
+    r.expect(
+        &["drbdsetup", "new-minor", "resource0", "0", "0"],
+        CmdOutput::fail(
+            10,
+            "minor 0: Failure: (161) Minor or volume exists already (delete it first)\n",
+        ),
+    );
+    r.expect_ok(&attach84(), "");
+    drbd_assemble(&ctx, &drbd_disk(1024)).expect("attached");
+    r.finish().expect("exact commands");
+
+    // Any other failure of those steps stops the assembly.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    r.expect(
+        &["drbdsetup", "new-resource", "resource0"],
+        CmdOutput::fail(20, "Could not connect to 'drbd' generic netlink family\n"),
+    );
+    r.expect_ok(&["drbdsetup", "down", "resource0"], "");
+    let e = drbd_assemble(&ctx, &drbd_disk(1024)).expect_err("no module");
+    assert!(e.to_string().contains("generic netlink"), "{e}");
+    r.finish().expect("exact commands");
+}
+
+#[test]
 fn failed_assemble_names_the_command_and_tears_down() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
