@@ -235,6 +235,8 @@ struct Snapshot {
     devices: BTreeMap<u32, DrbdStatus>,
     /// DRBD 9 only: the raw status, for resource/peer questions.
     json: Option<String>,
+    /// DRBD 8.4 only: minors that exist unattached (`cs:Unconfigured`).
+    unconfigured: Vec<u32>,
 }
 
 impl Snapshot {
@@ -250,6 +252,7 @@ impl Snapshot {
                 Ok(Snapshot {
                     devices: proc84::parse(&text)?,
                     json: None,
+                    unconfigured: proc84::unconfigured_minors(&text),
                 })
             }
             Dialect::V9 => {
@@ -257,6 +260,7 @@ impl Snapshot {
                 Ok(Snapshot {
                     devices: status9::parse(&text)?,
                     json: Some(text),
+                    unconfigured: Vec::new(),
                 })
             }
         }
@@ -590,7 +594,7 @@ pub fn drbd_shutdown(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageErr
     let snap = Snapshot::read(ctx.runner(), d)?;
     let resource_exists = match &snap.json {
         Some(text) => status9::resource_names(text)?.contains(&dev.resource()),
-        None => snap.device(&dev).is_some(),
+        None => snap.device(&dev).is_some() || snap.unconfigured.contains(&dev.minor),
     };
     if resource_exists {
         run(ctx.runner(), &cmd::down(&dev))?;

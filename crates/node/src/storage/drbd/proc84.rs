@@ -163,6 +163,17 @@ fn parse_hms(s: &str) -> Option<u64> {
     h.checked_mul(3600)?.checked_add(m * 60)?.checked_add(sec)
 }
 
+/// Minors shown as `cs:Unconfigured`: they exist (a resource and minor were created) but are
+/// unattached, StandAlone and Secondary. `drbdsetup down` still has something to remove.
+pub fn unconfigured_minors(text: &str) -> Vec<u32> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| device_line(l.trim()))
+        .filter(|(_, rest)| rest.split_whitespace().next() == Some("cs:Unconfigured"))
+        .map(|(minor, _)| minor)
+        .collect()
+}
+
 /// The minors configured on this node (Ganeti's `drbd_list_minors`/`list-drbd`).
 pub fn minors(text: &str) -> Result<Vec<u32>, StorageError> {
     Ok(parse(text)?.into_keys().collect())
@@ -228,6 +239,8 @@ mod tests {
         let text = data("drbd84/proc_drbd_mixed");
         let all = parse(&text).expect("parses");
         assert_eq!(minors(&text).expect("parses"), vec![0, 2, 7]);
+        assert_eq!(unconfigured_minors(&text), vec![1]);
+        assert!(unconfigured_minors(&data("drbd84/proc_drbd_syncing")).is_empty());
         assert_eq!(all[&0].connection, ConnectionState::Connecting);
         assert!(!all[&0].is_split_brain_hint());
         assert_eq!(all[&2].disk, DiskState::Diskless);

@@ -498,6 +498,17 @@ fn shutdown_and_remove_in_both_dialects() {
     drbd_shutdown(&ctx, &disk).expect("not configured: nothing to do");
     assert!(r.calls().is_empty());
 
+    // Minor 1 of the mixed file exists unattached (`cs:Unconfigured`): still torn down.
+    let mut disk1 = drbd_disk(1024);
+    if let LogicalId::Drbd { minor_a, .. } = &mut disk1.logical_id {
+        *minor_a = 1;
+    }
+    let (ctx, r) = ctx84("drbd84/proc_drbd_mixed");
+    r.expect_ok(&["drbdsetup", "down", "resource1"], "");
+    drbd_shutdown(&ctx, &disk1).expect("down");
+    assert_eq!(drbd_status(&ctx, &disk1).expect("read"), None);
+    r.finish().expect("exact commands");
+
     let (ctx, r) = ctx9();
     expect_status9(&r, "drbd9/status_connected.json");
     r.expect_ok(&["drbdsetup", "down", "resource0"], "");
