@@ -428,6 +428,9 @@ pub enum InstanceCmd {
         hypervisor_parameters: Option<String>,
         #[arg(short = 'O', long)]
         os_parameters: Option<String>,
+        /// Memory of the running instance, changed now (balloon), e.g. 512M.
+        #[arg(short = 'm', long)]
+        runtime_memory: Option<String>,
         #[arg(long, conflicts_with = "online")]
         offline: bool,
         #[arg(long)]

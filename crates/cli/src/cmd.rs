@@ -919,11 +919,19 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             backend_parameters,
             hypervisor_parameters,
             os_parameters,
+            runtime_memory,
             offline,
             online,
             force,
             job,
         } => {
+            let runtime_mem = match runtime_memory.as_deref() {
+                Some(s) => Some(
+                    maguey_model::units::parse_size_mib(s)
+                        .map_err(|e| usage(format!("-m: {e}")))?,
+                ),
+                None => None,
+            };
             let beparams = kv(&backend_parameters, "-B")?;
             let offline = if offline {
                 Some(true)
@@ -941,6 +949,7 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     hvparams: kv(&hypervisor_parameters, "-H")?,
                     osparams: kv(&os_parameters, "-O")?,
                     offline,
+                    runtime_mem,
                     force,
                 }],
                 job,

@@ -11,8 +11,25 @@ fn fmt_ts(ts: f64) -> String {
     format!("{h:02}:{m:02}:{s:02}")
 }
 
+/// A progress line of the job log (`migration active: disks 100% (...), memory 48% (...)`,
+/// `copy of disk disk/0: 30% (...)`): the last percentage in it.
+pub fn progress_of(msg: &str) -> Option<u64> {
+    if !(msg.starts_with("migration ") || msg.starts_with("copy of disk ")) {
+        return None;
+    }
+    msg.split('%')
+        .rev()
+        .skip(1)
+        .find_map(|before| before.rsplit(' ').next()?.parse::<u64>().ok())
+        .map(|p| p.min(100))
+}
+
 /// Follows a job until it is finalized, printing each new log line; returns the final job.
+/// On a terminal, progress lines (migrations, disk copies) drive a progress bar instead.
 pub async fn follow(client: &MasterClient, id: u64, quiet: bool) -> CliResult<Job> {
+    use std::io::IsTerminal;
+    let tty = !quiet && std::io::stdout().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
     let mut status: Option<JobStatus> = None;
     let mut serial = 0u64;
     loop {
@@ -25,13 +42,37 @@ pub async fn follow(client: &MasterClient, id: u64, quiet: bool) -> CliResult<Jo
         };
         let seen = serial;
         for e in job.all_log().filter(|e| e.serial > seen) {
-            if !quiet {
-                println!("{} {}", fmt_ts(e.timestamp), e.message);
-            }
             serial = serial.max(e.serial);
+            if quiet {
+                continue;
+            }
+            match progress_of(&e.message).filter(|_| tty) {
+                Some(pct) => {
+                    let b = bar.get_or_insert_with(|| {
+                        let b = indicatif::ProgressBar::new(100);
+                        if let Ok(style) =
+                            indicatif::ProgressStyle::with_template("{bar:30} {pos:>3}% {msg}")
+                        {
+                            b.set_style(style);
+                        }
+                        b
+                    });
+                    b.set_position(pct);
+                    b.set_message(e.message.clone());
+                }
+                None => {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    println!("{} {}", fmt_ts(e.timestamp), e.message);
+                }
+            }
         }
         status = Some(job.status);
         if job.status.is_finalized() {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
             return Ok(job);
         }
     }
@@ -57,5 +98,24 @@ pub async fn finish(client: &MasterClient, id: u64) -> CliResult<Job> {
                 .unwrap_or_else(|| "unknown error".into());
             Err(CliError::JobFailed(format!("job {id} failed: {msg}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_of;
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(
+            progress_of("migration active: disks 100% (64/64 MiB), memory 48% (61/128 MiB)"),
+            Some(48)
+        );
+        assert_eq!(
+            progress_of("copy of disk disk/0: 30% (19/64 MiB)"),
+            Some(30)
+        );
+        assert_eq!(progress_of("migration done: 2810 ms in all"), None);
+        assert_eq!(progress_of("starting instance vm1 on node node1"), None);
     }
 }

@@ -149,6 +149,17 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     let secs = migrate_live(&lab, "vm1", "node2");
     eprintln!("figure: live migration through Maguey (sharedfile, 128 MiB guest): {secs:.2} s");
 
+    // The balloon: the running guest gives memory back.
+    lab.maguey(&["instance", "modify", "-m", "100M", "--force", "vm1"])
+        .ok();
+    assert!(
+        wait_until(Duration::from_secs(60), || instances(&lab, "name,oper_ram")
+            .iter()
+            .any(|i| i["name"] == "vm1" && i["oper_ram"] == 100)),
+        "{:?}",
+        instances(&lab, "name,oper_ram")
+    );
+
     // Local disks: mirrored to the target, then the memory.
     add(&lab, "file", "node1", "vm2");
     wait_boot(&lab, 1, "vm2", 1);

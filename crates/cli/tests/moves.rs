@@ -200,6 +200,44 @@ fn migrate_failover_move_cleanup_evacuate_rename_reinstall() {
         assert_ne!(pnode(&lab, n), "node2", "{n}");
     }
 
+    // Runtime memory (balloon): within minmem..maxmem, only while running.
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "diskless",
+        "--no-install",
+        "-B",
+        "minmem=64M,maxmem=128M",
+        "-n",
+        "node3",
+        "m1",
+    ])
+    .ok();
+    let ram = |lab: &TestLab| {
+        instances(lab, "name,oper_ram")
+            .into_iter()
+            .find(|i| i["name"] == "m1")
+            .map(|i| i["oper_ram"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(ram(&lab), 128);
+    let serial = lab.serial();
+    lab.maguey(&["instance", "modify", "-m", "64M", "m1"]).ok();
+    assert_eq!(ram(&lab), 64);
+    assert_eq!(
+        lab.serial(),
+        serial,
+        "a runtime change is not a config change"
+    );
+    let r = lab.maguey(&["instance", "modify", "-m", "32M", "m1"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("outside"), "{}", r.stderr);
+    lab.maguey(&["instance", "stop", "m1"]).ok();
+    let r = lab.maguey(&["instance", "modify", "-m", "96M", "m1"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not running"), "{}", r.stderr);
+
     // Rename and reinstall want the instance stopped.
     let r = lab.maguey(&["instance", "rename", "e1", "renamed"]);
     assert_eq!(r.code, 1);

@@ -183,6 +183,10 @@ pub enum OpCode {
         osparams: Params,
         #[serde(default)]
         offline: Option<bool>,
+        /// Memory (MiB) of the running instance, changed now through the balloon
+        /// (Ganeti's `runtime_mem`, `modify -m`).
+        #[serde(default)]
+        runtime_mem: Option<u64>,
         #[serde(default)]
         force: bool,
     },

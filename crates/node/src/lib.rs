@@ -141,6 +141,11 @@ impl NodeRuntime {
         let fake = FakeHypervisor::new(&cfg.state_dir, &cfg.node_name, cfg.fake_memory_mib)
             .map_err(NodeError)?;
         let kvm = KvmHypervisor::new(&cfg.state_dir, &cfg.node_name).map_err(NodeError)?;
+        // `accel=auto` asks whether KVM really runs guests here (a probe of up to 3 s): ask
+        // now, in the background, so the first start or incoming migration does not wait.
+        if Path::new("/dev/kvm").exists() {
+            std::thread::spawn(hypervisor::kvm::kvm_can_run);
+        }
         Ok(NodeRuntime {
             cfg,
             fake: Arc::new(fake),

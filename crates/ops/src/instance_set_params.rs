@@ -19,6 +19,7 @@ pub struct InstanceSetParams {
     hvparams: Params,
     osparams: Params,
     offline: Option<bool>,
+    runtime_mem: Option<u64>,
     force: bool,
     updated: Option<Instance>,
 }
@@ -51,12 +52,18 @@ impl LogicalUnit for InstanceSetParams {
             hvparams,
             osparams,
             offline,
+            runtime_mem,
             force,
         } = op
         else {
             return Err(wrong_op(op));
         };
-        if beparams.is_empty() && hvparams.is_empty() && osparams.is_empty() && offline.is_none() {
+        if beparams.is_empty()
+            && hvparams.is_empty()
+            && osparams.is_empty()
+            && offline.is_none()
+            && runtime_mem.is_none()
+        {
             return Err(prereq("no changes requested"));
         }
         let inst = instance_by_name(cfg, instance_name)?;
@@ -68,6 +75,7 @@ impl LogicalUnit for InstanceSetParams {
             hvparams: hvparams.clone(),
             osparams: osparams.clone(),
             offline: *offline,
+            runtime_mem: *runtime_mem,
             force: *force,
             updated: None,
         })
@@ -179,10 +187,16 @@ impl LogicalUnit for InstanceSetParams {
                 env.log("the new memory size applies at the next start of the instance");
             }
         }
-        env.apply(Command::UpdateInstance {
-            instance: updated.clone(),
-        })?;
         let mut changes = Vec::new();
+        if let Some(mem) = self.runtime_mem {
+            self.balloon(env, &old, &node, &new_be, mem).await?;
+            changes.push(json!(["runtime_memory", mem]));
+        }
+        if updated != old {
+            env.apply(Command::UpdateInstance {
+                instance: updated.clone(),
+            })?;
+        }
         for (k, v) in &self.beparams {
             changes.push(json!([format!("be/{k}"), v]));
         }
@@ -203,5 +217,76 @@ impl LogicalUnit for InstanceSetParams {
             ));
         }
         Ok(Value::from(changes))
+    }
+}
+
+impl InstanceSetParams {
+    /// Changes the memory of the running instance through its balloon: between minmem and
+    /// maxmem (unless `force`), with the node's free memory for any increase.
+    async fn balloon(
+        &self,
+        env: &Env<'_>,
+        inst: &Instance,
+        node: &maguey_model::Node,
+        be: &BeParams,
+        mem: u64,
+    ) -> Result<(), OpError> {
+        if (mem < be.minmem || mem > be.maxmem) && !self.force {
+            return Err(prereq(format!(
+                "runtime memory {mem} MiB is outside instance {}'s range {}..{} MiB (use \
+                 --force to override)",
+                inst.name, be.minmem, be.maxmem
+            )));
+        }
+        let run: Option<InstanceRunInfo> = env
+            .rpc(
+                node,
+                NodeRequest::InstanceInfo {
+                    name: inst.name.clone(),
+                    hypervisor: inst.hypervisor.clone(),
+                },
+            )
+            .await?;
+        let Some(run) = run.filter(|r| r.state != "shutdown") else {
+            return Err(prereq(format!(
+                "instance {} is not running: its memory can only change at runtime",
+                inst.name
+            )));
+        };
+        if mem > run.memory && !self.force {
+            let cfg = env.cfg();
+            let info: NodeInfo = env
+                .rpc(
+                    node,
+                    NodeRequest::NodeInfo {
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        hypervisor: inst.hypervisor.clone(),
+                    },
+                )
+                .await?;
+            if mem - run.memory > info.memory_free {
+                return Err(prereq(format!(
+                    "node {} has {} MiB free, not enough for {} MiB more",
+                    node.name,
+                    info.memory_free,
+                    mem - run.memory
+                )));
+            }
+        }
+        env.log(format!(
+            "changing the memory of instance {} from {} to {mem} MiB",
+            inst.name, run.memory
+        ));
+        let _: Value = env
+            .rpc(
+                node,
+                NodeRequest::InstanceBalloonMemory {
+                    name: inst.name.clone(),
+                    hypervisor: inst.hypervisor.clone(),
+                    memory: mem,
+                },
+            )
+            .await?;
+        Ok(())
     }
 }

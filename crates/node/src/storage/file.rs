@@ -144,6 +144,10 @@ impl BlockStorage for FileStorage {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
         }
+        // The image provider's cloud-init seed lives beside disk 0 and goes with it.
+        let mut seed = path.clone().into_os_string();
+        seed.push(".cidata.iso");
+        let _ = std::fs::remove_file(seed);
         // Remove the instance's directory once it is empty (never the storage dir itself).
         if let Some(parent) = path.parent() {
             if parent != root && parent.starts_with(&root) {
@@ -175,7 +179,8 @@ impl BlockStorage for FileStorage {
                 let p = entry.path();
                 if ft.is_dir() {
                     stack.push(p);
-                } else if ft.is_file() {
+                } else if ft.is_file() && !p.to_string_lossy().ends_with(".cidata.iso") {
+                    // (cloud-init seeds belong to their disk 0, not orphans)
                     if let Ok(rel) = p.strip_prefix(&root) {
                         out.push(rel.to_string_lossy().into_owned());
                     }
