@@ -228,8 +228,10 @@ fn new_disk_on_drbd9_both_nodes() {
                 "1",
             ],
         );
-        // drbd_attach_net: status, local device, peer, path, resync options, connect
+        // drbd_attach_net: status, LVs active, local device, peer, path, resync options, connect
         r.expect_ok(&["drbdsetup", "status", "--json"], &empty);
+        ok(&r, &["lvchange", "-ay", &data_lv]);
+        ok(&r, &["lvchange", "-ay", &meta_lv]);
         ok(&r, &["drbdsetup", "new-resource", &res, node_id]);
         ok(&r, &["drbdsetup", "new-minor", &res, minor, "0"]);
         ok(

@@ -7,7 +7,7 @@
 //! | function | what it does on this node |
 //! |---|---|
 //! | [`drbd_create`] | data + meta LVs, fresh metadata |
-//! | [`drbd_assemble`] | local device: resource, minor, attach (no network) |
+//! | [`drbd_assemble`] | local device: LVs active, resource, minor, attach (no network) |
 //! | [`drbd_attach_net`] | assemble if needed, connect to the peer, optionally promote |
 //! | [`drbd_set_primary`] / [`drbd_set_secondary`] | role |
 //! | [`drbd_disconnect`] / [`drbd_reconnect`] | network down (StandAlone) / up again |
@@ -388,9 +388,13 @@ fn assemble_with(
     current: Option<&DrbdStatus>,
 ) -> Result<(), StorageError> {
     match current {
-        Some(st) if st.disk == DiskState::Diskless => run(r, &cmd::attach_only(d, dev)),
+        Some(st) if st.disk == DiskState::Diskless => {
+            activate_backing(r, dev)?;
+            run(r, &cmd::attach_only(d, dev))
+        }
         Some(_) => Ok(()),
         None => {
+            activate_backing(r, dev)?;
             // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
             // `Unconfigured`: its resource and minor may exist already, which is fine.
             let cmds = cmd::assemble(d, dev);
@@ -408,6 +412,12 @@ fn assemble_with(
             result
         }
     }
+}
+
+/// Makes sure both backing LVs are active (their `/dev/VG/LV` exist) before attaching.
+fn activate_backing(r: &dyn CommandRunner, dev: &DrbdDevice) -> Result<(), StorageError> {
+    lvm::activate(r, &dev.data)?;
+    lvm::activate(r, &dev.meta)
 }
 
 /// The role a node takes in [`drbd_attach_net`].

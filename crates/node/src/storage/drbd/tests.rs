@@ -77,6 +77,11 @@ fn expect_new_lvs(r: &ScriptedRunner) {
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"), "");
 }
 
+fn expect_activate(r: &ScriptedRunner) {
+    r.expect_ok(&["lvchange", "-ay", &data_lv()], "");
+    r.expect_ok(&["lvchange", "-ay", &meta_lv()], "");
+}
+
 fn net_opts(dual: bool) -> Vec<String> {
     let mut v = argv(&[
         "--protocol=C",
@@ -190,6 +195,7 @@ fn create_refuses_a_minor_in_use_and_keeps_existing_metadata() {
 #[test]
 fn attach_net_84_fresh_primary() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_activate(&r);
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach84(), "");
@@ -209,6 +215,7 @@ fn attach_net_84_fresh_primary() {
 fn attach_net_9_fresh_dual_primary() {
     let (ctx, r) = ctx9();
     expect_status9(&r, "drbd9/status_empty.json");
+    expect_activate(&r);
     r.expect_ok(&["drbdsetup", "new-resource", "resource0", "0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach9(), "");
@@ -248,6 +255,7 @@ fn attach_net_on_the_other_node_uses_its_minor_node_id_and_addresses() {
     expect_status9(&r, "drbd9/status_empty.json");
     let data = data_dev();
     let meta = meta_dev();
+    expect_activate(&r);
     r.expect_ok(&["drbdsetup", "new-resource", "resource3", "1"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource3", "3", "0"], "");
     r.expect_ok(
@@ -328,6 +336,7 @@ fn attach_net_reattaches_a_diskless_device() {
     }
     let data = data_dev();
     let meta = meta_dev();
+    expect_activate(&r);
     r.expect_ok(
         &[
             "drbdsetup",
@@ -525,6 +534,7 @@ fn shutdown_and_remove_in_both_dialects() {
 fn assemble_accepts_an_existing_unattached_resource_and_minor() {
     // /proc/drbd shows such a minor as `Unconfigured`.
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_activate(&r);
     r.expect(
         &["drbdsetup", "new-resource", "resource0"],
         CmdOutput::fail(
@@ -545,6 +555,7 @@ fn assemble_accepts_an_existing_unattached_resource_and_minor() {
 
     // Any other failure of those steps stops the assembly.
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_activate(&r);
     r.expect(
         &["drbdsetup", "new-resource", "resource0"],
         CmdOutput::fail(20, "Could not connect to 'drbd' generic netlink family\n"),
@@ -558,6 +569,7 @@ fn assemble_accepts_an_existing_unattached_resource_and_minor() {
 #[test]
 fn failed_assemble_names_the_command_and_tears_down() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_activate(&r);
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect(
@@ -708,6 +720,7 @@ fn block_storage_create_brings_the_device_up_connected() {
         ]),
         "",
     );
+    expect_activate(&r);
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach84(), "");

@@ -202,6 +202,12 @@ pub fn find(runner: &dyn CommandRunner, id: &LvId) -> Result<Option<LvInfo>, Sto
     }
 }
 
+/// Activates the LV (`lvchange -ay VG/LV`) so that `/dev/VG/LV` exists; an active LV stays
+/// as it is.
+pub fn activate(runner: &dyn CommandRunner, id: &LvId) -> Result<(), StorageError> {
+    run_checked(runner, &lvm_cmd("lvchange", &["-ay", &id.full_name()])).map(|_| ())
+}
+
 /// Every LV of the VG (for orphan checks).
 pub fn list(runner: &dyn CommandRunner, vg: &str) -> Result<Vec<LvInfo>, StorageError> {
     check_name("volume group", vg)?;
