@@ -159,6 +159,9 @@ pub fn create(
                 existing.size_mib
             )));
         }
+        if !existing.is_active() {
+            activate(runner, id)?;
+        }
         return Ok(false);
     }
     run_checked(runner, &create_argv(id, size_mib, owner))?;
@@ -206,6 +209,45 @@ pub fn find(runner: &dyn CommandRunner, id: &LvId) -> Result<Option<LvInfo>, Sto
 /// as it is.
 pub fn activate(runner: &dyn CommandRunner, id: &LvId) -> Result<(), StorageError> {
     run_checked(runner, &lvm_cmd("lvchange", &["-ay", &id.full_name()])).map(|_| ())
+}
+
+/// Renames the LV within its VG (`lvrename VG OLD NEW`: replace-disks keeps the old LVs as
+/// `<name>_replaced-<timestamp>`, template conversion renames plain LVs to DRBD children).
+pub fn rename(runner: &dyn CommandRunner, id: &LvId, new_name: &str) -> Result<LvId, StorageError> {
+    let new = LvId::new(&id.vg, new_name)?;
+    run_checked(runner, &lvm_cmd("lvrename", &[&id.vg, &id.lv, &new.lv]))?;
+    Ok(new)
+}
+
+/// Sets the owner tag to `originstname+<instance>` (instance rename), dropping the LV's other
+/// owner tags (`lvchange --deltag ... --addtag ... VG/LV`). Reads the current tags first.
+pub fn set_owner(
+    runner: &dyn CommandRunner,
+    id: &LvId,
+    instance: &str,
+) -> Result<(), StorageError> {
+    let lv = find(runner, id)?.ok_or_else(|| {
+        StorageError::Invalid(format!("logical volume {} does not exist", id.full_name()))
+    })?;
+    let tag = owner_tag(instance);
+    let mut args = Vec::new();
+    for old in lv
+        .tags
+        .iter()
+        .filter(|t| t.starts_with(OWNER_TAG_PREFIX) && **t != tag)
+    {
+        args.push("--deltag".to_string());
+        args.push(old.clone());
+    }
+    if !lv.tags.contains(&tag) {
+        args.push("--addtag".to_string());
+        args.push(tag);
+    }
+    if args.is_empty() {
+        return Ok(());
+    }
+    args.push(id.full_name());
+    run_checked(runner, &lvm_cmd("lvchange", &args)).map(|_| ())
 }
 
 /// Every LV of the VG (for orphan checks).

@@ -297,3 +297,57 @@ fn list_all_reads_every_vg() {
     assert!(e.to_string().contains("No volume groups found"), "{e}");
     r.finish().expect("exact commands");
 }
+
+#[test]
+fn create_activates_an_existing_inactive_lv() {
+    let (ctx, r) = node_a_ctx();
+    let inactive = data("lvm/lvs_one.json").replace("-wi-a-----", "-wi-------");
+    r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), &inactive);
+    r.expect_ok(&argv(&["lvchange", "-ay", &format!("xenvg/{LV}")]), "");
+    LvmStorage
+        .create(&ctx, &plain_disk("xenvg", LV, 1024))
+        .expect("exists, now active");
+    r.finish().expect("exact commands");
+}
+
+#[test]
+fn rename_and_owner_tags() {
+    let (ctx, r) = node_a_ctx();
+    let id = LvId::new("xenvg", LV).expect("valid");
+    r.expect_ok(
+        &argv(&[
+            "lvrename",
+            "xenvg",
+            LV,
+            &format!("{LV}_replaced-1764158400"),
+        ]),
+        "  Renamed \"x\" to \"y\" in volume group \"xenvg\"\n",
+    );
+    let new = rename(ctx.runner(), &id, &format!("{LV}_replaced-1764158400")).expect("renamed");
+    assert_eq!(new.lv, format!("{LV}_replaced-1764158400"));
+    assert!(rename(ctx.runner(), &id, "bad/name").is_err());
+
+    // web1.example.com → web2: old owner tag off, new one on.
+    r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), &data("lvm/lvs_one.json"));
+    r.expect_ok(
+        &argv(&[
+            "lvchange",
+            "--deltag",
+            "originstname+web1.example.com",
+            "--addtag",
+            "originstname+web2",
+            &format!("xenvg/{LV}"),
+        ]),
+        "",
+    );
+    set_owner(ctx.runner(), &id, "web2").expect("retagged");
+    // Already tagged: nothing to run.
+    r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), &data("lvm/lvs_one.json"));
+    set_owner(ctx.runner(), &id, "web1.example.com").expect("nothing to do");
+    r.expect(
+        &lvs_argv(&format!("xenvg/{LV}")),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    assert!(set_owner(ctx.runner(), &id, "web2").is_err());
+    r.finish().expect("exact commands");
+}
