@@ -268,7 +268,6 @@ impl Testbed {
         if cfg.nodes == 0 || cfg.nodes > 200 {
             bail!("between 1 and 200 nodes, please");
         }
-        let t0 = Instant::now();
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
         let dir = std::fs::canonicalize(&cfg.dir)?;
@@ -300,7 +299,6 @@ impl Testbed {
         }
         let cache = cfg.cache_dir.clone().unwrap_or_else(image::cache_dir);
         let base = image::ensure_base(&cache).context("building the node image")?;
-        let t_image = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
         let mut extra = cfg.extra_files.clone();
@@ -369,7 +367,6 @@ impl Testbed {
             boot_timeout: cfg.boot_timeout,
             kill_with_parent: cfg.kill_with_parent,
         };
-        let _ = t_image;
         // From here on, dropping `tb` (on any error) removes what was made.
         ip(&["netns", "add", &netns])?;
         tb.save()?;
