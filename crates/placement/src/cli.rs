@@ -130,6 +130,26 @@ pub enum PlanCommand {
         ignore_non_redundant: bool,
         #[arg(long)]
         offline_maintenance: bool,
+        /// Nodes rebooted together are fully evacuated (primaries migrated
+        /// away, secondaries moved elsewhere), like hroller
+        /// --full-evacuation.
+        #[arg(long)]
+        full_evacuation: bool,
+        /// Print the instance moves of each group (hroller --print-moves).
+        #[arg(long)]
+        print_moves: bool,
+        /// Only print the first group, one node per line.
+        #[arg(long)]
+        one_step_only: bool,
+        /// Do not print the header line.
+        #[arg(long)]
+        no_headers: bool,
+        /// Go on without a master node.
+        #[arg(long)]
+        force: bool,
+        /// Treat these nodes as offline (comma-separated).
+        #[arg(long, short = 'O', value_delimiter = ',')]
+        offline: Vec<String>,
     },
 }
 
@@ -526,13 +546,35 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             skip_non_redundant,
             ignore_non_redundant,
             offline_maintenance,
+            full_evacuation,
+            print_moves,
+            one_step_only,
+            no_headers,
+            force,
+            offline,
         } => {
             let path = need_text(path)?;
-            let c = text::load_text(&read(&path)?, &LoadOptions::default())?;
+            let mut c = text::load_text(&read(&path)?, &LoadOptions::default())?;
+            let masters: Vec<&str> = c
+                .nodes
+                .iter()
+                .filter(|n| n.master)
+                .map(|n| n.name.as_str())
+                .collect();
+            match masters.len() {
+                0 if !force => {
+                    return Err(anyhow!(
+                        "No master node found (maybe not supported by backend)."
+                    ))
+                }
+                0 | 1 => {}
+                _ => return Err(anyhow!("Found more than one master node: {masters:?}")),
+            }
+            set_offline(&mut c, &offline)?;
             let group = match group {
                 Some(g) => Some(
                     c.group_by_name(&g)
-                        .ok_or_else(|| anyhow!("cannot find target group {g}"))?,
+                        .ok_or_else(|| anyhow!("Cannot find target group."))?,
                 ),
                 None => None,
             };
@@ -542,12 +584,47 @@ pub fn run(cmd: PlanCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
                 skip_non_redundant,
                 ignore_non_redundant,
                 offline_maintenance,
+                full_evacuation,
             };
-            let groups = roll::reboot_groups(&c, &opts).map_err(|e| anyhow!(e))?;
-            writeln!(out, "'Node Reboot Groups'")?;
-            for g in groups {
-                let names: Vec<&str> = g.iter().map(|&n| c.nodes[n].name.as_str()).collect();
-                writeln!(out, "{}", names.join(","))?;
+            let groups = roll::plan(&c, &opts).map_err(|e| anyhow!(e))?;
+            let show = |g: &roll::RebootGroup, out: &mut dyn Write| -> anyhow::Result<()> {
+                let names: Vec<&str> = g.nodes.iter().map(|&n| c.nodes[n].name.as_str()).collect();
+                if one_step_only {
+                    for n in names {
+                        writeln!(out, "{n}")?;
+                    }
+                } else {
+                    writeln!(out, "{}", names.join(","))?;
+                }
+                if print_moves {
+                    for m in &g.moves {
+                        let inst = &c.instances[m.instance].name;
+                        match m.snode {
+                            Some(s) => writeln!(
+                                out,
+                                "  {inst} {} {}",
+                                c.nodes[m.pnode].name, c.nodes[s].name
+                            )?,
+                            None => writeln!(out, "  {inst} {}", c.nodes[m.pnode].name)?,
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if one_step_only {
+                if !no_headers {
+                    writeln!(out, "'First Reboot Group'")?;
+                }
+                if let Some(g) = groups.first() {
+                    show(g, out)?;
+                }
+            } else {
+                if !no_headers {
+                    writeln!(out, "'Node Reboot Groups'")?;
+                }
+                for g in &groups {
+                    show(g, out)?;
+                }
             }
             Ok(0)
         }
