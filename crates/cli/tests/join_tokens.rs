@@ -12,7 +12,8 @@ fn magueyd() -> &'static Path {
 
 #[test]
 fn join_tokens_are_one_time_and_checked() {
-    let lab = lab(1);
+    // node7's daemon runs in this test's own namespace: no per-node namespaces here.
+    let lab = TestLab::up_with(maguey_bin(), 1, &["--netns", "off"]);
     let ip = lab.node_ip(7);
     let token = lab
         .maguey(&["node", "add", "node7", "--address", &ip, "--token-only"])

@@ -114,9 +114,34 @@ impl TestLab {
         self.node_dir(1)
     }
 
-    /// Address of node `i`.
+    /// Address of node `i` (as the lab chose it: 10.A.B.i with network namespaces).
     pub fn node_ip(&self, i: usize) -> String {
-        format!("{}.{i}", self.prefix)
+        let lab = crate::Lab::load(self.dir.path()).ok();
+        if let Some(n) = lab.as_ref().and_then(|l| l.nodes.get(i.wrapping_sub(1))) {
+            return n.ip.clone();
+        }
+        let prefix = lab
+            .and_then(|l| l.nodes.first().map(|n| n.ip.clone()))
+            .and_then(|ip| ip.rsplit_once('.').map(|(p, _)| p.to_string()))
+            .unwrap_or_else(|| self.prefix.clone());
+        format!("{prefix}.{i}")
+    }
+
+    /// Whether each node runs in its own network namespace.
+    pub fn has_netns(&self) -> bool {
+        crate::Lab::load(self.dir.path())
+            .map(|l| l.host_bridge.is_some())
+            .unwrap_or(false)
+    }
+
+    /// Cuts node `i` off the network (its link down), or brings it back.
+    pub fn set_link(&self, i: usize, up: bool) {
+        crate::set_node_link(self.dir.path(), i, up).expect("set the node's link");
+    }
+
+    /// Kills node `i`'s daemon and VMs at once, like a power loss.
+    pub fn kill_node(&self, i: usize) {
+        crate::kill_node(self.dir.path(), i).expect("kill the node");
     }
 
     fn run_raw(&self, args: &[&str]) -> Run {

@@ -1,5 +1,10 @@
 //! Lab clusters: N real `magueyd` processes on one machine, each node with its own state
-//! directory and its own loopback address (127.A.B.i), started by `maguey lab up`.
+//! directory and its own address, started by `maguey lab up`.
+//!
+//! Run as root, each node is a separate host: its own network namespace, joined by a veth
+//! pair to a bridge in the root namespace, with its own address (10.A.B.i), its own
+//! `magueyd` and its own QEMU processes and VM bridge `br0`. Otherwise every node listens on
+//! its own loopback address (127.A.B.i) in the one namespace.
 //!
 //! `lab up` on a directory that already holds a lab restarts the daemons that are not running.
 //! The [`fixtures`] module drives the same machinery from integration tests.
@@ -38,6 +43,10 @@ pub struct UpOptions {
     /// CPUs each node reports.
     #[arg(long, default_value_t = 4)]
     pub node_cpus: u32,
+    /// Each node in its own network namespace: `auto` (when run as root), `on`, `off`. With
+    /// namespaces a 127.A.B prefix becomes 10.A.B (10.99.B for 127.0.B).
+    #[arg(long, value_enum, default_value_t = NetnsMode::Auto)]
+    pub netns: NetnsMode,
     /// Cluster name.
     #[arg(long, default_value = "maguey-lab")]
     pub cluster_name: String,
@@ -45,6 +54,14 @@ pub struct UpOptions {
     /// the cluster's kvm hvparams at it and registers the `lab-tiny` OS on every node.
     #[arg(long)]
     pub kvm: bool,
+}
+
+/// Whether lab nodes get their own network namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetnsMode {
+    Auto,
+    On,
+    Off,
 }
 
 /// What `lab up` records in `DIR/lab.json`.
@@ -56,6 +73,12 @@ pub struct Lab {
     /// The bridge the lab made for its VMs' NICs (kvm labs run as root), removed by `down`.
     #[serde(default)]
     pub bridge: Option<String>,
+    /// With network namespaces: the root namespace's bridge joining the nodes, and its
+    /// address (`/24`).
+    #[serde(default)]
+    pub host_bridge: Option<String>,
+    #[serde(default)]
+    pub host_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +86,9 @@ pub struct LabNode {
     pub name: String,
     pub ip: String,
     pub dir: PathBuf,
+    /// The node's network namespace, when it has one.
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 impl Lab {
@@ -104,13 +130,26 @@ pub fn magueyd_path() -> PathBuf {
 
 /// Starts `magueyd --state-dir DIR ARGS...` in its own session, logging to DIR/magueyd.log.
 pub fn spawn_daemon(dir: &Path, args: &[String]) -> Result<u32> {
+    spawn_daemon_in(None, dir, args)
+}
+
+/// [`spawn_daemon`] inside a network namespace (`ip netns exec NS magueyd ...`, which execs
+/// magueyd: the pid stays the daemon's).
+pub fn spawn_daemon_in(netns: Option<&str>, dir: &Path, args: &[String]) -> Result<u32> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("magueyd.log"))
         .with_context(|| format!("opening {}/magueyd.log", dir.display()))?;
-    let mut cmd = Command::new(magueyd_path());
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(magueyd_path());
+            c
+        }
+        None => Command::new(magueyd_path()),
+    };
     cmd.arg("--state-dir")
         .arg(dir)
         .args(args)
@@ -185,17 +224,31 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     if Lab::path(&dir).exists() {
         return restart(&dir).await;
     }
+    let netns = match o.netns {
+        NetnsMode::On => true,
+        NetnsMode::Off => false,
+        NetnsMode::Auto => is_root() && Path::new("/run").exists(),
+    };
+    let prefix = if netns {
+        netns_prefix(&o.address_prefix)
+    } else {
+        o.address_prefix.clone()
+    };
+    let tag = bridge_name(&dir)[3..].to_string();
     let lab = Lab {
         cluster_name: o.cluster_name.clone(),
         port: o.port,
         nodes: (1..=o.nodes)
             .map(|i| LabNode {
                 name: format!("node{i}"),
-                ip: format!("{}.{i}", o.address_prefix),
+                ip: format!("{prefix}.{i}"),
                 dir: dir.join(format!("node{i}")),
+                netns: netns.then(|| format!("mgl{tag}-{i}")),
             })
             .collect(),
         bridge: None,
+        host_bridge: netns.then(|| format!("mgh{tag}")),
+        host_ip: netns.then(|| format!("{prefix}.254")),
     };
     let mut lab = lab;
     for n in &lab.nodes {
@@ -216,9 +269,11 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     } else {
         None
     };
-    // VM NICs are taps in a bridge: a kvm lab run as root makes one for its nodes.
+    ensure_network(&lab)?;
+    // VM NICs are taps in a bridge: a kvm lab run as root makes one for its nodes (with
+    // namespaces, each node has its own `br0`, the default link).
     let mut nicparams = maguey_model::Params::new();
-    if o.kvm && is_root() {
+    if o.kvm && is_root() && !netns {
         let br = bridge_name(&dir);
         make_bridge(&br)?;
         nicparams.insert("link".into(), serde_json::json!(br));
@@ -252,7 +307,7 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     }
     lab.save(&dir)?;
     rapi_user(&dir, &first.dir)?;
-    spawn_daemon(&first.dir, &[])?;
+    spawn_daemon_in(first.netns.as_deref(), &first.dir, &[])?;
     let c = MasterClient::from_state_dir(&first.dir)?;
     wait_for_master(&c, Duration::from_secs(30)).await?;
     for n in &lab.nodes[1..] {
@@ -264,7 +319,8 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
                 group: None,
             })
             .await?;
-        spawn_daemon(
+        spawn_daemon_in(
+            n.netns.as_deref(),
             &n.dir,
             &[
                 "--join".into(),
@@ -319,6 +375,7 @@ async fn restart(dir: &Path) -> Result<Lab> {
     if let Some(m) = lab.master_dir() {
         rapi_user(dir, m)?;
     }
+    ensure_network(&lab)?;
     for n in &lab.nodes {
         if !n.dir.join("daemon.json").exists() {
             continue;
@@ -326,7 +383,7 @@ async fn restart(dir: &Path) -> Result<Lab> {
         if pid_of(&n.dir).is_some_and(alive) {
             continue;
         }
-        spawn_daemon(&n.dir, &[])?;
+        spawn_daemon_in(n.netns.as_deref(), &n.dir, &[])?;
     }
     let master = lab.master_dir().context("the lab has no nodes")?;
     let c = MasterClient::from_state_dir(master)?;
@@ -438,6 +495,7 @@ pub fn down(dir: &Path) -> Result<usize> {
     if let Some(br) = &lab.bridge {
         let _ = ip(&["link", "del", "dev", br]);
     }
+    remove_network(&lab);
     Ok(pids.len())
 }
 
@@ -475,4 +533,106 @@ fn make_bridge(name: &str) -> Result<()> {
         ip(&["link", "add", "name", name, "type", "bridge"])?;
     }
     ip(&["link", "set", "dev", name, "up"])
+}
+
+/// The 10.A.B prefix a namespaced lab uses for `--address-prefix` 127.A.B (10.99.B for
+/// 127.0.B, the default, to stay clear of common 10.0.x networks); other prefixes as given.
+pub fn netns_prefix(prefix: &str) -> String {
+    match prefix.split('.').collect::<Vec<_>>().as_slice() {
+        ["127", "0", c] => format!("10.99.{c}"),
+        ["127", b, c] => format!("10.{b}.{c}"),
+        _ => prefix.to_string(),
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+/// The host end of node `i`'s veth pair.
+fn veth_name(lab: &Lab, i: usize) -> Option<String> {
+    let br = lab.host_bridge.as_deref()?;
+    Some(format!("mgv{}-{i}", &br[3..]))
+}
+
+/// Makes the lab's network (idempotent): with namespaces, a bridge in the root namespace
+/// holding the host's address, and per node a namespace with `lo`, `eth0` (a veth pair
+/// whose other end is on the bridge) and `br0` for its VMs.
+pub fn ensure_network(lab: &Lab) -> Result<()> {
+    let (Some(br), Some(host_ip)) = (&lab.host_bridge, &lab.host_ip) else {
+        return Ok(());
+    };
+    make_bridge(br)?;
+    let cidr = format!("{host_ip}/24");
+    let has_ip = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", br])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&cidr))
+        .unwrap_or(false);
+    if !has_ip {
+        ip(&["addr", "add", &cidr, "dev", br])?;
+    }
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let Some(ns) = &n.netns else { continue };
+        let host_end = veth_name(lab, i + 1).context("no host bridge")?;
+        if !netns_exists(ns) {
+            ip(&["netns", "add", ns])?;
+        }
+        let inside = |args: &[&str]| -> Result<()> {
+            let mut v = vec!["netns", "exec", ns.as_str(), "ip"];
+            v.extend_from_slice(args);
+            ip(&v)
+        };
+        inside(&["link", "set", "lo", "up"])?;
+        if !link_exists(&host_end) {
+            let peer = format!("{host_end}p");
+            ip(&[
+                "link", "add", &host_end, "type", "veth", "peer", "name", &peer, "netns", ns,
+            ])?;
+            inside(&["link", "set", &peer, "name", "eth0"])?;
+            inside(&["addr", "add", &format!("{}/24", n.ip), "dev", "eth0"])?;
+        }
+        ip(&["link", "set", &host_end, "master", br, "up"])?;
+        inside(&["link", "set", "eth0", "up"])?;
+        // The node's own bridge for its VMs' taps (Ganeti's default NIC link is br0).
+        let _ = inside(&["link", "add", "name", "br0", "type", "bridge"]);
+        inside(&["link", "set", "br0", "up"])?;
+    }
+    Ok(())
+}
+
+/// Removes what [`ensure_network`] made (the veth pairs go with their namespaces).
+fn remove_network(lab: &Lab) {
+    for n in &lab.nodes {
+        if let Some(ns) = &n.netns {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+    if let Some(br) = &lab.host_bridge {
+        let _ = ip(&["link", "del", "dev", br]);
+    }
+}
+
+/// Cuts node `i` (1-based) off the lab's network (`ip link set ... down` on its veth), or
+/// brings it back: the node keeps running, unreachable, like a host whose cable was pulled.
+pub fn set_node_link(dir: &Path, i: usize, up: bool) -> Result<()> {
+    let lab = Lab::load(dir)?;
+    let host_end = veth_name(&lab, i).context("the lab has no network namespaces")?;
+    ip(&["link", "set", "dev", &host_end, if up { "up" } else { "down" }])
+}
+
+/// Kills node `i`'s daemon and its VMs at once (SIGKILL), like a host losing power.
+pub fn kill_node(dir: &Path, i: usize) -> Result<()> {
+    let lab = Lab::load(dir)?;
+    let n = lab.nodes.get(i.wrapping_sub(1)).context("no such node")?;
+    if let Some(p) = pid_of(&n.dir).filter(|p| alive(*p)) {
+        // SAFETY: kill(2) on the lab's own daemon.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    maguey_node::hypervisor::kvm::kill_all(&n.dir);
+    Ok(())
 }

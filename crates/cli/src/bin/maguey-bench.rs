@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         node_cpus: 64,
         cluster_name: "bench".into(),
         kvm: false,
+        netns: maguey_lab::NetnsMode::Auto,
     };
     let t = Instant::now();
     let lab = maguey_lab::up(&opts).await?;
