@@ -622,7 +622,8 @@ fn remove_network(lab: &Lab) {
 pub fn set_node_link(dir: &Path, i: usize, up: bool) -> Result<()> {
     let lab = Lab::load(dir)?;
     let host_end = veth_name(&lab, i).context("the lab has no network namespaces")?;
-    ip(&["link", "set", "dev", &host_end, if up { "up" } else { "down" }])
+    let state = if up { "up" } else { "down" };
+    ip(&["link", "set", "dev", &host_end, state])
 }
 
 /// Kills node `i`'s daemon and its VMs at once (SIGKILL), like a host losing power.
