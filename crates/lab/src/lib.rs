@@ -11,6 +11,8 @@
 
 pub mod fixtures;
 pub mod guest;
+pub mod vmlab;
+pub mod vmnodes;
 
 use anyhow::{bail, Context, Result};
 use maguey_daemon::api::JoinTokenRequest;
@@ -54,6 +56,10 @@ pub struct UpOptions {
     /// the cluster's kvm hvparams at it and registers the `lab-tiny` OS on every node.
     #[arg(long)]
     pub kvm: bool,
+    /// Nodes as QEMU VMs (real LVM, DRBD, nested KVM; see `vmnodes`) instead of processes:
+    /// how many. 0: a lab of processes.
+    #[arg(long, default_value_t = 0)]
+    pub vm_nodes: usize,
 }
 
 /// Whether lab nodes get their own network namespaces.
@@ -212,6 +218,9 @@ fn alive(pid: i32) -> bool {
 
 /// Starts a lab (or restarts the stopped daemons of an existing one).
 pub async fn up(o: &UpOptions) -> Result<Lab> {
+    if o.vm_nodes > 0 || vmnodes::is_vm_lab(&o.dir) {
+        return vmnodes::up(o).await;
+    }
     if o.nodes == 0 || o.nodes > 250 {
         bail!("--nodes must be between 1 and 250");
     }
@@ -393,6 +402,9 @@ async fn restart(dir: &Path) -> Result<Lab> {
 
 /// The `export` lines that point the CLI at the lab.
 pub fn env(dir: &Path) -> Result<String> {
+    if vmnodes::is_vm_lab(dir) {
+        return vmnodes::env(dir);
+    }
     let dir = dir
         .canonicalize()
         .with_context(|| format!("no lab in {}", dir.display()))?;
@@ -467,6 +479,9 @@ pub fn rapi_user(dir: &Path, master_dir: &Path) -> Result<RapiCredentials> {
 
 /// Stops every daemon of the lab (SIGTERM, then SIGKILL after 5 s). Returns how many ran.
 pub fn down(dir: &Path) -> Result<usize> {
+    if vmnodes::is_vm_lab(dir) {
+        return vmnodes::down(dir);
+    }
     let lab = Lab::load(dir)?;
     let pids: Vec<i32> = lab
         .nodes

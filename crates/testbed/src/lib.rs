@@ -36,7 +36,8 @@ pub const VG_NAME: &str = "xenvg";
 /// Default timeout of [`Testbed::run`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const STATE_FILE: &str = "testbed.json";
-const BRIDGE: &str = "br0";
+/// The bridge in the testbed's namespace that holds the nodes' taps (and `10.77.S.254`).
+pub const BRIDGE: &str = "br0";
 
 /// How to build a testbed.
 #[derive(Debug, Clone)]
@@ -69,6 +70,10 @@ pub struct TestbedConfig {
     /// process killed by a CI timeout leaves no QEMU behind. Default true; the
     /// `maguey-testbed up` command, whose VMs outlive it, sets it to false.
     pub kill_with_parent: bool,
+    /// Number in the first node's name: node `i` is `node{i + first_node_number}` (its
+    /// hostname and its `/etc/hosts` name). Default 0; the lab uses 1 (`node1`, `node2`, like
+    /// its cluster's node names).
+    pub first_node_number: usize,
 }
 
 impl TestbedConfig {
@@ -88,6 +93,7 @@ impl TestbedConfig {
             boot_timeout: Duration::from_secs(180),
             qemu: None,
             kill_with_parent: true,
+            first_node_number: 0,
         }
     }
 }
@@ -315,7 +321,7 @@ impl Testbed {
             .map(|i| {
                 let f = |suffix: &str| dir.join(format!("node{i}.{suffix}"));
                 NodeState {
-                    name: format!("node{i}"),
+                    name: format!("node{}", i + cfg.first_node_number),
                     ip: Ipv4Addr::new(10, 77, cfg.subnet, (i + 1) as u8),
                     mac: format!("52:54:00:77:{:02x}:{:02x}", cfg.subnet, i + 1),
                     tap: format!("tap{i}"),

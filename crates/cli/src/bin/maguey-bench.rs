@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         node_cpus: 64,
         cluster_name: "bench".into(),
         kvm: false,
+        vm_nodes: 0,
         netns: maguey_lab::NetnsMode::Auto,
     };
     let t = Instant::now();

@@ -1,0 +1,257 @@
+//! Fixture for tests on a cluster of node VMs (real LVM, DRBD 8.4, nested KVM): see
+//! [`crate::vmnodes`].
+//!
+//! ```no_run
+//! # use maguey_lab::vmlab::VmLab;
+//! # let maguey = std::path::Path::new("target/debug/maguey");
+//! let lab = VmLab::up(maguey, 2);                   // VMs die with this thread, or on drop
+//! lab.maguey(&["node", "list"]).ok();               // the host's CLI against the master
+//! let out = lab.run_ok(2, "lvs --reportformat json"); // a script in node2 (1-based)
+//! ```
+//!
+//! Nodes are numbered from 1, like their cluster names (`node1` is the master, at
+//! `10.77.S.1`); [`VmLab::testbed`] gives the testbed itself (0-based) for anything else.
+
+use crate::fixtures::Run;
+use crate::vmnodes::{self, VmLabState, VmOptions};
+use crate::Lab;
+use maguey_testbed::Testbed;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A running cluster of node VMs in a temporary directory, torn down when dropped (VMs,
+/// network namespace, veth).
+pub struct VmLab {
+    pub dir: tempfile::TempDir,
+    pub maguey: PathBuf,
+    pub lab: Lab,
+    pub state: VmLabState,
+    tb: Option<Testbed>,
+}
+
+impl VmLab {
+    /// Boots `nodes` node VMs and forms their cluster from this process: the VMs die with the
+    /// calling thread even if the test process is killed.
+    pub fn up(maguey: &Path, nodes: usize) -> VmLab {
+        Self::up_with(maguey, VmOptions::new(nodes, "/unused"))
+    }
+
+    /// [`VmLab::up`] with options (memory, disk size, more files for the image); `dir` is
+    /// replaced by a temporary directory.
+    pub fn up_with(maguey: &Path, mut o: VmOptions) -> VmLab {
+        let dir = temp_dir();
+        o.dir = dir.path().to_path_buf();
+        o.kill_with_parent = true;
+        if o.magueyd.is_none() {
+            o.magueyd = maguey
+                .parent()
+                .map(|p| p.join("magueyd"))
+                .filter(|p| p.is_file());
+        }
+        let (lab, tb) = match vmnodes::up_blocking(&o) {
+            Ok(x) => x,
+            Err(e) => panic!("lab up --vm-nodes {} failed: {e:#}", o.nodes),
+        };
+        let state = VmLabState::load(dir.path()).expect("vmlab.json");
+        VmLab {
+            dir,
+            maguey: maguey.to_path_buf(),
+            lab,
+            state,
+            tb,
+        }
+    }
+
+    /// Boots the lab with the CLI, `maguey lab up --vm-nodes N --dir TMP` (the VMs outlive
+    /// that command; dropping this value runs `maguey lab down`).
+    pub fn up_cli(maguey: &Path, nodes: usize) -> VmLab {
+        let dir = temp_dir();
+        let d = dir.path().display().to_string();
+        let n = nodes.to_string();
+        let o = Command::new(maguey)
+            .args(["lab", "up", "--vm-nodes", &n, "--dir", &d])
+            .output()
+            .expect("running maguey lab up");
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        if r.code != 0 {
+            let _ = vmnodes::down(dir.path());
+            panic!("lab up --vm-nodes failed\n{}\n{}", r.stdout, r.stderr);
+        }
+        let state = VmLabState::load(dir.path()).expect("vmlab.json");
+        let lab = Lab::load(dir.path()).expect("lab.json");
+        let tb = Testbed::attach(&state.testbed_dir).expect("testbed.json");
+        VmLab {
+            dir,
+            maguey: maguey.to_path_buf(),
+            lab,
+            state,
+            tb: Some(tb),
+        }
+    }
+
+    /// The testbed (node indices from 0: node `n` is index `n - 1`).
+    pub fn testbed(&self) -> &Testbed {
+        self.tb.as_ref().expect("the lab is down")
+    }
+
+    pub fn testbed_mut(&mut self) -> &mut Testbed {
+        self.tb.as_mut().expect("the lab is down")
+    }
+
+    /// Runs `maguey ARGS` on the host against the master (`MAGUEY_DIR` = the client dir).
+    pub fn maguey(&self, args: &[&str]) -> Run {
+        let o = Command::new(&self.maguey)
+            .args(args)
+            .env("MAGUEY_DIR", &self.state.client_dir)
+            .env_remove("MAGUEY_CLUSTER")
+            .output()
+            .expect("running maguey");
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// The `MAGUEY_DIR` of the host's CLI.
+    pub fn client_dir(&self) -> &Path {
+        &self.state.client_dir
+    }
+
+    fn index(&self, node: usize) -> usize {
+        assert!(
+            node >= 1 && node <= self.state.nodes,
+            "no node {node}: nodes are numbered 1..={}",
+            self.state.nodes
+        );
+        node - 1
+    }
+
+    /// Runs a shell script (dash) in node `node` (1-based) through its agent: exit code and
+    /// output (stdout and stderr together). Panics if the agent fails or it times out (120 s).
+    pub fn run(&self, node: usize, script: &str) -> (i32, String) {
+        let i = self.index(node);
+        match self.testbed().run(i, script) {
+            Ok(r) => r,
+            Err(e) => panic!("node{node}: {e:#}"),
+        }
+    }
+
+    /// [`VmLab::run`] that panics unless the script exits 0; returns its output.
+    pub fn run_ok(&self, node: usize, script: &str) -> String {
+        let (code, out) = self.run(node, script);
+        assert_eq!(code, 0, "node{node}: {script:?} exited with {code}:\n{out}");
+        out
+    }
+
+    /// Runs a script with a timeout; the output says whether it timed out.
+    pub fn exec(
+        &self,
+        node: usize,
+        script: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<maguey_testbed::agent::Output> {
+        let i = self.index(node);
+        self.testbed().exec(i, script, timeout)
+    }
+
+    /// Node `node`'s cluster name (`nodeN`).
+    pub fn node_name(&self, node: usize) -> String {
+        format!("node{}", self.index(node) + 1)
+    }
+
+    /// Node `node`'s address (primary and secondary IP).
+    pub fn node_ip(&self, node: usize) -> String {
+        self.state.node_ip(self.index(node) + 1)
+    }
+
+    /// Kills node `node`'s VM at once (power cut). Its disk (and `xenvg`) stays; its
+    /// `magueyd` state, in the VM's memory, is lost.
+    pub fn power_off(&mut self, node: usize) {
+        let i = self.index(node);
+        if let Err(e) = self.testbed_mut().power_off(i) {
+            panic!("power off node{node}: {e:#}");
+        }
+    }
+
+    /// Boots node `node` again (same disk) and waits for its agent; returns the boot time.
+    /// `magueyd` is not started (see [`VmLab::start_daemon`]).
+    pub fn power_on(&mut self, node: usize) -> f64 {
+        let i = self.index(node);
+        match self.testbed_mut().power_on(i) {
+            Ok(s) => s,
+            Err(e) => panic!("power on node{node}: {e:#}"),
+        }
+    }
+
+    /// Starts `magueyd` in node `node` (in the background, logging to `/var/log/magueyd.log`).
+    pub fn start_daemon(&self, node: usize, args: &[String]) {
+        if let Err(e) = vmnodes::start_daemon(self.testbed(), node, args) {
+            panic!("{e:#}");
+        }
+    }
+
+    /// Cuts node `node`'s network (its tap goes down).
+    pub fn cut_link(&self, node: usize) {
+        let i = self.index(node);
+        if let Err(e) = self.testbed().cut_link(i) {
+            panic!("cut link of node{node}: {e:#}");
+        }
+    }
+
+    pub fn restore_link(&self, node: usize) {
+        let i = self.index(node);
+        if let Err(e) = self.testbed().restore_link(i) {
+            panic!("restore link of node{node}: {e:#}");
+        }
+    }
+
+    /// The end of every node's magueyd log, for failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.state.nodes)
+            .map(|n| vmnodes::node_log_tail(self.testbed(), n))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Tears the lab down now (as dropping it does), reporting errors.
+    pub fn down(mut self) -> anyhow::Result<usize> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        if let Some(tb) = self.tb.take() {
+            n = (0..tb.nodes())
+                .filter(|&i| tb.pid(i).is_some_and(maguey_testbed::pid_alive))
+                .count();
+            // Kills (and reaps) the VMs, deletes the namespace.
+            tb.down()?;
+        }
+        if vmnodes::is_vm_lab(self.dir.path()) {
+            vmnodes::down(self.dir.path())?;
+        }
+        Ok(n)
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    // Short: QEMU's unix socket paths must fit in 107 bytes.
+    tempfile::Builder::new()
+        .prefix("mgvl-")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
+
+impl Drop for VmLab {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("VmLab teardown: {e:#}");
+        }
+    }
+}
