@@ -279,8 +279,107 @@ pub fn standard(
     })
 }
 
-/// Tiered allocation (hspace `--tiered-alloc`): allocate, then shrink the
-/// spec along the most frequent failure and continue.
+/// One trial allocation of a spec on a fixed cluster state: whether it
+/// fits and its raw failure list. Cached per spec while the tiered search
+/// looks for the next spec (the cluster does not change meanwhile).
+struct Trials<'a> {
+    c: &'a Cluster,
+    opts: &'a AllocOptions,
+    cands: Vec<usize>,
+    stats: Stats,
+    cache: std::collections::HashMap<SpecKey, (bool, Vec<FailMode>)>,
+}
+
+impl<'a> Trials<'a> {
+    fn new(c: &'a Cluster, opts: &'a AllocOptions) -> Self {
+        Trials {
+            c,
+            opts,
+            cands: alloc_nodes(c),
+            stats: Stats::new(c.nodes.iter()),
+            cache: Default::default(),
+        }
+    }
+    fn get(&mut self, i: &Instance) -> std::result::Result<(bool, Vec<FailMode>), String> {
+        let key = spec_key(i);
+        if let Some(r) = self.cache.get(&key) {
+            return Ok(r.clone());
+        }
+        let sol = try_alloc(
+            self.c,
+            &self.stats,
+            i,
+            &self.cands,
+            i.template.required_nodes(),
+            self.opts,
+        )?;
+        let r = (sol.best.is_some(), sol.failures);
+        self.cache.insert(key, r.clone());
+        Ok(r)
+    }
+}
+
+/// Failure modes by ascending count, stable (htools' `sortBy (comparing snd)`).
+fn sorted_modes(f: &FailStats) -> Vec<FailMode> {
+    let mut v = f.clone();
+    v.sort_by_key(|x| x.1);
+    v.into_iter().map(|x| x.0).collect()
+}
+
+type SpecKey = (i64, i64, i64, i64);
+
+fn spec_key(i: &Instance) -> SpecKey {
+    let s = spec_of(i);
+    (s.mem, s.disk, s.cpu, s.spindles)
+}
+
+/// htools' `sufficesShrinking`: shrink `inst` along `fm` (starting with
+/// `inst` itself) while `fm` is among the failures, until a spec fits.
+/// The walk from a spec along `fm` is deterministic, so its answer is
+/// remembered for every spec passed (the unwinding walks overlap).
+fn suffices_shrinking(
+    t: &mut Trials,
+    memo: &mut std::collections::HashMap<(SpecKey, FailMode), Option<Instance>>,
+    inst: &Instance,
+    fm: FailMode,
+) -> std::result::Result<Option<Instance>, String> {
+    let mut cur = inst.clone();
+    let mut path: Vec<SpecKey> = vec![];
+    let ans = loop {
+        let key = spec_key(&cur);
+        if let Some(r) = memo.get(&(key, fm)) {
+            break r.clone();
+        }
+        path.push(key);
+        let (ok, fails) = t.get(&cur)?;
+        if ok {
+            break Some(cur);
+        }
+        if !fails.contains(&fm) {
+            break None;
+        }
+        match shrink(&cur, fm) {
+            Some(n) => cur = n,
+            None => break None,
+        }
+    };
+    for k in path {
+        memo.insert((k, fm), ans.clone());
+    }
+    Ok(ans)
+}
+
+/// Tiered allocation (hspace `--tiered-alloc`, htools' `tieredAlloc`):
+/// allocate the spec until it fails, then continue with a smaller spec.
+///
+/// htools recurses: it first shrinks the spec by one unit of its most
+/// frequent failure and recurses (where the shrunk spec's own failures
+/// choose the next unit, and so on down to the smallest spec); if nothing
+/// below fits, each spec of that chain, the smallest first, tries its "big
+/// steps" (`sufficesShrinking` along each failure mode, most frequent
+/// first). This is the same search without the recursion: the chain of
+/// one-unit shrinks, then the big steps unwinding from its end; the first
+/// spec that fits is where the allocation continues.
 pub fn tiered(
     c: &Cluster,
     inst: &Instance,
@@ -296,7 +395,10 @@ pub fn tiered(
         let (n, fails) = iterate_alloc(&mut c, &cur, remaining, opts)?;
         failures = fails;
         if n > 0 {
-            specs.push((spec_of(&cur), n));
+            match specs.last_mut() {
+                Some(last) if last.0 == spec_of(&cur) => last.1 += n,
+                _ => specs.push((spec_of(&cur), n)),
+            }
         }
         if let Some(r) = remaining.as_mut() {
             *r = r.saturating_sub(n);
@@ -304,39 +406,32 @@ pub fn tiered(
                 break;
             }
         }
-        // failure modes, least frequent first (stable), as htools sorts them
-        let mut sorted = failures.clone();
-        sorted.sort_by_key(|x| x.1);
-        let modes: Vec<FailMode> = sorted.iter().map(|x| x.0).collect();
-        // shrink along the most frequent failure; if that cannot lead to a
-        // placement, try shrinking along the other failures
+        let mut t = Trials::new(&c, opts);
+        // the chain of one-unit shrinks along the most frequent failure
+        let mut chain: Vec<(Instance, Vec<FailMode>)> =
+            vec![(cur.clone(), sorted_modes(&failures))];
         let mut next = None;
-        for (k, fm) in modes.iter().rev().enumerate() {
-            if k > 0 && sorted.iter().find(|x| x.0 == *fm).is_none_or(|x| x.1 == 0) {
-                continue;
-            }
-            let mut cand = cur.clone();
-            while let Some(s) = shrink(&cand, *fm) {
-                cand = s;
-                let stats = Stats::new(c.nodes.iter());
-                let sol = try_alloc(
-                    &c,
-                    &stats,
-                    &cand,
-                    &alloc_nodes(&c),
-                    cand.template.required_nodes(),
-                    opts,
-                )?;
-                if sol.best.is_some() {
-                    next = Some(cand.clone());
-                    break;
-                }
-                if !sol.failures.contains(fm) {
-                    break;
-                }
-            }
-            if next.is_some() {
+        loop {
+            let (last, modes) = &chain[chain.len() - 1];
+            let Some(fm) = modes.last() else { break };
+            let Some(i2) = shrink(last, *fm) else { break };
+            let (ok, fails) = t.get(&i2)?;
+            if ok {
+                next = Some(i2);
                 break;
+            }
+            let modes = sorted_modes(&collapse(&fails));
+            chain.push((i2, modes));
+        }
+        if next.is_none() {
+            let mut memo = Default::default();
+            'unwind: for (i, modes) in chain.iter().rev() {
+                for fm in modes.iter().rev() {
+                    if let Some(i3) = suffices_shrinking(&mut t, &mut memo, i, *fm)? {
+                        next = Some(i3);
+                        break 'unwind;
+                    }
+                }
             }
         }
         match next {

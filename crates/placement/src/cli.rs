@@ -321,6 +321,16 @@ fn print_capacity(
         } else {
             "HTS_ALLOC"
         };
+        writeln!(
+            out,
+            "{}_SCORE={:.8}",
+            if kind == "tiered" {
+                "HTS_TRL"
+            } else {
+                "HTS_FIN"
+            },
+            crate::score::score(&r.cluster.nodes)
+        )?;
         writeln!(out, "{p}_INSTANCES={}", r.count())?;
         writeln!(out, "{p}_FAIL_REASON={}", reason.to_uppercase())?;
         for (f, n) in &r.failures {

@@ -222,3 +222,58 @@ fn balance_with_offline_node_matches_hbal() {
     .expect("args");
     assert!(run(a.cmd, &mut Vec::new()).is_err());
 }
+
+/// Tiered capacity follows hspace's `tieredAlloc` exactly: the same
+/// sequence of specs and counts (`HTS_TSPEC`) and the same final score, on
+/// generated populated clusters and on simulated ones (expected values
+/// from hspace 3.0.2, tests/data/expected_hspace_tiered.txt).
+#[test]
+fn tiered_capacity_equals_hspace_tiered_alloc() {
+    let exp = std::fs::read_to_string(data("expected_hspace_tiered.txt")).expect("expected");
+    let mut n = 0;
+    let mut multi_tier = 0;
+    for line in exp.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 4, "{line}");
+        let mut args: Vec<String> = vec!["capacity".into()];
+        match f[0].split_once(':') {
+            Some(("t", file)) => args.extend(["--text".into(), data(file)]),
+            Some(("s", sims)) => {
+                for s in sims.split('+') {
+                    args.push(format!("--simulate={s}"));
+                }
+            }
+            _ => panic!("bad source {}", f[0]),
+        }
+        args.extend([
+            "--tiered-alloc=1t,32g,8".to_string(),
+            format!("--disk-template={}", f[1]),
+            "--machine-readable".into(),
+        ]);
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let (code, out) = plan(&a);
+        assert_eq!(code, 0);
+        let tspec = f[3].replace(';', " ");
+        assert!(
+            out.contains(&format!("HTS_TSPEC='{tspec}'\n")),
+            "{} {}: expected {tspec}\n{out}",
+            f[0],
+            f[1]
+        );
+        assert!(
+            out.contains(&format!("HTS_TRL_SCORE={}\n", f[2])),
+            "{} {}: score {}\n{out}",
+            f[0],
+            f[1],
+            f[2]
+        );
+        if tspec.split(' ').count() > 10 {
+            multi_tier += 1;
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 15 && multi_tier >= 8,
+        "{n} cases, {multi_tier} with many tiers"
+    );
+}
