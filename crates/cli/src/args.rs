@@ -129,6 +129,9 @@ pub enum ClusterCmd {
         /// MAC prefix of generated addresses.
         #[arg(long, default_value = "aa:00:00")]
         mac_prefix: String,
+        /// LVM volume group of `plain` and `drbd` disks on every node.
+        #[arg(long, default_value = maguey_model::DEFAULT_VG_NAME)]
+        vg_name: String,
         /// Cluster-level backend parameters, k=v,...
         #[arg(short = 'B', long)]
         backend_parameters: Option<String>,
@@ -464,6 +467,9 @@ pub struct InstanceAdd {
     pub no_install: bool,
     #[arg(long)]
     pub no_start: bool,
+    /// `drbd`: do not wait for the initial resync of the new disks.
+    #[arg(long)]
+    pub no_wait_for_sync: bool,
     /// HYPERVISOR[:k=v,...].
     #[arg(short = 'H', long)]
     pub hypervisor: Option<String>,

@@ -172,6 +172,7 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             enabled_hypervisors,
             enabled_disk_templates,
             mac_prefix,
+            vg_name,
             backend_parameters,
             nic_parameters,
             fake_memory,
@@ -216,7 +217,8 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 fake_memory_mib: fake_memory,
                 fake_cpus: None,
             };
-            maguey_daemon::init::init_cluster(&params).map_err(|e| usage(format!("{e:#}")))?;
+            maguey_daemon::init::init_cluster_with_vg(&params, &vg_name)
+                .map_err(|e| usage(format!("{e:#}")))?;
             if !no_start {
                 maguey_lab::spawn_daemon(dir, &[])
                     .map_err(|e| CliError::Other(format!("{e:#}")))?;
@@ -596,6 +598,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         let mut size = None;
         let mut mode = None;
         let mut name = None;
+        let mut vg = None;
         for (k, v) in p {
             let v = v.as_str().unwrap_or_default().to_string();
             match k.as_str() {
@@ -604,15 +607,24 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
                 }
                 "mode" => mode = Some(v),
                 "name" => name = Some(v),
+                "vg" => vg = Some(v),
                 other => {
                     return Err(usage(format!(
-                        "--disk {i}: unknown key '{other}' (size, mode, name)"
+                        "--disk {i}: unknown key '{other}' (size, mode, name, vg)"
                     )))
                 }
             }
         }
         let size = size.ok_or_else(|| usage(format!("--disk {i}: size is required")))?;
-        disks.push((i, DiskSpec { size, mode, name }));
+        disks.push((
+            i,
+            DiskSpec {
+                size,
+                mode,
+                name,
+                vg,
+            },
+        ));
     }
     let disks = in_order(disks, "--disk")?;
     let mut nics = Vec::new();
@@ -678,6 +690,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         hvparams,
         beparams,
         iallocator: a.iallocator.clone(),
+        wait_for_sync: !a.no_wait_for_sync,
         tags: a
             .tags
             .as_deref()

@@ -7,8 +7,8 @@
 
 use maguey_model::names::validate_hostname;
 use maguey_model::{
-    AdminState, Cluster, ConfigData, Disk, Instance, JoinToken, Node, NodeGroup, CONFIG_VERSION,
-    DISK_TEMPLATES, HYPERVISORS,
+    AdminState, Cluster, ConfigData, Disk, Instance, JoinToken, LogicalId, Node, NodeGroup,
+    CONFIG_VERSION, DISK_TEMPLATES, DRBD_MAX_MINOR, DRBD_PORT_FIRST, DRBD_PORT_LAST, HYPERVISORS,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -553,6 +553,101 @@ fn any_disk(disks: &[Disk], f: &mut impl FnMut(&Disk) -> bool) -> bool {
         .any(|d| f(d) || (!d.children.is_empty() && any_disk(&d.children, f)))
 }
 
+/// DRBD disks: ports in Ganeti's pool, two different known nodes, and each port and each
+/// (node, minor) used by one disk of the whole cluster only (Ganeti's `tcpudp_port_pool` and
+/// per-node minors).
+fn check_drbd(state: &ConfigData, inst: &Instance) -> Result<(), ConfigError> {
+    let mut ports: Vec<u16> = Vec::new();
+    let mut minors: Vec<(&str, u32)> = Vec::new();
+    for d in all_disks(&inst.disks) {
+        let LogicalId::Drbd {
+            node_a,
+            node_b,
+            port,
+            minor_a,
+            minor_b,
+            secret,
+        } = &d.logical_id
+        else {
+            continue;
+        };
+        if !(DRBD_PORT_FIRST..=DRBD_PORT_LAST).contains(port) {
+            return Err(ConfigError::Invalid(format!(
+                "disk {} of instance '{}': DRBD port {port} is outside {DRBD_PORT_FIRST}-{DRBD_PORT_LAST}",
+                d.iv_name, inst.name
+            )));
+        }
+        if node_a == node_b {
+            return Err(ConfigError::Invalid(format!(
+                "disk {} of instance '{}': both DRBD ends are the same node",
+                d.iv_name, inst.name
+            )));
+        }
+        node(state, node_a)?;
+        node(state, node_b)?;
+        if *minor_a > DRBD_MAX_MINOR || *minor_b > DRBD_MAX_MINOR {
+            return Err(ConfigError::Invalid(format!(
+                "disk {} of instance '{}': DRBD minor above {DRBD_MAX_MINOR}",
+                d.iv_name, inst.name
+            )));
+        }
+        if secret.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "disk {} of instance '{}': empty DRBD secret",
+                d.iv_name, inst.name
+            )));
+        }
+        if ports.contains(port) {
+            return Err(ConfigError::Invalid(format!(
+                "DRBD port {port} is used twice by instance '{}'",
+                inst.name
+            )));
+        }
+        ports.push(*port);
+        for m in [(node_a.as_str(), *minor_a), (node_b.as_str(), *minor_b)] {
+            if minors.contains(&m) {
+                return Err(ConfigError::Invalid(format!(
+                    "DRBD minor {} of node {} is used twice by instance '{}'",
+                    m.1, m.0, inst.name
+                )));
+            }
+            minors.push(m);
+        }
+    }
+    if ports.is_empty() {
+        return Ok(());
+    }
+    for other in state.instances.values().filter(|o| o.uuid != inst.uuid) {
+        for d in all_disks(&other.disks) {
+            if let LogicalId::Drbd {
+                node_a,
+                node_b,
+                port,
+                minor_a,
+                minor_b,
+                ..
+            } = &d.logical_id
+            {
+                if ports.contains(port) {
+                    return Err(ConfigError::Invalid(format!(
+                        "DRBD port {port} is already used by instance '{}'",
+                        other.name
+                    )));
+                }
+                for (n, m) in [(node_a, minor_a), (node_b, minor_b)] {
+                    if minors.contains(&(n.as_str(), *m)) {
+                        return Err(ConfigError::Invalid(format!(
+                            "DRBD minor {m} of node {n} is already used by instance '{}'",
+                            other.name
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every disk, children included, depth first.
 fn all_disks(disks: &[Disk]) -> Vec<&Disk> {
     let mut out = Vec::new();
@@ -858,6 +953,8 @@ fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(
         }
         macs.push(&nic.mac);
     }
+
+    check_drbd(state, inst)?;
 
     // One pass over the other instances: name, MACs, disk and NIC uuids.
     for other in state.instances.values().filter(|o| o.uuid != inst.uuid) {

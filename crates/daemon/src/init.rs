@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use maguey_config::{Command, ConfigStore};
 use maguey_model::{
     names::validate_hostname, new_uuid, now, Cluster, Node, NodeGroup, ParamKind, Params, Ssconf,
-    CONFIG_VERSION, DISK_TEMPLATES, HYPERVISORS,
+    CONFIG_VERSION, DEFAULT_VG_NAME, DISK_TEMPLATES, HYPERVISORS,
 };
 use maguey_rpc::ca::ClusterCa;
 use std::collections::BTreeMap;
@@ -34,7 +34,24 @@ pub struct InitParams {
 }
 
 /// Writes the new cluster's files into the state directory. Refuses to touch an existing one.
+/// The LVM volume group is Ganeti's default, `xenvg`.
 pub fn init_cluster(p: &InitParams) -> Result<()> {
+    init_cluster_with_vg(p, DEFAULT_VG_NAME)
+}
+
+/// [`init_cluster`] with the cluster's LVM volume group (`cluster init --vg-name`).
+pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
+    let vg_ok = !vg_name.is_empty()
+        && vg_name.len() <= 127
+        && !vg_name.starts_with('-')
+        && vg_name != "."
+        && vg_name != ".."
+        && vg_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'));
+    if !vg_ok {
+        bail!("invalid volume group name '{vg_name}'");
+    }
     validate_hostname(&p.cluster_name).context("invalid cluster name")?;
     validate_hostname(&p.node_name).context("invalid node name")?;
     for hv in &p.enabled_hypervisors {
@@ -128,6 +145,8 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
         mac_prefix: p.mac_prefix.to_ascii_lowercase(),
         file_storage_dir: p.file_storage_dir.clone(),
         shared_file_storage_dir: p.shared_file_storage_dir.clone(),
+        vg_name: vg_name.to_string(),
+        reserved_lvs: Vec::new(),
         enabled_hypervisors: p.enabled_hypervisors.clone(),
         enabled_disk_templates: p.enabled_disk_templates.clone(),
         default_iallocator: String::new(),

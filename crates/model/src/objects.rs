@@ -10,6 +10,22 @@ pub const CONFIG_VERSION: u32 = 1;
 /// Disk templates Maguey knows. This issue implements `diskless` and `file`; `sharedfile`,
 /// `plain` and `drbd` come with the QEMU and LVM/DRBD issues.
 pub const DISK_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
+/// Ganeti's default cluster volume group.
+pub const DEFAULT_VG_NAME: &str = "xenvg";
+/// Ganeti's TCP/UDP port pool for DRBD (both ends use the same port on their secondary IPs).
+pub const DRBD_PORT_FIRST: u16 = 11000;
+pub const DRBD_PORT_LAST: u16 = 14999;
+/// Ganeti's limit of DRBD minors per node (0..=255).
+pub const DRBD_MAX_MINOR: u32 = 255;
+/// Ganeti's `DRBD_META_SIZE` (MiB): the meta LV of every DRBD disk.
+pub const DRBD_META_SIZE_MIB: u64 = 128;
+/// Length of generated DRBD shared secrets (Ganeti: 20).
+pub const DRBD_SECRET_LEN: usize = 20;
+
+fn default_vg_name() -> String {
+    DEFAULT_VG_NAME.to_string()
+}
+
 /// Hypervisors Maguey knows.
 pub const HYPERVISORS: &[&str] = &["fake", "kvm"];
 
@@ -71,6 +87,13 @@ pub struct Cluster {
     /// Where `file` disks live on every node (relative paths are under the node's state dir).
     pub file_storage_dir: String,
     pub shared_file_storage_dir: String,
+    /// The LVM volume group of `plain` and `drbd` disks on every node (Ganeti's `vg_name`,
+    /// default `xenvg`); a disk may name another (`vg=`).
+    #[serde(default = "default_vg_name")]
+    pub vg_name: String,
+    /// Regular expressions over `vg/lv` that cluster verify does not report as orphans.
+    #[serde(default)]
+    pub reserved_lvs: Vec<String>,
     pub enabled_hypervisors: Vec<String>,
     pub enabled_disk_templates: Vec<String>,
     pub default_iallocator: String,
@@ -296,6 +319,12 @@ pub struct Ssconf {
     pub master_ip: String,
     pub rpc_port: u16,
     pub file_storage_dir: String,
+    /// The cluster's LVM volume group (node info reports its size and free space).
+    #[serde(default)]
+    pub vg_name: String,
+    /// node name → node uuid (a node finds its end of a DRBD disk by its uuid).
+    #[serde(default)]
+    pub node_uuids: BTreeMap<String, String>,
     /// node name → primary ip
     pub node_primary_ips: BTreeMap<String, String>,
     pub node_secondary_ips: BTreeMap<String, String>,
@@ -314,6 +343,12 @@ impl Ssconf {
             master_ip: master.map(|n| n.primary_ip.clone()).unwrap_or_default(),
             rpc_port: cfg.cluster.rpc_port,
             file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+            vg_name: cfg.cluster.vg_name.clone(),
+            node_uuids: cfg
+                .nodes
+                .values()
+                .map(|n| (n.name.clone(), n.uuid.clone()))
+                .collect(),
             node_primary_ips: cfg
                 .nodes
                 .values()

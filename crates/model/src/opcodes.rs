@@ -35,6 +35,9 @@ pub struct DiskSpec {
     pub mode: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// `plain`/`drbd`: the volume group of this disk's LVs (default: the cluster's).
+    #[serde(default)]
+    pub vg: Option<String>,
 }
 
 /// A NIC of a new instance (`--net N:mac=...,ip=...,mode=...,link=...`).
@@ -134,6 +137,9 @@ pub enum OpCode {
         iallocator: Option<String>,
         #[serde(default)]
         tags: Vec<String>,
+        /// `drbd`: wait until the initial resync is done (Ganeti's `wait_for_sync`).
+        #[serde(default = "yes")]
+        wait_for_sync: bool,
     },
     #[serde(rename = "OP_INSTANCE_REMOVE")]
     InstanceRemove {

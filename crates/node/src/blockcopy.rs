@@ -59,7 +59,8 @@ pub fn read(
     Ok(BlockdevChunk { length, data })
 }
 
-/// Writes a chunk at `offset` of `disk`; a hole writes nothing (the target disk is fresh).
+/// Writes a chunk at `offset` of `disk`; a hole writes nothing on a fresh (sparse) image
+/// file, and zeroes on a logical volume (a new LV holds whatever its extents held before).
 pub fn write(
     ctx: &StorageContext,
     disk: &Disk,
@@ -67,12 +68,13 @@ pub fn write(
     chunk: &BlockdevChunk,
 ) -> Result<(), String> {
     check_range(disk, offset, chunk.length)?;
-    let Some(data) = &chunk.data else {
-        return Ok(());
+    let bytes = match &chunk.data {
+        Some(data) => base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| format!("invalid chunk data: {e}"))?,
+        None if disk.dev_type == "plain" => vec![0u8; chunk.length as usize],
+        None => return Ok(()),
     };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| format!("invalid chunk data: {e}"))?;
     if bytes.len() as u64 != chunk.length {
         return Err(format!(
             "chunk says {} bytes but carries {}",

@@ -15,7 +15,7 @@ use hypervisor::fake::FakeHypervisor;
 use hypervisor::kvm::KvmHypervisor;
 use hypervisor::{Hypervisor, RebootKind};
 use maguey_model::Ssconf;
-use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
+use maguey_rpc::{DrbdRole, DrbdSyncProgress, NodeInfo, NodeRequest, VersionInfo};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -131,6 +131,8 @@ pub struct NodeRuntime {
     fake: Arc<FakeHypervisor>,
     kvm: Arc<KvmHypervisor>,
     os_timeout: Duration,
+    /// Runs LVM/DRBD commands; `None`: the real [`storage::runner::SystemRunner`].
+    storage_runner: Option<Arc<dyn storage::runner::CommandRunner>>,
 }
 
 impl NodeRuntime {
@@ -151,6 +153,7 @@ impl NodeRuntime {
             fake: Arc::new(fake),
             kvm: Arc::new(kvm),
             os_timeout: os::DEFAULT_OS_TIMEOUT,
+            storage_runner: None,
         })
     }
 
@@ -161,6 +164,13 @@ impl NodeRuntime {
     /// How long OS scripts may run (default [`os::DEFAULT_OS_TIMEOUT`]).
     pub fn set_os_timeout(&mut self, timeout: Duration) {
         self.os_timeout = timeout;
+    }
+
+    /// Runs every LVM/DRBD command of this runtime's storage requests through `runner`
+    /// (tests: a [`storage::runner::ScriptedRunner`] checks the exact argv the master's
+    /// operations cause).
+    pub fn set_storage_runner(&mut self, runner: Arc<dyn storage::runner::CommandRunner>) {
+        self.storage_runner = Some(runner);
     }
 
     /// The hypervisor called `name`.
@@ -178,8 +188,36 @@ impl NodeRuntime {
         self.hypervisor(hypervisor)?.serial_socket(name)
     }
 
+    /// The storage context of one request: the volume group, this node's uuid and the
+    /// secondary IPs come from the master's ssconf.
     fn storage_ctx(&self, file_storage_dir: &str) -> StorageContext {
-        StorageContext::new(&self.cfg.state_dir, file_storage_dir)
+        let ctx =
+            StorageContext::for_node(&self.cfg.state_dir, file_storage_dir, &self.cfg.node_name);
+        match &self.storage_runner {
+            Some(r) => ctx.with_runner(r.clone()),
+            None => ctx,
+        }
+    }
+
+    /// Runs `f` on every disk of a DRBD request, off the async threads.
+    async fn drbd_each(
+        &self,
+        disks: Vec<maguey_model::Disk>,
+        owner: Option<String>,
+        f: fn(&StorageContext, &maguey_model::Disk) -> Result<(), storage::runner::StorageError>,
+    ) -> Result<Value, String> {
+        let mut ctx = self.storage_ctx("");
+        if let Some(o) = owner {
+            ctx = ctx.with_owner(&o);
+        }
+        Self::blocking(move || {
+            for d in &disks {
+                f(&ctx, d).map_err(|e| format!("disk {}: {e}", d.iv_name))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Value::Null)
     }
 
     /// Runs a blocking storage operation off the async threads.
@@ -206,8 +244,17 @@ impl NodeRuntime {
             } => {
                 let mem = self.hypervisor(&hypervisor)?.node_memory().await?;
                 let ctx = self.storage_ctx(&file_storage_dir);
-                let file = Self::blocking(move || {
-                    storage::BlockStorage::info(&storage::file::FileStorage, &ctx)
+                let (file, vg) = Self::blocking(move || {
+                    let file = storage::BlockStorage::info(&storage::file::FileStorage, &ctx)?;
+                    // The cluster's volume group, when this node has it (a node without LVM
+                    // simply has no `lvm-vg` storage).
+                    let vg = match ctx.vg_name {
+                        Some(_) => storage::BlockStorage::info(&storage::lvm::LvmStorage, &ctx)
+                            .map_err(|e| tracing::debug!("no lvm-vg storage: {e}"))
+                            .ok(),
+                        None => None,
+                    };
+                    Ok((file, vg))
                 })
                 .await?;
                 let cpu_count = self.cfg.fake_cpus.unwrap_or_else(|| {
@@ -221,7 +268,7 @@ impl NodeRuntime {
                     memory_total: mem.total,
                     memory_free: mem.free,
                     memory_dom0: mem.dom0,
-                    storage: vec![file],
+                    storage: std::iter::once(file).chain(vg).collect(),
                     bootid: boot_id(),
                 })
             }
@@ -233,10 +280,12 @@ impl NodeRuntime {
             }
             NodeRequest::BlockdevCreate {
                 disk,
-                instance_name: _,
+                instance_name,
                 file_storage_dir,
             } => {
-                let ctx = self.storage_ctx(&file_storage_dir);
+                let ctx = self
+                    .storage_ctx(&file_storage_dir)
+                    .with_owner(&instance_name);
                 let info =
                     Self::blocking(move || storage::for_disk(&disk)?.create(&ctx, &disk)).await?;
                 json(info)
@@ -265,6 +314,18 @@ impl NodeRuntime {
                 })
                 .await?;
                 json(list)
+            }
+            NodeRequest::NodeVolumes => {
+                let ctx = self.storage_ctx("");
+                let mut lvs: Vec<String> = Self::blocking(move || {
+                    Ok(storage::lvm::list_all(ctx.runner())?
+                        .iter()
+                        .map(storage::lvm::LvInfo::full_name)
+                        .collect())
+                })
+                .await?;
+                lvs.sort();
+                json(lvs)
             }
             NodeRequest::InstanceStart { instance } => {
                 self.hypervisor(&instance.hypervisor)?
@@ -396,6 +457,90 @@ impl NodeRuntime {
                     .console_log(&name, max_bytes.min(MAX_CONSOLE_BYTES))
                     .await?,
             ),
+            NodeRequest::DrbdAssemble {
+                disks,
+                instance_name,
+                role,
+            } => {
+                use storage::drbd::{drbd_attach_net, NetRole};
+                match role {
+                    DrbdRole::Secondary => {
+                        self.drbd_each(disks, Some(instance_name), |c, d| {
+                            drbd_attach_net(c, d, NetRole::Secondary)
+                        })
+                        .await
+                    }
+                    DrbdRole::Primary => {
+                        self.drbd_each(disks, Some(instance_name), |c, d| {
+                            drbd_attach_net(c, d, NetRole::Primary)
+                        })
+                        .await
+                    }
+                    DrbdRole::DualPrimary => {
+                        self.drbd_each(disks, Some(instance_name), |c, d| {
+                            drbd_attach_net(c, d, NetRole::DualPrimary)
+                        })
+                        .await
+                    }
+                }
+            }
+            NodeRequest::DrbdSetRole {
+                disks,
+                primary,
+                force,
+            } => {
+                use storage::drbd::{drbd_set_primary, drbd_set_secondary};
+                match (primary, force) {
+                    (true, true) => {
+                        self.drbd_each(disks, None, |c, d| drbd_set_primary(c, d, true))
+                            .await
+                    }
+                    (true, false) => {
+                        self.drbd_each(disks, None, |c, d| drbd_set_primary(c, d, false))
+                            .await
+                    }
+                    (false, _) => self.drbd_each(disks, None, drbd_set_secondary).await,
+                }
+            }
+            NodeRequest::DrbdSetDualPrimary { disks, enable } => {
+                use storage::drbd::{drbd_disable_dual_primary, drbd_enable_dual_primary};
+                let f = if enable {
+                    drbd_enable_dual_primary
+                } else {
+                    drbd_disable_dual_primary
+                };
+                self.drbd_each(disks, None, f).await
+            }
+            NodeRequest::DrbdShutdown { disks } => {
+                self.drbd_each(disks, None, storage::drbd::drbd_shutdown)
+                    .await
+            }
+            NodeRequest::DrbdStatus { disks } => {
+                let ctx = self.storage_ctx("");
+                json(
+                    Self::blocking(move || {
+                        let mut out = Vec::with_capacity(disks.len());
+                        for d in &disks {
+                            let st = storage::drbd::drbd_status(&ctx, d)
+                                .map_err(|e| format!("disk {}: {e}", d.iv_name))?;
+                            out.push(st.as_ref().map(storage::drbd::rpc_status));
+                        }
+                        Ok(out)
+                    })
+                    .await?,
+                )
+            }
+            NodeRequest::DrbdSyncProgress { disks } => {
+                let ctx = self.storage_ctx("");
+                let p =
+                    Self::blocking(move || Ok(storage::drbd::drbd_sync_progress(&ctx, &disks)?))
+                        .await?;
+                json(DrbdSyncProgress {
+                    all_done: p.all_done,
+                    min_percent: p.min_percent,
+                    max_eta_secs: p.max_eta_secs,
+                })
+            }
             NodeRequest::InstanceOsAdd { install, reinstall } => {
                 let (name, _) = os::split_os_name(&install.os);
                 let ctx = self.storage_ctx(&install.file_storage_dir);

@@ -9,7 +9,7 @@ use crate::{wrong_op, Env, LogicalUnit};
 use futures::future::join_all;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{AdminState, ConfigData, LogicalId, Node, OpCode, PROTOCOL_VERSION};
-use maguey_rpc::{InstanceRunInfo, NodeRequest, VersionInfo};
+use maguey_rpc::{DrbdDiskStatus, InstanceRunInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +40,35 @@ impl Report {
 struct NodeReport {
     running: BTreeMap<String, InstanceRunInfo>,
     files: BTreeSet<String>,
+    /// `vg/lv` of every LV, when the node holds `plain`/`drbd` disks or the cluster enables
+    /// them (`None`: not asked or LVM unavailable).
+    lvs: Option<BTreeSet<String>>,
+}
+
+/// `vg/lv` of every LV a disk (or its children) expects on `node_uuid`.
+fn expected_lvs(disk: &maguey_model::Disk, node_uuid: &str, out: &mut Vec<String>) {
+    match &disk.logical_id {
+        LogicalId::Plain { vg, lv } if disk.nodes.iter().any(|n| n == node_uuid) => {
+            out.push(format!("{vg}/{lv}"))
+        }
+        LogicalId::Drbd { node_a, node_b, .. } if node_a == node_uuid || node_b == node_uuid => {
+            for c in &disk.children {
+                if let LogicalId::Plain { vg, lv } = &c.logical_id {
+                    out.push(format!("{vg}/{lv}"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Does a `reserved_lvs` entry cover `vg/lv`? Entries are exact names or prefixes ending
+/// in `.*` (the common shapes of Ganeti's regular expressions).
+fn reserved(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix(".*") {
+        Some(prefix) => name.starts_with(prefix),
+        None => p == name,
+    })
 }
 
 async fn probe(
@@ -119,7 +148,41 @@ async fn probe(
             BTreeSet::new()
         }
     };
-    Some(NodeReport { running, files })
+    let holds_lvs = cfg
+        .instances_on_node(&node.uuid)
+        .any(|i| ["plain", "drbd"].contains(&i.disk_template.as_str()));
+    let lvm_enabled = cfg
+        .cluster
+        .enabled_disk_templates
+        .iter()
+        .any(|t| t == "plain" || t == "drbd");
+    let lvs = if holds_lvs || lvm_enabled {
+        match rpc
+            .call::<Vec<String>>(&addr, &NodeRequest::NodeVolumes)
+            .await
+        {
+            Ok(l) => Some(l.into_iter().collect()),
+            Err(e) if holds_lvs => {
+                rep.error(
+                    env,
+                    "ENODELVM",
+                    format!("node {}: cannot list logical volumes: {e}", node.name),
+                );
+                None
+            }
+            Err(e) => {
+                rep.warn(env, "ENODELVM", format!("node {}: no LVM ({e})", node.name));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Some(NodeReport {
+        running,
+        files,
+        lvs,
+    })
 }
 
 impl LogicalUnit for ClusterVerify {
@@ -237,6 +300,79 @@ impl LogicalUnit for ClusterVerify {
             if self.skip.iter().any(|s| s == "disks") {
                 continue;
             }
+            // LVs of plain and drbd disks, on every node of the instance.
+            for n in std::iter::once(inst.primary_node.as_str()).chain(inst.secondary_nodes()) {
+                let (Some(Some(r)), Some(nn)) = (reports.get(n), cfg.nodes.get(n)) else {
+                    continue;
+                };
+                let Some(lvs) = &r.lvs else { continue };
+                let mut want = Vec::new();
+                for d in &inst.disks {
+                    expected_lvs(d, n, &mut want);
+                }
+                for lv in want.iter().filter(|lv| !lvs.contains(*lv)) {
+                    rep.error(
+                        env,
+                        "EINSTANCEMISSINGDISK",
+                        format!(
+                            "instance {}: logical volume {lv} is missing on node {}",
+                            inst.name, nn.name
+                        ),
+                    );
+                }
+            }
+            if inst.disk_template == "drbd" {
+                let disks: Vec<maguey_model::Disk> = inst.disks.clone();
+                match env
+                    .master
+                    .rpc
+                    .call::<Vec<Option<DrbdDiskStatus>>>(
+                        &node_addr(&cfg, node),
+                        &NodeRequest::DrbdStatus { disks },
+                    )
+                    .await
+                {
+                    Ok(sts) => {
+                        for (d, st) in inst.disks.iter().zip(sts) {
+                            match st {
+                                None if inst.admin_state == AdminState::Up => rep.error(
+                                    env,
+                                    "EINSTANCEFAULTYDISK",
+                                    format!(
+                                        "instance {}: DRBD {} is not active on node {}",
+                                        inst.name, d.iv_name, node.name
+                                    ),
+                                ),
+                                Some(s) if s.degraded => rep.error(
+                                    env,
+                                    "EINSTANCEFAULTYDISK",
+                                    format!(
+                                        "instance {}: DRBD {} is degraded on node {}: {} \
+                                         {}/{} {}/{}",
+                                        inst.name,
+                                        d.iv_name,
+                                        node.name,
+                                        s.connection,
+                                        s.disk,
+                                        s.peer_disk,
+                                        s.role,
+                                        s.peer_role
+                                    ),
+                                ),
+                                _ => {}
+                            }
+                        }
+                    }
+                    Err(e) => rep.error(
+                        env,
+                        "EINSTANCEFAULTYDISK",
+                        format!(
+                            "instance {}: cannot read the DRBD status on node {}: {e}",
+                            inst.name, node.name
+                        ),
+                    ),
+                }
+            }
             for disk in &inst.disks {
                 if let LogicalId::File { path, .. } = &disk.logical_id {
                     if !nr.files.contains(path) {
@@ -289,6 +425,30 @@ impl LogicalUnit for ClusterVerify {
                     _ => None,
                 })
                 .collect();
+            if let Some(lvs) = &nr.lvs {
+                let mut want = Vec::new();
+                for i in cfg.instances.values() {
+                    for d in &i.disks {
+                        expected_lvs(d, uuid, &mut want);
+                    }
+                }
+                let vg_prefix = format!("{}/", cfg.cluster.vg_name);
+                for lv in lvs {
+                    if lv.starts_with(&vg_prefix)
+                        && !want.contains(lv)
+                        && !reserved(&cfg.cluster.reserved_lvs, lv)
+                    {
+                        rep.error(
+                            env,
+                            "ENODEORPHANLV",
+                            format!(
+                                "node {}: logical volume {lv} belongs to no instance",
+                                node.name
+                            ),
+                        );
+                    }
+                }
+            }
             for f in &nr.files {
                 if !known.contains(f.as_str()) {
                     rep.error(

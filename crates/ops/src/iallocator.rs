@@ -94,7 +94,7 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: &str) 
             let storage = info
                 .storage
                 .iter()
-                .find(|s| s.storage_type == template)
+                .find(|s| s.storage_type == crate::drbd::storage_type(template))
                 .or(info.storage.first());
             let pri: Vec<&Instance> = cfg
                 .instances

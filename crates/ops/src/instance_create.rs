@@ -14,7 +14,7 @@ use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
 use serde_json::{json, Value};
 
 /// Templates this build can create.
-const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile"];
+const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
 /// Ganeti's per-instance limits.
 const MAX_DISKS: usize = 16;
 const MAX_NICS: usize = 8;
@@ -26,6 +26,10 @@ pub struct InstanceCreate {
     nics: Vec<NicSpec>,
     /// None: the allocator chooses, under locks on every node.
     pnode: Option<String>,
+    /// `drbd`: the secondary node (with `pnode`).
+    snode: Option<String>,
+    /// `drbd`: wait for the initial resync before installing and starting.
+    wait_for_sync: bool,
     os: Option<String>,
     osparams: Params,
     no_install: bool,
@@ -57,6 +61,7 @@ impl LogicalUnit for InstanceCreate {
             beparams,
             iallocator,
             tags,
+            wait_for_sync,
         } = op
         else {
             return Err(wrong_op(op));
@@ -74,10 +79,20 @@ impl LogicalUnit for InstanceCreate {
                 DISK_TEMPLATES.join(", ")
             )));
         }
-        if snode.is_some() {
+        if snode.is_some() && disk_template != "drbd" {
             return Err(prereq(format!(
                 "disk template '{disk_template}' does not take a secondary node"
             )));
+        }
+        if disk_template == "drbd" && pnode.is_some() && snode.is_none() {
+            return Err(prereq(
+                "disk template 'drbd' needs a secondary node: -n PRIMARY:SECONDARY",
+            ));
+        }
+        if snode.is_some() && snode == pnode {
+            return Err(prereq(
+                "the secondary node must differ from the primary node",
+            ));
         }
         if let Some(ia) = iallocator {
             if !crate::iallocator::BUILTIN.contains(&ia.as_str()) {
@@ -109,6 +124,8 @@ impl LogicalUnit for InstanceCreate {
             disks: disks.clone(),
             nics: nics.clone(),
             pnode,
+            snode: snode.clone(),
+            wait_for_sync: *wait_for_sync,
             os: os_type.clone(),
             osparams: osparams.clone(),
             no_install: *no_install,
@@ -123,7 +140,11 @@ impl LogicalUnit for InstanceCreate {
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
         let nodes = match &self.pnode {
-            Some(p) => LockNames::Names(vec![p.clone()]),
+            Some(p) => LockNames::Names(
+                std::iter::once(p.clone())
+                    .chain(self.snode.iter().cloned())
+                    .collect(),
+            ),
             None => LockNames::All,
         };
         vec![
@@ -172,6 +193,9 @@ impl LogicalUnit for InstanceCreate {
             }
             None => String::new(),
         };
+        if let Some(s) = &self.snode {
+            check_node_usable(node_by_name(cfg, s)?)?;
+        }
         if self.template == "diskless" && !self.disks.is_empty() {
             return Err(prereq("a diskless instance cannot have disks"));
         }
@@ -211,11 +235,24 @@ impl LogicalUnit for InstanceCreate {
                     "loop".to_string(),
                     format!("{}/disk{i}-{}", self.name, &uuid[..8]),
                 );
+                let vg = spec
+                    .vg
+                    .clone()
+                    .unwrap_or_else(|| cfg.cluster.vg_name.clone());
+                if spec.vg.is_some() && !["plain", "drbd"].contains(&self.template.as_str()) {
+                    return Err(prereq(format!(
+                        "disk {i}: vg= is only for plain and drbd disks"
+                    )));
+                }
+                if ["plain", "drbd"].contains(&self.template.as_str()) && !valid_lvm_name(&vg) {
+                    return Err(prereq(format!("disk {i}: invalid volume group '{vg}'")));
+                }
                 Ok(Disk {
-                    logical_id: if self.template == "sharedfile" {
-                        LogicalId::Sharedfile { driver, path }
-                    } else {
-                        LogicalId::File { driver, path }
+                    logical_id: match self.template.as_str() {
+                        "sharedfile" => LogicalId::Sharedfile { driver, path },
+                        // `drbd`: filled in once both nodes are known (exec).
+                        "plain" | "drbd" => crate::drbd::plain_logical_id(&vg, &uuid, i),
+                        _ => LogicalId::File { driver, path },
                     },
                     uuid,
                     name: spec.name.clone(),
@@ -313,20 +350,42 @@ impl LogicalUnit for InstanceCreate {
             .clone()
             .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
         let cfg = env.cfg();
+        let drbd = instance.disk_template == "drbd";
+        let mut snode_uuid = match &self.snode {
+            Some(s) => Some(node_by_name(&cfg, s)?.uuid.clone()),
+            None => None,
+        };
         if instance.primary_node.is_empty() {
             let chosen = crate::iallocator::allocate(env.master, &cfg, &instance).await?;
             let node = node_by_name(&cfg, &chosen[0])?;
             check_node_usable(node)?;
-            env.log(format!(
-                "the allocator placed instance {} on node {}",
-                instance.name, node.name
-            ));
+            if drbd {
+                let sec = chosen.get(1).ok_or_else(|| {
+                    prereq("the allocator did not choose a secondary node for a drbd instance")
+                })?;
+                let sec = node_by_name(&cfg, sec)?;
+                check_node_usable(sec)?;
+                env.log(format!(
+                    "the allocator placed instance {} on nodes {} (primary) and {} (secondary)",
+                    instance.name, node.name, sec.name
+                ));
+                snode_uuid = Some(sec.uuid.clone());
+            } else {
+                env.log(format!(
+                    "the allocator placed instance {} on node {}",
+                    instance.name, node.name
+                ));
+            }
             instance.primary_node = node.uuid.clone();
             for d in &mut instance.disks {
                 d.nodes = vec![node.uuid.clone()];
             }
         }
         let node = crate::util::node_by_uuid(&cfg, &instance.primary_node)?.clone();
+        let snode = match &snode_uuid {
+            Some(u) => Some(crate::util::node_by_uuid(&cfg, u)?.clone()),
+            None => None,
+        };
         let be = crate::util::filled_beparams(&cfg, &instance);
 
         // Memory: the node must be able to hold the instance if it is to start now.
@@ -351,43 +410,104 @@ impl LogicalUnit for InstanceCreate {
                 node.name, be.maxmem, info.memory_free
             )));
         }
-        let disk_total: u64 = instance.disks.iter().map(|d| d.size).sum();
-        if let Some(st) = info
-            .storage
-            .iter()
-            .find(|s| s.storage_type == instance.disk_template)
-        {
-            if disk_total > st.storage_free {
-                return Err(prereq(format!(
-                    "not enough {} storage on node {}: needed {} MiB, free {} MiB",
-                    instance.disk_template, node.name, disk_total, st.storage_free
-                )));
+        let template = instance.disk_template.clone();
+        let needed = crate::drbd::storage_needed(&template, instance.disks.iter().map(|d| d.size));
+        let check_space = |info: &NodeInfo, n: &Node| -> Result<(), OpError> {
+            let kind = crate::drbd::storage_type(&template);
+            match info.storage.iter().find(|s| s.storage_type == kind) {
+                Some(st) if needed > st.storage_free => Err(prereq(format!(
+                    "not enough {kind} storage on node {}: needed {needed} MiB, free {} MiB",
+                    n.name, st.storage_free
+                ))),
+                None if kind == "lvm-vg" => Err(prereq(format!(
+                    "node {} has no volume group '{}' (or no LVM)",
+                    n.name, cfg.cluster.vg_name
+                ))),
+                _ => Ok(()),
+            }
+        };
+        check_space(&info, &node)?;
+        if let Some(sn) = &snode {
+            let sinfo: NodeInfo = env
+                .rpc(
+                    sn,
+                    NodeRequest::NodeInfo {
+                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                        hypervisor: instance.hypervisor.clone(),
+                    },
+                )
+                .await?;
+            check_space(&sinfo, sn)?;
+        }
+
+        // DRBD: ports, minors and secrets, reserved until the instance is in the config.
+        let mut _reservation = None;
+        if drbd {
+            let sn = snode
+                .as_ref()
+                .ok_or_else(|| prereq("disk template 'drbd' needs a secondary node"))?;
+            let (allocs, res) =
+                crate::drbd::allocate(&cfg, &node.uuid, &sn.uuid, instance.disks.len())?;
+            _reservation = Some(res);
+            let now = maguey_model::now();
+            for (i, (d, a)) in instance.disks.iter_mut().zip(allocs).enumerate() {
+                let vg = match &d.logical_id {
+                    LogicalId::Plain { vg, .. } => vg.clone(),
+                    _ => cfg.cluster.vg_name.clone(),
+                };
+                crate::drbd::make_drbd(d, i, &vg, &node.uuid, &sn.uuid, a, now);
+                env.log(format!(
+                    "disk {}: DRBD port {}, minor {} on {} and {} on {}",
+                    d.iv_name, a.port, a.minor_p, node.name, a.minor_s, sn.name
+                ));
             }
         }
 
-        // 1. Disks.
-        let mut created: Vec<Disk> = Vec::new();
-        for disk in &instance.disks {
-            env.log(format!(
-                "creating disk {} ({} MiB) on node {}",
-                disk.iv_name, disk.size, node.name
-            ));
-            let res: Result<Value, OpError> = env
-                .rpc(
-                    &node,
-                    NodeRequest::BlockdevCreate {
-                        disk: disk.clone(),
-                        instance_name: instance.name.clone(),
-                        file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
-                    },
-                )
-                .await;
-            match res {
-                Ok(_) => created.push(disk.clone()),
-                Err(e) => {
-                    undo_disks(env, &node, &created).await;
-                    return Err(e);
+        // 1. Disks: on the secondary first, then on the primary (Ganeti's order).
+        let mut created: Vec<(Node, Disk)> = Vec::new();
+        let targets: Vec<Node> = snode.iter().cloned().chain([node.clone()]).collect();
+        for target in &targets {
+            for disk in &instance.disks {
+                env.log(format!(
+                    "creating disk {} ({} MiB) on node {}",
+                    disk.iv_name, disk.size, target.name
+                ));
+                let res: Result<Value, OpError> = env
+                    .rpc(
+                        target,
+                        NodeRequest::BlockdevCreate {
+                            disk: disk.clone(),
+                            instance_name: instance.name.clone(),
+                            file_storage_dir: crate::util::storage_dir(&cfg, &template),
+                        },
+                    )
+                    .await;
+                match res {
+                    Ok(_) => created.push((target.clone(), disk.clone())),
+                    Err(e) => {
+                        undo_created(env, &created).await;
+                        return Err(e);
+                    }
                 }
+            }
+        }
+        if drbd {
+            // The first primary of a new disk is forced: it starts the full initial sync
+            // from the primary (Ganeti does a full sync too).
+            env.log(format!(
+                "making node {} the DRBD primary (initial full sync starts)",
+                node.name
+            ));
+            let mut res = crate::drbd::set_role(env, &instance, &node, true, true).await;
+            if res.is_ok() && self.wait_for_sync {
+                res = crate::drbd::wait_for_sync(env, &instance, &node).await;
+            }
+            if let Err(e) = res {
+                undo_created(env, &created).await;
+                return Err(e);
+            }
+            if !self.wait_for_sync {
+                env.log("not waiting for the initial sync (--no-wait-for-sync)");
             }
         }
 
@@ -420,7 +540,7 @@ impl LogicalUnit for InstanceCreate {
                 Ok(out) => crate::util::os_output(env, &out, &mut instance, "create"),
                 Err(e) => {
                     env.log(format!("OS installation failed: {e}"));
-                    undo_disks(env, &node, &created).await;
+                    undo_created(env, &created).await;
                     return Err(e);
                 }
             }
@@ -430,9 +550,10 @@ impl LogicalUnit for InstanceCreate {
         if let Err(e) = env.apply(Command::AddInstance {
             instance: instance.clone(),
         }) {
-            undo_disks(env, &node, &created).await;
+            undo_created(env, &created).await;
             return Err(e);
         }
+        drop(_reservation);
 
         // 4. Start.
         if self.start {
@@ -459,12 +580,31 @@ impl LogicalUnit for InstanceCreate {
                         "could not remove the instance from the config: {e2}"
                     ));
                 }
-                undo_disks(env, &node, &created).await;
+                undo_created(env, &created).await;
                 return Err(e);
             }
         }
         Ok(json!({"instance_name": instance.name, "uuid": instance.uuid, "pnode": node.name}))
     }
+}
+
+/// Removes the disks a failed creation made, on every node, in reverse order.
+async fn undo_created(env: &Env<'_>, created: &[(Node, Disk)]) {
+    for (node, disk) in created.iter().rev() {
+        undo_disks(env, node, std::slice::from_ref(disk)).await;
+    }
+}
+
+/// LVM's naming rules for a volume group.
+fn valid_lvm_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 127
+        && !name.starts_with('-')
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'))
 }
 
 /// Removes disks created by a failed creation, logging what it does.

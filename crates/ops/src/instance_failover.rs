@@ -6,7 +6,7 @@ use crate::instance_migrate::{
     check_target, check_target_memory, choose_target, move_locks, set_primary,
 };
 use crate::instance_move::current;
-use crate::instance_state::{start, stop};
+use crate::instance_state::{start, start_activated, stop};
 use crate::util::{instance_by_name, node_by_name, node_by_uuid};
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
@@ -57,7 +57,22 @@ impl LogicalUnit for InstanceFailover {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if !SHARED.contains(&inst.disk_template.as_str()) {
+        let drbd = inst.disk_template == "drbd";
+        if drbd {
+            let sec = crate::drbd::secondary_of(cfg, inst)
+                .ok_or_else(|| prereq(format!("instance {} has no secondary node", self.name)))?;
+            match &self.target {
+                Some(t) if *t != sec.name => {
+                    return Err(prereq(format!(
+                        "instance {} has drbd disks: it can only fail over to its secondary \
+                         node {}",
+                        self.name, sec.name
+                    )))
+                }
+                _ => self.target = Some(sec.name.clone()),
+            }
+        }
+        if !drbd && !SHARED.contains(&inst.disk_template.as_str()) {
             return Err(prereq(format!(
                 "instance {} has disk template {}: failover needs disks every node sees \
                  (sharedfile); use 'instance migrate' (live, copies the disks) or 'instance \
@@ -94,12 +109,32 @@ impl LogicalUnit for InstanceFailover {
         if up {
             check_target_memory(env, &inst, &dst).await?;
         }
+        let drbd = inst.disk_template == "drbd";
+        if drbd {
+            // The target's copy must be good, unless the admin says the primary is dead.
+            let sts = crate::drbd::status(env, &inst, &dst).await?;
+            for (d, st) in inst.disks.iter().zip(sts) {
+                let ok = st.as_ref().is_some_and(|s| s.disk == "UpToDate");
+                if !ok && !self.ignore_consistency {
+                    return Err(prereq(format!(
+                        "disk {} is not up to date on node {} ({}); use --ignore-consistency \
+                         to fail over anyway",
+                        d.iv_name,
+                        dst.name,
+                        st.map(|s| format!("{} {}/{}", s.connection, s.disk, s.peer_disk))
+                            .unwrap_or_else(|| "not active".into())
+                    )));
+                }
+            }
+        }
+        let mut src_alive = !src.offline;
         if src.offline {
             env.log(format!(
                 "primary node {} is offline: not shutting the instance down there",
                 src.name
             ));
         } else if let Err(e) = stop(env, &inst, &src, self.timeout).await {
+            src_alive = false;
             if !self.ignore_consistency {
                 return Err(OpError::Exec(format!(
                     "could not shut instance {} down on {}: {e}; if the node is dead, \
@@ -117,7 +152,18 @@ impl LogicalUnit for InstanceFailover {
             "instance {} now has primary node {}",
             inst.name, dst.name
         ));
-        if up {
+        if drbd {
+            let now = current(env, &inst)?;
+            if src_alive {
+                crate::drbd::assemble(env, &now, &src, maguey_rpc::DrbdRole::Secondary).await?;
+            }
+            crate::drbd::assemble(env, &now, &dst, maguey_rpc::DrbdRole::Secondary).await?;
+            if up {
+                env.log(format!("making node {} the DRBD primary", dst.name));
+                crate::drbd::set_role(env, &now, &dst, true, !src_alive).await?;
+                start_activated(env, &now, &dst).await?;
+            }
+        } else if up {
             start(env, &current(env, &inst)?, &dst, false).await?;
         }
         Ok(json!({"node": dst.name}))

@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Templates whose instances can live-migrate.
-pub(crate) const MIGRATABLE: &[&str] = &["diskless", "file", "sharedfile"];
+pub(crate) const MIGRATABLE: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
+/// Templates whose disks a live migration mirrors to the target (QEMU's NBD mirror).
+pub(crate) const LOCAL_DISKS: &[&str] = &["file", "plain"];
 
 /// The locks of an opcode that moves an instance from its primary to a target node: the
 /// instance exclusively; both nodes shared (several instances may leave a node at once);
@@ -121,9 +123,15 @@ pub(crate) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Resu
         .get(&inst.uuid)
         .cloned()
         .ok_or_else(|| OpError::Exec(format!("instance {} vanished", inst.name)))?;
+    let old = updated.primary_node.clone();
     updated.primary_node = target.uuid.clone();
     for d in &mut updated.disks {
-        d.nodes = vec![target.uuid.clone()];
+        if d.dev_type == "drbd" {
+            // Both ends stay; the new primary comes first.
+            d.nodes = vec![target.uuid.clone(), old.clone()];
+        } else {
+            d.nodes = vec![target.uuid.clone()];
+        }
     }
     env.apply(Command::UpdateInstance { instance: updated })?;
     Ok(())
@@ -252,9 +260,16 @@ impl LogicalUnit for InstanceMigrate {
         }
         let cfg = env.cfg();
         let src = node_by_uuid(&cfg, &inst.primary_node)?.clone();
-        let dst = match &self.target {
-            Some(t) => node_by_name(&cfg, t)?.clone(),
-            None => choose_target(env, &inst).await?,
+        let dst = match (&self.target, crate::drbd::secondary_of(&cfg, &inst)) {
+            (Some(t), Some(sec)) if inst.disk_template == "drbd" && *t != sec.name => {
+                return Err(prereq(format!(
+                    "instance {} has drbd disks: it can only migrate to its secondary node {}",
+                    inst.name, sec.name
+                )))
+            }
+            (_, Some(sec)) if inst.disk_template == "drbd" => sec.clone(),
+            (Some(t), _) => node_by_name(&cfg, t)?.clone(),
+            (None, _) => choose_target(env, &inst).await?,
         };
         check_target(&inst, &dst)?;
         if !is_running(env, &inst, &src).await? {
@@ -268,7 +283,7 @@ impl LogicalUnit for InstanceMigrate {
                 "instance {} is not running: moving it without migration",
                 inst.name
             ));
-            if inst.disk_template == "file" {
+            if LOCAL_DISKS.contains(&inst.disk_template.as_str()) {
                 copy_disks(env, &inst, &src, &dst).await?;
                 set_primary(env, &inst, &dst)?;
                 remove_disks(env, &inst, &src).await;
@@ -321,8 +336,13 @@ async fn live_migrate(
     dst: &Node,
 ) -> Result<MigrationStatus, OpError> {
     let cfg = env.cfg();
-    let local = inst.disk_template == "file";
+    let local = LOCAL_DISKS.contains(&inst.disk_template.as_str());
+    let drbd = inst.disk_template == "drbd";
     check_disks(env, inst, src).await?;
+    if drbd {
+        crate::drbd::check_in_sync(env, inst, src).await?;
+        crate::drbd::check_in_sync(env, inst, dst).await?;
+    }
     let rt = instance_runtime(&cfg, inst);
     let hv = filled_hvparams(&cfg, inst);
     let int = |k: &str, d: u64| hv.get(k).and_then(|v| v.as_u64()).unwrap_or(d);
@@ -337,10 +357,18 @@ async fn live_migrate(
         dst.name,
         if local {
             "memory and local disks"
+        } else if drbd {
+            "memory; DRBD dual-primary for the duration"
         } else {
             "memory; the disks are shared"
         }
     ));
+    if drbd {
+        if let Err(e) = drbd_dual_primary(env, inst, src, dst).await {
+            drbd_single_primary(env, inst, src, dst).await;
+            return Err(e);
+        }
+    }
     let mut created = Vec::new();
     if local {
         for disk in &inst.disks {
@@ -378,6 +406,9 @@ async fn live_migrate(
         Ok(p) => p,
         Err(e) => {
             crate::instance_create::undo_disks(env, dst, &created).await;
+            if drbd {
+                drbd_single_primary(env, inst, src, dst).await;
+            }
             return Err(e);
         }
     };
@@ -438,6 +469,9 @@ async fn live_migrate(
                 ));
             }
             crate::instance_create::undo_disks(env, dst, &created).await;
+            if drbd {
+                drbd_single_primary(env, inst, src, dst).await;
+            }
             return Err(OpError::Exec(format!(
                 "migration of instance {} to node {} failed: {e}",
                 inst.name, dst.name
@@ -481,6 +515,10 @@ async fn live_migrate(
     if local {
         remove_disks(env, inst, src).await;
     }
+    if drbd {
+        // Back to one primary: the new node.
+        drbd_single_primary(env, inst, dst, src).await;
+    }
     env.log(format!(
         "migration done: {} ms in all, {} ms downtime, {} MiB of memory{}",
         st.total_time,
@@ -493,6 +531,40 @@ async fn live_migrate(
         }
     ));
     Ok(st)
+}
+
+/// DRBD before a live migration: two primaries allowed on both ends, the target promoted
+/// (QEMU on the target opens the disks while the source still writes).
+async fn drbd_dual_primary(
+    env: &Env<'_>,
+    inst: &Instance,
+    src: &Node,
+    dst: &Node,
+) -> Result<(), OpError> {
+    env.log(format!(
+        "DRBD: allowing two primaries on {} and {}, promoting {}",
+        src.name, dst.name, dst.name
+    ));
+    crate::drbd::set_dual(env, inst, src, true).await?;
+    crate::drbd::set_dual(env, inst, dst, true).await?;
+    crate::drbd::set_role(env, inst, dst, true, false).await
+}
+
+/// DRBD after a live migration (or its failure): `keep` stays primary, `other` is demoted,
+/// and two primaries are forbidden again. Failures are logged (the instance runs on `keep`).
+async fn drbd_single_primary(env: &Env<'_>, inst: &Instance, keep: &Node, other: &Node) {
+    env.log(format!(
+        "DRBD: back to a single primary on {} ({} secondary)",
+        keep.name, other.name
+    ));
+    if let Err(e) = crate::drbd::set_role(env, inst, other, false, false).await {
+        env.log(format!("could not demote the disks on {}: {e}", other.name));
+    }
+    for n in [other, keep] {
+        if let Err(e) = crate::drbd::set_dual(env, inst, n, false).await {
+            env.log(format!("could not forbid two primaries on {}: {e}", n.name));
+        }
+    }
 }
 
 /// Runs `fut` (the source's migrate RPC) and logs the source's progress every second.
@@ -652,7 +724,7 @@ async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpError> {
                 },
             )
             .await?;
-        if inst.disk_template == "file" {
+        if LOCAL_DISKS.contains(&inst.disk_template.as_str()) {
             env.log(format!(
                 "the old disks on {} are left in place; 'cluster verify' lists them",
                 primary.name

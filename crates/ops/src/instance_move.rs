@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 const CHUNK: u64 = 8 << 20;
 
 /// Templates whose disks `instance move` copies.
-const MOVABLE: &[&str] = &["diskless", "file"];
+const MOVABLE: &[&str] = &["diskless", "file", "plain"];
 
 /// Removes the instance's disks on `node`, logging (not failing on) errors: used once the
 /// instance lives elsewhere.
@@ -112,7 +112,8 @@ async fn copy_one(
                 src.name, chunk.length
             )));
         }
-        if chunk.data.is_some() {
+        // Holes are skipped on fresh image files; an LV needs its zeroes written.
+        if chunk.data.is_some() || disk.dev_type == "plain" {
             data_bytes += length;
             let _: Value = env
                 .rpc(

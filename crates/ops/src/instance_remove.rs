@@ -119,6 +119,20 @@ impl LogicalUnit for InstanceRemove {
                 }
             }
         }
+        // DRBD: the other end's device and LVs.
+        for sec in inst.secondary_nodes() {
+            let sec = node_by_uuid(&cfg, sec)?.clone();
+            if sec.offline {
+                env.log(format!(
+                    "secondary node {} is offline: its disks stay (cluster verify reports them)",
+                    sec.name
+                ));
+                continue;
+            }
+            if let Err(e) = crate::drbd::remove_on(env, &inst, &sec).await {
+                tolerate(e)?;
+            }
+        }
         env.apply(Command::RemoveInstance {
             uuid: inst.uuid.clone(),
         })?;

@@ -110,6 +110,19 @@ pub(crate) async fn start(
             node.name, inst.name, be.maxmem, info.memory_free
         )));
     }
+    if inst.disk_template == "drbd" {
+        crate::drbd::activate_for_start(env, inst, node, false).await?;
+    }
+    start_activated(env, inst, node).await
+}
+
+/// Starts the instance on `node` whose disks are ready there (memory checked by the caller).
+pub(crate) async fn start_activated(
+    env: &Env<'_>,
+    inst: &Instance,
+    node: &Node,
+) -> Result<(), OpError> {
+    let cfg = env.cfg();
     env.log(format!(
         "starting instance {} on node {}",
         inst.name, node.name
@@ -145,6 +158,10 @@ pub(crate) async fn stop(
             },
         )
         .await?;
+    if inst.disk_template == "drbd" {
+        // The disks stay connected; the node gives up the primary role.
+        crate::drbd::set_role(env, inst, node, false, false).await?;
+    }
     Ok(())
 }
 

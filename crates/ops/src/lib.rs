@@ -9,6 +9,7 @@
 
 mod cluster_destroy;
 mod cluster_verify;
+pub mod drbd;
 pub mod iallocator;
 mod instance_create;
 mod instance_failover;

@@ -412,9 +412,20 @@ fn node_field(
         .values()
         .filter(|i| i.secondary_nodes().contains(&n.uuid.as_str()))
         .collect();
+    // Ganeti's dtotal/dfree: the storage of the cluster's first enabled disk template that
+    // the node reports (`lvm-vg` for plain/drbd), else the first it reports.
     let storage = |free: bool| {
         info()
-            .and_then(|i| i.storage.first())
+            .and_then(|i| {
+                cfg.cluster
+                    .enabled_disk_templates
+                    .iter()
+                    .find_map(|t| {
+                        let kind = crate::drbd::storage_type(t);
+                        i.storage.iter().find(|s| s.storage_type == kind)
+                    })
+                    .or(i.storage.first())
+            })
             .map(|s| json!(if free { s.storage_free } else { s.storage_size }))
     };
     match f {

@@ -83,13 +83,19 @@ pub fn storage_dir(cfg: &ConfigData, template: &str) -> String {
 /// Everything a node needs to run the instance, with every parameter filled.
 pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
     let be = filled_beparams(cfg, inst);
+    let mut hvparams = filled_hvparams(cfg, inst);
+    if inst.disk_template == "drbd" && hvparams.contains_key("disk_cache") {
+        // Both ends may write during a live migration (dual-primary): no host page cache
+        // (Ganeti issue #1824).
+        hvparams.insert("disk_cache".into(), serde_json::json!("none"));
+    }
     InstanceRuntime {
         name: inst.name.clone(),
         uuid: inst.uuid.clone(),
         hypervisor: inst.hypervisor.clone(),
         memory: be.maxmem,
         vcpus: be.vcpus,
-        hvparams: filled_hvparams(cfg, inst),
+        hvparams,
         disks: inst.disks.clone(),
         nics: nic_runtimes(cfg, inst),
         file_storage_dir: storage_dir(cfg, &inst.disk_template),

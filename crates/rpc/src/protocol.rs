@@ -41,6 +41,9 @@ pub enum NodeRequest {
     /// Every disk file under the file storage directory: answers `Vec<String>` of paths
     /// relative to that directory (used by cluster verify to find orphans).
     FileStorageList { file_storage_dir: String },
+    /// Every LVM logical volume on this node, as `vg/lv` (Ganeti's `node_volumes`; cluster
+    /// verify finds missing and orphan LVs with it): answers `Vec<String>`.
+    NodeVolumes,
     /// Starts an instance. Answers null.
     InstanceStart { instance: InstanceRuntime },
     /// Stops an instance (soft, then hard after `timeout` seconds). Answers null.
@@ -128,6 +131,33 @@ pub enum NodeRequest {
         offset: u64,
         chunk: BlockdevChunk,
     },
+    /// `drbd`: assembles this node's ends of `disks` (backing LVs active, device attached,
+    /// connected to the peer's secondary IP) and gives them `role`; what is already up stays.
+    /// The master sends it to the secondary first, then the primary. Answers null.
+    DrbdAssemble {
+        disks: Vec<Disk>,
+        instance_name: String,
+        role: DrbdRole,
+    },
+    /// `drbd`: promotes (`primary`; `force` for a new disk's first primary or when the peer
+    /// is gone) or demotes the local devices. Answers null.
+    DrbdSetRole {
+        disks: Vec<Disk>,
+        primary: bool,
+        #[serde(default)]
+        force: bool,
+    },
+    /// `drbd`: allows (`enable`) or forbids two primaries on the live connections (the
+    /// window of a live migration). Answers null.
+    DrbdSetDualPrimary { disks: Vec<Disk>, enable: bool },
+    /// `drbd`: one status read of the local devices: answers `Vec<Option<DrbdDiskStatus>>`
+    /// (null for a device that is not configured), in the order of `disks`.
+    DrbdStatus { disks: Vec<Disk> },
+    /// `drbd`: one step of Ganeti's `drbd_wait_sync` (the master polls): answers
+    /// [`DrbdSyncProgress`]; a device neither connected nor resyncing is an error.
+    DrbdSyncProgress { disks: Vec<Disk> },
+    /// `drbd`: tears the local devices down (`drbdsetup down`); the LVs stay. Answers null.
+    DrbdShutdown { disks: Vec<Disk> },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
     InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
@@ -150,6 +180,7 @@ impl NodeRequest {
             NodeRequest::BlockdevRemove { .. } => "blockdev_remove",
             NodeRequest::BlockdevFind { .. } => "blockdev_find",
             NodeRequest::FileStorageList { .. } => "file_storage_list",
+            NodeRequest::NodeVolumes => "node_volumes",
             NodeRequest::InstanceStart { .. } => "instance_start",
             NodeRequest::InstanceShutdown { .. } => "instance_shutdown",
             NodeRequest::InstanceReboot { .. } => "instance_reboot",
@@ -165,6 +196,12 @@ impl NodeRequest {
             NodeRequest::InstanceMigrationProgress { .. } => "instance_migration_progress",
             NodeRequest::BlockdevRead { .. } => "blockdev_read",
             NodeRequest::BlockdevWrite { .. } => "blockdev_write",
+            NodeRequest::DrbdAssemble { .. } => "drbd_assemble",
+            NodeRequest::DrbdSetRole { .. } => "drbd_set_role",
+            NodeRequest::DrbdSetDualPrimary { .. } => "drbd_set_dual_primary",
+            NodeRequest::DrbdStatus { .. } => "drbd_status",
+            NodeRequest::DrbdSyncProgress { .. } => "drbd_wait_sync",
+            NodeRequest::DrbdShutdown { .. } => "drbd_shutdown",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
@@ -364,4 +401,50 @@ pub struct BlockdevChunk {
     /// base64 of the bytes; `None` when they are all zero.
     #[serde(default)]
     pub data: Option<String>,
+}
+
+/// The role a node's DRBD devices take in [`NodeRequest::DrbdAssemble`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrbdRole {
+    /// Connected, not promoted (the secondary node).
+    Secondary,
+    /// Connected and promoted (the primary node, single primary).
+    Primary,
+    /// Connected allowing two primaries, and promoted (live migration target).
+    DualPrimary,
+}
+
+/// One DRBD device as its node sees it (answer of [`NodeRequest::DrbdStatus`]). The states
+/// are DRBD's names: connection `StandAlone`, `Connecting`, `Connected`, ...; roles
+/// `Primary`, `Secondary`, `Unknown`; disks `UpToDate`, `Inconsistent`, `Diskless`, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrbdDiskStatus {
+    pub minor: u32,
+    pub connection: String,
+    /// `Established`, `SyncSource`, `SyncTarget`, ... (`Off` when not connected).
+    pub replication: String,
+    pub role: String,
+    pub peer_role: String,
+    pub disk: String,
+    pub peer_disk: String,
+    /// Resync progress while resynchronising.
+    #[serde(default)]
+    pub sync_percent: Option<f64>,
+    /// Connected with both disks UpToDate.
+    pub in_sync: bool,
+    /// No good peer or no good local disk.
+    pub degraded: bool,
+}
+
+/// One wait-sync step for a set of DRBD disks (answer of [`NodeRequest::DrbdSyncProgress`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrbdSyncProgress {
+    /// No device is resynchronising any more.
+    pub all_done: bool,
+    /// The lowest resync percentage (100 when none resyncs).
+    pub min_percent: f64,
+    /// The longest estimated time to the end, when known.
+    #[serde(default)]
+    pub max_eta_secs: Option<u64>,
 }

@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             beparams: Params::new(),
             iallocator: None,
             tags: vec![],
+            wait_for_sync: true,
         };
         ids.push(c.submit(vec![op], 0).await?);
     }

@@ -704,7 +704,8 @@ impl KvmHypervisor {
         }
         self.cleanup(name)?;
         let paths = self.paths(name)?;
-        let ctx = StorageContext::new(&self.state_dir, &inst.file_storage_dir);
+        let ctx =
+            StorageContext::for_node(&self.state_dir, &inst.file_storage_dir, &self.node_name);
         let mut disks = Vec::new();
         for d in &inst.disks {
             let imp = storage::for_disk(d)?;

@@ -85,6 +85,33 @@ impl StorageContext {
         }
     }
 
+    /// A context for node `node_name` filled from the ssconf the master last wrote in
+    /// `state_dir`: the cluster's volume group, this node's uuid and every node's secondary
+    /// IP (what `plain` and `drbd` disks need). Without an ssconf it is [`StorageContext::new`].
+    pub fn for_node(state_dir: &Path, file_storage_dir: &str, node_name: &str) -> Self {
+        let ctx = Self::new(state_dir, file_storage_dir);
+        match crate::read_ssconf(state_dir) {
+            Some(ss) => ctx.with_ssconf(&ss, node_name),
+            None => ctx,
+        }
+    }
+
+    /// Fills the volume group, this node's uuid and the secondary IPs from an ssconf.
+    pub fn with_ssconf(mut self, ss: &maguey_model::Ssconf, node_name: &str) -> Self {
+        if !ss.vg_name.is_empty() {
+            self.vg_name = Some(ss.vg_name.clone());
+        }
+        if let Some(uuid) = ss.node_uuids.get(node_name) {
+            self.node_uuid = Some(uuid.clone());
+        }
+        for (name, ip) in &ss.node_secondary_ips {
+            if let (Some(uuid), Ok(ip)) = (ss.node_uuids.get(name), ip.parse::<IpAddr>()) {
+                self.secondary_ips.insert(uuid.clone(), ip);
+            }
+        }
+        self
+    }
+
     /// Sets the volume group for node-wide LVM questions.
     pub fn with_vg(mut self, vg: &str) -> Self {
         self.vg_name = Some(vg.to_string());

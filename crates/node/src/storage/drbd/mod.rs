@@ -297,6 +297,31 @@ pub fn drbd_status(ctx: &StorageContext, disk: &Disk) -> Result<Option<DrbdStatu
     Ok(Snapshot::read(ctx.runner(), d)?.device(&dev).cloned())
 }
 
+/// DRBD's name of a state (`Failing("Timeout")` is `Timeout`, `Other(s)` is `s`).
+fn state_name<T: std::fmt::Debug>(v: &T) -> String {
+    let dbg = format!("{v:?}");
+    match dbg.split_once("(\"") {
+        Some((_, rest)) => rest.trim_end_matches("\")").to_string(),
+        None => dbg,
+    }
+}
+
+/// The status in the node RPC's form (DRBD's state names as strings).
+pub fn rpc_status(st: &DrbdStatus) -> maguey_rpc::DrbdDiskStatus {
+    maguey_rpc::DrbdDiskStatus {
+        minor: st.minor,
+        connection: state_name(&st.connection),
+        replication: state_name(&st.replication),
+        role: state_name(&st.role),
+        peer_role: state_name(&st.peer_role),
+        disk: state_name(&st.disk),
+        peer_disk: state_name(&st.peer_disk),
+        sync_percent: st.sync_percent,
+        in_sync: st.is_in_sync(),
+        degraded: st.is_degraded(),
+    }
+}
+
 /// Ganeti's `drbd_wait_sync` answer for a set of disks: one status read; the caller polls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncProgress {
