@@ -758,3 +758,45 @@ fn verify_accepts_valid_histories_and_catches_broken_configs() {
         );
     }
 }
+
+/// DRBD disks: each port of Ganeti's pool and each (node, minor) belongs to one disk of the
+/// whole cluster; ports outside 11000-14999, one node at both ends and empty secrets are
+/// refused.
+#[test]
+fn drbd_ports_and_minors_are_unique_across_the_cluster() {
+    let state = base();
+    let drbd3 = |port: u16, minor_a: u32, minor_b: u32, node_b: &str| {
+        let mut i = instance(3, MASTER_UUID);
+        i.disk_template = "drbd".into();
+        i.disks[0].dev_type = "drbd".into();
+        i.disks[0].nodes = vec![MASTER_UUID.into(), node_b.into()];
+        i.disks[0].logical_id = LogicalId::Drbd {
+            node_a: MASTER_UUID.into(),
+            node_b: node_b.into(),
+            port,
+            minor_a,
+            minor_b,
+            secret: "0123456789abcdef0123".into(),
+        };
+        Command::AddInstance { instance: i }
+    };
+    let refused = |cmd: Command, what: &str| {
+        let mut s = state.clone();
+        match apply(&mut s, ts(50), &cmd) {
+            Err(ConfigError::Invalid(msg)) => assert!(msg.contains(what), "{msg}"),
+            other => panic!("expected a refusal about {what}, got {other:?}"),
+        }
+        assert_eq!(s, state, "a refused command changes nothing");
+    };
+    // inst2 holds port 11000 and minor 0 on the master and on node2.
+    refused(drbd3(11000, 1, 1, NODE2), "port 11000 is already used");
+    refused(drbd3(11001, 0, 1, NODE2), "minor 0 of node");
+    refused(drbd3(11001, 1, 0, NODE2), "minor 0 of node");
+    refused(drbd3(10999, 1, 1, NODE2), "outside 11000-14999");
+    refused(drbd3(11001, 1, 2, MASTER_UUID), "same node");
+    // Free numbers: accepted; minor 0 on node4 is free (minors are per node).
+    let mut s = state.clone();
+    apply(&mut s, ts(50), &drbd3(11001, 1, 1, NODE2)).expect("free port and minors");
+    let mut s = state.clone();
+    apply(&mut s, ts(50), &drbd3(14999, 1, 0, NODE4)).expect("minor 0 of another node");
+}
