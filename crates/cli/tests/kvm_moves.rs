@@ -209,8 +209,58 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
         disks(1).is_empty(),
         "the failed migration left a disk on node1"
     );
+
+    // The source's magueyd killed in the middle of a migration, then restarted: the job
+    // fails, and `migrate --cleanup` leaves exactly one running copy that the config names.
+    let job = lab
+        .maguey(&["instance", "migrate", "--submit", "-n", "node1", "vm2"])
+        .ok();
+    let id = job.stdout.trim().to_string();
+    let started = wait_until(Duration::from_secs(60), || {
+        qemu_pid(&lab, 1, "vm2").is_some_and(alive)
+    });
+    assert!(
+        started,
+        "no target QEMU: {}",
+        lab.maguey(&["job", "watch", &id]).stdout
+    );
+    let d3 = lab.pid(3).unwrap();
+    // SAFETY: kill(2) on the lab's own daemon.
+    unsafe { libc::kill(d3, libc::SIGKILL) };
+    let r = lab.maguey(&["job", "watch", &id]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let dir = lab.dir.path().display().to_string();
+    lab.maguey(&["lab", "up", "--dir", &dir]).ok();
+    assert!(wait_until(Duration::from_secs(30), || lab
+        .maguey(&["instance", "migrate", "--cleanup", "vm2"])
+        .code
+        == 0));
+    let n = node_num(&pnode(&lab, "vm2"));
+    let other = if n == 1 { 3 } else { 1 };
+    assert!(qemu_pid(&lab, n, "vm2").is_some_and(alive));
+    assert!(qemu_pid(&lab, other, "vm2").is_none_or(|p| !alive(p)));
+    assert_eq!(status(&lab, "vm2"), "running");
+    let t = ticks(&lab, n, "vm2").last().copied().unwrap_or(0);
+    wait_tick(&lab, n, "vm2", t);
+
+    // Starting an instance whose disk is gone: a clear error, nothing else changes.
+    lab.maguey(&["instance", "stop", "vm2"]).ok();
+    let mut files = Vec::new();
+    find_files(&lab.node_dir(n).join("file-storage/vm2"), &mut files);
+    let saved = files[0].with_extension("saved");
+    std::fs::rename(&files[0], &saved).unwrap();
+    let r = lab.maguey(&["instance", "start", "vm2"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("disk"), "{}", r.stderr);
+    assert_eq!(status(&lab, "vm2"), "ADMIN_down");
+    std::fs::rename(&saved, &files[0]).unwrap();
+    lab.maguey(&["instance", "start", "vm2"]).ok();
     lab.maguey(&["instance", "modify", "-H", "migration_bandwidth=32", "vm2"])
         .ok();
+    if n != 3 {
+        lab.maguey(&["instance", "migrate", "-n", "node3", "vm2"])
+            .ok();
+    }
 
     // Node evacuation of three running instances: each leaves as its own job.
     add(&lab, "file", "node2", "vm3");

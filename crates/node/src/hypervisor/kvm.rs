@@ -913,6 +913,13 @@ impl KvmHypervisor {
         let t = Instant::now();
         let mut q = self.qmp(name).await?;
         for i in 0..disks {
+            // A failed earlier attempt may have left its NBD client node behind.
+            let _ = q
+                .call(
+                    "blockdev-del",
+                    serde_json::json!({"node-name": format!("mirror{i}")}),
+                )
+                .await;
             q.call(
                 "blockdev-add",
                 serde_json::json!({"driver": "nbd", "node-name": format!("mirror{i}"),
