@@ -203,6 +203,17 @@ fn parse_alloc_request(
 /// Parse the cluster part of an iallocator message (groups, nodes, instances), without a
 /// `request`: how Maguey hands its live cluster to the planner.
 pub fn parse_cluster(body: &str) -> Result<Cluster> {
+    if let Some((c, _)) = crate::ialloc_fast::parse(body) {
+        return Ok(c);
+    }
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| Error::Parse(format!("parsing cluster description: {e}")))?;
+    parse_cluster_part(obj(&v, "cluster description")?)
+}
+
+/// [`parse_cluster`] without the typed fast path (reference for its tests).
+#[cfg(test)]
+pub(crate) fn parse_cluster_slow(body: &str) -> Result<Cluster> {
     let v: Value = serde_json::from_str(body)
         .map_err(|e| Error::Parse(format!("parsing cluster description: {e}")))?;
     parse_cluster_part(obj(&v, "cluster description")?)
@@ -331,12 +342,25 @@ fn parse_cluster_part(top: &serde_json::Map<String, Value>) -> Result<Cluster> {
 
 /// Parse an iallocator request (JSON text).
 pub fn parse_request(body: &str) -> Result<Request> {
+    // typed fast path; anything it does not accept as is (including every
+    // error) goes through the `Value` reader below, which has the final word
+    if let Some((cluster, Some(request))) = crate::ialloc_fast::parse(body) {
+        if let Ok(kind) = parse_kind(&cluster, &request) {
+            return Ok(Request { kind, cluster });
+        }
+    }
     let v: Value = serde_json::from_str(body)
         .map_err(|e| Error::Parse(format!("parsing input IAllocator message: {e}")))?;
     let top = obj(&v, "iallocator message")?;
     let w = "invalid iallocator message";
     let request = obj(get(top, "request", w)?, "request")?;
     let cluster = parse_cluster_part(top)?;
+    let kind = parse_kind(&cluster, request)?;
+    Ok(Request { kind, cluster })
+}
+
+/// The request part of an iallocator message, on its parsed cluster.
+fn parse_kind(cluster: &Cluster, request: &Map<String, Value>) -> Result<RequestKind> {
     let rw = "invalid request dict";
     let rtype = get_str(request, "type", rw)?;
     let find_inst = |n: &str| {
@@ -353,7 +377,7 @@ pub fn parse_request(body: &str) -> Result<Request> {
                 Some(Value::Null) | None => None,
                 Some(_) => Some(get_strs(request, "restrict-to-nodes", rw)?),
             };
-            let ar = parse_alloc_request(&cluster, request, group.clone())?;
+            let ar = parse_alloc_request(cluster, request, group.clone())?;
             RequestKind::Allocate {
                 inst: ar.inst,
                 required: ar.required,
@@ -412,7 +436,7 @@ pub fn parse_request(body: &str) -> Result<Request> {
             let mut reqs = vec![];
             for r in arr {
                 reqs.push(parse_alloc_request(
-                    &cluster,
+                    cluster,
                     obj(r, "multi-allocate instance")?,
                     group.clone(),
                 )?);
@@ -424,7 +448,7 @@ pub fn parse_request(body: &str) -> Result<Request> {
         },
         t => return Err(Error::Parse(format!("Invalid request type '{t}'"))),
     };
-    Ok(Request { kind, cluster })
+    Ok(kind)
 }
 
 /// The opcodes of one move (htools' `iMoveToJob`).

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod capacity;
 pub mod cli;
 pub mod ialloc;
+mod ialloc_fast;
 pub mod model;
 pub mod moves;
 pub mod roll;

@@ -36,17 +36,36 @@ fn main() {
         std::fs::read_to_string(&file)
     };
     let body = match body {
-        Ok(b) => b,
+        Ok(b) => std::mem::ManuallyDrop::new(b),
         Err(e) => {
             eprintln!("Error: cannot read {file}: {e}");
             std::process::exit(1);
         }
     };
-    match maguey_placement::ialloc::answer(&body, &opts) {
-        Ok(out) => println!("{out}"),
+    // MAGUEY_IALLOC_TIMING=1: phase timings on stderr (for BENCH.md)
+    let timing = std::env::var_os("MAGUEY_IALLOC_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let req = match maguey_placement::ialloc::parse_request(&body) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("Error: {e}");
             std::process::exit(1);
         }
+    };
+    let t1 = std::time::Instant::now();
+    let (r, cluster) = maguey_placement::ialloc::run_request(req, &opts);
+    // the process ends here: skip freeing the cluster piece by piece
+    std::mem::forget(cluster);
+    let t2 = std::time::Instant::now();
+    let out = maguey_placement::ialloc::format_response(&r);
+    println!("{out}");
+    if timing {
+        let t3 = std::time::Instant::now();
+        eprintln!(
+            "timing: parse {:.3} ms, run {:.3} ms, format+print {:.3} ms",
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            (t3 - t2).as_secs_f64() * 1e3
+        );
     }
 }
