@@ -368,6 +368,54 @@ pub async fn check_in_sync(env: &Env<'_>, inst: &Instance, node: &Node) -> Resul
     Ok(())
 }
 
+/// How long a new DRBD disk may take to connect to its peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `node` until every DRBD disk of the instance is connected to its peer (before the
+/// first promotion: Ganeti issue #846 is about promoting without waiting for the
+/// connection). StandAlone (the peer refused us: wrong secret, split brain) fails at once.
+pub async fn wait_connected(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<(), OpError> {
+    let start = Instant::now();
+    loop {
+        let sts = status(env, inst, node).await?;
+        let mut waiting = None;
+        for (d, st) in inst.disks.iter().zip(&sts) {
+            match st {
+                Some(s) if s.connection == "Connected" => {}
+                Some(s) if s.connection == "StandAlone" => {
+                    return Err(OpError::Exec(format!(
+                        "disk {} on node {} is StandAlone: the peer did not connect",
+                        d.iv_name, node.name
+                    )))
+                }
+                Some(s) => waiting = Some(format!("{} is {}", d.iv_name, s.connection)),
+                None => {
+                    return Err(OpError::Exec(format!(
+                        "disk {} is not active on node {}",
+                        d.iv_name, node.name
+                    )))
+                }
+            }
+        }
+        let Some(why) = waiting else {
+            env.log(format!(
+                "DRBD connected on node {} ({:.1} s)",
+                node.name,
+                start.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        };
+        if start.elapsed() > CONNECT_TIMEOUT {
+            return Err(OpError::Exec(format!(
+                "DRBD did not connect within {} s on node {}: {why}",
+                CONNECT_TIMEOUT.as_secs(),
+                node.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Polls the primary until the DRBD disks are in sync, logging the progress at most every
 /// 5 seconds (Ganeti's `WaitForSync`).
 pub async fn wait_for_sync(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<(), OpError> {

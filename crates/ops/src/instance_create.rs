@@ -498,7 +498,10 @@ impl LogicalUnit for InstanceCreate {
                 "making node {} the DRBD primary (initial full sync starts)",
                 node.name
             ));
-            let mut res = crate::drbd::set_role(env, &instance, &node, true, true).await;
+            let mut res = crate::drbd::wait_connected(env, &instance, &node).await;
+            if res.is_ok() {
+                res = crate::drbd::set_role(env, &instance, &node, true, true).await;
+            }
             if res.is_ok() && self.wait_for_sync {
                 res = crate::drbd::wait_for_sync(env, &instance, &node).await;
             }

@@ -1,0 +1,265 @@
+//! `plain` and `drbd` instances on a cluster of two node VMs (real LVM, real DRBD 8.4), driven
+//! by the host's CLI and checked inside the nodes (`lvs`, `/proc/drbd`): creation with the
+//! initial sync, failover, live migration back, verify, removal on both nodes. The instances
+//! use the `fake` hypervisor (the nodes' DRBD and LVM are real; the guest is not). One lab boot
+//! for all checks (CI time).
+
+use maguey_lab::vmlab::VmLab;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `target/debug/maguey` and `magueyd`, built with the workspace's cargo (the node VMs run
+/// this `magueyd`).
+fn maguey_bin() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "maguey-cli",
+            "--bin",
+            "maguey",
+            "--bin",
+            "magueyd",
+        ])
+        .status()
+        .expect("running cargo build");
+    assert!(st.success(), "building maguey and magueyd failed");
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("maguey"))
+        .find(|p| p.is_file())
+        .expect("target/debug/maguey")
+}
+
+/// `lvs` of node `n` as (vg/lv, tags).
+fn lvs(lab: &VmLab, n: usize) -> Vec<(String, String)> {
+    let out = lab.run_ok(
+        n,
+        "lvs --reportformat json -o vg_name,lv_name,lv_tags 2>/dev/null",
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("node{n} lvs: {e}\n{out}"));
+    v["report"][0]["lv"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            (
+                format!(
+                    "{}/{}",
+                    l["vg_name"].as_str().unwrap_or(""),
+                    l["lv_name"].as_str().unwrap_or("")
+                ),
+                l["lv_tags"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `/proc/drbd` line of `minor` on node `n` (`cs:... ro:... ds:...`).
+fn drbd_line(lab: &VmLab, n: usize, minor: u64) -> String {
+    let out = lab.run_ok(n, "cat /proc/drbd");
+    out.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{minor}: cs:")))
+        .unwrap_or_else(|| panic!("node{n}: minor {minor} not in /proc/drbd:\n{out}"))
+        .to_string()
+}
+
+fn instance(lab: &VmLab, name: &str) -> Value {
+    let list = lab
+        .maguey(&[
+            "instance",
+            "list",
+            "-o",
+            "name,pnode,snodes,status,disk_template",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    list.as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+}
+
+fn ok(lab: &VmLab, args: &[&str]) -> String {
+    let t = Instant::now();
+    let r = lab.maguey(args);
+    assert_eq!(
+        r.code,
+        0,
+        "maguey {args:?}:\n{}\n{}\n{}",
+        r.stdout,
+        r.stderr,
+        lab.logs()
+    );
+    eprintln!(
+        "timing: maguey {} {:.1}s",
+        args[..2].join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    r.stdout
+}
+
+#[test]
+fn vm_plain_and_drbd_create_failover_migrate_remove() {
+    let maguey = maguey_bin();
+    let t0 = Instant::now();
+    let lab = VmLab::up(&maguey, 2);
+    eprintln!("timing: lab up {:.1}s", t0.elapsed().as_secs_f64());
+
+    // 1. plain on node2: an LV `<uuid>.disk0` in xenvg, tagged with the instance.
+    ok(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "plain",
+            "--disk",
+            "0:size=32M",
+            "--no-install",
+            "-H",
+            "fake",
+            "-n",
+            "node2",
+            "--no-nics",
+            "p1",
+        ],
+    );
+    let p1_lvs: Vec<(String, String)> = lvs(&lab, 2)
+        .into_iter()
+        .filter(|(_, tags)| tags.contains("originstname+p1"))
+        .collect();
+    assert_eq!(p1_lvs.len(), 1, "{:?}", lvs(&lab, 2));
+    assert!(
+        p1_lvs[0].0.starts_with("xenvg/") && p1_lvs[0].0.ends_with(".disk0"),
+        "{p1_lvs:?}"
+    );
+    assert!(lvs(&lab, 1).iter().all(|(_, t)| !t.contains("p1")));
+    assert_eq!(instance(&lab, "p1")["status"], "running");
+    // node info sees the volume group.
+    let nodes = lab
+        .maguey(&[
+            "node",
+            "list",
+            "-o",
+            "name,dtotal,dfree",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    eprintln!("node list: {nodes}");
+
+    // 2. drbd between node1 and node2: data + meta LVs on both, Connected and UpToDate on
+    // both after the (waited-for) initial sync, node1 Primary.
+    let out = ok(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "drbd",
+            "--disk",
+            "0:size=64M",
+            "--no-install",
+            "-H",
+            "fake",
+            "-n",
+            "node1:node2",
+            "--no-nics",
+            "d1",
+        ],
+    );
+    assert!(out.contains("in sync"), "{out}");
+    for n in [1, 2] {
+        let mine: Vec<String> = lvs(&lab, n)
+            .into_iter()
+            .filter(|(_, t)| t.contains("originstname+d1"))
+            .map(|(lv, _)| lv)
+            .collect();
+        assert_eq!(mine.len(), 2, "node{n}: {mine:?}");
+        assert!(mine.iter().any(|l| l.ends_with(".disk0_data")), "{mine:?}");
+        assert!(mine.iter().any(|l| l.ends_with(".disk0_meta")), "{mine:?}");
+    }
+    // The first drbd instance of the cluster gets minor 0 on both nodes.
+    let l1 = drbd_line(&lab, 1, 0);
+    let l2 = drbd_line(&lab, 2, 0);
+    assert!(l1.contains("cs:Connected"), "{l1}");
+    assert!(l1.contains("ro:Primary/Secondary"), "{l1}");
+    assert!(l1.contains("ds:UpToDate/UpToDate"), "{l1}");
+    assert!(l2.contains("ro:Secondary/Primary"), "{l2}");
+    assert!(l2.contains("ds:UpToDate/UpToDate"), "{l2}");
+    let d1 = instance(&lab, "d1");
+    assert_eq!(d1["pnode"], "node1", "{d1}");
+    assert_eq!(d1["status"], "running", "{d1}");
+    // Writes on the primary reach the secondary (protocol C): 1 MiB through /dev/drbd0.
+    lab.run_ok(
+        1,
+        "dd if=/dev/urandom of=/tmp/blk bs=1M count=1 2>/dev/null && \
+         dd if=/tmp/blk of=/dev/drbd0 bs=1M count=1 oflag=direct 2>/dev/null && md5sum </tmp/blk > /tmp/blk.md5",
+    );
+    let sum1 = lab.run_ok(1, "cat /tmp/blk.md5");
+
+    let v = lab.maguey(&["cluster", "verify"]);
+    assert_eq!(v.code, 0, "verify:\n{}\n{}", v.stdout, v.stderr);
+
+    // 3. failover: node2 becomes the DRBD primary and runs the instance.
+    ok(&lab, &["instance", "failover", "-f", "d1"]);
+    let d1 = instance(&lab, "d1");
+    assert_eq!(d1["pnode"], "node2", "{d1}");
+    assert_eq!(d1["status"], "running", "{d1}");
+    let l1 = drbd_line(&lab, 1, 0);
+    let l2 = drbd_line(&lab, 2, 0);
+    assert!(l2.contains("ro:Primary/Secondary"), "{l2}");
+    assert!(l1.contains("ro:Secondary/Primary"), "{l1}");
+    assert!(l2.contains("cs:Connected"), "{l2}");
+    // node2 reads what node1 wrote.
+    let sum2 = lab.run_ok(
+        2,
+        "dd if=/dev/drbd0 bs=1M count=1 iflag=direct 2>/dev/null | md5sum",
+    );
+    assert_eq!(
+        sum1.split_whitespace().next(),
+        sum2.split_whitespace().next()
+    );
+
+    // 4. live migration back to node1 (dual-primary only for the duration).
+    ok(&lab, &["instance", "migrate", "-f", "d1"]);
+    let d1 = instance(&lab, "d1");
+    assert_eq!(d1["pnode"], "node1", "{d1}");
+    assert_eq!(d1["status"], "running", "{d1}");
+    let l1 = drbd_line(&lab, 1, 0);
+    let l2 = drbd_line(&lab, 2, 0);
+    assert!(l1.contains("ro:Primary/Secondary"), "{l1}");
+    assert!(l2.contains("ro:Secondary/Primary"), "{l2}");
+    // Two primaries are forbidden again on both ends.
+    for n in [1, 2] {
+        let show = lab.run_ok(n, "drbdsetup show 0 2>&1; true");
+        assert!(
+            !show.contains("allow-two-primaries\tyes") && !show.contains("allow-two-primaries yes"),
+            "node{n}: {show}"
+        );
+    }
+
+    // 5. removal: every LV of both instances gone on both nodes, no DRBD minor left.
+    ok(&lab, &["instance", "remove", "-f", "d1"]);
+    ok(&lab, &["instance", "remove", "-f", "p1"]);
+    for n in [1, 2] {
+        let left: Vec<(String, String)> = lvs(&lab, n)
+            .into_iter()
+            .filter(|(_, t)| t.contains("originstname+"))
+            .collect();
+        assert!(left.is_empty(), "node{n}: {left:?}");
+        let proc_drbd = lab.run_ok(n, "cat /proc/drbd");
+        assert!(!proc_drbd.contains(" 0: cs:"), "node{n}: {proc_drbd}");
+    }
+    let v = lab.maguey(&["cluster", "verify"]);
+    assert_eq!(v.code, 0, "verify:\n{}\n{}", v.stdout, v.stderr);
+    eprintln!("timing: whole test {:.1}s", t0.elapsed().as_secs_f64());
+}
