@@ -170,8 +170,9 @@ impl VmLab {
         self.state.node_ip(self.index(node) + 1)
     }
 
-    /// Kills node `node`'s VM at once (power cut). Its disk (and `xenvg`) stays; its
-    /// `magueyd` state, in the VM's memory, is lost.
+    /// Kills node `node`'s VM at once (power cut). Its disks stay: `xenvg` on `/dev/vda`, and
+    /// `magueyd`'s state (and `file` disks) on `/dev/vdb`; what was only in its memory (DRBD
+    /// devices, running instances, `/var/log`) is gone.
     pub fn power_off(&mut self, node: usize) {
         let i = self.index(node);
         if let Err(e) = self.testbed_mut().power_off(i) {
@@ -179,9 +180,16 @@ impl VmLab {
         }
     }
 
-    /// Boots node `node` again (same disk) and waits for its agent; returns the boot time.
-    /// `magueyd` is not started (see [`VmLab::start_daemon`]).
+    /// Boots node `node` again (same disks), waits for its agent and starts its `magueyd`
+    /// (as a real node's init would); returns the boot time in seconds.
     pub fn power_on(&mut self, node: usize) -> f64 {
+        let s = self.power_on_without_daemon(node);
+        self.start_daemon(node, &[]);
+        s
+    }
+
+    /// Boots node `node` again without starting `magueyd`.
+    pub fn power_on_without_daemon(&mut self, node: usize) -> f64 {
         let i = self.index(node);
         match self.testbed_mut().power_on(i) {
             Ok(s) => s,
@@ -189,7 +197,14 @@ impl VmLab {
         }
     }
 
-    /// Starts `magueyd` in node `node` (in the background, logging to `/var/log/magueyd.log`).
+    /// Power cycle: [`VmLab::power_off`] then [`VmLab::power_on`].
+    pub fn reboot(&mut self, node: usize) -> f64 {
+        self.power_off(node);
+        self.power_on(node)
+    }
+
+    /// Starts `magueyd` in node `node` (in the background, logging to `/var/log/magueyd.log`;
+    /// mounts the state disk first if needed). `args`: extra flags (none for a member).
     pub fn start_daemon(&self, node: usize, args: &[String]) {
         if let Err(e) = vmnodes::start_daemon(self.testbed(), node, args) {
             panic!("{e:#}");

@@ -4,7 +4,10 @@
 //! in a private network namespace with a bridge, node `i` (1-based) at `10.77.S.i`, named
 //! `nodeI` like the process lab's nodes. Each VM gets the volume group `xenvg` on its disk
 //! and runs the real `magueyd` (packed into the image) with its state in `/var/lib/maguey`
-//! (the VM's tmpfs) and its log in `/var/log/magueyd.log`.
+//! (ext4 on a second disk, `/dev/vdb`, so that it survives a power cycle) and its log in
+//! `/var/log/magueyd.log` (memory). The lab's tiny guest and its `lab-tiny` OS are packed
+//! too, and the cluster's `kvm` hvparams point at them: `instance add -H kvm -o lab-tiny`
+//! runs a nested guest with KVM inside a node; instance NICs go to a `br0` in each node.
 //!
 //! The cluster is initialised on the host (the same `init_cluster` as `maguey cluster init`)
 //! into a scratch directory whose files are then copied into node 1 before its `magueyd`
@@ -33,6 +36,11 @@ pub const NODE_STATE_DIR: &str = "/var/lib/maguey";
 pub const NODE_LOG: &str = "/var/log/magueyd.log";
 /// The last byte of the root namespace's address on the node network.
 pub const HOST_SIDE_BYTE: u8 = 253;
+/// Where the tiny guest's kernel and initrd are in the nodes.
+pub const NODE_GUEST_KERNEL: &str = "/usr/share/maguey/guest/vmlinuz";
+pub const NODE_GUEST_INITRD: &str = "/usr/share/maguey/guest/initrd.img";
+/// QEMU in the nodes.
+pub const NODE_QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
 /// What `lab up --vm-nodes` records in `DIR/vmlab.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +128,13 @@ pub struct VmOptions {
     pub kill_with_parent: bool,
     /// More files for the node image.
     pub extra_files: Vec<maguey_testbed::ExtraFile>,
+    /// Size of each node's state disk (`/dev/vdb`, ext4 on `/var/lib/maguey`), MiB: the
+    /// node's `magueyd` state and `file` disks survive a power cycle (what was fsync'd).
+    pub state_disk_mib: u64,
+    /// Pack the lab's tiny guest (cached, built from Debian packages) and its `lab-tiny` OS,
+    /// and point the cluster's `kvm` hvparams at it: `instance add -H kvm -o lab-tiny` boots
+    /// a nested guest with KVM inside a node.
+    pub kvm_guest: bool,
 }
 
 impl VmOptions {
@@ -134,6 +149,8 @@ impl VmOptions {
             magueyd: None,
             kill_with_parent: true,
             extra_files: Vec::new(),
+            state_disk_mib: 2048,
+            kvm_guest: true,
         }
     }
 }
@@ -234,14 +251,29 @@ fn bring_up(
     cfg.subnet = st.subnet;
     cfg.magueyd = Some(magueyd.to_path_buf());
     cfg.extra_files = o.extra_files.clone();
-    // The `noop` OS (as in the process lab), in every node's OS search path.
+    cfg.state_disk_mib = o.state_disk_mib;
+    // The `noop` OS (as in the process lab) and the tiny guest's `lab-tiny`, in every node's
+    // OS search path.
     let os_dir = dir.join("os");
-    let noop = maguey_node::os::write_noop_os(&os_dir)
+    maguey_node::os::write_noop_os(&os_dir)
         .with_context(|| format!("writing the noop OS into {}", os_dir.display()))?;
-    for f in files_under(&noop)? {
+    if o.kvm_guest {
+        crate::guest::write_lab_tiny_os(&os_dir)?;
+        let g = crate::guest::ensure().context("building the tiny guest")?;
+        for (src, dest) in [
+            (&g.kernel, NODE_GUEST_KERNEL),
+            (&g.initrd, NODE_GUEST_INITRD),
+        ] {
+            cfg.extra_files.push(maguey_testbed::ExtraFile {
+                src: src.clone(),
+                dest: dest.into(),
+            });
+        }
+    }
+    for f in files_under(&os_dir)? {
         cfg.extra_files.push(maguey_testbed::ExtraFile {
-            src: noop.join(&f),
-            dest: format!("/etc/maguey/os/noop/{}", f.display()),
+            src: os_dir.join(&f),
+            dest: format!("/etc/maguey/os/{}", f.display()),
         });
     }
     cfg.kill_with_parent = o.kill_with_parent;
@@ -252,11 +284,24 @@ fn bring_up(
 
     let t1 = Instant::now();
     tb.setup_vg().context("creating xenvg on the nodes")?;
+    if o.state_disk_mib > 0 {
+        for (i, (code, out)) in tb
+            .run_all(&format!(
+                "set -e\nmkfs.ext4 -q -F -L maguey /dev/vdb\nmkdir -p {NODE_STATE_DIR}\nmount /dev/vdb {NODE_STATE_DIR}\n"
+            ))?
+            .into_iter()
+            .enumerate()
+        {
+            if code != 0 {
+                bail!("node{}: making the state disk failed ({code}): {out}", i + 1);
+            }
+        }
+    }
     st.timings.vg_seconds = t1.elapsed().as_secs_f64();
     add_veth(&st)?;
 
     let t2 = Instant::now();
-    let lab = form_cluster(dir, &st, &tb)?;
+    let lab = form_cluster(dir, &st, &tb, o.kvm_guest)?;
     st.timings.cluster_seconds = t2.elapsed().as_secs_f64();
     st.timings.total_seconds = t0.elapsed().as_secs_f64();
     st.save(dir)?;
@@ -349,11 +394,47 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting a tokio runtime")
 }
 
-/// The script that starts `magueyd ARGS` in the background on a node.
+/// The cluster's `kvm` hvparams that boot the tiny guest packed into the nodes.
+fn set_kvm_hvparams(master_dir: &Path) -> Result<()> {
+    let store = maguey_config::ConfigStore::open(&maguey_daemon::files::config_path(master_dir))
+        .context("opening the config store")?;
+    let mut cluster = store.snapshot().cluster.clone();
+    let s = |v: &str| serde_json::Value::from(v);
+    cluster.hvparams.insert(
+        "kvm".into(),
+        maguey_model::Params::from([
+            ("kvm_path".to_string(), s(NODE_QEMU)),
+            ("kernel_path".to_string(), s(NODE_GUEST_KERNEL)),
+            ("initrd_path".to_string(), s(NODE_GUEST_INITRD)),
+            ("kernel_args".to_string(), s("ro quiet")),
+            ("root_path".to_string(), s("/dev/vda")),
+        ]),
+    );
+    store
+        .apply(maguey_config::Command::UpdateCluster { cluster })
+        .context("setting the kvm hvparams")?;
+    Ok(())
+}
+
+/// The script that starts `magueyd ARGS` in the background on a node: its state disk mounted
+/// (after a power cycle), a `br0` for its instances' NICs (the default link), then magueyd in
+/// its own session.
 fn start_script(args: &[String]) -> String {
     let args: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
     format!(
-        "mkdir -p {NODE_STATE_DIR} /var/log\ncd /\nsetsid /usr/sbin/magueyd --state-dir {NODE_STATE_DIR} {} </dev/null >>{NODE_LOG} 2>&1 &\necho $!\n",
+        "set -e
+mkdir -p {NODE_STATE_DIR} /var/log
+if [ -b /dev/vdb ] && ! grep -q ' {NODE_STATE_DIR} ' /proc/mounts; then
+  mount /dev/vdb {NODE_STATE_DIR}
+fi
+if [ ! -e /sys/class/net/br0 ]; then
+  ip link add br0 type bridge
+  ip link set br0 up
+fi
+cd /
+setsid /usr/sbin/magueyd --state-dir {NODE_STATE_DIR} {} </dev/null >>{NODE_LOG} 2>&1 &
+echo $!
+",
         args.join(" ")
     )
 }
@@ -385,7 +466,7 @@ fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed) -> Result<Lab> {
+fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> Result<Lab> {
     // The master's state, made on the host and copied into node 1.
     let init_dir = dir.join("init");
     if init_dir.exists() {
@@ -415,6 +496,9 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed) -> Result<Lab> {
         fake_cpus: None,
     })
     .context("initialising the cluster")?;
+    if kvm_guest {
+        set_kvm_hvparams(&init_dir)?;
+    }
     crate::rapi_user(dir, &init_dir)?;
     for rel in files_under(&init_dir)? {
         let dest = format!("{NODE_STATE_DIR}/{}", rel.display());
@@ -471,6 +555,10 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed) -> Result<Lab> {
             let logs: Vec<String> = (1..=st.nodes).map(|n| node_log_tail(tb, n)).collect();
             e.context(logs.join("\n"))
         })?;
+
+    // Like a freshly installed node: what the join wrote is on the disk before any power cut
+    // (magueyd writes daemon.json and the certificates without fsync).
+    tb.run_all("sync")?;
 
     let lab: Lab = serde_json::from_value(serde_json::json!({
         "cluster_name": st.cluster_name,

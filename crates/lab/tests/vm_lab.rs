@@ -1,11 +1,13 @@
 //! `maguey lab up --vm-nodes 2`: a cluster of two node VMs (QEMU TCG, real LVM) formed by the
-//! CLI, used from the host's CLI, and taken down without leftovers. One lab boot on purpose
-//! (~1 min of a 2-core machine).
+//! CLI, used from the host's CLI (a fake instance, a nested-KVM instance), a node power-cycled
+//! back into the cluster, and everything taken down without leftovers. One lab boot on
+//! purpose (~1.5 min of a 2-core machine).
 
+use maguey_lab::fixtures::wait_until;
 use maguey_lab::vmlab::VmLab;
 use maguey_testbed::{netns_exists, pid_alive};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `target/debug/maguey` and `magueyd`, built (or found fresh) with the workspace's cargo: the
 /// CLI must contain this lab code.
@@ -51,10 +53,10 @@ fn qemu_pids_under(dir: &str) -> Vec<i32> {
 }
 
 #[test]
-fn vm_lab_up_cluster_ready_instance_on_node2_and_down() {
+fn vm_lab_cluster_instances_nested_kvm_power_cycle_and_down() {
     let maguey = maguey_bin();
     let t0 = Instant::now();
-    let lab = VmLab::up_cli(&maguey, 2);
+    let mut lab = VmLab::up_cli(&maguey, 2);
     let t = lab.state.timings.clone();
     eprintln!(
         "timing: lab up --vm-nodes 2 {:.1}s (image build {:.1}s, boot {:.1}s, xenvg {:.1}s, cluster ready {:.1}s)",
@@ -156,6 +158,69 @@ fn vm_lab_up_cluster_ready_instance_on_node2_and_down() {
     let files = lab.run_ok(2, "find /var/lib/maguey/file-storage -type f");
     assert!(!files.contains("inst1"), "{files}");
     eprintln!("timing: instance add {add_s:.1}s, remove {rm_s:.1}s");
+
+    // Nested KVM through Maguey: the tiny guest on node1 runs with -accel kvm and ticks.
+    let t4 = Instant::now();
+    let r = lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=64M",
+        "-o",
+        "lab-tiny",
+        "-H",
+        "kvm",
+        "-n",
+        "node1",
+        "k1",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, lab.logs());
+    let ps = lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
+    assert!(ps.contains("-accel kvm"), "{ps}");
+    let ticks = || {
+        lab.run(
+            1,
+            "grep -c MAGUEY-TICK /var/lib/maguey/run/kvm/k1.console.log",
+        )
+        .1
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || ticks() >= 2),
+        "the nested guest never ticked"
+    );
+    eprintln!(
+        "timing: kvm instance add to its second tick {:.1}s",
+        t4.elapsed().as_secs_f64()
+    );
+    lab.maguey(&["instance", "remove", "-f", "k1"]).ok();
+
+    // Power cycle of node2: its magueyd comes back with its state (on /dev/vdb), and xenvg
+    // (on /dev/vda) is still there.
+    let t5 = Instant::now();
+    let boot = lab.reboot(2);
+    let back = wait_until(Duration::from_secs(90), || {
+        let r = lab.maguey(&["node", "list", "-o", "name,mfree", "--output", "json"]);
+        r.code == 0 && r.json()[1]["mfree"].is_number()
+    });
+    assert!(back, "node2 did not come back\n{}", lab.logs());
+    eprintln!(
+        "timing: power cycle of node2: boot {boot:.1}s, back in the cluster {:.1}s",
+        t5.elapsed().as_secs_f64()
+    );
+    let v = lab.maguey(&["cluster", "verify"]);
+    assert_eq!(
+        v.code,
+        0,
+        "verify:\n{}\n{}\n{}",
+        v.stdout,
+        v.stderr,
+        lab.logs()
+    );
 
     // Real LVM: xenvg on each node's disk.
     for n in 1..=2 {

@@ -1,5 +1,5 @@
 //! The node image: Debian's cloud kernel and one initramfs holding busybox, dash, lvm2,
-//! dmsetup, drbd-utils, iproute2, QEMU (+ SeaBIOS and iPXE ROMs), their library closure, the
+//! dmsetup, drbd-utils, iproute2, e2fsprogs (ext4 with a journal), QEMU (+ SeaBIOS and iPXE ROMs), their library closure, the
 //! kernel modules a node needs and the node `/init` (with the command agent).
 //!
 //! Everything comes from Debian packages (`apt-get download` + `dpkg -x`, nothing run from
@@ -57,6 +57,7 @@ const ROOTS: &[&str] = &[
     "dmsetup",
     "drbd-utils",
     "iproute2",
+    "e2fsprogs",
     "qemu-system-x86",
     "qemu-utils",
     "qemu-system-data",
@@ -80,6 +81,16 @@ const COPY: &[(&str, &[&str])] = &[
         ],
     ),
     ("iproute2", &["bin", "sbin", "etc/iproute2"]),
+    (
+        "e2fsprogs",
+        &[
+            "sbin/mke2fs",
+            "sbin/mkfs.ext4",
+            "sbin/e2fsck",
+            "sbin/fsck.ext4",
+            "etc/mke2fs.conf",
+        ],
+    ),
     (
         "qemu-system-x86",
         &["usr/bin/qemu-system-x86_64", "usr/bin/kvm"],

@@ -74,6 +74,9 @@ pub struct TestbedConfig {
     /// hostname and its `/etc/hosts` name). Default 0; the lab uses 1 (`node1`, `node2`, like
     /// its cluster's node names).
     pub first_node_number: usize,
+    /// Size of a second sparse disk per node, `/dev/vdb` (MiB; 0: none): for what must survive
+    /// a power cycle besides the volume group (the lab keeps `magueyd`'s state there).
+    pub state_disk_mib: u64,
 }
 
 impl TestbedConfig {
@@ -94,6 +97,7 @@ impl TestbedConfig {
             qemu: None,
             kill_with_parent: true,
             first_node_number: 0,
+            state_disk_mib: 0,
         }
     }
 }
@@ -142,6 +146,9 @@ pub struct NodeState {
     pub pidfile: PathBuf,
     /// QEMU's own stdout and stderr.
     pub qemu_log: PathBuf,
+    /// The second disk, `/dev/vdb`, if any ([`TestbedConfig::state_disk_mib`]).
+    #[serde(default)]
+    pub state_disk: Option<PathBuf>,
 }
 
 /// What `DIR/testbed.json` holds.
@@ -333,6 +340,7 @@ impl Testbed {
                     monitor_socket: f("monitor.sock"),
                     pidfile: f("pid"),
                     qemu_log: f("qemu.log"),
+                    state_disk: (cfg.state_disk_mib > 0).then(|| f("state")),
                 }
             })
             .collect();
@@ -389,6 +397,9 @@ impl Testbed {
             // A fresh, sparse disk.
             let f = std::fs::File::create(&n.disk)?;
             f.set_len(cfg.disk_gib << 30)?;
+            if let Some(sd) = &n.state_disk {
+                std::fs::File::create(sd)?.set_len(cfg.state_disk_mib << 20)?;
+            }
             let _ = std::fs::remove_file(&n.console_log);
         }
         tb.state.timings.prepare_seconds = t1.elapsed().as_secs_f64();
@@ -472,6 +483,9 @@ impl Testbed {
                 let _ = std::fs::remove_file(p);
             }
             let _ = std::fs::remove_file(&n.disk);
+            if let Some(sd) = &n.state_disk {
+                let _ = std::fs::remove_file(sd);
+            }
         }
         let _ = std::fs::remove_file(&self.state.initrd);
         let _ = self.save();
@@ -537,7 +551,7 @@ impl Testbed {
         let mem = self.state.memory_mib.to_string();
         let chardev =
             |id: &str, p: &Path| format!("socket,id={id},path={},server=on,wait=off", p.display());
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "netns".into(),
             "exec".into(),
             self.state.netns.clone(),
@@ -574,6 +588,15 @@ impl Testbed {
                 "file={},format=raw,if=virtio,cache=unsafe",
                 n.disk.display()
             ),
+        ];
+        if let Some(sd) = &n.state_disk {
+            args.push("-drive".into());
+            args.push(format!(
+                "file={},format=raw,if=virtio,cache=unsafe",
+                sd.display()
+            ));
+        }
+        args.extend([
             "-netdev".into(),
             format!("tap,id=net0,ifname={},script=no,downscript=no", n.tap),
             "-device".into(),
@@ -594,7 +617,7 @@ impl Testbed {
             format!("unix:{},server=on,wait=off", n.monitor_socket.display()),
             "-pidfile".into(),
             n.pidfile.to_string_lossy().into_owned(),
-        ];
+        ]);
         // Not `-daemonize`: QEMU stays our child (in its own process group), so killing it
         // can reap it here instead of leaving a zombie to an init that may not reap.
         // `ip netns exec` execs QEMU: the child's pid is QEMU's.
