@@ -266,6 +266,19 @@ fn try_alloc_pairs_fast(
     let vals: Vec<Option<crate::score::NodeVals>> = (0..c.nodes.len())
         .map(|i| is_cand[i].then(|| node_vals(&c.nodes[i], &c.nodes[i].d)))
         .collect();
+    // The secondary's new state depends on the primary only through the
+    // memory it already mirrors for that primary (`peer(p)`): for the
+    // (almost all) pairs where that is 0, it is computed once per node.
+    let sec_no_peer: Vec<Option<std::result::Result<crate::score::NodeVals, FailMode>>> =
+        (0..c.nodes.len())
+            .map(|s| {
+                is_cand[s].then(|| {
+                    let sn = &c.nodes[s];
+                    sn.add_sec_state(&sn.d, inst, usize::MAX, false, false)
+                        .map(|(st, _)| node_vals_st(sn, &st))
+                })
+            })
+            .collect();
     let per_p: Vec<(Vec<FailMode>, usize, Vec<(f64, usize, usize)>)> = pairs
         .par_iter()
         .map(|&p| {
@@ -295,12 +308,18 @@ fn try_alloc_pairs_fast(
                     Ok(a) => a,
                 };
                 let sn = &c.nodes[s];
-                match sn.add_sec_state(&sn.d, inst, p, false, false) {
+                let sec = match &sec_no_peer[s] {
+                    Some(r) if sn.d.peer(p) == 0 => *r,
+                    _ => sn
+                        .add_sec_state(&sn.d, inst, p, false, false)
+                        .map(|(st, _)| node_vals_st(sn, &st)),
+                };
+                match sec {
                     Err(f) => fails.push(f),
-                    Ok((st, _)) => {
+                    Ok(new_vals) => {
                         allocs += 1;
                         let sc = match &vals[s] {
-                            Some(v) => stats.score_changes(a0, &[(v, &node_vals_st(sn, &st))]),
+                            Some(v) => stats.score_changes(a0, &[(v, &new_vals)]),
                             None => stats.score_changes(a0, &[]),
                         };
                         let cur = best.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
