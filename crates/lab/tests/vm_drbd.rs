@@ -109,7 +109,7 @@ fn ok(lab: &VmLab, args: &[&str]) -> String {
 fn vm_plain_and_drbd_create_failover_migrate_remove() {
     let maguey = maguey_bin();
     let t0 = Instant::now();
-    let lab = VmLab::up(&maguey, 2);
+    let mut lab = VmLab::up(&maguey, 2);
     eprintln!("timing: lab up {:.1}s", t0.elapsed().as_secs_f64());
 
     // 1. plain on node2: an LV `<uuid>.disk0` in xenvg, tagged with the instance.
@@ -261,5 +261,106 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     }
     let v = lab.maguey(&["cluster", "verify"]);
     assert_eq!(v.code, 0, "verify:\n{}\n{}", v.stdout, v.stderr);
+
+    // 6. Benchmark figure: a 1 GiB drbd instance without waiting for the initial sync; it
+    // is removed while the resync runs.
+    let t = Instant::now();
+    let out = ok(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "drbd",
+            "--disk",
+            "0:size=1G",
+            "--no-install",
+            "-H",
+            "fake",
+            "-n",
+            "node1:node2",
+            "--no-nics",
+            "--no-wait-for-sync",
+            "big1",
+        ],
+    );
+    eprintln!(
+        "figure: drbd 1 GiB instance add --no-wait-for-sync {:.1}s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+    let l1 = lab.run_ok(1, "cat /proc/drbd");
+    assert!(
+        l1.contains("SyncSource") || l1.contains("UpToDate/UpToDate"),
+        "{l1}"
+    );
+    ok(&lab, &["instance", "remove", "-f", "big1"]);
+    for n in [1, 2] {
+        assert!(lvs(&lab, n).iter().all(|(_, t)| !t.contains("big1")));
+    }
+
+    // 7. The primary dies: failover --ignore-consistency starts the instance on the
+    // surviving secondary, which becomes the DRBD primary (peer unknown).
+    let out = ok(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "drbd",
+            "--disk",
+            "0:size=32M",
+            "--no-install",
+            "-H",
+            "fake",
+            "-n",
+            "node2:node1",
+            "--no-nics",
+            "d3",
+        ],
+    );
+    eprintln!("{out}");
+    lab.run_ok(
+        2,
+        "dd if=/dev/urandom of=/dev/drbd0 bs=1M count=1 oflag=direct 2>/dev/null && \
+         dd if=/dev/drbd0 bs=1M count=1 iflag=direct 2>/dev/null | md5sum > /tmp/d3.md5",
+    );
+    let sum_before = lab.run_ok(2, "cat /tmp/d3.md5");
+    lab.power_off(2);
+    let r = lab.maguey(&["instance", "failover", "-f", "d3"]);
+    assert_ne!(
+        r.code, 0,
+        "failover without --ignore-consistency must refuse: {}",
+        r.stdout
+    );
+    let t = Instant::now();
+    let out = ok(
+        &lab,
+        &["instance", "failover", "-f", "--ignore-consistency", "d3"],
+    );
+    eprintln!(
+        "figure: failover --ignore-consistency (dead primary) {:.1}s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+    let minor = lab.run_ok(1, "cat /proc/drbd");
+    let line = minor
+        .lines()
+        .find(|l| l.contains("ro:Primary/"))
+        .unwrap_or_else(|| panic!("node1 is not primary:\n{minor}"));
+    assert!(line.contains("ds:UpToDate/"), "{line}");
+    let m = line
+        .trim_start()
+        .split(':')
+        .next()
+        .unwrap_or("0")
+        .to_string();
+    let sum_after = lab.run_ok(
+        1,
+        &format!("dd if=/dev/drbd{m} bs=1M count=1 iflag=direct 2>/dev/null | md5sum"),
+    );
+    assert_eq!(
+        sum_before.split_whitespace().next(),
+        sum_after.split_whitespace().next(),
+        "the data written on the dead primary is on the new one"
+    );
     eprintln!("timing: whole test {:.1}s", t0.elapsed().as_secs_f64());
 }

@@ -494,12 +494,12 @@ impl LogicalUnit for InstanceCreate {
         if drbd {
             // The first primary of a new disk is forced: it starts the full initial sync
             // from the primary (Ganeti does a full sync too).
-            env.log(format!(
-                "making node {} the DRBD primary (initial full sync starts)",
-                node.name
-            ));
             let mut res = crate::drbd::wait_connected(env, &instance, &node).await;
             if res.is_ok() {
+                env.log(format!(
+                    "making node {} the DRBD primary (the initial full sync starts)",
+                    node.name
+                ));
                 res = crate::drbd::set_role(env, &instance, &node, true, true).await;
             }
             if res.is_ok() && self.wait_for_sync {
