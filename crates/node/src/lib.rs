@@ -541,6 +541,20 @@ impl NodeRuntime {
                     max_eta_secs: p.max_eta_secs,
                 })
             }
+            NodeRequest::InstanceOsRename { install, old_name } => {
+                let (name, _) = os::split_os_name(&install.os);
+                if os::is_builtin(name) {
+                    // The image provider keeps nothing that names the instance.
+                    return json("");
+                }
+                let ctx = self.storage_ctx(&install.file_storage_dir);
+                let log_dir = self.cfg.state_dir.join("log").join("os");
+                let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;
+                json(
+                    os::run_rename(&def, &install, &old_name, &ctx, &log_dir, self.os_timeout)
+                        .await?,
+                )
+            }
             NodeRequest::InstanceOsAdd { install, reinstall } => {
                 let (name, _) = os::split_os_name(&install.os);
                 let ctx = self.storage_ctx(&install.file_storage_dir);

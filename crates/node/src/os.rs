@@ -357,11 +357,45 @@ pub async fn run_create(
     log_dir: &Path,
     timeout: Duration,
 ) -> Result<String, String> {
+    let mut extra = Vec::new();
+    if reinstall {
+        extra.push(("INSTANCE_REINSTALL".to_string(), "1".to_string()));
+    }
+    run_script(def, "create", install, &extra, ctx, log_dir, timeout).await
+}
+
+/// Runs the definition's `rename` script for an instance renamed from `old_name` to
+/// `install.instance_name` (Ganeti's OS API: `OLD_INSTANCE_NAME` in the environment).
+pub async fn run_rename(
+    def: &OsDefinition,
+    install: &OsInstall,
+    old_name: &str,
+    ctx: &StorageContext,
+    log_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    maguey_model::names::validate_hostname(old_name)
+        .map_err(|e| format!("invalid old instance name: {e}"))?;
+    let extra = [("OLD_INSTANCE_NAME".to_string(), old_name.to_string())];
+    run_script(def, "rename", install, &extra, ctx, log_dir, timeout).await
+}
+
+/// Runs one script of an OS definition with the OS API environment (plus `extra`), its
+/// output logged under `log_dir`; a failure or a timeout gives the output's tail.
+async fn run_script(
+    def: &OsDefinition,
+    which: &str,
+    install: &OsInstall,
+    extra: &[(String, String)],
+    ctx: &StorageContext,
+    log_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
     maguey_model::names::validate_hostname(&install.instance_name)
         .map_err(|e| format!("invalid instance name: {e}"))?;
     let mut env = os_environment(def, install, ctx)?;
-    if reinstall {
-        env.insert("INSTANCE_REINSTALL".into(), "1".into());
+    for (k, v) in extra {
+        env.insert(k.clone(), v.clone());
     }
     std::fs::create_dir_all(log_dir)
         .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
@@ -369,8 +403,9 @@ pub async fn run_create(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    let kind = if which == "create" { "add" } else { which };
     let log_path = log_dir.join(format!(
-        "add-{}-{}-{stamp}.log",
+        "{kind}-{}-{}-{stamp}.log",
         def.name, install.instance_name
     ));
     let log = std::fs::File::create(&log_path)
@@ -378,7 +413,7 @@ pub async fn run_create(
     let log2 = log
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let script = def.path.join("create");
+    let script = def.path.join(which);
     let mut child = tokio::process::Command::new(&script)
         .env_clear()
         .envs(&env)
@@ -403,7 +438,7 @@ pub async fn run_create(
             let _ = child.kill().await;
             let out = read_log(&log_path);
             return Err(format!(
-                "OS create script of '{}' for instance {} timed out after {}s; output:\n{}",
+                "OS {which} script of '{}' for instance {} timed out after {}s; output:\n{}",
                 def.name,
                 install.instance_name,
                 timeout.as_secs(),
@@ -423,7 +458,7 @@ pub async fn run_create(
             }
         };
         Err(format!(
-            "OS create script of '{}' for instance {} failed ({how}); output:\n{}",
+            "OS {which} script of '{}' for instance {} failed ({how}); output:\n{}",
             def.name,
             install.instance_name,
             tail(&out, ERROR_TAIL_LINES)

@@ -194,6 +194,37 @@ impl LogicalUnit for InstanceRename {
             .clone()
             .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
         check_stopped(env, &inst, "renaming it").await?;
+        // The OS definition's rename script runs first: if it fails, nothing is renamed.
+        let cfg = env.cfg();
+        let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
+        if !inst.os.is_empty() && inst.disk_template != "diskless" && !node.offline {
+            env.log(format!(
+                "running the OS rename script of '{}' on {}",
+                inst.os, node.name
+            ));
+            let install = OsInstall {
+                instance_name: self.new_name.clone(),
+                os: inst.os.clone(),
+                hypervisor: inst.hypervisor.clone(),
+                osparams: inst.osparams.clone(),
+                disks: inst.disks.clone(),
+                nics: nic_runtimes(&cfg, &inst),
+                file_storage_dir: storage_dir(&cfg, &inst.disk_template),
+                debug_level: 0,
+            };
+            let out: Value = env
+                .rpc(
+                    &node,
+                    NodeRequest::InstanceOsRename {
+                        install,
+                        old_name: self.name.clone(),
+                    },
+                )
+                .await?;
+            if let Some(s) = out.as_str().filter(|s| !s.trim().is_empty()) {
+                env.log(format!("OS rename output:\n{}", s.trim_end()));
+            }
+        }
         inst.name = self.new_name.clone();
         env.apply(Command::UpdateInstance { instance: inst })?;
         env.log(format!(

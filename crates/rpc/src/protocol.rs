@@ -158,6 +158,9 @@ pub enum NodeRequest {
     DrbdSyncProgress { disks: Vec<Disk> },
     /// `drbd`: tears the local devices down (`drbdsetup down`); the LVs stay. Answers null.
     DrbdShutdown { disks: Vec<Disk> },
+    /// Runs the OS definition's `rename` script for an instance renamed from `old_name`
+    /// (`install` names the new one). Answers the script's output.
+    InstanceOsRename { install: OsInstall, old_name: String },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
     InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
@@ -203,6 +206,7 @@ impl NodeRequest {
             NodeRequest::DrbdSyncProgress { .. } => "drbd_wait_sync",
             NodeRequest::DrbdShutdown { .. } => "drbd_shutdown",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
+            NodeRequest::InstanceOsRename { .. } => "instance_run_rename",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
             NodeRequest::LeaveCluster => "leave_cluster",
@@ -224,6 +228,7 @@ impl NodeRequest {
             } => default.max(Duration::from_secs(shutdown_timeout.saturating_add(60))),
             NodeRequest::InstanceMigrate { .. }
             | NodeRequest::InstanceOsAdd { .. }
+            | NodeRequest::InstanceOsRename { .. }
             | NodeRequest::BlockdevCreate { .. } => default.max(6 * HOUR),
             NodeRequest::TestDelay { duration } if duration.is_finite() && *duration >= 0.0 => {
                 default.max(Duration::from_secs_f64(duration.min(86_400.0) + 30.0))
