@@ -209,7 +209,8 @@ pub(crate) fn os_output(
     if !text.trim().is_empty() {
         env.log(format!("OS {what} output:\n{}", text.trim_end()));
     }
-    if let Some(seed) = out.get("cdrom_image_path").and_then(|p| p.as_str()) {
+    let seed = out.get("cdrom_image_path").and_then(|p| p.as_str());
+    if let Some(seed) = seed.filter(|_| inst.hypervisor == "kvm") {
         env.log(format!("cloud-init seed {seed} attached as the CD-ROM"));
         inst.hvparams
             .insert("cdrom_image_path".into(), serde_json::json!(seed));
