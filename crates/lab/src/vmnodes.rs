@@ -158,7 +158,12 @@ impl VmOptions {
 /// `maguey lab up --vm-nodes N`: boots the VMs, forms the cluster, leaves them running.
 /// On a directory whose VM lab runs already, only checks that its master answers.
 pub async fn up(o: &crate::UpOptions) -> Result<Lab> {
-    let mut v = VmOptions::new(o.vm_nodes, &o.dir);
+    // `lab up --dir DIR` of an existing VM lab: as many nodes as it had.
+    let nodes = match (o.vm_nodes, VmLabState::load(&o.dir)) {
+        (0, Ok(st)) => st.nodes,
+        (n, _) => n,
+    };
+    let mut v = VmOptions::new(nodes, &o.dir);
     v.port = o.port;
     v.cluster_name = o.cluster_name.clone();
     v.kill_with_parent = false;
@@ -166,6 +171,17 @@ pub async fn up(o: &crate::UpOptions) -> Result<Lab> {
         let (lab, tb) = up_blocking(&v)?;
         if let Some(tb) = tb {
             tb.detach();
+            if let Ok(st) = VmLabState::load(&v.dir) {
+                let t = &st.timings;
+                eprintln!(
+                    "node VMs: image {:.1} s, boot {:.1} s, xenvg {:.1} s, cluster {:.1} s, in all {:.1} s",
+                    t.image_build_seconds,
+                    t.boot_seconds,
+                    t.vg_seconds,
+                    t.cluster_seconds,
+                    t.total_seconds
+                );
+            }
         }
         Ok(lab)
     })
@@ -176,6 +192,9 @@ pub async fn up(o: &crate::UpOptions) -> Result<Lab> {
 /// Brings a VM lab up from the calling thread (with `kill_with_parent`, the VMs die with this
 /// thread). Returns the lab and the testbed, which tears everything down when dropped (call
 /// [`Testbed::detach`] to leave it running); `None` when the lab was running already.
+///
+/// Call it from a plain thread (a `#[test]`) or `spawn_blocking`, not from async code: it
+/// runs its own tokio runtime.
 pub fn up_blocking(o: &VmOptions) -> Result<(Lab, Option<Testbed>)> {
     if o.nodes == 0 || o.nodes > 100 {
         bail!("--vm-nodes must be between 1 and 100");
@@ -219,9 +238,9 @@ pub fn up_blocking(o: &VmOptions) -> Result<(Lab, Option<Testbed>)> {
         port: o.port,
         nodes: o.nodes,
         testbed_dir: dir.join("tb"),
-        netns: format!("mgv{tag}"),
+        netns: format!("mvm{tag}"),
         subnet,
-        veth: format!("mgv{tag}h"),
+        veth: format!("mvm{tag}h"),
         host_ip: format!("10.77.{subnet}.{HOST_SIDE_BYTE}"),
         client_dir: dir.join("client"),
         timings: VmTimings::default(),
@@ -703,15 +722,15 @@ mod tests {
         let t = tag_of(Path::new("/tmp/x"));
         assert_eq!(t.len(), 8);
         // Interface names fit in 15 bytes.
-        assert!(format!("mgv{t}h").len() <= 15);
+        assert!(format!("mvm{t}h").len() <= 15);
         let st = VmLabState {
             cluster_name: "c".into(),
             port: 1811,
             nodes: 2,
             testbed_dir: "/d/tb".into(),
-            netns: format!("mgv{t}"),
+            netns: format!("mvm{t}"),
             subnet: 9,
-            veth: format!("mgv{t}h"),
+            veth: format!("mvm{t}h"),
             host_ip: "10.77.9.253".into(),
             client_dir: "/d/client".into(),
             timings: VmTimings::default(),

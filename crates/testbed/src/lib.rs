@@ -888,10 +888,12 @@ impl Testbed {
             Ok(())
         })??;
         let size = meta.len();
+        // nc's stdin is /dev/null, so it shuts its sending side at once: the client's EOF above
+        // does not mean that nc has written everything yet. Wait (bounded) for the whole file.
         self.run_ok(
             i,
             &format!(
-                "set -e\n[ \"$(wc -c < {t})\" -eq {size} ]\nchmod {mode:o} {t}\nmv -f {t} {d}\n",
+                "set -e\nn=0\nwhile [ \"$(wc -c < {t})\" -lt {size} ] && [ $n -lt 600 ]; do usleep 100000; n=$((n+1)); done\n[ \"$(wc -c < {t})\" -eq {size} ]\nchmod {mode:o} {t}\nmv -f {t} {d}\n",
                 t = sh_quote(&tmp),
                 d = sh_quote(dest)
             ),
