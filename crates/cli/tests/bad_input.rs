@@ -236,3 +236,49 @@ fn exit_codes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
 }
+
+#[test]
+fn a_failing_os_create_script_leaves_nothing_behind() {
+    let lab = lab(1);
+    let d = lab.node_dir(1).join("os/failing");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("ganeti_api_version"), "20\n").unwrap();
+    for s in ["create", "import", "export", "rename", "verify"] {
+        let body = if s == "create" {
+            "#!/bin/sh\necho \"debootstrap: cannot reach the mirror for $INSTANCE_NAME\" >&2\nexit 7\n"
+        } else {
+            "#!/bin/sh\nexit 0\n"
+        };
+        let p = d.join(s);
+        std::fs::write(&p, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let serial = lab.serial();
+    let r = lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=16M",
+        "-o",
+        "failing",
+        "-n",
+        "node1",
+        "f1",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    // The script's own output is in the job log and the error.
+    assert!(
+        r.stderr.contains("cannot reach the mirror for f1") && r.stderr.contains("exit status 7"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("undoing"), "{}", r.stdout);
+    assert_eq!(lab.serial(), serial);
+    assert!(instances(&lab, "name").is_empty());
+    let mut left = Vec::new();
+    find_files(&lab.node_dir(1).join("file-storage"), &mut left);
+    assert!(left.is_empty(), "{left:?}");
+}
