@@ -54,6 +54,16 @@ impl VmLab {
             Err(e) => panic!("lab up --vm-nodes {} failed: {e:#}", o.nodes),
         };
         let state = VmLabState::load(dir.path()).expect("vmlab.json");
+        let t = &state.timings;
+        eprintln!(
+            "VmLab: {} node VMs up in {:.1} s (image {:.1} s, boot {:.1} s, xenvg {:.1} s, cluster {:.1} s)",
+            o.nodes,
+            t.total_seconds,
+            t.image_build_seconds,
+            t.boot_seconds,
+            t.vg_seconds,
+            t.cluster_seconds
+        );
         VmLab {
             dir,
             maguey: maguey.to_path_buf(),
