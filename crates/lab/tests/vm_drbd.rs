@@ -7,7 +7,18 @@
 use maguey_lab::vmlab::VmLab;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
 
 /// `target/debug/maguey` and `magueyd`, built with the workspace's cargo (the node VMs run
 /// this `magueyd`).
@@ -262,7 +273,84 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     let v = lab.maguey(&["cluster", "verify"]);
     assert_eq!(v.code, 0, "verify:\n{}\n{}", v.stdout, v.stderr);
 
-    // 6. Benchmark figure: a 1 GiB drbd instance without waiting for the initial sync; it
+    // 6. A real (nested KVM) guest on drbd: boots on node1 with the DRBD device and no host
+    // cache, live-migrates to node2 and keeps ticking there, fails over back to node1.
+    let t = Instant::now();
+    ok(
+        &lab,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "drbd",
+            "--disk",
+            "0:size=64M",
+            "-o",
+            "lab-tiny",
+            "-H",
+            "kvm",
+            "-n",
+            "node1:node2",
+            "k1",
+        ],
+    );
+    let ps = lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
+    assert!(ps.contains("/dev/drbd"), "{ps}");
+    assert!(
+        ps.contains("cache=none") || ps.contains("direct=on"),
+        "{ps}"
+    );
+    let ticks = |n: usize| {
+        lab.run(
+            n,
+            "grep -c MAGUEY-TICK /var/lib/maguey/run/kvm/k1.console.log 2>/dev/null",
+        )
+        .1
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || ticks(1) >= 2),
+        "the guest never ticked on node1\n{}",
+        lab.logs()
+    );
+    eprintln!(
+        "figure: kvm drbd instance add to its second tick {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let out = ok(&lab, &["instance", "migrate", "-f", "k1"]);
+    eprintln!(
+        "figure: live migration of a kvm drbd instance {:.1}s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(instance(&lab, "k1")["pnode"], "node2");
+    let ps1 = lab
+        .run(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'")
+        .1;
+    assert!(ps1.trim().is_empty(), "QEMU still on node1: {ps1}");
+    lab.run_ok(2, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
+    let before = ticks(2);
+    assert!(
+        wait_until(Duration::from_secs(60), || ticks(2) >= before + 2),
+        "the guest does not tick on node2 after the migration"
+    );
+    let all = lab.run_ok(2, "cat /proc/drbd");
+    let line = all
+        .lines()
+        .find(|l| l.contains("ro:Primary/"))
+        .unwrap_or_else(|| panic!("node2 is not primary:\n{all}"));
+    assert!(line.contains("ro:Primary/Secondary"), "{line}");
+    ok(&lab, &["instance", "failover", "-f", "k1"]);
+    assert_eq!(instance(&lab, "k1")["pnode"], "node1");
+    lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
+    ok(&lab, &["instance", "remove", "-f", "k1"]);
+    for n in [1, 2] {
+        assert!(lvs(&lab, n).iter().all(|(_, t)| !t.contains("k1")));
+    }
+
+    // 7. Benchmark figure: a 1 GiB drbd instance without waiting for the initial sync; it
     // is removed while the resync runs.
     let t = Instant::now();
     let out = ok(
@@ -298,7 +386,7 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         assert!(lvs(&lab, n).iter().all(|(_, t)| !t.contains("big1")));
     }
 
-    // 7. The primary dies: failover --ignore-consistency starts the instance on the
+    // 8. The primary dies: failover --ignore-consistency starts the instance on the
     // surviving secondary, which becomes the DRBD primary (peer unknown).
     let out = ok(
         &lab,

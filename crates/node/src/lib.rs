@@ -515,6 +515,24 @@ impl NodeRuntime {
                 self.drbd_each(disks, None, storage::drbd::drbd_shutdown)
                     .await
             }
+            NodeRequest::DrbdNodeCheck { usermode_helper } => {
+                let ctx = self.storage_ctx("");
+                json(
+                    Self::blocking(move || {
+                        let version = storage::drbd::drbd_version(&ctx)
+                            .ok()
+                            .map(|v| format!("{}.{}.{}", v.major, v.minor, v.point));
+                        let helper_error = storage::drbd::drbd_check_helper(&ctx, &usermode_helper)
+                            .err()
+                            .map(|e| e.to_string());
+                        Ok(maguey_rpc::DrbdNodeCheck {
+                            version,
+                            helper_error,
+                        })
+                    })
+                    .await?,
+                )
+            }
             NodeRequest::DrbdStatus { disks } => {
                 let ctx = self.storage_ctx("");
                 json(

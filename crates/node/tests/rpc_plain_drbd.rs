@@ -411,3 +411,45 @@ fn syncing() -> String {
         "{VERSION84} 0: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----\n    ns:123904 nr:0 dw:0 dr:124840 al:8 bm:0 lo:0 pe:2 ua:0 ap:0 ep:1 wo:f oos:400384\n\t[===>................] sync'ed: 23.7% (400384/524288)K\n\tfinish: 0:00:12 speed: 32,256 (30,976) K/sec\n"
     )
 }
+
+/// Cluster verify's DRBD check: the module's version, and a helper other than `/bin/true`
+/// reported (it would drop connections, testbed gotcha 5).
+#[tokio::test]
+async fn drbd_node_check_reports_version_and_helper() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rt, r) = runtime(dir.path()).await;
+    r.file("/proc/drbd", VERSION84);
+    r.file(
+        "/sys/module/drbd/parameters/usermode_helper",
+        &data("drbd84/usermode_helper_true"),
+    );
+    let c: maguey_rpc::DrbdNodeCheck = serde_json::from_value(
+        rt.handle(NodeRequest::DrbdNodeCheck {
+            usermode_helper: String::new(),
+        })
+        .await
+        .expect("check"),
+    )
+    .expect("answer");
+    assert_eq!(c.version.as_deref(), Some("8.4.11"));
+    assert_eq!(c.helper_error, None);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rt, r) = runtime(dir.path()).await;
+    r.file("/proc/drbd", VERSION84);
+    r.file(
+        "/sys/module/drbd/parameters/usermode_helper",
+        &data("drbd84/usermode_helper_default"),
+    );
+    let c: maguey_rpc::DrbdNodeCheck = serde_json::from_value(
+        rt.handle(NodeRequest::DrbdNodeCheck {
+            usermode_helper: String::new(),
+        })
+        .await
+        .expect("check"),
+    )
+    .expect("answer");
+    let e = c.helper_error.expect("the default helper is refused");
+    assert!(e.contains("/bin/true"), "{e}");
+    assert!(r.calls().is_empty(), "{:?}", r.argvs());
+}

@@ -9,7 +9,7 @@ use crate::{wrong_op, Env, LogicalUnit};
 use futures::future::join_all;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{AdminState, ConfigData, LogicalId, Node, OpCode, PROTOCOL_VERSION};
-use maguey_rpc::{DrbdDiskStatus, InstanceRunInfo, NodeRequest, VersionInfo};
+use maguey_rpc::{DrbdDiskStatus, DrbdNodeCheck, InstanceRunInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +43,8 @@ struct NodeReport {
     /// `vg/lv` of every LV, when the node holds `plain`/`drbd` disks or the cluster enables
     /// them (`None`: not asked or LVM unavailable).
     lvs: Option<BTreeSet<String>>,
+    /// The loaded DRBD module's version, when asked.
+    drbd_version: Option<String>,
 }
 
 /// `vg/lv` of every LV a disk (or its children) expects on `node_uuid`.
@@ -178,10 +180,50 @@ async fn probe(
     } else {
         None
     };
+    let drbd_enabled = cfg
+        .cluster
+        .enabled_disk_templates
+        .iter()
+        .any(|t| t == "drbd");
+    let holds_drbd = cfg
+        .instances_on_node(&node.uuid)
+        .any(|i| i.disk_template == "drbd");
+    let mut drbd_version = None;
+    if holds_drbd || (drbd_enabled && lvs.is_some()) {
+        match rpc
+            .call::<DrbdNodeCheck>(
+                &addr,
+                &NodeRequest::DrbdNodeCheck {
+                    usermode_helper: String::new(),
+                },
+            )
+            .await
+        {
+            Ok(c) => {
+                if let Some(e) = c.helper_error {
+                    rep.error(env, "ENODEDRBDHELPER", format!("node {}: {e}", node.name));
+                }
+                if c.version.is_none() && holds_drbd {
+                    rep.error(
+                        env,
+                        "ENODEDRBD",
+                        format!("node {}: the drbd module is not loaded", node.name),
+                    );
+                }
+                drbd_version = c.version;
+            }
+            Err(e) => rep.error(
+                env,
+                "ENODEDRBD",
+                format!("node {}: cannot check DRBD: {e}", node.name),
+            ),
+        }
+    }
     Some(NodeReport {
         running,
         files,
         lvs,
+        drbd_version,
     })
 }
 
@@ -264,6 +306,39 @@ impl LogicalUnit for ClusterVerify {
             for r in sub {
                 rep.errors.extend(r.errors);
                 rep.warnings.extend(r.warnings);
+            }
+        }
+
+        // DRBD versions must agree within a node group (Ganeti's ENODEDRBDVERSION).
+        let mut by_group: BTreeMap<&str, BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
+        for (uuid, nr) in &reports {
+            let (Some(nr), Some(n)) = (nr, cfg.nodes.get(uuid)) else {
+                continue;
+            };
+            if let Some(v) = &nr.drbd_version {
+                by_group
+                    .entry(n.group.as_str())
+                    .or_default()
+                    .entry(v.as_str())
+                    .or_default()
+                    .push(n.name.as_str());
+            }
+        }
+        for (g, versions) in &by_group {
+            if versions.len() > 1 {
+                let list: Vec<String> = versions
+                    .iter()
+                    .map(|(v, nodes)| format!("{v} on {}", nodes.join(", ")))
+                    .collect();
+                let group = cfg.nodegroups.get(*g).map(|x| x.name.as_str()).unwrap_or(g);
+                rep.error(
+                    env,
+                    "ENODEDRBDVERSION",
+                    format!(
+                        "group {group}: different DRBD versions: {}",
+                        list.join("; ")
+                    ),
+                );
             }
         }
 

@@ -156,11 +156,20 @@ pub enum NodeRequest {
     /// `drbd`: one step of Ganeti's `drbd_wait_sync` (the master polls): answers
     /// [`DrbdSyncProgress`]; a device neither connected nor resyncing is an error.
     DrbdSyncProgress { disks: Vec<Disk> },
+    /// `drbd`: the loaded module's version and whether it runs `usermode_helper` (empty:
+    /// `/bin/true`): answers [`DrbdNodeCheck`] (cluster verify).
+    DrbdNodeCheck {
+        #[serde(default)]
+        usermode_helper: String,
+    },
     /// `drbd`: tears the local devices down (`drbdsetup down`); the LVs stay. Answers null.
     DrbdShutdown { disks: Vec<Disk> },
     /// Runs the OS definition's `rename` script for an instance renamed from `old_name`
     /// (`install` names the new one). Answers the script's output.
-    InstanceOsRename { install: OsInstall, old_name: String },
+    InstanceOsRename {
+        install: OsInstall,
+        old_name: String,
+    },
     /// Runs the OS definition's `create` (or `reinstall`) script. Answers the script's output.
     InstanceOsAdd { install: OsInstall, reinstall: bool },
     /// Lists the OS definitions found on this node: answers `Vec<OsInfo>`.
@@ -205,6 +214,7 @@ impl NodeRequest {
             NodeRequest::DrbdStatus { .. } => "drbd_status",
             NodeRequest::DrbdSyncProgress { .. } => "drbd_wait_sync",
             NodeRequest::DrbdShutdown { .. } => "drbd_shutdown",
+            NodeRequest::DrbdNodeCheck { .. } => "drbd_node_check",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::InstanceOsRename { .. } => "instance_run_rename",
             NodeRequest::OsDiagnose => "os_diagnose",
@@ -452,4 +462,15 @@ pub struct DrbdSyncProgress {
     /// The longest estimated time to the end, when known.
     #[serde(default)]
     pub max_eta_secs: Option<u64>,
+}
+
+/// A node's DRBD module as cluster verify sees it (answer of [`NodeRequest::DrbdNodeCheck`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrbdNodeCheck {
+    /// `8.4.11`, `9.2.12`, ...; `None` when the module is not loaded.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// What is wrong with the usermode helper, if anything.
+    #[serde(default)]
+    pub helper_error: Option<String>,
 }

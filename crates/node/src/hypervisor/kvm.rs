@@ -311,10 +311,15 @@ pub fn build_argv(
     let disk_type = hv_str(hv, "disk_type", "paravirtual");
     for (i, (path, disk)) in disks.iter().zip(&inst.disks).enumerate() {
         let ro = disk.mode == "ro";
+        // LVs and DRBD devices are block devices: QEMU's `file` driver refuses them.
+        let driver = match disk.dev_type.as_str() {
+            "plain" | "drbd" => "host_device",
+            _ => "file",
+        };
         push(&[
             "-blockdev",
             &format!(
-                "driver=file,node-name=disk{i}-file,filename={},aio={aio},cache.direct={},read-only={}",
+                "driver={driver},node-name=disk{i}-file,filename={},aio={aio},cache.direct={},read-only={}",
                 qopt(&path.to_string_lossy()),
                 if direct { "on" } else { "off" },
                 if ro { "on" } else { "off" },
@@ -1364,6 +1369,19 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("virtio-blk-pci,drive=disk0"), "{s}");
+        assert!(
+            s.contains("-blockdev driver=file,node-name=disk0-file"),
+            "{s}"
+        );
+        // LVs and DRBD devices are block devices (`host_device`).
+        r.disks[0].dev_type = "drbd".into();
+        let a = build_argv(&r, &paths, &[PathBuf::from("/dev/drbd3")], &[], "kvm").unwrap();
+        let s = a.join(" ");
+        assert!(
+            s.contains("-blockdev driver=host_device,node-name=disk0-file,filename=/dev/drbd3"),
+            "{s}"
+        );
+        r.disks[0].dev_type = "file".into();
         r.hvparams.insert("disk_type".into(), "pflash".into());
         assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm").is_err());
     }
