@@ -68,7 +68,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/version", "GET", true, "integer", "RAPI version (2)"),
     r("/2", "GET", true, "null", "Version 2 root"),
     r("/2/info", "GET", true, "object", "Cluster information"),
-    r("/2/features", "GET", true, "array", "Optional features: instance-create-reqv1"),
+    r("/2/features", "GET", true, "array", "Optional features: instance-create-reqv1, instance-reinstall-reqv1, node-migrate-reqv1, node-evac-res1"),
     r("/2/os", "GET", true, "array", "OS names (bulk=1: OS objects), diagnosed on every vm-capable node"),
     r("/2/modify", "PUT", false, "job", "Cluster parameters"),
     r("/2/redistribute-config", "PUT", false, "job", "Redistribute the configuration"),
@@ -92,8 +92,8 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/2/nodes/{node_name}/role", "GET", true, "string", "master, master-candidate, regular, drained or offline"),
     r("/2/nodes/{node_name}/role", "PUT", true, "job", "Set the role (body: the role as a JSON string)"),
     r("/2/nodes/{node_name}/modify", "POST", true, "job", "OP_NODE_SET_PARAMS: offline, drained, master_candidate, master_capable, vm_capable, force"),
-    r("/2/nodes/{node_name}/evacuate", "POST", false, "job", "Evacuate a node"),
-    r("/2/nodes/{node_name}/migrate", "POST", false, "job", "Migrate a node's primary instances"),
+    r("/2/nodes/{node_name}/evacuate", "POST", true, "job", "Evacuate a node"),
+    r("/2/nodes/{node_name}/migrate", "POST", true, "job", "Migrate a node's primary instances"),
     r("/2/nodes/{node_name}/powercycle", "POST", false, "job", "Power-cycle a node"),
     r("/2/nodes/{node_name}/storage", "GET", false, "job", "Storage units of a node"),
     r("/2/nodes/{node_name}/storage/modify", "PUT", false, "job", "Modify a storage unit"),
@@ -131,7 +131,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/2/instances/{instance_name}/reboot", "POST", true, "job", "Reboot (type=soft|hard|full)"),
     r("/2/instances/{instance_name}/startup", "PUT", true, "job", "Start (force, no_remember)"),
     r("/2/instances/{instance_name}/shutdown", "PUT", true, "job", "Stop (body: timeout; no_remember)"),
-    r("/2/instances/{instance_name}/reinstall", "POST", false, "job", "Reinstall the OS"),
+    r("/2/instances/{instance_name}/reinstall", "POST", true, "job", "Reinstall the OS"),
     r("/2/instances/{instance_name}/replace-disks", "POST", false, "job", "Replace disks"),
     r("/2/instances/{instance_name}/activate-disks", "PUT", false, "job", "Activate disks"),
     r("/2/instances/{instance_name}/deactivate-disks", "PUT", false, "job", "Deactivate disks"),
@@ -139,9 +139,9 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/2/instances/{instance_name}/disk/{disk_index}/grow", "POST", false, "job", "Grow a disk"),
     r("/2/instances/{instance_name}/prepare-export", "PUT", false, "job", "Prepare an export"),
     r("/2/instances/{instance_name}/export", "PUT", false, "job", "Export an instance"),
-    r("/2/instances/{instance_name}/migrate", "PUT", false, "job", "Migrate an instance"),
-    r("/2/instances/{instance_name}/failover", "PUT", false, "job", "Fail an instance over"),
-    r("/2/instances/{instance_name}/rename", "PUT", false, "job", "Rename an instance"),
+    r("/2/instances/{instance_name}/migrate", "PUT", true, "job", "Migrate an instance"),
+    r("/2/instances/{instance_name}/failover", "PUT", true, "job", "Fail an instance over"),
+    r("/2/instances/{instance_name}/rename", "PUT", true, "job", "Rename an instance"),
     r("/2/instances/{instance_name}/modify", "PUT", true, "job", "OP_INSTANCE_SET_PARAMS: beparams, hvparams, osparams, offline, force"),
     r("/2/instances/{instance_name}/console", "GET", true, "object", "Console description (fake hypervisor: kind message)"),
     r("/2/instances/{instance_name}/tags", "GET", true, "array", "Instance tags"),
@@ -281,7 +281,8 @@ mod tests {
         let paths = d["paths"].as_object().unwrap();
         assert!(paths.contains_key("/2/instances/{instance_name}/startup"));
         assert_eq!(
-            d["paths"]["/2/instances/{instance_name}/migrate"]["put"]["x-maguey-implemented"],
+            d["paths"]["/2/instances/{instance_name}/activate-disks"]["put"]
+                ["x-maguey-implemented"],
             false
         );
         assert_eq!(

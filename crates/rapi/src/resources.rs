@@ -166,7 +166,12 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
         ["version"] if get => Ok(json!(RAPI_VERSION)),
         ["openapi.json"] if get => Ok(openapi::document()),
         ["2", "info"] if get => Ok(cluster_info(&r.master.config.snapshot())),
-        ["2", "features"] if get => Ok(json!(["instance-create-reqv1"])),
+        ["2", "features"] if get => Ok(json!([
+            "instance-create-reqv1",
+            "instance-reinstall-reqv1",
+            "node-migrate-reqv1",
+            "node-evac-res1"
+        ])),
         ["2", "os"] if get => os_list(rapi, req).await,
         ["2", "tags"] if get => Ok(json!(r.master.config.snapshot().cluster.tags)),
         ["2", "tags"] if put || delete => tags_change(rapi, req, "cluster", None),
@@ -213,6 +218,44 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
         }
         ["2", "nodes", n, "role"] if put => node_set_role(rapi, req, n),
         ["2", "nodes", n, "modify"] if post => node_modify(rapi, req, n),
+        ["2", "nodes", n, "evacuate"] if post => {
+            no_dry_run(req)?;
+            node_exists(rapi, n)?;
+            let mut b = body_object(
+                req,
+                &["iallocator", "remote_node", "mode", "early_release"],
+                &[],
+            )?;
+            if let Some(m) = req.query_str("mode") {
+                b.entry("mode").or_insert(json!(m));
+            }
+            b.insert("node_name".into(), json!(n));
+            submit_op(rapi, "OP_NODE_EVACUATE", b)
+        }
+        ["2", "nodes", n, "migrate"] if post => {
+            no_dry_run(req)?;
+            node_exists(rapi, n)?;
+            let mut b = body_object(
+                req,
+                &[
+                    "mode",
+                    "live",
+                    "target_node",
+                    "iallocator",
+                    "ignore_ipolicy",
+                ],
+                &[],
+            )?;
+            // Pre-2.5 clients send the mode as query arguments.
+            if let Some(m) = req.query_str("mode") {
+                b.entry("mode").or_insert(json!(m));
+            }
+            if req.query_str("live").is_some() {
+                b.entry("live").or_insert(json!(req.flag("live", true)?));
+            }
+            b.insert("node_name".into(), json!(n));
+            submit_op(rapi, "OP_NODE_MIGRATE", b)
+        }
         ["2", "nodes", n, "tags"] if get => get_tags(rapi, "node", n),
         ["2", "nodes", n, "tags"] if put || delete => tags_change(rapi, req, "node", Some(n)),
         ["2", "groups"] if get => {
@@ -286,6 +329,47 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
             submit(rapi, "OP_INSTANCE_REBOOT", i, b)
         }
         ["2", "instances", i, "modify"] if put => instance_modify(rapi, req, i),
+        ["2", "instances", i, "migrate"] if put => {
+            no_dry_run(req)?;
+            let b = body_object(
+                req,
+                &[
+                    "mode",
+                    "cleanup",
+                    "target_node",
+                    "iallocator",
+                    "allow_failover",
+                    "ignore_ipolicy",
+                    "allow_runtime_changes",
+                ],
+                &[],
+            )?;
+            submit(rapi, "OP_INSTANCE_MIGRATE", i, b)
+        }
+        ["2", "instances", i, "failover"] if put => {
+            no_dry_run(req)?;
+            let b = body_object(
+                req,
+                &[
+                    "iallocator",
+                    "ignore_consistency",
+                    "target_node",
+                    "shutdown_timeout",
+                    "ignore_ipolicy",
+                ],
+                &[],
+            )?;
+            submit(rapi, "OP_INSTANCE_FAILOVER", i, b)
+        }
+        ["2", "instances", i, "rename"] if put => {
+            no_dry_run(req)?;
+            let b = body_object(req, &["new_name", "ip_check", "name_check"], &[])?;
+            if !b.contains_key("new_name") {
+                return Err(ApiError::bad_request("missing 'new_name'"));
+            }
+            submit(rapi, "OP_INSTANCE_RENAME", i, b)
+        }
+        ["2", "instances", i, "reinstall"] if post => instance_reinstall(rapi, req, i),
         ["2", "instances", i, "console"] if get => instance_console(rapi, i).await,
         ["2", "instances", i, "tags"] if get => get_tags(rapi, "instance", i),
         ["2", "instances", i, "tags"] if put || delete => {
@@ -1042,6 +1126,7 @@ fn instance_modify(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
             "force",
             "custom_beparams",
             "custom_hvparams",
+            "runtime_mem",
         ],
         &[
             "disks",
@@ -1052,7 +1137,6 @@ fn instance_modify(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
             "os_name",
             "force_variant",
             "osparams_private",
-            "runtime_mem",
             "pnode",
             "wait_for_sync",
             "online_inst",
@@ -1412,4 +1496,44 @@ async fn job_wait(rapi: &Rapi, req: &Req, id: &str) -> ApiResult {
             )
             .await;
     }
+}
+
+/// `POST /2/instances/NAME/reinstall`, as Ganeti: one job that stops the instance, reinstalls
+/// it and (unless `start` is false / `nostartup` is set) starts it again.
+fn instance_reinstall(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
+    no_dry_run(req)?;
+    instance_exists(rapi, inst)?;
+    let b = body_object(req, &["os", "start", "osparams"], &["clear_osparams"])?;
+    let os = b
+        .get("os")
+        .and_then(|v| v.as_str())
+        .or_else(|| req.query_str("os"))
+        .map(String::from);
+    let start = match b.get("start") {
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| ApiError::bad_request("'start' must be a boolean"))?,
+        None => !req.flag("nostartup", false)?,
+    };
+    let op = |v: Value| -> Result<OpCode, ApiError> {
+        serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("{e}")))
+    };
+    let mut ops = vec![
+        op(json!({"OP_ID": "OP_INSTANCE_SHUTDOWN", "instance_name": inst}))?,
+        op(
+            json!({"OP_ID": "OP_INSTANCE_REINSTALL", "instance_name": inst, "os_type": os,
+                  "osparams": b.get("osparams").cloned()}),
+        )?,
+    ];
+    if start {
+        ops.push(op(
+            json!({"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": inst}),
+        )?);
+    }
+    let id = rapi
+        .inner
+        .queue
+        .submit(ops, 0)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(json!(id.to_string()))
 }

@@ -212,8 +212,8 @@ async fn malformed_requests_never_crash_or_change_the_config() {
     let (user, pass) = (user.to_string(), pass.to_string());
     let base = l.env["MAGUEY_RAPI_URL"].clone();
     assert!(
-        base.starts_with("https://127."),
-        "fuzz only on loopback: {base}"
+        base.starts_with("https://127.") || base.starts_with("https://10."),
+        "fuzz only the lab (loopback or its private namespaced network): {base}"
     );
     let t0 = Instant::now();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
