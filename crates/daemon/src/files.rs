@@ -26,11 +26,9 @@ impl DaemonFile {
         serde_json::from_str(&s).with_context(|| format!("parsing {}", p.display()))
     }
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let p = Self::path(dir);
-        let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, &p)?;
-        Ok(())
+        // fsynced: after a power loss a node must still know who it is.
+        maguey_node::write_atomic(&Self::path(dir), &serde_json::to_vec_pretty(self)?)
+            .map_err(anyhow::Error::msg)
     }
 }
 

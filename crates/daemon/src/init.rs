@@ -174,10 +174,11 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     let mut cfg = (*store.snapshot()).clone();
     cfg.version = CONFIG_VERSION;
     let ssconf = Ssconf::from_config(&cfg);
-    std::fs::write(
-        p.state_dir.join("ssconf.json"),
-        serde_json::to_vec_pretty(&ssconf)?,
-    )?;
+    maguey_node::write_atomic(
+        &p.state_dir.join("ssconf.json"),
+        &serde_json::to_vec_pretty(&ssconf)?,
+    )
+    .map_err(anyhow::Error::msg)?;
     DaemonFile {
         node_name: p.node_name.clone(),
         listen: SocketAddr::new(p.primary_ip, p.port),
