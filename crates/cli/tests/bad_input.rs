@@ -139,7 +139,7 @@ fn bad_input_changes_nothing() {
             "node1",
             "lvm1",
         ],
-        "not available",
+        "not enabled on this cluster",
     );
     refused(
         &lab,
@@ -281,4 +281,56 @@ fn a_failing_os_create_script_leaves_nothing_behind() {
     let mut left = Vec::new();
     find_files(&lab.node_dir(1).join("file-storage"), &mut left);
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_os_verify_refusal_creates_nothing() {
+    let lab = lab(1);
+    let d = lab.node_dir(1).join("os/picky");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("ganeti_api_version"), "20\n15\n").unwrap();
+    std::fs::write(d.join("parameters.list"), "flavor the flavour\n").unwrap();
+    for s in ["create", "import", "export", "rename", "verify"] {
+        let body = if s == "verify" {
+            "#!/bin/sh\n[ \"$1\" = parameters ] || exit 2\n\
+             [ \"$OSP_FLAVOR\" = vanilla ] && exit 0\n\
+             echo \"unknown flavor '$OSP_FLAVOR'\" >&2\nexit 1\n"
+        } else {
+            "#!/bin/sh\nexit 0\n"
+        };
+        let p = d.join(s);
+        std::fs::write(&p, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let serial = lab.serial();
+    let add = |flavor: &str, name: &str| {
+        lab.maguey(&[
+            "instance",
+            "add",
+            "-t",
+            "file",
+            "--disk",
+            "0:size=16M",
+            "-o",
+            "picky",
+            "-O",
+            &format!("flavor={flavor}"),
+            "-n",
+            "node1",
+            name,
+        ])
+    };
+    let r = add("chocolate", "p1");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("unknown flavor 'chocolate'"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.serial(), serial);
+    let mut left = Vec::new();
+    find_files(&lab.node_dir(1).join("file-storage"), &mut left);
+    assert!(left.is_empty(), "{left:?}");
+    add("vanilla", "p2").ok();
 }

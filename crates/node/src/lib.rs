@@ -561,6 +561,17 @@ impl NodeRuntime {
                     max_eta_secs: p.max_eta_secs,
                 })
             }
+            NodeRequest::OsValidate { install } => {
+                let (name, _) = os::split_os_name(&install.os);
+                if os::is_builtin(name) {
+                    // The image provider checks its parameters when it runs.
+                    return json("");
+                }
+                let ctx = self.storage_ctx(&install.file_storage_dir);
+                let log_dir = self.cfg.state_dir.join("log").join("os");
+                let def = os::find_os(&self.cfg.os_search_path, name, &self.cfg.node_name)?;
+                json(os::run_verify(&def, &install, &ctx, &log_dir, self.os_timeout).await?)
+            }
             NodeRequest::InstanceOsRename { install, old_name } => {
                 let (name, _) = os::split_os_name(&install.os);
                 if os::is_builtin(name) {

@@ -380,6 +380,21 @@ pub async fn run_rename(
     run_script(def, "rename", install, &extra, ctx, log_dir, timeout).await
 }
 
+/// Runs the definition's `verify parameters` (OS API 15 and later): the OS checks its
+/// `OSP_*` parameters before anything is created. Older definitions have nothing to run.
+pub async fn run_verify(
+    def: &OsDefinition,
+    install: &OsInstall,
+    ctx: &StorageContext,
+    log_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    if def.api_version() < 15 || !def.path.join("verify").exists() {
+        return Ok(String::new());
+    }
+    run_script(def, "verify", install, &[], ctx, log_dir, timeout).await
+}
+
 /// Runs one script of an OS definition with the OS API environment (plus `extra`), its
 /// output logged under `log_dir`; a failure or a timeout gives the output's tail.
 async fn run_script(
@@ -415,6 +430,11 @@ async fn run_script(
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let script = def.path.join(which);
     let mut child = tokio::process::Command::new(&script)
+        .args(if which == "verify" {
+            &["parameters"][..]
+        } else {
+            &[][..]
+        })
         .env_clear()
         .envs(&env)
         .current_dir(&def.path)

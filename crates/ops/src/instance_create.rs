@@ -463,6 +463,27 @@ impl LogicalUnit for InstanceCreate {
             }
         }
 
+        // 0. The OS checks its parameters (`verify parameters`) before anything exists.
+        if !self.no_install && !instance.os.is_empty() {
+            let install = OsInstall {
+                instance_name: instance.name.clone(),
+                os: instance.os.clone(),
+                hypervisor: instance.hypervisor.clone(),
+                osparams: instance.osparams.clone(),
+                disks: instance.disks.clone(),
+                nics: crate::util::nic_runtimes(&cfg, &instance),
+                file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
+                debug_level: 0,
+            };
+            let _: Value = env
+                .rpc(&node, NodeRequest::OsValidate { install })
+                .await
+                .map_err(|e| {
+                    env.log(format!("the OS refused the instance's parameters: {e}"));
+                    prereq(format!("OS parameters refused: {e}"))
+                })?;
+        }
+
         // 1. Disks: on the secondary first, then on the primary (Ganeti's order).
         let mut created: Vec<(Node, Disk)> = Vec::new();
         let targets: Vec<Node> = snode.iter().cloned().chain([node.clone()]).collect();

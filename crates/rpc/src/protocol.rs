@@ -164,6 +164,9 @@ pub enum NodeRequest {
     },
     /// `drbd`: tears the local devices down (`drbdsetup down`); the LVs stay. Answers null.
     DrbdShutdown { disks: Vec<Disk> },
+    /// Runs the OS definition's `verify parameters` (API 15+) on the instance's OS
+    /// parameters, before anything is created (Ganeti's `os_validate`). Answers its output.
+    OsValidate { install: OsInstall },
     /// Runs the OS definition's `rename` script for an instance renamed from `old_name`
     /// (`install` names the new one). Answers the script's output.
     InstanceOsRename {
@@ -217,6 +220,7 @@ impl NodeRequest {
             NodeRequest::DrbdNodeCheck { .. } => "drbd_node_check",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::InstanceOsRename { .. } => "instance_run_rename",
+            NodeRequest::OsValidate { .. } => "os_validate",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
             NodeRequest::LeaveCluster => "leave_cluster",
