@@ -110,9 +110,18 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             let live =
                 tempfile::NamedTempFile::new().map_err(|e| CliError::Other(e.to_string()))?;
             if let Some(text @ None) = maguey_placement::cli::text_arg(&mut p) {
-                let desc = client(&dir)?.cluster_description().await?;
-                let cluster = maguey_placement::ialloc::parse_cluster(&desc.to_string())
+                let c = client(&dir)?;
+                let desc = c.cluster_description().await?;
+                let mut cluster = maguey_placement::ialloc::parse_cluster(&desc.to_string())
                     .map_err(|e| CliError::Other(format!("reading the live cluster: {e}")))?;
+                // The iallocator description has no master flag; hroller's plan needs it
+                // (the text format writes it as `M`).
+                let cfg = c.config().await?;
+                if let Some(m) = cfg.master_node() {
+                    for n in cluster.nodes.iter_mut().filter(|n| n.name == m.name) {
+                        n.master = true;
+                    }
+                }
                 std::fs::write(live.path(), maguey_placement::text::write_text(&cluster))
                     .map_err(|e| CliError::Other(e.to_string()))?;
                 *text = Some(live.path().to_path_buf());
