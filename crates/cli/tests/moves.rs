@@ -176,7 +176,12 @@ fn migrate_failover_move_cleanup_evacuate_rename_reinstall() {
             "node1",
         ])
         .ok();
-    assert_eq!(r.stdout.matches("submitted job").count(), on1, "{}", r.stdout);
+    assert_eq!(
+        r.stdout.matches("submitted job").count(),
+        on1,
+        "{}",
+        r.stdout
+    );
     assert_eq!(r.stdout.matches("succeeded").count(), on1, "{}", r.stdout);
     for n in ["e1", "e2", "e3"] {
         assert_ne!(pnode(&lab, n), "node1", "{n}");

@@ -70,9 +70,9 @@ fn read(p: &Path) -> String {
 
 fn last_tick(text: &str) -> u64 {
     text.lines()
+        .rev()
         .filter_map(|l| l.split(guest::TICK_MARKER).nth(1))
-        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-        .last()
+        .find_map(|r| r.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
