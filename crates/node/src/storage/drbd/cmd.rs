@@ -118,6 +118,21 @@ pub fn create_md(d: Dialect, dev: &DrbdDevice) -> Cmd {
     }
 }
 
+/// Replays the activity log into the bitmap: metadata left unclean by a crash or power loss
+/// (`attach` refuses it with "Unclean meta-data found ... apply-al").
+pub fn apply_al(d: Dialect, dev: &DrbdDevice) -> Cmd {
+    let meta = dev.meta.device_path().display().to_string();
+    let minor_dev = dev.device_path().display().to_string();
+    let (format, index) = match d {
+        Dialect::V84 => ("v08", META_INDEX_84),
+        Dialect::V9 => ("v09", META_INDEX_9_MD),
+    };
+    Cmd::new(
+        "drbdmeta",
+        &["--force", &minor_dev, format, &meta, index, "apply-al"],
+    )
+}
+
 /// The local device: resource, minor, backing disks (no network).
 pub fn assemble(d: Dialect, dev: &DrbdDevice) -> Vec<Cmd> {
     let res = dev.resource();

@@ -415,7 +415,7 @@ fn assemble_with(
     match current {
         Some(st) if st.disk == DiskState::Diskless => {
             activate_backing(r, dev)?;
-            run(r, &cmd::attach_only(d, dev))
+            attach(r, d, dev, &cmd::attach_only(d, dev))
         }
         Some(_) => Ok(()),
         None => {
@@ -423,19 +423,42 @@ fn assemble_with(
             // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
             // `Unconfigured`: its resource and minor may exist already, which is fine.
             let cmds = cmd::assemble(d, dev);
-            let result = cmds
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, c)| match run(r, c) {
-                    Err(e) if i + 1 < cmds.len() && e.stderr().contains("exists") => Ok(()),
+            let result = cmds.iter().enumerate().try_for_each(|(i, c)| {
+                let last = i + 1 == cmds.len();
+                let res = if last {
+                    attach(r, d, dev, c)
+                } else {
+                    run(r, c)
+                };
+                match res {
+                    Err(e) if !last && e.stderr().contains("exists") => Ok(()),
                     other => other,
-                });
+                }
+            });
             if result.is_err() {
                 // Best effort: leave no half-configured resource behind.
                 let _ = r.run(&cmd::down(dev));
             }
             result
         }
+    }
+}
+
+/// Runs the `attach` command `c`; metadata left unclean by a power loss (the node died with
+/// the device up) has its activity log applied first (`drbdmeta apply-al`), then the attach
+/// is retried, as `drbdadm attach` does.
+fn attach(
+    r: &dyn CommandRunner,
+    d: Dialect,
+    dev: &DrbdDevice,
+    c: &Cmd,
+) -> Result<(), StorageError> {
+    match run(r, c) {
+        Err(e) if e.stderr().contains("apply-al") => {
+            run(r, &cmd::apply_al(d, dev))?;
+            run(r, c)
+        }
+        other => other,
     }
 }
 

@@ -567,6 +567,38 @@ fn assemble_accepts_an_existing_unattached_resource_and_minor() {
 }
 
 #[test]
+fn assemble_applies_the_activity_log_of_metadata_left_unclean_by_a_power_loss() {
+    // What drbdsetup 8.4 says after the node lost power with the device up (seen on the
+    // testbed: the secondary powered off, then booted again).
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_activate(&r);
+    r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
+    r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
+    r.expect(
+        &attach84(),
+        CmdOutput::fail(
+            10,
+            "0: Failure: (165) Unclean meta-data found.\nYou need to 'drbdadm apply-al res'\n",
+        ),
+    );
+    r.expect_ok(
+        &[
+            "drbdmeta",
+            "--force",
+            "/dev/drbd0",
+            "v08",
+            &meta_dev(),
+            "0",
+            "apply-al",
+        ],
+        "",
+    );
+    r.expect_ok(&attach84(), "");
+    drbd_assemble(&ctx, &drbd_disk(1024)).expect("attached after apply-al");
+    r.finish().expect("exact commands");
+}
+
+#[test]
 fn failed_assemble_names_the_command_and_tears_down() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_activate(&r);
