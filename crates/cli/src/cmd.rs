@@ -973,6 +973,9 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     offline,
                     runtime_mem,
                     force,
+                    disk_template: None,
+                    remote_node: None,
+                    wait_for_sync: true,
                 }],
                 job,
             )

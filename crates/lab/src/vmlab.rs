@@ -128,6 +128,97 @@ impl VmLab {
         }
     }
 
+    /// `maguey ARGS` that must succeed (panics with its output and the nodes' logs); returns
+    /// its stdout and prints how long it took.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let t = std::time::Instant::now();
+        let r = self.maguey(args);
+        assert_eq!(
+            r.code,
+            0,
+            "maguey {args:?}:\n{}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            self.logs()
+        );
+        eprintln!(
+            "timing: maguey {} {:.1}s",
+            args.iter().take(2).copied().collect::<Vec<_>>().join(" "),
+            t.elapsed().as_secs_f64()
+        );
+        r.stdout
+    }
+
+    /// The `instance list` row of `name` (fields name, pnode, snodes, status, disk_template).
+    pub fn instance(&self, name: &str) -> serde_json::Value {
+        let list = self
+            .maguey(&[
+                "instance",
+                "list",
+                "-o",
+                "name,pnode,snodes,status,disk_template",
+                "--output",
+                "json",
+            ])
+            .ok()
+            .json();
+        list.as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    }
+
+    /// `lvs` of node `node` as (vg/lv, tags, size in bytes).
+    pub fn lvs(&self, node: usize) -> Vec<(String, String, u64)> {
+        let out = self.run_ok(
+            node,
+            "lvs --reportformat json --units b --nosuffix -o vg_name,lv_name,lv_tags,lv_size 2>/dev/null",
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("node{node} lvs: {e}\n{out}"));
+        v["report"][0]["lv"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|l| {
+                let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+                (
+                    format!("{}/{}", s("vg_name"), s("lv_name")),
+                    s("lv_tags"),
+                    s("lv_size").parse().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// The LVs of node `node` tagged as instance `inst`'s (vg/lv, size in bytes).
+    pub fn instance_lvs(&self, node: usize, inst: &str) -> Vec<(String, u64)> {
+        let tag = format!("originstname+{inst}");
+        self.lvs(node)
+            .into_iter()
+            .filter(|(_, tags, _)| tags.split(',').any(|t| t == tag))
+            .map(|(lv, _, size)| (lv, size))
+            .collect()
+    }
+
+    /// The `/proc/drbd` line of `minor` on node `node` (`cs:... ro:... ds:...`), or `None`
+    /// when the minor is not configured there.
+    pub fn drbd_line(&self, node: usize, minor: u32) -> Option<String> {
+        let out = self.run_ok(node, "cat /proc/drbd");
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{minor}: cs:")))
+            .map(|l| l.trim().to_string())
+    }
+
+    /// The minors configured on node `node` (from `/proc/drbd`).
+    pub fn drbd_minors(&self, node: usize) -> Vec<u32> {
+        let out = self.run_ok(node, "cat /proc/drbd");
+        out.lines()
+            .filter(|l| l.contains(": cs:"))
+            .filter_map(|l| l.trim().split(':').next()?.parse().ok())
+            .collect()
+    }
+
     /// The `MAGUEY_DIR` of the host's CLI.
     pub fn client_dir(&self) -> &Path {
         &self.state.client_dir
@@ -263,6 +354,32 @@ impl VmLab {
         }
         Ok(n)
     }
+}
+
+/// Builds `target/debug/maguey` and `magueyd` with the workspace's cargo (the node VMs run
+/// this `magueyd`) and returns the path of `maguey`, found beside the calling test binary.
+pub fn build_maguey() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "-p",
+            "maguey-cli",
+            "--bin",
+            "maguey",
+            "--bin",
+            "magueyd",
+        ])
+        .status()
+        .expect("running cargo build");
+    assert!(st.success(), "building maguey and magueyd failed");
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("maguey"))
+        .find(|p| p.is_file())
+        .expect("target/debug/maguey")
 }
 
 fn temp_dir() -> tempfile::TempDir {

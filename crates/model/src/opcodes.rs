@@ -195,6 +195,14 @@ pub enum OpCode {
         runtime_mem: Option<u64>,
         #[serde(default)]
         force: bool,
+        /// Converts the disks to this template (`plain` <-> `drbd`); the instance is stopped.
+        #[serde(default)]
+        disk_template: Option<String>,
+        /// The secondary node of a conversion to `drbd`.
+        #[serde(default)]
+        remote_node: Option<String>,
+        #[serde(default = "yes")]
+        wait_for_sync: bool,
     },
     /// Moves a running instance to another node without stopping it (Ganeti's
     /// OpInstanceMigrate). `sharedfile` disks stay where they are; `file` disks move with the
@@ -311,6 +319,81 @@ pub enum OpCode {
         #[serde(default = "default_max_parallel")]
         max_parallel: u32,
     },
+    /// Brings an instance's disks up on its nodes without starting it (Ganeti's
+    /// OpInstanceActivateDisks); DRBD disks connect and the primary side is promoted.
+    #[serde(rename = "OP_INSTANCE_ACTIVATE_DISKS")]
+    InstanceActivateDisks {
+        instance_name: String,
+        #[serde(default)]
+        ignore_size: bool,
+        #[serde(default)]
+        wait_for_sync: bool,
+        /// Maguey: a DRBD split brain is resolved in favour of the configured primary (the
+        /// secondary's diverging writes are discarded, then it resyncs).
+        #[serde(default)]
+        resolve_split_brain: bool,
+    },
+    /// Shuts an instance's disks down on its nodes (Ganeti's OpInstanceDeactivateDisks).
+    #[serde(rename = "OP_INSTANCE_DEACTIVATE_DISKS")]
+    InstanceDeactivateDisks {
+        instance_name: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Grows one disk (Ganeti's OpInstanceGrowDisk): storage on every node of the disk, DRBD,
+    /// then the running guest.
+    #[serde(rename = "OP_INSTANCE_GROW_DISK")]
+    InstanceGrowDisk {
+        instance_name: String,
+        /// Disk index.
+        disk: usize,
+        /// MiB to add, or the new size with `absolute`.
+        amount: u64,
+        #[serde(default)]
+        absolute: bool,
+        #[serde(default = "yes")]
+        wait_for_sync: bool,
+    },
+    /// Replaces the storage under an instance's DRBD disks (Ganeti's OpInstanceReplaceDisks):
+    /// `replace_on_primary`, `replace_on_secondary`, `replace_new_secondary` (with
+    /// `remote_node` or `iallocator`) or `replace_auto`.
+    #[serde(rename = "OP_INSTANCE_REPLACE_DISKS")]
+    InstanceReplaceDisks {
+        instance_name: String,
+        mode: String,
+        /// Disk indices; empty: all (for `replace_new_secondary` and `replace_auto`, always all).
+        #[serde(default)]
+        disks: Vec<usize>,
+        #[serde(default)]
+        remote_node: Option<String>,
+        #[serde(default)]
+        iallocator: Option<String>,
+        #[serde(default)]
+        early_release: bool,
+        #[serde(default)]
+        ignore_ipolicy: bool,
+    },
+    /// Creates an instance's missing disks again, empty, optionally on other nodes (Ganeti's
+    /// OpInstanceRecreateDisks).
+    #[serde(rename = "OP_INSTANCE_RECREATE_DISKS")]
+    InstanceRecreateDisks {
+        instance_name: String,
+        /// Disk indices; empty: all.
+        #[serde(default)]
+        disks: Vec<usize>,
+        /// New nodes (primary first), or empty to keep the current ones.
+        #[serde(default)]
+        nodes: Vec<String>,
+        #[serde(default)]
+        iallocator: Option<String>,
+    },
+    /// Finds instances whose disks should be active but are not (Ganeti's
+    /// OpClusterVerifyDisks); the result lists them for activate-disks jobs.
+    #[serde(rename = "OP_CLUSTER_VERIFY_DISKS")]
+    ClusterVerifyDisks {
+        #[serde(default)]
+        group_name: Option<String>,
+    },
     /// Adds tags to the cluster (`kind` = `cluster`, no name) or to a node, instance or node
     /// group (Ganeti's OpTagsSet).
     #[serde(rename = "OP_TAGS_SET")]
@@ -377,6 +460,12 @@ impl OpCode {
             OpCode::InstanceRename { .. } => "OP_INSTANCE_RENAME",
             OpCode::NodeMigrate { .. } => "OP_NODE_MIGRATE",
             OpCode::NodeEvacuate { .. } => "OP_NODE_EVACUATE",
+            OpCode::InstanceActivateDisks { .. } => "OP_INSTANCE_ACTIVATE_DISKS",
+            OpCode::InstanceDeactivateDisks { .. } => "OP_INSTANCE_DEACTIVATE_DISKS",
+            OpCode::InstanceGrowDisk { .. } => "OP_INSTANCE_GROW_DISK",
+            OpCode::InstanceReplaceDisks { .. } => "OP_INSTANCE_REPLACE_DISKS",
+            OpCode::InstanceRecreateDisks { .. } => "OP_INSTANCE_RECREATE_DISKS",
+            OpCode::ClusterVerifyDisks { .. } => "OP_CLUSTER_VERIFY_DISKS",
             OpCode::TestDelay { .. } => "OP_TEST_DELAY",
             OpCode::TagsSet { .. } => "OP_TAGS_SET",
             OpCode::TagsDel { .. } => "OP_TAGS_DEL",
@@ -403,7 +492,12 @@ impl OpCode {
             | OpCode::InstanceFailover { instance_name, .. }
             | OpCode::InstanceMove { instance_name, .. }
             | OpCode::InstanceReinstall { instance_name, .. }
-            | OpCode::InstanceRename { instance_name, .. } => Some(instance_name.clone()),
+            | OpCode::InstanceRename { instance_name, .. }
+            | OpCode::InstanceActivateDisks { instance_name, .. }
+            | OpCode::InstanceDeactivateDisks { instance_name, .. }
+            | OpCode::InstanceGrowDisk { instance_name, .. }
+            | OpCode::InstanceReplaceDisks { instance_name, .. }
+            | OpCode::InstanceRecreateDisks { instance_name, .. } => Some(instance_name.clone()),
             OpCode::TestDelay { duration, .. } => Some(format!("{duration}")),
             OpCode::TagsSet { kind, name, .. } | OpCode::TagsDel { kind, name, .. } => {
                 Some(name.clone().unwrap_or_else(|| kind.clone()))

@@ -54,6 +54,7 @@ impl LogicalUnit for InstanceSetParams {
             offline,
             runtime_mem,
             force,
+            ..
         } = op
         else {
             return Err(wrong_op(op));

@@ -9,15 +9,20 @@
 
 mod cluster_destroy;
 mod cluster_verify;
+mod cluster_verify_disks;
 pub mod drbd;
 pub mod iallocator;
+mod instance_activate_disks;
 mod instance_create;
 mod instance_failover;
+mod instance_grow_disk;
 mod instance_migrate;
 mod instance_move;
 mod instance_query_data;
+mod instance_recreate_disks;
 mod instance_reinstall;
 mod instance_remove;
+mod instance_replace_disks;
 mod instance_set_params;
 mod instance_state;
 mod node_add;
@@ -197,6 +202,21 @@ impl OpExecutor for Executor {
                 }
                 OpCode::NodeMigrate { .. } | OpCode::NodeEvacuate { .. } => {
                     run_lu::<node_evacuate::NodeEvacuate>(op, &env).await
+                }
+                OpCode::InstanceActivateDisks { .. } | OpCode::InstanceDeactivateDisks { .. } => {
+                    run_lu::<instance_activate_disks::InstanceActivateDisks>(op, &env).await
+                }
+                OpCode::InstanceGrowDisk { .. } => {
+                    run_lu::<instance_grow_disk::InstanceGrowDisk>(op, &env).await
+                }
+                OpCode::InstanceReplaceDisks { .. } => {
+                    run_lu::<instance_replace_disks::InstanceReplaceDisks>(op, &env).await
+                }
+                OpCode::InstanceRecreateDisks { .. } => {
+                    run_lu::<instance_recreate_disks::InstanceRecreateDisks>(op, &env).await
+                }
+                OpCode::ClusterVerifyDisks { .. } => {
+                    run_lu::<cluster_verify_disks::ClusterVerifyDisks>(op, &env).await
                 }
                 OpCode::TestDelay { .. } => run_lu::<test_delay::TestDelay>(op, &env).await,
                 OpCode::TagsSet { .. } | OpCode::TagsDel { .. } => {

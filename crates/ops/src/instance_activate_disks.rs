@@ -1,0 +1,31 @@
+//! OP_INSTANCE_ACTIVATE_DISKS and OP_INSTANCE_DEACTIVATE_DISKS
+
+use crate::{wrong_op, Env, LogicalUnit};
+use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_model::{ConfigData, OpCode};
+use serde_json::Value;
+
+pub struct InstanceActivateDisks;
+
+impl LogicalUnit for InstanceActivateDisks {
+    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
+        match op {
+            OpCode::InstanceActivateDisks { .. } | OpCode::InstanceDeactivateDisks { .. } => {
+                Ok(InstanceActivateDisks)
+            }
+            _ => Err(wrong_op(op)),
+        }
+    }
+
+    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        Vec::new()
+    }
+
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    async fn exec(&mut self, _env: &Env<'_>) -> Result<Value, OpError> {
+        Err(OpError::Exec("SCAFFOLD: not implemented yet".into()))
+    }
+}
