@@ -219,6 +219,100 @@ impl VmLab {
             .collect()
     }
 
+    /// The minor of node `node`'s only DRBD device in the given role (`Primary`, `Secondary`).
+    pub fn minor_in_role(&self, node: usize, role: &str) -> u32 {
+        let out = self.run_ok(node, "cat /proc/drbd");
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("ro:{role}/")))
+            .unwrap_or_else(|| panic!("node{node}: no {role} DRBD device:\n{out}"));
+        line.trim_start()
+            .split(':')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("node{node}: {line}"))
+    }
+
+    /// `/dev/<vg>/<uuid>.disk<index>_data` of `inst` on node `node` (a DRBD disk's data LV), or
+    /// the plain LV `<uuid>.disk<index>`.
+    pub fn data_lv(&self, node: usize, inst: &str, index: usize) -> String {
+        let lvs = self.instance_lvs(node, inst);
+        let drbd = format!(".disk{index}_data");
+        let plain = format!(".disk{index}");
+        lvs.iter()
+            .find(|(lv, _)| lv.ends_with(&drbd))
+            .or_else(|| lvs.iter().find(|(lv, _)| lv.ends_with(&plain)))
+            .map(|(lv, _)| format!("/dev/{lv}"))
+            .unwrap_or_else(|| panic!("node{node}: no data LV of {inst} disk {index}: {lvs:?}"))
+    }
+
+    /// Writes records `from..to` to `dev` on node `node` (see [`records_writer`]); returns when
+    /// all are acknowledged (their numbers are appended to `/tmp/acks` in the node).
+    pub fn write_records(&self, node: usize, dev: &str, from: u32, to: u32) {
+        let t = std::time::Instant::now();
+        let (code, out) = self.run(node, &records_writer(dev, from, to, "/tmp/acks"));
+        assert_eq!(
+            code,
+            0,
+            "node{node}: writing records {from}..{to} to {dev}:\n{out}\n{}",
+            self.run(node, "cat /tmp/w.err; tail -3 /tmp/acks; cat /proc/drbd")
+                .1
+        );
+        eprintln!(
+            "timing: node{node} records {from}..{to} written to {dev} in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Reads records `from..to` from `dev` on node `node` (O_DIRECT) and compares them byte for
+    /// byte with what [`records_writer`] wrote; panics with the first bad record.
+    pub fn check_records(&self, node: usize, dev: &str, from: u32, to: u32) {
+        let t = std::time::Instant::now();
+        let script = format!(
+            "rm -f /tmp/exp /tmp/got
+n={from}
+while [ $n -lt {to} ]; do yes \"maguey-rec $n\" | head -c 4096 >> /tmp/exp; n=$((n+1)); done
+dd if={dev} of=/tmp/got bs=4096 skip={from} count={count} iflag=direct 2>/dev/null || exit 2
+if cmp /tmp/exp /tmp/got >/tmp/cmp.out 2>&1; then echo same; exit 0; fi
+cat /tmp/cmp.out
+off=$(sed -n 's/.*char \\([0-9]*\\).*/\\1/p' /tmp/cmp.out)
+[ -n \"$off\" ] && echo \"first bad record: $(( {from} + (off - 1) / 4096 ))\" && \\
+  dd if=/tmp/got bs=4096 skip=$(( (off - 1) / 4096 )) count=1 2>/dev/null | head -c 64
+exit 1",
+            count = to - from
+        );
+        let (code, out) = self.run(node, &script);
+        assert_eq!(
+            code, 0,
+            "node{node}: records {from}..{to} on {dev} differ from what was written:\n{out}"
+        );
+        eprintln!(
+            "checked: node{node} records {from}..{to} ({} writes) on {dev} in {:.1}s",
+            to - from,
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Waits (up to 120 s) until `minor` on node `node` is Connected and UpToDate on both
+    /// sides; panics with the last `/proc/drbd` line otherwise.
+    pub fn wait_in_sync(&self, node: usize, minor: u32, what: &str) {
+        let t = std::time::Instant::now();
+        let mut last = String::new();
+        let synced = poll(Duration::from_secs(120), || {
+            last = self.drbd_line(node, minor).unwrap_or_default();
+            last.contains("cs:Connected") && last.contains("ds:UpToDate/UpToDate")
+        });
+        assert!(
+            synced,
+            "{what}: node{node} minor {minor} never back to Connected UpToDate/UpToDate: {last}\n{}",
+            self.logs()
+        );
+        eprintln!(
+            "timing: {what}: connected and in sync after {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+
     /// The `MAGUEY_DIR` of the host's CLI.
     pub fn client_dir(&self) -> &Path {
         &self.state.client_dir
@@ -354,6 +448,35 @@ impl VmLab {
         }
         Ok(n)
     }
+}
+
+/// Polls `f` every 500 ms (each poll may run scripts in node VMs) until it returns true or
+/// `limit` passes; returns whether it became true.
+pub fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+/// A shell loop (for a node VM) that writes numbered 4 KiB records `from..to` to `dev`
+/// (record N is `maguey-rec N` repeated, at offset N * 4096), one `dd oflag=direct
+/// conv=fsync` per record, appending each acknowledged record's number to `acks` after its
+/// `dd` returned. It stands in for a guest that fsyncs its writes.
+pub fn records_writer(dev: &str, from: u32, to: u32, acks: &str) -> String {
+    format!(
+        "n={from}
+while [ $n -lt {to} ]; do
+  yes \"maguey-rec $n\" | head -c 4096 > /tmp/w.rec
+  dd if=/tmp/w.rec of={dev} bs=4096 seek=$n count=1 oflag=direct conv=fsync 2>/tmp/w.err || exit 1
+  echo $n >> {acks}
+  n=$((n+1))
+done"
+    )
 }
 
 /// Builds `target/debug/maguey` and `magueyd` with the workspace's cargo (the node VMs run

@@ -4,155 +4,51 @@
 //! use the `fake` hypervisor (the nodes' DRBD and LVM are real; the guest is not). One lab boot
 //! for all checks (CI time).
 
-use maguey_lab::vmlab::VmLab;
-use serde_json::Value;
-use std::path::PathBuf;
+use maguey_lab::vmlab::{build_maguey, poll, VmLab};
 use std::time::{Duration, Instant};
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    false
-}
-
-/// `target/debug/maguey` and `magueyd`, built with the workspace's cargo (the node VMs run
-/// this `magueyd`).
-fn maguey_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "maguey-cli",
-            "--bin",
-            "maguey",
-            "--bin",
-            "magueyd",
-        ])
-        .status()
-        .expect("running cargo build");
-    assert!(st.success(), "building maguey and magueyd failed");
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("maguey"))
-        .find(|p| p.is_file())
-        .expect("target/debug/maguey")
-}
-
 /// `lvs` of node `n` as (vg/lv, tags).
-fn lvs(lab: &VmLab, n: usize) -> Vec<(String, String)> {
-    let out = lab.run_ok(
-        n,
-        "lvs --reportformat json -o vg_name,lv_name,lv_tags 2>/dev/null",
-    );
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("node{n} lvs: {e}\n{out}"));
-    v["report"][0]["lv"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|l| {
-            (
-                format!(
-                    "{}/{}",
-                    l["vg_name"].as_str().unwrap_or(""),
-                    l["lv_name"].as_str().unwrap_or("")
-                ),
-                l["lv_tags"].as_str().unwrap_or("").to_string(),
-            )
-        })
+fn lvs2(lab: &VmLab, n: usize) -> Vec<(String, String)> {
+    lab.lvs(n)
+        .into_iter()
+        .map(|(lv, tags, _)| (lv, tags))
         .collect()
-}
-
-/// The `/proc/drbd` line of `minor` on node `n` (`cs:... ro:... ds:...`).
-fn drbd_line(lab: &VmLab, n: usize, minor: u64) -> String {
-    let out = lab.run_ok(n, "cat /proc/drbd");
-    out.lines()
-        .find(|l| l.trim_start().starts_with(&format!("{minor}: cs:")))
-        .unwrap_or_else(|| panic!("node{n}: minor {minor} not in /proc/drbd:\n{out}"))
-        .to_string()
-}
-
-fn instance(lab: &VmLab, name: &str) -> Value {
-    let list = lab
-        .maguey(&[
-            "instance",
-            "list",
-            "-o",
-            "name,pnode,snodes,status,disk_template",
-            "--output",
-            "json",
-        ])
-        .ok()
-        .json();
-    list.as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
-}
-
-fn ok(lab: &VmLab, args: &[&str]) -> String {
-    let t = Instant::now();
-    let r = lab.maguey(args);
-    assert_eq!(
-        r.code,
-        0,
-        "maguey {args:?}:\n{}\n{}\n{}",
-        r.stdout,
-        r.stderr,
-        lab.logs()
-    );
-    eprintln!(
-        "timing: maguey {} {:.1}s",
-        args[..2].join(" "),
-        t.elapsed().as_secs_f64()
-    );
-    r.stdout
 }
 
 #[test]
 fn vm_plain_and_drbd_create_failover_migrate_remove() {
-    let maguey = maguey_bin();
+    let maguey = build_maguey();
     let t0 = Instant::now();
     let mut lab = VmLab::up(&maguey, 2);
     eprintln!("timing: lab up {:.1}s", t0.elapsed().as_secs_f64());
 
     // 1. plain on node2: an LV `<uuid>.disk0` in xenvg, tagged with the instance.
-    ok(
-        &lab,
-        &[
-            "instance",
-            "add",
-            "-t",
-            "plain",
-            "--disk",
-            "0:size=32M",
-            "--no-install",
-            "-H",
-            "fake",
-            "-n",
-            "node2",
-            "--no-nics",
-            "p1",
-        ],
-    );
-    let p1_lvs: Vec<(String, String)> = lvs(&lab, 2)
+    lab.ok(&[
+        "instance",
+        "add",
+        "-t",
+        "plain",
+        "--disk",
+        "0:size=32M",
+        "--no-install",
+        "-H",
+        "fake",
+        "-n",
+        "node2",
+        "--no-nics",
+        "p1",
+    ]);
+    let p1_lvs: Vec<(String, String)> = lvs2(&lab, 2)
         .into_iter()
         .filter(|(_, tags)| tags.contains("originstname+p1"))
         .collect();
-    assert_eq!(p1_lvs.len(), 1, "{:?}", lvs(&lab, 2));
+    assert_eq!(p1_lvs.len(), 1, "{:?}", lvs2(&lab, 2));
     assert!(
         p1_lvs[0].0.starts_with("xenvg/") && p1_lvs[0].0.ends_with(".disk0"),
         "{p1_lvs:?}"
     );
-    assert!(lvs(&lab, 1).iter().all(|(_, t)| !t.contains("p1")));
-    assert_eq!(instance(&lab, "p1")["status"], "running");
+    assert!(lvs2(&lab, 1).iter().all(|(_, t)| !t.contains("p1")));
+    assert_eq!(lab.instance("p1")["status"], "running");
     // node info sees the volume group.
     let nodes = lab
         .maguey(&[
@@ -169,27 +65,24 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
 
     // 2. drbd between node1 and node2: data + meta LVs on both, Connected and UpToDate on
     // both after the (waited-for) initial sync, node1 Primary.
-    let out = ok(
-        &lab,
-        &[
-            "instance",
-            "add",
-            "-t",
-            "drbd",
-            "--disk",
-            "0:size=64M",
-            "--no-install",
-            "-H",
-            "fake",
-            "-n",
-            "node1:node2",
-            "--no-nics",
-            "d1",
-        ],
-    );
+    let out = lab.ok(&[
+        "instance",
+        "add",
+        "-t",
+        "drbd",
+        "--disk",
+        "0:size=64M",
+        "--no-install",
+        "-H",
+        "fake",
+        "-n",
+        "node1:node2",
+        "--no-nics",
+        "d1",
+    ]);
     assert!(out.contains("in sync"), "{out}");
     for n in [1, 2] {
-        let mine: Vec<String> = lvs(&lab, n)
+        let mine: Vec<String> = lvs2(&lab, n)
             .into_iter()
             .filter(|(_, t)| t.contains("originstname+d1"))
             .map(|(lv, _)| lv)
@@ -199,14 +92,14 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         assert!(mine.iter().any(|l| l.ends_with(".disk0_meta")), "{mine:?}");
     }
     // The first drbd instance of the cluster gets minor 0 on both nodes.
-    let l1 = drbd_line(&lab, 1, 0);
-    let l2 = drbd_line(&lab, 2, 0);
+    let l1 = lab.drbd_line(1, 0).expect("DRBD minor configured");
+    let l2 = lab.drbd_line(2, 0).expect("DRBD minor configured");
     assert!(l1.contains("cs:Connected"), "{l1}");
     assert!(l1.contains("ro:Primary/Secondary"), "{l1}");
     assert!(l1.contains("ds:UpToDate/UpToDate"), "{l1}");
     assert!(l2.contains("ro:Secondary/Primary"), "{l2}");
     assert!(l2.contains("ds:UpToDate/UpToDate"), "{l2}");
-    let d1 = instance(&lab, "d1");
+    let d1 = lab.instance("d1");
     assert_eq!(d1["pnode"], "node1", "{d1}");
     assert_eq!(d1["status"], "running", "{d1}");
     // Writes on the primary reach the secondary (protocol C): 1 MiB through /dev/drbd0.
@@ -221,12 +114,12 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     assert_eq!(v.code, 0, "verify:\n{}\n{}", v.stdout, v.stderr);
 
     // 3. failover: node2 becomes the DRBD primary and runs the instance.
-    ok(&lab, &["instance", "failover", "-f", "d1"]);
-    let d1 = instance(&lab, "d1");
+    lab.ok(&["instance", "failover", "-f", "d1"]);
+    let d1 = lab.instance("d1");
     assert_eq!(d1["pnode"], "node2", "{d1}");
     assert_eq!(d1["status"], "running", "{d1}");
-    let l1 = drbd_line(&lab, 1, 0);
-    let l2 = drbd_line(&lab, 2, 0);
+    let l1 = lab.drbd_line(1, 0).expect("DRBD minor configured");
+    let l2 = lab.drbd_line(2, 0).expect("DRBD minor configured");
     assert!(l2.contains("ro:Primary/Secondary"), "{l2}");
     assert!(l1.contains("ro:Secondary/Primary"), "{l1}");
     assert!(l2.contains("cs:Connected"), "{l2}");
@@ -241,12 +134,12 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     );
 
     // 4. live migration back to node1 (dual-primary only for the duration).
-    ok(&lab, &["instance", "migrate", "-f", "d1"]);
-    let d1 = instance(&lab, "d1");
+    lab.ok(&["instance", "migrate", "-f", "d1"]);
+    let d1 = lab.instance("d1");
     assert_eq!(d1["pnode"], "node1", "{d1}");
     assert_eq!(d1["status"], "running", "{d1}");
-    let l1 = drbd_line(&lab, 1, 0);
-    let l2 = drbd_line(&lab, 2, 0);
+    let l1 = lab.drbd_line(1, 0).expect("DRBD minor configured");
+    let l2 = lab.drbd_line(2, 0).expect("DRBD minor configured");
     assert!(l1.contains("ro:Primary/Secondary"), "{l1}");
     assert!(l2.contains("ro:Secondary/Primary"), "{l2}");
     // Two primaries are forbidden again on both ends.
@@ -259,10 +152,10 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     }
 
     // 5. removal: every LV of both instances gone on both nodes, no DRBD minor left.
-    ok(&lab, &["instance", "remove", "-f", "d1"]);
-    ok(&lab, &["instance", "remove", "-f", "p1"]);
+    lab.ok(&["instance", "remove", "-f", "d1"]);
+    lab.ok(&["instance", "remove", "-f", "p1"]);
     for n in [1, 2] {
-        let left: Vec<(String, String)> = lvs(&lab, n)
+        let left: Vec<(String, String)> = lvs2(&lab, n)
             .into_iter()
             .filter(|(_, t)| t.contains("originstname+"))
             .collect();
@@ -276,24 +169,21 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     // 6. A real (nested KVM) guest on drbd: boots on node1 with the DRBD device and no host
     // cache, live-migrates to node2 and keeps ticking there, fails over back to node1.
     let t = Instant::now();
-    ok(
-        &lab,
-        &[
-            "instance",
-            "add",
-            "-t",
-            "drbd",
-            "--disk",
-            "0:size=64M",
-            "-o",
-            "lab-tiny",
-            "-H",
-            "kvm",
-            "-n",
-            "node1:node2",
-            "k1",
-        ],
-    );
+    lab.ok(&[
+        "instance",
+        "add",
+        "-t",
+        "drbd",
+        "--disk",
+        "0:size=64M",
+        "-o",
+        "lab-tiny",
+        "-H",
+        "kvm",
+        "-n",
+        "node1:node2",
+        "k1",
+    ]);
     let ps = lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
     assert!(ps.contains("/dev/drbd"), "{ps}");
     assert!(
@@ -311,7 +201,7 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         .unwrap_or(0)
     };
     assert!(
-        wait_until(Duration::from_secs(120), || ticks(1) >= 2),
+        poll(Duration::from_secs(120), || ticks(1) >= 2),
         "the guest never ticked on node1\n{}",
         lab.logs()
     );
@@ -320,12 +210,12 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let out = ok(&lab, &["instance", "migrate", "-f", "k1"]);
+    let out = lab.ok(&["instance", "migrate", "-f", "k1"]);
     eprintln!(
         "figure: live migration of a kvm drbd instance {:.1}s\n{out}",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(instance(&lab, "k1")["pnode"], "node2");
+    assert_eq!(lab.instance("k1")["pnode"], "node2");
     let ps1 = lab
         .run(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'")
         .1;
@@ -333,7 +223,7 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
     lab.run_ok(2, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
     let before = ticks(2);
     assert!(
-        wait_until(Duration::from_secs(60), || ticks(2) >= before + 2),
+        poll(Duration::from_secs(60), || ticks(2) >= before + 2),
         "the guest does not tick on node2 after the migration"
     );
     let all = lab.run_ok(2, "cat /proc/drbd");
@@ -342,36 +232,33 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         .find(|l| l.contains("ro:Primary/"))
         .unwrap_or_else(|| panic!("node2 is not primary:\n{all}"));
     assert!(line.contains("ro:Primary/Secondary"), "{line}");
-    ok(&lab, &["instance", "failover", "-f", "k1"]);
-    assert_eq!(instance(&lab, "k1")["pnode"], "node1");
+    lab.ok(&["instance", "failover", "-f", "k1"]);
+    assert_eq!(lab.instance("k1")["pnode"], "node1");
     lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
-    ok(&lab, &["instance", "remove", "-f", "k1"]);
+    lab.ok(&["instance", "remove", "-f", "k1"]);
     for n in [1, 2] {
-        assert!(lvs(&lab, n).iter().all(|(_, t)| !t.contains("k1")));
+        assert!(lvs2(&lab, n).iter().all(|(_, t)| !t.contains("k1")));
     }
 
     // 7. Benchmark figure: a 1 GiB drbd instance without waiting for the initial sync; it
     // is removed while the resync runs.
     let t = Instant::now();
-    let out = ok(
-        &lab,
-        &[
-            "instance",
-            "add",
-            "-t",
-            "drbd",
-            "--disk",
-            "0:size=1G",
-            "--no-install",
-            "-H",
-            "fake",
-            "-n",
-            "node1:node2",
-            "--no-nics",
-            "--no-wait-for-sync",
-            "big1",
-        ],
-    );
+    let out = lab.ok(&[
+        "instance",
+        "add",
+        "-t",
+        "drbd",
+        "--disk",
+        "0:size=1G",
+        "--no-install",
+        "-H",
+        "fake",
+        "-n",
+        "node1:node2",
+        "--no-nics",
+        "--no-wait-for-sync",
+        "big1",
+    ]);
     eprintln!(
         "figure: drbd 1 GiB instance add --no-wait-for-sync {:.1}s\n{out}",
         t.elapsed().as_secs_f64()
@@ -381,31 +268,28 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         l1.contains("SyncSource") || l1.contains("UpToDate/UpToDate"),
         "{l1}"
     );
-    ok(&lab, &["instance", "remove", "-f", "big1"]);
+    lab.ok(&["instance", "remove", "-f", "big1"]);
     for n in [1, 2] {
-        assert!(lvs(&lab, n).iter().all(|(_, t)| !t.contains("big1")));
+        assert!(lvs2(&lab, n).iter().all(|(_, t)| !t.contains("big1")));
     }
 
     // 8. The primary dies: failover --ignore-consistency starts the instance on the
     // surviving secondary, which becomes the DRBD primary (peer unknown).
-    let out = ok(
-        &lab,
-        &[
-            "instance",
-            "add",
-            "-t",
-            "drbd",
-            "--disk",
-            "0:size=32M",
-            "--no-install",
-            "-H",
-            "fake",
-            "-n",
-            "node2:node1",
-            "--no-nics",
-            "d3",
-        ],
-    );
+    let out = lab.ok(&[
+        "instance",
+        "add",
+        "-t",
+        "drbd",
+        "--disk",
+        "0:size=32M",
+        "--no-install",
+        "-H",
+        "fake",
+        "-n",
+        "node2:node1",
+        "--no-nics",
+        "d3",
+    ]);
     eprintln!("{out}");
     lab.run_ok(
         2,
@@ -421,10 +305,7 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         r.stdout
     );
     let t = Instant::now();
-    let out = ok(
-        &lab,
-        &["instance", "failover", "-f", "--ignore-consistency", "d3"],
-    );
+    let out = lab.ok(&["instance", "failover", "-f", "--ignore-consistency", "d3"]);
     eprintln!(
         "figure: failover --ignore-consistency (dead primary) {:.1}s\n{out}",
         t.elapsed().as_secs_f64()

@@ -4,36 +4,9 @@
 //! purpose (~1.5 min of a 2-core machine).
 
 use maguey_lab::fixtures::wait_until;
-use maguey_lab::vmlab::VmLab;
+use maguey_lab::vmlab::{build_maguey, VmLab};
 use maguey_testbed::{netns_exists, pid_alive};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// `target/debug/maguey` and `magueyd`, built (or found fresh) with the workspace's cargo: the
-/// CLI must contain this lab code.
-fn maguey_bin() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "maguey-cli",
-            "--bin",
-            "maguey",
-            "--bin",
-            "magueyd",
-        ])
-        .status()
-        .expect("running cargo build");
-    assert!(st.success(), "building maguey and magueyd failed");
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("maguey"))
-        .find(|p| p.is_file())
-        .expect("target/debug/maguey")
-}
 
 fn qemu_pids_under(dir: &str) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -54,7 +27,7 @@ fn qemu_pids_under(dir: &str) -> Vec<i32> {
 
 #[test]
 fn vm_lab_cluster_instances_nested_kvm_power_cycle_and_down() {
-    let maguey = maguey_bin();
+    let maguey = build_maguey();
     let t0 = Instant::now();
     let mut lab = VmLab::up_cli(&maguey, 2);
     let t = lab.state.timings.clone();
