@@ -173,6 +173,16 @@ pub enum ClusterCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Finds instances whose disks should be active but are not (a node rebooted) and
+    /// activates them, one job each; reports unreachable nodes, missing volumes and DRBD
+    /// split brains (never resolved here).
+    VerifyDisks {
+        /// Only the instances of this node group.
+        #[arg(long, short = 'g')]
+        group: Option<String>,
+        #[arg(long, value_enum, default_value_t = Priority::Normal)]
+        priority: Priority,
+    },
     /// Destroys the cluster (only the master left, no instances).
     Destroy {
         /// Required: you really mean it.
@@ -252,6 +262,18 @@ pub enum NodeCmd {
         /// At most this many moves at once.
         #[arg(long, default_value_t = 4)]
         max_parallel: u32,
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Fails over every instance whose primary is this node to its secondary (one job per
+    /// instance; the instances are stopped and started again).
+    Failover {
+        name: String,
+        /// Go on although the node (its disks) cannot be reached: it is down.
+        #[arg(long)]
+        ignore_consistency: bool,
         #[arg(long, short = 'f')]
         force: bool,
         #[command(flatten)]
@@ -367,6 +389,32 @@ pub enum InstanceCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Brings an instance's disks up on its nodes (DRBD: connected, primary on the primary
+    /// node) and prints NODE:DISK:DEVICE for each.
+    ActivateDisks {
+        name: String,
+        /// Accepted for Ganeti compatibility (the recorded sizes are used).
+        #[arg(long)]
+        ignore_size: bool,
+        /// Wait until DRBD disks are in sync.
+        #[arg(long)]
+        wait_for_sync: bool,
+        /// DRBD split brain: keep the primary node's data, discard the secondary's changes
+        /// since the split (it resyncs from the primary).
+        #[arg(long)]
+        resolve_split_brain: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Shuts an instance's disks down (DRBD devices torn down; the volumes stay).
+    DeactivateDisks {
+        name: String,
+        /// Skip the checks that the instance is down.
+        #[arg(long, short = 'f')]
+        force: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
     /// Stops an instance and starts it on another node that sees its disks (sharedfile).
     Failover {
         name: String,
@@ -419,6 +467,69 @@ pub enum InstanceCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Grows disk DISK (its index) of an instance by AMOUNT (e.g. 512, 64M, 1G; MiB by
+    /// default), or to AMOUNT with --absolute; a running guest sees the new size at once.
+    GrowDisk {
+        name: String,
+        disk: usize,
+        amount: String,
+        /// AMOUNT is the new size, not the increment.
+        #[arg(long)]
+        absolute: bool,
+        /// drbd: do not wait for the resync of the new area.
+        #[arg(long)]
+        no_wait_for_sync: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Replaces the storage under a drbd instance's disks: on the primary (-p), on the
+    /// secondary (-s), on a new secondary node (-n NODE, or -I ALLOC to let the allocator
+    /// choose), or on whichever node has faulty disks (-a).
+    #[command(group(clap::ArgGroup::new("replace_mode").required(true).args(
+        ["on_primary", "on_secondary", "new_secondary", "auto", "iallocator"]
+    )))]
+    ReplaceDisks {
+        name: String,
+        /// Replace the disks on the primary node.
+        #[arg(short = 'p', long = "on-primary")]
+        on_primary: bool,
+        /// Replace the disks on the secondary node.
+        #[arg(short = 's', long = "on-secondary")]
+        on_secondary: bool,
+        /// Move the disks' secondary side to this node.
+        #[arg(short = 'n', long = "new-secondary")]
+        new_secondary: Option<String>,
+        /// Replace the disks on the node whose disks are faulty (nothing if none is).
+        #[arg(short = 'a', long = "auto")]
+        auto: bool,
+        /// Allocator choosing the new secondary (built in: hail).
+        #[arg(short = 'I', long)]
+        iallocator: Option<String>,
+        /// Disk indices to replace (-p/-s only), e.g. 0,1; default: all.
+        #[arg(long)]
+        disks: Option<String>,
+        /// Remove the old storage before the resync ends.
+        #[arg(long)]
+        early_release: bool,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Creates a stopped instance's disks again, empty (after a node lost them), on its
+    /// current nodes or on new ones (-n PNODE[:SNODE]).
+    RecreateDisks {
+        name: String,
+        /// Disk indices to recreate, e.g. 0,1; default: all.
+        #[arg(long)]
+        disk: Option<String>,
+        /// New nodes: PNODE, or PNODE:SNODE for drbd.
+        #[arg(short = 'n', long = "node")]
+        nodes: Option<String>,
+        /// Allocator choosing new nodes (built in: hail).
+        #[arg(short = 'I', long, conflicts_with = "nodes")]
+        iallocator: Option<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
     /// Attaches to an instance's serial console (--show-cmd: print the command; --log: the
     /// last output).
     Console(crate::console::ConsoleArgs),
@@ -438,6 +549,15 @@ pub enum InstanceCmd {
         offline: bool,
         #[arg(long)]
         online: bool,
+        /// Converts the (stopped) instance's disks to this template: plain or drbd.
+        #[arg(short = 't', long = "disk-template")]
+        disk_template: Option<String>,
+        /// The new secondary node of a conversion to drbd.
+        #[arg(short = 'n', long = "node")]
+        node: Option<String>,
+        /// Conversion to drbd: do not wait for the data to be copied to the secondary.
+        #[arg(long)]
+        no_wait_for_sync: bool,
         #[arg(long, short = 'f')]
         force: bool,
         #[command(flatten)]

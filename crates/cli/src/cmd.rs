@@ -313,6 +313,10 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 .unwrap_or(false);
             Ok(if ok { 0 } else { 1 })
         }
+        ClusterCmd::VerifyDisks { group, priority: p } => {
+            let c = client(dir)?;
+            verify_disks(&c, group, p).await
+        }
         ClusterCmd::Destroy { yes_do_it } => {
             if !yes_do_it {
                 return Err(usage(
@@ -347,6 +351,126 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             Ok(0)
         }
     }
+}
+
+/// OP_INSTANCE_ACTIVATE_DISKS's result as Ganeti prints it: `node:iv_name:device` lines.
+fn activated_disks(result: Option<&Value>) -> Vec<String> {
+    result
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            let parts: Vec<&str> = row.as_array()?.iter().filter_map(Value::as_str).collect();
+            (parts.len() == 3).then(|| parts.join(":"))
+        })
+        .collect()
+}
+
+/// `cluster verify-disks` (Ganeti's gnt-cluster verify-disks): OP_CLUSTER_VERIFY_DISKS, then
+/// one OP_INSTANCE_ACTIVATE_DISKS job per instance whose disks are down. Exit 1 when a node
+/// could not be asked, an activation failed or volumes are missing.
+async fn verify_disks(c: &MasterClient, group: Option<String>, p: Priority) -> CliResult<u8> {
+    let opts = || JobOpts {
+        submit: false,
+        priority: p,
+    };
+    let Some(j) = run_job(
+        c,
+        vec![OpCode::ClusterVerifyDisks { group_name: group }],
+        opts(),
+    )
+    .await?
+    else {
+        return Ok(0);
+    };
+    let r = j.opresult.first().cloned().unwrap_or(Value::Null);
+    let mut code = 0u8;
+    let bad_nodes = r["bad_nodes"].as_object().cloned().unwrap_or_default();
+    for (node, err) in &bad_nodes {
+        let text = err
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| err.to_string());
+        println!("Error gathering data on node {node}: {text}");
+        code = 1;
+    }
+    if !bad_nodes.is_empty() {
+        println!("You need to fix these nodes first before fixing instances");
+    }
+    let missing = r["missing_disks"].as_object().cloned().unwrap_or_default();
+    let instances: Vec<String> = r["offline_disk_instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .filter(|i| !missing.contains_key(i))
+        .collect();
+    for inst in &instances {
+        println!("Activating disks for instance '{inst}'");
+        let op = OpCode::InstanceActivateDisks {
+            instance_name: inst.clone(),
+            ignore_size: false,
+            wait_for_sync: false,
+            resolve_split_brain: false,
+        };
+        match run_job(c, vec![op], opts()).await {
+            Ok(Some(j)) => {
+                for line in activated_disks(j.opresult.first()) {
+                    println!("{line}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!(
+                    "Error activating disks for instance {inst}: {}",
+                    e.message()
+                );
+                code = 1;
+            }
+        }
+    }
+    if let Some(sb) = r["standalone_disks"].as_object() {
+        for (inst, lines) in sb {
+            for l in lines.as_array().into_iter().flatten() {
+                println!(
+                    "Instance {inst}: {}",
+                    l.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| l.to_string())
+                );
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for (inst, vols) in &missing {
+            let vols: Vec<(String, String)> = vols
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| Some((v[0].as_str()?.to_string(), v[1].as_str()?.to_string())))
+                .collect();
+            if vols.iter().all(|(n, _)| bad_nodes.contains_key(n)) {
+                println!("Instance {inst} cannot be verified as it lives on broken nodes");
+                continue;
+            }
+            println!("Instance {inst} has missing logical volumes:");
+            for (node, vol) in vols {
+                if bad_nodes.contains_key(&node) {
+                    println!("\tbroken node {node} /dev/{vol}");
+                } else {
+                    println!("\t{node} /dev/{vol}");
+                }
+            }
+        }
+        println!(
+            "You need to replace or recreate disks for all the above instances if this \
+             message persists after fixing broken nodes."
+        );
+        code = 1;
+    } else if instances.is_empty() {
+        println!("No disks need to be activated.");
+    }
+    Ok(code)
 }
 
 /// Asks the user on the terminal, as Ganeti does before destructive operations; without a
@@ -527,6 +651,12 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             .await?;
             Ok(0)
         }
+        NodeCmd::Failover {
+            name,
+            ignore_consistency,
+            force: _,
+            job,
+        } => node_failover(&client(dir)?, name, ignore_consistency, job).await,
         NodeCmd::Remove { name, job } => {
             let c = client(dir)?;
             run_job(&c, vec![OpCode::NodeRemove { node_name: name }], job).await?;
@@ -575,6 +705,105 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
 }
 
 /// Parses `N:k=v,...` (Ganeti's --disk/--net syntax) into (index, params).
+/// `node failover`: one OP_INSTANCE_FAILOVER job per primary instance of the node (Ganeti's
+/// gnt-node failover, client side). Refused, nothing submitted, when an instance has no
+/// secondary node to fail over to.
+async fn node_failover(
+    c: &MasterClient,
+    node: String,
+    ignore_consistency: bool,
+    opts: JobOpts,
+) -> CliResult<u8> {
+    let r = c
+        .query(
+            Resource::Node,
+            vec![node.clone()],
+            vec!["name".into(), "pinst_list".into()],
+        )
+        .await?;
+    let Some(row) = r.rows.first() else {
+        return Err(usage(format!("unknown node '{node}'")));
+    };
+    let node = row[0].as_str().unwrap_or(&node).to_string();
+    let pinst: Vec<String> = row[1]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if pinst.is_empty() {
+        println!("No primary instances on node {node}, exiting.");
+        return Ok(0);
+    }
+    let r = c
+        .query(
+            Resource::Instance,
+            pinst,
+            vec!["name".into(), "snodes".into()],
+        )
+        .await?;
+    let mut names = Vec::new();
+    let mut refused = Vec::new();
+    for row in &r.rows {
+        let name = row[0].as_str().unwrap_or_default().to_string();
+        if row[1].as_array().is_none_or(|a| a.is_empty()) {
+            refused.push(name);
+        } else {
+            names.push(name);
+        }
+    }
+    if !refused.is_empty() {
+        return Err(CliError::Other(format!(
+            "instance(s) without a secondary node cannot fail over: {} (nothing was done)",
+            refused.join(", ")
+        )));
+    }
+    let prio = priority(opts.priority);
+    let mut ids = Vec::new();
+    for name in names {
+        let id = c
+            .submit(
+                vec![OpCode::InstanceFailover {
+                    instance_name: name.clone(),
+                    shutdown_timeout: 120,
+                    ignore_consistency,
+                    target_node: None,
+                    iallocator: None,
+                    ignore_ipolicy: false,
+                }],
+                prio,
+            )
+            .await?;
+        println!("job {id}: failing over {name}");
+        ids.push((name, id));
+    }
+    if opts.submit {
+        return Ok(0);
+    }
+    let mut failed = 0;
+    for (name, id) in ids {
+        let job = crate::wait::follow(c, id, true).await?;
+        if job.status == maguey_model::JobStatus::Success {
+            println!("job {id} ({name}) succeeded");
+        } else {
+            let why = job
+                .opresult
+                .last()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .unwrap_or_default();
+            println!("job {id} ({name}) {}: {why}", job.status.as_str());
+            failed += 1;
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
 fn indexed(s: &str, what: &str) -> CliResult<(usize, Params)> {
     let (idx, rest) = s.split_once(':').unwrap_or((s, ""));
     let idx: usize = idx
@@ -790,6 +1019,46 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             .await?;
             Ok(0)
         }
+        InstanceCmd::ActivateDisks {
+            name,
+            ignore_size,
+            wait_for_sync,
+            resolve_split_brain,
+            job,
+        } => {
+            let c = client(dir)?;
+            let Some(j) = run_job(
+                &c,
+                vec![OpCode::InstanceActivateDisks {
+                    instance_name: name,
+                    ignore_size,
+                    wait_for_sync,
+                    resolve_split_brain,
+                }],
+                job,
+            )
+            .await?
+            else {
+                return Ok(0);
+            };
+            for line in activated_disks(j.opresult.first()) {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        InstanceCmd::DeactivateDisks { name, force, job } => {
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceDeactivateDisks {
+                    instance_name: name,
+                    force,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
         InstanceCmd::Failover {
             name,
             target_node,
@@ -856,6 +1125,109 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     instance_name: name,
                     os_type: os,
                     osparams,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::GrowDisk {
+            name,
+            disk,
+            amount,
+            absolute,
+            no_wait_for_sync,
+            job,
+        } => {
+            let amount = parse_size_mib(&amount).map_err(|e| usage(format!("AMOUNT: {e}")))?;
+            if amount == 0 {
+                return Err(usage("AMOUNT: the size must be positive"));
+            }
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceGrowDisk {
+                    instance_name: name,
+                    disk,
+                    amount,
+                    absolute,
+                    wait_for_sync: !no_wait_for_sync,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::ReplaceDisks {
+            name,
+            on_primary,
+            on_secondary,
+            new_secondary,
+            auto,
+            iallocator,
+            disks,
+            early_release,
+            job,
+        } => {
+            let mode = if on_primary {
+                "replace_on_primary"
+            } else if on_secondary {
+                "replace_on_secondary"
+            } else if auto {
+                "replace_auto"
+            } else {
+                "replace_new_secondary"
+            };
+            let disks = match disks {
+                Some(d) => parse_disk_indices(&d).map_err(|e| usage(format!("--disks: {e}")))?,
+                None => Vec::new(),
+            };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceReplaceDisks {
+                    instance_name: name,
+                    mode: mode.to_string(),
+                    disks,
+                    remote_node: new_secondary,
+                    iallocator,
+                    early_release,
+                    ignore_ipolicy: false,
+                }],
+                job,
+            )
+            .await?;
+            Ok(0)
+        }
+        InstanceCmd::RecreateDisks {
+            name,
+            disk,
+            nodes,
+            iallocator,
+            job,
+        } => {
+            let disks = match disk {
+                Some(d) => parse_disk_indices(&d).map_err(|e| usage(format!("--disk: {e}")))?,
+                None => Vec::new(),
+            };
+            let nodes: Vec<String> = match nodes {
+                Some(n) => {
+                    let parts: Vec<String> = n.split(':').map(str::to_string).collect();
+                    if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+                        return Err(usage(format!("-n: expected PNODE[:SNODE], got '{n}'")));
+                    }
+                    parts
+                }
+                None => Vec::new(),
+            };
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::InstanceRecreateDisks {
+                    instance_name: name,
+                    disks,
+                    nodes,
+                    iallocator,
                 }],
                 job,
             )
@@ -944,9 +1316,15 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             runtime_memory,
             offline,
             online,
+            disk_template,
+            node,
+            no_wait_for_sync,
             force,
             job,
         } => {
+            if node.is_some() && disk_template.is_none() {
+                return Err(usage("-n is only for a disk template conversion (-t drbd)"));
+            }
             let runtime_mem = match runtime_memory.as_deref() {
                 Some(s) => Some(
                     maguey_model::units::parse_size_mib(s)
@@ -973,9 +1351,9 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     offline,
                     runtime_mem,
                     force,
-                    disk_template: None,
-                    remote_node: None,
-                    wait_for_sync: true,
+                    disk_template,
+                    remote_node: node,
+                    wait_for_sync: !no_wait_for_sync,
                 }],
                 job,
             )
@@ -1084,4 +1462,20 @@ async fn job(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
             Ok(0)
         }
     }
+}
+
+/// Disk indices as the user writes them: `0`, `0,1` (no duplicates).
+fn parse_disk_indices(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let i: usize = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{part}' is not a disk index (0, 1, ...)"))?;
+        if out.contains(&i) {
+            return Err(format!("disk {i} given twice"));
+        }
+        out.push(i);
+    }
+    Ok(out)
 }

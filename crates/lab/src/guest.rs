@@ -5,6 +5,11 @@
 //! (formatting it with ext2 the first time), counts its boots on that disk, then prints
 //! [`TICK_MARKER`]` N` every second (also written to the disk as `ticks`), so a live migration
 //! can be seen not to reset it. An ACPI power button press powers it off cleanly.
+//! With `maguey.writer` on its kernel command line, the disk is not mounted: the guest writes
+//! numbered records to it (`MAGUEY-REC N` in sector N, each fsync'd) and prints
+//! `MAGUEY-ACK N` once record N is on the disk, so a test can check every acknowledged write
+//! after a migration or failover. Whenever the disk's size changes it prints
+//! `MAGUEY-DISK-SECTORS N`.
 //!
 //! [`write_lab_tiny_os`] writes the `lab-tiny` OS definition the lab registers on every node.
 
@@ -18,7 +23,7 @@ pub const READY_MARKER: &str = "MAGUEY-GUEST-READY";
 /// Printed every second: `MAGUEY-TICK N`.
 pub const TICK_MARKER: &str = "MAGUEY-TICK";
 /// Bumped whenever the initramfs layout or `/init` changes (forces a rebuild of the cache).
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// Debian's cloud kernel metapackage (its dependency names the versioned image package).
 const KERNEL_META: &str = "linux-image-cloud-amd64";
 const BUSYBOX: &str = "busybox-static";
@@ -43,9 +48,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in virtio_pci virtio_blk virtio_balloon button evdev; do modprobe $m 2>/dev/null; done
 disk=no
+# `maguey.writer` on the kernel command line: the disk is not mounted; records go raw to it.
+writer=no
+grep -q 'maguey[.]writer' /proc/cmdline && writer=yes
 i=0
 while [ $i -lt 50 ] && [ ! -b /dev/vda ]; do usleep 100000; i=$((i+1)); done
-if [ -b /dev/vda ]; then
+if [ $writer = no ] && [ -b /dev/vda ]; then
   if ! mount -t ext4 /dev/vda /mnt 2>/dev/null; then
     mke2fs -q /dev/vda >/dev/null 2>&1 && mount -t ext4 /dev/vda /mnt
   fi
@@ -80,13 +88,40 @@ if [ -n "$pb" ]; then
   ) &
 fi
 echo "MAGUEY-GUEST-READY boot=$boot disk=$disk"
+ticks() {
+  n=0
+  last=
+  while true; do
+    n=$((n+1))
+    echo "MAGUEY-TICK $n"
+    [ $disk = yes ] && echo $n > /mnt/ticks
+    # The disk's size as the guest sees it, whenever it changes (grow-disk).
+    sz=$(cat /sys/block/vda/size 2>/dev/null)
+    if [ -n "$sz" ] && [ "$sz" != "$last" ]; then echo "MAGUEY-DISK-SECTORS $sz"; last=$sz; fi
+    sleep 1
+  done
+}
+if [ $writer = no ] || [ ! -b /dev/vda ]; then
+  ticks
+fi
+ticks &
+# Writer mode: record N (`MAGUEY-REC %08d`, zero-padded to 512 bytes) goes to sector N of
+# /dev/vda with fsync; `MAGUEY-ACK N` is printed only once the fsync returned.
 n=0
-while true; do
+max=$(( $(cat /sys/block/vda/size) - 1 ))
+while [ $n -lt $max ]; do
   n=$((n+1))
-  echo "MAGUEY-TICK $n"
-  [ $disk = yes ] && echo $n > /mnt/ticks
-  sleep 1
+  printf 'MAGUEY-REC %08d\n' $n > /tmp/rec
+  if dd if=/tmp/rec of=/dev/vda bs=512 seek=$n count=1 conv=sync,notrunc,fsync 2>/dev/null; then
+    echo "MAGUEY-ACK $n"
+  else
+    echo "MAGUEY-WRITE-FAILED $n"
+    n=$((n-1))
+    sleep 1
+  fi
 done
+echo "MAGUEY-WRITER-DONE $n"
+while true; do sleep 60; done
 "#;
 
 /// A built guest.

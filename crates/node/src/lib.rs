@@ -122,6 +122,34 @@ fn json<T: Serialize>(v: T) -> Result<Value, String> {
     serde_json::to_value(v).map_err(|e| format!("cannot encode the answer: {e}"))
 }
 
+/// Ganeti's `blockdev_grow`: with `backingstore` the storage grows by `amount` MiB (`plain`:
+/// lvextend; `drbd`: this node's data LV; `file`/`sharedfile`: the image); without it, only a
+/// `drbd` device takes its new size (`drbdsetup resize` to the disk's size + `amount`).
+fn blockdev_grow(
+    ctx: &StorageContext,
+    disk: &maguey_model::Disk,
+    amount: u64,
+    backingstore: bool,
+) -> Result<(), String> {
+    if amount == 0 {
+        return Err(format!("disk {}: nothing to grow (0 MiB)", disk.iv_name));
+    }
+    let new_size = disk
+        .size
+        .checked_add(amount)
+        .ok_or_else(|| format!("disk {}: new size is too large", disk.iv_name))?;
+    match (disk.dev_type.as_str(), backingstore) {
+        ("plain", true) => storage::lvm::LvmStorage.grow(ctx, disk, amount),
+        ("drbd", true) => storage::drbd::drbd_grow_backing(ctx, disk, amount)
+            .map_err(|e| format!("disk {}: {e}", disk.iv_name)),
+        ("drbd", false) => storage::drbd::drbd_resize(ctx, disk, new_size)
+            .map_err(|e| format!("disk {}: {e}", disk.iv_name)),
+        ("file" | "sharedfile", true) => storage::file::FileStorage.grow(ctx, disk, amount),
+        ("plain" | "file" | "sharedfile", false) => Ok(()),
+        (other, _) => Err(format!("disks of type '{other}' cannot grow")),
+    }
+}
+
 /// An error setting up the node runtime.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -421,6 +449,27 @@ impl NodeRuntime {
                 Self::blocking(move || blockcopy::write(&ctx, &disk, offset, &chunk)).await?;
                 Ok(Value::Null)
             }
+            NodeRequest::BlockdevGrow {
+                disk,
+                file_storage_dir,
+                amount,
+                backingstore,
+            } => {
+                let ctx = self.storage_ctx(&file_storage_dir);
+                Self::blocking(move || blockdev_grow(&ctx, &disk, amount, backingstore)).await?;
+                Ok(Value::Null)
+            }
+            NodeRequest::InstanceResizeDisk {
+                name,
+                hypervisor,
+                disk_index,
+                size,
+            } => {
+                self.hypervisor(&hypervisor)?
+                    .resize_disk(&name, disk_index, size)
+                    .await?;
+                Ok(Value::Null)
+            }
             NodeRequest::InstanceMigrate {
                 name,
                 hypervisor,
@@ -515,6 +564,41 @@ impl NodeRuntime {
             }
             NodeRequest::DrbdShutdown { disks } => {
                 self.drbd_each(disks, None, storage::drbd::drbd_shutdown)
+                    .await
+            }
+            NodeRequest::DrbdReconnectDiscard {
+                disks,
+                instance_name,
+            } => {
+                self.drbd_each(
+                    disks,
+                    Some(instance_name),
+                    storage::drbd::drbd_reconnect_discard_my_data,
+                )
+                .await
+            }
+            NodeRequest::DrbdReplaceStorage {
+                disks,
+                instance_name,
+                suffix,
+            } => {
+                let ctx = self.storage_ctx("").with_owner(&instance_name);
+                json(
+                    Self::blocking(move || {
+                        let mut aside = Vec::new();
+                        for d in &disks {
+                            aside.extend(
+                                storage::drbd::drbd_replace_backing(&ctx, d, &suffix)
+                                    .map_err(|e| format!("disk {}: {e}", d.iv_name))?,
+                            );
+                        }
+                        Ok(aside)
+                    })
+                    .await?,
+                )
+            }
+            NodeRequest::DrbdDisconnect { disks } => {
+                self.drbd_each(disks, None, storage::drbd::drbd_disconnect_forget)
                     .await
             }
             NodeRequest::DrbdNodeCheck { usermode_helper } => {

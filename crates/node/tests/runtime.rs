@@ -647,3 +647,79 @@ async fn os_diagnose() {
     assert!(default.contains(&PathBuf::from("/srv/ganeti/os")));
     assert_eq!(default.len(), 6);
 }
+
+#[tokio::test]
+async fn blockdev_grow_file_and_fake_resize() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = NodeRuntime::new(config(dir.path())).unwrap();
+    let disk = file_disk("g1/disk0", 8);
+    let _: BlockdevInfo = call(
+        &rt,
+        NodeRequest::BlockdevCreate {
+            disk: disk.clone(),
+            instance_name: "g1".into(),
+            file_storage_dir: "file-storage".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let image = dir.path().join("file-storage/g1/disk0");
+    std::fs::write(&image, b"data").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let grow = |amount: u64, backingstore: bool| NodeRequest::BlockdevGrow {
+        disk: disk.clone(),
+        file_storage_dir: "file-storage".into(),
+        amount,
+        backingstore,
+    };
+    // The logical step does nothing for files; the backing step extends the image.
+    let _: () = call(&rt, grow(4, false)).await.unwrap();
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 8 << 20);
+    let _: () = call(&rt, grow(4, true)).await.unwrap();
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 12 << 20);
+    assert_eq!(&std::fs::read(&image).unwrap()[..4], b"data");
+    assert!(call::<()>(&rt, grow(0, true))
+        .await
+        .unwrap_err()
+        .contains("0 MiB"));
+    let missing = NodeRequest::BlockdevGrow {
+        disk: file_disk("nope/disk0", 8),
+        file_storage_dir: "file-storage".into(),
+        amount: 4,
+        backingstore: true,
+    };
+    assert!(call::<()>(&rt, missing)
+        .await
+        .unwrap_err()
+        .contains("does not exist"));
+
+    // The fake hypervisor records the size it was told for a running instance.
+    let resize = |name: &str| NodeRequest::InstanceResizeDisk {
+        name: name.into(),
+        hypervisor: "fake".into(),
+        disk_index: 0,
+        size: 12,
+    };
+    assert!(call::<()>(&rt, resize("g1"))
+        .await
+        .unwrap_err()
+        .contains("not running"));
+    let _: () = call(
+        &rt,
+        NodeRequest::InstanceStart {
+            instance: instance("g1", 128),
+        },
+    )
+    .await
+    .unwrap();
+    let _: () = call(&rt, resize("g1")).await.unwrap();
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run/fake/g1.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["disk_sizes"]["0"], 12, "{run}");
+}

@@ -73,6 +73,19 @@ fn reserved(patterns: &[String], name: &str) -> bool {
     })
 }
 
+/// A StandAlone DRBD end: not connected and not trying to; after the nodes were apart and
+/// both changed data this is a split brain, which only the admin can resolve.
+fn drbd_standalone_message(inst: &str, iv_name: &str, node: &Node, s: &DrbdDiskStatus) -> String {
+    format!(
+        "instance {inst}: DRBD {iv_name} is StandAlone on node {} ({}/{} {}/{}): not \
+         connected to its peer, a split brain if both sides changed data while apart; \
+         'maguey instance activate-disks {inst}' reconnects it, 'maguey instance \
+         activate-disks --resolve-split-brain {inst}' keeps the primary node's data and \
+         discards the other side's changes",
+        node.name, s.role, s.peer_role, s.disk, s.peer_disk
+    )
+}
+
 async fn probe(
     env: &Env<'_>,
     cfg: &ConfigData,
@@ -418,6 +431,11 @@ impl LogicalUnit for ClusterVerify {
                                         inst.name, d.iv_name, node.name
                                     ),
                                 ),
+                                Some(s) if s.connection == "StandAlone" => rep.error(
+                                    env,
+                                    "EINSTANCEFAULTYDISK",
+                                    drbd_standalone_message(&inst.name, &d.iv_name, node, &s),
+                                ),
                                 Some(s) if s.degraded => rep.error(
                                     env,
                                     "EINSTANCEFAULTYDISK",
@@ -446,6 +464,56 @@ impl LogicalUnit for ClusterVerify {
                             inst.name, node.name
                         ),
                     ),
+                }
+            }
+            if inst.disk_template == "drbd" {
+                // The secondary ends: not active (a node reboot), or StandAlone (split brain).
+                for sn in inst.secondary_nodes() {
+                    let (Some(Some(_)), Some(snode)) = (reports.get(sn), cfg.nodes.get(sn)) else {
+                        continue;
+                    };
+                    let sts = env
+                        .master
+                        .rpc
+                        .call::<Vec<Option<DrbdDiskStatus>>>(
+                            &node_addr(&cfg, snode),
+                            &NodeRequest::DrbdStatus {
+                                disks: inst.disks.clone(),
+                            },
+                        )
+                        .await;
+                    match sts {
+                        Ok(sts) => {
+                            for (d, st) in inst.disks.iter().zip(sts) {
+                                match st {
+                                    None if inst.admin_state == AdminState::Up => rep.error(
+                                        env,
+                                        "EINSTANCEFAULTYDISK",
+                                        format!(
+                                            "instance {}: DRBD {} is not active on its \
+                                             secondary node {}; 'maguey cluster verify-disks' \
+                                             activates it",
+                                            inst.name, d.iv_name, snode.name
+                                        ),
+                                    ),
+                                    Some(s) if s.connection == "StandAlone" => rep.error(
+                                        env,
+                                        "EINSTANCEFAULTYDISK",
+                                        drbd_standalone_message(&inst.name, &d.iv_name, snode, &s),
+                                    ),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        Err(e) => rep.error(
+                            env,
+                            "EINSTANCEFAULTYDISK",
+                            format!(
+                                "instance {}: cannot read the DRBD status on node {}: {e}",
+                                inst.name, snode.name
+                            ),
+                        ),
+                    }
                 }
             }
             for disk in &inst.disks {

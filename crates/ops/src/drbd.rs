@@ -161,6 +161,36 @@ pub fn allocate(
     Ok((out, res))
 }
 
+/// Allocates `count` DRBD minors on `node` (replace-disks with a new secondary keeps the
+/// ports and the primary's minors): the lowest free ones, not used by the config nor reserved
+/// by a running job; reserved until the returned [`DrbdReservation`] is dropped.
+pub fn allocate_minors(
+    cfg: &ConfigData,
+    node: &str,
+    count: usize,
+) -> Result<(Vec<u32>, DrbdReservation), OpError> {
+    let (_, mut used) = used_in_config(cfg);
+    let mut r = RESERVED.lock().unwrap_or_else(|p| p.into_inner());
+    used.extend(r.minors.iter().cloned());
+    let mut res = DrbdReservation {
+        ports: Vec::new(),
+        minors: Vec::new(),
+    };
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let m = (0..=DRBD_MAX_MINOR)
+            .find(|m| !used.contains(&(node.to_string(), *m)))
+            .ok_or_else(|| OpError::Prereq(format!("no free DRBD minor left on node {node}")))?;
+        used.insert((node.to_string(), m));
+        out.push(m);
+    }
+    for m in &out {
+        r.minors.insert((node.to_string(), *m));
+        res.minors.push((node.to_string(), *m));
+    }
+    Ok((out, res))
+}
+
 /// A random shared secret of Ganeti's length (hex digits: printable, no shell or DRBD
 /// quoting issues).
 pub fn generate_secret() -> String {
@@ -517,6 +547,72 @@ pub async fn remove_on(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<()
     Ok(())
 }
 
+/// Plain-to-drbd conversion (Ganeti's `_ConvertPlainToDrbd`): the `drbd` disk that takes over
+/// the `plain` disk `old` (index `index`) of an instance on `pnode`, replicated to `snode`.
+/// It keeps the disk's uuid, and its data child is the existing LV (on the primary it holds
+/// the data; on the secondary an LV of the same name is created); the meta LV is
+/// `<uuid>.disk<N>_meta` on both nodes.
+pub fn drbd_from_plain(
+    old: &Disk,
+    index: usize,
+    pnode: &str,
+    snode: &str,
+    alloc: DrbdAlloc,
+    now: f64,
+) -> Result<Disk, OpError> {
+    let LogicalId::Plain { vg, .. } = &old.logical_id else {
+        return Err(OpError::Prereq(format!(
+            "disk {} is not a plain disk ({})",
+            old.iv_name, old.dev_type
+        )));
+    };
+    let mut d = Disk {
+        uuid: old.uuid.clone(),
+        name: old.name.clone(),
+        dev_type: "drbd".into(),
+        size: old.size,
+        mode: old.mode.clone(),
+        logical_id: old.logical_id.clone(),
+        children: Vec::new(),
+        nodes: Vec::new(),
+        iv_name: old.iv_name.clone(),
+        serial_no: old.serial_no + 1,
+        ctime: old.ctime,
+        mtime: now,
+    };
+    make_drbd(&mut d, index, vg, pnode, snode, alloc, now);
+    if let Some(data) = d.children.first_mut() {
+        data.logical_id = old.logical_id.clone();
+    }
+    Ok(d)
+}
+
+/// Drbd-to-plain conversion (Ganeti's `_ConvertDrbdToPlain`): the `plain` disk on `pnode`
+/// that the data LV of the `drbd` disk `d` becomes (same uuid, the data child's LV).
+pub fn plain_from_drbd(d: &Disk, pnode: &str, now: f64) -> Result<Disk, OpError> {
+    let data = d
+        .children
+        .first()
+        .filter(|c| matches!(c.logical_id, LogicalId::Plain { .. }))
+        .ok_or_else(|| {
+            OpError::Prereq(format!("disk {} has no data LV in the config", d.iv_name))
+        })?;
+    Ok(Disk {
+        uuid: d.uuid.clone(),
+        name: d.name.clone(),
+        dev_type: "plain".into(),
+        size: d.size,
+        mode: d.mode.clone(),
+        logical_id: data.logical_id.clone(),
+        children: Vec::new(),
+        nodes: vec![pnode.to_string()],
+        iv_name: d.iv_name.clone(),
+        serial_no: d.serial_no + 1,
+        ctime: d.ctime,
+        mtime: now,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +719,56 @@ mod tests {
         assert_eq!(storage_type("drbd"), "lvm-vg");
         assert_eq!(storage_needed("drbd", [64u64, 100].into_iter()), 420);
         assert_eq!(storage_needed("plain", [64u64, 100].into_iter()), 164);
+    }
+
+    #[test]
+    fn conversion_keeps_the_plain_lv_as_drbd_data() {
+        let old = Disk {
+            uuid: new_uuid(),
+            name: None,
+            dev_type: "plain".into(),
+            size: 64,
+            mode: "rw".into(),
+            logical_id: plain_logical_id("xenvg", "u1", 0),
+            children: vec![],
+            nodes: vec!["nA".into()],
+            iv_name: "disk/0".into(),
+            serial_no: 3,
+            ctime: 1.0,
+            mtime: 1.0,
+        };
+        let a = DrbdAlloc {
+            port: 11001,
+            minor_p: 0,
+            minor_s: 4,
+        };
+        let d = drbd_from_plain(&old, 0, "nA", "nB", a, 2.0).expect("converts");
+        assert_eq!(d.uuid, old.uuid);
+        assert_eq!(d.dev_type, "drbd");
+        assert_eq!(d.nodes, vec!["nA".to_string(), "nB".to_string()]);
+        assert_eq!(d.children[0].logical_id, old.logical_id);
+        assert_eq!(
+            d.children[1].logical_id,
+            LogicalId::Plain {
+                vg: "xenvg".into(),
+                lv: format!("{}.disk0_meta", old.uuid)
+            }
+        );
+        assert!(matches!(
+            d.logical_id,
+            LogicalId::Drbd {
+                port: 11001,
+                minor_b: 4,
+                ..
+            }
+        ));
+        // And back: the data LV is the plain disk on the primary.
+        let p = plain_from_drbd(&d, "nA", 3.0).expect("converts back");
+        assert_eq!(p.logical_id, old.logical_id);
+        assert_eq!(p.dev_type, "plain");
+        assert_eq!(p.nodes, vec!["nA".to_string()]);
+        assert!(p.children.is_empty());
+        // A non-plain disk is refused.
+        assert!(drbd_from_plain(&d, 0, "nA", "nB", a, 2.0).is_err());
     }
 }

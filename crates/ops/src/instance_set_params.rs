@@ -1,15 +1,19 @@
-//! OP_INSTANCE_SET_PARAMS: changes beparams, hvparams, osparams or the offline flag.
+//! OP_INSTANCE_SET_PARAMS: changes beparams, hvparams, osparams or the offline flag, or
+//! converts a stopped instance's disks between `plain` and `drbd` (`disk_template`).
 //!
 //! Memory changes are checked against the primary node: the new maxmem must fit the node at
 //! all, and, for a running instance, the node's free memory (unless `force`). As in Ganeti,
 //! a running instance gets the new maxmem at its next start.
 
-use crate::util::{filled_be_dict, hv_kind, instance_by_name, node_by_uuid};
+use crate::util::{filled_be_dict, hv_kind, instance_by_name, node_by_name, node_by_uuid};
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, BeParams, ConfigData, Instance, OpCode, ParamKind, Params};
-use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
+use maguey_model::{
+    AdminState, BeParams, ConfigData, Disk, Instance, Node, OpCode, ParamKind, Params,
+    DRBD_META_SIZE_MIB,
+};
+use maguey_rpc::{DrbdRole, InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
 
 pub struct InstanceSetParams {
@@ -22,6 +26,16 @@ pub struct InstanceSetParams {
     runtime_mem: Option<u64>,
     force: bool,
     updated: Option<Instance>,
+    /// A disk template conversion (then nothing else changes).
+    conversion: Option<Conversion>,
+}
+
+/// `modify -t plain|drbd [-n NODE]`: the target template, the nodes locked for it (names).
+struct Conversion {
+    template: String,
+    /// The new secondary (`drbd`) or the current one (`plain`).
+    other_node: String,
+    wait_for_sync: bool,
 }
 
 /// Merges changes into a partial dictionary; a value `"default"` removes the key (Ganeti).
@@ -54,11 +68,49 @@ impl LogicalUnit for InstanceSetParams {
             offline,
             runtime_mem,
             force,
-            ..
+            disk_template,
+            remote_node,
+            wait_for_sync,
         } = op
         else {
             return Err(wrong_op(op));
         };
+        if let Some(template) = disk_template {
+            if !beparams.is_empty()
+                || !hvparams.is_empty()
+                || !osparams.is_empty()
+                || offline.is_some()
+                || runtime_mem.is_some()
+            {
+                return Err(prereq(
+                    "a disk template conversion cannot be combined with other changes",
+                ));
+            }
+            let inst = instance_by_name(cfg, instance_name)?;
+            let node = node_by_uuid(cfg, &inst.primary_node)?;
+            let other_node = conversion_node(cfg, inst, template, remote_node.as_deref())?;
+            return Ok(InstanceSetParams {
+                name: inst.name.clone(),
+                node_name: node.name.clone(),
+                beparams: Params::new(),
+                hvparams: Params::new(),
+                osparams: Params::new(),
+                offline: None,
+                runtime_mem: None,
+                force: *force,
+                updated: None,
+                conversion: Some(Conversion {
+                    template: template.clone(),
+                    other_node,
+                    wait_for_sync: *wait_for_sync,
+                }),
+            });
+        }
+        if remote_node.is_some() {
+            return Err(prereq(
+                "remote_node (-n) is only for a disk template conversion",
+            ));
+        }
         if beparams.is_empty()
             && hvparams.is_empty()
             && osparams.is_empty()
@@ -79,10 +131,31 @@ impl LogicalUnit for InstanceSetParams {
             runtime_mem: *runtime_mem,
             force: *force,
             updated: None,
+            conversion: None,
         })
     }
 
     fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+        if let Some(c) = &self.conversion {
+            let nodes = vec![self.node_name.clone(), c.other_node.clone()];
+            return vec![
+                (
+                    LockLevel::Instance,
+                    LockNames::Names(vec![self.name.clone()]),
+                    LockMode::Exclusive,
+                ),
+                (
+                    LockLevel::Node,
+                    LockNames::Names(nodes.clone()),
+                    LockMode::Exclusive,
+                ),
+                (
+                    LockLevel::NodeRes,
+                    LockNames::Names(nodes),
+                    LockMode::Exclusive,
+                ),
+            ];
+        }
         vec![
             (
                 LockLevel::Instance,
@@ -104,6 +177,9 @@ impl LogicalUnit for InstanceSetParams {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
+        if let Some(c) = &self.conversion {
+            return check_conversion(cfg, inst, c);
+        }
         let be = ParamKind::Be
             .validate(&without_defaults(&self.beparams))
             .map_err(prereq)?;
@@ -143,6 +219,9 @@ impl LogicalUnit for InstanceSetParams {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        if let Some(c) = &self.conversion {
+            return convert(env, &self.name, c).await;
+        }
         let updated = self
             .updated
             .clone()
@@ -290,4 +369,408 @@ impl InstanceSetParams {
             .await?;
         Ok(())
     }
+}
+
+/// The second node a conversion locks: the new secondary (`drbd`, from `-n`) or the current
+/// secondary (`plain`). Refuses what cannot be converted.
+fn conversion_node(
+    cfg: &ConfigData,
+    inst: &Instance,
+    template: &str,
+    remote_node: Option<&str>,
+) -> Result<String, OpError> {
+    if !["plain", "drbd"].contains(&template) {
+        return Err(prereq(format!(
+            "conversion to disk template '{template}' is not supported (plain or drbd)"
+        )));
+    }
+    if inst.disk_template == template {
+        return Err(prereq(format!(
+            "instance {} already has disk template '{template}'",
+            inst.name
+        )));
+    }
+    if !["plain", "drbd"].contains(&inst.disk_template.as_str()) {
+        return Err(prereq(format!(
+            "conversion from disk template '{}' to '{template}' is not supported",
+            inst.disk_template
+        )));
+    }
+    if template == "drbd" {
+        let Some(remote) = remote_node else {
+            return Err(prereq(
+                "converting to drbd needs the new secondary node (-n NODE)",
+            ));
+        };
+        let snode = node_by_name(cfg, remote)?;
+        if snode.uuid == inst.primary_node {
+            return Err(prereq(format!(
+                "the secondary node must differ from the primary node ({})",
+                snode.name
+            )));
+        }
+        return Ok(snode.name.clone());
+    }
+    if remote_node.is_some() {
+        return Err(prereq("-n (remote_node) is only for conversions to drbd"));
+    }
+    crate::drbd::secondary_of(cfg, inst)
+        .map(|n| n.name.clone())
+        .ok_or_else(|| prereq(format!("instance {} has no secondary node", inst.name)))
+}
+
+fn check_conversion(cfg: &ConfigData, inst: &Instance, c: &Conversion) -> Result<(), OpError> {
+    if inst.admin_state == AdminState::Up {
+        return Err(prereq(format!(
+            "instance {} is running: stop it before converting its disks",
+            inst.name
+        )));
+    }
+    if !cfg.cluster.enabled_disk_templates.contains(&c.template) {
+        return Err(prereq(format!(
+            "disk template '{}' is not enabled in the cluster",
+            c.template
+        )));
+    }
+    if inst.disks.is_empty() {
+        return Err(prereq(format!("instance {} has no disks", inst.name)));
+    }
+    if let Some(d) = inst.disks.iter().find(|d| d.dev_type != inst.disk_template) {
+        return Err(prereq(format!(
+            "disk {} is of type '{}', not '{}'",
+            d.iv_name, d.dev_type, inst.disk_template
+        )));
+    }
+    // The nodes were named (and locked) before the locks were held: still the same?
+    let again = conversion_node(
+        cfg,
+        inst,
+        &c.template,
+        (c.template == "drbd").then_some(c.other_node.as_str()),
+    )?;
+    if again != c.other_node {
+        return Err(prereq(format!(
+            "instance {}'s nodes changed meanwhile; try again",
+            inst.name
+        )));
+    }
+    let pnode = node_by_uuid(cfg, &inst.primary_node)?;
+    if pnode.offline {
+        return Err(prereq(format!("primary node {} is offline", pnode.name)));
+    }
+    if c.template == "drbd" {
+        let snode = node_by_name(cfg, &c.other_node)?;
+        if snode.offline {
+            return Err(prereq(format!("node {} is offline", snode.name)));
+        }
+        if snode.drained {
+            return Err(prereq(format!("node {} is drained", snode.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a disk template conversion of the stopped instance `name`.
+async fn convert(env: &Env<'_>, name: &str, c: &Conversion) -> Result<Value, OpError> {
+    let cfg = env.cfg();
+    let inst = instance_by_name(&cfg, name)?.clone();
+    let pnode = node_by_uuid(&cfg, &inst.primary_node)?.clone();
+    let other = node_by_name(&cfg, &c.other_node)?.clone();
+    let run: Option<InstanceRunInfo> = env
+        .rpc(
+            &pnode,
+            NodeRequest::InstanceInfo {
+                name: inst.name.clone(),
+                hypervisor: inst.hypervisor.clone(),
+            },
+        )
+        .await?;
+    if run.is_some_and(|r| r.state != "shutdown") {
+        return Err(prereq(format!(
+            "instance {} is running on node {}: stop it before converting its disks",
+            inst.name, pnode.name
+        )));
+    }
+    env.log(format!(
+        "converting instance {}'s disks from '{}' to '{}'",
+        inst.name, inst.disk_template, c.template
+    ));
+    if c.template == "drbd" {
+        to_drbd(env, &inst, &pnode, &other, c.wait_for_sync).await?;
+    } else {
+        to_plain(env, &inst, &pnode, &other).await?;
+    }
+    env.log(format!("modified disk_template to {}", c.template));
+    Ok(json!([["disk_template", c.template]]))
+}
+
+/// Refuses when `node`'s volume group has less than `needed` MiB free.
+async fn check_vg_space(
+    env: &Env<'_>,
+    node: &Node,
+    needed: u64,
+    hypervisor: &str,
+) -> Result<(), OpError> {
+    let cfg = env.cfg();
+    let info: NodeInfo = env
+        .rpc(
+            node,
+            NodeRequest::NodeInfo {
+                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+                hypervisor: hypervisor.to_string(),
+            },
+        )
+        .await?;
+    match info.storage.iter().find(|s| s.storage_type == "lvm-vg") {
+        Some(st) if needed > st.storage_free => Err(prereq(format!(
+            "not enough space in the volume group of node {}: needed {needed} MiB, free {} MiB",
+            node.name, st.storage_free
+        ))),
+        Some(_) => Ok(()),
+        None => Err(prereq(format!(
+            "node {} has no volume group '{}' (or no LVM)",
+            node.name, cfg.cluster.vg_name
+        ))),
+    }
+}
+
+/// Plain to drbd (Ganeti's `_ConvertPlainToDrbd`): the existing LVs become the DRBD data
+/// children on the primary; meta LVs there, data and meta LVs on the new secondary; the
+/// primary is forced to be the sync source (its data wins), then the disks are shut down
+/// again (the instance is stopped). On failure everything created is removed.
+async fn to_drbd(
+    env: &Env<'_>,
+    inst: &Instance,
+    pnode: &Node,
+    snode: &Node,
+    wait_for_sync: bool,
+) -> Result<(), OpError> {
+    let cfg = env.cfg();
+    let count = inst.disks.len() as u64;
+    check_vg_space(
+        env,
+        snode,
+        crate::drbd::storage_needed("drbd", inst.disks.iter().map(|d| d.size)),
+        &inst.hypervisor,
+    )
+    .await?;
+    check_vg_space(env, pnode, DRBD_META_SIZE_MIB * count, &inst.hypervisor).await?;
+    let (allocs, reservation) =
+        crate::drbd::allocate(&cfg, &pnode.uuid, &snode.uuid, inst.disks.len())?;
+    let now = maguey_model::now();
+    let mut new = inst.clone();
+    new.disk_template = "drbd".into();
+    new.disks = inst
+        .disks
+        .iter()
+        .enumerate()
+        .zip(&allocs)
+        .map(|((i, d), a)| crate::drbd::drbd_from_plain(d, i, &pnode.uuid, &snode.uuid, *a, now))
+        .collect::<Result<_, _>>()?;
+    for (d, a) in new.disks.iter().zip(&allocs) {
+        env.log(format!(
+            "disk {}: DRBD port {}, minor {} on {} and {} on {}",
+            d.iv_name, a.port, a.minor_p, pnode.name, a.minor_s, snode.name
+        ));
+    }
+    // The secondary first (data + meta), then the primary (meta; its data LV exists).
+    let mut touched: Vec<(Node, Disk)> = Vec::new();
+    let storage_dir = crate::util::storage_dir(&cfg, "drbd");
+    for target in [snode, pnode] {
+        for disk in &new.disks {
+            env.log(format!(
+                "creating the DRBD volumes of disk {} on node {}",
+                disk.iv_name, target.name
+            ));
+            touched.push((target.clone(), disk.clone()));
+            let res: Result<Value, OpError> = env
+                .rpc(
+                    target,
+                    NodeRequest::BlockdevCreate {
+                        disk: disk.clone(),
+                        instance_name: inst.name.clone(),
+                        file_storage_dir: storage_dir.clone(),
+                    },
+                )
+                .await;
+            if let Err(e) = res {
+                undo_drbd(env, &touched, pnode).await;
+                return Err(e);
+            }
+        }
+    }
+    let mut res = crate::drbd::wait_connected(env, &new, pnode).await;
+    if res.is_ok() {
+        env.log(format!(
+            "making node {} the DRBD primary: its data is copied to node {}",
+            pnode.name, snode.name
+        ));
+        res = crate::drbd::set_role(env, &new, pnode, true, true).await;
+    }
+    if res.is_ok() && wait_for_sync {
+        res = crate::drbd::wait_for_sync(env, &new, pnode).await;
+    }
+    if let Err(e) = res {
+        undo_drbd(env, &touched, pnode).await;
+        return Err(e);
+    }
+    if let Err(e) = env.apply(Command::UpdateInstance {
+        instance: new.clone(),
+    }) {
+        undo_drbd(env, &touched, pnode).await;
+        return Err(e);
+    }
+    drop(reservation);
+    if wait_for_sync {
+        // The instance is stopped: its disks go down again (they sync when next active).
+        for node in [pnode, snode] {
+            let r: Result<Value, OpError> = env
+                .rpc(
+                    node,
+                    NodeRequest::DrbdShutdown {
+                        disks: new.disks.clone(),
+                    },
+                )
+                .await;
+            if let Err(e) = r {
+                env.log(format!(
+                    "warning: could not shut the disks down on node {}: {e}",
+                    node.name
+                ));
+            }
+        }
+    } else {
+        env.log("not waiting for the sync (--no-wait-for-sync): the disks stay active");
+    }
+    Ok(())
+}
+
+/// Undoes a failed plain-to-drbd conversion: DRBD down, the secondary's LVs and the
+/// primary's meta LVs removed (the primary's data LVs are the instance's plain disks).
+async fn undo_drbd(env: &Env<'_>, touched: &[(Node, Disk)], pnode: &Node) {
+    let cfg = env.cfg();
+    for (node, disk) in touched.iter().rev() {
+        let _: Result<Value, OpError> = env
+            .rpc(
+                node,
+                NodeRequest::DrbdShutdown {
+                    disks: vec![disk.clone()],
+                },
+            )
+            .await;
+        let victim = if node.uuid == pnode.uuid {
+            match disk.children.get(1) {
+                Some(meta) => meta.clone(),
+                None => continue,
+            }
+        } else {
+            disk.clone()
+        };
+        env.log(format!(
+            "undoing: removing the new volumes of disk {} on node {}",
+            disk.iv_name, node.name
+        ));
+        let r: Result<Value, OpError> = env
+            .rpc(
+                node,
+                NodeRequest::BlockdevRemove {
+                    disk: victim,
+                    file_storage_dir: crate::util::storage_dir(&cfg, "drbd"),
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            env.log(format!(
+                "warning: could not remove the new volumes of disk {} on node {}: {e}",
+                disk.iv_name, node.name
+            ));
+        }
+    }
+}
+
+/// Drbd to plain (Ganeti's `_ConvertDrbdToPlain`): DRBD down on both nodes, the data LVs on
+/// the primary become the plain disks (config first), then the secondary's LVs and the
+/// primary's meta LVs go. Refused when the primary's data is not complete.
+async fn to_plain(
+    env: &Env<'_>,
+    inst: &Instance,
+    pnode: &Node,
+    snode: &Node,
+) -> Result<(), OpError> {
+    let cfg = env.cfg();
+    let now = maguey_model::now();
+    let disks: Vec<Disk> = inst
+        .disks
+        .iter()
+        .map(|d| crate::drbd::plain_from_drbd(d, &pnode.uuid, now))
+        .collect::<Result<_, _>>()?;
+    // The primary's data must be complete: look at its devices (brought up alone if down).
+    let mut st = crate::drbd::status(env, inst, pnode).await?;
+    let assembled = st.iter().any(Option::is_none);
+    if assembled {
+        crate::drbd::assemble(env, inst, pnode, DrbdRole::Secondary).await?;
+        st = crate::drbd::status(env, inst, pnode).await?;
+    }
+    let bad = inst.disks.iter().zip(&st).find_map(|(d, s)| match s {
+        Some(s) if s.disk == "UpToDate" || s.disk == "Consistent" => None,
+        Some(s) => Some(format!("{} is {}", d.iv_name, s.disk)),
+        None => Some(format!("{} is not active", d.iv_name)),
+    });
+    let nodes: Vec<&Node> = if snode.offline {
+        vec![pnode]
+    } else {
+        vec![pnode, snode]
+    };
+    for node in &nodes {
+        let _: Value = env
+            .rpc(
+                node,
+                NodeRequest::DrbdShutdown {
+                    disks: inst.disks.clone(),
+                },
+            )
+            .await?;
+    }
+    if let Some(why) = bad {
+        return Err(prereq(format!(
+            "the data of instance {} on its primary node {} is not complete (disk {why}): \
+             activate its disks and wait for the resync first",
+            inst.name, pnode.name
+        )));
+    }
+    let mut new = inst.clone();
+    new.disk_template = "plain".into();
+    new.disks = disks;
+    env.apply(Command::UpdateInstance { instance: new })?;
+    let storage_dir = crate::util::storage_dir(&cfg, "drbd");
+    let mut removals: Vec<(&Node, Disk)> = Vec::new();
+    for d in &inst.disks {
+        if let Some(meta) = d.children.get(1) {
+            removals.push((pnode, meta.clone()));
+        }
+        if !snode.offline {
+            removals.push((snode, d.clone()));
+        }
+    }
+    for (node, disk) in removals {
+        env.log(format!(
+            "removing volumes of disk {} on node {}",
+            disk.iv_name, node.name
+        ));
+        let r: Result<Value, OpError> = env
+            .rpc(
+                node,
+                NodeRequest::BlockdevRemove {
+                    disk,
+                    file_storage_dir: storage_dir.clone(),
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            env.log(format!(
+                "warning: could not remove them (cluster verify reports the orphans): {e}"
+            ));
+        }
+    }
+    Ok(())
 }

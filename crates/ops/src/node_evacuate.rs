@@ -102,33 +102,80 @@ impl LogicalUnit for NodeEvacuate {
     }
 
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        // `all`: the primaries first (they move to their secondaries: the node becomes their
+        // secondary), then every instance that has the node as secondary gets a new one.
+        let phases: &[&str] = match self.mode.as_str() {
+            "all" => &["primary-only", "secondary-only"],
+            "secondary-only" => &["secondary-only"],
+            _ => &["primary-only"],
+        };
+        let mut submitted = Vec::new();
+        for (k, phase) in phases.iter().enumerate() {
+            let jobs = self.plan(env, phase).await?;
+            if k == 0 {
+                env.ctx.release(LockLevel::Node);
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            let r = run_jobs(env, jobs, self.max_parallel).await?;
+            if let Some(a) = r["jobs"].as_array() {
+                submitted.extend(a.iter().cloned());
+            }
+        }
+        Ok(json!({ "jobs": submitted }))
+    }
+}
+
+impl NodeEvacuate {
+    /// The jobs that move the instances of one phase (`primary-only` or `secondary-only`)
+    /// off the node: with a fixed target, a migration (primaries) or a secondary replacement
+    /// (`replace_new_secondary`); otherwise as the placement engine plans.
+    async fn plan(
+        &self,
+        env: &Env<'_>,
+        phase: &str,
+    ) -> Result<Vec<(String, Vec<OpCode>)>, OpError> {
         let cfg = env.cfg();
         let node = node_by_name(&cfg, &self.node)?.clone();
         let instances: Vec<&Instance> = cfg
             .instances
             .values()
-            .filter(|i| match self.mode.as_str() {
+            .filter(|i| match phase {
                 "primary-only" => i.primary_node == node.uuid,
-                "secondary-only" => i.secondary_nodes().contains(&node.uuid.as_str()),
-                _ => {
-                    i.primary_node == node.uuid || i.secondary_nodes().contains(&node.uuid.as_str())
-                }
+                _ => i.secondary_nodes().contains(&node.uuid.as_str()),
             })
             .collect();
         if instances.is_empty() {
-            env.log(format!("no instance to move off node {}", node.name));
-            return Ok(json!({"jobs": []}));
+            env.log(format!(
+                "no instance to move off node {} ({phase})",
+                node.name
+            ));
+            return Ok(Vec::new());
         }
         let jobs: Vec<(String, Vec<OpCode>)> = match &self.remote_node {
             // A fixed target: one migration per instance, no planning.
-            Some(target) => instances
+            Some(target) if phase == "primary-only" => instances
                 .iter()
                 .map(|i| (i.name.clone(), vec![migrate_op(&i.name, Some(target))]))
                 .collect(),
+            // A fixed new secondary: one replace-disks per instance.
+            Some(target) => {
+                let t = node_by_name(&cfg, target)?;
+                if let Some(i) = instances.iter().find(|i| i.primary_node == t.uuid) {
+                    return Err(prereq(format!(
+                        "node {} is instance {}'s primary: it cannot be its new secondary",
+                        t.name, i.name
+                    )));
+                }
+                instances
+                    .iter()
+                    .map(|i| (i.name.clone(), vec![replace_secondary_op(&i.name, &t.name)]))
+                    .collect()
+            }
             None => {
                 let plan =
-                    crate::iallocator::evacuate_plan(env.master, &cfg, &instances, &self.mode)
-                        .await?;
+                    crate::iallocator::evacuate_plan(env.master, &cfg, &instances, phase).await?;
                 if !plan.failed.is_empty() {
                     let why: Vec<String> = plan
                         .failed
@@ -164,8 +211,19 @@ impl LogicalUnit for NodeEvacuate {
                 }
             }
         }
-        env.ctx.release(LockLevel::Node);
-        run_jobs(env, jobs, self.max_parallel).await
+        Ok(jobs)
+    }
+}
+
+fn replace_secondary_op(instance: &str, new_secondary: &str) -> OpCode {
+    OpCode::InstanceReplaceDisks {
+        instance_name: instance.to_string(),
+        mode: "replace_new_secondary".into(),
+        disks: Vec::new(),
+        remote_node: Some(new_secondary.to_string()),
+        iallocator: None,
+        early_release: false,
+        ignore_ipolicy: false,
     }
 }
 

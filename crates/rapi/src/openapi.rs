@@ -132,11 +132,11 @@ pub const ROUTES: &[RouteDoc] = &[
     r("/2/instances/{instance_name}/startup", "PUT", true, "job", "Start (force, no_remember)"),
     r("/2/instances/{instance_name}/shutdown", "PUT", true, "job", "Stop (body: timeout; no_remember)"),
     r("/2/instances/{instance_name}/reinstall", "POST", true, "job", "Reinstall the OS"),
-    r("/2/instances/{instance_name}/replace-disks", "POST", false, "job", "Replace disks"),
-    r("/2/instances/{instance_name}/activate-disks", "PUT", false, "job", "Activate disks"),
-    r("/2/instances/{instance_name}/deactivate-disks", "PUT", false, "job", "Deactivate disks"),
-    r("/2/instances/{instance_name}/recreate-disks", "POST", false, "job", "Recreate disks"),
-    r("/2/instances/{instance_name}/disk/{disk_index}/grow", "POST", false, "job", "Grow a disk"),
+    r("/2/instances/{instance_name}/replace-disks", "POST", true, "job", "Replace disks"),
+    r("/2/instances/{instance_name}/activate-disks", "PUT", true, "job", "Activate disks (?ignore_size=1); the job's result lists [node, iv_name, device]"),
+    r("/2/instances/{instance_name}/deactivate-disks", "PUT", true, "job", "Deactivate disks (?force=1 skips the checks that the instance is down)"),
+    r("/2/instances/{instance_name}/recreate-disks", "POST", true, "job", "Recreate disks"),
+    r("/2/instances/{instance_name}/disk/{disk_index}/grow", "POST", true, "job", "Grow a disk (amount MiB, absolute, wait_for_sync)"),
     r("/2/instances/{instance_name}/prepare-export", "PUT", false, "job", "Prepare an export"),
     r("/2/instances/{instance_name}/export", "PUT", false, "job", "Export an instance"),
     r("/2/instances/{instance_name}/migrate", "PUT", true, "job", "Migrate an instance"),
@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(
             d["paths"]["/2/instances/{instance_name}/activate-disks"]["put"]
                 ["x-maguey-implemented"],
-            false
+            true
         );
         assert_eq!(
             d["paths"]["/openapi.json"]["get"]["x-maguey-origin"],

@@ -361,6 +361,18 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
             )?;
             submit(rapi, "OP_INSTANCE_FAILOVER", i, b)
         }
+        ["2", "instances", i, "activate-disks"] if put => {
+            no_dry_run(req)?;
+            let mut b = Map::new();
+            b.insert("ignore_size".into(), json!(req.flag("ignore_size", false)?));
+            submit(rapi, "OP_INSTANCE_ACTIVATE_DISKS", i, b)
+        }
+        ["2", "instances", i, "deactivate-disks"] if put => {
+            no_dry_run(req)?;
+            let mut b = Map::new();
+            b.insert("force".into(), json!(req.flag("force", false)?));
+            submit(rapi, "OP_INSTANCE_DEACTIVATE_DISKS", i, b)
+        }
         ["2", "instances", i, "rename"] if put => {
             no_dry_run(req)?;
             let b = body_object(req, &["new_name", "ip_check", "name_check"], &[])?;
@@ -368,6 +380,60 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
                 return Err(ApiError::bad_request("missing 'new_name'"));
             }
             submit(rapi, "OP_INSTANCE_RENAME", i, b)
+        }
+        ["2", "instances", i, "disk", idx, "grow"] if post => {
+            no_dry_run(req)?;
+            let disk: usize = idx.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid disk index '{idx}' (0, 1, ...)"))
+            })?;
+            let mut b = body_object(req, &["amount", "absolute", "wait_for_sync"], &[])?;
+            match b.get("amount") {
+                Some(v) if v.as_u64().is_some_and(|a| a > 0) => {}
+                Some(v) => {
+                    return Err(ApiError::bad_request(format!(
+                        "'amount' must be a positive integer (MiB), not {v}"
+                    )))
+                }
+                None => return Err(ApiError::bad_request("missing 'amount' (MiB)")),
+            }
+            b.insert("disk".into(), json!(disk));
+            submit(rapi, "OP_INSTANCE_GROW_DISK", i, b)
+        }
+        ["2", "instances", i, "replace-disks"] if post => {
+            no_dry_run(req)?;
+            let mut b = body_object(
+                req,
+                &[
+                    "mode",
+                    "disks",
+                    "remote_node",
+                    "iallocator",
+                    "early_release",
+                    "ignore_ipolicy",
+                ],
+                &[],
+            )?;
+            // Older clients send the arguments in the query string.
+            for k in ["mode", "remote_node", "iallocator", "disks"] {
+                if let (false, Some(v)) = (b.contains_key(k), req.query_str(k)) {
+                    b.insert(k.into(), json!(v));
+                }
+            }
+            if !b.contains_key("early_release") && req.query_str("early_release").is_some() {
+                b.insert(
+                    "early_release".into(),
+                    json!(req.flag("early_release", false)?),
+                );
+            }
+            b.entry("mode").or_insert(json!("replace_auto"));
+            disk_list(&mut b, "disks")?;
+            submit(rapi, "OP_INSTANCE_REPLACE_DISKS", i, b)
+        }
+        ["2", "instances", i, "recreate-disks"] if post => {
+            no_dry_run(req)?;
+            let mut b = body_object(req, &["disks", "nodes", "iallocator"], &[])?;
+            disk_list(&mut b, "disks")?;
+            submit(rapi, "OP_INSTANCE_RECREATE_DISKS", i, b)
         }
         ["2", "instances", i, "reinstall"] if post => instance_reinstall(rapi, req, i),
         ["2", "instances", i, "console"] if get => instance_console(rapi, i).await,
@@ -1127,18 +1193,18 @@ fn instance_modify(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
             "custom_beparams",
             "custom_hvparams",
             "runtime_mem",
+            "disk_template",
+            "remote_node",
+            "wait_for_sync",
         ],
         &[
             "disks",
             "nics",
-            "disk_template",
-            "remote_node",
             "iallocator",
             "os_name",
             "force_variant",
             "osparams_private",
             "pnode",
-            "wait_for_sync",
             "online_inst",
             "offline_inst",
             "conflicts_check",
@@ -1536,4 +1602,60 @@ fn instance_reinstall(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
         .submit(ops, 0)
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(json!(id.to_string()))
+}
+
+/// A list of disk indices as Ganeti's clients send it: a JSON list of integers, or a string
+/// `"0,1"` (query arguments); normalised to the list. Recreate-disks' list of
+/// `[index, {params}]` pairs keeps only the indices (new parameters are not supported).
+fn disk_list(b: &mut Map<String, Value>, key: &str) -> Result<(), ApiError> {
+    let bad = |v: &Value| ApiError::bad_request(format!("invalid '{key}': {v} (disk indices)"));
+    let Some(v) = b.get(key).cloned() else {
+        return Ok(());
+    };
+    let list: Vec<u64> = match &v {
+        Value::Null => Vec::new(),
+        Value::String(s) if s.trim().is_empty() => Vec::new(),
+        Value::String(s) => s
+            .split(',')
+            .map(|p| p.trim().parse::<u64>().map_err(|_| bad(&v)))
+            .collect::<Result<_, _>>()?,
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::Array(pair) if pair.len() == 2 => match &pair[1] {
+                    Value::Object(m) if !m.is_empty() => {
+                        Err(not_implemented("new disk parameters in recreate-disks"))
+                    }
+                    _ => pair[0].as_u64().ok_or_else(|| bad(&v)),
+                },
+                _ => x.as_u64().ok_or_else(|| bad(&v)),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad(&v)),
+    };
+    b.insert(key.into(), json!(list));
+    Ok(())
+}
+
+#[cfg(test)]
+mod disk_list_tests {
+    use super::*;
+
+    fn norm(v: Value) -> Result<Value, ApiError> {
+        let mut b = Map::new();
+        b.insert("disks".into(), v);
+        disk_list(&mut b, "disks")?;
+        Ok(b["disks"].clone())
+    }
+
+    #[test]
+    fn disk_lists_as_ganeti_clients_send_them() {
+        assert_eq!(norm(json!("0,2")).ok(), Some(json!([0, 2])));
+        assert_eq!(norm(json!([1])).ok(), Some(json!([1])));
+        assert_eq!(norm(json!("")).ok(), Some(json!([])));
+        assert_eq!(norm(json!([[0, {}], [1, {}]])).ok(), Some(json!([0, 1])));
+        assert!(norm(json!("a")).is_err());
+        assert!(norm(json!([-1])).is_err());
+        assert!(norm(json!([[0, {"size": 5}]])).is_err());
+    }
 }

@@ -157,8 +157,7 @@ async fn auth_errors_and_resources() {
     let (s, _) = l.call(Method::POST, "/2/info", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     for (m, p) in [
-        (Method::PUT, "/2/instances/i1/activate-disks"),
-        (Method::POST, "/2/instances/i1/disk/0/grow"),
+        (Method::PUT, "/2/instances/i1/export"),
         (Method::POST, "/2/groups"),
         (Method::GET, "/2/networks"),
         (Method::PUT, "/2/modify"),
@@ -447,6 +446,57 @@ async fn instance_lifecycle_over_rapi() {
     let (s, c) = l.call(Method::GET, "/2/instances/web1/console", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(c["kind"], "message");
+    // Disks: activating a diskless instance lists none; deactivating a running one is
+    // refused (the job fails); an unknown instance is 404.
+    let (s, id) = l
+        .call(
+            Method::PUT,
+            "/2/instances/web1/activate-disks?ignore_size=1",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{id}");
+    let j = l.wait_job(&id).await;
+    assert_eq!(
+        (j["status"].clone(), j["opresult"].clone()),
+        (json!("success"), json!([[]])),
+        "{j}"
+    );
+    let (_, id) = l
+        .call(Method::PUT, "/2/instances/web1/deactivate-disks", None)
+        .await;
+    let j = l.wait_job(&id).await;
+    assert_eq!(j["status"], "error", "{j}");
+    assert!(j["opresult"].to_string().contains("is marked up"), "{j}");
+    let (s, _) = l
+        .call(Method::PUT, "/2/instances/noinst/activate-disks", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // disk/N/grow: the body is checked before a job is queued; the opcode refuses a diskless
+    // instance (grow-disk on real storage: crates/lab/tests/vm_drbd_grow.rs).
+    for (path, body) in [
+        ("/2/instances/web1/disk/0/grow", json!({})),
+        ("/2/instances/web1/disk/0/grow", json!({"amount": 0})),
+        ("/2/instances/web1/disk/0/grow", json!({"amount": "1G"})),
+        ("/2/instances/web1/disk/x/grow", json!({"amount": 64})),
+        (
+            "/2/instances/web1/disk/0/grow",
+            json!({"amount": 64, "size": 1}),
+        ),
+    ] {
+        let (s, v) = l.call(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+    }
+    let (_, id) = l
+        .call(
+            Method::POST,
+            "/2/instances/web1/disk/0/grow",
+            Some(json!({"amount": 64, "absolute": false, "wait_for_sync": false})),
+        )
+        .await;
+    let j = l.wait_job(&id).await;
+    assert_eq!(j["status"], "error", "{j}");
+    assert!(j["opresult"].to_string().contains("cannot grow"), "{j}");
     // Unsupported modify fields are refused, not ignored.
     let (s, _) = l
         .call(

@@ -131,6 +131,26 @@ pub enum NodeRequest {
         offset: u64,
         chunk: BlockdevChunk,
     },
+    /// Grows a disk by `amount` MiB (Ganeti's `blockdev_grow`). With `backingstore`, the
+    /// storage itself grows (`plain`: lvextend; `drbd`: this node's data LV; `file`: the
+    /// image file is extended); without it, the logical device takes its new size (`drbd`:
+    /// `drbdsetup resize` on the primary, once both nodes' data LVs grew; nothing for the
+    /// others). Answers null.
+    BlockdevGrow {
+        disk: Disk,
+        file_storage_dir: String,
+        amount: u64,
+        #[serde(default)]
+        backingstore: bool,
+    },
+    /// Tells the hypervisor that disk `disk_index` of a running instance is now `size` MiB
+    /// (Ganeti's `resize_disk`; kvm: QMP `block_resize`), so the guest sees it. Answers null.
+    InstanceResizeDisk {
+        name: String,
+        hypervisor: String,
+        disk_index: usize,
+        size: u64,
+    },
     /// `drbd`: assembles this node's ends of `disks` (backing LVs active, device attached,
     /// connected to the peer's secondary IP) and gives them `role`; what is already up stays.
     /// The master sends it to the secondary first, then the primary. Answers null.
@@ -164,6 +184,26 @@ pub enum NodeRequest {
     },
     /// `drbd`: tears the local devices down (`drbdsetup down`); the LVs stay. Answers null.
     DrbdShutdown { disks: Vec<Disk> },
+    /// `drbd`: resolves a split brain against this node: assembles the local devices if
+    /// needed, demotes them and connects again with `--discard-my-data` (what this node
+    /// changed since the split is discarded; it resyncs from the peer). Connected devices
+    /// are left alone. Answers null.
+    DrbdReconnectDiscard {
+        disks: Vec<Disk>,
+        instance_name: String,
+    },
+    /// `drbd` replace-disks on this node: per disk, new data and meta LVs (fresh metadata)
+    /// replace the old ones under the device, which resyncs them from its peer; the old LVs
+    /// are kept as `<lv>_replaced-<suffix>`. Answers `Vec<String>`: the old LVs set aside
+    /// (`vg/lv`), for a later `blockdev_remove`.
+    DrbdReplaceStorage {
+        disks: Vec<Disk>,
+        instance_name: String,
+        suffix: String,
+    },
+    /// `drbd`: drops the connection to the peer and forgets it (StandAlone), so that the
+    /// devices can connect to a new secondary. Answers null.
+    DrbdDisconnect { disks: Vec<Disk> },
     /// Runs the OS definition's `verify parameters` (API 15+) on the instance's OS
     /// parameters, before anything is created (Ganeti's `os_validate`). Answers its output.
     OsValidate { install: OsInstall },
@@ -211,12 +251,17 @@ impl NodeRequest {
             NodeRequest::InstanceMigrationProgress { .. } => "instance_migration_progress",
             NodeRequest::BlockdevRead { .. } => "blockdev_read",
             NodeRequest::BlockdevWrite { .. } => "blockdev_write",
+            NodeRequest::BlockdevGrow { .. } => "blockdev_grow",
+            NodeRequest::InstanceResizeDisk { .. } => "resize_disk",
             NodeRequest::DrbdAssemble { .. } => "drbd_assemble",
             NodeRequest::DrbdSetRole { .. } => "drbd_set_role",
             NodeRequest::DrbdSetDualPrimary { .. } => "drbd_set_dual_primary",
             NodeRequest::DrbdStatus { .. } => "drbd_status",
             NodeRequest::DrbdSyncProgress { .. } => "drbd_wait_sync",
             NodeRequest::DrbdShutdown { .. } => "drbd_shutdown",
+            NodeRequest::DrbdReconnectDiscard { .. } => "drbd_reconnect_discard",
+            NodeRequest::DrbdReplaceStorage { .. } => "drbd_replace_storage",
+            NodeRequest::DrbdDisconnect { .. } => "drbd_disconnect_net",
             NodeRequest::DrbdNodeCheck { .. } => "drbd_node_check",
             NodeRequest::InstanceOsAdd { .. } => "instance_os_add",
             NodeRequest::InstanceOsRename { .. } => "instance_run_rename",

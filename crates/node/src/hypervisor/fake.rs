@@ -21,6 +21,10 @@ struct RunFile {
     /// A migration target waiting for the instance (until the migration is finalized).
     #[serde(default)]
     incoming: bool,
+    /// Disk sizes (MiB) the hypervisor was told about since the start (`resize_disk`), by
+    /// disk index.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    disk_sizes: std::collections::BTreeMap<usize, u64>,
 }
 
 pub struct FakeHypervisor {
@@ -140,6 +144,7 @@ impl Hypervisor for FakeHypervisor {
                 vcpus: inst.vcpus,
                 started: maguey_model::now(),
                 incoming: false,
+                disk_sizes: Default::default(),
             })
         })
     }
@@ -216,6 +221,24 @@ impl Hypervisor for FakeHypervisor {
         Box::pin(async move { self.memory() })
     }
 
+    /// Records the new size in the run file (what a real hypervisor would pass to the guest).
+    fn resize_disk<'a>(
+        &'a self,
+        name: &'a str,
+        index: usize,
+        size_mib: u64,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            let _guard = self.lock.lock().await;
+            let mut rf = self
+                .read(name)?
+                .filter(|rf| !rf.incoming)
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            rf.disk_sizes.insert(index, size_mib);
+            self.write(&rf)
+        })
+    }
+
     /// The fake target reserves the instance's memory, as a real one would.
     fn accept_instance<'a>(
         &'a self,
@@ -246,6 +269,7 @@ impl Hypervisor for FakeHypervisor {
                 vcpus: inst.vcpus,
                 started: maguey_model::now(),
                 incoming: true,
+                disk_sizes: Default::default(),
             })
         })
     }

@@ -1116,6 +1116,31 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
+    /// QMP `block_resize` of the disk's format node (`disk<N>`): the guest's virtio-blk sees
+    /// the new capacity at once. The block device under it must have grown already.
+    fn resize_disk<'a>(
+        &'a self,
+        name: &'a str,
+        index: usize,
+        size_mib: u64,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            self.running(name)?
+                .ok_or_else(|| format!("instance {name} is not running"))?;
+            let bytes = size_mib
+                .checked_mul(MIB)
+                .ok_or_else(|| format!("disk size {size_mib} MiB is too large"))?;
+            self.qmp(name)
+                .await?
+                .call(
+                    "block_resize",
+                    serde_json::json!({"node-name": format!("disk{index}"), "size": bytes}),
+                )
+                .await
+                .map_err(|e| format!("instance {name}: block_resize of disk {index}: {e}"))
+        })
+    }
+
     fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
         KvmHypervisor::serial_socket(self, name)
     }

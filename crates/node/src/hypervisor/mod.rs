@@ -160,6 +160,22 @@ pub trait Hypervisor: Send + Sync {
         })
     }
 
+    /// Tells a running instance that its disk `index` is now `size_mib` MiB (after the
+    /// storage grew), so the guest sees the new size.
+    fn resize_disk<'a>(
+        &'a self,
+        name: &'a str,
+        _index: usize,
+        _size_mib: u64,
+    ) -> BoxFuture<'a, HvResult<()>> {
+        Box::pin(async move {
+            Err(format!(
+                "hypervisor {} cannot resize the disks of instance {name}",
+                self.name()
+            ))
+        })
+    }
+
     /// The unix socket of a running instance's interactive serial console (one client at a
     /// time), for a daemon to proxy.
     fn serial_socket(&self, name: &str) -> HvResult<std::path::PathBuf> {

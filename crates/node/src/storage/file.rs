@@ -85,6 +85,27 @@ impl FileStorage {
         check_real_parent(&root, &path)?;
         Ok((root, path))
     }
+
+    /// Grows a disk image by `by_mib` (the file is extended sparsely; the data stays).
+    pub fn grow(&self, ctx: &StorageContext, disk: &Disk, by_mib: u64) -> Result<(), String> {
+        let (_, path) = self.locate(ctx, disk)?;
+        let cur = info_of(&path)?
+            .ok_or_else(|| format!("disk {}: {} does not exist", disk.iv_name, path.display()))?;
+        let bytes = cur
+            .size
+            .checked_add(by_mib)
+            .and_then(|m| m.checked_mul(MIB))
+            .ok_or_else(|| format!("disk {}: new size is too large", disk.iv_name))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        if f.metadata().map(|m| m.len()).unwrap_or(0) >= bytes {
+            return Ok(());
+        }
+        f.set_len(bytes)
+            .map_err(|e| format!("cannot grow {}: {e}", path.display()))
+    }
 }
 
 impl BlockStorage for FileStorage {

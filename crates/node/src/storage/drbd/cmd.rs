@@ -220,6 +220,26 @@ pub fn connect_defined_peer(dev: &DrbdDevice) -> Cmd {
     drbdsetup(&[s("connect"), dev.resource(), s(dev.peer_node_id)])
 }
 
+/// Connects with `--discard-my-data`: this side gives up what it changed since the peers
+/// split and resyncs from the peer (split-brain resolution, on the node whose data loses).
+/// 8.4: `connect RES LOCAL REMOTE <net options> --discard-my-data`; 9: the peer definition
+/// as in [`connect`] (unless `peer_defined`), then `connect RES PEER --discard-my-data`.
+pub fn connect_discard_my_data(
+    d: Dialect,
+    dev: &DrbdDevice,
+    net: &DrbdNet,
+    peer_defined: bool,
+) -> Vec<Cmd> {
+    let mut cmds = match d {
+        Dialect::V9 if peer_defined => vec![connect_defined_peer(dev)],
+        _ => connect(d, dev, net, false),
+    };
+    if let Some(last) = cmds.pop() {
+        cmds.push(last.arg("--discard-my-data"));
+    }
+    cmds
+}
+
 /// Allows or forbids two primaries on a live connection.
 pub fn dual_primary(d: Dialect, dev: &DrbdDevice, net: &DrbdNet, allow: bool) -> Cmd {
     let opt = format!("--allow-two-primaries={}", yes_no(allow));
@@ -281,4 +301,10 @@ pub fn skip_initial_sync(dev: &DrbdDevice) -> Cmd {
 /// DRBD 9's status of every resource.
 pub fn status9() -> Cmd {
     Cmd::new("drbdsetup", &["status", "--json"])
+}
+
+/// DRBD 9: forgets a (disconnected) peer, so that the resource can connect to another node
+/// (replace-disks with a new secondary).
+pub fn del_peer(dev: &DrbdDevice) -> Cmd {
+    drbdsetup(&[s("del-peer"), dev.resource(), s(dev.peer_node_id)])
 }
