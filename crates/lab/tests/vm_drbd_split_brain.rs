@@ -284,9 +284,13 @@ fn vm_drbd_activate_verify_disks_and_split_brain() {
         wait_until(Duration::from_secs(60), || {
             let (code, o) = verify(&lab);
             out = o;
-            code != 0 && !out.contains("ENODERPC")
+            // node1's DRBD notices the lost peer only after its ping timeout: poll until
+            // verify sees both sides.
+            code != 0
+                && !out.contains("ENODERPC")
+                && out.contains("instance b: DRBD disk/0 is degraded on node node1")
         }),
-        "verify never ran with node2 up:\n{out}"
+        "verify never reported b degraded with node2 up:\n{out}"
     );
     assert!(
         out.contains("instance b: DRBD disk/0 is degraded on node node1"),
