@@ -68,7 +68,11 @@ fn independent_jobs_run_in_parallel_and_same_instance_serializes() {
     let all_running = wait_until(std::time::Duration::from_secs(120), || running(&lab) == 20);
     let seen = running(&lab);
     std::fs::write(&gate, "open").unwrap();
-    assert!(all_running, "only {seen} of 20 jobs ran at once\n{}", lab.logs());
+    assert!(
+        all_running,
+        "only {seen} of 20 jobs ran at once\n{}",
+        lab.logs()
+    );
     assert!(
         wait_until(std::time::Duration::from_secs(120), || {
             let t = times(&lab);
