@@ -850,7 +850,8 @@ async fn a_thousand_jobs_run_quickly() {
         assert_eq!(job.status, JobStatus::Success);
         assert_eq!(job.oplog[0].len(), 3);
     }
-    let elapsed = begin.elapsed();
-    eprintln!("1000 jobs in {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(60), "too slow: {elapsed:?}");
+    // How fast is a benchmark's business (maguey-bench); a timed assertion here only made the
+    // suite flaky on a loaded machine. What must hold: every lock was given back.
+    eprintln!("1000 jobs in {:?}", begin.elapsed());
+    assert!(q.locks().is_empty());
 }
