@@ -31,6 +31,13 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
+/// A word of the model's vocabulary (template, mode, ...); an unknown one is a usage error
+/// with the model's message.
+fn word<T: std::str::FromStr<Err = maguey_model::VocabError>>(s: &str) -> Result<T, CliError> {
+    s.parse()
+        .map_err(|e: maguey_model::VocabError| usage(e.to_string()))
+}
+
 /// `--cluster URL`: the master's Remote API, set once by [`run`].
 static CLUSTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
@@ -92,13 +99,13 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             let c = client(&dir)?;
             run_job(
                 &c,
-                vec![OpCode::TestDelay {
+                vec![OpCode::TestDelay(maguey_model::OpTestDelay {
                     duration,
                     on_master: true,
                     on_nodes: nodes,
                     repeat,
                     fail,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -296,9 +303,9 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             let c = client(dir)?;
             let Some(j) = run_job(
                 &c,
-                vec![OpCode::ClusterVerify {
+                vec![OpCode::ClusterVerify(maguey_model::OpClusterVerify {
                     skip_checks: vec![],
-                }],
+                })],
                 job,
             )
             .await?
@@ -326,7 +333,7 @@ async fn cluster(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::ClusterDestroy {}],
+                vec![OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {})],
                 JobOpts {
                     submit: false,
                     priority: Priority::Normal,
@@ -376,7 +383,9 @@ async fn verify_disks(c: &MasterClient, group: Option<String>, p: Priority) -> C
     };
     let Some(j) = run_job(
         c,
-        vec![OpCode::ClusterVerifyDisks { group_name: group }],
+        vec![OpCode::ClusterVerifyDisks(
+            maguey_model::OpClusterVerifyDisks { group_name: group },
+        )],
         opts(),
     )
     .await?
@@ -407,12 +416,12 @@ async fn verify_disks(c: &MasterClient, group: Option<String>, p: Priority) -> C
         .collect();
     for inst in &instances {
         println!("Activating disks for instance '{inst}'");
-        let op = OpCode::InstanceActivateDisks {
+        let op = OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks {
             instance_name: inst.clone(),
             ignore_size: false,
             wait_for_sync: false,
             resolve_split_brain: false,
-        };
+        });
         match run_job(c, vec![op], opts()).await {
             Ok(Some(j)) => {
                 for line in activated_disks(j.opresult.first()) {
@@ -603,16 +612,16 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::NodeMigrate {
+                vec![OpCode::NodeMigrate(maguey_model::OpNodeMigrate {
                     node_name: name,
-                    mode: non_live.then(|| "non-live".to_string()),
+                    mode: non_live.then_some(maguey_model::MigrationMode::NonLive),
                     live: None,
                     target_node,
                     iallocator,
                     ignore_ipolicy: false,
                     allow_runtime_changes: true,
                     max_parallel,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -629,23 +638,23 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             job,
         } => {
             let mode = if primary_only {
-                "primary-only"
+                maguey_model::EvacMode::PrimaryOnly
             } else if secondary_only {
-                "secondary-only"
+                maguey_model::EvacMode::SecondaryOnly
             } else {
-                "all"
+                maguey_model::EvacMode::All
             };
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::NodeEvacuate {
+                vec![OpCode::NodeEvacuate(maguey_model::OpNodeEvacuate {
                     node_name: name,
-                    mode: mode.to_string(),
+                    mode,
                     remote_node,
                     iallocator,
                     early_release: false,
                     max_parallel,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -659,7 +668,14 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
         } => node_failover(&client(dir)?, name, ignore_consistency, job).await,
         NodeCmd::Remove { name, job } => {
             let c = client(dir)?;
-            run_job(&c, vec![OpCode::NodeRemove { node_name: name }], job).await?;
+            run_job(
+                &c,
+                vec![OpCode::NodeRemove(maguey_model::OpNodeRemove {
+                    node_name: name,
+                })],
+                job,
+            )
+            .await?;
             Ok(0)
         }
         NodeCmd::List { names, list: l } => {
@@ -687,7 +703,7 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::NodeSetParams {
+                vec![OpCode::NodeSetParams(maguey_model::OpNodeSetParams {
                     node_name: name,
                     offline,
                     drained,
@@ -695,7 +711,7 @@ async fn node(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     master_capable,
                     vm_capable,
                     force,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -765,14 +781,14 @@ async fn node_failover(
     for name in names {
         let id = c
             .submit(
-                vec![OpCode::InstanceFailover {
+                vec![OpCode::InstanceFailover(maguey_model::OpInstanceFailover {
                     instance_name: name.clone(),
                     shutdown_timeout: 120,
                     ignore_consistency,
                     target_node: None,
                     iallocator: None,
                     ignore_ipolicy: false,
-                }],
+                })],
                 prio,
             )
             .await?;
@@ -858,7 +874,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
             i,
             DiskSpec {
                 size,
-                mode,
+                mode: mode.as_deref().map(word).transpose()?,
                 name,
                 vg,
             },
@@ -874,7 +890,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
             match k.as_str() {
                 "mac" => spec.mac = v,
                 "ip" => spec.ip = v,
-                "mode" => spec.mode = v,
+                "mode" => spec.mode = v.as_deref().map(word).transpose()?,
                 "link" => spec.link = v,
                 "network" => spec.network = v,
                 "name" => spec.name = v,
@@ -912,10 +928,10 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
     maguey_model::ParamKind::Be
         .validate(&beparams)
         .map_err(|e| usage(format!("-B: {e}")))?;
-    Ok(OpCode::InstanceCreate {
+    Ok(OpCode::InstanceCreate(maguey_model::OpInstanceCreate {
         instance_name: a.name.clone(),
-        mode: "create".into(),
-        disk_template: a.template.clone(),
+        mode: maguey_model::InstanceCreateMode::Create,
+        disk_template: word(&a.template)?,
         disks,
         nics,
         pnode,
@@ -924,7 +940,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         osparams: kv(&a.os_parameters, "-O")?,
         no_install: a.no_install,
         start: !a.no_start,
-        hypervisor,
+        hypervisor: hypervisor.as_deref().map(word).transpose()?,
         hvparams,
         beparams,
         iallocator: a.iallocator.clone(),
@@ -934,7 +950,7 @@ fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
             .as_deref()
             .map(|t| t.split(',').map(String::from).collect())
             .unwrap_or_default(),
-    })
+    }))
 }
 
 async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
@@ -959,11 +975,11 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceRemove {
+                vec![OpCode::InstanceRemove(maguey_model::OpInstanceRemove {
                     instance_name: name,
                     ignore_failures,
                     shutdown_timeout: 120,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -996,14 +1012,14 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             job,
         } => {
             let mode = if non_live {
-                Some("non-live".to_string())
+                Some(maguey_model::MigrationMode::NonLive)
             } else {
-                migration_mode
+                migration_mode.as_deref().map(word).transpose()?
             };
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceMigrate {
+                vec![OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate {
                     instance_name: name,
                     mode,
                     live: None,
@@ -1013,7 +1029,7 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     iallocator,
                     ignore_ipolicy: false,
                     allow_runtime_changes: true,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1029,12 +1045,14 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             let Some(j) = run_job(
                 &c,
-                vec![OpCode::InstanceActivateDisks {
-                    instance_name: name,
-                    ignore_size,
-                    wait_for_sync,
-                    resolve_split_brain,
-                }],
+                vec![OpCode::InstanceActivateDisks(
+                    maguey_model::OpInstanceActivateDisks {
+                        instance_name: name,
+                        ignore_size,
+                        wait_for_sync,
+                        resolve_split_brain,
+                    },
+                )],
                 job,
             )
             .await?
@@ -1050,10 +1068,12 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceDeactivateDisks {
-                    instance_name: name,
-                    force,
-                }],
+                vec![OpCode::InstanceDeactivateDisks(
+                    maguey_model::OpInstanceDeactivateDisks {
+                        instance_name: name,
+                        force,
+                    },
+                )],
                 job,
             )
             .await?;
@@ -1071,14 +1091,14 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceFailover {
+                vec![OpCode::InstanceFailover(maguey_model::OpInstanceFailover {
                     instance_name: name,
                     shutdown_timeout,
                     ignore_consistency,
                     target_node,
                     iallocator,
                     ignore_ipolicy: false,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1095,13 +1115,13 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceMove {
+                vec![OpCode::InstanceMove(maguey_model::OpInstanceMove {
                     instance_name: name,
                     target_node,
                     shutdown_timeout,
                     ignore_consistency,
                     ignore_ipolicy: false,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1121,11 +1141,13 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceReinstall {
-                    instance_name: name,
-                    os_type: os,
-                    osparams,
-                }],
+                vec![OpCode::InstanceReinstall(
+                    maguey_model::OpInstanceReinstall {
+                        instance_name: name,
+                        os_type: os,
+                        osparams,
+                    },
+                )],
                 job,
             )
             .await?;
@@ -1146,13 +1168,13 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceGrowDisk {
+                vec![OpCode::InstanceGrowDisk(maguey_model::OpInstanceGrowDisk {
                     instance_name: name,
                     disk,
                     amount,
                     absolute,
                     wait_for_sync: !no_wait_for_sync,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1169,14 +1191,15 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             early_release,
             job,
         } => {
+            use maguey_model::ReplaceDisksMode;
             let mode = if on_primary {
-                "replace_on_primary"
+                ReplaceDisksMode::OnPrimary
             } else if on_secondary {
-                "replace_on_secondary"
+                ReplaceDisksMode::OnSecondary
             } else if auto {
-                "replace_auto"
+                ReplaceDisksMode::Auto
             } else {
-                "replace_new_secondary"
+                ReplaceDisksMode::NewSecondary
             };
             let disks = match disks {
                 Some(d) => parse_disk_indices(&d).map_err(|e| usage(format!("--disks: {e}")))?,
@@ -1185,15 +1208,17 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceReplaceDisks {
-                    instance_name: name,
-                    mode: mode.to_string(),
-                    disks,
-                    remote_node: new_secondary,
-                    iallocator,
-                    early_release,
-                    ignore_ipolicy: false,
-                }],
+                vec![OpCode::InstanceReplaceDisks(
+                    maguey_model::OpInstanceReplaceDisks {
+                        instance_name: name,
+                        mode,
+                        disks,
+                        remote_node: new_secondary,
+                        iallocator,
+                        early_release,
+                        ignore_ipolicy: false,
+                    },
+                )],
                 job,
             )
             .await?;
@@ -1223,12 +1248,14 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceRecreateDisks {
-                    instance_name: name,
-                    disks,
-                    nodes,
-                    iallocator,
-                }],
+                vec![OpCode::InstanceRecreateDisks(
+                    maguey_model::OpInstanceRecreateDisks {
+                        instance_name: name,
+                        disks,
+                        nodes,
+                        iallocator,
+                    },
+                )],
                 job,
             )
             .await?;
@@ -1243,12 +1270,12 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceRename {
+                vec![OpCode::InstanceRename(maguey_model::OpInstanceRename {
                     instance_name: name,
                     new_name,
                     ip_check: false,
                     name_check: false,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1258,13 +1285,13 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceStartup {
+                vec![OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
                     instance_name: name,
                     force,
                     beparams: Params::new(),
                     hvparams: Params::new(),
                     no_remember: false,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1274,11 +1301,11 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceShutdown {
+                vec![OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
                     instance_name: name,
                     timeout,
                     no_remember: false,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1290,19 +1317,15 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             shutdown_timeout,
             job,
         } => {
-            if !["soft", "hard", "full"].contains(&reboot_type.as_str()) {
-                return Err(usage(format!(
-                    "invalid reboot type '{reboot_type}' (soft, hard or full)"
-                )));
-            }
+            let reboot_type = word(&reboot_type)?;
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceReboot {
+                vec![OpCode::InstanceReboot(maguey_model::OpInstanceReboot {
                     instance_name: name,
                     reboot_type,
                     shutdown_timeout,
-                }],
+                })],
                 job,
             )
             .await?;
@@ -1343,18 +1366,20 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             let c = client(dir)?;
             run_job(
                 &c,
-                vec![OpCode::InstanceSetParams {
-                    instance_name: name,
-                    beparams,
-                    hvparams: kv(&hypervisor_parameters, "-H")?,
-                    osparams: kv(&os_parameters, "-O")?,
-                    offline,
-                    runtime_mem,
-                    force,
-                    disk_template,
-                    remote_node: node,
-                    wait_for_sync: !no_wait_for_sync,
-                }],
+                vec![OpCode::InstanceSetParams(
+                    maguey_model::OpInstanceSetParams {
+                        instance_name: name,
+                        beparams,
+                        hvparams: kv(&hypervisor_parameters, "-H")?,
+                        osparams: kv(&os_parameters, "-O")?,
+                        offline,
+                        runtime_mem,
+                        force,
+                        disk_template: disk_template.as_deref().map(word).transpose()?,
+                        remote_node: node,
+                        wait_for_sync: !no_wait_for_sync,
+                    },
+                )],
                 job,
             )
             .await?;
