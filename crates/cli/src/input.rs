@@ -1,0 +1,41 @@
+//! Validation of raw flag values shared by several commands.
+
+use crate::{CliError, CliResult};
+use maguey_model::{names::validate_hostname, parse_kv_list, Params};
+
+pub fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+pub fn kv(s: &Option<String>, what: &str) -> CliResult<Params> {
+    match s {
+        None => Ok(Params::new()),
+        Some(s) => parse_kv_list(s).map_err(|e| usage(format!("{what}: {e}"))),
+    }
+}
+
+pub fn name_ok(kind: &str, name: &str) -> CliResult {
+    validate_hostname(name).map_err(|e| usage(format!("invalid {kind} name: {e}")))
+}
+
+/// Asks the user on the terminal, as Ganeti does before destructive operations; without a
+/// terminal the answer is no (use -f).
+pub fn confirm(question: &str) -> CliResult {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(format!(
+            "{question}\nno terminal to ask on: add -f to confirm"
+        )));
+    }
+    print!("{question} y/[n]: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| usage(format!("reading the answer: {e}")))?;
+    match line.trim() {
+        "y" | "yes" | "Y" => Ok(()),
+        _ => Err(usage("aborted")),
+    }
+}
