@@ -399,7 +399,7 @@ impl LogicalUnit for InstanceCreate {
                 node.name, be.maxmem, info.memory_free
             )));
         }
-        let template = instance.disk_template.clone();
+        let template = instance.disk_template;
         let needed = crate::drbd::storage_needed(template, instance.disks.iter().map(|d| d.size));
         let check_space = |info: &NodeInfo, n: &Node| -> Result<(), OpError> {
             let kind = crate::drbd::storage_type(template);
