@@ -6,7 +6,7 @@
 //! No root, no daemons, no sockets (but for the free-port probe of a migration target), no
 //! LVM or DRBD: every LVM/DRBD command of the node runtimes fails ([`NoLvmRunner`]).
 //!
-//! ```ignore
+//! ```text
 //! let c = InProcessCluster::new(2).await;
 //! let run = c.run(json!({"OP_ID": "OP_TEST_DELAY", "duration": 0})).await;
 //! assert!(run.result.is_ok(), "{run}");
@@ -727,5 +727,63 @@ fn init_command(first: &TestNode, o: &ClusterOptions, shared_dir: &Path) -> Comm
         cluster: serde_json::from_value(cluster).expect("a cluster object"),
         group: serde_json::from_value(group).expect("a node group object"),
         master: serde_json::from_value(node).expect("a node object"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(url: &str, body: &[u8]) -> TransportRequest {
+        TransportRequest {
+            method: Method::Post,
+            url: url.to_string(),
+            body: Some(body.to_vec()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_by_address_through_json_like_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = start_node(dir.path(), 0, 1024, 2).unwrap();
+        let t = InProcessTransport::new();
+        t.add_node(&n.addr, n.runtime.clone());
+        let url = format!("https://{}/rpc", n.addr);
+        let body = serde_json::to_vec(&NodeRequest::Version).unwrap();
+
+        let a = t.send(post(&url, &body)).await.unwrap();
+        assert_eq!(a.status, StatusCode::OK);
+        let reply: RpcReply = serde_json::from_str(&a.body).unwrap();
+        let RpcReply::Ok(v) = reply else {
+            panic!("{}", a.body)
+        };
+        assert_eq!(v["node_name"], json!("node1"));
+        assert_eq!(t.calls(), [(n.addr.clone(), "version".to_string())]);
+
+        // A body the daemon could not decode is refused as axum would.
+        let a = t
+            .send(post(&url, b"{\"procedure\": \"nope\"}"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // Nobody at another address, nor at a node that is down.
+        let other = t.send(post("https://127.0.80.9:1/rpc", &body)).await;
+        assert!(matches!(other, Err(maguey_rpc::RpcError::Unreachable(_))));
+        t.set_reachable(&n.addr, false);
+        let down = t.send(post(&url, &body)).await;
+        assert!(matches!(down, Err(maguey_rpc::RpcError::Unreachable(_))));
+        t.set_reachable(&n.addr, true);
+        assert!(t.send(post(&url, &body)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn no_lvm_on_test_nodes() {
+        let out = NoLvmRunner
+            .run(&Cmd::new("lvs", &["--reportformat", "json"]))
+            .unwrap();
+        assert!(!out.success());
+        assert!(NoLvmRunner.read_file(Path::new("/proc/drbd")).is_err());
     }
 }
