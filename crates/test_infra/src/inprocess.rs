@@ -12,24 +12,24 @@
 //! assert!(run.result.is_ok(), "{run}");
 //! ```
 
+mod transport;
+
+pub use transport::{answer_node_request, InProcessTransport};
+
 use maguey_config::{Command, ConfigStore};
 use maguey_jobs::{JobQueue, OpContext, OpError, OpExecutor};
 use maguey_model::{ConfigData, Job, OpCode};
 use maguey_node::storage::runner::{Cmd, CmdOutput, CommandRunner, StorageError};
 use maguey_node::{NodeConfig, NodeRuntime};
 use maguey_ops::{Executor, Master};
-use maguey_rpc::client::{Method, StatusCode};
-use maguey_rpc::{
-    NodeRequest, RpcClient, RpcReply, RpcTransport, TransportAnswer, TransportFuture,
-    TransportRequest,
-};
+use maguey_rpc::RpcClient;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The cluster's node daemon port (never bound: the transport routes by address).
@@ -43,127 +43,6 @@ pub const TEST_OS: &str = "recorder";
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Answers one node request as the daemon's `POST /rpc` handler does. The only place the
-/// harness calls into the node's request handling: adapt this function when its signature
-/// changes.
-pub async fn answer_node_request(node: &NodeRuntime, req: NodeRequest) -> RpcReply {
-    match node.handle(req).await {
-        Ok(v) => RpcReply::Ok(v),
-        Err(e) => RpcReply::Error(e),
-    }
-}
-
-/// Routes node RPCs (`https://ip:port/rpc`) to the in-process runtime registered for `ip:port`.
-/// The request is decoded from, and the reply encoded to, the JSON bytes a daemon would see.
-/// An unknown or [`set_reachable`](Self::set_reachable)`(false)` address is unreachable.
-#[derive(Default)]
-pub struct InProcessTransport {
-    nodes: RwLock<BTreeMap<String, Arc<NodeRuntime>>>,
-    unreachable: RwLock<BTreeSet<String>>,
-    /// Procedures called, per address, in order.
-    calls: Mutex<Vec<(String, String)>>,
-}
-
-impl fmt::Debug for InProcessTransport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nodes: Vec<String> = self
-            .nodes
-            .read()
-            .map(|n| n.keys().cloned().collect())
-            .unwrap_or_default();
-        f.debug_struct("InProcessTransport")
-            .field("nodes", &nodes)
-            .finish()
-    }
-}
-
-impl InProcessTransport {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Answers requests to `addr` (`ip:port`) with `node`.
-    pub fn add_node(&self, addr: &str, node: Arc<NodeRuntime>) {
-        if let Ok(mut n) = self.nodes.write() {
-            n.insert(addr.to_string(), node);
-        }
-    }
-
-    /// Makes `addr` unreachable (a node that is down) or reachable again.
-    pub fn set_reachable(&self, addr: &str, reachable: bool) {
-        if let Ok(mut u) = self.unreachable.write() {
-            if reachable {
-                u.remove(addr);
-            } else {
-                u.insert(addr.to_string());
-            }
-        }
-    }
-
-    /// `(address, procedure)` of every node RPC answered so far, in order.
-    pub fn calls(&self) -> Vec<(String, String)> {
-        lock(&self.calls).clone()
-    }
-
-    fn node(&self, addr: &str) -> Option<Arc<NodeRuntime>> {
-        if self
-            .unreachable
-            .read()
-            .map(|u| u.contains(addr))
-            .unwrap_or(false)
-        {
-            return None;
-        }
-        self.nodes.read().ok()?.get(addr).cloned()
-    }
-
-    async fn answer(&self, req: TransportRequest) -> Result<TransportAnswer, maguey_rpc::RpcError> {
-        let unreachable =
-            |why: &str| maguey_rpc::RpcError::Unreachable(format!("{}: {why}", req.url));
-        let addr = req
-            .url
-            .strip_prefix("https://")
-            .and_then(|rest| rest.strip_suffix("/rpc"))
-            .ok_or_else(|| unreachable("only node RPCs are answered in process"))?
-            .to_string();
-        let node = self
-            .node(&addr)
-            .ok_or_else(|| unreachable("connection refused (no node there)"))?;
-        if req.method != Method::Post {
-            return Ok(TransportAnswer {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                body: String::new(),
-            });
-        }
-        let body = req.body.unwrap_or_default();
-        let request: NodeRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(TransportAnswer {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    body: format!("Failed to deserialize the JSON body: {e}"),
-                })
-            }
-        };
-        lock(&self.calls).push((addr, request.procedure().to_string()));
-        let reply = tokio::time::timeout(req.timeout, answer_node_request(&node, request))
-            .await
-            .map_err(|_| maguey_rpc::RpcError::Unreachable(format!("{}: timed out", req.url)))?;
-        let body = serde_json::to_string(&reply)
-            .map_err(|e| maguey_rpc::RpcError::Protocol(format!("cannot encode the reply: {e}")))?;
-        Ok(TransportAnswer {
-            status: StatusCode::OK,
-            body,
-        })
-    }
-}
-
-impl RpcTransport for InProcessTransport {
-    fn send(&self, req: TransportRequest) -> TransportFuture<'_> {
-        Box::pin(self.answer(req))
-    }
 }
 
 /// Fails every LVM/DRBD command: in-process nodes have neither (and must not touch the
@@ -416,7 +295,12 @@ fn write_test_os(os_dir: &Path, log: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn start_node(root: &Path, index: usize, memory_mib: u64, cpus: u32) -> Result<TestNode, String> {
+pub(crate) fn start_node(
+    root: &Path,
+    index: usize,
+    memory_mib: u64,
+    cpus: u32,
+) -> Result<TestNode, String> {
     let name = format!("node{}", index + 1);
     let ip = format!("127.0.80.{}", index + 1);
     let dir = root.join(&name);
@@ -733,50 +617,6 @@ fn init_command(first: &TestNode, o: &ClusterOptions, shared_dir: &Path) -> Comm
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn post(url: &str, body: &[u8]) -> TransportRequest {
-        TransportRequest {
-            method: Method::Post,
-            url: url.to_string(),
-            body: Some(body.to_vec()),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    #[tokio::test]
-    async fn routes_by_address_through_json_like_the_daemon() {
-        let dir = tempfile::tempdir().unwrap();
-        let n = start_node(dir.path(), 0, 1024, 2).unwrap();
-        let t = InProcessTransport::new();
-        t.add_node(&n.addr, n.runtime.clone());
-        let url = format!("https://{}/rpc", n.addr);
-        let body = serde_json::to_vec(&NodeRequest::Version).unwrap();
-
-        let a = t.send(post(&url, &body)).await.unwrap();
-        assert_eq!(a.status, StatusCode::OK);
-        let reply: RpcReply = serde_json::from_str(&a.body).unwrap();
-        let RpcReply::Ok(v) = reply else {
-            panic!("{}", a.body)
-        };
-        assert_eq!(v["node_name"], json!("node1"));
-        assert_eq!(t.calls(), [(n.addr.clone(), "version".to_string())]);
-
-        // A body the daemon could not decode is refused as axum would.
-        let a = t
-            .send(post(&url, b"{\"procedure\": \"nope\"}"))
-            .await
-            .unwrap();
-        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-
-        // Nobody at another address, nor at a node that is down.
-        let other = t.send(post("https://127.0.80.9:1/rpc", &body)).await;
-        assert!(matches!(other, Err(maguey_rpc::RpcError::Unreachable(_))));
-        t.set_reachable(&n.addr, false);
-        let down = t.send(post(&url, &body)).await;
-        assert!(matches!(down, Err(maguey_rpc::RpcError::Unreachable(_))));
-        t.set_reachable(&n.addr, true);
-        assert!(t.send(post(&url, &body)).await.is_ok());
-    }
 
     #[tokio::test]
     async fn no_lvm_on_test_nodes() {

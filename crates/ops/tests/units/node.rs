@@ -70,8 +70,18 @@ async fn node_remove_refuses_a_node_with_instances_then_removes_it() {
     let cfg = c.config();
     assert!(cfg.node_by_name("node2").is_none());
     assert_eq!(cfg.nodes.len(), 1);
-    // The node left the cluster: its cluster files are gone.
+    // The node left the cluster: its cluster files are gone, its daemon stopped.
     assert!(c.node("node2").ssconf().is_none());
+    let version = maguey_rpc::NodeRequest::Version;
+    let gone = c
+        .master
+        .rpc
+        .call::<serde_json::Value>(&c.node("node2").addr, &version)
+        .await;
+    assert!(
+        matches!(gone, Err(maguey_rpc::RpcError::Unreachable(_))),
+        "{gone:?}"
+    );
     // The remaining node's ssconf no longer lists it.
     let ss = c.node("node1").ssconf().unwrap();
     assert!(!ss.node_primary_ips.contains_key("node2"));
