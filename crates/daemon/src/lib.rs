@@ -9,6 +9,7 @@ pub mod client;
 pub mod console;
 pub mod files;
 pub mod init;
+pub mod join;
 
 /// The Remote API crate, re-exported for the lab and the CLI.
 pub use maguey_rapi as rapi;

@@ -2,8 +2,10 @@
 //! Ganeti's Remote API, version 2, served over HTTPS by the master's magueyd.
 //!
 //! Resources, query arguments, bodies and answers follow Ganeti's `lib/rapi/rlib2.py` and
-//! `doc/rapi.rst`; the handlers are thin translators onto the same job queue and query
-//! functions as the CLI's master API. Mutations answer a job id as a JSON string. Resources of
+//! `doc/rapi.rst`. The handlers (`resources`, one module per resource) are thin
+//! translators: reads use the same query functions as the CLI's master API; each write parses
+//! its request into a typed opcode and submits it through the queue's one submission path
+//! (`maguey_jobs::submit`, as `/luxi/submit` does). Mutations answer a job id as a JSON string. Resources of
 //! features Maguey does not have yet answer 501 with a message. Errors are Ganeti's JSON
 //! `{"code", "message", "explain"}`.
 //!
