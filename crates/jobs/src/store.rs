@@ -7,7 +7,7 @@
 //! durable with the next durable commit).
 
 use crate::JobError;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -167,7 +167,8 @@ impl Store {
             Durability::Immediate
         } else {
             Durability::None
-        });
+        })
+        .map_err(storage)?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let mut archive = txn.open_table(ARCHIVE).map_err(storage)?;
