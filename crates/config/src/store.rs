@@ -8,6 +8,9 @@
 //!
 //! The state is the snapshot's config with every later log entry applied through
 //! [`crate::apply`], so a replica fed the same entries gets the same config.
+//!
+//! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when opened, keeping a
+//! backup beside it (see [`maguey_redb`]).
 
 use crate::commands::{is_initialised, mutate, validate, verify, Command, Entry};
 use crate::error::ConfigError;

@@ -5,6 +5,9 @@
 //! fsync ("group commit"). A change that must be durable makes its whole batch
 //! `Durability::Immediate`; log entries alone are committed with `Durability::None` (they become
 //! durable with the next durable commit).
+//!
+//! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when the queue opens it,
+//! keeping a backup beside it (see [`maguey_redb`]).
 
 use crate::JobError;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
