@@ -18,6 +18,10 @@
 //! replaces the leftovers); a crash after it leaves the complete upgraded file, a rename being
 //! atomic. redb 2.6's in-place `upgrade()` alone rewrites the two commit slots of the original
 //! one after the other, which is why it only ever runs on a copy here.
+//!
+//! There is no way back in place: once the current redb has written the upgraded file, the old
+//! binary's redb 2.6 cannot use it (it panics). Going back to the old binary means restoring
+//! `FILE.v2-backup`, and losing what changed since the upgrade.
 
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Seek, SeekFrom};
