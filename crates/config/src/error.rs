@@ -71,6 +71,17 @@ pub enum ConfigError {
     UnsupportedFormat { found: u32, supported: u32 },
     #[error("a config store already exists at {0}")]
     StoreExists(PathBuf),
+    #[error("config store: {0}")]
+    Upgrade(#[from] maguey_redb::UpgradeError),
+}
+
+impl From<maguey_redb::OpenError> for ConfigError {
+    fn from(e: maguey_redb::OpenError) -> Self {
+        match e {
+            maguey_redb::OpenError::Database(e) => e.into(),
+            maguey_redb::OpenError::Upgrade(e) => e.into(),
+        }
+    }
 }
 
 macro_rules! from_redb {
@@ -88,7 +99,8 @@ from_redb!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 impl ConfigError {
@@ -103,6 +115,7 @@ impl ConfigError {
                 | ConfigError::Corrupt(_)
                 | ConfigError::UnsupportedFormat { .. }
                 | ConfigError::StoreExists(_)
+                | ConfigError::Upgrade(_)
         )
     }
 }

@@ -8,11 +8,14 @@
 //!
 //! The state is the snapshot's config with every later log entry applied through
 //! [`crate::apply`], so a replica fed the same entries gets the same config.
+//!
+//! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when opened, keeping a
+//! backup beside it (see [`maguey_redb`]).
 
 use crate::commands::{is_initialised, mutate, validate, verify, Command, Entry};
 use crate::error::ConfigError;
 use maguey_model::ConfigData;
-use redb::{Database, Durability, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +100,7 @@ impl ConfigStore {
 
     /// [`ConfigStore::open`] with explicit options.
     pub fn open_with(path: &Path, options: StoreOptions) -> Result<Self, ConfigError> {
-        let db = Database::create(path)?;
+        let db = maguey_redb::open(path)?;
         init_tables(&db)?;
         let (snapshot, entries) = read_all(&db)?;
         let mut config = snapshot.config;
@@ -173,7 +176,7 @@ impl ConfigStore {
         };
         let bytes = serde_json::to_vec(&entry)?;
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(Durability::Immediate)?;
         {
             let mut log = txn.open_table(LOG)?;
             if log.insert(entry.index, bytes.as_slice())?.is_some() {
@@ -311,7 +314,7 @@ fn init_tables(db: &Database) -> Result<(), ConfigError> {
         }
     }
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate);
+    txn.set_durability(Durability::Immediate)?;
     {
         let mut meta = txn.open_table(META)?;
         meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
@@ -334,7 +337,7 @@ fn write_snapshot(
         config,
     })?;
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate);
+    txn.set_durability(Durability::Immediate)?;
     {
         let mut snap = txn.open_table(SNAPSHOT)?;
         snap.insert(SNAPSHOT_KEY, bytes.as_slice())?;

@@ -7,7 +7,7 @@ use crate::{
     ARCHIVE_INTERVAL, CANCELED_MESSAGE, DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
 };
 use maguey_model::{now, Job, JobStatus, LogEntry, OpCode};
-use redb::{Database, ReadableTable};
+use redb::ReadableTable;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -105,7 +105,7 @@ impl JobQueue {
     /// stay queued and run after [`JobQueue::start`]. At most `max_running` jobs (at least 1)
     /// execute at once.
     pub fn open(path: &Path, max_running: usize) -> Result<Arc<Self>, JobError> {
-        let db = Database::create(path).map_err(storage)?;
+        let db = maguey_redb::open(path).map_err(storage)?;
         let mut state = State::default();
         let txn = db.begin_write().map_err(storage)?;
         {

@@ -5,9 +5,12 @@
 //! fsync ("group commit"). A change that must be durable makes its whole batch
 //! `Durability::Immediate`; log entries alone are committed with `Durability::None` (they become
 //! durable with the next durable commit).
+//!
+//! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when the queue opens it,
+//! keeping a backup beside it (see [`maguey_redb`]).
 
 use crate::JobError;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -167,7 +170,8 @@ impl Store {
             Durability::Immediate
         } else {
             Durability::None
-        });
+        })
+        .map_err(storage)?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let mut archive = txn.open_table(ARCHIVE).map_err(storage)?;

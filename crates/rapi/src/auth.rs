@@ -5,12 +5,14 @@
 //! followed by cleartext, or `{HA1}` followed by `md5(user:Ganeti Remote API:password)` in hex.
 //! The file is re-read whenever its modification time or size changes (checked per request).
 
-use crate::md5::md5_hex;
 use base64::Engine;
+use md5::Md5;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
+use subtle::ConstantTimeEq;
 
 /// Ganeti's authentication realm; part of `{HA1}` hashes.
 pub const REALM: &str = "Ganeti Remote API";
@@ -89,10 +91,14 @@ pub fn verify_password(user: &str, password: &str, expected: &str) -> bool {
     let scheme = expected[..=end].to_ascii_uppercase();
     let value = &expected[end + 1..];
     match scheme.as_str() {
-        "{CLEARTEXT}" => constant_time_eq(password.as_bytes(), value.as_bytes()),
+        "{CLEARTEXT}" => same_secret(password.as_bytes(), value.as_bytes()),
         "{HA1}" => {
-            let h = md5_hex(format!("{user}:{REALM}:{password}").as_bytes());
-            constant_time_eq(h.as_bytes(), value.to_ascii_lowercase().as_bytes())
+            // The file's hash is hex in either case; anything else matches no password.
+            let mut stored = [0u8; 16];
+            if hex::decode_to_slice(value, &mut stored).is_err() {
+                return false;
+            }
+            ha1_digest(user, password).ct_eq(&stored).into()
         }
         _ => false,
     }
@@ -100,17 +106,20 @@ pub fn verify_password(user: &str, password: &str, expected: &str) -> bool {
 
 /// `{HA1}` form of a password, for writing users files.
 pub fn ha1(user: &str, password: &str) -> String {
-    format!(
-        "{{HA1}}{}",
-        md5_hex(format!("{user}:{REALM}:{password}").as_bytes())
-    )
+    format!("{{HA1}}{}", hex::encode(ha1_digest(user, password)))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Ganeti's HA1: `md5(user:realm:password)`.
+fn ha1_digest(user: &str, password: &str) -> [u8; 16] {
+    Md5::digest(format!("{user}:{REALM}:{password}").as_bytes()).into()
+}
+
+/// Whether two secrets are equal, compared as SHA-256 digests in constant time: the time taken
+/// depends neither on where they differ nor on their lengths.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let given: [u8; 32] = Sha256::digest(given).into();
+    let expected: [u8; 32] = Sha256::digest(expected).into();
+    given.ct_eq(&expected).into()
 }
 
 /// Credentials of an `Authorization: Basic ...` header.
@@ -236,6 +245,33 @@ mod tests {
             ha1("jack", "abc123"),
             "{HA1}54c12257ee9be413f2f3182435514aae"
         );
+    }
+
+    #[test]
+    fn near_misses_are_refused() {
+        // Prefixes, extensions and same-length changes of a cleartext password.
+        for wrong in ["abc12", "abc1234", "abc124", "Abc123", "", "abc123 "] {
+            assert!(!verify_password("jack", wrong, "abc123"), "{wrong:?}");
+        }
+        assert!(verify_password("jack", "", "{cleartext}"));
+        // An {HA1} entry that is not 32 hex digits matches nothing, its own text included.
+        let hash = "54c12257ee9be413f2f3182435514aae";
+        for entry in [
+            &hash[..31],
+            &format!("{hash}0"),
+            &hash.replace('5', "g"),
+            "",
+        ] {
+            assert!(!verify_password(
+                "jack",
+                "abc123",
+                &format!("{{HA1}}{entry}")
+            ));
+            assert!(!verify_password("jack", entry, &format!("{{HA1}}{entry}")));
+        }
+        // What `ha1` writes is what a users file entry checks.
+        assert!(verify_password("jill", "s3cret", &ha1("jill", "s3cret")));
+        assert!(!verify_password("jill", "s3cret", &ha1("jill", "s3cre")));
     }
 
     #[test]

@@ -14,7 +14,6 @@
 //! `write` option.
 
 pub mod auth;
-mod md5;
 pub mod openapi;
 mod resources;
 

@@ -5,6 +5,7 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -86,13 +87,10 @@ fn random_serial() -> SerialNumber {
 
 /// DER of the first certificate in a PEM text.
 pub fn cert_der_from_pem(pem: &str) -> Result<CertificateDer<'static>> {
-    let mut reader = pem.as_bytes();
-    let first = rustls_pemfile::certs(&mut reader).next();
-    match first {
-        Some(Ok(der)) => Ok(der),
-        Some(Err(e)) => Err(CertError::Invalid(format!("invalid certificate PEM: {e}"))),
-        None => Err(CertError::Invalid("no certificate found in PEM".into())),
-    }
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+        PemError::NoItemsFound => CertError::Invalid("no certificate found in PEM".into()),
+        e => CertError::Invalid(format!("invalid certificate PEM: {e}")),
+    })
 }
 
 /// SHA-256 (lower-case hex) of DER bytes.

@@ -12,6 +12,7 @@ use crate::ca::{cert_der_from_pem, CertError, NodeIdentity, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
@@ -31,8 +32,7 @@ fn tls_err(what: &str) -> impl FnOnce(rustls::Error) -> CertError + '_ {
 
 /// All certificates of a PEM text.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let mut reader = pem.as_bytes();
-    let certs = rustls_pemfile::certs(&mut reader)
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| CertError::Invalid(format!("invalid certificate PEM: {e}")))?;
     if certs.is_empty() {
@@ -43,10 +43,10 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
 
 /// The private key of a PEM text.
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>> {
-    let mut reader = pem.as_bytes();
-    rustls_pemfile::private_key(&mut reader)
-        .map_err(|e| CertError::Invalid(format!("invalid private key PEM: {e}")))?
-        .ok_or_else(|| CertError::Invalid("no private key found in PEM".into()))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+        PemError::NoItemsFound => CertError::Invalid("no private key found in PEM".into()),
+        e => CertError::Invalid(format!("invalid private key PEM: {e}")),
+    })
 }
 
 /// A root store holding only the cluster CA.
@@ -217,5 +217,76 @@ impl ServerCertVerifier for AcceptAnyServer {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::ClusterCa;
+
+    fn invalid_message(r: Result<impl std::fmt::Debug>) -> String {
+        match r {
+            Err(CertError::Invalid(m)) => m,
+            other => panic!("expected an invalid-PEM error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pem_texts_give_their_certificates_and_key() {
+        let ca = ClusterCa::generate("pem-test").unwrap();
+        let id = ca.issue("node1", &["127.0.0.1".parse().unwrap()]).unwrap();
+        // Decoded independently (x509-parser's own PEM reader).
+        let der = |pem: &str| {
+            x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .unwrap()
+                .1
+                .contents
+        };
+        let node_der = CertificateDer::from(der(&id.cert_pem));
+
+        // A chain: every certificate, in order, other sections skipped.
+        let text = format!("{}{}{}", id.cert_pem, id.key_pem, ca.cert_pem);
+        let chain = certs_from_pem(&text).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0], node_der);
+        assert_eq!(chain[1], CertificateDer::from(der(&ca.cert_pem)));
+        assert_eq!(cert_der_from_pem(&text).unwrap(), node_der);
+
+        // The key, found after a certificate too.
+        let key = key_from_pem(&format!("{}{}", id.cert_pem, id.key_pem)).unwrap();
+        let rcgen_key = rcgen::KeyPair::from_pem(&id.key_pem).unwrap();
+        assert_eq!(key.secret_der(), rcgen_key.serialized_der());
+        assert!(matches!(key, PrivateKeyDer::Pkcs8(_)));
+    }
+
+    #[test]
+    fn missing_and_malformed_pem_is_refused() {
+        let ca = ClusterCa::generate("pem-test").unwrap();
+        assert_eq!(
+            invalid_message(certs_from_pem(&ca.key_pem)),
+            "no certificate found in PEM"
+        );
+        assert_eq!(
+            invalid_message(cert_der_from_pem("")),
+            "no certificate found in PEM"
+        );
+        assert_eq!(
+            invalid_message(key_from_pem(&ca.cert_pem)),
+            "no private key found in PEM"
+        );
+        let bad_base64 = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        let unterminated = ca.cert_pem.replace("-----END CERTIFICATE-----", "");
+        for text in [bad_base64, unterminated.as_str()] {
+            for m in [
+                invalid_message(certs_from_pem(text)),
+                invalid_message(cert_der_from_pem(text)),
+            ] {
+                assert!(m.starts_with("invalid certificate PEM: "), "{m}");
+            }
+        }
+        let bad_key = "-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n";
+        let m = invalid_message(key_from_pem(bad_key));
+        assert!(m.starts_with("invalid private key PEM: "), "{m}");
     }
 }

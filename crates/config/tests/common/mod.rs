@@ -151,7 +151,7 @@ pub fn build(commands: &[Command]) -> ConfigData {
 /// A fresh replay of the file: its snapshot record, then every later log entry through
 /// `maguey_config::apply`, read with redb directly (independent of `ConfigStore::open`).
 pub fn replay_file(path: &Path) -> (ConfigData, u64) {
-    use redb::{Database, TableDefinition};
+    use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
     let log: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
     let snap: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
     let db = Database::create(path).unwrap();
