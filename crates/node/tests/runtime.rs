@@ -1,5 +1,5 @@
 use maguey_model::{Disk, LogicalId, Ssconf};
-use maguey_node::{os, read_ssconf, NodeConfig, NodeRuntime};
+use maguey_node::{os, read_ssconf, NodeConfig, NodeResult, NodeRuntime};
 use maguey_rpc::{
     BlockdevInfo, InstanceRunInfo, InstanceRuntime, NicRuntime, NodeInfo, NodeRequest, OsInfo,
     OsInstall, VersionInfo,
@@ -20,7 +20,7 @@ fn config(dir: &Path) -> NodeConfig {
     }
 }
 
-async fn call<T: DeserializeOwned>(rt: &NodeRuntime, req: NodeRequest) -> Result<T, String> {
+async fn call<T: DeserializeOwned>(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<T> {
     let v = rt.handle(req).await?;
     Ok(serde_json::from_value(v).expect("answer decodes"))
 }
@@ -158,12 +158,20 @@ async fn fake_hypervisor_memory_and_persistence() {
     let info: NodeInfo = call(&rt, node_info_req()).await.unwrap();
     assert_eq!(info.memory_free, 512);
 
-    let e = rt.handle(start("inst2", 600)).await.unwrap_err();
+    let e = rt
+        .handle(start("inst2", 600))
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "not enough memory on node node1: needed 600 MiB, free 512 MiB"
     );
-    let e = rt.handle(start("inst1", 100)).await.unwrap_err();
+    let e = rt
+        .handle(start("inst1", 100))
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "instance inst1 is already running");
     rt.handle(start("inst2", 512)).await.unwrap();
 
@@ -320,7 +328,8 @@ async fn file_storage() {
     let e = rt
         .handle(create(file_disk("inst1/disk0", 10)))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already exists"), "{e}");
 
     let found: Option<BlockdevInfo> = call(&rt, find(disk.clone())).await.unwrap();
@@ -344,7 +353,11 @@ async fn file_storage() {
         "/tmp/x",
         "",
     ] {
-        let e = rt.handle(create(file_disk(bad, 1))).await.unwrap_err();
+        let e = rt
+            .handle(create(file_disk(bad, 1)))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("outside") || e.contains("..") || e.contains("empty"),
             "{bad}: {e}"
@@ -537,7 +550,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no variant 'v9'"), "{e}");
 
     // A failing script: exit status and output surface.
@@ -547,7 +561,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exit status 3"), "{e}");
     assert!(
         e.contains("disk full, giving up") && e.contains("starting"),
@@ -561,7 +576,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("OS 'nope' not found on node node1 (searched: "),
         "{e}"
@@ -573,7 +589,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("invalid OS name"), "{e}");
 
     // Timeout.
@@ -585,7 +602,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("timed out"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10));
 }
@@ -686,6 +704,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, grow(0, true))
         .await
         .unwrap_err()
+        .to_string()
         .contains("0 MiB"));
     let missing = NodeRequest::BlockdevGrow {
         disk: file_disk("nope/disk0", 8),
@@ -696,6 +715,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, missing)
         .await
         .unwrap_err()
+        .to_string()
         .contains("does not exist"));
 
     // The fake hypervisor records the size it was told for a running instance.
@@ -708,6 +728,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, resize("g1"))
         .await
         .unwrap_err()
+        .to_string()
         .contains("not running"));
     let _: () = call(
         &rt,

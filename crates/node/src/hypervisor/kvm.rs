@@ -7,7 +7,8 @@
 //! finds its instances again from these files (the pid must still be a QEMU using this
 //! instance's QMP socket) and talks to them over QMP. No state is kept in memory.
 
-use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
+use super::{BoxFuture, Hypervisor, NodeMemory, RebootKind};
+use crate::error::{NodeError, NodeResult};
 use crate::network::{self, TapSpec};
 use crate::qmp::{MigrationParameters, Qmp};
 use crate::storage::{self, StorageContext};
@@ -203,11 +204,13 @@ fn probe_kvm() -> bool {
 }
 
 /// Resolves the `accel` hvparam: `auto` is `kvm` when KVM can run a guest here, else `tcg`.
-pub fn resolve_accel(accel: &str) -> HvResult<String> {
+pub fn resolve_accel(accel: &str) -> NodeResult<String> {
     match accel {
         "kvm" | "tcg" => Ok(accel.to_string()),
         "auto" | "" => Ok(if kvm_can_run() { "kvm" } else { "tcg" }.to_string()),
-        other => Err(format!("invalid accel '{other}' (kvm, tcg or auto)")),
+        other => Err(NodeError::bad_request(format!(
+            "invalid accel '{other}' (kvm, tcg or auto)"
+        ))),
     }
 }
 
@@ -220,7 +223,7 @@ pub fn build_argv(
     disks: &[PathBuf],
     nets: &[TapSpec],
     accel: &str,
-) -> HvResult<Vec<String>> {
+) -> NodeResult<Vec<String>> {
     let hv = &inst.hvparams;
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
@@ -339,9 +342,9 @@ pub fn build_argv(
             "paravirtual" => format!("virtio-blk-pci,drive=disk{i},id=disk{i}-dev{wc}"),
             "ide" => format!("ide-hd,drive=disk{i},id=disk{i}-dev{wc}"),
             other => {
-                return Err(format!(
+                return Err(NodeError::unsupported(format!(
                     "disk_type '{other}' is not supported by Maguey's kvm hypervisor yet"
-                ))
+                )))
             }
         };
         push(&["-device", &dev]);
@@ -384,15 +387,15 @@ pub fn build_argv(
 
 /// Ganeti's `cdrom_image_path`: a local image attached read-only as a CD-ROM
 /// (`cdrom_disk_type`: `ide`, the default, `scsi` or `paravirtual`).
-fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> HvResult<()> {
+fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> NodeResult<()> {
     let path = hv_str(hv, "cdrom_image_path", "");
     if path.is_empty() {
         return Ok(());
     }
     if !Path::new(path).is_absolute() {
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "cdrom_image_path '{path}' must be an absolute path on the node"
-        ));
+        )));
     }
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     let dev = match hv_str(hv, "cdrom_disk_type", "") {
@@ -403,9 +406,9 @@ fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> HvResult<()>
             "scsi-cd,bus=cdrom-scsi.0,drive=cdrom0,id=cdrom0-dev"
         }
         other => {
-            return Err(format!(
+            return Err(NodeError::unsupported(format!(
                 "cdrom_disk_type '{other}' is not supported by Maguey's kvm hypervisor (ide, scsi or paravirtual)"
-            ))
+            )))
         }
     };
     push(&[
@@ -499,17 +502,17 @@ pub fn kill_all(state_dir: &Path) -> usize {
 
 impl KvmHypervisor {
     /// Keeps its runtime files in `state_dir/run/kvm` (created if missing).
-    pub fn new(state_dir: &Path, node_name: &str) -> HvResult<Self> {
+    pub fn new(state_dir: &Path, node_name: &str) -> NodeResult<Self> {
         let state_dir = if state_dir.is_absolute() {
             state_dir.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|e| e.to_string())?
+                .map_err(|e| NodeError::io(e.to_string()))?
                 .join(state_dir)
         };
         let run_dir = state_dir.join("run").join("kvm");
         std::fs::create_dir_all(&run_dir)
-            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot create {}: {e}", run_dir.display())))?;
         Ok(KvmHypervisor {
             run_dir,
             state_dir,
@@ -518,22 +521,22 @@ impl KvmHypervisor {
         })
     }
 
-    pub fn paths(&self, name: &str) -> HvResult<Paths> {
+    pub fn paths(&self, name: &str) -> NodeResult<Paths> {
         maguey_model::names::validate_hostname(name)
-            .map_err(|e| format!("invalid instance name: {e}"))?;
+            .map_err(|e| NodeError::bad_request(format!("invalid instance name: {e}")))?;
         let p = Paths::new(&self.run_dir, name);
         // sun_path holds 108 bytes.
         if p.serial.as_os_str().len() > 100 || p.qmp.as_os_str().len() > 100 {
-            return Err(format!(
+            return Err(NodeError::bad_request(format!(
                 "the runtime directory {} is too deep for unix sockets",
                 self.run_dir.display()
-            ));
+            )));
         }
         Ok(p)
     }
 
     /// The runtime file; a pid of 0 (QEMU was being launched) is taken from the pidfile.
-    fn read(&self, name: &str) -> HvResult<Option<RunFile>> {
+    fn read(&self, name: &str) -> NodeResult<Option<RunFile>> {
         let paths = self.paths(name)?;
         let path = paths.runtime;
         match std::fs::read(&path) {
@@ -547,14 +550,19 @@ impl KvmHypervisor {
                     }
                     Some(rf)
                 })
-                .map_err(|e| format!("corrupt runtime file {}: {e}", path.display())),
+                .map_err(|e| {
+                    NodeError::io(format!("corrupt runtime file {}: {e}", path.display()))
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(NodeError::io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 
     /// The runtime file of `name` when its QEMU is alive.
-    fn running(&self, name: &str) -> HvResult<Option<RunFile>> {
+    fn running(&self, name: &str) -> NodeResult<Option<RunFile>> {
         let Some(rf) = self.read(name)? else {
             return Ok(None);
         };
@@ -562,9 +570,9 @@ impl KvmHypervisor {
         Ok(pid_alive(rf.pid, &qmp.to_string_lossy()).then_some(rf))
     }
 
-    fn all_names(&self) -> HvResult<Vec<String>> {
+    fn all_names(&self) -> NodeResult<Vec<String>> {
         let entries = std::fs::read_dir(&self.run_dir)
-            .map_err(|e| format!("cannot read {}: {e}", self.run_dir.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot read {}: {e}", self.run_dir.display())))?;
         let mut out: Vec<String> = entries
             .flatten()
             .filter_map(|e| {
@@ -580,14 +588,14 @@ impl KvmHypervisor {
     }
 
     /// Removes the taps and runtime files of a stopped instance (the console log stays).
-    fn cleanup(&self, name: &str) -> HvResult<()> {
+    fn cleanup(&self, name: &str) -> NodeResult<()> {
         let p = self.paths(name)?;
         network::remove_taps(&self.node_name, name)?;
         for f in [&p.runtime, &p.pid, &p.qmp, &p.serial] {
             match std::fs::remove_file(f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot remove {}: {e}", f.display())),
+                Err(e) => return Err(NodeError::io(format!("cannot remove {}: {e}", f.display()))),
             }
         }
         Ok(())
@@ -610,8 +618,8 @@ impl KvmHypervisor {
         }
     }
 
-    async fn qmp(&self, name: &str) -> HvResult<Qmp<tokio::net::UnixStream>> {
-        Qmp::connect(&self.paths(name)?.qmp).await
+    async fn qmp(&self, name: &str) -> NodeResult<Qmp<tokio::net::UnixStream>> {
+        Ok(Qmp::connect(&self.paths(name)?.qmp).await?)
     }
 
     async fn wait_gone(&self, rf: &RunFile, qmp_path: &str, timeout: Duration) -> bool {
@@ -649,7 +657,7 @@ impl KvmHypervisor {
 
     /// Powers the instance off: ACPI power button first (when `timeout` > 0), then QMP
     /// `quit`, then SIGKILL.
-    async fn stop_locked(&self, name: &str, timeout: Duration) -> HvResult<()> {
+    async fn stop_locked(&self, name: &str, timeout: Duration) -> NodeResult<()> {
         let Some(rf) = self.read(name)? else {
             return Ok(());
         };
@@ -680,17 +688,17 @@ impl KvmHypervisor {
                     .wait_gone(&rf, &qmp_path, Duration::from_secs(10))
                     .await
                 {
-                    return Err(format!(
+                    return Err(NodeError::timeout(format!(
                         "QEMU of instance {name} (pid {}) does not stop",
                         rf.pid
-                    ));
+                    )));
                 }
             }
         }
         self.cleanup(name)
     }
 
-    async fn start_locked(&self, inst: &InstanceRuntime) -> HvResult<()> {
+    async fn start_locked(&self, inst: &InstanceRuntime) -> NodeResult<()> {
         self.launch(inst, None, false).await
     }
 
@@ -702,10 +710,12 @@ impl KvmHypervisor {
         inst: &InstanceRuntime,
         incoming: Option<&str>,
         paused: bool,
-    ) -> HvResult<()> {
+    ) -> NodeResult<()> {
         let name = &inst.name;
         if self.running(name)?.is_some() {
-            return Err(format!("instance {name} is already running"));
+            return Err(NodeError::conflict(format!(
+                "instance {name} is already running"
+            )));
         }
         self.cleanup(name)?;
         let paths = self.paths(name)?;
@@ -715,10 +725,10 @@ impl KvmHypervisor {
         for d in &inst.disks {
             let imp = storage::for_disk(d)?;
             if imp.find(&ctx, d)?.is_none() {
-                return Err(format!(
+                return Err(NodeError::not_found(format!(
                     "disk {} of instance {name} is missing on node {}",
                     d.iv_name, self.node_name
-                ));
+                )));
             }
             disks.push(imp.device_path(&ctx, d)?);
         }
@@ -733,17 +743,17 @@ impl KvmHypervisor {
         }
         let kernel = hv_str(&inst.hvparams, "kernel_path", "");
         if !kernel.is_empty() && !Path::new(kernel).is_file() {
-            return Err(format!(
+            return Err(NodeError::not_found(format!(
                 "kernel_path {kernel} does not exist on node {}",
                 self.node_name
-            ));
+            )));
         }
         let cdrom = hv_str(&inst.hvparams, "cdrom_image_path", "");
         if !cdrom.is_empty() && !Path::new(cdrom).is_file() {
-            return Err(format!(
+            return Err(NodeError::not_found(format!(
                 "cdrom_image_path {cdrom} of instance {name} does not exist on node {}",
                 self.node_name
-            ));
+            )));
         }
         tracing::info!("starting instance {name}: {}", argv.join(" "));
         // Written before QEMU starts (pid 0: "see the pidfile"), so a magueyd killed right
@@ -758,7 +768,8 @@ impl KvmHypervisor {
             argv: argv.clone(),
             accel,
         };
-        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+        let data =
+            serde_json::to_vec_pretty(&rf).map_err(|e| NodeError::internal(e.to_string()))?;
         crate::write_atomic(&paths.runtime, &data)?;
         // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
         network::create_taps(&self.node_name, name, &nets)?;
@@ -768,23 +779,33 @@ impl KvmHypervisor {
             .current_dir(&self.run_dir);
         let out = tokio::time::timeout(LAUNCH_TIMEOUT, cmd.output())
             .await
-            .map_err(|_| format!("QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"))?
-            .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+            .map_err(|_| {
+                NodeError::timeout(format!("QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"))
+            })?
+            .map_err(|e| NodeError::io(format!("cannot run {}: {e}", argv[0])))?;
         if !out.status.success() {
             let _ = self.cleanup(name);
-            return Err(format!(
+            return Err(NodeError::command_failed(format!(
                 "QEMU failed to start instance {name} ({}): {}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         let pid: u32 = std::fs::read_to_string(&paths.pid)
-            .map_err(|e| format!("QEMU wrote no pidfile {}: {e}", paths.pid.display()))?
+            .map_err(|e| {
+                NodeError::not_found(format!(
+                    "QEMU wrote no pidfile {}: {e}",
+                    paths.pid.display()
+                ))
+            })?
             .trim()
             .parse()
-            .map_err(|e| format!("bad pidfile {}: {e}", paths.pid.display()))?;
+            .map_err(|e| {
+                NodeError::bad_request(format!("bad pidfile {}: {e}", paths.pid.display()))
+            })?;
         rf.pid = pid;
-        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+        let data =
+            serde_json::to_vec_pretty(&rf).map_err(|e| NodeError::internal(e.to_string()))?;
         crate::write_atomic(&paths.runtime, &data)?;
         // The machine must answer QMP and run (or wait for its migrating state).
         let st = self.qmp(name).await?.query_status().await?;
@@ -794,7 +815,10 @@ impl KvmHypervisor {
             st.running
         };
         if !expected {
-            return Err(format!("instance {name} started but is {}", st.status));
+            return Err(NodeError::command_failed(format!(
+                "instance {name} started but is {}",
+                st.status
+            )));
         }
         Ok(())
     }
@@ -828,26 +852,27 @@ impl KvmHypervisor {
 
     /// The last `max_bytes` of what the instance's serial console printed (also after it
     /// stopped, until it starts again).
-    pub fn console_log(&self, name: &str, max_bytes: u64) -> HvResult<String> {
+    pub fn console_log(&self, name: &str, max_bytes: u64) -> NodeResult<String> {
         use std::io::{Read, Seek, SeekFrom};
         let p = self.paths(name)?.console_log;
         let mut f = match std::fs::File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!(
+                return Err(NodeError::not_found(format!(
                     "instance {name} has no console log on {}",
                     self.node_name
-                ))
+                )))
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
+            Err(e) => return Err(NodeError::io(format!("cannot read {}: {e}", p.display()))),
         };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len > max_bytes {
             f.seek(SeekFrom::Start(len - max_bytes))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| NodeError::io(e.to_string()))?;
         }
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        f.read_to_end(&mut buf)
+            .map_err(|e| NodeError::io(e.to_string()))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
@@ -859,7 +884,7 @@ impl KvmHypervisor {
         port: u16,
         bandwidth: u64,
         downtime: u64,
-    ) -> HvResult<MigrationStatus> {
+    ) -> NodeResult<MigrationStatus> {
         let name = rf.name.as_str();
         {
             let mut q = self.qmp(name).await?;
@@ -890,16 +915,16 @@ impl KvmHypervisor {
                     });
                 }
                 "failed" | "cancelled" => {
-                    return Err(format!(
+                    return Err(NodeError::command_failed(format!(
                         "migration of instance {name} {status}: {}",
                         m.error_desc.unwrap_or_default()
-                    ))
+                    )))
                 }
                 _ if Instant::now() > deadline => {
                     let _ = self.qmp(name).await?.migrate_cancel().await;
-                    return Err(format!(
+                    return Err(NodeError::timeout(format!(
                         "migration of instance {name} did not finish in {secs} s"
-                    ));
+                    )));
                 }
                 _ => {}
             }
@@ -914,7 +939,7 @@ impl KvmHypervisor {
         target: &str,
         nbd_port: u16,
         disks: usize,
-    ) -> HvResult<(u64, u64)> {
+    ) -> NodeResult<(u64, u64)> {
         let t = Instant::now();
         let mut q = self.qmp(name).await?;
         for i in 0..disks {
@@ -949,18 +974,18 @@ impl KvmHypervisor {
                 .filter(|j| j.device.starts_with("mirror"))
                 .collect();
             if mirrors.len() < disks {
-                return Err(format!(
+                return Err(NodeError::command_failed(format!(
                     "a disk mirror of instance {name} stopped before it was in sync"
-                ));
+                )));
             }
             if mirrors.iter().all(|j| j.ready) {
                 let bytes = mirrors.iter().map(|j| j.len).sum();
                 return Ok((bytes, t.elapsed().as_millis() as u64));
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(NodeError::timeout(format!(
                     "the disk mirrors of instance {name} never got in sync"
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -990,12 +1015,12 @@ impl KvmHypervisor {
     }
 
     /// The serial console socket of a running instance.
-    pub fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
+    pub fn serial_socket(&self, name: &str) -> NodeResult<PathBuf> {
         if self.running(name)?.is_none() {
-            return Err(format!(
+            return Err(NodeError::not_found(format!(
                 "instance {name} is not running on node {}",
                 self.node_name
-            ));
+            )));
         }
         Ok(self.paths(name)?.serial)
     }
@@ -1006,7 +1031,7 @@ impl Hypervisor for KvmHypervisor {
         "kvm"
     }
 
-    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>> {
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.running(&inst.name)?.is_some() {
@@ -1016,7 +1041,10 @@ impl Hypervisor for KvmHypervisor {
                     Err(_) => false,
                 };
                 if !off {
-                    return Err(format!("instance {} is already running", inst.name));
+                    return Err(NodeError::conflict(format!(
+                        "instance {} is already running",
+                        inst.name
+                    )));
                 }
                 self.stop_locked(&inst.name, Duration::ZERO).await?;
             }
@@ -1029,7 +1057,7 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
-    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>> {
+    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if timeout > MAX_SOFT_STOP {
@@ -1046,11 +1074,14 @@ impl Hypervisor for KvmHypervisor {
         inst: &'a InstanceRuntime,
         kind: RebootKind,
         shutdown_timeout: Duration,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.running(&inst.name)?.is_none() {
-                return Err(format!("instance {} is not running", inst.name));
+                return Err(NodeError::not_found(format!(
+                    "instance {} is not running",
+                    inst.name
+                )));
             }
             match kind {
                 // The machine's reset line: same QEMU process, the guest boots again.
@@ -1058,7 +1089,8 @@ impl Hypervisor for KvmHypervisor {
                     self.qmp(&inst.name).await?.system_reset().await?;
                     if let Some(mut rf) = self.read(&inst.name)? {
                         rf.started = maguey_model::now();
-                        let data = serde_json::to_vec_pretty(&rf).map_err(|e| e.to_string())?;
+                        let data = serde_json::to_vec_pretty(&rf)
+                            .map_err(|e| NodeError::internal(e.to_string()))?;
                         crate::write_atomic(&self.paths(&inst.name)?.runtime, &data)?;
                     }
                     Ok(())
@@ -1073,7 +1105,7 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>> {
+    fn list(&self) -> BoxFuture<'_, NodeResult<Vec<String>>> {
         Box::pin(async move {
             let mut out = Vec::new();
             let mut dead = Vec::new();
@@ -1089,7 +1121,7 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
-    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>> {
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, NodeResult<Option<InstanceRunInfo>>> {
         Box::pin(async move {
             match self.running(name)? {
                 Some(rf) => Ok(Some(self.run_info(&rf).await)),
@@ -1101,18 +1133,18 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
-    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>> {
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let rf = self
                 .running(name)?
-                .ok_or_else(|| format!("instance {name} is not running"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
             if memory > rf.memory {
-                return Err(format!(
+                return Err(NodeError::io(format!(
                     "cannot balloon instance {name} to {memory} MiB: it started with {} MiB",
                     rf.memory
-                ));
+                )));
             }
-            self.qmp(name).await?.balloon(memory * MIB).await
+            Ok(self.qmp(name).await?.balloon(memory * MIB).await?)
         })
     }
 
@@ -1123,13 +1155,13 @@ impl Hypervisor for KvmHypervisor {
         name: &'a str,
         index: usize,
         size_mib: u64,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             self.running(name)?
-                .ok_or_else(|| format!("instance {name} is not running"))?;
-            let bytes = size_mib
-                .checked_mul(MIB)
-                .ok_or_else(|| format!("disk size {size_mib} MiB is too large"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
+            let bytes = size_mib.checked_mul(MIB).ok_or_else(|| {
+                NodeError::bad_request(format!("disk size {size_mib} MiB is too large"))
+            })?;
             self.qmp(name)
                 .await?
                 .call(
@@ -1137,15 +1169,22 @@ impl Hypervisor for KvmHypervisor {
                     serde_json::json!({"node-name": format!("disk{index}"), "size": bytes}),
                 )
                 .await
-                .map_err(|e| format!("instance {name}: block_resize of disk {index}: {e}"))
+                .map_err(|e| {
+                    NodeError::from(e)
+                        .context(format!("instance {name}: block_resize of disk {index}"))
+                })
         })
     }
 
-    fn serial_socket(&self, name: &str) -> HvResult<PathBuf> {
+    fn serial_socket(&self, name: &str) -> NodeResult<PathBuf> {
         KvmHypervisor::serial_socket(self, name)
     }
 
-    fn console_log<'a>(&'a self, name: &'a str, max_bytes: u64) -> BoxFuture<'a, HvResult<String>> {
+    fn console_log<'a>(
+        &'a self,
+        name: &'a str,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, NodeResult<String>> {
         Box::pin(async move { KvmHypervisor::console_log(self, name, max_bytes) })
     }
 
@@ -1155,14 +1194,14 @@ impl Hypervisor for KvmHypervisor {
         address: &'a str,
         port: u16,
         nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.running(&inst.name)?.is_some() {
-                return Err(format!(
+                return Err(NodeError::conflict(format!(
                     "instance {} is already running on node {}",
                     inst.name, self.node_name
-                ));
+                )));
             }
             let uri = format!("tcp:{address}:{port}");
             let r = async {
@@ -1185,7 +1224,7 @@ impl Hypervisor for KvmHypervisor {
                         .await?;
                     }
                 }
-                Ok::<(), String>(())
+                Ok::<(), NodeError>(())
             }
             .await;
             if r.is_err() {
@@ -1203,11 +1242,11 @@ impl Hypervisor for KvmHypervisor {
         bandwidth: u64,
         downtime: u64,
         nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<MigrationStatus>> {
+    ) -> BoxFuture<'a, NodeResult<MigrationStatus>> {
         Box::pin(async move {
             let rf = self
                 .running(name)?
-                .ok_or_else(|| format!("instance {name} is not running"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
             let disks = rf
                 .argv
                 .iter()
@@ -1241,7 +1280,7 @@ impl Hypervisor for KvmHypervisor {
         &'a self,
         inst: &'a InstanceRuntime,
         success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if !success {
@@ -1260,10 +1299,10 @@ impl Hypervisor for KvmHypervisor {
                     q.cont().await?;
                 }
                 if Instant::now() > deadline {
-                    return Err(format!(
+                    return Err(NodeError::timeout(format!(
                         "instance {} is {} after the migration",
                         inst.name, st.status
-                    ));
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -1274,7 +1313,7 @@ impl Hypervisor for KvmHypervisor {
         &'a self,
         name: &'a str,
         success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if success {
@@ -1291,7 +1330,7 @@ impl Hypervisor for KvmHypervisor {
         })
     }
 
-    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
+    fn node_memory(&self) -> BoxFuture<'_, NodeResult<NodeMemory>> {
         Box::pin(async move {
             let (total, available) = super::host_meminfo()?;
             // A guest touches its RAM lazily: what running instances may still claim (their
@@ -1463,7 +1502,9 @@ mod tests {
         r.hvparams.insert("cdrom_disk_type".into(), "".into());
         r.hvparams
             .insert("cdrom_image_path".into(), "seed.iso".into());
-        let e = build_argv(&r, &paths, &[], &nets, "tcg").unwrap_err();
+        let e = build_argv(&r, &paths, &[], &nets, "tcg")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absolute"), "{e}");
     }
 

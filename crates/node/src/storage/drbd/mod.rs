@@ -25,6 +25,7 @@
 //! `/proc/drbd` ([`proc84`]), 9 status from `drbdsetup status --json` ([`status9`]).
 //! The module must run `usermode_helper=/bin/true` ([`helper`]).
 
+use crate::error::NodeResult;
 pub mod cmd;
 pub mod helper;
 pub mod proc84;
@@ -820,7 +821,7 @@ impl BlockStorage for DrbdStorage {
         "drbd"
     }
 
-    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String> {
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {
         let dev = drbd_device(ctx, disk)?;
         drbd_create(ctx, disk)?;
         if drbd_net(ctx, &dev).is_ok() {
@@ -834,12 +835,12 @@ impl BlockStorage for DrbdStorage {
         })
     }
 
-    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String> {
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<()> {
         Ok(drbd_remove(ctx, disk)?)
     }
 
     /// The device when it is configured on this node.
-    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String> {
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<Option<BlockdevInfo>> {
         let dev = drbd_device(ctx, disk)?;
         Ok(drbd_status(ctx, disk)?.map(|_| BlockdevInfo {
             path: dev.device_path().display().to_string(),
@@ -848,19 +849,19 @@ impl BlockStorage for DrbdStorage {
     }
 
     /// `/dev/drbd<minor>` of every configured minor.
-    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String> {
+    fn list(&self, ctx: &StorageContext) -> NodeResult<Vec<String>> {
         Ok(drbd_minors_in_use(ctx)?
             .into_iter()
             .map(|m| format!("/dev/drbd{m}"))
             .collect())
     }
 
-    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String> {
+    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<PathBuf> {
         Ok(drbd_device(ctx, disk)?.device_path())
     }
 
     /// The volume group holding the LVs.
-    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String> {
+    fn info(&self, ctx: &StorageContext) -> NodeResult<StorageInfo> {
         LvmStorage.info(ctx)
     }
 }
