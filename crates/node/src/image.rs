@@ -23,6 +23,7 @@
 //! the seed to attach: the master sets the instance's kvm hvparam `cdrom_image_path` to it.
 
 use crate::error::{NodeError, NodeResult};
+use crate::exec::Cmd;
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{NicRuntime, OsInfo, OsInstall};
 use serde_json::Value;
@@ -327,27 +328,27 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 async fn run_tool(program: &Path, args: &[String], timeout: Duration) -> NodeResult<Vec<u8>> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", crate::os::OS_SCRIPT_PATH)
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let cmd = Cmd::program(program, args)
+        .clean_env([("PATH", crate::os::OS_SCRIPT_PATH), ("LC_ALL", "C")])
+        .timeout(timeout);
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let out = tokio::time::timeout(timeout, cmd.output())
+    let out = crate::exec::system()
+        .run_async(&cmd)
         .await
-        .map_err(|_| {
-            NodeError::timeout(format!("'{shown}' timed out after {}s", timeout.as_secs()))
-        })?
-        .map_err(|e| NodeError::io(format!("cannot run {}: {e}", program.display())))?;
-    if out.status.success() {
-        Ok(out.stdout)
+        .map_err(|e| NodeError::io(format!("cannot run {}: {}", program.display(), e.reason())))?;
+    if out.timed_out {
+        return Err(NodeError::timeout(format!(
+            "'{shown}' timed out after {}s",
+            timeout.as_secs()
+        )));
+    }
+    if out.success() {
+        Ok(out.stdout.into_bytes())
     } else {
         Err(NodeError::command_failed(format!(
             "'{shown}' failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.status_text(),
+            out.stderr.trim()
         )))
     }
 }

@@ -20,10 +20,10 @@
 //! Removing the tap (`ip link del`) also removes its routes.
 
 use crate::error::{NodeError, NodeResult};
+use crate::exec::Cmd;
 use maguey_rpc::NicRuntime;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// First characters of every tap Maguey creates.
 pub const TAP_PREFIX: &str = "mg";
@@ -313,18 +313,17 @@ fn ip_program() -> &'static str {
 }
 
 fn run_ip(args: &[String]) -> NodeResult<()> {
-    let out = Command::new(ip_program())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| NodeError::io(format!("cannot run ip: {e}")))?;
-    if out.status.success() {
+    let cmd = Cmd::program(Path::new(ip_program()), args);
+    let out = crate::exec::system()
+        .run(&cmd)
+        .map_err(|e| NodeError::io(format!("cannot run ip: {}", e.reason())))?;
+    if out.success() {
         Ok(())
     } else {
         Err(NodeError::command_failed(format!(
             "'ip {}' failed: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.stderr.trim()
         )))
     }
 }

@@ -9,6 +9,7 @@
 //! disk 0 ([`builtin_providers`], [`diagnose_with_builtins`]).
 
 use crate::error::{NodeError, NodeResult};
+use crate::exec::Cmd;
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{OsInfo, OsInstall};
 use std::collections::BTreeMap;
@@ -432,64 +433,41 @@ async fn run_script(
         "{kind}-{}-{}-{stamp}.log",
         def.name, install.instance_name
     ));
-    let log = std::fs::File::create(&log_path)
+    // Created here so that a log directory problem reads as before; the runner truncates it.
+    std::fs::File::create(&log_path)
         .map_err(|e| NodeError::io(format!("cannot create {}: {e}", log_path.display())))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| NodeError::io(format!("cannot open {}: {e}", log_path.display())))?;
     let script = def.path.join(which);
-    let mut child = tokio::process::Command::new(&script)
-        .args(if which == "verify" {
-            &["parameters"][..]
-        } else {
-            &[][..]
-        })
-        .env_clear()
-        .envs(&env)
-        .current_dir(&def.path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| NodeError::io(format!("cannot run {}: {e}", script.display())))?;
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => {
-            return Err(NodeError::io(format!(
-                "waiting for {}: {e}",
-                script.display()
-            )))
-        }
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                // SAFETY: plain syscall; the child leads its own process group.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-            }
-            let _ = child.kill().await;
-            let out = read_log(&log_path);
-            return Err(NodeError::timeout(format!(
-                "OS {which} script of '{}' for instance {} timed out after {}s; output:\n{}",
-                def.name,
-                install.instance_name,
-                timeout.as_secs(),
-                tail(&out, ERROR_TAIL_LINES)
-            )));
-        }
+    let args: Vec<String> = if which == "verify" {
+        vec!["parameters".to_string()]
+    } else {
+        Vec::new()
     };
+    let cmd = Cmd::program(&script, &args)
+        .clean_env(&env)
+        .current_dir(&def.path)
+        .log_to(&log_path)
+        .timeout(timeout);
+    let status = crate::exec::system()
+        .run_async(&cmd)
+        .await
+        .map_err(|e| NodeError::io(format!("cannot run {}: {}", script.display(), e.reason())))?;
+    if status.timed_out {
+        let out = read_log(&log_path);
+        return Err(NodeError::timeout(format!(
+            "OS {which} script of '{}' for instance {} timed out after {}s; output:\n{}",
+            def.name,
+            install.instance_name,
+            timeout.as_secs(),
+            tail(&out, ERROR_TAIL_LINES)
+        )));
+    }
     let out = read_log(&log_path);
     if status.success() {
         Ok(out)
     } else {
-        let how = match status.code() {
+        let how = match status.code {
             Some(code) => format!("exit status {code}"),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("signal {}", status.signal().unwrap_or(0))
-            }
+            None => format!("signal {}", status.signal.unwrap_or(0)),
         };
         Err(NodeError::command_failed(format!(
             "OS {which} script of '{}' for instance {} failed ({how}); output:\n{}",

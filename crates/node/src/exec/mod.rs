@@ -198,6 +198,14 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Why the command could not run or failed, without naming it.
+    pub fn reason(&self) -> &str {
+        match self {
+            ExecError::Spawn { reason, .. } | ExecError::Read { reason, .. } => reason,
+            ExecError::Failed { stderr, .. } => stderr,
+        }
+    }
+
     /// Standard error of a failed command (empty for other errors).
     pub fn stderr(&self) -> &str {
         match self {

@@ -9,6 +9,7 @@
 
 use super::{BoxFuture, Hypervisor, NodeMemory, RebootKind};
 use crate::error::{NodeError, NodeResult};
+use crate::exec::{Cmd, CommandRunner};
 use crate::network::{self, TapSpec};
 use crate::qmp::{MigrationParameters, Qmp};
 use crate::storage::{self, StorageContext};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Longest time QEMU may take to daemonize.
@@ -77,6 +78,8 @@ pub struct KvmHypervisor {
     node_name: String,
     /// Serialises starts, stops and reboots.
     lock: tokio::sync::Mutex<()>,
+    /// Runs QEMU.
+    runner: Arc<dyn CommandRunner>,
 }
 
 fn hv_str<'a>(hv: &'a BTreeMap<String, Value>, key: &str, default: &'a str) -> &'a str {
@@ -518,6 +521,7 @@ impl KvmHypervisor {
             state_dir,
             node_name: node_name.to_string(),
             lock: tokio::sync::Mutex::new(()),
+            runner: crate::exec::system(),
         })
     }
 
@@ -773,22 +777,26 @@ impl KvmHypervisor {
         crate::write_atomic(&paths.runtime, &data)?;
         // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
         network::create_taps(&self.node_name, name, &nets)?;
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(std::process::Stdio::null())
-            .current_dir(&self.run_dir);
-        let out = tokio::time::timeout(LAUNCH_TIMEOUT, cmd.output())
+        // QEMU daemonizes (its own session): what the runner waits for is the launcher.
+        let cmd = Cmd::program(Path::new(&argv[0]), &argv[1..])
+            .current_dir(&self.run_dir)
+            .timeout(LAUNCH_TIMEOUT);
+        let out = self
+            .runner
+            .run_async(&cmd)
             .await
-            .map_err(|_| {
-                NodeError::timeout(format!("QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"))
-            })?
-            .map_err(|e| NodeError::io(format!("cannot run {}: {e}", argv[0])))?;
-        if !out.status.success() {
+            .map_err(|e| NodeError::io(format!("cannot run {}: {}", argv[0], e.reason())))?;
+        if out.timed_out {
+            return Err(NodeError::timeout(format!(
+                "QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"
+            )));
+        }
+        if !out.success() {
             let _ = self.cleanup(name);
             return Err(NodeError::command_failed(format!(
                 "QEMU failed to start instance {name} ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                out.status_text(),
+                out.stderr.trim()
             )));
         }
         let pid: u32 = std::fs::read_to_string(&paths.pid)
