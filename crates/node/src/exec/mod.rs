@@ -350,4 +350,60 @@ mod tests {
         assert_eq!(r.read_file(p).unwrap(), "second");
         assert_eq!(read_optional(&r, Path::new("/sys/x")).unwrap(), None);
     }
+
+    #[tokio::test]
+    async fn async_runs_log_to_a_file_in_a_clean_env_and_cwd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("out.log");
+        let cmd = Cmd::new(
+            "/bin/sh",
+            &["-c", "echo \"$FOO $LC_ALL\"; pwd; echo err >&2; exit 4"],
+        )
+        .clean_env([("FOO", "bar")])
+        .current_dir(dir.path())
+        .log_to(&log);
+        let out = SystemRunner::default()
+            .run_async(&cmd)
+            .await
+            .expect("sh runs");
+        assert_eq!(out.code, Some(4));
+        assert!(!out.timed_out);
+        assert_eq!(out.status_text(), "exit status: 4");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let text = std::fs::read_to_string(&log).expect("log");
+        let cwd = dir.path().canonicalize().expect("canonical");
+        assert_eq!(text, format!("bar \n{}\nerr\n", cwd.display()));
+    }
+
+    #[tokio::test]
+    async fn async_kills_the_process_group_at_the_time_limit() {
+        let cmd = Cmd::new("sh", &["-c", "sleep 5 & sleep 5"]).timeout(Duration::from_millis(200));
+        let start = Instant::now();
+        let out = SystemRunner::default()
+            .run_async(&cmd)
+            .await
+            .expect("sh runs");
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert!(out.timed_out);
+        assert_eq!(out.code, None);
+        assert_eq!(out.signal, Some(libc::SIGKILL));
+        let e = SystemRunner::default()
+            .run_async(&Cmd::new("/nonexistent/maguey-no-such-program", &["x"]))
+            .await
+            .expect_err("cannot spawn");
+        assert!(matches!(e, ExecError::Spawn { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn scripted_runner_records_async_commands() {
+        let r = ScriptedRunner::new();
+        r.expect_ok(&["qemu-img", "info"], "{}");
+        let out = r
+            .run_async(&Cmd::new("qemu-img", &["info"]))
+            .await
+            .expect("scripted");
+        assert_eq!(out.stdout, "{}");
+        assert_eq!(r.argvs(), vec![vec!["qemu-img", "info"]]);
+        r.finish().expect("all ran");
+    }
 }

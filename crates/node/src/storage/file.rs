@@ -117,7 +117,7 @@ impl FileStorage {
             return Ok(());
         }
         f.set_len(bytes)
-            .map_err(|e| NodeError::unsupported(format!("cannot grow {}: {e}", path.display())))
+            .map_err(|e| NodeError::io(format!("cannot grow {}: {e}", path.display())))
     }
 }
 
