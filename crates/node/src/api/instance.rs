@@ -1,6 +1,7 @@
 //! Requests about instances on a hypervisor, and their live migration.
 
 use crate::error::{NodeError, NodeResult};
+pub use crate::hypervisor::MigrationTarget;
 use crate::hypervisor::RebootKind;
 use crate::{migration, NodeRuntime, MAX_CONSOLE_BYTES};
 use maguey_rpc::{
@@ -128,18 +129,6 @@ pub async fn accept(
     Ok(AcceptedPorts { port, nbd_port })
 }
 
-/// Where and how a migration source sends an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MigrationTarget<'a> {
-    pub target: &'a str,
-    pub port: u16,
-    /// MiB/s.
-    pub bandwidth: u64,
-    /// Milliseconds.
-    pub downtime: u64,
-    pub nbd_port: Option<u16>,
-}
-
 /// `instance_migrate`: the source sends the running instance and waits for the end.
 pub async fn migrate(
     rt: &NodeRuntime,
@@ -147,16 +136,7 @@ pub async fn migrate(
     hypervisor: &str,
     to: MigrationTarget<'_>,
 ) -> NodeResult<MigrationStatus> {
-    rt.hypervisor(hypervisor)?
-        .migrate(
-            name,
-            to.target,
-            to.port,
-            to.bandwidth,
-            to.downtime,
-            to.nbd_port,
-        )
-        .await
+    rt.hypervisor(hypervisor)?.migrate(name, to).await
 }
 
 /// `instance_finalize_migration_dst`.

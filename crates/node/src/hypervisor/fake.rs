@@ -288,11 +288,7 @@ impl Hypervisor for FakeHypervisor {
     fn migrate<'a>(
         &'a self,
         name: &'a str,
-        _target: &'a str,
-        _port: u16,
-        _bandwidth: u64,
-        _downtime: u64,
-        _nbd_port: Option<u16>,
+        _to: super::MigrationTarget<'a>,
     ) -> BoxFuture<'a, NodeResult<maguey_rpc::MigrationStatus>> {
         Box::pin(async move {
             let rf = self

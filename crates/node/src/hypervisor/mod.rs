@@ -24,6 +24,21 @@ pub struct NodeMemory {
     pub dom0: u64,
 }
 
+/// Where and how a migration source sends an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationTarget<'a> {
+    /// The target node's address.
+    pub target: &'a str,
+    /// The port the target's QEMU listens on for the RAM.
+    pub port: u16,
+    /// MiB/s.
+    pub bandwidth: u64,
+    /// Longest pause of the guest, in milliseconds.
+    pub downtime: u64,
+    /// Local-disk migration: the target's NBD exports of the disks.
+    pub nbd_port: Option<u16>,
+}
+
 /// How to reboot an instance (`full` = stop + start is done by the master).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RebootKind {
@@ -109,15 +124,10 @@ pub trait Hypervisor: Send + Sync {
     /// Migration source: sends the running instance to `target:port` and waits until the
     /// migration ends (bandwidth in MiB/s, downtime in ms); with `nbd_port`, first mirrors
     /// its disks into the target's NBD exports (live migration with local storage).
-    #[allow(clippy::too_many_arguments)]
     fn migrate<'a>(
         &'a self,
         name: &'a str,
-        _target: &'a str,
-        _port: u16,
-        _bandwidth: u64,
-        _downtime: u64,
-        _nbd_port: Option<u16>,
+        _to: MigrationTarget<'a>,
     ) -> BoxFuture<'a, NodeResult<MigrationStatus>> {
         Box::pin(async move {
             Err(NodeError::unsupported(format!(

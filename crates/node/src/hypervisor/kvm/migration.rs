@@ -3,6 +3,7 @@
 
 use super::{KvmHypervisor, RunFile, MIB};
 use crate::error::{NodeError, NodeResult};
+use crate::hypervisor::MigrationTarget;
 use crate::qmp::MigrationParameters;
 use maguey_rpc::{InstanceRuntime, MigrationStatus};
 use std::time::{Duration, Instant};
@@ -196,12 +197,15 @@ impl KvmHypervisor {
     pub(super) async fn migrate_out(
         &self,
         name: &str,
-        target: &str,
-        port: u16,
-        bandwidth: u64,
-        downtime: u64,
-        nbd_port: Option<u16>,
+        to: MigrationTarget<'_>,
     ) -> NodeResult<MigrationStatus> {
+        let MigrationTarget {
+            target,
+            port,
+            bandwidth,
+            downtime,
+            nbd_port,
+        } = to;
         let rf = self
             .running(name)?
             .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;

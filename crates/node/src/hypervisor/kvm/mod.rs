@@ -16,7 +16,7 @@ pub use cmdline::{build_argv, resolve_accel};
 pub use probe::kvm_can_run;
 pub use process::{kill_all, Paths, RunFile};
 
-use super::{BoxFuture, Hypervisor, NodeMemory, RebootKind};
+use super::{BoxFuture, Hypervisor, MigrationTarget, NodeMemory, RebootKind};
 use crate::error::{NodeError, NodeResult};
 use crate::exec::CommandRunner;
 use crate::qmp::Qmp;
@@ -301,13 +301,9 @@ impl Hypervisor for KvmHypervisor {
     fn migrate<'a>(
         &'a self,
         name: &'a str,
-        target: &'a str,
-        port: u16,
-        bandwidth: u64,
-        downtime: u64,
-        nbd_port: Option<u16>,
+        to: MigrationTarget<'a>,
     ) -> BoxFuture<'a, NodeResult<MigrationStatus>> {
-        Box::pin(self.migrate_out(name, target, port, bandwidth, downtime, nbd_port))
+        Box::pin(self.migrate_out(name, to))
     }
 
     fn finalize_migration_dst<'a>(
