@@ -23,7 +23,7 @@
 //! the seed to attach: the master sets the instance's kvm hvparam `cdrom_image_path` to it.
 
 use crate::error::{NodeError, NodeResult};
-use crate::exec::Cmd;
+use crate::exec::{Cmd, CommandRunner};
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{NicRuntime, OsInfo, OsInstall};
 use serde_json::Value;
@@ -327,12 +327,17 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn run_tool(program: &Path, args: &[String], timeout: Duration) -> NodeResult<Vec<u8>> {
+async fn run_tool(
+    runner: &dyn CommandRunner,
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> NodeResult<Vec<u8>> {
     let cmd = Cmd::program(program, args)
         .clean_env([("PATH", crate::os::OS_SCRIPT_PATH), ("LC_ALL", "C")])
         .timeout(timeout);
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let out = crate::exec::system()
+    let out = runner
         .run_async(&cmd)
         .await
         .map_err(|e| NodeError::io(format!("cannot run {}: {}", program.display(), e.reason())))?;
@@ -361,6 +366,7 @@ fn qemu_img() -> NodeResult<PathBuf> {
 
 /// `(format, virtual size in bytes)` of an image, as `qemu-img info` reports it.
 pub async fn image_info(
+    runner: &dyn CommandRunner,
     image: &Path,
     format: Option<&str>,
     timeout: Duration,
@@ -370,7 +376,7 @@ pub async fn image_info(
         args.extend(["-f".to_string(), f.to_string()]);
     }
     args.push(image.display().to_string());
-    let out = run_tool(&qemu_img()?, &args, timeout).await?;
+    let out = run_tool(runner, &qemu_img()?, &args, timeout).await?;
     let v: Value = serde_json::from_slice(&out).map_err(|e| {
         NodeError::io(format!(
             "cannot read qemu-img info of {}: {e}",
@@ -402,6 +408,7 @@ fn is_image_source(path: &Path) -> bool {
 
 /// Writes the NoCloud seed (ISO9660, volume id `cidata`) to `path`, atomically.
 pub async fn write_seed(
+    runner: &dyn CommandRunner,
     path: &Path,
     files: &(String, String, String),
     timeout: Duration,
@@ -462,7 +469,7 @@ pub async fn write_seed(
             .map(|s| s.to_string()),
         );
         args.extend(names);
-        run_tool(&tool, &args, timeout).await?;
+        run_tool(runner, &tool, &args, timeout).await?;
         let f = std::fs::File::open(&tmp_iso)
             .map_err(|e| NodeError::io(format!("cannot open {}: {e}", tmp_iso.display())))?;
         f.sync_all()
@@ -543,7 +550,7 @@ async fn run(
             image.display()
         )));
     }
-    let (format, size) = image_info(image, params.format.as_deref(), timeout)
+    let (format, size) = image_info(ctx.runner(), image, params.format.as_deref(), timeout)
         .await
         .map_err(|e| NodeError::io(format!("cannot read image {}: {e}", image.display())))?;
     if !FORMATS.contains(&format.as_str()) {
@@ -590,15 +597,17 @@ async fn run(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run_tool(&qemu_img()?, &args, timeout).await.map_err(|e| {
-        NodeError::io({
-            format!(
-                "cannot write image {} onto disk {} of instance {name}: {e}",
-                image.display(),
-                disk.iv_name
-            )
-        })
-    })?;
+    run_tool(ctx.runner(), &qemu_img()?, &args, timeout)
+        .await
+        .map_err(|e| {
+            NodeError::io({
+                format!(
+                    "cannot write image {} onto disk {} of instance {name}: {e}",
+                    image.display(),
+                    disk.iv_name
+                )
+            })
+        })?;
     output.push_str("image written\n");
     let mut cdrom = None;
     if let Some(ci) = &params.cloud_init {
@@ -609,7 +618,7 @@ async fn run(
             _ => storage::normalize(&ctx.state_dir.join("cidata").join(format!("{name}.iso"))),
         };
         let files = seed_files(name, ci, &install.nics);
-        write_seed(&seed, &files, timeout).await?;
+        write_seed(ctx.runner(), &seed, &files, timeout).await?;
         let net = match &ci.network {
             SeedNetwork::Dhcp => "dhcp".to_string(),
             SeedNetwork::Static { address, gateway } => match gateway {

@@ -77,7 +77,7 @@ pub struct NodeRuntime {
     fake: Arc<FakeHypervisor>,
     kvm: Arc<KvmHypervisor>,
     os_timeout: Duration,
-    /// Runs LVM/DRBD commands; `None`: the real [`storage::runner::SystemRunner`].
+    /// Runs storage and OS commands; `None`: the real [`exec::SystemRunner`].
     storage_runner: Option<Arc<dyn storage::runner::CommandRunner>>,
 }
 
@@ -112,9 +112,9 @@ impl NodeRuntime {
         self.os_timeout = timeout;
     }
 
-    /// Runs every LVM/DRBD command of this runtime's storage requests through `runner`
-    /// (tests: a [`storage::runner::ScriptedRunner`] checks the exact argv the master's
-    /// operations cause).
+    /// Runs the commands of this runtime's storage and OS requests (LVM, DRBD, OS scripts,
+    /// `qemu-img`, `xorriso`) through `runner` (tests: a [`exec::ScriptedRunner`] checks the
+    /// exact argv the master's operations cause). QEMU and `ip` run through the system runner.
     pub fn set_storage_runner(&mut self, runner: Arc<dyn storage::runner::CommandRunner>) {
         self.storage_runner = Some(runner);
     }

@@ -447,10 +447,10 @@ async fn run_script(
         .current_dir(&def.path)
         .log_to(&log_path)
         .timeout(timeout);
-    let status = crate::exec::system()
-        .run_async(&cmd)
-        .await
-        .map_err(|e| NodeError::io(format!("cannot run {}: {}", script.display(), e.reason())))?;
+    let status =
+        ctx.runner().run_async(&cmd).await.map_err(|e| {
+            NodeError::io(format!("cannot run {}: {}", script.display(), e.reason()))
+        })?;
     if status.timed_out {
         let out = read_log(&log_path);
         return Err(NodeError::timeout(format!(

@@ -744,3 +744,46 @@ async fn blockdev_grow_file_and_fake_resize() {
             .unwrap();
     assert_eq!(run["disk_sizes"]["0"], 12, "{run}");
 }
+
+#[tokio::test]
+async fn os_scripts_run_through_the_runtime_command_runner() {
+    use maguey_node::exec::{CmdOutput, ScriptedRunner};
+    let dir = tempfile::tempdir().unwrap();
+    os::write_noop_os(&dir.path().join("os")).unwrap();
+    let mut rt = NodeRuntime::new(config(dir.path())).unwrap();
+    let r = std::sync::Arc::new(ScriptedRunner::new());
+    let def = dir.path().join("os/noop");
+    let script = def.join("create").display().to_string();
+    r.expect(&[script.as_str()], CmdOutput::fail(3, ""));
+    rt.set_storage_runner(r.clone());
+    let mut inst = install("noop", &dir.path().join("unused"));
+    inst.osparams.clear();
+    let e = call::<String>(
+        &rt,
+        NodeRequest::InstanceOsAdd {
+            install: inst,
+            reinstall: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), maguey_node::ErrorKind::CommandFailed);
+    assert!(
+        e.to_string().starts_with(
+            "OS create script of 'noop' for instance inst1.example.com failed (exit status 3)"
+        ),
+        "{e}"
+    );
+    r.finish().unwrap();
+    let calls = r.calls();
+    // A clean environment with the OS API variables, in the definition's directory, its
+    // output logged, bounded by the OS timeout.
+    assert!(calls[0].env_clear);
+    assert_eq!(calls[0].cwd.as_deref(), Some(def.as_path()));
+    assert!(calls[0]
+        .env
+        .iter()
+        .any(|(k, v)| k == "INSTANCE_NAME" && v == "inst1.example.com"));
+    assert!(calls[0].log.is_some());
+    assert_eq!(calls[0].timeout, Some(os::DEFAULT_OS_TIMEOUT));
+}
