@@ -42,10 +42,7 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
                 let stop = stop.clone();
                 async move {
                     let leave = super::is_leave(&req);
-                    let reply = match node.handle(req).await {
-                        Ok(v) => RpcReply::Ok(v),
-                        Err(e) => RpcReply::Error(e),
-                    };
+                    let reply = node.rpc_reply(req).await;
                     if leave && matches!(reply, RpcReply::Ok(_)) {
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -106,11 +106,11 @@ async fn node_console(
         return wire::upgrade_required();
     }
     if let Err(e) = node.hypervisor(&q.hypervisor) {
-        return error(StatusCode::BAD_REQUEST, e);
+        return error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let socket = match node.serial_socket(&name, &q.hypervisor) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::CONFLICT, e),
+        Err(e) => return error(StatusCode::CONFLICT, e.to_string()),
     };
     let Some(slot) = Attached::claim(socket.clone()) else {
         return error(

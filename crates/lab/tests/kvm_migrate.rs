@@ -606,7 +606,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
         })
         .await;
     killer.await.unwrap();
-    let e = r.unwrap_err();
+    let e = r.unwrap_err().to_string();
     assert!(e.contains("migration of instance vm1"), "{e}");
     n2.handle(NodeRequest::FinalizeMigrationDst {
         instance: inst.clone(),

@@ -22,9 +22,10 @@
 //! where OS definitions answer their script's output as a string. Its `cdrom_image_path` is
 //! the seed to attach: the master sets the instance's kvm hvparam `cdrom_image_path` to it.
 
+use crate::error::{NodeError, NodeResult};
+use crate::exec::{Cmd, CommandRunner};
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{NicRuntime, OsInfo, OsInstall};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::{Seek, SeekFrom};
 use std::net::IpAddr;
@@ -64,18 +65,7 @@ pub const PARAMETERS: &[(&str, &str)] = &[
 pub const FORMATS: &[&str] = &["raw", "qcow2"];
 
 /// What `instance_os_add` answers for the `image` provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageInstallOutput {
-    /// What was done, for the job log.
-    pub output: String,
-    /// Format of the image (given or detected).
-    pub image_format: String,
-    /// Virtual size of the image, in bytes.
-    pub image_size: u64,
-    /// Absolute path of the cloud-init seed on the node (`cloud_init` true), to set as the
-    /// instance's kvm hvparam `cdrom_image_path`; `None` without cloud-init.
-    pub cdrom_image_path: Option<String>,
-}
+pub use maguey_rpc::ImageInstallOutput;
 
 /// The provider as `os_diagnose` lists it.
 pub fn os_info() -> OsInfo {
@@ -128,30 +118,34 @@ fn param_str(v: &Value) -> String {
     }
 }
 
-fn parse_bool(name: &str, v: &Value) -> Result<bool, String> {
+fn parse_bool(name: &str, v: &Value) -> NodeResult<bool> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::Null => Ok(false),
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "1" => Ok(true),
             "false" | "no" | "off" | "0" | "" => Ok(false),
-            other => Err(format!(
+            other => Err(NodeError::bad_request(format!(
                 "OS parameter {name}: '{other}' is not a boolean (true or false)"
-            )),
+            ))),
         },
-        other => Err(format!(
+        other => Err(NodeError::bad_request(format!(
             "OS parameter {name}: {other} is not a boolean (true or false)"
-        )),
+        ))),
     }
 }
 
 /// Parses `network`: `dhcp`, or `IP/PREFIX[,GATEWAY]`.
-pub fn parse_network(s: &str) -> Result<SeedNetwork, String> {
+pub fn parse_network(s: &str) -> NodeResult<SeedNetwork> {
     let s = s.trim();
     if s.is_empty() || s.eq_ignore_ascii_case("dhcp") {
         return Ok(SeedNetwork::Dhcp);
     }
-    let bad = || format!("OS parameter network: '{s}' is neither dhcp nor IP/PREFIX,GATEWAY");
+    let bad = || {
+        NodeError::bad_request(format!(
+            "OS parameter network: '{s}' is neither dhcp nor IP/PREFIX,GATEWAY"
+        ))
+    };
     let (addr, gw) = match s.split_once(',') {
         Some((a, g)) => (a.trim(), Some(g.trim())),
         None => (s, None),
@@ -180,28 +174,28 @@ pub fn parse_network(s: &str) -> Result<SeedNetwork, String> {
 }
 
 /// Checks the provider's OS parameters of `install`.
-pub fn parse_params(install: &OsInstall) -> Result<ImageParams, String> {
+pub fn parse_params(install: &OsInstall) -> NodeResult<ImageParams> {
     let p = &install.osparams;
     if let Some(unknown) = p.keys().find(|k| !PARAMETERS.iter().any(|(n, _)| n == k)) {
         let known: Vec<&str> = PARAMETERS.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "OS image has no parameter '{unknown}' (parameters: {})",
             known.join(", ")
-        ));
+        )));
     }
     let image = p.get("image").map(param_str).unwrap_or_default();
     if image.trim().is_empty() {
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "OS image needs the OS parameter image (the path of a raw or qcow2 image on the node) for instance {}",
             install.instance_name
-        ));
+        )));
     }
     let image = PathBuf::from(image);
     if !image.is_absolute() {
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "OS parameter image: '{}' must be an absolute path",
             image.display()
-        ));
+        )));
     }
     let format = match p.get("image_format").map(param_str) {
         None => None,
@@ -209,10 +203,10 @@ pub fn parse_params(install: &OsInstall) -> Result<ImageParams, String> {
         Some(f) => {
             let f = f.trim().to_ascii_lowercase();
             if !FORMATS.contains(&f.as_str()) {
-                return Err(format!(
+                return Err(NodeError::unsupported(format!(
                     "OS parameter image_format: '{f}' is not supported ({})",
                     FORMATS.join(" or ")
-                ));
+                )));
             }
             Some(f)
         }
@@ -227,7 +221,7 @@ pub fn parse_params(install: &OsInstall) -> Result<ImageParams, String> {
             _ => install.instance_name.clone(),
         };
         maguey_model::names::validate_hostname(&hostname)
-            .map_err(|e| format!("OS parameter hostname: {e}"))?;
+            .map_err(|e| NodeError::bad_request(format!("OS parameter hostname: {e}")))?;
         let keys: Vec<String> = p
             .get("ssh_authorized_keys")
             .map(param_str)
@@ -239,9 +233,9 @@ pub fn parse_params(install: &OsInstall) -> Result<ImageParams, String> {
             .collect();
         for k in &keys {
             if k.chars().any(char::is_control) || k.split_whitespace().count() < 2 {
-                return Err(format!(
+                return Err(NodeError::bad_request(format!(
                     "OS parameter ssh_authorized_keys: '{k}' is not an SSH public key (TYPE KEY [COMMENT])"
-                ));
+                )));
             }
         }
         let network = parse_network(&p.get("network").map(param_str).unwrap_or_default())?;
@@ -333,65 +327,78 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn run_tool(program: &Path, args: &[String], timeout: Duration) -> Result<Vec<u8>, String> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", crate::os::OS_SCRIPT_PATH)
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+async fn run_tool(
+    runner: &dyn CommandRunner,
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> NodeResult<Vec<u8>> {
+    let cmd = Cmd::program(program, args)
+        .clean_env([("PATH", crate::os::OS_SCRIPT_PATH), ("LC_ALL", "C")])
+        .timeout(timeout);
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let out = tokio::time::timeout(timeout, cmd.output())
+    let out = runner
+        .run_async(&cmd)
         .await
-        .map_err(|_| format!("'{shown}' timed out after {}s", timeout.as_secs()))?
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    if out.status.success() {
-        Ok(out.stdout)
+        .map_err(|e| NodeError::io(format!("cannot run {}: {}", program.display(), e.reason())))?;
+    if out.timed_out {
+        return Err(NodeError::timeout(format!(
+            "'{shown}' timed out after {}s",
+            timeout.as_secs()
+        )));
+    }
+    if out.success() {
+        Ok(out.stdout.into_bytes())
     } else {
-        Err(format!(
+        Err(NodeError::command_failed(format!(
             "'{shown}' failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+            out.status_text(),
+            out.stderr.trim()
+        )))
     }
 }
 
-fn qemu_img() -> Result<PathBuf, String> {
-    find_program("qemu-img")
-        .ok_or_else(|| "qemu-img is not installed (Debian package qemu-utils)".to_string())
+fn qemu_img() -> NodeResult<PathBuf> {
+    find_program("qemu-img").ok_or_else(|| {
+        NodeError::not_found("qemu-img is not installed (Debian package qemu-utils)".to_string())
+    })
 }
 
 /// `(format, virtual size in bytes)` of an image, as `qemu-img info` reports it.
 pub async fn image_info(
+    runner: &dyn CommandRunner,
     image: &Path,
     format: Option<&str>,
     timeout: Duration,
-) -> Result<(String, u64), String> {
+) -> NodeResult<(String, u64)> {
     let mut args = vec!["info".to_string(), "--output=json".to_string()];
     if let Some(f) = format {
         args.extend(["-f".to_string(), f.to_string()]);
     }
     args.push(image.display().to_string());
-    let out = run_tool(&qemu_img()?, &args, timeout).await?;
-    let v: Value = serde_json::from_slice(&out)
-        .map_err(|e| format!("cannot read qemu-img info of {}: {e}", image.display()))?;
+    let out = run_tool(runner, &qemu_img()?, &args, timeout).await?;
+    let v: Value = serde_json::from_slice(&out).map_err(|e| {
+        NodeError::io(format!(
+            "cannot read qemu-img info of {}: {e}",
+            image.display()
+        ))
+    })?;
     let fmt = v["format"].as_str().unwrap_or_default().to_string();
     let size = v["virtual-size"].as_u64().ok_or_else(|| {
-        format!(
+        NodeError::command_failed(format!(
             "qemu-img info gives no virtual size for {}",
             image.display()
-        )
+        ))
     })?;
     Ok((fmt, size))
 }
 
 /// Size in bytes of a file or block device.
-fn device_size(path: &Path) -> Result<u64, String> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+fn device_size(path: &Path) -> NodeResult<u64> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| NodeError::io(format!("cannot open {}: {e}", path.display())))?;
     f.seek(SeekFrom::End(0))
-        .map_err(|e| format!("cannot size {}: {e}", path.display()))
+        .map_err(|e| NodeError::io(format!("cannot size {}: {e}", path.display())))
 }
 
 fn is_image_source(path: &Path) -> bool {
@@ -401,10 +408,11 @@ fn is_image_source(path: &Path) -> bool {
 
 /// Writes the NoCloud seed (ISO9660, volume id `cidata`) to `path`, atomically.
 pub async fn write_seed(
+    runner: &dyn CommandRunner,
     path: &Path,
     files: &(String, String, String),
     timeout: Duration,
-) -> Result<(), String> {
+) -> NodeResult<()> {
     // xorriso (maintained) first; genisoimage/mkisofs take the same options.
     let (tool, prefix): (PathBuf, Vec<String>) = if let Some(p) = find_program("xorriso") {
         (p, vec!["-as".into(), "mkisofs".into()])
@@ -413,14 +421,15 @@ pub async fn write_seed(
     } else if let Some(p) = find_program("mkisofs") {
         (p, vec![])
     } else {
-        return Err(
-            "cloud_init needs xorriso (Debian package xorriso) or genisoimage on the node".into(),
-        );
+        return Err(NodeError::not_found(
+            "cloud_init needs xorriso (Debian package xorriso) or genisoimage on the node",
+        ));
     };
     let dir = path
         .parent()
-        .ok_or_else(|| format!("invalid seed path {}", path.display()))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .ok_or_else(|| NodeError::bad_request(format!("invalid seed path {}", path.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| NodeError::io(format!("cannot create {}: {e}", dir.display())))?;
     let base = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -433,7 +442,7 @@ pub async fn write_seed(
     let tmp_iso = dir.join(format!(".{base}.tmp-{}-{stamp}", std::process::id()));
     let result = async {
         std::fs::create_dir(&tmp_dir)
-            .map_err(|e| format!("cannot create {}: {e}", tmp_dir.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot create {}: {e}", tmp_dir.display())))?;
         let mut names = Vec::new();
         for (name, content) in [
             ("user-data", &files.0),
@@ -442,7 +451,7 @@ pub async fn write_seed(
         ] {
             let p = tmp_dir.join(name);
             std::fs::write(&p, content)
-                .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+                .map_err(|e| NodeError::io(format!("cannot write {}: {e}", p.display())))?;
             names.push(p.display().to_string());
         }
         let mut args = prefix.clone();
@@ -460,12 +469,13 @@ pub async fn write_seed(
             .map(|s| s.to_string()),
         );
         args.extend(names);
-        run_tool(&tool, &args, timeout).await?;
+        run_tool(runner, &tool, &args, timeout).await?;
         let f = std::fs::File::open(&tmp_iso)
-            .map_err(|e| format!("cannot open {}: {e}", tmp_iso.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot open {}: {e}", tmp_iso.display())))?;
         f.sync_all()
-            .map_err(|e| format!("cannot sync {}: {e}", tmp_iso.display()))?;
-        std::fs::rename(&tmp_iso, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| NodeError::io(format!("cannot sync {}: {e}", tmp_iso.display())))?;
+        std::fs::rename(&tmp_iso, path)
+            .map_err(|e| NodeError::io(format!("cannot write {}: {e}", path.display())))
     }
     .await;
     let _ = std::fs::remove_dir_all(&tmp_dir);
@@ -484,10 +494,10 @@ pub async fn install(
     log_dir: &Path,
     node: &str,
     timeout: Duration,
-) -> Result<ImageInstallOutput, String> {
+) -> NodeResult<ImageInstallOutput> {
     let name = &install.instance_name;
     maguey_model::names::validate_hostname(name)
-        .map_err(|e| format!("invalid instance name: {e}"))?;
+        .map_err(|e| NodeError::bad_request(format!("invalid instance name: {e}")))?;
     let r = run(install, reinstall, ctx, node, timeout).await;
     let _ = std::fs::create_dir_all(log_dir);
     let stamp = std::time::SystemTime::now()
@@ -511,51 +521,55 @@ async fn run(
     ctx: &StorageContext,
     node: &str,
     timeout: Duration,
-) -> Result<ImageInstallOutput, String> {
+) -> NodeResult<ImageInstallOutput> {
     let name = &install.instance_name;
     let (_, variant) = crate::os::split_os_name(&install.os);
     if let Some(v) = variant {
-        return Err(format!("OS image has no variants (asked: '{v}')"));
+        return Err(NodeError::bad_request(format!(
+            "OS image has no variants (asked: '{v}')"
+        )));
     }
     let params = parse_params(install)?;
     let disk = install.disks.first().ok_or_else(|| {
-        format!("instance {name} has no disk to write the image onto (OS image needs disk 0)")
+        NodeError::bad_request({
+            format!("instance {name} has no disk to write the image onto (OS image needs disk 0)")
+        })
     })?;
     let imp = storage::for_disk(disk)?;
     if imp.find(ctx, disk)?.is_none() {
-        return Err(format!(
+        return Err(NodeError::not_found(format!(
             "disk {} of instance {name} is missing on node {node}",
             disk.iv_name
-        ));
+        )));
     }
     let target = imp.device_path(ctx, disk)?;
     let image = &params.image;
     if !is_image_source(image) {
-        return Err(format!(
+        return Err(NodeError::not_found(format!(
             "image {} (OS parameter image of instance {name}) does not exist on node {node}",
             image.display()
-        ));
+        )));
     }
-    let (format, size) = image_info(image, params.format.as_deref(), timeout)
+    let (format, size) = image_info(ctx.runner(), image, params.format.as_deref(), timeout)
         .await
-        .map_err(|e| format!("cannot read image {}: {e}", image.display()))?;
+        .map_err(|e| NodeError::io(format!("cannot read image {}: {e}", image.display())))?;
     if !FORMATS.contains(&format.as_str()) {
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "image {} is in format '{format}'; the image OS provider takes {}",
             image.display(),
             FORMATS.join(" or ")
-        ));
+        )));
     }
     let disk_size = device_size(&target)?;
     const MIB: u64 = 1024 * 1024;
     if size > disk_size {
-        return Err(format!(
+        return Err(NodeError::bad_request(format!(
             "image {} has a virtual size of {} MiB ({size} bytes), larger than disk {} of instance {name} ({} MiB, {disk_size} bytes): grow the disk or use a smaller image",
             image.display(),
             size.div_ceil(MIB),
             disk.iv_name,
             disk_size / MIB
-        ));
+        )));
     }
     let mut output = String::new();
     let what = if reinstall {
@@ -583,13 +597,17 @@ async fn run(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    run_tool(&qemu_img()?, &args, timeout).await.map_err(|e| {
-        format!(
-            "cannot write image {} onto disk {} of instance {name}: {e}",
-            image.display(),
-            disk.iv_name
-        )
-    })?;
+    run_tool(ctx.runner(), &qemu_img()?, &args, timeout)
+        .await
+        .map_err(|e| {
+            NodeError::io({
+                format!(
+                    "cannot write image {} onto disk {} of instance {name}: {e}",
+                    image.display(),
+                    disk.iv_name
+                )
+            })
+        })?;
     output.push_str("image written\n");
     let mut cdrom = None;
     if let Some(ci) = &params.cloud_init {
@@ -600,7 +618,7 @@ async fn run(
             _ => storage::normalize(&ctx.state_dir.join("cidata").join(format!("{name}.iso"))),
         };
         let files = seed_files(name, ci, &install.nics);
-        write_seed(&seed, &files, timeout).await?;
+        write_seed(ctx.runner(), &seed, &files, timeout).await?;
         let net = match &ci.network {
             SeedNetwork::Dhcp => "dhcp".to_string(),
             SeedNetwork::Static { address, gateway } => match gateway {
@@ -650,17 +668,22 @@ mod tests {
         let p = parse_params(&inst(&[("image", "/srv/i.qcow2".into())])).unwrap();
         assert_eq!(p.image, PathBuf::from("/srv/i.qcow2"));
         assert_eq!((p.format, p.cloud_init), (None, None));
-        let e = parse_params(&inst(&[])).unwrap_err();
+        let e = parse_params(&inst(&[])).unwrap_err().to_string();
         assert!(e.contains("needs the OS parameter image"), "{e}");
-        let e = parse_params(&inst(&[("image", "rel.img".into())])).unwrap_err();
+        let e = parse_params(&inst(&[("image", "rel.img".into())]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absolute"), "{e}");
-        let e = parse_params(&inst(&[("image", "/i".into()), ("imag", "x".into())])).unwrap_err();
+        let e = parse_params(&inst(&[("image", "/i".into()), ("imag", "x".into())]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no parameter 'imag'"), "{e}");
         let e = parse_params(&inst(&[
             ("image", "/i".into()),
             ("image_format", "vmdk".into()),
         ]))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("vmdk"), "{e}");
         let p = parse_params(&inst(&[
             ("image", "/i".into()),
@@ -682,20 +705,23 @@ mod tests {
             ("cloud_init", true.into()),
             ("ssh_authorized_keys", "nospace".into()),
         ]))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not an SSH public key"), "{e}");
         let e = parse_params(&inst(&[
             ("image", "/i".into()),
             ("cloud_init", "maybe".into()),
         ]))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("boolean"), "{e}");
         let e = parse_params(&inst(&[
             ("image", "/i".into()),
             ("cloud_init", true.into()),
             ("hostname", "bad_name".into()),
         ]))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("hostname"), "{e}");
     }
 

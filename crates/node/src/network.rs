@@ -19,10 +19,11 @@
 //!
 //! Removing the tap (`ip link del`) also removes its routes.
 
+use crate::error::{NodeError, NodeResult};
+use crate::exec::Cmd;
 use maguey_rpc::NicRuntime;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// First characters of every tap Maguey creates.
 pub const TAP_PREFIX: &str = "mg";
@@ -91,7 +92,7 @@ pub fn tap_alias(node: &str, instance: &str) -> String {
 
 /// Network interface names: 1 to 15 characters, no `/`, whitespace, `:` or control
 /// characters, not `.` or `..`, no leading `-`.
-pub fn validate_ifname(name: &str) -> Result<(), String> {
+pub fn validate_ifname(name: &str) -> NodeResult<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_IFNAME
         && !name.starts_with('-')
@@ -103,11 +104,13 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid network interface name '{name}'"))
+        Err(NodeError::bad_request(format!(
+            "invalid network interface name '{name}'"
+        )))
     }
 }
 
-fn validate_mac(mac: &str) -> Result<(), String> {
+fn validate_mac(mac: &str) -> NodeResult<()> {
     let parts: Vec<&str> = mac.split(':').collect();
     let ok = parts.len() == 6
         && parts
@@ -116,7 +119,9 @@ fn validate_mac(mac: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid MAC address '{mac}'"))
+        Err(NodeError::bad_request(format!(
+            "invalid MAC address '{mac}'"
+        )))
     }
 }
 
@@ -161,12 +166,12 @@ fn read_rt_tables() -> Vec<String> {
 
 /// Checks the NICs of `instance` and names their taps. Refuses unknown modes, `openvswitch`,
 /// a `routed` NIC without an IP, and bad MACs or link names.
-pub fn plan(node: &str, instance: &str, nics: &[NicRuntime]) -> Result<Vec<TapSpec>, String> {
+pub fn plan(node: &str, instance: &str, nics: &[NicRuntime]) -> NodeResult<Vec<TapSpec>> {
     if nics.len() > MAX_NICS {
-        return Err(format!(
+        return Err(NodeError::unsupported(format!(
             "instance {instance} has {} NICs; at most {MAX_NICS} are supported",
             nics.len()
-        ));
+        )));
     }
     let tables = if nics.iter().any(|n| n.mode == "routed") {
         read_rt_tables()
@@ -176,14 +181,17 @@ pub fn plan(node: &str, instance: &str, nics: &[NicRuntime]) -> Result<Vec<TapSp
     let mut out = Vec::new();
     for (index, nic) in nics.iter().enumerate() {
         let what = format!("NIC {index} of instance {instance}");
-        validate_mac(&nic.mac).map_err(|e| format!("{what}: {e}"))?;
+        validate_mac(&nic.mac).map_err(|e| e.context(what.clone()))?;
         let mode = match nic.mode.as_str() {
             "bridged" => {
                 if nic.link.is_empty() {
-                    return Err(format!("{what}: bridged mode needs a link (the bridge)"));
+                    return Err(NodeError::bad_request(format!(
+                        "{what}: bridged mode needs a link (the bridge)"
+                    )));
                 }
-                validate_ifname(&nic.link)
-                    .map_err(|_| format!("{what}: invalid bridge name '{}'", nic.link))?;
+                validate_ifname(&nic.link).map_err(|_| {
+                    NodeError::bad_request(format!("{what}: invalid bridge name '{}'", nic.link))
+                })?;
                 NicMode::Bridged {
                     bridge: nic.link.clone(),
                 }
@@ -193,11 +201,12 @@ pub fn plan(node: &str, instance: &str, nics: &[NicRuntime]) -> Result<Vec<TapSp
                     .ip
                     .as_deref()
                     .filter(|s| !s.trim().is_empty())
-                    .ok_or_else(|| format!("{what}: routed mode needs an IP address"))?;
-                let ip: IpAddr = ip
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{what}: invalid IP address '{ip}'"))?;
+                    .ok_or_else(|| {
+                        NodeError::bad_request(format!("{what}: routed mode needs an IP address"))
+                    })?;
+                let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                    NodeError::bad_request(format!("{what}: invalid IP address '{ip}'"))
+                })?;
                 let link = nic.link.trim();
                 let table =
                     (!link.is_empty() && is_routing_table(link, &tables)).then(|| link.to_string());
@@ -205,12 +214,14 @@ pub fn plan(node: &str, instance: &str, nics: &[NicRuntime]) -> Result<Vec<TapSp
             }
             "openvswitch" => {
                 let why = "NIC mode 'openvswitch' is not supported by Maguey";
-                return Err(format!("{what}: {why} (use bridged or routed)"));
+                return Err(NodeError::unsupported(format!(
+                    "{what}: {why} (use bridged or routed)"
+                )));
             }
             other => {
-                return Err(format!(
+                return Err(NodeError::bad_request(format!(
                     "{what}: unknown NIC mode '{other}' (bridged or routed)"
-                ))
+                )))
             }
         };
         out.push(TapSpec {
@@ -301,20 +312,19 @@ fn ip_program() -> &'static str {
     "ip"
 }
 
-fn run_ip(args: &[String]) -> Result<(), String> {
-    let out = Command::new(ip_program())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
+fn run_ip(args: &[String]) -> NodeResult<()> {
+    let cmd = Cmd::program(Path::new(ip_program()), args);
+    let out = crate::exec::system()
+        .run(&cmd)
+        .map_err(|e| NodeError::io(format!("cannot run ip: {}", e.reason())))?;
+    if out.success() {
         Ok(())
     } else {
-        Err(format!(
+        Err(NodeError::command_failed(format!(
             "'ip {}' failed: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+            out.stderr.trim()
+        )))
     }
 }
 
@@ -338,12 +348,12 @@ fn iface_alias(name: &str) -> Option<String> {
         .map(|s| s.trim_end_matches('\n').to_string())
 }
 
-fn write_proc(path: &str, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("cannot write {path}: {e}"))
+fn write_proc(path: &str, value: &str) -> NodeResult<()> {
+    std::fs::write(path, value).map_err(|e| NodeError::io(format!("cannot write {path}: {e}")))
 }
 
 /// Creates and configures one tap (it must not exist yet).
-fn setup_tap(spec: &TapSpec, alias: &str) -> Result<(), String> {
+fn setup_tap(spec: &TapSpec, alias: &str) -> NodeResult<()> {
     for cmd in setup_commands(spec, alias) {
         run_ip(&cmd)?;
     }
@@ -371,7 +381,7 @@ fn setup_tap(spec: &TapSpec, alias: &str) -> Result<(), String> {
 }
 
 /// Removes tap `tap` if it exists and its alias is `alias` (Maguey's tap of that instance).
-fn remove_tap(tap: &str, alias: &str) -> Result<(), String> {
+fn remove_tap(tap: &str, alias: &str) -> NodeResult<()> {
     if !iface_exists(tap) {
         return Ok(());
     }
@@ -384,12 +394,12 @@ fn remove_tap(tap: &str, alias: &str) -> Result<(), String> {
 /// Creates the taps of `specs` for `instance` on `node`, before QEMU starts. Every bridge must
 /// exist; a leftover tap of the same instance is replaced; an interface of the same name that
 /// is not ours is refused. On failure, the taps created so far are removed.
-pub fn create_taps(node: &str, instance: &str, specs: &[TapSpec]) -> Result<(), String> {
+pub fn create_taps(node: &str, instance: &str, specs: &[TapSpec]) -> NodeResult<()> {
     let alias = tap_alias(node, instance);
     for spec in specs {
         if let NicMode::Bridged { bridge } = &spec.mode {
             if !is_bridge(bridge) {
-                return Err(if iface_exists(bridge) {
+                return Err(NodeError::not_found(if iface_exists(bridge) {
                     format!(
                         "NIC {} of instance {instance}: '{bridge}' on node {node} is not a bridge",
                         spec.index
@@ -399,17 +409,17 @@ pub fn create_taps(node: &str, instance: &str, specs: &[TapSpec]) -> Result<(), 
                         "NIC {} of instance {instance}: bridge '{bridge}' does not exist on node {node}",
                         spec.index
                     )
-                });
+                }));
             }
         }
         if iface_exists(&spec.tap) {
             match iface_alias(&spec.tap) {
                 Some(a) if a == alias => remove_tap(&spec.tap, &alias)?,
                 _ => {
-                    return Err(format!(
+                    return Err(NodeError::conflict(format!(
                         "NIC {} of instance {instance}: a network interface '{}' exists on node {node} and is not this instance's tap",
                         spec.index, spec.tap
-                    ))
+                    )))
                 }
             }
         }
@@ -419,10 +429,10 @@ pub fn create_taps(node: &str, instance: &str, specs: &[TapSpec]) -> Result<(), 
             for done in &specs[..=n] {
                 let _ = remove_tap(&done.tap, &alias);
             }
-            return Err(format!(
+            return Err(NodeError::io(format!(
                 "NIC {} of instance {instance}: cannot set up tap {}: {e}",
                 spec.index, spec.tap
-            ));
+            )));
         }
     }
     Ok(())
@@ -430,7 +440,7 @@ pub fn create_taps(node: &str, instance: &str, specs: &[TapSpec]) -> Result<(), 
 
 /// Removes every tap of `instance` on `node` (whatever the NIC count was); removing none
 /// succeeds.
-pub fn remove_taps(node: &str, instance: &str) -> Result<(), String> {
+pub fn remove_taps(node: &str, instance: &str) -> NodeResult<()> {
     let prefix = tap_prefix(node, instance);
     let alias = tap_alias(node, instance);
     let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
@@ -446,17 +456,17 @@ pub fn remove_taps(node: &str, instance: &str) -> Result<(), String> {
             .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
         if ours {
             if let Err(err) = remove_tap(&name, &alias) {
-                errors.push(err);
+                errors.push(err.to_string());
             }
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(NodeError::io(format!(
             "cannot remove the taps of instance {instance}: {}",
             errors.join("; ")
-        ))
+        )))
     }
 }
 
@@ -543,26 +553,41 @@ mod tests {
                 table: Some("100".into())
             }
         );
-        let e = plan("n", "vm1", &[nic("openvswitch", "br0", None)]).unwrap_err();
+        let e = plan("n", "vm1", &[nic("openvswitch", "br0", None)])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("openvswitch") && e.contains("not supported"),
             "{e}"
         );
-        let e = plan("n", "vm1", &[nic("routed", "", None)]).unwrap_err();
+        let e = plan("n", "vm1", &[nic("routed", "", None)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs an IP"), "{e}");
-        let e = plan("n", "vm1", &[nic("routed", "", Some("nope"))]).unwrap_err();
+        let e = plan("n", "vm1", &[nic("routed", "", Some("nope"))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid IP"), "{e}");
-        let e = plan("n", "vm1", &[nic("bridged", "", None)]).unwrap_err();
+        let e = plan("n", "vm1", &[nic("bridged", "", None)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs a link"), "{e}");
         for bad in ["a b", "-br0", "br/0", "..", "averyveryverylongbr"] {
-            let e = plan("n", "vm1", &[nic("bridged", bad, None)]).unwrap_err();
+            let e = plan("n", "vm1", &[nic("bridged", bad, None)])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("invalid bridge"), "{e}");
         }
-        let e = plan("n", "vm1", &[nic("bogus", "br0", None)]).unwrap_err();
+        let e = plan("n", "vm1", &[nic("bogus", "br0", None)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown NIC mode 'bogus'"), "{e}");
         let mut bad = nic("bridged", "br0", None);
         bad.mac = "aa:00,file=/etc/x".into();
-        assert!(plan("n", "vm1", &[bad]).unwrap_err().contains("MAC"));
+        assert!(plan("n", "vm1", &[bad])
+            .unwrap_err()
+            .to_string()
+            .contains("MAC"));
     }
 
     #[test]

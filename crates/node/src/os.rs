@@ -8,6 +8,8 @@
 //! Built-in providers need no directory: `image` ([`crate::image`]) writes a disk image onto
 //! disk 0 ([`builtin_providers`], [`diagnose_with_builtins`]).
 
+use crate::error::{NodeError, NodeResult};
+use crate::exec::Cmd;
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{OsInfo, OsInstall};
 use std::collections::BTreeMap;
@@ -57,7 +59,7 @@ pub fn split_os_name(os: &str) -> (&str, Option<&str>) {
 }
 
 /// OS names are single path components made of letters, digits, `.`, `_` and `-`.
-pub fn validate_os_name(name: &str) -> Result<(), String> {
+pub fn validate_os_name(name: &str) -> NodeResult<()> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 128
@@ -67,11 +69,11 @@ pub fn validate_os_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid OS name '{name}'"))
+        Err(NodeError::bad_request(format!("invalid OS name '{name}'")))
     }
 }
 
-fn read_list(path: &Path) -> Result<Option<Vec<String>>, String> {
+fn read_list(path: &Path) -> NodeResult<Option<Vec<String>>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(
             text.lines()
@@ -81,40 +83,51 @@ fn read_list(path: &Path) -> Result<Option<Vec<String>>, String> {
                 .collect(),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(NodeError::io(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
-fn check_script(dir: &Path, script: &str) -> Result<(), String> {
+fn check_script(dir: &Path, script: &str) -> NodeResult<()> {
     let path = dir.join(script);
-    let meta = std::fs::metadata(&path).map_err(|_| format!("script '{script}' is missing"))?;
+    let meta = std::fs::metadata(&path)
+        .map_err(|_| NodeError::not_found(format!("script '{script}' is missing")))?;
     if !meta.is_file() {
-        return Err(format!("script '{script}' is not a regular file"));
+        return Err(NodeError::bad_request(format!(
+            "script '{script}' is not a regular file"
+        )));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("script '{script}' is not executable"));
+        return Err(NodeError::not_found(format!(
+            "script '{script}' is not executable"
+        )));
     }
     Ok(())
 }
 
 /// Loads and validates the OS definition in `dir` (named `name`).
-pub fn load_os(name: &str, dir: &Path) -> Result<OsDefinition, String> {
+pub fn load_os(name: &str, dir: &Path) -> NodeResult<OsDefinition> {
     let api_file = dir.join("ganeti_api_version");
-    let api_lines = read_list(&api_file)?.ok_or("'ganeti_api_version' file is missing")?;
+    let api_lines = read_list(&api_file)?
+        .ok_or_else(|| NodeError::not_found("'ganeti_api_version' file is missing"))?;
     let mut api_versions = Vec::new();
     for line in &api_lines {
-        let v: u32 = line
-            .parse()
-            .map_err(|_| format!("invalid API version '{line}' in ganeti_api_version"))?;
+        let v: u32 = line.parse().map_err(|_| {
+            NodeError::bad_request(format!(
+                "invalid API version '{line}' in ganeti_api_version"
+            ))
+        })?;
         api_versions.push(v);
     }
     if !api_versions
         .iter()
         .any(|v| SUPPORTED_API_VERSIONS.contains(v))
     {
-        return Err(format!(
+        return Err(NodeError::unsupported(format!(
             "API version mismatch: the OS supports {api_versions:?}, this node {SUPPORTED_API_VERSIONS:?}"
-        ));
+        )));
     }
     let mut def = OsDefinition {
         name: name.to_string(),
@@ -178,7 +191,7 @@ pub fn diagnose(search_path: &[PathBuf]) -> Vec<OsInfo> {
                     name: name.clone(),
                     path: path.display().to_string(),
                     valid: false,
-                    status: why,
+                    status: why.to_string(),
                     variants: Vec::new(),
                     parameters: Vec::new(),
                     api_versions: Vec::new(),
@@ -216,27 +229,24 @@ pub fn diagnose_with_builtins(search_path: &[PathBuf]) -> Vec<OsInfo> {
 }
 
 /// Finds and validates OS `name` (without variant) on the search path.
-pub fn find_os(
-    search_path: &[PathBuf],
-    name: &str,
-    node_name: &str,
-) -> Result<OsDefinition, String> {
+pub fn find_os(search_path: &[PathBuf], name: &str, node_name: &str) -> NodeResult<OsDefinition> {
     validate_os_name(name)?;
     for base in search_path {
         let dir = base.join(name);
         if dir.is_dir() {
-            return load_os(name, &dir)
-                .map_err(|why| format!("OS '{name}' on node {node_name} is invalid: {why}"));
+            return load_os(name, &dir).map_err(|why| {
+                NodeError::bad_request(format!("OS '{name}' on node {node_name} is invalid: {why}"))
+            });
         }
     }
     let searched: Vec<String> = search_path
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    Err(format!(
+    Err(NodeError::not_found(format!(
         "OS '{name}' not found on node {node_name} (searched: {})",
         searched.join(", ")
-    ))
+    )))
 }
 
 fn env_name(name: &str) -> String {
@@ -264,7 +274,7 @@ pub fn os_environment(
     def: &OsDefinition,
     install: &OsInstall,
     ctx: &StorageContext,
-) -> Result<BTreeMap<String, String>, String> {
+) -> NodeResult<BTreeMap<String, String>> {
     let (_, variant) = split_os_name(&install.os);
     let api = def.api_version();
     let mut env = BTreeMap::new();
@@ -279,11 +289,11 @@ pub fn os_environment(
     if api >= 15 {
         let variant = match variant {
             Some(v) if !def.variants.is_empty() && !def.variants.iter().any(|x| x == v) => {
-                return Err(format!(
+                return Err(NodeError::bad_request(format!(
                     "OS '{}' has no variant '{v}' (variants: {})",
                     def.name,
                     def.variants.join(", ")
-                ))
+                )))
             }
             Some(v) => v.to_string(),
             None => def.variants.first().cloned().unwrap_or_default(),
@@ -356,7 +366,7 @@ pub async fn run_create(
     ctx: &StorageContext,
     log_dir: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> NodeResult<String> {
     let mut extra = Vec::new();
     if reinstall {
         extra.push(("INSTANCE_REINSTALL".to_string(), "1".to_string()));
@@ -373,9 +383,9 @@ pub async fn run_rename(
     ctx: &StorageContext,
     log_dir: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> NodeResult<String> {
     maguey_model::names::validate_hostname(old_name)
-        .map_err(|e| format!("invalid old instance name: {e}"))?;
+        .map_err(|e| NodeError::bad_request(format!("invalid old instance name: {e}")))?;
     let extra = [("OLD_INSTANCE_NAME".to_string(), old_name.to_string())];
     run_script(def, "rename", install, &extra, ctx, log_dir, timeout).await
 }
@@ -388,7 +398,7 @@ pub async fn run_verify(
     ctx: &StorageContext,
     log_dir: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> NodeResult<String> {
     if def.api_version() < 15 || !def.path.join("verify").exists() {
         return Ok(String::new());
     }
@@ -405,15 +415,15 @@ async fn run_script(
     ctx: &StorageContext,
     log_dir: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> NodeResult<String> {
     maguey_model::names::validate_hostname(&install.instance_name)
-        .map_err(|e| format!("invalid instance name: {e}"))?;
+        .map_err(|e| NodeError::bad_request(format!("invalid instance name: {e}")))?;
     let mut env = os_environment(def, install, ctx)?;
     for (k, v) in extra {
         env.insert(k.clone(), v.clone());
     }
     std::fs::create_dir_all(log_dir)
-        .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
+        .map_err(|e| NodeError::io(format!("cannot create {}: {e}", log_dir.display())))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -423,66 +433,48 @@ async fn run_script(
         "{kind}-{}-{}-{stamp}.log",
         def.name, install.instance_name
     ));
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    // Created here so that a log directory problem reads as before; the runner truncates it.
+    std::fs::File::create(&log_path)
+        .map_err(|e| NodeError::io(format!("cannot create {}: {e}", log_path.display())))?;
     let script = def.path.join(which);
-    let mut child = tokio::process::Command::new(&script)
-        .args(if which == "verify" {
-            &["parameters"][..]
-        } else {
-            &[][..]
-        })
-        .env_clear()
-        .envs(&env)
-        .current_dir(&def.path)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(format!("waiting for {}: {e}", script.display())),
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                // SAFETY: plain syscall; the child leads its own process group.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-            }
-            let _ = child.kill().await;
-            let out = read_log(&log_path);
-            return Err(format!(
-                "OS {which} script of '{}' for instance {} timed out after {}s; output:\n{}",
-                def.name,
-                install.instance_name,
-                timeout.as_secs(),
-                tail(&out, ERROR_TAIL_LINES)
-            ));
-        }
+    let args: Vec<String> = if which == "verify" {
+        vec!["parameters".to_string()]
+    } else {
+        Vec::new()
     };
+    let cmd = Cmd::program(&script, &args)
+        .clean_env(&env)
+        .current_dir(&def.path)
+        .log_to(&log_path)
+        .timeout(timeout);
+    let status =
+        ctx.runner().run_async(&cmd).await.map_err(|e| {
+            NodeError::io(format!("cannot run {}: {}", script.display(), e.reason()))
+        })?;
+    if status.timed_out {
+        let out = read_log(&log_path);
+        return Err(NodeError::timeout(format!(
+            "OS {which} script of '{}' for instance {} timed out after {}s; output:\n{}",
+            def.name,
+            install.instance_name,
+            timeout.as_secs(),
+            tail(&out, ERROR_TAIL_LINES)
+        )));
+    }
     let out = read_log(&log_path);
     if status.success() {
         Ok(out)
     } else {
-        let how = match status.code() {
+        let how = match status.code {
             Some(code) => format!("exit status {code}"),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("signal {}", status.signal().unwrap_or(0))
-            }
+            None => format!("signal {}", status.signal.unwrap_or(0)),
         };
-        Err(format!(
+        Err(NodeError::command_failed(format!(
             "OS {which} script of '{}' for instance {} failed ({how}); output:\n{}",
             def.name,
             install.instance_name,
             tail(&out, ERROR_TAIL_LINES)
-        ))
+        )))
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct QmpError {
+pub struct QmpErrorBody {
     pub class: String,
     pub desc: String,
 }
@@ -99,6 +99,32 @@ struct Execute<'a, A: Serialize> {
     arguments: Option<A>,
 }
 
+/// How talking to QEMU's monitor failed (messages as the master has always seen them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QmpError {
+    #[error("timeout connecting to QMP socket {0}")]
+    ConnectTimeout(String),
+    #[error("cannot connect to QMP socket {path}: {reason}")]
+    Connect { path: String, reason: String },
+    #[error("timeout waiting for QMP")]
+    Timeout,
+    #[error("QMP connection closed")]
+    Closed,
+    /// Reading or writing the socket failed.
+    #[error("QMP {0}")]
+    Io(String),
+    /// QEMU said something that is not QMP as expected.
+    #[error("{0}")]
+    Protocol(String),
+    /// QEMU refused a command.
+    #[error("QMP {command}: {desc} ({class})")]
+    Command {
+        command: String,
+        class: String,
+        desc: String,
+    },
+}
+
 /// A QMP session in command mode.
 pub struct Qmp<S> {
     reader: BufReader<tokio::io::ReadHalf<S>>,
@@ -111,21 +137,24 @@ pub struct Qmp<S> {
 
 impl Qmp<tokio::net::UnixStream> {
     /// Connects to a QMP unix socket and negotiates capabilities.
-    pub async fn connect(path: &Path) -> Result<Self, String> {
+    pub async fn connect(path: &Path) -> Result<Self, QmpError> {
         let s = tokio::time::timeout(
             Duration::from_secs(5),
             tokio::net::UnixStream::connect(path),
         )
         .await
-        .map_err(|_| format!("timeout connecting to QMP socket {}", path.display()))?
-        .map_err(|e| format!("cannot connect to QMP socket {}: {e}", path.display()))?;
+        .map_err(|_| QmpError::ConnectTimeout(path.display().to_string()))?
+        .map_err(|e| QmpError::Connect {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Self::handshake(s).await
     }
 }
 
 impl<S: AsyncRead + AsyncWrite> Qmp<S> {
     /// Reads the greeting and sends `qmp_capabilities` over any byte stream.
-    pub async fn handshake(stream: S) -> Result<Self, String> {
+    pub async fn handshake(stream: S) -> Result<Self, QmpError> {
         let (r, w) = tokio::io::split(stream);
         let mut q = Qmp {
             reader: BufReader::new(r),
@@ -136,23 +165,24 @@ impl<S: AsyncRead + AsyncWrite> Qmp<S> {
         let greeting = q.read_line().await?;
         let v = greeting
             .get("QMP")
-            .ok_or_else(|| format!("not a QMP greeting: {greeting}"))?;
+            .ok_or_else(|| QmpError::Protocol(format!("not a QMP greeting: {greeting}")))?;
         let ver = &v["version"]["qemu"];
         q.version = format!("{}.{}.{}", ver["major"], ver["minor"], ver["micro"]);
         q.execute::<Value, ()>("qmp_capabilities", None).await?;
         Ok(q)
     }
 
-    async fn read_line(&mut self) -> Result<Value, String> {
+    async fn read_line(&mut self) -> Result<Value, QmpError> {
         let mut line = String::new();
         let n = tokio::time::timeout(COMMAND_TIMEOUT, self.reader.read_line(&mut line))
             .await
-            .map_err(|_| "timeout waiting for QMP".to_string())?
-            .map_err(|e| format!("QMP read: {e}"))?;
+            .map_err(|_| QmpError::Timeout)?
+            .map_err(|e| QmpError::Io(format!("read: {e}")))?;
         if n == 0 {
-            return Err("QMP connection closed".into());
+            return Err(QmpError::Closed);
         }
-        serde_json::from_str(&line).map_err(|e| format!("bad QMP line {line:?}: {e}"))
+        serde_json::from_str(&line)
+            .map_err(|e| QmpError::Protocol(format!("bad QMP line {line:?}: {e}")))
     }
 
     /// Sends one command and waits for its answer (events meanwhile go to `events`).
@@ -160,21 +190,21 @@ impl<S: AsyncRead + AsyncWrite> Qmp<S> {
         &mut self,
         command: &str,
         arguments: Option<A>,
-    ) -> Result<T, String> {
+    ) -> Result<T, QmpError> {
         let mut line = serde_json::to_string(&Execute {
             execute: command,
             arguments,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| QmpError::Protocol(e.to_string()))?;
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
             .await
-            .map_err(|e| format!("QMP write: {e}"))?;
+            .map_err(|e| QmpError::Io(format!("write: {e}")))?;
         self.writer
             .flush()
             .await
-            .map_err(|e| format!("QMP write: {e}"))?;
+            .map_err(|e| QmpError::Io(format!("write: {e}")))?;
         loop {
             let mut v = self.read_line().await?;
             if v.get("event").is_some() {
@@ -184,94 +214,105 @@ impl<S: AsyncRead + AsyncWrite> Qmp<S> {
                 continue;
             }
             if let Some(e) = v.get("error") {
-                let e: QmpError = serde_json::from_value(e.clone()).unwrap_or_else(|_| QmpError {
-                    class: "Unknown".into(),
-                    desc: e.to_string(),
+                let e: QmpErrorBody =
+                    serde_json::from_value(e.clone()).unwrap_or_else(|_| QmpErrorBody {
+                        class: "Unknown".into(),
+                        desc: e.to_string(),
+                    });
+                return Err(QmpError::Command {
+                    command: command.to_string(),
+                    class: e.class,
+                    desc: e.desc,
                 });
-                return Err(format!("QMP {command}: {} ({})", e.desc, e.class));
             }
             if let Some(r) = v.get_mut("return") {
-                return serde_json::from_value(r.take())
-                    .map_err(|e| format!("QMP {command}: unexpected answer: {e}"));
+                return serde_json::from_value(r.take()).map_err(|e| {
+                    QmpError::Protocol(format!("QMP {command}: unexpected answer: {e}"))
+                });
             }
-            return Err(format!("QMP {command}: unexpected line {v}"));
+            return Err(QmpError::Protocol(format!(
+                "QMP {command}: unexpected line {v}"
+            )));
         }
     }
 
     /// A command whose answer is `{}`.
-    pub async fn run(&mut self, command: &str) -> Result<(), String> {
+    pub async fn run(&mut self, command: &str) -> Result<(), QmpError> {
         self.execute::<Value, ()>(command, None).await.map(|_| ())
     }
 
-    pub async fn query_status(&mut self) -> Result<StatusInfo, String> {
+    pub async fn query_status(&mut self) -> Result<StatusInfo, QmpError> {
         self.execute("query-status", None::<()>).await
     }
 
-    pub async fn query_balloon(&mut self) -> Result<BalloonInfo, String> {
+    pub async fn query_balloon(&mut self) -> Result<BalloonInfo, QmpError> {
         self.execute("query-balloon", None::<()>).await
     }
 
     /// Asks the balloon driver for `bytes` of guest memory.
-    pub async fn balloon(&mut self, bytes: u64) -> Result<(), String> {
+    pub async fn balloon(&mut self, bytes: u64) -> Result<(), QmpError> {
         self.execute::<Value, _>("balloon", Some(serde_json::json!({ "value": bytes })))
             .await
             .map(|_| ())
     }
 
-    pub async fn system_powerdown(&mut self) -> Result<(), String> {
+    pub async fn system_powerdown(&mut self) -> Result<(), QmpError> {
         self.run("system_powerdown").await
     }
 
-    pub async fn system_reset(&mut self) -> Result<(), String> {
+    pub async fn system_reset(&mut self) -> Result<(), QmpError> {
         self.run("system_reset").await
     }
 
     /// Asks QEMU to exit (the answer may be lost when it exits first).
-    pub async fn quit(&mut self) -> Result<(), String> {
+    pub async fn quit(&mut self) -> Result<(), QmpError> {
         match self.run("quit").await {
-            Err(e) if e.contains("closed") => Ok(()),
+            Err(QmpError::Closed) => Ok(()),
             other => other,
         }
     }
 
-    pub async fn cont(&mut self) -> Result<(), String> {
+    pub async fn cont(&mut self) -> Result<(), QmpError> {
         self.run("cont").await
     }
 
-    pub async fn migrate_set_parameters(&mut self, p: &MigrationParameters) -> Result<(), String> {
+    pub async fn migrate_set_parameters(
+        &mut self,
+        p: &MigrationParameters,
+    ) -> Result<(), QmpError> {
         self.execute::<Value, _>("migrate-set-parameters", Some(p))
             .await
             .map(|_| ())
     }
 
-    pub async fn migrate(&mut self, uri: &str) -> Result<(), String> {
+    pub async fn migrate(&mut self, uri: &str) -> Result<(), QmpError> {
         self.execute::<Value, _>("migrate", Some(serde_json::json!({ "uri": uri })))
             .await
             .map(|_| ())
     }
 
-    pub async fn migrate_incoming(&mut self, uri: &str) -> Result<(), String> {
+    pub async fn migrate_incoming(&mut self, uri: &str) -> Result<(), QmpError> {
         self.execute::<Value, _>("migrate-incoming", Some(serde_json::json!({ "uri": uri })))
             .await
             .map(|_| ())
     }
 
-    pub async fn query_migrate(&mut self) -> Result<MigrationInfo, String> {
+    pub async fn query_migrate(&mut self) -> Result<MigrationInfo, QmpError> {
         self.execute("query-migrate", None::<()>).await
     }
 
     /// Any command with JSON arguments whose answer is ignored.
-    pub async fn call(&mut self, command: &str, arguments: Value) -> Result<(), String> {
+    pub async fn call(&mut self, command: &str, arguments: Value) -> Result<(), QmpError> {
         self.execute::<Value, _>(command, Some(arguments))
             .await
             .map(|_| ())
     }
 
-    pub async fn query_block_jobs(&mut self) -> Result<Vec<BlockJobInfo>, String> {
+    pub async fn query_block_jobs(&mut self) -> Result<Vec<BlockJobInfo>, QmpError> {
         self.execute("query-block-jobs", None::<()>).await
     }
 
-    pub async fn migrate_cancel(&mut self) -> Result<(), String> {
+    pub async fn migrate_cancel(&mut self) -> Result<(), QmpError> {
         self.run("migrate_cancel").await
     }
 }
@@ -333,7 +374,7 @@ mod tests {
         assert_eq!(st.status, "running");
         q.system_powerdown().await.unwrap();
         assert_eq!(q.events[0].event, "POWERDOWN");
-        let e = q.run("no-such-command").await.unwrap_err();
+        let e = q.run("no-such-command").await.unwrap_err().to_string();
         assert!(e.contains("CommandNotFound"), "{e}");
         let m = q.query_migrate().await.unwrap();
         assert_eq!(m.status.as_deref(), Some("completed"));

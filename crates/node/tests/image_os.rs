@@ -5,7 +5,7 @@ use maguey_model::params::{Hypervisor as Hv, ParamKind};
 use maguey_model::{Disk, LogicalId};
 use maguey_node::image::{ImageInstallOutput, IMAGE_OS};
 use maguey_node::qmp::Qmp;
-use maguey_node::{os, NodeConfig, NodeRuntime};
+use maguey_node::{os, NodeConfig, NodeResult, NodeRuntime};
 use maguey_rpc::{InstanceRuntime, NicRuntime, NodeRequest, OsInstall};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -94,7 +94,7 @@ async fn make_disk(rt: &NodeRuntime, dir: &Path, name: &str, size: u64) -> PathB
     path
 }
 
-async fn os_add(rt: &NodeRuntime, inst: OsInstall, reinstall: bool) -> Result<Value, String> {
+async fn os_add(rt: &NodeRuntime, inst: OsInstall, reinstall: bool) -> NodeResult<Value> {
     rt.handle(NodeRequest::InstanceOsAdd {
         install: inst,
         reinstall,
@@ -185,7 +185,7 @@ async fn qcow2_image_written_onto_disk0_and_reinstalled() {
     // A variant is refused.
     let mut inst = install("vm1", 8, &[("image", img_s.into())]);
     inst.os = "image+x".into();
-    let e = os_add(&rt, inst, false).await.unwrap_err();
+    let e = os_add(&rt, inst, false).await.unwrap_err().to_string();
     assert!(e.contains("no variants"), "{e}");
 }
 
@@ -205,7 +205,8 @@ async fn too_large_and_missing_images_fail_clearly() {
         false,
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("virtual size of 16 MiB")
             && e.contains("larger than disk disk/0 of instance vm2 (4 MiB"),
@@ -223,7 +224,8 @@ async fn too_large_and_missing_images_fail_clearly() {
         false,
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         e,
         format!(
@@ -233,7 +235,8 @@ async fn too_large_and_missing_images_fail_clearly() {
     );
     let e = os_add(&rt, install("vm2", 4, &[]), false)
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("needs the OS parameter image"), "{e}");
 
     // A missing disk.
@@ -245,7 +248,8 @@ async fn too_large_and_missing_images_fail_clearly() {
         false,
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("disk/0 of instance vm3 is missing"), "{e}");
 
     // Not raw or qcow2.
@@ -260,7 +264,8 @@ async fn too_large_and_missing_images_fail_clearly() {
         false,
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("format 'vmdk'"), "{e}");
 }
 
@@ -440,7 +445,8 @@ async fn cloud_init_seed_written_and_attached_as_cdrom() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: inst })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("gone.iso") && e.contains("does not exist"),
         "{e}"

@@ -74,7 +74,7 @@ async fn qmp_client_against_real_qemu() {
     assert!(q.query_status().await.unwrap().running);
     assert_eq!(q.query_balloon().await.unwrap().actual, 128 << 20);
     q.balloon(64 << 20).await.unwrap();
-    let e = q.run("no-such-command").await.unwrap_err();
+    let e = q.run("no-such-command").await.unwrap_err().to_string();
     assert!(e.contains("CommandNotFound"), "{e}");
     q.system_reset().await.unwrap();
     q.system_powerdown().await.unwrap();
@@ -190,7 +190,8 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
             instance: inst.clone(),
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(again.contains("already running"), "{again}");
 
     // A new runtime on the same state directory (a restarted magueyd) finds it again.
@@ -244,7 +245,8 @@ async fn kvm_start_readopt_and_hard_stop_after_timeout() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: inst })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("disk/0") && e.contains("missing"), "{e}");
     assert!(info(&rt).await.is_none());
 }

@@ -279,7 +279,8 @@ async fn bridged_nic_tap_on_the_bridge_removed_on_stop_and_exit() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: bad })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains(&format!("bridge '{missing}' does not exist")),
         "{e}"
@@ -296,7 +297,8 @@ async fn bridged_nic_tap_on_the_bridge_removed_on_stop_and_exit() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: broken })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("QEMU failed to start"), "{e}");
     assert!(link(&tap).is_none(), "{:?}", link(&tap));
     assert!(info(&rt, &name).await.is_none());
@@ -306,7 +308,8 @@ async fn bridged_nic_tap_on_the_bridge_removed_on_stop_and_exit() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: ovs })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("openvswitch") && e.contains("not supported"),
         "{e}"
@@ -389,7 +392,8 @@ async fn routed_nic_host_route_and_proxy_arp() {
     let e = rt
         .handle(NodeRequest::InstanceStart { instance: bad })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("routed mode needs an IP"), "{e}");
     assert!(link(&tap0).is_none());
     assert!(info(&rt, &name).await.is_none());

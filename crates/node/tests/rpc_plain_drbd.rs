@@ -401,7 +401,8 @@ async fn drbd_requests_for_a_foreign_disk_are_refused() {
             role: DrbdRole::Primary,
         })
         .await
-        .expect_err("not this node's disk");
+        .expect_err("not this node's disk")
+        .to_string();
     assert!(e.contains("neither end"), "{e}");
     assert!(r.calls().is_empty(), "{:?}", r.argvs());
 }

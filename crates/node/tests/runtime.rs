@@ -1,5 +1,5 @@
 use maguey_model::{Disk, LogicalId, Ssconf};
-use maguey_node::{os, read_ssconf, NodeConfig, NodeRuntime};
+use maguey_node::{os, read_ssconf, NodeConfig, NodeResult, NodeRuntime};
 use maguey_rpc::{
     BlockdevInfo, InstanceRunInfo, InstanceRuntime, NicRuntime, NodeInfo, NodeRequest, OsInfo,
     OsInstall, VersionInfo,
@@ -20,7 +20,7 @@ fn config(dir: &Path) -> NodeConfig {
     }
 }
 
-async fn call<T: DeserializeOwned>(rt: &NodeRuntime, req: NodeRequest) -> Result<T, String> {
+async fn call<T: DeserializeOwned>(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<T> {
     let v = rt.handle(req).await?;
     Ok(serde_json::from_value(v).expect("answer decodes"))
 }
@@ -158,12 +158,20 @@ async fn fake_hypervisor_memory_and_persistence() {
     let info: NodeInfo = call(&rt, node_info_req()).await.unwrap();
     assert_eq!(info.memory_free, 512);
 
-    let e = rt.handle(start("inst2", 600)).await.unwrap_err();
+    let e = rt
+        .handle(start("inst2", 600))
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "not enough memory on node node1: needed 600 MiB, free 512 MiB"
     );
-    let e = rt.handle(start("inst1", 100)).await.unwrap_err();
+    let e = rt
+        .handle(start("inst1", 100))
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "instance inst1 is already running");
     rt.handle(start("inst2", 512)).await.unwrap();
 
@@ -320,7 +328,8 @@ async fn file_storage() {
     let e = rt
         .handle(create(file_disk("inst1/disk0", 10)))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already exists"), "{e}");
 
     let found: Option<BlockdevInfo> = call(&rt, find(disk.clone())).await.unwrap();
@@ -344,7 +353,11 @@ async fn file_storage() {
         "/tmp/x",
         "",
     ] {
-        let e = rt.handle(create(file_disk(bad, 1))).await.unwrap_err();
+        let e = rt
+            .handle(create(file_disk(bad, 1)))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("outside") || e.contains("..") || e.contains("empty"),
             "{bad}: {e}"
@@ -537,7 +550,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no variant 'v9'"), "{e}");
 
     // A failing script: exit status and output surface.
@@ -547,7 +561,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exit status 3"), "{e}");
     assert!(
         e.contains("disk full, giving up") && e.contains("starting"),
@@ -561,7 +576,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("OS 'nope' not found on node node1 (searched: "),
         "{e}"
@@ -573,7 +589,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("invalid OS name"), "{e}");
 
     // Timeout.
@@ -585,7 +602,8 @@ async fn os_create_environment_and_failures() {
             reinstall: false,
         })
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("timed out"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10));
 }
@@ -686,6 +704,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, grow(0, true))
         .await
         .unwrap_err()
+        .to_string()
         .contains("0 MiB"));
     let missing = NodeRequest::BlockdevGrow {
         disk: file_disk("nope/disk0", 8),
@@ -696,6 +715,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, missing)
         .await
         .unwrap_err()
+        .to_string()
         .contains("does not exist"));
 
     // The fake hypervisor records the size it was told for a running instance.
@@ -708,6 +728,7 @@ async fn blockdev_grow_file_and_fake_resize() {
     assert!(call::<()>(&rt, resize("g1"))
         .await
         .unwrap_err()
+        .to_string()
         .contains("not running"));
     let _: () = call(
         &rt,
@@ -722,4 +743,47 @@ async fn blockdev_grow_file_and_fake_resize() {
         serde_json::from_slice(&std::fs::read(dir.path().join("run/fake/g1.json")).unwrap())
             .unwrap();
     assert_eq!(run["disk_sizes"]["0"], 12, "{run}");
+}
+
+#[tokio::test]
+async fn os_scripts_run_through_the_runtime_command_runner() {
+    use maguey_node::exec::{CmdOutput, ScriptedRunner};
+    let dir = tempfile::tempdir().unwrap();
+    os::write_noop_os(&dir.path().join("os")).unwrap();
+    let mut rt = NodeRuntime::new(config(dir.path())).unwrap();
+    let r = std::sync::Arc::new(ScriptedRunner::new());
+    let def = dir.path().join("os/noop");
+    let script = def.join("create").display().to_string();
+    r.expect(&[script.as_str()], CmdOutput::fail(3, ""));
+    rt.set_storage_runner(r.clone());
+    let mut inst = install("noop", &dir.path().join("unused"));
+    inst.osparams.clear();
+    let e = call::<String>(
+        &rt,
+        NodeRequest::InstanceOsAdd {
+            install: inst,
+            reinstall: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), maguey_node::ErrorKind::CommandFailed);
+    assert!(
+        e.to_string().starts_with(
+            "OS create script of 'noop' for instance inst1.example.com failed (exit status 3)"
+        ),
+        "{e}"
+    );
+    r.finish().unwrap();
+    let calls = r.calls();
+    // A clean environment with the OS API variables, in the definition's directory, its
+    // output logged, bounded by the OS timeout.
+    assert!(calls[0].env_clear);
+    assert_eq!(calls[0].cwd.as_deref(), Some(def.as_path()));
+    assert!(calls[0]
+        .env
+        .iter()
+        .any(|(k, v)| k == "INSTANCE_NAME" && v == "inst1.example.com"));
+    assert!(calls[0].log.is_some());
+    assert_eq!(calls[0].timeout, Some(os::DEFAULT_OS_TIMEOUT));
 }

@@ -305,6 +305,61 @@ pub enum RpcReply {
     Error(String),
 }
 
+/// The typed answer of a node to one [`NodeRequest`] (like Firecracker's `VmmData`): each
+/// variant is the reply type of the requests listed on it. On the wire (inside
+/// [`RpcReply::Ok`]) a reply is its bare value, so `Empty` is `null` and the others are the
+/// JSON of the type they carry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum NodeReply {
+    /// `null`: requests that only act (`write_ssconf`, `instance_start`, `blockdev_remove`,
+    /// the DRBD steps, ...).
+    Empty,
+    /// `version`.
+    Version(VersionInfo),
+    /// `node_info`.
+    NodeInfo(NodeInfo),
+    /// `blockdev_create`.
+    Blockdev(BlockdevInfo),
+    /// `blockdev_find`: `None` when the disk is missing.
+    BlockdevFound(Option<BlockdevInfo>),
+    /// `blockdev_read`.
+    Chunk(BlockdevChunk),
+    /// Names or paths: `file_storage_list`, `node_volumes`, `instance_list`,
+    /// `drbd_replace_storage`.
+    Names(Vec<String>),
+    /// `instance_info`: `None` when the instance is not running.
+    InstanceInfo(Option<InstanceRunInfo>),
+    /// `all_instances_info`.
+    AllInstancesInfo(BTreeMap<String, InstanceRunInfo>),
+    /// `accept_instance`.
+    AcceptedPorts(AcceptedPorts),
+    /// `instance_migrate`.
+    Migration(MigrationStatus),
+    /// `instance_migration_progress`: `None` when no migration runs.
+    MigrationProgress(Option<MigrationProgress>),
+    /// Text: `instance_console`, and the output of OS scripts (`os_validate`,
+    /// `instance_run_rename`, `instance_os_add` of a script OS definition).
+    Text(String),
+    /// `instance_os_add` of the built-in `image` provider.
+    ImageInstall(ImageInstallOutput),
+    /// `os_diagnose`.
+    OsList(Vec<OsInfo>),
+    /// `drbd_status`: per disk, `None` when its device is not configured.
+    DrbdStatus(Vec<Option<DrbdDiskStatus>>),
+    /// `drbd_wait_sync`.
+    DrbdSync(DrbdSyncProgress),
+    /// `drbd_node_check`.
+    DrbdNodeCheck(DrbdNodeCheck),
+}
+
+impl NodeReply {
+    /// The reply's JSON, as carried by [`RpcReply::Ok`].
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// Maguey's version string.
@@ -436,6 +491,20 @@ pub struct OsInfo {
     pub api_versions: Vec<u32>,
 }
 
+/// What `instance_os_add` answers for the built-in `image` OS provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInstallOutput {
+    /// What was done, for the job log.
+    pub output: String,
+    /// Format of the image (given or detected).
+    pub image_format: String,
+    /// Virtual size of the image, in bytes.
+    pub image_size: u64,
+    /// Absolute path of the cloud-init seed on the node (`cloud_init` true), to set as the
+    /// instance's kvm hvparam `cdrom_image_path`; `None` without cloud-init.
+    pub cdrom_image_path: Option<String>,
+}
+
 /// Ports a migration target listens on (answer to [`NodeRequest::AcceptInstance`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AcceptedPorts {
@@ -522,4 +591,34 @@ pub struct DrbdNodeCheck {
     /// What is wrong with the usermode helper, if anything.
     #[serde(default)]
     pub helper_error: Option<String>,
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_their_bare_values_on_the_wire() {
+        assert_eq!(NodeReply::Empty.to_json().unwrap(), serde_json::Value::Null);
+        assert_eq!(
+            NodeReply::BlockdevFound(None).to_json().unwrap(),
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            NodeReply::Names(vec!["a".into()]).to_json().unwrap(),
+            serde_json::json!(["a"])
+        );
+        assert_eq!(
+            NodeReply::Text("out".into()).to_json().unwrap(),
+            serde_json::json!("out")
+        );
+        let ports = AcceptedPorts {
+            port: 8102,
+            nbd_port: None,
+        };
+        assert_eq!(
+            NodeReply::AcceptedPorts(ports.clone()).to_json().unwrap(),
+            serde_json::to_value(&ports).unwrap()
+        );
+    }
 }

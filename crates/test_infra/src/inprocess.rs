@@ -19,7 +19,7 @@ pub use transport::{answer_node_request, InProcessTransport};
 use maguey_config::{Command, ConfigStore};
 use maguey_jobs::{JobQueue, OpContext, OpError, OpExecutor};
 use maguey_model::{ConfigData, Job, OpCode};
-use maguey_node::storage::runner::{Cmd, CmdOutput, CommandRunner, StorageError};
+use maguey_node::storage::runner::{Cmd, CmdOutput, CommandRunner};
 use maguey_node::{NodeConfig, NodeRuntime};
 use maguey_ops::{Executor, Master};
 use maguey_rpc::RpcClient;
@@ -51,7 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct NoLvmRunner;
 
 impl CommandRunner for NoLvmRunner {
-    fn run(&self, cmd: &Cmd) -> Result<CmdOutput, StorageError> {
+    fn run(&self, cmd: &Cmd) -> Result<CmdOutput, maguey_node::exec::ExecError> {
         Ok(CmdOutput::fail(
             127,
             &format!(

@@ -2,7 +2,8 @@
 //! their state survives a restart of the node daemon. Memory is accounted like a real
 //! hypervisor: an instance that does not fit is refused.
 
-use super::{BoxFuture, HvResult, Hypervisor, NodeMemory, RebootKind};
+use super::{BoxFuture, Hypervisor, NodeMemory, RebootKind};
+use crate::error::{NodeError, NodeResult};
 use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -38,10 +39,14 @@ pub struct FakeHypervisor {
 
 impl FakeHypervisor {
     /// Keeps its state in `state_dir/run/fake` (created if missing).
-    pub fn new(state_dir: &Path, node_name: &str, fake_memory_mib: Option<u64>) -> HvResult<Self> {
+    pub fn new(
+        state_dir: &Path,
+        node_name: &str,
+        fake_memory_mib: Option<u64>,
+    ) -> NodeResult<Self> {
         let run_dir = state_dir.join("run").join("fake");
         std::fs::create_dir_all(&run_dir)
-            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot create {}: {e}", run_dir.display())))?;
         Ok(FakeHypervisor {
             run_dir,
             node_name: node_name.to_string(),
@@ -50,32 +55,35 @@ impl FakeHypervisor {
         })
     }
 
-    fn path(&self, name: &str) -> HvResult<PathBuf> {
+    fn path(&self, name: &str) -> NodeResult<PathBuf> {
         maguey_model::names::validate_hostname(name)
-            .map_err(|e| format!("invalid instance name: {e}"))?;
+            .map_err(|e| NodeError::bad_request(format!("invalid instance name: {e}")))?;
         Ok(self.run_dir.join(format!("{name}.json")))
     }
 
-    fn read(&self, name: &str) -> HvResult<Option<RunFile>> {
+    fn read(&self, name: &str) -> NodeResult<Option<RunFile>> {
         let path = self.path(name)?;
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| format!("corrupt run file {}: {e}", path.display())),
+                .map_err(|e| NodeError::io(format!("corrupt run file {}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(NodeError::io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 
-    fn write(&self, rf: &RunFile) -> HvResult<()> {
+    fn write(&self, rf: &RunFile) -> NodeResult<()> {
         let path = self.path(&rf.name)?;
-        let data = serde_json::to_vec_pretty(rf).map_err(|e| e.to_string())?;
+        let data = serde_json::to_vec_pretty(rf).map_err(|e| NodeError::internal(e.to_string()))?;
         crate::write_atomic(&path, &data)
     }
 
-    fn all(&self) -> HvResult<Vec<RunFile>> {
+    fn all(&self) -> NodeResult<Vec<RunFile>> {
         let entries = std::fs::read_dir(&self.run_dir)
-            .map_err(|e| format!("cannot read {}: {e}", self.run_dir.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot read {}: {e}", self.run_dir.display())))?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let file = entry.file_name();
@@ -91,7 +99,7 @@ impl FakeHypervisor {
         Ok(out)
     }
 
-    fn memory(&self) -> HvResult<NodeMemory> {
+    fn memory(&self) -> NodeResult<NodeMemory> {
         let used: u64 = self.all()?.iter().map(|r| r.memory).sum();
         let (total, dom0, available) = match self.fake_memory_mib {
             Some(total) => (total, 0, total),
@@ -124,18 +132,21 @@ impl Hypervisor for FakeHypervisor {
         "fake"
     }
 
-    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>> {
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.read(&inst.name)?.is_some() {
-                return Err(format!("instance {} is already running", inst.name));
+                return Err(NodeError::conflict(format!(
+                    "instance {} is already running",
+                    inst.name
+                )));
             }
             let mem = self.memory()?;
             if inst.memory > mem.free {
-                return Err(format!(
+                return Err(NodeError::conflict(format!(
                     "not enough memory on node {}: needed {} MiB, free {} MiB",
                     self.node_name, inst.memory, mem.free
-                ));
+                )));
             }
             self.write(&RunFile {
                 name: inst.name.clone(),
@@ -149,13 +160,13 @@ impl Hypervisor for FakeHypervisor {
         })
     }
 
-    fn stop<'a>(&'a self, name: &'a str, _timeout: Duration) -> BoxFuture<'a, HvResult<()>> {
+    fn stop<'a>(&'a self, name: &'a str, _timeout: Duration) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let path = self.path(name)?;
             match std::fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot stop instance {name}: {e}")),
+                Err(e) => Err(NodeError::io(format!("cannot stop instance {name}: {e}"))),
             }
         })
     }
@@ -165,28 +176,28 @@ impl Hypervisor for FakeHypervisor {
         inst: &'a InstanceRuntime,
         _kind: RebootKind,
         _shutdown_timeout: Duration,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
-            let mut rf = self
-                .read(&inst.name)?
-                .ok_or_else(|| format!("instance {} is not running", inst.name))?;
+            let mut rf = self.read(&inst.name)?.ok_or_else(|| {
+                NodeError::not_found(format!("instance {} is not running", inst.name))
+            })?;
             rf.started = maguey_model::now();
             self.write(&rf)
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>> {
+    fn list(&self) -> BoxFuture<'_, NodeResult<Vec<String>>> {
         Box::pin(async move { Ok(self.all()?.into_iter().map(|r| r.name).collect()) })
     }
 
-    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>> {
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, NodeResult<Option<InstanceRunInfo>>> {
         Box::pin(async move { Ok(self.read(name)?.as_ref().map(Self::run_info)) })
     }
 
     fn all_info(
         &self,
-    ) -> BoxFuture<'_, HvResult<std::collections::BTreeMap<String, InstanceRunInfo>>> {
+    ) -> BoxFuture<'_, NodeResult<std::collections::BTreeMap<String, InstanceRunInfo>>> {
         Box::pin(async move {
             Ok(self
                 .all()?
@@ -196,20 +207,20 @@ impl Hypervisor for FakeHypervisor {
         })
     }
 
-    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>> {
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             let mut rf = self
                 .read(name)?
-                .ok_or_else(|| format!("instance {name} is not running"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
             if memory > rf.memory {
                 let free = self.memory()?.free;
                 let needed = memory - rf.memory;
                 if needed > free {
-                    return Err(format!(
+                    return Err(NodeError::conflict(format!(
                         "not enough memory on node {}: needed {needed} MiB, free {free} MiB",
                         self.node_name
-                    ));
+                    )));
                 }
             }
             rf.memory = memory;
@@ -217,7 +228,7 @@ impl Hypervisor for FakeHypervisor {
         })
     }
 
-    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>> {
+    fn node_memory(&self) -> BoxFuture<'_, NodeResult<NodeMemory>> {
         Box::pin(async move { self.memory() })
     }
 
@@ -227,13 +238,13 @@ impl Hypervisor for FakeHypervisor {
         name: &'a str,
         index: usize,
         size_mib: u64,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             let mut rf = self
                 .read(name)?
                 .filter(|rf| !rf.incoming)
-                .ok_or_else(|| format!("instance {name} is not running"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
             rf.disk_sizes.insert(index, size_mib);
             self.write(&rf)
         })
@@ -246,21 +257,21 @@ impl Hypervisor for FakeHypervisor {
         _address: &'a str,
         _port: u16,
         _nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             if self.read(&inst.name)?.is_some() {
-                return Err(format!(
+                return Err(NodeError::conflict(format!(
                     "instance {} is already running on node {}",
                     inst.name, self.node_name
-                ));
+                )));
             }
             let mem = self.memory()?;
             if inst.memory > mem.free {
-                return Err(format!(
+                return Err(NodeError::conflict(format!(
                     "not enough memory on node {}: needed {} MiB, free {} MiB",
                     self.node_name, inst.memory, mem.free
-                ));
+                )));
             }
             self.write(&RunFile {
                 name: inst.name.clone(),
@@ -277,17 +288,13 @@ impl Hypervisor for FakeHypervisor {
     fn migrate<'a>(
         &'a self,
         name: &'a str,
-        _target: &'a str,
-        _port: u16,
-        _bandwidth: u64,
-        _downtime: u64,
-        _nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<maguey_rpc::MigrationStatus>> {
+        _to: super::MigrationTarget<'a>,
+    ) -> BoxFuture<'a, NodeResult<maguey_rpc::MigrationStatus>> {
         Box::pin(async move {
             let rf = self
                 .read(name)?
                 .filter(|rf| !rf.incoming)
-                .ok_or_else(|| format!("instance {name} is not running"))?;
+                .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
             Ok(maguey_rpc::MigrationStatus {
                 status: "completed".into(),
                 transferred: rf.memory << 20,
@@ -300,7 +307,7 @@ impl Hypervisor for FakeHypervisor {
         &'a self,
         inst: &'a InstanceRuntime,
         success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
             match self.read(&inst.name)? {
@@ -310,10 +317,10 @@ impl Hypervisor for FakeHypervisor {
                 }
                 Some(rf) if rf.incoming => self.stop(&rf.name, Duration::ZERO).await,
                 Some(_) => Ok(()),
-                None if success => Err(format!(
+                None if success => Err(NodeError::not_found(format!(
                     "instance {} did not arrive on node {}",
                     inst.name, self.node_name
-                )),
+                ))),
                 None => Ok(()),
             }
         })
@@ -323,7 +330,7 @@ impl Hypervisor for FakeHypervisor {
         &'a self,
         name: &'a str,
         success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             if success {
                 self.stop(name, Duration::ZERO).await

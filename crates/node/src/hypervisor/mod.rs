@@ -3,20 +3,16 @@
 //! Ganeti's `fake` hypervisor ([`fake::FakeHypervisor`]) and `kvm` ([`kvm::KvmHypervisor`]:
 //! daemonized QEMU driven over QMP).
 
+use crate::error::{NodeError, NodeResult};
 pub mod fake;
 pub mod kvm;
 
 use maguey_rpc::{InstanceRunInfo, InstanceRuntime, MigrationStatus};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 /// A boxed, sendable future (keeps [`Hypervisor`] object-safe without async-trait).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Errors are messages for the admin, passed back to the master as they are.
-pub type HvResult<T> = Result<T, String>;
+pub use crate::exec::BoxFuture;
 
 /// Memory of the node as the hypervisor sees it, in MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +24,21 @@ pub struct NodeMemory {
     pub dom0: u64,
 }
 
+/// Where and how a migration source sends an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationTarget<'a> {
+    /// The target node's address.
+    pub target: &'a str,
+    /// The port the target's QEMU listens on for the RAM.
+    pub port: u16,
+    /// MiB/s.
+    pub bandwidth: u64,
+    /// Longest pause of the guest, in milliseconds.
+    pub downtime: u64,
+    /// Local-disk migration: the target's NBD exports of the disks.
+    pub nbd_port: Option<u16>,
+}
+
 /// How to reboot an instance (`full` = stop + start is done by the master).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RebootKind {
@@ -36,14 +47,14 @@ pub enum RebootKind {
 }
 
 impl std::str::FromStr for RebootKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NodeError;
+    fn from_str(s: &str) -> NodeResult<Self> {
         match s {
             "soft" => Ok(RebootKind::Soft),
             "hard" => Ok(RebootKind::Hard),
-            other => Err(format!(
+            other => Err(NodeError::bad_request(format!(
                 "invalid reboot type '{other}' (a node does 'soft' or 'hard')"
-            )),
+            ))),
         }
     }
 }
@@ -53,10 +64,10 @@ pub trait Hypervisor: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Starts an instance; refuses when it is already running or does not fit in memory.
-    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, HvResult<()>>;
+    fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, NodeResult<()>>;
 
     /// Stops an instance (soft, then hard after `timeout`). Stopping a stopped one succeeds.
-    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, HvResult<()>>;
+    fn stop<'a>(&'a self, name: &'a str, timeout: Duration) -> BoxFuture<'a, NodeResult<()>>;
 
     /// Reboots a running instance.
     /// A soft reboot gives the guest `shutdown_timeout` to power off cleanly.
@@ -65,16 +76,16 @@ pub trait Hypervisor: Send + Sync {
         inst: &'a InstanceRuntime,
         kind: RebootKind,
         shutdown_timeout: Duration,
-    ) -> BoxFuture<'a, HvResult<()>>;
+    ) -> BoxFuture<'a, NodeResult<()>>;
 
     /// Names of the running instances, sorted.
-    fn list(&self) -> BoxFuture<'_, HvResult<Vec<String>>>;
+    fn list(&self) -> BoxFuture<'_, NodeResult<Vec<String>>>;
 
     /// Live data of one instance; `None` when it is not running.
-    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, HvResult<Option<InstanceRunInfo>>>;
+    fn info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, NodeResult<Option<InstanceRunInfo>>>;
 
     /// Live data of every running instance.
-    fn all_info(&self) -> BoxFuture<'_, HvResult<BTreeMap<String, InstanceRunInfo>>> {
+    fn all_info(&self) -> BoxFuture<'_, NodeResult<BTreeMap<String, InstanceRunInfo>>> {
         Box::pin(async move {
             let mut out = BTreeMap::new();
             for name in self.list().await? {
@@ -87,10 +98,10 @@ pub trait Hypervisor: Send + Sync {
     }
 
     /// Sets the memory (MiB) of a running instance.
-    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, HvResult<()>>;
+    fn balloon<'a>(&'a self, name: &'a str, memory: u64) -> BoxFuture<'a, NodeResult<()>>;
 
     /// Node memory as this hypervisor accounts it.
-    fn node_memory(&self) -> BoxFuture<'_, HvResult<NodeMemory>>;
+    fn node_memory(&self) -> BoxFuture<'_, NodeResult<NodeMemory>>;
 
     /// Migration target: starts the instance waiting for its state on `address:port`; with
     /// `nbd_port`, also exports its (fresh) disks over NBD there for the source to mirror into.
@@ -100,34 +111,29 @@ pub trait Hypervisor: Send + Sync {
         _address: &'a str,
         _port: u16,
         _nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} cannot migrate instance {}",
                 self.name(),
                 inst.name
-            ))
+            )))
         })
     }
 
     /// Migration source: sends the running instance to `target:port` and waits until the
     /// migration ends (bandwidth in MiB/s, downtime in ms); with `nbd_port`, first mirrors
     /// its disks into the target's NBD exports (live migration with local storage).
-    #[allow(clippy::too_many_arguments)]
     fn migrate<'a>(
         &'a self,
         name: &'a str,
-        _target: &'a str,
-        _port: u16,
-        _bandwidth: u64,
-        _downtime: u64,
-        _nbd_port: Option<u16>,
-    ) -> BoxFuture<'a, HvResult<MigrationStatus>> {
+        _to: MigrationTarget<'a>,
+    ) -> BoxFuture<'a, NodeResult<MigrationStatus>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} cannot migrate instance {name}",
                 self.name()
-            ))
+            )))
         })
     }
 
@@ -136,13 +142,13 @@ pub trait Hypervisor: Send + Sync {
         &'a self,
         inst: &'a InstanceRuntime,
         _success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} cannot migrate instance {}",
                 self.name(),
                 inst.name
-            ))
+            )))
         })
     }
 
@@ -151,12 +157,12 @@ pub trait Hypervisor: Send + Sync {
         &'a self,
         name: &'a str,
         _success: bool,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} cannot migrate instance {name}",
                 self.name()
-            ))
+            )))
         })
     }
 
@@ -167,22 +173,22 @@ pub trait Hypervisor: Send + Sync {
         name: &'a str,
         _index: usize,
         _size_mib: u64,
-    ) -> BoxFuture<'a, HvResult<()>> {
+    ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} cannot resize the disks of instance {name}",
                 self.name()
-            ))
+            )))
         })
     }
 
     /// The unix socket of a running instance's interactive serial console (one client at a
     /// time), for a daemon to proxy.
-    fn serial_socket(&self, name: &str) -> HvResult<std::path::PathBuf> {
-        Err(format!(
+    fn serial_socket(&self, name: &str) -> NodeResult<std::path::PathBuf> {
+        Err(NodeError::unsupported(format!(
             "hypervisor {} has no serial console for instance {name}",
             self.name()
-        ))
+        )))
     }
 
     /// The last `max_bytes` of an instance's serial console output.
@@ -190,30 +196,30 @@ pub trait Hypervisor: Send + Sync {
         &'a self,
         name: &'a str,
         _max_bytes: u64,
-    ) -> BoxFuture<'a, HvResult<String>> {
+    ) -> BoxFuture<'a, NodeResult<String>> {
         Box::pin(async move {
-            Err(format!(
+            Err(NodeError::unsupported(format!(
                 "hypervisor {} has no serial console for instance {name}",
                 self.name()
-            ))
+            )))
         })
     }
 }
 
 /// `MemTotal` and `MemAvailable` of `/proc/meminfo`, in MiB.
-pub fn host_meminfo() -> HvResult<(u64, u64)> {
+pub fn host_meminfo() -> NodeResult<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+        .map_err(|e| NodeError::io(format!("cannot read /proc/meminfo: {e}")))?;
     parse_meminfo(&text)
 }
 
-fn parse_meminfo(text: &str) -> HvResult<(u64, u64)> {
+fn parse_meminfo(text: &str) -> NodeResult<(u64, u64)> {
     let field = |name: &str| -> Option<u64> {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
     };
-    let total = field("MemTotal").ok_or("no MemTotal in /proc/meminfo")?;
+    let total = field("MemTotal").ok_or_else(|| NodeError::io("no MemTotal in /proc/meminfo"))?;
     let available = field("MemAvailable")
         .or_else(|| Some(field("MemFree")? + field("Buffers")? + field("Cached")?))
         .unwrap_or(total);

@@ -1,6 +1,7 @@
 //! The `file` disk template: sparse raw image files under the file storage directory.
 
 use super::{normalize, statvfs_mib, BlockStorage, StorageContext};
+use crate::error::{NodeError, NodeResult};
 use maguey_model::{Disk, LogicalId};
 use maguey_rpc::{BlockdevInfo, StorageInfo};
 use std::path::{Component, Path, PathBuf};
@@ -11,13 +12,15 @@ pub struct FileStorage;
 
 /// Resolves a disk path (relative: under `storage_dir`) and refuses any path outside
 /// `storage_dir` (`..` components, other absolute paths, the directory itself).
-pub fn resolve(storage_dir: &Path, path: &str) -> Result<PathBuf, String> {
+pub fn resolve(storage_dir: &Path, path: &str) -> NodeResult<PathBuf> {
     let p = Path::new(path);
     if path.trim().is_empty() {
-        return Err("empty file disk path".into());
+        return Err(NodeError::bad_request("empty file disk path"));
     }
     if p.components().any(|c| c == Component::ParentDir) {
-        return Err(format!("file disk path '{path}' must not contain '..'"));
+        return Err(NodeError::bad_request(format!(
+            "file disk path '{path}' must not contain '..'"
+        )));
     }
     let full = normalize(&if p.is_absolute() {
         p.to_path_buf()
@@ -26,25 +29,25 @@ pub fn resolve(storage_dir: &Path, path: &str) -> Result<PathBuf, String> {
     });
     match full.strip_prefix(storage_dir) {
         Ok(rel) if !rel.as_os_str().is_empty() => Ok(full),
-        _ => Err(format!(
+        _ => Err(NodeError::bad_request(format!(
             "file disk path '{path}' is outside the file storage directory {}",
             storage_dir.display()
-        )),
+        ))),
     }
 }
 
-fn file_path(disk: &Disk) -> Result<&str, String> {
+fn file_path(disk: &Disk) -> NodeResult<&str> {
     match &disk.logical_id {
         LogicalId::File { path, .. } | LogicalId::Sharedfile { path, .. } => Ok(path),
-        other => Err(format!(
+        other => Err(NodeError::bad_request(format!(
             "disk {} is not a file disk: {other:?}",
             disk.iv_name
-        )),
+        ))),
     }
 }
 
 /// Refuses paths whose existing ancestors lead outside the storage dir through symlinks.
-fn check_real_parent(storage_dir: &Path, path: &Path) -> Result<(), String> {
+fn check_real_parent(storage_dir: &Path, path: &Path) -> NodeResult<()> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };
@@ -55,31 +58,34 @@ fn check_real_parent(storage_dir: &Path, path: &Path) -> Result<(), String> {
     if real_parent.starts_with(&real_root) {
         Ok(())
     } else {
-        Err(format!(
+        Err(NodeError::bad_request(format!(
             "file disk path {} leads outside the file storage directory {}",
             path.display(),
             storage_dir.display()
-        ))
+        )))
     }
 }
 
-fn info_of(path: &Path) -> Result<Option<BlockdevInfo>, String> {
+fn info_of(path: &Path) -> NodeResult<Option<BlockdevInfo>> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => Ok(Some(BlockdevInfo {
             path: path.display().to_string(),
             size: m.len() / MIB,
         })),
-        Ok(_) => Err(format!(
+        Ok(_) => Err(NodeError::bad_request(format!(
             "{} exists but is not a regular file",
             path.display()
-        )),
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
+        Err(e) => Err(NodeError::io(format!(
+            "cannot stat {}: {e}",
+            path.display()
+        ))),
     }
 }
 
 impl FileStorage {
-    fn locate(&self, ctx: &StorageContext, disk: &Disk) -> Result<(PathBuf, PathBuf), String> {
+    fn locate(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<(PathBuf, PathBuf)> {
         let root = ctx.file_storage_path();
         let path = resolve(&root, file_path(disk)?)?;
         check_real_parent(&root, &path)?;
@@ -87,24 +93,31 @@ impl FileStorage {
     }
 
     /// Grows a disk image by `by_mib` (the file is extended sparsely; the data stays).
-    pub fn grow(&self, ctx: &StorageContext, disk: &Disk, by_mib: u64) -> Result<(), String> {
+    pub fn grow(&self, ctx: &StorageContext, disk: &Disk, by_mib: u64) -> NodeResult<()> {
         let (_, path) = self.locate(ctx, disk)?;
-        let cur = info_of(&path)?
-            .ok_or_else(|| format!("disk {}: {} does not exist", disk.iv_name, path.display()))?;
+        let cur = info_of(&path)?.ok_or_else(|| {
+            NodeError::not_found(format!(
+                "disk {}: {} does not exist",
+                disk.iv_name,
+                path.display()
+            ))
+        })?;
         let bytes = cur
             .size
             .checked_add(by_mib)
             .and_then(|m| m.checked_mul(MIB))
-            .ok_or_else(|| format!("disk {}: new size is too large", disk.iv_name))?;
+            .ok_or_else(|| {
+                NodeError::bad_request(format!("disk {}: new size is too large", disk.iv_name))
+            })?;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot open {}: {e}", path.display())))?;
         if f.metadata().map(|m| m.len()).unwrap_or(0) >= bytes {
             return Ok(());
         }
         f.set_len(bytes)
-            .map_err(|e| format!("cannot grow {}: {e}", path.display()))
+            .map_err(|e| NodeError::io(format!("cannot grow {}: {e}", path.display())))
     }
 }
 
@@ -113,18 +126,23 @@ impl BlockStorage for FileStorage {
         "file"
     }
 
-    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String> {
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {
         let (root, path) = self.locate(ctx, disk)?;
         if disk.size == 0 {
-            return Err(format!("disk {}: size must be positive", disk.iv_name));
+            return Err(NodeError::bad_request(format!(
+                "disk {}: size must be positive",
+                disk.iv_name
+            )));
         }
-        let bytes = disk
-            .size
-            .checked_mul(MIB)
-            .ok_or_else(|| format!("disk {}: size {} MiB is too large", disk.iv_name, disk.size))?;
+        let bytes = disk.size.checked_mul(MIB).ok_or_else(|| {
+            NodeError::bad_request(format!(
+                "disk {}: size {} MiB is too large",
+                disk.iv_name, disk.size
+            ))
+        })?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                .map_err(|e| NodeError::io(format!("cannot create {}: {e}", parent.display())))?;
         }
         check_real_parent(&root, &path)?;
         match std::fs::OpenOptions::new()
@@ -135,22 +153,31 @@ impl BlockStorage for FileStorage {
             Ok(f) => {
                 if let Err(e) = f.set_len(bytes) {
                     let _ = std::fs::remove_file(&path);
-                    return Err(format!("cannot size {}: {e}", path.display()));
+                    return Err(NodeError::io(format!(
+                        "cannot size {}: {e}",
+                        path.display()
+                    )));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let existing = info_of(&path)?
-                    .ok_or_else(|| format!("{} vanished while being created", path.display()))?;
+                let existing = info_of(&path)?.ok_or_else(|| {
+                    NodeError::conflict(format!("{} vanished while being created", path.display()))
+                })?;
                 if existing.size != disk.size {
-                    return Err(format!(
+                    return Err(NodeError::conflict(format!(
                         "{} already exists with size {} MiB (wanted {} MiB)",
                         path.display(),
                         existing.size,
                         disk.size
-                    ));
+                    )));
                 }
             }
-            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+            Err(e) => {
+                return Err(NodeError::io(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                )))
+            }
         }
         Ok(BlockdevInfo {
             path: path.display().to_string(),
@@ -158,12 +185,17 @@ impl BlockStorage for FileStorage {
         })
     }
 
-    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String> {
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<()> {
         let (root, path) = self.locate(ctx, disk)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            Err(e) => {
+                return Err(NodeError::io(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                )))
+            }
         }
         // The image provider's cloud-init seed lives beside disk 0 and goes with it.
         let mut seed = path.clone().into_os_string();
@@ -178,12 +210,12 @@ impl BlockStorage for FileStorage {
         Ok(())
     }
 
-    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String> {
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<Option<BlockdevInfo>> {
         let (_, path) = self.locate(ctx, disk)?;
         info_of(&path)
     }
 
-    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String> {
+    fn list(&self, ctx: &StorageContext) -> NodeResult<Vec<String>> {
         let root = ctx.file_storage_path();
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
@@ -193,7 +225,7 @@ impl BlockStorage for FileStorage {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => {
                     return Ok(out)
                 }
-                Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+                Err(e) => return Err(NodeError::io(format!("cannot list {}: {e}", dir.display()))),
             };
             for entry in entries.flatten() {
                 let Ok(ft) = entry.file_type() else { continue };
@@ -212,14 +244,14 @@ impl BlockStorage for FileStorage {
         Ok(out)
     }
 
-    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String> {
+    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<PathBuf> {
         Ok(self.locate(ctx, disk)?.1)
     }
 
-    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String> {
+    fn info(&self, ctx: &StorageContext) -> NodeResult<StorageInfo> {
         let root = ctx.file_storage_path();
         std::fs::create_dir_all(&root)
-            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+            .map_err(|e| NodeError::io(format!("cannot create {}: {e}", root.display())))?;
         let (size, free) = statvfs_mib(&root)?;
         Ok(StorageInfo {
             storage_type: "file".into(),

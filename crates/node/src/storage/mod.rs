@@ -11,13 +11,14 @@
 //!
 //! ```no_run
 //! use maguey_node::storage::{self, drbd, StorageContext};
-//! # fn handler(disk: maguey_model::Disk) -> Result<(), String> {
+//! # fn handler(disk: maguey_model::Disk) -> maguey_node::NodeResult<()> {
+//! # let ip = |s: &str| s.parse().map_err(|_| maguey_node::NodeError::bad_request("ip"));
 //! let ctx = StorageContext::new("/var/lib/maguey".as_ref(), "")
 //!     .with_vg("xenvg") // the cluster's volume group (node info, orphan checks)
 //!     .with_node("uuid-of-this-node") // which end of a DRBD disk is local
 //!     .with_owner("web1.example.com") // LV tag originstname+web1.example.com
-//!     .with_secondary_ip("uuid-of-this-node", "192.0.2.1".parse().map_err(|_| "ip")?)
-//!     .with_secondary_ip("uuid-of-the-peer", "192.0.2.2".parse().map_err(|_| "ip")?);
+//!     .with_secondary_ip("uuid-of-this-node", ip("192.0.2.1")?)
+//!     .with_secondary_ip("uuid-of-the-peer", ip("192.0.2.2")?);
 //! // blockdev_create: LVs (+ DRBD metadata, device up and connected)
 //! let info = storage::for_disk(&disk)?.create(&ctx, &disk)?;
 //! // on the primary of a new DRBD disk: the first promotion starts the initial sync
@@ -29,6 +30,7 @@
 //! # }
 //! ```
 
+use crate::error::{NodeError, NodeResult};
 pub mod drbd;
 pub mod file;
 pub mod lvm;
@@ -185,22 +187,22 @@ pub trait BlockStorage: Send + Sync {
     /// Ganeti's `dev_type`: `file`, `sharedfile`, `plain`, `drbd`.
     fn dev_type(&self) -> &'static str;
     /// Creates the device; creating an identical existing device succeeds.
-    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String>;
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo>;
     /// Removes the device; removing a missing device succeeds.
-    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String>;
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<()>;
     /// Looks the device up.
-    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String>;
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<Option<BlockdevInfo>>;
     /// Every device of this kind on the node (for orphan checks), as names/paths relative to
     /// the storage root.
-    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String>;
+    fn list(&self, ctx: &StorageContext) -> NodeResult<Vec<String>>;
     /// The path a hypervisor or OS script uses to access the device.
-    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String>;
+    fn device_path(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<PathBuf>;
     /// Space of this storage, for node info.
-    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String>;
+    fn info(&self, ctx: &StorageContext) -> NodeResult<StorageInfo>;
 }
 
 /// The implementation for a disk's `dev_type`.
-pub fn for_disk(disk: &Disk) -> Result<&'static dyn BlockStorage, String> {
+pub fn for_disk(disk: &Disk) -> NodeResult<&'static dyn BlockStorage> {
     match disk.dev_type.as_str() {
         "file" => Ok(&file::FileStorage),
         // The same images in the cluster's shared directory, which the master sends as the
@@ -209,26 +211,26 @@ pub fn for_disk(disk: &Disk) -> Result<&'static dyn BlockStorage, String> {
         "sharedfile" => Ok(&file::FileStorage),
         "plain" => Ok(&lvm::LvmStorage),
         "drbd" => Ok(&drbd::DrbdStorage),
-        other => Err(format!(
+        other => Err(NodeError::unsupported(format!(
             "disk template '{other}' is not supported by this node yet"
-        )),
+        ))),
     }
 }
 
 /// Total and available space (MiB) of the filesystem holding `path`.
-pub fn statvfs_mib(path: &Path) -> Result<(u64, u64), String> {
+pub fn statvfs_mib(path: &Path) -> NodeResult<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| format!("invalid path {}", path.display()))?;
+        .map_err(|_| NodeError::bad_request(format!("invalid path {}", path.display())))?;
     // SAFETY: `c` is a valid NUL-terminated string and `st` a properly sized out-parameter.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(format!(
+        return Err(NodeError::io(format!(
             "statvfs {}: {}",
             path.display(),
             std::io::Error::last_os_error()
-        ));
+        )));
     }
     let frsize = st.f_frsize as u64;
     let mib = 1024 * 1024;

@@ -11,6 +11,7 @@
 //! inline flags and `\b` are refused with an error rather than misread. Matching is a Pike VM
 //! (linear in the name's length, no backtracking blow-up).
 
+use crate::error::{NodeError, NodeResult};
 /// Largest repetition count accepted in `{m,n}`.
 const MAX_REPEAT: u32 = 1000;
 /// Largest compiled program.
@@ -83,8 +84,11 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn err(&self, what: &str) -> String {
-        format!("invalid pattern '{}' at {}: {what}", self.src, self.pos)
+    fn err(&self, what: &str) -> NodeError {
+        NodeError::bad_request(format!(
+            "invalid pattern '{}' at {}: {what}",
+            self.src, self.pos
+        ))
     }
 
     fn peek(&self) -> Option<char> {
@@ -99,7 +103,7 @@ impl Parser<'_> {
         c
     }
 
-    fn alt(&mut self, depth: usize) -> Result<Node, String> {
+    fn alt(&mut self, depth: usize) -> NodeResult<Node> {
         if depth > 100 {
             return Err(self.err("groups nested too deeply"));
         }
@@ -115,7 +119,7 @@ impl Parser<'_> {
         })
     }
 
-    fn concat(&mut self, depth: usize) -> Result<Node, String> {
+    fn concat(&mut self, depth: usize) -> NodeResult<Node> {
         let mut items = Vec::new();
         while let Some(c) = self.peek() {
             if c == '|' || c == ')' {
@@ -134,7 +138,7 @@ impl Parser<'_> {
 
     /// `{m}`, `{m,}`, `{,n}`, `{m,n}` at the current position (after `{`), or `None` when the
     /// brace is a literal (Python's rule).
-    fn braces(&mut self) -> Result<Option<(u32, Option<u32>)>, String> {
+    fn braces(&mut self) -> NodeResult<Option<(u32, Option<u32>)>> {
         let start = self.pos;
         let mut text = String::new();
         while let Some(c) = self.next() {
@@ -177,7 +181,7 @@ impl Parser<'_> {
         Ok(None)
     }
 
-    fn quantifiers(&mut self, mut atom: Node) -> Result<Node, String> {
+    fn quantifiers(&mut self, mut atom: Node) -> NodeResult<Node> {
         loop {
             let (min, max) = match self.peek() {
                 Some('*') => {
@@ -225,7 +229,7 @@ impl Parser<'_> {
         }
     }
 
-    fn atom(&mut self, depth: usize) -> Result<Node, String> {
+    fn atom(&mut self, depth: usize) -> NodeResult<Node> {
         let Some(c) = self.next() else {
             return Err(self.err("unexpected end"));
         };
@@ -268,7 +272,7 @@ impl Parser<'_> {
         }
     }
 
-    fn escape(&mut self, in_class: bool) -> Result<Escaped, String> {
+    fn escape(&mut self, in_class: bool) -> NodeResult<Escaped> {
         let Some(c) = self.next() else {
             return Err(self.err("bad escape (end of pattern)"));
         };
@@ -292,7 +296,7 @@ impl Parser<'_> {
         }
     }
 
-    fn class(&mut self) -> Result<Node, String> {
+    fn class(&mut self) -> NodeResult<Node> {
         let negated = if self.peek() == Some('^') {
             self.pos += 1;
             true
@@ -358,9 +362,9 @@ enum Inst {
     Match,
 }
 
-fn emit(node: &Node, prog: &mut Vec<Inst>) -> Result<(), String> {
+fn emit(node: &Node, prog: &mut Vec<Inst>) -> NodeResult<()> {
     if prog.len() > MAX_PROGRAM {
-        return Err("pattern too large".to_string());
+        return Err(NodeError::bad_request("pattern too large".to_string()));
     }
     match node {
         Node::Empty => {}
@@ -434,7 +438,7 @@ pub struct Pattern {
 
 impl Pattern {
     /// Compiles `source` as it is.
-    pub fn new(source: &str) -> Result<Self, String> {
+    pub fn new(source: &str) -> NodeResult<Self> {
         let mut p = Parser {
             chars: source.chars().collect(),
             pos: 0,
@@ -448,7 +452,9 @@ impl Pattern {
         emit(&node, &mut prog)?;
         prog.push(Inst::Match);
         if prog.len() > MAX_PROGRAM {
-            return Err(format!("invalid pattern '{source}': pattern too large"));
+            return Err(NodeError::bad_request(format!(
+                "invalid pattern '{source}': pattern too large"
+            )));
         }
         Ok(Pattern {
             source: source.to_string(),
@@ -457,7 +463,7 @@ impl Pattern {
     }
 
     /// Ganeti's field pattern: `^` + `source` + `$`, tested with [`Pattern::matches_at_start`].
-    pub fn ganeti_field(source: &str) -> Result<Self, String> {
+    pub fn ganeti_field(source: &str) -> NodeResult<Self> {
         let mut p = Pattern::new(&format!("^{source}$"))?;
         p.source = source.to_string();
         Ok(p)

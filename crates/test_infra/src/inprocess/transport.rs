@@ -19,10 +19,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// harness calls into the node's request handling: adapt this function when its signature
 /// changes.
 pub async fn answer_node_request(node: &NodeRuntime, req: NodeRequest) -> RpcReply {
-    match node.handle(req).await {
-        Ok(v) => RpcReply::Ok(v),
-        Err(e) => RpcReply::Error(e),
-    }
+    node.rpc_reply(req).await
 }
 
 /// Routes node RPCs (`https://ip:port/rpc`) to the in-process runtime registered for `ip:port`.

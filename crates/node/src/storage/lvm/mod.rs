@@ -7,6 +7,7 @@
 //! Nodes without udev need `udev_sync=0 udev_rules=0` in `lvm.conf` (then LVM makes the
 //! `/dev/VG/LV` links itself); the commands here assume nothing about udev.
 
+use crate::error::{NodeError, NodeResult};
 pub mod report;
 
 use super::pattern::Pattern;
@@ -358,7 +359,7 @@ pub struct ReservedLvs {
 
 impl ReservedLvs {
     /// Compiles every pattern; an invalid one is an error naming it.
-    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> NodeResult<Self> {
         Ok(ReservedLvs {
             patterns: patterns
                 .iter()
@@ -395,17 +396,12 @@ pub struct LvmStorage;
 
 impl LvmStorage {
     /// Grows a `plain` disk by `by_mib`.
-    pub fn grow(&self, ctx: &StorageContext, disk: &Disk, by_mib: u64) -> Result<(), String> {
+    pub fn grow(&self, ctx: &StorageContext, disk: &Disk, by_mib: u64) -> NodeResult<()> {
         Ok(grow(ctx.runner(), &LvId::of_disk(disk)?, by_mib)?)
     }
 
     /// Snapshots a `plain` disk (for exports) as `<lv>.snap`; returns the snapshot's LV.
-    pub fn snapshot(
-        &self,
-        ctx: &StorageContext,
-        disk: &Disk,
-        size_mib: u64,
-    ) -> Result<LvId, String> {
+    pub fn snapshot(&self, ctx: &StorageContext, disk: &Disk, size_mib: u64) -> NodeResult<LvId> {
         let id = LvId::of_disk(disk)?;
         Ok(snapshot(
             ctx.runner(),
@@ -415,10 +411,10 @@ impl LvmStorage {
         )?)
     }
 
-    fn vg<'a>(&self, ctx: &'a StorageContext) -> Result<&'a str, String> {
+    fn vg<'a>(&self, ctx: &'a StorageContext) -> NodeResult<&'a str> {
         ctx.vg_name
             .as_deref()
-            .ok_or_else(|| "no volume group given for LVM storage".to_string())
+            .ok_or_else(|| NodeError::bad_request("no volume group given for LVM storage"))
     }
 }
 
@@ -427,7 +423,7 @@ impl BlockStorage for LvmStorage {
         "plain"
     }
 
-    fn create(&self, ctx: &StorageContext, disk: &Disk) -> Result<BlockdevInfo, String> {
+    fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {
         let id = LvId::of_disk(disk)?;
         create(ctx.runner(), &id, disk.size, ctx.owner.as_deref())?;
         Ok(BlockdevInfo {
@@ -436,11 +432,11 @@ impl BlockStorage for LvmStorage {
         })
     }
 
-    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> Result<(), String> {
+    fn remove(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<()> {
         Ok(remove(ctx.runner(), &LvId::of_disk(disk)?)?)
     }
 
-    fn find(&self, ctx: &StorageContext, disk: &Disk) -> Result<Option<BlockdevInfo>, String> {
+    fn find(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<Option<BlockdevInfo>> {
         let id = LvId::of_disk(disk)?;
         Ok(find(ctx.runner(), &id)?.map(|lv| BlockdevInfo {
             path: id.device_path().display().to_string(),
@@ -449,7 +445,7 @@ impl BlockStorage for LvmStorage {
     }
 
     /// `vg/lv` of every LV in the context's VG.
-    fn list(&self, ctx: &StorageContext) -> Result<Vec<String>, String> {
+    fn list(&self, ctx: &StorageContext) -> NodeResult<Vec<String>> {
         let mut names: Vec<String> = list(ctx.runner(), self.vg(ctx)?)?
             .iter()
             .map(LvInfo::full_name)
@@ -458,12 +454,12 @@ impl BlockStorage for LvmStorage {
         Ok(names)
     }
 
-    fn device_path(&self, _ctx: &StorageContext, disk: &Disk) -> Result<PathBuf, String> {
+    fn device_path(&self, _ctx: &StorageContext, disk: &Disk) -> NodeResult<PathBuf> {
         Ok(LvId::of_disk(disk)?.device_path())
     }
 
     /// The context's VG as `lvm-vg`.
-    fn info(&self, ctx: &StorageContext) -> Result<StorageInfo, String> {
+    fn info(&self, ctx: &StorageContext) -> NodeResult<StorageInfo> {
         let vg = vg_info(ctx.runner(), self.vg(ctx)?)?;
         Ok(StorageInfo {
             storage_type: "lvm-vg".into(),

@@ -65,7 +65,8 @@ fn create_of_an_existing_lv_is_idempotent_but_not_when_smaller() {
     r.expect_ok(&lvs_argv(&full), &data("lvm/lvs_one.json"));
     let e = LvmStorage
         .create(&ctx, &plain_disk("xenvg", LV, 2048))
-        .expect_err("too small");
+        .expect_err("too small")
+        .to_string();
     assert!(e.contains("already exists with size 1024 MiB"), "{e}");
     r.finish().expect("no lvcreate");
 }
@@ -94,7 +95,8 @@ fn create_failure_names_the_command_and_stderr() {
     );
     let e = LvmStorage
         .create(&ctx, &plain_disk("xenvg", LV, 4096))
-        .expect_err("no space");
+        .expect_err("no space")
+        .to_string();
     assert!(e.contains("`lvcreate --yes -Wy -L 4096m"), "{e}");
     assert!(e.contains("exit code 5"), "{e}");
     assert!(e.contains("insufficient free space"), "{e}");
@@ -128,7 +130,8 @@ fn remove_tolerates_missing_lv_and_vg() {
     );
     let e = LvmStorage
         .remove(&ctx, &plain_disk("xenvg", LV, 1))
-        .expect_err("in use");
+        .expect_err("in use")
+        .to_string();
     assert!(e.contains("in use"), "{e}");
     r.finish().expect("all ran");
 }
@@ -182,7 +185,8 @@ fn garbage_lvs_output_is_an_error() {
     r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), "  WARNING: something\n{");
     let e = LvmStorage
         .find(&ctx, &plain_disk("xenvg", LV, 1))
-        .expect_err("garbage");
+        .expect_err("garbage")
+        .to_string();
     assert!(e.contains("cannot parse lvs report"), "{e}");
 }
 
@@ -293,7 +297,7 @@ fn list_all_reads_every_vg() {
         ]),
         CmdOutput::fail(5, "  No volume groups found.\n"),
     );
-    let e = list_all(ctx.runner()).expect_err("fails");
+    let e = list_all(ctx.runner()).expect_err("fails").to_string();
     assert!(e.to_string().contains("No volume groups found"), "{e}");
     r.finish().expect("exact commands");
 }

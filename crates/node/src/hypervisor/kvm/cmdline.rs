@@ -1,0 +1,422 @@
+//! QEMU's command line, built from an instance's filled hvparams.
+
+use super::probe::kvm_can_run;
+use super::process::Paths;
+use crate::error::{NodeError, NodeResult};
+use crate::network::{self, TapSpec};
+use maguey_rpc::InstanceRuntime;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub(super) fn hv_str<'a>(hv: &'a BTreeMap<String, Value>, key: &str, default: &'a str) -> &'a str {
+    hv.get(key).and_then(Value::as_str).unwrap_or(default)
+}
+
+fn hv_bool(hv: &BTreeMap<String, Value>, key: &str, default: bool) -> bool {
+    match hv.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.as_str(), "true" | "yes" | "1" | "on"),
+        _ => default,
+    }
+}
+
+fn hv_u64(hv: &BTreeMap<String, Value>, key: &str, default: u64) -> u64 {
+    match hv.get(key) {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(default),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(default),
+        _ => default,
+    }
+}
+
+/// Escapes a value for QEMU's `key=value,...` option syntax (commas are doubled).
+fn qopt(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+/// Resolves the `accel` hvparam: `auto` is `kvm` when KVM can run a guest here, else `tcg`.
+pub fn resolve_accel(accel: &str) -> NodeResult<String> {
+    match accel {
+        "kvm" | "tcg" => Ok(accel.to_string()),
+        "auto" | "" => Ok(if kvm_can_run() { "kvm" } else { "tcg" }.to_string()),
+        other => Err(NodeError::bad_request(format!(
+            "invalid accel '{other}' (kvm, tcg or auto)"
+        ))),
+    }
+}
+
+/// Builds QEMU's command line (program first) from the instance's filled hvparams.
+/// `disks` are the host paths of the instance's disks, in order.
+/// `nets` are the instance's NICs with their taps ([`network::plan`]), in order.
+pub fn build_argv(
+    inst: &InstanceRuntime,
+    paths: &Paths,
+    disks: &[PathBuf],
+    nets: &[TapSpec],
+    accel: &str,
+) -> NodeResult<Vec<String>> {
+    let hv = &inst.hvparams;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    let kvm_path = hv_str(hv, "kvm_path", "/usr/bin/kvm");
+    push(&[kvm_path, "-name", &qopt(&inst.name)]);
+    if uuid::Uuid::parse_str(&inst.uuid).is_ok() {
+        push(&["-uuid", &inst.uuid]);
+    }
+    push(&[
+        "-m",
+        &inst.memory.to_string(),
+        "-smp",
+        &inst.vcpus.max(1).to_string(),
+        "-pidfile",
+        &paths.pid.to_string_lossy(),
+        "-daemonize",
+        "-nodefaults",
+        "-no-user-config",
+    ]);
+    let mut machine = match hv_str(hv, "machine_version", "") {
+        "" => "pc".to_string(),
+        m => qopt(m),
+    };
+    if !hv_bool(hv, "acpi", true) {
+        machine.push_str(",acpi=off");
+    }
+    push(&["-machine", &machine, "-accel", accel]);
+    match hv_str(hv, "cpu_type", "") {
+        "" => {}
+        c => push(&["-cpu", c]),
+    }
+    push(&[
+        "-qmp",
+        &format!(
+            "unix:{},server=on,wait=off",
+            qopt(&paths.qmp.to_string_lossy())
+        ),
+    ]);
+    let serial = hv_bool(hv, "serial_console", true);
+    if serial {
+        push(&[
+            "-chardev",
+            &format!(
+                "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+                qopt(&paths.serial.to_string_lossy()),
+                qopt(&paths.console_log.to_string_lossy())
+            ),
+            "-serial",
+            "chardev:serial0",
+        ]);
+    }
+    match hv_str(hv, "vnc_bind_address", "") {
+        "" => push(&["-display", "none"]),
+        addr => push(&["-vga", "std", "-vnc", &format!("{addr}:0,to=1000")]),
+    }
+    let kernel = hv_str(hv, "kernel_path", "");
+    if !kernel.is_empty() {
+        let mut append = format!(
+            "root={} {}",
+            hv_str(hv, "root_path", "/dev/vda1"),
+            hv_str(hv, "kernel_args", "ro")
+        );
+        if serial {
+            append.push_str(&format!(
+                " console=ttyS0,{}",
+                hv_u64(hv, "serial_speed", 38400)
+            ));
+        }
+        push(&["-kernel", kernel]);
+        match hv_str(hv, "initrd_path", "") {
+            "" => {}
+            i => push(&["-initrd", i]),
+        }
+        push(&["-append", append.trim()]);
+    } else {
+        let order = match hv_str(hv, "boot_order", "disk") {
+            "cdrom" => "d",
+            "floppy" => "a",
+            "network" => "n",
+            _ => "c",
+        };
+        push(&["-boot", order]);
+    }
+    let cache = hv_str(hv, "disk_cache", "default");
+    let aio = hv_str(hv, "disk_aio", "threads");
+    // Native AIO needs O_DIRECT, as in Ganeti.
+    let direct = cache == "none" || aio == "native";
+    let disk_type = hv_str(hv, "disk_type", "paravirtual");
+    for (i, (path, disk)) in disks.iter().zip(&inst.disks).enumerate() {
+        let ro = disk.mode == "ro";
+        // LVs and DRBD devices are block devices: QEMU's `file` driver refuses them.
+        let driver = match disk.dev_type.as_str() {
+            "plain" | "drbd" => "host_device",
+            _ => "file",
+        };
+        push(&[
+            "-blockdev",
+            &format!(
+                "driver={driver},node-name=disk{i}-file,filename={},aio={aio},cache.direct={},read-only={}",
+                qopt(&path.to_string_lossy()),
+                if direct { "on" } else { "off" },
+                if ro { "on" } else { "off" },
+            ),
+            "-blockdev",
+            &format!(
+                "driver=raw,node-name=disk{i},file=disk{i}-file,read-only={}",
+                if ro { "on" } else { "off" }
+            ),
+        ]);
+        let wc = if cache == "writethrough" {
+            ",write-cache=off"
+        } else {
+            ""
+        };
+        let dev = match disk_type {
+            "paravirtual" => format!("virtio-blk-pci,drive=disk{i},id=disk{i}-dev{wc}"),
+            "ide" => format!("ide-hd,drive=disk{i},id=disk{i}-dev{wc}"),
+            other => {
+                return Err(NodeError::unsupported(format!(
+                    "disk_type '{other}' is not supported by Maguey's kvm hypervisor yet"
+                )))
+            }
+        };
+        push(&["-device", &dev]);
+    }
+    let nic_model = match hv_str(hv, "nic_type", "paravirtual") {
+        "paravirtual" => "virtio-net-pci".to_string(),
+        "ne2k_pci" => "ne2k_pci".to_string(),
+        "ne2k_isa" => "ne2k_isa".to_string(),
+        other => other.to_string(),
+    };
+    // vhost-net only when asked for and the node has it.
+    let vhost = hv_bool(hv, "vhost_net", false) && network::vhost_available();
+    for net in nets {
+        push(&[
+            "-netdev",
+            &network::netdev_arg(net, vhost),
+            "-device",
+            &network::device_arg(net, &nic_model),
+        ]);
+    }
+    cdrom_args(hv, &mut a)?;
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    push(&["-device", "virtio-balloon-pci,id=balloon0"]);
+    if hv_str(hv, "reboot_behavior", "reboot") == "exit" {
+        push(&["-no-reboot"]);
+    }
+    // A guest that powers itself off leaves QEMU alive in state `shutdown` (Ganeti's
+    // USER_down) instead of exiting.
+    if hv_bool(hv, "user_shutdown", false) {
+        push(&["-no-shutdown"]);
+    }
+    if hv_bool(hv, "use_localtime", false) {
+        push(&["-rtc", "base=localtime"]);
+    }
+    for extra in hv_str(hv, "kvm_extra", "").split_whitespace() {
+        push(&[extra]);
+    }
+    Ok(a)
+}
+
+/// Ganeti's `cdrom_image_path`: a local image attached read-only as a CD-ROM
+/// (`cdrom_disk_type`: `ide`, the default, `scsi` or `paravirtual`).
+fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> NodeResult<()> {
+    let path = hv_str(hv, "cdrom_image_path", "");
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !Path::new(path).is_absolute() {
+        return Err(NodeError::bad_request(format!(
+            "cdrom_image_path '{path}' must be an absolute path on the node"
+        )));
+    }
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+    let dev = match hv_str(hv, "cdrom_disk_type", "") {
+        "" | "ide" => "ide-cd,drive=cdrom0,id=cdrom0-dev",
+        "paravirtual" => "virtio-blk-pci,drive=cdrom0,id=cdrom0-dev",
+        "scsi" => {
+            push(&["-device", "virtio-scsi-pci,id=cdrom-scsi"]);
+            "scsi-cd,bus=cdrom-scsi.0,drive=cdrom0,id=cdrom0-dev"
+        }
+        other => {
+            return Err(NodeError::unsupported(format!(
+                "cdrom_disk_type '{other}' is not supported by Maguey's kvm hypervisor (ide, scsi or paravirtual)"
+            )))
+        }
+    };
+    push(&[
+        "-blockdev",
+        &format!(
+            "driver=file,node-name=cdrom0-file,filename={},read-only=on",
+            qopt(path)
+        ),
+        "-blockdev",
+        "driver=raw,node-name=cdrom0,file=cdrom0-file,read-only=on",
+        "-device",
+        dev,
+    ]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maguey_model::params::{Hypervisor as Hv, ParamKind};
+
+    fn runtime() -> InstanceRuntime {
+        let mut hv = ParamKind::Hv(Hv::Kvm).defaults();
+        hv.insert("kernel_path".into(), "/k/vmlinuz".into());
+        hv.insert("initrd_path".into(), "/k/initrd".into());
+        hv.insert(
+            "kvm_extra".into(),
+            "-global kvm-pit.lost_tick_policy=delay".into(),
+        );
+        InstanceRuntime {
+            name: "vm1".into(),
+            uuid: "0b6f6b8c-5a43-4a3e-9d2c-1a2b3c4d5e6f".into(),
+            hypervisor: "kvm".into(),
+            memory: 128,
+            vcpus: 1,
+            hvparams: hv,
+            disks: vec![],
+            nics: vec![],
+            file_storage_dir: String::new(),
+        }
+    }
+
+    #[test]
+    fn argv_from_hvparams() {
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&runtime(), &paths, &[], &[], "tcg").unwrap();
+        let s = a.join(" ");
+        assert_eq!(a[0], "/usr/bin/kvm");
+        assert!(s.contains("-name vm1 -uuid 0b6f6b8c"), "{s}");
+        assert!(
+            s.contains("-m 128 -smp 1 -pidfile /r/vm1.pid -daemonize"),
+            "{s}"
+        );
+        assert!(s.contains("-machine pc -accel tcg"), "{s}");
+        assert!(s.contains("-qmp unix:/r/vm1.qmp,server=on,wait=off"), "{s}");
+        assert!(s.contains("logfile=/r/vm1.console.log"), "{s}");
+        assert!(s.contains("-kernel /k/vmlinuz -initrd /k/initrd"), "{s}");
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(a[i + 1], "root=/dev/vda1 ro console=ttyS0,38400");
+        assert!(s.ends_with("-global kvm-pit.lost_tick_policy=delay"), "{s}");
+        assert!(!s.contains("-boot"));
+    }
+
+    #[test]
+    fn argv_without_kernel_boots_disk_and_escapes() {
+        let mut r = runtime();
+        r.hvparams.insert("kernel_path".into(), "".into());
+        r.hvparams.insert("serial_console".into(), false.into());
+        r.hvparams.insert("disk_cache".into(), "none".into());
+        r.disks = vec![maguey_model::Disk {
+            uuid: "d0".into(),
+            name: None,
+            dev_type: maguey_model::DevType::File,
+            size: 64,
+            mode: maguey_model::DiskMode::ReadWrite,
+            logical_id: maguey_model::LogicalId::File {
+                driver: "loop".into(),
+                path: "d".into(),
+            },
+            children: vec![],
+            nodes: vec![],
+            iv_name: "disk/0".into(),
+            serial_no: 1,
+            ctime: 0.0,
+            mtime: 0.0,
+        }];
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], &[], "kvm").unwrap();
+        let s = a.join(" ");
+        assert!(s.contains("-boot c"), "{s}");
+        assert!(!s.contains("console=ttyS0"));
+        assert!(
+            s.contains("filename=/d/a,,b,aio=threads,cache.direct=on"),
+            "{s}"
+        );
+        assert!(s.contains("virtio-blk-pci,drive=disk0"), "{s}");
+        assert!(
+            s.contains("-blockdev driver=file,node-name=disk0-file"),
+            "{s}"
+        );
+        // LVs and DRBD devices are block devices (`host_device`).
+        r.disks[0].dev_type = maguey_model::DevType::Drbd;
+        let a = build_argv(&r, &paths, &[PathBuf::from("/dev/drbd3")], &[], "kvm").unwrap();
+        let s = a.join(" ");
+        assert!(
+            s.contains("-blockdev driver=host_device,node-name=disk0-file,filename=/dev/drbd3"),
+            "{s}"
+        );
+        r.disks[0].dev_type = maguey_model::DevType::File;
+        r.hvparams.insert("disk_type".into(), "pflash".into());
+        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm").is_err());
+    }
+
+    #[test]
+    fn argv_with_taps_and_cdrom() {
+        let mut r = runtime();
+        r.nics = vec![
+            maguey_rpc::NicRuntime {
+                mac: "aa:00:00:00:00:01".into(),
+                ip: None,
+                mode: "bridged".into(),
+                link: "br0".into(),
+            },
+            maguey_rpc::NicRuntime {
+                mac: "aa:00:00:00:00:02".into(),
+                ip: Some("192.0.2.9".into()),
+                mode: "routed".into(),
+                link: "".into(),
+            },
+        ];
+        r.hvparams.insert("nic_type".into(), "e1000".into());
+        r.hvparams
+            .insert("cdrom_image_path".into(), "/srv/seed,1.iso".into());
+        let nets = network::plan("node1", "vm1", &r.nics).unwrap();
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let a = build_argv(&r, &paths, &[], &nets, "tcg").unwrap();
+        let s = a.join(" ");
+        let t0 = network::tap_name("node1", "vm1", 0);
+        let t1 = network::tap_name("node1", "vm1", 1);
+        assert!(
+            s.contains(&format!(
+                "-netdev tap,id=net0,ifname={t0},script=no,downscript=no -device e1000,id=nic0,netdev=net0,mac=aa:00:00:00:00:01"
+            )),
+            "{s}"
+        );
+        assert!(s.contains(&format!("ifname={t1},script=no,downscript=no -device e1000,id=nic1,netdev=net1,mac=aa:00:00:00:00:02")), "{s}");
+        // vhost only when asked for (and present on the node).
+        assert!(!s.contains("vhost=on"), "{s}");
+        r.hvparams.insert("vhost_net".into(), true.into());
+        let v = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        assert_eq!(v.contains("vhost=on"), network::vhost_available(), "{v}");
+        assert_eq!(network::taps_in_argv(&a), vec![t0, t1]);
+        assert!(
+            s.contains("-blockdev driver=file,node-name=cdrom0-file,filename=/srv/seed,,1.iso,read-only=on -blockdev driver=raw,node-name=cdrom0,file=cdrom0-file,read-only=on -device ide-cd,drive=cdrom0,id=cdrom0-dev"),
+            "{s}"
+        );
+        r.hvparams.insert("cdrom_disk_type".into(), "scsi".into());
+        let s = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        assert!(s.contains("-device virtio-scsi-pci,id=cdrom-scsi"), "{s}");
+        assert!(s.contains("scsi-cd,bus=cdrom-scsi.0,drive=cdrom0"), "{s}");
+        r.hvparams.insert("cdrom_disk_type".into(), "floppy".into());
+        assert!(build_argv(&r, &paths, &[], &nets, "tcg").is_err());
+        r.hvparams.insert("cdrom_disk_type".into(), "".into());
+        r.hvparams
+            .insert("cdrom_image_path".into(), "seed.iso".into());
+        let e = build_argv(&r, &paths, &[], &nets, "tcg")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn accel_values() {
+        assert_eq!(resolve_accel("tcg").unwrap(), "tcg");
+        assert_eq!(resolve_accel("kvm").unwrap(), "kvm");
+        assert!(resolve_accel("xen").is_err());
+        let auto = resolve_accel("auto").unwrap();
+        assert!(auto == "kvm" || auto == "tcg");
+    }
+}
