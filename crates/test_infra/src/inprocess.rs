@@ -46,19 +46,64 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Fails every LVM/DRBD command: in-process nodes have neither (and must not touch the
-/// host's).
+/// host's). Other programs (OS scripts, `qemu-img`) run for real.
 #[derive(Debug, Default)]
-pub struct NoLvmRunner;
+pub struct NoLvmRunner {
+    system: maguey_node::exec::SystemRunner,
+}
+
+/// Programs of LVM and DRBD (by file name).
+const LVM_DRBD_PROGRAMS: &[&str] = &[
+    "lvm",
+    "lvs",
+    "vgs",
+    "pvs",
+    "lvcreate",
+    "lvremove",
+    "lvchange",
+    "lvresize",
+    "lvextend",
+    "lvrename",
+    "vgcreate",
+    "pvcreate",
+    "drbdsetup",
+    "drbdadm",
+    "drbdmeta",
+];
+
+fn is_lvm_or_drbd(cmd: &Cmd) -> bool {
+    cmd.argv().first().is_some_and(|p| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        LVM_DRBD_PROGRAMS.contains(&name)
+    })
+}
+
+fn no_lvm(cmd: &Cmd) -> CmdOutput {
+    CmdOutput::fail(
+        127,
+        &format!(
+            "{}: no LVM or DRBD on in-process test nodes",
+            cmd.argv().join(" ")
+        ),
+    )
+}
 
 impl CommandRunner for NoLvmRunner {
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, maguey_node::exec::ExecError> {
-        Ok(CmdOutput::fail(
-            127,
-            &format!(
-                "{}: no LVM or DRBD on in-process test nodes",
-                cmd.argv().join(" ")
-            ),
-        ))
+        if is_lvm_or_drbd(cmd) {
+            return Ok(no_lvm(cmd));
+        }
+        self.system.run(cmd)
+    }
+
+    fn run_async<'a>(
+        &'a self,
+        cmd: &'a Cmd,
+    ) -> maguey_node::exec::BoxFuture<'a, Result<CmdOutput, maguey_node::exec::ExecError>> {
+        if is_lvm_or_drbd(cmd) {
+            return Box::pin(async move { Ok(no_lvm(cmd)) });
+        }
+        self.system.run_async(cmd)
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
@@ -317,7 +362,7 @@ pub(crate) fn start_node(
     })
     .map_err(|e| e.to_string())?;
     runtime.set_os_timeout(Duration::from_secs(20));
-    runtime.set_storage_runner(Arc::new(NoLvmRunner));
+    runtime.set_storage_runner(Arc::new(NoLvmRunner::default()));
     Ok(TestNode {
         addr: format!("{ip}:{RPC_PORT}"),
         name,
@@ -620,10 +665,12 @@ mod tests {
 
     #[tokio::test]
     async fn no_lvm_on_test_nodes() {
-        let out = NoLvmRunner
+        let out = NoLvmRunner::default()
             .run(&Cmd::new("lvs", &["--reportformat", "json"]))
             .unwrap();
         assert!(!out.success());
-        assert!(NoLvmRunner.read_file(Path::new("/proc/drbd")).is_err());
+        assert!(NoLvmRunner::default()
+            .read_file(Path::new("/proc/drbd"))
+            .is_err());
     }
 }
