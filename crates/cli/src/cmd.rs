@@ -788,6 +788,7 @@ async fn node_failover(
                     target_node: None,
                     iallocator: None,
                     ignore_ipolicy: false,
+                    cleanup: false,
                 })],
                 prio,
             )
@@ -1029,6 +1030,7 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     iallocator,
                     ignore_ipolicy: false,
                     allow_runtime_changes: true,
+                    ignore_hvversions: false,
                 })],
                 job,
             )
@@ -1098,6 +1100,7 @@ async fn instance(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     target_node,
                     iallocator,
                     ignore_ipolicy: false,
+                    cleanup: false,
                 })],
                 job,
             )

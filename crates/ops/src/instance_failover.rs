@@ -29,11 +29,18 @@ impl LogicalUnit for InstanceFailover {
             shutdown_timeout,
             ignore_consistency,
             target_node,
+            cleanup,
             ..
         }) = op
         else {
             return Err(wrong_op(op));
         };
+        if *cleanup {
+            return Err(prereq(
+                "a failover has nothing to clean up (use 'instance migrate --cleanup' after a \
+                 failed migration)",
+            ));
+        }
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceFailover {
             name: instance_name.clone(),

@@ -337,26 +337,16 @@ async fn relocate(
         "relocate_from": [snode.name],
         "disk_space_total": crate::drbd::storage_needed(maguey_model::DiskTemplate::Drbd, inst.disks.iter().map(|d| d.size)),
     });
-    let answer = maguey_placement::ialloc::answer(
-        &req.to_string(),
-        &maguey_placement::alloc::AllocOptions::default(),
-    )
-    .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
-    let v: Value = serde_json::from_str(&answer)
-        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
-    if v["success"] != json!(true) {
-        return Err(prereq(format!(
-            "the allocator found no new secondary for instance {}: {}",
-            inst.name,
-            v["info"].as_str().unwrap_or("no reason given")
-        )));
+    let opts = maguey_placement::alloc::AllocOptions::default();
+    match crate::iallocator::solve(&req, &opts)? {
+        Ok((_, maguey_placement::ialloc::Answer::Node(n))) => Ok(n),
+        Ok((_, maguey_placement::ialloc::Answer::Nodes(ns))) if !ns.is_empty() => Ok(ns[0].clone()),
+        Ok((_, other)) => Err(crate::iallocator::unexpected(&other)),
+        Err(why) => Err(prereq(format!(
+            "the allocator found no new secondary for instance {}: {why}",
+            inst.name
+        ))),
     }
-    v["result"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|n| n.as_str())
-        .map(String::from)
-        .ok_or_else(|| OpError::Exec(format!("allocator answered no node: {v}")))
 }
 
 /// The instance with only the selected disks (RPCs that act on some disks).

@@ -239,6 +239,7 @@ fn migrate_op(instance: &str, target: Option<&str>) -> OpCode {
         iallocator: None,
         ignore_ipolicy: false,
         allow_runtime_changes: true,
+        ignore_hvversions: false,
     })
 }
 
