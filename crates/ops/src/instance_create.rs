@@ -3,12 +3,12 @@
 use crate::util::{
     check_node_usable, generate_mac, hv_kind, instance_runtime, node_by_name, normalize_mac,
 };
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{
     names::validate_hostname, new_uuid, AdminState, ConfigData, DevType, Disk, DiskSpec,
-    DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node, OpCode,
+    DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node,
     ParamKind, Params,
 };
 use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
@@ -37,13 +37,14 @@ pub struct InstanceCreate {
     hvparams: Params,
     beparams: Params,
     tags: Vec<String>,
-    /// Built by check_prereq.
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceCreate {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceCreate(maguey_model::OpInstanceCreate {
+    type Op = maguey_model::OpInstanceCreate;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceCreate {
             instance_name,
             mode,
             disk_template,
@@ -61,10 +62,7 @@ impl LogicalUnit for InstanceCreate {
             iallocator,
             tags,
             wait_for_sync,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         validate_hostname(instance_name)
             .map_err(|e| prereq(format!("invalid instance name: {e}")))?;
         if *mode != InstanceCreateMode::Create {
@@ -126,11 +124,10 @@ impl LogicalUnit for InstanceCreate {
             hvparams: hvparams.clone(),
             beparams: beparams.clone(),
             tags: tags.clone(),
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let nodes = match &self.pnode {
             Some(p) => LockNames::Names(
                 std::iter::once(p.clone())
@@ -150,7 +147,7 @@ impl LogicalUnit for InstanceCreate {
         ]
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         if cfg.instance_by_name(&self.name).is_some() {
             return Err(prereq(format!(
                 "instance name '{}' is already in use",
@@ -329,15 +326,11 @@ impl LogicalUnit for InstanceCreate {
                 be.minmem, be.maxmem
             )));
         }
-        self.instance = Some(instance);
-        Ok(())
+        Ok(instance)
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let mut instance = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let mut instance = checked;
         let cfg = env.cfg();
         let drbd = instance.disk_template.is_internally_mirrored();
         let mut snode_uuid = match &self.snode {

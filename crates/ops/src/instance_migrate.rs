@@ -13,10 +13,10 @@ use crate::util::{
     check_node_usable, filled_beparams, filled_hvparams, instance_by_name, instance_runtime,
     node_addr, node_by_name, node_by_uuid, storage_dir,
 };
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node, OpCode};
+use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node};
 use maguey_rpc::{
     AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeInfo, NodeRequest,
 };
@@ -148,12 +148,14 @@ pub struct InstanceMigrate {
     target: Option<String>,
     cleanup: bool,
     allow_failover: bool,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceMigrate {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate {
+    type Op = maguey_model::OpInstanceMigrate;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceMigrate {
             instance_name,
             mode,
             live,
@@ -162,10 +164,7 @@ impl LogicalUnit for InstanceMigrate {
             allow_failover,
             iallocator,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let non_live = *mode == Some(MigrationMode::NonLive) || *live == Some(false);
         if non_live {
             return Err(prereq(
@@ -196,11 +195,10 @@ impl LogicalUnit for InstanceMigrate {
             target,
             cleanup: *cleanup,
             allow_failover: *allow_failover,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let target = if self.cleanup {
             None
         } else {
@@ -209,7 +207,7 @@ impl LogicalUnit for InstanceMigrate {
         move_locks(&self.name, &self.primary, target)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if node_by_uuid(cfg, &inst.primary_node)?.name != self.primary {
             return Err(prereq(format!(
@@ -233,15 +231,11 @@ impl LogicalUnit for InstanceMigrate {
                 check_target(inst, node_by_name(cfg, t)?)?;
             }
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         if self.cleanup {
             return cleanup(env, &inst).await;
         }

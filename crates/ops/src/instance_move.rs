@@ -5,9 +5,9 @@
 use crate::instance_migrate::{check_target, check_target_memory, move_locks, set_primary};
 use crate::instance_state::{is_running, start, stop};
 use crate::util::{instance_by_name, node_by_name, node_by_uuid, storage_dir};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Disk, Instance, Node, OpCode};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Disk, Instance, Node};
 use maguey_rpc::{BlockdevChunk, NodeRequest};
 use serde_json::{json, Value};
 
@@ -160,21 +160,20 @@ pub struct InstanceMove {
     target: String,
     timeout: u64,
     ignore_consistency: bool,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceMove {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceMove(maguey_model::OpInstanceMove {
+    type Op = maguey_model::OpInstanceMove;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceMove {
             instance_name,
             target_node,
             shutdown_timeout,
             ignore_consistency,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceMove {
             name: instance_name.clone(),
@@ -182,15 +181,14 @@ impl LogicalUnit for InstanceMove {
             target: node_by_name(cfg, target_node)?.name.clone(),
             timeout: *shutdown_timeout,
             ignore_consistency: *ignore_consistency,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         move_locks(&self.name, &self.primary, Some(&self.target))
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if !inst.disk_template.can_move_by_copy() {
             return Err(prereq(format!(
@@ -213,15 +211,11 @@ impl LogicalUnit for InstanceMove {
             )));
         }
         check_target(inst, node_by_name(cfg, &self.target)?)?;
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         let cfg = env.cfg();
         let src = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let dst = node_by_name(&cfg, &self.target)?.clone();

@@ -16,10 +16,10 @@
 
 use crate::drbd::{assemble, drbd_disks, secondary_of, status};
 use crate::util::{check_node_usable, instance_by_name, node_by_name, node_by_uuid, storage_dir};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Disk, Instance, LogicalId, Node, OpCode};
+use maguey_model::{ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::{DrbdDiskStatus, DrbdRole, NodeRequest};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -40,12 +40,14 @@ pub struct InstanceReplaceDisks {
     early_release: bool,
     /// Node names at expand time (locked; checked again after the locks).
     nodes: Vec<String>,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceReplaceDisks {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks {
+    type Op = maguey_model::OpInstanceReplaceDisks;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceReplaceDisks {
             instance_name,
             mode,
             disks,
@@ -53,10 +55,7 @@ impl LogicalUnit for InstanceReplaceDisks {
             iallocator,
             early_release,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let mode = *mode;
         match mode {
             Mode::NewSecondary => match (remote_node, iallocator) {
@@ -118,11 +117,10 @@ impl LogicalUnit for InstanceReplaceDisks {
             iallocator: iallocator.clone(),
             early_release: *early_release,
             nodes,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let names = if self.iallocator.is_some() {
             LockNames::All
         } else {
@@ -139,7 +137,7 @@ impl LogicalUnit for InstanceReplaceDisks {
         ]
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if !inst.disk_template.is_internally_mirrored() {
             return Err(prereq(format!(
@@ -200,15 +198,11 @@ impl LogicalUnit for InstanceReplaceDisks {
                 }
             }
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         let cfg = env.cfg();
         let pnode = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let snode = secondary_of(&cfg, &inst)

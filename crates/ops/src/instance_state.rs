@@ -3,10 +3,10 @@
 use crate::util::{
     check_node_online, filled_beparams, instance_by_name, instance_runtime, node_by_uuid,
 };
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode, RebootType};
+use maguey_model::{AdminState, ConfigData, Instance, Node, RebootType};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::Value;
 
@@ -14,7 +14,6 @@ use serde_json::Value;
 struct Target {
     name: String,
     node_name: String,
-    instance: Option<(Instance, Node)>,
 }
 
 impl Target {
@@ -24,11 +23,10 @@ impl Target {
         Ok(Target {
             name: name.to_string(),
             node_name: node.name.clone(),
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         vec![
             (
                 LockLevel::Instance,
@@ -48,7 +46,7 @@ impl Target {
         ]
     }
 
-    fn check(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check(&self, cfg: &ConfigData) -> Result<(Instance, Node), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if inst.admin_state == AdminState::Offline {
             return Err(prereq(format!(
@@ -58,14 +56,7 @@ impl Target {
         }
         let node = node_by_uuid(cfg, &inst.primary_node)?;
         check_node_online(node)?;
-        self.instance = Some((inst.clone(), node.clone()));
-        Ok(())
-    }
-
-    fn get(&self) -> Result<(Instance, Node), OpError> {
-        self.instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))
+        Ok((inst.clone(), node.clone()))
     }
 }
 
@@ -182,17 +173,17 @@ pub struct InstanceStartup {
 }
 
 impl LogicalUnit for InstanceStartup {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
+    type Op = maguey_model::OpInstanceStartup;
+    type Checked = (Instance, Node);
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceStartup {
             instance_name,
             force,
             no_remember,
             beparams,
             hvparams,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         if !beparams.is_empty() || !hvparams.is_empty() {
             return Err(prereq(
                 "temporary beparams/hvparams at startup are not supported yet",
@@ -204,14 +195,14 @@ impl LogicalUnit for InstanceStartup {
             no_remember: *no_remember,
         })
     }
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         self.target.locks()
     }
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         self.target.check(cfg)
     }
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let (inst, node) = self.target.get()?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let (inst, node) = checked;
         if is_running(env, &inst, &node).await? {
             env.log(format!("instance {} is already running", inst.name));
         } else {
@@ -231,29 +222,29 @@ pub struct InstanceShutdown {
 }
 
 impl LogicalUnit for InstanceShutdown {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
+    type Op = maguey_model::OpInstanceShutdown;
+    type Checked = (Instance, Node);
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceShutdown {
             instance_name,
             timeout,
             no_remember,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         Ok(InstanceShutdown {
             target: Target::expand(cfg, instance_name)?,
             timeout: *timeout,
             no_remember: *no_remember,
         })
     }
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         self.target.locks()
     }
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         self.target.check(cfg)
     }
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let (inst, node) = self.target.get()?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let (inst, node) = checked;
         stop(env, &inst, &node, self.timeout).await?;
         if !self.no_remember {
             set_admin(env, &inst, AdminState::Down)?;
@@ -269,29 +260,29 @@ pub struct InstanceReboot {
 }
 
 impl LogicalUnit for InstanceReboot {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReboot(maguey_model::OpInstanceReboot {
+    type Op = maguey_model::OpInstanceReboot;
+    type Checked = (Instance, Node);
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceReboot {
             instance_name,
             reboot_type,
             shutdown_timeout,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         Ok(InstanceReboot {
             target: Target::expand(cfg, instance_name)?,
             reboot_type: *reboot_type,
             timeout: *shutdown_timeout,
         })
     }
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         self.target.locks()
     }
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         self.target.check(cfg)
     }
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let (inst, node) = self.target.get()?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let (inst, node) = checked;
         let running = is_running(env, &inst, &node).await?;
         if running && self.reboot_type != RebootType::Full {
             env.log(format!(
