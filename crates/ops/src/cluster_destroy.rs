@@ -2,7 +2,7 @@
 //! After the job succeeds, the master daemon removes its state and stops.
 
 use crate::{prereq, Env, LockRequest, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::ConfigData;
 use serde_json::{json, Value};
 
@@ -17,11 +17,7 @@ impl LogicalUnit for ClusterDestroy {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (LockLevel::Cluster, LockNames::All, LockMode::Exclusive),
-            (LockLevel::Instance, LockNames::All, LockMode::Exclusive),
-            (LockLevel::Node, LockNames::All, LockMode::Exclusive),
-        ]
+        crate::locks::whole_cluster_exclusive()
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

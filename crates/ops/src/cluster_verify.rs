@@ -7,7 +7,7 @@
 use crate::util::node_addr;
 use crate::{Env, LockRequest, LogicalUnit};
 use futures::future::join_all;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, LogicalId, Node, PROTOCOL_VERSION};
 use maguey_rpc::{DrbdDiskStatus, DrbdNodeCheck, InstanceRunInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
@@ -252,10 +252,7 @@ impl LogicalUnit for ClusterVerify {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::All, LockMode::Shared),
-        ]
+        crate::locks::whole_cluster_read()
     }
 
     fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -17,7 +17,7 @@ use crate::instance_activate_disks::resolve_command;
 use crate::util::node_addr;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use futures::future::join_all;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::{DrbdDiskStatus, NodeRequest};
 use serde_json::{json, Value};
@@ -83,10 +83,7 @@ impl LogicalUnit for ClusterVerifyDisks {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::All, LockMode::Shared),
-        ]
+        crate::locks::whole_cluster_read()
     }
 
     fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {

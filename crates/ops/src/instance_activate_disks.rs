@@ -23,7 +23,7 @@ use crate::drbd;
 use crate::instance_state::is_running;
 use crate::util::{check_node_online, instance_by_name, node_by_uuid};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, LogicalId, Node};
 use maguey_rpc::{BlockdevInfo, DrbdDiskStatus, DrbdRole, NodeRequest};
 use serde_json::{json, Value};
@@ -341,18 +341,7 @@ impl LogicalUnit for InstanceActivateDisks {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-        ]
+        crate::locks::instance_disks(&[&self.name], crate::locks::nodes(self.nodes.clone()))
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -5,7 +5,7 @@ use crate::util::{
 };
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
     names::validate_hostname, new_uuid, AdminState, ConfigData, DevType, Disk, DiskSpec,
     DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node,
@@ -129,22 +129,10 @@ impl LogicalUnit for InstanceCreate {
 
     fn locks(&self) -> Vec<LockRequest> {
         let nodes = match &self.pnode {
-            Some(p) => LockNames::Names(
-                std::iter::once(p.clone())
-                    .chain(self.snode.iter().cloned())
-                    .collect(),
-            ),
-            None => LockNames::All,
+            Some(p) => crate::locks::nodes(std::iter::once(p.clone()).chain(self.snode.clone())),
+            None => crate::locks::all_nodes(),
         };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, nodes.clone(), LockMode::Shared),
-            (LockLevel::NodeRes, nodes, LockMode::Shared),
-        ]
+        crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

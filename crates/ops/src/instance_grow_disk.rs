@@ -10,7 +10,7 @@
 use crate::util::{check_node_online, instance_by_name, node_by_uuid};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, Node};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
@@ -93,23 +93,8 @@ impl LogicalUnit for InstanceGrowDisk {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Exclusive,
-            ),
-        ]
+        let nodes = crate::locks::nodes(self.nodes.clone());
+        crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

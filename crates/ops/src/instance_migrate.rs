@@ -15,7 +15,7 @@ use crate::util::{
 };
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node};
 use maguey_rpc::{
     AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeInfo, NodeRequest,
@@ -27,27 +27,16 @@ use std::time::Duration;
 /// instance exclusively; both nodes shared (several instances may leave a node at once);
 /// the target's resources exclusively, so that memory checks and ports on one target never
 /// race. Without a target every node is locked, as the target is chosen under the locks.
-pub(crate) fn move_locks(
-    instance: &str,
-    primary: &str,
-    target: Option<&str>,
-) -> Vec<(LockLevel, LockNames, LockMode)> {
-    let (nodes, res) = match target {
-        Some(t) => (
-            LockNames::Names(vec![primary.to_string(), t.to_string()]),
-            LockNames::Names(vec![t.to_string()]),
+pub(crate) fn move_locks(instance: &str, primary: &str, target: Option<&str>) -> Vec<LockRequest> {
+    use crate::locks::{all_nodes, nodes};
+    match target {
+        Some(t) => crate::locks::instance_on_nodes_moving(
+            instance,
+            nodes([primary.to_string(), t.to_string()]),
+            nodes([t.to_string()]),
         ),
-        None => (LockNames::All, LockNames::All),
-    };
-    vec![
-        (
-            LockLevel::Instance,
-            LockNames::Names(vec![instance.to_string()]),
-            LockMode::Exclusive,
-        ),
-        (LockLevel::Node, nodes, LockMode::Shared),
-        (LockLevel::NodeRes, res, LockMode::Exclusive),
-    ]
+        None => crate::locks::instance_on_nodes_moving(instance, all_nodes(), all_nodes()),
+    }
 }
 
 /// Checks that `target` can take `inst`: another node, online, vm_capable, not drained.

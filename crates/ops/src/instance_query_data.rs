@@ -42,7 +42,7 @@ impl LogicalUnit for InstanceQueryData {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        Vec::new()
+        crate::locks::snapshot_read()
     }
 
     fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -7,7 +7,7 @@ use crate::drbd::{allocate, make_drbd, DrbdReservation};
 use crate::util::{check_node_online, instance_by_name, node_by_name, node_by_uuid, storage_dir};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::NodeRequest;
 use serde_json::{json, Value};
@@ -68,25 +68,11 @@ impl LogicalUnit for InstanceRecreateDisks {
 
     fn locks(&self) -> Vec<LockRequest> {
         let names = if self.iallocator.is_some() {
-            LockNames::All
+            crate::locks::all_nodes()
         } else {
-            let mut all = self.nodes.clone();
-            for n in &self.new_nodes {
-                if !all.contains(n) {
-                    all.push(n.clone());
-                }
-            }
-            LockNames::Names(all)
+            crate::locks::nodes(self.nodes.iter().chain(&self.new_nodes).cloned())
         };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, names.clone(), LockMode::Exclusive),
-            (LockLevel::NodeRes, names, LockMode::Exclusive),
-        ]
+        crate::locks::instance_storage_rebuilt(&self.name, names)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

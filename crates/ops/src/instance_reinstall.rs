@@ -4,24 +4,13 @@ use crate::instance_state::is_running;
 use crate::util::{instance_by_name, nic_runtimes, node_by_uuid, storage_dir};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, Params};
 use maguey_rpc::{NodeRequest, OsInstall};
 use serde_json::{json, Value};
 
-fn locks(name: &str, node: &str) -> Vec<(LockLevel, LockNames, LockMode)> {
-    vec![
-        (
-            LockLevel::Instance,
-            LockNames::Names(vec![name.to_string()]),
-            LockMode::Exclusive,
-        ),
-        (
-            LockLevel::Node,
-            LockNames::Names(vec![node.to_string()]),
-            LockMode::Shared,
-        ),
-    ]
+fn locks(name: &str, node: &str) -> Vec<LockRequest> {
+    crate::locks::instance_disks(&[name], crate::locks::nodes(vec![node.to_string()]))
 }
 
 /// The instance must be marked down and really stopped.
@@ -160,9 +149,8 @@ impl LogicalUnit for InstanceRename {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        let mut l = locks(&self.name, &self.node);
-        l[0].1 = LockNames::Names(vec![self.name.clone(), self.new_name.clone()]);
-        l
+        let nodes = crate::locks::nodes(vec![self.node.clone()]);
+        crate::locks::instance_disks(&[&self.name, &self.new_name], nodes)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

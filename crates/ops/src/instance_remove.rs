@@ -3,7 +3,7 @@
 use crate::util::{instance_by_name, node_by_uuid};
 use crate::{Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{ConfigData, Instance};
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
@@ -39,23 +39,7 @@ impl LogicalUnit for InstanceRemove {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-        ]
+        crate::locks::instance_on_its_nodes(&self.name, crate::locks::nodes(self.nodes.clone()))
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

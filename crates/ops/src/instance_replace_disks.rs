@@ -18,7 +18,7 @@ use crate::drbd::{assemble, drbd_disks, secondary_of, status};
 use crate::util::{check_node_usable, instance_by_name, node_by_name, node_by_uuid, storage_dir};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::{DrbdDiskStatus, DrbdRole, NodeRequest};
 use serde_json::{json, Value};
@@ -122,19 +122,11 @@ impl LogicalUnit for InstanceReplaceDisks {
 
     fn locks(&self) -> Vec<LockRequest> {
         let names = if self.iallocator.is_some() {
-            LockNames::All
+            crate::locks::all_nodes()
         } else {
-            LockNames::Names(self.nodes.clone())
+            crate::locks::nodes(self.nodes.clone())
         };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, names.clone(), LockMode::Shared),
-            (LockLevel::NodeRes, names, LockMode::Exclusive),
-        ]
+        crate::locks::instance_on_nodes_moving(&self.name, names.clone(), names)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -8,7 +8,7 @@
 use crate::util::{filled_be_dict, hv_kind, instance_by_name, node_by_name, node_by_uuid};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
     AdminState, BeParams, ConfigData, Disk, DiskTemplate, Hypervisor, Instance, Node, ParamKind,
     Params, DRBD_META_SIZE_MIB,
@@ -139,43 +139,14 @@ impl LogicalUnit for InstanceSetParams {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        if let Some(c) = &self.conversion {
-            let nodes = vec![self.node_name.clone(), c.other_node.clone()];
-            return vec![
-                (
-                    LockLevel::Instance,
-                    LockNames::Names(vec![self.name.clone()]),
-                    LockMode::Exclusive,
-                ),
-                (
-                    LockLevel::Node,
-                    LockNames::Names(nodes.clone()),
-                    LockMode::Exclusive,
-                ),
-                (
-                    LockLevel::NodeRes,
-                    LockNames::Names(nodes),
-                    LockMode::Exclusive,
-                ),
-            ];
+        let nodes = crate::locks::nodes(vec![self.node_name.clone()]);
+        match &self.conversion {
+            Some(c) => crate::locks::instance_storage_rebuilt(
+                &self.name,
+                crate::locks::nodes(vec![self.node_name.clone(), c.other_node.clone()]),
+            ),
+            None => crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes),
         }
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

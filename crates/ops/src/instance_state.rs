@@ -5,7 +5,7 @@ use crate::util::{
 };
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, Node, RebootType};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::Value;
@@ -27,23 +27,10 @@ impl Target {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Shared,
-            ),
-        ]
+        crate::locks::instance_on_its_nodes(
+            &self.name,
+            crate::locks::nodes(vec![self.node_name.clone()]),
+        )
     }
 
     fn check(&self, cfg: &ConfigData) -> Result<(Instance, Node), OpError> {

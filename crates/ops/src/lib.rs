@@ -25,6 +25,7 @@ mod instance_remove;
 mod instance_replace_disks;
 mod instance_set_params;
 mod instance_state;
+pub mod locks;
 pub mod moves;
 mod node_add;
 mod node_evacuate;

@@ -5,7 +5,7 @@
 
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{names::validate_hostname, new_uuid, ConfigData, Node, PROTOCOL_VERSION};
 use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
@@ -52,14 +52,7 @@ impl LogicalUnit for NodeAdd {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (LockLevel::NodeGroup, LockNames::All, LockMode::Shared),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
+        crate::locks::node_joining(&self.name)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

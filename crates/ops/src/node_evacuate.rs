@@ -6,7 +6,7 @@
 use crate::util::node_by_name;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use futures::future::{select_all, BoxFuture};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
     ConfigData, EvacMode, Instance, JobStatus, MigrationMode, OpCode, ReplaceDisksMode,
 };
@@ -85,12 +85,7 @@ impl LogicalUnit for NodeEvacuate {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        // Only while planning; each move's job takes its own locks.
-        vec![(
-            LockLevel::Node,
-            LockNames::Names(vec![self.node.clone()]),
-            LockMode::Shared,
-        )]
+        crate::locks::node_planning(&self.node)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
@@ -110,7 +105,7 @@ impl LogicalUnit for NodeEvacuate {
         for (k, phase) in phases.iter().enumerate() {
             let jobs = self.plan(env, *phase).await?;
             if k == 0 {
-                env.ctx.release(LockLevel::Node);
+                crate::locks::release_planning(env.ctx);
             }
             if jobs.is_empty() {
                 continue;

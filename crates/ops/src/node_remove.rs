@@ -3,7 +3,7 @@
 use crate::util::node_by_name;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{ConfigData, Node};
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
@@ -25,19 +25,7 @@ impl LogicalUnit for NodeRemove {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
+        crate::locks::node_leaving(&self.name)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -3,7 +3,7 @@
 use crate::util::node_by_name;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Node};
 use serde_json::{json, Value};
 
@@ -67,11 +67,7 @@ impl LogicalUnit for NodeSetParams {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        vec![(
-            LockLevel::Node,
-            LockNames::Names(vec![self.name.clone()]),
-            LockMode::Exclusive,
-        )]
+        crate::locks::node_changed(&self.name)
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

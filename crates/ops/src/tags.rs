@@ -6,7 +6,7 @@
 use crate::util::{instance_by_name, node_by_name};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::ConfigData;
 use serde_json::Value;
 
@@ -137,23 +137,14 @@ impl LogicalUnit for Tags {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        let one = |level| {
-            vec![(
-                level,
-                LockNames::Names(vec![self.name.clone().unwrap_or_default()]),
-                LockMode::Exclusive,
-            )]
-        };
-        match self.kind {
-            TagKind::Cluster => vec![(
-                LockLevel::Cluster,
-                LockNames::Names(vec!["cluster".into()]),
-                LockMode::Exclusive,
-            )],
-            TagKind::Node => one(LockLevel::Node),
-            TagKind::Instance => one(LockLevel::Instance),
-            TagKind::NodeGroup => one(LockLevel::NodeGroup),
-        }
+        use crate::locks::TagTarget;
+        let name = self.name.as_deref().unwrap_or_default();
+        crate::locks::tagged_object(match self.kind {
+            TagKind::Cluster => TagTarget::Cluster,
+            TagKind::Node => TagTarget::Node(name),
+            TagKind::Instance => TagTarget::Instance(name),
+            TagKind::NodeGroup => TagTarget::NodeGroup(name),
+        })
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

@@ -2,7 +2,7 @@
 
 use crate::util::node_by_name;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::ConfigData;
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
@@ -47,11 +47,7 @@ impl LogicalUnit for TestDelay {
         if self.on_nodes.is_empty() {
             Vec::new()
         } else {
-            vec![(
-                LockLevel::Node,
-                LockNames::Names(self.on_nodes.clone()),
-                LockMode::Exclusive,
-            )]
+            crate::locks::nodes_exclusive(crate::locks::nodes(self.on_nodes.clone()))
         }
     }
 
