@@ -1,40 +1,30 @@
 //! Opcode execution, in the shape of Ganeti's logical units.
 //!
-//! Each opcode has one module with a type implementing [`LogicalUnit`]:
+//! Each opcode has one thin module under `units/` with a type implementing [`LogicalUnit`]
+//! for that opcode's type (`LogicalUnit::Op`):
 //! 1. [`LogicalUnit::expand`] resolves names against a config snapshot (nothing locked yet),
-//! 2. [`LogicalUnit::locks`] declares the locks, which [`run_lu`] takes in level order,
+//! 2. [`LogicalUnit::locks`] declares the locks through a named policy of [`locks`], which
+//!    [`run_lu`] takes in level order,
 //! 3. [`LogicalUnit::check_prereq`] checks everything on a fresh snapshot, changing nothing,
-//! 4. [`LogicalUnit::exec`] does the work: node RPCs first, then config commands. When a step
-//!    fails after others succeeded, the unit undoes what it created and says so in the job log.
+//!    and returns what it checked (`LogicalUnit::Checked`),
+//! 4. [`LogicalUnit::exec`] does the work with it: node RPCs first, then config commands.
+//!    When a step fails after others succeeded, the unit undoes what it created and says so
+//!    in the job log.
+//!
+//! What units share is a library beside them: `lifecycle` (is running, start, stop),
+//! `disks` (copy, remove, undo), `migration` (target checks, primary switch), [`drbd`],
+//! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
-mod cluster_destroy;
-mod cluster_verify;
-mod cluster_verify_disks;
+mod disks;
 pub mod drbd;
 pub mod iallocator;
-mod instance_activate_disks;
-mod instance_create;
-mod instance_failover;
-mod instance_grow_disk;
-mod instance_migrate;
-mod instance_move;
-mod instance_query_data;
-mod instance_recreate_disks;
-mod instance_reinstall;
-mod instance_remove;
-mod instance_replace_disks;
-mod instance_set_params;
-mod instance_state;
+mod lifecycle;
 pub mod locks;
+mod migration;
 pub mod moves;
-mod node_add;
-mod node_evacuate;
-mod node_remove;
-mod node_set_params;
 pub mod os_diagnose;
 pub mod query;
-pub mod tags;
-mod test_delay;
+mod units;
 mod util;
 
 use maguey_config::{Command, ConfigStore};
@@ -47,6 +37,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use units::tags;
+use units::*;
 pub use util::{instance_runtime, node_addr};
 
 /// What the master owns and every logical unit needs.

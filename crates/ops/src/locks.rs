@@ -159,3 +159,19 @@ pub fn tagged_object(target: TagTarget<'_>) -> Vec<LockRequest> {
     };
     vec![(level, one(name), LockMode::Exclusive)]
 }
+
+/// The locks of an opcode that moves an instance from its primary to a target node: the
+/// instance exclusively; both nodes shared (several instances may leave a node at once);
+/// the target's resources exclusively, so that memory checks and ports on one target never
+/// race. Without a target every node is locked, as the target is chosen under the locks.
+pub fn instance_moving(instance: &str, primary: &str, target: Option<&str>) -> Vec<LockRequest> {
+    use {all_nodes, nodes};
+    match target {
+        Some(t) => instance_on_nodes_moving(
+            instance,
+            nodes([primary.to_string(), t.to_string()]),
+            nodes([t.to_string()]),
+        ),
+        None => instance_on_nodes_moving(instance, all_nodes(), all_nodes()),
+    }
+}

@@ -13,7 +13,7 @@
 //! `{"bad_nodes": {node: error}, "offline_disk_instances": [instance],
 //!   "missing_disks": {instance: [[node, "vg/lv"]]}, "standalone_disks": {instance: [text]}}`
 
-use crate::instance_activate_disks::resolve_command;
+use crate::disks::*;
 use crate::util::node_addr;
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use futures::future::join_all;

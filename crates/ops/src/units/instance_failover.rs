@@ -2,12 +2,8 @@
 //! that sees the same disks (`sharedfile`, `diskless`; `drbd` with the replicated-storage
 //! work). With `ignore_consistency` it goes on when the primary cannot be reached (it died).
 
-use crate::instance_migrate::{
-    check_target, check_target_memory, choose_target, move_locks, set_primary,
-};
-use crate::instance_move::current;
-use crate::instance_state::{start, start_activated, stop};
 use crate::util::{instance_by_name, node_by_name, node_by_uuid};
+use crate::{lifecycle::*, migration::*};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance};
@@ -54,7 +50,7 @@ impl LogicalUnit for InstanceFailover {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        move_locks(&self.name, &self.primary, self.target.as_deref())
+        crate::locks::instance_moving(&self.name, &self.primary, self.target.as_deref())
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {

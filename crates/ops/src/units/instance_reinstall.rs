@@ -1,6 +1,6 @@
 //! OP_INSTANCE_REINSTALL and OP_INSTANCE_RENAME: both need the instance stopped.
 
-use crate::instance_state::is_running;
+use crate::lifecycle::*;
 use crate::util::{instance_by_name, nic_runtimes, node_by_uuid, storage_dir};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;

@@ -32,7 +32,7 @@ pub struct InstanceSetParams {
 /// What the checks found to do: a conversion, or the instance with its new parameters.
 pub enum Change {
     Convert(Conversion),
-    Params(Instance),
+    Params(Box<Instance>),
 }
 
 /// `modify -t plain|drbd [-n NODE]`: the target template, the nodes locked for it (names).
@@ -189,13 +189,13 @@ impl LogicalUnit for InstanceSetParams {
             }
             _ => {}
         }
-        Ok(Change::Params(updated))
+        Ok(Change::Params(Box::new(updated)))
     }
 
     async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
         let updated = match checked {
             Change::Convert(c) => return convert(env, &self.name, &c).await,
-            Change::Params(updated) => updated,
+            Change::Params(updated) => *updated,
         };
         let cfg = env.cfg();
         let old = instance_by_name(&cfg, &self.name)?.clone();

@@ -1,5 +1,6 @@
 //! OP_INSTANCE_CREATE: creates the disks, installs the OS, adds the instance, starts it.
 
+use crate::disks::*;
 use crate::util::{
     check_node_usable, generate_mac, hv_kind, instance_runtime, node_by_name, normalize_mac,
 };
@@ -599,27 +600,4 @@ fn valid_lvm_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'))
-}
-
-/// Removes disks created by a failed creation, logging what it does.
-pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
-    let cfg = env.cfg();
-    for disk in disks.iter().rev() {
-        env.log(format!(
-            "undoing: removing disk {} on node {}",
-            disk.iv_name, node.name
-        ));
-        let res: Result<Value, OpError> = env
-            .rpc(
-                node,
-                NodeRequest::BlockdevRemove {
-                    disk: disk.clone(),
-                    file_storage_dir: crate::util::storage_dir(&cfg, disk.dev_type.template()),
-                },
-            )
-            .await;
-        if let Err(e) = res {
-            env.log(format!("could not remove disk {}: {e}", disk.iv_name));
-        }
-    }
 }

@@ -20,8 +20,8 @@
 //! `--force`: the hypervisor is confused, deactivate anyway).
 
 use crate::drbd;
-use crate::instance_state::is_running;
 use crate::util::{check_node_online, instance_by_name, node_by_uuid};
+use crate::{disks::*, lifecycle::*};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, LogicalId, Node};
@@ -44,30 +44,6 @@ pub struct InstanceActivateDisks {
     /// Primary first, then the secondary (names), as expanded.
     nodes: Vec<String>,
     mode: Mode,
-}
-
-/// The command that resolves a split brain of `inst` in favour of its primary.
-pub(crate) fn resolve_command(inst: &str) -> String {
-    format!("maguey instance activate-disks --resolve-split-brain {inst}")
-}
-
-/// The message for a DRBD disk that will not connect because one end is StandAlone.
-pub(crate) fn split_brain_message(
-    inst: &str,
-    iv_name: &str,
-    standalone_on: &str,
-    other: &str,
-    other_state: &str,
-    primary: &str,
-) -> String {
-    format!(
-        "disk {iv_name} of instance {inst}: DRBD is StandAlone on node {standalone_on} \
-         ({other}: {other_state}): the two nodes refuse to connect, which means a split \
-         brain (both changed data while apart, e.g. after a failover while the old primary \
-         was cut off). To keep the data of the primary node {primary} and discard what was \
-         written on the other node since the split, run: {}",
-        resolve_command(inst)
-    )
 }
 
 fn describe(st: &Option<DrbdDiskStatus>) -> String {

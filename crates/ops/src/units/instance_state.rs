@@ -1,13 +1,12 @@
 //! OP_INSTANCE_STARTUP, OP_INSTANCE_SHUTDOWN and OP_INSTANCE_REBOOT.
 
-use crate::util::{
-    check_node_online, filled_beparams, instance_by_name, instance_runtime, node_by_uuid,
-};
+use crate::lifecycle::*;
+use crate::util::{check_node_online, instance_by_name, instance_runtime, node_by_uuid};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, Node, RebootType};
-use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
+use maguey_rpc::NodeRequest;
 use serde_json::Value;
 
 /// The instance and its primary node, resolved at check time.
@@ -45,102 +44,6 @@ impl Target {
         check_node_online(node)?;
         Ok((inst.clone(), node.clone()))
     }
-}
-
-pub(crate) async fn is_running(
-    env: &Env<'_>,
-    inst: &Instance,
-    node: &Node,
-) -> Result<bool, OpError> {
-    let info: Option<InstanceRunInfo> = env
-        .rpc(
-            node,
-            NodeRequest::InstanceInfo {
-                name: inst.name.clone(),
-                hypervisor: inst.hypervisor.to_string(),
-            },
-        )
-        .await?;
-    // A guest that powered itself off (kvm `user_shutdown`, USER_down) is not running.
-    Ok(info.is_some_and(|i| i.state != "shutdown"))
-}
-
-pub(crate) async fn start(
-    env: &Env<'_>,
-    inst: &Instance,
-    node: &Node,
-    force_mem: bool,
-) -> Result<(), OpError> {
-    let cfg = env.cfg();
-    let be = filled_beparams(&cfg, inst);
-    let info: NodeInfo = env
-        .rpc(
-            node,
-            NodeRequest::NodeInfo {
-                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                hypervisor: inst.hypervisor.to_string(),
-            },
-        )
-        .await?;
-    if be.maxmem > info.memory_free && !force_mem {
-        return Err(prereq(format!(
-            "not enough memory on node {} to start instance {}: needed {} MiB, free {} MiB",
-            node.name, inst.name, be.maxmem, info.memory_free
-        )));
-    }
-    if inst.disk_template.is_internally_mirrored() {
-        crate::drbd::activate_for_start(env, inst, node, false).await?;
-    }
-    start_activated(env, inst, node).await
-}
-
-/// Starts the instance on `node` whose disks are ready there (memory checked by the caller).
-pub(crate) async fn start_activated(
-    env: &Env<'_>,
-    inst: &Instance,
-    node: &Node,
-) -> Result<(), OpError> {
-    let cfg = env.cfg();
-    env.log(format!(
-        "starting instance {} on node {}",
-        inst.name, node.name
-    ));
-    let _: Value = env
-        .rpc(
-            node,
-            NodeRequest::InstanceStart {
-                instance: instance_runtime(&cfg, inst),
-            },
-        )
-        .await?;
-    Ok(())
-}
-
-pub(crate) async fn stop(
-    env: &Env<'_>,
-    inst: &Instance,
-    node: &Node,
-    timeout: u64,
-) -> Result<(), OpError> {
-    env.log(format!(
-        "shutting down instance {} on node {}",
-        inst.name, node.name
-    ));
-    let _: Value = env
-        .rpc(
-            node,
-            NodeRequest::InstanceShutdown {
-                name: inst.name.clone(),
-                hypervisor: inst.hypervisor.to_string(),
-                timeout,
-            },
-        )
-        .await?;
-    if inst.disk_template.is_internally_mirrored() {
-        // The disks stay connected; the node gives up the primary role.
-        crate::drbd::set_role(env, inst, node, false, false).await?;
-    }
-    Ok(())
 }
 
 fn set_admin(env: &Env<'_>, inst: &Instance, state: AdminState) -> Result<(), OpError> {
