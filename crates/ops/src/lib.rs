@@ -17,6 +17,7 @@
 
 mod disks;
 pub mod drbd;
+mod drbd_replace;
 pub mod iallocator;
 mod lifecycle;
 pub mod locks;
