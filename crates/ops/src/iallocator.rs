@@ -6,6 +6,8 @@ use crate::Master;
 use futures::future::join_all;
 use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, DiskTemplate, EvacMode, Instance};
+use maguey_placement::alloc::AllocOptions;
+use maguey_placement::ialloc::Answer;
 use maguey_rpc::{NodeInfo, NodeRequest};
 use serde_json::{json, Map, Value};
 
@@ -174,32 +176,38 @@ pub async fn allocate(
         );
     }
     req["request"] = entry;
-    let answer = maguey_placement::ialloc::answer(
-        &req.to_string(),
-        &maguey_placement::alloc::AllocOptions::default(),
-    )
-    .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
-    let v: Value = serde_json::from_str(&answer)
-        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
-    if v["success"] != json!(true) {
-        return Err(OpError::Prereq(format!(
-            "the allocator found no node for instance {}: {}",
-            inst.name,
-            v["info"].as_str().unwrap_or("no reason given")
-        )));
-    }
-    let nodes: Vec<String> = v["result"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let nodes = match solve(&req, &AllocOptions::default())? {
+        Ok((_, Answer::Nodes(nodes))) => nodes,
+        Ok((_, other)) => return Err(unexpected(&other)),
+        Err(why) => {
+            return Err(OpError::Prereq(format!(
+                "the allocator found no node for instance {}: {why}",
+                inst.name
+            )))
+        }
+    };
     if nodes.is_empty() {
-        return Err(OpError::Exec(format!("allocator answered no node: {v}")));
+        return Err(OpError::Exec("allocator answered no node".to_string()));
     }
     Ok(nodes)
+}
+
+/// Runs an iallocator request (built by [`cluster_request`]) through the placement engine in
+/// process: the typed answer, or why the engine found none (`Request failed: ...`, as hail
+/// says it).
+pub(crate) fn solve(
+    req: &Value,
+    opts: &AllocOptions,
+) -> Result<Result<(String, Answer), String>, OpError> {
+    let req = maguey_placement::ialloc::parse_request_value(req)
+        .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
+    let (answer, _) = maguey_placement::ialloc::solve(req, opts);
+    Ok(answer.map_err(|msg| format!("Request failed: {msg}")))
+}
+
+/// An answer of another kind than the request asked for (a programming error).
+pub(crate) fn unexpected(a: &Answer) -> OpError {
+    OpError::Exec(format!("allocator answered {}", a.to_json()))
 }
 
 /// The placement engine's plan to move `instances` off their nodes (an iallocator
@@ -230,70 +238,31 @@ pub async fn evacuate_plan(
         "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         "evac_mode": mode,
     });
-    let opts = maguey_placement::alloc::AllocOptions {
+    let opts = AllocOptions {
         local_storage_migrates: true,
         ..Default::default()
     };
-    let answer = maguey_placement::ialloc::answer(&req.to_string(), &opts)
-        .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
-    let v: Value = serde_json::from_str(&answer)
-        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
-    if v["success"] != json!(true) {
-        return Err(OpError::Prereq(format!(
-            "the allocator found no evacuation plan: {}",
-            v["info"].as_str().unwrap_or("no reason given")
-        )));
-    }
-    let empty = Vec::new();
-    let list = |x: &Value| x.as_array().unwrap_or(&empty).clone();
-    let strs = |x: &Value| -> Vec<String> {
-        list(x)
+    let evac = match solve(&req, &opts)? {
+        Ok((_, Answer::Evac(e))) => e,
+        Ok((_, other)) => return Err(unexpected(&other)),
+        Err(why) => {
+            return Err(OpError::Prereq(format!(
+                "the allocator found no evacuation plan: {why}"
+            )))
+        }
+    };
+    let plan = EvacPlan {
+        moved: evac
+            .moved
+            .into_iter()
+            .map(|(name, _group, nodes)| (name, nodes))
+            .collect(),
+        failed: evac.failed,
+        jobs: evac
+            .jobs
             .iter()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect()
+            .map(|ops| ops.iter().map(crate::moves::opcode).collect())
+            .collect(),
     };
-    let result = list(&v["result"]);
-    let (moved_v, failed_v, jobs_v) = match result.as_slice() {
-        [m, f, j] => (list(m), list(f), list(j)),
-        _ => return Err(OpError::Exec(format!("allocator answer: {v}"))),
-    };
-    let mut plan = EvacPlan {
-        moved: Vec::new(),
-        failed: Vec::new(),
-        jobs: Vec::new(),
-    };
-    for m in &moved_v {
-        let name = m[0].as_str().unwrap_or_default().to_string();
-        plan.moved.push((name, strs(&m[2])));
-    }
-    for f in &failed_v {
-        plan.failed.push((
-            f[0].as_str().unwrap_or_default().to_string(),
-            f[1].as_str().unwrap_or_default().to_string(),
-        ));
-    }
-    for (i, job) in jobs_v.iter().enumerate() {
-        let mut ops = Vec::new();
-        for op in list(job) {
-            match serde_json::from_value::<maguey_model::OpCode>(op.clone()) {
-                Ok(o) => ops.push(o),
-                Err(_) => {
-                    let name = plan.moved.get(i).map(|m| m.0.clone()).unwrap_or_default();
-                    plan.failed.push((
-                        name,
-                        format!(
-                            "the plan needs {}, which Maguey cannot run yet",
-                            op["OP_ID"].as_str().unwrap_or("an unknown opcode")
-                        ),
-                    ));
-                    ops.clear();
-                    break;
-                }
-            }
-        }
-        if !ops.is_empty() {
-            plan.jobs.push(ops);
-        }
-    }
     Ok(plan)
 }

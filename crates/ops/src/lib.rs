@@ -1,38 +1,31 @@
 //! Opcode execution, in the shape of Ganeti's logical units.
 //!
-//! Each opcode has one module with a type implementing [`LogicalUnit`]:
+//! Each opcode has one thin module under `units/` with a type implementing [`LogicalUnit`]
+//! for that opcode's type (`LogicalUnit::Op`):
 //! 1. [`LogicalUnit::expand`] resolves names against a config snapshot (nothing locked yet),
-//! 2. [`LogicalUnit::locks`] declares the locks, which [`run_lu`] takes in level order,
+//! 2. [`LogicalUnit::locks`] declares the locks through a named policy of [`locks`], which
+//!    [`run_lu`] takes in level order,
 //! 3. [`LogicalUnit::check_prereq`] checks everything on a fresh snapshot, changing nothing,
-//! 4. [`LogicalUnit::exec`] does the work: node RPCs first, then config commands. When a step
-//!    fails after others succeeded, the unit undoes what it created and says so in the job log.
+//!    and returns what it checked (`LogicalUnit::Checked`),
+//! 4. [`LogicalUnit::exec`] does the work with it: node RPCs first, then config commands.
+//!    When a step fails after others succeeded, the unit undoes what it created and says so
+//!    in the job log.
+//!
+//! What units share is a library beside them: `lifecycle` (is running, start, stop),
+//! `disks` (copy, remove, undo), `migration` (target checks, primary switch), [`drbd`],
+//! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
-mod cluster_destroy;
-mod cluster_verify;
-mod cluster_verify_disks;
+mod disks;
 pub mod drbd;
+mod drbd_replace;
 pub mod iallocator;
-mod instance_activate_disks;
-mod instance_create;
-mod instance_failover;
-mod instance_grow_disk;
-mod instance_migrate;
-mod instance_move;
-mod instance_query_data;
-mod instance_recreate_disks;
-mod instance_reinstall;
-mod instance_remove;
-mod instance_replace_disks;
-mod instance_set_params;
-mod instance_state;
-mod node_add;
-mod node_evacuate;
-mod node_remove;
-mod node_set_params;
+mod lifecycle;
+pub mod locks;
+mod migration;
+pub mod moves;
 pub mod os_diagnose;
 pub mod query;
-pub mod tags;
-mod test_delay;
+mod units;
 mod util;
 
 use maguey_config::{Command, ConfigStore};
@@ -45,6 +38,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use units::tags;
+use units::*;
 pub use util::{instance_runtime, node_addr};
 
 /// What the master owns and every logical unit needs.
@@ -115,28 +110,76 @@ impl Env<'_> {
     }
 }
 
+/// A lock a unit needs: level, names, mode (built by the policies in [`locks`]).
+pub type LockRequest = (LockLevel, LockNames, LockMode);
+
 /// One opcode's logical unit.
 pub trait LogicalUnit: Sized + Send + Sync {
+    /// The opcode it executes.
+    type Op: Sync;
+    /// What [`LogicalUnit::check_prereq`] checked, handed to [`LogicalUnit::exec`].
+    type Checked: Send;
     /// Resolves the opcode's names against the config; refuses bad input.
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError>;
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError>;
     /// Locks to take, in level order.
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)>;
+    fn locks(&self) -> Vec<LockRequest>;
     /// Checks every prerequisite on a snapshot taken after the locks; changes nothing.
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError>;
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError>;
     /// Executes: RPCs first, then config commands; undoes partial work on failure.
-    fn exec(&mut self, env: &Env<'_>) -> impl Future<Output = Result<Value, OpError>> + Send;
+    fn exec(
+        &mut self,
+        env: &Env<'_>,
+        checked: Self::Checked,
+    ) -> impl Future<Output = Result<Value, OpError>> + Send;
 }
 
+/// A unit for a second opcode that shares another unit's phases (activate/deactivate disks,
+/// tags set/del, node evacuate/migrate): `$ctor(op, cfg)` builds the inner unit.
+macro_rules! unit_alias {
+    ($(#[$meta:meta])* $name:ident, $op:ty, $inner:ty, $ctor:path) => {
+        $(#[$meta])*
+        pub struct $name($inner);
+
+        impl $crate::LogicalUnit for $name {
+            type Op = $op;
+            type Checked = <$inner as $crate::LogicalUnit>::Checked;
+            fn expand(
+                op: &$op,
+                cfg: &maguey_model::ConfigData,
+            ) -> Result<Self, maguey_jobs::OpError> {
+                $ctor(op, cfg).map($name)
+            }
+            fn locks(&self) -> Vec<$crate::LockRequest> {
+                $crate::LogicalUnit::locks(&self.0)
+            }
+            fn check_prereq(
+                &mut self,
+                cfg: &maguey_model::ConfigData,
+            ) -> Result<Self::Checked, maguey_jobs::OpError> {
+                $crate::LogicalUnit::check_prereq(&mut self.0, cfg)
+            }
+            async fn exec(
+                &mut self,
+                env: &$crate::Env<'_>,
+                checked: Self::Checked,
+            ) -> Result<serde_json::Value, maguey_jobs::OpError> {
+                $crate::LogicalUnit::exec(&mut self.0, env, checked).await
+            }
+        }
+    };
+}
+pub(crate) use unit_alias;
+
 /// Runs a logical unit through its four phases.
-pub async fn run_lu<L: LogicalUnit>(op: &OpCode, env: &Env<'_>) -> Result<Value, OpError> {
+pub async fn run_lu<L: LogicalUnit>(op: &L::Op, env: &Env<'_>) -> Result<Value, OpError> {
     let mut lu = L::expand(op, &env.cfg())?;
     let mut locks = lu.locks();
     locks.sort_by_key(|(level, _, _)| *level);
     for (level, names, mode) in locks {
         env.ctx.acquire(level, names, mode).await?;
     }
-    lu.check_prereq(&env.cfg())?;
-    lu.exec(env).await
+    let checked = lu.check_prereq(&env.cfg())?;
+    lu.exec(env, checked).await
 }
 
 /// The job queue's executor: dispatches each opcode to its logical unit.
@@ -156,83 +199,69 @@ impl OpExecutor for Executor {
                 ctx,
             };
             match op {
-                OpCode::ClusterVerify(maguey_model::OpClusterVerify { .. }) => {
-                    run_lu::<cluster_verify::ClusterVerify>(op, &env).await
+                OpCode::ClusterVerify(o) => run_lu::<cluster_verify::ClusterVerify>(o, &env).await,
+                OpCode::ClusterDestroy(o) => {
+                    run_lu::<cluster_destroy::ClusterDestroy>(o, &env).await
                 }
-                OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {}) => {
-                    run_lu::<cluster_destroy::ClusterDestroy>(op, &env).await
+                OpCode::NodeAdd(o) => run_lu::<node_add::NodeAdd>(o, &env).await,
+                OpCode::NodeRemove(o) => run_lu::<node_remove::NodeRemove>(o, &env).await,
+                OpCode::NodeSetParams(o) => run_lu::<node_set_params::NodeSetParams>(o, &env).await,
+                OpCode::InstanceCreate(o) => {
+                    run_lu::<instance_create::InstanceCreate>(o, &env).await
                 }
-                OpCode::NodeAdd(maguey_model::OpNodeAdd { .. }) => {
-                    run_lu::<node_add::NodeAdd>(op, &env).await
+                OpCode::InstanceRemove(o) => {
+                    run_lu::<instance_remove::InstanceRemove>(o, &env).await
                 }
-                OpCode::NodeRemove(maguey_model::OpNodeRemove { .. }) => {
-                    run_lu::<node_remove::NodeRemove>(op, &env).await
+                OpCode::InstanceStartup(o) => {
+                    run_lu::<instance_state::InstanceStartup>(o, &env).await
                 }
-                OpCode::NodeSetParams(maguey_model::OpNodeSetParams { .. }) => {
-                    run_lu::<node_set_params::NodeSetParams>(op, &env).await
+                OpCode::InstanceShutdown(o) => {
+                    run_lu::<instance_state::InstanceShutdown>(o, &env).await
                 }
-                OpCode::InstanceCreate(maguey_model::OpInstanceCreate { .. }) => {
-                    run_lu::<instance_create::InstanceCreate>(op, &env).await
+                OpCode::InstanceReboot(o) => {
+                    run_lu::<instance_state::InstanceReboot>(o, &env).await
                 }
-                OpCode::InstanceRemove(maguey_model::OpInstanceRemove { .. }) => {
-                    run_lu::<instance_remove::InstanceRemove>(op, &env).await
+                OpCode::InstanceSetParams(o) => {
+                    run_lu::<instance_set_params::InstanceSetParams>(o, &env).await
                 }
-                OpCode::InstanceStartup(maguey_model::OpInstanceStartup { .. }) => {
-                    run_lu::<instance_state::InstanceStartup>(op, &env).await
+                OpCode::InstanceMigrate(o) => {
+                    run_lu::<instance_migrate::InstanceMigrate>(o, &env).await
                 }
-                OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown { .. }) => {
-                    run_lu::<instance_state::InstanceShutdown>(op, &env).await
+                OpCode::InstanceFailover(o) => {
+                    run_lu::<instance_failover::InstanceFailover>(o, &env).await
                 }
-                OpCode::InstanceReboot(maguey_model::OpInstanceReboot { .. }) => {
-                    run_lu::<instance_state::InstanceReboot>(op, &env).await
+                OpCode::InstanceMove(o) => run_lu::<instance_move::InstanceMove>(o, &env).await,
+                OpCode::InstanceReinstall(o) => {
+                    run_lu::<instance_reinstall::InstanceReinstall>(o, &env).await
                 }
-                OpCode::InstanceSetParams(maguey_model::OpInstanceSetParams { .. }) => {
-                    run_lu::<instance_set_params::InstanceSetParams>(op, &env).await
+                OpCode::InstanceRename(o) => {
+                    run_lu::<instance_reinstall::InstanceRename>(o, &env).await
                 }
-                OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate { .. }) => {
-                    run_lu::<instance_migrate::InstanceMigrate>(op, &env).await
+                OpCode::NodeMigrate(o) => run_lu::<node_evacuate::NodeMigrate>(o, &env).await,
+                OpCode::NodeEvacuate(o) => run_lu::<node_evacuate::NodeEvacuate>(o, &env).await,
+                OpCode::InstanceActivateDisks(o) => {
+                    run_lu::<instance_activate_disks::InstanceActivateDisks>(o, &env).await
                 }
-                OpCode::InstanceFailover(maguey_model::OpInstanceFailover { .. }) => {
-                    run_lu::<instance_failover::InstanceFailover>(op, &env).await
+                OpCode::InstanceDeactivateDisks(o) => {
+                    run_lu::<instance_activate_disks::InstanceDeactivateDisks>(o, &env).await
                 }
-                OpCode::InstanceMove(maguey_model::OpInstanceMove { .. }) => {
-                    run_lu::<instance_move::InstanceMove>(op, &env).await
+                OpCode::InstanceGrowDisk(o) => {
+                    run_lu::<instance_grow_disk::InstanceGrowDisk>(o, &env).await
                 }
-                OpCode::InstanceReinstall(maguey_model::OpInstanceReinstall { .. }) => {
-                    run_lu::<instance_reinstall::InstanceReinstall>(op, &env).await
+                OpCode::InstanceReplaceDisks(o) => {
+                    run_lu::<instance_replace_disks::InstanceReplaceDisks>(o, &env).await
                 }
-                OpCode::InstanceRename(maguey_model::OpInstanceRename { .. }) => {
-                    run_lu::<instance_reinstall::InstanceRename>(op, &env).await
+                OpCode::InstanceRecreateDisks(o) => {
+                    run_lu::<instance_recreate_disks::InstanceRecreateDisks>(o, &env).await
                 }
-                OpCode::NodeMigrate(maguey_model::OpNodeMigrate { .. })
-                | OpCode::NodeEvacuate(maguey_model::OpNodeEvacuate { .. }) => {
-                    run_lu::<node_evacuate::NodeEvacuate>(op, &env).await
+                OpCode::ClusterVerifyDisks(o) => {
+                    run_lu::<cluster_verify_disks::ClusterVerifyDisks>(o, &env).await
                 }
-                OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks { .. })
-                | OpCode::InstanceDeactivateDisks(maguey_model::OpInstanceDeactivateDisks {
-                    ..
-                }) => run_lu::<instance_activate_disks::InstanceActivateDisks>(op, &env).await,
-                OpCode::InstanceGrowDisk(maguey_model::OpInstanceGrowDisk { .. }) => {
-                    run_lu::<instance_grow_disk::InstanceGrowDisk>(op, &env).await
-                }
-                OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks { .. }) => {
-                    run_lu::<instance_replace_disks::InstanceReplaceDisks>(op, &env).await
-                }
-                OpCode::InstanceRecreateDisks(maguey_model::OpInstanceRecreateDisks { .. }) => {
-                    run_lu::<instance_recreate_disks::InstanceRecreateDisks>(op, &env).await
-                }
-                OpCode::ClusterVerifyDisks(maguey_model::OpClusterVerifyDisks { .. }) => {
-                    run_lu::<cluster_verify_disks::ClusterVerifyDisks>(op, &env).await
-                }
-                OpCode::TestDelay(maguey_model::OpTestDelay { .. }) => {
-                    run_lu::<test_delay::TestDelay>(op, &env).await
-                }
-                OpCode::TagsSet(maguey_model::OpTagsSet { .. })
-                | OpCode::TagsDel(maguey_model::OpTagsDel { .. }) => {
-                    run_lu::<tags::Tags>(op, &env).await
-                }
-                OpCode::InstanceQueryData(maguey_model::OpInstanceQueryData { .. }) => {
-                    run_lu::<instance_query_data::InstanceQueryData>(op, &env).await
+                OpCode::TestDelay(o) => run_lu::<test_delay::TestDelay>(o, &env).await,
+                OpCode::TagsSet(o) => run_lu::<tags::TagsSet>(o, &env).await,
+                OpCode::TagsDel(o) => run_lu::<tags::TagsDel>(o, &env).await,
+                OpCode::InstanceQueryData(o) => {
+                    run_lu::<instance_query_data::InstanceQueryData>(o, &env).await
                 }
             }
         })
@@ -242,9 +271,4 @@ impl OpExecutor for Executor {
 /// A prerequisite failure.
 pub(crate) fn prereq(msg: impl Into<String>) -> OpError {
     OpError::Prereq(msg.into())
-}
-
-/// The opcode did not match the unit (a programming error, reported, not panicked).
-pub(crate) fn wrong_op(op: &OpCode) -> OpError {
-    OpError::Exec(format!("internal error: unexpected opcode {}", op.op_id()))
 }

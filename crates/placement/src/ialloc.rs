@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::alloc::{self, AllocOptions, AllocRequest, EvacSolution};
+use crate::jobs::{EvacAnswer, MoveOp};
 use crate::model::*;
 use crate::types::*;
 
@@ -451,70 +452,93 @@ fn parse_kind(cluster: &Cluster, request: &Map<String, Value>) -> Result<Request
     Ok(kind)
 }
 
-/// The opcodes of one move (htools' `iMoveToJob`).
+/// The opcodes of one move (htools' `iMoveToJob`), in Ganeti's JSON form.
 pub fn move_opcodes(c: &Cluster, idx: usize, mv: IMove) -> Vec<Value> {
-    let inst = &c.instances[idx];
-    let iname = inst.name.clone();
-    let op_f = || {
-        if inst.forthcoming {
-            json!({"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": iname, "shutdown_timeout": 120,
-                   "ignore_consistency": false, "ignore_ipolicy": false, "cleanup": false})
-        } else {
-            json!({"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": iname, "allow_runtime_changes": false,
-                   "ignore_ipolicy": false, "cleanup": false, "allow_failover": true, "ignore_hvversions": true})
-        }
-    };
-    let op_r = |n: usize| {
-        json!({"OP_ID": "OP_INSTANCE_REPLACE_DISKS", "instance_name": iname, "early_release": false,
-               "ignore_ipolicy": false, "mode": "replace_new_secondary", "disks": [],
-               "remote_node": c.nodes[n].name})
-    };
-    match mv {
-        IMove::Failover => vec![op_f()],
-        IMove::FailoverToAny(n) => {
-            let mut o = op_f();
-            if let Some(m) = o.as_object_mut() {
-                m.insert("target_node".into(), json!(c.nodes[n].name));
-            }
-            vec![o]
-        }
-        IMove::ReplacePrimary(n) => vec![op_f(), op_r(n), op_f()],
-        IMove::ReplaceSecondary(n) => vec![op_r(n)],
-        IMove::ReplaceAndFailover(n) => vec![op_r(n), op_f()],
-        IMove::FailoverAndReplace(n) => vec![op_f(), op_r(n)],
-    }
+    crate::jobs::move_ops(c, idx, mv)
+        .iter()
+        .map(MoveOp::to_json)
+        .collect()
 }
 
-fn evac_result(c: &Cluster, es: &EvacSolution) -> (String, Value) {
-    let moved: Vec<Value> = es
-        .moved
-        .iter()
-        .map(|(i, g, ns)| {
-            json!([
-                c.instances[*i].name,
-                c.groups[*g].name,
-                ns.iter()
-                    .map(|&n| c.nodes[n].name.clone())
-                    .collect::<Vec<_>>()
-            ])
-        })
-        .collect();
-    let failed: Vec<Value> = es
-        .failed
-        .iter()
-        .map(|(i, m)| json!([c.instances[*i].name, m]))
-        .collect();
-    let jobs: Vec<Value> = es
-        .jobs
-        .iter()
-        .map(|(i, ops)| Value::Array(ops.iter().flat_map(|m| move_opcodes(c, *i, *m)).collect()))
-        .collect();
+fn evac_answer(c: &Cluster, es: &EvacSolution) -> (String, EvacAnswer) {
+    let answer = EvacAnswer {
+        moved: es
+            .moved
+            .iter()
+            .map(|(i, g, ns)| {
+                (
+                    c.instances[*i].name.clone(),
+                    c.groups[*g].name.clone(),
+                    ns.iter().map(|&n| c.nodes[n].name.clone()).collect(),
+                )
+            })
+            .collect(),
+        failed: es
+            .failed
+            .iter()
+            .map(|(i, m)| (c.instances[*i].name.clone(), m.clone()))
+            .collect(),
+        jobs: es
+            .jobs
+            .iter()
+            .map(|(i, ops)| {
+                ops.iter()
+                    .flat_map(|m| crate::jobs::move_ops(c, *i, *m))
+                    .collect()
+            })
+            .collect(),
+    };
     let info = format!(
         "{} instances failed to move and {} were moved successfully",
         es.failed.len(),
         es.moved.len()
     );
-    (info, json!([moved, failed, jobs]))
+    (info, answer)
+}
+
+/// What a request found, typed (in-process callers use it as is; [`Answer::to_json`] is
+/// Ganeti's `result`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `allocate`, `relocate`: node names, primary first.
+    Nodes(Vec<String>),
+    /// `allocate-secondary`: the node name.
+    Node(String),
+    /// `node-evacuate`, `change-group`.
+    Evac(EvacAnswer),
+    /// `multi-allocate`: (instance, nodes) allocated, (instance, why) failed.
+    Multi {
+        ok: Vec<(String, Vec<String>)>,
+        failed: Vec<(String, String)>,
+    },
+}
+
+impl Answer {
+    /// Ganeti's `result` value.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Answer::Nodes(ns) => json!(ns),
+            Answer::Node(n) => json!(n),
+            Answer::Evac(e) => e.to_json(),
+            Answer::Multi { ok, failed } => {
+                let ok: Vec<Value> = ok.iter().map(|(n, ns)| json!([n, ns])).collect();
+                let failed: Vec<Value> = failed.iter().map(|(n, e)| json!([n, e])).collect();
+                json!([ok, failed])
+            }
+        }
+    }
+}
+
+/// Parse an iallocator request already read as JSON (in-process callers).
+pub fn parse_request_value(v: &Value) -> Result<Request> {
+    let top = obj(v, "iallocator message")?;
+    let request = obj(
+        get(top, "request", "invalid iallocator message")?,
+        "request",
+    )?;
+    let cluster = parse_cluster_part(top)?;
+    let kind = parse_kind(&cluster, request)?;
+    Ok(Request { kind, cluster })
 }
 
 /// Run a request; returns (success, info, result) and the final cluster.
@@ -522,6 +546,15 @@ pub fn run_request(
     req: Request,
     opts: &AllocOptions,
 ) -> (std::result::Result<(String, Value), String>, Cluster) {
+    let (r, c) = solve(req, opts);
+    (r.map(|(info, a)| (info, a.to_json())), c)
+}
+
+/// Run a request; returns (info, typed answer) or why it failed, and the final cluster.
+pub fn solve(
+    req: Request,
+    opts: &AllocOptions,
+) -> (std::result::Result<(String, Answer), String>, Cluster) {
     let mut c = req.cluster;
     let r = match req.kind {
         RequestKind::Allocate {
@@ -548,7 +581,7 @@ pub fn run_request(
                             names.push(c.nodes[*s].name.clone());
                         }
                         alloc::commit_alloc(&mut c, &inst, &ga.solution);
-                        Ok((info, json!(names)))
+                        Ok((info, Answer::Nodes(names)))
                     }
                 }
             })
@@ -560,47 +593,42 @@ pub fn run_request(
         } => alloc::relocate(&mut c, idx, required, &from, opts).map(|ns| {
             (
                 "success".to_string(),
-                json!(ns
-                    .iter()
-                    .map(|&n| c.nodes[n].name.clone())
-                    .collect::<Vec<_>>()),
+                Answer::Nodes(ns.iter().map(|&n| c.nodes[n].name.clone()).collect()),
             )
         }),
         RequestKind::NodeEvacuate { idxs, mode } => {
             let es = alloc::node_evacuate(&mut c, &idxs, mode, opts);
-            Ok(evac_result(&c, &es))
+            let (info, a) = evac_answer(&c, &es);
+            Ok((info, Answer::Evac(a)))
         }
         RequestKind::ChangeGroup { idxs, targets } => {
             let es = alloc::change_group(&mut c, &idxs, &targets, opts);
-            Ok(evac_result(&c, &es))
+            let (info, a) = evac_answer(&c, &es);
+            Ok((info, Answer::Evac(a)))
         }
         RequestKind::MultiAllocate(reqs) => alloc::multi_allocate(&mut c, &reqs, opts).map(|res| {
-            let ok: Vec<Value> = res
+            let ok: Vec<(String, Vec<String>)> = res
                 .iter()
                 .filter_map(|(n, r)| {
                     r.as_ref().ok().map(|ns| {
-                        json!([
-                            n,
-                            ns.iter()
-                                .map(|&x| c.nodes[x].name.clone())
-                                .collect::<Vec<_>>()
-                        ])
+                        let names = ns.iter().map(|&x| c.nodes[x].name.clone()).collect();
+                        (n.clone(), names)
                     })
                 })
                 .collect();
-            let failed: Vec<Value> = res
+            let failed: Vec<(String, String)> = res
                 .iter()
-                .filter_map(|(n, r)| r.as_ref().err().map(|e| json!([n, e])))
+                .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.clone())))
                 .collect();
             let info = format!(
                 "{} instances failed to allocate and {} were allocated successfully",
                 failed.len(),
                 ok.len()
             );
-            (info, json!([ok, failed]))
+            (info, Answer::Multi { ok, failed })
         }),
         RequestKind::AllocateSecondary { idx } => alloc::allocate_secondary(&mut c, idx, opts)
-            .map(|(info, s)| (info, json!(c.nodes[s].name))),
+            .map(|(info, s)| (info, Answer::Node(c.nodes[s].name.clone()))),
     };
     (r, c)
 }

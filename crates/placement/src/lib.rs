@@ -11,6 +11,7 @@ pub mod capacity;
 pub mod cli;
 pub mod ialloc;
 mod ialloc_fast;
+pub mod jobs;
 pub mod model;
 pub mod moves;
 pub mod roll;

@@ -74,16 +74,7 @@ pub async fn run(c: &MasterClient, o: Options) -> CliResult<u8> {
                     nodes(pm.new_p, pm.new_s),
                     pm.score
                 );
-                let mut ops = Vec::new();
-                for v in maguey_placement::ialloc::move_opcodes(&cl, pm.instance, pm.mv) {
-                    let op: OpCode = serde_json::from_value(v.clone()).map_err(|_| {
-                        CliError::Other(format!(
-                            "the plan moves {inst} with {}, which Maguey cannot run yet",
-                            v["OP_ID"]
-                        ))
-                    })?;
-                    ops.push(op);
-                }
+                let ops = maguey_ops::moves::move_opcodes(&cl, pm.instance, pm.mv);
                 jobs.push((inst.clone(), ops));
             }
             sets.push(jobs);

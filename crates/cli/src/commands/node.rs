@@ -360,6 +360,7 @@ async fn node_failover(
                     target_node: None,
                     iallocator: None,
                     ignore_ipolicy: false,
+                    cleanup: false,
                 })],
                 prio,
             )

@@ -29,6 +29,11 @@ pub struct OpInstanceMigrate {
     pub ignore_ipolicy: bool,
     #[serde(default = "yes")]
     pub allow_runtime_changes: bool,
+    /// Ganeti: migrate although the nodes' hypervisor versions differ. Maguey compares no
+    /// hypervisor versions, so this changes nothing; it is kept so that plans (htools sets
+    /// it) round-trip.
+    #[serde(default)]
+    pub ignore_hvversions: bool,
 }
 
 /// Stops an instance and starts it on another node (Ganeti's OpInstanceFailover); for
@@ -47,6 +52,10 @@ pub struct OpInstanceFailover {
     pub iallocator: Option<String>,
     #[serde(default)]
     pub ignore_ipolicy: bool,
+    /// Ganeti: repair the state after a failed failover. Maguey has nothing to repair (a
+    /// failover is a stop and a start) and refuses `true`.
+    #[serde(default)]
+    pub cleanup: bool,
 }
 
 /// Copies a stopped instance's disks to another node and makes it the primary (Ganeti's

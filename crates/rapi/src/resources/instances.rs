@@ -246,6 +246,7 @@ fn migrate_op(b: &Body, inst: &str) -> Result<OpCode, ApiError> {
         iallocator: b.opt("iallocator")?,
         ignore_ipolicy: b.or("ignore_ipolicy", false)?,
         allow_runtime_changes: b.or("allow_runtime_changes", true)?,
+        ignore_hvversions: false,
     }))
 }
 
@@ -272,6 +273,7 @@ fn failover_op(b: &Body, inst: &str) -> Result<OpCode, ApiError> {
         target_node: b.opt("target_node")?,
         iallocator: b.opt("iallocator")?,
         ignore_ipolicy: b.or("ignore_ipolicy", false)?,
+        cleanup: false,
     }))
 }
 

@@ -93,6 +93,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     iallocator,
                     ignore_ipolicy: false,
                     allow_runtime_changes: true,
+                    ignore_hvversions: false,
                 })],
                 job,
             )
@@ -162,6 +163,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     target_node,
                     iallocator,
                     ignore_ipolicy: false,
+                    cleanup: false,
                 })],
                 job,
             )

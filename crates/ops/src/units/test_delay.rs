@@ -1,9 +1,9 @@
 //! OP_TEST_DELAY: sleeps on the master and/or on nodes (for testing the job queue).
 
 use crate::util::node_by_name;
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, OpCode};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::ConfigData;
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
 use std::time::Duration;
@@ -17,17 +17,17 @@ pub struct TestDelay {
 }
 
 impl LogicalUnit for TestDelay {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::TestDelay(maguey_model::OpTestDelay {
+    type Op = maguey_model::OpTestDelay;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpTestDelay {
             duration,
             on_master,
             on_nodes,
             repeat,
             fail,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         if !duration.is_finite() || *duration < 0.0 || *duration > 86400.0 {
             return Err(prereq(format!("invalid duration {duration}")));
         }
@@ -43,23 +43,19 @@ impl LogicalUnit for TestDelay {
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         if self.on_nodes.is_empty() {
             Vec::new()
         } else {
-            vec![(
-                LockLevel::Node,
-                LockNames::Names(self.on_nodes.clone()),
-                LockMode::Exclusive,
-            )]
+            crate::locks::nodes_exclusive(crate::locks::nodes(self.on_nodes.clone()))
         }
     }
 
-    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         for i in 0..self.repeat.max(1) {
             if self.repeat > 0 {
                 env.log(format!("test delay iteration {}/{}", i + 1, self.repeat));

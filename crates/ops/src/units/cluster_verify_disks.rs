@@ -13,12 +13,12 @@
 //! `{"bad_nodes": {node: error}, "offline_disk_instances": [instance],
 //!   "missing_disks": {instance: [[node, "vg/lv"]]}, "standalone_disks": {instance: [text]}}`
 
-use crate::instance_activate_disks::resolve_command;
+use crate::disks::*;
 use crate::util::node_addr;
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use futures::future::join_all;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::{DrbdDiskStatus, NodeRequest};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,11 +64,11 @@ pub(crate) fn drbd_problem(st: &Option<DrbdDiskStatus>) -> Option<String> {
 }
 
 impl LogicalUnit for ClusterVerifyDisks {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::ClusterVerifyDisks(maguey_model::OpClusterVerifyDisks { group_name }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+    type Op = maguey_model::OpClusterVerifyDisks;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpClusterVerifyDisks { group_name } = op;
         let group = match group_name {
             None => None,
             Some(g) => Some(
@@ -82,18 +82,15 @@ impl LogicalUnit for ClusterVerifyDisks {
         Ok(ClusterVerifyDisks { group })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::All, LockMode::Shared),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::whole_cluster_read()
     }
 
-    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let in_group = |i: &Instance| match &self.group {
             None => true,

@@ -1,47 +1,34 @@
 //! OP_NODE_REMOVE: removes an empty node from the cluster and tells it to leave.
 
 use crate::util::node_by_name;
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{ConfigData, Node};
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
 
 pub struct NodeRemove {
     name: String,
-    node: Option<Node>,
 }
 
 impl LogicalUnit for NodeRemove {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeRemove(maguey_model::OpNodeRemove { node_name }) = op else {
-            return Err(wrong_op(op));
-        };
+    type Op = maguey_model::OpNodeRemove;
+    type Checked = Node;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpNodeRemove { node_name } = op;
         node_by_name(cfg, node_name)?;
         Ok(NodeRemove {
             name: node_name.clone(),
-            node: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::node_leaving(&self.name)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let node = node_by_name(cfg, &self.name)?;
         if node.uuid == cfg.cluster.master_node {
             return Err(prereq(format!(
@@ -60,15 +47,10 @@ impl LogicalUnit for NodeRemove {
                 hosted.join(", ")
             )));
         }
-        self.node = Some(node.clone());
-        Ok(())
+        Ok(node.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let node = self
-            .node
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, node: Self::Checked) -> Result<Value, OpError> {
         env.apply(Command::RemoveNode {
             uuid: node.uuid.clone(),
         })?;

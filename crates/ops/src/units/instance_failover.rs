@@ -2,15 +2,11 @@
 //! that sees the same disks (`sharedfile`, `diskless`; `drbd` with the replicated-storage
 //! work). With `ignore_consistency` it goes on when the primary cannot be reached (it died).
 
-use crate::instance_migrate::{
-    check_target, check_target_memory, choose_target, move_locks, set_primary,
-};
-use crate::instance_move::current;
-use crate::instance_state::{start, start_activated, stop};
 use crate::util::{instance_by_name, node_by_name, node_by_uuid};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, OpCode};
+use crate::{lifecycle::*, migration::*};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance};
 use serde_json::{json, Value};
 
 pub struct InstanceFailover {
@@ -19,21 +15,27 @@ pub struct InstanceFailover {
     target: Option<String>,
     timeout: u64,
     ignore_consistency: bool,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceFailover {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceFailover(maguey_model::OpInstanceFailover {
+    type Op = maguey_model::OpInstanceFailover;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceFailover {
             instance_name,
             shutdown_timeout,
             ignore_consistency,
             target_node,
+            cleanup,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
+        if *cleanup {
+            return Err(prereq(
+                "a failover has nothing to clean up (use 'instance migrate --cleanup' after a \
+                 failed migration)",
+            ));
+        }
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceFailover {
             name: instance_name.clone(),
@@ -44,15 +46,14 @@ impl LogicalUnit for InstanceFailover {
             },
             timeout: *shutdown_timeout,
             ignore_consistency: *ignore_consistency,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        move_locks(&self.name, &self.primary, self.target.as_deref())
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::instance_moving(&self.name, &self.primary, self.target.as_deref())
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         let drbd = inst.disk_template.is_internally_mirrored();
         if drbd {
@@ -86,15 +87,11 @@ impl LogicalUnit for InstanceFailover {
         if let Some(t) = &self.target {
             check_target(inst, node_by_name(cfg, t)?)?;
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         let cfg = env.cfg();
         let src = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let dst = match &self.target {

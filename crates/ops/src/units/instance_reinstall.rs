@@ -1,27 +1,16 @@
 //! OP_INSTANCE_REINSTALL and OP_INSTANCE_RENAME: both need the instance stopped.
 
-use crate::instance_state::is_running;
+use crate::lifecycle::*;
 use crate::util::{instance_by_name, nic_runtimes, node_by_uuid, storage_dir};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, OpCode, Params};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance, Params};
 use maguey_rpc::{NodeRequest, OsInstall};
 use serde_json::{json, Value};
 
-fn locks(name: &str, node: &str) -> Vec<(LockLevel, LockNames, LockMode)> {
-    vec![
-        (
-            LockLevel::Instance,
-            LockNames::Names(vec![name.to_string()]),
-            LockMode::Exclusive,
-        ),
-        (
-            LockLevel::Node,
-            LockNames::Names(vec![node.to_string()]),
-            LockMode::Shared,
-        ),
-    ]
+fn locks(name: &str, node: &str) -> Vec<LockRequest> {
+    crate::locks::instance_disks(&[name], crate::locks::nodes(vec![node.to_string()]))
 }
 
 /// The instance must be marked down and really stopped.
@@ -48,34 +37,32 @@ pub struct InstanceReinstall {
     node: String,
     os: Option<String>,
     osparams: Option<Params>,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceReinstall {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReinstall(maguey_model::OpInstanceReinstall {
+    type Op = maguey_model::OpInstanceReinstall;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceReinstall {
             instance_name,
             os_type,
             osparams,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceReinstall {
             name: instance_name.clone(),
             node: node_by_uuid(cfg, &inst.primary_node)?.name.clone(),
             os: os_type.clone().filter(|o| !o.is_empty()),
             osparams: osparams.clone(),
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         locks(&self.name, &self.node)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if !inst.disk_template.has_disks() {
             return Err(prereq(format!(
@@ -87,15 +74,11 @@ impl LogicalUnit for InstanceReinstall {
         if node.offline {
             return Err(prereq(format!("node {} is offline", node.name)));
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let mut inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let mut inst = checked;
         check_stopped(env, &inst, "reinstalling it").await?;
         let cfg = env.cfg();
         let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
@@ -143,19 +126,18 @@ pub struct InstanceRename {
     name: String,
     new_name: String,
     node: String,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceRename {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRename(maguey_model::OpInstanceRename {
+    type Op = maguey_model::OpInstanceRename;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceRename {
             instance_name,
             new_name,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         maguey_model::names::validate_hostname(new_name)
             .map_err(|e| prereq(format!("invalid new name '{new_name}': {e}")))?;
         let inst = instance_by_name(cfg, instance_name)?;
@@ -163,17 +145,15 @@ impl LogicalUnit for InstanceRename {
             name: instance_name.clone(),
             new_name: new_name.clone(),
             node: node_by_uuid(cfg, &inst.primary_node)?.name.clone(),
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        let mut l = locks(&self.name, &self.node);
-        l[0].1 = LockNames::Names(vec![self.name.clone(), self.new_name.clone()]);
-        l
+    fn locks(&self) -> Vec<LockRequest> {
+        let nodes = crate::locks::nodes(vec![self.node.clone()]);
+        crate::locks::instance_disks(&[&self.name, &self.new_name], nodes)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if self.new_name == self.name {
             return Err(prereq(format!("instance is already called {}", self.name)));
@@ -184,15 +164,11 @@ impl LogicalUnit for InstanceRename {
                 self.new_name
             )));
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let mut inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let mut inst = checked;
         check_stopped(env, &inst, "renaming it").await?;
         // The OS definition's rename script runs first: if it fails, nothing is renamed.
         let cfg = env.cfg();

@@ -4,9 +4,9 @@
 //! Takes no locks (Ganeti's `use_locking=False`); reads one config snapshot.
 
 use crate::util::{filled_be_dict, filled_hvparams, instance_by_name, nic_runtimes, node_addr};
-use crate::{wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Instance, LogicalId, OpCode};
+use crate::{Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::{ConfigData, Instance, LogicalId};
 use maguey_rpc::{InstanceRunInfo, NodeRequest};
 use serde_json::{json, Map, Value};
 
@@ -16,15 +16,15 @@ pub struct InstanceQueryData {
 }
 
 impl LogicalUnit for InstanceQueryData {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceQueryData(maguey_model::OpInstanceQueryData {
+    type Op = maguey_model::OpInstanceQueryData;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceQueryData {
             instances,
             static_only,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let names = if instances.is_empty() {
             let mut all: Vec<String> = cfg.instances.values().map(|i| i.name.clone()).collect();
             all.sort();
@@ -41,15 +41,15 @@ impl LogicalUnit for InstanceQueryData {
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        Vec::new()
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::snapshot_read()
     }
 
-    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let mut out = Map::new();
         for name in &self.names {

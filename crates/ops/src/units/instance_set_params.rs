@@ -6,12 +6,12 @@
 //! a running instance gets the new maxmem at its next start.
 
 use crate::util::{filled_be_dict, hv_kind, instance_by_name, node_by_name, node_by_uuid};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
-    AdminState, BeParams, ConfigData, Disk, DiskTemplate, Hypervisor, Instance, Node, OpCode,
-    ParamKind, Params, DRBD_META_SIZE_MIB,
+    AdminState, BeParams, ConfigData, Disk, DiskTemplate, Hypervisor, Instance, Node, ParamKind,
+    Params, DRBD_META_SIZE_MIB,
 };
 use maguey_rpc::{DrbdRole, InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
@@ -25,13 +25,18 @@ pub struct InstanceSetParams {
     offline: Option<bool>,
     runtime_mem: Option<u64>,
     force: bool,
-    updated: Option<Instance>,
     /// A disk template conversion (then nothing else changes).
     conversion: Option<Conversion>,
 }
 
+/// What the checks found to do: a conversion, or the instance with its new parameters.
+pub enum Change {
+    Convert(Conversion),
+    Params(Box<Instance>),
+}
+
 /// `modify -t plain|drbd [-n NODE]`: the target template, the nodes locked for it (names).
-struct Conversion {
+pub struct Conversion {
     template: DiskTemplate,
     /// The new secondary (`drbd`) or the current one (`plain`).
     other_node: String,
@@ -59,8 +64,11 @@ fn without_defaults(p: &Params) -> Params {
 }
 
 impl LogicalUnit for InstanceSetParams {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceSetParams(maguey_model::OpInstanceSetParams {
+    type Op = maguey_model::OpInstanceSetParams;
+    type Checked = Change;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceSetParams {
             instance_name,
             beparams,
             hvparams,
@@ -71,10 +79,7 @@ impl LogicalUnit for InstanceSetParams {
             disk_template,
             remote_node,
             wait_for_sync,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         if let Some(template) = disk_template {
             if !beparams.is_empty()
                 || !hvparams.is_empty()
@@ -98,7 +103,6 @@ impl LogicalUnit for InstanceSetParams {
                 offline: None,
                 runtime_mem: None,
                 force: *force,
-                updated: None,
                 conversion: Some(Conversion {
                     template: *template,
                     other_node,
@@ -130,55 +134,26 @@ impl LogicalUnit for InstanceSetParams {
             offline: *offline,
             runtime_mem: *runtime_mem,
             force: *force,
-            updated: None,
             conversion: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        if let Some(c) = &self.conversion {
-            let nodes = vec![self.node_name.clone(), c.other_node.clone()];
-            return vec![
-                (
-                    LockLevel::Instance,
-                    LockNames::Names(vec![self.name.clone()]),
-                    LockMode::Exclusive,
-                ),
-                (
-                    LockLevel::Node,
-                    LockNames::Names(nodes.clone()),
-                    LockMode::Exclusive,
-                ),
-                (
-                    LockLevel::NodeRes,
-                    LockNames::Names(nodes),
-                    LockMode::Exclusive,
-                ),
-            ];
+    fn locks(&self) -> Vec<LockRequest> {
+        let nodes = crate::locks::nodes(vec![self.node_name.clone()]);
+        match &self.conversion {
+            Some(c) => crate::locks::instance_storage_rebuilt(
+                &self.name,
+                crate::locks::nodes(vec![self.node_name.clone(), c.other_node.clone()]),
+            ),
+            None => crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes),
         }
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(vec![self.node_name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if let Some(c) = &self.conversion {
-            return check_conversion(cfg, inst, c);
+        if let Some(c) = self.conversion.take() {
+            check_conversion(cfg, inst, &c)?;
+            return Ok(Change::Convert(c));
         }
         let be = ParamKind::Be
             .validate(&without_defaults(&self.beparams))
@@ -214,18 +189,14 @@ impl LogicalUnit for InstanceSetParams {
             }
             _ => {}
         }
-        self.updated = Some(updated);
-        Ok(())
+        Ok(Change::Params(Box::new(updated)))
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        if let Some(c) = &self.conversion {
-            return convert(env, &self.name, c).await;
-        }
-        let updated = self
-            .updated
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let updated = match checked {
+            Change::Convert(c) => return convert(env, &self.name, &c).await,
+            Change::Params(updated) => *updated,
+        };
         let cfg = env.cfg();
         let old = instance_by_name(&cfg, &self.name)?.clone();
         let node = node_by_uuid(&cfg, &old.primary_node)?.clone();

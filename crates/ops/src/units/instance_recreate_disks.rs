@@ -5,10 +5,10 @@
 
 use crate::drbd::{allocate, make_drbd, DrbdReservation};
 use crate::util::{check_node_online, instance_by_name, node_by_name, node_by_uuid, storage_dir};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::NodeRequest;
 use serde_json::{json, Value};
 
@@ -20,20 +20,19 @@ pub struct InstanceRecreateDisks {
     iallocator: Option<String>,
     /// Current node names at expand time.
     nodes: Vec<String>,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceRecreateDisks {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRecreateDisks(maguey_model::OpInstanceRecreateDisks {
+    type Op = maguey_model::OpInstanceRecreateDisks;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceRecreateDisks {
             instance_name,
             disks,
             nodes,
             iallocator,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         if iallocator.is_some() && !nodes.is_empty() {
             return Err(prereq("give either new nodes or an allocator, not both"));
         }
@@ -64,34 +63,19 @@ impl LogicalUnit for InstanceRecreateDisks {
             new_nodes,
             iallocator: iallocator.clone(),
             nodes: cur,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let names = if self.iallocator.is_some() {
-            LockNames::All
+            crate::locks::all_nodes()
         } else {
-            let mut all = self.nodes.clone();
-            for n in &self.new_nodes {
-                if !all.contains(n) {
-                    all.push(n.clone());
-                }
-            }
-            LockNames::Names(all)
+            crate::locks::nodes(self.nodes.iter().chain(&self.new_nodes).cloned())
         };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, names.clone(), LockMode::Exclusive),
-            (LockLevel::NodeRes, names, LockMode::Exclusive),
-        ]
+        crate::locks::instance_storage_rebuilt(&self.name, names)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if !inst.disk_template.has_disks() {
             return Err(prereq(format!(
@@ -157,15 +141,11 @@ impl LogicalUnit for InstanceRecreateDisks {
                 ))
             })?;
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         let cfg = env.cfg();
         let drbd = inst.disk_template.is_internally_mirrored();
         let cur_primary = node_by_uuid(&cfg, &inst.primary_node)?.clone();

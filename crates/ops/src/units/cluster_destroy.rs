@@ -1,30 +1,26 @@
 //! OP_CLUSTER_DESTROY: allowed only when the master is the last node and no instance is left.
 //! After the job succeeds, the master daemon removes its state and stops.
 
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, OpCode};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::ConfigData;
 use serde_json::{json, Value};
 
 pub struct ClusterDestroy;
 
 impl LogicalUnit for ClusterDestroy {
-    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        match op {
-            OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {}) => Ok(ClusterDestroy),
-            _ => Err(wrong_op(op)),
-        }
+    type Op = maguey_model::OpClusterDestroy;
+    type Checked = ();
+
+    fn expand(_op: &Self::Op, _cfg: &ConfigData) -> Result<Self, OpError> {
+        Ok(ClusterDestroy)
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (LockLevel::Cluster, LockNames::All, LockMode::Exclusive),
-            (LockLevel::Instance, LockNames::All, LockMode::Exclusive),
-            (LockLevel::Node, LockNames::All, LockMode::Exclusive),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::whole_cluster_exclusive()
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         if !cfg.instances.is_empty() {
             return Err(prereq(format!(
                 "the cluster still has {} instances; remove them first",
@@ -46,7 +42,7 @@ impl LogicalUnit for ClusterDestroy {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         env.log("the master daemon will remove the cluster's state and stop");
         env.master.destroy.notify_one();
         Ok(json!({"destroyed": true}))

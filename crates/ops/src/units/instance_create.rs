@@ -1,14 +1,15 @@
 //! OP_INSTANCE_CREATE: creates the disks, installs the OS, adds the instance, starts it.
 
+use crate::disks::*;
 use crate::util::{
     check_node_usable, generate_mac, hv_kind, instance_runtime, node_by_name, normalize_mac,
 };
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
     names::validate_hostname, new_uuid, AdminState, ConfigData, DevType, Disk, DiskSpec,
-    DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node, OpCode,
+    DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node,
     ParamKind, Params,
 };
 use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
@@ -37,13 +38,14 @@ pub struct InstanceCreate {
     hvparams: Params,
     beparams: Params,
     tags: Vec<String>,
-    /// Built by check_prereq.
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceCreate {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceCreate(maguey_model::OpInstanceCreate {
+    type Op = maguey_model::OpInstanceCreate;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceCreate {
             instance_name,
             mode,
             disk_template,
@@ -61,10 +63,7 @@ impl LogicalUnit for InstanceCreate {
             iallocator,
             tags,
             wait_for_sync,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         validate_hostname(instance_name)
             .map_err(|e| prereq(format!("invalid instance name: {e}")))?;
         if *mode != InstanceCreateMode::Create {
@@ -126,31 +125,18 @@ impl LogicalUnit for InstanceCreate {
             hvparams: hvparams.clone(),
             beparams: beparams.clone(),
             tags: tags.clone(),
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let nodes = match &self.pnode {
-            Some(p) => LockNames::Names(
-                std::iter::once(p.clone())
-                    .chain(self.snode.iter().cloned())
-                    .collect(),
-            ),
-            None => LockNames::All,
+            Some(p) => crate::locks::nodes(std::iter::once(p.clone()).chain(self.snode.clone())),
+            None => crate::locks::all_nodes(),
         };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, nodes.clone(), LockMode::Shared),
-            (LockLevel::NodeRes, nodes, LockMode::Shared),
-        ]
+        crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         if cfg.instance_by_name(&self.name).is_some() {
             return Err(prereq(format!(
                 "instance name '{}' is already in use",
@@ -329,15 +315,11 @@ impl LogicalUnit for InstanceCreate {
                 be.minmem, be.maxmem
             )));
         }
-        self.instance = Some(instance);
-        Ok(())
+        Ok(instance)
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let mut instance = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let mut instance = checked;
         let cfg = env.cfg();
         let drbd = instance.disk_template.is_internally_mirrored();
         let mut snode_uuid = match &self.snode {
@@ -618,27 +600,4 @@ fn valid_lvm_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'))
-}
-
-/// Removes disks created by a failed creation, logging what it does.
-pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
-    let cfg = env.cfg();
-    for disk in disks.iter().rev() {
-        env.log(format!(
-            "undoing: removing disk {} on node {}",
-            disk.iv_name, node.name
-        ));
-        let res: Result<Value, OpError> = env
-            .rpc(
-                node,
-                NodeRequest::BlockdevRemove {
-                    disk: disk.clone(),
-                    file_storage_dir: crate::util::storage_dir(&cfg, disk.dev_type.template()),
-                },
-            )
-            .await;
-        if let Err(e) = res {
-            env.log(format!("could not remove disk {}: {e}", disk.iv_name));
-        }
-    }
 }

@@ -1,366 +1,23 @@
-//! OP_INSTANCE_REPLACE_DISKS: replaces the storage under an instance's DRBD disks (Ganeti's
-//! LUInstanceReplaceDisks / TLReplaceDisks).
-//!
-//! - `replace_on_primary` / `replace_on_secondary`: on that node, new data and meta LVs
-//!   replace the old ones under the running DRBD device (old LVs set aside as
-//!   `<lv>_replaced-<timestamp>`), DRBD resyncs them from the peer, which must be UpToDate;
-//!   then the old LVs go.
-//! - `replace_new_secondary` (`remote_node`, or `iallocator` for Ganeti's relocate request):
-//!   the DRBD devices get a new peer: new minors and LVs there, the old secondary shut down,
-//!   the primary disconnected, the config changed (one `UpdateInstance`), the primary
-//!   connected to the new node, resync, the old secondary's devices and LVs removed.
-//! - `replace_auto`: looks at both nodes and replaces on the one whose disks are faulty
-//!   (missing LVs, Diskless, Failed, Inconsistent without a resync); nothing faulty: done.
-//!
-//! A stopped instance's disks are activated for the operation and deactivated afterwards.
+//! Replacing the storage under DRBD disks (the work of OP_INSTANCE_REPLACE_DISKS, Ganeti's
+//! TLReplaceDisks): LVs replaced under a running device on one node, a new secondary node,
+//! faulty-disk detection, the resync wait, and the undo of each step.
 
-use crate::drbd::{assemble, drbd_disks, secondary_of, status};
-use crate::util::{check_node_usable, instance_by_name, node_by_name, node_by_uuid, storage_dir};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::drbd::{assemble, drbd_disks, status};
+use crate::util::storage_dir;
+use crate::{prereq, Env};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Disk, Instance, LogicalId, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{ConfigData, Disk, Instance, LogicalId, Node};
 use maguey_rpc::{DrbdDiskStatus, DrbdRole, NodeRequest};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
-
-/// Ganeti's replace-disks modes.
-pub(crate) use maguey_model::ReplaceDisksMode as Mode;
 
 /// How long a replaced disk may stay neither resynchronising nor in sync before the wait
 /// gives up (the resync itself may take as long as it needs).
 const STALL_TIMEOUT: Duration = Duration::from_secs(90);
 
-pub struct InstanceReplaceDisks {
-    name: String,
-    mode: Mode,
-    disks: Vec<usize>,
-    remote_node: Option<String>,
-    iallocator: Option<String>,
-    early_release: bool,
-    /// Node names at expand time (locked; checked again after the locks).
-    nodes: Vec<String>,
-    instance: Option<Instance>,
-}
-
-impl LogicalUnit for InstanceReplaceDisks {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks {
-            instance_name,
-            mode,
-            disks,
-            remote_node,
-            iallocator,
-            early_release,
-            ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
-        let mode = *mode;
-        match mode {
-            Mode::NewSecondary => match (remote_node, iallocator) {
-                (None, None) => {
-                    return Err(prereq(
-                        "changing the secondary needs a new node (-n NODE) or an allocator \
-                         (-I NAME)",
-                    ))
-                }
-                (Some(_), Some(_)) => {
-                    return Err(prereq(
-                        "give either the new secondary node or an allocator, not both",
-                    ))
-                }
-                _ => {}
-            },
-            _ if remote_node.is_some() || iallocator.is_some() => {
-                return Err(prereq(
-                    "a new node or an allocator can only be given when changing the secondary \
-                     (replace_new_secondary)",
-                ))
-            }
-            _ => {}
-        }
-        if !disks.is_empty() && matches!(mode, Mode::NewSecondary | Mode::Auto) {
-            return Err(prereq(
-                "disks can only be chosen when replacing on the primary or the secondary \
-                 (-p, -s); the other modes replace every disk",
-            ));
-        }
-        if let Some(a) = iallocator {
-            if !crate::iallocator::BUILTIN.contains(&a.as_str()) {
-                return Err(prereq(format!(
-                    "unknown allocator '{a}' (built in: {})",
-                    crate::iallocator::BUILTIN.join(", ")
-                )));
-            }
-        }
-        let inst = instance_by_name(cfg, instance_name)?;
-        let mut nodes = vec![node_by_uuid(cfg, &inst.primary_node)?.name.clone()];
-        for s in inst.secondary_nodes() {
-            nodes.push(node_by_uuid(cfg, s)?.name.clone());
-        }
-        let remote_node = match remote_node {
-            Some(n) => {
-                let name = node_by_name(cfg, n)?.name.clone();
-                if !nodes.contains(&name) {
-                    nodes.push(name.clone());
-                }
-                Some(name)
-            }
-            None => None,
-        };
-        Ok(InstanceReplaceDisks {
-            name: inst.name.clone(),
-            mode,
-            disks: disks.clone(),
-            remote_node,
-            iallocator: iallocator.clone(),
-            early_release: *early_release,
-            nodes,
-            instance: None,
-        })
-    }
-
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        let names = if self.iallocator.is_some() {
-            LockNames::All
-        } else {
-            LockNames::Names(self.nodes.clone())
-        };
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (LockLevel::Node, names.clone(), LockMode::Shared),
-            (LockLevel::NodeRes, names, LockMode::Exclusive),
-        ]
-    }
-
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
-        let inst = instance_by_name(cfg, &self.name)?;
-        if !inst.disk_template.is_internally_mirrored() {
-            return Err(prereq(format!(
-                "instance {} has disk template {}: replace-disks is only for drbd instances",
-                self.name, inst.disk_template
-            )));
-        }
-        let pnode = node_by_uuid(cfg, &inst.primary_node)?;
-        let snode = secondary_of(cfg, inst)
-            .ok_or_else(|| prereq(format!("instance {} has no secondary node", self.name)))?;
-        if !self.nodes.contains(&pnode.name) || !self.nodes.contains(&snode.name) {
-            return Err(prereq(format!(
-                "the nodes of instance {} changed while this job waited for its locks",
-                self.name
-            )));
-        }
-        for &i in &self.disks {
-            if i >= inst.disks.len() {
-                return Err(prereq(format!(
-                    "instance {} has no disk {i} (it has {} disks)",
-                    self.name,
-                    inst.disks.len()
-                )));
-            }
-        }
-        if inst
-            .disks
-            .iter()
-            .any(|d| d.dev_type != maguey_model::DevType::Drbd)
-        {
-            return Err(prereq(format!(
-                "instance {} has disks that are not drbd",
-                self.name
-            )));
-        }
-        match self.mode {
-            Mode::OnPrimary | Mode::OnSecondary | Mode::Auto => {
-                for n in [pnode, snode] {
-                    if n.offline {
-                        return Err(prereq(format!(
-                            "node {} of instance {} is offline: replacing disks in place needs \
-                             both nodes; use -n NODE to change the secondary",
-                            n.name, self.name
-                        )));
-                    }
-                }
-            }
-            Mode::NewSecondary => {
-                if pnode.offline {
-                    return Err(prereq(format!(
-                        "the primary node {} is offline: fail the instance over first",
-                        pnode.name
-                    )));
-                }
-                if let Some(r) = &self.remote_node {
-                    let new = node_by_name(cfg, r)?;
-                    check_new_secondary(inst, pnode, snode, new)?;
-                }
-            }
-        }
-        self.instance = Some(inst.clone());
-        Ok(())
-    }
-
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
-        let cfg = env.cfg();
-        let pnode = node_by_uuid(&cfg, &inst.primary_node)?.clone();
-        let snode = secondary_of(&cfg, &inst)
-            .cloned()
-            .ok_or_else(|| prereq(format!("instance {} has no secondary node", inst.name)))?;
-        let all: Vec<usize> = (0..inst.disks.len()).collect();
-        let selected = if self.disks.is_empty() {
-            all.clone()
-        } else {
-            self.disks.clone()
-        };
-        match self.mode {
-            Mode::OnPrimary => {
-                replace_on(env, &inst, &pnode, &snode, &selected, self.early_release).await?;
-                Ok(json!({"node": pnode.name, "disks": selected}))
-            }
-            Mode::OnSecondary => {
-                replace_on(env, &inst, &snode, &pnode, &selected, self.early_release).await?;
-                Ok(json!({"node": snode.name, "disks": selected}))
-            }
-            Mode::Auto => self.auto(env, &inst, &pnode, &snode).await,
-            Mode::NewSecondary => {
-                let new = match (&self.remote_node, &self.iallocator) {
-                    (Some(r), _) => node_by_name(&cfg, r)?.clone(),
-                    (None, Some(a)) => {
-                        let name = relocate(env, &cfg, &inst, &snode).await?;
-                        env.log(format!("allocator {a} chose node {name} as new secondary"));
-                        node_by_name(&cfg, &name)?.clone()
-                    }
-                    (None, None) => return Err(prereq("no new secondary node given")),
-                };
-                check_new_secondary(&inst, &pnode, &snode, &new)?;
-                new_secondary(env, &inst, &pnode, &snode, &new, self.early_release).await?;
-                Ok(json!({"node": new.name, "old_node": snode.name}))
-            }
-        }
-    }
-}
-
-impl InstanceReplaceDisks {
-    /// `replace_auto`: finds the faulty side and replaces its faulty disks there.
-    async fn auto(
-        &self,
-        env: &Env<'_>,
-        inst: &Instance,
-        pnode: &Node,
-        snode: &Node,
-    ) -> Result<Value, OpError> {
-        let mut faulty = Vec::new();
-        for node in [pnode, snode] {
-            let bad = faulty_disks(env, inst, node).await?;
-            if !bad.is_empty() {
-                env.log(format!(
-                    "node {} has faulty disks: {}",
-                    node.name,
-                    bad.iter()
-                        .map(|(i, why)| format!("{} ({why})", inst.disks[*i].iv_name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            faulty.push(bad);
-        }
-        let (pbad, sbad) = (&faulty[0], &faulty[1]);
-        match (pbad.is_empty(), sbad.is_empty()) {
-            (true, true) => {
-                env.log(format!(
-                    "no disks of instance {} need replacement",
-                    inst.name
-                ));
-                Ok(json!({"node": null, "disks": []}))
-            }
-            (false, false) => Err(OpError::Exec(format!(
-                "both nodes of instance {} have faulty disks: cannot replace them \
-                 automatically",
-                inst.name
-            ))),
-            (false, true) => {
-                let idx: Vec<usize> = pbad.iter().map(|(i, _)| *i).collect();
-                replace_on(env, inst, pnode, snode, &idx, self.early_release).await?;
-                Ok(json!({"node": pnode.name, "disks": idx}))
-            }
-            (true, false) => {
-                let idx: Vec<usize> = sbad.iter().map(|(i, _)| *i).collect();
-                replace_on(env, inst, snode, pnode, &idx, self.early_release).await?;
-                Ok(json!({"node": snode.name, "disks": idx}))
-            }
-        }
-    }
-}
-
-/// The new secondary must be another, usable node.
-fn check_new_secondary(
-    inst: &Instance,
-    pnode: &Node,
-    snode: &Node,
-    new: &Node,
-) -> Result<(), OpError> {
-    if new.uuid == pnode.uuid {
-        return Err(prereq(format!(
-            "node {} is the primary node of instance {}: it cannot be its secondary",
-            new.name, inst.name
-        )));
-    }
-    if new.uuid == snode.uuid {
-        return Err(prereq(format!(
-            "instance {} already uses node {} as its secondary",
-            inst.name, new.name
-        )));
-    }
-    check_node_usable(new)
-}
-
-/// Ganeti's iallocator `relocate` request for the secondary, answered in-process.
-async fn relocate(
-    env: &Env<'_>,
-    cfg: &ConfigData,
-    inst: &Instance,
-    snode: &Node,
-) -> Result<String, OpError> {
-    let mut req = crate::iallocator::cluster_request(env.master, cfg, inst.disk_template).await;
-    req["request"] = json!({
-        "type": "relocate",
-        "name": inst.name,
-        "required_nodes": 1,
-        "relocate_from": [snode.name],
-        "disk_space_total": crate::drbd::storage_needed(maguey_model::DiskTemplate::Drbd, inst.disks.iter().map(|d| d.size)),
-    });
-    let answer = maguey_placement::ialloc::answer(
-        &req.to_string(),
-        &maguey_placement::alloc::AllocOptions::default(),
-    )
-    .map_err(|e| OpError::Exec(format!("allocator: {e}")))?;
-    let v: Value = serde_json::from_str(&answer)
-        .map_err(|e| OpError::Exec(format!("allocator answer: {e}")))?;
-    if v["success"] != json!(true) {
-        return Err(prereq(format!(
-            "the allocator found no new secondary for instance {}: {}",
-            inst.name,
-            v["info"].as_str().unwrap_or("no reason given")
-        )));
-    }
-    v["result"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|n| n.as_str())
-        .map(String::from)
-        .ok_or_else(|| OpError::Exec(format!("allocator answered no node: {v}")))
-}
-
 /// The instance with only the selected disks (RPCs that act on some disks).
-fn with_disks(inst: &Instance, idx: &[usize]) -> Instance {
+pub(crate) fn with_disks(inst: &Instance, idx: &[usize]) -> Instance {
     let mut i = inst.clone();
     i.disks = idx
         .iter()
@@ -371,7 +28,11 @@ fn with_disks(inst: &Instance, idx: &[usize]) -> Instance {
 
 /// Assembles the instance's devices on `node` unless they all are; answers whether it did
 /// (the caller shuts them down again at the end for a stopped instance).
-async fn ensure_active(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bool, OpError> {
+pub(crate) async fn ensure_active(
+    env: &Env<'_>,
+    inst: &Instance,
+    node: &Node,
+) -> Result<bool, OpError> {
     let sts = status(env, inst, node).await?;
     if sts.iter().all(Option::is_some) {
         return Ok(false);
@@ -385,7 +46,7 @@ async fn ensure_active(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<bo
 }
 
 /// Shuts down what [`ensure_active`] activated, logging failures.
-async fn deactivate(env: &Env<'_>, inst: &Instance, node: &Node) {
+pub(crate) async fn deactivate(env: &Env<'_>, inst: &Instance, node: &Node) {
     env.log(format!(
         "deactivating the disks of instance {} on node {}",
         inst.name, node.name
@@ -405,7 +66,7 @@ async fn deactivate(env: &Env<'_>, inst: &Instance, node: &Node) {
 
 /// The disks of `inst` that are faulty on `node`, with why: missing LVs, not configured,
 /// Diskless, Failed, or Inconsistent without a resync.
-async fn faulty_disks(
+pub(crate) async fn faulty_disks(
     env: &Env<'_>,
     inst: &Instance,
     node: &Node,
@@ -436,7 +97,7 @@ async fn faulty_disks(
     Ok(out)
 }
 
-fn is_faulty(s: &DrbdDiskStatus) -> bool {
+pub(crate) fn is_faulty(s: &DrbdDiskStatus) -> bool {
     match s.disk.as_str() {
         "Diskless" | "Failed" => true,
         "Inconsistent" => !s.replication.contains("Sync"),
@@ -445,7 +106,7 @@ fn is_faulty(s: &DrbdDiskStatus) -> bool {
 }
 
 /// Replaces the storage of disks `idx` on `target`; `peer` (UpToDate) is the sync source.
-async fn replace_on(
+pub(crate) async fn replace_on(
     env: &Env<'_>,
     inst: &Instance,
     target: &Node,
@@ -531,7 +192,7 @@ async fn replace_on(
 }
 
 /// Removes LVs (`vg/lv`) on `node`, logging failures.
-async fn remove_lvs(env: &Env<'_>, cfg: &ConfigData, node: &Node, lvs: &[String]) {
+pub(crate) async fn remove_lvs(env: &Env<'_>, cfg: &ConfigData, node: &Node, lvs: &[String]) {
     for full in lvs {
         let Some((vg, lv)) = full.split_once('/') else {
             continue;
@@ -643,7 +304,7 @@ pub(crate) async fn wait_replaced(
 }
 
 /// `replace_new_secondary`: moves the DRBD peer of every disk from `old` to `new`.
-async fn new_secondary(
+pub(crate) async fn new_secondary(
     env: &Env<'_>,
     inst: &Instance,
     pnode: &Node,
@@ -843,7 +504,7 @@ async fn new_secondary(
 }
 
 /// Removes what [`new_secondary`] created on the new node.
-async fn undo_new(env: &Env<'_>, node: &Node, created: &[Disk], fsd: &str) {
+pub(crate) async fn undo_new(env: &Env<'_>, node: &Node, created: &[Disk], fsd: &str) {
     for d in created.iter().rev() {
         env.log(format!(
             "undoing: removing disk {} on node {}",
@@ -865,7 +526,7 @@ async fn undo_new(env: &Env<'_>, node: &Node, created: &[Disk], fsd: &str) {
 }
 
 /// Connects the primary and the old secondary again (undo before the config changed).
-async fn reattach_old(env: &Env<'_>, inst: &Instance, pnode: &Node, old: &Node) {
+pub(crate) async fn reattach_old(env: &Env<'_>, inst: &Instance, pnode: &Node, old: &Node) {
     env.log("undoing: reconnecting the old secondary");
     if !old.offline {
         if let Err(e) = assemble(env, inst, old, DrbdRole::Secondary).await {
@@ -898,6 +559,7 @@ mod tests {
 
     #[test]
     fn modes_and_faults_follow_ganeti() {
+        use maguey_model::ReplaceDisksMode as Mode;
         assert_eq!("replace_auto".parse::<Mode>().ok(), Some(Mode::Auto));
         assert_eq!(
             "replace_new_secondary".parse::<Mode>().ok(),

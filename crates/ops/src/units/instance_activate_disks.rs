@@ -20,11 +20,11 @@
 //! `--force`: the hypervisor is confused, deactivate anyway).
 
 use crate::drbd;
-use crate::instance_state::is_running;
 use crate::util::{check_node_online, instance_by_name, node_by_uuid};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, LogicalId, Node, OpCode};
+use crate::{disks::*, lifecycle::*};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance, LogicalId, Node};
 use maguey_rpc::{BlockdevInfo, DrbdDiskStatus, DrbdRole, NodeRequest};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -44,31 +44,6 @@ pub struct InstanceActivateDisks {
     /// Primary first, then the secondary (names), as expanded.
     nodes: Vec<String>,
     mode: Mode,
-    instance: Option<Instance>,
-}
-
-/// The command that resolves a split brain of `inst` in favour of its primary.
-pub(crate) fn resolve_command(inst: &str) -> String {
-    format!("maguey instance activate-disks --resolve-split-brain {inst}")
-}
-
-/// The message for a DRBD disk that will not connect because one end is StandAlone.
-pub(crate) fn split_brain_message(
-    inst: &str,
-    iv_name: &str,
-    standalone_on: &str,
-    other: &str,
-    other_state: &str,
-    primary: &str,
-) -> String {
-    format!(
-        "disk {iv_name} of instance {inst}: DRBD is StandAlone on node {standalone_on} \
-         ({other}: {other_state}): the two nodes refuse to connect, which means a split \
-         brain (both changed data while apart, e.g. after a failover while the old primary \
-         was cut off). To keep the data of the primary node {primary} and discard what was \
-         written on the other node since the split, run: {}",
-        resolve_command(inst)
-    )
 }
 
 fn describe(st: &Option<DrbdDiskStatus>) -> String {
@@ -152,19 +127,13 @@ async fn wait_both_connected(
 }
 
 impl InstanceActivateDisks {
-    fn get(&self) -> Result<Instance, OpError> {
-        self.instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))
-    }
-
     async fn activate(
         &self,
         env: &Env<'_>,
+        inst: Instance,
         wait_for_sync: bool,
         resolve: bool,
     ) -> Result<Value, OpError> {
-        let inst = self.get()?;
         let cfg = env.cfg();
         let pnode = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let mut out = Vec::new();
@@ -255,8 +224,12 @@ impl InstanceActivateDisks {
         Ok(Value::Array(out))
     }
 
-    async fn deactivate(&self, env: &Env<'_>, force: bool) -> Result<Value, OpError> {
-        let inst = self.get()?;
+    async fn deactivate(
+        &self,
+        env: &Env<'_>,
+        inst: Instance,
+        force: bool,
+    ) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let pnode = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         if !force && !pnode.offline {
@@ -301,27 +274,23 @@ impl InstanceActivateDisks {
     }
 }
 
-impl LogicalUnit for InstanceActivateDisks {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let (name, mode) = match op {
-            OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks {
-                instance_name,
-                ignore_size: _,
-                wait_for_sync,
-                resolve_split_brain,
-            }) => (
-                instance_name,
-                Mode::Activate {
-                    wait_for_sync: *wait_for_sync,
-                    resolve_split_brain: *resolve_split_brain,
-                },
-            ),
-            OpCode::InstanceDeactivateDisks(maguey_model::OpInstanceDeactivateDisks {
-                instance_name,
-                force,
-            }) => (instance_name, Mode::Deactivate { force: *force }),
-            _ => return Err(wrong_op(op)),
-        };
+crate::unit_alias!(
+    /// OP_INSTANCE_DEACTIVATE_DISKS: the phases of [`InstanceActivateDisks`].
+    InstanceDeactivateDisks,
+    maguey_model::OpInstanceDeactivateDisks,
+    InstanceActivateDisks,
+    InstanceActivateDisks::for_deactivate
+);
+
+impl InstanceActivateDisks {
+    fn for_deactivate(
+        op: &maguey_model::OpInstanceDeactivateDisks,
+        cfg: &ConfigData,
+    ) -> Result<Self, OpError> {
+        Self::new(&op.instance_name, Mode::Deactivate { force: op.force }, cfg)
+    }
+
+    fn new(name: &str, mode: Mode, cfg: &ConfigData) -> Result<Self, OpError> {
         let inst = instance_by_name(cfg, name)?;
         let mut nodes = vec![node_by_uuid(cfg, &inst.primary_node)?.name.clone()];
         for s in inst.secondary_nodes() {
@@ -331,26 +300,27 @@ impl LogicalUnit for InstanceActivateDisks {
             name: inst.name.clone(),
             nodes,
             mode,
-            instance: None,
         })
     }
+}
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-        ]
+impl LogicalUnit for InstanceActivateDisks {
+    type Op = maguey_model::OpInstanceActivateDisks;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let mode = Mode::Activate {
+            wait_for_sync: op.wait_for_sync,
+            resolve_split_brain: op.resolve_split_brain,
+        };
+        Self::new(&op.instance_name, mode, cfg)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::instance_disks(&[&self.name], crate::locks::nodes(self.nodes.clone()))
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         let pnode = node_by_uuid(cfg, &inst.primary_node)?;
         if pnode.name != self.nodes[0] {
@@ -398,17 +368,19 @@ impl LogicalUnit for InstanceActivateDisks {
                 }
             }
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
         match self.mode {
             Mode::Activate {
                 wait_for_sync,
                 resolve_split_brain,
-            } => self.activate(env, wait_for_sync, resolve_split_brain).await,
-            Mode::Deactivate { force } => self.deactivate(env, force).await,
+            } => {
+                self.activate(env, checked, wait_for_sync, resolve_split_brain)
+                    .await
+            }
+            Mode::Deactivate { force } => self.deactivate(env, checked, force).await,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! OP_INSTANCE_REMOVE: stops the instance, removes its disks, drops it from the config.
 
 use crate::util::{instance_by_name, node_by_uuid};
-use crate::{wrong_op, Env, LogicalUnit};
+use crate::{Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Instance, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{ConfigData, Instance};
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
 
@@ -13,19 +13,18 @@ pub struct InstanceRemove {
     ignore_failures: bool,
     timeout: u64,
     nodes: Vec<String>,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceRemove {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRemove(maguey_model::OpInstanceRemove {
+    type Op = maguey_model::OpInstanceRemove;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceRemove {
             instance_name,
             ignore_failures,
             shutdown_timeout,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let inst = instance_by_name(cfg, instance_name)?;
         let nodes = std::iter::once(inst.primary_node.as_str())
             .chain(inst.secondary_nodes())
@@ -36,40 +35,18 @@ impl LogicalUnit for InstanceRemove {
             ignore_failures: *ignore_failures,
             timeout: *shutdown_timeout,
             nodes,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::instance_on_its_nodes(&self.name, crate::locks::nodes(self.nodes.clone()))
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
-        self.instance = Some(instance_by_name(cfg, &self.name)?.clone());
-        Ok(())
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
+        Ok(instance_by_name(cfg, &self.name)?.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, inst: Self::Checked) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let tolerate = |e: OpError| -> Result<(), OpError> {

@@ -1,10 +1,10 @@
 //! OP_NODE_SET_PARAMS: node flags (offline, drained, master_candidate, ...).
 
 use crate::util::node_by_name;
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Node};
 use serde_json::{json, Value};
 
 pub struct NodeSetParams {
@@ -15,13 +15,15 @@ pub struct NodeSetParams {
     master_capable: Option<bool>,
     vm_capable: Option<bool>,
     force: bool,
-    updated: Option<Node>,
     changes: Vec<(String, bool)>,
 }
 
 impl LogicalUnit for NodeSetParams {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeSetParams(maguey_model::OpNodeSetParams {
+    type Op = maguey_model::OpNodeSetParams;
+    type Checked = Node;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpNodeSetParams {
             node_name,
             offline,
             drained,
@@ -29,10 +31,7 @@ impl LogicalUnit for NodeSetParams {
             master_capable,
             vm_capable,
             force,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         node_by_name(cfg, node_name)?;
         let set = [offline, drained, master_candidate]
             .iter()
@@ -63,20 +62,15 @@ impl LogicalUnit for NodeSetParams {
             master_capable: *master_capable,
             vm_capable: *vm_capable,
             force: *force,
-            updated: None,
             changes: Vec::new(),
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![(
-            LockLevel::Node,
-            LockNames::Names(vec![self.name.clone()]),
-            LockMode::Exclusive,
-        )]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::node_changed(&self.name)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let node = node_by_name(cfg, &self.name)?;
         let is_master = node.uuid == cfg.cluster.master_node;
         let mut n = node.clone();
@@ -141,16 +135,11 @@ impl LogicalUnit for NodeSetParams {
                 )));
             }
         }
-        self.updated = Some(n);
         self.changes = changes;
-        Ok(())
+        Ok(n)
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let n = self
-            .updated
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, n: Self::Checked) -> Result<Value, OpError> {
         if self.changes.is_empty() {
             env.log("nothing to change");
             return Ok(json!([]));

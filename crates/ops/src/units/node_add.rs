@@ -3,12 +3,10 @@
 //! The node daemon may still be starting when the job runs: the version handshake is retried
 //! for a while. The node must present the name it is added under.
 
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{
-    names::validate_hostname, new_uuid, ConfigData, Node, OpCode, PROTOCOL_VERSION,
-};
+use maguey_jobs::OpError;
+use maguey_model::{names::validate_hostname, new_uuid, ConfigData, Node, PROTOCOL_VERSION};
 use maguey_rpc::{NodeInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,22 +21,21 @@ pub struct NodeAdd {
     group: Option<String>,
     master_capable: bool,
     vm_capable: bool,
-    node: Option<Node>,
 }
 
 impl LogicalUnit for NodeAdd {
-    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeAdd(maguey_model::OpNodeAdd {
+    type Op = maguey_model::OpNodeAdd;
+    type Checked = Node;
+
+    fn expand(op: &Self::Op, _cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpNodeAdd {
             node_name,
             primary_ip,
             secondary_ip,
             group,
             master_capable,
             vm_capable,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
         for ip in std::iter::once(primary_ip).chain(secondary_ip.iter()) {
             ip.parse::<std::net::IpAddr>()
@@ -51,22 +48,14 @@ impl LogicalUnit for NodeAdd {
             group: group.clone(),
             master_capable: master_capable.unwrap_or(true),
             vm_capable: vm_capable.unwrap_or(true),
-            node: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (LockLevel::NodeGroup, LockNames::All, LockMode::Shared),
-            (
-                LockLevel::Node,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::node_joining(&self.name)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         if cfg.node_by_name(&self.name).is_some() {
             return Err(prereq(format!(
                 "node '{}' is already in the cluster",
@@ -90,7 +79,7 @@ impl LogicalUnit for NodeAdd {
         };
         let candidates = cfg.nodes.values().filter(|n| n.master_candidate).count() as u32;
         let now = maguey_model::now();
-        self.node = Some(Node {
+        Ok(Node {
             uuid: new_uuid(),
             name: self.name.clone(),
             primary_ip: self.primary_ip.clone(),
@@ -106,15 +95,10 @@ impl LogicalUnit for NodeAdd {
             serial_no: 0,
             ctime: now,
             mtime: now,
-        });
-        Ok(())
+        })
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let node = self
-            .node
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, node: Self::Checked) -> Result<Value, OpError> {
         env.log(format!(
             "contacting node {} at {}",
             node.name, node.primary_ip

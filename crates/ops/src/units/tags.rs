@@ -4,10 +4,10 @@
 //! tags per object. Adding a present tag is a no-op; removing an absent one is refused.
 
 use crate::util::{instance_by_name, node_by_name};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::ConfigData;
 use serde_json::Value;
 
 /// Longest tag Ganeti accepts.
@@ -79,17 +79,30 @@ pub struct Tags {
     tags: Vec<String>,
 }
 
-impl LogicalUnit for Tags {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let (add, kind, name, tags) = match op {
-            OpCode::TagsSet(maguey_model::OpTagsSet { kind, name, tags }) => {
-                (true, kind, name, tags)
-            }
-            OpCode::TagsDel(maguey_model::OpTagsDel { kind, name, tags }) => {
-                (false, kind, name, tags)
-            }
-            _ => return Err(wrong_op(op)),
-        };
+/// OP_TAGS_SET.
+pub type TagsSet = Tags;
+
+crate::unit_alias!(
+    /// OP_TAGS_DEL: the phases of [`Tags`], removing.
+    TagsDel,
+    maguey_model::OpTagsDel,
+    Tags,
+    Tags::del
+);
+
+impl Tags {
+    fn del(op: &maguey_model::OpTagsDel, cfg: &ConfigData) -> Result<Self, OpError> {
+        Self::new(false, op.kind, &op.name, &op.tags, cfg)
+    }
+
+    fn new(
+        add: bool,
+        kind: TagKind,
+        name: &Option<String>,
+        tags: &[String],
+        cfg: &ConfigData,
+    ) -> Result<Self, OpError> {
+        let kind = &kind;
         let k = *kind;
         let name = match k {
             TagKind::Cluster => None,
@@ -110,31 +123,31 @@ impl LogicalUnit for Tags {
             add,
             kind: k,
             name,
-            tags: tags.clone(),
+            tags: tags.to_vec(),
+        })
+    }
+}
+
+impl LogicalUnit for Tags {
+    type Op = maguey_model::OpTagsSet;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        Self::new(true, op.kind, &op.name, &op.tags, cfg)
+    }
+
+    fn locks(&self) -> Vec<LockRequest> {
+        use crate::locks::TagTarget;
+        let name = self.name.as_deref().unwrap_or_default();
+        crate::locks::tagged_object(match self.kind {
+            TagKind::Cluster => TagTarget::Cluster,
+            TagKind::Node => TagTarget::Node(name),
+            TagKind::Instance => TagTarget::Instance(name),
+            TagKind::NodeGroup => TagTarget::NodeGroup(name),
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        let one = |level| {
-            vec![(
-                level,
-                LockNames::Names(vec![self.name.clone().unwrap_or_default()]),
-                LockMode::Exclusive,
-            )]
-        };
-        match self.kind {
-            TagKind::Cluster => vec![(
-                LockLevel::Cluster,
-                LockNames::Names(vec!["cluster".into()]),
-                LockMode::Exclusive,
-            )],
-            TagKind::Node => one(LockLevel::Node),
-            TagKind::Instance => one(LockLevel::Instance),
-            TagKind::NodeGroup => one(LockLevel::NodeGroup),
-        }
-    }
-
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let current = object_tags(cfg, self.kind, self.name.as_deref()).map_err(prereq)?;
         if self.add {
             let mut all = current.clone();
@@ -164,7 +177,7 @@ impl LogicalUnit for Tags {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let change = |tags: &mut Vec<String>| {
             if self.add {

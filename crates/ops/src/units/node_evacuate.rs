@@ -4,9 +4,9 @@
 //! waits for them and reports every outcome.
 
 use crate::util::node_by_name;
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use futures::future::{select_all, BoxFuture};
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
+use maguey_jobs::OpError;
 use maguey_model::{
     ConfigData, EvacMode, Instance, JobStatus, MigrationMode, OpCode, ReplaceDisksMode,
 };
@@ -21,43 +21,39 @@ pub struct NodeEvacuate {
     max_parallel: usize,
 }
 
-impl LogicalUnit for NodeEvacuate {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let (node, mode, remote, max_parallel, migrate_only) = match op {
-            OpCode::NodeEvacuate(maguey_model::OpNodeEvacuate {
-                node_name,
-                mode,
-                remote_node,
-                iallocator,
-                max_parallel,
-                ..
-            }) => {
-                check_iallocator(iallocator.as_deref())?;
-                (node_name, *mode, remote_node.clone(), *max_parallel, false)
-            }
-            OpCode::NodeMigrate(maguey_model::OpNodeMigrate {
-                node_name,
-                mode,
-                live,
-                target_node,
-                iallocator,
-                max_parallel,
-                ..
-            }) => {
-                check_iallocator(iallocator.as_deref())?;
-                if *mode == Some(MigrationMode::NonLive) || *live == Some(false) {
-                    return Err(prereq("non-live migration is not supported"));
-                }
-                (
-                    node_name,
-                    EvacMode::PrimaryOnly,
-                    target_node.clone(),
-                    *max_parallel,
-                    true,
-                )
-            }
-            _ => return Err(wrong_op(op)),
-        };
+crate::unit_alias!(
+    /// OP_NODE_MIGRATE: an evacuation of the primaries whose jobs must be migrations.
+    NodeMigrate,
+    maguey_model::OpNodeMigrate,
+    NodeEvacuate,
+    NodeEvacuate::migrate
+);
+
+impl NodeEvacuate {
+    fn migrate(op: &maguey_model::OpNodeMigrate, cfg: &ConfigData) -> Result<Self, OpError> {
+        check_iallocator(op.iallocator.as_deref())?;
+        if op.mode == Some(MigrationMode::NonLive) || op.live == Some(false) {
+            return Err(prereq("non-live migration is not supported"));
+        }
+        let target = op.target_node.clone();
+        Self::new(
+            &op.node_name,
+            EvacMode::PrimaryOnly,
+            target,
+            op.max_parallel,
+            true,
+            cfg,
+        )
+    }
+
+    fn new(
+        node: &str,
+        mode: EvacMode,
+        remote: Option<String>,
+        max_parallel: u32,
+        migrate_only: bool,
+        cfg: &ConfigData,
+    ) -> Result<Self, OpError> {
         let node = node_by_name(cfg, node)?.name.clone();
         if let Some(r) = &remote {
             let r = node_by_name(cfg, r)?;
@@ -76,22 +72,28 @@ impl LogicalUnit for NodeEvacuate {
             max_parallel: max_parallel as usize,
         })
     }
+}
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        // Only while planning; each move's job takes its own locks.
-        vec![(
-            LockLevel::Node,
-            LockNames::Names(vec![self.node.clone()]),
-            LockMode::Shared,
-        )]
+impl LogicalUnit for NodeEvacuate {
+    type Op = maguey_model::OpNodeEvacuate;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        check_iallocator(op.iallocator.as_deref())?;
+        let remote = op.remote_node.clone();
+        Self::new(&op.node_name, op.mode, remote, op.max_parallel, false, cfg)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::node_planning(&self.node)
+    }
+
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         node_by_name(cfg, &self.node)?;
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         // `all`: the primaries first (they move to their secondaries: the node becomes their
         // secondary), then every instance that has the node as secondary gets a new one.
         let phases: &[EvacMode] = match self.mode {
@@ -103,7 +105,7 @@ impl LogicalUnit for NodeEvacuate {
         for (k, phase) in phases.iter().enumerate() {
             let jobs = self.plan(env, *phase).await?;
             if k == 0 {
-                env.ctx.release(LockLevel::Node);
+                crate::locks::release_planning(env.ctx);
             }
             if jobs.is_empty() {
                 continue;
@@ -239,6 +241,7 @@ fn migrate_op(instance: &str, target: Option<&str>) -> OpCode {
         iallocator: None,
         ignore_ipolicy: false,
         allow_runtime_changes: true,
+        ignore_hvversions: false,
     })
 }
 

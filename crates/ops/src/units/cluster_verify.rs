@@ -5,10 +5,10 @@
 //! `{"ok": bool, "errors": [...], "warnings": [...]}`.
 
 use crate::util::node_addr;
-use crate::{wrong_op, Env, LogicalUnit};
+use crate::{Env, LockRequest, LogicalUnit};
 use futures::future::join_all;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, LogicalId, Node, OpCode, PROTOCOL_VERSION};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, LogicalId, Node, PROTOCOL_VERSION};
 use maguey_rpc::{DrbdDiskStatus, DrbdNodeCheck, InstanceRunInfo, NodeRequest, VersionInfo};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -241,27 +241,25 @@ async fn probe(
 }
 
 impl LogicalUnit for ClusterVerify {
-    fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::ClusterVerify(maguey_model::OpClusterVerify { skip_checks }) = op else {
-            return Err(wrong_op(op));
-        };
+    type Op = maguey_model::OpClusterVerify;
+    type Checked = ();
+
+    fn expand(op: &Self::Op, _cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpClusterVerify { skip_checks } = op;
         Ok(ClusterVerify {
             skip: skip_checks.clone(),
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (LockLevel::Instance, LockNames::All, LockMode::Shared),
-            (LockLevel::Node, LockNames::All, LockMode::Shared),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        crate::locks::whole_cluster_read()
     }
 
-    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, _cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         Ok(())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, _checked: Self::Checked) -> Result<Value, OpError> {
         let cfg = env.cfg();
         let mut rep = Report::default();
         env.log(format!(

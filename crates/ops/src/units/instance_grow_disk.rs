@@ -8,10 +8,10 @@
 //! (as Ganeti does: a larger LV or image is harmless, and a later grow-disk goes on from it).
 
 use crate::util::{check_node_online, instance_by_name, node_by_uuid};
-use crate::{prereq, wrong_op, Env, LogicalUnit};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance, Node};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
 
@@ -23,7 +23,6 @@ pub struct InstanceGrowDisk {
     wait_for_sync: bool,
     /// Node names of the instance at expansion (locked), primary first.
     nodes: Vec<String>,
-    instance: Option<Instance>,
     /// MiB to add, computed by check_prereq.
     delta: u64,
 }
@@ -70,17 +69,17 @@ fn instance_nodes(cfg: &ConfigData, inst: &Instance) -> Result<Vec<String>, OpEr
 }
 
 impl LogicalUnit for InstanceGrowDisk {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceGrowDisk(maguey_model::OpInstanceGrowDisk {
+    type Op = maguey_model::OpInstanceGrowDisk;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceGrowDisk {
             instance_name,
             disk,
             amount,
             absolute,
             wait_for_sync,
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceGrowDisk {
             name: inst.name.clone(),
@@ -89,32 +88,16 @@ impl LogicalUnit for InstanceGrowDisk {
             absolute: *absolute,
             wait_for_sync: *wait_for_sync,
             nodes: instance_nodes(cfg, inst)?,
-            instance: None,
             delta: 0,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
-        vec![
-            (
-                LockLevel::Instance,
-                LockNames::Names(vec![self.name.clone()]),
-                LockMode::Exclusive,
-            ),
-            (
-                LockLevel::Node,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Shared,
-            ),
-            (
-                LockLevel::NodeRes,
-                LockNames::Names(self.nodes.clone()),
-                LockMode::Exclusive,
-            ),
-        ]
+    fn locks(&self) -> Vec<LockRequest> {
+        let nodes = crate::locks::nodes(self.nodes.clone());
+        crate::locks::instance_on_nodes_moving(&self.name, nodes.clone(), nodes)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if instance_nodes(cfg, inst)? != self.nodes {
             return Err(prereq(format!(
@@ -140,15 +123,11 @@ impl LogicalUnit for InstanceGrowDisk {
         for u in &disk.nodes {
             check_node_online(node_by_uuid(cfg, u)?)?;
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         let cfg = env.cfg();
         let disk = inst.disks[self.disk].clone();
         let old = disk.size;

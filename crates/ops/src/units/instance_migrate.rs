@@ -7,140 +7,17 @@
 //! `--cleanup` repairs the state a failed migration left: it finds where the instance really
 //! runs, fixes the config and stops the stray copy.
 
-use crate::instance_move::{copy_disks, remove_disks};
-use crate::instance_state::is_running;
 use crate::util::{
-    check_node_usable, filled_beparams, filled_hvparams, instance_by_name, instance_runtime,
-    node_addr, node_by_name, node_by_uuid, storage_dir,
+    filled_hvparams, instance_by_name, instance_runtime, node_addr, node_by_name, node_by_uuid,
+    storage_dir,
 };
-use crate::{prereq, wrong_op, Env, LogicalUnit};
-use maguey_config::Command;
-use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node, OpCode};
-use maguey_rpc::{
-    AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeInfo, NodeRequest,
-};
+use crate::{disks::*, lifecycle::*, migration::*};
+use crate::{prereq, Env, LockRequest, LogicalUnit};
+use maguey_jobs::OpError;
+use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node};
+use maguey_rpc::{AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeRequest};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// The locks of an opcode that moves an instance from its primary to a target node: the
-/// instance exclusively; both nodes shared (several instances may leave a node at once);
-/// the target's resources exclusively, so that memory checks and ports on one target never
-/// race. Without a target every node is locked, as the target is chosen under the locks.
-pub(crate) fn move_locks(
-    instance: &str,
-    primary: &str,
-    target: Option<&str>,
-) -> Vec<(LockLevel, LockNames, LockMode)> {
-    let (nodes, res) = match target {
-        Some(t) => (
-            LockNames::Names(vec![primary.to_string(), t.to_string()]),
-            LockNames::Names(vec![t.to_string()]),
-        ),
-        None => (LockNames::All, LockNames::All),
-    };
-    vec![
-        (
-            LockLevel::Instance,
-            LockNames::Names(vec![instance.to_string()]),
-            LockMode::Exclusive,
-        ),
-        (LockLevel::Node, nodes, LockMode::Shared),
-        (LockLevel::NodeRes, res, LockMode::Exclusive),
-    ]
-}
-
-/// Checks that `target` can take `inst`: another node, online, vm_capable, not drained.
-pub(crate) fn check_target(inst: &Instance, target: &Node) -> Result<(), OpError> {
-    if target.uuid == inst.primary_node {
-        return Err(prereq(format!(
-            "instance {} is already on node {}",
-            inst.name, target.name
-        )));
-    }
-    check_node_usable(target)
-}
-
-/// The target chosen by the placement engine (primary-only evacuation of this instance).
-pub(crate) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node, OpError> {
-    let cfg = env.cfg();
-    let plan = crate::iallocator::evacuate_plan(
-        env.master,
-        &cfg,
-        &[inst],
-        maguey_model::EvacMode::PrimaryOnly,
-    )
-    .await?;
-    if let Some((_, why)) = plan.failed.first() {
-        return Err(prereq(format!(
-            "the allocator found no node for instance {}: {why}",
-            inst.name
-        )));
-    }
-    let name = plan
-        .moved
-        .first()
-        .and_then(|(_, nodes)| nodes.first())
-        .ok_or_else(|| prereq(format!("the allocator found no node for {}", inst.name)))?;
-    let node = node_by_name(&cfg, name)?.clone();
-    env.log(format!(
-        "the allocator chose node {} for instance {}",
-        node.name, inst.name
-    ));
-    Ok(node)
-}
-
-/// Checks that the target has the memory the instance needs now.
-pub(crate) async fn check_target_memory(
-    env: &Env<'_>,
-    inst: &Instance,
-    target: &Node,
-) -> Result<(), OpError> {
-    let cfg = env.cfg();
-    let be = filled_beparams(&cfg, inst);
-    let info: NodeInfo = env
-        .rpc(
-            target,
-            NodeRequest::NodeInfo {
-                file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                hypervisor: inst.hypervisor.to_string(),
-            },
-        )
-        .await?;
-    if be.maxmem > info.memory_free {
-        return Err(prereq(format!(
-            "not enough memory on node {} for instance {}: needed {} MiB, free {} MiB",
-            target.name, inst.name, be.maxmem, info.memory_free
-        )));
-    }
-    Ok(())
-}
-
-/// Makes `target` the instance's primary node in the config.
-pub(crate) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Result<(), OpError> {
-    let cfg = env.cfg();
-    let mut updated = cfg
-        .instances
-        .get(&inst.uuid)
-        .cloned()
-        .ok_or_else(|| OpError::Exec(format!("instance {} vanished", inst.name)))?;
-    let old = updated.primary_node.clone();
-    updated.primary_node = target.uuid.clone();
-    for d in &mut updated.disks {
-        if d.dev_type == maguey_model::DevType::Drbd {
-            // Both ends stay; the new primary comes first.
-            d.nodes = vec![target.uuid.clone(), old.clone()];
-        } else {
-            d.nodes = vec![target.uuid.clone()];
-        }
-    }
-    env.apply(Command::UpdateInstance { instance: updated })?;
-    Ok(())
-}
-
-fn mib(bytes: u64) -> u64 {
-    bytes >> 20
-}
 
 pub struct InstanceMigrate {
     name: String,
@@ -148,12 +25,14 @@ pub struct InstanceMigrate {
     target: Option<String>,
     cleanup: bool,
     allow_failover: bool,
-    instance: Option<Instance>,
 }
 
 impl LogicalUnit for InstanceMigrate {
-    fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate {
+    type Op = maguey_model::OpInstanceMigrate;
+    type Checked = Instance;
+
+    fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
+        let maguey_model::OpInstanceMigrate {
             instance_name,
             mode,
             live,
@@ -162,10 +41,7 @@ impl LogicalUnit for InstanceMigrate {
             allow_failover,
             iallocator,
             ..
-        }) = op
-        else {
-            return Err(wrong_op(op));
-        };
+        } = op;
         let non_live = *mode == Some(MigrationMode::NonLive) || *live == Some(false);
         if non_live {
             return Err(prereq(
@@ -196,20 +72,19 @@ impl LogicalUnit for InstanceMigrate {
             target,
             cleanup: *cleanup,
             allow_failover: *allow_failover,
-            instance: None,
         })
     }
 
-    fn locks(&self) -> Vec<(LockLevel, LockNames, LockMode)> {
+    fn locks(&self) -> Vec<LockRequest> {
         let target = if self.cleanup {
             None
         } else {
             self.target.as_deref()
         };
-        move_locks(&self.name, &self.primary, target)
+        crate::locks::instance_moving(&self.name, &self.primary, target)
     }
 
-    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
+    fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if node_by_uuid(cfg, &inst.primary_node)?.name != self.primary {
             return Err(prereq(format!(
@@ -233,15 +108,11 @@ impl LogicalUnit for InstanceMigrate {
                 check_target(inst, node_by_name(cfg, t)?)?;
             }
         }
-        self.instance = Some(inst.clone());
-        Ok(())
+        Ok(inst.clone())
     }
 
-    async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
-        let inst = self
-            .instance
-            .clone()
-            .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let inst = checked;
         if self.cleanup {
             return cleanup(env, &inst).await;
         }
@@ -374,7 +245,7 @@ async fn live_migrate(
             match r {
                 Ok(_) => created.push(disk.clone()),
                 Err(e) => {
-                    crate::instance_create::undo_disks(env, dst, &created).await;
+                    crate::disks::undo_disks(env, dst, &created).await;
                     return Err(e);
                 }
             }
@@ -394,7 +265,7 @@ async fn live_migrate(
     let ports = match accepted {
         Ok(p) => p,
         Err(e) => {
-            crate::instance_create::undo_disks(env, dst, &created).await;
+            crate::disks::undo_disks(env, dst, &created).await;
             if drbd {
                 drbd_single_primary(env, inst, src, dst).await;
             }
@@ -457,7 +328,7 @@ async fn live_migrate(
                     src.name
                 ));
             }
-            crate::instance_create::undo_disks(env, dst, &created).await;
+            crate::disks::undo_disks(env, dst, &created).await;
             if drbd {
                 drbd_single_primary(env, inst, src, dst).await;
             }
@@ -595,35 +466,6 @@ where
             }
         }
     }
-}
-
-fn percent(done: u64, total: u64) -> u64 {
-    (done.saturating_mul(100))
-        .checked_div(total)
-        .unwrap_or(0)
-        .min(100)
-}
-
-/// One job-log line of progress (the CLI draws a bar from lines of this shape).
-pub(crate) fn progress_line(p: &MigrationProgress) -> String {
-    let mut parts = Vec::new();
-    if p.disk_total > 0 {
-        parts.push(format!(
-            "disks {}% ({}/{} MiB)",
-            percent(p.disk_transferred, p.disk_total),
-            mib(p.disk_transferred),
-            mib(p.disk_total)
-        ));
-    }
-    if p.ram_total > 0 && p.status != "mirroring" {
-        parts.push(format!(
-            "memory {}% ({}/{} MiB)",
-            percent(p.ram_transferred, p.ram_total),
-            mib(p.ram_transferred),
-            mib(p.ram_total)
-        ));
-    }
-    format!("migration {}: {}", p.status, parts.join(", "))
 }
 
 /// `migrate --cleanup`: finds where the instance runs and makes the config and the nodes
