@@ -6,6 +6,7 @@
 //! * [`client`]: [`client::RpcClient`], the mTLS HTTP client of master and CLI.
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
+//! * [`version`]: the protocol version every request carries, and its checks.
 
 pub mod ca;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod join;
 pub mod protocol;
 pub mod server;
 pub mod tls;
+pub mod version;
 
 pub use ca::{fingerprint_pem, CertError, ClusterCa, NodeIdentity};
 pub use client::{RpcClient, RpcError};
