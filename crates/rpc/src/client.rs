@@ -71,7 +71,7 @@ pub(crate) fn error_message(status: reqwest::StatusCode, body: &str) -> String {
         }
     }
     if body.trim().is_empty() {
-        format!("HTTP {status}")
+        crate::version::unrouted_message(status).unwrap_or_else(|| format!("HTTP {status}"))
     } else {
         format!("HTTP {status}: {}", truncate(body))
     }

@@ -99,6 +99,21 @@ pub fn unknown_request(what: &str, peer: u32) -> String {
     }
 }
 
+/// The message of an empty 404/405 answer: a peer older than protocol 2 (whose servers do not
+/// name their version) does not know the request.
+pub fn unrouted_message(status: StatusCode) -> Option<String> {
+    matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    )
+    .then(|| {
+        format!(
+            "HTTP {status}: the peer does not know this request (it may speak an older \
+             protocol than this client's {PROTOCOL_VERSION}: upgrade it to use the request)"
+        )
+    })
+}
+
 /// An error answer: `{"error": msg}`, the shape of both the master API's errors and
 /// [`crate::RpcReply::Error`].
 fn refusal(status: StatusCode, msg: String) -> Response {
@@ -225,6 +240,21 @@ mod tests {
         ));
         assert!(request_headers(WITHOUT_HEADER).is_empty());
         assert_eq!(request_headers(PROTOCOL_VERSION)[HEADER], ours.as_str());
+    }
+
+    #[test]
+    fn an_older_peers_empty_404_is_explained() {
+        let m = crate::client::error_message(StatusCode::NOT_FOUND, "");
+        assert!(
+            m.starts_with("HTTP 404 Not Found: the peer does not know this request"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("this client's {PROTOCOL_VERSION}")),
+            "{m}"
+        );
+        let m = crate::client::error_message(StatusCode::INTERNAL_SERVER_ERROR, "");
+        assert_eq!(m, "HTTP 500 Internal Server Error");
     }
 
     fn router() -> Router {
