@@ -18,6 +18,7 @@ use maguey_ops::query::{field_list, query, QueryRequest, Resource};
 use maguey_ops::Master;
 use maguey_rpc::ca::ClusterCa;
 use maguey_rpc::join::JoinRequest;
+use maguey_rpc::version::{check_protocol, RpcRequest};
 use maguey_rpc::{NodeRequest, RpcReply};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -37,7 +38,7 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
         .merge(crate::console::node_router(node.clone()))
         .route(
             "/rpc",
-            post(move |Json(req): Json<NodeRequest>| {
+            post(move |RpcRequest(req): RpcRequest<NodeRequest>| {
                 let node = node.clone();
                 let stop = stop.clone();
                 async move {
@@ -58,6 +59,7 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
         .layer(axum::middleware::from_fn(
             maguey_rpc::server::require_peer_cert,
         ))
+        .layer(axum::middleware::from_fn(check_protocol))
 }
 
 /// What the master's handlers share.
@@ -100,6 +102,7 @@ pub fn master_router(state: MasterState) -> Router {
         .with_state(state.clone())
         .merge(maguey_rpc::join::join_ca_router(state.ca.cert_pem.clone()));
     luxi.merge(join)
+        .layer(axum::middleware::from_fn(check_protocol))
 }
 
 /// The master API on the Remote API's port, for `maguey --cluster URL`: the same `/luxi/...`
@@ -136,6 +139,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(rapi, basic_auth_write));
     read.merge(write)
+        .layer(axum::middleware::from_fn(check_protocol))
 }
 
 async fn basic_auth(
@@ -175,7 +179,6 @@ async fn submit_remote(State(s): State<MasterState>, Json(req): Json<SubmitReque
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     pub ops: Vec<Value>,
     #[serde(default)]
@@ -311,7 +314,6 @@ async fn export_config(State(s): State<MasterState>) -> Response {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JoinTokenRequest {
     pub node_name: String,
     pub primary_ip: String,

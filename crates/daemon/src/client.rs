@@ -79,10 +79,15 @@ impl MasterClient {
     pub fn new(identity: &NodeIdentity, base: String) -> Result<Self, ClientError> {
         let rpc = RpcClient::new(identity, Duration::from_secs(90))
             .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        Ok(MasterClient {
+        Ok(Self::with_rpc(rpc, base))
+    }
+
+    /// A client of the master API at `base` over `rpc` (e.g. one speaking another protocol).
+    pub fn with_rpc(rpc: RpcClient, base: String) -> Self {
+        MasterClient {
             transport: Transport::Mtls(rpc),
             base,
-        })
+        }
     }
 
     /// A client of a remote master's API through its Remote API (`https://MASTER:5080`),
@@ -95,6 +100,9 @@ impl MasterClient {
         ca_pem: Option<&str>,
     ) -> Result<Self, ClientError> {
         let mut b = reqwest::Client::builder()
+            .default_headers(maguey_rpc::version::request_headers(
+                maguey_rpc::version::PROTOCOL_VERSION,
+            ))
             .timeout(Duration::from_secs(90))
             .connect_timeout(Duration::from_secs(10));
         if let Some(pem) = ca_pem {

@@ -34,7 +34,8 @@ pub fn new_uuid() -> String {
 
 /// Maguey's version, reported by the RPC version handshake.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Protocol version of the node RPC; peers with another value are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version of the node RPC and the master API, sent with every request (see
+/// `maguey_rpc::version`): 1 sent no version header, 2 sends it. Peers one version apart work.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Default TCP port of the node daemon (Ganeti's noded port).
 pub const DEFAULT_RPC_PORT: u16 = 1811;

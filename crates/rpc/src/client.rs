@@ -82,7 +82,7 @@ pub(crate) fn error_message(status: StatusCode, body: &str) -> String {
         }
     }
     if body.trim().is_empty() {
-        format!("HTTP {status}")
+        crate::version::unrouted_message(status).unwrap_or_else(|| format!("HTTP {status}"))
     } else {
         format!("HTTP {status}: {}", truncate(body))
     }
@@ -205,12 +205,28 @@ impl RpcClient {
     pub fn new(id: &NodeIdentity, timeout: Duration) -> Result<Self, RpcError> {
         let tls = crate::tls::client_config_with(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))
             .map_err(|e| RpcError::Protocol(format!("cannot set up TLS: {e}")))?;
-        Self::with_tls(tls, timeout)
+        Self::with_tls(tls, timeout, crate::version::PROTOCOL_VERSION)
     }
 
-    pub(crate) fn with_tls(tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, RpcError> {
+    /// [`RpcClient::new`] speaking protocol `protocol` (tests acting as an older or newer peer).
+    pub fn with_protocol(
+        id: &NodeIdentity,
+        timeout: Duration,
+        protocol: u32,
+    ) -> Result<Self, RpcError> {
+        let tls = crate::tls::client_config_with(&id.ca_pem, Some((&id.cert_pem, &id.key_pem)))
+            .map_err(|e| RpcError::Protocol(format!("cannot set up TLS: {e}")))?;
+        Self::with_tls(tls, timeout, protocol)
+    }
+
+    pub(crate) fn with_tls(
+        tls: rustls::ClientConfig,
+        timeout: Duration,
+        protocol: u32,
+    ) -> Result<Self, RpcError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .default_headers(crate::version::request_headers(protocol))
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .no_proxy()
             .build()

@@ -53,6 +53,9 @@ pub fn console_http_client(id: &NodeIdentity) -> Result<reqwest::Client, Console
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(10))
+        .default_headers(crate::version::request_headers(
+            crate::version::PROTOCOL_VERSION,
+        ))
         .no_proxy()
         .build()
         .map_err(|e| ConsoleError::Protocol(format!("cannot build HTTP client: {}", chain(&e))))

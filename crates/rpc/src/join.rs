@@ -116,6 +116,9 @@ pub async fn join(
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(insecure)
         .timeout(JOIN_TIMEOUT)
+        .default_headers(crate::version::request_headers(
+            crate::version::PROTOCOL_VERSION,
+        ))
         .no_proxy()
         .build()
         .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {e}")))?;
@@ -148,6 +151,9 @@ pub async fn join(
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(JOIN_TIMEOUT)
+        .default_headers(crate::version::request_headers(
+            crate::version::PROTOCOL_VERSION,
+        ))
         .no_proxy()
         .build()
         .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {e}")))?;

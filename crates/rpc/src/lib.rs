@@ -7,6 +7,7 @@
 //!   [`client::RpcTransport`] (HTTPS by default; in process in tests).
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
+//! * [`version`]: the protocol version every request carries, and its checks.
 
 pub mod ca;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod join;
 pub mod protocol;
 pub mod server;
 pub mod tls;
+pub mod version;
 
 pub use ca::{fingerprint_pem, CertError, ClusterCa, NodeIdentity};
 pub use client::{

@@ -144,7 +144,11 @@ impl Connection {
                 }
             }
         };
-        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .default_headers(maguey_rpc::version::request_headers(
+                maguey_rpc::version::PROTOCOL_VERSION,
+            ));
         if let Some(f) = var(ENV_RAPI_CA) {
             let pem = std::fs::read(&f).map_err(|e| usage(format!("reading {f}: {e}")))?;
             let cert = reqwest::Certificate::from_pem(&pem)

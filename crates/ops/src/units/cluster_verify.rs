@@ -105,12 +105,21 @@ async fn probe(
             return None;
         }
     };
-    if version.protocol != PROTOCOL_VERSION {
+    if !maguey_rpc::version::compatible(version.protocol) {
         rep.error(
             env,
             "ENODEVERSION",
             format!(
-                "node {}: protocol {} differs from the master's {}",
+                "node {}: protocol {} is too far from the master's {}",
+                node.name, version.protocol, PROTOCOL_VERSION
+            ),
+        );
+    } else if version.protocol != PROTOCOL_VERSION {
+        rep.warn(
+            env,
+            "ENODEVERSION",
+            format!(
+                "node {}: protocol {}, the master's {} (upgrade in progress?)",
                 node.name, version.protocol, PROTOCOL_VERSION
             ),
         );

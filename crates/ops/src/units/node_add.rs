@@ -117,10 +117,14 @@ impl LogicalUnit for NodeAdd {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
-        if version.protocol != PROTOCOL_VERSION {
+        if !maguey_rpc::version::compatible(version.protocol) {
             return Err(prereq(format!(
-                "node {} speaks protocol {}, the master {}",
-                node.name, version.protocol, PROTOCOL_VERSION
+                "node {} speaks protocol {}, the master {} (which works with {} to {})",
+                node.name,
+                version.protocol,
+                PROTOCOL_VERSION,
+                maguey_rpc::version::OLDEST,
+                maguey_rpc::version::NEWEST
             )));
         }
         if version.node_name != node.name {
