@@ -8,16 +8,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+/// The wire types live in `maguey-client`, shared with the CLI.
+pub use maguey_client::api::{
+    ArchiveRequest, JoinTokenRequest, JoinTokenResponse, ListQuery, SubmitRequest, WaitRequest,
+};
 use maguey_config::Command;
 use maguey_jobs::JobQueue;
-use maguey_model::{names::validate_hostname, JobStatus, JoinToken, OpCode};
+use maguey_model::{names::validate_hostname, JoinToken, OpCode};
 use maguey_node::NodeRuntime;
 use maguey_ops::query::{field_list, query, QueryRequest, Resource};
 use maguey_ops::Master;
 use maguey_rpc::ca::ClusterCa;
 use maguey_rpc::join::{JoinRequest, JoinResponse};
 use maguey_rpc::{NodeRequest, RpcReply};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -186,14 +189,6 @@ async fn submit_remote(s: State<MasterState>, Json(req): Json<SubmitRequest>) ->
     submit(s, Json(req)).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    pub ops: Vec<Value>,
-    #[serde(default)]
-    pub priority: i32,
-}
-
 async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
     let mut ops = Vec::new();
     for (i, v) in req.ops.into_iter().enumerate() {
@@ -212,12 +207,6 @@ async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) ->
         Ok(id) => Json(json!({"job_id": id})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub archived: bool,
 }
 
 async fn list_jobs(
@@ -243,13 +232,6 @@ async fn get_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response 
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WaitRequest {
-    pub status: Option<JobStatus>,
-    pub log_serial: u64,
-    pub timeout_secs: f64,
-}
-
 async fn wait_job(
     State(s): State<MasterState>,
     Path(id): Path<u64>,
@@ -273,11 +255,6 @@ async fn cancel_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Respon
         }
         Err(e) => Json(json!({"canceled": false, "message": e.to_string()})).into_response(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct ArchiveRequest {
-    age_secs: f64,
 }
 
 async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) -> Response {
@@ -333,24 +310,6 @@ async fn cluster_description(State(s): State<MasterState>) -> Response {
 
 async fn export_config(State(s): State<MasterState>) -> Response {
     Json(&*s.master.config.snapshot()).into_response()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinTokenRequest {
-    pub node_name: String,
-    pub primary_ip: String,
-    #[serde(default)]
-    pub secondary_ip: Option<String>,
-    #[serde(default)]
-    pub group: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinTokenResponse {
-    pub token: String,
-    pub master_url: String,
-    pub expires: f64,
 }
 
 async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest>) -> Response {

@@ -1,7 +1,7 @@
 //! Shared helpers of the CLI integration tests.
 #![allow(dead_code, unused_imports)]
 
-pub use maguey_lab::fixtures::{wait_until, Run, TestLab};
+pub use maguey_test_infra::{wait_until, Run, TestLab};
 use std::path::Path;
 
 pub fn maguey_bin() -> &'static Path {

@@ -29,8 +29,8 @@
 //! Prints one table (markdown).
 
 use anyhow::{bail, Context, Result};
-use maguey_lab::vmlab::VmLab;
 use maguey_lab::vmnodes::VmOptions;
+use maguey_test_infra::vmlab::VmLab;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

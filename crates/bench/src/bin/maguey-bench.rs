@@ -5,7 +5,7 @@
 //!
 //! Usage: `cargo run --release -p maguey-cli --bin maguey-bench [-- --instances 1000]`
 
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::{NicSpec, OpCode, Params};
 use maguey_ops::query::Resource;
 use std::path::PathBuf;
