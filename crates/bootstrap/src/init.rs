@@ -4,8 +4,8 @@ use crate::files::{config_path, DaemonFile};
 use anyhow::{bail, Context, Result};
 use maguey_config::{Command, ConfigStore};
 use maguey_model::{
-    names::validate_hostname, new_uuid, now, Cluster, Node, NodeGroup, ParamKind, Params, Ssconf,
-    CONFIG_VERSION, DEFAULT_VG_NAME, DISK_TEMPLATES, HYPERVISORS,
+    names::validate_hostname, new_uuid, now, AllocPolicy, Cluster, DiskTemplate, Hypervisor, Node,
+    NodeGroup, ParamKind, Params, Ssconf, CONFIG_VERSION, DEFAULT_VG_NAME,
 };
 use maguey_rpc::ca::ClusterCa;
 use std::collections::BTreeMap;
@@ -54,25 +54,19 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     }
     validate_hostname(&p.cluster_name).context("invalid cluster name")?;
     validate_hostname(&p.node_name).context("invalid node name")?;
-    for hv in &p.enabled_hypervisors {
-        if !HYPERVISORS.contains(&hv.as_str()) {
-            bail!(
-                "unknown hypervisor '{hv}' (known: {})",
-                HYPERVISORS.join(", ")
-            );
-        }
-    }
+    let enabled_hypervisors = p
+        .enabled_hypervisors
+        .iter()
+        .map(|h| h.parse())
+        .collect::<Result<Vec<Hypervisor>, _>>()?;
     if p.enabled_hypervisors.is_empty() {
         bail!("at least one hypervisor must be enabled");
     }
-    for t in &p.enabled_disk_templates {
-        if !DISK_TEMPLATES.contains(&t.as_str()) {
-            bail!(
-                "unknown disk template '{t}' (known: {})",
-                DISK_TEMPLATES.join(", ")
-            );
-        }
-    }
+    let enabled_disk_templates = p
+        .enabled_disk_templates
+        .iter()
+        .map(|t| t.parse())
+        .collect::<Result<Vec<DiskTemplate>, _>>()?;
     let prefix_ok = p.mac_prefix.split(':').count() == 3
         && p.mac_prefix
             .split(':')
@@ -117,7 +111,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     let group = NodeGroup {
         uuid: new_uuid(),
         name: "default".into(),
-        alloc_policy: "preferred".into(),
+        alloc_policy: AllocPolicy::Preferred,
         serial_no: 1,
         ctime: ts,
         mtime: ts,
@@ -147,8 +141,8 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         shared_file_storage_dir: p.shared_file_storage_dir.clone(),
         vg_name: vg_name.to_string(),
         reserved_lvs: Vec::new(),
-        enabled_hypervisors: p.enabled_hypervisors.clone(),
-        enabled_disk_templates: p.enabled_disk_templates.clone(),
+        enabled_hypervisors,
+        enabled_disk_templates,
         default_iallocator: String::new(),
         candidate_pool_size: 10,
         hvparams: BTreeMap::new(),

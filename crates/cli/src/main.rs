@@ -3,10 +3,11 @@
 //! Exit codes: 0 success, 1 the job failed, 2 bad usage or input, 3 the master cannot be reached.
 
 mod args;
-mod balance;
-mod cmd;
-mod console;
+mod commands;
+mod input;
+mod master;
 mod output;
+mod query;
 mod wait;
 
 use clap::Parser;
@@ -71,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(cmd::run(cli)) {
+    match rt.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("maguey: {}", e.message());

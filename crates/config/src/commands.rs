@@ -7,8 +7,8 @@
 
 use maguey_model::names::validate_hostname;
 use maguey_model::{
-    AdminState, Cluster, ConfigData, Disk, Instance, JoinToken, LogicalId, Node, NodeGroup,
-    CONFIG_VERSION, DISK_TEMPLATES, DRBD_MAX_MINOR, DRBD_PORT_FIRST, DRBD_PORT_LAST, HYPERVISORS,
+    AdminState, AllocPolicy, Cluster, ConfigData, Disk, Instance, JoinToken, LogicalId, Node,
+    NodeGroup, CONFIG_VERSION, DRBD_MAX_MINOR, DRBD_PORT_FIRST, DRBD_PORT_LAST,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -18,8 +18,8 @@ pub use crate::error::ConfigError;
 
 /// Name of the node group that always exists and cannot be removed.
 pub const DEFAULT_GROUP: &str = "default";
-/// Allowed values of `NodeGroup::alloc_policy` (an empty one is stored as `preferred`).
-pub const ALLOC_POLICIES: &[&str] = &["preferred", "last_resort", "unallocable"];
+/// Allowed values of `NodeGroup::alloc_policy`.
+pub const ALLOC_POLICIES: &[&str] = AllocPolicy::NAMES;
 
 /// One change of the config.
 // InitCluster carries three whole objects; commands are rare, boxing would only cost clarity.
@@ -509,9 +509,6 @@ fn stamp_new(serial_no: &mut u64, ctime: &mut f64, mtime: &mut f64, ts: f64) {
 }
 
 fn insert_group(state: &mut ConfigData, mut group: NodeGroup, old: Option<&NodeGroup>, ts: f64) {
-    if group.alloc_policy.is_empty() {
-        group.alloc_policy = ALLOC_POLICIES[0].to_string();
-    }
     match old {
         Some(o) => {
             group.serial_no = o.serial_no + 1;
@@ -760,20 +757,6 @@ fn is_hex_bytes(s: &str, n: usize) -> bool {
 fn check_cluster_fields(c: &Cluster) -> Result<(), ConfigError> {
     check_uuid_nonempty("cluster", &c.uuid)?;
     check_name("cluster", &c.cluster_name)?;
-    if let Some(hv) = c
-        .enabled_hypervisors
-        .iter()
-        .find(|h| !HYPERVISORS.contains(&h.as_str()))
-    {
-        return Err(ConfigError::UnknownHypervisor(hv.clone()));
-    }
-    if let Some(t) = c
-        .enabled_disk_templates
-        .iter()
-        .find(|t| !DISK_TEMPLATES.contains(&t.as_str()))
-    {
-        return Err(ConfigError::UnknownDiskTemplate(t.clone()));
-    }
     if !c.mac_prefix.is_empty() && !is_hex_bytes(&c.mac_prefix, 3) {
         return Err(ConfigError::Invalid(format!(
             "invalid MAC prefix '{}' (expected three lowercase hex bytes, e.g. aa:00:00)",
@@ -786,14 +769,6 @@ fn check_cluster_fields(c: &Cluster) -> Result<(), ConfigError> {
 fn check_group_fields(g: &NodeGroup) -> Result<(), ConfigError> {
     check_uuid_nonempty("node group", &g.uuid)?;
     check_name("node group", &g.name)?;
-    if !g.alloc_policy.is_empty() && !ALLOC_POLICIES.contains(&g.alloc_policy.as_str()) {
-        return Err(ConfigError::Invalid(format!(
-            "invalid alloc_policy '{}' for node group '{}' (known: {})",
-            g.alloc_policy,
-            g.name,
-            ALLOC_POLICIES.join(", ")
-        )));
-    }
     Ok(())
 }
 
@@ -869,13 +844,7 @@ fn check_node_in_config(state: &ConfigData, n: &Node) -> Result<(), ConfigError>
 fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(), ConfigError> {
     check_uuid_nonempty("instance", &inst.uuid)?;
     check_name("instance", &inst.name)?;
-    if !HYPERVISORS.contains(&inst.hypervisor.as_str()) {
-        return Err(ConfigError::UnknownHypervisor(inst.hypervisor.clone()));
-    }
-    if !DISK_TEMPLATES.contains(&inst.disk_template.as_str()) {
-        return Err(ConfigError::UnknownDiskTemplate(inst.disk_template.clone()));
-    }
-    if inst.disk_template == "diskless" && !inst.disks.is_empty() {
+    if !inst.disk_template.has_disks() && !inst.disks.is_empty() {
         return Err(ConfigError::Invalid(format!(
             "instance '{}' is diskless but has {} disk(s)",
             inst.name,

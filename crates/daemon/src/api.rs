@@ -291,19 +291,12 @@ async fn fields(Path(resource): Path<String>) -> Response {
 /// disk, groups, instances): what `maguey plan` works on without `--text`.
 async fn cluster_description(State(s): State<MasterState>) -> Response {
     let cfg = s.master.config.snapshot();
-    let template = if cfg
-        .cluster
-        .enabled_disk_templates
-        .iter()
-        .any(|t| t == "file")
-    {
-        "file"
+    use maguey_model::DiskTemplate;
+    let templates = &cfg.cluster.enabled_disk_templates;
+    let template = if templates.contains(&DiskTemplate::File) {
+        DiskTemplate::File
     } else {
-        cfg.cluster
-            .enabled_disk_templates
-            .first()
-            .map(String::as_str)
-            .unwrap_or("diskless")
+        templates.first().copied().unwrap_or(DiskTemplate::Diskless)
     };
     Json(maguey_ops::iallocator::cluster_request(&s.master, &cfg, template).await).into_response()
 }
@@ -417,14 +410,14 @@ async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Respo
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let group = cfg.nodegroups.get(&tok.group).map(|g| g.name.clone());
-    let op = OpCode::NodeAdd {
+    let op = OpCode::NodeAdd(maguey_model::OpNodeAdd {
         node_name: r.node_name.clone(),
         primary_ip: tok.primary_ip.clone(),
         secondary_ip: Some(tok.secondary_ip.clone()),
         group,
         master_capable: None,
         vm_capable: None,
-    };
+    });
     if let Err(e) = s.queue.submit(vec![op], 0) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }

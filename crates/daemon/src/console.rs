@@ -247,7 +247,7 @@ pub async fn master_console_log(
     };
     let req = NodeRequest::InstanceConsole {
         name: inst.name.clone(),
-        hypervisor: inst.hypervisor.clone(),
+        hypervisor: inst.hypervisor.to_string(),
         max_bytes: q
             .max_bytes
             .unwrap_or(DEFAULT_LOG_BYTES)

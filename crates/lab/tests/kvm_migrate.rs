@@ -54,9 +54,9 @@ fn disk() -> Disk {
     Disk {
         uuid: "d0".into(),
         name: None,
-        dev_type: "file".into(),
+        dev_type: maguey_model::DevType::File,
         size: disk_mib(),
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::File {
             driver: "loop".into(),
             path: "vm1/disk0".into(),
@@ -118,7 +118,7 @@ async fn migrate(
 /// The same disk as a `sharedfile` disk (its directory is the shared one the caller passes).
 fn shared_disk() -> Disk {
     let mut d = disk();
-    d.dev_type = "sharedfile".into();
+    d.dev_type = maguey_model::DevType::Sharedfile;
     d.logical_id = LogicalId::Sharedfile {
         driver: "loop".into(),
         path: "vm1/disk0".into(),

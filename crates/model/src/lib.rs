@@ -11,11 +11,13 @@ pub mod objects;
 pub mod opcodes;
 pub mod params;
 pub mod units;
+pub mod vocab;
 
 pub use jobs::*;
 pub use objects::*;
 pub use opcodes::*;
 pub use params::*;
+pub use vocab::*;
 
 /// Seconds since the Unix epoch, as a float (Ganeti's ctime/mtime convention).
 pub fn now() -> f64 {

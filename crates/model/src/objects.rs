@@ -1,15 +1,13 @@
 //! Cluster configuration objects. Field names follow Ganeti's `config.data`.
 
 use crate::params::Params;
+use crate::vocab::{AdminState, AllocPolicy, DevType, DiskMode, DiskTemplate, Hypervisor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the config layout, stored with every snapshot and export.
 pub const CONFIG_VERSION: u32 = 1;
 
-/// Disk templates Maguey knows. This issue implements `diskless` and `file`; `sharedfile`,
-/// `plain` and `drbd` come with the QEMU and LVM/DRBD issues.
-pub const DISK_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
 /// Ganeti's default cluster volume group.
 pub const DEFAULT_VG_NAME: &str = "xenvg";
 /// Ganeti's TCP/UDP port pool for DRBD (both ends use the same port on their secondary IPs).
@@ -25,9 +23,6 @@ pub const DRBD_SECRET_LEN: usize = 20;
 fn default_vg_name() -> String {
     DEFAULT_VG_NAME.to_string()
 }
-
-/// Hypervisors Maguey knows.
-pub const HYPERVISORS: &[&str] = &["fake", "kvm"];
 
 /// The whole configuration: what Ganeti keeps in `config.data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -94,8 +89,8 @@ pub struct Cluster {
     /// Regular expressions over `vg/lv` that cluster verify does not report as orphans.
     #[serde(default)]
     pub reserved_lvs: Vec<String>,
-    pub enabled_hypervisors: Vec<String>,
-    pub enabled_disk_templates: Vec<String>,
+    pub enabled_hypervisors: Vec<Hypervisor>,
+    pub enabled_disk_templates: Vec<DiskTemplate>,
     pub default_iallocator: String,
     pub candidate_pool_size: u32,
     /// Cluster-level defaults, by hypervisor name.
@@ -121,8 +116,8 @@ impl Cluster {
     pub fn nicparams_default(&self) -> Params {
         self.nicparams.get("default").cloned().unwrap_or_default()
     }
-    pub fn hvparams_for(&self, hv: &str) -> Params {
-        self.hvparams.get(hv).cloned().unwrap_or_default()
+    pub fn hvparams_for(&self, hv: Hypervisor) -> Params {
+        self.hvparams.get(hv.as_str()).cloned().unwrap_or_default()
     }
 }
 
@@ -130,8 +125,7 @@ impl Cluster {
 pub struct NodeGroup {
     pub uuid: String,
     pub name: String,
-    /// `preferred`, `last_resort` or `unallocable`.
-    pub alloc_policy: String,
+    pub alloc_policy: AllocPolicy,
     pub ndparams: Params,
     pub beparams: Params,
     /// Group-level hypervisor parameters, by hypervisor name.
@@ -181,26 +175,6 @@ impl Node {
     }
 }
 
-/// What the admin wants an instance to be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdminState {
-    Up,
-    #[default]
-    Down,
-    Offline,
-}
-
-impl AdminState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminState::Up => "up",
-            AdminState::Down => "down",
-            AdminState::Offline => "offline",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub uuid: String,
@@ -208,9 +182,9 @@ pub struct Instance {
     /// uuid of the primary node.
     pub primary_node: String,
     pub os: String,
-    pub hypervisor: String,
+    pub hypervisor: Hypervisor,
     pub admin_state: AdminState,
-    pub disk_template: String,
+    pub disk_template: DiskTemplate,
     pub beparams: Params,
     pub hvparams: Params,
     pub osparams: Params,
@@ -264,12 +238,10 @@ pub struct Disk {
     /// Optional user-given name.
     #[serde(default)]
     pub name: Option<String>,
-    /// `file`, `sharedfile`, `plain` or `drbd` (Ganeti's `dev_type`).
-    pub dev_type: String,
+    pub dev_type: DevType,
     /// Size in MiB.
     pub size: u64,
-    /// `rw` or `ro`.
-    pub mode: String,
+    pub mode: DiskMode,
     pub logical_id: LogicalId,
     #[serde(default)]
     pub children: Vec<Disk>,

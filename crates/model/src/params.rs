@@ -6,6 +6,8 @@
 //! Values given as strings (from the CLI: `-B maxmem=512M`) are checked and converted by
 //! [`ParamKind::validate`] before they reach the config.
 
+pub use crate::vocab::Hypervisor;
+use crate::vocab::{MigrationMode, NicMode};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -53,7 +55,7 @@ const fn p(name: &'static str, ty: ParamType, default: DefaultValue) -> ParamSpe
     ParamSpec { name, ty, default }
 }
 
-pub const NIC_MODES: &[&str] = &["bridged", "routed", "openvswitch"];
+pub const NIC_MODES: &[&str] = NicMode::NAMES;
 
 /// Backend parameters (Ganeti's `beparams`).
 pub const BE_PARAMS: &[ParamSpec] = &[
@@ -95,7 +97,7 @@ pub const ND_PARAMS: &[ParamSpec] = &[
 /// Parameters of the `fake` hypervisor (it has none that change behaviour but `migration_mode`).
 pub const HV_FAKE_PARAMS: &[ParamSpec] = &[p(
     "migration_mode",
-    ParamType::Enum(&["live", "non-live"]),
+    ParamType::Enum(MigrationMode::NAMES),
     DefaultValue::Str("live"),
 )];
 
@@ -177,7 +179,7 @@ pub const HV_KVM_PARAMS: &[ParamSpec] = &[
     p("migration_downtime", ParamType::Int, DefaultValue::Int(30)),
     p(
         "migration_mode",
-        ParamType::Enum(&["live", "non-live"]),
+        ParamType::Enum(MigrationMode::NAMES),
         DefaultValue::Str("live"),
     ),
     p(
@@ -205,29 +207,6 @@ pub enum ParamKind {
     Nd,
     /// Hypervisor parameters of the named hypervisor.
     Hv(Hypervisor),
-}
-
-/// Hypervisors Maguey knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hypervisor {
-    Fake,
-    Kvm,
-}
-
-impl Hypervisor {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "fake" => Some(Self::Fake),
-            "kvm" => Some(Self::Kvm),
-            _ => None,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fake => "fake",
-            Self::Kvm => "kvm",
-        }
-    }
 }
 
 impl ParamKind {

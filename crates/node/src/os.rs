@@ -296,7 +296,7 @@ pub fn os_environment(
     for (i, disk) in install.disks.iter().enumerate() {
         let path = storage::for_disk(disk)?.device_path(ctx, disk)?;
         set(format!("DISK_{i}_PATH"), path.display().to_string());
-        set(format!("DISK_{i}_ACCESS"), disk.mode.clone());
+        set(format!("DISK_{i}_ACCESS"), disk.mode.to_string());
         set(format!("DISK_{i}_UUID"), disk.uuid.clone());
         set(format!("DISK_{i}_SIZE"), disk.size.to_string());
         if let Some(name) = &disk.name {

@@ -43,9 +43,9 @@ fn disk(name: &str, size: u64) -> Disk {
     Disk {
         uuid: format!("uuid-{name}"),
         name: None,
-        dev_type: "file".into(),
+        dev_type: maguey_model::DevType::File,
         size,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::File {
             driver: "loop".into(),
             path: format!("{name}/disk0"),

@@ -88,9 +88,9 @@ fn disk() -> Disk {
     Disk {
         uuid: "d0".into(),
         name: None,
-        dev_type: "file".into(),
+        dev_type: maguey_model::DevType::File,
         size: 16,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::File {
             driver: "loop".into(),
             path: "vm1/disk0".into(),

@@ -29,9 +29,9 @@ fn file_disk(path: &str, size: u64) -> Disk {
     Disk {
         uuid: format!("uuid-{path}"),
         name: None,
-        dev_type: "file".into(),
+        dev_type: maguey_model::DevType::File,
         size,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::File {
             driver: "loop".into(),
             path: path.into(),
@@ -373,7 +373,7 @@ async fn file_storage() {
 
     // Other templates are not there yet.
     let mut lvm = file_disk("x", 1);
-    lvm.dev_type = "plain".into();
+    lvm.dev_type = maguey_model::DevType::Plain;
     lvm.logical_id = LogicalId::Plain {
         vg: "xenvg".into(),
         lv: "x".into(),

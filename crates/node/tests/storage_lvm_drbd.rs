@@ -24,9 +24,9 @@ fn lv_disk(lv: &str, size: u64) -> Disk {
     Disk {
         uuid: UUID.into(),
         name: None,
-        dev_type: "plain".into(),
+        dev_type: maguey_model::DevType::Plain,
         size,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::Plain {
             vg: "xenvg".into(),
             lv: lv.into(),
@@ -42,7 +42,7 @@ fn lv_disk(lv: &str, size: u64) -> Disk {
 
 fn drbd_disk() -> Disk {
     let mut d = lv_disk("unused", 512);
-    d.dev_type = "drbd".into();
+    d.dev_type = maguey_model::DevType::Drbd;
     d.nodes = vec![NODE_A.into(), NODE_B.into()];
     d.logical_id = LogicalId::Drbd {
         node_a: NODE_A.into(),

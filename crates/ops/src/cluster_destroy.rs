@@ -11,7 +11,7 @@ pub struct ClusterDestroy;
 impl LogicalUnit for ClusterDestroy {
     fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
         match op {
-            OpCode::ClusterDestroy {} => Ok(ClusterDestroy),
+            OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {}) => Ok(ClusterDestroy),
             _ => Err(wrong_op(op)),
         }
     }

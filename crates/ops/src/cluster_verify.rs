@@ -131,7 +131,7 @@ async fn probe(
             .call::<BTreeMap<String, InstanceRunInfo>>(
                 &addr,
                 &NodeRequest::AllInstancesInfo {
-                    hypervisor: hv.clone(),
+                    hypervisor: hv.to_string(),
                 },
             )
             .await
@@ -165,12 +165,12 @@ async fn probe(
     };
     let holds_lvs = cfg
         .instances_on_node(&node.uuid)
-        .any(|i| ["plain", "drbd"].contains(&i.disk_template.as_str()));
+        .any(|i| i.disk_template.uses_lvm());
     let lvm_enabled = cfg
         .cluster
         .enabled_disk_templates
         .iter()
-        .any(|t| t == "plain" || t == "drbd");
+        .any(|t| t.uses_lvm());
     let lvs = if holds_lvs || lvm_enabled {
         match rpc
             .call::<Vec<String>>(&addr, &NodeRequest::NodeVolumes)
@@ -197,10 +197,10 @@ async fn probe(
         .cluster
         .enabled_disk_templates
         .iter()
-        .any(|t| t == "drbd");
+        .any(|t| t.is_internally_mirrored());
     let holds_drbd = cfg
         .instances_on_node(&node.uuid)
-        .any(|i| i.disk_template == "drbd");
+        .any(|i| i.disk_template.is_internally_mirrored());
     let mut drbd_version = None;
     if holds_drbd || (drbd_enabled && lvs.is_some()) {
         match rpc
@@ -242,7 +242,7 @@ async fn probe(
 
 impl LogicalUnit for ClusterVerify {
     fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::ClusterVerify { skip_checks } = op else {
+        let OpCode::ClusterVerify(maguey_model::OpClusterVerify { skip_checks }) = op else {
             return Err(wrong_op(op));
         };
         Ok(ClusterVerify {
@@ -409,7 +409,7 @@ impl LogicalUnit for ClusterVerify {
                     );
                 }
             }
-            if inst.disk_template == "drbd" {
+            if inst.disk_template.is_internally_mirrored() {
                 let disks: Vec<maguey_model::Disk> = inst.disks.clone();
                 match env
                     .master
@@ -466,7 +466,7 @@ impl LogicalUnit for ClusterVerify {
                     ),
                 }
             }
-            if inst.disk_template == "drbd" {
+            if inst.disk_template.is_internally_mirrored() {
                 // The secondary ends: not active (a node reboot), or StandAlone (split brain).
                 for sn in inst.secondary_nodes() {
                     let (Some(Some(_)), Some(snode)) = (reports.get(sn), cfg.nodes.get(sn)) else {

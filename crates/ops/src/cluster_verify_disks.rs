@@ -65,7 +65,8 @@ pub(crate) fn drbd_problem(st: &Option<DrbdDiskStatus>) -> Option<String> {
 
 impl LogicalUnit for ClusterVerifyDisks {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::ClusterVerifyDisks { group_name } = op else {
+        let OpCode::ClusterVerifyDisks(maguey_model::OpClusterVerifyDisks { group_name }) = op
+        else {
             return Err(wrong_op(op));
         };
         let group = match group_name {
@@ -105,7 +106,7 @@ impl LogicalUnit for ClusterVerifyDisks {
             .instances
             .values()
             .filter(|i| i.admin_state == AdminState::Up)
-            .filter(|i| ["plain", "drbd"].contains(&i.disk_template.as_str()))
+            .filter(|i| i.disk_template.uses_lvm())
             .filter(|i| in_group(i))
             .collect();
         // The online nodes of those instances, each with the DRBD disks it holds.
@@ -113,7 +114,12 @@ impl LogicalUnit for ClusterVerifyDisks {
         for i in &instances {
             for n in std::iter::once(i.primary_node.as_str()).chain(i.secondary_nodes()) {
                 let drbd = per_node.entry(n.to_string()).or_default();
-                drbd.extend(i.disks.iter().filter(|d| d.dev_type == "drbd").cloned());
+                drbd.extend(
+                    i.disks
+                        .iter()
+                        .filter(|d| d.dev_type == maguey_model::DevType::Drbd)
+                        .cloned(),
+                );
             }
         }
         let nodes: Vec<(&Node, Vec<Disk>)> = per_node
@@ -202,7 +208,11 @@ impl LogicalUnit for ClusterVerifyDisks {
                         .or_default()
                         .push(json!([node.name, lv]));
                 }
-                for d in inst.disks.iter().filter(|d| d.dev_type == "drbd") {
+                for d in inst
+                    .disks
+                    .iter()
+                    .filter(|d| d.dev_type == maguey_model::DevType::Drbd)
+                {
                     let st = asked
                         .iter()
                         .position(|x| x.uuid == d.uuid)

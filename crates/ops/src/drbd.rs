@@ -5,8 +5,8 @@ use crate::util::node_by_uuid;
 use crate::Env;
 use maguey_jobs::OpError;
 use maguey_model::{
-    new_uuid, ConfigData, Disk, Instance, LogicalId, Node, DRBD_MAX_MINOR, DRBD_META_SIZE_MIB,
-    DRBD_PORT_FIRST, DRBD_PORT_LAST, DRBD_SECRET_LEN,
+    new_uuid, ConfigData, DevType, Disk, DiskMode, DiskTemplate, Instance, LogicalId, Node,
+    DRBD_MAX_MINOR, DRBD_META_SIZE_MIB, DRBD_PORT_FIRST, DRBD_PORT_LAST, DRBD_SECRET_LEN,
 };
 use maguey_rpc::{DrbdDiskStatus, DrbdRole, DrbdSyncProgress, NodeRequest};
 use serde_json::Value;
@@ -16,18 +16,15 @@ use std::time::{Duration, Instant};
 
 /// The node storage type that holds a template's disks (`node info` reports it; the
 /// allocator and the free-space checks read it).
-pub fn storage_type(template: &str) -> &str {
-    match template {
-        "plain" | "drbd" => "lvm-vg",
-        other => other,
-    }
+pub fn storage_type(template: DiskTemplate) -> &'static str {
+    template.storage_type()
 }
 
 /// Space a template's disks take in their storage (DRBD adds its meta LV per disk).
-pub fn storage_needed(template: &str, sizes: impl Iterator<Item = u64>) -> u64 {
+pub fn storage_needed(template: DiskTemplate, sizes: impl Iterator<Item = u64>) -> u64 {
     sizes
         .map(|s| {
-            if template == "drbd" {
+            if template.is_internally_mirrored() {
                 s + DRBD_META_SIZE_MIB
             } else {
                 s
@@ -205,9 +202,9 @@ fn plain_child(vg: &str, lv: String, size: u64, node: &str, iv_name: &str, now: 
     Disk {
         uuid: new_uuid(),
         name: None,
-        dev_type: "plain".into(),
+        dev_type: DevType::Plain,
         size,
-        mode: "rw".into(),
+        mode: DiskMode::ReadWrite,
         logical_id: LogicalId::Plain {
             vg: vg.to_string(),
             lv,
@@ -273,7 +270,7 @@ pub fn make_drbd(
 pub fn drbd_disks(inst: &Instance) -> Vec<Disk> {
     inst.disks
         .iter()
-        .filter(|d| d.dev_type == "drbd")
+        .filter(|d| d.dev_type == maguey_model::DevType::Drbd)
         .cloned()
         .collect()
 }
@@ -539,7 +536,7 @@ pub async fn remove_on(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<()
                 node,
                 NodeRequest::BlockdevRemove {
                     disk: disk.clone(),
-                    file_storage_dir: crate::util::storage_dir(&cfg, &disk.dev_type),
+                    file_storage_dir: crate::util::storage_dir(&cfg, disk.dev_type.template()),
                 },
             )
             .await?;
@@ -569,9 +566,9 @@ pub fn drbd_from_plain(
     let mut d = Disk {
         uuid: old.uuid.clone(),
         name: old.name.clone(),
-        dev_type: "drbd".into(),
+        dev_type: DevType::Drbd,
         size: old.size,
-        mode: old.mode.clone(),
+        mode: old.mode,
         logical_id: old.logical_id.clone(),
         children: Vec::new(),
         nodes: Vec::new(),
@@ -600,9 +597,9 @@ pub fn plain_from_drbd(d: &Disk, pnode: &str, now: f64) -> Result<Disk, OpError>
     Ok(Disk {
         uuid: d.uuid.clone(),
         name: d.name.clone(),
-        dev_type: "plain".into(),
+        dev_type: DevType::Plain,
         size: d.size,
-        mode: d.mode.clone(),
+        mode: d.mode,
         logical_id: data.logical_id.clone(),
         children: Vec::new(),
         nodes: vec![pnode.to_string()],
@@ -622,9 +619,9 @@ mod tests {
         let mut d = Disk {
             uuid: new_uuid(),
             name: None,
-            dev_type: "drbd".into(),
+            dev_type: DevType::Drbd,
             size: 64,
-            mode: "rw".into(),
+            mode: DiskMode::ReadWrite,
             logical_id: LogicalId::File {
                 driver: String::new(),
                 path: String::new(),
@@ -653,7 +650,7 @@ mod tests {
             uuid: new_uuid(),
             name: format!("i{port}"),
             primary_node: node_a.into(),
-            disk_template: "drbd".into(),
+            disk_template: DiskTemplate::Drbd,
             disks: vec![d],
             ..Default::default()
         }
@@ -716,9 +713,15 @@ mod tests {
             }
         );
         assert_eq!(d.children[1].size, DRBD_META_SIZE_MIB);
-        assert_eq!(storage_type("drbd"), "lvm-vg");
-        assert_eq!(storage_needed("drbd", [64u64, 100].into_iter()), 420);
-        assert_eq!(storage_needed("plain", [64u64, 100].into_iter()), 164);
+        assert_eq!(storage_type(DiskTemplate::Drbd), "lvm-vg");
+        assert_eq!(
+            storage_needed(DiskTemplate::Drbd, [64u64, 100].into_iter()),
+            420
+        );
+        assert_eq!(
+            storage_needed(DiskTemplate::Plain, [64u64, 100].into_iter()),
+            164
+        );
     }
 
     #[test]
@@ -726,9 +729,9 @@ mod tests {
         let old = Disk {
             uuid: new_uuid(),
             name: None,
-            dev_type: "plain".into(),
+            dev_type: DevType::Plain,
             size: 64,
-            mode: "rw".into(),
+            mode: DiskMode::ReadWrite,
             logical_id: plain_logical_id("xenvg", "u1", 0),
             children: vec![],
             nodes: vec!["nA".into()],
@@ -744,7 +747,7 @@ mod tests {
         };
         let d = drbd_from_plain(&old, 0, "nA", "nB", a, 2.0).expect("converts");
         assert_eq!(d.uuid, old.uuid);
-        assert_eq!(d.dev_type, "drbd");
+        assert_eq!(d.dev_type, DevType::Drbd);
         assert_eq!(d.nodes, vec!["nA".to_string(), "nB".to_string()]);
         assert_eq!(d.children[0].logical_id, old.logical_id);
         assert_eq!(
@@ -765,7 +768,7 @@ mod tests {
         // And back: the data LV is the plain disk on the primary.
         let p = plain_from_drbd(&d, "nA", 3.0).expect("converts back");
         assert_eq!(p.logical_id, old.logical_id);
-        assert_eq!(p.dev_type, "plain");
+        assert_eq!(p.dev_type, DevType::Plain);
         assert_eq!(p.nodes, vec!["nA".to_string()]);
         assert!(p.children.is_empty());
         // A non-plain disk is refused.

@@ -5,7 +5,7 @@ use crate::util::{filled_beparams, node_addr};
 use crate::Master;
 use futures::future::join_all;
 use maguey_jobs::OpError;
-use maguey_model::{AdminState, ConfigData, Instance};
+use maguey_model::{AdminState, ConfigData, DiskTemplate, EvacMode, Instance};
 use maguey_rpc::{NodeInfo, NodeRequest};
 use serde_json::{json, Map, Value};
 
@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 pub const BUILTIN: &[&str] = &["maguey", "hail"];
 
 /// Ganeti's default instance policy, as the request carries it.
-fn default_ipolicy(templates: &[String]) -> Value {
+fn default_ipolicy(templates: &[DiskTemplate]) -> Value {
     json!({
         "std": {"memory-size": 128, "cpu-count": 1, "disk-size": 1024, "disk-count": 1, "nic-count": 1, "spindle-use": 1},
         "minmax": [{
@@ -49,12 +49,12 @@ fn instance_entry(cfg: &ConfigData, i: &Instance) -> Value {
 }
 
 /// The cluster part of a request: groups, nodes (with live data from the nodes) and instances.
-pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: &str) -> Value {
+pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTemplate) -> Value {
     let hv = cfg
         .cluster
         .enabled_hypervisors
         .first()
-        .cloned()
+        .map(|h| h.to_string())
         .unwrap_or_default();
     let infos = join_all(cfg.nodes.values().map(|n| {
         let hv = hv.clone();
@@ -161,7 +161,7 @@ pub async fn allocate(
     cfg: &ConfigData,
     inst: &Instance,
 ) -> Result<Vec<String>, OpError> {
-    let mut req = cluster_request(master, cfg, &inst.disk_template).await;
+    let mut req = cluster_request(master, cfg, inst.disk_template).await;
     let mut entry = instance_entry(cfg, inst);
     if let Some(obj) = entry.as_object_mut() {
         obj.remove("nodes");
@@ -170,7 +170,7 @@ pub async fn allocate(
         obj.insert("name".into(), json!(inst.name));
         obj.insert(
             "required_nodes".into(),
-            json!(if inst.disk_template == "drbd" { 2 } else { 1 }),
+            json!(inst.disk_template.node_count()),
         );
     }
     req["request"] = entry;
@@ -218,13 +218,13 @@ pub async fn evacuate_plan(
     master: &Master,
     cfg: &ConfigData,
     instances: &[&Instance],
-    mode: &str,
+    mode: EvacMode,
 ) -> Result<EvacPlan, OpError> {
     let template = instances
         .first()
-        .map(|i| i.disk_template.clone())
-        .unwrap_or_else(|| "file".into());
-    let mut req = cluster_request(master, cfg, &template).await;
+        .map(|i| i.disk_template)
+        .unwrap_or(DiskTemplate::File);
+    let mut req = cluster_request(master, cfg, template).await;
     req["request"] = json!({
         "type": "node-evacuate",
         "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),

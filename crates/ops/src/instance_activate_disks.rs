@@ -233,7 +233,7 @@ impl InstanceActivateDisks {
                                 disk: d.clone(),
                                 file_storage_dir: crate::util::storage_dir(
                                     &cfg,
-                                    &inst.disk_template,
+                                    inst.disk_template,
                                 ),
                             },
                         )
@@ -304,22 +304,22 @@ impl InstanceActivateDisks {
 impl LogicalUnit for InstanceActivateDisks {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
         let (name, mode) = match op {
-            OpCode::InstanceActivateDisks {
+            OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks {
                 instance_name,
                 ignore_size: _,
                 wait_for_sync,
                 resolve_split_brain,
-            } => (
+            }) => (
                 instance_name,
                 Mode::Activate {
                     wait_for_sync: *wait_for_sync,
                     resolve_split_brain: *resolve_split_brain,
                 },
             ),
-            OpCode::InstanceDeactivateDisks {
+            OpCode::InstanceDeactivateDisks(maguey_model::OpInstanceDeactivateDisks {
                 instance_name,
                 force,
-            } => (instance_name, Mode::Deactivate { force: *force }),
+            }) => (instance_name, Mode::Deactivate { force: *force }),
             _ => return Err(wrong_op(op)),
         };
         let inst = instance_by_name(cfg, name)?;
@@ -366,7 +366,7 @@ impl LogicalUnit for InstanceActivateDisks {
             } => {
                 check_node_online(pnode)?;
                 if resolve_split_brain {
-                    if inst.disk_template != "drbd" {
+                    if !inst.disk_template.is_internally_mirrored() {
                         return Err(prereq(format!(
                             "instance {} has no DRBD disks (template {}): there is no split \
                              brain to resolve",

@@ -7,21 +7,20 @@ use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{
-    names::validate_hostname, new_uuid, AdminState, ConfigData, Disk, DiskSpec, Instance,
-    LogicalId, Nic, NicSpec, Node, OpCode, ParamKind, Params, DISK_TEMPLATES,
+    names::validate_hostname, new_uuid, AdminState, ConfigData, DevType, Disk, DiskSpec,
+    DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node, OpCode,
+    ParamKind, Params,
 };
 use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
 use serde_json::{json, Value};
 
-/// Templates this build can create.
-const SUPPORTED_TEMPLATES: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
 /// Ganeti's per-instance limits.
 const MAX_DISKS: usize = 16;
 const MAX_NICS: usize = 8;
 
 pub struct InstanceCreate {
     name: String,
-    template: String,
+    template: DiskTemplate,
     disks: Vec<DiskSpec>,
     nics: Vec<NicSpec>,
     /// None: the allocator chooses, under locks on every node.
@@ -34,7 +33,7 @@ pub struct InstanceCreate {
     osparams: Params,
     no_install: bool,
     start: bool,
-    hypervisor: String,
+    hypervisor: Hypervisor,
     hvparams: Params,
     beparams: Params,
     tags: Vec<String>,
@@ -44,7 +43,7 @@ pub struct InstanceCreate {
 
 impl LogicalUnit for InstanceCreate {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceCreate {
+        let OpCode::InstanceCreate(maguey_model::OpInstanceCreate {
             instance_name,
             mode,
             disk_template,
@@ -62,32 +61,26 @@ impl LogicalUnit for InstanceCreate {
             iallocator,
             tags,
             wait_for_sync,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
         validate_hostname(instance_name)
             .map_err(|e| prereq(format!("invalid instance name: {e}")))?;
-        if mode != "create" {
+        if *mode != InstanceCreateMode::Create {
             return Err(prereq(format!(
                 "instance creation mode '{mode}' is not supported (only 'create')"
             )));
         }
-        if !DISK_TEMPLATES.contains(&disk_template.as_str()) {
-            return Err(prereq(format!(
-                "unknown disk template '{disk_template}' (known: {})",
-                DISK_TEMPLATES.join(", ")
-            )));
-        }
-        if snode.is_some() && disk_template != "drbd" {
+        if snode.is_some() && !disk_template.needs_secondary() {
             return Err(prereq(format!(
                 "disk template '{disk_template}' does not take a secondary node"
             )));
         }
-        if disk_template == "drbd" && pnode.is_some() && snode.is_none() {
-            return Err(prereq(
-                "disk template 'drbd' needs a secondary node: -n PRIMARY:SECONDARY",
-            ));
+        if disk_template.needs_secondary() && pnode.is_some() && snode.is_none() {
+            return Err(prereq(format!(
+                "disk template '{disk_template}' needs a secondary node: -n PRIMARY:SECONDARY"
+            )));
         }
         if snode.is_some() && snode == pnode {
             return Err(prereq(
@@ -115,12 +108,11 @@ impl LogicalUnit for InstanceCreate {
             ));
         }
         let hypervisor = hypervisor
-            .clone()
-            .or_else(|| cfg.cluster.enabled_hypervisors.first().cloned())
-            .unwrap_or_else(|| "fake".to_string());
+            .or_else(|| cfg.cluster.enabled_hypervisors.first().copied())
+            .unwrap_or(Hypervisor::Fake);
         Ok(InstanceCreate {
             name: instance_name.clone(),
-            template: disk_template.clone(),
+            template: *disk_template,
             disks: disks.clone(),
             nics: nics.clone(),
             pnode,
@@ -165,13 +157,6 @@ impl LogicalUnit for InstanceCreate {
                 self.name
             )));
         }
-        if !SUPPORTED_TEMPLATES.contains(&self.template.as_str()) {
-            return Err(prereq(format!(
-                "disk template '{}' is not available yet (available: {})",
-                self.template,
-                SUPPORTED_TEMPLATES.join(", ")
-            )));
-        }
         if !cfg.cluster.enabled_disk_templates.contains(&self.template) {
             return Err(prereq(format!(
                 "disk template '{}' is not enabled on this cluster",
@@ -182,7 +167,12 @@ impl LogicalUnit for InstanceCreate {
             return Err(prereq(format!(
                 "hypervisor '{}' is not enabled on this cluster (enabled: {})",
                 self.hypervisor,
-                cfg.cluster.enabled_hypervisors.join(", ")
+                cfg.cluster
+                    .enabled_hypervisors
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let node_uuid = match &self.pnode {
@@ -196,10 +186,10 @@ impl LogicalUnit for InstanceCreate {
         if let Some(s) = &self.snode {
             check_node_usable(node_by_name(cfg, s)?)?;
         }
-        if self.template == "diskless" && !self.disks.is_empty() {
+        if !self.template.has_disks() && !self.disks.is_empty() {
             return Err(prereq("a diskless instance cannot have disks"));
         }
-        if self.template != "diskless" && self.disks.is_empty() {
+        if self.template.has_disks() && self.disks.is_empty() {
             return Err(prereq(format!(
                 "template '{}' needs at least one disk",
                 self.template
@@ -212,7 +202,7 @@ impl LogicalUnit for InstanceCreate {
             return Err(prereq(format!("at most {MAX_NICS} NICs are allowed")));
         }
         let beparams = ParamKind::Be.validate(&self.beparams).map_err(prereq)?;
-        let hvparams = hv_kind(&self.hypervisor)
+        let hvparams = hv_kind(self.hypervisor)
             .validate(&self.hvparams)
             .map_err(prereq)?;
         let now = maguey_model::now();
@@ -224,12 +214,7 @@ impl LogicalUnit for InstanceCreate {
                 if spec.size == 0 {
                     return Err(prereq(format!("disk {i} has size 0")));
                 }
-                let mode = spec.mode.clone().unwrap_or_else(|| "rw".to_string());
-                if mode != "rw" && mode != "ro" {
-                    return Err(prereq(format!(
-                        "disk {i}: mode must be rw or ro, not '{mode}'"
-                    )));
-                }
+                let mode = spec.mode.unwrap_or_default();
                 let uuid = new_uuid();
                 let (driver, path) = (
                     "loop".to_string(),
@@ -239,24 +224,28 @@ impl LogicalUnit for InstanceCreate {
                     .vg
                     .clone()
                     .unwrap_or_else(|| cfg.cluster.vg_name.clone());
-                if spec.vg.is_some() && !["plain", "drbd"].contains(&self.template.as_str()) {
+                if spec.vg.is_some() && !self.template.uses_lvm() {
                     return Err(prereq(format!(
                         "disk {i}: vg= is only for plain and drbd disks"
                     )));
                 }
-                if ["plain", "drbd"].contains(&self.template.as_str()) && !valid_lvm_name(&vg) {
+                if self.template.uses_lvm() && !valid_lvm_name(&vg) {
                     return Err(prereq(format!("disk {i}: invalid volume group '{vg}'")));
                 }
                 Ok(Disk {
-                    logical_id: match self.template.as_str() {
-                        "sharedfile" => LogicalId::Sharedfile { driver, path },
+                    logical_id: match self.template {
+                        DiskTemplate::Sharedfile => LogicalId::Sharedfile { driver, path },
                         // `drbd`: filled in once both nodes are known (exec).
-                        "plain" | "drbd" => crate::drbd::plain_logical_id(&vg, &uuid, i),
-                        _ => LogicalId::File { driver, path },
+                        DiskTemplate::Plain | DiskTemplate::Drbd => {
+                            crate::drbd::plain_logical_id(&vg, &uuid, i)
+                        }
+                        DiskTemplate::File | DiskTemplate::Diskless => {
+                            LogicalId::File { driver, path }
+                        }
                     },
                     uuid,
                     name: spec.name.clone(),
-                    dev_type: self.template.clone(),
+                    dev_type: self.template.dev_type().unwrap_or(DevType::File),
                     size: spec.size,
                     mode,
                     children: Vec::new(),
@@ -289,7 +278,7 @@ impl LogicalUnit for InstanceCreate {
             macs.push(mac.clone());
             let mut nicparams = Params::new();
             if let Some(mode) = &spec.mode {
-                nicparams.insert("mode".into(), Value::from(mode.clone()));
+                nicparams.insert("mode".into(), Value::from(mode.as_str()));
             }
             if let Some(link) = &spec.link {
                 nicparams.insert("link".into(), Value::from(link.clone()));
@@ -316,13 +305,13 @@ impl LogicalUnit for InstanceCreate {
             name: self.name.clone(),
             primary_node: node_uuid.clone(),
             os: self.os.clone().unwrap_or_default(),
-            hypervisor: self.hypervisor.clone(),
+            hypervisor: self.hypervisor,
             admin_state: if self.start {
                 AdminState::Up
             } else {
                 AdminState::Down
             },
-            disk_template: self.template.clone(),
+            disk_template: self.template,
             beparams,
             hvparams,
             osparams: self.osparams.clone(),
@@ -350,7 +339,7 @@ impl LogicalUnit for InstanceCreate {
             .clone()
             .ok_or_else(|| OpError::Exec("internal error: prerequisites not checked".into()))?;
         let cfg = env.cfg();
-        let drbd = instance.disk_template == "drbd";
+        let drbd = instance.disk_template.is_internally_mirrored();
         let mut snode_uuid = match &self.snode {
             Some(s) => Some(node_by_name(&cfg, s)?.uuid.clone()),
             None => None,
@@ -394,7 +383,7 @@ impl LogicalUnit for InstanceCreate {
                 &node,
                 NodeRequest::NodeInfo {
                     file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                    hypervisor: instance.hypervisor.clone(),
+                    hypervisor: instance.hypervisor.to_string(),
                 },
             )
             .await?;
@@ -410,10 +399,10 @@ impl LogicalUnit for InstanceCreate {
                 node.name, be.maxmem, info.memory_free
             )));
         }
-        let template = instance.disk_template.clone();
-        let needed = crate::drbd::storage_needed(&template, instance.disks.iter().map(|d| d.size));
+        let template = instance.disk_template;
+        let needed = crate::drbd::storage_needed(template, instance.disks.iter().map(|d| d.size));
         let check_space = |info: &NodeInfo, n: &Node| -> Result<(), OpError> {
-            let kind = crate::drbd::storage_type(&template);
+            let kind = crate::drbd::storage_type(template);
             match info.storage.iter().find(|s| s.storage_type == kind) {
                 Some(st) if needed > st.storage_free => Err(prereq(format!(
                     "not enough {kind} storage on node {}: needed {needed} MiB, free {} MiB",
@@ -433,7 +422,7 @@ impl LogicalUnit for InstanceCreate {
                     sn,
                     NodeRequest::NodeInfo {
                         file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: instance.hypervisor.clone(),
+                        hypervisor: instance.hypervisor.to_string(),
                     },
                 )
                 .await?;
@@ -468,11 +457,11 @@ impl LogicalUnit for InstanceCreate {
             let install = OsInstall {
                 instance_name: instance.name.clone(),
                 os: instance.os.clone(),
-                hypervisor: instance.hypervisor.clone(),
+                hypervisor: instance.hypervisor.to_string(),
                 osparams: instance.osparams.clone(),
                 disks: instance.disks.clone(),
                 nics: crate::util::nic_runtimes(&cfg, &instance),
-                file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
+                file_storage_dir: crate::util::storage_dir(&cfg, instance.disk_template),
                 debug_level: 0,
             };
             let _: Value = env
@@ -499,7 +488,7 @@ impl LogicalUnit for InstanceCreate {
                         NodeRequest::BlockdevCreate {
                             disk: disk.clone(),
                             instance_name: instance.name.clone(),
-                            file_storage_dir: crate::util::storage_dir(&cfg, &template),
+                            file_storage_dir: crate::util::storage_dir(&cfg, template),
                         },
                     )
                     .await;
@@ -544,11 +533,11 @@ impl LogicalUnit for InstanceCreate {
             let install = OsInstall {
                 instance_name: instance.name.clone(),
                 os: instance.os.clone(),
-                hypervisor: instance.hypervisor.clone(),
+                hypervisor: instance.hypervisor.to_string(),
                 osparams: instance.osparams.clone(),
                 disks: instance.disks.clone(),
                 nics: crate::util::nic_runtimes(&cfg, &instance),
-                file_storage_dir: crate::util::storage_dir(&cfg, &instance.disk_template),
+                file_storage_dir: crate::util::storage_dir(&cfg, instance.disk_template),
                 debug_level: 0,
             };
             let res: Result<Value, OpError> = env
@@ -644,7 +633,7 @@ pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
                 node,
                 NodeRequest::BlockdevRemove {
                     disk: disk.clone(),
-                    file_storage_dir: crate::util::storage_dir(&cfg, &disk.dev_type),
+                    file_storage_dir: crate::util::storage_dir(&cfg, disk.dev_type.template()),
                 },
             )
             .await;

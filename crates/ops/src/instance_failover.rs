@@ -13,9 +13,6 @@ use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{AdminState, ConfigData, Instance, OpCode};
 use serde_json::{json, Value};
 
-/// Templates whose disks every node can reach.
-const SHARED: &[&str] = &["diskless", "sharedfile"];
-
 pub struct InstanceFailover {
     name: String,
     primary: String,
@@ -27,13 +24,13 @@ pub struct InstanceFailover {
 
 impl LogicalUnit for InstanceFailover {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceFailover {
+        let OpCode::InstanceFailover(maguey_model::OpInstanceFailover {
             instance_name,
             shutdown_timeout,
             ignore_consistency,
             target_node,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -57,7 +54,7 @@ impl LogicalUnit for InstanceFailover {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        let drbd = inst.disk_template == "drbd";
+        let drbd = inst.disk_template.is_internally_mirrored();
         if drbd {
             let sec = crate::drbd::secondary_of(cfg, inst)
                 .ok_or_else(|| prereq(format!("instance {} has no secondary node", self.name)))?;
@@ -72,7 +69,7 @@ impl LogicalUnit for InstanceFailover {
                 _ => self.target = Some(sec.name.clone()),
             }
         }
-        if !drbd && !SHARED.contains(&inst.disk_template.as_str()) {
+        if !drbd && !inst.disk_template.is_node_independent() {
             return Err(prereq(format!(
                 "instance {} has disk template {}: failover needs disks every node sees \
                  (sharedfile); use 'instance migrate' (live, copies the disks) or 'instance \
@@ -109,7 +106,7 @@ impl LogicalUnit for InstanceFailover {
         if up {
             check_target_memory(env, &inst, &dst).await?;
         }
-        let drbd = inst.disk_template == "drbd";
+        let drbd = inst.disk_template.is_internally_mirrored();
         if drbd {
             // The target's copy must be good, unless the admin says the primary is dead.
             let sts = crate::drbd::status(env, &inst, &dst).await?;

@@ -15,9 +15,6 @@ use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
 
-/// Templates whose disks can grow (Ganeti: all but `diskless` and `blockdev`).
-const GROWABLE: &[&str] = &["plain", "drbd", "file", "sharedfile"];
-
 pub struct InstanceGrowDisk {
     name: String,
     disk: usize,
@@ -74,13 +71,13 @@ fn instance_nodes(cfg: &ConfigData, inst: &Instance) -> Result<Vec<String>, OpEr
 
 impl LogicalUnit for InstanceGrowDisk {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceGrowDisk {
+        let OpCode::InstanceGrowDisk(maguey_model::OpInstanceGrowDisk {
             instance_name,
             disk,
             amount,
             absolute,
             wait_for_sync,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -125,7 +122,7 @@ impl LogicalUnit for InstanceGrowDisk {
                 self.name
             )));
         }
-        if !GROWABLE.contains(&inst.disk_template.as_str()) {
+        if !inst.disk_template.has_disks() {
             return Err(prereq(format!(
                 "instance {} has disk template {}: its disks cannot grow",
                 self.name, inst.disk_template
@@ -139,12 +136,6 @@ impl LogicalUnit for InstanceGrowDisk {
                 inst.disks.len()
             ))
         })?;
-        if !GROWABLE.contains(&disk.dev_type.as_str()) {
-            return Err(prereq(format!(
-                "disk {} of instance {} is of type {}: it cannot grow",
-                self.disk, self.name, disk.dev_type
-            )));
-        }
         self.delta = growth(disk.size, self.amount, self.absolute, self.disk)?;
         for u in &disk.nodes {
             check_node_online(node_by_uuid(cfg, u)?)?;
@@ -175,18 +166,18 @@ impl LogicalUnit for InstanceGrowDisk {
             .iter()
             .map(|u| node_by_uuid(&cfg, u).cloned())
             .collect::<Result<_, _>>()?;
-        let sdir = crate::util::storage_dir(&cfg, &disk.dev_type);
+        let sdir = crate::util::storage_dir(&cfg, disk.dev_type.template());
 
         // 1. Free space on every node of the disk (LVM; file storage is not checked, as in
         // Ganeti).
-        if matches!(disk.dev_type.as_str(), "plain" | "drbd") {
+        if disk.dev_type.template().uses_lvm() {
             for n in &nodes {
                 let info: NodeInfo = env
                     .rpc(
                         n,
                         NodeRequest::NodeInfo {
                             file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                            hypervisor: inst.hypervisor.clone(),
+                            hypervisor: inst.hypervisor.to_string(),
                         },
                     )
                     .await?;
@@ -211,7 +202,7 @@ impl LogicalUnit for InstanceGrowDisk {
 
         // 2. DRBD must be connected with a primary for `drbdsetup resize`: bring the disks up
         // when the instance is down (and put them back afterwards).
-        let drbd = disk.dev_type == "drbd";
+        let drbd = disk.dev_type == maguey_model::DevType::Drbd;
         let mut activated = false;
         if drbd {
             let st = crate::drbd::status(env, &inst, &primary).await?;
@@ -304,7 +295,7 @@ impl LogicalUnit for InstanceGrowDisk {
                 &primary,
                 NodeRequest::InstanceInfo {
                     name: inst.name.clone(),
-                    hypervisor: inst.hypervisor.clone(),
+                    hypervisor: inst.hypervisor.to_string(),
                 },
             )
             .await?;
@@ -315,7 +306,7 @@ impl LogicalUnit for InstanceGrowDisk {
                     &primary,
                     NodeRequest::InstanceResizeDisk {
                         name: inst.name.clone(),
-                        hypervisor: inst.hypervisor.clone(),
+                        hypervisor: inst.hypervisor.to_string(),
                         disk_index: self.disk,
                         size: new,
                     },

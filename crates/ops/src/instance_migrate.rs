@@ -16,17 +16,12 @@ use crate::util::{
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode};
+use maguey_model::{AdminState, ConfigData, Instance, MigrationMode, Node, OpCode};
 use maguey_rpc::{
     AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeInfo, NodeRequest,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Templates whose instances can live-migrate.
-pub(crate) const MIGRATABLE: &[&str] = &["diskless", "file", "sharedfile", "plain", "drbd"];
-/// Templates whose disks a live migration mirrors to the target (QEMU's NBD mirror).
-pub(crate) const LOCAL_DISKS: &[&str] = &["file", "plain"];
 
 /// The locks of an opcode that moves an instance from its primary to a target node: the
 /// instance exclusively; both nodes shared (several instances may leave a node at once);
@@ -69,7 +64,13 @@ pub(crate) fn check_target(inst: &Instance, target: &Node) -> Result<(), OpError
 /// The target chosen by the placement engine (primary-only evacuation of this instance).
 pub(crate) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node, OpError> {
     let cfg = env.cfg();
-    let plan = crate::iallocator::evacuate_plan(env.master, &cfg, &[inst], "primary-only").await?;
+    let plan = crate::iallocator::evacuate_plan(
+        env.master,
+        &cfg,
+        &[inst],
+        maguey_model::EvacMode::PrimaryOnly,
+    )
+    .await?;
     if let Some((_, why)) = plan.failed.first() {
         return Err(prereq(format!(
             "the allocator found no node for instance {}: {why}",
@@ -102,7 +103,7 @@ pub(crate) async fn check_target_memory(
             target,
             NodeRequest::NodeInfo {
                 file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
             },
         )
         .await?;
@@ -126,7 +127,7 @@ pub(crate) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Resu
     let old = updated.primary_node.clone();
     updated.primary_node = target.uuid.clone();
     for d in &mut updated.disks {
-        if d.dev_type == "drbd" {
+        if d.dev_type == maguey_model::DevType::Drbd {
             // Both ends stay; the new primary comes first.
             d.nodes = vec![target.uuid.clone(), old.clone()];
         } else {
@@ -152,7 +153,7 @@ pub struct InstanceMigrate {
 
 impl LogicalUnit for InstanceMigrate {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceMigrate {
+        let OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate {
             instance_name,
             mode,
             live,
@@ -161,19 +162,11 @@ impl LogicalUnit for InstanceMigrate {
             allow_failover,
             iallocator,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
-        let non_live = matches!(mode.as_deref(), Some("non-live")) || *live == Some(false);
-        if let Some(m) = mode
-            .as_deref()
-            .filter(|m| !["live", "non-live"].contains(m))
-        {
-            return Err(prereq(format!(
-                "invalid migration mode '{m}' (live or non-live)"
-            )));
-        }
+        let non_live = *mode == Some(MigrationMode::NonLive) || *live == Some(false);
         if non_live {
             return Err(prereq(
                 "non-live migration is not supported; use 'instance failover' to restart the \
@@ -225,12 +218,6 @@ impl LogicalUnit for InstanceMigrate {
             )));
         }
         if !self.cleanup {
-            if !MIGRATABLE.contains(&inst.disk_template.as_str()) {
-                return Err(prereq(format!(
-                    "instance {} has disk template {}, which cannot migrate yet",
-                    self.name, inst.disk_template
-                )));
-            }
             if inst.admin_state == AdminState::Offline {
                 return Err(prereq(format!("instance {} is offline", self.name)));
             }
@@ -261,13 +248,15 @@ impl LogicalUnit for InstanceMigrate {
         let cfg = env.cfg();
         let src = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         let dst = match (&self.target, crate::drbd::secondary_of(&cfg, &inst)) {
-            (Some(t), Some(sec)) if inst.disk_template == "drbd" && *t != sec.name => {
+            (Some(t), Some(sec))
+                if inst.disk_template.is_internally_mirrored() && *t != sec.name =>
+            {
                 return Err(prereq(format!(
                     "instance {} has drbd disks: it can only migrate to its secondary node {}",
                     inst.name, sec.name
                 )))
             }
-            (_, Some(sec)) if inst.disk_template == "drbd" => sec.clone(),
+            (_, Some(sec)) if inst.disk_template.is_internally_mirrored() => sec.clone(),
             (Some(t), _) => node_by_name(&cfg, t)?.clone(),
             (None, _) => choose_target(env, &inst).await?,
         };
@@ -283,7 +272,7 @@ impl LogicalUnit for InstanceMigrate {
                 "instance {} is not running: moving it without migration",
                 inst.name
             ));
-            if LOCAL_DISKS.contains(&inst.disk_template.as_str()) {
+            if inst.disk_template.has_local_disks() {
                 copy_disks(env, &inst, &src, &dst).await?;
                 set_primary(env, &inst, &dst)?;
                 remove_disks(env, &inst, &src).await;
@@ -313,7 +302,7 @@ async fn check_disks(env: &Env<'_>, inst: &Instance, node: &Node) -> Result<(), 
                 node,
                 NodeRequest::BlockdevFind {
                     disk: disk.clone(),
-                    file_storage_dir: storage_dir(&cfg, &disk.dev_type),
+                    file_storage_dir: storage_dir(&cfg, disk.dev_type.template()),
                 },
             )
             .await?;
@@ -336,8 +325,8 @@ async fn live_migrate(
     dst: &Node,
 ) -> Result<MigrationStatus, OpError> {
     let cfg = env.cfg();
-    let local = LOCAL_DISKS.contains(&inst.disk_template.as_str());
-    let drbd = inst.disk_template == "drbd";
+    let local = inst.disk_template.has_local_disks();
+    let drbd = inst.disk_template.is_internally_mirrored();
     check_disks(env, inst, src).await?;
     if drbd {
         crate::drbd::check_in_sync(env, inst, src).await?;
@@ -378,7 +367,7 @@ async fn live_migrate(
                     NodeRequest::BlockdevCreate {
                         disk: disk.clone(),
                         instance_name: inst.name.clone(),
-                        file_storage_dir: storage_dir(&cfg, &disk.dev_type),
+                        file_storage_dir: storage_dir(&cfg, disk.dev_type.template()),
                     },
                 )
                 .await;
@@ -416,7 +405,7 @@ async fn live_migrate(
         src,
         NodeRequest::InstanceMigrate {
             name: inst.name.clone(),
-            hypervisor: inst.hypervisor.clone(),
+            hypervisor: inst.hypervisor.to_string(),
             target: dst.primary_ip.clone(),
             port: ports.port,
             bandwidth,
@@ -457,7 +446,7 @@ async fn live_migrate(
                     src,
                     NodeRequest::FinalizeMigrationSrc {
                         name: inst.name.clone(),
-                        hypervisor: inst.hypervisor.clone(),
+                        hypervisor: inst.hypervisor.to_string(),
                         success: false,
                     },
                 )
@@ -501,7 +490,7 @@ async fn live_migrate(
             src,
             NodeRequest::FinalizeMigrationSrc {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
                 success: true,
             },
         )
@@ -592,7 +581,7 @@ where
                         &addr,
                         &NodeRequest::InstanceMigrationProgress {
                             name: inst.name.clone(),
-                            hypervisor: inst.hypervisor.clone(),
+                            hypervisor: inst.hypervisor.to_string(),
                         },
                     )
                     .await;
@@ -650,7 +639,7 @@ async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpError> {
             &addrs,
             &NodeRequest::InstanceInfo {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
             },
         )
         .await;
@@ -698,7 +687,7 @@ async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpError> {
         let req = if n.uuid == primary.uuid {
             NodeRequest::FinalizeMigrationSrc {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
                 success: true,
             }
         } else {
@@ -724,7 +713,7 @@ async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpError> {
                 },
             )
             .await?;
-        if LOCAL_DISKS.contains(&inst.disk_template.as_str()) {
+        if inst.disk_template.has_local_disks() {
             env.log(format!(
                 "the old disks on {} are left in place; 'cluster verify' lists them",
                 primary.name
@@ -737,7 +726,7 @@ async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpError> {
                 &win,
                 NodeRequest::FinalizeMigrationSrc {
                     name: inst.name.clone(),
-                    hypervisor: inst.hypervisor.clone(),
+                    hypervisor: inst.hypervisor.to_string(),
                     success: false,
                 },
             )

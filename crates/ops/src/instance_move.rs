@@ -14,9 +14,6 @@ use serde_json::{json, Value};
 /// Bytes per copy request (the node's limit).
 const CHUNK: u64 = 8 << 20;
 
-/// Templates whose disks `instance move` copies.
-const MOVABLE: &[&str] = &["diskless", "file", "plain"];
-
 /// Removes the instance's disks on `node`, logging (not failing on) errors: used once the
 /// instance lives elsewhere.
 pub(crate) async fn remove_disks(env: &Env<'_>, inst: &Instance, node: &Node) {
@@ -27,7 +24,7 @@ pub(crate) async fn remove_disks(env: &Env<'_>, inst: &Instance, node: &Node) {
                 node,
                 NodeRequest::BlockdevRemove {
                     disk: disk.clone(),
-                    file_storage_dir: storage_dir(&cfg, &disk.dev_type),
+                    file_storage_dir: storage_dir(&cfg, disk.dev_type.template()),
                 },
             )
             .await;
@@ -56,7 +53,7 @@ pub(crate) async fn copy_disks(
     let mut created: Vec<Disk> = Vec::new();
     let r = async {
         for disk in &inst.disks {
-            let dir = storage_dir(&cfg, &disk.dev_type);
+            let dir = storage_dir(&cfg, disk.dev_type.template());
             let _: Value = env
                 .rpc(
                     dst,
@@ -113,7 +110,7 @@ async fn copy_one(
             )));
         }
         // Holes are skipped on fresh image files; an LV needs its zeroes written.
-        if chunk.data.is_some() || disk.dev_type == "plain" {
+        if chunk.data.is_some() || disk.dev_type == maguey_model::DevType::Plain {
             data_bytes += length;
             let _: Value = env
                 .rpc(
@@ -168,13 +165,13 @@ pub struct InstanceMove {
 
 impl LogicalUnit for InstanceMove {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceMove {
+        let OpCode::InstanceMove(maguey_model::OpInstanceMove {
             instance_name,
             target_node,
             shutdown_timeout,
             ignore_consistency,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -195,7 +192,7 @@ impl LogicalUnit for InstanceMove {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if !MOVABLE.contains(&inst.disk_template.as_str()) {
+        if !inst.disk_template.can_move_by_copy() {
             return Err(prereq(format!(
                 "instance {} has disk template {}; 'instance move' copies file disks only \
                  (use 'instance migrate' or 'instance failover' for shared disks)",

@@ -17,11 +17,11 @@ pub struct InstanceQueryData {
 
 impl LogicalUnit for InstanceQueryData {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceQueryData {
+        let OpCode::InstanceQueryData(maguey_model::OpInstanceQueryData {
             instances,
             static_only,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -66,7 +66,7 @@ impl LogicalUnit for InstanceQueryData {
                                 &node_addr(&cfg, node),
                                 &NodeRequest::InstanceInfo {
                                     name: inst.name.clone(),
-                                    hypervisor: inst.hypervisor.clone(),
+                                    hypervisor: inst.hypervisor.to_string(),
                                 },
                             )
                             .await;

@@ -12,9 +12,6 @@ use maguey_model::{AdminState, ConfigData, Disk, Instance, LogicalId, Node, OpCo
 use maguey_rpc::NodeRequest;
 use serde_json::{json, Value};
 
-/// Templates whose disks this recreates.
-const TEMPLATES: &[&str] = &["plain", "drbd", "file", "sharedfile"];
-
 pub struct InstanceRecreateDisks {
     name: String,
     disks: Vec<usize>,
@@ -28,12 +25,12 @@ pub struct InstanceRecreateDisks {
 
 impl LogicalUnit for InstanceRecreateDisks {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRecreateDisks {
+        let OpCode::InstanceRecreateDisks(maguey_model::OpInstanceRecreateDisks {
             instance_name,
             disks,
             nodes,
             iallocator,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -96,7 +93,7 @@ impl LogicalUnit for InstanceRecreateDisks {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if !TEMPLATES.contains(&inst.disk_template.as_str()) {
+        if !inst.disk_template.has_disks() {
             return Err(prereq(format!(
                 "instance {} has disk template {}: nothing to recreate",
                 self.name, inst.disk_template
@@ -127,7 +124,7 @@ impl LogicalUnit for InstanceRecreateDisks {
                 )));
             }
         }
-        let needed = if inst.disk_template == "drbd" { 2 } else { 1 };
+        let needed = inst.disk_template.node_count();
         let changing = !self.new_nodes.is_empty() || self.iallocator.is_some();
         if !self.new_nodes.is_empty() && self.new_nodes.len() != needed {
             return Err(prereq(format!(
@@ -142,7 +139,7 @@ impl LogicalUnit for InstanceRecreateDisks {
                 "when changing nodes, every disk is recreated: do not select disks",
             ));
         }
-        if changing && inst.disk_template == "sharedfile" {
+        if changing && inst.disk_template.is_shared() {
             return Err(prereq(
                 "sharedfile disks are on every node: no nodes to change",
             ));
@@ -170,7 +167,7 @@ impl LogicalUnit for InstanceRecreateDisks {
             .clone()
             .ok_or_else(|| OpError::Exec("internal error: not checked".into()))?;
         let cfg = env.cfg();
-        let drbd = inst.disk_template == "drbd";
+        let drbd = inst.disk_template.is_internally_mirrored();
         let cur_primary = node_by_uuid(&cfg, &inst.primary_node)?.clone();
         // The instance must not run anywhere it could.
         if !cur_primary.offline {
@@ -178,7 +175,7 @@ impl LogicalUnit for InstanceRecreateDisks {
                 .rpc(
                     &cur_primary,
                     NodeRequest::InstanceList {
-                        hypervisor: inst.hypervisor.clone(),
+                        hypervisor: inst.hypervisor.to_string(),
                     },
                 )
                 .await;
@@ -265,7 +262,7 @@ impl LogicalUnit for InstanceRecreateDisks {
             .iter()
             .filter_map(|&i| updated.disks.get(i).cloned())
             .collect();
-        let fsd = storage_dir(&cfg, &inst.disk_template);
+        let fsd = storage_dir(&cfg, inst.disk_template);
 
         // The old nodes that are still reachable.
         let old_nodes: Vec<Node> = self

@@ -53,11 +53,11 @@ pub struct InstanceReinstall {
 
 impl LogicalUnit for InstanceReinstall {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReinstall {
+        let OpCode::InstanceReinstall(maguey_model::OpInstanceReinstall {
             instance_name,
             os_type,
             osparams,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -77,7 +77,7 @@ impl LogicalUnit for InstanceReinstall {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if inst.disk_template == "diskless" {
+        if !inst.disk_template.has_disks() {
             return Err(prereq(format!(
                 "instance {} has no disks to install onto",
                 self.name
@@ -112,11 +112,11 @@ impl LogicalUnit for InstanceReinstall {
         let install = OsInstall {
             instance_name: inst.name.clone(),
             os: inst.os.clone(),
-            hypervisor: inst.hypervisor.clone(),
+            hypervisor: inst.hypervisor.to_string(),
             osparams: inst.osparams.clone(),
             disks: inst.disks.clone(),
             nics: nic_runtimes(&cfg, &inst),
-            file_storage_dir: storage_dir(&cfg, &inst.disk_template),
+            file_storage_dir: storage_dir(&cfg, inst.disk_template),
             debug_level: 0,
         };
         let out: Value = env
@@ -148,11 +148,11 @@ pub struct InstanceRename {
 
 impl LogicalUnit for InstanceRename {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRename {
+        let OpCode::InstanceRename(maguey_model::OpInstanceRename {
             instance_name,
             new_name,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -197,7 +197,7 @@ impl LogicalUnit for InstanceRename {
         // The OS definition's rename script runs first: if it fails, nothing is renamed.
         let cfg = env.cfg();
         let node = node_by_uuid(&cfg, &inst.primary_node)?.clone();
-        if !inst.os.is_empty() && inst.disk_template != "diskless" && !node.offline {
+        if !inst.os.is_empty() && inst.disk_template.has_disks() && !node.offline {
             env.log(format!(
                 "running the OS rename script of '{}' on {}",
                 inst.os, node.name
@@ -205,11 +205,11 @@ impl LogicalUnit for InstanceRename {
             let install = OsInstall {
                 instance_name: self.new_name.clone(),
                 os: inst.os.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
                 osparams: inst.osparams.clone(),
                 disks: inst.disks.clone(),
                 nics: nic_runtimes(&cfg, &inst),
-                file_storage_dir: storage_dir(&cfg, &inst.disk_template),
+                file_storage_dir: storage_dir(&cfg, inst.disk_template),
                 debug_level: 0,
             };
             let out: Value = env

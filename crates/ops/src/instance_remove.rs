@@ -18,11 +18,11 @@ pub struct InstanceRemove {
 
 impl LogicalUnit for InstanceRemove {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceRemove {
+        let OpCode::InstanceRemove(maguey_model::OpInstanceRemove {
             instance_name,
             ignore_failures,
             shutdown_timeout,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -92,7 +92,7 @@ impl LogicalUnit for InstanceRemove {
                     &node,
                     NodeRequest::InstanceShutdown {
                         name: inst.name.clone(),
-                        hypervisor: inst.hypervisor.clone(),
+                        hypervisor: inst.hypervisor.to_string(),
                         timeout: self.timeout,
                     },
                 )
@@ -110,7 +110,10 @@ impl LogicalUnit for InstanceRemove {
                         &node,
                         NodeRequest::BlockdevRemove {
                             disk: disk.clone(),
-                            file_storage_dir: crate::util::storage_dir(&cfg, &disk.dev_type),
+                            file_storage_dir: crate::util::storage_dir(
+                                &cfg,
+                                disk.dev_type.template(),
+                            ),
                         },
                     )
                     .await;

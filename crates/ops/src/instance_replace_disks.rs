@@ -25,28 +25,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// Ganeti's replace-disks modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    OnPrimary,
-    OnSecondary,
-    NewSecondary,
-    Auto,
-}
-
-impl Mode {
-    pub(crate) fn parse(s: &str) -> Result<Mode, OpError> {
-        match s {
-            "replace_on_primary" => Ok(Mode::OnPrimary),
-            "replace_on_secondary" => Ok(Mode::OnSecondary),
-            "replace_new_secondary" => Ok(Mode::NewSecondary),
-            "replace_auto" => Ok(Mode::Auto),
-            other => Err(prereq(format!(
-                "unknown replace-disks mode '{other}' (replace_on_primary, \
-                 replace_on_secondary, replace_new_secondary, replace_auto)"
-            ))),
-        }
-    }
-}
+pub(crate) use maguey_model::ReplaceDisksMode as Mode;
 
 /// How long a replaced disk may stay neither resynchronising nor in sync before the wait
 /// gives up (the resync itself may take as long as it needs).
@@ -66,7 +45,7 @@ pub struct InstanceReplaceDisks {
 
 impl LogicalUnit for InstanceReplaceDisks {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReplaceDisks {
+        let OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks {
             instance_name,
             mode,
             disks,
@@ -74,11 +53,11 @@ impl LogicalUnit for InstanceReplaceDisks {
             iallocator,
             early_release,
             ..
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
-        let mode = Mode::parse(mode)?;
+        let mode = *mode;
         match mode {
             Mode::NewSecondary => match (remote_node, iallocator) {
                 (None, None) => {
@@ -162,7 +141,7 @@ impl LogicalUnit for InstanceReplaceDisks {
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<(), OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
-        if inst.disk_template != "drbd" {
+        if !inst.disk_template.is_internally_mirrored() {
             return Err(prereq(format!(
                 "instance {} has disk template {}: replace-disks is only for drbd instances",
                 self.name, inst.disk_template
@@ -186,7 +165,11 @@ impl LogicalUnit for InstanceReplaceDisks {
                 )));
             }
         }
-        if inst.disks.iter().any(|d| d.dev_type != "drbd") {
+        if inst
+            .disks
+            .iter()
+            .any(|d| d.dev_type != maguey_model::DevType::Drbd)
+        {
             return Err(prereq(format!(
                 "instance {} has disks that are not drbd",
                 self.name
@@ -346,13 +329,13 @@ async fn relocate(
     inst: &Instance,
     snode: &Node,
 ) -> Result<String, OpError> {
-    let mut req = crate::iallocator::cluster_request(env.master, cfg, &inst.disk_template).await;
+    let mut req = crate::iallocator::cluster_request(env.master, cfg, inst.disk_template).await;
     req["request"] = json!({
         "type": "relocate",
         "name": inst.name,
         "required_nodes": 1,
         "relocate_from": [snode.name],
-        "disk_space_total": crate::drbd::storage_needed("drbd", inst.disks.iter().map(|d| d.size)),
+        "disk_space_total": crate::drbd::storage_needed(maguey_model::DiskTemplate::Drbd, inst.disks.iter().map(|d| d.size)),
     });
     let answer = maguey_placement::ialloc::answer(
         &req.to_string(),
@@ -557,9 +540,9 @@ async fn remove_lvs(env: &Env<'_>, cfg: &ConfigData, node: &Node, lvs: &[String]
         let disk = Disk {
             uuid: maguey_model::new_uuid(),
             name: None,
-            dev_type: "plain".into(),
+            dev_type: maguey_model::DevType::Plain,
             size: 0,
-            mode: "rw".into(),
+            mode: maguey_model::DiskMode::ReadWrite,
             logical_id: LogicalId::Plain {
                 vg: vg.to_string(),
                 lv: lv.to_string(),
@@ -576,7 +559,7 @@ async fn remove_lvs(env: &Env<'_>, cfg: &ConfigData, node: &Node, lvs: &[String]
                 node,
                 NodeRequest::BlockdevRemove {
                     disk,
-                    file_storage_dir: storage_dir(cfg, "plain"),
+                    file_storage_dir: storage_dir(cfg, maguey_model::DiskTemplate::Plain),
                 },
             )
             .await;
@@ -740,7 +723,7 @@ async fn new_secondary(
     }
     let mut updated = inst.clone();
     updated.disks = new_disks;
-    let fsd = storage_dir(&cfg, "drbd");
+    let fsd = storage_dir(&cfg, maguey_model::DiskTemplate::Drbd);
 
     // 1. Storage and devices on the new node (they wait for the primary).
     let mut created: Vec<Disk> = Vec::new();
@@ -915,12 +898,12 @@ mod tests {
 
     #[test]
     fn modes_and_faults_follow_ganeti() {
-        assert_eq!(Mode::parse("replace_auto").ok(), Some(Mode::Auto));
+        assert_eq!("replace_auto".parse::<Mode>().ok(), Some(Mode::Auto));
         assert_eq!(
-            Mode::parse("replace_new_secondary").ok(),
+            "replace_new_secondary".parse::<Mode>().ok(),
             Some(Mode::NewSecondary)
         );
-        assert!(Mode::parse("replace_all").is_err());
+        assert!("replace_all".parse::<Mode>().is_err());
         assert!(is_faulty(&st("Diskless", "Established")));
         assert!(is_faulty(&st("Failed", "Off")));
         assert!(is_faulty(&st("Inconsistent", "Established")));

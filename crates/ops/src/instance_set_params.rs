@@ -10,8 +10,8 @@ use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
 use maguey_model::{
-    AdminState, BeParams, ConfigData, Disk, Instance, Node, OpCode, ParamKind, Params,
-    DRBD_META_SIZE_MIB,
+    AdminState, BeParams, ConfigData, Disk, DiskTemplate, Hypervisor, Instance, Node, OpCode,
+    ParamKind, Params, DRBD_META_SIZE_MIB,
 };
 use maguey_rpc::{DrbdRole, InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ pub struct InstanceSetParams {
 
 /// `modify -t plain|drbd [-n NODE]`: the target template, the nodes locked for it (names).
 struct Conversion {
-    template: String,
+    template: DiskTemplate,
     /// The new secondary (`drbd`) or the current one (`plain`).
     other_node: String,
     wait_for_sync: bool,
@@ -60,7 +60,7 @@ fn without_defaults(p: &Params) -> Params {
 
 impl LogicalUnit for InstanceSetParams {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceSetParams {
+        let OpCode::InstanceSetParams(maguey_model::OpInstanceSetParams {
             instance_name,
             beparams,
             hvparams,
@@ -71,7 +71,7 @@ impl LogicalUnit for InstanceSetParams {
             disk_template,
             remote_node,
             wait_for_sync,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -88,7 +88,7 @@ impl LogicalUnit for InstanceSetParams {
             }
             let inst = instance_by_name(cfg, instance_name)?;
             let node = node_by_uuid(cfg, &inst.primary_node)?;
-            let other_node = conversion_node(cfg, inst, template, remote_node.as_deref())?;
+            let other_node = conversion_node(cfg, inst, *template, remote_node.as_deref())?;
             return Ok(InstanceSetParams {
                 name: inst.name.clone(),
                 node_name: node.name.clone(),
@@ -100,7 +100,7 @@ impl LogicalUnit for InstanceSetParams {
                 force: *force,
                 updated: None,
                 conversion: Some(Conversion {
-                    template: template.clone(),
+                    template: *template,
                     other_node,
                     wait_for_sync: *wait_for_sync,
                 }),
@@ -183,7 +183,7 @@ impl LogicalUnit for InstanceSetParams {
         let be = ParamKind::Be
             .validate(&without_defaults(&self.beparams))
             .map_err(prereq)?;
-        let hv = hv_kind(&inst.hypervisor)
+        let hv = hv_kind(inst.hypervisor)
             .validate(&without_defaults(&self.hvparams))
             .map_err(prereq)?;
         let mut be_changes = self.beparams.clone();
@@ -237,7 +237,7 @@ impl LogicalUnit for InstanceSetParams {
                     &node,
                     NodeRequest::NodeInfo {
                         file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: old.hypervisor.clone(),
+                        hypervisor: old.hypervisor.to_string(),
                     },
                 )
                 .await?;
@@ -252,7 +252,7 @@ impl LogicalUnit for InstanceSetParams {
                     &node,
                     NodeRequest::InstanceInfo {
                         name: old.name.clone(),
-                        hypervisor: old.hypervisor.clone(),
+                        hypervisor: old.hypervisor.to_string(),
                     },
                 )
                 .await?;
@@ -323,7 +323,7 @@ impl InstanceSetParams {
                 node,
                 NodeRequest::InstanceInfo {
                     name: inst.name.clone(),
-                    hypervisor: inst.hypervisor.clone(),
+                    hypervisor: inst.hypervisor.to_string(),
                 },
             )
             .await?;
@@ -340,7 +340,7 @@ impl InstanceSetParams {
                     node,
                     NodeRequest::NodeInfo {
                         file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: inst.hypervisor.clone(),
+                        hypervisor: inst.hypervisor.to_string(),
                     },
                 )
                 .await?;
@@ -362,7 +362,7 @@ impl InstanceSetParams {
                 node,
                 NodeRequest::InstanceBalloonMemory {
                     name: inst.name.clone(),
-                    hypervisor: inst.hypervisor.clone(),
+                    hypervisor: inst.hypervisor.to_string(),
                     memory: mem,
                 },
             )
@@ -376,10 +376,11 @@ impl InstanceSetParams {
 fn conversion_node(
     cfg: &ConfigData,
     inst: &Instance,
-    template: &str,
+    template: DiskTemplate,
     remote_node: Option<&str>,
 ) -> Result<String, OpError> {
-    if !["plain", "drbd"].contains(&template) {
+    let convertible = |t: DiskTemplate| t == DiskTemplate::Plain || t == DiskTemplate::Drbd;
+    if !convertible(template) {
         return Err(prereq(format!(
             "conversion to disk template '{template}' is not supported (plain or drbd)"
         )));
@@ -390,13 +391,13 @@ fn conversion_node(
             inst.name
         )));
     }
-    if !["plain", "drbd"].contains(&inst.disk_template.as_str()) {
+    if !convertible(inst.disk_template) {
         return Err(prereq(format!(
             "conversion from disk template '{}' to '{template}' is not supported",
             inst.disk_template
         )));
     }
-    if template == "drbd" {
+    if template.needs_secondary() {
         let Some(remote) = remote_node else {
             return Err(prereq(
                 "converting to drbd needs the new secondary node (-n NODE)",
@@ -435,7 +436,11 @@ fn check_conversion(cfg: &ConfigData, inst: &Instance, c: &Conversion) -> Result
     if inst.disks.is_empty() {
         return Err(prereq(format!("instance {} has no disks", inst.name)));
     }
-    if let Some(d) = inst.disks.iter().find(|d| d.dev_type != inst.disk_template) {
+    if let Some(d) = inst
+        .disks
+        .iter()
+        .find(|d| d.dev_type.template() != inst.disk_template)
+    {
         return Err(prereq(format!(
             "disk {} is of type '{}', not '{}'",
             d.iv_name, d.dev_type, inst.disk_template
@@ -445,8 +450,8 @@ fn check_conversion(cfg: &ConfigData, inst: &Instance, c: &Conversion) -> Result
     let again = conversion_node(
         cfg,
         inst,
-        &c.template,
-        (c.template == "drbd").then_some(c.other_node.as_str()),
+        c.template,
+        (c.template.needs_secondary()).then_some(c.other_node.as_str()),
     )?;
     if again != c.other_node {
         return Err(prereq(format!(
@@ -458,7 +463,7 @@ fn check_conversion(cfg: &ConfigData, inst: &Instance, c: &Conversion) -> Result
     if pnode.offline {
         return Err(prereq(format!("primary node {} is offline", pnode.name)));
     }
-    if c.template == "drbd" {
+    if c.template.needs_secondary() {
         let snode = node_by_name(cfg, &c.other_node)?;
         if snode.offline {
             return Err(prereq(format!("node {} is offline", snode.name)));
@@ -481,7 +486,7 @@ async fn convert(env: &Env<'_>, name: &str, c: &Conversion) -> Result<Value, OpE
             &pnode,
             NodeRequest::InstanceInfo {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
             },
         )
         .await?;
@@ -495,7 +500,7 @@ async fn convert(env: &Env<'_>, name: &str, c: &Conversion) -> Result<Value, OpE
         "converting instance {}'s disks from '{}' to '{}'",
         inst.name, inst.disk_template, c.template
     ));
-    if c.template == "drbd" {
+    if c.template.needs_secondary() {
         to_drbd(env, &inst, &pnode, &other, c.wait_for_sync).await?;
     } else {
         to_plain(env, &inst, &pnode, &other).await?;
@@ -509,7 +514,7 @@ async fn check_vg_space(
     env: &Env<'_>,
     node: &Node,
     needed: u64,
-    hypervisor: &str,
+    hypervisor: Hypervisor,
 ) -> Result<(), OpError> {
     let cfg = env.cfg();
     let info: NodeInfo = env
@@ -550,16 +555,19 @@ async fn to_drbd(
     check_vg_space(
         env,
         snode,
-        crate::drbd::storage_needed("drbd", inst.disks.iter().map(|d| d.size)),
-        &inst.hypervisor,
+        crate::drbd::storage_needed(
+            maguey_model::DiskTemplate::Drbd,
+            inst.disks.iter().map(|d| d.size),
+        ),
+        inst.hypervisor,
     )
     .await?;
-    check_vg_space(env, pnode, DRBD_META_SIZE_MIB * count, &inst.hypervisor).await?;
+    check_vg_space(env, pnode, DRBD_META_SIZE_MIB * count, inst.hypervisor).await?;
     let (allocs, reservation) =
         crate::drbd::allocate(&cfg, &pnode.uuid, &snode.uuid, inst.disks.len())?;
     let now = maguey_model::now();
     let mut new = inst.clone();
-    new.disk_template = "drbd".into();
+    new.disk_template = maguey_model::DiskTemplate::Drbd;
     new.disks = inst
         .disks
         .iter()
@@ -575,7 +583,7 @@ async fn to_drbd(
     }
     // The secondary first (data + meta), then the primary (meta; its data LV exists).
     let mut touched: Vec<(Node, Disk)> = Vec::new();
-    let storage_dir = crate::util::storage_dir(&cfg, "drbd");
+    let storage_dir = crate::util::storage_dir(&cfg, maguey_model::DiskTemplate::Drbd);
     for target in [snode, pnode] {
         for disk in &new.disks {
             env.log(format!(
@@ -675,7 +683,10 @@ async fn undo_drbd(env: &Env<'_>, touched: &[(Node, Disk)], pnode: &Node) {
                 node,
                 NodeRequest::BlockdevRemove {
                     disk: victim,
-                    file_storage_dir: crate::util::storage_dir(&cfg, "drbd"),
+                    file_storage_dir: crate::util::storage_dir(
+                        &cfg,
+                        maguey_model::DiskTemplate::Drbd,
+                    ),
                 },
             )
             .await;
@@ -739,10 +750,10 @@ async fn to_plain(
         )));
     }
     let mut new = inst.clone();
-    new.disk_template = "plain".into();
+    new.disk_template = maguey_model::DiskTemplate::Plain;
     new.disks = disks;
     env.apply(Command::UpdateInstance { instance: new })?;
-    let storage_dir = crate::util::storage_dir(&cfg, "drbd");
+    let storage_dir = crate::util::storage_dir(&cfg, maguey_model::DiskTemplate::Drbd);
     let mut removals: Vec<(&Node, Disk)> = Vec::new();
     for d in &inst.disks {
         if let Some(meta) = d.children.get(1) {

@@ -6,7 +6,7 @@ use crate::util::{
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode};
+use maguey_model::{AdminState, ConfigData, Instance, Node, OpCode, RebootType};
 use maguey_rpc::{InstanceRunInfo, NodeInfo, NodeRequest};
 use serde_json::Value;
 
@@ -79,7 +79,7 @@ pub(crate) async fn is_running(
             node,
             NodeRequest::InstanceInfo {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
             },
         )
         .await?;
@@ -100,7 +100,7 @@ pub(crate) async fn start(
             node,
             NodeRequest::NodeInfo {
                 file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
             },
         )
         .await?;
@@ -110,7 +110,7 @@ pub(crate) async fn start(
             node.name, inst.name, be.maxmem, info.memory_free
         )));
     }
-    if inst.disk_template == "drbd" {
+    if inst.disk_template.is_internally_mirrored() {
         crate::drbd::activate_for_start(env, inst, node, false).await?;
     }
     start_activated(env, inst, node).await
@@ -153,12 +153,12 @@ pub(crate) async fn stop(
             node,
             NodeRequest::InstanceShutdown {
                 name: inst.name.clone(),
-                hypervisor: inst.hypervisor.clone(),
+                hypervisor: inst.hypervisor.to_string(),
                 timeout,
             },
         )
         .await?;
-    if inst.disk_template == "drbd" {
+    if inst.disk_template.is_internally_mirrored() {
         // The disks stay connected; the node gives up the primary role.
         crate::drbd::set_role(env, inst, node, false, false).await?;
     }
@@ -183,13 +183,13 @@ pub struct InstanceStartup {
 
 impl LogicalUnit for InstanceStartup {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceStartup {
+        let OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
             instance_name,
             force,
             no_remember,
             beparams,
             hvparams,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -232,11 +232,11 @@ pub struct InstanceShutdown {
 
 impl LogicalUnit for InstanceShutdown {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceShutdown {
+        let OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
             instance_name,
             timeout,
             no_remember,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -264,28 +264,23 @@ impl LogicalUnit for InstanceShutdown {
 
 pub struct InstanceReboot {
     target: Target,
-    reboot_type: String,
+    reboot_type: RebootType,
     timeout: u64,
 }
 
 impl LogicalUnit for InstanceReboot {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::InstanceReboot {
+        let OpCode::InstanceReboot(maguey_model::OpInstanceReboot {
             instance_name,
             reboot_type,
             shutdown_timeout,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
-        if !["soft", "hard", "full"].contains(&reboot_type.as_str()) {
-            return Err(prereq(format!(
-                "invalid reboot type '{reboot_type}' (soft, hard or full)"
-            )));
-        }
         Ok(InstanceReboot {
             target: Target::expand(cfg, instance_name)?,
-            reboot_type: reboot_type.clone(),
+            reboot_type: *reboot_type,
             timeout: *shutdown_timeout,
         })
     }
@@ -298,7 +293,7 @@ impl LogicalUnit for InstanceReboot {
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
         let (inst, node) = self.target.get()?;
         let running = is_running(env, &inst, &node).await?;
-        if running && self.reboot_type != "full" {
+        if running && self.reboot_type != RebootType::Full {
             env.log(format!(
                 "{} reboot of instance {} on node {}",
                 self.reboot_type, inst.name, node.name
@@ -309,7 +304,7 @@ impl LogicalUnit for InstanceReboot {
                     &node,
                     NodeRequest::InstanceReboot {
                         instance: instance_runtime(&cfg, &inst),
-                        reboot_type: self.reboot_type.clone(),
+                        reboot_type: self.reboot_type.to_string(),
                         shutdown_timeout: self.timeout,
                     },
                 )

@@ -156,73 +156,82 @@ impl OpExecutor for Executor {
                 ctx,
             };
             match op {
-                OpCode::ClusterVerify { .. } => {
+                OpCode::ClusterVerify(maguey_model::OpClusterVerify { .. }) => {
                     run_lu::<cluster_verify::ClusterVerify>(op, &env).await
                 }
-                OpCode::ClusterDestroy {} => {
+                OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {}) => {
                     run_lu::<cluster_destroy::ClusterDestroy>(op, &env).await
                 }
-                OpCode::NodeAdd { .. } => run_lu::<node_add::NodeAdd>(op, &env).await,
-                OpCode::NodeRemove { .. } => run_lu::<node_remove::NodeRemove>(op, &env).await,
-                OpCode::NodeSetParams { .. } => {
+                OpCode::NodeAdd(maguey_model::OpNodeAdd { .. }) => {
+                    run_lu::<node_add::NodeAdd>(op, &env).await
+                }
+                OpCode::NodeRemove(maguey_model::OpNodeRemove { .. }) => {
+                    run_lu::<node_remove::NodeRemove>(op, &env).await
+                }
+                OpCode::NodeSetParams(maguey_model::OpNodeSetParams { .. }) => {
                     run_lu::<node_set_params::NodeSetParams>(op, &env).await
                 }
-                OpCode::InstanceCreate { .. } => {
+                OpCode::InstanceCreate(maguey_model::OpInstanceCreate { .. }) => {
                     run_lu::<instance_create::InstanceCreate>(op, &env).await
                 }
-                OpCode::InstanceRemove { .. } => {
+                OpCode::InstanceRemove(maguey_model::OpInstanceRemove { .. }) => {
                     run_lu::<instance_remove::InstanceRemove>(op, &env).await
                 }
-                OpCode::InstanceStartup { .. } => {
+                OpCode::InstanceStartup(maguey_model::OpInstanceStartup { .. }) => {
                     run_lu::<instance_state::InstanceStartup>(op, &env).await
                 }
-                OpCode::InstanceShutdown { .. } => {
+                OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown { .. }) => {
                     run_lu::<instance_state::InstanceShutdown>(op, &env).await
                 }
-                OpCode::InstanceReboot { .. } => {
+                OpCode::InstanceReboot(maguey_model::OpInstanceReboot { .. }) => {
                     run_lu::<instance_state::InstanceReboot>(op, &env).await
                 }
-                OpCode::InstanceSetParams { .. } => {
+                OpCode::InstanceSetParams(maguey_model::OpInstanceSetParams { .. }) => {
                     run_lu::<instance_set_params::InstanceSetParams>(op, &env).await
                 }
-                OpCode::InstanceMigrate { .. } => {
+                OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate { .. }) => {
                     run_lu::<instance_migrate::InstanceMigrate>(op, &env).await
                 }
-                OpCode::InstanceFailover { .. } => {
+                OpCode::InstanceFailover(maguey_model::OpInstanceFailover { .. }) => {
                     run_lu::<instance_failover::InstanceFailover>(op, &env).await
                 }
-                OpCode::InstanceMove { .. } => {
+                OpCode::InstanceMove(maguey_model::OpInstanceMove { .. }) => {
                     run_lu::<instance_move::InstanceMove>(op, &env).await
                 }
-                OpCode::InstanceReinstall { .. } => {
+                OpCode::InstanceReinstall(maguey_model::OpInstanceReinstall { .. }) => {
                     run_lu::<instance_reinstall::InstanceReinstall>(op, &env).await
                 }
-                OpCode::InstanceRename { .. } => {
+                OpCode::InstanceRename(maguey_model::OpInstanceRename { .. }) => {
                     run_lu::<instance_reinstall::InstanceRename>(op, &env).await
                 }
-                OpCode::NodeMigrate { .. } | OpCode::NodeEvacuate { .. } => {
+                OpCode::NodeMigrate(maguey_model::OpNodeMigrate { .. })
+                | OpCode::NodeEvacuate(maguey_model::OpNodeEvacuate { .. }) => {
                     run_lu::<node_evacuate::NodeEvacuate>(op, &env).await
                 }
-                OpCode::InstanceActivateDisks { .. } | OpCode::InstanceDeactivateDisks { .. } => {
-                    run_lu::<instance_activate_disks::InstanceActivateDisks>(op, &env).await
-                }
-                OpCode::InstanceGrowDisk { .. } => {
+                OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks { .. })
+                | OpCode::InstanceDeactivateDisks(maguey_model::OpInstanceDeactivateDisks {
+                    ..
+                }) => run_lu::<instance_activate_disks::InstanceActivateDisks>(op, &env).await,
+                OpCode::InstanceGrowDisk(maguey_model::OpInstanceGrowDisk { .. }) => {
                     run_lu::<instance_grow_disk::InstanceGrowDisk>(op, &env).await
                 }
-                OpCode::InstanceReplaceDisks { .. } => {
+                OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks { .. }) => {
                     run_lu::<instance_replace_disks::InstanceReplaceDisks>(op, &env).await
                 }
-                OpCode::InstanceRecreateDisks { .. } => {
+                OpCode::InstanceRecreateDisks(maguey_model::OpInstanceRecreateDisks { .. }) => {
                     run_lu::<instance_recreate_disks::InstanceRecreateDisks>(op, &env).await
                 }
-                OpCode::ClusterVerifyDisks { .. } => {
+                OpCode::ClusterVerifyDisks(maguey_model::OpClusterVerifyDisks { .. }) => {
                     run_lu::<cluster_verify_disks::ClusterVerifyDisks>(op, &env).await
                 }
-                OpCode::TestDelay { .. } => run_lu::<test_delay::TestDelay>(op, &env).await,
-                OpCode::TagsSet { .. } | OpCode::TagsDel { .. } => {
+                OpCode::TestDelay(maguey_model::OpTestDelay { .. }) => {
+                    run_lu::<test_delay::TestDelay>(op, &env).await
+                }
+                OpCode::TagsSet(maguey_model::OpTagsSet { .. })
+                | OpCode::TagsDel(maguey_model::OpTagsDel { .. }) => {
                     run_lu::<tags::Tags>(op, &env).await
                 }
-                OpCode::InstanceQueryData { .. } => {
+                OpCode::InstanceQueryData(maguey_model::OpInstanceQueryData { .. }) => {
                     run_lu::<instance_query_data::InstanceQueryData>(op, &env).await
                 }
             }

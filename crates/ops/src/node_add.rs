@@ -28,14 +28,14 @@ pub struct NodeAdd {
 
 impl LogicalUnit for NodeAdd {
     fn expand(op: &OpCode, _cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeAdd {
+        let OpCode::NodeAdd(maguey_model::OpNodeAdd {
             node_name,
             primary_ip,
             secondary_ip,
             group,
             master_capable,
             vm_capable,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };
@@ -155,7 +155,7 @@ impl LogicalUnit for NodeAdd {
                         .cluster
                         .enabled_hypervisors
                         .first()
-                        .cloned()
+                        .map(|h| h.to_string())
                         .unwrap_or_default(),
                 },
             )

@@ -7,12 +7,14 @@ use crate::util::node_by_name;
 use crate::{prereq, wrong_op, Env, LogicalUnit};
 use futures::future::{select_all, BoxFuture};
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpError};
-use maguey_model::{ConfigData, Instance, JobStatus, OpCode};
+use maguey_model::{
+    ConfigData, EvacMode, Instance, JobStatus, MigrationMode, OpCode, ReplaceDisksMode,
+};
 use serde_json::{json, Value};
 
 pub struct NodeEvacuate {
     node: String,
-    mode: String,
+    mode: EvacMode,
     /// Migrate only (OP_NODE_MIGRATE): the jobs must be live migrations.
     migrate_only: bool,
     remote_node: Option<String>,
@@ -22,30 +24,18 @@ pub struct NodeEvacuate {
 impl LogicalUnit for NodeEvacuate {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
         let (node, mode, remote, max_parallel, migrate_only) = match op {
-            OpCode::NodeEvacuate {
+            OpCode::NodeEvacuate(maguey_model::OpNodeEvacuate {
                 node_name,
                 mode,
                 remote_node,
                 iallocator,
                 max_parallel,
                 ..
-            } => {
+            }) => {
                 check_iallocator(iallocator.as_deref())?;
-                let mode = match mode.as_str() {
-                    "primary-only" | "secondary-only" | "all" => mode.clone(),
-                    // Ganeti's short forms.
-                    "pri" | "p" => "primary-only".to_string(),
-                    "sec" | "s" => "secondary-only".to_string(),
-                    other => {
-                        return Err(prereq(format!(
-                            "invalid evacuation mode '{other}' (primary-only, secondary-only \
-                             or all)"
-                        )))
-                    }
-                };
-                (node_name, mode, remote_node.clone(), *max_parallel, false)
+                (node_name, *mode, remote_node.clone(), *max_parallel, false)
             }
-            OpCode::NodeMigrate {
+            OpCode::NodeMigrate(maguey_model::OpNodeMigrate {
                 node_name,
                 mode,
                 live,
@@ -53,14 +43,14 @@ impl LogicalUnit for NodeEvacuate {
                 iallocator,
                 max_parallel,
                 ..
-            } => {
+            }) => {
                 check_iallocator(iallocator.as_deref())?;
-                if mode.as_deref() == Some("non-live") || *live == Some(false) {
+                if *mode == Some(MigrationMode::NonLive) || *live == Some(false) {
                     return Err(prereq("non-live migration is not supported"));
                 }
                 (
                     node_name,
-                    "primary-only".to_string(),
+                    EvacMode::PrimaryOnly,
                     target_node.clone(),
                     *max_parallel,
                     true,
@@ -104,14 +94,14 @@ impl LogicalUnit for NodeEvacuate {
     async fn exec(&mut self, env: &Env<'_>) -> Result<Value, OpError> {
         // `all`: the primaries first (they move to their secondaries: the node becomes their
         // secondary), then every instance that has the node as secondary gets a new one.
-        let phases: &[&str] = match self.mode.as_str() {
-            "all" => &["primary-only", "secondary-only"],
-            "secondary-only" => &["secondary-only"],
-            _ => &["primary-only"],
+        let phases: &[EvacMode] = match self.mode {
+            EvacMode::All => &[EvacMode::PrimaryOnly, EvacMode::SecondaryOnly],
+            EvacMode::SecondaryOnly => &[EvacMode::SecondaryOnly],
+            EvacMode::PrimaryOnly => &[EvacMode::PrimaryOnly],
         };
         let mut submitted = Vec::new();
         for (k, phase) in phases.iter().enumerate() {
-            let jobs = self.plan(env, phase).await?;
+            let jobs = self.plan(env, *phase).await?;
             if k == 0 {
                 env.ctx.release(LockLevel::Node);
             }
@@ -134,7 +124,7 @@ impl NodeEvacuate {
     async fn plan(
         &self,
         env: &Env<'_>,
-        phase: &str,
+        phase: EvacMode,
     ) -> Result<Vec<(String, Vec<OpCode>)>, OpError> {
         let cfg = env.cfg();
         let node = node_by_name(&cfg, &self.node)?.clone();
@@ -142,7 +132,7 @@ impl NodeEvacuate {
             .instances
             .values()
             .filter(|i| match phase {
-                "primary-only" => i.primary_node == node.uuid,
+                EvacMode::PrimaryOnly => i.primary_node == node.uuid,
                 _ => i.secondary_nodes().contains(&node.uuid.as_str()),
             })
             .collect();
@@ -155,7 +145,7 @@ impl NodeEvacuate {
         }
         let jobs: Vec<(String, Vec<OpCode>)> = match &self.remote_node {
             // A fixed target: one migration per instance, no planning.
-            Some(target) if phase == "primary-only" => instances
+            Some(target) if phase == EvacMode::PrimaryOnly => instances
                 .iter()
                 .map(|i| (i.name.clone(), vec![migrate_op(&i.name, Some(target))]))
                 .collect(),
@@ -200,10 +190,12 @@ impl NodeEvacuate {
         };
         if self.migrate_only {
             for (name, ops) in &jobs {
-                if ops
-                    .iter()
-                    .any(|o| !matches!(o, OpCode::InstanceMigrate { .. }))
-                {
+                if ops.iter().any(|o| {
+                    !matches!(
+                        o,
+                        OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate { .. })
+                    )
+                }) {
                     return Err(prereq(format!(
                         "instance {name} cannot be migrated off {}; use 'node evacuate'",
                         node.name
@@ -216,15 +208,15 @@ impl NodeEvacuate {
 }
 
 fn replace_secondary_op(instance: &str, new_secondary: &str) -> OpCode {
-    OpCode::InstanceReplaceDisks {
+    OpCode::InstanceReplaceDisks(maguey_model::OpInstanceReplaceDisks {
         instance_name: instance.to_string(),
-        mode: "replace_new_secondary".into(),
+        mode: ReplaceDisksMode::NewSecondary,
         disks: Vec::new(),
         remote_node: Some(new_secondary.to_string()),
         iallocator: None,
         early_release: false,
         ignore_ipolicy: false,
-    }
+    })
 }
 
 fn check_iallocator(a: Option<&str>) -> Result<(), OpError> {
@@ -237,7 +229,7 @@ fn check_iallocator(a: Option<&str>) -> Result<(), OpError> {
 }
 
 fn migrate_op(instance: &str, target: Option<&str>) -> OpCode {
-    OpCode::InstanceMigrate {
+    OpCode::InstanceMigrate(maguey_model::OpInstanceMigrate {
         instance_name: instance.to_string(),
         mode: None,
         live: None,
@@ -247,7 +239,7 @@ fn migrate_op(instance: &str, target: Option<&str>) -> OpCode {
         iallocator: None,
         ignore_ipolicy: false,
         allow_runtime_changes: true,
-    }
+    })
 }
 
 /// A submitted job being waited for: instance name, job id, the final job.

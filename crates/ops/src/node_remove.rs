@@ -15,7 +15,7 @@ pub struct NodeRemove {
 
 impl LogicalUnit for NodeRemove {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeRemove { node_name } = op else {
+        let OpCode::NodeRemove(maguey_model::OpNodeRemove { node_name }) = op else {
             return Err(wrong_op(op));
         };
         node_by_name(cfg, node_name)?;

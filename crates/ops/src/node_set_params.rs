@@ -21,7 +21,7 @@ pub struct NodeSetParams {
 
 impl LogicalUnit for NodeSetParams {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::NodeSetParams {
+        let OpCode::NodeSetParams(maguey_model::OpNodeSetParams {
             node_name,
             offline,
             drained,
@@ -29,7 +29,7 @@ impl LogicalUnit for NodeSetParams {
             master_capable,
             vm_capable,
             force,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };

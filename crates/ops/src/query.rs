@@ -237,7 +237,7 @@ async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
                 .call::<BTreeMap<String, InstanceRunInfo>>(
                     &node_addr(cfg, n),
                     &NodeRequest::AllInstancesInfo {
-                        hypervisor: hv.clone(),
+                        hypervisor: hv.to_string(),
                     },
                 )
                 .await;
@@ -260,7 +260,7 @@ async fn live_nodes(
         .cluster
         .enabled_hypervisors
         .first()
-        .cloned()
+        .map(|h| h.to_string())
         .unwrap_or_default();
     let futs = nodes.iter().filter(|n| !n.offline).map(|n| {
         let hv = hv.clone();
@@ -271,7 +271,7 @@ async fn live_nodes(
                     &node_addr(cfg, n),
                     &NodeRequest::NodeInfo {
                         file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: hv,
+                        hypervisor: hv.to_string(),
                     },
                 )
                 .await;
@@ -421,7 +421,7 @@ fn node_field(
                     .enabled_disk_templates
                     .iter()
                     .find_map(|t| {
-                        let kind = crate::drbd::storage_type(t);
+                        let kind = crate::drbd::storage_type(*t);
                         i.storage.iter().find(|s| s.storage_type == kind)
                     })
                     .or(i.storage.first())

@@ -15,26 +15,8 @@ pub const MAX_TAG_LEN: usize = 128;
 /// Most tags one object may carry.
 pub const MAX_TAGS_PER_OBJ: usize = 4096;
 
-/// Ganeti's tag kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagKind {
-    Cluster,
-    Node,
-    Instance,
-    NodeGroup,
-}
-
-impl TagKind {
-    pub fn parse(s: &str) -> Option<TagKind> {
-        match s {
-            "cluster" => Some(TagKind::Cluster),
-            "node" => Some(TagKind::Node),
-            "instance" => Some(TagKind::Instance),
-            "nodegroup" => Some(TagKind::NodeGroup),
-            _ => None,
-        }
-    }
-}
+/// Ganeti's tag kinds (the model's vocabulary; re-exported for callers of this module).
+pub use maguey_model::TagKind;
 
 /// Checks one tag against Ganeti's rules.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
@@ -100,15 +82,15 @@ pub struct Tags {
 impl LogicalUnit for Tags {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
         let (add, kind, name, tags) = match op {
-            OpCode::TagsSet { kind, name, tags } => (true, kind, name, tags),
-            OpCode::TagsDel { kind, name, tags } => (false, kind, name, tags),
+            OpCode::TagsSet(maguey_model::OpTagsSet { kind, name, tags }) => {
+                (true, kind, name, tags)
+            }
+            OpCode::TagsDel(maguey_model::OpTagsDel { kind, name, tags }) => {
+                (false, kind, name, tags)
+            }
             _ => return Err(wrong_op(op)),
         };
-        let k = TagKind::parse(kind).ok_or_else(|| {
-            prereq(format!(
-                "invalid tag kind '{kind}' (cluster, node, instance, nodegroup)"
-            ))
-        })?;
+        let k = *kind;
         let name = match k {
             TagKind::Cluster => None,
             _ => Some(

@@ -18,13 +18,13 @@ pub struct TestDelay {
 
 impl LogicalUnit for TestDelay {
     fn expand(op: &OpCode, cfg: &ConfigData) -> Result<Self, OpError> {
-        let OpCode::TestDelay {
+        let OpCode::TestDelay(maguey_model::OpTestDelay {
             duration,
             on_master,
             on_nodes,
             repeat,
             fail,
-        } = op
+        }) = op
         else {
             return Err(wrong_op(op));
         };

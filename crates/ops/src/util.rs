@@ -3,7 +3,8 @@
 use crate::prereq;
 use maguey_jobs::OpError;
 use maguey_model::{
-    fill, BeParams, ConfigData, Hypervisor, Instance, Node, NodeGroup, ParamKind, Params,
+    fill, BeParams, ConfigData, DiskTemplate, Hypervisor, Instance, Node, NodeGroup, ParamKind,
+    Params,
 };
 use maguey_rpc::{InstanceRuntime, NicRuntime};
 
@@ -50,8 +51,8 @@ pub(crate) fn filled_be_dict(cfg: &ConfigData, inst: &Instance, own: &Params) ->
     fill(ParamKind::Be, &cfg.cluster.beparams_default(), &group, own)
 }
 
-pub(crate) fn hv_kind(name: &str) -> ParamKind {
-    ParamKind::Hv(Hypervisor::parse(name).unwrap_or(Hypervisor::Fake))
+pub(crate) fn hv_kind(hv: Hypervisor) -> ParamKind {
+    ParamKind::Hv(hv)
 }
 
 /// Filled hvparams of an instance.
@@ -60,11 +61,11 @@ pub(crate) fn filled_hvparams(cfg: &ConfigData, inst: &Instance) -> Params {
         .nodes
         .get(&inst.primary_node)
         .and_then(|n| group_of(cfg, n))
-        .and_then(|g| g.hvparams.get(&inst.hypervisor).cloned())
+        .and_then(|g| g.hvparams.get(inst.hypervisor.as_str()).cloned())
         .unwrap_or_default();
     fill(
-        hv_kind(&inst.hypervisor),
-        &cfg.cluster.hvparams_for(&inst.hypervisor),
+        hv_kind(inst.hypervisor),
+        &cfg.cluster.hvparams_for(inst.hypervisor),
         &group,
         &inst.hvparams,
     )
@@ -72,8 +73,8 @@ pub(crate) fn filled_hvparams(cfg: &ConfigData, inst: &Instance) -> Params {
 
 /// The storage directory the nodes use for a template's disks: the cluster's shared one for
 /// `sharedfile`, the (node-local) file storage directory otherwise.
-pub fn storage_dir(cfg: &ConfigData, template: &str) -> String {
-    if template == "sharedfile" {
+pub fn storage_dir(cfg: &ConfigData, template: DiskTemplate) -> String {
+    if template.is_shared() {
         cfg.cluster.shared_file_storage_dir.clone()
     } else {
         cfg.cluster.file_storage_dir.clone()
@@ -84,7 +85,7 @@ pub fn storage_dir(cfg: &ConfigData, template: &str) -> String {
 pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
     let be = filled_beparams(cfg, inst);
     let mut hvparams = filled_hvparams(cfg, inst);
-    if inst.disk_template == "drbd" && hvparams.contains_key("disk_cache") {
+    if inst.disk_template.is_internally_mirrored() && hvparams.contains_key("disk_cache") {
         // Both ends may write during a live migration (dual-primary): no host page cache
         // (Ganeti issue #1824).
         hvparams.insert("disk_cache".into(), serde_json::json!("none"));
@@ -92,13 +93,13 @@ pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
     InstanceRuntime {
         name: inst.name.clone(),
         uuid: inst.uuid.clone(),
-        hypervisor: inst.hypervisor.clone(),
+        hypervisor: inst.hypervisor.to_string(),
         memory: be.maxmem,
         vcpus: be.vcpus,
         hvparams,
         disks: inst.disks.clone(),
         nics: nic_runtimes(cfg, inst),
-        file_storage_dir: storage_dir(cfg, &inst.disk_template),
+        file_storage_dir: storage_dir(cfg, inst.disk_template),
     }
 }
 
@@ -210,7 +211,7 @@ pub(crate) fn os_output(
         env.log(format!("OS {what} output:\n{}", text.trim_end()));
     }
     let seed = out.get("cdrom_image_path").and_then(|p| p.as_str());
-    if let Some(seed) = seed.filter(|_| inst.hypervisor == "kvm") {
+    if let Some(seed) = seed.filter(|_| inst.hypervisor == Hypervisor::Kvm) {
         env.log(format!("cloud-init seed {seed} attached as the CD-ROM"));
         inst.hvparams
             .insert("cdrom_image_path".into(), serde_json::json!(seed));

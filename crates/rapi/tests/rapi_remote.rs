@@ -27,13 +27,13 @@ async fn master_api_with_a_rapi_user() {
     assert_eq!(r.rows.len(), 2);
     let id = c
         .submit(
-            vec![OpCode::TestDelay {
+            vec![OpCode::TestDelay(maguey_model::OpTestDelay {
                 duration: 0.2,
                 on_master: true,
                 on_nodes: vec!["node2".into()],
                 repeat: 0,
                 fail: false,
-            }],
+            })],
             0,
         )
         .await
@@ -70,9 +70,9 @@ async fn master_api_with_a_rapi_user() {
     assert!(viewer.jobs(false).await.is_ok());
     match viewer
         .submit(
-            vec![OpCode::ClusterVerify {
+            vec![OpCode::ClusterVerify(maguey_model::OpClusterVerify {
                 skip_checks: vec![],
-            }],
+            })],
             0,
         )
         .await
@@ -80,7 +80,13 @@ async fn master_api_with_a_rapi_user() {
         Err(ClientError::Refused(m)) => assert!(m.contains("403"), "{m}"),
         other => panic!("reader submitting: {other:?}"),
     }
-    match c.submit(vec![OpCode::ClusterDestroy {}], 0).await {
+    match c
+        .submit(
+            vec![OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {})],
+            0,
+        )
+        .await
+    {
         Err(ClientError::Refused(m)) => assert!(m.contains("403"), "{m}"),
         other => panic!("cluster destroy: {other:?}"),
     }

@@ -77,13 +77,13 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let id = c
             .submit(
-                vec![OpCode::TestDelay {
+                vec![OpCode::TestDelay(maguey_model::OpTestDelay {
                     duration: 0.0,
                     on_master: true,
                     on_nodes: vec![],
                     repeat: 0,
                     fail: false,
-                }],
+                })],
                 0,
             )
             .await?;
@@ -101,10 +101,10 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let op = OpCode::InstanceCreate {
+        let op = OpCode::InstanceCreate(maguey_model::OpInstanceCreate {
             instance_name: format!("bench{i:05}"),
-            mode: "create".into(),
-            disk_template: "diskless".into(),
+            mode: maguey_model::InstanceCreateMode::Create,
+            disk_template: maguey_model::DiskTemplate::Diskless,
             disks: vec![],
             nics: vec![NicSpec::default()],
             pnode: Some(format!("node{}", i % 3 + 1)),
@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
             iallocator: None,
             tags: vec![],
             wait_for_sync: true,
-        };
+        });
         ids.push(c.submit(vec![op], 0).await?);
     }
     let submitted = t.elapsed().as_secs_f64();

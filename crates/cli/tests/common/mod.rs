@@ -13,7 +13,8 @@ pub fn lab(nodes: usize) -> TestLab {
 }
 
 /// Writes an OS definition `sleepy` on every node: its create script sleeps OSP_DELAY seconds
-/// (default 1), so that jobs overlap long enough to observe.
+/// (default 1), or, with OSP_GATE, until that file exists (at most 120 s), so that jobs overlap
+/// long enough to observe.
 pub fn add_sleepy_os(lab: &TestLab) {
     for i in 1..=lab.nodes {
         let d = lab.node_dir(i).join("os/sleepy");
@@ -22,7 +23,13 @@ pub fn add_sleepy_os(lab: &TestLab) {
         for s in ["create", "import", "export", "rename", "verify"] {
             let p = d.join(s);
             let body = if s == "create" {
-                "#!/bin/sh\nsleep \"${OSP_DELAY:-1}\"\necho created \"$INSTANCE_NAME\"\n"
+                concat!(
+                    "#!/bin/sh\n",
+                    "if [ -n \"$OSP_GATE\" ]; then\n",
+                    "  i=0; while [ ! -e \"$OSP_GATE\" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n",
+                    "else sleep \"${OSP_DELAY:-1}\"; fi\n",
+                    "echo created \"$INSTANCE_NAME\"\n"
+                )
             } else {
                 "#!/bin/sh\nexit 0\n"
             };

@@ -24,8 +24,12 @@ pub fn cluster() -> Cluster {
         rpc_port: 1811,
         mac_prefix: "aa:00:00".into(),
         file_storage_dir: "file-storage".into(),
-        enabled_hypervisors: vec!["fake".into()],
-        enabled_disk_templates: vec!["diskless".into(), "file".into(), "drbd".into()],
+        enabled_hypervisors: vec![maguey_model::Hypervisor::Fake],
+        enabled_disk_templates: vec![
+            maguey_model::DiskTemplate::Diskless,
+            maguey_model::DiskTemplate::File,
+            maguey_model::DiskTemplate::Drbd,
+        ],
         candidate_pool_size: 10,
         ..Default::default()
     }
@@ -35,7 +39,7 @@ pub fn group(uuid: &str, name: &str) -> NodeGroup {
     NodeGroup {
         uuid: uuid.into(),
         name: name.into(),
-        alloc_policy: "preferred".into(),
+        alloc_policy: maguey_model::AllocPolicy::Preferred,
         ..Default::default()
     }
 }
@@ -75,9 +79,9 @@ pub fn file_disk(uuid: &str, node: &str) -> Disk {
     Disk {
         uuid: uuid.into(),
         name: None,
-        dev_type: "file".into(),
+        dev_type: maguey_model::DevType::File,
         size: 1024,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::File {
             driver: "loop".into(),
             path: format!("/srv/{uuid}.img"),
@@ -98,9 +102,9 @@ pub fn instance(n: u32, primary: &str) -> Instance {
         name: format!("inst{n}.example.com"),
         primary_node: primary.into(),
         os: "debootstrap+default".into(),
-        hypervisor: "fake".into(),
+        hypervisor: maguey_model::Hypervisor::Fake,
         admin_state: AdminState::Up,
-        disk_template: "file".into(),
+        disk_template: maguey_model::DiskTemplate::File,
         disks: vec![file_disk(
             &format!("d{n:07}-0000-0000-0000-000000000000"),
             primary,

@@ -1370,9 +1370,9 @@ mod tests {
         r.disks = vec![maguey_model::Disk {
             uuid: "d0".into(),
             name: None,
-            dev_type: "file".into(),
+            dev_type: maguey_model::DevType::File,
             size: 64,
-            mode: "rw".into(),
+            mode: maguey_model::DiskMode::ReadWrite,
             logical_id: maguey_model::LogicalId::File {
                 driver: "loop".into(),
                 path: "d".into(),
@@ -1399,14 +1399,14 @@ mod tests {
             "{s}"
         );
         // LVs and DRBD devices are block devices (`host_device`).
-        r.disks[0].dev_type = "drbd".into();
+        r.disks[0].dev_type = maguey_model::DevType::Drbd;
         let a = build_argv(&r, &paths, &[PathBuf::from("/dev/drbd3")], &[], "kvm").unwrap();
         let s = a.join(" ");
         assert!(
             s.contains("-blockdev driver=host_device,node-name=disk0-file,filename=/dev/drbd3"),
             "{s}"
         );
-        r.disks[0].dev_type = "file".into();
+        r.disks[0].dev_type = maguey_model::DevType::File;
         r.hvparams.insert("disk_type".into(), "pflash".into());
         assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm").is_err());
     }

@@ -22,9 +22,9 @@ pub fn plain_disk(vg: &str, lv: &str, size: u64) -> Disk {
     Disk {
         uuid: DISK_UUID.into(),
         name: None,
-        dev_type: "plain".into(),
+        dev_type: maguey_model::DevType::Plain,
         size,
-        mode: "rw".into(),
+        mode: maguey_model::DiskMode::ReadWrite,
         logical_id: LogicalId::Plain {
             vg: vg.into(),
             lv: lv.into(),
@@ -42,7 +42,7 @@ pub fn plain_disk(vg: &str, lv: &str, size: u64) -> Disk {
 /// with Ganeti's two LV children.
 pub fn drbd_disk(size: u64) -> Disk {
     let mut d = plain_disk("xenvg", "unused", size);
-    d.dev_type = "drbd".into();
+    d.dev_type = maguey_model::DevType::Drbd;
     d.nodes = vec![NODE_A.into(), NODE_B.into()];
     d.logical_id = LogicalId::Drbd {
         node_a: NODE_A.into(),

@@ -1,0 +1,415 @@
+//! `maguey cluster` (gnt-cluster).
+
+use crate::args::{Format, JobOpts, Priority};
+use crate::commands::instance::activated_disks;
+use crate::input::{kv, usage};
+use crate::master::{client, priority, run_job};
+use crate::output::print_info;
+use crate::{CliError, CliResult};
+use clap::Subcommand;
+use maguey_daemon::client::MasterClient;
+use maguey_model::OpCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+// Parsed once per process: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Creates a cluster on this node and starts its daemon.
+    Init {
+        /// Cluster name.
+        name: String,
+        /// This node's name (default: the host name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// This node's primary IP address.
+        #[arg(long, short = 'a')]
+        address: String,
+        /// Secondary IP address (replication traffic).
+        #[arg(long, short = 's')]
+        secondary_ip: Option<String>,
+        /// Node daemon port on every node.
+        #[arg(long, default_value_t = maguey_model::DEFAULT_RPC_PORT)]
+        port: u16,
+        /// Directory of `file` disks on every node (relative: under each node's state dir).
+        #[arg(long, default_value = "/srv/maguey/file-storage")]
+        file_storage_dir: String,
+        /// Directory of `sharedfile` disks, the same on every node (NFS in real life).
+        #[arg(long, default_value = "/srv/maguey/shared-file-storage")]
+        shared_file_storage_dir: String,
+        /// Enabled hypervisors, comma-separated.
+        #[arg(long, default_value = "fake")]
+        enabled_hypervisors: String,
+        /// Enabled disk templates, comma-separated.
+        #[arg(long, default_value = "file,diskless")]
+        enabled_disk_templates: String,
+        /// MAC prefix of generated addresses.
+        #[arg(long, default_value = "aa:00:00")]
+        mac_prefix: String,
+        /// LVM volume group of `plain` and `drbd` disks on every node.
+        #[arg(long, default_value = maguey_model::DEFAULT_VG_NAME)]
+        vg_name: String,
+        /// Cluster-level backend parameters, k=v,...
+        #[arg(short = 'B', long)]
+        backend_parameters: Option<String>,
+        /// Cluster-level NIC parameters, k=v,...
+        #[arg(short = 'N', long)]
+        nic_parameters: Option<String>,
+        /// Memory (MiB) the fake hypervisor reports on this node.
+        #[arg(long)]
+        fake_memory: Option<u64>,
+        /// Do not start magueyd.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Shows the cluster's settings.
+    Info {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Plans moves that even out the load (hbal on the live cluster); --execute runs them,
+    /// set after set, each move its own job.
+    Balance {
+        /// At most this many moves.
+        #[arg(long, short = 'l')]
+        max_moves: Option<usize>,
+        /// Stop when a move gains less than this (hbal's -g).
+        #[arg(long, short = 'g')]
+        min_gain: Option<f64>,
+        /// No replace-disks moves.
+        #[arg(long)]
+        no_disk_moves: bool,
+        /// Submit the moves as jobs and wait for them.
+        #[arg(long, short = 'X')]
+        execute: bool,
+        #[arg(long, value_enum, default_value_t = Priority::Normal)]
+        priority: Priority,
+    },
+    /// Checks the configuration against every node.
+    Verify {
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Finds instances whose disks should be active but are not (a node rebooted) and
+    /// activates them, one job each; reports unreachable nodes, missing volumes and DRBD
+    /// split brains (never resolved here).
+    VerifyDisks {
+        /// Only the instances of this node group.
+        #[arg(long, short = 'g')]
+        group: Option<String>,
+        #[arg(long, value_enum, default_value_t = Priority::Normal)]
+        priority: Priority,
+    },
+    /// Destroys the cluster (only the master left, no instances).
+    Destroy {
+        /// Required: you really mean it.
+        #[arg(long)]
+        yes_do_it: bool,
+    },
+    /// Prints the whole configuration as JSON (backup, debugging).
+    ExportConfig,
+    /// Creates a state directory's config store from a JSON export (offline).
+    ImportConfig { file: PathBuf },
+}
+
+pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
+    match cmd {
+        ClusterCmd::Init {
+            name,
+            node_name,
+            address,
+            secondary_ip,
+            port,
+            file_storage_dir,
+            shared_file_storage_dir,
+            enabled_hypervisors,
+            enabled_disk_templates,
+            mac_prefix,
+            vg_name,
+            backend_parameters,
+            nic_parameters,
+            fake_memory,
+            no_start,
+        } => {
+            let node_name = match node_name {
+                Some(n) => n,
+                None => hostname()
+                    .ok_or_else(|| usage("cannot tell the host name; give --node-name"))?,
+            };
+            let primary_ip = address
+                .parse()
+                .map_err(|_| usage(format!("invalid IP address '{address}'")))?;
+            let secondary_ip = match secondary_ip {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| usage(format!("invalid IP address '{s}'")))?,
+                ),
+                None => None,
+            };
+            let split = |s: &str| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            };
+            let params = maguey_daemon::init::InitParams {
+                state_dir: dir.to_path_buf(),
+                cluster_name: name.clone(),
+                node_name,
+                primary_ip,
+                secondary_ip,
+                port,
+                file_storage_dir,
+                shared_file_storage_dir,
+                enabled_hypervisors: split(&enabled_hypervisors),
+                enabled_disk_templates: split(&enabled_disk_templates),
+                mac_prefix,
+                beparams: kv(&backend_parameters, "-B")?,
+                nicparams: kv(&nic_parameters, "-N")?,
+                fake_memory_mib: fake_memory,
+                fake_cpus: None,
+            };
+            maguey_daemon::init::init_cluster_with_vg(&params, &vg_name)
+                .map_err(|e| usage(format!("{e:#}")))?;
+            if !no_start {
+                maguey_lab::spawn_daemon(dir, &[])
+                    .map_err(|e| CliError::Other(format!("{e:#}")))?;
+                let c = client(dir)?;
+                maguey_lab::wait_for_master(&c, std::time::Duration::from_secs(30))
+                    .await
+                    .map_err(|e| CliError::Unreachable(format!("{e:#}")))?;
+            }
+            println!("cluster {name} initialised in {}", dir.display());
+            Ok(0)
+        }
+        ClusterCmd::Info { output } => {
+            let c = client(dir)?;
+            let cfg = c.config().await?;
+            let master = cfg
+                .master_node()
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            let info = json!({
+                "Cluster name": cfg.cluster.cluster_name,
+                "Cluster UUID": cfg.cluster.uuid,
+                "Master node": master,
+                "Config serial": cfg.serial_no,
+                "Node daemon port": cfg.cluster.rpc_port,
+                "MAC prefix": cfg.cluster.mac_prefix,
+                "File storage dir": cfg.cluster.file_storage_dir,
+                "Enabled hypervisors": cfg.cluster.enabled_hypervisors,
+                "Enabled disk templates": cfg.cluster.enabled_disk_templates,
+                "Candidate pool size": cfg.cluster.candidate_pool_size,
+                "CA fingerprint": cfg.cluster.ca_fingerprint,
+                "Default backend parameters": cfg.cluster.beparams_default(),
+                "Default NIC parameters": cfg.cluster.nicparams_default(),
+                "Nodes": cfg.nodes.len(),
+                "Instances": cfg.instances.len(),
+            });
+            if output == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&info).unwrap_or_default()
+                );
+            } else {
+                print_info(&info, 0);
+            }
+            Ok(0)
+        }
+        ClusterCmd::Balance {
+            max_moves,
+            min_gain,
+            no_disk_moves,
+            execute,
+            priority: p,
+        } => {
+            crate::commands::balance::run(
+                &client(dir)?,
+                crate::commands::balance::Options {
+                    max_moves,
+                    min_gain,
+                    no_disk_moves,
+                    execute,
+                    priority: priority(p),
+                },
+            )
+            .await
+        }
+        ClusterCmd::Verify { job } => {
+            let c = client(dir)?;
+            let Some(j) = run_job(
+                &c,
+                vec![OpCode::ClusterVerify(maguey_model::OpClusterVerify {
+                    skip_checks: vec![],
+                })],
+                job,
+            )
+            .await?
+            else {
+                return Ok(0);
+            };
+            let ok = j
+                .opresult
+                .first()
+                .and_then(|r| r.get("ok"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Ok(if ok { 0 } else { 1 })
+        }
+        ClusterCmd::VerifyDisks { group, priority: p } => {
+            let c = client(dir)?;
+            verify_disks(&c, group, p).await
+        }
+        ClusterCmd::Destroy { yes_do_it } => {
+            if !yes_do_it {
+                return Err(usage(
+                    "destroying the cluster removes its state for good; add --yes-do-it",
+                ));
+            }
+            let c = client(dir)?;
+            run_job(
+                &c,
+                vec![OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {})],
+                JobOpts {
+                    submit: false,
+                    priority: Priority::Normal,
+                },
+            )
+            .await?;
+            println!("cluster destroyed");
+            Ok(0)
+        }
+        ClusterCmd::ExportConfig => {
+            let c = client(dir)?;
+            let cfg = c.config().await?;
+            println!("{}", serde_json::to_string_pretty(&cfg).unwrap_or_default());
+            Ok(0)
+        }
+        ClusterCmd::ImportConfig { file } => {
+            let json = std::fs::read_to_string(&file)
+                .map_err(|e| usage(format!("{}: {e}", file.display())))?;
+            maguey_config::ConfigStore::import_json(&maguey_daemon::files::config_path(dir), &json)
+                .map_err(|e| usage(format!("import: {e}")))?;
+            println!("config imported into {}", dir.display());
+            Ok(0)
+        }
+    }
+}
+
+/// `cluster verify-disks` (Ganeti's gnt-cluster verify-disks): OP_CLUSTER_VERIFY_DISKS, then
+/// one OP_INSTANCE_ACTIVATE_DISKS job per instance whose disks are down. Exit 1 when a node
+/// could not be asked, an activation failed or volumes are missing.
+async fn verify_disks(c: &MasterClient, group: Option<String>, p: Priority) -> CliResult<u8> {
+    let opts = || JobOpts {
+        submit: false,
+        priority: p,
+    };
+    let Some(j) = run_job(
+        c,
+        vec![OpCode::ClusterVerifyDisks(
+            maguey_model::OpClusterVerifyDisks { group_name: group },
+        )],
+        opts(),
+    )
+    .await?
+    else {
+        return Ok(0);
+    };
+    let r = j.opresult.first().cloned().unwrap_or(Value::Null);
+    let mut code = 0u8;
+    let bad_nodes = r["bad_nodes"].as_object().cloned().unwrap_or_default();
+    for (node, err) in &bad_nodes {
+        let text = err
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| err.to_string());
+        println!("Error gathering data on node {node}: {text}");
+        code = 1;
+    }
+    if !bad_nodes.is_empty() {
+        println!("You need to fix these nodes first before fixing instances");
+    }
+    let missing = r["missing_disks"].as_object().cloned().unwrap_or_default();
+    let instances: Vec<String> = r["offline_disk_instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .filter(|i| !missing.contains_key(i))
+        .collect();
+    for inst in &instances {
+        println!("Activating disks for instance '{inst}'");
+        let op = OpCode::InstanceActivateDisks(maguey_model::OpInstanceActivateDisks {
+            instance_name: inst.clone(),
+            ignore_size: false,
+            wait_for_sync: false,
+            resolve_split_brain: false,
+        });
+        match run_job(c, vec![op], opts()).await {
+            Ok(Some(j)) => {
+                for line in activated_disks(j.opresult.first()) {
+                    println!("{line}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!(
+                    "Error activating disks for instance {inst}: {}",
+                    e.message()
+                );
+                code = 1;
+            }
+        }
+    }
+    if let Some(sb) = r["standalone_disks"].as_object() {
+        for (inst, lines) in sb {
+            for l in lines.as_array().into_iter().flatten() {
+                println!(
+                    "Instance {inst}: {}",
+                    l.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| l.to_string())
+                );
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for (inst, vols) in &missing {
+            let vols: Vec<(String, String)> = vols
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| Some((v[0].as_str()?.to_string(), v[1].as_str()?.to_string())))
+                .collect();
+            if vols.iter().all(|(n, _)| bad_nodes.contains_key(n)) {
+                println!("Instance {inst} cannot be verified as it lives on broken nodes");
+                continue;
+            }
+            println!("Instance {inst} has missing logical volumes:");
+            for (node, vol) in vols {
+                if bad_nodes.contains_key(&node) {
+                    println!("\tbroken node {node} /dev/{vol}");
+                } else {
+                    println!("\t{node} /dev/{vol}");
+                }
+            }
+        }
+        println!(
+            "You need to replace or recreate disks for all the above instances if this \
+             message persists after fixing broken nodes."
+        );
+        code = 1;
+    } else if instances.is_empty() {
+        println!("No disks need to be activated.");
+    }
+    Ok(code)
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,60 @@
+//! `list`, `list-fields` and `info` of the queryable resources (nodes, instances).
+
+use crate::args::ListOpts;
+use crate::output::{fields, print_info, print_rows};
+use crate::CliResult;
+use maguey_daemon::client::MasterClient;
+use maguey_ops::query::Resource;
+use serde_json::Value;
+
+pub async fn list(
+    c: &MasterClient,
+    what: Resource,
+    names: Vec<String>,
+    opts: &ListOpts,
+    defaults: &[&str],
+) -> CliResult<u8> {
+    let f = fields(&opts.fields, defaults);
+    let r = c.query(what, names, f).await?;
+    print_rows(&r.fields, &r.rows, opts);
+    Ok(0)
+}
+
+pub async fn list_fields(c: &MasterClient, what: &str) -> CliResult<u8> {
+    for (name, desc) in c.fields(what).await? {
+        println!("{name:<20} {desc}");
+    }
+    Ok(0)
+}
+
+pub async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult<u8> {
+    let all: Vec<String> = c
+        .fields(match what {
+            Resource::Instance => "instance",
+            Resource::Node => "node",
+            Resource::Group => "group",
+        })
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let r = c.query(what, names, all).await?;
+    for row in r.rows {
+        let obj: serde_json::Map<String, Value> = r.fields.iter().cloned().zip(row).collect();
+        let title = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        println!(
+            "{}: {title}",
+            match what {
+                Resource::Instance => "Instance name",
+                Resource::Node => "Node name",
+                Resource::Group => "Group name",
+            }
+        );
+        print_info(&Value::Object(obj), 2);
+    }
+    Ok(0)
+}

@@ -1,0 +1,22 @@
+//! Cluster opcodes.
+
+use serde::{Deserialize, Serialize};
+
+/// Verifies the configuration and every node (Ganeti's OpClusterVerify).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterVerify {
+    #[serde(default)]
+    pub skip_checks: Vec<String>,
+}
+
+/// Tears down the cluster on every node; only allowed without instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterDestroy {}
+
+/// Finds instances whose disks should be active but are not (Ganeti's
+/// OpClusterVerifyDisks); the result lists them for activate-disks jobs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterVerifyDisks {
+    #[serde(default)]
+    pub group_name: Option<String>,
+}

@@ -1,0 +1,81 @@
+//! Node opcodes.
+
+use super::{default_max_parallel, yes};
+use crate::vocab::{EvacMode, MigrationMode};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpNodeAdd {
+    pub node_name: String,
+    pub primary_ip: String,
+    #[serde(default)]
+    pub secondary_ip: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub master_capable: Option<bool>,
+    #[serde(default)]
+    pub vm_capable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpNodeRemove {
+    pub node_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpNodeSetParams {
+    pub node_name: String,
+    #[serde(default)]
+    pub offline: Option<bool>,
+    #[serde(default)]
+    pub drained: Option<bool>,
+    #[serde(default)]
+    pub master_candidate: Option<bool>,
+    #[serde(default)]
+    pub master_capable: Option<bool>,
+    #[serde(default)]
+    pub vm_capable: Option<bool>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Live-migrates every primary instance off a node, each as its own job (Ganeti's
+/// OpNodeMigrate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpNodeMigrate {
+    pub node_name: String,
+    #[serde(default)]
+    pub mode: Option<MigrationMode>,
+    #[serde(default)]
+    pub live: Option<bool>,
+    #[serde(default)]
+    pub target_node: Option<String>,
+    #[serde(default)]
+    pub iallocator: Option<String>,
+    #[serde(default)]
+    pub ignore_ipolicy: bool,
+    #[serde(default = "yes")]
+    pub allow_runtime_changes: bool,
+    /// Maguey: at most this many of the jobs run at once.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+}
+
+/// Empties a node (Ganeti's OpNodeEvacuate): the placement engine plans where each
+/// instance goes; each move runs as its own job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpNodeEvacuate {
+    pub node_name: String,
+    #[serde(default)]
+    pub mode: EvacMode,
+    #[serde(default)]
+    pub remote_node: Option<String>,
+    #[serde(default)]
+    pub iallocator: Option<String>,
+    #[serde(default)]
+    pub early_release: bool,
+    /// Maguey: at most this many of the jobs run at once.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+}
