@@ -5,3 +5,5 @@ pub mod api;
 pub mod client;
 
 pub use client::{ClientError, MasterClient};
+/// The query wire types (`POST /luxi/query`), defined with the query engine in `maguey-ops`.
+pub use maguey_ops::query::{QueryRequest, QueryResult, Resource};

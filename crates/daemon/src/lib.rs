@@ -9,10 +9,6 @@ pub mod console;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;
-// Transitional: the CLI still reaches these through the daemon until it depends on
-// maguey-client and maguey-bootstrap itself.
-pub use maguey_bootstrap::init;
-pub use maguey_client::client;
 
 /// The Remote API crate, re-exported for the lab and the CLI.
 pub use maguey_rapi as rapi;
