@@ -1,8 +1,10 @@
 //! HTTP routes of magueyd: the node RPC, the master API (for the CLI) and the join endpoints.
 //!
-//! Handlers are thin translators: they decode JSON, call the node runtime, the job queue, the
-//! config store or a query, and encode the answer. Errors are JSON `{"error": "..."}`.
+//! Handlers are thin translators: they decode JSON, call the node runtime, the job queue's
+//! submission path ([`maguey_jobs::submit`]), the join service ([`crate::join`]), the config
+//! store or a query, and encode the answer. Errors are JSON `{"error": "..."}`.
 
+use crate::join::{JoinError, JoinService};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,22 +14,20 @@ use axum::{Json, Router};
 pub use maguey_client::api::{
     ArchiveRequest, JoinTokenRequest, JoinTokenResponse, ListQuery, SubmitRequest, WaitRequest,
 };
-use maguey_config::Command;
+use maguey_jobs::submit::{submit_wire, Origin, SubmitError};
 use maguey_jobs::JobQueue;
-use maguey_model::{names::validate_hostname, JoinToken, OpCode};
 use maguey_node::NodeRuntime;
 use maguey_ops::query::{field_list, query, QueryRequest, Resource};
 use maguey_ops::Master;
 use maguey_rpc::ca::ClusterCa;
-use maguey_rpc::join::{JoinRequest, JoinResponse};
+use maguey_rpc::join::JoinRequest;
 use maguey_rpc::{NodeRequest, RpcReply};
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a join token stays valid.
-pub const JOIN_TOKEN_LIFETIME: f64 = 3600.0;
+pub use crate::join::JOIN_TOKEN_LIFETIME;
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(json!({"error": msg.into()}))).into_response()
@@ -175,36 +175,20 @@ async fn basic_auth_write(
     basic_auth(&rapi, true, req, next).await
 }
 
-async fn submit_remote(s: State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
-    if req
-        .ops
-        .iter()
-        .any(|op| op.get("OP_ID").and_then(Value::as_str) == Some("OP_CLUSTER_DESTROY"))
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            "the cluster cannot be destroyed through the Remote API: use the master's CLI",
-        );
-    }
-    submit(s, Json(req)).await
+async fn submit_remote(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
+    submit_from(&s, Origin::RemoteApi, req)
 }
 
 async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
-    let mut ops = Vec::new();
-    for (i, v) in req.ops.into_iter().enumerate() {
-        match serde_json::from_value::<OpCode>(v) {
-            Ok(op) => ops.push(op),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("opcode {i}: {e}")),
-        }
-    }
-    if !(-20..=19).contains(&req.priority) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "priority must be between -20 and 19",
-        );
-    }
-    match s.queue.submit(ops, req.priority) {
+    submit_from(&s, Origin::MasterApi, req)
+}
+
+/// `/luxi/submit`: through the queue's one submission path (shared with the Remote API and
+/// the join service).
+fn submit_from(s: &MasterState, origin: Origin, req: SubmitRequest) -> Response {
+    match submit_wire(&s.queue, origin, req.ops, req.priority) {
         Ok(id) => Json(json!({"job_id": id})).into_response(),
+        Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -305,126 +289,34 @@ async fn export_config(State(s): State<MasterState>) -> Response {
     Json(&*s.master.config.snapshot()).into_response()
 }
 
+/// `POST /luxi/join-token`: see [`JoinService::issue_token`].
 async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest>) -> Response {
-    if let Err(e) = validate_hostname(&r.node_name) {
-        return error(StatusCode::BAD_REQUEST, format!("invalid node name: {e}"));
-    }
-    for ip in std::iter::once(&r.primary_ip).chain(r.secondary_ip.iter()) {
-        if ip.parse::<IpAddr>().is_err() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid IP address '{ip}'"),
-            );
-        }
-    }
-    let cfg = s.master.config.snapshot();
-    if cfg.node_by_name(&r.node_name).is_some() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("node '{}' is already in the cluster", r.node_name),
-        );
-    }
-    if let Some(n) = cfg.nodes.values().find(|n| n.primary_ip == r.primary_ip) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "IP address {} is already used by node {}",
-                r.primary_ip, n.name
-            ),
-        );
-    }
-    let group_name = r.group.clone().unwrap_or_else(|| "default".to_string());
-    let Some(group) = cfg.group_by_name(&group_name) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("node group '{group_name}' does not exist"),
-        );
-    };
-    let (token, secret_sha256) = maguey_rpc::join::new_token(&s.ca.fingerprint());
-    let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
-    let cmd = Command::AddJoinToken {
-        token: JoinToken {
-            node_name: r.node_name.clone(),
-            primary_ip: r.primary_ip.clone(),
-            secondary_ip: r
-                .secondary_ip
-                .clone()
-                .unwrap_or_else(|| r.primary_ip.clone()),
-            group: group.uuid.clone(),
-            secret_sha256,
-            expires,
-        },
-    };
-    if cfg.join_tokens.contains_key(&r.node_name) {
-        if let Err(e) = s.master.config.apply(Command::RemoveJoinToken {
-            node_name: r.node_name.clone(),
-        }) {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        }
-    }
-    match s.master.config.apply(cmd) {
-        Ok(_) => Json(JoinTokenResponse {
-            token,
-            master_url: format!("https://{}", s.listen),
-            expires,
-        })
-        .into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    match JoinService::from(&s).issue_token(&r) {
+        Ok(t) => Json(t).into_response(),
+        Err(e) => join_error(e),
     }
 }
 
 /// `POST /join`: a new node presents its token and CSR; the master signs the CSR and queues
 /// OP_NODE_ADD, which finishes once the node's daemon answers over mutual TLS.
 async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Response {
-    let cfg = s.master.config.snapshot();
-    let refused = || error(StatusCode::FORBIDDEN, "invalid, used or expired join token");
-    let Some(tok) = cfg.join_tokens.get(&r.node_name) else {
-        return refused();
+    match JoinService::from(&s).join(&r) {
+        Ok(j) => Json(j).into_response(),
+        Err(e) => join_error(e),
+    }
+}
+
+fn join_error(e: JoinError) -> Response {
+    let status = match e {
+        JoinError::InvalidToken => StatusCode::FORBIDDEN,
+        JoinError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        JoinError::BadNodeName(_)
+        | JoinError::BadIp(_)
+        | JoinError::NodeExists(_)
+        | JoinError::IpInUse { .. }
+        | JoinError::NoSuchGroup(_)
+        | JoinError::TokenNotStored(_)
+        | JoinError::BadCsr(_) => StatusCode::BAD_REQUEST,
     };
-    if !maguey_rpc::join::secret_matches(&r.secret, &tok.secret_sha256)
-        || tok.expires < maguey_model::now()
-    {
-        return refused();
-    }
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for ip in [&tok.primary_ip, &tok.secondary_ip] {
-        if let Ok(ip) = ip.parse::<IpAddr>() {
-            if !ips.contains(&ip) {
-                ips.push(ip);
-            }
-        }
-    }
-    let cert_pem = match s.ca.sign_csr(&r.csr_pem, &r.node_name, &ips) {
-        Ok(c) => c,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot sign the certificate request: {e}"),
-            )
-        }
-    };
-    // One-time: the token is gone before the certificate leaves.
-    if let Err(e) = s.master.config.apply(Command::RemoveJoinToken {
-        node_name: r.node_name.clone(),
-    }) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
-    let group = cfg.nodegroups.get(&tok.group).map(|g| g.name.clone());
-    let op = OpCode::NodeAdd(maguey_model::OpNodeAdd {
-        node_name: r.node_name.clone(),
-        primary_ip: tok.primary_ip.clone(),
-        secondary_ip: Some(tok.secondary_ip.clone()),
-        group,
-        master_capable: None,
-        vm_capable: None,
-    });
-    if let Err(e) = s.queue.submit(vec![op], 0) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
-    Json(JoinResponse {
-        cert_pem,
-        ca_pem: s.ca.cert_pem.clone(),
-        master_name: s.master.node_name.clone(),
-    })
-    .into_response()
+    error(status, e.to_string())
 }

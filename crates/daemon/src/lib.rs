@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod console;
+pub mod join;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;

@@ -9,6 +9,7 @@
 mod locks;
 mod queue;
 mod store;
+pub mod submit;
 
 pub use locks::{LockInfo, LockLevel, LockMode, LockNames, LOCKSET_NAME};
 pub use queue::{JobQueue, OpContext};

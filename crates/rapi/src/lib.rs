@@ -2,8 +2,10 @@
 //! Ganeti's Remote API, version 2, served over HTTPS by the master's magueyd.
 //!
 //! Resources, query arguments, bodies and answers follow Ganeti's `lib/rapi/rlib2.py` and
-//! `doc/rapi.rst`; the handlers are thin translators onto the same job queue and query
-//! functions as the CLI's master API. Mutations answer a job id as a JSON string. Resources of
+//! `doc/rapi.rst`. The handlers (`resources`, one module per resource) are thin
+//! translators: reads use the same query functions as the CLI's master API; each write parses
+//! its request into a typed opcode and submits it through the queue's one submission path
+//! (`maguey_jobs::submit`, as `/luxi/submit` does). Mutations answer a job id as a JSON string. Resources of
 //! features Maguey does not have yet answer 501 with a message. Errors are Ganeti's JSON
 //! `{"code", "message", "explain"}`.
 //!
@@ -106,6 +108,44 @@ impl ApiError {
     pub fn not_implemented(explain: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_IMPLEMENTED, explain)
     }
+}
+
+/// How much of a too large body is still read (and dropped) before answering 413, and for how
+/// long: a client that sends its whole body before reading the answer then reads the 413
+/// instead of a connection reset (the connection is closed after the answer either way).
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a request body of at most `max` bytes.
+async fn read_body(mut body: axum::body::Body, max: usize) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let unreadable =
+        |e: axum::Error| ApiError::bad_request(format!("cannot read the request body: {e}"));
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() <= max {
+            buf.extend_from_slice(&data);
+            continue;
+        }
+        let mut seen = buf.len() + data.len();
+        let drain = async {
+            while seen <= LINGER_BYTES {
+                match body.frame().await {
+                    Some(Ok(f)) => seen += f.into_data().map(|d| d.len()).unwrap_or(0),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 impl IntoResponse for ApiError {
@@ -255,14 +295,7 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    let bytes = axum::body::to_bytes(req.into_body(), r.max_body)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {} bytes", r.max_body),
-            )
-        })?;
+    let bytes = read_body(req.into_body(), r.max_body).await?;
     let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         Value::Null
     } else {

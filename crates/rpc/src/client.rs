@@ -1,12 +1,23 @@
 //! The RPC client: HTTPS with the node's certificate as client certificate, trusting only the
 //! cluster CA.
+//!
+//! [`RpcClient`] encodes requests and decodes answers; an [`RpcTransport`] carries them. The
+//! default transport is [`HttpsTransport`] (reqwest over mutual TLS); tests run the master's
+//! code against in-process node runtimes by giving [`RpcClient::with_transport`] a transport
+//! that answers in the same process (same JSON on the wire, no sockets).
 
 use crate::ca::NodeIdentity;
 use crate::protocol::{NodeRequest, RpcReply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+
+pub use reqwest::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RpcError {
@@ -59,7 +70,7 @@ fn truncate(s: &str) -> String {
 
 /// The error message of a failed HTTP answer: a JSON `{"error": ...}`/`{"message": ...}` or
 /// `RpcReply::Error`, else the body text, else the status.
-pub(crate) fn error_message(status: reqwest::StatusCode, body: &str) -> String {
+pub(crate) fn error_message(status: StatusCode, body: &str) -> String {
     if let Ok(RpcReply::Error(e)) = serde_json::from_str::<RpcReply>(body) {
         return e;
     }
@@ -77,6 +88,83 @@ pub(crate) fn error_message(status: reqwest::StatusCode, body: &str) -> String {
     }
 }
 
+/// The HTTP method of a [`TransportRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One request as a transport carries it: the client has encoded the body already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportRequest {
+    pub method: Method,
+    /// `https://ip:port/path`; node RPCs go to [`node_rpc_url`].
+    pub url: String,
+    /// The JSON body of a POST (`Content-Type: application/json`).
+    pub body: Option<Vec<u8>>,
+    /// Bounds the whole exchange (connect + answer).
+    pub timeout: Duration,
+}
+
+/// The raw answer: status and body text; the client decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportAnswer {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// A boxed future of a transport.
+pub type TransportFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<TransportAnswer, RpcError>> + Send + 'a>>;
+
+/// Carries the requests of an [`RpcClient`]. A peer that cannot be reached is
+/// [`RpcError::Unreachable`]; any answer, whatever its status, is `Ok`.
+pub trait RpcTransport: Debug + Send + Sync + 'static {
+    fn send(&self, req: TransportRequest) -> TransportFuture<'_>;
+}
+
+/// The URL of the node RPC endpoint of the daemon at `addr` (`ip:port`).
+pub fn node_rpc_url(addr: &str) -> String {
+    format!("https://{addr}/rpc")
+}
+
+/// The production transport: HTTPS with reqwest (mutual TLS when built by [`RpcClient::new`]).
+#[derive(Debug, Clone)]
+pub struct HttpsTransport {
+    http: reqwest::Client,
+}
+
+impl HttpsTransport {
+    pub fn new(http: reqwest::Client) -> Self {
+        HttpsTransport { http }
+    }
+}
+
+impl RpcTransport for HttpsTransport {
+    fn send(&self, req: TransportRequest) -> TransportFuture<'_> {
+        Box::pin(async move {
+            let url = req.url;
+            let builder = match req.method {
+                Method::Get => self.http.get(&url),
+                Method::Post => self
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(req.body.unwrap_or_default()),
+            };
+            let resp = builder
+                .timeout(req.timeout)
+                .send()
+                .await
+                .map_err(|e| transport_error(&url, e))?;
+            let status = resp.status();
+            let body = resp.text().await.map_err(|e| transport_error(&url, e))?;
+            Ok(TransportAnswer { status, body })
+        })
+    }
+}
+
 /// Decodes a JSON answer, or turns a non-2xx answer into [`RpcError::Remote`].
 pub(crate) async fn decode_json<T: DeserializeOwned>(
     url: &str,
@@ -84,6 +172,11 @@ pub(crate) async fn decode_json<T: DeserializeOwned>(
 ) -> Result<T, RpcError> {
     let status = resp.status();
     let body = resp.text().await.map_err(|e| transport_error(url, e))?;
+    decode_answer(url, TransportAnswer { status, body })
+}
+
+fn decode_answer<T: DeserializeOwned>(url: &str, answer: TransportAnswer) -> Result<T, RpcError> {
+    let TransportAnswer { status, body } = answer;
     if !status.is_success() {
         return Err(RpcError::Remote(error_message(status, &body)));
     }
@@ -91,10 +184,17 @@ pub(crate) async fn decode_json<T: DeserializeOwned>(
         .map_err(|e| RpcError::Protocol(format!("{url}: invalid answer: {e}: {}", truncate(&body))))
 }
 
-/// Talks to node daemons (and to the master's API) over mutual TLS. Cheap to clone.
+fn encode<B: Serialize + ?Sized>(url: &str, body: &B) -> Result<Vec<u8>, RpcError> {
+    serde_json::to_vec(body)
+        .map_err(|e| RpcError::Protocol(format!("{url}: cannot encode the request: {e}")))
+}
+
+/// Talks to node daemons (and to the master's API) over mutual TLS, or over the transport
+/// given to [`RpcClient::with_transport`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     http: reqwest::Client,
+    transport: Arc<dyn RpcTransport>,
     /// The default bound of a request; [`NodeRequest::timeout`] raises it for long ones.
     timeout: Duration,
 }
@@ -115,7 +215,29 @@ impl RpcClient {
             .no_proxy()
             .build()
             .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {}", chain(&e))))?;
-        Ok(RpcClient { http, timeout })
+        Ok(RpcClient {
+            transport: Arc::new(HttpsTransport::new(http.clone())),
+            http,
+            timeout,
+        })
+    }
+
+    /// A client whose requests ([`call`](Self::call), [`post_json`](Self::post_json),
+    /// [`get_json`](Self::get_json)) go through `transport` (tests: in-process nodes).
+    /// [`http`](Self::http) is then a plain HTTPS client without a client certificate.
+    pub fn with_transport(
+        transport: Arc<dyn RpcTransport>,
+        timeout: Duration,
+    ) -> Result<Self, RpcError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {}", chain(&e))))?;
+        Ok(RpcClient {
+            http,
+            transport,
+            timeout,
+        })
     }
 
     /// Calls `req` on the node daemon at `addr` (`ip:port`) and decodes the `Ok` value as `T`.
@@ -124,17 +246,16 @@ impl RpcClient {
         addr: &str,
         req: &NodeRequest,
     ) -> Result<T, RpcError> {
-        let url = format!("https://{addr}/rpc");
-        let resp = self
-            .http
-            .post(&url)
-            .timeout(req.timeout(self.timeout))
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| transport_error(&url, e))?;
-        let status = resp.status();
-        let body = resp.text().await.map_err(|e| transport_error(&url, e))?;
+        let url = node_rpc_url(addr);
+        let TransportAnswer { status, body } = self
+            .transport
+            .send(TransportRequest {
+                method: Method::Post,
+                body: Some(encode(&url, req)?),
+                url,
+                timeout: req.timeout(self.timeout),
+            })
+            .await?;
         match serde_json::from_str::<RpcReply>(&body) {
             Ok(RpcReply::Ok(value)) => serde_json::from_value(value).map_err(|e| {
                 RpcError::Protocol(format!(
@@ -185,31 +306,123 @@ impl RpcClient {
         url: &str,
         body: &B,
     ) -> Result<T, RpcError> {
-        let resp = self
-            .http
-            .post(url)
-            .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(url, e))?;
-        decode_json(url, resp).await
+        let answer = self
+            .transport
+            .send(TransportRequest {
+                method: Method::Post,
+                url: url.to_string(),
+                body: Some(encode(url, body)?),
+                timeout: self.timeout,
+            })
+            .await?;
+        decode_answer(url, answer)
     }
 
     /// GETs `url` and decodes the JSON answer (non-2xx: [`RpcError::Remote`]).
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, RpcError> {
-        let resp = self
-            .http
-            .get(url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(url, e))?;
-        decode_json(url, resp).await
+        let answer = self
+            .transport
+            .send(TransportRequest {
+                method: Method::Get,
+                url: url.to_string(),
+                body: None,
+                timeout: self.timeout,
+            })
+            .await?;
+        decode_answer(url, answer)
     }
 
     /// The underlying HTTP client (for other methods, streaming, ...).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers every request with the next canned answer and records the requests.
+    #[derive(Debug, Default)]
+    struct Canned {
+        answers: Mutex<Vec<Result<TransportAnswer, RpcError>>>,
+        seen: Mutex<Vec<TransportRequest>>,
+    }
+
+    impl RpcTransport for Canned {
+        fn send(&self, req: TransportRequest) -> TransportFuture<'_> {
+            self.seen.lock().unwrap().push(req);
+            let next = self.answers.lock().unwrap().remove(0);
+            Box::pin(async move { next })
+        }
+    }
+
+    fn answer(status: u16, body: &str) -> Result<TransportAnswer, RpcError> {
+        Ok(TransportAnswer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.to_string(),
+        })
+    }
+
+    #[tokio::test]
+    async fn calls_go_through_the_transport_as_json() {
+        let t = Arc::new(Canned::default());
+        *t.answers.lock().unwrap() = vec![
+            answer(200, r#"{"ok": 42}"#),
+            answer(200, r#"{"error": "no such instance"}"#),
+            answer(500, "boom"),
+            Err(RpcError::Unreachable("down".into())),
+            answer(200, "not json"),
+        ];
+        let c = RpcClient::with_transport(t.clone(), Duration::from_secs(7)).unwrap();
+        let req = NodeRequest::TestDelay { duration: 1.0 };
+        let v: u32 = c.call("10.0.0.1:1811", &req).await.unwrap();
+        assert_eq!(v, 42);
+        {
+            let seen = t.seen.lock().unwrap();
+            assert_eq!(seen[0].method, Method::Post);
+            assert_eq!(seen[0].url, "https://10.0.0.1:1811/rpc");
+            assert_eq!(seen[0].timeout, req.timeout(Duration::from_secs(7)));
+            let body: NodeRequest = serde_json::from_slice(seen[0].body.as_ref().unwrap()).unwrap();
+            assert_eq!(body, req);
+        }
+        let e = c.call::<u32>("a:1", &req).await.unwrap_err();
+        assert_eq!(e, RpcError::Remote("no such instance".into()));
+        let e = c.call::<u32>("a:1", &req).await.unwrap_err();
+        assert_eq!(
+            e,
+            RpcError::Remote("HTTP 500 Internal Server Error: boom".into())
+        );
+        let e = c.call::<u32>("a:1", &req).await.unwrap_err();
+        assert_eq!(e, RpcError::Unreachable("down".into()));
+        let e = c.call::<u32>("a:1", &req).await.unwrap_err();
+        assert!(matches!(e, RpcError::Protocol(m) if m.contains("invalid answer to test_delay")));
+    }
+
+    #[tokio::test]
+    async fn master_api_requests_go_through_the_transport() {
+        let t = Arc::new(Canned::default());
+        *t.answers.lock().unwrap() = vec![
+            answer(200, r#"{"id": 3}"#),
+            answer(404, r#"{"error": "job 9 not found"}"#),
+        ];
+        let c = RpcClient::with_transport(t.clone(), Duration::from_secs(5)).unwrap();
+        let v: serde_json::Value = c
+            .post_json("https://m:1/luxi/submit", &serde_json::json!({"ops": []}))
+            .await
+            .unwrap();
+        assert_eq!(v["id"], 3);
+        let e = c
+            .get_json::<serde_json::Value>("https://m:1/luxi/jobs/9")
+            .await
+            .unwrap_err();
+        assert_eq!(e, RpcError::Remote("job 9 not found".into()));
+        let seen = t.seen.lock().unwrap();
+        assert_eq!(seen[0].method, Method::Post);
+        assert_eq!(seen[0].body.as_deref(), Some(&br#"{"ops":[]}"#[..]));
+        assert_eq!(seen[1].method, Method::Get);
+        assert_eq!(seen[1].body, None);
+        assert_eq!(seen[1].timeout, Duration::from_secs(5));
     }
 }

@@ -3,7 +3,8 @@
 //! * [`ca`]: the cluster CA and node identities (certificate + key + CA certificate).
 //! * [`tls`]: rustls configurations (server requests client certs, verified against the CA).
 //! * [`server`]: the HTTPS accept loop feeding an axum router, with [`server::PeerIdentity`].
-//! * [`client`]: [`client::RpcClient`], the mTLS HTTP client of master and CLI.
+//! * [`client`]: [`client::RpcClient`], the mTLS HTTP client of master and CLI, over an
+//!   [`client::RpcTransport`] (HTTPS by default; in process in tests).
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
 
@@ -16,7 +17,10 @@ pub mod server;
 pub mod tls;
 
 pub use ca::{fingerprint_pem, CertError, ClusterCa, NodeIdentity};
-pub use client::{RpcClient, RpcError};
+pub use client::{
+    HttpsTransport, RpcClient, RpcError, RpcTransport, TransportAnswer, TransportFuture,
+    TransportRequest,
+};
 pub use join::{
     join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,
 };

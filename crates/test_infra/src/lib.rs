@@ -6,6 +6,7 @@
 //! tests only need the plain helpers do not build the lab.
 
 pub mod bins;
+pub mod inprocess;
 pub mod run;
 
 #[cfg(feature = "lab")]

@@ -1,0 +1,178 @@
+//! The join service: the master issues one-time join tokens, and a node that presents a valid
+//! token and a certificate request gets its certificate signed and is added to the cluster
+//! (OP_NODE_ADD, which finishes once the node's daemon answers over mutual TLS). The HTTP
+//! handlers (`/luxi/join-token` and `/join` in [`crate::api`]) only decode and encode.
+
+use crate::api::{JoinTokenRequest, JoinTokenResponse, MasterState};
+use maguey_config::{Command, ConfigError};
+use maguey_jobs::submit::{submit, Origin, SubmitError};
+use maguey_jobs::JobQueue;
+use maguey_model::{names::validate_hostname, JoinToken, OpCode};
+use maguey_ops::Master;
+use maguey_rpc::ca::ClusterCa;
+use maguey_rpc::join::{JoinRequest, JoinResponse};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// How long a join token stays valid (seconds).
+pub const JOIN_TOKEN_LIFETIME: f64 = 3600.0;
+
+/// The node group of a token that names none.
+const DEFAULT_GROUP: &str = "default";
+
+/// Why a token was not issued or a node not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("invalid node name: {0}")]
+    BadNodeName(String),
+    #[error("invalid IP address '{0}'")]
+    BadIp(String),
+    #[error("node '{0}' is already in the cluster")]
+    NodeExists(String),
+    #[error("IP address {ip} is already used by node {node}")]
+    IpInUse { ip: String, node: String },
+    #[error("node group '{0}' does not exist")]
+    NoSuchGroup(String),
+    /// The config store refused the new token.
+    #[error("{0}")]
+    TokenNotStored(ConfigError),
+    /// Unknown node, wrong secret, or expired: the three are not told apart.
+    #[error("invalid, used or expired join token")]
+    InvalidToken,
+    #[error("cannot sign the certificate request: {0}")]
+    BadCsr(String),
+    /// The config or the job queue failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<SubmitError> for JoinError {
+    fn from(e: SubmitError) -> Self {
+        JoinError::Internal(e.to_string())
+    }
+}
+
+/// Issues tokens and lets nodes in, on the master.
+pub struct JoinService {
+    master: Arc<Master>,
+    queue: Arc<JobQueue>,
+    ca: Arc<ClusterCa>,
+    /// Where the master API listens (the token's master URL).
+    listen: SocketAddr,
+}
+
+impl From<&MasterState> for JoinService {
+    fn from(s: &MasterState) -> Self {
+        JoinService {
+            master: s.master.clone(),
+            queue: s.queue.clone(),
+            ca: s.ca.clone(),
+            listen: s.listen,
+        }
+    }
+}
+
+impl JoinService {
+    /// A one-time token for `r.node_name` (replacing an earlier one), valid for
+    /// [`JOIN_TOKEN_LIFETIME`].
+    pub fn issue_token(&self, r: &JoinTokenRequest) -> Result<JoinTokenResponse, JoinError> {
+        validate_hostname(&r.node_name).map_err(|e| JoinError::BadNodeName(e.to_string()))?;
+        for ip in std::iter::once(&r.primary_ip).chain(r.secondary_ip.iter()) {
+            if ip.parse::<IpAddr>().is_err() {
+                return Err(JoinError::BadIp(ip.clone()));
+            }
+        }
+        let cfg = self.master.config.snapshot();
+        if cfg.node_by_name(&r.node_name).is_some() {
+            return Err(JoinError::NodeExists(r.node_name.clone()));
+        }
+        if let Some(n) = cfg.nodes.values().find(|n| n.primary_ip == r.primary_ip) {
+            return Err(JoinError::IpInUse {
+                ip: r.primary_ip.clone(),
+                node: n.name.clone(),
+            });
+        }
+        let group_name = r.group.as_deref().unwrap_or(DEFAULT_GROUP);
+        let group = cfg
+            .group_by_name(group_name)
+            .ok_or_else(|| JoinError::NoSuchGroup(group_name.to_string()))?;
+        let (token, secret_sha256) = maguey_rpc::join::new_token(&self.ca.fingerprint());
+        let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
+        let stored = JoinToken {
+            node_name: r.node_name.clone(),
+            primary_ip: r.primary_ip.clone(),
+            secondary_ip: r
+                .secondary_ip
+                .clone()
+                .unwrap_or_else(|| r.primary_ip.clone()),
+            group: group.uuid.clone(),
+            secret_sha256,
+            expires,
+        };
+        if cfg.join_tokens.contains_key(&r.node_name) {
+            self.master
+                .config
+                .apply(Command::RemoveJoinToken {
+                    node_name: r.node_name.clone(),
+                })
+                .map_err(|e| JoinError::Internal(e.to_string()))?;
+        }
+        self.master
+            .config
+            .apply(Command::AddJoinToken { token: stored })
+            .map_err(JoinError::TokenNotStored)?;
+        Ok(JoinTokenResponse {
+            token,
+            master_url: format!("https://{}", self.listen),
+            expires,
+        })
+    }
+
+    /// A node presents its token and CSR: the token is used up, the CSR signed and
+    /// OP_NODE_ADD queued.
+    pub fn join(&self, r: &JoinRequest) -> Result<JoinResponse, JoinError> {
+        let cfg = self.master.config.snapshot();
+        let tok = cfg
+            .join_tokens
+            .get(&r.node_name)
+            .ok_or(JoinError::InvalidToken)?;
+        if !maguey_rpc::join::secret_matches(&r.secret, &tok.secret_sha256)
+            || tok.expires < maguey_model::now()
+        {
+            return Err(JoinError::InvalidToken);
+        }
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for ip in [&tok.primary_ip, &tok.secondary_ip] {
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+        let cert_pem = self
+            .ca
+            .sign_csr(&r.csr_pem, &r.node_name, &ips)
+            .map_err(|e| JoinError::BadCsr(e.to_string()))?;
+        // One-time: the token is gone before the certificate leaves.
+        self.master
+            .config
+            .apply(Command::RemoveJoinToken {
+                node_name: r.node_name.clone(),
+            })
+            .map_err(|e| JoinError::Internal(e.to_string()))?;
+        let op = OpCode::NodeAdd(maguey_model::OpNodeAdd {
+            node_name: r.node_name.clone(),
+            primary_ip: tok.primary_ip.clone(),
+            secondary_ip: Some(tok.secondary_ip.clone()),
+            group: cfg.nodegroups.get(&tok.group).map(|g| g.name.clone()),
+            master_capable: None,
+            vm_capable: None,
+        });
+        submit(&self.queue, Origin::Join, vec![op], 0)?;
+        Ok(JoinResponse {
+            cert_pem,
+            ca_pem: self.ca.cert_pem.clone(),
+            master_name: self.master.node_name.clone(),
+        })
+    }
+}

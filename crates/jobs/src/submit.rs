@@ -1,0 +1,165 @@
+//! How jobs enter the queue from outside it. The master API's `/luxi/submit` (for the CLI,
+//! with a client certificate or with the Remote API's users), the Remote API's resources and
+//! the join service all submit here, so that they check opcodes and priorities alike and
+//! create jobs the same way. (Child jobs of a running job use [`crate::OpContext`] and inherit
+//! its priority.)
+
+use crate::{JobError, JobQueue};
+use maguey_model::OpCode;
+use serde_json::Value;
+use std::ops::RangeInclusive;
+
+/// Job priorities a client may ask for (Ganeti's `OP_PRIO_HIGHEST..=OP_PRIO_LOWEST`).
+pub const PRIORITIES: RangeInclusive<i32> = -20..=19;
+
+/// Who submits a job: what may be submitted depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The master API with a cluster client certificate (the master's own CLI).
+    MasterApi,
+    /// The master API on the Remote API's port, authenticated with the RAPI users file
+    /// (`maguey --cluster URL`).
+    RemoteApi,
+    /// A Remote API (RAPI v2) resource.
+    Rapi,
+    /// A node joining with a token.
+    Join,
+}
+
+impl Origin {
+    /// Why `op` may not be submitted from here, if it may not.
+    fn refuses(self, op: &OpCode) -> Option<SubmitError> {
+        match (self, op) {
+            (Origin::MasterApi, _) => None,
+            (_, OpCode::ClusterDestroy(_)) => Some(SubmitError::Forbidden(
+                "the cluster cannot be destroyed through the Remote API: use the master's CLI",
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Why a job was not submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// An opcode is not allowed from this origin.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// An opcode of the wire form does not decode.
+    #[error("opcode {index}: {message}")]
+    BadOpcode { index: usize, message: String },
+    #[error("priority must be between -20 and 19")]
+    BadPriority(i32),
+    /// The queue refused or could not store the job.
+    #[error(transparent)]
+    Queue(#[from] JobError),
+}
+
+/// Submits one job of `ops` at `priority`; answers its id.
+pub fn submit(
+    queue: &JobQueue,
+    origin: Origin,
+    ops: Vec<OpCode>,
+    priority: i32,
+) -> Result<u64, SubmitError> {
+    if let Some(e) = ops.iter().find_map(|op| origin.refuses(op)) {
+        return Err(e);
+    }
+    if !PRIORITIES.contains(&priority) {
+        return Err(SubmitError::BadPriority(priority));
+    }
+    Ok(queue.submit(ops, priority)?)
+}
+
+/// As [`submit`], for opcodes in their wire form (JSON with Ganeti's `OP_ID`). An opcode the
+/// origin may not submit is refused before a malformed one.
+pub fn submit_wire(
+    queue: &JobQueue,
+    origin: Origin,
+    ops: Vec<Value>,
+    priority: i32,
+) -> Result<u64, SubmitError> {
+    let decoded: Vec<Result<OpCode, String>> = ops
+        .into_iter()
+        .map(|v| serde_json::from_value::<OpCode>(v).map_err(|e| e.to_string()))
+        .collect();
+    if let Some(e) = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok())
+        .find_map(|op| origin.refuses(op))
+    {
+        return Err(e);
+    }
+    let mut good = Vec::with_capacity(decoded.len());
+    for (index, d) in decoded.into_iter().enumerate() {
+        good.push(d.map_err(|message| SubmitError::BadOpcode { index, message })?);
+    }
+    submit(queue, origin, good, priority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn queue(dir: &std::path::Path) -> std::sync::Arc<JobQueue> {
+        JobQueue::open(&dir.join("jobs.db"), 1).unwrap()
+    }
+
+    #[test]
+    fn every_origin_checks_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let delay = json!({"OP_ID": "OP_TEST_DELAY", "duration": 0});
+        let destroy = json!({"OP_ID": "OP_CLUSTER_DESTROY"});
+        // A destroy is refused off the master's own API, before a malformed opcode.
+        for origin in [Origin::RemoteApi, Origin::Rapi, Origin::Join] {
+            assert!(matches!(
+                submit_wire(
+                    &q,
+                    origin,
+                    vec![json!({"OP_ID": "OP_NOPE"}), destroy.clone()],
+                    0
+                ),
+                Err(SubmitError::Forbidden(_))
+            ));
+            assert!(matches!(
+                submit(
+                    &q,
+                    origin,
+                    vec![OpCode::ClusterDestroy(maguey_model::OpClusterDestroy {})],
+                    0
+                ),
+                Err(SubmitError::Forbidden(_))
+            ));
+        }
+        assert_eq!(
+            submit_wire(
+                &q,
+                Origin::MasterApi,
+                vec![delay.clone(), json!({"OP_ID": "OP_NOPE"})],
+                0
+            )
+            .err()
+            .map(|e| e.to_string().starts_with("opcode 1: ")),
+            Some(true)
+        );
+        for p in [-21, 20] {
+            assert_eq!(
+                submit_wire(&q, Origin::Rapi, vec![delay.clone()], p),
+                Err(SubmitError::BadPriority(p))
+            );
+        }
+        assert_eq!(
+            submit(&q, Origin::Rapi, vec![], 0),
+            Err(SubmitError::Queue(JobError::EmptyJob))
+        );
+        assert!(
+            q.list(false).is_empty(),
+            "a refused submission queued a job"
+        );
+        let id = submit_wire(&q, Origin::Rapi, vec![delay], -20).unwrap();
+        let job = q.get(id).unwrap();
+        assert_eq!((job.priority, job.ops.len()), (-20, 1));
+    }
+}
