@@ -3,7 +3,7 @@
 //! are validated and turned into opcodes.
 
 use crate::commands::{
-    cluster::ClusterCmd, debug::DebugCmd, instance::InstanceCmd, job::JobCmd, lab::LabCmd,
+    cluster::ClusterCmd, debug::DebugCmd, instance::InstanceCmd, job::JobCmd, lab::LabArgs,
     node::NodeCmd,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -54,9 +54,9 @@ pub enum Top {
     /// Placement engine: balance, allocate, capacity, rolling reboots (htools).
     #[command(subcommand)]
     Plan(maguey_placement::cli::PlanCommand),
-    /// A local cluster of real daemons on this machine.
-    #[command(subcommand)]
-    Lab(LabCmd),
+    /// A local cluster of real daemons on this machine (runs the `maguey-lab` program).
+    #[command(disable_help_flag = true)]
+    Lab(LabArgs),
 }
 
 /// Options of every command that submits a job.

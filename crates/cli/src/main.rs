@@ -44,13 +44,13 @@ impl CliError {
     }
 }
 
-impl From<maguey_daemon::client::ClientError> for CliError {
-    fn from(e: maguey_daemon::client::ClientError) -> Self {
+impl From<maguey_client::ClientError> for CliError {
+    fn from(e: maguey_client::ClientError) -> Self {
         match e {
-            maguey_daemon::client::ClientError::Unreachable(m) => {
+            maguey_client::ClientError::Unreachable(m) => {
                 CliError::Unreachable(format!("cannot reach the master: {m}"))
             }
-            maguey_daemon::client::ClientError::Refused(m) => CliError::Usage(m),
+            maguey_client::ClientError::Refused(m) => CliError::Usage(m),
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::args::{JobOpts, Priority};
 use crate::wait::finish;
 use crate::CliResult;
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::{OpCode, PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL};
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 use crate::args::ListOpts;
 use crate::output::{fields, print_info, print_rows};
 use crate::CliResult;
-use maguey_daemon::client::MasterClient;
-use maguey_ops::query::Resource;
+use maguey_client::MasterClient;
+use maguey_client::Resource;
 use serde_json::Value;
 
 pub async fn list(

@@ -1,7 +1,7 @@
 //! Waiting for a job while streaming its log, as Ganeti's CLI does.
 
 use crate::{CliError, CliResult};
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::{Job, JobStatus};
 use std::time::Duration;
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn magueyd() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_magueyd"))
+fn magueyd() -> std::path::PathBuf {
+    maguey_test_infra::bins::beside(maguey_bin(), "magueyd")
 }
 
 #[test]

@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(120);
 
-fn node_num(name: &str) -> usize {
-    name.trim_start_matches("node").parse().unwrap()
-}
-
 fn run_file(lab: &TestLab, node: usize, name: &str, ext: &str) -> PathBuf {
     lab.node_dir(node).join(format!("run/kvm/{name}.{ext}"))
 }
@@ -50,22 +46,6 @@ fn alive(pid: i32) -> bool {
             )
         })
         .unwrap_or(false)
-}
-
-fn pnode(lab: &TestLab, name: &str) -> String {
-    instances(lab, "name,pnode")
-        .into_iter()
-        .find(|i| i["name"] == name)
-        .and_then(|i| i["pnode"].as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-fn status(lab: &TestLab, name: &str) -> String {
-    instances(lab, "name,status")
-        .into_iter()
-        .find(|i| i["name"] == name)
-        .and_then(|i| i["status"].as_str().map(String::from))
-        .unwrap_or_default()
 }
 
 fn wait_boot(lab: &TestLab, node: usize, name: &str, boot: u32) {

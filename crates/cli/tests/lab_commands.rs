@@ -67,3 +67,42 @@ fn cluster_destroy_needs_an_empty_cluster() {
         .join("config.redb")
         .exists()));
 }
+
+/// `maguey lab` runs the separate `maguey-lab` program; without it, it says so.
+#[test]
+fn lab_without_the_lab_program_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let maguey = dir.path().join("maguey");
+    std::fs::copy(maguey_bin(), &maguey).unwrap();
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let o = std::process::Command::new(&maguey)
+        .args(["lab", "env", "--dir", "/nonexistent"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let r = Run::from(o);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs the maguey-lab program"),
+        "{}",
+        r.stderr
+    );
+    // Beside maguey, it is found and run: same flags and errors as before.
+    let r = lab_run(&["lab", "env", "--dir", "/nonexistent"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("maguey: no lab in /nonexistent"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn lab_run(args: &[&str]) -> Run {
+    Run::from(
+        std::process::Command::new(maguey_bin())
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}

@@ -7,22 +7,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn pnode(lab: &TestLab, name: &str) -> String {
-    instances(lab, "name,pnode,status")
-        .into_iter()
-        .find(|i| i["name"] == name)
-        .and_then(|i| i["pnode"].as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-fn status(lab: &TestLab, name: &str) -> String {
-    instances(lab, "name,status")
-        .into_iter()
-        .find(|i| i["name"] == name)
-        .and_then(|i| i["status"].as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 fn add(lab: &TestLab, template: &str, node: &str, name: &str) {
     lab.maguey(&[
         "instance",
@@ -66,10 +50,6 @@ fn scribble(path: &Path) -> Vec<u8> {
     }
     f.sync_all().unwrap();
     std::fs::read(path).unwrap()
-}
-
-fn node_num(name: &str) -> usize {
-    name.trim_start_matches("node").parse().unwrap()
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use maguey_daemon::client::{ClientError, MasterClient};
+use maguey_client::{ClientError, MasterClient};
 use maguey_model::{JobStatus, OpCode, Ssconf};
 use maguey_ops::query::Resource;
 use maguey_rpc::version::{HEADER, NEWEST, OLDEST, PROTOCOL_VERSION, WITHOUT_HEADER};

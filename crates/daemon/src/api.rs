@@ -10,9 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+/// The wire types live in `maguey-client`, shared with the CLI.
+pub use maguey_client::api::{
+    ArchiveRequest, JoinTokenRequest, JoinTokenResponse, ListQuery, SubmitRequest, WaitRequest,
+};
 use maguey_jobs::submit::{submit_wire, Origin, SubmitError};
 use maguey_jobs::JobQueue;
-use maguey_model::JobStatus;
 use maguey_node::NodeRuntime;
 use maguey_ops::query::{field_list, query, QueryRequest, Resource};
 use maguey_ops::Master;
@@ -20,7 +23,6 @@ use maguey_rpc::ca::ClusterCa;
 use maguey_rpc::join::JoinRequest;
 use maguey_rpc::version::{check_protocol, RpcRequest};
 use maguey_rpc::{NodeRequest, RpcReply};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,13 +180,6 @@ async fn submit_remote(State(s): State<MasterState>, Json(req): Json<SubmitReque
     submit_from(&s, Origin::RemoteApi, req)
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SubmitRequest {
-    pub ops: Vec<Value>,
-    #[serde(default)]
-    pub priority: i32,
-}
-
 async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
     submit_from(&s, Origin::MasterApi, req)
 }
@@ -197,12 +192,6 @@ fn submit_from(s: &MasterState, origin: Origin, req: SubmitRequest) -> Response 
         Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub archived: bool,
 }
 
 async fn list_jobs(
@@ -228,13 +217,6 @@ async fn get_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response 
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WaitRequest {
-    pub status: Option<JobStatus>,
-    pub log_serial: u64,
-    pub timeout_secs: f64,
-}
-
 async fn wait_job(
     State(s): State<MasterState>,
     Path(id): Path<u64>,
@@ -258,11 +240,6 @@ async fn cancel_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Respon
         }
         Err(e) => Json(json!({"canceled": false, "message": e.to_string()})).into_response(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct ArchiveRequest {
-    age_secs: f64,
 }
 
 async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) -> Response {
@@ -311,23 +288,6 @@ async fn cluster_description(State(s): State<MasterState>) -> Response {
 
 async fn export_config(State(s): State<MasterState>) -> Response {
     Json(&*s.master.config.snapshot()).into_response()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinTokenRequest {
-    pub node_name: String,
-    pub primary_ip: String,
-    #[serde(default)]
-    pub secondary_ip: Option<String>,
-    #[serde(default)]
-    pub group: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinTokenResponse {
-    pub token: String,
-    pub master_url: String,
-    pub expires: f64,
 }
 
 /// `POST /luxi/join-token`: see [`JoinService::issue_token`].

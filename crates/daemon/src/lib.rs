@@ -5,11 +5,11 @@
 //! the join endpoints (`/join/ca`, `/join`) through which new nodes get their certificate.
 
 pub mod api;
-pub mod client;
 pub mod console;
-pub mod files;
-pub mod init;
 pub mod join;
+
+/// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
+pub use maguey_bootstrap::files;
 
 /// The Remote API crate, re-exported for the lab and the CLI.
 pub use maguey_rapi as rapi;

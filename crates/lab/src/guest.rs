@@ -289,77 +289,11 @@ fn build(dir: &Path) -> Result<Guest> {
 }
 
 /// An uncompressed `newc` cpio archive of the tree under `root` (the kernel accepts it as an
-/// initramfs as it is).
+/// initramfs as it is), written by the testbed's cpio writer.
 pub fn cpio_newc(root: &Path) -> Result<Vec<u8>> {
-    let mut entries = Vec::new();
-    walk(root, root, &mut entries)?;
-    entries.sort();
     let mut out = Vec::new();
-    for (ino, rel) in (1u32..).zip(entries.iter()) {
-        let path = root.join(rel);
-        let meta = std::fs::symlink_metadata(&path)?;
-        let (mode, data) = if meta.file_type().is_symlink() {
-            let t = std::fs::read_link(&path)?;
-            (0o120777, t.to_string_lossy().into_owned().into_bytes())
-        } else if meta.is_dir() {
-            (0o040755, Vec::new())
-        } else {
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            (
-                if exec { 0o100755 } else { 0o100644 },
-                std::fs::read(&path)?,
-            )
-        };
-        let name = rel.to_string_lossy();
-        cpio_entry(&mut out, ino, mode, &name, &data);
-    }
-    cpio_entry(&mut out, 0, 0, "TRAILER!!!", &[]);
+    maguey_testbed::cpio::write_tree(root, &[], &mut out)?;
     Ok(out)
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        out.push(p.strip_prefix(root)?.to_path_buf());
-        if std::fs::symlink_metadata(&p)?.is_dir() {
-            walk(root, &p, out)?;
-        }
-    }
-    Ok(())
-}
-
-fn pad4(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
-    let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-    let fields = [
-        ino,
-        mode,
-        0,
-        0,
-        nlink,
-        0,
-        data.len() as u32,
-        0,
-        0,
-        0,
-        0,
-        name.len() as u32 + 1,
-        0,
-    ];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    pad4(out);
-    out.extend_from_slice(data);
-    pad4(out);
 }
 
 /// Writes the `lab-tiny` OS definition into `os_dir` (a node's OS search directory). Its
@@ -418,7 +352,7 @@ pub fn kvm_hvparams(g: &Guest) -> maguey_model::Params {
 /// Sets the cluster's `kvm` hvparams in a freshly initialised master state directory (before
 /// its daemon starts).
 pub fn set_cluster_kvm_params(master_dir: &Path, g: &Guest) -> Result<()> {
-    let store = maguey_config::ConfigStore::open(&maguey_daemon::files::config_path(master_dir))
+    let store = maguey_config::ConfigStore::open(&maguey_bootstrap::files::config_path(master_dir))
         .context("opening the config store")?;
     let mut cluster = store.snapshot().cluster.clone();
     cluster.hvparams.insert("kvm".into(), kvm_hvparams(g));

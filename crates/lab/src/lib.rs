@@ -7,21 +7,17 @@
 //! its own loopback address (127.A.B.i) in the one namespace.
 //!
 //! `lab up` on a directory that already holds a lab restarts the daemons that are not running.
-//! The [`fixtures`] module drives the same machinery from integration tests.
+//! `maguey-test-infra`'s `TestLab` and `VmLab` drive the same machinery from integration tests.
 
-pub mod fixtures;
 pub mod guest;
-pub mod vmlab;
 pub mod vmnodes;
 
 use anyhow::{bail, Context, Result};
-use maguey_daemon::api::JoinTokenRequest;
-use maguey_daemon::client::MasterClient;
+use maguey_client::api::JoinTokenRequest;
+use maguey_client::MasterClient;
 use maguey_ops::query::Resource;
 use serde::{Deserialize, Serialize};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Options of `maguey lab up`.
@@ -117,77 +113,13 @@ impl Lab {
     }
 }
 
-/// Finds the magueyd binary: `$MAGUEY_MAGUEYD`, next to the running executable, or on PATH.
-pub fn magueyd_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("MAGUEY_MAGUEYD") {
-        return PathBuf::from(p);
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            for cand in [dir.join("magueyd"), dir.join("../magueyd")] {
-                if cand.is_file() {
-                    return cand;
-                }
-            }
-        }
-    }
-    PathBuf::from("magueyd")
-}
-
-/// Starts `magueyd --state-dir DIR ARGS...` in its own session, logging to DIR/magueyd.log.
-pub fn spawn_daemon(dir: &Path, args: &[String]) -> Result<u32> {
-    spawn_daemon_in(None, dir, args)
-}
-
-/// [`spawn_daemon`] inside a network namespace (`ip netns exec NS magueyd ...`, which execs
-/// magueyd: the pid stays the daemon's).
-pub fn spawn_daemon_in(netns: Option<&str>, dir: &Path, args: &[String]) -> Result<u32> {
-    std::fs::create_dir_all(dir)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("magueyd.log"))
-        .with_context(|| format!("opening {}/magueyd.log", dir.display()))?;
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(magueyd_path());
-            c
-        }
-        None => Command::new(magueyd_path()),
-    };
-    cmd.arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the daemon gets its own session so that it
-    // outlives the CLI and the terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", magueyd_path().display()))?;
-    Ok(child.id())
-}
+pub use maguey_bootstrap::{magueyd_path, spawn_daemon, spawn_daemon_in};
 
 /// Polls until the master answers, or fails after `timeout`.
 pub async fn wait_for_master(c: &MasterClient, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match c.jobs(false).await {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => {
-                bail!("the master at {} did not answer: {e}", c.base_url())
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    c.wait_for_master(timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("the master at {} did not answer: {e}", c.base_url()))
 }
 
 fn pid_of(dir: &Path) -> Option<i32> {
@@ -289,7 +221,7 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         lab.bridge = Some(br);
     }
     let first = &lab.nodes[0];
-    maguey_daemon::init::init_cluster(&maguey_daemon::init::InitParams {
+    maguey_bootstrap::init::init_cluster(&maguey_bootstrap::init::InitParams {
         state_dir: first.dir.clone(),
         cluster_name: o.cluster_name.clone(),
         node_name: first.name.clone(),
@@ -419,7 +351,7 @@ pub fn env(dir: &Path) -> Result<String> {
         out.push_str(&format!(
             "export MAGUEY_RAPI_URL=https://{}:{}\nexport MAGUEY_RAPI_USER={}\nexport MAGUEY_RAPI_PASSWORD={}\nexport MAGUEY_RAPI_CA={}\n",
             first.ip,
-            maguey_daemon::rapi::DEFAULT_PORT,
+            maguey_rapi::DEFAULT_PORT,
             c.user,
             c.password,
             master.join("ca.pem").display()
@@ -461,7 +393,7 @@ pub fn rapi_user(dir: &Path, master_dir: &Path) -> Result<RapiCredentials> {
             c
         }
     };
-    let users = maguey_daemon::rapi::default_users_file(master_dir);
+    let users = maguey_rapi::default_users_file(master_dir);
     if !users.exists() {
         std::fs::create_dir_all(users.parent().context("users file path")?)?;
         std::fs::write(
@@ -469,7 +401,7 @@ pub fn rapi_user(dir: &Path, master_dir: &Path) -> Result<RapiCredentials> {
             format!(
                 "# Ganeti RAPI users: user password [read|write|read,write]\n{} {} write\n",
                 creds.user,
-                maguey_daemon::rapi::auth::ha1(&creds.user, &creds.password)
+                maguey_rapi::auth::ha1(&creds.user, &creds.password)
             ),
         )?;
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600))?;

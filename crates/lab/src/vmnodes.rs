@@ -19,8 +19,8 @@
 
 use crate::Lab;
 use anyhow::{bail, Context, Result};
-use maguey_daemon::api::JoinTokenRequest;
-use maguey_daemon::client::MasterClient;
+use maguey_client::api::JoinTokenRequest;
+use maguey_client::MasterClient;
 use maguey_ops::query::Resource;
 use maguey_testbed::{netns_exists, pid_alive, sh_quote, Testbed, TestbedConfig};
 use serde::{Deserialize, Serialize};
@@ -415,7 +415,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The cluster's `kvm` hvparams that boot the tiny guest packed into the nodes.
 fn set_kvm_hvparams(master_dir: &Path) -> Result<()> {
-    let store = maguey_config::ConfigStore::open(&maguey_daemon::files::config_path(master_dir))
+    let store = maguey_config::ConfigStore::open(&maguey_bootstrap::files::config_path(master_dir))
         .context("opening the config store")?;
     let mut cluster = store.snapshot().cluster.clone();
     let s = |v: &str| serde_json::Value::from(v);
@@ -492,7 +492,7 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
         std::fs::remove_dir_all(&init_dir)?;
     }
     let master_ip: std::net::IpAddr = st.node_ip(1).parse()?;
-    maguey_daemon::init::init_cluster(&maguey_daemon::init::InitParams {
+    maguey_bootstrap::init::init_cluster(&maguey_bootstrap::init::InitParams {
         state_dir: init_dir.clone(),
         cluster_name: st.cluster_name.clone(),
         node_name: "node1".into(),
@@ -665,7 +665,7 @@ pub fn env(dir: &Path) -> Result<String> {
         out.push_str(&format!(
             "export MAGUEY_RAPI_URL=https://{}:{}\nexport MAGUEY_RAPI_USER={}\nexport MAGUEY_RAPI_PASSWORD={}\nexport MAGUEY_RAPI_CA={}\n",
             st.node_ip(1),
-            maguey_daemon::rapi::DEFAULT_PORT,
+            maguey_rapi::DEFAULT_PORT,
             c.user,
             c.password,
             st.client_dir.join("ca.pem").display()

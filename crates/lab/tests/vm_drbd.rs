@@ -4,7 +4,7 @@
 //! use the `fake` hypervisor (the nodes' DRBD and LVM are real; the guest is not). One lab boot
 //! for all checks (CI time).
 
-use maguey_lab::vmlab::{build_maguey, poll, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, poll, VmLab};
 use std::time::{Duration, Instant};
 
 /// `lvs` of node `n` as (vg/lv, tags).

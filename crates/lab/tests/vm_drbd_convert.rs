@@ -5,7 +5,7 @@
 //! --secondary-only`, and `instance modify -t plain` back. `fake` hypervisor instances; one
 //! lab boot for all checks (CI time).
 
-use maguey_lab::vmlab::{build_maguey, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, VmLab};
 use std::time::Instant;
 
 /// Size of the test disk (MiB; a multiple of the 4 MiB LVM extent).

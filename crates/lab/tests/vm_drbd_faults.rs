@@ -10,7 +10,7 @@
 //! per record; a record counts as acknowledged once its `dd` returned. Records are read back
 //! with O_DIRECT and compared byte for byte with what was written. One lab boot (CI time).
 
-use maguey_lab::vmlab::{build_maguey, poll, records_writer, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, poll, records_writer, VmLab};
 use std::time::{Duration, Instant};
 
 /// `cluster verify`: exit code and output.

@@ -13,7 +13,7 @@
 //!    printed on the console after the fsync returned) is on the new primary's data LV (and
 //!    on the old one's), and the acknowledged numbers run without a gap across the migration.
 
-use maguey_lab::vmlab::{build_maguey, poll, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, poll, VmLab};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;

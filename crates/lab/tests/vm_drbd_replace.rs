@@ -4,7 +4,7 @@
 //! of what the primary wrote, read back through the DRBD device and from the data LVs of the
 //! other side. The instance uses the `fake` hypervisor. One lab boot for all checks (CI time).
 
-use maguey_lab::vmlab::{build_maguey, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, VmLab};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -22,7 +22,7 @@
 //!    sees node1's bitmap generation match node2's current one, makes node2 the sync target
 //!    and resyncs without any split brain; a plain `verify-disks` heals it.
 
-use maguey_lab::vmlab::{build_maguey, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, VmLab};
 use std::time::{Duration, Instant};
 
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -3,8 +3,8 @@
 //! back into the cluster, and everything taken down without leftovers. One lab boot on
 //! purpose (~1.5 min of a 2-core machine).
 
-use maguey_lab::fixtures::wait_until;
-use maguey_lab::vmlab::{build_maguey, VmLab};
+use maguey_test_infra::vmlab::{build_maguey, VmLab};
+use maguey_test_infra::wait_until;
 use maguey_testbed::{netns_exists, pid_alive};
 use std::time::{Duration, Instant};
 

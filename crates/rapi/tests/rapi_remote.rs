@@ -4,7 +4,7 @@
 mod common;
 
 use common::RapiLab;
-use maguey_daemon::client::{ClientError, MasterClient};
+use maguey_client::{ClientError, MasterClient};
 use maguey_model::OpCode;
 use maguey_ops::query::Resource;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! `newc` cpio archives (the initramfs format). Copied from `maguey-lab`'s guest module (the
-//! lab may depend on this crate one day, so this crate does not depend on the lab) and extended
-//! with character device entries (`/dev/console`) and streaming output.
+//! `newc` cpio archives (the initramfs format): the one writer of the workspace, for the node
+//! VMs' initramfs and the lab's tiny guest (`maguey_lab::guest::cpio_newc`). Entries may include
+//! character devices (`/dev/console`); output is streamed.
 
 use anyhow::Result;
 use std::io::Write;

@@ -5,7 +5,7 @@
 
 use crate::wait::follow;
 use crate::{CliError, CliResult};
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::{JobStatus, OpCode};
 use maguey_placement::balance::{balance, BalanceOptions};
 use maguey_placement::types::DiskTemplate;

@@ -7,7 +7,7 @@ use crate::master::{client, priority, run_job};
 use crate::output::print_info;
 use crate::{CliError, CliResult};
 use clap::Subcommand;
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::OpCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -154,7 +154,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                     .map(String::from)
                     .collect::<Vec<_>>()
             };
-            let params = maguey_daemon::init::InitParams {
+            let params = maguey_bootstrap::init::InitParams {
                 state_dir: dir.to_path_buf(),
                 cluster_name: name.clone(),
                 node_name,
@@ -171,15 +171,20 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 fake_memory_mib: fake_memory,
                 fake_cpus: None,
             };
-            maguey_daemon::init::init_cluster_with_vg(&params, &vg_name)
+            maguey_bootstrap::init::init_cluster_with_vg(&params, &vg_name)
                 .map_err(|e| usage(format!("{e:#}")))?;
             if !no_start {
-                maguey_lab::spawn_daemon(dir, &[])
+                maguey_bootstrap::spawn_daemon(dir, &[])
                     .map_err(|e| CliError::Other(format!("{e:#}")))?;
                 let c = client(dir)?;
-                maguey_lab::wait_for_master(&c, std::time::Duration::from_secs(30))
+                c.wait_for_master(std::time::Duration::from_secs(30))
                     .await
-                    .map_err(|e| CliError::Unreachable(format!("{e:#}")))?;
+                    .map_err(|e| {
+                        CliError::Unreachable(format!(
+                            "the master at {} did not answer: {e}",
+                            c.base_url()
+                        ))
+                    })?;
             }
             println!("cluster {name} initialised in {}", dir.display());
             Ok(0)
@@ -290,8 +295,11 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
         ClusterCmd::ImportConfig { file } => {
             let json = std::fs::read_to_string(&file)
                 .map_err(|e| usage(format!("{}: {e}", file.display())))?;
-            maguey_config::ConfigStore::import_json(&maguey_daemon::files::config_path(dir), &json)
-                .map_err(|e| usage(format!("import: {e}")))?;
+            maguey_config::ConfigStore::import_json(
+                &maguey_bootstrap::files::config_path(dir),
+                &json,
+            )
+            .map_err(|e| usage(format!("import: {e}")))?;
             println!("config imported into {}", dir.display());
             Ok(0)
         }

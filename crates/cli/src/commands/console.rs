@@ -118,7 +118,7 @@ impl Connection {
     /// `--cluster URL`: the master's Remote API port with a RAPI user (write access), from the
     /// same variables as every remote command.
     fn remote(url: &str) -> CliResult<Connection> {
-        use maguey_daemon::client::{
+        use maguey_client::client::{
             ENV_RAPI_CA, ENV_RAPI_CREDENTIALS, ENV_RAPI_PASSWORD, ENV_RAPI_USER,
         };
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

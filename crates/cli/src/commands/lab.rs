@@ -1,55 +1,54 @@
-//! `maguey lab`: a local cluster of real daemons on this machine.
+//! `maguey lab ...`: a local cluster of real daemons on this machine. The lab lives in its own
+//! program, `maguey-lab` (crate `maguey-lab`), so that `maguey` links neither the lab nor the
+//! VM testbed: `maguey lab ARGS` runs `maguey-lab ARGS` in this process's place, with the same
+//! flags, output and exit codes.
 
-use crate::input::usage;
 use crate::{CliError, CliResult};
-use clap::Subcommand;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 
-#[derive(Debug, Subcommand)]
-pub enum LabCmd {
-    /// Starts (or restarts) a local cluster of real daemons.
-    Up(maguey_lab::UpOptions),
-    /// Prints the `export` lines that point the CLI at the lab.
-    Env {
-        #[arg(long)]
-        dir: PathBuf,
-    },
-    /// Stops every daemon the lab started.
-    Down {
-        #[arg(long)]
-        dir: PathBuf,
-    },
+/// `maguey lab`'s arguments, handed to `maguey-lab` as they are.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// `up`, `env` or `down` and their flags (`maguey lab --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
 }
 
-pub async fn run(cmd: LabCmd) -> CliResult<u8> {
-    match cmd {
-        LabCmd::Up(opts) => {
-            let lab = maguey_lab::up(&opts)
-                .await
-                .map_err(|e| CliError::Other(format!("lab up: {e:#}")))?;
-            println!(
-                "lab cluster '{}' is up with {} nodes in {}",
-                lab.cluster_name,
-                lab.nodes.len(),
-                opts.dir.display()
-            );
-            println!(
-                "point the CLI at it with: eval \"$(maguey lab env --dir {})\"",
-                opts.dir.display()
-            );
-            Ok(0)
-        }
-        LabCmd::Env { dir } => {
-            print!(
-                "{}",
-                maguey_lab::env(&dir).map_err(|e| usage(format!("{e:#}")))?
-            );
-            Ok(0)
-        }
-        LabCmd::Down { dir } => {
-            let n = maguey_lab::down(&dir).map_err(|e| usage(format!("{e:#}")))?;
-            println!("stopped {n} daemons");
-            Ok(0)
-        }
-    }
+pub async fn run(a: LabArgs) -> CliResult<u8> {
+    Err(exec_lab(&a.args))
+}
+
+/// The lab program's name.
+pub const LAB_PROGRAM: &str = "maguey-lab";
+
+/// `maguey-lab` beside the running `maguey`, else on PATH.
+pub fn find_lab_program() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(LAB_PROGRAM)))
+        .filter(|p| p.is_file());
+    beside.or_else(|| {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(LAB_PROGRAM))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Replaces this process with `maguey-lab ARGS`; returns only on failure.
+pub fn exec_lab(args: &[OsString]) -> CliError {
+    let Some(prog) = find_lab_program() else {
+        let here = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "the maguey executable".into());
+        return CliError::Other(format!(
+            "`maguey lab` needs the {LAB_PROGRAM} program, found neither in {here} nor on PATH \
+             (build it with `cargo build -p maguey-lab`)"
+        ));
+    };
+    let err = std::process::Command::new(&prog).args(args).exec();
+    CliError::Other(format!("cannot run {}: {err}", prog.display()))
 }

@@ -6,10 +6,10 @@ use crate::master::{client, priority, run_job};
 use crate::query::{info, list, list_fields};
 use crate::{CliError, CliResult};
 use clap::Subcommand;
-use maguey_daemon::api::JoinTokenRequest;
-use maguey_daemon::client::MasterClient;
+use maguey_client::api::JoinTokenRequest;
+use maguey_client::MasterClient;
+use maguey_client::Resource;
 use maguey_model::OpCode;
-use maguey_ops::query::Resource;
 use std::path::Path;
 
 const NODE_DEFAULT_FIELDS: &[&str] = &[

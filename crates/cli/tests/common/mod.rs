@@ -1,7 +1,7 @@
 //! Shared helpers of the CLI integration tests.
 #![allow(dead_code, unused_imports)]
 
-pub use maguey_lab::fixtures::{wait_until, Run, TestLab};
+pub use maguey_test_infra::{wait_until, Run, TestLab};
 use std::path::Path;
 
 pub fn maguey_bin() -> &'static Path {
@@ -46,6 +46,30 @@ pub fn instances(lab: &TestLab, fields: &str) -> Vec<serde_json::Value> {
         .maguey(&["instance", "list", "-o", fields, "--output", "json"])
         .ok();
     r.json().as_array().cloned().unwrap_or_default()
+}
+
+/// Field `field` of instance `name` in `instance list` ("" when it is not listed).
+fn instance_field(lab: &TestLab, name: &str, field: &str) -> String {
+    instances(lab, &format!("name,{field}"))
+        .into_iter()
+        .find(|i| i["name"] == name)
+        .and_then(|i| i[field].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// The primary node of instance `name`.
+pub fn pnode(lab: &TestLab, name: &str) -> String {
+    instance_field(lab, name, "pnode")
+}
+
+/// The status of instance `name` (`running`, `ADMIN_down`, ...).
+pub fn status(lab: &TestLab, name: &str) -> String {
+    instance_field(lab, name, "status")
+}
+
+/// The number of a lab node's name: 2 for `node2`.
+pub fn node_num(name: &str) -> usize {
+    name.trim_start_matches("node").parse().unwrap()
 }
 
 /// Every job, as `job list --output json` gives it (id, status, start_ts, end_ts).

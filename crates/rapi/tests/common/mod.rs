@@ -3,28 +3,16 @@
 //! HTTPS client that trusts the lab's cluster CA.
 #![allow(dead_code)]
 
-pub use maguey_lab::fixtures::TestLab;
+pub use maguey_test_infra::TestLab;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// `$MAGUEY_BIN`, or `target/debug/maguey` of this workspace.
+/// `$MAGUEY_BIN`, or `maguey` in the target directory of this test (built by
+/// `cargo build --workspace --bins`).
 pub fn maguey_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("MAGUEY_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let p = target.join("debug/maguey");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (./scripts/test does)",
-        p.display()
-    );
-    p
+    maguey_test_infra::bins::workspace_bin("maguey")
 }
 
 pub fn workspace_root() -> PathBuf {

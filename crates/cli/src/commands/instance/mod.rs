@@ -11,8 +11,8 @@ use crate::master::{client, cluster_url, run_job};
 use crate::query::{info, list, list_fields};
 use crate::CliResult;
 use add::instance_add_op;
+use maguey_client::Resource;
 use maguey_model::{units::parse_size_mib, OpCode, Params};
-use maguey_ops::query::Resource;
 use serde_json::Value;
 use std::path::Path;
 

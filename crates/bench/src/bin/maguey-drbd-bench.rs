@@ -24,13 +24,13 @@
 //! is part of the raw figures as Maguey's RPCs are part of its own).
 //!
 //! Run (root; holds the VM lock like the VM tests):
-//! `cargo build -p maguey-cli --bins && cargo build -p maguey-lab --bins &&
+//! `cargo build --workspace --bins &&
 //!  flock /tmp/maguey-vm.lock target/debug/maguey-drbd-bench [--runs N] [--no-migration]`.
 //! Prints one table (markdown).
 
 use anyhow::{bail, Context, Result};
-use maguey_lab::vmlab::VmLab;
 use maguey_lab::vmnodes::VmOptions;
+use maguey_test_infra::vmlab::VmLab;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,7 @@ fn maguey_path() -> Result<PathBuf> {
     let m = exe.with_file_name("maguey");
     if !m.is_file() || !exe.with_file_name("magueyd").is_file() {
         bail!(
-            "{} or magueyd missing: cargo build -p maguey-cli --bins first",
+            "{} or magueyd missing: cargo build --workspace --bins first",
             m.display()
         );
     }

@@ -3,9 +3,10 @@
 //! - job throughput for N fake-instance creations submitted at once (jobs/s),
 //! - `maguey instance list` latency with N instances (whole CLI process, and API only).
 //!
-//! Usage: `cargo run --release -p maguey-cli --bin maguey-bench [-- --instances 1000]`
+//! Usage: `cargo build --release --workspace --bins && target/release/maguey-bench [--instances 1000]`
+//! (it runs `maguey` and `magueyd` from its own directory)
 
-use maguey_daemon::client::MasterClient;
+use maguey_client::MasterClient;
 use maguey_model::{NicSpec, OpCode, Params};
 use maguey_ops::query::Resource;
 use std::path::PathBuf;

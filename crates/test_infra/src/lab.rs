@@ -1,24 +1,10 @@
-//! Fixtures for integration tests: a lab cluster in a temporary directory on its own random
-//! loopback subnet (so tests run in parallel), the CLI run against it, and polling with a
-//! deadline instead of fixed sleeps.
+//! A lab cluster of real daemons in a temporary directory on its own random loopback subnet
+//! (so tests run in parallel), started with `maguey lab up` and the CLI run against it.
 
+use crate::Run;
+use maguey_lab::Lab;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
-/// Polls `f` until it returns true or `timeout` passes; returns whether it became true.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::process::Command;
 
 /// A running lab cluster, stopped when dropped.
 pub struct TestLab {
@@ -26,36 +12,6 @@ pub struct TestLab {
     pub maguey: PathBuf,
     pub prefix: String,
     pub nodes: usize,
-}
-
-/// Output of one CLI run.
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-    /// Panics with both streams unless the command succeeded.
-    pub fn ok(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "command failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
-    }
 }
 
 impl TestLab {
@@ -116,7 +72,7 @@ impl TestLab {
 
     /// Address of node `i` (as the lab chose it: 10.A.B.i with network namespaces).
     pub fn node_ip(&self, i: usize) -> String {
-        let lab = crate::Lab::load(self.dir.path()).ok();
+        let lab = Lab::load(self.dir.path()).ok();
         if let Some(n) = lab.as_ref().and_then(|l| l.nodes.get(i.wrapping_sub(1))) {
             return n.ip.clone();
         }
@@ -129,19 +85,19 @@ impl TestLab {
 
     /// Whether each node runs in its own network namespace.
     pub fn has_netns(&self) -> bool {
-        crate::Lab::load(self.dir.path())
+        Lab::load(self.dir.path())
             .map(|l| l.host_bridge.is_some())
             .unwrap_or(false)
     }
 
     /// Cuts node `i` off the network (its link down), or brings it back.
     pub fn set_link(&self, i: usize, up: bool) {
-        crate::set_node_link(self.dir.path(), i, up).expect("set the node's link");
+        maguey_lab::set_node_link(self.dir.path(), i, up).expect("set the node's link");
     }
 
     /// Kills node `i`'s daemon and VMs at once, like a power loss.
     pub fn kill_node(&self, i: usize) {
-        crate::kill_node(self.dir.path(), i).expect("kill the node");
+        maguey_lab::kill_node(self.dir.path(), i).expect("kill the node");
     }
 
     fn run_raw(&self, args: &[&str]) -> Run {

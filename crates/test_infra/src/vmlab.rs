@@ -1,8 +1,8 @@
 //! Fixture for tests on a cluster of node VMs (real LVM, DRBD 8.4, nested KVM): see
-//! [`crate::vmnodes`].
+//! [`maguey_lab::vmnodes`].
 //!
 //! ```no_run
-//! # use maguey_lab::vmlab::VmLab;
+//! # use maguey_test_infra::vmlab::VmLab;
 //! # let maguey = std::path::Path::new("target/debug/maguey");
 //! let lab = VmLab::up(maguey, 2);                   // VMs die with this thread, or on drop
 //! lab.maguey(&["node", "list"]).ok();               // the host's CLI against the master
@@ -12,9 +12,9 @@
 //! Nodes are numbered from 1, like their cluster names (`node1` is the master, at
 //! `10.77.S.1`); [`VmLab::testbed`] gives the testbed itself (0-based) for anything else.
 
-use crate::fixtures::Run;
-use crate::vmnodes::{self, VmLabState, VmOptions};
-use crate::Lab;
+use crate::Run;
+use maguey_lab::vmnodes::{self, VmLabState, VmOptions};
+use maguey_lab::Lab;
 use maguey_testbed::Testbed;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -488,6 +488,8 @@ pub fn build_maguey() -> PathBuf {
             "build",
             "-p",
             "maguey-cli",
+            "-p",
+            "maguey-daemon",
             "--bin",
             "maguey",
             "--bin",

@@ -1,6 +1,6 @@
 //! Client of the master API, used by the CLI and the lab.
 
-use crate::api::{JoinTokenRequest, JoinTokenResponse, WaitRequest};
+use crate::api::{ArchiveRequest, JoinTokenRequest, JoinTokenResponse, WaitRequest};
 use maguey_model::{ConfigData, Job, JobStatus, OpCode, Ssconf};
 use maguey_ops::query::{QueryRequest, QueryResult, Resource};
 use maguey_rpc::ca::NodeIdentity;
@@ -272,7 +272,9 @@ impl MasterClient {
     pub async fn archive(&self, age: Duration) -> Result<Value, ClientError> {
         self.post_json(
             &self.url("/luxi/archive"),
-            &json!({"age_secs": age.as_secs_f64()}),
+            &ArchiveRequest {
+                age_secs: age.as_secs_f64(),
+            },
         )
         .await
     }
@@ -306,6 +308,19 @@ impl MasterClient {
 
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         self.get_json(&self.url("/luxi/config")).await
+    }
+
+    /// Polls until the master answers (a job list), or fails with the last error after
+    /// `timeout`.
+    pub async fn wait_for_master(&self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.jobs(false).await {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     pub async fn join_token(
