@@ -31,7 +31,7 @@ fn three_node_cluster_lifecycle() {
     assert_eq!(nodes[1]["pip"], lab.node_ip(2));
     assert_eq!(nodes[2]["mtotal"], 4096);
     // Every node got the cluster-wide facts (ssconf) from the master.
-    assert!(wait_until(std::time::Duration::from_secs(10), || {
+    assert!(wait_until(std::time::Duration::from_secs(60), || {
         (1..=3).all(|i| {
             let s =
                 std::fs::read_to_string(lab.node_dir(i).join("ssconf.json")).unwrap_or_default();

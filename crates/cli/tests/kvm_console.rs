@@ -215,7 +215,7 @@ fn kvm_console_through_master_and_node() {
         stderr: String::new(),
     };
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(60), || {
             let o = Command::new(words[0])
                 .args(&words[1..])
                 .env_remove("MAGUEY_DIR")

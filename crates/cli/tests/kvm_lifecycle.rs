@@ -105,7 +105,7 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     // Soft shutdown: the guest handles the ACPI power button and powers off.
     lab.maguey(&["instance", "shutdown", "vm1"]).ok();
     assert!(console_log(&lab, "vm1").contains("MAGUEY-GUEST-POWEROFF"));
-    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    assert!(wait_until(Duration::from_secs(60), || !alive(pid)));
     assert_eq!(status(&lab, "vm1")["status"], "ADMIN_down");
 
     // Start again: the disk kept its boot counter.
@@ -130,7 +130,7 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     let d = lab.pid(1).unwrap();
     // SAFETY: kill(2) on the lab's own daemon.
     unsafe { libc_kill(d) };
-    assert!(wait_until(Duration::from_secs(10), || !alive(d as u32)));
+    assert!(wait_until(Duration::from_secs(60), || !alive(d as u32)));
     assert!(alive(pid));
     let dir = lab.dir.path().display().to_string();
     lab.maguey(&["lab", "up", "--dir", &dir]).ok();
@@ -146,14 +146,14 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     .count()
         > ticks_before));
     lab.maguey(&["instance", "shutdown", "vm1"]).ok();
-    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    assert!(wait_until(Duration::from_secs(60), || !alive(pid)));
 
     // Killed behind Maguey's back: reported as ERROR_down.
     lab.maguey(&["instance", "startup", "vm1"]).ok();
     wait_boot(&lab, "vm1", 5);
     let pid = qemu_pid(&lab, "vm1").unwrap();
     unsafe { libc_kill(pid as i32) };
-    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    assert!(wait_until(Duration::from_secs(60), || !alive(pid)));
     assert_eq!(status(&lab, "vm1")["status"], "ERROR_down");
 
     // user_shutdown: a guest that powers itself off is USER_down, and starts again.
@@ -172,7 +172,7 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     wait_boot(&lab, "vm1", 7);
     assert_eq!(status(&lab, "vm1")["status"], "running");
     lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();
-    assert!(wait_until(Duration::from_secs(10), || qemu_pid(
+    assert!(wait_until(Duration::from_secs(60), || qemu_pid(
         &lab, "vm1"
     )
     .is_none_or(|p| !alive(p))));

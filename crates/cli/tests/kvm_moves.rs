@@ -104,7 +104,7 @@ fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
     assert!(r.stdout.contains("migration done"), "{}", r.stdout);
     assert_eq!(pnode(lab, name), to);
     assert_eq!(status(lab, name), "running");
-    assert!(wait_until(Duration::from_secs(10), || !alive(old_pid)));
+    assert!(wait_until(Duration::from_secs(60), || !alive(old_pid)));
     // No reboot on the target: no ready marker there, and the counter goes on from where
     // it was (the target's console starts after the switch, so its first tick is later).
     let after = wait_tick(lab, to_n, name, before);

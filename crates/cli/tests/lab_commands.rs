@@ -29,7 +29,7 @@ fn lab_env_and_down() {
         .maguey(&["lab", "down", "--dir", d.to_str().unwrap()])
         .ok();
     assert!(r.stdout.contains("stopped 2"), "{}", r.stdout);
-    assert!(wait_until(Duration::from_secs(10), || pids
+    assert!(wait_until(Duration::from_secs(60), || pids
         .iter()
         .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())));
     // Up again on the same directory restarts the same cluster.
@@ -62,7 +62,7 @@ fn cluster_destroy_needs_an_empty_cluster() {
     assert!(r.stderr.contains("still has 1 instances"), "{}", r.stderr);
     lab.maguey(&["instance", "remove", "-f", "x1"]).ok();
     lab.maguey(&["cluster", "destroy", "--yes-do-it"]).ok();
-    assert!(wait_until(Duration::from_secs(10), || !lab
+    assert!(wait_until(Duration::from_secs(60), || !lab
         .master_dir()
         .join("config.redb")
         .exists()));

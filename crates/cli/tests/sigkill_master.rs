@@ -57,7 +57,7 @@ fn master_sigkill_while_jobs_run() {
     }));
     let pid = lab.pid(1).expect("master pid");
     unsafe { libc_kill(pid) };
-    assert!(wait_until(Duration::from_secs(10), || lab
+    assert!(wait_until(Duration::from_secs(60), || lab
         .maguey(&["job", "list"])
         .code
         == 3));

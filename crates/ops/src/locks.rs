@@ -136,6 +136,13 @@ pub fn release_planning(ctx: &maguey_jobs::OpContext) {
     ctx.release(LockLevel::Node);
 }
 
+/// Gives back the node-resource locks once what they protect is settled: instance creation
+/// after its disks exist (Ganeti releases them at the same point), so that the OS
+/// installations of instances on one node run side by side.
+pub fn release_node_resources(ctx: &maguey_jobs::OpContext) {
+    ctx.release(LockLevel::NodeRes);
+}
+
 /// Nodes held exclusively for a while (test delay).
 pub fn nodes_exclusive(nodes: LockNames) -> Vec<LockRequest> {
     vec![(LockLevel::Node, nodes, LockMode::Exclusive)]

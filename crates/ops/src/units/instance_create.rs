@@ -506,6 +506,9 @@ impl LogicalUnit for InstanceCreate {
             }
         }
 
+        // The disks exist: the node-resource locks can go (the OS installation may be long).
+        crate::locks::release_node_resources(env.ctx);
+
         // 2. OS installation.
         if !self.no_install {
             env.log(format!(
