@@ -24,8 +24,8 @@ pub struct InitParams {
     pub file_storage_dir: String,
     /// Absolute: the directory every node sees for `sharedfile` disks.
     pub shared_file_storage_dir: String,
-    pub enabled_hypervisors: Vec<String>,
-    pub enabled_disk_templates: Vec<String>,
+    pub enabled_hypervisors: Vec<Hypervisor>,
+    pub enabled_disk_templates: Vec<DiskTemplate>,
     pub mac_prefix: String,
     pub beparams: Params,
     pub nicparams: Params,
@@ -54,19 +54,11 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     }
     validate_hostname(&p.cluster_name).context("invalid cluster name")?;
     validate_hostname(&p.node_name).context("invalid node name")?;
-    let enabled_hypervisors = p
-        .enabled_hypervisors
-        .iter()
-        .map(|h| h.parse())
-        .collect::<Result<Vec<Hypervisor>, _>>()?;
+    let enabled_hypervisors = p.enabled_hypervisors.clone();
     if p.enabled_hypervisors.is_empty() {
         bail!("at least one hypervisor must be enabled");
     }
-    let enabled_disk_templates = p
-        .enabled_disk_templates
-        .iter()
-        .map(|t| t.parse())
-        .collect::<Result<Vec<DiskTemplate>, _>>()?;
+    let enabled_disk_templates = p.enabled_disk_templates.clone();
     let prefix_ok = p.mac_prefix.split(':').count() == 3
         && p.mac_prefix
             .split(':')

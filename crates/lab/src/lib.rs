@@ -15,6 +15,7 @@ pub mod vmnodes;
 use anyhow::{bail, Context, Result};
 use maguey_client::api::JoinTokenRequest;
 use maguey_client::MasterClient;
+use maguey_model::{DiskTemplate, Hypervisor};
 use maguey_ops::query::Resource;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -232,11 +233,15 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         // Every lab node is on this machine: one directory is the "NFS share".
         shared_file_storage_dir: dir.join("shared").display().to_string(),
         enabled_hypervisors: if o.kvm {
-            vec!["fake".into(), "kvm".into()]
+            vec![Hypervisor::Fake, Hypervisor::Kvm]
         } else {
-            vec!["fake".into()]
+            vec![Hypervisor::Fake]
         },
-        enabled_disk_templates: vec!["file".into(), "sharedfile".into(), "diskless".into()],
+        enabled_disk_templates: vec![
+            DiskTemplate::File,
+            DiskTemplate::Sharedfile,
+            DiskTemplate::Diskless,
+        ],
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
         nicparams: nicparams.clone(),

@@ -503,11 +503,11 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
         file_storage_dir: "file-storage".into(),
         // Each VM has its own (there is no NFS between them).
         shared_file_storage_dir: "/srv/maguey/shared-file-storage".into(),
-        enabled_hypervisors: vec!["kvm".into(), "fake".into()],
-        enabled_disk_templates: ["file", "plain", "drbd", "sharedfile", "diskless"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        enabled_hypervisors: vec![
+            maguey_model::Hypervisor::Kvm,
+            maguey_model::Hypervisor::Fake,
+        ],
+        enabled_disk_templates: maguey_model::DiskTemplate::ALL.to_vec(),
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
         nicparams: Default::default(),

@@ -81,18 +81,6 @@ macro_rules! vocab {
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
-
-        impl PartialEq<str> for $name {
-            fn eq(&self, other: &str) -> bool {
-                self.as_str() == other
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
     };
 }
 
@@ -194,6 +182,10 @@ vocab! {
 }
 
 impl DevType {
+    /// A block device on the node (an LV or a DRBD device), not a file.
+    pub fn is_block_device(self) -> bool {
+        matches!(self, DevType::Plain | DevType::Drbd)
+    }
     /// The template whose disks have this device type.
     pub fn template(self) -> DiskTemplate {
         match self {

@@ -767,7 +767,7 @@ mod tests {
         let nics = vec![NicRuntime {
             mac: "AA:00:00:12:34:56".into(),
             ip: None,
-            mode: "bridged".into(),
+            mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
         }];
         let (user, meta, net) = seed_files("web1.example.com", &ci, &nics);

@@ -312,9 +312,10 @@ pub fn os_environment(
         if let Some(name) = &disk.name {
             set(format!("DISK_{i}_NAME"), name.clone());
         }
-        let backend = match disk.dev_type.as_str() {
-            "file" | "sharedfile" => "file:loop",
-            _ => "block",
+        let backend = if disk.dev_type.is_block_device() {
+            "block"
+        } else {
+            "file:loop"
         };
         set(format!("DISK_{i}_BACKEND_TYPE"), backend.into());
     }
@@ -324,9 +325,9 @@ pub fn os_environment(
         if let Some(ip) = &nic.ip {
             set(format!("NIC_{i}_IP"), ip.clone());
         }
-        set(format!("NIC_{i}_MODE"), nic.mode.clone());
+        set(format!("NIC_{i}_MODE"), nic.mode.to_string());
         set(format!("NIC_{i}_LINK"), nic.link.clone());
-        if nic.mode == "bridged" {
+        if nic.mode == maguey_model::NicMode::Bridged {
             set(format!("NIC_{i}_BRIDGE"), nic.link.clone());
         }
     }

@@ -72,7 +72,7 @@ fn install(name: &str, size: u64, params: &[(&str, Value)]) -> OsInstall {
         nics: vec![NicRuntime {
             mac: "aa:00:00:12:34:56".into(),
             ip: None,
-            mode: "bridged".into(),
+            mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
         }],
         file_storage_dir: "file-storage".into(),

@@ -111,7 +111,7 @@ fn nic(mac: &str, mode: &str, link: &str, ip: Option<&str>) -> NicRuntime {
     NicRuntime {
         mac: mac.into(),
         ip: ip.map(String::from),
-        mode: mode.into(),
+        mode: mode.parse().expect("a NIC mode"),
         link: link.into(),
     }
 }

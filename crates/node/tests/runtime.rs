@@ -440,7 +440,7 @@ fn install(os: &str, dump: &Path) -> OsInstall {
         nics: vec![NicRuntime {
             mac: "aa:00:00:12:34:56".into(),
             ip: Some("192.0.2.10".into()),
-            mode: "bridged".into(),
+            mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
         }],
         file_storage_dir: "file-storage".into(),

@@ -342,7 +342,7 @@ fn plain_disk_lifecycle() {
     );
     ok(&r, &["lvremove", "-f", &full]);
     let imp = for_disk(&disk).expect("plain is supported");
-    assert_eq!(imp.dev_type(), "plain");
+    assert_eq!(imp.dev_type(), maguey_model::DevType::Plain);
     let info = imp.create(&ctx, &disk).expect("created");
     assert_eq!(info.path, format!("/dev/{full}"));
     imp.remove(&ctx, &disk).expect("removed");

@@ -381,7 +381,7 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
             json!(crate::util::nic_runtimes(cfg, i)
                 .iter()
                 .map(|n| if key == "mode" {
-                    n.mode.clone()
+                    n.mode.to_string()
                 } else {
                     n.link.clone()
                 })

@@ -117,7 +117,9 @@ pub(crate) fn nic_runtimes(cfg: &ConfigData, inst: &Instance) -> Vec<NicRuntime>
             NicRuntime {
                 mac: n.mac.clone(),
                 ip: n.ip.clone(),
-                mode: s("mode"),
+                // nicparams are validated when set (ParamKind::Nic); the default mode
+                // stands in for a value an older config could hold.
+                mode: s("mode").parse().unwrap_or_default(),
                 link: s("link"),
             }
         })

@@ -426,7 +426,7 @@ pub struct InstanceRuntime {
 pub struct NicRuntime {
     pub mac: String,
     pub ip: Option<String>,
-    pub mode: String,
+    pub mode: maguey_model::NicMode,
     pub link: String,
 }
 

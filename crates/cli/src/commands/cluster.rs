@@ -147,13 +147,15 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 ),
                 None => None,
             };
-            let split = |s: &str| {
+            fn words<T: std::str::FromStr<Err = maguey_model::VocabError>>(
+                s: &str,
+            ) -> Result<Vec<T>, crate::CliError> {
                 s.split(',')
                     .map(str::trim)
                     .filter(|x| !x.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            };
+                    .map(crate::input::word)
+                    .collect()
+            }
             let params = maguey_bootstrap::init::InitParams {
                 state_dir: dir.to_path_buf(),
                 cluster_name: name.clone(),
@@ -163,8 +165,8 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 port,
                 file_storage_dir,
                 shared_file_storage_dir,
-                enabled_hypervisors: split(&enabled_hypervisors),
-                enabled_disk_templates: split(&enabled_disk_templates),
+                enabled_hypervisors: words(&enabled_hypervisors)?,
+                enabled_disk_templates: words(&enabled_disk_templates)?,
                 mac_prefix,
                 beparams: kv(&backend_parameters, "-B")?,
                 nicparams: kv(&nic_parameters, "-N")?,

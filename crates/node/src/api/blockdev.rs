@@ -93,14 +93,18 @@ fn grow_disk(ctx: &StorageContext, disk: &Disk, amount: u64, backingstore: bool)
         NodeError::bad_request(format!("disk {}: new size is too large", disk.iv_name))
     })?;
     let which = || format!("disk {}", disk.iv_name);
-    match (disk.dev_type.as_str(), backingstore) {
-        ("plain", true) => storage::lvm::LvmStorage.grow(ctx, disk, amount),
-        ("drbd", true) => storage::drbd::drbd_grow_backing(ctx, disk, amount).context_with(which),
-        ("drbd", false) => storage::drbd::drbd_resize(ctx, disk, new_size).context_with(which),
-        ("file" | "sharedfile", true) => storage::file::FileStorage.grow(ctx, disk, amount),
-        ("plain" | "file" | "sharedfile", false) => Ok(()),
-        (other, _) => Err(NodeError::unsupported(format!(
-            "disks of type '{other}' cannot grow"
-        ))),
+    use maguey_model::DevType;
+    match (disk.dev_type, backingstore) {
+        (DevType::Plain, true) => storage::lvm::LvmStorage.grow(ctx, disk, amount),
+        (DevType::Drbd, true) => {
+            storage::drbd::drbd_grow_backing(ctx, disk, amount).context_with(which)
+        }
+        (DevType::Drbd, false) => {
+            storage::drbd::drbd_resize(ctx, disk, new_size).context_with(which)
+        }
+        (DevType::File | DevType::Sharedfile, true) => {
+            storage::file::FileStorage.grow(ctx, disk, amount)
+        }
+        (DevType::Plain | DevType::File | DevType::Sharedfile, false) => Ok(()),
     }
 }

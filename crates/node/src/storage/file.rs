@@ -122,8 +122,8 @@ impl FileStorage {
 }
 
 impl BlockStorage for FileStorage {
-    fn dev_type(&self) -> &'static str {
-        "file"
+    fn dev_type(&self) -> maguey_model::DevType {
+        maguey_model::DevType::File
     }
 
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {

@@ -185,7 +185,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// One kind of block device.
 pub trait BlockStorage: Send + Sync {
     /// Ganeti's `dev_type`: `file`, `sharedfile`, `plain`, `drbd`.
-    fn dev_type(&self) -> &'static str;
+    fn dev_type(&self) -> maguey_model::DevType;
     /// Creates the device; creating an identical existing device succeeds.
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo>;
     /// Removes the device; removing a missing device succeeds.
@@ -203,17 +203,15 @@ pub trait BlockStorage: Send + Sync {
 
 /// The implementation for a disk's `dev_type`.
 pub fn for_disk(disk: &Disk) -> NodeResult<&'static dyn BlockStorage> {
-    match disk.dev_type.as_str() {
-        "file" => Ok(&file::FileStorage),
+    use maguey_model::DevType;
+    match disk.dev_type {
+        DevType::File => Ok(&file::FileStorage),
         // The same images in the cluster's shared directory, which the master sends as the
         // request's storage directory for `sharedfile` instances (every node sees the same
         // files, so instances can migrate anywhere).
-        "sharedfile" => Ok(&file::FileStorage),
-        "plain" => Ok(&lvm::LvmStorage),
-        "drbd" => Ok(&drbd::DrbdStorage),
-        other => Err(NodeError::unsupported(format!(
-            "disk template '{other}' is not supported by this node yet"
-        ))),
+        DevType::Sharedfile => Ok(&file::FileStorage),
+        DevType::Plain => Ok(&lvm::LvmStorage),
+        DevType::Drbd => Ok(&drbd::DrbdStorage),
     }
 }
 

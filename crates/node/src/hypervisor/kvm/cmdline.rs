@@ -144,11 +144,12 @@ pub fn build_argv(
     let direct = cache == "none" || aio == "native";
     let disk_type = hv_str(hv, "disk_type", "paravirtual");
     for (i, (path, disk)) in disks.iter().zip(&inst.disks).enumerate() {
-        let ro = disk.mode == "ro";
+        let ro = disk.mode == maguey_model::DiskMode::ReadOnly;
         // LVs and DRBD devices are block devices: QEMU's `file` driver refuses them.
-        let driver = match disk.dev_type.as_str() {
-            "plain" | "drbd" => "host_device",
-            _ => "file",
+        let driver = if disk.dev_type.is_block_device() {
+            "host_device"
+        } else {
+            "file"
         };
         push(&[
             "-blockdev",
@@ -360,13 +361,13 @@ mod tests {
             maguey_rpc::NicRuntime {
                 mac: "aa:00:00:00:00:01".into(),
                 ip: None,
-                mode: "bridged".into(),
+                mode: maguey_model::NicMode::Bridged,
                 link: "br0".into(),
             },
             maguey_rpc::NicRuntime {
                 mac: "aa:00:00:00:00:02".into(),
                 ip: Some("192.0.2.9".into()),
-                mode: "routed".into(),
+                mode: maguey_model::NicMode::Routed,
                 link: "".into(),
             },
         ];

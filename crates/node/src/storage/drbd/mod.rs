@@ -722,8 +722,8 @@ pub fn drbd_disconnect_forget(ctx: &StorageContext, disk: &Disk) -> Result<(), S
 pub struct DrbdStorage;
 
 impl BlockStorage for DrbdStorage {
-    fn dev_type(&self) -> &'static str {
-        "drbd"
+    fn dev_type(&self) -> maguey_model::DevType {
+        maguey_model::DevType::Drbd
     }
 
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {

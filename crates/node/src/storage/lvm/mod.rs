@@ -419,8 +419,8 @@ impl LvmStorage {
 }
 
 impl BlockStorage for LvmStorage {
-    fn dev_type(&self) -> &'static str {
-        "plain"
+    fn dev_type(&self) -> maguey_model::DevType {
+        maguey_model::DevType::Plain
     }
 
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {

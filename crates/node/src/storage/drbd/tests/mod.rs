@@ -765,7 +765,7 @@ fn block_storage_create_brings_the_device_up_connected() {
     );
     let disk = drbd_disk(1024);
     let imp = crate::storage::for_disk(&disk).expect("drbd is supported");
-    assert_eq!(imp.dev_type(), "drbd");
+    assert_eq!(imp.dev_type(), maguey_model::DevType::Drbd);
     let info = imp.create(&ctx, &disk).expect("created");
     assert_eq!((info.path.as_str(), info.size), ("/dev/drbd0", 1024));
     r.finish().expect("exact commands");
