@@ -50,11 +50,14 @@ pub fn remove_pidfile(dir: &Path) {
     let _ = std::fs::remove_file(pidfile(dir));
 }
 
-/// Removes the master's cluster state (config, jobs, CA, certificates).
+/// Removes the master's cluster state (config, jobs, the backups an upgrade of their format
+/// kept, CA, certificates).
 pub fn wipe_master_state(dir: &Path) {
     for f in [
         "config.redb",
         "jobs.redb",
+        "config.redb.v2-backup",
+        "jobs.redb.v2-backup",
         "ca.pem",
         "ca.key",
         "node.pem",
