@@ -690,7 +690,13 @@ pub fn down(dir: &Path) -> Result<usize> {
         ip(&["netns", "del", &st.netns])?;
     }
     if link_exists(&st.veth) {
-        ip(&["link", "del", "dev", &st.veth])?;
+        if let Err(e) = ip(&["link", "del", "dev", &st.veth]) {
+            // Deleting the namespace deletes the veth pair too, a moment later: a link that
+            // vanished in between is what we wanted (`lab down` failed at random on it).
+            if link_exists(&st.veth) {
+                return Err(e);
+            }
+        }
     }
     for d in [&st.client_dir, &dir.join("init"), &dir.join("os")] {
         if d.exists() {
