@@ -134,6 +134,40 @@ pub struct Guest {
     format: u32,
 }
 
+impl Guest {
+    /// A bare QEMU (no Maguey) that boots this guest daemonized on TCG with 128 MiB and one
+    /// raw virtio disk `img`, its serial console in `log`, QMP on `qmp`, waiting for an
+    /// incoming migration on `incoming` if given: the baseline the migration figures and
+    /// benchmarks measure Maguey against.
+    pub fn bare_qemu(&self, img: &Path, qmp: &Path, log: &Path, incoming: Option<u16>) -> Command {
+        let mut c = Command::new(qemu_path());
+        c.args(["-daemonize", "-nodefaults", "-display", "none"])
+            .args(["-machine", "pc", "-accel", "tcg", "-m", "128"])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", "ro quiet console=ttyS0"])
+            .arg("-chardev")
+            .arg(format!("file,id=s0,path={}", log.display()))
+            .args(["-serial", "chardev:s0"])
+            .arg("-blockdev")
+            .arg(format!(
+                "driver=file,node-name=f0,filename={}",
+                img.display()
+            ))
+            .args(["-blockdev", "driver=raw,node-name=d0,file=f0"])
+            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .args(["-device", "virtio-balloon-pci,id=balloon0"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+        if let Some(p) = incoming {
+            c.args(["-incoming", &format!("tcp:127.0.0.1:{p}")]);
+        }
+        c
+    }
+}
+
 /// Where the guest is cached: `$MAGUEY_GUEST_DIR`, else `$XDG_CACHE_HOME/maguey/guest`, else
 /// `~/.cache/maguey/guest`, else `/tmp/maguey-guest`.
 pub fn cache_dir() -> PathBuf {

@@ -319,38 +319,13 @@ async fn raw_qemu_boot_and_migrate_figures() {
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let qemu = guest::qemu_path();
     let launch = |tag: &str, incoming: Option<u16>| -> (PathBuf, PathBuf) {
         let (qmp, log) = (
             dir.join(format!("{tag}.qmp")),
             dir.join(format!("{tag}.log")),
         );
-        let mut c = std::process::Command::new(&qemu);
-        c.args(["-daemonize", "-nodefaults", "-display", "none"])
-            .args(["-machine", "pc", "-accel", "tcg", "-m", "128"])
-            .arg("-kernel")
-            .arg(&g.kernel)
-            .arg("-initrd")
-            .arg(&g.initrd)
-            .args(["-append", "ro quiet console=ttyS0"])
-            .arg("-chardev")
-            .arg(format!("file,id=s0,path={}", log.display()))
-            .args(["-serial", "chardev:s0"])
-            .arg("-blockdev")
-            .arg(format!(
-                "driver=file,node-name=f0,filename={}",
-                img.display()
-            ))
-            .args(["-blockdev", "driver=raw,node-name=d0,file=f0"])
-            .args(["-device", "virtio-blk-pci,drive=d0"])
-            .args(["-device", "virtio-balloon-pci,id=balloon0"])
-            .arg("-pidfile")
-            .arg(dir.join(format!("{tag}.pid")))
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
-        if let Some(p) = incoming {
-            c.args(["-incoming", &format!("tcp:127.0.0.1:{p}")]);
-        }
+        let mut c = g.bare_qemu(&img, &qmp, &log, incoming);
+        c.arg("-pidfile").arg(dir.join(format!("{tag}.pid")));
         let out = c.output().unwrap();
         assert!(
             out.status.success(),

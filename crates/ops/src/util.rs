@@ -103,6 +103,21 @@ pub fn instance_runtime(cfg: &ConfigData, inst: &Instance) -> InstanceRuntime {
     }
 }
 
+/// What the OS definition's scripts get to work on `inst` (named `name`: the new name for a
+/// rename): its OS, parameters, disks, NICs and storage directory.
+pub(crate) fn os_install(cfg: &ConfigData, inst: &Instance, name: &str) -> maguey_rpc::OsInstall {
+    maguey_rpc::OsInstall {
+        instance_name: name.to_string(),
+        os: inst.os.clone(),
+        hypervisor: inst.hypervisor.to_string(),
+        osparams: inst.osparams.clone(),
+        disks: inst.disks.clone(),
+        nics: nic_runtimes(cfg, inst),
+        file_storage_dir: storage_dir(cfg, inst.disk_template),
+        debug_level: 0,
+    }
+}
+
 pub(crate) fn nic_runtimes(cfg: &ConfigData, inst: &Instance) -> Vec<NicRuntime> {
     inst.nics
         .iter()

@@ -124,30 +124,7 @@ fn raw_figures(g: &guest::Guest, dir: &Path, rounds: usize) -> Result<(f64, f64)
             dir.join(format!("{tag}.log")),
         );
         let _ = std::fs::remove_file(&log);
-        let mut c = Command::new(guest::qemu_path());
-        c.args(["-daemonize", "-nodefaults", "-display", "none"])
-            .args(["-machine", "pc", "-accel", "tcg", "-m", "128"])
-            .arg("-kernel")
-            .arg(&g.kernel)
-            .arg("-initrd")
-            .arg(&g.initrd)
-            .args(["-append", "ro quiet console=ttyS0"])
-            .arg("-chardev")
-            .arg(format!("file,id=s0,path={}", log.display()))
-            .args(["-serial", "chardev:s0"])
-            .arg("-blockdev")
-            .arg(format!(
-                "driver=file,node-name=f0,filename={}",
-                img.display()
-            ))
-            .args(["-blockdev", "driver=raw,node-name=d0,file=f0"])
-            .args(["-device", "virtio-blk-pci,drive=d0"])
-            .args(["-device", "virtio-balloon-pci,id=balloon0"])
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
-        if let Some(p) = incoming {
-            c.args(["-incoming", &format!("tcp:127.0.0.1:{p}")]);
-        }
+        let mut c = g.bare_qemu(&img, &qmp, &log, incoming);
         let out = c.output()?;
         if !out.status.success() {
             bail!("qemu: {}", String::from_utf8_lossy(&out.stderr));

@@ -12,7 +12,7 @@ use maguey_model::{
     DiskTemplate, Hypervisor, Instance, InstanceCreateMode, LogicalId, Nic, NicSpec, Node,
     ParamKind, Params,
 };
-use maguey_rpc::{NodeInfo, NodeRequest, OsInstall};
+use maguey_rpc::{NodeInfo, NodeRequest};
 use serde_json::{json, Value};
 
 /// Ganeti's per-instance limits.
@@ -436,16 +436,7 @@ impl LogicalUnit for InstanceCreate {
 
         // 0. The OS checks its parameters (`verify parameters`) before anything exists.
         if !self.no_install && !instance.os.is_empty() {
-            let install = OsInstall {
-                instance_name: instance.name.clone(),
-                os: instance.os.clone(),
-                hypervisor: instance.hypervisor.to_string(),
-                osparams: instance.osparams.clone(),
-                disks: instance.disks.clone(),
-                nics: crate::util::nic_runtimes(&cfg, &instance),
-                file_storage_dir: crate::util::storage_dir(&cfg, instance.disk_template),
-                debug_level: 0,
-            };
+            let install = crate::util::os_install(&cfg, &instance, &instance.name);
             let _: Value = env
                 .rpc(&node, NodeRequest::OsValidate { install })
                 .await
@@ -515,16 +506,7 @@ impl LogicalUnit for InstanceCreate {
                 "running the OS create scripts of '{}'",
                 instance.os
             ));
-            let install = OsInstall {
-                instance_name: instance.name.clone(),
-                os: instance.os.clone(),
-                hypervisor: instance.hypervisor.to_string(),
-                osparams: instance.osparams.clone(),
-                disks: instance.disks.clone(),
-                nics: crate::util::nic_runtimes(&cfg, &instance),
-                file_storage_dir: crate::util::storage_dir(&cfg, instance.disk_template),
-                debug_level: 0,
-            };
+            let install = crate::util::os_install(&cfg, &instance, &instance.name);
             let res: Result<Value, OpError> = env
                 .rpc(
                     &node,

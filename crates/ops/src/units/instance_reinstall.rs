@@ -1,12 +1,12 @@
 //! OP_INSTANCE_REINSTALL and OP_INSTANCE_RENAME: both need the instance stopped.
 
 use crate::lifecycle::*;
-use crate::util::{instance_by_name, nic_runtimes, node_by_uuid, storage_dir};
+use crate::util::{instance_by_name, node_by_uuid};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::OpError;
 use maguey_model::{AdminState, ConfigData, Instance, Params};
-use maguey_rpc::{NodeRequest, OsInstall};
+use maguey_rpc::NodeRequest;
 use serde_json::{json, Value};
 
 fn locks(name: &str, node: &str) -> Vec<LockRequest> {
@@ -92,16 +92,7 @@ impl LogicalUnit for InstanceReinstall {
             "running the OS reinstall scripts of '{}' on {}",
             inst.os, node.name
         ));
-        let install = OsInstall {
-            instance_name: inst.name.clone(),
-            os: inst.os.clone(),
-            hypervisor: inst.hypervisor.to_string(),
-            osparams: inst.osparams.clone(),
-            disks: inst.disks.clone(),
-            nics: nic_runtimes(&cfg, &inst),
-            file_storage_dir: storage_dir(&cfg, inst.disk_template),
-            debug_level: 0,
-        };
+        let install = crate::util::os_install(&cfg, &inst, &inst.name);
         let out: Value = env
             .rpc(
                 &node,
@@ -178,16 +169,7 @@ impl LogicalUnit for InstanceRename {
                 "running the OS rename script of '{}' on {}",
                 inst.os, node.name
             ));
-            let install = OsInstall {
-                instance_name: self.new_name.clone(),
-                os: inst.os.clone(),
-                hypervisor: inst.hypervisor.to_string(),
-                osparams: inst.osparams.clone(),
-                disks: inst.disks.clone(),
-                nics: nic_runtimes(&cfg, &inst),
-                file_storage_dir: storage_dir(&cfg, inst.disk_template),
-                debug_level: 0,
-            };
+            let install = crate::util::os_install(&cfg, &inst, &self.new_name);
             let out: Value = env
                 .rpc(
                     &node,

@@ -1,7 +1,8 @@
 //! OP_NODE_EVACUATE and OP_NODE_MIGRATE: empty a node. The placement engine plans where
 //! each instance goes (an iallocator `node-evacuate` request, as Ganeti asks hail); each
 //! move is then submitted as its own job, at most `max_parallel` at a time, and this job
-//! waits for them and reports every outcome.
+//! waits for them and reports every outcome. Each migration child job runs the migration
+//! tasklet (`crate::migration::Migration`), as OP_INSTANCE_MIGRATE/FAILOVER/MOVE do.
 
 use crate::util::node_by_name;
 use crate::{prereq, Env, LockRequest, LogicalUnit};

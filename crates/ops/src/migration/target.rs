@@ -1,6 +1,6 @@
-//! What moving an instance between nodes needs, shared by migrate, failover, move and node
-//! evacuation: the target's checks (usable, memory), the target chosen by the placement
-//! engine, the switch of the primary in the config, progress lines.
+//! What every move of an instance needs (the tasklet is in `mod.rs`): the target's checks
+//! (usable, memory), the target chosen by the placement engine, the switch of the primary in
+//! the config, progress lines.
 
 use crate::util::*;
 use crate::{prereq, Env};
@@ -10,7 +10,7 @@ use maguey_model::*;
 use maguey_rpc::*;
 
 /// Checks that `target` can take `inst`: another node, online, vm_capable, not drained.
-pub(crate) fn check_target(inst: &Instance, target: &Node) -> Result<(), OpError> {
+pub(super) fn check_target(inst: &Instance, target: &Node) -> Result<(), OpError> {
     if target.uuid == inst.primary_node {
         return Err(prereq(format!(
             "instance {} is already on node {}",
@@ -21,7 +21,7 @@ pub(crate) fn check_target(inst: &Instance, target: &Node) -> Result<(), OpError
 }
 
 /// The target chosen by the placement engine (primary-only evacuation of this instance).
-pub(crate) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node, OpError> {
+pub(super) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node, OpError> {
     let cfg = env.cfg();
     let plan = crate::iallocator::evacuate_plan(
         env.master,
@@ -50,7 +50,7 @@ pub(crate) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node
 }
 
 /// Checks that the target has the memory the instance needs now.
-pub(crate) async fn check_target_memory(
+pub(super) async fn check_target_memory(
     env: &Env<'_>,
     inst: &Instance,
     target: &Node,
@@ -76,7 +76,7 @@ pub(crate) async fn check_target_memory(
 }
 
 /// Makes `target` the instance's primary node in the config.
-pub(crate) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Result<(), OpError> {
+pub(super) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Result<(), OpError> {
     let cfg = env.cfg();
     let mut updated = cfg
         .instances
@@ -98,7 +98,7 @@ pub(crate) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Resu
 }
 
 /// One job-log line of progress (the CLI draws a bar from lines of this shape).
-pub(crate) fn progress_line(p: &MigrationProgress) -> String {
+pub(super) fn progress_line(p: &MigrationProgress) -> String {
     let mut parts = Vec::new();
     if p.disk_total > 0 {
         parts.push(format!(
@@ -120,7 +120,7 @@ pub(crate) fn progress_line(p: &MigrationProgress) -> String {
 }
 
 /// The instance as the config has it now.
-pub(crate) fn current(env: &Env<'_>, inst: &Instance) -> Result<Instance, OpError> {
+pub(super) fn current(env: &Env<'_>, inst: &Instance) -> Result<Instance, OpError> {
     env.cfg()
         .instances
         .get(&inst.uuid)
@@ -128,11 +128,11 @@ pub(crate) fn current(env: &Env<'_>, inst: &Instance) -> Result<Instance, OpErro
         .ok_or_else(|| OpError::Exec(format!("instance {} vanished", inst.name)))
 }
 
-pub(crate) fn mib(bytes: u64) -> u64 {
+pub(super) fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
 
-pub(crate) fn percent(done: u64, total: u64) -> u64 {
+pub(super) fn percent(done: u64, total: u64) -> u64 {
     (done.saturating_mul(100))
         .checked_div(total)
         .unwrap_or(0)
