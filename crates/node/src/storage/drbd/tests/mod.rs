@@ -211,6 +211,25 @@ fn attach_net_84_fresh_primary() {
     r.finish().expect("exact commands");
 }
 
+/// DRBD 9's network set-up of volume 0 towards `peer`: new-peer with the net options,
+/// new-path between `path` (local, remote), the resync controller off, connect.
+fn expect_connect9(r: &ScriptedRunner, res: &str, peer: &str, dual: bool, path: [&str; 2]) {
+    r.expect_ok(
+        &with(argv(&["drbdsetup", "new-peer", res, peer]), net_opts(dual)),
+        "",
+    );
+    r.expect_ok(&["drbdsetup", "new-path", res, peer, path[0], path[1]], "");
+    let opts = ["--c-plan-ahead=0", "--resync-rate=61440"];
+    r.expect_ok(
+        &with(
+            argv(&["drbdsetup", "peer-device-options", res, peer, "0"]),
+            argv(&opts),
+        ),
+        "",
+    );
+    r.expect_ok(&["drbdsetup", "connect", res, peer], "");
+}
+
 #[test]
 fn attach_net_9_fresh_dual_primary() {
     let (ctx, r) = ctx9();
@@ -219,30 +238,7 @@ fn attach_net_9_fresh_dual_primary() {
     r.expect_ok(&["drbdsetup", "new-resource", "resource0", "0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach9(), "");
-    r.expect_ok(
-        &with(
-            argv(&["drbdsetup", "new-peer", "resource0", "1"]),
-            net_opts(true),
-        ),
-        "",
-    );
-    r.expect_ok(
-        &["drbdsetup", "new-path", "resource0", "1", LOCAL, REMOTE],
-        "",
-    );
-    r.expect_ok(
-        &[
-            "drbdsetup",
-            "peer-device-options",
-            "resource0",
-            "1",
-            "0",
-            "--c-plan-ahead=0",
-            "--resync-rate=61440",
-        ],
-        "",
-    );
-    r.expect_ok(&["drbdsetup", "connect", "resource0", "1"], "");
+    expect_connect9(&r, "resource0", "1", true, [LOCAL, REMOTE]);
     r.expect_ok(&["drbdsetup", "primary", "resource0"], "");
     drbd_attach_net(&ctx, &drbd_disk(1024), NetRole::DualPrimary).expect("attached");
     r.finish().expect("exact commands");
@@ -271,30 +267,7 @@ fn attach_net_on_the_other_node_uses_its_minor_node_id_and_addresses() {
         ],
         "",
     );
-    r.expect_ok(
-        &with(
-            argv(&["drbdsetup", "new-peer", "resource3", "0"]),
-            net_opts(false),
-        ),
-        "",
-    );
-    r.expect_ok(
-        &["drbdsetup", "new-path", "resource3", "0", REMOTE, LOCAL],
-        "",
-    );
-    r.expect_ok(
-        &[
-            "drbdsetup",
-            "peer-device-options",
-            "resource3",
-            "0",
-            "0",
-            "--c-plan-ahead=0",
-            "--resync-rate=61440",
-        ],
-        "",
-    );
-    r.expect_ok(&["drbdsetup", "connect", "resource3", "0"], "");
+    expect_connect9(&r, "resource3", "0", false, [REMOTE, LOCAL]);
     drbd_attach_net(&ctx, &drbd_disk(1024), NetRole::Secondary).expect("attached");
     r.finish().expect("exact commands");
     assert_eq!(
