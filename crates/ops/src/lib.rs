@@ -12,7 +12,7 @@
 //!    in the job log.
 //!
 //! What units share is a library beside them: `lifecycle` (is running, start, stop),
-//! `disks` (copy, remove, undo), `migration` (target checks, primary switch), [`drbd`],
+//! `disks` (copy, remove, undo), `migration` (the one tasklet that moves a primary), [`drbd`],
 //! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
 mod disks;
