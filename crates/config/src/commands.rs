@@ -794,6 +794,10 @@ fn check_node_fields(n: &Node) -> Result<(), ConfigError> {
     if !n.secondary_ip.is_empty() {
         check_ip(&n.secondary_ip, &n.name)?;
     }
+    if !n.room.is_empty() {
+        maguey_model::rooms::validate_room(&n.room)
+            .map_err(|e| ConfigError::Invalid(format!("node '{}': {e}", n.name)))?;
+    }
     let both = |a: &str, b: &str| {
         Err(ConfigError::Invalid(format!(
             "node '{}' cannot be both {a} and {b}",

@@ -156,6 +156,9 @@ pub struct Node {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// The node's room (failure domain), empty for none; see [`crate::rooms`].
+    #[serde(default)]
+    pub room: String,
 }
 
 impl Node {
@@ -281,6 +284,9 @@ pub struct JoinToken {
     pub secret_sha256: String,
     /// Unix time after which the token is refused.
     pub expires: f64,
+    /// The room the node will be in (empty: none).
+    #[serde(default)]
+    pub room: String,
 }
 
 /// The small cluster-wide facts every node needs (Ganeti's ssconf).

@@ -25,6 +25,7 @@ mod migration;
 pub mod moves;
 pub mod os_diagnose;
 pub mod query;
+pub mod rooms;
 mod units;
 mod util;
 

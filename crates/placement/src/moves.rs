@@ -64,6 +64,9 @@ impl Cluster {
                 None => self.nodes[n].d.clone(),
             }
         };
+        if self.location_forbids_move(inst, mv) {
+            return Err(FailMode::FailTags);
+        }
         let opdx = inst.pnode;
         let nodes = &self.nodes;
         let off_p = nodes[opdx].offline;
@@ -255,6 +258,9 @@ impl Cluster {
         s: Option<usize>,
         force: bool,
     ) -> R<Vec<(usize, NodeDyn)>> {
+        if self.location_forbids(p, s) {
+            return Err(FailMode::FailTags);
+        }
         let mut out = vec![];
         let new_inst = with_loc(self, inst, p, s);
         let mut pd = self.dyn_of(p);

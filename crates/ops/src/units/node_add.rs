@@ -21,6 +21,7 @@ pub struct NodeAdd {
     group: Option<String>,
     master_capable: bool,
     vm_capable: bool,
+    room: String,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -35,7 +36,11 @@ impl LogicalUnit for NodeAdd {
             group,
             master_capable,
             vm_capable,
+            room,
         } = op;
+        if let Some(r) = room {
+            maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
+        }
         validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
         for ip in std::iter::once(primary_ip).chain(secondary_ip.iter()) {
             ip.parse::<std::net::IpAddr>()
@@ -48,6 +53,7 @@ impl LogicalUnit for NodeAdd {
             group: group.clone(),
             master_capable: master_capable.unwrap_or(true),
             vm_capable: vm_capable.unwrap_or(true),
+            room: room.clone().unwrap_or_default(),
         })
     }
 
@@ -95,6 +101,7 @@ impl LogicalUnit for NodeAdd {
             serial_no: 0,
             ctime: now,
             mtime: now,
+            room: self.room.clone(),
         })
     }
 

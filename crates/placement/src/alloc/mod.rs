@@ -178,6 +178,7 @@ pub fn try_alloc(
                         .iter()
                         .copied()
                         .filter(|&s| s != p && c.nodes[s].group == c.nodes[p].group)
+                        .filter(|&s| !c.location_forbids(p, Some(s)))
                         .collect();
                     let prim = policy_ok(p).and_then(|_| {
                         let mut pd = c.nodes[p].d.clone();
