@@ -234,6 +234,18 @@ pub async fn evacuate_plan(
     instances: &[&Instance],
     mode: EvacMode,
 ) -> Result<EvacPlan, OpError> {
+    evacuate_plan_rooms(master, cfg, instances, mode, true).await
+}
+
+/// [`evacuate_plan`]; `rooms_hard`: a new DRBD pair never inside one room (when the cluster
+/// has rooms), otherwise rooms only count in the score, as htools' locations do.
+pub async fn evacuate_plan_rooms(
+    master: &Master,
+    cfg: &ConfigData,
+    instances: &[&Instance],
+    mode: EvacMode,
+    rooms_hard: bool,
+) -> Result<EvacPlan, OpError> {
     let template = instances
         .first()
         .map(|i| i.disk_template)
@@ -244,6 +256,7 @@ pub async fn evacuate_plan(
         "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         "evac_mode": mode,
     });
+    req["cluster_tags"] = json!(crate::rooms::request_cluster_tags(cfg, rooms_hard));
     let opts = AllocOptions {
         local_storage_migrates: true,
         ..Default::default()

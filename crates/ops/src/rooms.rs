@@ -95,3 +95,30 @@ pub fn check_secondary_room(
         name(primary)
     ))
 }
+
+/// Master candidates and rooms: warnings when the cluster has rooms but the master
+/// candidates all sit in one of them (losing that room loses every copy of the config).
+pub fn control_plane_warnings(cfg: &ConfigData) -> Vec<String> {
+    if !has_rooms(cfg) {
+        return Vec::new();
+    }
+    let mut cand_rooms: Vec<&str> = cfg
+        .nodes
+        .values()
+        .filter(|n| n.master_candidate && !n.offline)
+        .filter_map(|n| node_room(cfg, &n.uuid))
+        .collect();
+    cand_rooms.sort();
+    cand_rooms.dedup();
+    if cand_rooms.len() >= 2 {
+        return Vec::new();
+    }
+    vec![format!(
+        "the master candidates are all in {}: spread them over the rooms \
+         (node modify --master-candidate yes NODE)",
+        cand_rooms
+            .first()
+            .map(|r| format!("room {r}"))
+            .unwrap_or_else(|| "no room".into())
+    )]
+}

@@ -33,7 +33,11 @@ fn gen_cluster(rng: &mut Rng, n_rooms: usize, hard: bool) -> String {
     let mut s = format!("default|{GROUP}|preferred||\n\n");
     let mut k = 0;
     for r in 0..n_rooms {
-        let count = if r == 0 { 4 + rng.below(5) } else { 1 + rng.below(3) };
+        let count = if r == 0 {
+            4 + rng.below(5)
+        } else {
+            1 + rng.below(3)
+        };
         for _ in 0..count {
             k += 1;
             let mem = [65536, 131072, 262144][rng.below(3) as usize];
@@ -125,7 +129,10 @@ fn thousand_allocations_never_pair_inside_a_room() {
     }
     // 1000 attempts; the clusters are big enough for almost all of them.
     assert!(placed >= 900, "only {placed} of 1000 allocations succeeded");
-    assert!(soft_same > 0, "the soft score alone never paired inside a room");
+    assert!(
+        soft_same > 0,
+        "the soft score alone never paired inside a room"
+    );
 }
 
 #[test]
@@ -189,5 +196,8 @@ fn the_balancer_never_pairs_inside_a_room() {
         }
         moves += r.moves.len();
     }
-    assert!(moves > 0, "the balancer never moved anything: the test proves nothing");
+    assert!(
+        moves > 0,
+        "the balancer never moved anything: the test proves nothing"
+    );
 }

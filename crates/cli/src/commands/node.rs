@@ -219,7 +219,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             remote_node,
             iallocator,
             max_parallel,
-            force: _,
+            force,
             job,
         } => {
             let mode = if primary_only {
@@ -239,6 +239,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     iallocator,
                     early_release: false,
                     max_parallel,
+                    force,
                 })],
                 job,
             )

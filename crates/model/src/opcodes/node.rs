@@ -84,4 +84,7 @@ pub struct OpNodeEvacuate {
     /// Maguey: at most this many of the jobs run at once.
     #[serde(default = "default_max_parallel")]
     pub max_parallel: u32,
+    /// Maguey: accept new secondaries in their primary's room (failure domain).
+    #[serde(default)]
+    pub force: bool,
 }

@@ -135,6 +135,7 @@ fn evacuate_op(b: &Body, node: &str) -> Result<OpCode, ApiError> {
         iallocator: b.opt("iallocator")?,
         early_release: b.or("early_release", false)?,
         max_parallel: defaults::MAX_PARALLEL,
+        force: false,
     }))
 }
 
