@@ -42,6 +42,10 @@ pub struct ConfigData {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Instances moved out of a room by `room evacuate` / `room failover`, by room name,
+    /// so `room return` can bring them back.
+    #[serde(default)]
+    pub room_evacuations: BTreeMap<String, crate::rooms::RoomEvacuation>,
 }
 
 impl ConfigData {

@@ -4,8 +4,42 @@
 //! `room:NAME` a location.
 
 use crate::ConfigData;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
+
+/// How a room's instances left it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomEvacKind {
+    /// `room evacuate`: live, the room stays up.
+    #[default]
+    Evacuate,
+    /// `room failover`: the room went dark, its nodes were marked offline.
+    Failover,
+}
+
+impl RoomEvacKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomEvacKind::Evacuate => "evacuate",
+            RoomEvacKind::Failover => "failover",
+        }
+    }
+}
+
+/// Where the instances that left a room came from: what `room return` reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoomEvacuation {
+    #[serde(default)]
+    pub kind: RoomEvacKind,
+    /// Instance uuid → uuid of the primary node it had in the room.
+    #[serde(default)]
+    pub origins: BTreeMap<String, String>,
+    /// When the first instance left.
+    #[serde(default)]
+    pub ctime: f64,
+}
 
 /// The cluster tag that declares `room:` node tags as htools location tags.
 pub const ROOM_LOCATION_TAG: &str = "htools:nlocation:room";
