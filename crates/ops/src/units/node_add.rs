@@ -84,6 +84,13 @@ impl LogicalUnit for NodeAdd {
                 .ok_or_else(|| prereq("the cluster has no node group"))?,
         };
         let candidates = cfg.nodes.values().filter(|n| n.master_candidate).count() as u32;
+        // Master candidates spread over rooms: the first node of a room is one even when
+        // the pool is full, so that no room holds every copy of the config.
+        let room_lacks_candidate = !self.room.is_empty()
+            && !cfg
+                .nodes
+                .values()
+                .any(|n| n.master_candidate && n.room == self.room);
         let now = maguey_model::now();
         Ok(Node {
             uuid: new_uuid(),
@@ -91,7 +98,8 @@ impl LogicalUnit for NodeAdd {
             primary_ip: self.primary_ip.clone(),
             secondary_ip: self.secondary_ip.clone(),
             group: group.uuid.clone(),
-            master_candidate: self.master_capable && candidates < cfg.cluster.candidate_pool_size,
+            master_candidate: self.master_capable
+                && (candidates < cfg.cluster.candidate_pool_size || room_lacks_candidate),
             master_capable: self.master_capable,
             vm_capable: self.vm_capable,
             drained: false,
