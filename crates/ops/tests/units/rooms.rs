@@ -343,3 +343,42 @@ async fn room_failover_restarts_instances_outside_the_dark_room_and_return_bring
     assert_eq!(c.primary_of("db2"), "node2");
     assert_eq!(c.node("node2").running(), ["db1", "db2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allocator_pairs_across_rooms_and_falls_back_to_one_room() {
+    let c = two_rooms().await;
+    add_drbd_record(&c, "template", "node1", "node3", 11001);
+    let mut inst = c
+        .config()
+        .instance_by_name("template")
+        .expect("the record")
+        .clone();
+    inst.name = "new1".into();
+    inst.primary_node = String::new();
+    inst.disks.clear();
+    for _ in 0..5 {
+        let nodes = maguey_ops::iallocator::allocate(&c.master, &c.config(), &inst)
+            .await
+            .expect("an allocation");
+        let cfg = c.config();
+        let rooms: Vec<&str> = nodes
+            .iter()
+            .map(|n| cfg.node_by_name(n).expect("a node").room.as_str())
+            .collect();
+        assert_eq!(rooms.len(), 2);
+        assert_ne!(rooms[0], rooms[1], "{nodes:?}");
+    }
+    // Room-b is gone: a pair inside room-a is better than none.
+    for n in ["node3", "node4"] {
+        c.run(json!({"OP_ID": "OP_NODE_SET_PARAMS", "node_name": n, "offline": true,
+                     "force": true}))
+            .await
+            .ok();
+    }
+    let nodes = maguey_ops::iallocator::allocate(&c.master, &c.config(), &inst)
+        .await
+        .expect("an allocation inside one room");
+    let mut nodes = nodes.clone();
+    nodes.sort();
+    assert_eq!(nodes, ["node1", "node2"]);
+}
