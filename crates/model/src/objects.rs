@@ -44,7 +44,7 @@ pub struct ConfigData {
     pub mtime: f64,
     /// Instances moved out of a room by `room evacuate` / `room failover`, by room name,
     /// so `room return` can bring them back.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub room_evacuations: BTreeMap<String, crate::rooms::RoomEvacuation>,
 }
 
@@ -161,7 +161,7 @@ pub struct Node {
     pub ctime: f64,
     pub mtime: f64,
     /// The node's room (failure domain), empty for none; see [`crate::rooms`].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub room: String,
 }
 
@@ -289,7 +289,7 @@ pub struct JoinToken {
     /// Unix time after which the token is refused.
     pub expires: f64,
     /// The room the node will be in (empty: none).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub room: String,
 }
 
