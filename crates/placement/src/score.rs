@@ -602,7 +602,7 @@ impl Stats {
             let c = 2.0 * cb.d[k] * ((a0.sum[k] - ap.sum[k]) / n).abs() / n;
             let lo = v0.min(vp) - cb.u[k] - c;
             let hi = v0.max(vp) + cb.u[k] + c;
-            if !(lo > 0.0) || !hi.is_finite() {
+            if lo.is_nan() || lo <= 0.0 || !hi.is_finite() {
                 return f64::INFINITY;
             }
             b += w * ((g1(lo) - g1(hi)) * (vp - v0).abs() + g1(lo) * c);
