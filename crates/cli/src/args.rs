@@ -4,7 +4,7 @@
 
 use crate::commands::{
     cluster::ClusterCmd, debug::DebugCmd, instance::InstanceCmd, job::JobCmd, lab::LabArgs,
-    node::NodeCmd,
+    node::NodeCmd, room::RoomCmd,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -57,6 +57,9 @@ pub enum Top {
     /// A local cluster of real daemons on this machine (runs the `maguey-lab` program).
     #[command(disable_help_flag = true)]
     Lab(LabArgs),
+    /// Rooms (failure domains): list, evacuate, return, failover.
+    #[command(subcommand)]
+    Room(RoomCmd),
 }
 
 /// Options of every command that submits a job.

@@ -45,6 +45,9 @@ pub struct JoinTokenRequest {
     pub secondary_ip: Option<String>,
     #[serde(default)]
     pub group: Option<String>,
+    /// The node's room (failure domain).
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 /// The answer to [`JoinTokenRequest`].

@@ -79,6 +79,11 @@ pub enum Command {
     RemoveJoinToken {
         node_name: String,
     },
+    /// Sets (with `None`: forgets) where a room's evacuated instances came from.
+    SetRoomEvacuation {
+        room: String,
+        record: Option<maguey_model::rooms::RoomEvacuation>,
+    },
 }
 
 impl Command {
@@ -99,6 +104,7 @@ impl Command {
             Command::RemoveInstance { .. } => "remove_instance",
             Command::AddJoinToken { .. } => "add_join_token",
             Command::RemoveJoinToken { .. } => "remove_join_token",
+            Command::SetRoomEvacuation { .. } => "set_room_evacuation",
         }
     }
 }
@@ -293,6 +299,9 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
             }
             Ok(())
         }
+        Command::SetRoomEvacuation { room, record } => {
+            crate::rooms::validate(state, room, record.as_ref())
+        }
         Command::RemoveJoinToken { node_name } => {
             if state.join_tokens.contains_key(node_name) {
                 Ok(())
@@ -352,6 +361,7 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::RemoveNode { uuid } => {
             state.nodes.remove(uuid);
+            crate::rooms::forget(state, uuid);
         }
         Command::AddInstance { instance } => {
             let mut instance = instance.clone();
@@ -399,6 +409,7 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::RemoveInstance { uuid } => {
             state.instances.remove(uuid);
+            crate::rooms::forget(state, uuid);
         }
         Command::AddJoinToken { token } => {
             state
@@ -407,6 +418,9 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::RemoveJoinToken { node_name } => {
             state.join_tokens.remove(node_name);
+        }
+        Command::SetRoomEvacuation { room, record } => {
+            crate::rooms::mutate(state, room, record.as_ref())
         }
     }
     state.serial_no += 1;
@@ -793,6 +807,10 @@ fn check_node_fields(n: &Node) -> Result<(), ConfigError> {
     check_ip(&n.primary_ip, &n.name)?;
     if !n.secondary_ip.is_empty() {
         check_ip(&n.secondary_ip, &n.name)?;
+    }
+    if !n.room.is_empty() {
+        maguey_model::rooms::validate_room(&n.room)
+            .map_err(|e| ConfigError::Invalid(format!("node '{}': {e}", n.name)))?;
     }
     let both = |a: &str, b: &str| {
         Err(ConfigError::Invalid(format!(

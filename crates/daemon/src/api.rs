@@ -316,6 +316,7 @@ fn join_error(e: JoinError) -> Response {
         | JoinError::NodeExists(_)
         | JoinError::IpInUse { .. }
         | JoinError::NoSuchGroup(_)
+        | JoinError::BadRoom(_)
         | JoinError::TokenNotStored(_)
         | JoinError::BadCsr(_) => StatusCode::BAD_REQUEST,
     };

@@ -33,6 +33,8 @@ pub enum JoinError {
     IpInUse { ip: String, node: String },
     #[error("node group '{0}' does not exist")]
     NoSuchGroup(String),
+    #[error("{0}")]
+    BadRoom(maguey_model::rooms::RoomError),
     /// The config store refused the new token.
     #[error("{0}")]
     TokenNotStored(ConfigError),
@@ -77,6 +79,9 @@ impl JoinService {
     /// [`JOIN_TOKEN_LIFETIME`].
     pub fn issue_token(&self, r: &JoinTokenRequest) -> Result<JoinTokenResponse, JoinError> {
         validate_hostname(&r.node_name).map_err(|e| JoinError::BadNodeName(e.to_string()))?;
+        if let Some(room) = &r.room {
+            maguey_model::rooms::validate_room(room).map_err(JoinError::BadRoom)?;
+        }
         for ip in std::iter::once(&r.primary_ip).chain(r.secondary_ip.iter()) {
             if ip.parse::<IpAddr>().is_err() {
                 return Err(JoinError::BadIp(ip.clone()));
@@ -108,6 +113,7 @@ impl JoinService {
             group: group.uuid.clone(),
             secret_sha256,
             expires,
+            room: r.room.clone().unwrap_or_default(),
         };
         if cfg.join_tokens.contains_key(&r.node_name) {
             self.master
@@ -167,6 +173,7 @@ impl JoinService {
             group: cfg.nodegroups.get(&tok.group).map(|g| g.name.clone()),
             master_capable: None,
             vm_capable: None,
+            room: (!tok.room.is_empty()).then(|| tok.room.clone()),
         });
         submit(&self.queue, Origin::Join, vec![op], 0)?;
         Ok(JoinResponse {

@@ -263,6 +263,7 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
                 primary_ip: n.ip.clone(),
                 secondary_ip: None,
                 group: None,
+                room: None,
             })
             .await?;
         spawn_daemon_in(

@@ -552,6 +552,7 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             primary_ip: ip.clone(),
             secondary_ip: Some(ip.clone()),
             group: None,
+            room: None,
         }))?;
         start_daemon(
             tb,

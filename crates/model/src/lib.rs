@@ -10,6 +10,7 @@ pub mod names;
 pub mod objects;
 pub mod opcodes;
 pub mod params;
+pub mod rooms;
 pub mod units;
 pub mod vocab;
 

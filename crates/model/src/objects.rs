@@ -42,6 +42,10 @@ pub struct ConfigData {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Instances moved out of a room by `room evacuate` / `room failover`, by room name,
+    /// so `room return` can bring them back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub room_evacuations: BTreeMap<String, crate::rooms::RoomEvacuation>,
 }
 
 impl ConfigData {
@@ -156,6 +160,9 @@ pub struct Node {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// The node's room (failure domain), empty for none; see [`crate::rooms`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub room: String,
 }
 
 impl Node {
@@ -281,6 +288,9 @@ pub struct JoinToken {
     pub secret_sha256: String,
     /// Unix time after which the token is refused.
     pub expires: f64,
+    /// The room the node will be in (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub room: String,
 }
 
 /// The small cluster-wide facts every node needs (Ganeti's ssconf).

@@ -85,7 +85,7 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTe
             "drained": n.drained,
             "group": n.group,
             "ndparams": {"exclusive_storage": false, "spindle_count": 1},
-            "tags": n.tags,
+            "tags": crate::rooms::request_node_tags(cfg, &n.uuid),
             "vm_capable": n.vm_capable,
             "master_capable": n.master_capable,
             "master_candidate": n.master_candidate,
@@ -148,7 +148,7 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTe
     json!({
         "version": 2,
         "cluster_name": cfg.cluster.cluster_name,
-        "cluster_tags": cfg.cluster.tags,
+        "cluster_tags": crate::rooms::request_cluster_tags(cfg, true),
         "enabled_hypervisors": cfg.cluster.enabled_hypervisors,
         "ipolicy": default_ipolicy(&cfg.cluster.enabled_disk_templates),
         "nodegroups": groups,
@@ -176,7 +176,13 @@ pub async fn allocate(
         );
     }
     req["request"] = entry;
-    let nodes = match solve(&req, &AllocOptions::default())? {
+    let mut answer = solve(&req, &AllocOptions::default())?;
+    if answer.is_err() && crate::rooms::has_rooms(cfg) && inst.disk_template.node_count() > 1 {
+        // No pair across rooms has room for it: a pair inside one room is better than none.
+        req["cluster_tags"] = json!(crate::rooms::request_cluster_tags(cfg, false));
+        answer = solve(&req, &AllocOptions::default())?;
+    }
+    let nodes = match answer {
         Ok((_, Answer::Nodes(nodes))) => nodes,
         Ok((_, other)) => return Err(unexpected(&other)),
         Err(why) => {
@@ -228,6 +234,18 @@ pub async fn evacuate_plan(
     instances: &[&Instance],
     mode: EvacMode,
 ) -> Result<EvacPlan, OpError> {
+    evacuate_plan_rooms(master, cfg, instances, mode, true).await
+}
+
+/// [`evacuate_plan`]; `rooms_hard`: a new DRBD pair never inside one room (when the cluster
+/// has rooms), otherwise rooms only count in the score, as htools' locations do.
+pub async fn evacuate_plan_rooms(
+    master: &Master,
+    cfg: &ConfigData,
+    instances: &[&Instance],
+    mode: EvacMode,
+    rooms_hard: bool,
+) -> Result<EvacPlan, OpError> {
     let template = instances
         .first()
         .map(|i| i.disk_template)
@@ -238,6 +256,7 @@ pub async fn evacuate_plan(
         "instances": instances.iter().map(|i| i.name.clone()).collect::<Vec<_>>(),
         "evac_mode": mode,
     });
+    req["cluster_tags"] = json!(crate::rooms::request_cluster_tags(cfg, rooms_hard));
     let opts = AllocOptions {
         local_storage_migrates: true,
         ..Default::default()

@@ -25,6 +25,8 @@ mod migration;
 pub mod moves;
 pub mod os_diagnose;
 pub mod query;
+mod room_moves;
+pub mod rooms;
 mod units;
 mod util;
 
@@ -263,6 +265,9 @@ impl OpExecutor for Executor {
                 OpCode::InstanceQueryData(o) => {
                     run_lu::<instance_query_data::InstanceQueryData>(o, &env).await
                 }
+                OpCode::RoomEvacuate(o) => run_lu::<room_evacuate::RoomEvacuate>(o, &env).await,
+                OpCode::RoomReturn(o) => run_lu::<room_evacuate::RoomReturn>(o, &env).await,
+                OpCode::RoomFailover(o) => run_lu::<room_failover::RoomFailover>(o, &env).await,
             }
         })
     }

@@ -131,7 +131,13 @@ pub fn node_planning(node: &str) -> Vec<LockRequest> {
     vec![(LockLevel::Node, one(node), LockMode::Shared)]
 }
 
-/// Releases what [`node_planning`] took.
+/// A room's nodes are read while the moves out of it (or back) are planned (room
+/// evacuate/return/failover); released with [`release_planning`] before the moves run.
+pub fn room_planning(nodes: Vec<String>) -> Vec<LockRequest> {
+    vec![(LockLevel::Node, self::nodes(nodes), LockMode::Shared)]
+}
+
+/// Releases what [`node_planning`] and [`room_planning`] took.
 pub fn release_planning(ctx: &maguey_jobs::OpContext) {
     ctx.release(LockLevel::Node);
 }

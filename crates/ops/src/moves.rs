@@ -55,6 +55,7 @@ pub fn opcode(op: &MoveOp) -> OpCode {
             iallocator: None,
             early_release: false,
             ignore_ipolicy: false,
+            force: false,
         }
         .into(),
     }

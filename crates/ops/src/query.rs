@@ -87,6 +87,7 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("sip", "Secondary IP"),
             ("group", "Node group"),
             ("group.uuid", "Node group UUID"),
+            ("room", "Room (failure domain)"),
             ("role", "Role (M, C, R, D, O)"),
             ("master", "Whether the node is the master"),
             ("offline", "Offline"),
@@ -439,6 +440,7 @@ fn node_field(
             .map(|g| json!(g.name))
             .unwrap_or(Value::Null),
         "group.uuid" => json!(n.group),
+        "room" => json!(n.room),
         "role" => json!(n.role(&cfg.cluster.master_node)),
         "master" => json!(n.uuid == cfg.cluster.master_node),
         "offline" => json!(n.offline),

@@ -111,25 +111,25 @@ pub struct BalanceResult {
     pub cluster: Cluster,
 }
 
-const TIE_EPS: f64 = 1e-12;
+pub(crate) const TIE_EPS: f64 = 1e-12;
 /// Candidates within this of the best are re-scored exactly like hbal.
-const NEAR_TIE: f64 = 1e-9;
+pub(crate) const NEAR_TIE: f64 = 1e-9;
 
 /// The best candidates of a search, with near-ties kept in evaluation
 /// order.
-struct Ties<T> {
+pub(crate) struct Ties<T> {
     cur: f64,
     items: Vec<(f64, T)>,
 }
 
 impl<T> Ties<T> {
-    fn new(cur: f64) -> Self {
+    pub(crate) fn new(cur: f64) -> Self {
         Ties { cur, items: vec![] }
     }
     fn min(&self) -> f64 {
         self.items.iter().map(|x| x.0).fold(f64::INFINITY, f64::min)
     }
-    fn offer(&mut self, sc: f64, item: T) {
+    pub(crate) fn offer(&mut self, sc: f64, item: T) {
         if sc >= self.cur - TIE_EPS {
             return;
         }
@@ -177,7 +177,7 @@ fn exact_score_after(c: &Cluster, out: &MoveOutcome) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn possible_moves(
+pub(crate) fn possible_moves(
     mir: MirrorType,
     use_sec: bool,
     inst_moves: bool,
@@ -501,17 +501,21 @@ fn best_move(
     targets: &[usize],
     online: &[bool],
     opts: &BalanceOptions,
+    pr: Option<(&crate::prune::Tables, &[bool])>,
 ) -> Vec<(f64, MoveOutcome)> {
     if fast_ok && c.instances[idx].mirror_type() == MirrorType::Internal {
-        best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts)
-            .items
-            .into_iter()
-            .filter_map(|(sc, mv)| {
-                c.eval_move(idx, mv, opts.ignore_soft_errors)
-                    .ok()
-                    .map(|o| (sc, o))
-            })
-            .collect()
+        pr.and_then(|(tb, is_target)| {
+            crate::prune::best_pruned(c, stats, vals, cur, idx, is_target, online, opts, tb)
+        })
+        .unwrap_or_else(|| best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts))
+        .items
+        .into_iter()
+        .filter_map(|(sc, mv)| {
+            c.eval_move(idx, mv, opts.ignore_soft_errors)
+                .ok()
+                .map(|o| (sc, o))
+        })
+        .collect()
     } else {
         best_for_instance(c, stats, cur, idx, targets, online, opts).items
     }
@@ -570,6 +574,14 @@ fn pruned_targets(c: &Cluster, online_idx: &[usize], k: usize) -> Vec<usize> {
         }
     }
     online_idx.iter().copied().filter(|&i| chosen[i]).collect()
+}
+
+fn mask(n: usize, idx: &[usize]) -> Vec<bool> {
+    let mut v = vec![false; n];
+    for &i in idx {
+        v[i] = true;
+    }
+    v
 }
 
 fn record(c: &Cluster, out: &MoveOutcome, score: f64) -> PlanMove {
@@ -652,6 +664,8 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         let cur_inc = stats.score();
         let vals: Vec<score::NodeVals> =
             c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
+        let tables = fast_ok.then(|| crate::prune::Tables::new(&c, &stats, &vals, &online_idx));
+        let pr = tables.as_ref().map(|t| (t, online.as_slice()));
         {
             {
                 let cref = &c;
@@ -668,6 +682,7 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                             &online_idx,
                             &online,
                             opts,
+                            pr,
                         )
                     })
                     .collect();
@@ -774,13 +789,16 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         let mut vals: Vec<score::NodeVals> =
             c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
         let mut targets = pruned_targets(&c, &online_idx, k);
+        let mut tables = fast_ok.then(|| crate::prune::Tables::new(&c, &stats, &vals, &online_idx));
+        let mut is_target = mask(c.nodes.len(), &targets);
         let cur_inc = stats.score();
         let cref = &c;
+        let pr = tables.as_ref().map(|t| (t, is_target.as_slice()));
         let init: Vec<Entry> = victims
             .par_iter()
             .filter_map(|&i| {
                 first_best(best_move(
-                    cref, &stats, &vals, fast_ok, cur_inc, i, &targets, &online, opts,
+                    cref, &stats, &vals, fast_ok, cur_inc, i, &targets, &online, opts, pr,
                 ))
                 .map(|(s, _)| Entry(cur_inc - s, i))
             })
@@ -795,8 +813,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                 break;
             }
             let now = stats.score();
+            let pr = tables.as_ref().map(|t| (t, is_target.as_slice()));
             let Some((s_new, out)) = first_best(best_move(
-                &c, &stats, &vals, fast_ok, now, idx, &targets, &online, opts,
+                &c, &stats, &vals, fast_ok, now, idx, &targets, &online, opts, pr,
             )) else {
                 continue;
             };
@@ -815,12 +834,16 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             for &n in &touched {
                 vals[n] = score::node_vals(&c.nodes[n], &c.nodes[n].d);
             }
+            if let Some(t) = tables.as_mut() {
+                t.touch(&touched);
+            }
             cur -= gain;
             moves.push(PlanMove { score: cur, ..pm });
             applied += 1;
             dry_refresh = false;
             if applied.is_multiple_of(16) {
                 targets = pruned_targets(&c, &online_idx, k);
+                is_target = mask(c.nodes.len(), &targets);
             }
             if applied >= refresh_every {
                 break;
@@ -841,11 +864,12 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             again.dedup();
             let now = stats.score();
             let cref = &c;
+            let pr = tables.as_ref().map(|t| (t, is_target.as_slice()));
             let fresh: Vec<Entry> = again
                 .par_iter()
                 .filter_map(|&i| {
                     first_best(best_move(
-                        cref, &stats, &vals, fast_ok, now, i, &targets, &online, opts,
+                        cref, &stats, &vals, fast_ok, now, i, &targets, &online, opts, pr,
                     ))
                     .map(|(s, _)| Entry(now - s, i))
                 })

@@ -14,6 +14,7 @@ mod ialloc_fast;
 pub mod jobs;
 pub mod model;
 pub mod moves;
+mod prune;
 pub mod roll;
 pub mod score;
 pub mod text;

@@ -28,12 +28,23 @@ fn check_migration(c: &Cluster, src: usize, dst: usize) -> R<()> {
     }
 }
 
-fn with_loc(c: &Cluster, inst: &Instance, p: usize, s: Option<usize>) -> Instance {
+/// The instance as placed on `p`/`s`, as far as the node bookkeeping sees
+/// it (only its location score changes): borrowed when that is unchanged.
+fn with_loc<'a>(
+    c: &Cluster,
+    inst: &'a Instance,
+    p: usize,
+    s: Option<usize>,
+) -> std::borrow::Cow<'a, Instance> {
+    let loc = c.instance_location_score(p, s);
+    if loc == inst.location_score {
+        return std::borrow::Cow::Borrowed(inst);
+    }
     let mut i = inst.clone();
-    i.location_score = c.instance_location_score(p, s);
+    i.location_score = loc;
     i.pnode = p;
     i.snode = s;
-    i
+    std::borrow::Cow::Owned(i)
 }
 
 impl Cluster {
@@ -64,6 +75,9 @@ impl Cluster {
                 None => self.nodes[n].d.clone(),
             }
         };
+        if self.location_forbids_move(inst, mv) {
+            return Err(FailMode::FailTags);
+        }
         let opdx = inst.pnode;
         let nodes = &self.nodes;
         let off_p = nodes[opdx].offline;
@@ -255,6 +269,9 @@ impl Cluster {
         s: Option<usize>,
         force: bool,
     ) -> R<Vec<(usize, NodeDyn)>> {
+        if self.location_forbids(p, s) {
+            return Err(FailMode::FailTags);
+        }
         let mut out = vec![];
         let new_inst = with_loc(self, inst, p, s);
         let mut pd = self.dyn_of(p);

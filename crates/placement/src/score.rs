@@ -530,6 +530,87 @@ impl Stats {
     }
 }
 
+/// Per-component bounds of one node change, for [`Stats::pair_bound`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChangeBounds {
+    /// max |change of the node's value| per component
+    pub d: [f64; NSTD],
+    /// max |change of the variance| per component (against the reference
+    /// accumulator)
+    pub u: [f64; NSTD],
+}
+
+impl ChangeBounds {
+    /// Widen the bounds by one node change `old` -> `new` (online nodes),
+    /// measured against accumulator `a0`.
+    pub fn widen(&mut self, stats: &Stats, a0: &Acc, old: &NodeVals, new: &NodeVals) {
+        if !(old.online && new.online) || stats.n <= 0.0 {
+            for k in 0..NSTD {
+                self.d[k] = f64::INFINITY;
+                self.u[k] = f64::INFINITY;
+            }
+            return;
+        }
+        let n = stats.n;
+        for k in 0..NSTD {
+            if stats.eff_w[k] == 0.0 {
+                continue;
+            }
+            let r = stats.refv[k];
+            let (xo, xn) = (old.std[k] - r, new.std[k] - r);
+            let d = xn - xo;
+            let s0 = a0.sum[k];
+            let u = (xn * xn - xo * xo) / n - ((s0 + d) * (s0 + d) - s0 * s0) / (n * n);
+            self.d[k] = self.d[k].max(d.abs());
+            self.u[k] = self.u[k].max(u.abs());
+        }
+    }
+}
+
+/// Floating-point slack added to [`Stats::pair_bound`] for a score of
+/// magnitude `score` (rounding of the running sums).
+pub fn pair_bound_slack(score: f64) -> f64 {
+    1e-9 + 1e-12 * score.abs()
+}
+
+impl Stats {
+    /// Bound on how much the score effect of a single further node change
+    /// (bounded by `cb`, measured against `a0`) can differ when it is
+    /// applied on top of `ap` instead of `a0` (the node is not one of the
+    /// nodes changed between `a0` and `ap`):
+    /// `|[S(ap+δ) - S(ap)] - [S(a0+δ) - S(a0)]| <= pair_bound`.
+    /// The linear terms are additive, so only the standard deviations
+    /// contribute (mean value theorem on `sqrt`). Infinite when a variance
+    /// can come close to 0.
+    pub fn pair_bound(&self, a0: &Acc, ap: &Acc, cb: &ChangeBounds) -> f64 {
+        if self.n <= 0.0 {
+            return 0.0;
+        }
+        let n = self.n;
+        let g1 = |x: f64| 0.5 / x.sqrt();
+        let mut b = 0.0;
+        for k in 0..NSTD {
+            let w = self.eff_w[k];
+            if w == 0.0 || (cb.d[k] == 0.0 && cb.u[k] == 0.0) {
+                continue;
+            }
+            let var = |a: &Acc| {
+                let m = a.sum[k] / n;
+                (a.sumsq[k] / n - m * m).max(0.0)
+            };
+            let (v0, vp) = (var(a0), var(ap));
+            let c = 2.0 * cb.d[k] * ((a0.sum[k] - ap.sum[k]) / n).abs() / n;
+            let lo = v0.min(vp) - cb.u[k] - c;
+            let hi = v0.max(vp) + cb.u[k] + c;
+            if lo.is_nan() || lo <= 0.0 || !hi.is_finite() {
+                return f64::INFINITY;
+            }
+            b += w * ((g1(lo) - g1(hi)) * (vp - v0).abs() + g1(lo) * c);
+        }
+        b
+    }
+}
+
 /// htools' own running statistics (`Utils/Statistics.hs`): used to re-score
 /// near-tied DRBD pair candidates exactly as hail does
 /// (`updateClusterStatisticsTwice`), so that ties break identically.

@@ -10,6 +10,7 @@ pub mod job;
 pub mod lab;
 pub mod node;
 pub mod plan;
+pub mod room;
 
 use crate::args::{Cli, Top};
 use crate::CliResult;
@@ -25,5 +26,6 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Debug(c) => debug::run(&dir, c).await,
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
+        Top::Room(c) => room::run(&dir, c).await,
     }
 }

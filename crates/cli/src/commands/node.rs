@@ -21,6 +21,7 @@ const NODE_DEFAULT_FIELDS: &[&str] = &[
     "mfree",
     "pinst_cnt",
     "sinst_cnt",
+    "room",
 ];
 
 #[derive(Debug, Subcommand)]
@@ -35,6 +36,9 @@ pub enum NodeCmd {
         secondary_ip: Option<String>,
         #[arg(long, short = 'g')]
         group: Option<String>,
+        /// The node's room (failure domain).
+        #[arg(long)]
+        room: Option<String>,
         /// Print only the token.
         #[arg(long)]
         token_only: bool,
@@ -120,6 +124,9 @@ pub enum NodeCmd {
         master_capable: Option<bool>,
         #[arg(long, value_parser = yes_no)]
         vm_capable: Option<bool>,
+        /// Moves the node to this room (failure domain); "" takes it out of any room.
+        #[arg(long)]
+        room: Option<String>,
         #[arg(long, short = 'f')]
         force: bool,
         #[command(flatten)]
@@ -143,9 +150,13 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             address,
             secondary_ip,
             group,
+            room,
             token_only,
         } => {
             name_ok("node", &name)?;
+            if let Some(r) = &room {
+                maguey_model::rooms::validate_room(r).map_err(|e| usage(e.to_string()))?;
+            }
             let c = client(dir)?;
             let r = c
                 .join_token(&JoinTokenRequest {
@@ -153,6 +164,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     primary_ip: address.clone(),
                     secondary_ip,
                     group,
+                    room,
                 })
                 .await?;
             if token_only {
@@ -207,7 +219,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             remote_node,
             iallocator,
             max_parallel,
-            force: _,
+            force,
             job,
         } => {
             let mode = if primary_only {
@@ -227,6 +239,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     iallocator,
                     early_release: false,
                     max_parallel,
+                    force,
                 })],
                 job,
             )
@@ -270,9 +283,13 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             master_candidate,
             master_capable,
             vm_capable,
+            room,
             force,
             job,
         } => {
+            if let Some(r) = room.as_deref().filter(|r| !r.is_empty()) {
+                maguey_model::rooms::validate_room(r).map_err(|e| usage(e.to_string()))?;
+            }
             let c = client(dir)?;
             run_job(
                 &c,
@@ -284,6 +301,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     master_capable,
                     vm_capable,
                     force,
+                    room,
                 })],
                 job,
             )

@@ -135,6 +135,7 @@ pub fn token(name: &str, ip: &str) -> JoinToken {
         group: DEFAULT_GROUP_UUID.into(),
         secret_sha256: "00".repeat(32),
         expires: ts(1_000_000),
+        room: String::new(),
     }
 }
 

@@ -60,6 +60,9 @@ pub struct OpInstanceReplaceDisks {
     pub early_release: bool,
     #[serde(default)]
     pub ignore_ipolicy: bool,
+    /// Maguey: accept a new secondary in the primary's room (failure domain).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// Creates an instance's missing disks again, empty, optionally on other nodes (Ganeti's

@@ -10,6 +10,7 @@ mod instance_disks;
 mod instance_moves;
 mod misc;
 mod node;
+mod room;
 
 pub use cluster::*;
 pub use instance::*;
@@ -17,6 +18,7 @@ pub use instance_disks::*;
 pub use instance_moves::*;
 pub use misc::*;
 pub use node::*;
+pub use room::*;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,6 +93,9 @@ opcodes! {
     TagsDel(OpTagsDel) = "OP_TAGS_DEL",
     InstanceQueryData(OpInstanceQueryData) = "OP_INSTANCE_QUERY_DATA",
     TestDelay(OpTestDelay) = "OP_TEST_DELAY",
+    RoomEvacuate(OpRoomEvacuate) = "OP_ROOM_EVACUATE",
+    RoomReturn(OpRoomReturn) = "OP_ROOM_RETURN",
+    RoomFailover(OpRoomFailover) = "OP_ROOM_FAILOVER",
 }
 
 impl OpCode {
@@ -139,6 +144,9 @@ impl OpCode {
                 Some(name.clone().unwrap_or_else(|| kind.to_string()))
             }
             OpCode::InstanceQueryData(o) => Some(o.instances.join(",")),
+            OpCode::RoomEvacuate(o) => Some(o.room.clone()),
+            OpCode::RoomReturn(o) => Some(o.room.clone()),
+            OpCode::RoomFailover(o) => Some(o.room.clone()),
             _ => self
                 .instance_name()
                 .or_else(|| self.node_name())

@@ -16,6 +16,9 @@ pub struct OpNodeAdd {
     pub master_capable: Option<bool>,
     #[serde(default)]
     pub vm_capable: Option<bool>,
+    /// Maguey: the node's room (failure domain).
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,9 @@ pub struct OpNodeSetParams {
     pub vm_capable: Option<bool>,
     #[serde(default)]
     pub force: bool,
+    /// Maguey: a new room (failure domain); the empty string takes the node out of its room.
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 /// Live-migrates every primary instance off a node, each as its own job (Ganeti's
@@ -78,4 +84,7 @@ pub struct OpNodeEvacuate {
     /// Maguey: at most this many of the jobs run at once.
     #[serde(default = "default_max_parallel")]
     pub max_parallel: u32,
+    /// Maguey: accept new secondaries in their primary's room (failure domain).
+    #[serde(default)]
+    pub force: bool,
 }

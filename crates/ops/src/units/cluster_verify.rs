@@ -277,6 +277,14 @@ impl LogicalUnit for ClusterVerify {
             cfg.instances.len()
         ));
 
+        // Rooms: a DRBD pair inside one room dies with the room.
+        for w in crate::rooms::same_room_pairs(&cfg, None) {
+            rep.warn(env, "EINSTANCESAMEROOM", w);
+        }
+        for w in crate::rooms::control_plane_warnings(&cfg) {
+            rep.warn(env, "ECLUSTERROOMS", w);
+        }
+
         // Config-level consistency.
         if cfg.master_node().is_none() {
             rep.error(

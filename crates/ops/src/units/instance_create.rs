@@ -340,6 +340,11 @@ impl LogicalUnit for InstanceCreate {
                     "the allocator placed instance {} on nodes {} (primary) and {} (secondary)",
                     instance.name, node.name, sec.name
                 ));
+                if crate::rooms::has_rooms(&cfg)
+                    && maguey_model::rooms::same_room(&cfg, &node.uuid, &sec.uuid)
+                {
+                    env.log("warning: no two rooms have capacity for it: both nodes share a room");
+                }
                 snode_uuid = Some(sec.uuid.clone());
             } else {
                 env.log(format!(

@@ -32,6 +32,8 @@ pub struct InstanceReplaceDisks {
     remote_node: Option<String>,
     iallocator: Option<String>,
     early_release: bool,
+    /// Accept a new secondary in the primary's room.
+    force: bool,
     /// Node names at expand time (locked; checked again after the locks).
     nodes: Vec<String>,
 }
@@ -48,6 +50,7 @@ impl LogicalUnit for InstanceReplaceDisks {
             remote_node,
             iallocator,
             early_release,
+            force,
             ..
         } = op;
         let mode = *mode;
@@ -110,6 +113,7 @@ impl LogicalUnit for InstanceReplaceDisks {
             remote_node,
             iallocator: iallocator.clone(),
             early_release: *early_release,
+            force: *force,
             nodes,
         })
     }
@@ -181,6 +185,14 @@ impl LogicalUnit for InstanceReplaceDisks {
                 if let Some(r) = &self.remote_node {
                     let new = node_by_name(cfg, r)?;
                     check_new_secondary(inst, pnode, snode, new)?;
+                    crate::rooms::check_secondary_room(
+                        cfg,
+                        &inst.name,
+                        &pnode.uuid,
+                        &new.uuid,
+                        self.force,
+                    )
+                    .map_err(prereq)?;
                 }
             }
         }

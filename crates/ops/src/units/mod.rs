@@ -23,5 +23,7 @@ pub(crate) mod node_add;
 pub(crate) mod node_evacuate;
 pub(crate) mod node_remove;
 pub(crate) mod node_set_params;
+pub(crate) mod room_evacuate;
+pub(crate) mod room_failover;
 pub mod tags;
 pub(crate) mod test_delay;

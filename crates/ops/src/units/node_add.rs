@@ -21,6 +21,7 @@ pub struct NodeAdd {
     group: Option<String>,
     master_capable: bool,
     vm_capable: bool,
+    room: String,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -35,7 +36,11 @@ impl LogicalUnit for NodeAdd {
             group,
             master_capable,
             vm_capable,
+            room,
         } = op;
+        if let Some(r) = room {
+            maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
+        }
         validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
         for ip in std::iter::once(primary_ip).chain(secondary_ip.iter()) {
             ip.parse::<std::net::IpAddr>()
@@ -48,6 +53,7 @@ impl LogicalUnit for NodeAdd {
             group: group.clone(),
             master_capable: master_capable.unwrap_or(true),
             vm_capable: vm_capable.unwrap_or(true),
+            room: room.clone().unwrap_or_default(),
         })
     }
 
@@ -78,6 +84,13 @@ impl LogicalUnit for NodeAdd {
                 .ok_or_else(|| prereq("the cluster has no node group"))?,
         };
         let candidates = cfg.nodes.values().filter(|n| n.master_candidate).count() as u32;
+        // Master candidates spread over rooms: the first node of a room is one even when
+        // the pool is full, so that no room holds every copy of the config.
+        let room_lacks_candidate = !self.room.is_empty()
+            && !cfg
+                .nodes
+                .values()
+                .any(|n| n.master_candidate && n.room == self.room);
         let now = maguey_model::now();
         Ok(Node {
             uuid: new_uuid(),
@@ -85,7 +98,8 @@ impl LogicalUnit for NodeAdd {
             primary_ip: self.primary_ip.clone(),
             secondary_ip: self.secondary_ip.clone(),
             group: group.uuid.clone(),
-            master_candidate: self.master_capable && candidates < cfg.cluster.candidate_pool_size,
+            master_candidate: self.master_capable
+                && (candidates < cfg.cluster.candidate_pool_size || room_lacks_candidate),
             master_capable: self.master_capable,
             vm_capable: self.vm_capable,
             drained: false,
@@ -95,6 +109,7 @@ impl LogicalUnit for NodeAdd {
             serial_no: 0,
             ctime: now,
             mtime: now,
+            room: self.room.clone(),
         })
     }
 

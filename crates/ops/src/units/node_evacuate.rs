@@ -20,6 +20,8 @@ pub struct NodeEvacuate {
     migrate_only: bool,
     remote_node: Option<String>,
     max_parallel: usize,
+    /// Accept new secondaries in their primary's room.
+    force: bool,
 }
 
 crate::unit_alias!(
@@ -71,6 +73,7 @@ impl NodeEvacuate {
             migrate_only,
             remote_node: remote.map(|r| r.to_string()),
             max_parallel: max_parallel as usize,
+            force: false,
         })
     }
 }
@@ -82,7 +85,9 @@ impl LogicalUnit for NodeEvacuate {
     fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
         check_iallocator(op.iallocator.as_deref())?;
         let remote = op.remote_node.clone();
-        Self::new(&op.node_name, op.mode, remote, op.max_parallel, false, cfg)
+        let mut u = Self::new(&op.node_name, op.mode, remote, op.max_parallel, false, cfg)?;
+        u.force = op.force;
+        Ok(u)
     }
 
     fn locks(&self) -> Vec<LockRequest> {
@@ -161,14 +166,30 @@ impl NodeEvacuate {
                         t.name, i.name
                     )));
                 }
+                for i in &instances {
+                    crate::rooms::check_secondary_room(
+                        &cfg,
+                        &i.name,
+                        &i.primary_node,
+                        &t.uuid,
+                        self.force,
+                    )
+                    .map_err(prereq)?;
+                }
                 instances
                     .iter()
                     .map(|i| (i.name.clone(), vec![replace_secondary_op(&i.name, &t.name)]))
                     .collect()
             }
             None => {
-                let plan =
-                    crate::iallocator::evacuate_plan(env.master, &cfg, &instances, phase).await?;
+                let plan = crate::iallocator::evacuate_plan_rooms(
+                    env.master,
+                    &cfg,
+                    &instances,
+                    phase,
+                    !self.force,
+                )
+                .await?;
                 if !plan.failed.is_empty() {
                     let why: Vec<String> = plan
                         .failed
@@ -219,6 +240,7 @@ fn replace_secondary_op(instance: &str, new_secondary: &str) -> OpCode {
         iallocator: None,
         early_release: false,
         ignore_ipolicy: false,
+        force: false,
     })
 }
 

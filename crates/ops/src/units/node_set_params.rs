@@ -15,7 +15,10 @@ pub struct NodeSetParams {
     master_capable: Option<bool>,
     vm_capable: Option<bool>,
     force: bool,
+    room: Option<String>,
     changes: Vec<(String, bool)>,
+    /// The room change (old, new), if any.
+    room_change: Option<(String, String)>,
 }
 
 impl LogicalUnit for NodeSetParams {
@@ -31,8 +34,12 @@ impl LogicalUnit for NodeSetParams {
             master_capable,
             vm_capable,
             force,
+            room,
         } = op;
         node_by_name(cfg, node_name)?;
+        if let Some(r) = room.as_deref().filter(|r| !r.is_empty()) {
+            maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
+        }
         let set = [offline, drained, master_candidate]
             .iter()
             .filter(|f| matches!(f, Some(true)))
@@ -51,6 +58,7 @@ impl LogicalUnit for NodeSetParams {
         ]
         .iter()
         .all(|f| f.is_none())
+            && room.is_none()
         {
             return Err(prereq("no changes requested"));
         }
@@ -62,7 +70,9 @@ impl LogicalUnit for NodeSetParams {
             master_capable: *master_capable,
             vm_capable: *vm_capable,
             force: *force,
+            room: room.clone(),
             changes: Vec::new(),
+            room_change: None,
         })
     }
 
@@ -136,28 +146,39 @@ impl LogicalUnit for NodeSetParams {
             }
         }
         self.changes = changes;
+        self.room_change = None;
+        if let Some(r) = self.room.as_ref().filter(|r| **r != n.room) {
+            self.room_change = Some((n.room.clone(), r.clone()));
+            n.room = r.clone();
+        }
         Ok(n)
     }
 
     async fn exec(&mut self, env: &Env<'_>, n: Self::Checked) -> Result<Value, OpError> {
-        if self.changes.is_empty() {
+        if self.changes.is_empty() && self.room_change.is_none() {
             env.log("nothing to change");
             return Ok(json!([]));
         }
+        let node_uuid = n.uuid.clone();
         env.apply(Command::UpdateNode { node: n })?;
         for (f, v) in &self.changes {
             env.log(format!("node {}: {f} = {v}", self.name));
+        }
+        if let Some((old, new)) = &self.room_change {
+            env.log(format!("node {}: room '{old}' → '{new}'", self.name));
+            for w in crate::rooms::same_room_pairs(&env.cfg(), Some(&node_uuid)) {
+                env.log(format!("warning: {w}"));
+            }
         }
         for (name, e) in env.master.distribute_ssconf().await {
             env.log(format!(
                 "warning: could not update ssconf on node {name}: {e}"
             ));
         }
-        Ok(Value::from(
-            self.changes
-                .iter()
-                .map(|(f, v)| json!([f, v]))
-                .collect::<Vec<_>>(),
-        ))
+        let mut out: Vec<Value> = self.changes.iter().map(|(f, v)| json!([f, v])).collect();
+        if let Some((_, new)) = &self.room_change {
+            out.push(json!(["room", new]));
+        }
+        Ok(Value::from(out))
     }
 }

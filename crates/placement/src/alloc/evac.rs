@@ -158,35 +158,95 @@ fn evac_drbd_all(
             .map_err(|f| format!("Failing over to the secondary: {f:?}"))?;
         ops0.push(IMove::Failover);
     }
-    // per new primary: r:p then f (independent of s)
+    // per new primary: r:p then f (independent of s); the instance's new
+    // placement is kept as (primary, secondary, location score)
+    type Pl = (usize, Option<usize>, i64);
+    let at = |pl: &Pl| -> Instance {
+        let mut i = i0.clone();
+        (i.pnode, i.snode, i.location_score) = *pl;
+        i
+    };
     let per_p: Vec<(
         usize,
-        std::result::Result<(Vec<(usize, NodeDyn)>, Instance), String>,
+        std::result::Result<(Vec<(usize, NodeDyn)>, Pl), String>,
     )> = avail
         .par_iter()
-        .map(|&p| {
-            let mut ov = ov0.clone();
-            let mut i1 = i0.clone();
-            let r = chain(c, &mut ov, &mut i1, idx, IMove::ReplaceSecondary(p), force)
-                .map_err(|f| format!("Changing secondary to new primary: {f:?}"))
-                .and_then(|_| {
-                    chain(c, &mut ov, &mut i1, idx, IMove::Failover, force)
-                        .map_err(|f| format!("Failing over to new primary: {f:?}"))
-                })
-                .map(|_| (ov, i1));
-            (p, r)
-        })
+        .map_init(
+            || i0.clone(),
+            |i1, &p| {
+                (i1.pnode, i1.snode, i1.location_score) = (i0.pnode, i0.snode, i0.location_score);
+                let mut ov = ov0.clone();
+                let r = chain(c, &mut ov, i1, idx, IMove::ReplaceSecondary(p), force)
+                    .map_err(|f| format!("Changing secondary to new primary: {f:?}"))
+                    .and_then(|_| {
+                        chain(c, &mut ov, i1, idx, IMove::Failover, force)
+                            .map_err(|f| format!("Failing over to new primary: {f:?}"))
+                    })
+                    .map(|_| (ov, (i1.pnode, i1.snode, i1.location_score)));
+                (p, r)
+            },
+        )
         .collect();
     type Best = (f64, usize, Vec<(usize, NodeDyn)>, Instance);
-    let bests: Vec<(Vec<Best>, Option<String>)> = per_p
+    // Secondary side, computed once: the new secondary's state depends on
+    // the new primary only through the memory it already mirrors for it
+    // (nodes with such a peer are evaluated per pair). `force_s`: the old
+    // secondary after `r:p, f` is the current primary.
+    let pos_of: std::collections::HashMap<usize, usize> =
+        avail.iter().enumerate().map(|(k, &s)| (s, k)).collect();
+    let force_s0 = c.nodes[i0.pnode].offline || force;
+    let base = stats.acc();
+    let g_base = stats.score_changes(&base, &[]);
+    let mut cb = crate::score::ChangeBounds::default();
+    // (position in avail, node, new vals or failure, old vals, effect on the base score)
+    type SecPre = (
+        usize,
+        usize,
+        std::result::Result<crate::score::NodeVals, FailMode>,
+        crate::score::NodeVals,
+        f64,
+    );
+    let pre: Vec<SecPre> = if fast_ok {
+        avail
+            .par_iter()
+            .enumerate()
+            .map(|(k, &s)| {
+                let sn = &c.nodes[s];
+                let old = node_vals(sn, &sn.d);
+                let r = sn
+                    .add_sec_state_peer(&sn.d, &i0, 0, force_s0, false)
+                    .map(|(st, _)| node_vals_st(sn, &st));
+                let e = match &r {
+                    Ok(nv) if in_group(s) => stats.score_changes(&base, &[(&old, nv)]) - g_base,
+                    _ => 0.0,
+                };
+                (k, s, r, old, e)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    for (_, s, r, old, _) in &pre {
+        if let (Ok(nv), true) = (r, in_group(*s)) {
+            cb.widen(stats, &base, old, nv);
+        }
+    }
+    // valid secondaries by effect on the base score
+    let mut order: Vec<usize> = (0..pre.len()).filter(|&k| pre[k].2.is_ok()).collect();
+    order.sort_by(|&a, &b| pre[a].4.total_cmp(&pre[b].4).then(a.cmp(&b)));
+    let invalid: Vec<usize> = (0..pre.len()).filter(|&k| pre[k].2.is_err()).collect();
+    // candidates of one primary: (score, secondary, materialised move or
+    // None for a fast-path candidate, built only if it can still win)
+    type Cand = (f64, usize, Option<(Vec<(usize, NodeDyn)>, Instance)>);
+    let bests: Vec<(Vec<Cand>, Option<String>)> = per_p
         .par_iter()
         .map(|(p, r)| {
             let mut best: Option<Best> = None;
             let mut err = None;
             // fast path: only the new secondary changes per candidate
             let fast = match r {
-                Ok((ov, i1)) if fast_ok => {
-                    let old_s = i1.snode;
+                Ok((ov, pl)) if fast_ok => {
+                    let old_s = pl.1;
                     let mut ov3 = ov.clone();
                     match old_s {
                         Some(os) => {
@@ -196,7 +256,7 @@ fn evac_drbd_all(
                                 .find(|(k, _)| *k == os)
                                 .map(|x| x.1.clone())
                                 .unwrap_or_else(|| node.d.clone());
-                            node.remove_sec(&mut d, i1, i1.pnode);
+                            node.remove_sec(&mut d, &i0, pl.0);
                             merge_overlay(&mut ov3, vec![(os, d)]);
                             let mut a = stats.acc();
                             for (n, d) in &ov3 {
@@ -216,43 +276,126 @@ fn evac_drbd_all(
                 }
                 _ => None,
             };
-            let mut fast_ties: Vec<(f64, usize)> = vec![];
-            for &s in avail.iter() {
-                if s == *p {
-                    continue;
-                }
-                if let (Some((a0, ov3, force_s)), Ok((_, i1))) = (&fast, r) {
-                    if !ov3.iter().any(|(k, _)| *k == s) {
-                        let sn = &c.nodes[s];
-                        match sn.add_sec_state(&sn.d, i1, *p, *force_s, false) {
-                            Err(f) => {
-                                err = Some(format!("Changing secondary to final secondary: {f:?}"))
-                            }
-                            Ok((st, _)) => {
-                                let sc = if in_group(s) {
-                                    let (o, n) = (node_vals(sn, &sn.d), node_vals_st(sn, &st));
-                                    stats.score_changes(a0, &[(&o, &n)])
-                                } else {
-                                    stats.score_changes(a0, &[])
-                                };
-                                let cur =
-                                    fast_ties.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-                                if sc <= cur + NEAR_TIE {
-                                    if sc < cur - NEAR_TIE {
-                                        fast_ties.retain(|x| x.0 <= sc + NEAR_TIE);
-                                    }
-                                    fast_ties.push((sc, s));
+            if let (Some((a0, ov3, force_s)), Ok((ov, pl))) = (&fast, r) {
+                // Secondaries needing an exact per-pair evaluation: those in
+                // the overlay (slow path below) and those mirroring memory
+                // for p; the others come from `pre`, best first, until the
+                // lower bound shows none can be within NEAR_TIE of the best.
+                let in_ov = |s: usize| ov3.iter().any(|(k, _)| *k == s);
+                // nodes mirroring memory for p: secondaries of p's primaries
+                let mut specials: Vec<(usize, usize)> = c.nodes[*p]
+                    .plist
+                    .iter()
+                    .filter_map(|&i| c.instances[i].snode)
+                    .chain(ov3.iter().map(|x| x.0))
+                    .filter(|&s| s != *p && (in_ov(s) || c.nodes[s].d.peer(*p) != 0))
+                    .filter_map(|s| pos_of.get(&s).map(|&k| (k, s)))
+                    .collect();
+                specials.sort_unstable();
+                specials.dedup();
+                let special = |s: usize| s == *p || specials.iter().any(|x| x.1 == s);
+                let mut found: Vec<(usize, f64, usize)> = vec![];
+                let mut fail_at: Option<(usize, String)> = None;
+                let note_fail = |fail_at: &mut Option<(usize, String)>, k: usize, m: String| {
+                    if fail_at.as_ref().is_none_or(|x| x.0 < k) {
+                        *fail_at = Some((k, m));
+                    }
+                };
+                for &(k, s) in &specials {
+                    if ov3.iter().any(|(x, _)| *x == s) {
+                        let mut ov = ov.clone();
+                        let mut i2 = at(pl);
+                        match chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force) {
+                            Err(f) => note_fail(
+                                &mut fail_at,
+                                k,
+                                format!("Changing secondary to final secondary: {f:?}"),
+                            ),
+                            Ok(()) => {
+                                let sc = c.score_overlay(stats, &ov, &in_group);
+                                if best.as_ref().is_none_or(|b| b.0 >= sc) {
+                                    best = Some((sc, s, ov, i2));
                                 }
                             }
                         }
                         continue;
                     }
+                    let sn = &c.nodes[s];
+                    match sn.add_sec_state(&sn.d, &i0, *p, *force_s, false) {
+                        Err(f) => note_fail(
+                            &mut fail_at,
+                            k,
+                            format!("Changing secondary to final secondary: {f:?}"),
+                        ),
+                        Ok((st, _)) => {
+                            let sc = if in_group(s) {
+                                let (o, n) = (node_vals(sn, &sn.d), node_vals_st(sn, &st));
+                                stats.score_changes(a0, &[(&o, &n)])
+                            } else {
+                                stats.score_changes(a0, &[])
+                            };
+                            found.push((k, sc, s));
+                        }
+                    }
+                }
+                if let Some(&k) = invalid.iter().rev().find(|&&k| !special(pre[k].1)) {
+                    if let Err(f) = &pre[k].2 {
+                        note_fail(
+                            &mut fail_at,
+                            k,
+                            format!("Changing secondary to final secondary: {f:?}"),
+                        );
+                    }
+                }
+                let g_p = stats.score_changes(a0, &[]);
+                let slack = crate::score::pair_bound_slack(g_p);
+                let bound = stats.pair_bound(&base, a0, &cb) + slack;
+                let mut cur = found
+                    .iter()
+                    .map(|x| x.1)
+                    .chain(best.as_ref().map(|b| b.0))
+                    .fold(f64::INFINITY, f64::min);
+                for &k in &order {
+                    let (_, s, ref nv, ref old, e) = pre[k];
+                    if g_p + e - bound > cur + NEAR_TIE {
+                        break;
+                    }
+                    if special(s) {
+                        continue;
+                    }
+                    let Ok(nv) = nv else { continue };
+                    let sc = if in_group(s) {
+                        stats.score_changes(a0, &[(old, nv)])
+                    } else {
+                        stats.score_changes(a0, &[])
+                    };
+                    cur = cur.min(sc);
+                    found.push((k, sc, s));
+                }
+                let pmin = found.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+                found.retain(|x| x.1 <= pmin + NEAR_TIE);
+                found.sort_by_key(|x| x.0);
+                let mut list: Vec<Cand> = best
+                    .into_iter()
+                    .map(|(sc, s, ov, i2)| (sc, s, Some((ov, i2))))
+                    .collect();
+                list.extend(found.into_iter().map(|(_, sc, s)| (sc, s, None)));
+                return (list, fail_at.map(|x| x.1));
+            }
+            if let Err(e) = r {
+                // every pair with this primary fails the same way
+                let any_s = avail.iter().any(|&s| s != *p);
+                return (vec![], any_s.then(|| e.clone()));
+            }
+            for &s in avail.iter() {
+                if s == *p {
+                    continue;
                 }
                 match r {
-                    Err(e) => err = Some(e.clone()),
-                    Ok((ov, i1)) => {
+                    Err(_) => {}
+                    Ok((ov, pl)) => {
                         let mut ov = ov.clone();
-                        let mut i2 = i1.clone();
+                        let mut i2 = at(pl);
                         match chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force) {
                             Err(f) => {
                                 err = Some(format!("Changing secondary to final secondary: {f:?}"))
@@ -267,26 +410,45 @@ fn evac_drbd_all(
                     }
                 }
             }
-            let mut list: Vec<Best> = best.into_iter().collect();
-            if let Ok((ov, i1)) = r {
-                for (sc, s) in fast_ties {
-                    let mut ov = ov.clone();
-                    let mut i2 = i1.clone();
-                    if chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force).is_ok() {
-                        list.push((sc, s, ov, i2));
-                    }
-                }
-            }
-            (list, err)
+            (
+                best.into_iter()
+                    .map(|(sc, s, ov, i2)| (sc, s, Some((ov, i2))))
+                    .collect(),
+                err,
+            )
         })
         .collect();
-    let mut all: Vec<Best> = vec![];
     let mut last_err = "no nodes available".to_string();
-    for (b, e) in bests {
-        if let (true, Some(e)) = (all.is_empty(), e) {
+    let mut any = false;
+    for (b, e) in &bests {
+        if let (false, Some(e)) = (any, e) {
             last_err = format!("Allocation failed: {e}");
         }
-        all.extend(b);
+        any |= !b.is_empty();
+    }
+    // only candidates within NEAR_TIE of the best can be picked
+    let gmin = bests
+        .iter()
+        .flat_map(|b| b.0.iter().map(|x| x.0))
+        .fold(f64::INFINITY, f64::min);
+    let mut all: Vec<Best> = vec![];
+    for ((_, r), (b, _)) in per_p.iter().zip(bests) {
+        for (sc, s, m) in b {
+            if sc > gmin + NEAR_TIE {
+                continue;
+            }
+            match (m, r) {
+                (Some((ov, i2)), _) => all.push((sc, s, ov, i2)),
+                (None, Ok((ov, pl))) => {
+                    let mut ov = ov.clone();
+                    let mut i2 = at(pl);
+                    if chain(c, &mut ov, &mut i2, idx, IMove::ReplaceSecondary(s), force).is_ok() {
+                        all.push((sc, s, ov, i2));
+                    }
+                }
+                (None, Err(_)) => {}
+            }
+        }
     }
     let cands: Vec<(f64, &[(usize, NodeDyn)])> =
         all.iter().map(|x| (x.0, x.2.as_slice())).collect();

@@ -178,6 +178,7 @@ pub fn try_alloc(
                         .iter()
                         .copied()
                         .filter(|&s| s != p && c.nodes[s].group == c.nodes[p].group)
+                        .filter(|&s| !c.location_forbids(p, Some(s)))
                         .collect();
                     let prim = policy_ok(p).and_then(|_| {
                         let mut pd = c.nodes[p].d.clone();
@@ -279,59 +280,125 @@ fn try_alloc_pairs_fast(
                 })
             })
             .collect();
+    // Pruning (exact): a pair's score is the primary-only score plus the
+    // secondary's own effect on the base score, up to an interaction that
+    // `Stats::pair_bound` bounds; secondaries are tried best effect first
+    // until no further one can come within NEAR_TIE of the best pair.
+    // Failures and successes are still counted for every pair.
+    let g_base = stats.score_changes(&base, &[]);
+    let mut cb = crate::score::ChangeBounds::default();
+    let mut effect = vec![0.0; c.nodes.len()];
+    let mut pos = vec![usize::MAX; c.nodes.len()];
+    for (k, &s) in cands.iter().enumerate() {
+        pos[s] = k;
+        if let (Some(Ok(nv)), Some(v)) = (&sec_no_peer[s], &vals[s]) {
+            effect[s] = stats.score_changes(&base, &[(v, nv)]) - g_base;
+            cb.widen(stats, &base, v, nv);
+        }
+    }
+    let mut order: Vec<usize> = cands
+        .iter()
+        .copied()
+        .filter(|&s| matches!(sec_no_peer[s], Some(Ok(_))))
+        .collect();
+    order.sort_by(|&a, &b| effect[a].total_cmp(&effect[b]).then(pos[a].cmp(&pos[b])));
+    // per group: number of candidates and of no-peer failures per mode
+    let fidx = |f: FailMode| FailMode::ALL.iter().position(|x| *x == f).unwrap_or(0);
+    let mut per_group: std::collections::HashMap<usize, (usize, [usize; 9])> =
+        std::collections::HashMap::new();
+    for &s in cands {
+        let e = per_group.entry(c.nodes[s].group).or_insert((0, [0; 9]));
+        e.0 += 1;
+        if let Some(Err(f)) = &sec_no_peer[s] {
+            e.1[fidx(*f)] += 1;
+        }
+    }
     let per_p: Vec<(Vec<FailMode>, usize, Vec<(f64, usize, usize)>)> = pairs
         .par_iter()
         .map(|&p| {
             let mut fails = vec![];
-            let mut allocs = 0;
             let mut best: Vec<(f64, usize, usize)> = vec![];
             let pn = &c.nodes[p];
+            let (n_grp, grp_fail) = per_group.get(&pn.group).copied().unwrap_or((0, [0; 9]));
+            let n_s = n_grp - usize::from(is_cand[p]);
             let prim = inst
                 .matches_policy(&c.groups[pn.group].ipolicy, pn.excl_storage)
                 .and_then(|_| pn.add_pri_state(&pn.d, inst, force));
-            let acc_p = prim.map(|st| {
-                let mut a = base;
-                if let Some(v) = &vals[p] {
-                    stats.acc_apply(&mut a, v, &node_vals_st(pn, &st));
+            let a0 = match prim {
+                Err(f) => {
+                    fails.extend(std::iter::repeat_n(f, n_s));
+                    return (fails, 0, best);
                 }
-                a
-            });
-            for &s in cands {
-                if s == p || c.nodes[s].group != pn.group {
-                    continue;
-                }
-                let a0 = match &acc_p {
-                    Err(f) => {
-                        fails.push(*f);
-                        continue;
+                Ok(st) => {
+                    let mut a = base;
+                    if let Some(v) = &vals[p] {
+                        stats.acc_apply(&mut a, v, &node_vals_st(pn, &st));
                     }
-                    Ok(a) => a,
-                };
+                    a
+                }
+            };
+            let a0 = &a0;
+            // failures of the no-peer secondaries, corrected below for p
+            // itself and for the nodes mirroring memory for p
+            let mut fcount = grp_fail;
+            if let Some(Some(Err(f))) = is_cand[p].then(|| &sec_no_peer[p]) {
+                fcount[fidx(*f)] -= 1;
+            }
+            let mut specials: Vec<usize> = pn
+                .plist
+                .iter()
+                .filter_map(|&i| c.instances[i].snode)
+                .filter(|&s| {
+                    s != p
+                        && is_cand[s]
+                        && c.nodes[s].group == pn.group
+                        && c.nodes[s].d.peer(p) != 0
+                })
+                .collect();
+            specials.sort_unstable_by_key(|&s| pos[s]);
+            specials.dedup();
+            let mut found: Vec<(usize, f64, usize)> = vec![];
+            for &s in &specials {
+                if let Some(Err(f)) = &sec_no_peer[s] {
+                    fcount[fidx(*f)] -= 1;
+                }
                 let sn = &c.nodes[s];
-                let sec = match &sec_no_peer[s] {
-                    Some(r) if sn.d.peer(p) == 0 => *r,
-                    _ => sn
-                        .add_sec_state(&sn.d, inst, p, false, false)
-                        .map(|(st, _)| node_vals_st(sn, &st)),
-                };
-                match sec {
+                match sn.add_sec_state(&sn.d, inst, p, false, false) {
                     Err(f) => fails.push(f),
-                    Ok(new_vals) => {
-                        allocs += 1;
+                    Ok((st, _)) => {
                         let sc = match &vals[s] {
-                            Some(v) => stats.score_changes(a0, &[(v, &new_vals)]),
+                            Some(v) => stats.score_changes(a0, &[(v, &node_vals_st(sn, &st))]),
                             None => stats.score_changes(a0, &[]),
                         };
-                        let cur = best.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-                        if sc <= cur + NEAR_TIE {
-                            if sc < cur - NEAR_TIE {
-                                best.retain(|x| x.0 <= sc + NEAR_TIE);
-                            }
-                            best.push((sc, p, s));
-                        }
+                        found.push((pos[s], sc, s));
                     }
                 }
             }
+            for (k, n) in fcount.iter().enumerate() {
+                fails.extend(std::iter::repeat_n(FailMode::ALL[k], *n));
+            }
+            let allocs = n_s - fails.len();
+            let g_p = stats.score_changes(a0, &[]);
+            let bound = stats.pair_bound(&base, a0, &cb) + crate::score::pair_bound_slack(g_p);
+            let mut cur = found.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+            for &s in &order {
+                if g_p + effect[s] - bound > cur + NEAR_TIE {
+                    break;
+                }
+                if s == p || c.nodes[s].group != pn.group || specials.contains(&s) {
+                    continue;
+                }
+                let (Some(Ok(nv)), Some(v)) = (&sec_no_peer[s], &vals[s]) else {
+                    continue;
+                };
+                let sc = stats.score_changes(a0, &[(v, nv)]);
+                cur = cur.min(sc);
+                found.push((pos[s], sc, s));
+            }
+            let pmin = found.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+            found.retain(|x| x.1 <= pmin + NEAR_TIE);
+            found.sort_unstable_by_key(|x| x.0);
+            best.extend(found.into_iter().map(|(_, sc, s)| (sc, p, s)));
             (fails, allocs, best)
         })
         .collect();

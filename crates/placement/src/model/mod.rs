@@ -14,6 +14,9 @@ pub const TAG_MIGRATION: &str = "htools:migration:";
 pub const TAG_ALLOW_MIGRATION: &str = "htools:allowmigration:";
 pub const TAG_LOCATION: &str = "htools:nlocation:";
 pub const TAG_DESIRED_LOCATION: &str = "htools:desiredlocation:";
+/// Maguey's cluster tag (ignored by htools): location tags are a hard constraint, a DRBD
+/// pair never shares a location (rooms as failure domains).
+pub const TAG_HARD_LOCATION: &str = "maguey:hard-location";
 
 #[derive(Debug, Clone)]
 pub struct Group {
@@ -337,6 +340,33 @@ impl Cluster {
                 .intersection(&self.nodes[s].location_tags)
                 .count() as i64,
         }
+    }
+
+    /// Whether the hard location constraint ([`TAG_HARD_LOCATION`]) forbids a DRBD
+    /// pair `p`/`s`: the cluster asks for it and the two nodes share a location tag.
+    pub fn location_forbids(&self, p: usize, s: Option<usize>) -> bool {
+        s.is_some_and(|s| {
+            self.instance_location_score(p, Some(s)) > 0
+                && self.tags.iter().any(|t| t == TAG_HARD_LOCATION)
+        })
+    }
+
+    /// [`Cluster::location_forbids`] for the pair `inst` would have after move `mv`
+    /// (a plain failover keeps the pair, so it is never forbidden).
+    pub fn location_forbids_move(&self, inst: &Instance, mv: IMove) -> bool {
+        let (p, s) = (inst.pnode, inst.snode);
+        let (np, ns) = match mv {
+            IMove::Failover => return false,
+            IMove::FailoverToAny(n) => (n, s),
+            IMove::ReplacePrimary(n) => (n, s),
+            IMove::ReplaceSecondary(n) => (p, Some(n)),
+            IMove::ReplaceAndFailover(n) => (n, Some(p)),
+            IMove::FailoverAndReplace(n) => match s {
+                Some(s) => (s, Some(n)),
+                None => return false,
+            },
+        };
+        self.location_forbids(np, ns)
     }
 
     /// Finalise a freshly parsed cluster: compute tags, node states from

@@ -513,10 +513,24 @@ impl Node {
         force: bool,
         ignore_disks: bool,
     ) -> std::result::Result<(NodeState, i64), FailMode> {
+        self.add_sec_state_peer(d, inst, d.peer(pdx), force, ignore_disks)
+    }
+
+    /// [`Node::add_sec_state`] given the memory this node already mirrors
+    /// for the instance's primary (`d.peer(pdx)`), which is all the
+    /// primary's identity changes.
+    pub fn add_sec_state_peer(
+        &self,
+        d: &NodeDyn,
+        inst: &Instance,
+        peer_mem: i64,
+        force: bool,
+        ignore_disks: bool,
+    ) -> std::result::Result<(NodeState, i64), FailMode> {
         let strict = !force;
         let st = &d.st;
         let sec_needed = if inst.uses_sec_mem() { inst.mem } else { 0 };
-        let new_peem = d.peer(pdx) + sec_needed;
+        let new_peem = peer_mem + sec_needed;
         let new_dsk_forth = st.f_dsk_forth - inst.dsk;
         let new_free_sp_forth = self.free_spindles(st.f_spindles_forth, inst, true);
         let new_inst_sp_forth = self.spindle_use(st.inst_spindles_forth, inst, true);

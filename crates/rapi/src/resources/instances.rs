@@ -356,6 +356,7 @@ fn replace_op(b: &Body, inst: &str) -> Result<OpCode, ApiError> {
             iallocator: b.opt("iallocator")?,
             early_release: b.or("early_release", false)?,
             ignore_ipolicy: b.or("ignore_ipolicy", false)?,
+            force: false,
         },
     ))
 }

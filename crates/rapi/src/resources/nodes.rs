@@ -71,6 +71,7 @@ fn set_role_op(req: &Req, node: &str) -> Result<OpCode, ApiError> {
         master_capable: None,
         vm_capable: None,
         force,
+        room: None,
     }))
 }
 
@@ -85,6 +86,7 @@ fn modify_body(req: &Req) -> Result<Body, ApiError> {
             "master_capable",
             "vm_capable",
             "force",
+            "room",
         ],
         &[
             "auto_promote",
@@ -107,6 +109,7 @@ fn modify_op(b: &Body, node: &str) -> Result<OpCode, ApiError> {
         master_capable: b.opt("master_capable")?,
         vm_capable: b.opt("vm_capable")?,
         force: b.or("force", false)?,
+        room: b.opt("room")?,
     }))
 }
 
@@ -132,6 +135,7 @@ fn evacuate_op(b: &Body, node: &str) -> Result<OpCode, ApiError> {
         iallocator: b.opt("iallocator")?,
         early_release: b.or("early_release", false)?,
         max_parallel: defaults::MAX_PARALLEL,
+        force: false,
     }))
 }
 

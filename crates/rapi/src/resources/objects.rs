@@ -79,6 +79,8 @@ pub(super) const N_FIELDS: &[&str] = &[
     "uuid",
     "serial_no",
     "tags",
+    // Maguey: the node's room (failure domain); Ganeti's clients ignore unknown fields.
+    "room",
 ];
 
 /// Ganeti's group fields.

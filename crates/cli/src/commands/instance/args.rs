@@ -208,6 +208,9 @@ pub enum InstanceCmd {
         /// Remove the old storage before the resync ends.
         #[arg(long)]
         early_release: bool,
+        /// Accept a new secondary in the primary's room.
+        #[arg(long, short = 'f')]
+        force: bool,
         #[command(flatten)]
         job: JobOpts,
     },

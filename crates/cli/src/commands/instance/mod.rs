@@ -255,6 +255,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             iallocator,
             disks,
             early_release,
+            force,
             job,
         } => {
             use maguey_model::ReplaceDisksMode;
@@ -283,6 +284,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                         iallocator,
                         early_release,
                         ignore_ipolicy: false,
+                        force,
                     },
                 )],
                 job,

@@ -1,0 +1,385 @@
+//! Exact pruning of the balancer's target search.
+//!
+//! A DRBD instance's move changes its own nodes (independent of the target
+//! node) and one target node. The target's new state depends on the
+//! instance only through its resources (a "class": memory, disk, vcpus,
+//! spindles, status, ...), except on nodes that mirror memory for one of the
+//! instance's nodes ("special" targets, evaluated one by one). So for each
+//! class the effect of every target on the base score is computed once per
+//! round and sorted ([`Table`]); an instance's candidates are then tried in
+//! that order, and the walk stops as soon as the effect plus the instance's
+//! own-node score, minus [`Stats::pair_bound`] (how much the target's effect
+//! can differ on top of the instance's own changes), cannot reach the best
+//! candidate any more. The candidates that are evaluated are scored exactly
+//! as the full search scores them, so the search keeps its answers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::balance::{possible_moves, BalanceOptions, Ties};
+use crate::model::{Cluster, Instance};
+use crate::score::{node_vals_st, pair_bound_slack, Acc, ChangeBounds, NodeVals, Stats};
+use crate::types::{DiskTemplate, IMove, MirrorType};
+
+/// What the target side of a move reads of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ClassKey {
+    pri: bool,
+    force: bool,
+    tmpl: DiskTemplate,
+    uses_mem: bool,
+    uses_sec_mem: bool,
+    not_offline: bool,
+    forthcoming: bool,
+    mem: i64,
+    dsk: i64,
+    vcpus: i64,
+    spindle_use: i64,
+    spindles: Option<i64>,
+    util: [u64; 4],
+    loc: i64,
+}
+
+impl ClassKey {
+    fn of(inst: &Instance, pri: bool, force: bool) -> ClassKey {
+        ClassKey {
+            pri,
+            force,
+            tmpl: inst.template,
+            uses_mem: inst.uses_memory(),
+            uses_sec_mem: inst.uses_sec_mem(),
+            not_offline: inst.not_offline(),
+            forthcoming: inst.forthcoming,
+            mem: inst.mem,
+            dsk: inst.dsk,
+            vcpus: inst.vcpus,
+            spindle_use: inst.spindle_use,
+            spindles: inst.total_spindles(),
+            util: [
+                inst.util.cpu.to_bits(),
+                inst.util.mem.to_bits(),
+                inst.util.dsk.to_bits(),
+                inst.util.net.to_bits(),
+            ],
+            loc: inst.location_score,
+        }
+    }
+}
+
+/// Targets of one class, by their effect on the base score.
+pub(crate) struct Table {
+    order: Vec<(f64, usize)>,
+    cb: ChangeBounds,
+}
+
+/// The per-round tables (built lazily, shared by the threads).
+pub(crate) struct Tables {
+    stats: Stats,
+    base: Acc,
+    g_base: f64,
+    vals: Vec<NodeVals>,
+    targets: Vec<usize>,
+    /// nodes changed since the tables were started (evaluated one by one)
+    touched: Vec<bool>,
+    touched_list: Vec<usize>,
+    map: Mutex<HashMap<ClassKey, Arc<Table>>>,
+}
+
+impl Tables {
+    /// Tables against the current state of `stats` (node values `vals`),
+    /// for moves onto `targets`.
+    pub(crate) fn new(c: &Cluster, stats: &Stats, vals: &[NodeVals], targets: &[usize]) -> Tables {
+        let base = stats.acc();
+        Tables {
+            stats: stats.clone(),
+            base,
+            g_base: stats.score_changes(&base, &[]),
+            vals: vals.to_vec(),
+            targets: targets.to_vec(),
+            touched: vec![false; c.nodes.len()],
+            touched_list: vec![],
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cluster changed on these nodes (a move was committed): their
+    /// entries in the tables are stale, they are evaluated one by one.
+    pub(crate) fn touch(&mut self, nodes: &[usize]) {
+        for &n in nodes {
+            if n < self.touched.len() && !self.touched[n] {
+                self.touched[n] = true;
+                self.touched_list.push(n);
+            }
+        }
+    }
+
+    fn get(&self, c: &Cluster, inst: &Instance, pri: bool, force: bool) -> Arc<Table> {
+        let key = ClassKey::of(inst, pri, force);
+        if let Some(t) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return t;
+        }
+        let mut cb = ChangeBounds::default();
+        let mut order = Vec::with_capacity(self.targets.len());
+        for &t in &self.targets {
+            let tn = &c.nodes[t];
+            let st = if pri {
+                tn.add_pri_state(&tn.d, inst, force)
+            } else {
+                tn.add_sec_state_peer(&tn.d, inst, 0, force, false)
+                    .map(|x| x.0)
+            };
+            if let Ok(st) = st {
+                let nv = node_vals_st(tn, &st);
+                let old = &self.vals[t];
+                order.push((
+                    self.stats.score_changes(&self.base, &[(old, &nv)]) - self.g_base,
+                    t,
+                ));
+                cb.widen(&self.stats, &self.base, old, &nv);
+            }
+        }
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let t = Arc::new(Table { order, cb });
+        if let Ok(mut m) = self.map.lock() {
+            m.entry(key).or_insert_with(|| t.clone());
+        }
+        t
+    }
+}
+
+/// The balancer's best moves of one DRBD instance (as
+/// `best_for_instance_fast` finds them), with the pruned target walk.
+/// None when the pruning does not apply (the caller searches in full).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn best_pruned(
+    c: &Cluster,
+    stats: &Stats,
+    vals: &[NodeVals],
+    cur: f64,
+    idx: usize,
+    is_target: &[bool],
+    online: &[bool],
+    opts: &BalanceOptions,
+    tb: &Tables,
+) -> Option<Ties<IMove>> {
+    let inst = &c.instances[idx];
+    if !inst.excl_tags.is_empty() || inst.mirror_type() != MirrorType::Internal {
+        return None;
+    }
+    let force = opts.ignore_soft_errors;
+    let opdx = inst.pnode;
+    let osdx = inst.snode?;
+    let (np, ns) = (&c.nodes[opdx], &c.nodes[osdx]);
+    let use_sec = online[osdx] && opts.instance_moves;
+    let prim_off = np.offline;
+    // (evaluation order, score, move)
+    let mut cands: Vec<(usize, f64, IMove)> = vec![];
+    if use_sec {
+        if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
+            cands.push((0, c.score_outcome(stats, &out), IMove::Failover));
+        }
+    }
+    let mut kinds = Vec::with_capacity(4);
+    possible_moves(
+        MirrorType::Internal,
+        use_sec,
+        opts.instance_moves,
+        opts.disk_moves,
+        opts.restricted_migration,
+        prim_off,
+        0,
+        &mut kinds,
+    );
+    let has = |k: fn(usize) -> IMove| kinds.contains(&k(0));
+    let base = stats.acc();
+    let mut int_p = np.d.clone();
+    np.remove_pri(&mut int_p, inst);
+    let mut int_s = ns.d.clone();
+    ns.remove_sec(&mut int_s, inst, opdx);
+    let v_int_p = node_vals_st(np, &int_p.st);
+    let v_int_s = node_vals_st(ns, &int_s.st);
+    let force_s = ns.offline || force;
+    let force_p = prim_off || force;
+    let acc_rs = if has(IMove::ReplaceSecondary) {
+        let mut pn = int_p.clone();
+        np.add_pri(&mut pn, inst, true).ok().map(|_| {
+            let mut a = base;
+            stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &pn.st));
+            stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
+            a
+        })
+    } else {
+        None
+    };
+    let acc_raf = has(IMove::ReplaceAndFailover).then(|| {
+        let mut a = base;
+        stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
+        a
+    });
+    let rp = if has(IMove::ReplacePrimary) {
+        let mut tmp = int_s.clone();
+        match ns.add_pri(&mut tmp, inst, force_p) {
+            Ok(()) => {
+                ns.remove_pri(&mut tmp, inst);
+                let mut a = base;
+                stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
+                Some((a, tmp))
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let acc_far = if has(IMove::FailoverAndReplace) {
+        let mut s2 = int_s.clone();
+        ns.add_pri(&mut s2, inst, force_p).ok().map(|_| {
+            let mut a = base;
+            stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
+            stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &s2.st));
+            a
+        })
+    } else {
+        None
+    };
+    // the exact score of one candidate, computed as the full search does
+    let eval = |kind: usize, t: usize| -> Option<f64> {
+        let tn = &c.nodes[t];
+        let td = &tn.d;
+        let vt = &vals[t];
+        match kind {
+            0 => {
+                let a0 = acc_rs.as_ref()?;
+                let (st, _) = tn.add_sec_state(td, inst, opdx, force_s, false).ok()?;
+                Some(stats.score_changes(a0, &[(vt, &node_vals_st(tn, &st))]))
+            }
+            1 => {
+                let a0 = acc_raf.as_ref()?;
+                let pst = tn.add_pri_state(td, inst, force).ok()?;
+                let (sst, _) = np.add_sec_state(&int_p, inst, t, force_s, false).ok()?;
+                let (n1, n2) = (node_vals_st(tn, &pst), node_vals_st(np, &sst));
+                Some(stats.score_changes(a0, &[(vt, &n1), (&vals[opdx], &n2)]))
+            }
+            2 => {
+                let (a0, tmp) = rp.as_ref()?;
+                let pst = tn.add_pri_state(td, inst, force_p).ok()?;
+                let (sst, _) = ns.add_sec_state(tmp, inst, t, force_p, false).ok()?;
+                let (n1, n2) = (node_vals_st(tn, &pst), node_vals_st(ns, &sst));
+                Some(stats.score_changes(a0, &[(vt, &n1), (&vals[osdx], &n2)]))
+            }
+            _ => {
+                let a0 = acc_far.as_ref()?;
+                let (st, _) = tn.add_sec_state(td, inst, osdx, force_p, false).ok()?;
+                Some(stats.score_changes(a0, &[(vt, &node_vals_st(tn, &st))]))
+            }
+        }
+    };
+    let mv_of = |kind: usize, t: usize| match kind {
+        0 => IMove::ReplaceSecondary(t),
+        1 => IMove::ReplaceAndFailover(t),
+        2 => IMove::ReplacePrimary(t),
+        _ => IMove::FailoverAndReplace(t),
+    };
+    let valid_t = |t: usize| t < is_target.len() && is_target[t] && t != opdx && t != osdx;
+    let mut run_min = cands.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+    let push = |cands: &mut Vec<(usize, f64, IMove)>, run_min: &mut f64, kind, t, sc| {
+        *run_min = run_min.min(sc);
+        cands.push((1 + 4 * t + kind, sc, mv_of(kind, t)));
+    };
+    for kind in 0..4usize {
+        let (present, pri, f, sec_of) = match kind {
+            0 => (acc_rs.is_some(), false, force_s, Some(opdx)),
+            1 => (acc_raf.is_some(), true, force, None),
+            2 => (rp.is_some(), true, force_p, None),
+            _ => (acc_far.is_some(), false, force_p, Some(osdx)),
+        };
+        if !present {
+            continue;
+        }
+        // own nodes' changes that depend on the target only through a peer
+        let own_peers: &[(usize, i64)] = match kind {
+            1 => &int_p.peers,
+            2 => rp.as_ref().map(|x| x.1.peers.as_slice()).unwrap_or(&[]),
+            _ => &[],
+        };
+        let a_full: Option<Acc> = match kind {
+            0 => acc_rs,
+            1 => acc_raf.and_then(|mut a| {
+                let (sst, _) = np
+                    .add_sec_state_peer(&int_p, inst, 0, force_s, false)
+                    .ok()?;
+                stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &sst));
+                Some(a)
+            }),
+            2 => rp.as_ref().and_then(|(a, tmp)| {
+                let mut a = *a;
+                let (sst, _) = ns.add_sec_state_peer(tmp, inst, 0, force_p, false).ok()?;
+                stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &sst));
+                Some(a)
+            }),
+            _ => acc_far,
+        };
+        // special targets: touched since the tables were built, or with a
+        // peer relation that the class table does not cover
+        let mut specials: Vec<usize> = own_peers.iter().filter(|p| p.1 != 0).map(|p| p.0).collect();
+        if let Some(pdx) = sec_of {
+            specials.extend(
+                c.nodes[pdx]
+                    .plist
+                    .iter()
+                    .filter_map(|&i| c.instances[i].snode)
+                    .filter(|&s| c.nodes[s].d.peer(pdx) != 0),
+            );
+        }
+        specials.retain(|&t| valid_t(t));
+        specials.sort_unstable();
+        specials.dedup();
+        let is_special = |t: usize| tb.touched[t] || specials.binary_search(&t).is_ok();
+        for &t in &specials {
+            if let Some(sc) = eval(kind, t) {
+                push(&mut cands, &mut run_min, kind, t, sc);
+            }
+        }
+        let Some(a_full) = a_full else {
+            // the target-independent part fails: only specials (and touched nodes) remain
+            for &t in tb.touched_list.iter().filter(|&&t| valid_t(t)) {
+                if specials.binary_search(&t).is_err() {
+                    if let Some(sc) = eval(kind, t) {
+                        push(&mut cands, &mut run_min, kind, t, sc);
+                    }
+                }
+            }
+            continue;
+        };
+        let table = tb.get(c, inst, pri, f);
+        let g_a = stats.score_changes(&a_full, &[]);
+        let bound = stats.pair_bound(&tb.base, &a_full, &table.cb) + pair_bound_slack(g_a);
+        if !bound.is_finite() {
+            return None;
+        }
+        for &t in tb.touched_list.iter().filter(|&&t| valid_t(t)) {
+            if specials.binary_search(&t).is_err() {
+                if let Some(sc) = eval(kind, t) {
+                    push(&mut cands, &mut run_min, kind, t, sc);
+                }
+            }
+        }
+        for &(e, t) in &table.order {
+            let thr = (run_min + crate::balance::NEAR_TIE).min(cur - crate::balance::TIE_EPS);
+            if g_a + e - bound > thr {
+                break;
+            }
+            if !valid_t(t) || is_special(t) {
+                continue;
+            }
+            if let Some(sc) = eval(kind, t) {
+                push(&mut cands, &mut run_min, kind, t, sc);
+            }
+        }
+    }
+    cands.sort_by_key(|x| x.0);
+    let mut best = Ties::new(cur);
+    for (_, sc, mv) in cands {
+        best.offer(sc, mv);
+    }
+    Some(best)
+}
