@@ -467,6 +467,28 @@ pub fn start_daemon(tb: &Testbed, n: usize, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Waits (up to `timeout`) until node `n`'s `magueyd` listens on `port`: a started daemon
+/// needs a moment (more under load) before it answers, and a job sent meanwhile fails.
+pub fn wait_daemon_listening(tb: &Testbed, n: usize, port: u16, timeout: Duration) -> Result<()> {
+    let i = n.checked_sub(1).context("nodes are numbered from 1")?;
+    let tenths = timeout.as_millis() / 100;
+    let script = format!(
+        "i=0; while [ $i -lt {tenths} ]; do
+  ss -Hltn 2>/dev/null | grep -q ':{port} ' && exit 0
+  sleep 0.1; i=$((i+1))
+done
+exit 1"
+    );
+    let (code, _) = tb.run(i, &script)?;
+    if code != 0 {
+        bail!(
+            "magueyd on node{n} is not listening on port {port} after {timeout:?}: {}",
+            node_log_tail(tb, n)
+        );
+    }
+    Ok(())
+}
+
 /// Every regular file under `root`, as paths relative to it.
 fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();

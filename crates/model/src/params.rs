@@ -94,12 +94,20 @@ pub const ND_PARAMS: &[ParamSpec] = &[
     p("ssh_port", ParamType::Int, DefaultValue::Int(22)),
 ];
 
-/// Parameters of the `fake` hypervisor (it has none that change behaviour but `migration_mode`).
-pub const HV_FAKE_PARAMS: &[ParamSpec] = &[p(
-    "migration_mode",
-    ParamType::Enum(MigrationMode::NAMES),
-    DefaultValue::Str("live"),
-)];
+/// Parameters of the `fake` hypervisor (none change behaviour: `migration_mode`, and `accel`,
+/// which a running fake instance keeps for life, as QEMU does).
+pub const HV_FAKE_PARAMS: &[ParamSpec] = &[
+    p(
+        "migration_mode",
+        ParamType::Enum(MigrationMode::NAMES),
+        DefaultValue::Str("live"),
+    ),
+    p(
+        "accel",
+        ParamType::Enum(KVM_ACCELS),
+        DefaultValue::Str("auto"),
+    ),
+];
 
 pub const KVM_ACCELS: &[&str] = &["auto", "kvm", "tcg"];
 pub const KVM_DISK_CACHES: &[&str] = &["default", "none", "writethrough", "writeback"];

@@ -444,6 +444,10 @@ pub struct InstanceRunInfo {
     /// TCP port of the instance's VNC console, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnc_port: Option<u16>,
+    /// The accelerator the instance runs on (`kvm`, `tcg`), when the hypervisor has one: a
+    /// migration target must use the same (QEMU cannot load a KVM guest's state into TCG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }
 
 /// The outcome of a live migration, as the source saw it.

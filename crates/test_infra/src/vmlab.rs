@@ -380,6 +380,15 @@ exit 1",
     pub fn power_on(&mut self, node: usize) -> f64 {
         let s = self.power_on_without_daemon(node);
         self.start_daemon(node, &[]);
+        let listening = vmnodes::wait_daemon_listening(
+            self.testbed(),
+            node,
+            self.state.port,
+            std::time::Duration::from_secs(60),
+        );
+        if let Err(e) = listening {
+            panic!("{e:#}");
+        }
         s
     }
 

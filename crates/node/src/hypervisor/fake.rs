@@ -26,6 +26,10 @@ struct RunFile {
     /// disk index.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     disk_sizes: std::collections::BTreeMap<usize, u64>,
+    /// The `accel` hvparam it was started (or accepted) with, as a real QEMU keeps its
+    /// accelerator for life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accel: Option<String>,
 }
 
 pub struct FakeHypervisor {
@@ -123,6 +127,7 @@ impl FakeHypervisor {
             pid: None,
             uptime: (maguey_model::now() - rf.started).max(0.0),
             vnc_port: None,
+            accel: rf.accel.clone(),
         }
     }
 }
@@ -156,6 +161,11 @@ impl Hypervisor for FakeHypervisor {
                 started: maguey_model::now(),
                 incoming: false,
                 disk_sizes: Default::default(),
+                accel: inst
+                    .hvparams
+                    .get("accel")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
             })
         })
     }
@@ -281,6 +291,11 @@ impl Hypervisor for FakeHypervisor {
                 started: maguey_model::now(),
                 incoming: true,
                 disk_sizes: Default::default(),
+                accel: inst
+                    .hvparams
+                    .get("accel")
+                    .and_then(|v| v.as_str())
+                    .map(String::from),
             })
         })
     }

@@ -7,7 +7,7 @@ use crate::util::{filled_hvparams, instance_runtime, node_addr, storage_dir};
 use crate::{prereq, Env};
 use maguey_jobs::OpError;
 use maguey_model::{Instance, Node};
-use maguey_rpc::{AcceptedPorts, MigrationProgress, MigrationStatus, NodeRequest};
+use maguey_rpc::{AcceptedPorts, InstanceRunInfo, MigrationProgress, MigrationStatus, NodeRequest};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -50,7 +50,21 @@ pub(super) async fn live_migrate(
         crate::drbd::check_in_sync(env, inst, src).await?;
         crate::drbd::check_in_sync(env, inst, dst).await?;
     }
-    let rt = instance_runtime(&cfg, inst);
+    let mut rt = instance_runtime(&cfg, inst);
+    // The target runs the guest on the source's accelerator: QEMU cannot load the state of a
+    // KVM guest into TCG (nor the reverse), and `auto` may resolve differently on the target.
+    let info: Option<InstanceRunInfo> = env
+        .rpc(
+            src,
+            NodeRequest::InstanceInfo {
+                name: inst.name.clone(),
+                hypervisor: inst.hypervisor.to_string(),
+            },
+        )
+        .await?;
+    if let Some(accel) = info.and_then(|i| i.accel) {
+        rt.hvparams.insert("accel".into(), Value::String(accel));
+    }
     let hv = filled_hvparams(&cfg, inst);
     let int = |k: &str, d: u64| hv.get(k).and_then(|v| v.as_u64()).unwrap_or(d);
     let (bandwidth, downtime) = (

@@ -154,3 +154,35 @@ fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Vec<u8> {
     f.read_exact_at(&mut buf, offset).unwrap();
     buf
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_migrate_target_keeps_the_accelerator_the_source_runs_on() {
+    // QEMU cannot load a KVM guest's state into TCG: the target must run the guest on the
+    // source's accelerator, whatever the config says now or `auto` resolves to there.
+    let c = InProcessCluster::new(2).await;
+    c.run(json!({
+        "OP_ID": "OP_INSTANCE_CREATE", "instance_name": "inst1", "disk_template": "file",
+        "disks": [{"size": 64}], "pnode": "node1", "os_type": maguey_test_infra::inprocess::TEST_OS,
+        "beparams": {"maxmem": 128, "minmem": 128, "vcpus": 1},
+        "hvparams": {"accel": "tcg"},
+    }))
+    .await
+    .ok();
+    let rf = c.node("node1").run_file("inst1").unwrap();
+    assert_eq!(rf["accel"], json!("tcg"));
+    c.run(
+        json!({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "inst1",
+                 "hvparams": {"accel": "kvm"}}),
+    )
+    .await
+    .ok();
+    c.run(
+        json!({"OP_ID": "OP_INSTANCE_MIGRATE", "instance_name": "inst1",
+                 "target_node": "node2"}),
+    )
+    .await
+    .ok();
+    assert_eq!(c.node("node2").running(), ["inst1"]);
+    let rf = c.node("node2").run_file("inst1").unwrap();
+    assert_eq!(rf["accel"], json!("tcg"), "{rf}");
+}

@@ -439,6 +439,7 @@ impl KvmHypervisor {
             pid: Some(rf.pid),
             uptime: (maguey_model::now() - rf.started).max(0.0),
             vnc_port,
+            accel: Some(rf.accel.clone()),
         }
     }
 }
