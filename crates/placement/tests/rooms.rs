@@ -160,7 +160,7 @@ fn one_room_full_falls_back_to_nothing_across() {
 
 #[test]
 fn the_balancer_never_pairs_inside_a_room() {
-    let mut rng = Rng(0xba1a_2ce);
+    let mut rng = Rng(0x0ba1_a2ce);
     let mut moves = 0;
     for round in 0..10 {
         let text = gen_cluster(&mut rng, 2, true);
