@@ -370,10 +370,12 @@ async fn the_allocator_pairs_across_rooms_and_falls_back_to_one_room() {
     }
     // Room-b is gone: a pair inside room-a is better than none.
     for n in ["node3", "node4"] {
-        c.run(json!({"OP_ID": "OP_NODE_SET_PARAMS", "node_name": n, "offline": true,
-                     "force": true}))
-            .await
-            .ok();
+        c.run(
+            json!({"OP_ID": "OP_NODE_SET_PARAMS", "node_name": n, "offline": true,
+                     "force": true}),
+        )
+        .await
+        .ok();
     }
     let nodes = maguey_ops::iallocator::allocate(&c.master, &c.config(), &inst)
         .await
