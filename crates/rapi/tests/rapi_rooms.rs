@@ -32,7 +32,10 @@ async fn node_resources_carry_the_room() {
         .iter()
         .map(|n| (n["name"].clone(), n["room"].clone()))
         .collect();
-    assert!(rooms.contains(&(json!("node2"), json!("room-b"))), "{rooms:?}");
+    assert!(
+        rooms.contains(&(json!("node2"), json!("room-b"))),
+        "{rooms:?}"
+    );
     // A bad room name: the job is refused, nothing changes.
     let serial = l.serial();
     let (s, job) = l
