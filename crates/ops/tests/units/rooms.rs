@@ -414,3 +414,27 @@ async fn a_planned_evacuation_keeps_pairs_across_rooms_unless_forced() {
     let log = r.log.join("\n");
     assert!(log.contains("plan: mirror → node2, node3"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_with_local_disks_is_copied_out_and_back() {
+    let c = two_rooms().await;
+    c.create_instance("cold", "file", "node2").await;
+    c.run(json!({"OP_ID": "OP_INSTANCE_SHUTDOWN", "instance_name": "cold"}))
+        .await
+        .ok();
+    let r = c
+        .run(json!({"OP_ID": "OP_ROOM_EVACUATE", "room": "room-a"}))
+        .await;
+    let log = r.log.join("\n");
+    r.ok();
+    assert!(log.contains("cold: stopped: disks copied to node"), "{log}");
+    let p = c.primary_of("cold");
+    assert!(p == "node3" || p == "node4", "{p}");
+    assert!(c.node(&p).files().iter().any(|f| f.contains("cold")));
+    assert_eq!(c.instance("cold").unwrap()["admin_state"], json!("down"));
+    c.run(json!({"OP_ID": "OP_ROOM_RETURN", "room": "room-a"}))
+        .await
+        .ok();
+    assert_eq!(c.primary_of("cold"), "node2");
+    assert!(c.node("node2").files().iter().any(|f| f.contains("cold")));
+}
