@@ -11,7 +11,7 @@ use maguey_jobs::OpError;
 use maguey_model::rooms::{RoomEvacKind, RoomEvacuation};
 use maguey_model::{
     ConfigData, DiskTemplate, Instance, JobStatus, Node, OpCode, OpInstanceFailover,
-    OpInstanceMigrate, OpInstanceReplaceDisks, ReplaceDisksMode,
+    OpInstanceMigrate, OpInstanceMove, OpInstanceReplaceDisks, ReplaceDisksMode,
 };
 use maguey_placement::alloc::AllocOptions;
 use maguey_placement::ialloc::Answer;
@@ -218,12 +218,28 @@ async fn plan_by_engine(
         let Some(i) = insts.iter().find(|i| i.name == name) else {
             continue;
         };
+        let mut ops: Vec<OpCode> = ops.iter().map(crate::moves::opcode).collect();
+        let mut what = format!("live migration to {}", nodes.join(", "));
+        // A stopped instance with local disks does not migrate: its disks are copied.
+        if i.admin_state != maguey_model::AdminState::Up && i.disk_template.has_local_disks() {
+            if let Some(target) = nodes.first() {
+                what = format!("stopped: disks copied to {target}");
+                ops = vec![OpInstanceMove {
+                    instance_name: name.clone(),
+                    target_node: target.clone(),
+                    shutdown_timeout: 120,
+                    ignore_consistency: false,
+                    ignore_ipolicy: false,
+                }
+                .into()];
+            }
+        }
         plan.moves.push(RoomMove {
             instance: name,
             uuid: i.uuid.clone(),
             from: i.primary_node.clone(),
-            what: format!("live migration to {}", nodes.join(", ")),
-            ops: ops.iter().map(crate::moves::opcode).collect(),
+            what,
+            ops,
         });
     }
     plan.stuck.extend(evac.failed);
@@ -265,12 +281,31 @@ pub fn plan_return(cfg: &ConfigData, room: &str) -> Result<RoomPlan, OpError> {
         } else {
             Some(node.clone())
         };
+        let stopped_local =
+            i.admin_state != maguey_model::AdminState::Up && i.disk_template.has_local_disks();
+        let (what, op) = match target {
+            Some(t) if stopped_local => (
+                format!("stopped: disks copied back to {node}"),
+                OpInstanceMove {
+                    instance_name: i.name.clone(),
+                    target_node: t,
+                    shutdown_timeout: 120,
+                    ignore_consistency: false,
+                    ignore_ipolicy: false,
+                }
+                .into(),
+            ),
+            t => (
+                format!("live migration back to {node}"),
+                migrate(&i.name, t),
+            ),
+        };
         plan.moves.push(RoomMove {
             instance: i.name.clone(),
             uuid: i.uuid.clone(),
             from: i.primary_node.clone(),
-            what: format!("live migration back to {node}"),
-            ops: vec![migrate(&i.name, target)],
+            what,
+            ops: vec![op],
         });
     }
     Ok(plan)

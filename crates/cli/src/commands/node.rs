@@ -94,6 +94,7 @@ pub enum NodeCmd {
         /// At most this many moves at once.
         #[arg(long, default_value_t = 4)]
         max_parallel: u32,
+        /// Accept new secondaries in their primary's room (failure domain).
         #[arg(long, short = 'f')]
         force: bool,
         #[command(flatten)]

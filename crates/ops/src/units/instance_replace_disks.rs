@@ -226,7 +226,7 @@ impl LogicalUnit for InstanceReplaceDisks {
                 let new = match (&self.remote_node, &self.iallocator) {
                     (Some(r), _) => node_by_name(&cfg, r)?.clone(),
                     (None, Some(a)) => {
-                        let name = relocate(env, &cfg, &inst, &snode).await?;
+                        let name = relocate(env, &cfg, &inst, &snode, self.force).await?;
                         env.log(format!("allocator {a} chose node {name} as new secondary"));
                         node_by_name(&cfg, &name)?.clone()
                     }
@@ -320,8 +320,11 @@ async fn relocate(
     cfg: &ConfigData,
     inst: &Instance,
     snode: &Node,
+    force: bool,
 ) -> Result<String, OpError> {
     let mut req = crate::iallocator::cluster_request(env.master, cfg, inst.disk_template).await;
+    // Forced, a new secondary in the primary's room is acceptable (rooms only score).
+    req["cluster_tags"] = json!(crate::rooms::request_cluster_tags(cfg, !force));
     req["request"] = json!({
         "type": "relocate",
         "name": inst.name,

@@ -384,3 +384,57 @@ async fn the_allocator_pairs_across_rooms_and_falls_back_to_one_room() {
     nodes.sort();
     assert_eq!(nodes, ["node1", "node2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_evacuation_keeps_pairs_across_rooms_unless_forced() {
+    // node1 (master) in room-a; node2 and node3 in room-b; mirror on node2 + node1.
+    let c = InProcessCluster::new(3).await;
+    for (n, room) in [
+        ("node1", "room-a"),
+        ("node2", "room-b"),
+        ("node3", "room-b"),
+    ] {
+        c.run(json!({"OP_ID": "OP_NODE_SET_PARAMS", "node_name": n, "room": room}))
+            .await
+            .ok();
+    }
+    add_drbd_record(&c, "mirror", "node2", "node1", 11003);
+    // The only other node is in the primary's room.
+    refused(
+        &c,
+        json!({"OP_ID": "OP_NODE_EVACUATE", "node_name": "node1", "mode": "secondary-only"}),
+        "cannot move every instance off node1",
+    )
+    .await;
+    // Forced, the plan takes node3 (the job then fails on these LVM-less nodes).
+    let r = c
+        .run(json!({"OP_ID": "OP_NODE_EVACUATE", "node_name": "node1",
+                    "mode": "secondary-only", "force": true}))
+        .await;
+    let log = r.log.join("\n");
+    assert!(log.contains("plan: mirror → node2, node3"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_with_local_disks_is_copied_out_and_back() {
+    let c = two_rooms().await;
+    c.create_instance("cold", "file", "node2").await;
+    c.run(json!({"OP_ID": "OP_INSTANCE_SHUTDOWN", "instance_name": "cold"}))
+        .await
+        .ok();
+    let r = c
+        .run(json!({"OP_ID": "OP_ROOM_EVACUATE", "room": "room-a"}))
+        .await;
+    let log = r.log.join("\n");
+    r.ok();
+    assert!(log.contains("cold: stopped: disks copied to node"), "{log}");
+    let p = c.primary_of("cold");
+    assert!(p == "node3" || p == "node4", "{p}");
+    assert!(c.node(&p).files().iter().any(|f| f.contains("cold")));
+    assert_eq!(c.instance("cold").unwrap()["admin_state"], json!("down"));
+    c.run(json!({"OP_ID": "OP_ROOM_RETURN", "room": "room-a"}))
+        .await
+        .ok();
+    assert_eq!(c.primary_of("cold"), "node2");
+    assert!(c.node("node2").files().iter().any(|f| f.contains("cold")));
+}
