@@ -215,6 +215,27 @@ impl JobQueue {
     /// Submits several jobs at once (consecutive ids, one durable write). If one is empty none
     /// is submitted.
     pub fn submit_many(&self, jobs: Vec<(Vec<OpCode>, i32)>) -> Result<Vec<u64>, JobError> {
+        self.submit_many_by(jobs, "", "")
+    }
+
+    /// Submits a job recording who submitted it and why (shown by `job info`).
+    pub fn submit_by(
+        &self,
+        ops: Vec<OpCode>,
+        priority: i32,
+        submitter: &str,
+        reason: &str,
+    ) -> Result<u64, JobError> {
+        Ok(self.submit_many_by(vec![(ops, priority)], submitter, reason)?[0])
+    }
+
+    /// As [`JobQueue::submit_many`], every job recording `submitter` and `reason`.
+    pub fn submit_many_by(
+        &self,
+        jobs: Vec<(Vec<OpCode>, i32)>,
+        submitter: &str,
+        reason: &str,
+    ) -> Result<Vec<u64>, JobError> {
         if jobs.iter().any(|(ops, _)| ops.is_empty()) {
             return Err(JobError::EmptyJob);
         }
@@ -227,7 +248,9 @@ impl JobQueue {
         for (ops, priority) in jobs {
             let id = st.next_id;
             st.next_id += 1;
-            let job = Job::new(id, ops, priority, ts);
+            let mut job = Job::new(id, ops, priority, ts);
+            job.submitter = submitter.to_string();
+            job.reason = reason.to_string();
             self.store.queue(id, Write::Put(to_json(&job)), true);
             st.jobs.insert(id, Entry::new(job));
             ids.push(id);
@@ -811,8 +834,13 @@ impl OpContext {
             .get(&self.job_id)
             .map(|e| e.job.priority)
             .unwrap_or_default();
+        let submitter = format!("job:{}", self.job_id);
         self.queue
-            .submit_many(jobs.into_iter().map(|ops| (ops, priority)).collect())
+            .submit_many_by(
+                jobs.into_iter().map(|ops| (ops, priority)).collect(),
+                &submitter,
+                "",
+            )
             .map_err(|e| OpError::Exec(format!("cannot submit jobs: {e}")))
     }
 

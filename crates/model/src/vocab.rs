@@ -285,6 +285,17 @@ vocab! {
 }
 
 vocab! {
+    /// Who set an instance's admin state (Ganeti's `admin_state_source`): the admin, or the
+    /// guest that powered itself off (`user`, recorded by the watcher with `user_shutdown`).
+    #[derive(Default)]
+    AdminStateSource, "admin state source" {
+        #[default]
+        Admin => "admin",
+        User => "user",
+    }
+}
+
+vocab! {
     /// Whether the allocator places new instances in a node group (Ganeti's alloc policies).
     #[derive(Default)]
     AllocPolicy, "allocation policy" {

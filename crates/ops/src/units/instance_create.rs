@@ -307,6 +307,7 @@ impl LogicalUnit for InstanceCreate {
             serial_no: 0,
             ctime: now,
             mtime: now,
+            admin_state_source: Default::default(),
         };
         let be = crate::util::filled_beparams(cfg, &instance);
         if be.minmem > be.maxmem {
