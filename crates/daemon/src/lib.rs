@@ -76,6 +76,12 @@ pub struct Args {
     /// PEM private key of --rapi-cert.
     #[arg(long, requires = "rapi_cert")]
     pub rapi_key: Option<PathBuf>,
+    /// Seconds between two passes of the watcher on the master (0: no periodic pass).
+    #[arg(long, default_value_t = maguey_ops::watcher::DEFAULT_INTERVAL.as_secs())]
+    pub watcher_interval: u64,
+    /// Age (seconds) of finished jobs that the watcher archives.
+    #[arg(long, default_value_t = maguey_ops::watcher::DEFAULT_JOB_AGE.as_secs())]
+    pub watcher_job_age: u64,
 }
 
 /// Entry point of the `magueyd` binary.
@@ -161,11 +167,21 @@ pub async fn run(args: Args) -> Result<()> {
         let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs)
             .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
+        let watcher = Arc::new(maguey_ops::watcher::Watcher::new(
+            master.clone(),
+            queue.clone(),
+            Arc::new(maguey_ops::watcher::SystemClock),
+            maguey_ops::watcher::WatcherOptions {
+                job_age: Duration::from_secs(args.watcher_job_age),
+                ..Default::default()
+            },
+        ));
         let state = api::MasterState {
             master: master.clone(),
             queue: queue.clone(),
             ca: Arc::new(ca),
             listen: daemon.listen,
+            watcher,
         };
         router = router.merge(api::master_router(state.clone()));
         {
@@ -226,10 +242,22 @@ pub async fn run(args: Args) -> Result<()> {
     let tls = maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Jobs start only once this node's own RPC listener is bound: their first RPC may be to
     // this very node (connections wait in the listen backlog until the server loop runs).
-    if let Some((master, queue, _)) = &master_parts {
+    if let Some((master, queue, state)) = &master_parts {
         queue.start(Arc::new(Executor {
             master: master.clone(),
         }));
+        if args.watcher_interval > 0 {
+            let watcher = state.watcher.clone();
+            let every = Duration::from_secs(args.watcher_interval);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    for line in watcher.run_once().await.lines() {
+                        tracing::info!("watcher: {line}");
+                    }
+                }
+            });
+        }
         let master = master.clone();
         tokio::spawn(async move {
             for (name, e) in master.distribute_ssconf().await {

@@ -27,6 +27,7 @@ pub mod os_diagnose;
 pub mod query;
 mod units;
 mod util;
+pub mod watcher;
 
 use maguey_config::{Command, ConfigStore};
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpContext, OpError, OpExecutor};

@@ -225,9 +225,9 @@ fn select<'a, T>(
 }
 
 /// Live instance data per node uuid; `None` for nodes that did not answer.
-type LiveInstances = BTreeMap<String, Option<BTreeMap<String, InstanceRunInfo>>>;
+pub(crate) type LiveInstances = BTreeMap<String, Option<BTreeMap<String, InstanceRunInfo>>>;
 
-async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
+pub(crate) async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
     let nodes: Vec<&Node> = cfg.nodes.values().filter(|n| !n.offline).collect();
     let futs = nodes.iter().map(|n| async move {
         let mut all = BTreeMap::new();
@@ -251,7 +251,7 @@ async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
     join_all(futs).await.into_iter().collect()
 }
 
-async fn live_nodes(
+pub(crate) async fn live_nodes(
     master: &Master,
     cfg: &ConfigData,
     nodes: &[&Node],

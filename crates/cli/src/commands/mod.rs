@@ -10,6 +10,7 @@ pub mod job;
 pub mod lab;
 pub mod node;
 pub mod plan;
+pub mod watcher;
 
 use crate::args::{Cli, Top};
 use crate::CliResult;
