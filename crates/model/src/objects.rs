@@ -1,7 +1,9 @@
 //! Cluster configuration objects. Field names follow Ganeti's `config.data`.
 
 use crate::params::Params;
-use crate::vocab::{AdminState, AdminStateSource, AllocPolicy, DevType, DiskMode, DiskTemplate, Hypervisor};
+use crate::vocab::{
+    AdminState, AdminStateSource, AllocPolicy, DevType, DiskMode, DiskTemplate, Hypervisor,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

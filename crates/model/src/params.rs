@@ -95,11 +95,15 @@ pub const ND_PARAMS: &[ParamSpec] = &[
 ];
 
 /// Parameters of the `fake` hypervisor (it has none that change behaviour but `migration_mode`).
-pub const HV_FAKE_PARAMS: &[ParamSpec] = &[p(
-    "migration_mode",
-    ParamType::Enum(MigrationMode::NAMES),
-    DefaultValue::Str("live"),
-)];
+pub const HV_FAKE_PARAMS: &[ParamSpec] = &[
+    p(
+        "migration_mode",
+        ParamType::Enum(MigrationMode::NAMES),
+        DefaultValue::Str("live"),
+    ),
+    // As kvm's: a guest that powers itself off is kept, and marked stopped by the user.
+    p("user_shutdown", ParamType::Bool, DefaultValue::Bool(false)),
+];
 
 pub const KVM_ACCELS: &[&str] = &["auto", "kvm", "tcg"];
 pub const KVM_DISK_CACHES: &[&str] = &["default", "none", "writethrough", "writeback"];

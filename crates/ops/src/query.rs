@@ -50,6 +50,10 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("admin_state", "Desired state (up, down, offline)"),
             ("admin_up", "Whether the instance should run"),
             (
+                "admin_state_source",
+                "Who set the desired state (admin, or user: the guest powered itself off)",
+            ),
+            (
                 "status",
                 "Combined state (running, ADMIN_down, ERROR_down, ...)",
             ),
@@ -317,6 +321,9 @@ pub fn instance_status(cfg: &ConfigData, inst: &Instance, live: &LiveInstances) 
         "ERROR_wrongnode"
     } else if inst.admin_state == AdminState::Up {
         "ERROR_down"
+    } else if inst.admin_state_source == maguey_model::AdminStateSource::User {
+        // Its guest powered itself off and the watcher recorded it (`user_shutdown`).
+        "USER_down"
     } else {
         "ADMIN_down"
     }
@@ -350,6 +357,7 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
         ),
         "admin_state" => json!(i.admin_state.as_str()),
         "admin_up" => json!(i.admin_state == AdminState::Up),
+        "admin_state_source" => json!(i.admin_state_source.as_str()),
         "status" => live
             .map(|l| json!(instance_status(cfg, i, l)))
             .unwrap_or(Value::Null),

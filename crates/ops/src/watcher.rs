@@ -570,7 +570,8 @@ impl Watcher {
             {
                 continue;
             }
-            if let Some(job) = self.activate_disks(&name, "verify-disks found them inactive", report)
+            if let Some(job) =
+                self.activate_disks(&name, "verify-disks found them inactive", report)
             {
                 let ev = Event::DisksActivated {
                     instance: name.clone(),

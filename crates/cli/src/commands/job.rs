@@ -73,7 +73,11 @@ pub async fn run(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
                 println!("  Priority: {}", j.priority);
                 println!(
                     "  Submitter: {}",
-                    if j.submitter.is_empty() { "-" } else { &j.submitter }
+                    if j.submitter.is_empty() {
+                        "-"
+                    } else {
+                        &j.submitter
+                    }
                 );
                 println!(
                     "  Reason: {}",

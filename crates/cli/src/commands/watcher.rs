@@ -85,7 +85,10 @@ pub async fn run(dir: &Path, cmd: WatcherCmd) -> CliResult<u8> {
         let failed = answer
             .get("events")
             .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|e| e.get("error").is_some_and(|x| !x.is_null())));
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|e| e.get("error").is_some_and(|x| !x.is_null()))
+            });
         return Ok(u8::from(failed));
     }
     print_pause(&answer);

@@ -2,7 +2,9 @@
 
 use super::{default_shutdown_timeout, yes};
 use crate::params::Params;
-use crate::vocab::{AdminStateSource, DiskMode, DiskTemplate, Hypervisor, InstanceCreateMode, NicMode, RebootType};
+use crate::vocab::{
+    AdminStateSource, DiskMode, DiskTemplate, Hypervisor, InstanceCreateMode, NicMode, RebootType,
+};
 use serde::{Deserialize, Serialize};
 
 /// A disk of a new instance (`--disk N:size=SIZE,mode=rw`).

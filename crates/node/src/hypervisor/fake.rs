@@ -26,6 +26,10 @@ struct RunFile {
     /// disk index.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     disk_sizes: std::collections::BTreeMap<usize, u64>,
+    /// The guest powered itself off and the hypervisor kept it (`user_shutdown`): tests set
+    /// it in the run file; the instance then reports the state `shutdown`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    guest_shutdown: bool,
 }
 
 pub struct FakeHypervisor {
@@ -117,7 +121,14 @@ impl FakeHypervisor {
 
     fn run_info(rf: &RunFile) -> InstanceRunInfo {
         InstanceRunInfo {
-            state: if rf.incoming { "paused" } else { "running" }.into(),
+            state: if rf.guest_shutdown {
+                "shutdown"
+            } else if rf.incoming {
+                "paused"
+            } else {
+                "running"
+            }
+            .into(),
             memory: rf.memory,
             vcpus: rf.vcpus,
             pid: None,
@@ -135,7 +146,8 @@ impl Hypervisor for FakeHypervisor {
     fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
-            if self.read(&inst.name)?.is_some() {
+            // A guest that powered itself off starts afresh.
+            if self.read(&inst.name)?.is_some_and(|rf| !rf.guest_shutdown) {
                 return Err(NodeError::conflict(format!(
                     "instance {} is already running",
                     inst.name
@@ -156,6 +168,7 @@ impl Hypervisor for FakeHypervisor {
                 started: maguey_model::now(),
                 incoming: false,
                 disk_sizes: Default::default(),
+                guest_shutdown: false,
             })
         })
     }
@@ -281,6 +294,7 @@ impl Hypervisor for FakeHypervisor {
                 started: maguey_model::now(),
                 incoming: true,
                 disk_sizes: Default::default(),
+                guest_shutdown: false,
             })
         })
     }

@@ -8,6 +8,7 @@ mod disks;
 mod instance;
 mod moves;
 mod node;
+mod watcher;
 
 use maguey_test_infra::inprocess::InProcessCluster;
 use serde_json::Value;
