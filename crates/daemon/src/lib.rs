@@ -77,11 +77,15 @@ pub struct Args {
     #[arg(long, requires = "rapi_cert")]
     pub rapi_key: Option<PathBuf>,
     /// Seconds between two passes of the watcher on the master (0: no periodic pass).
-    #[arg(long, default_value_t = maguey_ops::watcher::DEFAULT_INTERVAL.as_secs())]
+    #[arg(long, env = "MAGUEY_WATCHER_INTERVAL", default_value_t = maguey_ops::watcher::DEFAULT_INTERVAL.as_secs())]
     pub watcher_interval: u64,
     /// Age (seconds) of finished jobs that the watcher archives.
     #[arg(long, default_value_t = maguey_ops::watcher::DEFAULT_JOB_AGE.as_secs())]
     pub watcher_job_age: u64,
+    /// Directory of hook scripts (`<hpath>-<pre|post>.d/`, Ganeti's layout; default
+    /// STATE_DIR/hooks).
+    #[arg(long, env = "MAGUEY_HOOKS_DIR")]
+    pub hooks_dir: Option<PathBuf>,
 }
 
 /// Entry point of the `magueyd` binary.
@@ -137,16 +141,18 @@ pub async fn run(args: Args) -> Result<()> {
         daemon.fake_cpus = Some(c);
     }
     let identity = NodeIdentity::load(&dir).context("loading the node certificate")?;
-    let node = Arc::new(
-        NodeRuntime::new(NodeConfig {
-            state_dir: dir.clone(),
-            node_name: daemon.node_name.clone(),
-            fake_memory_mib: daemon.fake_memory_mib,
-            fake_cpus: daemon.fake_cpus,
-            os_search_path: NodeConfig::default_os_search_path(&dir),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let mut runtime = NodeRuntime::new(NodeConfig {
+        state_dir: dir.clone(),
+        node_name: daemon.node_name.clone(),
+        fake_memory_mib: daemon.fake_memory_mib,
+        fake_cpus: daemon.fake_cpus,
+        os_search_path: NodeConfig::default_os_search_path(&dir),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(h) = &args.hooks_dir {
+        runtime.set_hooks_dir(h.clone());
+    }
+    let node = Arc::new(runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
     let mut router = api::node_router(node.clone(), stop_tx.clone());
