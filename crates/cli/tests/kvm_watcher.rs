@@ -109,8 +109,7 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     // Killed behind Maguey's back: running again with no command typed.
     kill_qemu(&lab, "vm1");
     wait_boot(&lab, "vm1", 2);
-    assert!(wait_until(Duration::from_secs(30), || status(&lab, "vm1")
-        == "running"));
+    assert!(wait_until(Duration::from_secs(30), || status(&lab, "vm1") == "running"));
     let jobs = watcher_startups(&lab);
     assert_eq!(jobs.len(), 1, "{}", lab.logs());
     let info = lab.maguey(&["job", "info", &jobs[0].to_string()]).ok();
@@ -137,7 +136,8 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     lab.maguey(&["lab", "up", "--dir", &dir]).ok();
     let info = lab.maguey(&["cluster", "watcher", "info"]).ok();
     assert!(
-        info.stdout.contains("paused until `maguey cluster watcher continue`"),
+        info.stdout
+            .contains("paused until `maguey cluster watcher continue`"),
         "{}",
         info.stdout
     );
@@ -151,7 +151,8 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     let r = lab.maguey(&["cluster", "watcher", "run"]);
     // A periodic pass may have come first; then this one has nothing left to do.
     assert!(
-        r.stdout.contains("instance vm1 was down by error: restart attempt 1 of 5")
+        r.stdout
+            .contains("instance vm1 was down by error: restart attempt 1 of 5")
             || status(&lab, "vm1") == "running",
         "{}\n{}",
         r.stdout,
@@ -180,7 +181,10 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
         "{}",
         lab.logs()
     );
-    assert!(gave_up.contains("instance vm1 is down by error"), "{gave_up}");
+    assert!(
+        gave_up.contains("instance vm1 is down by error"),
+        "{gave_up}"
+    );
     assert_eq!(watcher_startups(&lab).len() - before, 5);
     assert_eq!(status(&lab, "vm1"), "ERROR_down");
     lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();

@@ -62,27 +62,17 @@ pub async fn run(
             "invalid hooks path '{hpath}'"
         )));
     }
-    let dir = rt
-        .hooks_dir()
-        .join(format!("{hpath}-{}.d", phase.as_str()));
+    let dir = rt.hooks_dir().join(format!("{hpath}-{}.d", phase.as_str()));
     let mut names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(NodeError::io(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )))
-        }
+        Err(e) => return Err(NodeError::io(format!("cannot read {}: {e}", dir.display()))),
     };
     names.sort();
-    let mut env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.push(("PATH".into(), HOOK_PATH.into()));
     let ctx = rt.storage_ctx("");
     let mut out = Vec::new();

@@ -8,10 +8,10 @@
 //! command runner of [`exec`].
 
 pub mod api;
-pub mod hooks;
 pub mod blockcopy;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 pub mod hypervisor;
 pub mod image;
 pub mod migration;

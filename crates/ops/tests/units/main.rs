@@ -5,6 +5,7 @@
 
 mod cluster;
 mod disks;
+mod hooks;
 mod instance;
 mod moves;
 mod node;
