@@ -7,6 +7,7 @@
 pub mod api;
 pub mod console;
 pub mod join;
+pub mod metrics;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;
@@ -86,6 +87,9 @@ pub struct Args {
     /// STATE_DIR/hooks).
     #[arg(long, env = "MAGUEY_HOOKS_DIR")]
     pub hooks_dir: Option<PathBuf>,
+    /// Serve the master's GET /metrics on the Remote API's port without credentials.
+    #[arg(long)]
+    pub metrics_anonymous: bool,
 }
 
 /// Entry point of the `magueyd` binary.
@@ -155,7 +159,8 @@ pub async fn run(args: Args) -> Result<()> {
     let node = Arc::new(runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
-    let mut router = api::node_router(node.clone(), stop_tx.clone());
+    let mut router =
+        api::node_router(node.clone(), stop_tx.clone()).merge(metrics::node_router(node.clone()));
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
         let config = Arc::new(
@@ -233,6 +238,11 @@ pub async fn run(args: Args) -> Result<()> {
                 tls,
                 rapi.clone()
                     .router()
+                    .merge(metrics::master_router(
+                        state.clone(),
+                        rapi.clone(),
+                        args.metrics_anonymous,
+                    ))
                     .merge(api::master_router_basic_auth(state.clone(), rapi)),
                 async move {
                     let _ = rapi_done_rx.await;

@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod iallocator;
 mod lifecycle;
 pub mod locks;
+pub mod metrics;
 mod migration;
 pub mod moves;
 pub mod os_diagnose;
