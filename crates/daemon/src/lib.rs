@@ -243,7 +243,8 @@ pub async fn run(args: Args) -> Result<()> {
                         rapi.clone(),
                         args.metrics_anonymous,
                     ))
-                    .merge(api::master_router_basic_auth(state.clone(), rapi)),
+                    .merge(api::master_router_basic_auth(state.clone(), rapi))
+                    .layer(axum::middleware::from_fn(metrics::access_log)),
                 async move {
                     let _ = rapi_done_rx.await;
                 },

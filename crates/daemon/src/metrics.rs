@@ -96,3 +96,35 @@ async fn node_metrics(node: &NodeRuntime) -> String {
     }
     maguey_ops::metrics::node_text(&node.config().node_name, &per_hv)
 }
+
+/// The Remote API's access log: one line per request (target `maguey::rapi::access`) with
+/// the client's address when known, the user (never the password), method, path, status and
+/// time taken.
+pub async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
+    use maguey_rapi::auth::{parse_authorization, Credentials};
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "-".into());
+    let user = match parse_authorization(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok()),
+    ) {
+        Credentials::Basic { user, .. } => user,
+        Credentials::Malformed => "(malformed)".into(),
+        Credentials::None => "-".into(),
+    };
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "maguey::rapi::access",
+        "{peer} {user} \"{method} {path}\" {} {:.3}s",
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64()
+    );
+    resp
+}

@@ -488,7 +488,11 @@ impl JobQueue {
             }
         }
         for id in picked {
-            handle.spawn(me.clone().run_job(executor.clone(), id));
+            // Every log line of the job (its opcodes' too) carries `job{id=N}`.
+            handle.spawn(tracing::Instrument::instrument(
+                me.clone().run_job(executor.clone(), id),
+                tracing::info_span!("job", id),
+            ));
         }
     }
 
@@ -527,7 +531,13 @@ impl JobQueue {
             e.job.start_ts = Some(now());
             e.job.ops.clone()
         };
-        tracing::debug!("job {id} started");
+        tracing::info!(
+            "started: {}",
+            ops.iter()
+                .map(OpCode::summary)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
 
         for (i, op) in ops.iter().enumerate() {
             // Opcode start: durable before it executes, so that a restart never re-runs it.
@@ -555,8 +565,9 @@ impl JobQueue {
                 op_index: i,
                 held: Mutex::new(BTreeMap::new()),
             };
+            let span = tracing::info_span!("opcode", index = i, op = op.op_id());
             let result = match catch_unwind(AssertUnwindSafe(|| executor.execute(op, &ctx))) {
-                Ok(fut) => match (CatchUnwind { fut }).await {
+                Ok(fut) => match tracing::Instrument::instrument(CatchUnwind { fut }, span).await {
                     Ok(r) => r,
                     Err(msg) => Err(OpError::Exec(format!("opcode panicked: {msg}"))),
                 },
@@ -567,6 +578,10 @@ impl JobQueue {
             };
             drop(ctx);
             self.locks.release_all(id);
+            match &result {
+                Ok(_) => tracing::info!("opcode {i} ({}) succeeded", op.op_id()),
+                Err(e) => tracing::info!("opcode {i} ({}) failed: {e}", op.op_id()),
+            }
 
             let seq = match self.record(id, i, op, ops.len(), result) {
                 Recorded::Gone => break,
@@ -582,7 +597,7 @@ impl JobQueue {
                 None => self.notify(),
             }
         }
-        tracing::debug!("job {id} done");
+        tracing::info!("done");
         self.job_done(id);
     }
 
