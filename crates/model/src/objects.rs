@@ -110,7 +110,7 @@ pub struct Cluster {
     pub ctime: f64,
     pub mtime: f64,
     /// Set while the watcher is paused (`maguey cluster watcher pause`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher_pause: Option<WatcherPause>,
 }
 
@@ -217,7 +217,7 @@ pub struct Instance {
     pub ctime: f64,
     pub mtime: f64,
     /// Who set `admin_state` (`user`: the guest powered itself off; see the watcher).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "AdminStateSource::is_admin")]
     pub admin_state_source: AdminStateSource,
 }
 

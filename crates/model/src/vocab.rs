@@ -295,6 +295,13 @@ vocab! {
     }
 }
 
+impl AdminStateSource {
+    /// The default (not written in stored configs, which stay as they were).
+    pub fn is_admin(&self) -> bool {
+        *self == AdminStateSource::Admin
+    }
+}
+
 vocab! {
     /// Whether the allocator places new instances in a node group (Ganeti's alloc policies).
     #[derive(Default)]

@@ -106,7 +106,7 @@ pub struct OpInstanceShutdown {
     #[serde(default)]
     pub no_remember: bool,
     /// Who asks for the stop: `user` records a guest's own power-off (the watcher).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "AdminStateSource::is_admin")]
     pub admin_state_source: AdminStateSource,
 }
 

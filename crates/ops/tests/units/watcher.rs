@@ -74,7 +74,12 @@ fn restarts(events: &[Event]) -> Vec<(String, u32, bool)> {
 
 fn status(c: &InProcessCluster, name: &str) -> Value {
     let inst = c.instance(name).expect("the instance");
-    json!([inst["admin_state"], inst["admin_state_source"]])
+    // The default source (admin) is not written in the config.
+    let source = inst["admin_state_source"]
+        .as_str()
+        .unwrap_or("admin")
+        .to_string();
+    json!([inst["admin_state"], source])
 }
 
 fn set_fake_hvparam(c: &InProcessCluster, key: &str, value: Value) {
