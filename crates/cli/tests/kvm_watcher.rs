@@ -1,6 +1,7 @@
 //! The watcher on a lab with real QEMU (TCG): a QEMU killed behind Maguey's back runs again
 //! with no command typed (interval 10 s); `watcher run` restarts at once; a pause is kept
-//! across a master restart; after 5 failed restarts the watcher gives up and says so.
+//! across a master restart; a guest that powers itself off with `user_shutdown` stays down,
+//! stopped by the user; after 5 failed restarts the watcher gives up and says so.
 
 mod common;
 use common::*;
@@ -83,6 +84,28 @@ fn watcher_startups(lab: &TestLab) -> Vec<u64> {
         .collect()
 }
 
+/// Presses the ACPI power button through QMP, as a user powering the guest off would.
+fn qmp_powerdown(sock: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap(); // greeting
+    for cmd in ["qmp_capabilities", "system_powerdown"] {
+        writeln!(w, "{{\"execute\": \"{cmd}\"}}").unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.contains("\"return\"") {
+                break;
+            }
+            assert!(!line.contains("\"error\""), "{line}");
+        }
+    }
+}
+
 #[test]
 fn kvm_watcher_restarts_pauses_and_gives_up() {
     // Set before the lab starts: every magueyd of this test runs a pass every 10 s.
@@ -159,6 +182,41 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
         r.stderr
     );
     wait_boot(&lab, "vm1", 3);
+
+    // user_shutdown on (QEMU keeps a guest that powered itself off): the watcher marks it
+    // stopped by the user, and it stays down.
+    lab.maguey(&["instance", "modify", "-H", "user_shutdown=true", "vm1"])
+        .ok();
+    lab.maguey(&["instance", "reboot", "--type", "soft", "vm1"])
+        .ok();
+    wait_boot(&lab, "vm1", 4);
+    qmp_powerdown(&run_dir(&lab).join("vm1.qmp"));
+    let source = |lab: &TestLab| {
+        instances(lab, "name,status,admin_state,admin_state_source")
+            .into_iter()
+            .find(|i| i["name"] == "vm1")
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || source(&lab)
+            ["admin_state_source"]
+            == "user"),
+        "{}\n{}",
+        source(&lab),
+        lab.logs()
+    );
+    let s = source(&lab);
+    assert_eq!(
+        (s["status"].as_str(), s["admin_state"].as_str()),
+        (Some("USER_down"), Some("down")),
+        "{s}"
+    );
+    let r = lab.maguey(&["cluster", "watcher", "run"]).ok();
+    assert!(!r.stdout.contains("restart attempt"), "{}", r.stdout);
+    assert_eq!(source(&lab)["status"], "USER_down");
+    lab.maguey(&["instance", "startup", "vm1"]).ok();
+    wait_boot(&lab, "vm1", 5);
+    assert_eq!(source(&lab)["admin_state_source"], "admin");
 
     // Its disk gone, it cannot start: 5 attempts, then the watcher gives up and says so.
     let mut disks = Vec::new();

@@ -134,6 +134,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/jobs/{id}/wait", post(wait_job))
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
+        .route("/luxi/watcher", post(watcher))
         .route("/luxi/config", get(export_config))
         .route("/luxi/join-token", post(join_token))
         .route(
