@@ -319,6 +319,7 @@ pub async fn master_text(master: &Master, queue: &JobQueue) -> Result<String, St
             t.sample(name, &[("node", node)], v);
         }
     }
+    drbd(master, &cfg, &mut t).await;
     jobs(&mut t, &queue.list(false));
     t.family(
         "maguey_rpc_errors_total",
@@ -333,6 +334,59 @@ pub async fn master_text(master: &Master, queue: &JobQueue) -> Result<String, St
         );
     }
     Ok(t.finish())
+}
+
+/// DRBD state of each mirrored disk, as its primary node sees it (where it answers).
+async fn drbd(master: &Master, cfg: &maguey_model::ConfigData, t: &mut Text) {
+    let insts: Vec<&maguey_model::Instance> = cfg
+        .instances
+        .values()
+        .filter(|i| i.disk_template.is_internally_mirrored())
+        .filter(|i| cfg.nodes.get(&i.primary_node).is_some_and(|n| !n.offline))
+        .collect();
+    let futs = insts.iter().map(|i| async move {
+        let node = cfg.nodes.get(&i.primary_node)?;
+        master
+            .rpc
+            .call::<Vec<Option<maguey_rpc::DrbdDiskStatus>>>(
+                &crate::util::node_addr(cfg, node),
+                &maguey_rpc::NodeRequest::DrbdStatus {
+                    disks: crate::drbd::drbd_disks(i),
+                },
+            )
+            .await
+            .ok()
+    });
+    let answers = futures::future::join_all(futs).await;
+    type Get = fn(&maguey_rpc::DrbdDiskStatus) -> Option<f64>;
+    let gauges: [(&str, &str, Get); 3] = [
+        (
+            "maguey_drbd_disk_in_sync",
+            "1 if the DRBD disk is connected and up to date on both nodes",
+            |s| Some(f64::from(u8::from(s.in_sync))),
+        ),
+        (
+            "maguey_drbd_disk_degraded",
+            "1 if the DRBD disk has no good peer or no good local disk",
+            |s| Some(f64::from(u8::from(s.degraded))),
+        ),
+        (
+            "maguey_drbd_disk_sync_percent",
+            "Resync progress of the DRBD disk while it resynchronises",
+            |s| s.sync_percent,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        t.family(name, "gauge", help);
+        for (inst, answer) in insts.iter().zip(&answers) {
+            let Some(list) = answer else { continue };
+            for (d, st) in crate::drbd::drbd_disks(inst).iter().zip(list) {
+                if let Some(v) = st.as_ref().and_then(get) {
+                    t.sample(name, &[("instance", &inst.name), ("disk", &d.iv_name)], v);
+                }
+            }
+        }
+    }
 }
 
 fn jobs(t: &mut Text, jobs: &[Job]) {
@@ -456,4 +510,21 @@ pub fn node_text(
         }
     }
     t.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format() {
+        let mut t = Text::default();
+        t.family("m", "gauge", "help");
+        t.sample("m", &[("a", "x\"y\\z\nw")], 1.5);
+        t.sample("m", &[], f64::INFINITY);
+        assert_eq!(
+            t.finish(),
+            "# HELP m help\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\\nw\"} 1.5\nm +Inf\n"
+        );
+    }
 }
