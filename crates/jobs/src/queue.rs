@@ -529,15 +529,14 @@ impl JobQueue {
             // Written (durably) with the first opcode's start below.
             e.job.status = JobStatus::Running;
             e.job.start_ts = Some(now());
+            tracing::info!(
+                submitter = e.job.submitter.as_str(),
+                reason = e.job.reason.as_str(),
+                "started: {}",
+                e.job.summary.join(", ")
+            );
             e.job.ops.clone()
         };
-        tracing::info!(
-            "started: {}",
-            ops.iter()
-                .map(OpCode::summary)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
 
         for (i, op) in ops.iter().enumerate() {
             // Opcode start: durable before it executes, so that a restart never re-runs it.
