@@ -57,3 +57,12 @@ pub struct JoinTokenResponse {
     pub master_url: String,
     pub expires: f64,
 }
+
+/// `POST /luxi/watcher`: `pause` (for `seconds`, or until `continue`), `continue`, `info`,
+/// `run` (one pass now). The answer: `{"pause": {...}|null, "lines": [...], "events": [...]}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WatcherRequest {
+    pub action: String,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+}

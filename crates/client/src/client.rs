@@ -269,6 +269,18 @@ impl MasterClient {
             .await
     }
 
+    /// The watcher: `pause` (for `seconds`), `continue`, `info` or `run`.
+    pub async fn watcher(&self, action: &str, seconds: Option<f64>) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/watcher"),
+            &crate::api::WatcherRequest {
+                action: action.to_string(),
+                seconds,
+            },
+        )
+        .await
+    }
+
     pub async fn archive(&self, age: Duration) -> Result<Value, ClientError> {
         self.post_json(
             &self.url("/luxi/archive"),

@@ -71,6 +71,7 @@ pub struct MasterState {
     pub queue: Arc<JobQueue>,
     pub ca: Arc<ClusterCa>,
     pub listen: SocketAddr,
+    pub watcher: Arc<maguey_ops::watcher::Watcher>,
 }
 
 /// The master API (`/luxi/...`, client certificate required) and the join endpoints.
@@ -82,6 +83,7 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/jobs/{id}/wait", post(wait_job))
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
+        .route("/luxi/watcher", post(watcher))
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/config", get(export_config))
@@ -132,6 +134,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/jobs/{id}/wait", post(wait_job))
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
+        .route("/luxi/watcher", post(watcher))
         .route("/luxi/config", get(export_config))
         .route("/luxi/join-token", post(join_token))
         .route(
@@ -215,6 +218,47 @@ async fn get_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Response 
         Some(j) => Json(j).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("job {id} not found")),
     }
+}
+
+/// `POST /luxi/watcher`: pause, continue, info, run.
+async fn watcher(
+    State(s): State<MasterState>,
+    Json(req): Json<maguey_client::api::WatcherRequest>,
+) -> Response {
+    let w = &s.watcher;
+    let mut lines = Vec::new();
+    let mut events = Vec::new();
+    match req.action.as_str() {
+        "pause" => {
+            let d = match req.seconds {
+                Some(x) if !(x.is_finite() && x > 0.0) => {
+                    return error(StatusCode::BAD_REQUEST, "the pause must be positive")
+                }
+                x => x.map(Duration::from_secs_f64),
+            };
+            if let Err(e) = w.pause(d) {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+            }
+        }
+        "continue" => {
+            if let Err(e) = w.resume() {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+            }
+        }
+        "info" => {}
+        "run" => {
+            let report = w.run_once().await;
+            lines = report.lines();
+            events = report.events;
+        }
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown watcher action '{other}' (known: pause, continue, info, run)"),
+            )
+        }
+    }
+    Json(json!({"pause": w.pause_info(), "lines": lines, "events": events})).into_response()
 }
 
 async fn wait_job(

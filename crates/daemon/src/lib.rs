@@ -7,6 +7,7 @@
 pub mod api;
 pub mod console;
 pub mod join;
+pub mod metrics;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;
@@ -76,6 +77,19 @@ pub struct Args {
     /// PEM private key of --rapi-cert.
     #[arg(long, requires = "rapi_cert")]
     pub rapi_key: Option<PathBuf>,
+    /// Seconds between two passes of the watcher on the master (0: no periodic pass).
+    #[arg(long, env = "MAGUEY_WATCHER_INTERVAL", default_value_t = maguey_ops::watcher::DEFAULT_INTERVAL.as_secs())]
+    pub watcher_interval: u64,
+    /// Age (seconds) of finished jobs that the watcher archives.
+    #[arg(long, default_value_t = maguey_ops::watcher::DEFAULT_JOB_AGE.as_secs())]
+    pub watcher_job_age: u64,
+    /// Directory of hook scripts (`<hpath>-<pre|post>.d/`, Ganeti's layout; default
+    /// STATE_DIR/hooks).
+    #[arg(long, env = "MAGUEY_HOOKS_DIR")]
+    pub hooks_dir: Option<PathBuf>,
+    /// Serve the master's GET /metrics on the Remote API's port without credentials.
+    #[arg(long)]
+    pub metrics_anonymous: bool,
 }
 
 /// Entry point of the `magueyd` binary.
@@ -131,19 +145,22 @@ pub async fn run(args: Args) -> Result<()> {
         daemon.fake_cpus = Some(c);
     }
     let identity = NodeIdentity::load(&dir).context("loading the node certificate")?;
-    let node = Arc::new(
-        NodeRuntime::new(NodeConfig {
-            state_dir: dir.clone(),
-            node_name: daemon.node_name.clone(),
-            fake_memory_mib: daemon.fake_memory_mib,
-            fake_cpus: daemon.fake_cpus,
-            os_search_path: NodeConfig::default_os_search_path(&dir),
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let mut runtime = NodeRuntime::new(NodeConfig {
+        state_dir: dir.clone(),
+        node_name: daemon.node_name.clone(),
+        fake_memory_mib: daemon.fake_memory_mib,
+        fake_cpus: daemon.fake_cpus,
+        os_search_path: NodeConfig::default_os_search_path(&dir),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(h) = &args.hooks_dir {
+        runtime.set_hooks_dir(h.clone());
+    }
+    let node = Arc::new(runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
-    let mut router = api::node_router(node.clone(), stop_tx.clone());
+    let mut router =
+        api::node_router(node.clone(), stop_tx.clone()).merge(metrics::node_router(node.clone()));
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
         let config = Arc::new(
@@ -161,11 +178,21 @@ pub async fn run(args: Args) -> Result<()> {
         let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs)
             .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
+        let watcher = Arc::new(maguey_ops::watcher::Watcher::new(
+            master.clone(),
+            queue.clone(),
+            Arc::new(maguey_ops::watcher::SystemClock),
+            maguey_ops::watcher::WatcherOptions {
+                job_age: Duration::from_secs(args.watcher_job_age),
+                ..Default::default()
+            },
+        ));
         let state = api::MasterState {
             master: master.clone(),
             queue: queue.clone(),
             ca: Arc::new(ca),
             listen: daemon.listen,
+            watcher,
         };
         router = router.merge(api::master_router(state.clone()));
         {
@@ -211,7 +238,13 @@ pub async fn run(args: Args) -> Result<()> {
                 tls,
                 rapi.clone()
                     .router()
-                    .merge(api::master_router_basic_auth(state.clone(), rapi)),
+                    .merge(metrics::master_router(
+                        state.clone(),
+                        rapi.clone(),
+                        args.metrics_anonymous,
+                    ))
+                    .merge(api::master_router_basic_auth(state.clone(), rapi))
+                    .layer(axum::middleware::from_fn(metrics::access_log)),
                 async move {
                     let _ = rapi_done_rx.await;
                 },
@@ -226,10 +259,22 @@ pub async fn run(args: Args) -> Result<()> {
     let tls = maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Jobs start only once this node's own RPC listener is bound: their first RPC may be to
     // this very node (connections wait in the listen backlog until the server loop runs).
-    if let Some((master, queue, _)) = &master_parts {
+    if let Some((master, queue, state)) = &master_parts {
         queue.start(Arc::new(Executor {
             master: master.clone(),
         }));
+        if args.watcher_interval > 0 {
+            let watcher = state.watcher.clone();
+            let every = Duration::from_secs(args.watcher_interval);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    for line in watcher.run_once().await.lines() {
+                        tracing::info!("watcher: {line}");
+                    }
+                }
+            });
+        }
         let master = master.clone();
         tokio::spawn(async move {
             for (name, e) in master.distribute_ssconf().await {

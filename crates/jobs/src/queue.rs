@@ -215,6 +215,27 @@ impl JobQueue {
     /// Submits several jobs at once (consecutive ids, one durable write). If one is empty none
     /// is submitted.
     pub fn submit_many(&self, jobs: Vec<(Vec<OpCode>, i32)>) -> Result<Vec<u64>, JobError> {
+        self.submit_many_by(jobs, "", "")
+    }
+
+    /// Submits a job recording who submitted it and why (shown by `job info`).
+    pub fn submit_by(
+        &self,
+        ops: Vec<OpCode>,
+        priority: i32,
+        submitter: &str,
+        reason: &str,
+    ) -> Result<u64, JobError> {
+        Ok(self.submit_many_by(vec![(ops, priority)], submitter, reason)?[0])
+    }
+
+    /// As [`JobQueue::submit_many`], every job recording `submitter` and `reason`.
+    pub fn submit_many_by(
+        &self,
+        jobs: Vec<(Vec<OpCode>, i32)>,
+        submitter: &str,
+        reason: &str,
+    ) -> Result<Vec<u64>, JobError> {
         if jobs.iter().any(|(ops, _)| ops.is_empty()) {
             return Err(JobError::EmptyJob);
         }
@@ -227,7 +248,9 @@ impl JobQueue {
         for (ops, priority) in jobs {
             let id = st.next_id;
             st.next_id += 1;
-            let job = Job::new(id, ops, priority, ts);
+            let mut job = Job::new(id, ops, priority, ts);
+            job.submitter = submitter.to_string();
+            job.reason = reason.to_string();
             self.store.queue(id, Write::Put(to_json(&job)), true);
             st.jobs.insert(id, Entry::new(job));
             ids.push(id);
@@ -465,7 +488,11 @@ impl JobQueue {
             }
         }
         for id in picked {
-            handle.spawn(me.clone().run_job(executor.clone(), id));
+            // Every log line of the job (its opcodes' too) carries `job{id=N}`.
+            handle.spawn(tracing::Instrument::instrument(
+                me.clone().run_job(executor.clone(), id),
+                tracing::info_span!("job", id),
+            ));
         }
     }
 
@@ -502,9 +529,14 @@ impl JobQueue {
             // Written (durably) with the first opcode's start below.
             e.job.status = JobStatus::Running;
             e.job.start_ts = Some(now());
+            tracing::info!(
+                submitter = e.job.submitter.as_str(),
+                reason = e.job.reason.as_str(),
+                "started: {}",
+                e.job.summary.join(", ")
+            );
             e.job.ops.clone()
         };
-        tracing::debug!("job {id} started");
 
         for (i, op) in ops.iter().enumerate() {
             // Opcode start: durable before it executes, so that a restart never re-runs it.
@@ -532,8 +564,9 @@ impl JobQueue {
                 op_index: i,
                 held: Mutex::new(BTreeMap::new()),
             };
+            let span = tracing::info_span!("opcode", index = i, op = op.op_id());
             let result = match catch_unwind(AssertUnwindSafe(|| executor.execute(op, &ctx))) {
-                Ok(fut) => match (CatchUnwind { fut }).await {
+                Ok(fut) => match tracing::Instrument::instrument(CatchUnwind { fut }, span).await {
                     Ok(r) => r,
                     Err(msg) => Err(OpError::Exec(format!("opcode panicked: {msg}"))),
                 },
@@ -544,6 +577,10 @@ impl JobQueue {
             };
             drop(ctx);
             self.locks.release_all(id);
+            match &result {
+                Ok(_) => tracing::info!("opcode {i} ({}) succeeded", op.op_id()),
+                Err(e) => tracing::info!("opcode {i} ({}) failed: {e}", op.op_id()),
+            }
 
             let seq = match self.record(id, i, op, ops.len(), result) {
                 Recorded::Gone => break,
@@ -559,7 +596,7 @@ impl JobQueue {
                 None => self.notify(),
             }
         }
-        tracing::debug!("job {id} done");
+        tracing::info!("done");
         self.job_done(id);
     }
 
@@ -811,8 +848,13 @@ impl OpContext {
             .get(&self.job_id)
             .map(|e| e.job.priority)
             .unwrap_or_default();
+        let submitter = format!("job:{}", self.job_id);
         self.queue
-            .submit_many(jobs.into_iter().map(|ops| (ops, priority)).collect())
+            .submit_many_by(
+                jobs.into_iter().map(|ops| (ops, priority)).collect(),
+                &submitter,
+                "",
+            )
             .map_err(|e| OpError::Exec(format!("cannot submit jobs: {e}")))
     }
 

@@ -27,6 +27,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// How a job records this origin as its submitter.
+    pub fn submitter(self) -> &'static str {
+        match self {
+            Origin::MasterApi => "cli",
+            Origin::RemoteApi => "remote-cli",
+            Origin::Rapi => "rapi",
+            Origin::Join => "join",
+        }
+    }
+
     /// Why `op` may not be submitted from here, if it may not.
     fn refuses(self, op: &OpCode) -> Option<SubmitError> {
         match (self, op) {
@@ -65,10 +75,25 @@ pub fn submit(
     if let Some(e) = ops.iter().find_map(|op| origin.refuses(op)) {
         return Err(e);
     }
+    submit_by(queue, origin, ops, priority, origin.submitter(), "")
+}
+
+/// As [`submit`], recording `submitter` (e.g. `rapi:USER`) and `reason` in the job.
+pub fn submit_by(
+    queue: &JobQueue,
+    origin: Origin,
+    ops: Vec<OpCode>,
+    priority: i32,
+    submitter: &str,
+    reason: &str,
+) -> Result<u64, SubmitError> {
+    if let Some(e) = ops.iter().find_map(|op| origin.refuses(op)) {
+        return Err(e);
+    }
     if !PRIORITIES.contains(&priority) {
         return Err(SubmitError::BadPriority(priority));
     }
-    Ok(queue.submit(ops, priority)?)
+    Ok(queue.submit_by(ops, priority, submitter, reason)?)
 }
 
 /// As [`submit`], for opcodes in their wire form (JSON with Ganeti's `OP_ID`). An opcode the

@@ -63,6 +63,10 @@ pub struct VmLabState {
     pub client_dir: PathBuf,
     #[serde(default)]
     pub timings: VmTimings,
+    /// The master's watcher interval in seconds (`magueyd --watcher-interval`); `None`: the
+    /// daemon's default. Tests set 0 (no periodic pass) unless they test the watcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watcher_interval: Option<u64>,
 }
 
 /// Wall-clock seconds of a VM lab's bring-up.
@@ -80,6 +84,14 @@ pub struct VmTimings {
 }
 
 impl VmLabState {
+    /// The flags every `magueyd` of this lab gets.
+    pub fn daemon_args(&self) -> Vec<String> {
+        match self.watcher_interval {
+            Some(s) => vec!["--watcher-interval".into(), s.to_string()],
+            None => Vec::new(),
+        }
+    }
+
     fn path(dir: &Path) -> PathBuf {
         dir.join(VM_FILE)
     }
@@ -135,6 +147,8 @@ pub struct VmOptions {
     /// and point the cluster's `kvm` hvparams at it: `instance add -H kvm -o lab-tiny` boots
     /// a nested guest with KVM inside a node.
     pub kvm_guest: bool,
+    /// The master's watcher interval in seconds; `None`: the daemon's default.
+    pub watcher_interval: Option<u64>,
 }
 
 impl VmOptions {
@@ -151,6 +165,7 @@ impl VmOptions {
             extra_files: Vec::new(),
             state_disk_mib: 2048,
             kvm_guest: true,
+            watcher_interval: None,
         }
     }
 }
@@ -244,6 +259,7 @@ pub fn up_blocking(o: &VmOptions) -> Result<(Lab, Option<Testbed>)> {
         host_ip: format!("10.77.{subnet}.{HOST_SIDE_BYTE}"),
         client_dir: dir.join("client"),
         timings: VmTimings::default(),
+        watcher_interval: o.watcher_interval,
     };
     // Recorded first, so that `lab down` cleans up after a killed `lab up`.
     st.save(&dir)?;
@@ -556,7 +572,7 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             .with_context(|| format!("copying {f} to {}", st.client_dir.display()))?;
     }
     std::fs::remove_dir_all(&init_dir)?;
-    start_daemon(tb, 1, &[])?;
+    start_daemon(tb, 1, &st.daemon_args())?;
 
     let rt = runtime()?;
     let c = rt.block_on(async {
@@ -588,7 +604,10 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
                 name,
                 "--listen".into(),
                 format!("{ip}:{}", st.port),
-            ],
+            ]
+            .into_iter()
+            .chain(st.daemon_args())
+            .collect::<Vec<_>>(),
         )?;
     }
     let names: Vec<String> = (1..=st.nodes).map(|n| format!("node{n}")).collect();
@@ -763,6 +782,7 @@ mod tests {
             host_ip: "10.77.9.253".into(),
             client_dir: "/d/client".into(),
             timings: VmTimings::default(),
+            watcher_interval: None,
         };
         assert_eq!(st.node_ip(2), "10.77.9.2");
         assert_eq!(st.master_url(), "https://10.77.9.1:1811");

@@ -73,6 +73,14 @@ pub struct Job {
     pub summary: Vec<String>,
     #[serde(default)]
     pub archived: bool,
+    /// Who submitted the job (`cli`, `rapi:USER`, `watcher`, `job:ID`, ...); empty for jobs
+    /// stored before it was recorded.
+    #[serde(default)]
+    pub submitter: String,
+    /// Why (Ganeti's reason trail, in one line), e.g. `watcher: restart of an instance down
+    /// by error`.
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl Job {
@@ -92,6 +100,8 @@ impl Job {
             start_ts: None,
             end_ts: None,
             archived: false,
+            submitter: String::new(),
+            reason: String::new(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Cluster configuration objects. Field names follow Ganeti's `config.data`.
 
 use crate::params::Params;
-use crate::vocab::{AdminState, AllocPolicy, DevType, DiskMode, DiskTemplate, Hypervisor};
+use crate::vocab::{
+    AdminState, AdminStateSource, AllocPolicy, DevType, DiskMode, DiskTemplate, Hypervisor,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -111,6 +113,26 @@ pub struct Cluster {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Set while the watcher is paused (`maguey cluster watcher pause`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watcher_pause: Option<WatcherPause>,
+}
+
+/// A pause of the watcher, kept in the config so that it survives a master restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatcherPause {
+    /// Unix time the pause began.
+    pub since: f64,
+    /// Unix time it ends by itself; `None`: until `watcher continue`.
+    #[serde(default)]
+    pub until: Option<f64>,
+}
+
+impl WatcherPause {
+    /// True while the pause holds at unix time `now`.
+    pub fn active(&self, now: f64) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
 }
 
 impl Cluster {
@@ -201,6 +223,9 @@ pub struct Instance {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Who set `admin_state` (`user`: the guest powered itself off; see the watcher).
+    #[serde(default, skip_serializing_if = "AdminStateSource::is_admin")]
+    pub admin_state_source: AdminStateSource,
 }
 
 impl Instance {

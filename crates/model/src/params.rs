@@ -94,8 +94,8 @@ pub const ND_PARAMS: &[ParamSpec] = &[
     p("ssh_port", ParamType::Int, DefaultValue::Int(22)),
 ];
 
-/// Parameters of the `fake` hypervisor (none change behaviour: `migration_mode`, and `accel`,
-/// which a running fake instance keeps for life, as QEMU does).
+/// Parameters of the `fake` hypervisor: `migration_mode`; `accel`, which a running fake
+/// instance keeps for life, as QEMU does; `user_shutdown`, as kvm's.
 pub const HV_FAKE_PARAMS: &[ParamSpec] = &[
     p(
         "migration_mode",
@@ -107,6 +107,8 @@ pub const HV_FAKE_PARAMS: &[ParamSpec] = &[
         ParamType::Enum(KVM_ACCELS),
         DefaultValue::Str("auto"),
     ),
+    // As kvm's: a guest that powers itself off is kept, and marked stopped by the user.
+    p("user_shutdown", ParamType::Bool, DefaultValue::Bool(false)),
 ];
 
 pub const KVM_ACCELS: &[&str] = &["auto", "kvm", "tcg"];

@@ -285,6 +285,24 @@ vocab! {
 }
 
 vocab! {
+    /// Who set an instance's admin state (Ganeti's `admin_state_source`): the admin, or the
+    /// guest that powered itself off (`user`, recorded by the watcher with `user_shutdown`).
+    #[derive(Default)]
+    AdminStateSource, "admin state source" {
+        #[default]
+        Admin => "admin",
+        User => "user",
+    }
+}
+
+impl AdminStateSource {
+    /// The default (not written in stored configs, which stay as they were).
+    pub fn is_admin(&self) -> bool {
+        *self == AdminStateSource::Admin
+    }
+}
+
+vocab! {
     /// Whether the allocator places new instances in a node group (Ganeti's alloc policies).
     #[derive(Default)]
     AllocPolicy, "allocation policy" {

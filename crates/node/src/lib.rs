@@ -11,6 +11,7 @@ pub mod api;
 pub mod blockcopy;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 pub mod hypervisor;
 pub mod image;
 pub mod migration;
@@ -79,6 +80,8 @@ pub struct NodeRuntime {
     os_timeout: Duration,
     /// Runs storage and OS commands; `None`: the real [`exec::SystemRunner`].
     storage_runner: Option<Arc<dyn storage::runner::CommandRunner>>,
+    /// Where hook scripts live; `None`: `state_dir/hooks`.
+    hooks_dir: Option<PathBuf>,
 }
 
 impl NodeRuntime {
@@ -100,6 +103,7 @@ impl NodeRuntime {
             kvm: Arc::new(kvm),
             os_timeout: os::DEFAULT_OS_TIMEOUT,
             storage_runner: None,
+            hooks_dir: None,
         })
     }
 
@@ -117,6 +121,19 @@ impl NodeRuntime {
     /// exact argv the master's operations cause). QEMU and `ip` run through the system runner.
     pub fn set_storage_runner(&mut self, runner: Arc<dyn storage::runner::CommandRunner>) {
         self.storage_runner = Some(runner);
+    }
+
+    /// Takes hook scripts from `dir` (Ganeti: `/etc/ganeti/hooks`) instead of
+    /// `state_dir/hooks`.
+    pub fn set_hooks_dir(&mut self, dir: PathBuf) {
+        self.hooks_dir = Some(dir);
+    }
+
+    /// The directory of hook scripts (`<hpath>-<pre|post>.d/` under it).
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.hooks_dir
+            .clone()
+            .unwrap_or_else(|| self.cfg.state_dir.join("hooks"))
     }
 
     /// The hypervisor called `name`.

@@ -18,9 +18,11 @@
 mod disks;
 pub mod drbd;
 mod drbd_replace;
+pub mod hooks;
 pub mod iallocator;
 mod lifecycle;
 pub mod locks;
+pub mod metrics;
 mod migration;
 pub mod moves;
 pub mod os_diagnose;
@@ -29,6 +31,7 @@ mod room_moves;
 pub mod rooms;
 mod units;
 mod util;
+pub mod watcher;
 
 use maguey_config::{Command, ConfigStore};
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpContext, OpError, OpExecutor};
@@ -77,6 +80,8 @@ impl Master {
 pub struct Env<'a> {
     pub master: &'a Master,
     pub ctx: &'a OpContext,
+    /// The opcode being executed (its hooks path and `GANETI_OP_CODE`).
+    pub op: Option<&'a OpCode>,
 }
 
 impl Env<'_> {
@@ -127,6 +132,11 @@ pub trait LogicalUnit: Sized + Send + Sync {
     fn locks(&self) -> Vec<LockRequest>;
     /// Checks every prerequisite on a snapshot taken after the locks; changes nothing.
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError>;
+    /// The hooks' variables (without `GANETI_`) and nodes, from what was checked. Default
+    /// (`None`): the opcode's instance or node as the config has it.
+    fn hooks_env(&self, _cfg: &ConfigData, _checked: &Self::Checked) -> Option<hooks::HooksEnv> {
+        None
+    }
     /// Executes: RPCs first, then config commands; undoes partial work on failure.
     fn exec(
         &mut self,
@@ -160,6 +170,13 @@ macro_rules! unit_alias {
             ) -> Result<Self::Checked, maguey_jobs::OpError> {
                 $crate::LogicalUnit::check_prereq(&mut self.0, cfg)
             }
+            fn hooks_env(
+                &self,
+                cfg: &maguey_model::ConfigData,
+                checked: &Self::Checked,
+            ) -> Option<$crate::hooks::HooksEnv> {
+                $crate::LogicalUnit::hooks_env(&self.0, cfg, checked)
+            }
             async fn exec(
                 &mut self,
                 env: &$crate::Env<'_>,
@@ -180,8 +197,17 @@ pub async fn run_lu<L: LogicalUnit>(op: &L::Op, env: &Env<'_>) -> Result<Value, 
     for (level, names, mode) in locks {
         env.ctx.acquire(level, names, mode).await?;
     }
-    let checked = lu.check_prereq(&env.cfg())?;
-    lu.exec(env, checked).await
+    let cfg = env.cfg();
+    let checked = lu.check_prereq(&cfg)?;
+    let hooks = hooks::Hooks::prepare(env, lu.hooks_env(&cfg, &checked));
+    if let Some(h) = &hooks {
+        h.pre(env).await?;
+    }
+    let result = lu.exec(env, checked).await;
+    if let (Some(h), Ok(_)) = (&hooks, &result) {
+        h.post(env).await;
+    }
+    result
 }
 
 /// The job queue's executor: dispatches each opcode to its logical unit.
@@ -199,6 +225,7 @@ impl OpExecutor for Executor {
             let env = Env {
                 master: &self.master,
                 ctx,
+                op: Some(op),
             };
             match op {
                 OpCode::ClusterVerify(o) => run_lu::<cluster_verify::ClusterVerify>(o, &env).await,

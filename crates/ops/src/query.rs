@@ -50,6 +50,10 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("admin_state", "Desired state (up, down, offline)"),
             ("admin_up", "Whether the instance should run"),
             (
+                "admin_state_source",
+                "Who set the desired state (admin, or user: the guest powered itself off)",
+            ),
+            (
                 "status",
                 "Combined state (running, ADMIN_down, ERROR_down, ...)",
             ),
@@ -226,9 +230,9 @@ fn select<'a, T>(
 }
 
 /// Live instance data per node uuid; `None` for nodes that did not answer.
-type LiveInstances = BTreeMap<String, Option<BTreeMap<String, InstanceRunInfo>>>;
+pub(crate) type LiveInstances = BTreeMap<String, Option<BTreeMap<String, InstanceRunInfo>>>;
 
-async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
+pub(crate) async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
     let nodes: Vec<&Node> = cfg.nodes.values().filter(|n| !n.offline).collect();
     let futs = nodes.iter().map(|n| async move {
         let mut all = BTreeMap::new();
@@ -252,7 +256,7 @@ async fn live_instances(master: &Master, cfg: &ConfigData) -> LiveInstances {
     join_all(futs).await.into_iter().collect()
 }
 
-async fn live_nodes(
+pub(crate) async fn live_nodes(
     master: &Master,
     cfg: &ConfigData,
     nodes: &[&Node],
@@ -318,6 +322,9 @@ pub fn instance_status(cfg: &ConfigData, inst: &Instance, live: &LiveInstances) 
         "ERROR_wrongnode"
     } else if inst.admin_state == AdminState::Up {
         "ERROR_down"
+    } else if inst.admin_state_source == maguey_model::AdminStateSource::User {
+        // Its guest powered itself off and the watcher recorded it (`user_shutdown`).
+        "USER_down"
     } else {
         "ADMIN_down"
     }
@@ -351,6 +358,7 @@ fn instance_field(cfg: &ConfigData, i: &Instance, f: &str, live: Option<&LiveIns
         ),
         "admin_state" => json!(i.admin_state.as_str()),
         "admin_up" => json!(i.admin_state == AdminState::Up),
+        "admin_state_source" => json!(i.admin_state_source.as_str()),
         "status" => live
             .map(|l| json!(instance_status(cfg, i, l)))
             .unwrap_or(Value::Null),

@@ -17,6 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
+/// Failed node RPCs of this process, by procedure (the master's `/metrics`).
+static RPC_ERRORS: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// How many node RPCs failed in this process since it started, by procedure.
+pub fn rpc_error_counts() -> std::collections::BTreeMap<&'static str, u64> {
+    RPC_ERRORS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 pub use reqwest::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -258,6 +267,19 @@ impl RpcClient {
 
     /// Calls `req` on the node daemon at `addr` (`ip:port`) and decodes the `Ok` value as `T`.
     pub async fn call<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        req: &NodeRequest,
+    ) -> Result<T, RpcError> {
+        let r = self.call_once(addr, req).await;
+        if r.is_err() {
+            let mut m = RPC_ERRORS.lock().unwrap_or_else(|e| e.into_inner());
+            *m.entry(req.procedure()).or_default() += 1;
+        }
+        r
+    }
+
+    async fn call_once<T: DeserializeOwned>(
         &self,
         addr: &str,
         req: &NodeRequest,

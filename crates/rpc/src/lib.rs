@@ -20,8 +20,8 @@ pub mod version;
 
 pub use ca::{fingerprint_pem, CertError, ClusterCa, NodeIdentity};
 pub use client::{
-    HttpsTransport, RpcClient, RpcError, RpcTransport, TransportAnswer, TransportFuture,
-    TransportRequest,
+    rpc_error_counts, HttpsTransport, RpcClient, RpcError, RpcTransport, TransportAnswer,
+    TransportFuture, TransportRequest,
 };
 pub use join::{
     join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,

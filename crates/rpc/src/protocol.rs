@@ -219,6 +219,13 @@ pub enum NodeRequest {
     OsDiagnose,
     /// Sleeps (OP_TEST_DELAY on nodes). Answers null.
     TestDelay { duration: f64 },
+    /// Runs the hook scripts of `HOOKS_DIR/<hpath>-<phase>.d/` (Ganeti's `hooks_runner`)
+    /// with `env`. Answers `Vec<HookResult>`.
+    HooksRunner {
+        hpath: String,
+        phase: HookPhase,
+        env: BTreeMap<String, String>,
+    },
     /// Leaves the cluster: removes the node's certificates and ssconf, then stops serving.
     /// Answers null (the reply is sent before the daemon stops).
     LeaveCluster,
@@ -268,6 +275,7 @@ impl NodeRequest {
             NodeRequest::OsValidate { .. } => "os_validate",
             NodeRequest::OsDiagnose => "os_diagnose",
             NodeRequest::TestDelay { .. } => "test_delay",
+            NodeRequest::HooksRunner { .. } => "hooks_runner",
             NodeRequest::LeaveCluster => "leave_cluster",
         }
     }
@@ -289,6 +297,7 @@ impl NodeRequest {
             | NodeRequest::InstanceOsAdd { .. }
             | NodeRequest::InstanceOsRename { .. }
             | NodeRequest::BlockdevCreate { .. } => default.max(6 * HOUR),
+            NodeRequest::HooksRunner { .. } => default.max(HOUR),
             NodeRequest::TestDelay { duration } if duration.is_finite() && *duration >= 0.0 => {
                 default.max(Duration::from_secs_f64(duration.min(86_400.0) + 30.0))
             }
@@ -351,6 +360,44 @@ pub enum NodeReply {
     DrbdSync(DrbdSyncProgress),
     /// `drbd_node_check`.
     DrbdNodeCheck(DrbdNodeCheck),
+    /// `hooks_runner`.
+    Hooks(Vec<HookResult>),
+}
+
+/// Before or after an operation (Ganeti's hook phases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookPhase {
+    Pre,
+    Post,
+}
+
+impl HookPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookPhase::Pre => "pre",
+            HookPhase::Post => "post",
+        }
+    }
+}
+
+/// What became of one hook script (Ganeti's `HKR_SUCCESS`, `HKR_FAIL`, `HKR_SKIP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStatus {
+    Success,
+    Fail,
+    Skip,
+}
+
+/// One hook script's outcome on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookResult {
+    /// The script's file name.
+    pub script: String,
+    pub status: HookStatus,
+    /// Its standard output and error (or why it was skipped or failed).
+    pub output: String,
 }
 
 impl NodeReply {

@@ -101,11 +101,14 @@ impl TestLab {
     }
 
     fn run_raw(&self, args: &[&str]) -> Run {
-        let o = Command::new(&self.maguey)
-            .args(args)
-            .env("MAGUEY_DIR", self.master_dir())
-            .output()
-            .expect("running maguey");
+        let mut cmd = Command::new(&self.maguey);
+        cmd.args(args).env("MAGUEY_DIR", self.master_dir());
+        // The daemons a lab starts run no periodic watcher pass (tests stay deterministic)
+        // unless the test sets MAGUEY_WATCHER_INTERVAL itself (crates/cli/tests/kvm_watcher.rs).
+        if std::env::var_os("MAGUEY_WATCHER_INTERVAL").is_none() {
+            cmd.env("MAGUEY_WATCHER_INTERVAL", "0");
+        }
+        let o = cmd.output().expect("running maguey");
         Run::from(o)
     }
 

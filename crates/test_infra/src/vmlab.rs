@@ -43,6 +43,12 @@ impl VmLab {
         let dir = temp_dir();
         o.dir = dir.path().to_path_buf();
         o.kill_with_parent = true;
+        // No periodic watcher pass (tests stay deterministic) unless the test asks for one
+        // with MAGUEY_WATCHER_INTERVAL or sets the option itself.
+        if o.watcher_interval.is_none() {
+            let env = std::env::var("MAGUEY_WATCHER_INTERVAL").ok();
+            o.watcher_interval = Some(env.and_then(|v| v.parse().ok()).unwrap_or(0));
+        }
         if o.magueyd.is_none() {
             o.magueyd = maguey
                 .parent()
@@ -410,7 +416,9 @@ exit 1",
     /// Starts `magueyd` in node `node` (in the background, logging to `/var/log/magueyd.log`;
     /// mounts the state disk first if needed). `args`: extra flags (none for a member).
     pub fn start_daemon(&self, node: usize, args: &[String]) {
-        if let Err(e) = vmnodes::start_daemon(self.testbed(), node, args) {
+        let mut args = args.to_vec();
+        args.extend(self.state.daemon_args());
+        if let Err(e) = vmnodes::start_daemon(self.testbed(), node, &args) {
             panic!("{e:#}");
         }
     }

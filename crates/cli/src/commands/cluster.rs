@@ -111,6 +111,9 @@ pub enum ClusterCmd {
     ExportConfig,
     /// Creates a state directory's config store from a JSON export (offline).
     ImportConfig { file: PathBuf },
+    /// The watcher: pause [DURATION], continue, info, run (one pass now).
+    #[command(subcommand)]
+    Watcher(crate::commands::watcher::WatcherCmd),
 }
 
 pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
@@ -288,6 +291,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             println!("cluster destroyed");
             Ok(0)
         }
+        ClusterCmd::Watcher(w) => crate::commands::watcher::run(dir, w).await,
         ClusterCmd::ExportConfig => {
             let c = client(dir)?;
             let cfg = c.config().await?;

@@ -71,6 +71,18 @@ pub async fn run(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
                 println!("Job ID: {}", j.id);
                 println!("  Status: {}", j.status.as_str());
                 println!("  Priority: {}", j.priority);
+                println!(
+                    "  Submitter: {}",
+                    if j.submitter.is_empty() {
+                        "-"
+                    } else {
+                        &j.submitter
+                    }
+                );
+                println!(
+                    "  Reason: {}",
+                    if j.reason.is_empty() { "-" } else { &j.reason }
+                );
                 println!("  Received: {}", j.received_ts);
                 println!(
                     "  Started: {}",

@@ -11,6 +11,7 @@ pub mod lab;
 pub mod node;
 pub mod plan;
 pub mod room;
+pub mod watcher;
 
 use crate::args::{Cli, Top};
 use crate::CliResult;

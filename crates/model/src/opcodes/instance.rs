@@ -2,7 +2,9 @@
 
 use super::{default_shutdown_timeout, yes};
 use crate::params::Params;
-use crate::vocab::{DiskMode, DiskTemplate, Hypervisor, InstanceCreateMode, NicMode, RebootType};
+use crate::vocab::{
+    AdminStateSource, DiskMode, DiskTemplate, Hypervisor, InstanceCreateMode, NicMode, RebootType,
+};
 use serde::{Deserialize, Serialize};
 
 /// A disk of a new instance (`--disk N:size=SIZE,mode=rw`).
@@ -103,6 +105,9 @@ pub struct OpInstanceShutdown {
     pub timeout: u64,
     #[serde(default)]
     pub no_remember: bool,
+    /// Who asks for the stop: `user` records a guest's own power-off (the watcher).
+    #[serde(default, skip_serializing_if = "AdminStateSource::is_admin")]
+    pub admin_state_source: AdminStateSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,9 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
         R::WriteSsconf { ssconf } => node::write_ssconf(rt, &ssconf).await.map(empty),
         R::NodeVolumes => node::volumes(rt).await.map(NodeReply::Names),
         R::TestDelay { duration } => node::test_delay(duration).await.map(empty),
+        R::HooksRunner { hpath, phase, env } => crate::hooks::run(rt, &hpath, phase, &env)
+            .await
+            .map(NodeReply::Hooks),
         R::LeaveCluster => node::leave_cluster(rt).map(empty),
         // Block devices.
         R::BlockdevCreate {

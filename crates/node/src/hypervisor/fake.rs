@@ -30,6 +30,10 @@ struct RunFile {
     /// accelerator for life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     accel: Option<String>,
+    /// The guest powered itself off and the hypervisor kept it (`user_shutdown`): tests set
+    /// it in the run file; the instance then reports the state `shutdown`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    guest_shutdown: bool,
 }
 
 pub struct FakeHypervisor {
@@ -121,7 +125,14 @@ impl FakeHypervisor {
 
     fn run_info(rf: &RunFile) -> InstanceRunInfo {
         InstanceRunInfo {
-            state: if rf.incoming { "paused" } else { "running" }.into(),
+            state: if rf.guest_shutdown {
+                "shutdown"
+            } else if rf.incoming {
+                "paused"
+            } else {
+                "running"
+            }
+            .into(),
             memory: rf.memory,
             vcpus: rf.vcpus,
             pid: None,
@@ -140,7 +151,8 @@ impl Hypervisor for FakeHypervisor {
     fn start<'a>(&'a self, inst: &'a InstanceRuntime) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;
-            if self.read(&inst.name)?.is_some() {
+            // A guest that powered itself off starts afresh.
+            if self.read(&inst.name)?.is_some_and(|rf| !rf.guest_shutdown) {
                 return Err(NodeError::conflict(format!(
                     "instance {} is already running",
                     inst.name
@@ -166,6 +178,7 @@ impl Hypervisor for FakeHypervisor {
                     .get("accel")
                     .and_then(|v| v.as_str())
                     .map(String::from),
+                guest_shutdown: false,
             })
         })
     }
@@ -296,6 +309,7 @@ impl Hypervisor for FakeHypervisor {
                     .get("accel")
                     .and_then(|v| v.as_str())
                     .map(String::from),
+                guest_shutdown: false,
             })
         })
     }

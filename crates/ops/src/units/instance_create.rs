@@ -307,6 +307,7 @@ impl LogicalUnit for InstanceCreate {
             serial_no: 0,
             ctime: now,
             mtime: now,
+            admin_state_source: Default::default(),
         };
         let be = crate::util::filled_beparams(cfg, &instance);
         if be.minmem > be.maxmem {
@@ -318,6 +319,21 @@ impl LogicalUnit for InstanceCreate {
         Ok(instance)
     }
 
+    fn hooks_env(&self, cfg: &ConfigData, planned: &Instance) -> Option<crate::hooks::HooksEnv> {
+        // The planned instance (not in the config yet); Ganeti adds these two.
+        let mut h = crate::hooks::HooksEnv::instance(cfg, planned);
+        h.vars.insert(
+            "INSTANCE_ADD_MODE".into(),
+            if self.no_install { "none" } else { "create" }.into(),
+        );
+        if let Some(s) = &self.snode {
+            if let Some(n) = cfg.node_by_name(s) {
+                h.nodes.push(n.uuid.clone());
+                h.vars.insert("INSTANCE_SECONDARIES".into(), n.name.clone());
+            }
+        }
+        Some(h)
+    }
     async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
         let mut instance = checked;
         let cfg = env.cfg();

@@ -5,7 +5,7 @@ use crate::util::{check_node_online, instance_by_name, instance_runtime, node_by
 use crate::{prereq, Env, LockRequest, LogicalUnit};
 use maguey_config::Command;
 use maguey_jobs::OpError;
-use maguey_model::{AdminState, ConfigData, Instance, Node, RebootType};
+use maguey_model::{AdminState, AdminStateSource, ConfigData, Instance, Node, RebootType};
 use maguey_rpc::NodeRequest;
 use serde_json::Value;
 
@@ -56,6 +56,18 @@ fn set_admin(env: &Env<'_>, inst: &Instance, state: AdminState) -> Result<(), Op
     Ok(())
 }
 
+/// Records who set the admin state (the watcher's `user` for a guest's own power-off).
+fn set_source(env: &Env<'_>, name: &str, source: AdminStateSource) -> Result<(), OpError> {
+    let cfg = env.cfg();
+    let inst = instance_by_name(&cfg, name)?;
+    if inst.admin_state_source != source {
+        let mut inst = inst.clone();
+        inst.admin_state_source = source;
+        env.apply(Command::UpdateInstance { instance: inst })?;
+    }
+    Ok(())
+}
+
 pub struct InstanceStartup {
     target: Target,
     force: bool,
@@ -100,6 +112,7 @@ impl LogicalUnit for InstanceStartup {
         }
         if !self.no_remember {
             set_admin(env, &inst, AdminState::Up)?;
+            set_source(env, &inst.name, AdminStateSource::Admin)?;
         }
         Ok(Value::Null)
     }
@@ -109,6 +122,7 @@ pub struct InstanceShutdown {
     target: Target,
     timeout: u64,
     no_remember: bool,
+    source: AdminStateSource,
 }
 
 impl LogicalUnit for InstanceShutdown {
@@ -120,11 +134,13 @@ impl LogicalUnit for InstanceShutdown {
             instance_name,
             timeout,
             no_remember,
+            admin_state_source,
         } = op;
         Ok(InstanceShutdown {
             target: Target::expand(cfg, instance_name)?,
             timeout: *timeout,
             no_remember: *no_remember,
+            source: *admin_state_source,
         })
     }
     fn locks(&self) -> Vec<LockRequest> {
@@ -138,6 +154,7 @@ impl LogicalUnit for InstanceShutdown {
         stop(env, &inst, &node, self.timeout).await?;
         if !self.no_remember {
             set_admin(env, &inst, AdminState::Down)?;
+            set_source(env, &inst.name, self.source)?;
         }
         Ok(Value::Null)
     }

@@ -5,10 +5,12 @@
 
 mod cluster;
 mod disks;
+mod hooks;
 mod instance;
 mod moves;
 mod node;
 mod rooms;
+mod watcher;
 
 use maguey_test_infra::inprocess::InProcessCluster;
 use serde_json::Value;

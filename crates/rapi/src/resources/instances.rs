@@ -68,6 +68,7 @@ pub(super) async fn route(rapi: &Rapi, req: &Req, segs: &[&str]) -> ApiResult {
                     instance_name: i.to_string(),
                     timeout: b.or("timeout", defaults::SHUTDOWN_TIMEOUT)?,
                     no_remember,
+                    admin_state_source: Default::default(),
                 }))
             })
         }
@@ -471,6 +472,7 @@ fn reinstall_ops(req: &Req, b: &Body, inst: &str, start: bool) -> Result<Vec<OpC
             instance_name: inst.to_string(),
             timeout: defaults::SHUTDOWN_TIMEOUT,
             no_remember: false,
+            admin_state_source: Default::default(),
         }),
         OpCode::InstanceReinstall(maguey_model::OpInstanceReinstall {
             instance_name: inst.to_string(),

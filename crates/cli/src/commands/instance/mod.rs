@@ -373,6 +373,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     instance_name: name,
                     timeout,
                     no_remember: false,
+                    admin_state_source: Default::default(),
                 })],
                 job,
             )
