@@ -383,3 +383,136 @@ pub(crate) fn best_pruned(
     }
     Some(best)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::{best_for_instance_fast, fast_eval_ok, score_aliases};
+    use crate::score::node_vals;
+
+    fn cluster(name: &str) -> Cluster {
+        let p = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        let txt = std::fs::read_to_string(&p).expect("test data");
+        crate::text::load_text(&txt, &crate::LoadOptions::default()).expect("load")
+    }
+
+    /// Fixed-seed generator (no external crate): xorshift64*.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        }
+    }
+
+    fn random_move(c: &Cluster, rng: &mut Rng) -> Option<crate::moves::MoveOutcome> {
+        for _ in 0..50 {
+            let i = rng.next(c.instances.len());
+            let t = rng.next(c.nodes.len());
+            let mv = match rng.next(5) {
+                0 => IMove::Failover,
+                1 => IMove::ReplaceSecondary(t),
+                2 => IMove::ReplaceAndFailover(t),
+                3 => IMove::ReplacePrimary(t),
+                _ => IMove::FailoverAndReplace(t),
+            };
+            let inst = &c.instances[i];
+            if inst.mirror_type() != MirrorType::Internal
+                || (mv != IMove::Failover && (t == inst.pnode || Some(t) == inst.snode))
+                || c.nodes[t].offline
+            {
+                continue;
+            }
+            if let Ok(out) = c.eval_move(i, mv, false) {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    fn same(a: &Ties<IMove>, b: &Ties<IMove>) -> bool {
+        a.items.len() == b.items.len()
+            && a.items
+                .iter()
+                .zip(&b.items)
+                .all(|(x, y)| x.1 == y.1 && x.0.to_bits() == y.0.to_bits())
+    }
+
+    /// Pruned and full target searches find the same candidates with
+    /// bit-identical scores, on fresh tables and on tables gone stale by
+    /// random moves (committed with running statistics, as the lazy search
+    /// does), for every DRBD instance and several option sets.
+    #[test]
+    fn pruned_search_equals_full_search() {
+        for (file, seed) in [
+            ("c60s7.data", 7u64),
+            ("c150s3.data", 3),
+            ("c80s11.data", 11),
+        ] {
+            let mut c = cluster(file);
+            assert!(fast_eval_ok(&c));
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let aliases = score_aliases(&c);
+            let online: Vec<bool> = c.nodes.iter().map(|n| !n.offline).collect();
+            let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
+            let opt_sets = [
+                BalanceOptions::default(),
+                BalanceOptions {
+                    ignore_soft_errors: true,
+                    ..Default::default()
+                },
+                BalanceOptions {
+                    restricted_migration: true,
+                    ..Default::default()
+                },
+            ];
+            let mut checked = 0;
+            for round in 0..4 {
+                let mut stats = Stats::new(c.nodes.iter()).with_aliases(&aliases);
+                let mut vals: Vec<NodeVals> = c.nodes.iter().map(|n| node_vals(n, &n.d)).collect();
+                let mut tb = Tables::new(&c, &stats, &vals, &online_idx);
+                // some moves after the tables were built: their nodes are stale
+                for _ in 0..round * 3 {
+                    if let Some(out) = random_move(&c, &mut rng) {
+                        let touched: Vec<usize> = out.nodes.iter().map(|x| x.0).collect();
+                        c.commit_move(out, Some(&mut stats));
+                        for &n in &touched {
+                            vals[n] = node_vals(&c.nodes[n], &c.nodes[n].d);
+                        }
+                        tb.touch(&touched);
+                    }
+                }
+                // a target subset, as the fast search uses
+                let is_target: Vec<bool> = (0..c.nodes.len())
+                    .map(|i| online[i] && (round % 2 == 0 || i % 3 != 0))
+                    .collect();
+                let targets: Vec<usize> = (0..c.nodes.len()).filter(|&i| is_target[i]).collect();
+                let cur = stats.score();
+                for opts in &opt_sets {
+                    for idx in 0..c.instances.len() {
+                        if c.instances[idx].mirror_type() != MirrorType::Internal {
+                            continue;
+                        }
+                        let full = best_for_instance_fast(
+                            &c, &stats, &vals, cur, idx, &targets, &online, opts,
+                        );
+                        let pruned = best_pruned(
+                            &c, &stats, &vals, cur, idx, &is_target, &online, opts, &tb,
+                        )
+                        .expect("pruning applies");
+                        assert!(
+                            same(&full, &pruned),
+                            "{file} round {round} instance {idx}: full {:?} pruned {:?}",
+                            full.items,
+                            pruned.items
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked > 100, "{file}: only {checked} instances checked");
+        }
+    }
+}
