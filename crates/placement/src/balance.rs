@@ -114,6 +114,9 @@ pub struct BalanceResult {
 pub(crate) const TIE_EPS: f64 = 1e-12;
 /// Candidates within this of the best are re-scored exactly like hbal.
 pub(crate) const NEAR_TIE: f64 = 1e-9;
+/// Moves after which the fast search rebuilds its target tables (nodes
+/// touched since are evaluated one by one); divides 16.
+const TABLES_EVERY: usize = 16;
 
 /// The best candidates of a search, with near-ties kept in evaluation
 /// order.
@@ -863,9 +866,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             if applied.is_multiple_of(16) {
                 targets = pruned_targets(&c, &online_idx, k);
                 is_target = mask(c.nodes.len(), &targets);
-                if fast_ok {
-                    tables = Some(crate::prune::Tables::new(&c, &stats, &vals, &targets));
-                }
+            }
+            if fast_ok && applied.is_multiple_of(TABLES_EVERY) {
+                tables = Some(crate::prune::Tables::new(&c, &stats, &vals, &targets));
             }
             if applied >= refresh_every {
                 break;

@@ -82,7 +82,39 @@ pub(crate) struct Tables {
     /// nodes changed since the tables were started (evaluated one by one)
     touched: Vec<bool>,
     touched_list: Vec<usize>,
-    map: Mutex<HashMap<ClassKey, Arc<Table>>>,
+    /// node -> nodes that mirror memory for it (its peers), as of the build;
+    /// only touched nodes' peers change, and those are evaluated anyway
+    rev_peers: Vec<Vec<usize>>,
+    map: Mutex<HashMap<ClassKey, Arc<Table>, std::hash::BuildHasherDefault<FxHasher>>>,
+}
+
+/// A small multiplicative hasher for the class keys (no DoS concern here).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Tables {
@@ -90,7 +122,17 @@ impl Tables {
     /// for moves onto `targets`.
     pub(crate) fn new(c: &Cluster, stats: &Stats, vals: &[NodeVals], targets: &[usize]) -> Tables {
         let base = stats.acc();
+        let n = c.nodes.len();
+        let mut rev_peers = vec![vec![]; n];
+        for (s, node) in c.nodes.iter().enumerate() {
+            for &(p, v) in &node.d.peers {
+                if v != 0 && p < n {
+                    rev_peers[p].push(s);
+                }
+            }
+        }
         Tables {
+            rev_peers,
             stats: stats.clone(),
             base,
             g_base: stats.score_changes(&base, &[]),
@@ -98,7 +140,7 @@ impl Tables {
             targets: targets.to_vec(),
             touched: vec![false; c.nodes.len()],
             touched_list: vec![],
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
         }
     }
 
@@ -285,6 +327,7 @@ pub(crate) fn best_pruned(
         *run_min = run_min.min(sc);
         cands.push((1 + 4 * t + kind, sc, mv_of(kind, t)));
     };
+    let mut specials: Vec<usize> = Vec::with_capacity(16);
     for kind in 0..4usize {
         let (present, pri, f, sec_of) = match kind {
             0 => (acc_rs.is_some(), false, force_s, Some(opdx)),
@@ -320,17 +363,16 @@ pub(crate) fn best_pruned(
         };
         // special targets: touched since the tables were built, or with a
         // peer relation that the class table does not cover
-        let mut specials: Vec<usize> = own_peers.iter().filter(|p| p.1 != 0).map(|p| p.0).collect();
+        specials.clear();
+        specials.extend(
+            own_peers
+                .iter()
+                .filter(|p| p.1 != 0 && valid_t(p.0))
+                .map(|p| p.0),
+        );
         if let Some(pdx) = sec_of {
-            specials.extend(
-                c.nodes[pdx]
-                    .plist
-                    .iter()
-                    .filter_map(|&i| c.instances[i].snode)
-                    .filter(|&s| c.nodes[s].d.peer(pdx) != 0),
-            );
+            specials.extend(tb.rev_peers[pdx].iter().copied().filter(|&t| valid_t(t)));
         }
-        specials.retain(|&t| valid_t(t));
         specials.sort_unstable();
         specials.dedup();
         let is_special = |t: usize| tb.touched[t] || specials.binary_search(&t).is_ok();
