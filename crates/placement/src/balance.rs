@@ -114,12 +114,15 @@ pub struct BalanceResult {
 pub(crate) const TIE_EPS: f64 = 1e-12;
 /// Candidates within this of the best are re-scored exactly like hbal.
 pub(crate) const NEAR_TIE: f64 = 1e-9;
+/// Moves after which the fast search rebuilds its target tables (nodes
+/// touched since are evaluated one by one); divides 16.
+const TABLES_EVERY: usize = 16;
 
 /// The best candidates of a search, with near-ties kept in evaluation
 /// order.
 pub(crate) struct Ties<T> {
     cur: f64,
-    items: Vec<(f64, T)>,
+    pub(crate) items: Vec<(f64, T)>,
 }
 
 impl<T> Ties<T> {
@@ -291,7 +294,7 @@ pub fn fast_eval_ok(c: &Cluster) -> bool {
 /// Best move of one DRBD instance, computing the instance's own nodes once
 /// and only the target side per candidate. Returns (score, move).
 #[allow(clippy::too_many_arguments)]
-fn best_for_instance_fast(
+pub(crate) fn best_for_instance_fast(
     c: &Cluster,
     stats: &Stats,
     vals: &[score::NodeVals],
@@ -502,7 +505,7 @@ fn best_move(
     online: &[bool],
     opts: &BalanceOptions,
     pr: Option<(&crate::prune::Tables, &[bool])>,
-) -> Vec<(f64, MoveOutcome)> {
+) -> Vec<(f64, Cand)> {
     if fast_ok && c.instances[idx].mirror_type() == MirrorType::Internal {
         pr.and_then(|(tb, is_target)| {
             crate::prune::best_pruned(c, stats, vals, cur, idx, is_target, online, opts, tb)
@@ -510,14 +513,29 @@ fn best_move(
         .unwrap_or_else(|| best_for_instance_fast(c, stats, vals, cur, idx, targets, online, opts))
         .items
         .into_iter()
-        .filter_map(|(sc, mv)| {
-            c.eval_move(idx, mv, opts.ignore_soft_errors)
-                .ok()
-                .map(|o| (sc, o))
-        })
+        .map(|(sc, mv)| (sc, Cand::Lazy(idx, mv)))
         .collect()
     } else {
-        best_for_instance(c, stats, cur, idx, targets, online, opts).items
+        best_for_instance(c, stats, cur, idx, targets, online, opts)
+            .items
+            .into_iter()
+            .map(|(sc, o)| (sc, Cand::Done(o)))
+            .collect()
+    }
+}
+
+/// A candidate move, its node states computed only when it is needed.
+enum Cand {
+    Lazy(usize, IMove),
+    Done(MoveOutcome),
+}
+
+impl Cand {
+    fn outcome(self, c: &Cluster, opts: &BalanceOptions) -> Option<MoveOutcome> {
+        match self {
+            Cand::Lazy(idx, mv) => c.eval_move(idx, mv, opts.ignore_soft_errors).ok(),
+            Cand::Done(o) => Some(o),
+        }
     }
 }
 
@@ -669,7 +687,7 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         {
             {
                 let cref = &c;
-                let bests: Vec<Vec<(f64, MoveOutcome)>> = victims
+                let bests: Vec<Vec<(f64, Cand)>> = victims
                     .par_iter()
                     .map(|&i| {
                         best_move(
@@ -687,10 +705,13 @@ pub fn balance(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                     })
                     .collect();
                 // all near-best candidates, in hbal's evaluation order
-                let all: Vec<(f64, MoveOutcome)> = bests.into_iter().flatten().collect();
+                let all: Vec<(f64, Cand)> = bests.into_iter().flatten().collect();
                 let gmin = all.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-                let near: Vec<(f64, MoveOutcome)> =
-                    all.into_iter().filter(|x| x.0 <= gmin + NEAR_TIE).collect();
+                let near: Vec<(f64, MoveOutcome)> = all
+                    .into_iter()
+                    .filter(|x| x.0 <= gmin + NEAR_TIE)
+                    .filter_map(|(sc, m)| m.outcome(cref, opts).map(|o| (sc, o)))
+                    .collect();
                 let best = if near.len() > 1 {
                     // hbal scores every candidate in full and keeps the first
                     // of the lowest: do the same for the near-ties
@@ -789,7 +810,7 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
         let mut vals: Vec<score::NodeVals> =
             c.nodes.iter().map(|n| score::node_vals(n, &n.d)).collect();
         let mut targets = pruned_targets(&c, &online_idx, k);
-        let mut tables = fast_ok.then(|| crate::prune::Tables::new(&c, &stats, &vals, &online_idx));
+        let mut tables = fast_ok.then(|| crate::prune::Tables::new(&c, &stats, &vals, &targets));
         let mut is_target = mask(c.nodes.len(), &targets);
         let cur_inc = stats.score();
         let cref = &c;
@@ -816,7 +837,8 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             let pr = tables.as_ref().map(|t| (t, is_target.as_slice()));
             let Some((s_new, out)) = first_best(best_move(
                 &c, &stats, &vals, fast_ok, now, idx, &targets, &online, opts, pr,
-            )) else {
+            ))
+            .and_then(|(sc, m)| m.outcome(&c, opts).map(|o| (sc, o))) else {
                 continue;
             };
             let gain = now - s_new;
@@ -844,6 +866,9 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
             if applied.is_multiple_of(16) {
                 targets = pruned_targets(&c, &online_idx, k);
                 is_target = mask(c.nodes.len(), &targets);
+            }
+            if fast_ok && applied.is_multiple_of(TABLES_EVERY) {
+                tables = Some(crate::prune::Tables::new(&c, &stats, &vals, &targets));
             }
             if applied >= refresh_every {
                 break;

@@ -82,7 +82,39 @@ pub(crate) struct Tables {
     /// nodes changed since the tables were started (evaluated one by one)
     touched: Vec<bool>,
     touched_list: Vec<usize>,
-    map: Mutex<HashMap<ClassKey, Arc<Table>>>,
+    /// node -> nodes that mirror memory for it (its peers), as of the build;
+    /// only touched nodes' peers change, and those are evaluated anyway
+    rev_peers: Vec<Vec<usize>>,
+    map: Mutex<HashMap<ClassKey, Arc<Table>, std::hash::BuildHasherDefault<FxHasher>>>,
+}
+
+/// A small multiplicative hasher for the class keys (no DoS concern here).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Tables {
@@ -90,7 +122,17 @@ impl Tables {
     /// for moves onto `targets`.
     pub(crate) fn new(c: &Cluster, stats: &Stats, vals: &[NodeVals], targets: &[usize]) -> Tables {
         let base = stats.acc();
+        let n = c.nodes.len();
+        let mut rev_peers = vec![vec![]; n];
+        for (s, node) in c.nodes.iter().enumerate() {
+            for &(p, v) in &node.d.peers {
+                if v != 0 && p < n {
+                    rev_peers[p].push(s);
+                }
+            }
+        }
         Tables {
+            rev_peers,
             stats: stats.clone(),
             base,
             g_base: stats.score_changes(&base, &[]),
@@ -98,7 +140,7 @@ impl Tables {
             targets: targets.to_vec(),
             touched: vec![false; c.nodes.len()],
             touched_list: vec![],
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
         }
     }
 
@@ -285,6 +327,7 @@ pub(crate) fn best_pruned(
         *run_min = run_min.min(sc);
         cands.push((1 + 4 * t + kind, sc, mv_of(kind, t)));
     };
+    let mut specials: Vec<usize> = Vec::with_capacity(16);
     for kind in 0..4usize {
         let (present, pri, f, sec_of) = match kind {
             0 => (acc_rs.is_some(), false, force_s, Some(opdx)),
@@ -320,17 +363,16 @@ pub(crate) fn best_pruned(
         };
         // special targets: touched since the tables were built, or with a
         // peer relation that the class table does not cover
-        let mut specials: Vec<usize> = own_peers.iter().filter(|p| p.1 != 0).map(|p| p.0).collect();
+        specials.clear();
+        specials.extend(
+            own_peers
+                .iter()
+                .filter(|p| p.1 != 0 && valid_t(p.0))
+                .map(|p| p.0),
+        );
         if let Some(pdx) = sec_of {
-            specials.extend(
-                c.nodes[pdx]
-                    .plist
-                    .iter()
-                    .filter_map(|&i| c.instances[i].snode)
-                    .filter(|&s| c.nodes[s].d.peer(pdx) != 0),
-            );
+            specials.extend(tb.rev_peers[pdx].iter().copied().filter(|&t| valid_t(t)));
         }
-        specials.retain(|&t| valid_t(t));
         specials.sort_unstable();
         specials.dedup();
         let is_special = |t: usize| tb.touched[t] || specials.binary_search(&t).is_ok();
@@ -382,4 +424,137 @@ pub(crate) fn best_pruned(
         best.offer(sc, mv);
     }
     Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::{best_for_instance_fast, fast_eval_ok, score_aliases};
+    use crate::score::node_vals;
+
+    fn cluster(name: &str) -> Cluster {
+        let p = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        let txt = std::fs::read_to_string(&p).expect("test data");
+        crate::text::load_text(&txt, &crate::LoadOptions::default()).expect("load")
+    }
+
+    /// Fixed-seed generator (no external crate): xorshift64*.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+        }
+    }
+
+    fn random_move(c: &Cluster, rng: &mut Rng) -> Option<crate::moves::MoveOutcome> {
+        for _ in 0..50 {
+            let i = rng.next(c.instances.len());
+            let t = rng.next(c.nodes.len());
+            let mv = match rng.next(5) {
+                0 => IMove::Failover,
+                1 => IMove::ReplaceSecondary(t),
+                2 => IMove::ReplaceAndFailover(t),
+                3 => IMove::ReplacePrimary(t),
+                _ => IMove::FailoverAndReplace(t),
+            };
+            let inst = &c.instances[i];
+            if inst.mirror_type() != MirrorType::Internal
+                || (mv != IMove::Failover && (t == inst.pnode || Some(t) == inst.snode))
+                || c.nodes[t].offline
+            {
+                continue;
+            }
+            if let Ok(out) = c.eval_move(i, mv, false) {
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    fn same(a: &Ties<IMove>, b: &Ties<IMove>) -> bool {
+        a.items.len() == b.items.len()
+            && a.items
+                .iter()
+                .zip(&b.items)
+                .all(|(x, y)| x.1 == y.1 && x.0.to_bits() == y.0.to_bits())
+    }
+
+    /// Pruned and full target searches find the same candidates with
+    /// bit-identical scores, on fresh tables and on tables gone stale by
+    /// random moves (committed with running statistics, as the lazy search
+    /// does), for every DRBD instance and several option sets.
+    #[test]
+    fn pruned_search_equals_full_search() {
+        for (file, seed) in [
+            ("c60s7.data", 7u64),
+            ("c150s3.data", 3),
+            ("c80s11.data", 11),
+        ] {
+            let mut c = cluster(file);
+            assert!(fast_eval_ok(&c));
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let aliases = score_aliases(&c);
+            let online: Vec<bool> = c.nodes.iter().map(|n| !n.offline).collect();
+            let online_idx: Vec<usize> = (0..c.nodes.len()).filter(|&i| online[i]).collect();
+            let opt_sets = [
+                BalanceOptions::default(),
+                BalanceOptions {
+                    ignore_soft_errors: true,
+                    ..Default::default()
+                },
+                BalanceOptions {
+                    restricted_migration: true,
+                    ..Default::default()
+                },
+            ];
+            let mut checked = 0;
+            for round in 0..4 {
+                let mut stats = Stats::new(c.nodes.iter()).with_aliases(&aliases);
+                let mut vals: Vec<NodeVals> = c.nodes.iter().map(|n| node_vals(n, &n.d)).collect();
+                let mut tb = Tables::new(&c, &stats, &vals, &online_idx);
+                // some moves after the tables were built: their nodes are stale
+                for _ in 0..round * 3 {
+                    if let Some(out) = random_move(&c, &mut rng) {
+                        let touched: Vec<usize> = out.nodes.iter().map(|x| x.0).collect();
+                        c.commit_move(out, Some(&mut stats));
+                        for &n in &touched {
+                            vals[n] = node_vals(&c.nodes[n], &c.nodes[n].d);
+                        }
+                        tb.touch(&touched);
+                    }
+                }
+                // a target subset, as the fast search uses
+                let is_target: Vec<bool> = (0..c.nodes.len())
+                    .map(|i| online[i] && (round % 2 == 0 || i % 3 != 0))
+                    .collect();
+                let targets: Vec<usize> = (0..c.nodes.len()).filter(|&i| is_target[i]).collect();
+                let cur = stats.score();
+                for opts in &opt_sets {
+                    for idx in 0..c.instances.len() {
+                        if c.instances[idx].mirror_type() != MirrorType::Internal {
+                            continue;
+                        }
+                        let full = best_for_instance_fast(
+                            &c, &stats, &vals, cur, idx, &targets, &online, opts,
+                        );
+                        let pruned = best_pruned(
+                            &c, &stats, &vals, cur, idx, &is_target, &online, opts, &tb,
+                        )
+                        .expect("pruning applies");
+                        assert!(
+                            same(&full, &pruned),
+                            "{file} round {round} instance {idx}: full {:?} pruned {:?}",
+                            full.items,
+                            pruned.items
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked > 100, "{file}: only {checked} instances checked");
+        }
+    }
 }

@@ -115,7 +115,15 @@ pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
         }
         vals.push(v);
     }
-    let online: Vec<&NodeVals> = vals.iter().filter(|v| v.online).collect();
+    let loc_excl = (map.values().sum::<i64>() - map.len() as i64) as f64;
+    detailed_from_vals(vals.iter(), loc_excl)
+}
+
+/// [`score_nodes`] from the nodes' values (in node order) and the
+/// location-exclusion count.
+fn detailed_from_vals<'a>(vals: impl Iterator<Item = &'a NodeVals>, loc_excl: f64) -> Detailed {
+    let vals: Vec<&NodeVals> = vals.collect();
+    let online: Vec<&NodeVals> = vals.iter().copied().filter(|v| v.online).collect();
     let cnt = online.len() as f64;
     let mut std = [0.0; NSTD];
     if !online.is_empty() {
@@ -132,10 +140,9 @@ pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
     let pri_tags = online.iter().fold(0.0, |a, v| a + v.pri_tags);
     let location = online.iter().fold(0.0, |a, v| a + v.location);
     let reserved_total = online.iter().fold(0.0, |a, v| a + v.std[2]);
-    let offline: Vec<&NodeVals> = vals.iter().filter(|v| !v.online).collect();
+    let offline: Vec<&NodeVals> = vals.iter().copied().filter(|v| !v.online).collect();
     let off_all = offline.iter().fold(0.0, |a, v| a + v.off_all);
     let off_pri = offline.iter().fold(0.0, |a, v| a + v.off_pri);
-    let loc_excl = (map.values().sum::<i64>() - map.len() as i64) as f64;
     // summed in htools' order (left fold), so equal placements give
     // bit-identical scores and ties break like htools
     let terms = [
@@ -171,6 +178,56 @@ pub fn score_nodes<'a>(nodes: impl Iterator<Item = &'a Node>) -> Detailed {
         loc_excl,
         reserved_total,
         total,
+    }
+}
+
+/// Exact (two-pass, htools' order) scores of a scope with a few node
+/// states replaced, from node values computed once: for breaking near-ties
+/// among many candidates without rescoring every node each time.
+pub struct ExactScorer {
+    /// values of the scope's nodes, in node order
+    vals: Vec<NodeVals>,
+    pos: Vec<usize>,
+    /// no location/exclusion maps in the scope (else: full rescoring)
+    simple: bool,
+}
+
+impl ExactScorer {
+    pub fn new(nodes: &[Node], scope: Option<usize>) -> ExactScorer {
+        let idx: Vec<usize> = (0..nodes.len())
+            .filter(|&i| scope.is_none_or(|g| nodes[i].group == g))
+            .collect();
+        let mut pos = vec![usize::MAX; nodes.len()];
+        for (k, &i) in idx.iter().enumerate() {
+            pos[i] = k;
+        }
+        ExactScorer {
+            vals: idx
+                .iter()
+                .map(|&i| node_vals(&nodes[i], &nodes[i].d))
+                .collect(),
+            simple: idx.iter().all(|&i| nodes[i].d.inst_map.is_empty()),
+            pos,
+        }
+    }
+
+    /// The score with the states in `ov` (node index, new state); None when
+    /// the scope has location maps (use [`score_nodes`]).
+    pub fn score(&self, all: &[Node], ov: &[(usize, crate::model::NodeDyn)]) -> Option<f64> {
+        if !self.simple || ov.iter().any(|(_, d)| !d.inst_map.is_empty()) {
+            return None;
+        }
+        let repl: Vec<(usize, NodeVals)> = ov
+            .iter()
+            .filter(|(n, _)| self.pos.get(*n).is_some_and(|&p| p != usize::MAX))
+            .map(|(n, d)| (self.pos[*n], node_vals(&all[*n], d)))
+            .collect();
+        let it = self
+            .vals
+            .iter()
+            .enumerate()
+            .map(|(k, v)| repl.iter().find(|r| r.0 == k).map(|r| &r.1).unwrap_or(v));
+        Some(detailed_from_vals(it, 0.0).total)
     }
 }
 

@@ -7,6 +7,10 @@
 //!                 [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace]
 //! ```
 //!
+//! `--cases groupevac` (not in the default set) builds the same number of
+//! nodes in groups of 100 and times the change-group of every instance of
+//! group-01 (a group evacuation).
+//!
 //! Every external run is wrapped in `timeout` and `/usr/bin/time` (wall
 //! time and peak RSS). Prints one markdown table row per (input, case).
 //! htools runs that exceed the timeout are reported as `>T`.
@@ -147,6 +151,59 @@ fn ialloc_result(out: &str) -> String {
     }
 }
 
+/// Generate an `n`-node cluster in `groups` groups and turn its
+/// change-group request into one for every instance whose primary is in
+/// group-01. Returns the request path and the instance count.
+fn group_evac_request(
+    gencluster: &Path,
+    n: usize,
+    groups: usize,
+    seed: u64,
+    prefix: &str,
+) -> anyhow::Result<(String, usize)> {
+    let g = Command::new("python3")
+        .args([
+            gencluster.display().to_string(),
+            "--nodes".into(),
+            n.to_string(),
+            "--groups".into(),
+            groups.to_string(),
+            "--seed".into(),
+            seed.to_string(),
+            "--prefix".into(),
+            prefix.to_string(),
+        ])
+        .output()?;
+    anyhow::ensure!(g.status.success(), "gencluster failed");
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.chgrp.json"))?)?;
+    let g1 = r["nodegroups"]
+        .as_object()
+        .and_then(|m| m.iter().find(|(_, g)| g["name"] == "group-01"))
+        .map(|(u, _)| u.clone())
+        .ok_or_else(|| anyhow::anyhow!("no group-01"))?;
+    let nodes = r["nodes"].clone();
+    let mut names: Vec<String> = r["instances"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, i)| {
+                    i["nodes"][0]
+                        .as_str()
+                        .is_some_and(|p| nodes[p]["group"] == g1.as_str())
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let count = names.len();
+    r["request"]["instances"] = serde_json::json!(names);
+    let path = format!("{prefix}.groupevac.json");
+    std::fs::write(&path, serde_json::to_string(&r)?)?;
+    Ok((path, count))
+}
+
 fn main() {
     let mut sizes: Vec<usize> = vec![20, 100, 500, 2000];
     let mut seed = 42u64;
@@ -174,7 +231,7 @@ fn main() {
             "--bindir" => bindir = PathBuf::from(v),
             "--cases" => cases = v.split(',').map(str::to_string).collect(),
             "-h" | "--help" => {
-                println!("usage: placement-bench [--sizes 20,100,500,2000] [--seed 42] [--moves 3] [--timeout 120] [--workdir DIR] [--gencluster PATH] [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace]");
+                println!("usage: placement-bench [--sizes 20,100,500,2000] [--seed 42] [--moves 3] [--timeout 120] [--workdir DIR] [--gencluster PATH] [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace,groupevac]");
                 return;
             }
             x => {
@@ -408,6 +465,35 @@ fn main() {
                         ratio(&h, &m, timeout),
                         if h.timed_out { "-".into() } else { count(&h.out) },
                         count(&m.out),
+                        fmt_m(&h),
+                        fmt_m(&m)
+                    );
+                }
+                "groupevac" => {
+                    // the same number of nodes in groups of 100: change-group of
+                    // every instance of group-01 (a group evacuation)
+                    let groups = (n / 100).max(2);
+                    let gp = workdir.join(format!("g{n}s{seed}")).display().to_string();
+                    let req = match group_evac_request(&gencluster, n, groups, seed, &gp) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("group evacuation input for {n} nodes: {e}");
+                            continue;
+                        }
+                    };
+                    let h = run(
+                        &[hail.clone(), "--no-capacity-checks".into(), req.0.clone()],
+                        timeout,
+                    );
+                    let m = run(&[ialloc.clone(), req.0.clone()], timeout.max(600));
+                    println!(
+                        "| {n} ({groups} groups) | {inst} | change-group of group-01 ({} inst) | {} | {} | {} | {} | {} | - | - | {} | {} |",
+                        req.1,
+                        fmt_t(&h, timeout),
+                        fmt_t(&m, timeout),
+                        ratio(&h, &m, timeout),
+                        if h.timed_out { "-".into() } else { ialloc_result(&h.out) },
+                        ialloc_result(&m.out),
                         fmt_m(&h),
                         fmt_m(&m)
                     );

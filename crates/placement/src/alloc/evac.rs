@@ -67,11 +67,16 @@ pub(crate) fn exact_scope_score(c: &Cluster, ov: &[(usize, NodeDyn)], scope: Opt
 fn htools_pick(c: &Cluster, gdx: usize, cands: &[(f64, &[(usize, NodeDyn)])]) -> Option<usize> {
     let best = cands.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
     let mut pick: Option<(f64, usize)> = None;
+    let near = cands.iter().filter(|x| x.0 <= best + NEAR_TIE).count();
+    let xs = (near > 1).then(|| crate::score::ExactScorer::new(&c.nodes, Some(gdx)));
     for (k, (sc, ov)) in cands.iter().enumerate() {
         if *sc > best + NEAR_TIE {
             continue;
         }
-        let ex = exact_group_score(c, ov, gdx);
+        let ex = xs
+            .as_ref()
+            .and_then(|x| x.score(&c.nodes, ov))
+            .unwrap_or_else(|| exact_group_score(c, ov, gdx));
         if pick.is_none_or(|p| p.0 >= ex) {
             pick = Some((ex, k));
         }

@@ -139,8 +139,11 @@ pub fn try_alloc(
             // htools scores every candidate in full: break near-ties that way
             let mut pick: Option<(f64, usize)> = None;
             if ties.len() > 1 {
+                let xs = crate::score::ExactScorer::new(&c.nodes, stats.scope);
                 for (k, (_, _, nodes)) in ties.iter().enumerate() {
-                    let ex = exact_scope_score(c, nodes, stats.scope);
+                    let ex = xs
+                        .score(&c.nodes, nodes)
+                        .unwrap_or_else(|| exact_scope_score(c, nodes, stats.scope));
                     if pick.is_none_or(|p| p.0 >= ex) {
                         pick = Some((ex, k));
                     }
