@@ -24,6 +24,13 @@ fn default_vg_name() -> String {
     DEFAULT_VG_NAME.to_string()
 }
 
+/// Ganeti's default DRBD usermode helper.
+pub const DEFAULT_DRBD_HELPER: &str = "/bin/true";
+
+fn default_drbd_helper() -> String {
+    DEFAULT_DRBD_HELPER.to_string()
+}
+
 /// The whole configuration: what Ganeti keeps in `config.data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigData {
@@ -107,6 +114,10 @@ pub struct Cluster {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// The DRBD usermode helper the nodes' DRBD module is expected to call (Ganeti's
+    /// `drbd_usermode_helper`, default `/bin/true`).
+    #[serde(default = "default_drbd_helper")]
+    pub drbd_usermode_helper: String,
 }
 
 impl Cluster {

@@ -263,6 +263,9 @@ impl OpExecutor for Executor {
                 OpCode::InstanceQueryData(o) => {
                     run_lu::<instance_query_data::InstanceQueryData>(o, &env).await
                 }
+                OpCode::ClusterSetParams(o) => {
+                    run_lu::<cluster_set_params::ClusterSetParams>(o, &env).await
+                }
             }
         })
     }

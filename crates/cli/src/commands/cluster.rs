@@ -38,12 +38,16 @@ pub enum ClusterCmd {
         /// Directory of `sharedfile` disks, the same on every node (NFS in real life).
         #[arg(long, default_value = "/srv/maguey/shared-file-storage")]
         shared_file_storage_dir: String,
-        /// Enabled hypervisors, comma-separated.
-        #[arg(long, default_value = "fake")]
+        /// Enabled hypervisors, comma-separated; the first is the default of new instances.
+        #[arg(long, default_value = "kvm")]
         enabled_hypervisors: String,
         /// Enabled disk templates, comma-separated.
-        #[arg(long, default_value = "file,diskless")]
+        #[arg(long, default_value = "plain,drbd,file,diskless")]
         enabled_disk_templates: String,
+        /// Cluster-level hypervisor parameters, HV:k=v,... (repeatable, e.g.
+        /// -H kvm:kernel_path=/boot/vmlinuz,initrd_path=/boot/initrd.img).
+        #[arg(short = 'H', long = "hypervisor-parameters")]
+        hypervisor_parameters: Vec<String>,
         /// MAC prefix of generated addresses.
         #[arg(long, default_value = "aa:00:00")]
         mac_prefix: String,
@@ -107,6 +111,12 @@ pub enum ClusterCmd {
         #[arg(long)]
         yes_do_it: bool,
     },
+    /// Changes the cluster's settings and parameters (gnt-cluster modify).
+    Modify(crate::commands::cluster_modify::ModifyArgs),
+    /// Prints the master node's name.
+    Getmaster,
+    /// Prints the versions of the software, the protocol and the configuration.
+    Version,
     /// Prints the whole configuration as JSON (backup, debugging).
     ExportConfig,
     /// Creates a state directory's config store from a JSON export (offline).
@@ -125,6 +135,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             shared_file_storage_dir,
             enabled_hypervisors,
             enabled_disk_templates,
+            hypervisor_parameters,
             mac_prefix,
             vg_name,
             backend_parameters,
@@ -167,6 +178,10 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 shared_file_storage_dir,
                 enabled_hypervisors: words(&enabled_hypervisors)?,
                 enabled_disk_templates: words(&enabled_disk_templates)?,
+                hvparams: crate::commands::cluster_modify::hv_params(&hypervisor_parameters)?
+                    .into_iter()
+                    .map(|(hv, p)| Ok((crate::input::word(&hv)?, p)))
+                    .collect::<CliResult<_>>()?,
                 mac_prefix,
                 beparams: kv(&backend_parameters, "-B")?,
                 nicparams: kv(&nic_parameters, "-N")?,
@@ -288,6 +303,9 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             println!("cluster destroyed");
             Ok(0)
         }
+        ClusterCmd::Modify(a) => crate::commands::cluster_modify::run(dir, a).await,
+        ClusterCmd::Getmaster => crate::commands::cluster_modify::getmaster(dir).await,
+        ClusterCmd::Version => crate::commands::cluster_modify::version(dir).await,
         ClusterCmd::ExportConfig => {
             let c = client(dir)?;
             let cfg = c.config().await?;

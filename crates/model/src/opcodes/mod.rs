@@ -5,6 +5,7 @@
 //! wire form is Ganeti's: one JSON object with the fields and `OP_ID`.
 
 mod cluster;
+mod cluster_params;
 mod instance;
 mod instance_disks;
 mod instance_moves;
@@ -12,6 +13,7 @@ mod misc;
 mod node;
 
 pub use cluster::*;
+pub use cluster_params::*;
 pub use instance::*;
 pub use instance_disks::*;
 pub use instance_moves::*;
@@ -91,6 +93,7 @@ opcodes! {
     TagsDel(OpTagsDel) = "OP_TAGS_DEL",
     InstanceQueryData(OpInstanceQueryData) = "OP_INSTANCE_QUERY_DATA",
     TestDelay(OpTestDelay) = "OP_TEST_DELAY",
+    ClusterSetParams(OpClusterSetParams) = "OP_CLUSTER_SET_PARAMS",
 }
 
 impl OpCode {
