@@ -105,6 +105,30 @@ fn bad_input_changes_nothing() {
         ],
         "memory",
     );
+    // Ganeti's `-B memory=SIZE` sets maxmem and minmem; a misspelt key is refused.
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=32M",
+        "-o",
+        "noop",
+        "-n",
+        "node1",
+        "-B",
+        "memory=96M",
+        "mem1",
+    ])
+    .ok();
+    let m = instances(&lab, "name,be/maxmem,be/minmem");
+    let m = m.iter().find(|i| i["name"] == "mem1").unwrap();
+    assert_eq!(
+        (m["be/maxmem"].clone(), m["be/minmem"].clone()),
+        (96.into(), 96.into())
+    );
+    lab.maguey(&["instance", "remove", "-f", "mem1"]).ok();
     refused(
         &lab,
         &[
@@ -119,7 +143,7 @@ fn bad_input_changes_nothing() {
             "-n",
             "node1",
             "-B",
-            "memory=1",
+            "memroy=1",
             "typo",
         ],
         "unknown beparams key",
@@ -166,6 +190,7 @@ fn bad_input_changes_nothing() {
     refused(&lab, &["instance", "start", "ghost"], "ghost");
     // Removal asks for confirmation; without a terminal it needs -f.
     refused(&lab, &["instance", "remove", "web1"], "add -f");
+    cluster_modify(&lab);
     refused(
         &lab,
         &["node", "add", "node2", "--address", "127.9.9.9"],
@@ -210,6 +235,118 @@ fn bad_input_changes_nothing() {
     let mut files = Vec::new();
     find_files(&lab.node_dir(1).join("file-storage"), &mut files);
     assert_eq!(files.len(), 1, "{files:?}");
+}
+
+/// `cluster modify`: bad keys and values are refused with the serial unchanged; good ones
+/// change the settings `cluster info` shows, in one config change. Also getmaster, version
+/// and the `--output json` of every info command.
+fn cluster_modify(lab: &TestLab) {
+    let m = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["cluster", "modify"];
+        v.extend_from_slice(extra);
+        v
+    };
+    for (args, needle) in [
+        (m(&["-H", "kvm:bogus=1"]), "unknown hvparams key 'bogus'"),
+        (m(&["-H", "kvm:acpi=perhaps"]), "expected a boolean"),
+        (m(&["-H", "xen:acpi=1"]), "unknown hypervisor 'xen'"),
+        (m(&["-B", "vcpus=many"]), "invalid value"),
+        (m(&["-N", "mode=sideways"]), "invalid value"),
+        (m(&["--node-parameters", "nope=1"]), "unknown ndparams key"),
+        (
+            m(&["--enabled-disk-templates", "floppy"]),
+            "unknown disk template",
+        ),
+        (
+            m(&["--enabled-disk-templates", "diskless"]),
+            "instances use it: web1",
+        ),
+        (m(&["--enabled-hypervisors", "kvm"]), "instances use it"),
+        (m(&["--mac-prefix", "zz:00:00"]), "invalid MAC prefix"),
+        (m(&["--vg-name", "a/b"]), "invalid volume group name"),
+        (
+            m(&["--file-storage-dir", "other"]),
+            "while instances have disks there",
+        ),
+        (m(&["--drbd-usermode-helper", "relative"]), "absolute path"),
+        (m(&["-C", "0"]), "at least 1"),
+        (m(&[]), "no parameters to change"),
+    ] {
+        refused(lab, &args, needle);
+    }
+    let before = lab.serial();
+    lab.maguey(&[
+        "cluster",
+        "modify",
+        "-B",
+        "vcpus=2",
+        "-H",
+        "fake:migration_mode=non-live",
+        "-H",
+        "kvm:cpu_type=qemu64",
+        "-C",
+        "3",
+        "--drbd-usermode-helper",
+        "/usr/lib/drbd/helper",
+        "--mac-prefix",
+        "aa:11:22",
+        "--vg-name",
+        "vg9",
+        "--enabled-hypervisors",
+        "fake,kvm",
+    ])
+    .ok();
+    assert_eq!(lab.serial(), before + 1);
+    let info = lab
+        .maguey(&["cluster", "info", "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(info["Default backend parameters"]["vcpus"], 2, "{info}");
+    assert_eq!(
+        info["Hypervisor parameters"]["fake"]["migration_mode"],
+        "non-live"
+    );
+    assert_eq!(info["Hypervisor parameters"]["kvm"]["cpu_type"], "qemu64");
+    assert_eq!(info["Candidate pool size"], 3);
+    assert_eq!(info["DRBD usermode helper"], "/usr/lib/drbd/helper");
+    assert_eq!(info["MAC prefix"], "aa:11:22");
+    assert_eq!(info["Volume group"], "vg9");
+    assert_eq!(
+        info["Enabled hypervisors"],
+        serde_json::json!(["fake", "kvm"])
+    );
+    // The same again changes nothing.
+    let r = lab.maguey(&["cluster", "modify", "-C", "3"]).ok();
+    assert!(r.stdout.contains("nothing changed"), "{}", r.stdout);
+    assert_eq!(lab.serial(), before + 1);
+
+    assert_eq!(
+        lab.maguey(&["cluster", "getmaster"]).ok().stdout.trim(),
+        "node1"
+    );
+    let v = lab.maguey(&["cluster", "version"]).ok().stdout;
+    assert!(v.contains("Software version: "), "{v}");
+    assert!(v.contains("Configuration format: "), "{v}");
+    let i = lab
+        .maguey(&["instance", "info", "--output", "json", "web1"])
+        .ok()
+        .json();
+    assert_eq!(i[0]["name"], "web1", "{i}");
+    let n = lab
+        .maguey(&["node", "info", "--output", "json", "node1"])
+        .ok()
+        .json();
+    assert_eq!(n[0]["name"], "node1", "{n}");
+    let j = lab
+        .maguey(&["job", "info", "--output", "json", "1"])
+        .ok()
+        .json();
+    assert_eq!(j[0]["id"], 1, "{j}");
+    refused(
+        lab,
+        &["instance", "info", "--output", "yaml", "web1"],
+        "yaml",
+    );
 }
 
 #[test]

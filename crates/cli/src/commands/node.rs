@@ -54,7 +54,11 @@ pub enum NodeCmd {
     /// Lists the fields of `node list`.
     ListFields,
     /// Shows nodes in detail.
-    Info { names: Vec<String> },
+    Info {
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
+        output: crate::args::Format,
+    },
     /// Live-migrates every primary instance off a node, each as its own job.
     Migrate {
         name: String,
@@ -262,7 +266,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             .await
         }
         NodeCmd::ListFields => list_fields(&client(dir)?, "node").await,
-        NodeCmd::Info { names } => info(&client(dir)?, Resource::Node, names).await,
+        NodeCmd::Info { names, output } => info(&client(dir)?, Resource::Node, names, output).await,
         NodeCmd::Modify {
             name,
             offline,

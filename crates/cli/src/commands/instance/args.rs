@@ -1,6 +1,6 @@
 //! `maguey instance` flags (gnt-instance).
 
-use crate::args::{JobOpts, ListOpts};
+use crate::args::{Format, JobOpts, ListOpts};
 use crate::commands::instance::add::InstanceAdd;
 use clap::Subcommand;
 
@@ -27,7 +27,11 @@ pub enum InstanceCmd {
     /// Lists the fields of `instance list`.
     ListFields,
     /// Shows instances in detail.
-    Info { names: Vec<String> },
+    Info {
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Starts an instance.
     #[command(alias = "startup")]
     Start {
@@ -50,8 +54,8 @@ pub enum InstanceCmd {
     /// Reboots an instance.
     Reboot {
         name: String,
-        /// soft, hard or full.
-        #[arg(long = "type", short = 't', default_value = "soft")]
+        /// soft, hard or full (Ganeti's default: hard).
+        #[arg(long = "type", short = 't', default_value = "hard")]
         reboot_type: String,
         #[arg(long, default_value_t = 120)]
         shutdown_timeout: u64,
@@ -152,7 +156,8 @@ pub enum InstanceCmd {
         /// OS parameters k=v,... (replace the instance's).
         #[arg(short = 'O', long)]
         os_parameters: Option<String>,
-        #[arg(long, short = 'f')]
+        /// Do not ask for confirmation (the instance's disks are overwritten).
+        #[arg(long, short = 'f', visible_alias = "yes")]
         force: bool,
         #[command(flatten)]
         job: JobOpts,

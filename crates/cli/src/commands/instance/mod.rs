@@ -62,7 +62,9 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             .await
         }
         InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
-        InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
+        InstanceCmd::Info { names, output } => {
+            info(&client(dir)?, Resource::Instance, names, output).await
+        }
         InstanceCmd::Console(a) => crate::commands::console::run(dir, cluster_url(), a).await,
         InstanceCmd::Migrate {
             name,
@@ -197,9 +199,14 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             name,
             os,
             os_parameters,
-            force: _,
+            force,
             job,
         } => {
+            if !force {
+                confirm(&format!(
+                    "This will reinstall the instance {name} and remove all data on its disks. Continue?"
+                ))?;
+            }
             let osparams = match os_parameters {
                 Some(_) => Some(kv(&os_parameters, "-O")?),
                 None => None,
