@@ -347,6 +347,22 @@ fn cluster_modify(lab: &TestLab) {
         &["instance", "info", "--output", "yaml", "web1"],
         "yaml",
     );
+
+    // The drain flag: new jobs refused until undrained.
+    let r = lab.maguey(&["cluster", "queue", "drain"]).ok();
+    assert!(r.stdout.contains("The drain flag is set"), "{}", r.stdout);
+    refused(lab, &["cluster", "modify", "-C", "4"], "queue is drained");
+    let q = lab
+        .maguey(&["cluster", "queue", "info", "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(q["drained"], true, "{q}");
+    assert!(q["jobs"]["success"].as_u64().unwrap_or(0) > 0, "{q}");
+    let r = lab.maguey(&["cluster", "queue", "undrain"]).ok();
+    assert!(r.stdout.contains("The drain flag is unset"), "{}", r.stdout);
+    lab.maguey(&["cluster", "modify", "-C", "4"]).ok();
+    let r = lab.maguey(&["cluster", "queue", "info"]).ok();
+    assert!(r.stdout.contains("The drain flag is unset"), "{}", r.stdout);
 }
 
 #[test]

@@ -279,6 +279,17 @@ impl MasterClient {
         .await
     }
 
+    /// The queue's drain flag and jobs by status (`cluster queue info`).
+    pub async fn queue_info(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/queue")).await
+    }
+
+    /// Sets or clears the queue's drain flag.
+    pub async fn set_queue_drained(&self, drained: bool) -> Result<Value, ClientError> {
+        self.post_json(&self.url("/luxi/queue"), &json!({ "drained": drained }))
+            .await
+    }
+
     pub async fn query(
         &self,
         what: Resource,

@@ -115,6 +115,10 @@ pub enum ClusterCmd {
     Modify(crate::commands::cluster_modify::ModifyArgs),
     /// Prints the master node's name.
     Getmaster,
+    /// The job queue's drain flag: while drained, new jobs are refused (running and queued
+    /// ones go on), as gnt-cluster queue.
+    #[command(subcommand)]
+    Queue(crate::commands::cluster_modify::QueueCmd),
     /// Prints the versions of the software, the protocol and the configuration.
     Version,
     /// Prints the whole configuration as JSON (backup, debugging).
@@ -312,6 +316,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
         }
         ClusterCmd::Modify(a) => crate::commands::cluster_modify::run(dir, a).await,
         ClusterCmd::Getmaster => crate::commands::cluster_modify::getmaster(dir).await,
+        ClusterCmd::Queue(q) => crate::commands::cluster_modify::queue(dir, q).await,
         ClusterCmd::Version => crate::commands::cluster_modify::version(dir).await,
         ClusterCmd::ExportConfig => {
             let c = client(dir)?;

@@ -171,3 +171,44 @@ pub async fn version(dir: &Path) -> CliResult<u8> {
     println!("Master configuration format: {}", cfg.version);
     Ok(0)
 }
+
+/// `cluster queue ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCmd {
+    /// Sets the drain flag: new jobs are refused.
+    Drain,
+    /// Clears the drain flag.
+    Undrain,
+    /// Shows the drain flag and the jobs by status.
+    Info {
+        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
+        output: crate::args::Format,
+    },
+}
+
+pub async fn queue(dir: &Path, q: QueueCmd) -> CliResult<u8> {
+    let c = client(dir)?;
+    let (info, output) = match q {
+        QueueCmd::Drain => (c.set_queue_drained(true).await?, None),
+        QueueCmd::Undrain => (c.set_queue_drained(false).await?, None),
+        QueueCmd::Info { output } => (c.queue_info().await?, Some(output)),
+    };
+    if output == Some(crate::args::Format::Json) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let drained = info["drained"].as_bool().unwrap_or(false);
+    println!(
+        "The drain flag is {}",
+        if drained { "set" } else { "unset" }
+    );
+    if output.is_some() {
+        for (status, n) in info["jobs"].as_object().into_iter().flatten() {
+            println!("  {status}: {n}");
+        }
+    }
+    Ok(0)
+}
