@@ -54,6 +54,9 @@ pub enum Top {
     /// Placement engine: balance, allocate, capacity, rolling reboots (htools).
     #[command(subcommand)]
     Plan(maguey_placement::cli::PlanCommand),
+    /// Remote API users, kept in the config (written to the RAPI users file).
+    #[command(subcommand)]
+    RapiUser(crate::commands::rapi_user::RapiUserCmd),
     /// A local cluster of real daemons on this machine (runs the `maguey-lab` program).
     #[command(disable_help_flag = true)]
     Lab(LabArgs),

@@ -279,6 +279,33 @@ impl MasterClient {
         .await
     }
 
+    /// The Remote API users (names and access).
+    pub async fn rapi_users(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/rapi-users")).await
+    }
+
+    /// Adds or replaces a Remote API user; the master hashes the password.
+    pub async fn add_rapi_user(
+        &self,
+        name: &str,
+        password: &str,
+        write: bool,
+    ) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/rapi-users"),
+            &json!({"name": name, "password": password, "write": write}),
+        )
+        .await
+    }
+
+    pub async fn remove_rapi_user(&self, name: &str) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/rapi-users/remove"),
+            &json!({ "name": name }),
+        )
+        .await
+    }
+
     /// The queue's drain flag and jobs by status (`cluster queue info`).
     pub async fn queue_info(&self) -> Result<Value, ClientError> {
         self.get_json(&self.url("/luxi/queue")).await

@@ -79,6 +79,13 @@ pub enum Command {
     RemoveJoinToken {
         node_name: String,
     },
+    /// Adds or replaces a Remote API user (see `rapi_users.rs`).
+    SetRapiUser {
+        user: maguey_model::RapiUser,
+    },
+    RemoveRapiUser {
+        name: String,
+    },
 }
 
 impl Command {
@@ -99,6 +106,8 @@ impl Command {
             Command::RemoveInstance { .. } => "remove_instance",
             Command::AddJoinToken { .. } => "add_join_token",
             Command::RemoveJoinToken { .. } => "remove_join_token",
+            Command::SetRapiUser { .. } => "set_rapi_user",
+            Command::RemoveRapiUser { .. } => "remove_rapi_user",
         }
     }
 }
@@ -300,6 +309,8 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
                 Err(ConfigError::NoJoinToken(node_name.clone()))
             }
         }
+        Command::SetRapiUser { user } => crate::rapi_users::validate_set(user),
+        Command::RemoveRapiUser { name } => crate::rapi_users::validate_remove(state, name),
     }
 }
 
@@ -407,6 +418,12 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::RemoveJoinToken { node_name } => {
             state.join_tokens.remove(node_name);
+        }
+        Command::SetRapiUser { user } => {
+            state.rapi_users.insert(user.name.clone(), user.clone());
+        }
+        Command::RemoveRapiUser { name } => {
+            state.rapi_users.remove(name);
         }
     }
     state.serial_no += 1;

@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod rapi_users;
 pub mod store;
 
 pub use commands::{apply, is_initialised, is_valid_mac, validate, verify, Command, Entry};

@@ -71,6 +71,8 @@ pub struct MasterState {
     pub queue: Arc<JobQueue>,
     pub ca: Arc<ClusterCa>,
     pub listen: SocketAddr,
+    /// The Remote API's users file, written from the config's users.
+    pub users_file: std::path::PathBuf,
 }
 
 /// The master API (`/luxi/...`, client certificate required) and the join endpoints.
@@ -83,6 +85,11 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
         .route("/luxi/queue", get(queue_info).post(queue_drain))
+        .route(
+            "/luxi/rapi-users",
+            get(crate::rapi_users::list).post(crate::rapi_users::add),
+        )
+        .route("/luxi/rapi-users/remove", post(crate::rapi_users::remove))
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/config", get(export_config))

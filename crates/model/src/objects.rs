@@ -49,6 +49,20 @@ pub struct ConfigData {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Remote API users by name (`maguey rapi-user`), kept here so that every master carries
+    /// them; the master writes them to its RAPI users file.
+    #[serde(default)]
+    pub rapi_users: BTreeMap<String, RapiUser>,
+}
+
+/// One Remote API user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RapiUser {
+    pub name: String,
+    /// `{HA1}` and the hex MD5 of `name:Ganeti Remote API:password`, as the users file has it.
+    pub password: String,
+    /// The `write` option (else read-only).
+    pub write: bool,
 }
 
 impl ConfigData {

@@ -11,6 +11,7 @@ pub mod job;
 pub mod lab;
 pub mod node;
 pub mod plan;
+pub mod rapi_user;
 
 use crate::args::{Cli, Top};
 use crate::CliResult;
@@ -26,5 +27,6 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Debug(c) => debug::run(&dir, c).await,
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
+        Top::RapiUser(c) => rapi_user::run(&dir, c).await,
     }
 }
