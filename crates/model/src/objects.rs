@@ -31,6 +31,11 @@ fn default_drbd_helper() -> String {
     DEFAULT_DRBD_HELPER.to_string()
 }
 
+/// Left out of the JSON at its default, so that exports of older configs stay as they were.
+fn is_default_drbd_helper(h: &str) -> bool {
+    h == DEFAULT_DRBD_HELPER
+}
+
 /// The whole configuration: what Ganeti keeps in `config.data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigData {
@@ -51,7 +56,7 @@ pub struct ConfigData {
     pub mtime: f64,
     /// Remote API users by name (`maguey rapi-user`), kept here so that every master carries
     /// them; the master writes them to its RAPI users file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rapi_users: BTreeMap<String, RapiUser>,
 }
 
@@ -130,7 +135,10 @@ pub struct Cluster {
     pub mtime: f64,
     /// The DRBD usermode helper the nodes' DRBD module is expected to call (Ganeti's
     /// `drbd_usermode_helper`, default `/bin/true`).
-    #[serde(default = "default_drbd_helper")]
+    #[serde(
+        default = "default_drbd_helper",
+        skip_serializing_if = "is_default_drbd_helper"
+    )]
     pub drbd_usermode_helper: String,
 }
 
