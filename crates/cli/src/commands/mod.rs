@@ -28,5 +28,19 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
         Top::RapiUser(c) => rapi_user::run(&dir, c).await,
+        Top::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "maguey", &mut std::io::stdout());
+            Ok(0)
+        }
+        Top::Man { dir } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                })
+                .map_err(|e| crate::CliError::Other(format!("{}: {e}", dir.display())))?;
+            println!("man pages written to {}", dir.display());
+            Ok(0)
+        }
     }
 }
