@@ -348,6 +348,34 @@ fn cluster_modify(lab: &TestLab) {
         "yaml",
     );
 
+    // Tags of the cluster, a node and an instance.
+    for (noun, name) in [
+        ("cluster", None),
+        ("node", Some("node1")),
+        ("instance", Some("web1")),
+    ] {
+        let args = |verb: &'static str, tags: &[&'static str]| -> Vec<&'static str> {
+            let mut v = vec![noun, verb];
+            v.extend(name);
+            v.extend_from_slice(tags);
+            v
+        };
+        lab.maguey(&args("add-tags", &["site:lab", "web"])).ok();
+        let list = lab.maguey(&args("list-tags", &[])).ok().stdout;
+        assert_eq!(
+            list.lines().collect::<Vec<_>>(),
+            ["site:lab", "web"],
+            "{noun}"
+        );
+        refused(lab, &args("add-tags", &["bad tag!"]), "invalid characters");
+        refused(lab, &args("remove-tags", &["absent"]), "absent");
+        refused(lab, &args("add-tags", &[]), "no tags given");
+        lab.maguey(&args("remove-tags", &["web"])).ok();
+        let list = lab.maguey(&args("list-tags", &[])).ok().stdout;
+        assert_eq!(list.trim(), "site:lab", "{noun}");
+    }
+    refused(lab, &["instance", "list-tags", "ghost"], "ghost");
+
     // The drain flag: new jobs refused until undrained.
     let r = lab.maguey(&["cluster", "queue", "drain"]).ok();
     assert!(r.stdout.contains("The drain flag is set"), "{}", r.stdout);

@@ -17,9 +17,16 @@ fn completions_for_bash_zsh_fish() {
     let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish"] {
         let o = maguey(&["completions", shell]);
-        assert!(o.status.success(), "{shell}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(text.contains("rapi-user") && text.contains("getmaster"), "{shell}");
+        assert!(
+            text.contains("rapi-user") && text.contains("getmaster"),
+            "{shell}"
+        );
         if shell == "bash" {
             let f = dir.path().join("maguey.bash");
             std::fs::write(&f, &o.stdout).unwrap();
@@ -47,7 +54,11 @@ fn man_pages_render_with_man_l() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for want in ["maguey.1", "maguey-cluster-modify.1", "maguey-rapi-user-add.1"] {
+    for want in [
+        "maguey.1",
+        "maguey-cluster-modify.1",
+        "maguey-rapi-user-add.1",
+    ] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     for p in &pages {
@@ -59,7 +70,11 @@ fn man_pages_render_with_man_l() {
             .output()
             .expect("man -l (package man-db)");
         let text = String::from_utf8_lossy(&r.stdout);
-        assert!(r.status.success() && !text.trim().is_empty(), "{}", p.display());
+        assert!(
+            r.status.success() && !text.trim().is_empty(),
+            "{}",
+            p.display()
+        );
         assert!(!text.contains(" later"), "{}: {text}", p.display());
     }
     let modify = std::fs::read_to_string(out.join("maguey-cluster-modify.1")).unwrap();

@@ -2,6 +2,7 @@
 
 use crate::args::{Format, JobOpts, Priority};
 use crate::commands::instance::activated_disks;
+use crate::commands::tags::TagAction;
 use crate::input::{kv, usage};
 use crate::master::{client, priority, run_job};
 use crate::output::print_info;
@@ -9,8 +10,15 @@ use crate::{CliError, CliResult};
 use clap::Subcommand;
 use maguey_client::MasterClient;
 use maguey_model::OpCode;
+use maguey_model::TagKind;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+
+/// Job options of a command that only reads.
+const NO_JOB: JobOpts = JobOpts {
+    submit: false,
+    priority: Priority::Normal,
+};
 
 // Parsed once per process: the size of the biggest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -115,6 +123,20 @@ pub enum ClusterCmd {
     Modify(crate::commands::cluster_modify::ModifyArgs),
     /// Prints the master node's name.
     Getmaster,
+    /// Adds tags to the cluster.
+    AddTags {
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Removes tags from the cluster (each must be there).
+    RemoveTags {
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists the cluster's tags.
+    ListTags,
     /// The job queue's drain flag: while drained, new jobs are refused (running and queued
     /// ones go on), as gnt-cluster queue.
     #[command(subcommand)]
@@ -315,6 +337,17 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             Ok(0)
         }
         ClusterCmd::Modify(a) => crate::commands::cluster_modify::run(dir, a).await,
+        ClusterCmd::AddTags { tags, job } => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::Add, tags, job).await
+        }
+        ClusterCmd::RemoveTags { tags, job } => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::Remove, tags, job)
+                .await
+        }
+        ClusterCmd::ListTags => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::List, vec![], NO_JOB)
+                .await
+        }
         ClusterCmd::Getmaster => crate::commands::cluster_modify::getmaster(dir).await,
         ClusterCmd::Queue(q) => crate::commands::cluster_modify::queue(dir, q).await,
         ClusterCmd::Version => crate::commands::cluster_modify::version(dir).await,

@@ -12,6 +12,7 @@ pub mod lab;
 pub mod node;
 pub mod plan;
 pub mod rapi_user;
+pub mod tags;
 
 use crate::args::{Cli, Top};
 use crate::CliResult;

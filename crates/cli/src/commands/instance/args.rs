@@ -6,6 +6,22 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCmd {
+    /// Adds tags to a instance.
+    AddTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Removes tags from a instance (each must be there).
+    RemoveTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists a instance's tags.
+    ListTags { name: String },
     /// Creates an instance.
     Add(InstanceAdd),
     /// Removes an instance and its disks.

@@ -20,7 +20,22 @@ const INSTANCE_DEFAULT_FIELDS: &[&str] =
     &["name", "hypervisor", "os", "pnode", "status", "oper_ram"];
 
 pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
+    use crate::commands::tags::{run as tags, TagAction};
+    use maguey_model::TagKind::Instance as K;
+    let no_job = crate::args::JobOpts {
+        submit: false,
+        priority: crate::args::Priority::Normal,
+    };
     match cmd {
+        InstanceCmd::AddTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Add, t, job).await
+        }
+        InstanceCmd::RemoveTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Remove, t, job).await
+        }
+        InstanceCmd::ListTags { name } => {
+            tags(dir, K, Some(name), TagAction::List, vec![], no_job).await
+        }
         InstanceCmd::Add(a) => {
             let op = instance_add_op(&a)?;
             let c = client(dir)?;
