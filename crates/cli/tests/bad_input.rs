@@ -376,6 +376,61 @@ fn cluster_modify(lab: &TestLab) {
     }
     refused(lab, &["instance", "list-tags", "ghost"], "ghost");
 
+    // start/stop by selection: --tags, --node, --primary, --all (several need --force-multiple).
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "diskless",
+        "--no-install",
+        "-n",
+        "node2",
+        "sel2",
+    ])
+    .ok();
+    let st = |name: &str| status(lab, name);
+    lab.maguey(&["instance", "stop", "--tags", "site:lab"]).ok();
+    assert_eq!(
+        (st("web1"), st("sel2")),
+        ("ADMIN_down".into(), "running".into())
+    );
+    lab.maguey(&["instance", "start", "--node", "node1"]).ok();
+    assert_eq!(st("web1"), "running");
+    refused(lab, &["instance", "stop", "--all"], "--force-multiple");
+    assert_eq!(
+        (st("web1"), st("sel2")),
+        ("running".into(), "running".into())
+    );
+    lab.maguey(&["instance", "stop", "--all", "--force-multiple"])
+        .ok();
+    assert_eq!(
+        (st("web1"), st("sel2")),
+        ("ADMIN_down".into(), "ADMIN_down".into())
+    );
+    lab.maguey(&["instance", "start", "--primary", "node2"])
+        .ok();
+    assert_eq!(
+        (st("web1"), st("sel2")),
+        ("ADMIN_down".into(), "running".into())
+    );
+    refused(
+        lab,
+        &["instance", "start", "--all", "web1"],
+        "--all takes no names",
+    );
+    refused(
+        lab,
+        &["instance", "start", "--node", "ghost"],
+        "node 'ghost'",
+    );
+    refused(
+        lab,
+        &["instance", "start", "--all", "--tags", "x"],
+        "cannot be used with",
+    );
+    lab.maguey(&["instance", "start", "web1"]).ok();
+    lab.maguey(&["instance", "remove", "-f", "sel2"]).ok();
+
     // The drain flag: new jobs refused until undrained.
     let r = lab.maguey(&["cluster", "queue", "drain"]).ok();
     assert!(r.stdout.contains("The drain flag is set"), "{}", r.stdout);

@@ -48,19 +48,23 @@ pub enum InstanceCmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// Starts an instance.
+    /// Starts instances: by name, or with --all, --node, --primary or --tags.
     #[command(alias = "startup")]
     Start {
-        name: String,
+        names: Vec<String>,
+        #[command(flatten)]
+        select: crate::commands::instance::select::Selection,
         #[arg(long)]
         force: bool,
         #[command(flatten)]
         job: JobOpts,
     },
-    /// Stops an instance.
+    /// Stops instances: by name, or with --all, --node, --primary or --tags.
     #[command(alias = "shutdown")]
     Stop {
-        name: String,
+        names: Vec<String>,
+        #[command(flatten)]
+        select: crate::commands::instance::select::Selection,
         /// Seconds before a hard stop.
         #[arg(long, default_value_t = 120)]
         timeout: u64,

@@ -3,6 +3,7 @@
 
 mod add;
 mod args;
+pub(crate) mod select;
 
 pub use args::InstanceCmd;
 
@@ -369,35 +370,37 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             .await?;
             Ok(0)
         }
-        InstanceCmd::Start { name, force, job } => {
-            let c = client(dir)?;
-            run_job(
-                &c,
-                vec![OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
+        InstanceCmd::Start {
+            names,
+            select,
+            force,
+            job,
+        } => {
+            select::run_each(dir, &select, names, job, |name| {
+                OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
                     instance_name: name,
                     force,
                     beparams: Params::new(),
                     hvparams: Params::new(),
                     no_remember: false,
-                })],
-                job,
-            )
-            .await?;
-            Ok(0)
+                })
+            })
+            .await
         }
-        InstanceCmd::Stop { name, timeout, job } => {
-            let c = client(dir)?;
-            run_job(
-                &c,
-                vec![OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
+        InstanceCmd::Stop {
+            names,
+            select,
+            timeout,
+            job,
+        } => {
+            select::run_each(dir, &select, names, job, |name| {
+                OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
                     instance_name: name,
                     timeout,
                     no_remember: false,
-                })],
-                job,
-            )
-            .await?;
-            Ok(0)
+                })
+            })
+            .await
         }
         InstanceCmd::Reboot {
             name,
