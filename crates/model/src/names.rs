@@ -49,29 +49,6 @@ pub fn validate_hostname(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepts_hostnames() {
-        for n in ["node1", "inst-1.example.com", "a", "x1.y2"] {
-            assert_eq!(validate_hostname(n), Ok(()), "{n}");
-        }
-    }
-
-    #[test]
-    fn refuses_bad_names() {
-        for n in [
-            "", "a;rm -rf", "a b", "$(x)", "a/b", "-a", "a-", "a..b", ".a", "a.", "`x`", "a|b",
-        ] {
-            assert!(validate_hostname(n).is_err(), "{n:?}");
-        }
-        assert!(validate_hostname(&"a".repeat(254)).is_err());
-        assert!(validate_hostname(&"a".repeat(64)).is_err());
-    }
-}
-
 /// Checks an LVM volume group name (LVM's rules: `[A-Za-z0-9+_.-]`, not starting with `-`,
 /// not `.` or `..`, at most 127 characters).
 pub fn validate_vg_name(vg: &str) -> Result<(), String> {
@@ -102,5 +79,28 @@ pub fn validate_mac_prefix(prefix: &str) -> Result<(), String> {
         Err(format!(
             "invalid MAC prefix '{prefix}' (expected three bytes, e.g. aa:00:00)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_hostnames() {
+        for n in ["node1", "inst-1.example.com", "a", "x1.y2"] {
+            assert_eq!(validate_hostname(n), Ok(()), "{n}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        for n in [
+            "", "a;rm -rf", "a b", "$(x)", "a/b", "-a", "a-", "a..b", ".a", "a.", "`x`", "a|b",
+        ] {
+            assert!(validate_hostname(n).is_err(), "{n:?}");
+        }
+        assert!(validate_hostname(&"a".repeat(254)).is_err());
+        assert!(validate_hostname(&"a".repeat(64)).is_err());
     }
 }
