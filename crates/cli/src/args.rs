@@ -54,6 +54,9 @@ pub enum Top {
     /// Placement engine: balance, allocate, capacity, rolling reboots (htools).
     #[command(subcommand)]
     Plan(maguey_placement::cli::PlanCommand),
+    /// OS definitions on the nodes (gnt-os).
+    #[command(subcommand)]
+    Os(crate::commands::os::OsCmd),
     /// Remote API users, kept in the config (written to the RAPI users file).
     #[command(subcommand)]
     RapiUser(crate::commands::rapi_user::RapiUserCmd),

@@ -376,6 +376,15 @@ fn cluster_modify(lab: &TestLab) {
     }
     refused(lab, &["instance", "list-tags", "ghost"], "ghost");
 
+    // OS definitions, as the nodes report them.
+    let l = lab.maguey(&["os", "list"]).ok().stdout;
+    assert!(l.lines().any(|x| x == "noop"), "{l}");
+    let i = lab.maguey(&["os", "info", "noop"]).ok().stdout;
+    assert!(i.contains("noop:") && i.contains("valid: true"), "{i}");
+    refused(lab, &["os", "info", "ghost-os"], "ghost-os");
+    let d = lab.maguey(&["os", "diagnose"]).ok().stdout;
+    assert!(d.contains("OS: noop [global status: valid]"), "{d}");
+
     // start/stop by selection: --tags, --node, --primary, --all (several need --force-multiple).
     lab.maguey(&[
         "instance",

@@ -279,6 +279,11 @@ impl MasterClient {
         .await
     }
 
+    /// Every OS definition as the nodes report it (`maguey os`).
+    pub async fn os_diagnose(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/os")).await
+    }
+
     /// The Remote API users (names and access).
     pub async fn rapi_users(&self) -> Result<Value, ClientError> {
         self.get_json(&self.url("/luxi/rapi-users")).await

@@ -85,6 +85,7 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
         .route("/luxi/queue", get(queue_info).post(queue_drain))
+        .route("/luxi/os", get(os_diagnose))
         .route(
             "/luxi/rapi-users",
             get(crate::rapi_users::list).post(crate::rapi_users::add),
@@ -255,6 +256,17 @@ async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) ->
         .queue
         .archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
     Json(json!({"archived": n})).into_response()
+}
+
+/// `maguey os list|info|diagnose`: every OS definition as the nodes report it.
+async fn os_diagnose(State(s): State<MasterState>) -> Response {
+    match maguey_ops::os_diagnose::diagnose(&s.master).await {
+        Ok(oses) => Json(oses).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot get the OS list: {e}"),
+        ),
+    }
 }
 
 /// `cluster queue info`: the drain flag and the jobs by status.

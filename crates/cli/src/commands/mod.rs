@@ -10,6 +10,7 @@ pub mod instance;
 pub mod job;
 pub mod lab;
 pub mod node;
+pub mod os;
 pub mod plan;
 pub mod rapi_user;
 pub mod tags;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
         Top::RapiUser(c) => rapi_user::run(&dir, c).await,
+        Top::Os(c) => os::run(&dir, c).await,
         Top::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "maguey", &mut std::io::stdout());
