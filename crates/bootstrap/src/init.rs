@@ -26,6 +26,8 @@ pub struct InitParams {
     pub shared_file_storage_dir: String,
     pub enabled_hypervisors: Vec<Hypervisor>,
     pub enabled_disk_templates: Vec<DiskTemplate>,
+    /// Cluster-level hypervisor parameters (`-H kvm:k=v`), checked against each hypervisor's.
+    pub hvparams: BTreeMap<Hypervisor, Params>,
     pub mac_prefix: String,
     pub beparams: Params,
     pub nicparams: Params,
@@ -41,17 +43,7 @@ pub fn init_cluster(p: &InitParams) -> Result<()> {
 
 /// [`init_cluster`] with the cluster's LVM volume group (`cluster init --vg-name`).
 pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
-    let vg_ok = !vg_name.is_empty()
-        && vg_name.len() <= 127
-        && !vg_name.starts_with('-')
-        && vg_name != "."
-        && vg_name != ".."
-        && vg_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'));
-    if !vg_ok {
-        bail!("invalid volume group name '{vg_name}'");
-    }
+    maguey_model::names::validate_vg_name(vg_name).map_err(anyhow::Error::msg)?;
     validate_hostname(&p.cluster_name).context("invalid cluster name")?;
     validate_hostname(&p.node_name).context("invalid node name")?;
     let enabled_hypervisors = p.enabled_hypervisors.clone();
@@ -59,22 +51,20 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         bail!("at least one hypervisor must be enabled");
     }
     let enabled_disk_templates = p.enabled_disk_templates.clone();
-    let prefix_ok = p.mac_prefix.split(':').count() == 3
-        && p.mac_prefix
-            .split(':')
-            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
-    if !prefix_ok {
-        bail!(
-            "invalid MAC prefix '{}' (expected three bytes, e.g. aa:00:00)",
-            p.mac_prefix
-        );
-    }
+    maguey_model::names::validate_mac_prefix(&p.mac_prefix).map_err(anyhow::Error::msg)?;
     let beparams = ParamKind::Be
         .validate(&p.beparams)
         .map_err(anyhow::Error::msg)?;
     let nicparams = ParamKind::Nic
         .validate(&p.nicparams)
         .map_err(anyhow::Error::msg)?;
+    let mut hvparams = BTreeMap::new();
+    for (hv, params) in &p.hvparams {
+        let v = ParamKind::Hv(*hv)
+            .validate(params)
+            .map_err(anyhow::Error::msg)?;
+        hvparams.insert(hv.as_str().to_string(), v);
+    }
     std::fs::create_dir_all(&p.state_dir)
         .with_context(|| format!("creating {}", p.state_dir.display()))?;
     if config_path(&p.state_dir).exists() || DaemonFile::path(&p.state_dir).exists() {
@@ -137,7 +127,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         enabled_disk_templates,
         default_iallocator: String::new(),
         candidate_pool_size: 10,
-        hvparams: BTreeMap::new(),
+        hvparams,
         beparams: BTreeMap::from([("default".to_string(), beparams)]),
         nicparams: BTreeMap::from([("default".to_string(), nicparams)]),
         ndparams: Params::new(),
@@ -148,6 +138,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         ctime: ts,
         mtime: ts,
         watcher_pause: None,
+        drbd_usermode_helper: maguey_model::DEFAULT_DRBD_HELPER.to_string(),
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

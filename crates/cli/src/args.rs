@@ -54,6 +54,21 @@ pub enum Top {
     /// Placement engine: balance, allocate, capacity, rolling reboots (htools).
     #[command(subcommand)]
     Plan(maguey_placement::cli::PlanCommand),
+    /// OS definitions on the nodes (gnt-os).
+    #[command(subcommand)]
+    Os(crate::commands::os::OsCmd),
+    /// Remote API users, kept in the config (written to the RAPI users file).
+    #[command(subcommand)]
+    RapiUser(crate::commands::rapi_user::RapiUserCmd),
+    /// Prints the shell completion script of `maguey` (e.g. `maguey completions bash >
+    /// /etc/bash_completion.d/maguey`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Writes the man pages, one per command (maguey.1, maguey-cluster-modify.1, ...),
+    /// generated from these very definitions, into DIR.
+    Man { dir: PathBuf },
     /// A local cluster of real daemons on this machine (runs the `maguey-lab` program).
     #[command(disable_help_flag = true)]
     Lab(LabArgs),

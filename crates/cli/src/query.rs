@@ -27,7 +27,14 @@ pub async fn list_fields(c: &MasterClient, what: &str) -> CliResult<u8> {
     Ok(0)
 }
 
-pub async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliResult<u8> {
+/// `info` of instances, nodes or groups: every field, as text blocks or (`--output json`)
+/// one JSON object per object.
+pub async fn info(
+    c: &MasterClient,
+    what: Resource,
+    names: Vec<String>,
+    output: crate::args::Format,
+) -> CliResult<u8> {
     let all: Vec<String> = c
         .fields(match what {
             Resource::Instance => "instance",
@@ -39,6 +46,18 @@ pub async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliRe
         .map(|(n, _)| n)
         .collect();
     let r = c.query(what, names, all).await?;
+    if output == crate::args::Format::Json {
+        let objs: Vec<Value> = r
+            .rows
+            .into_iter()
+            .map(|row| Value::Object(r.fields.iter().cloned().zip(row).collect()))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&objs).unwrap_or_default()
+        );
+        return Ok(0);
+    }
     for row in r.rows {
         let obj: serde_json::Map<String, Value> = r.fields.iter().cloned().zip(row).collect();
         let title = obj

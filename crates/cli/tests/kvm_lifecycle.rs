@@ -50,6 +50,20 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The argv of a process, from /proc/PID/cmdline.
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Whether `want` appears as consecutive arguments of the process.
+fn has_args(pid: u32, want: &[&str]) -> bool {
+    cmdline(pid).windows(want.len()).any(|w| w == want)
+}
+
 fn status(lab: &TestLab, name: &str) -> serde_json::Value {
     instances(lab, "name,status,oper_ram,oper_vcpus")
         .into_iter()
@@ -60,6 +74,15 @@ fn status(lab: &TestLab, name: &str) -> serde_json::Value {
 #[test]
 fn kvm_boot_console_stop_start_reboot_and_readopt() {
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
+    // A cluster-level hypervisor parameter, set the admin's way, reaches the next QEMU.
+    let serial = lab.serial();
+    let r = lab.maguey(&["cluster", "modify", "-H", "kvm:acpi=perhaps"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = lab.maguey(&["cluster", "modify", "-H", "kvm:bogus=1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(lab.serial(), serial);
+    lab.maguey(&["cluster", "modify", "-H", "kvm:cpu_type=max"])
+        .ok();
     let t = Instant::now();
     lab.maguey(&[
         "instance",
@@ -87,6 +110,11 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     assert_eq!(s["oper_ram"], 128, "{s}");
     let pid = qemu_pid(&lab, "vm1").expect("runtime file");
     assert!(alive(pid));
+    assert!(
+        has_args(pid, &["-cpu", "max"]),
+        "{}",
+        cmdline(pid).join(" ")
+    );
 
     // The serial console socket streams the guest's output live.
     let sock = UnixStream::connect(run_dir(&lab).join("vm1.serial")).unwrap();
@@ -157,10 +185,23 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     assert_eq!(status(&lab, "vm1")["status"], "ERROR_down");
 
     // user_shutdown: a guest that powers itself off is USER_down, and starts again.
-    lab.maguey(&["instance", "modify", "-H", "user_shutdown=true", "vm1"])
-        .ok();
+    // The instance's own -H wins over the cluster's.
+    lab.maguey(&[
+        "instance",
+        "modify",
+        "-H",
+        "user_shutdown=true,cpu_type=qemu64",
+        "vm1",
+    ])
+    .ok();
     lab.maguey(&["instance", "startup", "vm1"]).ok();
     wait_boot(&lab, "vm1", 6);
+    let pid = qemu_pid(&lab, "vm1").unwrap();
+    assert!(
+        has_args(pid, &["-cpu", "qemu64"]),
+        "{}",
+        cmdline(pid).join(" ")
+    );
     qmp_powerdown(&run_dir(&lab).join("vm1.qmp"));
     assert!(
         wait_until(Duration::from_secs(60), || status(&lab, "vm1")["status"]

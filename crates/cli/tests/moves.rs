@@ -254,7 +254,19 @@ fn migrate_failover_move_cleanup_evacuate_rename_reinstall() {
     assert!(r.stdout.contains("OS rename script"), "{}", r.stdout);
     assert_eq!(status(&lab, "renamed"), "ADMIN_down");
     assert_eq!(status(&lab, "e1"), "");
-    let r = lab.maguey(&["instance", "reinstall", "renamed"]).ok();
+    // Reinstall asks first; without a terminal to ask on, it is refused unless forced.
+    let serial = lab.serial();
+    let r = lab.maguey(&["instance", "reinstall", "renamed"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("remove all data on its disks"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.serial(), serial);
+    let r = lab
+        .maguey(&["instance", "reinstall", "--yes", "renamed"])
+        .ok();
     assert!(r.stdout.contains("reinstall"), "{}", r.stdout);
     let r = lab.maguey(&["instance", "rename", "renamed", "e2"]);
     assert_eq!(r.code, 1);

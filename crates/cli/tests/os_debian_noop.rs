@@ -43,7 +43,7 @@ fn debian_ganeti_os_noop_installs_an_instance() {
     assert_eq!(st[0]["os"], "noop");
     // Reinstall and rename run its scripts too.
     lab.maguey(&["instance", "stop", "deb1"]).ok();
-    lab.maguey(&["instance", "reinstall", "deb1"]).ok();
+    lab.maguey(&["instance", "reinstall", "-f", "deb1"]).ok();
     lab.maguey(&["instance", "rename", "deb1", "deb2"]).ok();
     lab.maguey(&["instance", "remove", "-f", "deb2"]).ok();
 }

@@ -291,6 +291,49 @@ impl MasterClient {
         .await
     }
 
+    /// Every OS definition as the nodes report it (`maguey os`).
+    pub async fn os_diagnose(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/os")).await
+    }
+
+    /// The Remote API users (names and access).
+    pub async fn rapi_users(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/rapi-users")).await
+    }
+
+    /// Adds or replaces a Remote API user; the master hashes the password.
+    pub async fn add_rapi_user(
+        &self,
+        name: &str,
+        password: &str,
+        write: bool,
+    ) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/rapi-users"),
+            &json!({"name": name, "password": password, "write": write}),
+        )
+        .await
+    }
+
+    pub async fn remove_rapi_user(&self, name: &str) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/rapi-users/remove"),
+            &json!({ "name": name }),
+        )
+        .await
+    }
+
+    /// The queue's drain flag and jobs by status (`cluster queue info`).
+    pub async fn queue_info(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/queue")).await
+    }
+
+    /// Sets or clears the queue's drain flag.
+    pub async fn set_queue_drained(&self, drained: bool) -> Result<Value, ClientError> {
+        self.post_json(&self.url("/luxi/queue"), &json!({ "drained": drained }))
+            .await
+    }
+
     pub async fn query(
         &self,
         what: Resource,

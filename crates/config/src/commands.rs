@@ -84,6 +84,13 @@ pub enum Command {
         room: String,
         record: Option<maguey_model::rooms::RoomEvacuation>,
     },
+    /// Adds or replaces a Remote API user (see `rapi_users.rs`).
+    SetRapiUser {
+        user: maguey_model::RapiUser,
+    },
+    RemoveRapiUser {
+        name: String,
+    },
 }
 
 impl Command {
@@ -105,6 +112,8 @@ impl Command {
             Command::AddJoinToken { .. } => "add_join_token",
             Command::RemoveJoinToken { .. } => "remove_join_token",
             Command::SetRoomEvacuation { .. } => "set_room_evacuation",
+            Command::SetRapiUser { .. } => "set_rapi_user",
+            Command::RemoveRapiUser { .. } => "remove_rapi_user",
         }
     }
 }
@@ -309,6 +318,8 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
                 Err(ConfigError::NoJoinToken(node_name.clone()))
             }
         }
+        Command::SetRapiUser { user } => crate::rapi_users::validate_set(user),
+        Command::RemoveRapiUser { name } => crate::rapi_users::validate_remove(state, name),
     }
 }
 
@@ -421,6 +432,12 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::SetRoomEvacuation { room, record } => {
             crate::rooms::mutate(state, room, record.as_ref())
+        }
+        Command::SetRapiUser { user } => {
+            state.rapi_users.insert(user.name.clone(), user.clone());
+        }
+        Command::RemoveRapiUser { name } => {
+            state.rapi_users.remove(name);
         }
     }
     state.serial_no += 1;

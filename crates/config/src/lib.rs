@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod rapi_users;
 mod rooms;
 pub mod store;
 

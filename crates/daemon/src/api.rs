@@ -72,6 +72,8 @@ pub struct MasterState {
     pub ca: Arc<ClusterCa>,
     pub listen: SocketAddr,
     pub watcher: Arc<maguey_ops::watcher::Watcher>,
+    /// The Remote API's users file, written from the config's users.
+    pub users_file: std::path::PathBuf,
 }
 
 /// The master API (`/luxi/...`, client certificate required) and the join endpoints.
@@ -84,6 +86,13 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
         .route("/luxi/watcher", post(watcher))
+        .route("/luxi/queue", get(queue_info).post(queue_drain))
+        .route("/luxi/os", get(os_diagnose))
+        .route(
+            "/luxi/rapi-users",
+            get(crate::rapi_users::list).post(crate::rapi_users::add),
+        )
+        .route("/luxi/rapi-users/remove", post(crate::rapi_users::remove))
         .route("/luxi/query", post(run_query))
         .route("/luxi/fields/{resource}", get(fields))
         .route("/luxi/config", get(export_config))
@@ -291,6 +300,40 @@ async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) ->
         .queue
         .archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
     Json(json!({"archived": n})).into_response()
+}
+
+/// `maguey os list|info|diagnose`: every OS definition as the nodes report it.
+async fn os_diagnose(State(s): State<MasterState>) -> Response {
+    match maguey_ops::os_diagnose::diagnose(&s.master).await {
+        Ok(oses) => Json(oses).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot get the OS list: {e}"),
+        ),
+    }
+}
+
+/// `cluster queue info`: the drain flag and the jobs by status.
+async fn queue_info(State(s): State<MasterState>) -> Response {
+    let mut by_status = std::collections::BTreeMap::<String, u64>::new();
+    for j in s.queue.list(false) {
+        *by_status.entry(j.status.as_str().to_string()).or_default() += 1;
+    }
+    Json(json!({"drained": s.queue.is_drained(), "jobs": by_status})).into_response()
+}
+
+/// `cluster queue drain|undrain`: `{"drained": bool}`.
+async fn queue_drain(State(s): State<MasterState>, Json(v): Json<Value>) -> Response {
+    let Some(on) = v.get("drained").and_then(Value::as_bool) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"drained\": true|false}",
+        );
+    };
+    match s.queue.set_drained(on) {
+        Ok(()) => queue_info(State(s)).await,
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn run_query(State(s): State<MasterState>, Json(q): Json<QueryRequest>) -> Response {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod console;
 pub mod join;
 pub mod metrics;
+pub mod rapi_users;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;
@@ -193,7 +194,18 @@ pub async fn run(args: Args) -> Result<()> {
             ca: Arc::new(ca),
             listen: daemon.listen,
             watcher,
+            users_file: args
+                .rapi_users
+                .clone()
+                .unwrap_or_else(|| maguey_rapi::default_users_file(&dir)),
         };
+        // A master (maybe a new one) writes the config's RAPI users to its users file.
+        let users = master.config.snapshot().rapi_users.clone();
+        if !users.is_empty() {
+            if let Err(e) = rapi_users::sync_users_file(&state.users_file, &users, &[]) {
+                tracing::warn!("writing the RAPI users file: {e}");
+            }
+        }
         router = router.merge(api::master_router(state.clone()));
         {
             let stop_tx = stop_tx.clone();

@@ -1,7 +1,7 @@
 //! The queue: submission, scheduling, execution, cancelation, archiving, recovery.
 
 use crate::locks::{LockManager, Request, LOCKSET_NAME};
-use crate::store::{storage, Store, Write, ARCHIVE, JOBS, META, NEXT_ID};
+use crate::store::{storage, Store, Write, ARCHIVE, DRAINED, JOBS, META, NEXT_ID};
 use crate::{
     CancelOutcome, JobError, LockInfo, LockLevel, LockMode, LockNames, OpError, OpExecutor,
     ARCHIVE_INTERVAL, CANCELED_MESSAGE, DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
@@ -89,6 +89,8 @@ pub struct JobQueue {
     max_running: usize,
     runtime: OnceLock<(tokio::runtime::Handle, Arc<dyn OpExecutor>)>,
     archive_age: Mutex<Duration>,
+    /// The drain flag (kept in the queue's database): submissions are refused while set.
+    drained: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,12 +109,17 @@ impl JobQueue {
     pub fn open(path: &Path, max_running: usize) -> Result<Arc<Self>, JobError> {
         let db = maguey_redb::open(path).map_err(storage)?;
         let mut state = State::default();
+        let drained;
         let txn = db.begin_write().map_err(storage)?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
             let archive = txn.open_table(ARCHIVE).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
             let mut next_id = meta.get(NEXT_ID).map_err(storage)?.map_or(1, |v| v.value());
+            drained = meta
+                .get(DRAINED)
+                .map_err(storage)?
+                .is_some_and(|v| v.value() != 0);
             if let Some((k, _)) = archive.last().map_err(storage)? {
                 next_id = next_id.max(k.value() + 1);
             }
@@ -177,7 +184,26 @@ impl JobQueue {
             max_running: max_running.max(1),
             runtime: OnceLock::new(),
             archive_age: Mutex::new(DEFAULT_ARCHIVE_AGE),
+            drained: std::sync::atomic::AtomicBool::new(drained),
         }))
+    }
+
+    /// Sets or clears the drain flag (`cluster queue drain|undrain`), durably. Jobs already
+    /// queued or running go on; new submissions from outside are refused while it is set.
+    pub fn set_drained(&self, on: bool) -> Result<(), JobError> {
+        let txn = self.store.db.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            meta.insert(DRAINED, u64::from(on)).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        self.drained.store(on, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the drain flag is set.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts scheduling: queued jobs run on the current tokio runtime (call once, inside a

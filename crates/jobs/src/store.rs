@@ -22,6 +22,8 @@ pub(crate) const ARCHIVE: TableDefinition<u64, &str> = TableDefinition::new("arc
 /// Counters; `next_id` is the id the next submitted job gets.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const NEXT_ID: &str = "next_id";
+/// 1 while the queue is drained (Ganeti's drain flag): new jobs are refused.
+pub(crate) const DRAINED: &str = "drained";
 
 pub(crate) fn storage<E: std::fmt::Display>(e: E) -> JobError {
     JobError::Storage(e.to_string())

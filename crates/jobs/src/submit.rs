@@ -60,6 +60,9 @@ pub enum SubmitError {
     BadOpcode { index: usize, message: String },
     #[error("priority must be between -20 and 19")]
     BadPriority(i32),
+    /// The drain flag is set.
+    #[error("the job queue is drained, refusing the job (maguey cluster queue undrain)")]
+    Drained,
     /// The queue refused or could not store the job.
     #[error(transparent)]
     Queue(#[from] JobError),
@@ -92,6 +95,9 @@ pub fn submit_by(
     }
     if !PRIORITIES.contains(&priority) {
         return Err(SubmitError::BadPriority(priority));
+    }
+    if queue.is_drained() {
+        return Err(SubmitError::Drained);
     }
     Ok(queue.submit_by(ops, priority, submitter, reason)?)
 }
@@ -186,5 +192,27 @@ mod tests {
         let id = submit_wire(&q, Origin::Rapi, vec![delay], -20).unwrap();
         let job = q.get(id).unwrap();
         assert_eq!((job.priority, job.ops.len()), (-20, 1));
+    }
+
+    #[test]
+    fn a_drained_queue_refuses_new_jobs_until_undrained_and_remembers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = json!({"OP_ID": "OP_TEST_DELAY", "duration": 0});
+        {
+            let q = queue(dir.path());
+            assert!(!q.is_drained());
+            q.set_drained(true).unwrap();
+            for origin in [Origin::MasterApi, Origin::Rapi] {
+                assert_eq!(
+                    submit_wire(&q, origin, vec![delay.clone()], 0),
+                    Err(SubmitError::Drained)
+                );
+            }
+            assert!(q.list(false).is_empty());
+        }
+        let q = queue(dir.path());
+        assert!(q.is_drained(), "the flag survives a reopen");
+        q.set_drained(false).unwrap();
+        assert!(submit_wire(&q, Origin::MasterApi, vec![delay], 0).is_ok());
     }
 }

@@ -383,19 +383,6 @@ pub fn kvm_hvparams(g: &Guest) -> maguey_model::Params {
     ])
 }
 
-/// Sets the cluster's `kvm` hvparams in a freshly initialised master state directory (before
-/// its daemon starts).
-pub fn set_cluster_kvm_params(master_dir: &Path, g: &Guest) -> Result<()> {
-    let store = maguey_config::ConfigStore::open(&maguey_bootstrap::files::config_path(master_dir))
-        .context("opening the config store")?;
-    let mut cluster = store.snapshot().cluster.clone();
-    cluster.hvparams.insert("kvm".into(), kvm_hvparams(g));
-    store
-        .apply(maguey_config::Command::UpdateCluster { cluster })
-        .context("setting the kvm hvparams")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

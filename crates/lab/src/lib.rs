@@ -242,15 +242,17 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
             DiskTemplate::Sharedfile,
             DiskTemplate::Diskless,
         ],
+        // The tiny guest's kernel and initramfs, as `cluster init -H kvm:...` sets them.
+        hvparams: tiny
+            .iter()
+            .map(|g| (Hypervisor::Kvm, guest::kvm_hvparams(g)))
+            .collect(),
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
         nicparams: nicparams.clone(),
         fake_memory_mib: Some(o.node_memory),
         fake_cpus: Some(o.node_cpus),
     })?;
-    if let Some(g) = &tiny {
-        guest::set_cluster_kvm_params(&first.dir, g)?;
-    }
     lab.save(&dir)?;
     rapi_user(&dir, &first.dir)?;
     spawn_daemon_in(first.netns.as_deref(), &first.dir, &[])?;

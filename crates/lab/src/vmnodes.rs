@@ -429,26 +429,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting a tokio runtime")
 }
 
-/// The cluster's `kvm` hvparams that boot the tiny guest packed into the nodes.
-fn set_kvm_hvparams(master_dir: &Path) -> Result<()> {
-    let store = maguey_config::ConfigStore::open(&maguey_bootstrap::files::config_path(master_dir))
-        .context("opening the config store")?;
-    let mut cluster = store.snapshot().cluster.clone();
+/// The cluster's `kvm` hvparams that boot the tiny guest packed into the nodes (given to
+/// `cluster init` as `-H kvm:...` would).
+fn kvm_hvparams() -> maguey_model::Params {
     let s = |v: &str| serde_json::Value::from(v);
-    cluster.hvparams.insert(
-        "kvm".into(),
-        maguey_model::Params::from([
-            ("kvm_path".to_string(), s(NODE_QEMU)),
-            ("kernel_path".to_string(), s(NODE_GUEST_KERNEL)),
-            ("initrd_path".to_string(), s(NODE_GUEST_INITRD)),
-            ("kernel_args".to_string(), s("ro quiet")),
-            ("root_path".to_string(), s("/dev/vda")),
-        ]),
-    );
-    store
-        .apply(maguey_config::Command::UpdateCluster { cluster })
-        .context("setting the kvm hvparams")?;
-    Ok(())
+    maguey_model::Params::from([
+        ("kvm_path".to_string(), s(NODE_QEMU)),
+        ("kernel_path".to_string(), s(NODE_GUEST_KERNEL)),
+        ("initrd_path".to_string(), s(NODE_GUEST_INITRD)),
+        ("kernel_args".to_string(), s("ro quiet")),
+        ("root_path".to_string(), s("/dev/vda")),
+    ])
 }
 
 /// The script that starts `magueyd ARGS` in the background on a node: its state disk mounted
@@ -546,6 +537,11 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             maguey_model::Hypervisor::Fake,
         ],
         enabled_disk_templates: maguey_model::DiskTemplate::ALL.to_vec(),
+        hvparams: if kvm_guest {
+            std::collections::BTreeMap::from([(maguey_model::Hypervisor::Kvm, kvm_hvparams())])
+        } else {
+            Default::default()
+        },
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),
         nicparams: Default::default(),
@@ -553,9 +549,6 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
         fake_cpus: None,
     })
     .context("initialising the cluster")?;
-    if kvm_guest {
-        set_kvm_hvparams(&init_dir)?;
-    }
     crate::rapi_user(dir, &init_dir)?;
     for rel in files_under(&init_dir)? {
         let dest = format!("{NODE_STATE_DIR}/{}", rel.display());

@@ -49,6 +49,39 @@ pub fn validate_hostname(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Checks an LVM volume group name (LVM's rules: `[A-Za-z0-9+_.-]`, not starting with `-`,
+/// not `.` or `..`, at most 127 characters).
+pub fn validate_vg_name(vg: &str) -> Result<(), String> {
+    let ok = !vg.is_empty()
+        && vg.len() <= 127
+        && !vg.starts_with('-')
+        && vg != "."
+        && vg != ".."
+        && vg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid volume group name '{vg}'"))
+    }
+}
+
+/// Checks a MAC prefix: three hex bytes, e.g. `aa:00:00`.
+pub fn validate_mac_prefix(prefix: &str) -> Result<(), String> {
+    let ok = prefix.split(':').count() == 3
+        && prefix
+            .split(':')
+            .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid MAC prefix '{prefix}' (expected three bytes, e.g. aa:00:00)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,18 @@ fn default_vg_name() -> String {
     DEFAULT_VG_NAME.to_string()
 }
 
+/// Ganeti's default DRBD usermode helper.
+pub const DEFAULT_DRBD_HELPER: &str = "/bin/true";
+
+fn default_drbd_helper() -> String {
+    DEFAULT_DRBD_HELPER.to_string()
+}
+
+/// Left out of the JSON at its default, so that exports of older configs stay as they were.
+fn is_default_drbd_helper(h: &str) -> bool {
+    h == DEFAULT_DRBD_HELPER
+}
+
 /// The whole configuration: what Ganeti keeps in `config.data`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigData {
@@ -48,6 +60,20 @@ pub struct ConfigData {
     /// so `room return` can bring them back.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub room_evacuations: BTreeMap<String, crate::rooms::RoomEvacuation>,
+    /// Remote API users by name (`maguey rapi-user`), kept here so that every master carries
+    /// them; the master writes them to its RAPI users file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rapi_users: BTreeMap<String, RapiUser>,
+}
+
+/// One Remote API user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RapiUser {
+    pub name: String,
+    /// `{HA1}` and the hex MD5 of `name:Ganeti Remote API:password`, as the users file has it.
+    pub password: String,
+    /// The `write` option (else read-only).
+    pub write: bool,
 }
 
 impl ConfigData {
@@ -113,6 +139,13 @@ pub struct Cluster {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// The DRBD usermode helper the nodes' DRBD module is expected to call (Ganeti's
+    /// `drbd_usermode_helper`, default `/bin/true`).
+    #[serde(
+        default = "default_drbd_helper",
+        skip_serializing_if = "is_default_drbd_helper"
+    )]
+    pub drbd_usermode_helper: String,
     /// Set while the watcher is paused (`maguey cluster watcher pause`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher_pause: Option<WatcherPause>,

@@ -256,6 +256,21 @@ impl ParamKind {
             return Ok(params.clone());
         };
         let mut out = Params::new();
+        // Ganeti's `memory` (BE_MEMORY, what `-B memory=512M` sets): maxmem and minmem both,
+        // unless one of them is given beside it.
+        let expanded;
+        let params = match params.get("memory") {
+            Some(m) if self == ParamKind::Be => {
+                let mut p = params.clone();
+                p.remove("memory");
+                for k in ["maxmem", "minmem"] {
+                    p.entry(k.to_string()).or_insert_with(|| m.clone());
+                }
+                expanded = p;
+                &expanded
+            }
+            _ => params,
+        };
         for (key, value) in params {
             let spec = specs.iter().find(|s| s.name == key).ok_or_else(|| {
                 let known: Vec<_> = specs.iter().map(|s| s.name).collect();
@@ -434,10 +449,28 @@ mod tests {
         assert_eq!(v["maxmem"], Value::from(512));
         assert_eq!(v["vcpus"], Value::from(2));
         assert_eq!(v["auto_balance"], Value::from(false));
+        let m = ParamKind::Be
+            .validate(&parse_kv_list("memory=1G").unwrap())
+            .unwrap();
+        assert_eq!(
+            (m["maxmem"].clone(), m["minmem"].clone()),
+            (1024.into(), 1024.into())
+        );
+        let m = ParamKind::Be
+            .validate(&parse_kv_list("memory=1G,minmem=512").unwrap())
+            .unwrap();
+        assert_eq!(
+            (m["maxmem"].clone(), m["minmem"].clone()),
+            (1024.into(), 512.into())
+        );
         assert!(ParamKind::Be
-            .validate(&parse_kv_list("memory=1").unwrap())
+            .validate(&parse_kv_list("memory=lots").unwrap())
             .unwrap_err()
-            .contains("unknown beparams key 'memory'"));
+            .contains("invalid value"));
+        assert!(ParamKind::Be
+            .validate(&parse_kv_list("memroy=1").unwrap())
+            .unwrap_err()
+            .contains("unknown beparams key 'memroy'"));
         assert!(ParamKind::Be
             .validate(&parse_kv_list("vcpus=many").unwrap())
             .is_err());

@@ -295,6 +295,9 @@ impl OpExecutor for Executor {
                 OpCode::RoomEvacuate(o) => run_lu::<room_evacuate::RoomEvacuate>(o, &env).await,
                 OpCode::RoomReturn(o) => run_lu::<room_evacuate::RoomReturn>(o, &env).await,
                 OpCode::RoomFailover(o) => run_lu::<room_failover::RoomFailover>(o, &env).await,
+                OpCode::ClusterSetParams(o) => {
+                    run_lu::<cluster_set_params::ClusterSetParams>(o, &env).await
+                }
             }
         })
     }

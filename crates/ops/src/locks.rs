@@ -47,6 +47,17 @@ pub fn whole_cluster_read() -> Vec<LockRequest> {
     ]
 }
 
+/// The cluster's settings change (cluster modify): the cluster exclusively, every instance
+/// and node shared, so that no instance is created or changed against the old settings
+/// meanwhile.
+pub fn cluster_settings() -> Vec<LockRequest> {
+    vec![
+        (LockLevel::Cluster, one("cluster"), LockMode::Exclusive),
+        (LockLevel::Instance, LockNames::All, LockMode::Shared),
+        (LockLevel::Node, LockNames::All, LockMode::Shared),
+    ]
+}
+
 /// Answers from a config snapshot, locking nothing (queries).
 pub fn snapshot_read() -> Vec<LockRequest> {
     Vec::new()

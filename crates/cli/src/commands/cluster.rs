@@ -2,6 +2,7 @@
 
 use crate::args::{Format, JobOpts, Priority};
 use crate::commands::instance::activated_disks;
+use crate::commands::tags::TagAction;
 use crate::input::{kv, usage};
 use crate::master::{client, priority, run_job};
 use crate::output::print_info;
@@ -9,8 +10,15 @@ use crate::{CliError, CliResult};
 use clap::Subcommand;
 use maguey_client::MasterClient;
 use maguey_model::OpCode;
+use maguey_model::TagKind;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+
+/// Job options of a command that only reads.
+const NO_JOB: JobOpts = JobOpts {
+    submit: false,
+    priority: Priority::Normal,
+};
 
 // Parsed once per process: the size of the biggest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -38,12 +46,16 @@ pub enum ClusterCmd {
         /// Directory of `sharedfile` disks, the same on every node (NFS in real life).
         #[arg(long, default_value = "/srv/maguey/shared-file-storage")]
         shared_file_storage_dir: String,
-        /// Enabled hypervisors, comma-separated.
-        #[arg(long, default_value = "fake")]
+        /// Enabled hypervisors, comma-separated; the first is the default of new instances.
+        #[arg(long, default_value = "kvm")]
         enabled_hypervisors: String,
         /// Enabled disk templates, comma-separated.
-        #[arg(long, default_value = "file,diskless")]
+        #[arg(long, default_value = "plain,drbd,file,diskless")]
         enabled_disk_templates: String,
+        /// Cluster-level hypervisor parameters, HV:k=v,... (repeatable, e.g.
+        /// -H kvm:kernel_path=/boot/vmlinuz,initrd_path=/boot/initrd.img).
+        #[arg(short = 'H', long = "hypervisor-parameters")]
+        hypervisor_parameters: Vec<String>,
         /// MAC prefix of generated addresses.
         #[arg(long, default_value = "aa:00:00")]
         mac_prefix: String,
@@ -107,6 +119,30 @@ pub enum ClusterCmd {
         #[arg(long)]
         yes_do_it: bool,
     },
+    /// Changes the cluster's settings and parameters (gnt-cluster modify).
+    Modify(crate::commands::cluster_modify::ModifyArgs),
+    /// Prints the master node's name.
+    Getmaster,
+    /// Adds tags to the cluster.
+    AddTags {
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Removes tags from the cluster (each must be there).
+    RemoveTags {
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists the cluster's tags.
+    ListTags,
+    /// The job queue's drain flag: while drained, new jobs are refused (running and queued
+    /// ones go on), as gnt-cluster queue.
+    #[command(subcommand)]
+    Queue(crate::commands::cluster_modify::QueueCmd),
+    /// Prints the versions of the software, the protocol and the configuration.
+    Version,
     /// Prints the whole configuration as JSON (backup, debugging).
     ExportConfig,
     /// Creates a state directory's config store from a JSON export (offline).
@@ -128,6 +164,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             shared_file_storage_dir,
             enabled_hypervisors,
             enabled_disk_templates,
+            hypervisor_parameters,
             mac_prefix,
             vg_name,
             backend_parameters,
@@ -170,6 +207,10 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 shared_file_storage_dir,
                 enabled_hypervisors: words(&enabled_hypervisors)?,
                 enabled_disk_templates: words(&enabled_disk_templates)?,
+                hvparams: crate::commands::cluster_modify::hv_params(&hypervisor_parameters)?
+                    .into_iter()
+                    .map(|(hv, p)| Ok((crate::input::word(&hv)?, p)))
+                    .collect::<CliResult<_>>()?,
                 mac_prefix,
                 beparams: kv(&backend_parameters, "-B")?,
                 nicparams: kv(&nic_parameters, "-N")?,
@@ -209,12 +250,19 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 "Node daemon port": cfg.cluster.rpc_port,
                 "MAC prefix": cfg.cluster.mac_prefix,
                 "File storage dir": cfg.cluster.file_storage_dir,
+                "Shared file storage dir": cfg.cluster.shared_file_storage_dir,
+                "Volume group": cfg.cluster.vg_name,
+                "DRBD usermode helper": cfg.cluster.drbd_usermode_helper,
+                "Reserved LVs": cfg.cluster.reserved_lvs,
+                "Default iallocator": cfg.cluster.default_iallocator,
                 "Enabled hypervisors": cfg.cluster.enabled_hypervisors,
                 "Enabled disk templates": cfg.cluster.enabled_disk_templates,
                 "Candidate pool size": cfg.cluster.candidate_pool_size,
                 "CA fingerprint": cfg.cluster.ca_fingerprint,
                 "Default backend parameters": cfg.cluster.beparams_default(),
                 "Default NIC parameters": cfg.cluster.nicparams_default(),
+                "Default node parameters": cfg.cluster.ndparams,
+                "Hypervisor parameters": cfg.cluster.hvparams,
                 "Nodes": cfg.nodes.len(),
                 "Instances": cfg.instances.len(),
             });
@@ -292,6 +340,21 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             Ok(0)
         }
         ClusterCmd::Watcher(w) => crate::commands::watcher::run(dir, w).await,
+        ClusterCmd::Modify(a) => crate::commands::cluster_modify::run(dir, a).await,
+        ClusterCmd::AddTags { tags, job } => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::Add, tags, job).await
+        }
+        ClusterCmd::RemoveTags { tags, job } => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::Remove, tags, job)
+                .await
+        }
+        ClusterCmd::ListTags => {
+            crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::List, vec![], NO_JOB)
+                .await
+        }
+        ClusterCmd::Getmaster => crate::commands::cluster_modify::getmaster(dir).await,
+        ClusterCmd::Queue(q) => crate::commands::cluster_modify::queue(dir, q).await,
+        ClusterCmd::Version => crate::commands::cluster_modify::version(dir).await,
         ClusterCmd::ExportConfig => {
             let c = client(dir)?;
             let cfg = c.config().await?;

@@ -20,7 +20,11 @@ pub enum JobCmd {
         list: ListOpts,
     },
     /// Shows jobs in detail.
-    Info { ids: Vec<u64> },
+    Info {
+        ids: Vec<u64>,
+        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
+        output: crate::args::Format,
+    },
     /// Follows a job's log until it ends.
     Watch { id: u64 },
     /// Cancels a queued or waiting job.
@@ -65,7 +69,15 @@ pub async fn run(dir: &Path, cmd: JobCmd) -> CliResult<u8> {
             print_rows(&fields, &rows, &l);
             Ok(0)
         }
-        JobCmd::Info { ids } => {
+        JobCmd::Info { ids, output } => {
+            if output == crate::args::Format::Json {
+                let mut all = Vec::new();
+                for id in ids {
+                    all.push(serde_json::to_value(c.job(id).await?).unwrap_or_default());
+                }
+                println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+                return Ok(0);
+            }
             for id in ids {
                 let j = c.job(id).await?;
                 println!("Job ID: {}", j.id);

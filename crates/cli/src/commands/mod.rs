@@ -3,14 +3,18 @@
 
 pub mod balance;
 pub mod cluster;
+pub mod cluster_modify;
 pub mod console;
 pub mod debug;
 pub mod instance;
 pub mod job;
 pub mod lab;
 pub mod node;
+pub mod os;
 pub mod plan;
+pub mod rapi_user;
 pub mod room;
+pub mod tags;
 pub mod watcher;
 
 use crate::args::{Cli, Top};
@@ -28,5 +32,21 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
         Top::Room(c) => room::run(&dir, c).await,
+        Top::RapiUser(c) => rapi_user::run(&dir, c).await,
+        Top::Os(c) => os::run(&dir, c).await,
+        Top::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "maguey", &mut std::io::stdout());
+            Ok(0)
+        }
+        Top::Man { dir } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                })
+                .map_err(|e| crate::CliError::Other(format!("{}: {e}", dir.display())))?;
+            println!("man pages written to {}", dir.display());
+            Ok(0)
+        }
     }
 }

@@ -26,6 +26,22 @@ const NODE_DEFAULT_FIELDS: &[&str] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
+    /// Adds tags to a node.
+    AddTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: crate::args::JobOpts,
+    },
+    /// Removes tags from a node (each must be there).
+    RemoveTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: crate::args::JobOpts,
+    },
+    /// Lists a node's tags.
+    ListTags { name: String },
     /// Prepares a node's join: prints the token its magueyd needs.
     Add {
         name: String,
@@ -58,7 +74,11 @@ pub enum NodeCmd {
     /// Lists the fields of `node list`.
     ListFields,
     /// Shows nodes in detail.
-    Info { names: Vec<String> },
+    Info {
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
+        output: crate::args::Format,
+    },
     /// Live-migrates every primary instance off a node, each as its own job.
     Migrate {
         name: String,
@@ -145,7 +165,22 @@ fn yes_no(s: &str) -> Result<bool, String> {
 }
 
 pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
+    use crate::commands::tags::{run as tags, TagAction};
+    use maguey_model::TagKind::Node as K;
+    let no_job = crate::args::JobOpts {
+        submit: false,
+        priority: crate::args::Priority::Normal,
+    };
     match cmd {
+        NodeCmd::AddTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Add, t, job).await
+        }
+        NodeCmd::RemoveTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Remove, t, job).await
+        }
+        NodeCmd::ListTags { name } => {
+            tags(dir, K, Some(name), TagAction::List, vec![], no_job).await
+        }
         NodeCmd::Add {
             name,
             address,
@@ -276,7 +311,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             .await
         }
         NodeCmd::ListFields => list_fields(&client(dir)?, "node").await,
-        NodeCmd::Info { names } => info(&client(dir)?, Resource::Node, names).await,
+        NodeCmd::Info { names, output } => info(&client(dir)?, Resource::Node, names, output).await,
         NodeCmd::Modify {
             name,
             offline,

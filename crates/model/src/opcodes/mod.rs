@@ -5,6 +5,7 @@
 //! wire form is Ganeti's: one JSON object with the fields and `OP_ID`.
 
 mod cluster;
+mod cluster_params;
 mod instance;
 mod instance_disks;
 mod instance_moves;
@@ -13,6 +14,7 @@ mod node;
 mod room;
 
 pub use cluster::*;
+pub use cluster_params::*;
 pub use instance::*;
 pub use instance_disks::*;
 pub use instance_moves::*;
@@ -96,6 +98,7 @@ opcodes! {
     RoomEvacuate(OpRoomEvacuate) = "OP_ROOM_EVACUATE",
     RoomReturn(OpRoomReturn) = "OP_ROOM_RETURN",
     RoomFailover(OpRoomFailover) = "OP_ROOM_FAILOVER",
+    ClusterSetParams(OpClusterSetParams) = "OP_CLUSTER_SET_PARAMS",
 }
 
 impl OpCode {

@@ -183,3 +183,94 @@ async fn instance_query_data_reports_config_and_run_state() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_set_params_merges_and_refuses_what_instances_use() {
+    let c = InProcessCluster::new(1).await;
+    c.create_instance("inst1", "file", "node1").await;
+    let r = c
+        .run(json!({"OP_ID": "OP_CLUSTER_SET_PARAMS",
+            "hvparams": {"fake": {"migration_mode": "non-live"}},
+            "beparams": {"memory": "256M"}, "nicparams": {"link": "br9"},
+            "candidate_pool_size": 5, "mac_prefix": "AA:BB:CC", "vg_name": "vg0",
+            "drbd_helper": "/usr/local/bin/drbd-helper", "reserved_lvs": ["vg0/keep"],
+            "enabled_disk_templates": ["file", "diskless"]}))
+        .await
+        .ok();
+    assert!(r.as_array().is_some_and(|a| a.len() >= 8), "{r}");
+    let cfg = c.config();
+    let cl = &cfg.cluster;
+    assert_eq!(cl.hvparams["fake"]["migration_mode"], json!("non-live"));
+    assert_eq!(cl.beparams["default"]["maxmem"], json!(256));
+    assert_eq!(cl.beparams["default"]["minmem"], json!(256));
+    assert_eq!(cl.nicparams["default"]["link"], json!("br9"));
+    assert_eq!(cl.candidate_pool_size, 5);
+    assert_eq!(cl.mac_prefix, "aa:bb:cc");
+    assert_eq!(cl.vg_name, "vg0");
+    assert_eq!(cl.drbd_usermode_helper, "/usr/local/bin/drbd-helper");
+    assert_eq!(cl.reserved_lvs, vec!["vg0/keep".to_string()]);
+    assert_eq!(cl.enabled_disk_templates.len(), 2);
+    // A second key merges into the first.
+    c.run(json!({"OP_ID": "OP_CLUSTER_SET_PARAMS", "beparams": {"vcpus": 2}}))
+        .await
+        .ok();
+    let be = c.config().cluster.beparams["default"].clone();
+    assert_eq!(
+        (be["maxmem"].clone(), be["vcpus"].clone()),
+        (json!(256), json!(2))
+    );
+    // The same values again: nothing changes.
+    let serial = c.serial();
+    let r = c
+        .run(json!({"OP_ID": "OP_CLUSTER_SET_PARAMS", "candidate_pool_size": 5}))
+        .await
+        .ok();
+    assert_eq!(r, json!([]));
+    assert_eq!(c.serial(), serial);
+
+    for (op, needle) in [
+        (json!({}), "no parameters to change"),
+        (
+            json!({"hvparams": {"fake": {"bogus": "1"}}}),
+            "unknown hvparams key 'bogus'",
+        ),
+        (
+            json!({"hvparams": {"kvm": {"acpi": "perhaps"}}}),
+            "expected a boolean",
+        ),
+        (json!({"hvparams": {"xen": {}}}), "unknown hypervisor 'xen'"),
+        (
+            json!({"beparams": {"minmem": "1G"}}),
+            "minmem (1024) cannot exceed maxmem (256)",
+        ),
+        (json!({"nicparams": {"mode": "bogus"}}), "invalid value"),
+        (
+            json!({"enabled_disk_templates": ["diskless"]}),
+            "instances use it: inst1",
+        ),
+        (
+            json!({"enabled_hypervisors": ["kvm"]}),
+            "instances use it: inst1",
+        ),
+        (
+            json!({"enabled_hypervisors": []}),
+            "at least one hypervisor",
+        ),
+        (
+            json!({"file_storage_dir": "elsewhere"}),
+            "while instances have disks there: inst1",
+        ),
+        (
+            json!({"shared_file_storage_dir": "relative"}),
+            "absolute path",
+        ),
+        (json!({"mac_prefix": "aa:bb"}), "invalid MAC prefix"),
+        (json!({"vg_name": "-bad"}), "invalid volume group name"),
+        (json!({"candidate_pool_size": 0}), "at least 1"),
+        (json!({"drbd_helper": "no/abs"}), "absolute path"),
+    ] {
+        let mut op = op;
+        op["OP_ID"] = json!("OP_CLUSTER_SET_PARAMS");
+        refused(&c, op, needle).await;
+    }
+}

@@ -9,7 +9,7 @@ use maguey_model::{parse_kv_list, units::parse_size_mib, DiskSpec, NicSpec, OpCo
 #[derive(Debug, Args)]
 pub struct InstanceAdd {
     pub name: String,
-    /// Disk template: diskless, file (sharedfile, plain, drbd later).
+    /// Disk template: diskless, file, sharedfile, plain or drbd (one the cluster enables).
     #[arg(short = 't', long = "disk-template")]
     pub template: String,
     /// A disk: N:size=SIZE[,mode=rw|ro] (repeatable).
@@ -34,7 +34,7 @@ pub struct InstanceAdd {
     /// HYPERVISOR[:k=v,...].
     #[arg(short = 'H', long)]
     pub hypervisor: Option<String>,
-    /// Backend parameters k=v,...
+    /// Backend parameters k=v,... (`memory=SIZE` sets maxmem and minmem, as in Ganeti).
     #[arg(short = 'B', long)]
     pub backend_parameters: Option<String>,
     /// OS parameters k=v,...

@@ -1,11 +1,27 @@
 //! `maguey instance` flags (gnt-instance).
 
-use crate::args::{JobOpts, ListOpts};
+use crate::args::{Format, JobOpts, ListOpts};
 use crate::commands::instance::add::InstanceAdd;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCmd {
+    /// Adds tags to a instance.
+    AddTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Removes tags from a instance (each must be there).
+    RemoveTags {
+        name: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Lists a instance's tags.
+    ListTags { name: String },
     /// Creates an instance.
     Add(InstanceAdd),
     /// Removes an instance and its disks.
@@ -27,20 +43,28 @@ pub enum InstanceCmd {
     /// Lists the fields of `instance list`.
     ListFields,
     /// Shows instances in detail.
-    Info { names: Vec<String> },
-    /// Starts an instance.
+    Info {
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Starts instances: by name, or with --all, --node, --primary or --tags.
     #[command(alias = "startup")]
     Start {
-        name: String,
+        names: Vec<String>,
+        #[command(flatten)]
+        select: crate::commands::instance::select::Selection,
         #[arg(long)]
         force: bool,
         #[command(flatten)]
         job: JobOpts,
     },
-    /// Stops an instance.
+    /// Stops instances: by name, or with --all, --node, --primary or --tags.
     #[command(alias = "shutdown")]
     Stop {
-        name: String,
+        names: Vec<String>,
+        #[command(flatten)]
+        select: crate::commands::instance::select::Selection,
         /// Seconds before a hard stop.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -50,8 +74,8 @@ pub enum InstanceCmd {
     /// Reboots an instance.
     Reboot {
         name: String,
-        /// soft, hard or full.
-        #[arg(long = "type", short = 't', default_value = "soft")]
+        /// soft, hard or full (Ganeti's default: hard).
+        #[arg(long = "type", short = 't', default_value = "hard")]
         reboot_type: String,
         #[arg(long, default_value_t = 120)]
         shutdown_timeout: u64,
@@ -152,7 +176,8 @@ pub enum InstanceCmd {
         /// OS parameters k=v,... (replace the instance's).
         #[arg(short = 'O', long)]
         os_parameters: Option<String>,
-        #[arg(long, short = 'f')]
+        /// Do not ask for confirmation (the instance's disks are overwritten).
+        #[arg(long, short = 'f', visible_alias = "yes")]
         force: bool,
         #[command(flatten)]
         job: JobOpts,

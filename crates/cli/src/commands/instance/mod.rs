@@ -3,6 +3,7 @@
 
 mod add;
 mod args;
+pub(crate) mod select;
 
 pub use args::InstanceCmd;
 
@@ -20,7 +21,22 @@ const INSTANCE_DEFAULT_FIELDS: &[&str] =
     &["name", "hypervisor", "os", "pnode", "status", "oper_ram"];
 
 pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
+    use crate::commands::tags::{run as tags, TagAction};
+    use maguey_model::TagKind::Instance as K;
+    let no_job = crate::args::JobOpts {
+        submit: false,
+        priority: crate::args::Priority::Normal,
+    };
     match cmd {
+        InstanceCmd::AddTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Add, t, job).await
+        }
+        InstanceCmd::RemoveTags { name, tags: t, job } => {
+            tags(dir, K, Some(name), TagAction::Remove, t, job).await
+        }
+        InstanceCmd::ListTags { name } => {
+            tags(dir, K, Some(name), TagAction::List, vec![], no_job).await
+        }
         InstanceCmd::Add(a) => {
             let op = instance_add_op(&a)?;
             let c = client(dir)?;
@@ -62,7 +78,9 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             .await
         }
         InstanceCmd::ListFields => list_fields(&client(dir)?, "instance").await,
-        InstanceCmd::Info { names } => info(&client(dir)?, Resource::Instance, names).await,
+        InstanceCmd::Info { names, output } => {
+            info(&client(dir)?, Resource::Instance, names, output).await
+        }
         InstanceCmd::Console(a) => crate::commands::console::run(dir, cluster_url(), a).await,
         InstanceCmd::Migrate {
             name,
@@ -197,9 +215,14 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             name,
             os,
             os_parameters,
-            force: _,
+            force,
             job,
         } => {
+            if !force {
+                confirm(&format!(
+                    "This will reinstall the instance {name} and remove all data on its disks. Continue?"
+                ))?;
+            }
             let osparams = match os_parameters {
                 Some(_) => Some(kv(&os_parameters, "-O")?),
                 None => None,
@@ -349,36 +372,38 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             .await?;
             Ok(0)
         }
-        InstanceCmd::Start { name, force, job } => {
-            let c = client(dir)?;
-            run_job(
-                &c,
-                vec![OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
+        InstanceCmd::Start {
+            names,
+            select,
+            force,
+            job,
+        } => {
+            select::run_each(dir, &select, names, job, |name| {
+                OpCode::InstanceStartup(maguey_model::OpInstanceStartup {
                     instance_name: name,
                     force,
                     beparams: Params::new(),
                     hvparams: Params::new(),
                     no_remember: false,
-                })],
-                job,
-            )
-            .await?;
-            Ok(0)
+                })
+            })
+            .await
         }
-        InstanceCmd::Stop { name, timeout, job } => {
-            let c = client(dir)?;
-            run_job(
-                &c,
-                vec![OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
+        InstanceCmd::Stop {
+            names,
+            select,
+            timeout,
+            job,
+        } => {
+            select::run_each(dir, &select, names, job, |name| {
+                OpCode::InstanceShutdown(maguey_model::OpInstanceShutdown {
                     instance_name: name,
                     timeout,
                     no_remember: false,
                     admin_state_source: Default::default(),
-                })],
-                job,
-            )
-            .await?;
-            Ok(0)
+                })
+            })
+            .await
         }
         InstanceCmd::Reboot {
             name,

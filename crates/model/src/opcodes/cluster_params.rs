@@ -1,0 +1,42 @@
+//! OP_CLUSTER_SET_PARAMS: the cluster's configuration (Ganeti's OpClusterSetParams).
+
+use crate::params::Params;
+use crate::vocab::{DiskTemplate, Hypervisor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Changes cluster-level settings; every field left out (`None`) stays as it is. Parameter
+/// dictionaries are merged key by key into the cluster's (`hvparams` per hypervisor).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterSetParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vg_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_hypervisors: Option<Vec<Hypervisor>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_disk_templates: Option<Vec<DiskTemplate>>,
+    /// Hypervisor parameters by hypervisor name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hvparams: Option<BTreeMap<String, Params>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beparams: Option<Params>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nicparams: Option<Params>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ndparams: Option<Params>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_pool_size: Option<u32>,
+    /// Ganeti's name for the DRBD usermode helper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drbd_helper: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_storage_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_file_storage_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_lvs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_iallocator: Option<String>,
+}
