@@ -58,11 +58,14 @@ pub const ENV_RAPI_CA: &str = "MAGUEY_RAPI_CA";
 pub const ENV_RAPI_CREDENTIALS: &str = "MAGUEY_RAPI_CREDENTIALS";
 
 impl MasterClient {
-    /// Connects with the identity and ssconf found in a node's state directory.
+    /// Connects with the admin certificate (`admin.pem`, `admin.key`, `ca.pem`) and the
+    /// ssconf found in a directory: the master's state directory, or wherever the admin put
+    /// them. A node's own certificate is not an admin's: the master refuses it.
     pub fn from_state_dir(dir: &Path) -> Result<Self, ClientError> {
-        let identity = NodeIdentity::load(dir).map_err(|e| {
+        let identity = NodeIdentity::load_admin(dir).map_err(|e| {
             ClientError::Unreachable(format!(
-                "no cluster identity in {} ({e}); set MAGUEY_DIR to a node's state directory",
+                "no admin certificate in {} ({e}); set MAGUEY_DIR to the master's state \
+                 directory (or a directory holding admin.pem, admin.key, ca.pem, ssconf.json)",
                 dir.display()
             ))
         })?;

@@ -5,6 +5,7 @@
 //! the join endpoints (`/join/ca`, `/join`) through which new nodes get their certificate.
 
 pub mod api;
+pub mod auth;
 pub mod console;
 pub mod join;
 
@@ -143,7 +144,10 @@ pub async fn run(args: Args) -> Result<()> {
     );
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
-    let mut router = api::node_router(node.clone(), stop_tx.clone());
+    let auth = auth::NodeAuth {
+        state_dir: dir.clone(),
+    };
+    let mut router = api::node_router(node.clone(), stop_tx.clone(), auth);
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
         let config = Arc::new(
@@ -161,6 +165,7 @@ pub async fn run(args: Args) -> Result<()> {
         let queue = JobQueue::open(&files::jobs_path(&dir), args.max_running_jobs)
             .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))?;
         let ca = maguey_rpc::ca::ClusterCa::load(&dir).context("loading the cluster CA")?;
+        record_master_identity(&config, &daemon.node_name, &identity, &ca, &dir)?;
         let state = api::MasterState {
             master: master.clone(),
             queue: queue.clone(),
@@ -300,10 +305,17 @@ async fn join(args: &Args, url: &str) -> Result<()> {
         bail!("--join needs --token, --node-name and --listen");
     };
     maguey_model::names::validate_hostname(name)?;
-    let identity = maguey_rpc::join::join(url, token, name)
-        .await
-        .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
+    let (identity, master_name, master_certificate) =
+        maguey_rpc::join::join_cluster(url, token, name)
+            .await
+            .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
     identity.save(dir).context("saving the node certificate")?;
+    // Until the first ssconf, the master named here is the one client this node obeys.
+    auth::JoinedMaster {
+        name: master_name,
+        certificate: master_certificate,
+    }
+    .save(dir)?;
     DaemonFile {
         node_name: name.clone(),
         listen,
@@ -312,6 +324,39 @@ async fn join(args: &Args, url: &str) -> Result<()> {
     }
     .save(dir)?;
     tracing::info!("joined the cluster at {url} as {name}");
+    Ok(())
+}
+
+/// On the master, at start: the config records this node's certificate (clusters initialised
+/// before identities were recorded get it now; nodes then learn it from the ssconf), and the
+/// state directory holds an admin certificate for the CLI (created if missing, mode 0600).
+fn record_master_identity(
+    config: &ConfigStore,
+    node_name: &str,
+    identity: &NodeIdentity,
+    ca: &maguey_rpc::ca::ClusterCa,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let cfg = config.snapshot();
+    let fingerprint = identity.fingerprint();
+    if let Some(node) = cfg.node_by_name(node_name) {
+        if node.certificate_fingerprint != fingerprint {
+            let mut node = node.clone();
+            node.certificate_fingerprint = fingerprint;
+            config
+                .apply(maguey_config::Command::UpdateNode { node })
+                .context("recording the master's certificate in the config")?;
+        }
+    }
+    if maguey_rpc::ca::NodeIdentity::load_admin(dir).is_err() {
+        ca.issue_admin()
+            .and_then(|admin| admin.save_admin(dir))
+            .map_err(|e| anyhow::anyhow!("creating the admin certificate: {e}"))?;
+        tracing::info!(
+            "created the admin certificate {}",
+            dir.join(maguey_rpc::ca::ADMIN_CERT_FILE).display()
+        );
+    }
     Ok(())
 }
 

@@ -30,6 +30,13 @@ impl Origin {
     /// Why `op` may not be submitted from here, if it may not.
     fn refuses(self, op: &OpCode) -> Option<SubmitError> {
         match (self, op) {
+            (o, OpCode::NodeAdd(op))
+                if !matches!(o, Origin::Join) && op.certificate_fingerprint.is_some() =>
+            {
+                Some(SubmitError::Forbidden(
+                    "certificate_fingerprint is set by the join service only",
+                ))
+            }
             (Origin::MasterApi, _) => None,
             (_, OpCode::ClusterDestroy(_)) => Some(SubmitError::Forbidden(
                 "the cluster cannot be destroyed through the Remote API: use the master's CLI",
@@ -161,5 +168,21 @@ mod tests {
         let id = submit_wire(&q, Origin::Rapi, vec![delay], -20).unwrap();
         let job = q.get(id).unwrap();
         assert_eq!((job.priority, job.ops.len()), (-20, 1));
+    }
+
+    #[test]
+    fn only_the_join_service_records_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let add = json!({"OP_ID": "OP_NODE_ADD", "node_name": "n2", "primary_ip": "192.0.2.2",
+                         "certificate_fingerprint": "ab".repeat(32)});
+        for origin in [Origin::MasterApi, Origin::RemoteApi, Origin::Rapi] {
+            assert!(matches!(
+                submit_wire(&q, origin, vec![add.clone()], 0),
+                Err(SubmitError::Forbidden(_))
+            ));
+        }
+        assert!(q.list(false).is_empty());
+        submit_wire(&q, Origin::Join, vec![add], 0).unwrap();
     }
 }

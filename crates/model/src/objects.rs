@@ -156,6 +156,10 @@ pub struct Node {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// SHA-256 (hex) of the node's certificate, recorded when it joined (empty in configs
+    /// written before identities were recorded). Forgotten when the node is removed.
+    #[serde(default)]
+    pub certificate_fingerprint: String,
 }
 
 impl Node {
@@ -303,6 +307,10 @@ pub struct Ssconf {
     pub offline_nodes: Vec<String>,
     pub master_candidates: Vec<String>,
     pub config_serial: u64,
+    /// SHA-256 (hex) of the master's certificate: the only client whose commands a node's
+    /// RPC server accepts (besides its own). Empty in configs without recorded identities.
+    #[serde(default)]
+    pub master_certificate: String,
 }
 
 impl Ssconf {
@@ -343,6 +351,9 @@ impl Ssconf {
                 .filter(|n| n.master_candidate)
                 .map(|n| n.name.clone())
                 .collect(),
+            master_certificate: master
+                .map(|n| n.certificate_fingerprint.clone())
+                .unwrap_or_default(),
             config_serial: cfg.serial_no,
         }
     }

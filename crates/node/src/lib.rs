@@ -36,7 +36,16 @@ use storage::StorageContext;
 /// File name of the ssconf in the state directory.
 pub const SSCONF_FILE: &str = "ssconf.json";
 /// Files removed when the node leaves the cluster.
-pub const CLUSTER_FILES: &[&str] = &["node.pem", "node.key", "ca.pem", "ca.key", SSCONF_FILE];
+pub const CLUSTER_FILES: &[&str] = &[
+    "node.pem",
+    "node.key",
+    "ca.pem",
+    "ca.key",
+    SSCONF_FILE,
+    "admin.pem",
+    "admin.key",
+    "joined-master.json",
+];
 /// Most console output one `instance_console` answer carries.
 pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
 /// Longest `TestDelay` accepted (seconds).

@@ -27,5 +27,5 @@ pub use join::{
     join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,
 };
 pub use protocol::*;
-pub use server::{require_peer_cert, serve, PeerCert, PeerIdentity};
+pub use server::{require_admin_cert, require_peer_cert, serve, PeerCert, PeerIdentity};
 pub use tls::{client_config, server_config};

@@ -1,7 +1,7 @@
 //! HTTPS server with optional client certificates: an accept loop over tokio-rustls and hyper
 //! that hands every request to an axum [`Router`], tagged with the peer's identity.
 
-use crate::ca::{common_name_der, fingerprint_der};
+use crate::ca::{common_name_der, fingerprint_der, is_admin_der};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -30,6 +30,8 @@ pub struct PeerCert {
     pub common_name: String,
     /// SHA-256 (hex) of the certificate's DER.
     pub fingerprint: String,
+    /// An admin client certificate ([`crate::ca::ADMIN_OU`]), not a node's.
+    pub admin: bool,
 }
 
 /// Inserted into every request's extensions by [`serve`]: the client certificate, if the peer
@@ -64,6 +66,19 @@ pub async fn require_peer_cert(req: Request, next: Next) -> Response {
     }
 }
 
+/// The message of the 403 answered by [`require_admin_cert`].
+pub const ADMIN_CERT_REQUIRED: &str =
+    "an admin client certificate is required (a node's certificate is not an admin's)";
+
+/// axum middleware: answers 403 Forbidden unless the peer presented an admin certificate of
+/// the cluster (see [`crate::ca::ClusterCa::issue_admin`]). Node certificates are refused.
+pub async fn require_admin_cert(req: Request, next: Next) -> Response {
+    match req.extensions().get::<PeerIdentity>() {
+        Some(PeerIdentity(Some(p))) if p.admin => next.run(req).await,
+        _ => (StatusCode::FORBIDDEN, ADMIN_CERT_REQUIRED).into_response(),
+    }
+}
+
 /// `router.layer(from_fn(require_peer_cert))`, for convenience.
 pub fn with_peer_cert_required(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(require_peer_cert))
@@ -76,6 +91,7 @@ fn peer_of(conn: &rustls::ServerConnection) -> PeerIdentity {
         .map(|der| PeerCert {
             common_name: common_name_der(der).unwrap_or_default(),
             fingerprint: fingerprint_der(der),
+            admin: is_admin_der(der),
         });
     PeerIdentity(cert)
 }

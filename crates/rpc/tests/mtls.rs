@@ -284,6 +284,7 @@ async fn join_handler(
         cert_pem: cert,
         ca_pem: st.ca.cert_pem.clone(),
         master_name: "master".into(),
+        master_certificate: String::new(),
     }))
 }
 
@@ -332,5 +333,100 @@ async fn join_flow() {
     assert!(parse_token("abc.def").is_err());
     assert!(parse_token(&secret).is_err());
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn clients_refuse_a_server_presenting_another_nodes_certificate() {
+    let ca = ClusterCa::generate("c").unwrap();
+    // node2 owns 127.0.0.1 (the address dialled); node3's certificate names another address.
+    let node2 = ca.issue("node2", &[LOCAL]).unwrap();
+    let node3 = ca
+        .issue("node3", &["127.0.0.3".parse::<IpAddr>().unwrap()])
+        .unwrap();
+    let master = ca.issue("master", &["127.0.0.9".parse().unwrap()]).unwrap();
+    let client = RpcClient::new(&master, TIMEOUT).unwrap();
+
+    let real = Server::start(&node2, protected_router()).await;
+    let v: VersionInfo = client
+        .call(&real.addr.to_string(), &NodeRequest::Version)
+        .await
+        .expect("the real node2");
+    assert_eq!(v.node_name, "master"); // (the test router's canned answer)
+    real.stop().await;
+
+    // node3 poses as node2 (same address, its own valid cluster certificate): refused.
+    let impostor = Server::start(&node3, protected_router()).await;
+    let r = client
+        .call::<VersionInfo>(&impostor.addr.to_string(), &NodeRequest::Version)
+        .await;
+    match r {
+        Err(RpcError::Unreachable(m)) => assert!(m.contains("certificate"), "{m}"),
+        other => panic!("a server with another node's certificate was accepted: {other:?}"),
+    }
+    // The admin certificate is a client certificate only: a server cannot use it.
+    let admin = ca.issue_admin().unwrap();
+    let fake = Server::start(&admin, protected_router()).await;
+    let r = client
+        .call::<VersionInfo>(&fake.addr.to_string(), &NodeRequest::Version)
+        .await;
+    assert!(matches!(r, Err(RpcError::Unreachable(_))), "{r:?}");
+    impostor.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn admin_certificates_are_told_apart_from_node_certificates() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let server_id = ca.issue("master", &[LOCAL]).unwrap();
+    let router = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(axum::middleware::from_fn(maguey_rpc::require_admin_cert));
+    let server = Server::start(&server_id, router).await;
+    let admin = ca.issue_admin().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    admin.save_admin(dir.path()).unwrap();
+    let loaded = NodeIdentity::load_admin(dir.path()).unwrap();
+    assert_eq!(loaded.fingerprint(), admin.fingerprint());
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["admin.pem", "admin.key"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let who: serde_json::Value = RpcClient::new(&loaded, TIMEOUT)
+        .unwrap()
+        .get_json(&server.url("/whoami"))
+        .await
+        .expect("the admin");
+    assert_eq!(who["fp"], admin.fingerprint());
+    // A node certificate (even the master's own) is not an admin's.
+    for id in [&server_id, &ca.issue("node2", &[LOCAL]).unwrap()] {
+        let e = RpcClient::new(id, TIMEOUT)
+            .unwrap()
+            .get_json::<serde_json::Value>(&server.url("/whoami"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("admin client certificate"), "{e}");
+    }
+    // A node's CSR asking for the admin OU gets a node subject anyway.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationalUnitName,
+        maguey_rpc::ca::ADMIN_OU,
+    );
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let cert = ca.sign_csr(&csr, "node5", &[LOCAL]).unwrap();
+    let der = maguey_rpc::ca::cert_der_from_pem(&cert).unwrap();
+    assert!(!maguey_rpc::ca::is_admin_der(&der));
+    // A node directory is not an admin's.
+    let ndir = tempfile::tempdir().unwrap();
+    server_id.save(ndir.path()).unwrap();
+    std::fs::copy(ndir.path().join("node.pem"), ndir.path().join("admin.pem")).unwrap();
+    std::fs::copy(ndir.path().join("node.key"), ndir.path().join("admin.key")).unwrap();
+    assert!(NodeIdentity::load_admin(ndir.path()).is_err());
     server.stop().await;
 }

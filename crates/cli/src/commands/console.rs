@@ -88,12 +88,12 @@ struct Connection {
 }
 
 impl Connection {
-    /// Mutual TLS with the certificate of the node state directory `dir`.
+    /// Mutual TLS with the admin certificate of the directory `dir`.
     fn local(dir: &Path) -> CliResult<Connection> {
-        let identity = NodeIdentity::load(dir).map_err(|e| {
+        let identity = NodeIdentity::load_admin(dir).map_err(|e| {
             CliError::Unreachable(format!(
-                "cannot reach the master: no cluster identity in {} ({e}); set MAGUEY_DIR to \
-                 a node's state directory",
+                "cannot reach the master: no admin certificate in {} ({e}); set MAGUEY_DIR \
+                 to the master's state directory",
                 dir.display()
             ))
         })?;

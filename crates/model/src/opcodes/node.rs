@@ -16,6 +16,10 @@ pub struct OpNodeAdd {
     pub master_capable: Option<bool>,
     #[serde(default)]
     pub vm_capable: Option<bool>,
+    /// SHA-256 (hex) of the certificate the master signed when the node joined; recorded in
+    /// the config with the node. Only the join service may set it (refused elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ pub struct NodeAdd {
     group: Option<String>,
     master_capable: bool,
     vm_capable: bool,
+    certificate_fingerprint: String,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -35,6 +36,7 @@ impl LogicalUnit for NodeAdd {
             group,
             master_capable,
             vm_capable,
+            certificate_fingerprint,
         } = op;
         validate_hostname(node_name).map_err(|e| prereq(format!("invalid node name: {e}")))?;
         for ip in std::iter::once(primary_ip).chain(secondary_ip.iter()) {
@@ -48,6 +50,7 @@ impl LogicalUnit for NodeAdd {
             group: group.clone(),
             master_capable: master_capable.unwrap_or(true),
             vm_capable: vm_capable.unwrap_or(true),
+            certificate_fingerprint: certificate_fingerprint.clone().unwrap_or_default(),
         })
     }
 
@@ -95,6 +98,7 @@ impl LogicalUnit for NodeAdd {
             serial_no: 0,
             ctime: now,
             mtime: now,
+            certificate_fingerprint: self.certificate_fingerprint.clone(),
         })
     }
 
