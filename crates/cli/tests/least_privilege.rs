@@ -246,3 +246,125 @@ fn failed_node_add_and_rapi_users_get_no_valid_certificate() {
     let cfg = rt.block_on(a.config()).unwrap();
     assert!(!cfg.join_tokens.contains_key("node8"));
 }
+
+/// Hostile parameters: a host file as image (the CA key), `kvm_extra` per instance, a program
+/// as `kvm_path`, a system file as kernel: refused with a clear error, nothing created.
+#[test]
+fn hostile_parameters_are_refused() {
+    let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
+    let ca_key = lab.master_dir().join("ca.key");
+    let key_before = std::fs::read(&ca_key).unwrap();
+    let serial = lab.serial();
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec!["instance", "add", "-n", "node1", "--no-start"];
+        args.extend_from_slice(extra);
+        args.push(name);
+        lab.maguey(&args)
+    };
+    let image = format!("image={}", ca_key.display());
+    let r = add(
+        "evil1",
+        &[
+            "-t",
+            "file",
+            "--disk",
+            "0:size=16M",
+            "-o",
+            "image",
+            "-O",
+            &image,
+            "-H",
+            "kvm",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("refused: it is in the node's state directory"),
+        "{}",
+        r.stderr
+    );
+    assert!(!lab.master_dir().join("file-storage/evil1").exists());
+    // A qcow2 whose backing file is a host file.
+    let host_file = lab.dir.path().join("host-secret.raw");
+    std::fs::write(&host_file, vec![7u8; 1 << 20]).unwrap();
+    let evil = lab.dir.path().join("evil.qcow2");
+    let o = std::process::Command::new("qemu-img")
+        .args(["create", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&host_file)
+        .arg(&evil)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let image = format!("image={}", evil.display());
+    let r = add(
+        "evil5",
+        &[
+            "-t",
+            "file",
+            "--disk",
+            "0:size=16M",
+            "-o",
+            "image",
+            "-O",
+            &image,
+            "-H",
+            "kvm",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("it has a backing file"), "{}", r.stderr);
+    assert!(!lab.master_dir().join("file-storage/evil5").exists());
+    let r = add(
+        "evil2",
+        &[
+            "-t",
+            "diskless",
+            "-o",
+            "noop",
+            "-H",
+            "kvm:kvm_extra=-device foo",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("kvm_extra can only be set for the whole cluster"),
+        "{}",
+        r.stderr
+    );
+    let r = add(
+        "evil3",
+        &[
+            "-t",
+            "diskless",
+            "-o",
+            "noop",
+            "-H",
+            "kvm:kernel_path=/boot/../etc/shadow",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("without '..'"), "{}", r.stderr);
+    assert_eq!(
+        lab.serial(),
+        serial,
+        "a refused instance changed the config"
+    );
+    assert_eq!(std::fs::read(&ca_key).unwrap(), key_before);
+
+    // Values the master cannot judge are judged by the node when QEMU would start.
+    for (hv, expect) in [
+        ("kvm:kvm_path=/bin/sh", "kvm_path '/bin/sh' refused"),
+        (
+            "kvm:kernel_path=/etc/shadow",
+            "kernel_path '/etc/shadow' refused",
+        ),
+    ] {
+        add("evil4", &["-t", "diskless", "-o", "noop", "-H", hv]).ok();
+        let r = lab.maguey(&["instance", "start", "evil4"]);
+        assert_eq!(r.code, 1, "{hv}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(expect), "{hv}: {}", r.stderr);
+        lab.maguey(&["instance", "remove", "-f", "evil4"]).ok();
+    }
+}
