@@ -125,6 +125,14 @@ fn only_admins_command_the_master_and_only_the_master_commands_nodes() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
+    // The state directories and what holds secrets: owner only.
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    for i in 1..=3 {
+        assert_eq!(mode(lab.node_dir(i)), 0o700, "node{i}'s state directory");
+    }
+    for f in ["config.redb", "jobs.redb", "ca.key", "node.key"] {
+        assert_eq!(mode(lab.master_dir().join(f)), 0o600, "{f}");
+    }
     for id in [&node2, &node3, &master_id] {
         assert_ne!(id.fingerprint(), admin.fingerprint());
     }

@@ -140,7 +140,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/jobs/{id}/wait", post(wait_job))
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
-        .route("/luxi/config", get(export_config))
+        .route("/luxi/config", get(export_config_redacted))
         .route(
             "/luxi/instances/{name}/console",
             get(crate::console::master_console),
@@ -295,6 +295,24 @@ async fn cluster_description(State(s): State<MasterState>) -> Response {
 
 async fn export_config(State(s): State<MasterState>) -> Response {
     Json(&*s.master.config.snapshot()).into_response()
+}
+
+/// `/luxi/config` for RAPI users: DRBD secrets replaced by `<redacted>` (only the admin
+/// certificate reads them).
+async fn export_config_redacted(State(s): State<MasterState>) -> Response {
+    let mut cfg = (*s.master.config.snapshot()).clone();
+    fn redact(disks: &mut [maguey_model::Disk]) {
+        for d in disks {
+            if let maguey_model::LogicalId::Drbd { secret, .. } = &mut d.logical_id {
+                *secret = "<redacted>".to_string();
+            }
+            redact(&mut d.children);
+        }
+    }
+    for inst in cfg.instances.values_mut() {
+        redact(&mut inst.disks);
+    }
+    Json(cfg).into_response()
 }
 
 /// `POST /luxi/join-token`: see [`JoinService::issue_token`].

@@ -98,10 +98,89 @@ pub async fn require_master(State(auth): State<NodeAuth>, req: Request, next: Ne
     }
 }
 
+/// Files of the state directory that hold secrets or cluster state: owner only (0600).
+const PRIVATE_FILES: &[&str] = &[
+    "config.redb",
+    "jobs.redb",
+    "config.redb.v2-backup",
+    "jobs.redb.v2-backup",
+    "magueyd.log",
+    "ca.key",
+    "node.key",
+    "admin.key",
+    "admin.pem",
+];
+
+/// At start: everything magueyd and its children create is owner-only (umask 077), the state
+/// directory is 0700 and its stores, keys and log 0600 (also those of older versions).
+pub fn harden_state_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", dir.display()))?;
+    for f in PRIVATE_FILES {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| anyhow::anyhow!("setting the mode of {}: {e}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The RAPI users file (password hashes) must not be readable or writable by others: a
+/// refusal to start names the fix.
+pub fn check_users_file_mode(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // no users file: no RAPI users
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the RAPI users file {} has mode {mode:o}: it holds password hashes and must be \
+             readable by its owner only (chmod 600 {})",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use maguey_model::Ssconf;
+
+    #[test]
+    fn modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, "u p write\n").unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_users_file_mode(&users).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_users_file_mode(&users).unwrap();
+        check_users_file_mode(&dir.path().join("none")).unwrap();
+        std::fs::write(dir.path().join("config.redb"), "x").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("config.redb"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        harden_state_dir(dir.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("config.redb")), 0o600);
+        // Files created afterwards are owner-only too.
+        std::fs::write(dir.path().join("new.log"), "x").unwrap();
+        assert_eq!(mode(&dir.path().join("new.log")), 0o600);
+    }
 
     fn peer(name: &str, fp: &str, admin: bool) -> PeerCert {
         PeerCert {

@@ -116,6 +116,7 @@ pub enum Stop {
 pub async fn run(args: Args) -> Result<()> {
     let dir = args.state_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    auth::harden_state_dir(&dir)?;
     if let Some(url) = &args.join {
         join(&args, url).await?;
     }
@@ -195,14 +196,16 @@ pub async fn run(args: Args) -> Result<()> {
                     maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?
                 }
             };
+            let users_file = args
+                .rapi_users
+                .clone()
+                .unwrap_or_else(|| maguey_rapi::default_users_file(&dir));
+            auth::check_users_file_mode(&users_file)?;
             let rapi = maguey_rapi::Rapi::new(
                 master.clone(),
                 queue.clone(),
                 maguey_rapi::RapiConfig {
-                    users_file: args
-                        .rapi_users
-                        .clone()
-                        .unwrap_or_else(|| maguey_rapi::default_users_file(&dir)),
+                    users_file,
                     anonymous_reads: args.rapi_anonymous_reads,
                     max_body: maguey_rapi::DEFAULT_MAX_BODY,
                 },

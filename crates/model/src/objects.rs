@@ -215,8 +215,9 @@ impl Instance {
     }
 }
 
-/// Where a disk's data lives, per template (Ganeti's `logical_id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a disk's data lives, per template (Ganeti's `logical_id`). Its `Debug` shows a DRBD
+/// secret as `<redacted>` (messages and logs never carry it).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LogicalId {
     /// A sparse raw image file on the node.
@@ -234,6 +235,44 @@ pub enum LogicalId {
         minor_b: u32,
         secret: String,
     },
+}
+
+impl std::fmt::Debug for LogicalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogicalId::File { driver, path } => f
+                .debug_struct("File")
+                .field("driver", driver)
+                .field("path", path)
+                .finish(),
+            LogicalId::Sharedfile { driver, path } => f
+                .debug_struct("Sharedfile")
+                .field("driver", driver)
+                .field("path", path)
+                .finish(),
+            LogicalId::Plain { vg, lv } => f
+                .debug_struct("Plain")
+                .field("vg", vg)
+                .field("lv", lv)
+                .finish(),
+            LogicalId::Drbd {
+                node_a,
+                node_b,
+                port,
+                minor_a,
+                minor_b,
+                secret: _,
+            } => f
+                .debug_struct("Drbd")
+                .field("node_a", node_a)
+                .field("node_b", node_b)
+                .field("port", port)
+                .field("minor_a", minor_a)
+                .field("minor_b", minor_b)
+                .field("secret", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -847,3 +847,4 @@ fn version_and_helper_through_the_context() {
 }
 
 mod resync;
+mod secrets;
