@@ -13,6 +13,7 @@ pub mod ca;
 pub mod client;
 pub mod console;
 pub mod join;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod tls;

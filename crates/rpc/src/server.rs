@@ -109,6 +109,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let limits = crate::limits::ConnectionLimits::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -127,10 +128,17 @@ pub async fn serve(
                 continue;
             }
         };
+        // Bounded connections: a flood from one address leaves room for the others.
+        let Some(slot) = limits.admit(remote.ip()) else {
+            tracing::debug!("connection from {remote} refused: too many open connections");
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let router = router.clone();
         let mut stop_rx = stop_rx.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -148,12 +156,18 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(remote));
                 let mut router = router.clone();
                 async move {
-                    let req = req.map(axum::body::Body::new);
+                    let req = req.map(|b| {
+                        axum::body::Body::new(crate::limits::TimeoutBody::new(
+                            b,
+                            crate::limits::BODY_READ_TIMEOUT,
+                        ))
+                    });
                     tower::Service::call(&mut router, req).await
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(crate::limits::HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), svc)
                 // Console connections switch protocols (see `crate::console`).
                 .with_upgrades();

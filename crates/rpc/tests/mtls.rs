@@ -430,3 +430,69 @@ async fn admin_certificates_are_told_apart_from_node_certificates() {
     assert!(NodeIdentity::load_admin(ndir.path()).is_err());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_flood_from_one_address_leaves_room_for_others() {
+    use tokio::io::AsyncWriteExt;
+    let ca = ClusterCa::generate("c").unwrap();
+    // The server listens on every loopback address; the flood comes from 127.0.0.1.
+    let server_id = ca
+        .issue("master", &[LOCAL, "127.0.0.2".parse().unwrap()])
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        server_config(&server_id).unwrap(),
+        protected_router(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // Many connections that never finish their TLS handshake or request.
+    let mut flood = Vec::new();
+    for _ in 0..(maguey_rpc::limits::MAX_CONNECTIONS_PER_PEER + 20) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = s.write_all(b"\x16\x03\x01").await; // a TLS record header, then nothing
+        flood.push(s);
+    }
+    // One more from the flooding address: closed at once.
+    {
+        use tokio::io::AsyncReadExt;
+        let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = extra.write_all(b"\x16\x03\x01").await;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("the server closes a connection over the per-address bound");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    // Another client, from another address, is still served.
+    let node = ca.issue("node1", &[LOCAL]).unwrap();
+    let tls =
+        maguey_rpc::tls::client_config_with(&ca.cert_pem, Some((&node.cert_pem, &node.key_pem)))
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address("127.0.0.3".parse::<IpAddr>().unwrap())
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let who: serde_json::Value = http
+        .get(format!("https://127.0.0.2:{port}/whoami"))
+        .send()
+        .await
+        .expect("served despite the flood")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["cn"], "node1");
+    drop(flood);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}

@@ -121,6 +121,7 @@ impl Connection {
         use maguey_client::client::{
             ENV_RAPI_CA, ENV_RAPI_CREDENTIALS, ENV_RAPI_PASSWORD, ENV_RAPI_USER,
         };
+        maguey_client::client::require_https(url).map_err(usage)?;
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let (user, password) = match (var(ENV_RAPI_USER), var(ENV_RAPI_PASSWORD)) {
             (Some(u), Some(p)) => (u, p),
