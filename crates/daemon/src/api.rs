@@ -161,7 +161,7 @@ async fn basic_auth(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
-    match rapi.authorize(header, write) {
+    match rapi.authorize(header, write).await {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -197,6 +197,7 @@ fn submit_from(s: &MasterState, origin: Origin, req: SubmitRequest) -> Response 
     match submit_wire(&s.queue, origin, req.ops, req.priority) {
         Ok(id) => Json(json!({"job_id": id})).into_response(),
         Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e @ SubmitError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

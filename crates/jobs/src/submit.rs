@@ -60,7 +60,13 @@ pub enum SubmitError {
     /// The queue refused or could not store the job.
     #[error(transparent)]
     Queue(#[from] JobError),
+    /// Too many jobs wait already (Remote API origins): try again later.
+    #[error("{0} jobs are queued already: try again later")]
+    Busy(usize),
 }
+
+/// Queued jobs beyond which the Remote API (RAPI and `maguey --cluster`) submits no more.
+pub const MAX_QUEUED_REMOTE: usize = 1000;
 
 /// Submits one job of `ops` at `priority`; answers its id.
 pub fn submit(
@@ -74,6 +80,12 @@ pub fn submit(
     }
     if !PRIORITIES.contains(&priority) {
         return Err(SubmitError::BadPriority(priority));
+    }
+    if matches!(origin, Origin::Rapi | Origin::RemoteApi) {
+        let queued = queue.queued_count();
+        if queued >= MAX_QUEUED_REMOTE {
+            return Err(SubmitError::Busy(queued));
+        }
     }
     Ok(queue.submit(ops, priority)?)
 }
@@ -184,5 +196,25 @@ mod tests {
         }
         assert!(q.list(false).is_empty());
         submit_wire(&q, Origin::Join, vec![add], 0).unwrap();
+    }
+
+    #[test]
+    fn remote_submissions_stop_at_the_queued_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not started: every job stays queued.
+        let q = queue(dir.path());
+        let delay = json!({"OP_ID": "OP_TEST_DELAY", "duration": 0});
+        let jobs: Vec<(Vec<OpCode>, i32)> = (0..MAX_QUEUED_REMOTE)
+            .map(|_| (vec![serde_json::from_value(delay.clone()).unwrap()], 0))
+            .collect();
+        q.submit_many(jobs).unwrap();
+        for origin in [Origin::Rapi, Origin::RemoteApi] {
+            assert_eq!(
+                submit_wire(&q, origin, vec![delay.clone()], 0),
+                Err(SubmitError::Busy(MAX_QUEUED_REMOTE))
+            );
+        }
+        // The master's own CLI (admin certificate) still submits.
+        submit_wire(&q, Origin::MasterApi, vec![delay], 0).unwrap();
     }
 }
