@@ -170,8 +170,11 @@ pub struct UsersFile {
     path: PathBuf,
     cache: Mutex<Cache>,
     /// Per user name: first failure of the window, failures, the turn of throttled attempts.
-    failures: Mutex<HashMap<String, (Instant, u32, Arc<tokio::sync::Mutex<()>>)>>,
+    failures: Mutex<HashMap<String, Failures>>,
 }
+
+/// A user name's failed logins: since when, how many, the turn of its throttled attempts.
+type Failures = (Instant, u32, Arc<tokio::sync::Mutex<()>>);
 
 /// Failed logins of one user name within [`FAILURE_WINDOW`] before its further attempts are
 /// refused (unchecked) until the window ends.
