@@ -8,6 +8,7 @@ mod disks;
 mod instance;
 mod moves;
 mod node;
+mod parent_jobs;
 
 use maguey_test_infra::inprocess::InProcessCluster;
 use serde_json::Value;
