@@ -149,6 +149,21 @@ fn only_admins_command_the_master_and_only_the_master_commands_nodes() {
         assert_eq!(recorded["node1"], master_id.fingerprint());
         assert_eq!(recorded["node2"], node2.fingerprint());
         assert_eq!(recorded["node3"], node3.fingerprint());
+        // A huge archive age answers (it panicked the handler once).
+        let v = a
+            .archive(Duration::MAX)
+            .await
+            .expect("archive with a huge age");
+        assert_eq!(v["archived"], 0);
+        let v: serde_json::Value = RpcClient::new(&admin, T)
+            .unwrap()
+            .post_json(
+                &format!("{}/luxi/archive", master_base(&lab)),
+                &json!({"age_secs": 1e300}),
+            )
+            .await
+            .expect("archive with an absurd age");
+        assert_eq!(v["archived"], 0);
         // An admin certificate does not command nodes directly either.
         let e = RpcClient::new(&admin, T)
             .unwrap()

@@ -6,10 +6,11 @@
 //! * `kvm_path` must be one of [`DEFAULT_KVM_PATHS`] or a `kvm_path` line of the node's
 //!   `hypervisor-paths` file;
 //! * other paths must be absolute, without `..`, and (after following symlinks) outside the
-//!   system directories [`DENIED_DIRS`] and the node's state directory (certificates, keys,
-//!   stores), except its file storage directory (cloud-init seeds live beside the disks);
-//! * when the `hypervisor-paths` file has `dir` lines, paths must be under one of them (or
-//!   in the file storage directory).
+//!   node's state directory (certificates, keys, stores), except its file storage directory
+//!   (cloud-init seeds live beside the disks), and outside the system directories
+//!   [`DENIED_DIRS`] unless under a `dir` line of the `hypervisor-paths` file;
+//! * when that file has `dir` lines, paths must be under one of them (or in the file storage
+//!   directory).
 //!
 //! The file (in the state directory, root's to write, like Ganeti's `file-storage-paths`)
 //! holds `dir /ABSOLUTE/DIR` and `kvm_path /ABSOLUTE/PROGRAM` lines, `#` comments.
@@ -118,9 +119,6 @@ pub fn check_host_path(
         .unwrap_or_else(|_| normalize(state_dir));
     let storage = storage_dir.map(|s| s.canonicalize().unwrap_or_else(|_| normalize(s)));
     let in_storage = storage.as_ref().is_some_and(|s| real.starts_with(s));
-    if let Some(d) = DENIED_DIRS.iter().find(|d| real.starts_with(d)) {
-        return Err(refused(param, path, &format!("{d} is a system directory")));
-    }
     if real.starts_with(&state) && !in_storage {
         return Err(refused(
             param,
@@ -129,7 +127,14 @@ pub fn check_host_path(
         ));
     }
     let policy = HostPathPolicy::load(state_dir);
-    if !policy.dirs.is_empty() && !in_storage && !policy.dirs.iter().any(|d| real.starts_with(d)) {
+    // A directory the node's admin listed is allowed, even inside a system directory.
+    if in_storage || policy.dirs.iter().any(|d| real.starts_with(d)) {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(d) = DENIED_DIRS.iter().find(|d| real.starts_with(d)) {
+        return Err(refused(param, path, &format!("{d} is a system directory")));
+    }
+    if !policy.dirs.is_empty() {
         return Err(refused(
             param,
             path,
@@ -192,5 +197,15 @@ mod tests {
         assert!(check_kvm_path(&state, "/opt/qemu/bin/qemu").is_ok());
         assert!(check(&images.join("a.qcow2")).is_err());
         assert!(check(&storage.join("seed.iso")).is_ok());
+        // A listed directory inside a system directory is allowed; the state directory never.
+        std::fs::write(
+            state.join(HYPERVISOR_PATHS_FILE),
+            format!("dir /root/.cache/maguey\ndir {}\n", tmp.path().display()),
+        )
+        .unwrap();
+        assert!(check(Path::new("/root/.cache/maguey/guest/vmlinuz")).is_ok());
+        assert!(check(Path::new("/root/.ssh/id_rsa")).is_err());
+        assert!(check(&images.join("a.qcow2")).is_ok());
+        assert!(check(&state.join("ca.key")).is_err());
     }
 }
