@@ -158,7 +158,7 @@ pub struct Node {
     pub mtime: f64,
     /// SHA-256 (hex) of the node's certificate, recorded when it joined (empty in configs
     /// written before identities were recorded). Forgotten when the node is removed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub certificate_fingerprint: String,
 }
 
