@@ -62,6 +62,9 @@ pub fn wipe_master_state(dir: &Path) {
         "ca.key",
         "node.pem",
         "node.key",
+        "admin.pem",
+        "admin.key",
+        "joined-master.json",
         "ssconf.json",
         "daemon.json",
     ] {

@@ -88,6 +88,10 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     identity
         .save(&p.state_dir)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The CLI's identity, separate from every node certificate (root only: 0600).
+    ca.issue_admin()
+        .and_then(|admin| admin.save_admin(&p.state_dir))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let ts = now();
     let group = NodeGroup {
@@ -111,6 +115,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         serial_no: 1,
         ctime: ts,
         mtime: ts,
+        certificate_fingerprint: identity.fingerprint(),
         ..Default::default()
     };
     let cluster = Cluster {

@@ -48,8 +48,11 @@ fn peers_one_protocol_version_apart_keep_working() {
     let ssconf: Ssconf =
         serde_json::from_slice(&std::fs::read(dir.join("ssconf.json")).unwrap()).unwrap();
     let base = format!("https://{}:{}", ssconf.master_ip, ssconf.rpc_port);
+    // The master API takes the admin certificate; node RPCs, the master's.
+    let admin = NodeIdentity::load_admin(&dir).expect("admin identity");
     let rpc = |v: u32| RpcClient::with_protocol(&id, T, v).expect("client");
-    let master = |v: u32| MasterClient::with_rpc(rpc(v), base.clone());
+    let arpc = |v: u32| RpcClient::with_protocol(&admin, T, v).expect("client");
+    let master = |v: u32| MasterClient::with_rpc(arpc(v), base.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // An older CLI (protocol 1 sent no header), this one and a newer one: everything
@@ -81,7 +84,7 @@ fn peers_one_protocol_version_apart_keep_working() {
         }
 
         // A newer CLI's request the master does not know.
-        let e = rpc(NEWEST)
+        let e = arpc(NEWEST)
             .get_json::<Value>(&format!("{base}/luxi/networks"))
             .await
             .unwrap_err();
@@ -93,7 +96,7 @@ fn peers_one_protocol_version_apart_keep_working() {
             ))
         );
         // A handler's own 404 is left alone.
-        let e = rpc(NEWEST)
+        let e = arpc(NEWEST)
             .get_json::<Value>(&format!("{base}/luxi/jobs/999999"))
             .await
             .unwrap_err();

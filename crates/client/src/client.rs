@@ -57,12 +57,29 @@ pub const ENV_RAPI_CA: &str = "MAGUEY_RAPI_CA";
 /// A file whose first non-comment line is `user password` (instead of the two variables).
 pub const ENV_RAPI_CREDENTIALS: &str = "MAGUEY_RAPI_CREDENTIALS";
 
+/// HTTP Basic credentials travel only over TLS: a remote URL must be `https://`.
+pub fn require_https(url: &str) -> Result<(), String> {
+    if url
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to send credentials to '{url}': the cluster URL must be https://"
+        ))
+    }
+}
+
 impl MasterClient {
-    /// Connects with the identity and ssconf found in a node's state directory.
+    /// Connects with the admin certificate (`admin.pem`, `admin.key`, `ca.pem`) and the
+    /// ssconf found in a directory: the master's state directory, or wherever the admin put
+    /// them. A node's own certificate is not an admin's: the master refuses it.
     pub fn from_state_dir(dir: &Path) -> Result<Self, ClientError> {
-        let identity = NodeIdentity::load(dir).map_err(|e| {
+        let identity = NodeIdentity::load_admin(dir).map_err(|e| {
             ClientError::Unreachable(format!(
-                "no cluster identity in {} ({e}); set MAGUEY_DIR to a node's state directory",
+                "no admin certificate in {} ({e}); set MAGUEY_DIR to the master's state \
+                 directory (or a directory holding admin.pem, admin.key, ca.pem, ssconf.json)",
                 dir.display()
             ))
         })?;
@@ -99,6 +116,7 @@ impl MasterClient {
         password: &str,
         ca_pem: Option<&str>,
     ) -> Result<Self, ClientError> {
+        require_https(url).map_err(ClientError::Refused)?;
         let mut b = reqwest::Client::builder()
             .default_headers(maguey_rpc::version::request_headers(
                 maguey_rpc::version::PROTOCOL_VERSION,
@@ -421,4 +439,18 @@ async fn decode_remote<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_str(&body)
         .map_err(|e| ClientError::Refused(format!("{url}: invalid answer: {e}")))
+}
+
+#[cfg(test)]
+mod https_tests {
+    #[test]
+    fn credentials_need_https() {
+        assert!(super::require_https("https://m:5080").is_ok());
+        assert!(super::require_https("HTTPS://m:5080").is_ok());
+        for bad in ["http://m:5080", "m:5080", "", "ftp://x"] {
+            let e = super::require_https(bad).unwrap_err();
+            assert!(e.contains("must be https://"), "{e}");
+            assert!(super::MasterClient::remote(bad, "u", "p", None).is_err());
+        }
+    }
 }

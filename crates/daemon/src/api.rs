@@ -35,7 +35,12 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// `POST /rpc`: every node.
-pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super::Stop>) -> Router {
+/// Only the current master (and the node itself) may call it: see [`crate::auth::NodeAuth`].
+pub fn node_router(
+    node: Arc<NodeRuntime>,
+    stop: tokio::sync::mpsc::Sender<super::Stop>,
+    auth: crate::auth::NodeAuth,
+) -> Router {
     Router::new()
         .merge(crate::console::node_router(node.clone()))
         .route(
@@ -58,8 +63,9 @@ pub fn node_router(node: Arc<NodeRuntime>, stop: tokio::sync::mpsc::Sender<super
         )
         // Disk chunks of `instance move` (8 MiB, base64) exceed axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
-        .layer(axum::middleware::from_fn(
-            maguey_rpc::server::require_peer_cert,
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::require_master,
         ))
         .layer(axum::middleware::from_fn(check_protocol))
 }
@@ -76,7 +82,8 @@ pub struct MasterState {
     pub users_file: std::path::PathBuf,
 }
 
-/// The master API (`/luxi/...`, client certificate required) and the join endpoints.
+/// The master API (`/luxi/...`, admin client certificate required: a node's certificate is
+/// refused) and the join endpoints.
 pub fn master_router(state: MasterState) -> Router {
     let luxi = Router::new()
         .route("/luxi/submit", post(submit))
@@ -107,7 +114,7 @@ pub fn master_router(state: MasterState) -> Router {
             get(crate::console::master_console_log),
         )
         .layer(axum::middleware::from_fn(
-            maguey_rpc::server::require_peer_cert,
+            maguey_rpc::server::require_admin_cert,
         ))
         .with_state(state.clone());
     let join = Router::new()
@@ -121,7 +128,8 @@ pub fn master_router(state: MasterState) -> Router {
 /// The master API on the Remote API's port, for `maguey --cluster URL`: the same `/luxi/...`
 /// routes, authenticated with the RAPI users file (HTTP Basic) instead of a client certificate.
 /// Reads (job list and status, queries, field lists) need a user; everything else needs the
-/// `write` option. OP_CLUSTER_DESTROY is refused there: it needs the master's own CLI.
+/// `write` option. OP_CLUSTER_DESTROY is refused there: it needs the master's own CLI; so are
+/// join tokens (`node add` needs the admin certificate: a token mints a node certificate).
 pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> Router {
     let read = Router::new()
         .route("/luxi/jobs", get(list_jobs))
@@ -144,8 +152,7 @@ pub fn master_router_basic_auth(state: MasterState, rapi: maguey_rapi::Rapi) -> 
         .route("/luxi/jobs/{id}/cancel", post(cancel_job))
         .route("/luxi/archive", post(archive))
         .route("/luxi/watcher", post(watcher))
-        .route("/luxi/config", get(export_config))
-        .route("/luxi/join-token", post(join_token))
+        .route("/luxi/config", get(export_config_redacted))
         .route(
             "/luxi/instances/{name}/console",
             get(crate::console::master_console),
@@ -166,7 +173,7 @@ async fn basic_auth(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
-    match rapi.authorize(header, write) {
+    match rapi.authorize(header, write).await {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     }
@@ -202,6 +209,7 @@ fn submit_from(s: &MasterState, origin: Origin, req: SubmitRequest) -> Response 
     match submit_wire(&s.queue, origin, req.ops, req.priority) {
         Ok(id) => Json(json!({"job_id": id})).into_response(),
         Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e @ SubmitError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -296,9 +304,9 @@ async fn cancel_job(State(s): State<MasterState>, Path(id): Path<u64>) -> Respon
 }
 
 async fn archive(State(s): State<MasterState>, Json(a): Json<ArchiveRequest>) -> Response {
-    let n = s
-        .queue
-        .archive_older_than(Duration::from_secs_f64(a.age_secs.max(0.0)));
+    // A huge, infinite or NaN age must not panic the handler: it archives nothing old enough.
+    let age = Duration::try_from_secs_f64(a.age_secs.max(0.0)).unwrap_or(Duration::MAX);
+    let n = s.queue.archive_older_than(age);
     Json(json!({"archived": n})).into_response()
 }
 
@@ -375,6 +383,24 @@ async fn cluster_description(State(s): State<MasterState>) -> Response {
 
 async fn export_config(State(s): State<MasterState>) -> Response {
     Json(&*s.master.config.snapshot()).into_response()
+}
+
+/// `/luxi/config` for RAPI users: DRBD secrets replaced by `<redacted>` (only the admin
+/// certificate reads them).
+async fn export_config_redacted(State(s): State<MasterState>) -> Response {
+    let mut cfg = (*s.master.config.snapshot()).clone();
+    fn redact(disks: &mut [maguey_model::Disk]) {
+        for d in disks {
+            if let maguey_model::LogicalId::Drbd { secret, .. } = &mut d.logical_id {
+                *secret = "<redacted>".to_string();
+            }
+            redact(&mut d.children);
+        }
+    }
+    for inst in cfg.instances.values_mut() {
+        redact(&mut inst.disks);
+    }
+    Json(cfg).into_response()
 }
 
 /// `POST /luxi/join-token`: see [`JoinService::issue_token`].

@@ -87,6 +87,7 @@ impl JoinService {
                 return Err(JoinError::BadIp(ip.clone()));
             }
         }
+        self.purge_expired();
         let cfg = self.master.config.snapshot();
         if cfg.node_by_name(&r.node_name).is_some() {
             return Err(JoinError::NodeExists(r.node_name.clone()));
@@ -134,6 +135,20 @@ impl JoinService {
         })
     }
 
+    /// Removes the expired join tokens from the config (each one a config command; a token
+    /// that cannot be removed now is tried again at the next issue).
+    pub fn purge_expired(&self) {
+        let now = maguey_model::now();
+        let cfg = self.master.config.snapshot();
+        for t in cfg.join_tokens.values().filter(|t| t.expires < now) {
+            if let Err(e) = self.master.config.apply(Command::RemoveJoinToken {
+                node_name: t.node_name.clone(),
+            }) {
+                tracing::warn!("removing the expired join token of {}: {e}", t.node_name);
+            }
+        }
+    }
+
     /// A node presents its token and CSR: the token is used up, the CSR signed and
     /// OP_NODE_ADD queued.
     pub fn join(&self, r: &JoinRequest) -> Result<JoinResponse, JoinError> {
@@ -159,6 +174,8 @@ impl JoinService {
             .ca
             .sign_csr(&r.csr_pem, &r.node_name, &ips)
             .map_err(|e| JoinError::BadCsr(e.to_string()))?;
+        let certificate_fingerprint = maguey_rpc::fingerprint_pem(&cert_pem)
+            .map_err(|e| JoinError::Internal(e.to_string()))?;
         // One-time: the token is gone before the certificate leaves.
         self.master
             .config
@@ -174,12 +191,19 @@ impl JoinService {
             master_capable: None,
             vm_capable: None,
             room: (!tok.room.is_empty()).then(|| tok.room.clone()),
+            // Recorded with the node by OP_NODE_ADD: a certificate whose node was not added
+            // (the job failed) is nobody's, and commands nothing.
+            certificate_fingerprint: Some(certificate_fingerprint),
         });
         submit(&self.queue, Origin::Join, vec![op], 0)?;
         Ok(JoinResponse {
             cert_pem,
             ca_pem: self.ca.cert_pem.clone(),
             master_name: self.master.node_name.clone(),
+            master_certificate: cfg
+                .master_node()
+                .map(|n| n.certificate_fingerprint.clone())
+                .unwrap_or_default(),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! the join endpoints (`/join/ca`, `/join`) through which new nodes get their certificate.
 
 pub mod api;
+pub mod auth;
 pub mod console;
 pub mod join;
 pub mod metrics;
@@ -130,6 +131,7 @@ pub enum Stop {
 pub async fn run(args: Args) -> Result<()> {
     let dir = args.state_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    auth::harden_state_dir(&dir)?;
     if let Some(url) = &args.join {
         join(&args, url).await?;
     }
@@ -160,8 +162,11 @@ pub async fn run(args: Args) -> Result<()> {
     let node = Arc::new(runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
-    let mut router =
-        api::node_router(node.clone(), stop_tx.clone()).merge(metrics::node_router(node.clone()));
+    let auth = auth::NodeAuth {
+        state_dir: dir.clone(),
+    };
+    let mut router = api::node_router(node.clone(), stop_tx.clone(), auth)
+        .merge(metrics::node_router(node.clone()));
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
         let config = Arc::new(
@@ -188,6 +193,7 @@ pub async fn run(args: Args) -> Result<()> {
                 ..Default::default()
             },
         ));
+        record_master_identity(&config, &daemon.node_name, &identity, &ca, &dir)?;
         let state = api::MasterState {
             master: master.clone(),
             queue: queue.clone(),
@@ -229,14 +235,16 @@ pub async fn run(args: Args) -> Result<()> {
                     maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?
                 }
             };
+            let users_file = args
+                .rapi_users
+                .clone()
+                .unwrap_or_else(|| maguey_rapi::default_users_file(&dir));
+            auth::check_users_file_mode(&users_file)?;
             let rapi = maguey_rapi::Rapi::new(
                 master.clone(),
                 queue.clone(),
                 maguey_rapi::RapiConfig {
-                    users_file: args
-                        .rapi_users
-                        .clone()
-                        .unwrap_or_else(|| maguey_rapi::default_users_file(&dir)),
+                    users_file,
                     anonymous_reads: args.rapi_anonymous_reads,
                     max_body: maguey_rapi::DEFAULT_MAX_BODY,
                 },
@@ -357,10 +365,17 @@ async fn join(args: &Args, url: &str) -> Result<()> {
         bail!("--join needs --token, --node-name and --listen");
     };
     maguey_model::names::validate_hostname(name)?;
-    let identity = maguey_rpc::join::join(url, token, name)
-        .await
-        .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
+    let (identity, master_name, master_certificate) =
+        maguey_rpc::join::join_cluster(url, token, name)
+            .await
+            .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
     identity.save(dir).context("saving the node certificate")?;
+    // Until the first ssconf, the master named here is the one client this node obeys.
+    auth::JoinedMaster {
+        name: master_name,
+        certificate: master_certificate,
+    }
+    .save(dir)?;
     DaemonFile {
         node_name: name.clone(),
         listen,
@@ -369,6 +384,39 @@ async fn join(args: &Args, url: &str) -> Result<()> {
     }
     .save(dir)?;
     tracing::info!("joined the cluster at {url} as {name}");
+    Ok(())
+}
+
+/// On the master, at start: the config records this node's certificate (clusters initialised
+/// before identities were recorded get it now; nodes then learn it from the ssconf), and the
+/// state directory holds an admin certificate for the CLI (created if missing, mode 0600).
+fn record_master_identity(
+    config: &ConfigStore,
+    node_name: &str,
+    identity: &NodeIdentity,
+    ca: &maguey_rpc::ca::ClusterCa,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let cfg = config.snapshot();
+    let fingerprint = identity.fingerprint();
+    if let Some(node) = cfg.node_by_name(node_name) {
+        if node.certificate_fingerprint != fingerprint {
+            let mut node = node.clone();
+            node.certificate_fingerprint = fingerprint;
+            config
+                .apply(maguey_config::Command::UpdateNode { node })
+                .context("recording the master's certificate in the config")?;
+        }
+    }
+    if maguey_rpc::ca::NodeIdentity::load_admin(dir).is_err() {
+        ca.issue_admin()
+            .and_then(|admin| admin.save_admin(dir))
+            .map_err(|e| anyhow::anyhow!("creating the admin certificate: {e}"))?;
+        tracing::info!(
+            "created the admin certificate {}",
+            dir.join(maguey_rpc::ca::ADMIN_CERT_FILE).display()
+        );
+    }
     Ok(())
 }
 

@@ -46,7 +46,7 @@ async fn master_metrics(State(m): State<MasterMetrics>, req: Request) -> Respons
             .headers()
             .get(header::AUTHORIZATION)
             .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
-        if let Err(e) = m.rapi.authorize(auth, false) {
+        if let Err(e) = m.rapi.authorize(auth, false).await {
             return e.into_response();
         }
     }

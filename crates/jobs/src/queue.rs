@@ -38,6 +38,8 @@ struct Entry {
     current_op: usize,
     /// The job was picked by the scheduler and counts against the running limit.
     holds_slot: bool,
+    /// The job lent its slot while it waits for its child jobs ([`OpContext::wait_job`]).
+    lent_slot: bool,
 }
 
 impl Entry {
@@ -49,6 +51,7 @@ impl Entry {
             cancel: false,
             current_op: 0,
             holds_slot: false,
+            lent_slot: false,
         }
     }
 
@@ -477,7 +480,12 @@ impl JobQueue {
         ids.len()
     }
 
-    /// Number of jobs executing now.
+    /// Jobs queued and not yet picked by the scheduler.
+    pub fn queued_count(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
+    /// Jobs picked by the scheduler and not finished.
     pub fn running_count(&self) -> usize {
         lock(&self.state).running
     }
@@ -541,6 +549,34 @@ impl JobQueue {
         }
     }
 
+    /// A job waiting for its child jobs gives its slot to the queue meanwhile: however many
+    /// parents wait, their children can run.
+    fn lend_slot(&self, id: u64) {
+        {
+            let mut st = lock(&self.state);
+            if Self::free_slot(&mut st, id) {
+                if let Some(e) = st.jobs.get_mut(&id) {
+                    e.lent_slot = true;
+                }
+            }
+        }
+        self.schedule();
+    }
+
+    /// The waiting is over: the job runs again, counted again (at once, even beyond the
+    /// limit for a moment, so that a parent never waits behind queued jobs).
+    fn reclaim_slot(&self, id: u64) {
+        let mut st = lock(&self.state);
+        let Some(e) = st.jobs.get_mut(&id) else {
+            return;
+        };
+        if !std::mem::take(&mut e.lent_slot) || e.job.status.is_finalized() {
+            return;
+        }
+        e.holds_slot = true;
+        st.running += 1;
+    }
+
     async fn run_job(self: Arc<Self>, executor: Arc<dyn OpExecutor>, id: u64) {
         let ops = {
             let mut st = lock(&self.state);
@@ -589,6 +625,7 @@ impl JobQueue {
                 job_id: id,
                 op_index: i,
                 held: Mutex::new(BTreeMap::new()),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
             };
             let span = tracing::info_span!("opcode", index = i, op = op.op_id());
             let result = match catch_unwind(AssertUnwindSafe(|| executor.execute(op, &ctx))) {
@@ -782,6 +819,30 @@ pub struct OpContext {
     job_id: u64,
     op_index: usize,
     held: Mutex<BTreeMap<LockLevel, LockNames>>,
+    /// [`OpContext::wait_job`] calls in progress (the slot is lent while there are any).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// The slot lent for one [`OpContext::wait_job`]; given back when the last wait ends.
+struct SlotLoan<'a>(&'a OpContext);
+
+impl<'a> SlotLoan<'a> {
+    fn new(ctx: &'a OpContext) -> Self {
+        use std::sync::atomic::Ordering;
+        if ctx.waiting.fetch_add(1, Ordering::SeqCst) == 0 {
+            ctx.queue.lend_slot(ctx.job_id);
+        }
+        SlotLoan(ctx)
+    }
+}
+
+impl Drop for SlotLoan<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.0.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.queue.reclaim_slot(self.0.job_id);
+        }
+    }
 }
 
 impl OpContext {
@@ -886,7 +947,9 @@ impl OpContext {
 
     /// Waits until job `id` is finalized and returns it (`None` for an unknown job). Gives
     /// [`OpError::Canceled`] if this job is canceled meanwhile.
+    /// While it waits, the job's running slot is lent to the queue (its children need one).
     pub async fn wait_job(&self, id: u64) -> Result<Option<Job>, OpError> {
+        let _loan = SlotLoan::new(self);
         let mut known = None;
         let mut serial = 0;
         loop {

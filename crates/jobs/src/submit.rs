@@ -40,6 +40,13 @@ impl Origin {
     /// Why `op` may not be submitted from here, if it may not.
     fn refuses(self, op: &OpCode) -> Option<SubmitError> {
         match (self, op) {
+            (o, OpCode::NodeAdd(op))
+                if !matches!(o, Origin::Join) && op.certificate_fingerprint.is_some() =>
+            {
+                Some(SubmitError::Forbidden(
+                    "certificate_fingerprint is set by the join service only",
+                ))
+            }
             (Origin::MasterApi, _) => None,
             (_, OpCode::ClusterDestroy(_)) => Some(SubmitError::Forbidden(
                 "the cluster cannot be destroyed through the Remote API: use the master's CLI",
@@ -66,7 +73,13 @@ pub enum SubmitError {
     /// The queue refused or could not store the job.
     #[error(transparent)]
     Queue(#[from] JobError),
+    /// Too many jobs wait already (Remote API origins): try again later.
+    #[error("{0} jobs are queued already: try again later")]
+    Busy(usize),
 }
+
+/// Queued jobs beyond which the Remote API (RAPI and `maguey --cluster`) submits no more.
+pub const MAX_QUEUED_REMOTE: usize = 1000;
 
 /// Submits one job of `ops` at `priority`; answers its id.
 pub fn submit(
@@ -98,6 +111,12 @@ pub fn submit_by(
     }
     if queue.is_drained() {
         return Err(SubmitError::Drained);
+    }
+    if matches!(origin, Origin::Rapi | Origin::RemoteApi) {
+        let queued = queue.queued_count();
+        if queued >= MAX_QUEUED_REMOTE {
+            return Err(SubmitError::Busy(queued));
+        }
     }
     Ok(queue.submit_by(ops, priority, submitter, reason)?)
 }
@@ -214,5 +233,41 @@ mod tests {
         assert!(q.is_drained(), "the flag survives a reopen");
         q.set_drained(false).unwrap();
         assert!(submit_wire(&q, Origin::MasterApi, vec![delay], 0).is_ok());
+    }
+
+    #[test]
+    fn only_the_join_service_records_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let add = json!({"OP_ID": "OP_NODE_ADD", "node_name": "n2", "primary_ip": "192.0.2.2",
+                         "certificate_fingerprint": "ab".repeat(32)});
+        for origin in [Origin::MasterApi, Origin::RemoteApi, Origin::Rapi] {
+            assert!(matches!(
+                submit_wire(&q, origin, vec![add.clone()], 0),
+                Err(SubmitError::Forbidden(_))
+            ));
+        }
+        assert!(q.list(false).is_empty());
+        submit_wire(&q, Origin::Join, vec![add], 0).unwrap();
+    }
+
+    #[test]
+    fn remote_submissions_stop_at_the_queued_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not started: every job stays queued.
+        let q = queue(dir.path());
+        let delay = json!({"OP_ID": "OP_TEST_DELAY", "duration": 0});
+        let jobs: Vec<(Vec<OpCode>, i32)> = (0..MAX_QUEUED_REMOTE)
+            .map(|_| (vec![serde_json::from_value(delay.clone()).unwrap()], 0))
+            .collect();
+        q.submit_many(jobs).unwrap();
+        for origin in [Origin::Rapi, Origin::RemoteApi] {
+            assert_eq!(
+                submit_wire(&q, origin, vec![delay.clone()], 0),
+                Err(SubmitError::Busy(MAX_QUEUED_REMOTE))
+            );
+        }
+        // The master's own CLI (admin certificate) still submits.
+        submit_wire(&q, Origin::MasterApi, vec![delay], 0).unwrap();
     }
 }

@@ -100,6 +100,18 @@ impl Script {
                 "forever" => std::future::pending::<()>().await,
                 "result" => result = serde_json::from_str(arg).unwrap(),
                 "owned" => result = json!(ctx.owned(level(arg))),
+                "children" => {
+                    // Submits N child jobs and waits for them (like node evacuation).
+                    let n: usize = arg.parse().unwrap();
+                    let ids =
+                        ctx.submit_jobs((0..n).map(|_| vec![self::op(&["mark child"])]).collect())?;
+                    for id in ids {
+                        let job = ctx.wait_job(id).await?.expect("child exists");
+                        if job.status != JobStatus::Success {
+                            return Err(OpError::Exec(format!("child {id} failed")));
+                        }
+                    }
+                }
                 other => panic!("unknown step {other}"),
             }
         }
@@ -854,4 +866,26 @@ async fn a_thousand_jobs_run_quickly() {
     // suite flaky on a loaded machine. What must hold: every lock was given back.
     eprintln!("1000 jobs in {:?}", begin.elapsed());
     assert!(q.locks().is_empty());
+}
+
+/// Parents waiting for their children lend their running slot: 20 parents on a queue of 20
+/// slots, each with children, all complete (they would wait forever otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parents_waiting_for_children_do_not_starve_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, s) = started(dir.path(), 20);
+    let parents: Vec<u64> = (0..20)
+        .map(|_| {
+            q.submit(vec![op(&["children 2", "mark parent"])], 0)
+                .unwrap()
+        })
+        .collect();
+    for id in &parents {
+        assert_eq!(finished(&q, *id).await.status, JobStatus::Success);
+    }
+    let ev = s.events();
+    assert_eq!(ev.iter().filter(|e| *e == "child").count(), 40);
+    assert_eq!(ev.iter().filter(|e| *e == "parent").count(), 20);
+    // Every slot is given back.
+    until("no job counted as running", || q.running_count() == 0).await;
 }

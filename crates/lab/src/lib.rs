@@ -211,6 +211,23 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     } else {
         None
     };
+    if let Some(g) = &tiny {
+        // The nodes' host path policy (docs/security.md): the guest kernel's cache (under
+        // root's home) and the lab directory (test images) are allowed.
+        let mut policy = String::from("# maguey lab: directories kvm parameters may name\n");
+        for d in [g.kernel.parent(), g.initrd.parent(), Some(dir.as_path())]
+            .into_iter()
+            .flatten()
+        {
+            policy.push_str(&format!("dir {}\n", d.display()));
+        }
+        for n in &lab.nodes {
+            std::fs::write(
+                n.dir.join(maguey_node::hostpaths::HYPERVISOR_PATHS_FILE),
+                &policy,
+            )?;
+        }
+    }
     ensure_network(&lab)?;
     // VM NICs are taps in a bridge: a kvm lab run as root makes one for its nodes (with
     // namespaces, each node has its own `br0`, the default link).

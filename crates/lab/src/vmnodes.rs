@@ -12,7 +12,7 @@
 //! The cluster is initialised on the host (the same `init_cluster` as `maguey cluster init`)
 //! into a scratch directory whose files are then copied into node 1 before its `magueyd`
 //! starts; the other nodes join with one-time tokens. The host keeps what the CLI needs in
-//! `DIR/client` (`node.pem`, `node.key`, `ca.pem`, `ssconf.json`: `MAGUEY_DIR`), and reaches
+//! `DIR/client` (`admin.pem`, `admin.key`, `ca.pem`, `ssconf.json`: `MAGUEY_DIR`), and reaches
 //! the nodes through a veth pair from the root namespace to the testbed's bridge (root side
 //! `10.77.S.253/24`). `DIR/vmlab.json` records the VMs, the namespace and the veth, so that
 //! `lab env` and `lab down` work from another process.
@@ -555,12 +555,12 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
         tb.put_file(0, &init_dir.join(&rel), &dest)
             .with_context(|| format!("copying {} into node1", rel.display()))?;
     }
-    // The client side: the master node's identity and the ssconf (for the master's address).
+    // The client side: the admin certificate and the ssconf (for the master's address).
     if st.client_dir.exists() {
         std::fs::remove_dir_all(&st.client_dir)?;
     }
     std::fs::create_dir_all(&st.client_dir)?;
-    for f in ["node.pem", "node.key", "ca.pem", "ssconf.json"] {
+    for f in ["admin.pem", "admin.key", "ca.pem", "ssconf.json"] {
         std::fs::copy(init_dir.join(f), st.client_dir.join(f))
             .with_context(|| format!("copying {f} to {}", st.client_dir.display()))?;
     }

@@ -218,6 +218,10 @@ pub struct Node {
     /// The node's room (failure domain), empty for none; see [`crate::rooms`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub room: String,
+    /// SHA-256 (hex) of the node's certificate, recorded when it joined (empty in configs
+    /// written before identities were recorded). Forgotten when the node is removed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate_fingerprint: String,
 }
 
 impl Node {
@@ -276,8 +280,9 @@ impl Instance {
     }
 }
 
-/// Where a disk's data lives, per template (Ganeti's `logical_id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a disk's data lives, per template (Ganeti's `logical_id`). Its `Debug` shows a DRBD
+/// secret as `<redacted>` (messages and logs never carry it).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LogicalId {
     /// A sparse raw image file on the node.
@@ -295,6 +300,44 @@ pub enum LogicalId {
         minor_b: u32,
         secret: String,
     },
+}
+
+impl std::fmt::Debug for LogicalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogicalId::File { driver, path } => f
+                .debug_struct("File")
+                .field("driver", driver)
+                .field("path", path)
+                .finish(),
+            LogicalId::Sharedfile { driver, path } => f
+                .debug_struct("Sharedfile")
+                .field("driver", driver)
+                .field("path", path)
+                .finish(),
+            LogicalId::Plain { vg, lv } => f
+                .debug_struct("Plain")
+                .field("vg", vg)
+                .field("lv", lv)
+                .finish(),
+            LogicalId::Drbd {
+                node_a,
+                node_b,
+                port,
+                minor_a,
+                minor_b,
+                secret: _,
+            } => f
+                .debug_struct("Drbd")
+                .field("node_a", node_a)
+                .field("node_b", node_b)
+                .field("port", port)
+                .field("minor_a", minor_a)
+                .field("minor_b", minor_b)
+                .field("secret", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -371,6 +414,10 @@ pub struct Ssconf {
     pub offline_nodes: Vec<String>,
     pub master_candidates: Vec<String>,
     pub config_serial: u64,
+    /// SHA-256 (hex) of the master's certificate: the only client whose commands a node's
+    /// RPC server accepts (besides its own). Empty in configs without recorded identities.
+    #[serde(default)]
+    pub master_certificate: String,
 }
 
 impl Ssconf {
@@ -411,6 +458,9 @@ impl Ssconf {
                 .filter(|n| n.master_candidate)
                 .map(|n| n.name.clone())
                 .collect(),
+            master_certificate: master
+                .map(|n| n.certificate_fingerprint.clone())
+                .unwrap_or_default(),
             config_serial: cfg.serial_no,
         }
     }

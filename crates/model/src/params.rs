@@ -419,6 +419,43 @@ pub fn to_object(p: &Params) -> Map<String, Value> {
     p.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// Hypervisor parameters only the cluster level may set (`cluster modify -H`): an instance's
+/// or a RAPI user's own value would run any program or add any QEMU option as root.
+pub const CLUSTER_ONLY_HVPARAMS: &[&str] = &["kvm_extra"];
+
+/// Refuses instance-level hvparams that only the cluster level may set
+/// ([`CLUSTER_ONLY_HVPARAMS`]), and host paths with `..` or that are not absolute (the node
+/// checks them again against its allowlist: docs/security.md).
+pub fn check_instance_hvparams(params: &Params) -> Result<(), String> {
+    for key in CLUSTER_ONLY_HVPARAMS {
+        match params.get(*key) {
+            None => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(_) => {
+                return Err(format!(
+                    "hypervisor parameter {key} can only be set for the whole cluster by an \
+                     admin (maguey cluster modify -H), not per instance"
+                ))
+            }
+        }
+    }
+    for key in ["kvm_path", "kernel_path", "initrd_path", "cdrom_image_path"] {
+        let Some(Value::String(path)) = params.get(key) else {
+            continue;
+        };
+        if path.is_empty() {
+            continue;
+        }
+        let p = std::path::Path::new(path);
+        if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(format!(
+                "hypervisor parameter {key} '{path}' must be an absolute path without '..'"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -371,10 +371,17 @@ pub async fn image_info(
     format: Option<&str>,
     timeout: Duration,
 ) -> NodeResult<(String, u64)> {
-    let mut args = vec!["info".to_string(), "--output=json".to_string()];
-    if let Some(f) = format {
-        args.extend(["-f".to_string(), f.to_string()]);
+    // Always an explicit format: qemu's probing is never asked (docs/security.md).
+    let format = match format {
+        Some(f) => f.to_string(),
+        None => crate::image_safety::sniff_format(image)?,
+    };
+    if !FORMATS.contains(&format.as_str()) {
+        // Not handed to qemu at all (vmdk descriptors, for one, name other files).
+        return Ok((format, 0));
     }
+    let mut args = vec!["info".to_string(), "--output=json".to_string()];
+    args.extend(["-f".to_string(), format]);
     args.push(image.display().to_string());
     let out = run_tool(runner, &qemu_img()?, &args, timeout).await?;
     let v: Value = serde_json::from_slice(&out).map_err(|e| {
@@ -383,6 +390,7 @@ pub async fn image_info(
             image.display()
         ))
     })?;
+    crate::image_safety::refuse_external_files(image, &v)?;
     let fmt = v["format"].as_str().unwrap_or_default().to_string();
     let size = v["virtual-size"].as_u64().ok_or_else(|| {
         NodeError::command_failed(format!(
@@ -544,6 +552,12 @@ async fn run(
     }
     let target = imp.device_path(ctx, disk)?;
     let image = &params.image;
+    crate::hostpaths::check_host_path(
+        &ctx.state_dir,
+        ctx.checked_file_storage_path().ok().as_deref(),
+        "image",
+        &image.display().to_string(),
+    )?;
     if !is_image_source(image) {
         return Err(NodeError::not_found(format!(
             "image {} (OS parameter image of instance {name}) does not exist on node {node}",

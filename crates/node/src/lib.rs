@@ -12,8 +12,10 @@ pub mod blockcopy;
 pub mod error;
 pub mod exec;
 pub mod hooks;
+pub mod hostpaths;
 pub mod hypervisor;
 pub mod image;
+pub mod image_safety;
 pub mod migration;
 pub mod network;
 pub mod os;
@@ -37,7 +39,16 @@ use storage::StorageContext;
 /// File name of the ssconf in the state directory.
 pub const SSCONF_FILE: &str = "ssconf.json";
 /// Files removed when the node leaves the cluster.
-pub const CLUSTER_FILES: &[&str] = &["node.pem", "node.key", "ca.pem", "ca.key", SSCONF_FILE];
+pub const CLUSTER_FILES: &[&str] = &[
+    "node.pem",
+    "node.key",
+    "ca.pem",
+    "ca.key",
+    SSCONF_FILE,
+    "admin.pem",
+    "admin.key",
+    "joined-master.json",
+];
 /// Most console output one `instance_console` answer carries.
 pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
 /// Longest `TestDelay` accepted (seconds).

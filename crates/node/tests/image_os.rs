@@ -109,10 +109,12 @@ fn all(data: &[u8], byte: u8) -> bool {
 #[tokio::test]
 async fn qcow2_image_written_onto_disk0_and_reinstalled() {
     let dir = tempfile::tempdir().unwrap();
+    // Source images outside the node's state directory (refused there: docs/security.md).
+    let imgs = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let target = make_disk(&rt, dir.path(), "vm1", 8).await;
     // A 4 MiB qcow2 image: 1 MiB of 0x5a at 0, 64 KiB of 0xa5 at 3 MiB, zeroes elsewhere.
-    let img = dir.path().join("base.qcow2");
+    let img = imgs.path().join("base.qcow2");
     let img_s = img.to_str().unwrap();
     run("qemu-img", &["create", "-q", "-f", "qcow2", img_s, "4M"]);
     run(
@@ -151,7 +153,7 @@ async fn qcow2_image_written_onto_disk0_and_reinstalled() {
     );
 
     // Reinstall from a raw image (format detected) does the same.
-    let raw = dir.path().join("pattern.raw");
+    let raw = imgs.path().join("pattern.raw");
     let pattern: Vec<u8> = (0..2 * MIB).map(|i| (i % 251) as u8).collect();
     std::fs::write(&raw, &pattern).unwrap();
     let v = os_add(
@@ -192,9 +194,11 @@ async fn qcow2_image_written_onto_disk0_and_reinstalled() {
 #[tokio::test]
 async fn too_large_and_missing_images_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
+    // Source images outside the node's state directory (refused there: docs/security.md).
+    let imgs = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let target = make_disk(&rt, dir.path(), "vm2", 4).await;
-    let big = dir.path().join("big.qcow2");
+    let big = imgs.path().join("big.qcow2");
     run(
         "qemu-img",
         &["create", "-q", "-f", "qcow2", big.to_str().unwrap(), "16M"],
@@ -217,7 +221,7 @@ async fn too_large_and_missing_images_fail_clearly() {
         "nothing written"
     );
 
-    let missing = dir.path().join("nope.qcow2");
+    let missing = imgs.path().join("nope.qcow2");
     let e = os_add(
         &rt,
         install("vm2", 4, &[("image", missing.to_str().unwrap().into())]),
@@ -240,7 +244,7 @@ async fn too_large_and_missing_images_fail_clearly() {
     assert!(e.contains("needs the OS parameter image"), "{e}");
 
     // A missing disk.
-    let raw = dir.path().join("small.raw");
+    let raw = imgs.path().join("small.raw");
     std::fs::write(&raw, vec![1u8; MIB]).unwrap();
     let e = os_add(
         &rt,
@@ -253,7 +257,7 @@ async fn too_large_and_missing_images_fail_clearly() {
     assert!(e.contains("disk/0 of instance vm3 is missing"), "{e}");
 
     // Not raw or qcow2.
-    let vmdk = dir.path().join("x.vmdk");
+    let vmdk = imgs.path().join("x.vmdk");
     run(
         "qemu-img",
         &["create", "-q", "-f", "vmdk", vmdk.to_str().unwrap(), "1M"],
@@ -291,9 +295,11 @@ fn iso_file(iso: &Path, name: &str) -> String {
 #[tokio::test]
 async fn cloud_init_seed_written_and_attached_as_cdrom() {
     let dir = tempfile::tempdir().unwrap();
+    // Source images outside the node's state directory (refused there: docs/security.md).
+    let imgs = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     make_disk(&rt, dir.path(), "web1.example.com", 4).await;
-    let raw = dir.path().join("img.raw");
+    let raw = imgs.path().join("img.raw");
     std::fs::write(&raw, vec![7u8; MIB]).unwrap();
     let keys = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0 alice@example.com,\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB bob";
     let v = os_add(
@@ -429,7 +435,11 @@ async fn cloud_init_seed_written_and_attached_as_cdrom() {
     // A missing CD-ROM image is a clear error.
     hv.insert(
         "cdrom_image_path".into(),
-        dir.path().join("gone.iso").to_str().unwrap().into(),
+        dir.path()
+            .join("file-storage/gone.iso")
+            .to_str()
+            .unwrap()
+            .into(),
     );
     let inst = InstanceRuntime {
         name: "web1.example.com".into(),

@@ -8,11 +8,15 @@
 use base64::Engine;
 use md5::Md5;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 use subtle::ConstantTimeEq;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Ganeti's authentication realm; part of `{HA1}` hashes.
 pub const REALM: &str = "Ganeti Remote API";
@@ -165,7 +169,21 @@ pub fn parse_authorization(header: Option<&str>) -> Credentials {
 pub struct UsersFile {
     path: PathBuf,
     cache: Mutex<Cache>,
+    /// Per user name: first failure of the window, failures, the turn of throttled attempts.
+    failures: Mutex<HashMap<String, Failures>>,
 }
+
+/// A user name's failed logins: since when, how many, the turn of its throttled attempts.
+type Failures = (Instant, u32, Arc<tokio::sync::Mutex<()>>);
+
+/// Failed logins of one user name within [`FAILURE_WINDOW`] before its further attempts are
+/// refused (unchecked) until the window ends.
+pub const MAX_FAILED_LOGINS: u32 = 10;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a throttled failed attempt holds its user name's turn.
+pub const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(250);
+/// Checked for unknown users, so that they cost what a known user costs.
+const UNKNOWN_USER_ENTRY: &str = "{HA1}00000000000000000000000000000000";
 
 #[derive(Default)]
 struct Cache {
@@ -178,6 +196,7 @@ impl UsersFile {
         UsersFile {
             path,
             cache: Mutex::new(Cache::default()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -204,8 +223,58 @@ impl UsersFile {
             };
             c.stamp = stamp;
         }
-        let u = c.users.get(name)?;
-        verify_password(name, password, &u.password).then_some(u.access)
+        let (entry, access) = match c.users.get(name) {
+            Some(u) => (u.password.clone(), Some(u.access)),
+            None => (UNKNOWN_USER_ENTRY.to_string(), None),
+        };
+        drop(c);
+        // The same work whoever asks: both schemes' digests, known user or not.
+        let ok = verify_password(name, password, &entry);
+        std::hint::black_box((
+            same_secret(password.as_bytes(), entry.as_bytes()),
+            ha1_digest(name, password),
+        ));
+        access.filter(|_| ok)
+    }
+
+    /// [`UsersFile::authenticate`], throttled for a user name with too many recent failures
+    /// ([`MAX_FAILED_LOGINS`] within [`FAILURE_WINDOW`]): its attempts then take turns, and
+    /// each failed one holds the turn for [`FAILED_LOGIN_DELAY`], so that guesses come at
+    /// most four a second whatever the parallelism, while the right password still gets in.
+    pub async fn login(&self, name: &str, password: &str) -> Option<Access> {
+        let gate = {
+            let now = Instant::now();
+            let mut f = lock(&self.failures);
+            f.retain(|_, (since, _, _)| now.duration_since(*since) < FAILURE_WINDOW);
+            match f.get(name) {
+                Some((_, n, gate)) if *n >= MAX_FAILED_LOGINS => Some(gate.clone()),
+                _ => None,
+            }
+        };
+        let Some(gate) = gate else {
+            let r = self.authenticate(name, password);
+            if r.is_none() {
+                self.failed(name);
+            }
+            return r;
+        };
+        let _turn = gate.lock().await;
+        let r = self.authenticate(name, password);
+        if r.is_none() {
+            self.failed(name);
+            tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+        }
+        r
+    }
+
+    fn failed(&self, name: &str) {
+        let mut f = lock(&self.failures);
+        // Bounded memory: names tried by a flood are forgotten beyond this.
+        if f.len() < 10_000 || f.contains_key(name) {
+            f.entry(name.to_string())
+                .or_insert_with(|| (Instant::now(), 0, Arc::default()))
+                .1 += 1;
+        }
     }
 }
 
@@ -318,5 +387,38 @@ mod tests {
         std::fs::write(&p, "a ccc read\n").unwrap();
         assert!(f.authenticate("a", "b").is_none());
         assert!(!f.authenticate("a", "ccc").unwrap().write);
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_throttled_per_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("users");
+        std::fs::write(&p, "a secret write\nb other\n").unwrap();
+        let f = UsersFile::new(p);
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(f.login("a", "guess").await.is_none());
+        }
+        // Throttled now: each further failure holds the user's turn; the right password
+        // still gets in; other users are not throttled.
+        let t1 = tokio::time::Instant::now();
+        let guesses = wrong_guesses(&f, 2).await;
+        assert!(guesses.iter().all(|g| g.is_none()));
+        assert!(t1.elapsed() >= FAILED_LOGIN_DELAY * 2, "{:?}", t1.elapsed());
+        assert!(f.login("a", "secret").await.unwrap().write);
+        assert!(f.login("b", "other").await.is_some());
+        assert!(f.login("zed", "x").await.is_none());
+    }
+
+    /// `n` wrong guesses for user `a`, one after the other.
+    async fn wrong_guesses(f: &UsersFile, n: usize) -> Vec<Option<Access>> {
+        let mut set = Vec::new();
+        for _ in 0..n {
+            set.push(f.login("a", "guess"));
+        }
+        let mut out = Vec::new();
+        for fut in set {
+            out.push(fut.await);
+        }
+        out
     }
 }

@@ -74,8 +74,8 @@ impl Rapi {
     }
 
     /// Checks an `Authorization` header against the users file (see [`authorize`]).
-    pub fn authorize(&self, header: Option<&str>, write: bool) -> Result<(), ApiError> {
-        authorize(&self.inner.users, self.inner.anonymous_reads, header, write)
+    pub async fn authorize(&self, header: Option<&str>, write: bool) -> Result<(), ApiError> {
+        authorize(&self.inner.users, self.inner.anonymous_reads, header, write).await
     }
 
     /// The router: every path goes through [`handle`].
@@ -237,7 +237,7 @@ fn split_path(path: &str) -> Result<Vec<String>, ApiError> {
 
 /// Checks a request's `Authorization` header: 401 without valid credentials (unless an
 /// anonymous read is allowed), 403 when the user lacks the access the request needs.
-pub fn authorize(
+pub async fn authorize(
     users: &UsersFile,
     anonymous_reads: bool,
     header: Option<&str>,
@@ -247,11 +247,10 @@ pub fn authorize(
     let access: Option<Access> = match parse_authorization(header) {
         Credentials::None => None,
         Credentials::Malformed => return Err(unauthorized()),
-        Credentials::Basic { user, password } => Some(
-            users
-                .authenticate(&user, &password)
-                .ok_or_else(unauthorized)?,
-        ),
+        Credentials::Basic { user, password } => match users.login(&user, &password).await {
+            Some(a) => Some(a),
+            None => return Err(unauthorized()),
+        },
     };
     match access {
         None if !write && anonymous_reads => Ok(()),
@@ -289,7 +288,8 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
         r.anonymous_reads,
         auth_header,
         needs_write(&method, &segs),
-    )?;
+    )
+    .await?;
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -354,33 +354,62 @@ mod tests {
         )
     }
 
-    #[test]
-    fn access_rules() {
+    async fn code(users: &UsersFile, anon: bool, h: Option<String>, write: bool) -> Option<u16> {
+        authorize(users, anon, h.as_deref(), write)
+            .await
+            .err()
+            .map(|e| e.status.as_u16())
+    }
+
+    #[tokio::test]
+    async fn access_rules() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("users");
         std::fs::write(&p, "w wpw write\nr rpw read\nn npw\n").unwrap();
         let users = UsersFile::new(p);
-        let code = |anon: bool, h: Option<String>, write: bool| {
-            authorize(&users, anon, h.as_deref(), write)
-                .err()
-                .map(|e| e.status.as_u16())
-        };
         // Writers read and write; readers (and users without options) only read.
-        assert_eq!(code(false, Some(basic("w", "wpw")), true), None);
-        assert_eq!(code(false, Some(basic("w", "wpw")), false), None);
-        assert_eq!(code(false, Some(basic("r", "rpw")), false), None);
-        assert_eq!(code(false, Some(basic("r", "rpw")), true), Some(403));
-        assert_eq!(code(false, Some(basic("n", "npw")), true), Some(403));
+        assert_eq!(
+            code(&users, false, Some(basic("w", "wpw")), true).await,
+            None
+        );
+        assert_eq!(
+            code(&users, false, Some(basic("w", "wpw")), false).await,
+            None
+        );
+        assert_eq!(
+            code(&users, false, Some(basic("r", "rpw")), false).await,
+            None
+        );
+        assert_eq!(
+            code(&users, false, Some(basic("r", "rpw")), true).await,
+            Some(403)
+        );
+        assert_eq!(
+            code(&users, false, Some(basic("n", "npw")), true).await,
+            Some(403)
+        );
         // Wrong or missing credentials.
-        assert_eq!(code(false, Some(basic("w", "x")), false), Some(401));
-        assert_eq!(code(false, Some(basic("zz", "wpw")), false), Some(401));
-        assert_eq!(code(false, Some("Basic ***".into()), false), Some(401));
-        assert_eq!(code(false, None, false), Some(401));
+        assert_eq!(
+            code(&users, false, Some(basic("w", "x")), false).await,
+            Some(401)
+        );
+        assert_eq!(
+            code(&users, false, Some(basic("zz", "wpw")), false).await,
+            Some(401)
+        );
+        assert_eq!(
+            code(&users, false, Some("Basic ***".into()), false).await,
+            Some(401)
+        );
+        assert_eq!(code(&users, false, None, false).await, Some(401));
         // Anonymous reads only when configured, never anonymous writes; bad credentials
         // stay refused even then.
-        assert_eq!(code(true, None, false), None);
-        assert_eq!(code(true, None, true), Some(401));
-        assert_eq!(code(true, Some(basic("w", "x")), false), Some(401));
+        assert_eq!(code(&users, true, None, false).await, None);
+        assert_eq!(code(&users, true, None, true).await, Some(401));
+        assert_eq!(
+            code(&users, true, Some(basic("w", "x")), false).await,
+            Some(401)
+        );
     }
 
     #[test]

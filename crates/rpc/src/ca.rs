@@ -36,6 +36,15 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const NODE_CERT_FILE: &str = "node.pem";
 pub const NODE_KEY_FILE: &str = "node.key";
+/// The admin client certificate (the CLI's identity), separate from every node certificate.
+pub const ADMIN_CERT_FILE: &str = "admin.pem";
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+/// The organizational unit that marks an admin certificate. The CA never puts an OU into a
+/// node certificate (subjects of node certificates come from the CA, not from the CSR), so
+/// only a certificate issued by [`ClusterCa::issue_admin`] carries it.
+pub const ADMIN_OU: &str = "Maguey cluster administrator";
+/// The common name of admin certificates (not a valid node name: it has a space).
+pub const ADMIN_CN: &str = "maguey admin";
 
 /// The cluster certificate authority (kept on the master and master candidates).
 #[derive(Clone)]
@@ -171,6 +180,40 @@ fn node_params(node_name: &str, ips: &[IpAddr]) -> Result<CertificateParams> {
     Ok(params)
 }
 
+/// Parameters of an admin client certificate: client auth only, marked by [`ADMIN_OU`].
+fn admin_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, ADMIN_CN);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Maguey");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, ADMIN_OU);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let year = current_year();
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + 10, 12, 31);
+    params.serial_number = Some(random_serial());
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+/// Whether a DER certificate is an admin certificate (its subject carries [`ADMIN_OU`]).
+/// Only meaningful for a certificate already verified against the cluster CA.
+pub fn is_admin_der(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let admin = cert
+        .subject()
+        .iter_organizational_unit()
+        .any(|ou| ou.as_str() == Ok(ADMIN_OU));
+    admin
+}
+
 impl ClusterCa {
     /// Generates a new CA (ECDSA P-256, valid ~20 years) for `cluster_name`.
     pub fn generate(cluster_name: &str) -> Result<Self> {
@@ -259,6 +302,21 @@ impl ClusterCa {
         })
     }
 
+    /// Issues a new admin client certificate (see [`ADMIN_OU`]); save it with
+    /// [`NodeIdentity::save_admin`].
+    pub fn issue_admin(&self) -> Result<NodeIdentity> {
+        let (ca_cert, ca_key) = self.issuer()?;
+        let key = KeyPair::generate().map_err(invalid("cannot generate a key"))?;
+        let cert = admin_params()
+            .signed_by(&key, &ca_cert, &ca_key)
+            .map_err(invalid("cannot sign the admin certificate"))?;
+        Ok(NodeIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: self.cert_pem.clone(),
+        })
+    }
+
     /// Signs a certificate signing request. Only the CSR's public key (and its self-signature,
     /// which is checked) is used: subject and SANs come from `node_name` and `ips`.
     pub fn sign_csr(&self, csr_pem: &str, node_name: &str, ips: &[IpAddr]) -> Result<String> {
@@ -295,6 +353,35 @@ impl NodeIdentity {
         write(dir.join(NODE_KEY_FILE), &self.key_pem, 0o600)?;
         write(dir.join(NODE_CERT_FILE), &self.cert_pem, 0o644)?;
         write(dir.join(CA_CERT_FILE), &self.ca_pem, 0o644)
+    }
+
+    /// Loads the admin certificate (`admin.pem`, `admin.key`) and `ca.pem` from `dir`.
+    pub fn load_admin(dir: &Path) -> Result<Self> {
+        let id = NodeIdentity {
+            cert_pem: read(dir.join(ADMIN_CERT_FILE))?,
+            key_pem: read(dir.join(ADMIN_KEY_FILE))?,
+            ca_pem: read(dir.join(CA_CERT_FILE))?,
+        };
+        if !is_admin_der(&cert_der_from_pem(&id.cert_pem)?) {
+            return Err(CertError::Invalid(format!(
+                "{} is not an admin certificate",
+                dir.join(ADMIN_CERT_FILE).display()
+            )));
+        }
+        cert_der_from_pem(&id.ca_pem)?;
+        Ok(id)
+    }
+
+    /// Saves an admin certificate as `admin.pem` and `admin.key` (both 0600: root only) into
+    /// `dir`, and `ca.pem` unless it is there.
+    pub fn save_admin(&self, dir: &Path) -> Result<()> {
+        ensure_dir(dir)?;
+        write(dir.join(ADMIN_KEY_FILE), &self.key_pem, 0o600)?;
+        write(dir.join(ADMIN_CERT_FILE), &self.cert_pem, 0o600)?;
+        if !dir.join(CA_CERT_FILE).exists() {
+            write(dir.join(CA_CERT_FILE), &self.ca_pem, 0o644)?;
+        }
+        Ok(())
     }
 
     /// A new key pair and a CSR (PEM) for `node_name`: returns `(csr_pem, key_pem)`.

@@ -39,6 +39,10 @@ pub struct JoinResponse {
     pub cert_pem: String,
     pub ca_pem: String,
     pub master_name: String,
+    /// SHA-256 (hex) of the master's certificate: the one client whose commands the new
+    /// node accepts until its first ssconf (empty from masters that do not record it).
+    #[serde(default)]
+    pub master_certificate: String,
 }
 
 /// SHA-256 (hex) of the secret string as given (its UTF-8 bytes).
@@ -107,6 +111,18 @@ pub async fn join(
     token: &str,
     node_name: &str,
 ) -> Result<NodeIdentity, RpcError> {
+    join_cluster(master_url, token, node_name)
+        .await
+        .map(|(id, _, _)| id)
+}
+
+/// [`join`], also answering the master's name and certificate fingerprint (see
+/// [`JoinResponse::master_certificate`]).
+pub async fn join_cluster(
+    master_url: &str,
+    token: &str,
+    node_name: &str,
+) -> Result<(NodeIdentity, String, String), RpcError> {
     let (secret, fingerprint) = parse_token(token).map_err(RpcError::Protocol)?;
     let base = master_url.trim_end_matches('/');
 
@@ -183,7 +199,7 @@ pub async fn join(
     // The certificate must fit our key and be signed by the CA.
     crate::tls::client_config(&id)
         .map_err(|e| RpcError::Protocol(format!("the master sent an unusable certificate: {e}")))?;
-    Ok(id)
+    Ok((id, answer.master_name, answer.master_certificate))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod ca;
 pub mod client;
 pub mod console;
 pub mod join;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 pub mod tls;
@@ -27,5 +28,5 @@ pub use join::{
     join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,
 };
 pub use protocol::*;
-pub use server::{require_peer_cert, serve, PeerCert, PeerIdentity};
+pub use server::{require_admin_cert, require_peer_cert, serve, PeerCert, PeerIdentity};
 pub use tls::{client_config, server_config};

@@ -1,7 +1,7 @@
 //! HTTPS server with optional client certificates: an accept loop over tokio-rustls and hyper
 //! that hands every request to an axum [`Router`], tagged with the peer's identity.
 
-use crate::ca::{common_name_der, fingerprint_der};
+use crate::ca::{common_name_der, fingerprint_der, is_admin_der};
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -30,6 +30,8 @@ pub struct PeerCert {
     pub common_name: String,
     /// SHA-256 (hex) of the certificate's DER.
     pub fingerprint: String,
+    /// An admin client certificate ([`crate::ca::ADMIN_OU`]), not a node's.
+    pub admin: bool,
 }
 
 /// Inserted into every request's extensions by [`serve`]: the client certificate, if the peer
@@ -64,6 +66,19 @@ pub async fn require_peer_cert(req: Request, next: Next) -> Response {
     }
 }
 
+/// The message of the 403 answered by [`require_admin_cert`].
+pub const ADMIN_CERT_REQUIRED: &str =
+    "an admin client certificate is required (a node's certificate is not an admin's)";
+
+/// axum middleware: answers 403 Forbidden unless the peer presented an admin certificate of
+/// the cluster (see [`crate::ca::ClusterCa::issue_admin`]). Node certificates are refused.
+pub async fn require_admin_cert(req: Request, next: Next) -> Response {
+    match req.extensions().get::<PeerIdentity>() {
+        Some(PeerIdentity(Some(p))) if p.admin => next.run(req).await,
+        _ => (StatusCode::FORBIDDEN, ADMIN_CERT_REQUIRED).into_response(),
+    }
+}
+
 /// `router.layer(from_fn(require_peer_cert))`, for convenience.
 pub fn with_peer_cert_required(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(require_peer_cert))
@@ -76,6 +91,7 @@ fn peer_of(conn: &rustls::ServerConnection) -> PeerIdentity {
         .map(|der| PeerCert {
             common_name: common_name_der(der).unwrap_or_default(),
             fingerprint: fingerprint_der(der),
+            admin: is_admin_der(der),
         });
     PeerIdentity(cert)
 }
@@ -93,6 +109,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let limits = crate::limits::ConnectionLimits::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -111,10 +128,17 @@ pub async fn serve(
                 continue;
             }
         };
+        // Bounded connections: a flood from one address leaves room for the others.
+        let Some(slot) = limits.admit(remote.ip()) else {
+            tracing::debug!("connection from {remote} refused: too many open connections");
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let router = router.clone();
         let mut stop_rx = stop_rx.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -132,12 +156,18 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(remote));
                 let mut router = router.clone();
                 async move {
-                    let req = req.map(axum::body::Body::new);
+                    let req = req.map(|b| {
+                        axum::body::Body::new(crate::limits::TimeoutBody::new(
+                            b,
+                            crate::limits::BODY_READ_TIMEOUT,
+                        ))
+                    });
                     tower::Service::call(&mut router, req).await
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .header_read_timeout(crate::limits::HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), svc)
                 // Console connections switch protocols (see `crate::console`).
                 .with_upgrades();

@@ -4,9 +4,9 @@
 //! against the cluster CA; routes that need an authenticated peer use
 //! [`crate::server::require_peer_cert`]. Clients trust only the cluster CA (no system roots).
 //!
-//! Like Ganeti (which uses one cluster-wide server certificate), clients check that the server
-//! certificate is signed by the cluster CA but do not check that it names the address dialled,
-//! so nodes can be reached by any of their addresses.
+//! Unlike Ganeti (which uses one cluster-wide server certificate), every node has its own
+//! certificate naming its addresses, and clients check that the server certificate is signed
+//! by the cluster CA *and* names the address dialled: a node cannot pose as another.
 
 use crate::ca::{cert_der_from_pem, CertError, NodeIdentity, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -15,10 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::sync::Arc;
 
 /// The crypto provider used everywhere (ring), independent of any process-wide default.
@@ -115,7 +112,9 @@ pub(crate) fn insecure_client_config() -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-/// Verifies the chain against the cluster CA, ignoring the server name.
+/// Verifies the chain against the cluster CA and that the certificate names the address
+/// dialled (a node's certificate carries its primary and secondary IPs, set by the CA): a node
+/// cannot pose as another node or as the master.
 #[derive(Debug)]
 struct ClusterServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
@@ -130,19 +129,8 @@ impl ServerCertVerifier for ClusterServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            Ok(v) => Ok(v),
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            Err(e) => Err(e),
-        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

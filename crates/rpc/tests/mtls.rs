@@ -284,6 +284,7 @@ async fn join_handler(
         cert_pem: cert,
         ca_pem: st.ca.cert_pem.clone(),
         master_name: "master".into(),
+        master_certificate: String::new(),
     }))
 }
 
@@ -333,4 +334,165 @@ async fn join_flow() {
     assert!(parse_token(&secret).is_err());
 
     server.stop().await;
+}
+
+#[tokio::test]
+async fn clients_refuse_a_server_presenting_another_nodes_certificate() {
+    let ca = ClusterCa::generate("c").unwrap();
+    // node2 owns 127.0.0.1 (the address dialled); node3's certificate names another address.
+    let node2 = ca.issue("node2", &[LOCAL]).unwrap();
+    let node3 = ca
+        .issue("node3", &["127.0.0.3".parse::<IpAddr>().unwrap()])
+        .unwrap();
+    let master = ca.issue("master", &["127.0.0.9".parse().unwrap()]).unwrap();
+    let client = RpcClient::new(&master, TIMEOUT).unwrap();
+
+    let real = Server::start(&node2, protected_router()).await;
+    let v: VersionInfo = client
+        .call(&real.addr.to_string(), &NodeRequest::Version)
+        .await
+        .expect("the real node2");
+    assert_eq!(v.node_name, "master"); // (the test router's canned answer)
+    real.stop().await;
+
+    // node3 poses as node2 (same address, its own valid cluster certificate): refused.
+    let impostor = Server::start(&node3, protected_router()).await;
+    let r = client
+        .call::<VersionInfo>(&impostor.addr.to_string(), &NodeRequest::Version)
+        .await;
+    match r {
+        Err(RpcError::Unreachable(m)) => assert!(m.contains("certificate"), "{m}"),
+        other => panic!("a server with another node's certificate was accepted: {other:?}"),
+    }
+    // The admin certificate is a client certificate only: a server cannot use it.
+    let admin = ca.issue_admin().unwrap();
+    let fake = Server::start(&admin, protected_router()).await;
+    let r = client
+        .call::<VersionInfo>(&fake.addr.to_string(), &NodeRequest::Version)
+        .await;
+    assert!(matches!(r, Err(RpcError::Unreachable(_))), "{r:?}");
+    impostor.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn admin_certificates_are_told_apart_from_node_certificates() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let server_id = ca.issue("master", &[LOCAL]).unwrap();
+    let router = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(axum::middleware::from_fn(maguey_rpc::require_admin_cert));
+    let server = Server::start(&server_id, router).await;
+    let admin = ca.issue_admin().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    admin.save_admin(dir.path()).unwrap();
+    let loaded = NodeIdentity::load_admin(dir.path()).unwrap();
+    assert_eq!(loaded.fingerprint(), admin.fingerprint());
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["admin.pem", "admin.key"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let who: serde_json::Value = RpcClient::new(&loaded, TIMEOUT)
+        .unwrap()
+        .get_json(&server.url("/whoami"))
+        .await
+        .expect("the admin");
+    assert_eq!(who["fp"], admin.fingerprint());
+    // A node certificate (even the master's own) is not an admin's.
+    for id in [&server_id, &ca.issue("node2", &[LOCAL]).unwrap()] {
+        let e = RpcClient::new(id, TIMEOUT)
+            .unwrap()
+            .get_json::<serde_json::Value>(&server.url("/whoami"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("admin client certificate"), "{e}");
+    }
+    // A node's CSR asking for the admin OU gets a node subject anyway.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationalUnitName,
+        maguey_rpc::ca::ADMIN_OU,
+    );
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let cert = ca.sign_csr(&csr, "node5", &[LOCAL]).unwrap();
+    let der = maguey_rpc::ca::cert_der_from_pem(&cert).unwrap();
+    assert!(!maguey_rpc::ca::is_admin_der(&der));
+    // A node directory is not an admin's.
+    let ndir = tempfile::tempdir().unwrap();
+    server_id.save(ndir.path()).unwrap();
+    std::fs::copy(ndir.path().join("node.pem"), ndir.path().join("admin.pem")).unwrap();
+    std::fs::copy(ndir.path().join("node.key"), ndir.path().join("admin.key")).unwrap();
+    assert!(NodeIdentity::load_admin(ndir.path()).is_err());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_flood_from_one_address_leaves_room_for_others() {
+    use tokio::io::AsyncWriteExt;
+    let ca = ClusterCa::generate("c").unwrap();
+    // The server listens on every loopback address; the flood comes from 127.0.0.1.
+    let server_id = ca
+        .issue("master", &[LOCAL, "127.0.0.2".parse().unwrap()])
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        server_config(&server_id).unwrap(),
+        protected_router(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // Many connections that never finish their TLS handshake or request.
+    let mut flood = Vec::new();
+    for _ in 0..(maguey_rpc::limits::MAX_CONNECTIONS_PER_PEER + 20) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = s.write_all(b"\x16\x03\x01").await; // a TLS record header, then nothing
+        flood.push(s);
+    }
+    // One more from the flooding address: closed at once.
+    {
+        use tokio::io::AsyncReadExt;
+        let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = extra.write_all(b"\x16\x03\x01").await;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("the server closes a connection over the per-address bound");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    // Another client, from another address, is still served.
+    let node = ca.issue("node1", &[LOCAL]).unwrap();
+    let tls =
+        maguey_rpc::tls::client_config_with(&ca.cert_pem, Some((&node.cert_pem, &node.key_pem)))
+            .unwrap();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address("127.0.0.3".parse::<IpAddr>().unwrap())
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let who: serde_json::Value = http
+        .get(format!("https://127.0.0.2:{port}/whoami"))
+        .send()
+        .await
+        .expect("served despite the flood")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["cn"], "node1");
+    drop(flood);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

@@ -88,12 +88,12 @@ struct Connection {
 }
 
 impl Connection {
-    /// Mutual TLS with the certificate of the node state directory `dir`.
+    /// Mutual TLS with the admin certificate of the directory `dir`.
     fn local(dir: &Path) -> CliResult<Connection> {
-        let identity = NodeIdentity::load(dir).map_err(|e| {
+        let identity = NodeIdentity::load_admin(dir).map_err(|e| {
             CliError::Unreachable(format!(
-                "cannot reach the master: no cluster identity in {} ({e}); set MAGUEY_DIR to \
-                 a node's state directory",
+                "cannot reach the master: no admin certificate in {} ({e}); set MAGUEY_DIR \
+                 to the master's state directory",
                 dir.display()
             ))
         })?;
@@ -121,6 +121,7 @@ impl Connection {
         use maguey_client::client::{
             ENV_RAPI_CA, ENV_RAPI_CREDENTIALS, ENV_RAPI_PASSWORD, ENV_RAPI_USER,
         };
+        maguey_client::client::require_https(url).map_err(usage)?;
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let (user, password) = match (var(ENV_RAPI_USER), var(ENV_RAPI_PASSWORD)) {
             (Some(u), Some(p)) => (u, p),

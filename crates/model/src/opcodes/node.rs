@@ -19,6 +19,10 @@ pub struct OpNodeAdd {
     /// Maguey: the node's room (failure domain).
     #[serde(default)]
     pub room: Option<String>,
+    /// SHA-256 (hex) of the certificate the master signed when the node joined; recorded in
+    /// the config with the node. Only the join service may set it (refused elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

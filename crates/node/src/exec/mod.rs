@@ -109,6 +109,24 @@ impl Cmd {
         self
     }
 
+    /// The secret values among the arguments (see [`SECRET_OPTIONS`]).
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut prev: Option<&str> = None;
+        for a in &self.args {
+            if prev.is_some_and(|p| SECRET_OPTIONS.contains(&p)) {
+                out.push(a.as_str());
+            } else if let Some((opt, v)) = a.split_once('=') {
+                if SECRET_OPTIONS.contains(&opt) {
+                    out.push(v);
+                }
+            }
+            prev = Some(a);
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
     /// Program and arguments, as one vector (what tests compare).
     pub fn argv(&self) -> Vec<String> {
         let mut v = Vec::with_capacity(self.args.len() + 1);
@@ -118,12 +136,32 @@ impl Cmd {
     }
 }
 
+/// Options whose value is a secret (DRBD's peer authentication): every display of a command
+/// (messages, errors, logs, hence job results) shows [`REDACTED`] instead.
+pub const SECRET_OPTIONS: &[&str] = &["--shared-secret", "shared-secret"];
+/// What a secret is shown as.
+pub const REDACTED: &str = "<redacted>";
+
+/// `arg` as displayed, `prev` the argument before it.
+fn shown<'a>(arg: &'a str, prev: Option<&str>) -> std::borrow::Cow<'a, str> {
+    if prev.is_some_and(|p| SECRET_OPTIONS.contains(&p)) {
+        return REDACTED.into();
+    }
+    match arg.split_once('=') {
+        Some((opt, _)) if SECRET_OPTIONS.contains(&opt) => format!("{opt}={REDACTED}").into(),
+        _ => arg.into(),
+    }
+}
+
 impl fmt::Display for Cmd {
-    /// The argv joined by spaces (for messages only: nothing ever runs it through a shell).
+    /// The argv joined by spaces, secrets redacted (for messages only: nothing ever runs it
+    /// through a shell).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.program)?;
+        let mut prev: Option<&str> = None;
         for a in &self.args {
-            write!(f, " {a}")?;
+            write!(f, " {}", shown(a, prev))?;
+            prev = Some(a);
         }
         Ok(())
     }
@@ -252,6 +290,10 @@ pub fn failed(cmd: &Cmd, out: &CmdOutput) -> ExecError {
     let mut stderr = out.stderr.trim().to_string();
     if stderr.is_empty() {
         stderr = out.stdout.trim().to_string();
+    }
+    // A tool that echoes its arguments must not leak a secret either.
+    for secret in cmd.secrets() {
+        stderr = stderr.replace(secret, REDACTED);
     }
     if stderr.is_empty() {
         stderr = "no output".to_string();

@@ -86,7 +86,7 @@ fn info_of(path: &Path) -> NodeResult<Option<BlockdevInfo>> {
 
 impl FileStorage {
     fn locate(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<(PathBuf, PathBuf)> {
-        let root = ctx.file_storage_path();
+        let root = ctx.checked_file_storage_path()?;
         let path = resolve(&root, file_path(disk)?)?;
         check_real_parent(&root, &path)?;
         Ok((root, path))
@@ -216,7 +216,7 @@ impl BlockStorage for FileStorage {
     }
 
     fn list(&self, ctx: &StorageContext) -> NodeResult<Vec<String>> {
-        let root = ctx.file_storage_path();
+        let root = ctx.checked_file_storage_path()?;
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
@@ -249,7 +249,7 @@ impl BlockStorage for FileStorage {
     }
 
     fn info(&self, ctx: &StorageContext) -> NodeResult<StorageInfo> {
-        let root = ctx.file_storage_path();
+        let root = ctx.checked_file_storage_path()?;
         std::fs::create_dir_all(&root)
             .map_err(|e| NodeError::io(format!("cannot create {}: {e}", root.display())))?;
         let (size, free) = statvfs_mib(&root)?;

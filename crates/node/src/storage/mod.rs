@@ -34,6 +34,7 @@ use crate::error::{NodeError, NodeResult};
 pub mod drbd;
 pub mod file;
 pub mod lvm;
+pub mod paths;
 pub mod pattern;
 pub mod runner;
 #[cfg(test)]

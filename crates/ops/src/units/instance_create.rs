@@ -191,6 +191,7 @@ impl LogicalUnit for InstanceCreate {
         let hvparams = hv_kind(self.hypervisor)
             .validate(&self.hvparams)
             .map_err(prereq)?;
+        maguey_model::params::check_instance_hvparams(&hvparams).map_err(prereq)?;
         let now = maguey_model::now();
         let disks = self
             .disks

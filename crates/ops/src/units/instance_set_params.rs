@@ -161,6 +161,7 @@ impl LogicalUnit for InstanceSetParams {
         let hv = hv_kind(inst.hypervisor)
             .validate(&without_defaults(&self.hvparams))
             .map_err(prereq)?;
+        maguey_model::params::check_instance_hvparams(&hv).map_err(prereq)?;
         let mut be_changes = self.beparams.clone();
         be_changes.extend(be);
         let mut hv_changes = self.hvparams.clone();

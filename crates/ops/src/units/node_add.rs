@@ -22,6 +22,7 @@ pub struct NodeAdd {
     master_capable: bool,
     vm_capable: bool,
     room: String,
+    certificate_fingerprint: String,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -37,6 +38,7 @@ impl LogicalUnit for NodeAdd {
             master_capable,
             vm_capable,
             room,
+            certificate_fingerprint,
         } = op;
         if let Some(r) = room {
             maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
@@ -54,6 +56,7 @@ impl LogicalUnit for NodeAdd {
             master_capable: master_capable.unwrap_or(true),
             vm_capable: vm_capable.unwrap_or(true),
             room: room.clone().unwrap_or_default(),
+            certificate_fingerprint: certificate_fingerprint.clone().unwrap_or_default(),
         })
     }
 
@@ -110,6 +113,7 @@ impl LogicalUnit for NodeAdd {
             ctime: now,
             mtime: now,
             room: self.room.clone(),
+            certificate_fingerprint: self.certificate_fingerprint.clone(),
         })
     }
 

@@ -9,6 +9,7 @@ mod hooks;
 mod instance;
 mod moves;
 mod node;
+mod parent_jobs;
 mod rooms;
 mod watcher;
 

@@ -73,6 +73,10 @@ fn submit_job(rapi: &Rapi, ops: Vec<OpCode>) -> ApiResult {
         Err(e @ SubmitError::Forbidden(_)) => {
             Err(ApiError::new(StatusCode::FORBIDDEN, e.to_string()))
         }
+        Err(e @ SubmitError::Busy(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }

@@ -22,7 +22,8 @@ impl KvmHypervisor {
         {
             let mut q = self.qmp(name).await?;
             q.migrate_set_parameters(&MigrationParameters {
-                max_bandwidth: Some(bandwidth.max(1) * MIB),
+                // A huge bandwidth (from a request) saturates instead of overflowing.
+                max_bandwidth: Some(bandwidth.max(1).saturating_mul(MIB)),
                 downtime_limit: Some(downtime),
             })
             .await?;

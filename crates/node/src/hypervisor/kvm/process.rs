@@ -329,6 +329,23 @@ impl KvmHypervisor {
         if paused {
             argv.push("-S".to_string());
         }
+        // Host paths and the QEMU binary: the node's own policy (docs/security.md).
+        crate::hostpaths::check_kvm_path(
+            &self.state_dir,
+            hv_str(&inst.hvparams, "kvm_path", "/usr/bin/kvm"),
+        )?;
+        let storage_dir = ctx.checked_file_storage_path().ok();
+        for param in ["kernel_path", "initrd_path", "cdrom_image_path"] {
+            let path = hv_str(&inst.hvparams, param, "");
+            if !path.is_empty() {
+                crate::hostpaths::check_host_path(
+                    &self.state_dir,
+                    storage_dir.as_deref(),
+                    param,
+                    path,
+                )?;
+            }
+        }
         let kernel = hv_str(&inst.hvparams, "kernel_path", "");
         if !kernel.is_empty() && !Path::new(kernel).is_file() {
             return Err(NodeError::not_found(format!(

@@ -820,3 +820,4 @@ fn version_and_helper_through_the_context() {
 }
 
 mod resync;
+mod secrets;
