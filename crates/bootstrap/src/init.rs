@@ -147,6 +147,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         serial_no: 1,
         ctime: ts,
         mtime: ts,
+        ipolicy: Default::default(),
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

@@ -7,6 +7,8 @@
 
 pub mod commands;
 pub mod error;
+pub mod group;
+pub mod network;
 pub mod store;
 
 pub use commands::{apply, is_initialised, is_valid_mac, validate, verify, Command, Entry};

@@ -5,15 +5,19 @@
 //! jobs are made of and the job records themselves. Field names follow Ganeti's, so that the
 //! JSON export, RAPI and iallocator payloads look familiar to a Ganeti admin.
 
+pub mod ipolicy;
 pub mod jobs;
 pub mod names;
+pub mod network;
 pub mod objects;
 pub mod opcodes;
 pub mod params;
 pub mod units;
 pub mod vocab;
 
+pub use ipolicy::*;
 pub use jobs::*;
+pub use network::*;
 pub use objects::*;
 pub use opcodes::*;
 pub use params::*;

@@ -333,6 +333,7 @@ vocab! {
         Node => "node",
         Instance => "instance",
         NodeGroup => "nodegroup",
+        Network => "network",
     }
 }
 

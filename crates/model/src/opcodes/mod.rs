@@ -5,17 +5,21 @@
 //! wire form is Ganeti's: one JSON object with the fields and `OP_ID`.
 
 mod cluster;
+mod group;
 mod instance;
 mod instance_disks;
 mod instance_moves;
 mod misc;
+mod network;
 mod node;
 
 pub use cluster::*;
+pub use group::*;
 pub use instance::*;
 pub use instance_disks::*;
 pub use instance_moves::*;
 pub use misc::*;
+pub use network::*;
 pub use node::*;
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +95,17 @@ opcodes! {
     TagsDel(OpTagsDel) = "OP_TAGS_DEL",
     InstanceQueryData(OpInstanceQueryData) = "OP_INSTANCE_QUERY_DATA",
     TestDelay(OpTestDelay) = "OP_TEST_DELAY",
+    GroupAdd(OpGroupAdd) = "OP_GROUP_ADD",
+    GroupSetParams(OpGroupSetParams) = "OP_GROUP_SET_PARAMS",
+    GroupRemove(OpGroupRemove) = "OP_GROUP_REMOVE",
+    GroupRename(OpGroupRename) = "OP_GROUP_RENAME",
+    GroupAssignNodes(OpGroupAssignNodes) = "OP_GROUP_ASSIGN_NODES",
+    NetworkAdd(OpNetworkAdd) = "OP_NETWORK_ADD",
+    NetworkRemove(OpNetworkRemove) = "OP_NETWORK_REMOVE",
+    NetworkSetParams(OpNetworkSetParams) = "OP_NETWORK_SET_PARAMS",
+    NetworkRename(OpNetworkRename) = "OP_NETWORK_RENAME",
+    NetworkConnect(OpNetworkConnect) = "OP_NETWORK_CONNECT",
+    NetworkDisconnect(OpNetworkDisconnect) = "OP_NETWORK_DISCONNECT",
 }
 
 impl OpCode {
@@ -139,6 +154,17 @@ impl OpCode {
                 Some(name.clone().unwrap_or_else(|| kind.to_string()))
             }
             OpCode::InstanceQueryData(o) => Some(o.instances.join(",")),
+            OpCode::GroupAdd(o) => Some(o.group_name.clone()),
+            OpCode::GroupSetParams(o) => Some(o.group_name.clone()),
+            OpCode::GroupRemove(o) => Some(o.group_name.clone()),
+            OpCode::GroupRename(o) => Some(o.group_name.clone()),
+            OpCode::GroupAssignNodes(o) => Some(o.group_name.clone()),
+            OpCode::NetworkAdd(o) => Some(o.network_name.clone()),
+            OpCode::NetworkRemove(o) => Some(o.network_name.clone()),
+            OpCode::NetworkSetParams(o) => Some(o.network_name.clone()),
+            OpCode::NetworkRename(o) => Some(o.network_name.clone()),
+            OpCode::NetworkConnect(o) => Some(o.network_name.clone()),
+            OpCode::NetworkDisconnect(o) => Some(o.network_name.clone()),
             _ => self
                 .instance_name()
                 .or_else(|| self.node_name())

@@ -6,6 +6,8 @@
 pub(crate) mod cluster_destroy;
 pub(crate) mod cluster_verify;
 pub(crate) mod cluster_verify_disks;
+pub(crate) mod group;
+pub(crate) mod group_assign_nodes;
 pub(crate) mod instance_activate_disks;
 pub(crate) mod instance_create;
 pub(crate) mod instance_failover;
@@ -19,6 +21,8 @@ pub(crate) mod instance_remove;
 pub(crate) mod instance_replace_disks;
 pub(crate) mod instance_set_params;
 pub(crate) mod instance_state;
+pub(crate) mod network;
+pub(crate) mod network_connect;
 pub(crate) mod node_add;
 pub(crate) mod node_evacuate;
 pub(crate) mod node_remove;
