@@ -442,6 +442,7 @@ fn install(os: &str, dump: &Path) -> OsInstall {
             ip: Some("192.0.2.10".into()),
             mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
+            network: None,
         }],
         file_storage_dir: "file-storage".into(),
         debug_level: 1,

@@ -129,6 +129,20 @@ pub(crate) fn nic_runtimes(cfg: &ConfigData, inst: &Instance) -> Vec<NicRuntime>
                     .map(|c| c.mode)
                     .unwrap_or_else(|| s("mode").parse().unwrap_or_default()),
                 link: conn.map(|c| c.link.clone()).unwrap_or_else(|| s("link")),
+                network: n
+                    .network
+                    .as_ref()
+                    .and_then(|u| cfg.networks.get(u))
+                    .map(|net| maguey_rpc::NicNetwork {
+                        name: net.name.clone(),
+                        uuid: net.uuid.clone(),
+                        subnet: net.network.clone(),
+                        gateway: net.gateway.clone(),
+                        subnet6: net.network6.clone(),
+                        gateway6: net.gateway6.clone(),
+                        mac_prefix: net.mac_prefix.clone(),
+                        tags: net.tags.clone(),
+                    }),
             }
         })
         .collect()
