@@ -152,11 +152,13 @@ impl IPolicyOverride {
     }
 }
 
-/// Ganeti's default policy; `templates` are the cluster's enabled templates.
+/// Ganeti's default policy, but for the lower bounds of disks and NICs (Maguey: 0 disks of
+/// any size and 0 NICs are allowed, Ganeti asks for one 1 GiB disk and one NIC); `templates`
+/// are the cluster's enabled templates.
 pub fn default_ipolicy(templates: &[DiskTemplate]) -> IPolicy {
     IPolicy {
         minmax: vec![MinMax {
-            min: ISpec::full(128, 1, 1, 1024, 1, 1),
+            min: ISpec::full(128, 1, 0, 0, 0, 1),
             max: ISpec::full(32768, 8, 16, 1024 * 1024, 8, 12),
         }],
         std: ISpec::full(128, 1, 1, 1024, 1, 1),
@@ -219,7 +221,8 @@ impl IPolicy {
                 }
             }
         }
-        if !(self.vcpu_ratio > 0.0) || !(self.spindle_ratio > 0.0) {
+        let positive = |r: f64| r.is_finite() && r > 0.0;
+        if !positive(self.vcpu_ratio) || !positive(self.spindle_ratio) {
             return Err("ipolicy ratios must be positive".into());
         }
         Ok(())

@@ -89,3 +89,29 @@ pub fn violating(
     }
     out
 }
+
+/// What cluster verify reports about groups and policies (warnings, as in Ganeti): instances
+/// split between groups (EINSTANCESPLITGROUPS) and instances that break the policy of their
+/// primary node's group (EINSTANCEPOLICY).
+pub fn verify_findings(cfg: &ConfigData) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (name, groups) in maguey_config::group::split_instances(cfg) {
+        out.push((
+            "EINSTANCESPLITGROUPS",
+            format!(
+                "instance {name} has its nodes in different groups: {}",
+                groups.join(", ")
+            ),
+        ));
+    }
+    for (name, v) in violating(cfg, |g| Some(cfg.ipolicy_for_group(Some(g)))) {
+        out.push((
+            "EINSTANCEPOLICY",
+            format!(
+                "instance {name} does not comply with its group's instance policy: {}",
+                v.join("; ")
+            ),
+        ));
+    }
+    out
+}

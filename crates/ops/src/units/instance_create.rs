@@ -360,10 +360,19 @@ impl LogicalUnit for InstanceCreate {
             )));
         }
         if let Some(g) = &self.group {
-            if cfg.group_by_name(g).is_none() {
-                return Err(prereq(format!(
-                    "node group '{g}' is not known to the cluster"
-                )));
+            match cfg.group_by_name(g) {
+                None => {
+                    return Err(prereq(format!(
+                        "node group '{g}' is not known to the cluster"
+                    )))
+                }
+                Some(g) if g.alloc_policy == maguey_model::AllocPolicy::Unallocable => {
+                    return Err(prereq(format!(
+                        "node group {} is unallocable: no node for instance {} there",
+                        g.name, self.name
+                    )))
+                }
+                Some(_) => {}
             }
         }
         if !node_uuid.is_empty() {

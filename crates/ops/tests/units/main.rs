@@ -5,8 +5,10 @@
 
 mod cluster;
 mod disks;
+mod groups;
 mod instance;
 mod moves;
+mod networks;
 mod node;
 
 use maguey_test_infra::inprocess::InProcessCluster;
