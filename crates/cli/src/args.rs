@@ -57,6 +57,12 @@ pub enum Top {
     /// A local cluster of real daemons on this machine (runs the `maguey-lab` program).
     #[command(disable_help_flag = true)]
     Lab(LabArgs),
+    /// Node groups (gnt-group).
+    #[command(subcommand)]
+    Group(crate::commands::group::GroupCmd),
+    /// Networks and address pools (gnt-network).
+    #[command(subcommand)]
+    Network(crate::commands::network::NetworkCmd),
 }
 
 /// Options of every command that submits a job.

@@ -33,6 +33,7 @@ pub async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliRe
             Resource::Instance => "instance",
             Resource::Node => "node",
             Resource::Group => "group",
+            Resource::Network => "network",
         })
         .await?
         .into_iter()
@@ -52,6 +53,7 @@ pub async fn info(c: &MasterClient, what: Resource, names: Vec<String>) -> CliRe
                 Resource::Instance => "Instance name",
                 Resource::Node => "Node name",
                 Resource::Group => "Group name",
+                Resource::Network => "Network name",
             }
         );
         print_info(&Value::Object(obj), 2);

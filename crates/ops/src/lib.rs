@@ -27,6 +27,7 @@ pub mod moves;
 mod netpool;
 pub mod os_diagnose;
 pub mod query;
+mod query_groups;
 mod units;
 mod util;
 

@@ -5,9 +5,11 @@ pub mod balance;
 pub mod cluster;
 pub mod console;
 pub mod debug;
+pub mod group;
 pub mod instance;
 pub mod job;
 pub mod lab;
+pub mod network;
 pub mod node;
 pub mod plan;
 
@@ -25,5 +27,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
         Top::Debug(c) => debug::run(&dir, c).await,
         Top::Plan(p) => plan::run(&dir, p).await,
         Top::Lab(l) => lab::run(l).await,
+        Top::Group(c) => group::run(&dir, c).await,
+        Top::Network(c) => network::run(&dir, c).await,
     }
 }
