@@ -158,8 +158,7 @@ async fn auth_errors_and_resources() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     for (m, p) in [
         (Method::PUT, "/2/instances/i1/export"),
-        (Method::POST, "/2/groups"),
-        (Method::GET, "/2/networks"),
+        (Method::PUT, "/2/redistribute-config"),
         (Method::PUT, "/2/modify"),
     ] {
         let (s, v) = l.call(m.clone(), p, None).await;

@@ -37,6 +37,10 @@ impl LogicalUnit for InstanceFailover {
             ));
         }
         let inst = instance_by_name(cfg, instance_name)?;
+        if let Some(t) = target_node {
+            // Issue 15: the policy of the target's group when it is another group.
+            crate::ipolicy::check_move(cfg, inst, &node_by_name(cfg, t)?.uuid, op.ignore_ipolicy)?;
+        }
         Ok(InstanceFailover {
             name: instance_name.clone(),
             primary: node_by_uuid(cfg, &inst.primary_node)?.name.clone(),

@@ -63,6 +63,10 @@ impl LogicalUnit for InstanceMigrate {
             Some(t) => Some(node_by_name(cfg, t)?.name.clone()),
             None => None,
         };
+        if let Some(t) = target_node {
+            // Issue 15: the policy of the target's group when it is another group.
+            crate::ipolicy::check_move(cfg, inst, &node_by_name(cfg, t)?.uuid, op.ignore_ipolicy)?;
+        }
         if *cleanup && target.is_some() {
             return Err(prereq("--cleanup takes no target node"));
         }

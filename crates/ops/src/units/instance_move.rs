@@ -30,6 +30,9 @@ impl LogicalUnit for InstanceMove {
             ..
         } = op;
         let inst = instance_by_name(cfg, instance_name)?;
+        // Issue 15: the policy of the target's group when it is another group.
+        let t = &node_by_name(cfg, target_node)?.uuid;
+        crate::ipolicy::check_move(cfg, inst, t, op.ignore_ipolicy)?;
         Ok(InstanceMove {
             name: instance_name.clone(),
             primary: node_by_uuid(cfg, &inst.primary_node)?.name.clone(),

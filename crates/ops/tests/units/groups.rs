@@ -308,3 +308,27 @@ async fn instance_policies_are_enforced_unless_ignored() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_group_meets_its_instance_policy() {
+    let c = InProcessCluster::new(3).await;
+    add_group(
+        &c,
+        "small",
+        json!({"ipolicy": {"minmax": [{"min": {}, "max": {"memory-size": 100}}]}}),
+    )
+    .await;
+    assign(&c, "small", &["node3"]).await;
+    c.create_instance("m1", "file", "node2").await;
+    let op = |ignore: bool| {
+        json!({"OP_ID": "OP_INSTANCE_MOVE", "instance_name": "m1", "target_node": "node3",
+               "ignore_ipolicy": ignore})
+    };
+    refused(&c, op(false), "instance policy of group small").await;
+    // Within the instance's own group the target group's policy is not asked.
+    c.run(json!({"OP_ID": "OP_INSTANCE_MOVE", "instance_name": "m1", "target_node": "node1"}))
+        .await
+        .ok();
+    c.run(op(true)).await.ok();
+    assert_eq!(c.primary_of("m1"), "node3");
+}
