@@ -17,7 +17,24 @@ pub const BUILTIN: &[&str] = &["maguey", "hail"];
 /// The live instance policy of a group (the cluster's without one), as the request carries
 /// it.
 fn ipolicy_json(cfg: &ConfigData, group: Option<&str>) -> Value {
-    serde_json::to_value(cfg.ipolicy_for_group(group)).unwrap_or(Value::Null)
+    let mut p = cfg.ipolicy_for_group(group);
+    // The protocol has every key in every spec: an unbounded one is 0 below, huge above.
+    for mm in &mut p.minmax {
+        for k in maguey_model::ISPEC_KEYS {
+            if mm.min.get(k).is_none() {
+                mm.min.set(k, Some(0));
+            }
+            if mm.max.get(k).is_none() {
+                mm.max.set(k, Some(i32::MAX as u64));
+            }
+        }
+    }
+    for k in maguey_model::ISPEC_KEYS {
+        if p.std.get(k).is_none() {
+            p.std.set(k, Some(0));
+        }
+    }
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
 fn instance_entry(cfg: &ConfigData, i: &Instance) -> Value {
