@@ -152,13 +152,14 @@ impl IPolicyOverride {
     }
 }
 
-/// Ganeti's default policy, but for the lower bounds of disks and NICs (Maguey: 0 disks of
-/// any size and 0 NICs are allowed, Ganeti asks for one 1 GiB disk and one NIC); `templates`
-/// are the cluster's enabled templates.
+/// Ganeti's default policy, but for the lower bounds of memory, disks and NICs (Maguey: no
+/// minimum memory, 0 disks of any size and 0 NICs are allowed; Ganeti asks for 128 MiB, one
+/// 1 GiB disk and one NIC, too much for small test guests); `templates` are the cluster's
+/// enabled templates.
 pub fn default_ipolicy(templates: &[DiskTemplate]) -> IPolicy {
     IPolicy {
         minmax: vec![MinMax {
-            min: ISpec::full(128, 1, 0, 0, 0, 1),
+            min: ISpec::full(0, 1, 0, 0, 0, 1),
             max: ISpec::full(32768, 8, 16, 1024 * 1024, 8, 12),
         }],
         std: ISpec::full(128, 1, 1, 1024, 1, 1),
@@ -295,8 +296,12 @@ mod tests {
 
     #[test]
     fn group_overrides_cluster_overrides_defaults() {
+        let mut bounds = MinMax::default();
+        bounds.min.set("memory-size", Some(128));
+        bounds.max.set("disk-size", Some(1024));
         let cl = IPolicyOverride {
             vcpu_ratio: Some(2.0),
+            minmax: Some(vec![bounds]),
             ..Default::default()
         };
         let g = IPolicyOverride {
@@ -317,11 +322,17 @@ mod tests {
             template: Some(DiskTemplate::Drbd),
         };
         let v = p.violations(&s);
-        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(v.len(), 3, "{v:?}");
         assert!(v[0].contains("disk template drbd"));
         assert!(v[1].contains("memory value 64 is below the minimum 128"));
+        assert!(v[2].contains("disk/0 size value 2048 is above the maximum 1024"));
         let json = serde_json::to_value(&p).unwrap();
-        assert_eq!(json["minmax"][0]["max"]["memory-size"], 32768);
+        assert_eq!(json["minmax"][0]["max"]["disk-size"], 1024);
+        let d = effective_ipolicy(&[DiskTemplate::File], &Default::default(), None);
+        assert_eq!(
+            serde_json::to_value(&d).unwrap()["minmax"][0]["max"]["memory-size"],
+            32768
+        );
         assert_eq!(json["vcpu-ratio"], 2.0);
     }
 }
