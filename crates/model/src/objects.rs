@@ -43,7 +43,7 @@ pub struct ConfigData {
     pub ctime: f64,
     pub mtime: f64,
     /// Networks by uuid.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub networks: BTreeMap<String, crate::network::Network>,
 }
 
@@ -170,10 +170,10 @@ pub struct NodeGroup {
     )]
     pub ipolicy: crate::ipolicy::IPolicyOverride,
     /// Disk parameters per template (overrides of the cluster's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub diskparams: BTreeMap<String, Params>,
     /// Connected networks, by network uuid: the NIC mode and link in this group.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub networks: BTreeMap<String, crate::network::NetConnection>,
 }
 
