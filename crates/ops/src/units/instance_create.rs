@@ -293,6 +293,29 @@ impl LogicalUnit for InstanceCreate {
                 }
                 None => None,
             };
+            // A generated MAC takes the network's prefix, if it has one.
+            let prefix = network
+                .as_ref()
+                .and_then(|u| cfg.networks.get(u))
+                .and_then(|n| n.mac_prefix.clone());
+            let mac = match prefix {
+                Some(p) if matches!(spec.mac.as_deref(), None | Some("auto" | "generate")) => {
+                    let m = format!("{p}{}", mac.get(8..).unwrap_or_default());
+                    let used = macs[..macs.len().saturating_sub(1)].contains(&m)
+                        || cfg
+                            .instances
+                            .values()
+                            .any(|x| x.nics.iter().any(|n| n.mac == m));
+                    if used {
+                        return Err(prereq(format!("NIC {i}: generated MAC {m} is in use")));
+                    }
+                    if let Some(last) = macs.last_mut() {
+                        *last = m.clone();
+                    }
+                    m
+                }
+                _ => mac,
+            };
             let ip = match (spec.ip.as_deref(), &network) {
                 (Some("pool"), Some(net)) => {
                     let a = self.ips.take(cfg, net, None, false)?;

@@ -64,6 +64,15 @@ async fn pool_addresses_are_given_released_and_exhausted() {
         .ok();
     // Network, gateway (.1) and the reservation (.2) are skipped.
     assert_eq!(ip_of(&c, "i1").as_deref(), Some("10.0.9.3"));
+    // Its generated MAC has the network's prefix.
+    let mac = c
+        .config()
+        .instance_by_name("i1")
+        .map(|i| i.nics[0].mac.clone());
+    assert!(
+        mac.as_deref().is_some_and(|m| m.starts_with("aa:00:09:")),
+        "{mac:?}"
+    );
     // The NIC takes the group's mode and link; the OS scripts and the node get the network.
     let cfg = c.config();
     let rt = maguey_ops::instance_runtime(&cfg, cfg.instance_by_name("i1").expect("i1"));
