@@ -144,6 +144,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         mtime: ts,
         watcher_pause: None,
         drbd_usermode_helper: maguey_model::DEFAULT_DRBD_HELPER.to_string(),
+        ipolicy: Default::default(),
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

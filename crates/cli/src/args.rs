@@ -75,6 +75,12 @@ pub enum Top {
     /// Rooms (failure domains): list, evacuate, return, failover.
     #[command(subcommand)]
     Room(RoomCmd),
+    /// Node groups (gnt-group).
+    #[command(subcommand)]
+    Group(crate::commands::group::GroupCmd),
+    /// Networks and address pools (gnt-network).
+    #[command(subcommand)]
+    Network(crate::commands::network::NetworkCmd),
 }
 
 /// Options of every command that submits a job.

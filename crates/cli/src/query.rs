@@ -40,6 +40,7 @@ pub async fn info(
             Resource::Instance => "instance",
             Resource::Node => "node",
             Resource::Group => "group",
+            Resource::Network => "network",
         })
         .await?
         .into_iter()
@@ -71,6 +72,7 @@ pub async fn info(
                 Resource::Instance => "Instance name",
                 Resource::Node => "Node name",
                 Resource::Group => "Group name",
+                Resource::Network => "Network name",
             }
         );
         print_info(&Value::Object(obj), 2);

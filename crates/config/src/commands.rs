@@ -79,6 +79,21 @@ pub enum Command {
     RemoveJoinToken {
         node_name: String,
     },
+    /// Moves nodes (uuids) into a group (uuid).
+    AssignNodes {
+        group: String,
+        nodes: Vec<String>,
+    },
+    AddNetwork {
+        network: maguey_model::Network,
+    },
+    /// Replaces a network by uuid (its subnet cannot change).
+    UpdateNetwork {
+        network: maguey_model::Network,
+    },
+    RemoveNetwork {
+        uuid: String,
+    },
     /// Sets (with `None`: forgets) where a room's evacuated instances came from.
     SetRoomEvacuation {
         room: String,
@@ -111,6 +126,10 @@ impl Command {
             Command::RemoveInstance { .. } => "remove_instance",
             Command::AddJoinToken { .. } => "add_join_token",
             Command::RemoveJoinToken { .. } => "remove_join_token",
+            Command::AssignNodes { .. } => "assign_nodes",
+            Command::AddNetwork { .. } => "add_network",
+            Command::UpdateNetwork { .. } => "update_network",
+            Command::RemoveNetwork { .. } => "remove_network",
             Command::SetRoomEvacuation { .. } => "set_room_evacuation",
             Command::SetRapiUser { .. } => "set_rapi_user",
             Command::RemoveRapiUser { .. } => "remove_rapi_user",
@@ -206,12 +225,14 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
         Command::AddGroup { group } => {
             check_group_fields(group)?;
             check_uuid_free(state, &group.uuid)?;
-            check_group_name_free(state, group)
+            check_group_name_free(state, group)?;
+            crate::group::check_group(state, group)
         }
         Command::UpdateGroup { group } => {
             check_group_fields(group)?;
             self::group(state, &group.uuid)?;
-            check_group_name_free(state, group)
+            check_group_name_free(state, group)?;
+            crate::group::check_group(state, group)
         }
         Command::RemoveGroup { uuid } => {
             let group = self::group(state, uuid)?;
@@ -318,6 +339,10 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
                 Err(ConfigError::NoJoinToken(node_name.clone()))
             }
         }
+        Command::AssignNodes { group, nodes } => crate::group::check_assign(state, group, nodes),
+        Command::AddNetwork { network } => crate::network::check_add(state, network),
+        Command::UpdateNetwork { network } => crate::network::check_update(state, network),
+        Command::RemoveNetwork { uuid } => crate::network::check_remove(state, uuid),
         Command::SetRapiUser { user } => crate::rapi_users::validate_set(user),
         Command::RemoveRapiUser { name } => crate::rapi_users::validate_remove(state, name),
     }
@@ -429,6 +454,24 @@ pub(crate) fn mutate(state: &mut ConfigData, ts: f64, command: &Command) {
         }
         Command::RemoveJoinToken { node_name } => {
             state.join_tokens.remove(node_name);
+        }
+        Command::AssignNodes { group, nodes } => crate::group::assign(state, group, nodes, ts),
+        Command::AddNetwork { network } => {
+            let mut n = network.clone();
+            stamp_new(&mut n.serial_no, &mut n.ctime, &mut n.mtime, ts);
+            state.networks.insert(n.uuid.clone(), n);
+        }
+        Command::UpdateNetwork { network } => {
+            let mut n = network.clone();
+            if let Some(o) = state.networks.get(&n.uuid) {
+                n.serial_no = o.serial_no + 1;
+                n.ctime = o.ctime;
+                n.mtime = ts;
+            }
+            state.networks.insert(n.uuid.clone(), n);
+        }
+        Command::RemoveNetwork { uuid } => {
+            state.networks.remove(uuid);
         }
         Command::SetRoomEvacuation { room, record } => {
             crate::rooms::mutate(state, room, record.as_ref())
@@ -714,7 +757,7 @@ fn instance<'a>(state: &'a ConfigData, uuid: &str) -> Result<&'a Instance, Confi
         })
 }
 
-fn check_name(kind: &'static str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(kind: &'static str, name: &str) -> Result<(), ConfigError> {
     validate_hostname(name).map_err(|source| ConfigError::InvalidName { kind, source })
 }
 
@@ -737,6 +780,9 @@ fn uuid_user(state: &ConfigData, uuid: &str) -> Option<String> {
     if let Some(n) = state.nodes.get(uuid) {
         return Some(format!("node {}", n.name));
     }
+    if let Some(n) = state.networks.get(uuid) {
+        return Some(format!("network {}", n.name));
+    }
     if let Some(i) = state.instances.get(uuid) {
         return Some(format!("instance {}", i.name));
     }
@@ -751,7 +797,7 @@ fn uuid_user(state: &ConfigData, uuid: &str) -> Option<String> {
     None
 }
 
-fn check_uuid_free(state: &ConfigData, uuid: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_uuid_free(state: &ConfigData, uuid: &str) -> Result<(), ConfigError> {
     match uuid_user(state, uuid) {
         Some(used_by) => Err(ConfigError::UuidInUse {
             uuid: uuid.to_string(),
@@ -775,7 +821,7 @@ pub fn is_valid_mac(mac: &str) -> bool {
     is_hex_bytes(mac, 6)
 }
 
-fn is_hex_bytes(s: &str, n: usize) -> bool {
+pub(crate) fn is_hex_bytes(s: &str, n: usize) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
     parts.len() == n
         && parts.iter().all(|p| {
@@ -959,6 +1005,7 @@ fn check_instance(state: &ConfigData, inst: &Instance, adding: bool) -> Result<(
     }
 
     check_drbd(state, inst)?;
+    crate::network::check_instance_nics(state, inst)?;
 
     // One pass over the other instances: name, MACs, disk and NIC uuids.
     for other in state.instances.values().filter(|o| o.uuid != inst.uuid) {

@@ -7,6 +7,8 @@
 
 pub mod commands;
 pub mod error;
+pub mod group;
+pub mod network;
 pub mod rapi_users;
 mod rooms;
 pub mod store;

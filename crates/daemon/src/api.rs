@@ -356,6 +356,7 @@ async fn fields(Path(resource): Path<String>) -> Response {
         "instance" => Resource::Instance,
         "node" => Resource::Node,
         "group" => Resource::Group,
+        "network" => Resource::Network,
         other => return error(StatusCode::NOT_FOUND, format!("unknown resource '{other}'")),
     };
     Json(

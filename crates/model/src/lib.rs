@@ -5,8 +5,10 @@
 //! jobs are made of and the job records themselves. Field names follow Ganeti's, so that the
 //! JSON export, RAPI and iallocator payloads look familiar to a Ganeti admin.
 
+pub mod ipolicy;
 pub mod jobs;
 pub mod names;
+pub mod network;
 pub mod objects;
 pub mod opcodes;
 pub mod params;
@@ -14,7 +16,9 @@ pub mod rooms;
 pub mod units;
 pub mod vocab;
 
+pub use ipolicy::*;
 pub use jobs::*;
+pub use network::*;
 pub use objects::*;
 pub use opcodes::*;
 pub use params::*;

@@ -56,6 +56,9 @@ pub struct ConfigData {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Networks by uuid.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, crate::network::Network>,
     /// Instances moved out of a room by `room evacuate` / `room failover`, by room name,
     /// so `room return` can bring them back.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -85,6 +88,25 @@ impl ConfigData {
     }
     pub fn group_by_name(&self, name: &str) -> Option<&NodeGroup> {
         self.nodegroups.values().find(|g| g.name == name)
+    }
+    pub fn network_by_name(&self, name: &str) -> Option<&crate::network::Network> {
+        self.networks.values().find(|n| n.name == name)
+    }
+    /// The group of a node (by node uuid).
+    pub fn group_of_node(&self, node_uuid: &str) -> Option<&NodeGroup> {
+        self.nodes
+            .get(node_uuid)
+            .and_then(|n| self.nodegroups.get(&n.group))
+    }
+    /// The effective instance policy of a group (cluster's without a group).
+    pub fn ipolicy_for_group(&self, group_uuid: Option<&str>) -> crate::ipolicy::IPolicy {
+        crate::ipolicy::effective_ipolicy(
+            &self.cluster.enabled_disk_templates,
+            &self.cluster.ipolicy,
+            group_uuid
+                .and_then(|g| self.nodegroups.get(g))
+                .map(|g| &g.ipolicy),
+        )
     }
     /// The master node, if the cluster is initialised.
     pub fn master_node(&self) -> Option<&Node> {
@@ -139,6 +161,12 @@ pub struct Cluster {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// The cluster's instance policy (unset values: Ganeti's defaults).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ipolicy::IPolicyOverride::is_empty"
+    )]
+    pub ipolicy: crate::ipolicy::IPolicyOverride,
     /// The DRBD usermode helper the nodes' DRBD module is expected to call (Ganeti's
     /// `drbd_usermode_helper`, default `/bin/true`).
     #[serde(
@@ -194,6 +222,18 @@ pub struct NodeGroup {
     pub serial_no: u64,
     pub ctime: f64,
     pub mtime: f64,
+    /// Group overrides of the cluster's instance policy.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ipolicy::IPolicyOverride::is_empty"
+    )]
+    pub ipolicy: crate::ipolicy::IPolicyOverride,
+    /// Disk parameters per template (overrides of the cluster's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub diskparams: BTreeMap<String, Params>,
+    /// Connected networks, by network uuid: the NIC mode and link in this group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, crate::network::NetConnection>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -351,6 +351,7 @@ vocab! {
         Node => "node",
         Instance => "instance",
         NodeGroup => "nodegroup",
+        Network => "network",
     }
 }
 

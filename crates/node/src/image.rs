@@ -783,6 +783,7 @@ mod tests {
             ip: None,
             mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
+            network: None,
         }];
         let (user, meta, net) = seed_files("web1.example.com", &ci, &nics);
         assert!(user.starts_with("#cloud-config\n"), "{user}");

@@ -490,6 +490,7 @@ mod tests {
             ip: ip.map(String::from),
             mode: mode.parse().expect("a NIC mode"),
             link: link.into(),
+            network: None,
         }
     }
 

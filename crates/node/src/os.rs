@@ -330,6 +330,26 @@ pub fn os_environment(
         if nic.mode == maguey_model::NicMode::Bridged {
             set(format!("NIC_{i}_BRIDGE"), nic.link.clone());
         }
+        if let Some(n) = &nic.network {
+            let mut net = |k: &str, v: String| set(format!("NIC_{i}_NETWORK_{k}"), v);
+            net("NAME", n.name.clone());
+            net("UUID", n.uuid.clone());
+            net("FAMILY", "4".into());
+            net("SUBNET", n.subnet.clone());
+            for (k, v) in [
+                ("GATEWAY", &n.gateway),
+                ("SUBNET6", &n.subnet6),
+                ("GATEWAY6", &n.gateway6),
+                ("MAC_PREFIX", &n.mac_prefix),
+            ] {
+                if let Some(v) = v {
+                    net(k, v.clone());
+                }
+            }
+            if !n.tags.is_empty() {
+                net("TAGS", n.tags.join(" "));
+            }
+        }
     }
     for (k, v) in &install.osparams {
         set(format!("OSP_{}", env_name(k)), env_value(v));

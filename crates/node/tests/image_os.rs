@@ -74,6 +74,7 @@ fn install(name: &str, size: u64, params: &[(&str, Value)]) -> OsInstall {
             ip: None,
             mode: maguey_model::NicMode::Bridged,
             link: "br0".into(),
+            network: None,
         }],
         file_storage_dir: "file-storage".into(),
         debug_level: 0,

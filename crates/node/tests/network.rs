@@ -113,6 +113,7 @@ fn nic(mac: &str, mode: &str, link: &str, ip: Option<&str>) -> NicRuntime {
         ip: ip.map(String::from),
         mode: mode.parse().expect("a NIC mode"),
         link: link.into(),
+        network: None,
     }
 }
 

@@ -14,18 +14,27 @@ use serde_json::{json, Map, Value};
 /// Names of the allocator built into Maguey (`-I`/`iallocator`).
 pub const BUILTIN: &[&str] = &["maguey", "hail"];
 
-/// Ganeti's default instance policy, as the request carries it.
-fn default_ipolicy(templates: &[DiskTemplate]) -> Value {
-    json!({
-        "std": {"memory-size": 128, "cpu-count": 1, "disk-size": 1024, "disk-count": 1, "nic-count": 1, "spindle-use": 1},
-        "minmax": [{
-            "min": {"memory-size": 128, "cpu-count": 1, "disk-size": 0, "disk-count": 0, "nic-count": 0, "spindle-use": 1},
-            "max": {"memory-size": 32768, "cpu-count": 8, "disk-size": 1048576, "disk-count": 16, "nic-count": 8, "spindle-use": 12}
-        }],
-        "disk-templates": templates,
-        "vcpu-ratio": 4.0,
-        "spindle-ratio": 32.0
-    })
+/// The live instance policy of a group (the cluster's without one), as the request carries
+/// it.
+fn ipolicy_json(cfg: &ConfigData, group: Option<&str>) -> Value {
+    let mut p = cfg.ipolicy_for_group(group);
+    // The protocol has every key in every spec: an unbounded one is 0 below, huge above.
+    for mm in &mut p.minmax {
+        for k in maguey_model::ISPEC_KEYS {
+            if mm.min.get(k).is_none() {
+                mm.min.set(k, Some(0));
+            }
+            if mm.max.get(k).is_none() {
+                mm.max.set(k, Some(i32::MAX as u64));
+            }
+        }
+    }
+    for k in maguey_model::ISPEC_KEYS {
+        if p.std.get(k).is_none() {
+            p.std.set(k, Some(0));
+        }
+    }
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
 fn instance_entry(cfg: &ConfigData, i: &Instance) -> Value {
@@ -42,7 +51,7 @@ fn instance_entry(cfg: &ConfigData, i: &Instance) -> Value {
         "disk_space_total": i.disks.iter().map(|d| d.size).sum::<u64>(),
         "spindle_use": be.spindle_use,
         "tags": i.tags,
-        "nics": i.nics.iter().map(|n| json!({"mac": n.mac, "ip": n.ip})).collect::<Vec<_>>(),
+        "nics": i.nics.iter().map(|n| json!({"mac": n.mac, "ip": n.ip, "network": n.network})).collect::<Vec<_>>(),
         "nodes": nodes,
         "admin_state": i.admin_state.as_str(),
         "hypervisor": i.hypervisor,
@@ -135,8 +144,9 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTe
         .map(|g| {
             (
                 g.uuid.clone(),
-                json!({"name": g.name, "alloc_policy": g.alloc_policy, "networks": [], "tags": g.tags,
-                       "ipolicy": default_ipolicy(&cfg.cluster.enabled_disk_templates)}),
+                json!({"name": g.name, "alloc_policy": g.alloc_policy,
+                       "networks": g.networks.keys().collect::<Vec<_>>(), "tags": g.tags,
+                       "ipolicy": ipolicy_json(cfg, Some(&g.uuid))}),
             )
         })
         .collect();
@@ -150,7 +160,7 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTe
         "cluster_name": cfg.cluster.cluster_name,
         "cluster_tags": crate::rooms::request_cluster_tags(cfg, true),
         "enabled_hypervisors": cfg.cluster.enabled_hypervisors,
-        "ipolicy": default_ipolicy(&cfg.cluster.enabled_disk_templates),
+        "ipolicy": ipolicy_json(cfg, None),
         "nodegroups": groups,
         "nodes": nodes,
         "instances": instances,
@@ -163,6 +173,17 @@ pub async fn allocate(
     cfg: &ConfigData,
     inst: &Instance,
 ) -> Result<Vec<String>, OpError> {
+    allocate_in(master, cfg, inst, None).await
+}
+
+/// [`allocate`], in one group (`-g`, the request's `group_name`) or, without one, in the
+/// group hail chooses (policy order, then score).
+pub async fn allocate_in(
+    master: &Master,
+    cfg: &ConfigData,
+    inst: &Instance,
+    group: Option<&str>,
+) -> Result<Vec<String>, OpError> {
     let mut req = cluster_request(master, cfg, inst.disk_template).await;
     let mut entry = instance_entry(cfg, inst);
     if let Some(obj) = entry.as_object_mut() {
@@ -174,6 +195,9 @@ pub async fn allocate(
             "required_nodes".into(),
             json!(inst.disk_template.node_count()),
         );
+        if let Some(g) = group {
+            obj.insert("group_name".into(), json!(g));
+        }
     }
     req["request"] = entry;
     let mut answer = solve(&req, &AllocOptions::default())?;

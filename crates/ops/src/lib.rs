@@ -20,13 +20,16 @@ pub mod drbd;
 mod drbd_replace;
 pub mod hooks;
 pub mod iallocator;
+pub mod ipolicy;
 mod lifecycle;
 pub mod locks;
 pub mod metrics;
 mod migration;
 pub mod moves;
+mod netpool;
 pub mod os_diagnose;
 pub mod query;
+mod query_groups;
 mod room_moves;
 pub mod rooms;
 mod units;
@@ -291,6 +294,23 @@ impl OpExecutor for Executor {
                 OpCode::TagsDel(o) => run_lu::<tags::TagsDel>(o, &env).await,
                 OpCode::InstanceQueryData(o) => {
                     run_lu::<instance_query_data::InstanceQueryData>(o, &env).await
+                }
+                OpCode::GroupAdd(o) => run_lu::<group::GroupAdd>(o, &env).await,
+                OpCode::GroupSetParams(o) => run_lu::<group::GroupSetParams>(o, &env).await,
+                OpCode::GroupRename(o) => run_lu::<group::GroupRename>(o, &env).await,
+                OpCode::GroupRemove(o) => run_lu::<group::GroupRemove>(o, &env).await,
+                OpCode::GroupAssignNodes(o) => {
+                    run_lu::<group_assign_nodes::GroupAssignNodes>(o, &env).await
+                }
+                OpCode::NetworkAdd(o) => run_lu::<network::NetworkAdd>(o, &env).await,
+                OpCode::NetworkSetParams(o) => run_lu::<network::NetworkSetParams>(o, &env).await,
+                OpCode::NetworkRename(o) => run_lu::<network::NetworkRename>(o, &env).await,
+                OpCode::NetworkRemove(o) => run_lu::<network::NetworkRemove>(o, &env).await,
+                OpCode::NetworkConnect(o) => {
+                    run_lu::<network_connect::NetworkConnection>(o, &env).await
+                }
+                OpCode::NetworkDisconnect(o) => {
+                    run_lu::<network_connect::NetworkDisconnect>(o, &env).await
                 }
                 OpCode::RoomEvacuate(o) => run_lu::<room_evacuate::RoomEvacuate>(o, &env).await,
                 OpCode::RoomReturn(o) => run_lu::<room_evacuate::RoomReturn>(o, &env).await,

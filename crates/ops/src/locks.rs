@@ -171,6 +171,7 @@ pub enum TagTarget<'a> {
     Node(&'a str),
     Instance(&'a str),
     NodeGroup(&'a str),
+    Network(&'a str),
 }
 
 /// Tags of one object change: that object exclusively.
@@ -180,6 +181,7 @@ pub fn tagged_object(target: TagTarget<'_>) -> Vec<LockRequest> {
         TagTarget::Node(n) => (LockLevel::Node, n),
         TagTarget::Instance(n) => (LockLevel::Instance, n),
         TagTarget::NodeGroup(n) => (LockLevel::NodeGroup, n),
+        TagTarget::Network(n) => (LockLevel::Network, n),
     };
     vec![(level, one(name), LockMode::Exclusive)]
 }
@@ -198,4 +200,40 @@ pub fn instance_moving(instance: &str, primary: &str, target: Option<&str>) -> V
         ),
         None => instance_on_nodes_moving(instance, all_nodes(), all_nodes()),
     }
+}
+
+/// A node group's own fields change, or it is added, renamed or removed (group add, modify,
+/// rename, remove): the group exclusively, every instance read (their policies and
+/// networks are checked).
+pub fn group_changed(groups: &[&str]) -> Vec<LockRequest> {
+    vec![
+        (LockLevel::Instance, LockNames::All, LockMode::Shared),
+        (
+            LockLevel::NodeGroup,
+            LockNames::Names(groups.iter().map(|s| s.to_string()).collect()),
+            LockMode::Exclusive,
+        ),
+    ]
+}
+
+/// Nodes change group (group assign-nodes): every instance read (none may be split), every
+/// group and the nodes exclusively.
+pub fn nodes_regrouped(nodes: LockNames) -> Vec<LockRequest> {
+    vec![
+        (LockLevel::Instance, LockNames::All, LockMode::Shared),
+        (LockLevel::NodeGroup, LockNames::All, LockMode::Exclusive),
+        (LockLevel::Node, nodes, LockMode::Exclusive),
+    ]
+}
+
+/// A network changes, or is connected to or disconnected from a group (network add,
+/// modify, rename, remove, connect, disconnect): every instance read (their addresses are
+/// checked), the group (if any) and the network exclusively.
+pub fn network_changed(network: &str, group: Option<&str>) -> Vec<LockRequest> {
+    let mut v = vec![(LockLevel::Instance, LockNames::All, LockMode::Shared)];
+    if let Some(g) = group {
+        v.push((LockLevel::NodeGroup, one(g), LockMode::Exclusive));
+    }
+    v.push((LockLevel::Network, one(network), LockMode::Exclusive));
+    v
 }

@@ -20,6 +20,7 @@ pub enum Resource {
     Instance,
     Node,
     Group,
+    Network,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,7 +128,16 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("serial_no", "Serial number"),
             ("ctime", "Creation time"),
             ("mtime", "Modification time"),
+            ("ipolicy", "Instance policy (filled)"),
+            ("custom_ipolicy", "Instance policy (group overrides)"),
+            ("ndparams", "Node parameters (filled)"),
+            ("custom_ndparams", "Node parameters (group overrides)"),
+            ("diskparams", "Disk parameters (filled)"),
+            ("custom_diskparams", "Disk parameters (group overrides)"),
+            ("networks", "Connected networks"),
+            ("network_links", "Links of the connected networks"),
         ],
+        Resource::Network => crate::query_groups::NETWORK_FIELDS,
     }
 }
 
@@ -198,6 +208,17 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
             groups
                 .iter()
                 .map(|g| req.fields.iter().map(|f| group_field(&cfg, g, f)).collect())
+                .collect()
+        }
+        Resource::Network => {
+            let nets = select(&req.names, cfg.networks.values(), |n| &n.name, "network")?;
+            nets.iter()
+                .map(|n| {
+                    req.fields
+                        .iter()
+                        .map(|f| crate::query_groups::network_field(&cfg, n, f))
+                        .collect()
+                })
                 .collect()
         }
     };
@@ -500,6 +521,6 @@ fn group_field(cfg: &ConfigData, g: &NodeGroup, f: &str) -> Value {
         "serial_no" => json!(g.serial_no),
         "ctime" => json!(g.ctime),
         "mtime" => json!(g.mtime),
-        _ => Value::Null,
+        _ => crate::query_groups::group_extra(cfg, g, f),
     }
 }

@@ -129,13 +129,35 @@ pub(crate) fn nic_runtimes(cfg: &ConfigData, inst: &Instance) -> Vec<NicRuntime>
                 &n.nicparams,
             );
             let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            // A NIC in a network takes the mode and link of the connection of its primary
+            // node's group (so they follow the instance to another group).
+            let conn = n.network.as_ref().and_then(|net| {
+                cfg.group_of_node(&inst.primary_node)
+                    .and_then(|g| g.networks.get(net))
+            });
             NicRuntime {
                 mac: n.mac.clone(),
                 ip: n.ip.clone(),
                 // nicparams are validated when set (ParamKind::Nic); the default mode
                 // stands in for a value an older config could hold.
-                mode: s("mode").parse().unwrap_or_default(),
-                link: s("link"),
+                mode: conn
+                    .map(|c| c.mode)
+                    .unwrap_or_else(|| s("mode").parse().unwrap_or_default()),
+                link: conn.map(|c| c.link.clone()).unwrap_or_else(|| s("link")),
+                network: n
+                    .network
+                    .as_ref()
+                    .and_then(|u| cfg.networks.get(u))
+                    .map(|net| maguey_rpc::NicNetwork {
+                        name: net.name.clone(),
+                        uuid: net.uuid.clone(),
+                        subnet: net.network.clone(),
+                        gateway: net.gateway.clone(),
+                        subnet6: net.network6.clone(),
+                        gateway6: net.gateway6.clone(),
+                        mac_prefix: net.mac_prefix.clone(),
+                        tags: net.tags.clone(),
+                    }),
             }
         })
         .collect()

@@ -158,8 +158,7 @@ async fn auth_errors_and_resources() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     for (m, p) in [
         (Method::PUT, "/2/instances/i1/export"),
-        (Method::POST, "/2/groups"),
-        (Method::GET, "/2/networks"),
+        (Method::PUT, "/2/redistribute-config"),
         (Method::PUT, "/2/modify"),
     ] {
         let (s, v) = l.call(m.clone(), p, None).await;
@@ -313,9 +312,11 @@ async fn auth_errors_and_resources() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(q["data"][0], json!([[0, "default"], [0, 2]]));
-    let (s, _) = l
+    let (s, q) = l
         .call(Method::GET, "/2/query/network?fields=name", None)
         .await;
+    assert_eq!((s, q["data"].clone()), (StatusCode::OK, json!([])));
+    let (s, _) = l.call(Method::GET, "/2/query/job?fields=id", None).await;
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
     let (s, _) = l
         .call(Method::GET, "/2/query/nonsense?fields=name", None)

@@ -49,6 +49,22 @@ fn ganeti_python_client_against_a_3_node_lab() {
         l.lab.logs()
     );
     println!("{stdout}");
+
+    // Groups, instance policies and networks, on the same lab.
+    let script = workspace_root().join("tests/rapi/groups_networks.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .envs(l.env.iter())
+        .output()
+        .expect("running the groups and networks script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("OK:"),
+        "groups/networks script failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nlogs:\n{}",
+        l.lab.logs()
+    );
+    println!("{stdout}");
     rapi_user_add_and_remove(&py, &l);
 }
 

@@ -475,6 +475,28 @@ pub struct NicRuntime {
     pub ip: Option<String>,
     pub mode: maguey_model::NicMode,
     pub link: String,
+    /// The network the NIC is in (OS scripts get Ganeti's `NIC_n_NETWORK_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NicNetwork>,
+}
+
+/// What a guest needs to know of its NIC's network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NicNetwork {
+    pub name: String,
+    pub uuid: String,
+    /// `a.b.c.d/len`.
+    pub subnet: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
+    #[serde(default)]
+    pub mac_prefix: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// Live state of a running instance.

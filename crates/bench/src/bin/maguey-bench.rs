@@ -119,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
             iallocator: None,
             tags: vec![],
             wait_for_sync: true,
+            group_name: None,
+            ignore_ipolicy: false,
         });
         ids.push(c.submit(vec![op], 0).await?);
     }

@@ -6,9 +6,11 @@ pub mod cluster;
 pub mod cluster_modify;
 pub mod console;
 pub mod debug;
+pub mod group;
 pub mod instance;
 pub mod job;
 pub mod lab;
+pub mod network;
 pub mod node;
 pub mod os;
 pub mod plan;
@@ -48,5 +50,7 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             println!("man pages written to {}", dir.display());
             Ok(0)
         }
+        Top::Group(c) => group::run(&dir, c).await,
+        Top::Network(c) => network::run(&dir, c).await,
     }
 }

@@ -47,6 +47,13 @@ pub async fn run(
                     .ok_or_else(|| missing("node group", &n))?
                     .tags
                     .clone(),
+                TagKind::Network => cfg
+                    .networks
+                    .values()
+                    .find(|x| x.name == n)
+                    .ok_or_else(|| missing("network", &n))?
+                    .tags
+                    .clone(),
             };
             for t in list {
                 println!("{t}");

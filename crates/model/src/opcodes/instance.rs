@@ -74,6 +74,11 @@ pub struct OpInstanceCreate {
     /// `drbd`: wait until the initial resync is done (Ganeti's `wait_for_sync`).
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
+    /// The allocator chooses nodes in this group only (`-g`).
+    #[serde(default)]
+    pub group_name: Option<String>,
+    #[serde(default)]
+    pub ignore_ipolicy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +149,8 @@ pub struct OpInstanceSetParams {
     pub remote_node: Option<String>,
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
+    #[serde(default)]
+    pub ignore_ipolicy: bool,
 }
 
 /// Reinstalls an instance's OS (Ganeti's OpInstanceReinstall); the instance must be

@@ -40,6 +40,8 @@ pub struct OpInstanceGrowDisk {
     pub absolute: bool,
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
+    #[serde(default)]
+    pub ignore_ipolicy: bool,
 }
 
 /// Replaces the storage under an instance's DRBD disks (Ganeti's OpInstanceReplaceDisks):

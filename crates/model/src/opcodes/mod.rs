@@ -6,19 +6,23 @@
 
 mod cluster;
 mod cluster_params;
+mod group;
 mod instance;
 mod instance_disks;
 mod instance_moves;
 mod misc;
+mod network;
 mod node;
 mod room;
 
 pub use cluster::*;
 pub use cluster_params::*;
+pub use group::*;
 pub use instance::*;
 pub use instance_disks::*;
 pub use instance_moves::*;
 pub use misc::*;
+pub use network::*;
 pub use node::*;
 pub use room::*;
 
@@ -99,6 +103,17 @@ opcodes! {
     RoomReturn(OpRoomReturn) = "OP_ROOM_RETURN",
     RoomFailover(OpRoomFailover) = "OP_ROOM_FAILOVER",
     ClusterSetParams(OpClusterSetParams) = "OP_CLUSTER_SET_PARAMS",
+    GroupAdd(OpGroupAdd) = "OP_GROUP_ADD",
+    GroupSetParams(OpGroupSetParams) = "OP_GROUP_SET_PARAMS",
+    GroupRemove(OpGroupRemove) = "OP_GROUP_REMOVE",
+    GroupRename(OpGroupRename) = "OP_GROUP_RENAME",
+    GroupAssignNodes(OpGroupAssignNodes) = "OP_GROUP_ASSIGN_NODES",
+    NetworkAdd(OpNetworkAdd) = "OP_NETWORK_ADD",
+    NetworkRemove(OpNetworkRemove) = "OP_NETWORK_REMOVE",
+    NetworkSetParams(OpNetworkSetParams) = "OP_NETWORK_SET_PARAMS",
+    NetworkRename(OpNetworkRename) = "OP_NETWORK_RENAME",
+    NetworkConnect(OpNetworkConnect) = "OP_NETWORK_CONNECT",
+    NetworkDisconnect(OpNetworkDisconnect) = "OP_NETWORK_DISCONNECT",
 }
 
 impl OpCode {
@@ -150,6 +165,17 @@ impl OpCode {
             OpCode::RoomEvacuate(o) => Some(o.room.clone()),
             OpCode::RoomReturn(o) => Some(o.room.clone()),
             OpCode::RoomFailover(o) => Some(o.room.clone()),
+            OpCode::GroupAdd(o) => Some(o.group_name.clone()),
+            OpCode::GroupSetParams(o) => Some(o.group_name.clone()),
+            OpCode::GroupRemove(o) => Some(o.group_name.clone()),
+            OpCode::GroupRename(o) => Some(o.group_name.clone()),
+            OpCode::GroupAssignNodes(o) => Some(o.group_name.clone()),
+            OpCode::NetworkAdd(o) => Some(o.network_name.clone()),
+            OpCode::NetworkRemove(o) => Some(o.network_name.clone()),
+            OpCode::NetworkSetParams(o) => Some(o.network_name.clone()),
+            OpCode::NetworkRename(o) => Some(o.network_name.clone()),
+            OpCode::NetworkConnect(o) => Some(o.network_name.clone()),
+            OpCode::NetworkDisconnect(o) => Some(o.network_name.clone()),
             _ => self
                 .instance_name()
                 .or_else(|| self.node_name())

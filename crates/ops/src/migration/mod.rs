@@ -65,10 +65,16 @@ impl MoveRequest {
         instance_name: &str,
         target_node: Option<&str>,
         kind: MoveKind,
+        ignore_ipolicy: bool,
     ) -> Result<Self, OpError> {
         let inst = crate::util::instance_by_name(cfg, instance_name)?;
         let target = match target_node {
-            Some(t) => Some(node_by_name(cfg, t)?.name.clone()),
+            Some(t) => {
+                let node = node_by_name(cfg, t)?;
+                // The policy of the target's group, when it is another group.
+                crate::ipolicy::check_move(cfg, inst, &node.uuid, ignore_ipolicy)?;
+                Some(node.name.clone())
+            }
             None => None,
         };
         if matches!(kind, MoveKind::Cleanup) && target.is_some() {

@@ -617,6 +617,9 @@ impl LogicalUnit for ClusterVerify {
                 }
             }
         }
+        for (code, msg) in crate::ipolicy::verify_findings(&cfg) {
+            rep.warn(env, code, msg);
+        }
         let ok = rep.errors.is_empty();
         env.log(if ok {
             "cluster verify: no problems found".to_string()

@@ -38,6 +38,13 @@ pub struct InstanceCreate {
     hvparams: Params,
     beparams: Params,
     tags: Vec<String>,
+    /// `-g`: the allocator chooses in this group only.
+    group: Option<String>,
+    ignore_ipolicy: bool,
+    /// Addresses taken from networks, held until the job ends.
+    ips: crate::netpool::IpReservation,
+    /// Policy warnings (with --ignore-ipolicy) to log.
+    warnings: Vec<String>,
 }
 
 impl LogicalUnit for InstanceCreate {
@@ -63,6 +70,8 @@ impl LogicalUnit for InstanceCreate {
             iallocator,
             tags,
             wait_for_sync,
+            group_name,
+            ignore_ipolicy,
         } = op;
         validate_hostname(instance_name)
             .map_err(|e| prereq(format!("invalid instance name: {e}")))?;
@@ -125,6 +134,10 @@ impl LogicalUnit for InstanceCreate {
             hvparams: hvparams.clone(),
             beparams: beparams.clone(),
             tags: tags.clone(),
+            group: group_name.clone(),
+            ignore_ipolicy: *ignore_ipolicy,
+            ips: Default::default(),
+            warnings: Vec::new(),
         })
     }
 
@@ -263,6 +276,60 @@ impl LogicalUnit for InstanceCreate {
                 }
             };
             macs.push(mac.clone());
+            let network = match &spec.network {
+                Some(name) => {
+                    let n = cfg
+                        .network_by_name(name)
+                        .ok_or_else(|| prereq(format!("NIC {i}: network '{name}' is not known")))?;
+                    if !node_uuid.is_empty() {
+                        let g = cfg.group_of_node(&node_uuid);
+                        if !g.is_some_and(|g| g.networks.contains_key(&n.uuid)) {
+                            return Err(prereq(format!(
+                                "NIC {i}: network {name} is not connected to the group of node {}",
+                                self.pnode.clone().unwrap_or_default()
+                            )));
+                        }
+                    }
+                    Some(n.uuid.clone())
+                }
+                None => None,
+            };
+            // A generated MAC takes the network's prefix, if it has one.
+            let prefix = network
+                .as_ref()
+                .and_then(|u| cfg.networks.get(u))
+                .and_then(|n| n.mac_prefix.clone());
+            let mac = match prefix {
+                Some(p) if matches!(spec.mac.as_deref(), None | Some("auto" | "generate")) => {
+                    let m = format!("{p}{}", mac.get(8..).unwrap_or_default());
+                    let used = macs[..macs.len().saturating_sub(1)].contains(&m)
+                        || cfg
+                            .instances
+                            .values()
+                            .any(|x| x.nics.iter().any(|n| n.mac == m));
+                    if used {
+                        return Err(prereq(format!("NIC {i}: generated MAC {m} is in use")));
+                    }
+                    if let Some(last) = macs.last_mut() {
+                        *last = m.clone();
+                    }
+                    m
+                }
+                _ => mac,
+            };
+            let ip = match (spec.ip.as_deref(), &network) {
+                (Some("pool"), Some(net)) => {
+                    let a = self.ips.take(cfg, net, None, false)?;
+                    Some(a.to_string())
+                }
+                (Some("pool"), None) => {
+                    return Err(prereq(format!("NIC {i}: ip=pool needs a network")));
+                }
+                (Some(ip), Some(net)) if ip != "none" => {
+                    Some(self.ips.take(cfg, net, Some(ip), false)?.to_string())
+                }
+                (ip, _) => ip.map(str::to_string),
+            };
             let mut nicparams = Params::new();
             if let Some(mode) = &spec.mode {
                 nicparams.insert("mode".into(), Value::from(mode.as_str()));
@@ -273,7 +340,7 @@ impl LogicalUnit for InstanceCreate {
             let nicparams = ParamKind::Nic
                 .validate(&nicparams)
                 .map_err(|e| prereq(format!("NIC {i}: {e}")))?;
-            if let Some(ip) = &spec.ip {
+            if let Some(ip) = &ip {
                 if ip != "none" && ip.parse::<std::net::IpAddr>().is_err() {
                     return Err(prereq(format!("NIC {i}: invalid IP address '{ip}'")));
                 }
@@ -282,9 +349,9 @@ impl LogicalUnit for InstanceCreate {
                 uuid: new_uuid(),
                 name: spec.name.clone(),
                 mac,
-                ip: spec.ip.clone().filter(|ip| ip != "none"),
+                ip: ip.filter(|ip| ip != "none"),
                 nicparams,
-                network: spec.network.clone(),
+                network,
             });
         }
         let instance = Instance {
@@ -317,6 +384,26 @@ impl LogicalUnit for InstanceCreate {
                 be.minmem, be.maxmem
             )));
         }
+        if let Some(g) = &self.group {
+            match cfg.group_by_name(g) {
+                None => {
+                    return Err(prereq(format!(
+                        "node group '{g}' is not known to the cluster"
+                    )))
+                }
+                Some(g) if g.alloc_policy == maguey_model::AllocPolicy::Unallocable => {
+                    return Err(prereq(format!(
+                        "node group {} is unallocable: no node for instance {} there",
+                        g.name, self.name
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if !node_uuid.is_empty() {
+            let w = crate::ipolicy::check(cfg, &instance, &node_uuid, self.ignore_ipolicy)?;
+            self.warnings.extend(w);
+        }
         Ok(instance)
     }
 
@@ -343,10 +430,20 @@ impl LogicalUnit for InstanceCreate {
             Some(s) => Some(node_by_name(&cfg, s)?.uuid.clone()),
             None => None,
         };
+        for w in self.warnings.drain(..) {
+            env.log(w);
+        }
         if instance.primary_node.is_empty() {
-            let chosen = crate::iallocator::allocate(env.master, &cfg, &instance).await?;
+            let chosen =
+                crate::iallocator::allocate_in(env.master, &cfg, &instance, self.group.as_deref())
+                    .await?;
             let node = node_by_name(&cfg, &chosen[0])?;
             check_node_usable(node)?;
+            if let Some(w) =
+                crate::ipolicy::check(&cfg, &instance, &node.uuid, self.ignore_ipolicy)?
+            {
+                env.log(w);
+            }
             if drbd {
                 let sec = chosen.get(1).ok_or_else(|| {
                     prereq("the allocator did not choose a secondary node for a drbd instance")

@@ -25,7 +25,13 @@ impl LogicalUnit for InstanceFailover {
             shutdown_timeout: op.shutdown_timeout,
             ignore_consistency: op.ignore_consistency,
         };
-        let req = MoveRequest::expand(cfg, &op.instance_name, op.target_node.as_deref(), kind)?;
+        let req = MoveRequest::expand(
+            cfg,
+            &op.instance_name,
+            op.target_node.as_deref(),
+            kind,
+            op.ignore_ipolicy,
+        )?;
         Ok(InstanceFailover(req))
     }
 

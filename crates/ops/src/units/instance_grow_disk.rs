@@ -25,6 +25,7 @@ pub struct InstanceGrowDisk {
     nodes: Vec<String>,
     /// MiB to add, computed by check_prereq.
     delta: u64,
+    ignore_ipolicy: bool,
 }
 
 /// The MiB to add to a disk of `current` MiB: `amount` more, or up to `amount` with
@@ -79,6 +80,7 @@ impl LogicalUnit for InstanceGrowDisk {
             amount,
             absolute,
             wait_for_sync,
+            ignore_ipolicy,
         } = op;
         let inst = instance_by_name(cfg, instance_name)?;
         Ok(InstanceGrowDisk {
@@ -89,6 +91,7 @@ impl LogicalUnit for InstanceGrowDisk {
             wait_for_sync: *wait_for_sync,
             nodes: instance_nodes(cfg, inst)?,
             delta: 0,
+            ignore_ipolicy: *ignore_ipolicy,
         })
     }
 
@@ -120,6 +123,9 @@ impl LogicalUnit for InstanceGrowDisk {
             ))
         })?;
         self.delta = growth(disk.size, self.amount, self.absolute, self.disk)?;
+        let mut grown = inst.clone();
+        grown.disks[self.disk].size += self.delta;
+        crate::ipolicy::check(cfg, &grown, &inst.primary_node, self.ignore_ipolicy)?;
         for u in &disk.nodes {
             check_node_online(node_by_uuid(cfg, u)?)?;
         }

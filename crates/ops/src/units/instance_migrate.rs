@@ -42,7 +42,13 @@ impl LogicalUnit for InstanceMigrate {
                 allow_failover: op.allow_failover,
             }
         };
-        let req = MoveRequest::expand(cfg, &op.instance_name, op.target_node.as_deref(), kind)?;
+        let req = MoveRequest::expand(
+            cfg,
+            &op.instance_name,
+            op.target_node.as_deref(),
+            kind,
+            op.ignore_ipolicy,
+        )?;
         Ok(InstanceMigrate(req))
     }
 

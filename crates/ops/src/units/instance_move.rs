@@ -19,7 +19,13 @@ impl LogicalUnit for InstanceMove {
             shutdown_timeout: op.shutdown_timeout,
             ignore_consistency: op.ignore_consistency,
         };
-        let req = MoveRequest::expand(cfg, &op.instance_name, Some(&op.target_node), kind)?;
+        let req = MoveRequest::expand(
+            cfg,
+            &op.instance_name,
+            Some(&op.target_node),
+            kind,
+            op.ignore_ipolicy,
+        )?;
         Ok(InstanceMove(req))
     }
 

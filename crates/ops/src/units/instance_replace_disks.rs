@@ -98,6 +98,9 @@ impl LogicalUnit for InstanceReplaceDisks {
         }
         let remote_node = match remote_node {
             Some(n) => {
+                // Issue 15: the policy of the new secondary's group when it is another group.
+                let new = &node_by_name(cfg, n)?.uuid;
+                crate::ipolicy::check_move(cfg, inst, new, op.ignore_ipolicy)?;
                 let name = node_by_name(cfg, n)?.name.clone();
                 if !nodes.contains(&name) {
                     nodes.push(name.clone());

@@ -27,6 +27,7 @@ pub struct InstanceSetParams {
     force: bool,
     /// A disk template conversion (then nothing else changes).
     conversion: Option<Conversion>,
+    ignore_ipolicy: bool,
 }
 
 /// What the checks found to do: a conversion, or the instance with its new parameters.
@@ -79,6 +80,7 @@ impl LogicalUnit for InstanceSetParams {
             disk_template,
             remote_node,
             wait_for_sync,
+            ignore_ipolicy,
         } = op;
         if let Some(template) = disk_template {
             if !beparams.is_empty()
@@ -108,6 +110,7 @@ impl LogicalUnit for InstanceSetParams {
                     other_node,
                     wait_for_sync: *wait_for_sync,
                 }),
+                ignore_ipolicy: *ignore_ipolicy,
             });
         }
         if remote_node.is_some() {
@@ -135,6 +138,7 @@ impl LogicalUnit for InstanceSetParams {
             runtime_mem: *runtime_mem,
             force: *force,
             conversion: None,
+            ignore_ipolicy: *ignore_ipolicy,
         })
     }
 
@@ -152,6 +156,9 @@ impl LogicalUnit for InstanceSetParams {
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
         let inst = instance_by_name(cfg, &self.name)?;
         if let Some(c) = self.conversion.take() {
+            let mut converted = inst.clone();
+            converted.disk_template = c.template;
+            crate::ipolicy::check(cfg, &converted, &inst.primary_node, self.ignore_ipolicy)?;
             check_conversion(cfg, inst, &c)?;
             return Ok(Change::Convert(c));
         }
@@ -176,6 +183,9 @@ impl LogicalUnit for InstanceSetParams {
                 "minmem ({}) cannot exceed maxmem ({})",
                 filled.minmem, filled.maxmem
             )));
+        }
+        if !self.beparams.is_empty() {
+            crate::ipolicy::check(cfg, &updated, &inst.primary_node, self.ignore_ipolicy)?;
         }
         match self.offline {
             Some(true) if inst.admin_state == AdminState::Up => {

@@ -68,6 +68,13 @@ pub fn object_tags(
                 .tags
                 .clone()
         }
+        TagKind::Network => {
+            let n = need()?;
+            cfg.network_by_name(n)
+                .ok_or_else(|| format!("network '{n}' is not known to the cluster"))?
+                .tags
+                .clone()
+        }
     })
 }
 
@@ -144,6 +151,7 @@ impl LogicalUnit for Tags {
             TagKind::Node => TagTarget::Node(name),
             TagKind::Instance => TagTarget::Instance(name),
             TagKind::NodeGroup => TagTarget::NodeGroup(name),
+            TagKind::Network => TagTarget::Network(name),
         })
     }
 
@@ -216,6 +224,14 @@ impl LogicalUnit for Tags {
                 change(&mut g.tags);
                 Command::UpdateGroup { group: g }
             }
+            TagKind::Network => {
+                let mut n = cfg
+                    .network_by_name(&name)
+                    .ok_or_else(|| prereq(format!("network '{name}' is not known")))?
+                    .clone();
+                change(&mut n.tags);
+                Command::UpdateNetwork { network: n }
+            }
         };
         env.apply(cmd)?;
         env.log(format!(
@@ -251,7 +267,8 @@ mod tests {
             assert!(validate_tag(bad).is_err(), "{bad}");
         }
         assert_eq!(TagKind::parse("nodegroup"), Some(TagKind::NodeGroup));
-        assert_eq!(TagKind::parse("network"), None);
+        assert_eq!(TagKind::parse("network"), Some(TagKind::Network));
+        assert_eq!(TagKind::parse("disk"), None);
     }
 
     #[test]

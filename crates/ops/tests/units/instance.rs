@@ -199,6 +199,13 @@ async fn instance_set_params_changes_memory_in_config_and_at_runtime() {
         &c,
         json!({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "inst1",
                "beparams": {"maxmem": 100000}}),
+        "above the maximum 32768",
+    )
+    .await;
+    refused(
+        &c,
+        json!({"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "inst1",
+               "beparams": {"maxmem": 100000}, "ignore_ipolicy": true}),
         "larger than node",
     )
     .await;

@@ -5,9 +5,11 @@
 
 mod cluster;
 mod disks;
+mod groups;
 mod hooks;
 mod instance;
 mod moves;
+mod networks;
 mod node;
 mod parent_jobs;
 mod rooms;

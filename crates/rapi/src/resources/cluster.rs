@@ -54,7 +54,7 @@ fn cluster_info(cfg: &ConfigData) -> Value {
         "os_hvp": {},
         "beparams": c.beparams,
         "osparams": c.osparams,
-        "ipolicy": {},
+        "ipolicy": cfg.ipolicy_for_group(None),
         "nicparams": c.nicparams,
         "ndparams": c.ndparams,
         "diskparams": {},

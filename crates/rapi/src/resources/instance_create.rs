@@ -27,6 +27,8 @@ const CREATE_ACCEPTED: &[&str] = &[
     "start",
     "no_install",
     "tags",
+    "group_name",
+    "ignore_ipolicy",
 ];
 const CREATE_IGNORED: &[&str] = &[
     "name_check",
@@ -165,6 +167,8 @@ fn create_op(req: &Req) -> Result<OpCode, ApiError> {
         tags: b.or_default("tags")?,
         // Ganeti's `wait_for_sync` is accepted and ignored: creation always waits.
         wait_for_sync: true,
+        group_name: b.opt("group_name")?,
+        ignore_ipolicy: b.or("ignore_ipolicy", false)?,
     }))
 }
 

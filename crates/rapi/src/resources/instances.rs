@@ -286,7 +286,7 @@ fn grow_body(req: &Req, idx: &str) -> Result<(usize, Body), ApiError> {
     let b = Body::parse(
         req,
         "OP_INSTANCE_GROW_DISK",
-        &["amount", "absolute", "wait_for_sync"],
+        &["amount", "absolute", "wait_for_sync", "ignore_ipolicy"],
         &[],
     )?;
     match b.get("amount") {
@@ -308,6 +308,7 @@ fn grow_op(b: &Body, inst: &str, disk: usize) -> Result<OpCode, ApiError> {
         amount: b.req("amount")?,
         absolute: b.or("absolute", false)?,
         wait_for_sync: b.or("wait_for_sync", true)?,
+        ignore_ipolicy: b.or("ignore_ipolicy", false)?,
     }))
 }
 
@@ -378,6 +379,7 @@ fn modify_body(req: &Req) -> Result<Body, ApiError> {
             "disk_template",
             "remote_node",
             "wait_for_sync",
+            "ignore_ipolicy",
         ],
         &[
             "disks",
@@ -396,7 +398,6 @@ fn modify_body(req: &Req) -> Result<Body, ApiError> {
             "ext_params",
             "file_driver",
             "file_storage_dir",
-            "ignore_ipolicy",
             "allow_arbit_params",
             "clear_osparams",
             "clear_osparams_private",
@@ -437,6 +438,7 @@ fn modify_op(b: &Body, inst: &str) -> Result<OpCode, ApiError> {
             disk_template: b.opt("disk_template")?,
             remote_node: b.opt("remote_node")?,
             wait_for_sync: b.or("wait_for_sync", true)?,
+            ignore_ipolicy: b.or("ignore_ipolicy", false)?,
         },
     ))
 }

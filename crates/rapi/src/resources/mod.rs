@@ -10,6 +10,7 @@ mod groups;
 mod instance_create;
 mod instances;
 mod jobs;
+mod networks;
 mod nodes;
 mod objects;
 mod query;
@@ -34,6 +35,7 @@ pub async fn dispatch(rapi: &Rapi, req: &Req) -> ApiResult {
         ["2", "jobs", rest @ ..] => jobs::route(rapi, req, rest).await,
         ["2", "nodes", rest @ ..] => nodes::route(rapi, req, rest).await,
         ["2", "groups", rest @ ..] => groups::route(rapi, req, rest).await,
+        ["2", "networks", rest @ ..] => networks::route(rapi, req, rest).await,
         ["2", "instances", rest @ ..] => instances::route(rapi, req, rest).await,
         ["2", "query", rest @ ..] => query::route(rapi, req, rest).await,
         _ => cluster::route(rapi, req, &segs).await,

@@ -130,6 +130,7 @@ pub(super) fn names(cfg: &ConfigData, what: Resource) -> Vec<String> {
         Resource::Node => cfg.nodes.values().map(|n| n.name.clone()).collect(),
         Resource::Instance => cfg.instances.values().map(|i| i.name.clone()).collect(),
         Resource::Group => cfg.nodegroups.values().map(|g| g.name.clone()).collect(),
+        Resource::Network => cfg.networks.values().map(|n| n.name.clone()).collect(),
     };
     v.sort();
     v
@@ -236,12 +237,14 @@ pub(super) async fn one_object(
         Resource::Node => cfg.node_by_name(name).is_some(),
         Resource::Instance => cfg.instance_by_name(name).is_some(),
         Resource::Group => cfg.group_by_name(name).is_some(),
+        Resource::Network => cfg.network_by_name(name).is_some(),
     };
     if !exists {
         let kind = match what {
             Resource::Node => "node",
             Resource::Instance => "instance",
             Resource::Group => "node group",
+            Resource::Network => "network",
         };
         return Err(ApiError::not_found(format!("{kind} '{name}' is not known")));
     }
@@ -341,9 +344,9 @@ fn extra_field(
                     json!(p)
                 }
                 "custom_ndparams" => json!(g.ndparams),
-                "diskparams" | "custom_diskparams" | "custom_ipolicy" => json!({}),
                 _ => Value::Null,
             }
         }
+        Resource::Network => Value::Null,
     }
 }

@@ -54,7 +54,8 @@ fn query_resource(res: &str) -> Result<Resource, ApiError> {
         "instance" => Ok(Resource::Instance),
         "node" => Ok(Resource::Node),
         "group" => Ok(Resource::Group),
-        "network" | "job" | "export" | "lock" | "os" | "extstorage" | "cluster" | "filter" => {
+        "network" => Ok(Resource::Network),
+        "job" | "export" | "lock" | "os" | "extstorage" | "cluster" | "filter" => {
             Err(not_implemented(&format!("the query resource '{res}'")))
         }
         other => Err(ApiError::bad_request(format!(

@@ -26,6 +26,9 @@ pub(super) const INSTANCE: Kind = Kind {
 pub(super) const GROUP: Kind = Kind {
     kind: TagKind::NodeGroup,
 };
+pub(super) const NETWORK: Kind = Kind {
+    kind: TagKind::Network,
+};
 
 /// `GET .../tags` of a named object (404 if unknown).
 pub(super) fn get(rapi: &Rapi, k: Kind, name: &str) -> ApiResult {

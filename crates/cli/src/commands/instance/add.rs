@@ -31,6 +31,12 @@ pub struct InstanceAdd {
     /// `drbd`: do not wait for the initial resync of the new disks.
     #[arg(long)]
     pub no_wait_for_sync: bool,
+    /// The allocator chooses nodes in this node group only.
+    #[arg(short = 'g', long = "node-group")]
+    pub node_group: Option<String>,
+    /// Create the instance even if it breaks its group's instance policy.
+    #[arg(long)]
+    pub ignore_ipolicy: bool,
     /// HYPERVISOR[:k=v,...].
     #[arg(short = 'H', long)]
     pub hypervisor: Option<String>,
@@ -179,6 +185,8 @@ pub fn instance_add_op(a: &InstanceAdd) -> CliResult<OpCode> {
         beparams,
         iallocator: a.iallocator.clone(),
         wait_for_sync: !a.no_wait_for_sync,
+        group_name: a.node_group.clone(),
+        ignore_ipolicy: a.ignore_ipolicy,
         tags: a
             .tags
             .as_deref()

@@ -201,6 +201,9 @@ pub enum InstanceCmd {
         /// drbd: do not wait for the resync of the new area.
         #[arg(long)]
         no_wait_for_sync: bool,
+        /// Grow even if the disk breaks the instance policy.
+        #[arg(long)]
+        ignore_ipolicy: bool,
         #[command(flatten)]
         job: JobOpts,
     },
@@ -285,6 +288,9 @@ pub enum InstanceCmd {
         no_wait_for_sync: bool,
         #[arg(long, short = 'f')]
         force: bool,
+        /// Change even if the instance then breaks its group's instance policy.
+        #[arg(long)]
+        ignore_ipolicy: bool,
         #[command(flatten)]
         job: JobOpts,
     },

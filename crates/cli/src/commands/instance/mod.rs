@@ -248,6 +248,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             amount,
             absolute,
             no_wait_for_sync,
+            ignore_ipolicy,
             job,
         } => {
             let amount = parse_size_mib(&amount).map_err(|e| usage(format!("AMOUNT: {e}")))?;
@@ -263,6 +264,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                     amount,
                     absolute,
                     wait_for_sync: !no_wait_for_sync,
+                    ignore_ipolicy,
                 })],
                 job,
             )
@@ -437,6 +439,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
             node,
             no_wait_for_sync,
             force,
+            ignore_ipolicy,
             job,
         } => {
             if node.is_some() && disk_template.is_none() {
@@ -472,6 +475,7 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
                         disk_template: disk_template.as_deref().map(word).transpose()?,
                         remote_node: node,
                         wait_for_sync: !no_wait_for_sync,
+                        ignore_ipolicy,
                     },
                 )],
                 job,

@@ -363,12 +363,14 @@ mod tests {
                 ip: None,
                 mode: maguey_model::NicMode::Bridged,
                 link: "br0".into(),
+                network: None,
             },
             maguey_rpc::NicRuntime {
                 mac: "aa:00:00:00:00:02".into(),
                 ip: Some("192.0.2.9".into()),
                 mode: maguey_model::NicMode::Routed,
                 link: "".into(),
+                network: None,
             },
         ];
         r.hvparams.insert("nic_type".into(), "e1000".into());
