@@ -32,6 +32,15 @@ impl Drop for Cleanup {
 }
 
 fn node(dir: &Path, name: &str) -> NodeRuntime {
+    // The node's host path policy (docs/security.md) allows the guest's kernel cache, as
+    // `maguey lab up --kvm` does for its nodes.
+    let state = dir.join(name);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join(maguey_node::hostpaths::HYPERVISOR_PATHS_FILE),
+        format!("dir {}\n", guest::cache_dir().display()),
+    )
+    .unwrap();
     NodeRuntime::new(NodeConfig {
         state_dir: dir.join(name),
         node_name: name.into(),

@@ -75,9 +75,9 @@ pub struct OpInstanceCreate {
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
     /// The allocator chooses nodes in this group only (`-g`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_ipolicy: bool,
 }
 
@@ -149,7 +149,7 @@ pub struct OpInstanceSetParams {
     pub remote_node: Option<String>,
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_ipolicy: bool,
 }
 

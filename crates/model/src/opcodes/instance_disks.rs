@@ -40,7 +40,7 @@ pub struct OpInstanceGrowDisk {
     pub absolute: bool,
     #[serde(default = "yes")]
     pub wait_for_sync: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_ipolicy: bool,
 }
 
@@ -63,7 +63,7 @@ pub struct OpInstanceReplaceDisks {
     #[serde(default)]
     pub ignore_ipolicy: bool,
     /// Maguey: accept a new secondary in the primary's room (failure domain).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
 }
 

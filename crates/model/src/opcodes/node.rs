@@ -17,7 +17,7 @@ pub struct OpNodeAdd {
     #[serde(default)]
     pub vm_capable: Option<bool>,
     /// Maguey: the node's room (failure domain).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
     /// SHA-256 (hex) of the certificate the master signed when the node joined; recorded in
     /// the config with the node. Only the join service may set it (refused elsewhere).
@@ -46,7 +46,7 @@ pub struct OpNodeSetParams {
     #[serde(default)]
     pub force: bool,
     /// Maguey: a new room (failure domain); the empty string takes the node out of its room.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
 }
 
@@ -89,6 +89,6 @@ pub struct OpNodeEvacuate {
     #[serde(default = "default_max_parallel")]
     pub max_parallel: u32,
     /// Maguey: accept new secondaries in their primary's room (failure domain).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
 }
