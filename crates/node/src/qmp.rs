@@ -162,7 +162,15 @@ impl<S: AsyncRead + AsyncWrite> Qmp<S> {
             events: Vec::new(),
             version: String::new(),
         };
-        let greeting = q.read_line().await?;
+        // Events queued for a previous client (e.g. `STOP` at the end of a migration) may
+        // come before the greeting: they are not ours, skip them.
+        let mut greeting = q.read_line().await?;
+        for _ in 0..64 {
+            if greeting.get("event").is_none() {
+                break;
+            }
+            greeting = q.read_line().await?;
+        }
         let v = greeting
             .get("QMP")
             .ok_or_else(|| QmpError::Protocol(format!("not a QMP greeting: {greeting}")))?;
@@ -346,6 +354,30 @@ mod tests {
             r#"{"return": {"status": "completed", "total-time": 812, "downtime": 21, "ram": {"transferred": 1000, "remaining": 0, "total": 134217728}}}"#,
         ),
     ];
+
+    #[tokio::test]
+    async fn events_left_before_the_greeting_are_skipped() {
+        // Seen when the node connected right as a migration ended (CI: "not a QMP greeting").
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let srv = tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(server);
+            let mut r = BufReader::new(r);
+            let stop = r#"{"timestamp": {"seconds": 1796616586, "microseconds": 180001}, "event": "STOP"}"#;
+            w.write_all(format!("{stop}\n{}\n", TRANSCRIPT[0].1).as_bytes())
+                .await
+                .unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            assert!(line.contains("qmp_capabilities"), "{line}");
+            w.write_all(b"{\"return\": {}}\n").await.unwrap();
+            let mut rest = Vec::new();
+            let _ = r.read_to_end(&mut rest).await;
+        });
+        let q = Qmp::handshake(client).await.unwrap();
+        assert_eq!(q.version, "10.0.2");
+        drop(q);
+        srv.await.unwrap();
+    }
 
     #[tokio::test]
     async fn against_recorded_transcript() {
