@@ -5,6 +5,7 @@
 //! in one redb file as a snapshot plus a log of [`Entry`]s, the very entries a later Raft log
 //! will carry; readers get consistent `Arc<ConfigData>` snapshots.
 
+mod checks;
 pub mod commands;
 pub mod error;
 pub mod group;
