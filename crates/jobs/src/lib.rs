@@ -6,13 +6,15 @@
 //! with Ganeti's levels ([`LockLevel`]). Opcodes themselves are run by an [`OpExecutor`]
 //! (implemented by the `ops` crate), which gets an [`OpContext`] to log and to take locks.
 
+mod context;
 mod locks;
 mod queue;
 mod store;
 pub mod submit;
 
+pub use context::OpContext;
 pub use locks::{LockInfo, LockLevel, LockMode, LockNames, LOCKSET_NAME};
-pub use queue::{JobQueue, OpContext};
+pub use queue::JobQueue;
 
 use maguey_model::OpCode;
 use std::future::Future;

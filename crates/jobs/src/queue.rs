@@ -1,10 +1,11 @@
 //! The queue: submission, scheduling, execution, cancelation, archiving, recovery.
 
-use crate::locks::{LockManager, Request, LOCKSET_NAME};
+use crate::context::OpContext;
+use crate::locks::LockManager;
 use crate::store::{storage, Store, Write, ARCHIVE, DRAINED, JOBS, META, NEXT_ID};
 use crate::{
-    CancelOutcome, JobError, LockInfo, LockLevel, LockMode, LockNames, OpError, OpExecutor,
-    ARCHIVE_INTERVAL, CANCELED_MESSAGE, DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
+    CancelOutcome, JobError, LockInfo, OpError, OpExecutor, ARCHIVE_INTERVAL, CANCELED_MESSAGE,
+    DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
 };
 use maguey_model::{now, Job, JobStatus, LogEntry, OpCode};
 use redb::ReadableTable;
@@ -84,7 +85,7 @@ struct State {
 pub struct JobQueue {
     me: Weak<JobQueue>,
     state: Mutex<State>,
-    locks: LockManager,
+    pub(crate) locks: LockManager,
     store: Arc<Store>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Bumped on every change of any job (for `wait_for_change`).
@@ -96,7 +97,7 @@ pub struct JobQueue {
     drained: std::sync::atomic::AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -495,7 +496,34 @@ impl JobQueue {
         self.locks.info()
     }
 
-    fn notify(&self) {
+    /// Adds a timestamped entry to an opcode's log (and wakes `wait_for_change` callers).
+    pub(crate) fn append_log(&self, id: u64, op_index: usize, message: String) {
+        let mut st = lock(&self.state);
+        let Some(e) = st.jobs.get_mut(&id) else {
+            return;
+        };
+        if e.job.status.is_finalized() {
+            return;
+        }
+        e.log_serial += 1;
+        let entry = LogEntry {
+            serial: e.log_serial,
+            timestamp: now(),
+            log_type: "message".to_string(),
+            message,
+        };
+        e.job.oplog[op_index].push(entry);
+        self.store.queue(id, Write::Put(to_json(&e.job)), false);
+        drop(st);
+        self.notify();
+    }
+
+    /// A live job's priority.
+    pub(crate) fn priority(&self, id: u64) -> Option<i32> {
+        lock(&self.state).jobs.get(&id).map(|e| e.job.priority)
+    }
+
+    pub(crate) fn notify(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -551,7 +579,7 @@ impl JobQueue {
 
     /// A job waiting for its child jobs gives its slot to the queue meanwhile: however many
     /// parents wait, their children can run.
-    fn lend_slot(&self, id: u64) {
+    pub(crate) fn lend_slot(&self, id: u64) {
         {
             let mut st = lock(&self.state);
             if Self::free_slot(&mut st, id) {
@@ -565,7 +593,7 @@ impl JobQueue {
 
     /// The waiting is over: the job runs again, counted again (at once, even beyond the
     /// limit for a moment, so that a parent never waits behind queued jobs).
-    fn reclaim_slot(&self, id: u64) {
+    pub(crate) fn reclaim_slot(&self, id: u64) {
         let mut st = lock(&self.state);
         let Some(e) = st.jobs.get_mut(&id) else {
             return;
@@ -620,13 +648,7 @@ impl JobQueue {
                 break;
             }
 
-            let ctx = OpContext {
-                queue: self.clone(),
-                job_id: id,
-                op_index: i,
-                held: Mutex::new(BTreeMap::new()),
-                waiting: std::sync::atomic::AtomicUsize::new(0),
-            };
+            let ctx = OpContext::new(self.clone(), id, i);
             let span = tracing::info_span!("opcode", index = i, op = op.op_id());
             let result = match catch_unwind(AssertUnwindSafe(|| executor.execute(op, &ctx))) {
                 Ok(fut) => match tracing::Instrument::instrument(CatchUnwind { fut }, span).await {
@@ -744,7 +766,7 @@ impl JobQueue {
     }
 
     /// Sets the job waiting (for locks) or running again. False if the job was canceled.
-    fn set_waiting(&self, id: u64, waiting: bool) -> bool {
+    pub(crate) fn set_waiting(&self, id: u64, waiting: bool) -> bool {
         let mut st = lock(&self.state);
         let Some(e) = st.jobs.get_mut(&id) else {
             return false;
@@ -767,7 +789,7 @@ impl JobQueue {
         true
     }
 
-    fn cancel_requested(&self, id: u64) -> bool {
+    pub(crate) fn cancel_requested(&self, id: u64) -> bool {
         lock(&self.state)
             .jobs
             .get(&id)
@@ -809,233 +831,6 @@ impl Future for CatchUnwind<'_> {
             Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(p) => Poll::Ready(Err(panic_message(&*p))),
-        }
-    }
-}
-
-/// What an opcode's executor gets: the job, logging, and locks.
-pub struct OpContext {
-    queue: Arc<JobQueue>,
-    job_id: u64,
-    op_index: usize,
-    held: Mutex<BTreeMap<LockLevel, LockNames>>,
-    /// [`OpContext::wait_job`] calls in progress (the slot is lent while there are any).
-    waiting: std::sync::atomic::AtomicUsize,
-}
-
-/// The slot lent for one [`OpContext::wait_job`]; given back when the last wait ends.
-struct SlotLoan<'a>(&'a OpContext);
-
-impl<'a> SlotLoan<'a> {
-    fn new(ctx: &'a OpContext) -> Self {
-        use std::sync::atomic::Ordering;
-        if ctx.waiting.fetch_add(1, Ordering::SeqCst) == 0 {
-            ctx.queue.lend_slot(ctx.job_id);
-        }
-        SlotLoan(ctx)
-    }
-}
-
-impl Drop for SlotLoan<'_> {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.0.waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.queue.reclaim_slot(self.0.job_id);
-        }
-    }
-}
-
-impl OpContext {
-    /// The job's id.
-    pub fn job_id(&self) -> u64 {
-        self.job_id
-    }
-
-    /// Index of this opcode in its job.
-    pub fn op_index(&self) -> usize {
-        self.op_index
-    }
-
-    /// Adds a timestamped entry to this opcode's log (and wakes `wait_for_change` callers).
-    pub fn log(&self, message: impl Into<String>) {
-        let q = &self.queue;
-        let mut st = lock(&q.state);
-        let Some(e) = st.jobs.get_mut(&self.job_id) else {
-            return;
-        };
-        if e.job.status.is_finalized() {
-            return;
-        }
-        e.log_serial += 1;
-        let entry = LogEntry {
-            serial: e.log_serial,
-            timestamp: now(),
-            log_type: "message".to_string(),
-            message: message.into(),
-        };
-        e.job.oplog[self.op_index].push(entry);
-        q.store
-            .queue(self.job_id, Write::Put(to_json(&e.job)), false);
-        drop(st);
-        q.notify();
-    }
-
-    /// Acquires locks at one level, all names atomically. Levels must be acquired in increasing
-    /// order within an opcode (a level not above every held one gives [`OpError::Exec`]). While
-    /// blocked the job is `waiting`, then `running` again. Gives [`OpError::Canceled`] if the
-    /// job is canceled meanwhile.
-    pub async fn acquire(
-        &self,
-        level: LockLevel,
-        names: LockNames,
-        mode: LockMode,
-    ) -> Result<(), OpError> {
-        if let Some(top) = lock(&self.held).keys().next_back().copied() {
-            if level <= top {
-                return Err(OpError::Exec(format!(
-                    "internal error: locks at level {level} requested while holding level \
-                     {top}; levels must be acquired in order"
-                )));
-            }
-        }
-        let q = &self.queue;
-        if q.cancel_requested(self.job_id) {
-            return Err(OpError::Canceled);
-        }
-        match q.locks.request(self.job_id, level, names.clone(), mode) {
-            Request::Granted => {}
-            Request::Pending(ticket, rx) => {
-                let mut guard = Withdraw {
-                    ctx: self,
-                    level,
-                    ticket,
-                    armed: true,
-                };
-                q.set_waiting(self.job_id, true);
-                let granted = rx.await.is_ok();
-                guard.armed = false;
-                if !granted {
-                    return Err(OpError::Canceled);
-                }
-                if !q.set_waiting(self.job_id, false) {
-                    q.locks.release(self.job_id, level);
-                    return Err(OpError::Canceled);
-                }
-            }
-        }
-        lock(&self.held).insert(level, names);
-        Ok(())
-    }
-
-    /// Submits jobs on behalf of this opcode (Ganeti's `ResultWithJobs`: node evacuation,
-    /// node migration), at this job's priority. Returns their ids.
-    pub fn submit_jobs(&self, jobs: Vec<Vec<OpCode>>) -> Result<Vec<u64>, OpError> {
-        let priority = lock(&self.queue.state)
-            .jobs
-            .get(&self.job_id)
-            .map(|e| e.job.priority)
-            .unwrap_or_default();
-        let submitter = format!("job:{}", self.job_id);
-        self.queue
-            .submit_many_by(
-                jobs.into_iter().map(|ops| (ops, priority)).collect(),
-                &submitter,
-                "",
-            )
-            .map_err(|e| OpError::Exec(format!("cannot submit jobs: {e}")))
-    }
-
-    /// Waits until job `id` is finalized and returns it (`None` for an unknown job). Gives
-    /// [`OpError::Canceled`] if this job is canceled meanwhile.
-    /// While it waits, the job's running slot is lent to the queue (its children need one).
-    pub async fn wait_job(&self, id: u64) -> Result<Option<Job>, OpError> {
-        let _loan = SlotLoan::new(self);
-        let mut known = None;
-        let mut serial = 0;
-        loop {
-            if self.queue.cancel_requested(self.job_id) {
-                return Err(OpError::Canceled);
-            }
-            match self
-                .queue
-                .wait_for_change(id, known, serial, Duration::from_secs(1))
-                .await
-            {
-                Some(job) if job.status.is_finalized() => return Ok(Some(job)),
-                Some(job) => {
-                    known = Some(job.status);
-                    serial = job
-                        .oplog
-                        .iter()
-                        .flatten()
-                        .map(|l| l.serial)
-                        .max()
-                        .unwrap_or(0);
-                }
-                None => {
-                    if self.queue.get(id).is_none() {
-                        return Ok(None);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Releases the locks held at a level early (all are released when the opcode ends).
-    pub fn release(&self, level: LockLevel) {
-        if lock(&self.held).remove(&level).is_some() {
-            self.queue.locks.release(self.job_id, level);
-        }
-    }
-
-    /// The names held at a level; `["[lockset]"]` if the whole level is held.
-    pub fn owned(&self, level: LockLevel) -> Vec<String> {
-        match lock(&self.held).get(&level) {
-            None => Vec::new(),
-            Some(LockNames::All) => vec![LOCKSET_NAME.to_string()],
-            Some(LockNames::Names(n)) => {
-                let mut v = n.clone();
-                v.sort();
-                v.dedup();
-                v
-            }
-        }
-    }
-
-    /// True if `name` is covered by the locks held at `level` (by name or the whole level).
-    pub fn owns(&self, level: LockLevel, name: &str) -> bool {
-        match lock(&self.held).get(&level) {
-            None => false,
-            Some(LockNames::All) => true,
-            Some(LockNames::Names(n)) => n.iter().any(|x| x == name),
-        }
-    }
-}
-
-impl Drop for OpContext {
-    fn drop(&mut self) {
-        self.queue.locks.release_all(self.job_id);
-    }
-}
-
-/// Withdraws a pending lock request if the `acquire` future is dropped while waiting.
-struct Withdraw<'a> {
-    ctx: &'a OpContext,
-    level: LockLevel,
-    ticket: u64,
-    armed: bool,
-}
-
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let locks = &self.ctx.queue.locks;
-            if !locks.withdraw(self.level, self.ticket) {
-                // Granted meanwhile: give it back.
-                locks.release(self.ctx.job_id, self.level);
-            }
-            // The opcode gave up waiting (its future was dropped): it is no longer waiting.
-            self.ctx.queue.set_waiting(self.ctx.job_id, false);
         }
     }
 }
