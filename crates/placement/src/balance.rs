@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::drbd_bases::DrbdBases;
 use crate::model::Cluster;
 use crate::moves::MoveOutcome;
 use crate::score::{self, Stats};
@@ -335,63 +336,15 @@ pub(crate) fn best_for_instance_fast(
     if kinds.is_empty() {
         return best;
     }
-    let has = |k: fn(usize) -> IMove| kinds.contains(&k(0));
-    let base = stats.acc();
-    let mut int_p = np.d.clone();
-    np.remove_pri(&mut int_p, inst);
-    let mut int_s = ns.d.clone();
-    ns.remove_sec(&mut int_s, inst, opdx);
-    let v_int_p = node_vals_st(np, &int_p.st);
-    let v_int_s = node_vals_st(ns, &int_s.st);
-    // replace secondary: primary unchanged in effect, secondary removed
-    let acc_rs = has(IMove::ReplaceSecondary).then(|| {
-        let mut pn = int_p.clone();
-        np.add_pri(&mut pn, inst, true).ok().map(|_| {
-            let mut a = base;
-            stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &pn.st));
-            stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
-            a
-        })
-    });
-    let acc_rs = acc_rs.flatten();
-    let force_s = ns.offline || force;
-    let force_p = prim_off || force;
-    // replace and failover: old secondary removed; per target: new primary
-    // on t, old primary becomes secondary
-    let acc_raf = has(IMove::ReplaceAndFailover).then(|| {
-        let mut a = base;
-        stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
-        a
-    });
-    // replace primary: old primary removed; old secondary hosts the
-    // instance temporarily, then becomes the secondary of t
-    let rp = if has(IMove::ReplacePrimary) {
-        let mut tmp = int_s.clone();
-        match ns.add_pri(&mut tmp, inst, force_p) {
-            Ok(()) => {
-                ns.remove_pri(&mut tmp, inst);
-                let mut a = base;
-                stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
-                Some((a, tmp))
-            }
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    // failover and replace: old secondary becomes primary, old primary
-    // removed, t becomes secondary
-    let acc_far = if has(IMove::FailoverAndReplace) {
-        let mut s2 = int_s.clone();
-        ns.add_pri(&mut s2, inst, force_p).ok().map(|_| {
-            let mut a = base;
-            stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
-            stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &s2.st));
-            a
-        })
-    } else {
-        None
-    };
+    let DrbdBases {
+        int_p,
+        acc_rs,
+        acc_raf,
+        rp,
+        acc_far,
+        force_s,
+        force_p,
+    } = DrbdBases::new(c, stats, vals, idx, osdx, &kinds, force);
     for &t in targets {
         if t == opdx || t == osdx {
             continue;

@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod balance;
 pub mod capacity;
 pub mod cli;
+mod drbd_bases;
 pub mod ialloc;
 mod ialloc_fast;
 pub mod jobs;

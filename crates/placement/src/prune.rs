@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::balance::{possible_moves, BalanceOptions, Ties};
+use crate::drbd_bases::DrbdBases;
 use crate::model::{Cluster, Instance};
 use crate::score::{node_vals_st, pair_bound_slack, Acc, ChangeBounds, NodeVals, Stats};
 use crate::types::{DiskTemplate, IMove, MirrorType};
@@ -232,57 +233,15 @@ pub(crate) fn best_pruned(
         0,
         &mut kinds,
     );
-    let has = |k: fn(usize) -> IMove| kinds.contains(&k(0));
-    let base = stats.acc();
-    let mut int_p = np.d.clone();
-    np.remove_pri(&mut int_p, inst);
-    let mut int_s = ns.d.clone();
-    ns.remove_sec(&mut int_s, inst, opdx);
-    let v_int_p = node_vals_st(np, &int_p.st);
-    let v_int_s = node_vals_st(ns, &int_s.st);
-    let force_s = ns.offline || force;
-    let force_p = prim_off || force;
-    let acc_rs = if has(IMove::ReplaceSecondary) {
-        let mut pn = int_p.clone();
-        np.add_pri(&mut pn, inst, true).ok().map(|_| {
-            let mut a = base;
-            stats.acc_apply(&mut a, &vals[opdx], &node_vals_st(np, &pn.st));
-            stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
-            a
-        })
-    } else {
-        None
-    };
-    let acc_raf = has(IMove::ReplaceAndFailover).then(|| {
-        let mut a = base;
-        stats.acc_apply(&mut a, &vals[osdx], &v_int_s);
-        a
-    });
-    let rp = if has(IMove::ReplacePrimary) {
-        let mut tmp = int_s.clone();
-        match ns.add_pri(&mut tmp, inst, force_p) {
-            Ok(()) => {
-                ns.remove_pri(&mut tmp, inst);
-                let mut a = base;
-                stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
-                Some((a, tmp))
-            }
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    let acc_far = if has(IMove::FailoverAndReplace) {
-        let mut s2 = int_s.clone();
-        ns.add_pri(&mut s2, inst, force_p).ok().map(|_| {
-            let mut a = base;
-            stats.acc_apply(&mut a, &vals[opdx], &v_int_p);
-            stats.acc_apply(&mut a, &vals[osdx], &node_vals_st(ns, &s2.st));
-            a
-        })
-    } else {
-        None
-    };
+    let DrbdBases {
+        int_p,
+        acc_rs,
+        acc_raf,
+        rp,
+        acc_far,
+        force_s,
+        force_p,
+    } = DrbdBases::new(c, stats, vals, idx, osdx, &kinds, force);
     // the exact score of one candidate, computed as the full search does
     let eval = |kind: usize, t: usize| -> Option<f64> {
         let tn = &c.nodes[t];
