@@ -1,16 +1,23 @@
 //! `maguey group` (gnt-group): node groups, their allocation policy, parameters, instance
 //! policy, nodes and tags.
 
-use crate::args::{JobOpts, ListOpts};
+use crate::args::JobOpts;
+use crate::commands::object::{self, Object, ObjectCmd};
 use crate::input::{kv, name_ok, usage};
 use crate::master::{client, run_job};
-use crate::query::{info, list, list_fields};
 use crate::CliResult;
 use clap::{Args, Subcommand};
-use maguey_client::{MasterClient, Resource};
+use maguey_client::Resource;
 use maguey_model::{IPolicyChange, ISpec, MinMax, OpCode, OrDefault, Params, TagKind};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+const OBJECT: Object = Object {
+    resource: Resource::Group,
+    tag_kind: TagKind::NodeGroup,
+    noun: "group",
+    default_fields: GROUP_DEFAULT_FIELDS,
+};
 
 const GROUP_DEFAULT_FIELDS: &[&str] = &["name", "node_cnt", "pinst_cnt", "alloc_policy"];
 
@@ -195,46 +202,8 @@ pub enum GroupCmd {
         #[command(flatten)]
         job: JobOpts,
     },
-    /// Lists groups.
-    List {
-        names: Vec<String>,
-        #[command(flatten)]
-        list: ListOpts,
-    },
-    /// Lists the fields of `group list`.
-    ListFields,
-    /// Shows groups in detail.
-    Info {
-        names: Vec<String>,
-        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
-        output: crate::args::Format,
-    },
-    /// Lists a group's tags.
-    ListTags { name: String },
-    /// Adds tags to a group.
-    AddTags {
-        name: String,
-        #[arg(required = true)]
-        tags: Vec<String>,
-        #[command(flatten)]
-        job: JobOpts,
-    },
-    /// Removes tags from a group.
-    RemoveTags {
-        name: String,
-        #[arg(required = true)]
-        tags: Vec<String>,
-        #[command(flatten)]
-        job: JobOpts,
-    },
-}
-
-/// Job options of a command that submits nothing.
-pub fn no_job() -> JobOpts {
-    JobOpts {
-        submit: false,
-        priority: crate::args::Priority::Normal,
-    }
+    #[command(flatten)]
+    Object(ObjectCmd),
 }
 
 fn policy(p: &Option<String>) -> CliResult<Option<maguey_model::AllocPolicy>> {
@@ -244,44 +213,6 @@ fn policy(p: &Option<String>) -> CliResult<Option<maguey_model::AllocPolicy>> {
                 .map_err(|e: maguey_model::VocabError| usage(e.to_string()))
         })
         .transpose()
-}
-
-/// `list-tags`, `add-tags`, `remove-tags` of a group or network.
-pub async fn tags(
-    c: &MasterClient,
-    what: Resource,
-    kind: TagKind,
-    name: String,
-    change: Option<(bool, Vec<String>)>,
-    job: JobOpts,
-) -> CliResult<u8> {
-    match change {
-        None => {
-            let r = c.query(what, vec![name], vec!["tags".into()]).await?;
-            for row in r.rows {
-                for t in row[0].as_array().into_iter().flatten() {
-                    println!("{}", t.as_str().unwrap_or_default());
-                }
-            }
-        }
-        Some((add, tags)) => {
-            let op = if add {
-                OpCode::TagsSet(maguey_model::OpTagsSet {
-                    kind,
-                    name: Some(name),
-                    tags,
-                })
-            } else {
-                OpCode::TagsDel(maguey_model::OpTagsDel {
-                    kind,
-                    name: Some(name),
-                    tags,
-                })
-            };
-            run_job(c, vec![op], job).await?;
-        }
-    }
-    Ok(0)
 }
 
 pub async fn run(dir: &Path, cmd: GroupCmd) -> CliResult<u8> {
@@ -360,44 +291,7 @@ pub async fn run(dir: &Path, cmd: GroupCmd) -> CliResult<u8> {
             }),
             job,
         ),
-        GroupCmd::List { names, list: l } => {
-            return list(&c, Resource::Group, names, &l, GROUP_DEFAULT_FIELDS).await
-        }
-        GroupCmd::ListFields => return list_fields(&c, "group").await,
-        GroupCmd::Info { names, output } => return info(&c, Resource::Group, names, output).await,
-        GroupCmd::ListTags { name } => {
-            return tags(
-                &c,
-                Resource::Group,
-                TagKind::NodeGroup,
-                name,
-                None,
-                no_job(),
-            )
-            .await
-        }
-        GroupCmd::AddTags { name, tags: t, job } => {
-            return tags(
-                &c,
-                Resource::Group,
-                TagKind::NodeGroup,
-                name,
-                Some((true, t)),
-                job,
-            )
-            .await
-        }
-        GroupCmd::RemoveTags { name, tags: t, job } => {
-            return tags(
-                &c,
-                Resource::Group,
-                TagKind::NodeGroup,
-                name,
-                Some((false, t)),
-                job,
-            )
-            .await
-        }
+        GroupCmd::Object(o) => return object::run(dir, &c, &OBJECT, o).await,
     };
     run_job(&c, vec![op.0], op.1).await?;
     Ok(0)

@@ -12,6 +12,7 @@ pub mod job;
 pub mod lab;
 pub mod network;
 pub mod node;
+pub mod object;
 pub mod os;
 pub mod plan;
 pub mod rapi_user;

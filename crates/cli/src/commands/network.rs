@@ -1,16 +1,22 @@
 //! `maguey network` (gnt-network): networks with address pools, their connections to node
 //! groups, and tags.
 
-use crate::args::{JobOpts, ListOpts};
-use crate::commands::group::{no_job, tags};
+use crate::args::JobOpts;
+use crate::commands::object::{self, Object, ObjectCmd};
 use crate::input::{name_ok, usage};
 use crate::master::{client, run_job};
-use crate::query::{info, list, list_fields};
 use crate::CliResult;
 use clap::Subcommand;
 use maguey_client::Resource;
 use maguey_model::{OpCode, TagKind};
 use std::path::Path;
+
+const OBJECT: Object = Object {
+    resource: Resource::Network,
+    tag_kind: TagKind::Network,
+    noun: "network",
+    default_fields: NETWORK_DEFAULT_FIELDS,
+};
 
 const NETWORK_DEFAULT_FIELDS: &[&str] = &[
     "name",
@@ -108,38 +114,8 @@ pub enum NetworkCmd {
         #[command(flatten)]
         job: JobOpts,
     },
-    /// Lists networks.
-    List {
-        names: Vec<String>,
-        #[command(flatten)]
-        list: ListOpts,
-    },
-    /// Lists the fields of `network list`.
-    ListFields,
-    /// Shows networks in detail.
-    Info {
-        names: Vec<String>,
-        #[arg(long, value_enum, default_value_t = crate::args::Format::Table)]
-        output: crate::args::Format,
-    },
-    /// Lists a network's tags.
-    ListTags { name: String },
-    /// Adds tags to a network.
-    AddTags {
-        name: String,
-        #[arg(required = true)]
-        tags: Vec<String>,
-        #[command(flatten)]
-        job: JobOpts,
-    },
-    /// Removes tags from a network.
-    RemoveTags {
-        name: String,
-        #[arg(required = true)]
-        tags: Vec<String>,
-        #[command(flatten)]
-        job: JobOpts,
-    },
+    #[command(flatten)]
+    Object(ObjectCmd),
 }
 
 pub async fn run(dir: &Path, cmd: NetworkCmd) -> CliResult<u8> {
@@ -246,46 +222,7 @@ pub async fn run(dir: &Path, cmd: NetworkCmd) -> CliResult<u8> {
             }),
             job,
         ),
-        NetworkCmd::List { names, list: l } => {
-            return list(&c, Resource::Network, names, &l, NETWORK_DEFAULT_FIELDS).await
-        }
-        NetworkCmd::ListFields => return list_fields(&c, "network").await,
-        NetworkCmd::Info { names, output } => {
-            return info(&c, Resource::Network, names, output).await
-        }
-        NetworkCmd::ListTags { name } => {
-            return tags(
-                &c,
-                Resource::Network,
-                TagKind::Network,
-                name,
-                None,
-                no_job(),
-            )
-            .await
-        }
-        NetworkCmd::AddTags { name, tags: t, job } => {
-            return tags(
-                &c,
-                Resource::Network,
-                TagKind::Network,
-                name,
-                Some((true, t)),
-                job,
-            )
-            .await
-        }
-        NetworkCmd::RemoveTags { name, tags: t, job } => {
-            return tags(
-                &c,
-                Resource::Network,
-                TagKind::Network,
-                name,
-                Some((false, t)),
-                job,
-            )
-            .await
-        }
+        NetworkCmd::Object(o) => return object::run(dir, &c, &OBJECT, o).await,
     };
     run_job(&c, vec![op], job).await?;
     Ok(0)
