@@ -9,21 +9,13 @@
 mod common;
 use common::*;
 use maguey_lab::guest::{READY_MARKER, TICK_MARKER};
+use maguey_test_infra::kvm;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(120);
-
-fn console_log(lab: &TestLab, name: &str) -> String {
-    std::fs::read_to_string(
-        lab.node_dir(2)
-            .join("run/kvm")
-            .join(format!("{name}.console.log")),
-    )
-    .unwrap_or_default()
-}
 
 /// A `maguey` child process, killed if the test fails while it runs.
 struct Proc(Option<Child>);
@@ -129,9 +121,9 @@ fn kvm_console_through_master_and_node() {
     .ok();
     let ready = format!("{READY_MARKER} boot=1 disk=yes");
     assert!(
-        wait_until(BOOT, || console_log(&lab, "vm1").contains(&ready)),
+        wait_until(BOOT, || kvm::console(&lab, 2, "vm1").contains(&ready)),
         "no '{ready}' on the console:\n{}\n{}",
-        console_log(&lab, "vm1"),
+        kvm::console(&lab, 2, "vm1"),
         lab.logs()
     );
 

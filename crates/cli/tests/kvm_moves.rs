@@ -6,56 +6,18 @@
 mod common;
 use common::*;
 use maguey_lab::guest::{READY_MARKER, TICK_MARKER};
-use std::path::PathBuf;
+use maguey_test_infra::kvm;
 use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(120);
 
-fn run_file(lab: &TestLab, node: usize, name: &str, ext: &str) -> PathBuf {
-    lab.node_dir(node).join(format!("run/kvm/{name}.{ext}"))
-}
-
-fn console(lab: &TestLab, node: usize, name: &str) -> String {
-    std::fs::read_to_string(run_file(lab, node, name, "console.log")).unwrap_or_default()
-}
-
 /// Tick numbers printed on a node's console log of the instance.
 fn ticks(lab: &TestLab, node: usize, name: &str) -> Vec<u64> {
-    console(lab, node, name)
+    kvm::console(lab, node, name)
         .lines()
         .filter_map(|l| l.split(TICK_MARKER).nth(1))
         .filter_map(|r| r.split_whitespace().next()?.parse().ok())
         .collect()
-}
-
-fn qemu_pid(lab: &TestLab, node: usize, name: &str) -> Option<i32> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_file(lab, node, name, "runtime.json")).ok()?)
-            .ok()?;
-    v["pid"].as_i64().map(|p| p as i32)
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !matches!(
-                s.rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next()),
-                Some("Z")
-            )
-        })
-        .unwrap_or(false)
-}
-
-fn wait_boot(lab: &TestLab, node: usize, name: &str, boot: u32) {
-    let want = format!("{READY_MARKER} boot={boot} disk=yes");
-    assert!(
-        wait_until(BOOT, || console(lab, node, name).contains(&want)),
-        "no '{want}' on node{node}'s console of {name}:\n{}\n{}",
-        console(lab, node, name),
-        lab.logs()
-    );
 }
 
 /// Waits until the instance on `node` printed a tick above `above`; returns the last tick.
@@ -68,7 +30,7 @@ fn wait_tick(lab: &TestLab, node: usize, name: &str, above: u64) -> u64 {
     assert!(
         ok,
         "no tick above {above} on node{node}:\n{}",
-        console(lab, node, name)
+        kvm::console(lab, node, name)
     );
     last
 }
@@ -97,14 +59,14 @@ fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
     let from = node_num(&pnode(lab, name));
     let to_n = node_num(to);
     let before = wait_tick(lab, from, name, 1);
-    let old_pid = qemu_pid(lab, from, name).unwrap();
+    let old_pid = kvm::qemu_pid(lab, from, name).unwrap();
     let t = Instant::now();
     let r = lab.maguey(&["instance", "migrate", "-n", to, name]).ok();
     let secs = t.elapsed().as_secs_f64();
     assert!(r.stdout.contains("migration done"), "{}", r.stdout);
     assert_eq!(pnode(lab, name), to);
     assert_eq!(status(lab, name), "running");
-    assert!(wait_until(Duration::from_secs(60), || !alive(old_pid)));
+    assert!(wait_until(Duration::from_secs(60), || !kvm::alive(old_pid)));
     // No reboot on the target: no ready marker there, and the counter goes on from where
     // it was (the target's console starts after the switch, so its first tick is later).
     let after = wait_tick(lab, to_n, name, before);
@@ -113,9 +75,9 @@ fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
     assert!(
         first > 1,
         "the counter restarted: {}",
-        console(lab, to_n, name)
+        kvm::console(lab, to_n, name)
     );
-    assert!(!console(lab, to_n, name).contains(READY_MARKER));
+    assert!(!kvm::console(lab, to_n, name).contains(READY_MARKER));
     secs
 }
 
@@ -125,7 +87,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
 
     // Shared disks: only the memory moves.
     add(&lab, "sharedfile", "node1", "vm1");
-    wait_boot(&lab, 1, "vm1", 1);
+    kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);
     let secs = migrate_live(&lab, "vm1", "node2");
     eprintln!("figure: live migration through Maguey (sharedfile, 128 MiB guest): {secs:.2} s");
 
@@ -142,7 +104,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
 
     // Local disks: mirrored to the target, then the memory.
     add(&lab, "file", "node1", "vm2");
-    wait_boot(&lab, 1, "vm2", 1);
+    kvm::wait_boot(&lab, 1, "vm2", 1, BOOT);
     let secs = migrate_live(&lab, "vm2", "node3");
     eprintln!("figure: live migration through Maguey (file, 64 MiB disk): {secs:.2} s");
     let disks = |n: usize| {
@@ -156,14 +118,14 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     // kept there says this is the second boot.
     lab.maguey(&["instance", "reboot", "--type", "full", "vm2"])
         .ok();
-    wait_boot(&lab, 3, "vm2", 2);
+    kvm::wait_boot(&lab, 3, "vm2", 2, BOOT);
 
     // The target killed in the middle of a migration: the job fails, the instance keeps
     // running on its node, the config is unchanged.
     lab.maguey(&["instance", "modify", "-H", "migration_bandwidth=1", "vm2"])
         .ok();
     let before = wait_tick(&lab, 3, "vm2", 0);
-    let src_pid = qemu_pid(&lab, 3, "vm2").unwrap();
+    let src_pid = kvm::qemu_pid(&lab, 3, "vm2").unwrap();
     let serial = lab.serial();
     let job = lab
         .maguey(&["instance", "migrate", "--submit", "-n", "node1", "vm2"])
@@ -171,9 +133,9 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     let id = job.stdout.trim().to_string();
     let mut killed = false;
     assert!(wait_until(Duration::from_secs(60), || {
-        if let Some(p) = qemu_pid(&lab, 1, "vm2").filter(|p| alive(*p)) {
+        if let Some(p) = kvm::qemu_pid(&lab, 1, "vm2").filter(|p| kvm::alive(*p)) {
             // SAFETY: kill(2) on the QEMU process this test's lab started.
-            unsafe { libc::kill(p, libc::SIGKILL) };
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
             killed = true;
         }
         killed
@@ -183,7 +145,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     assert!(r.stdout.contains("keeps running on node3"), "{}", r.stdout);
     assert_eq!(pnode(&lab, "vm2"), "node3");
     assert_eq!(lab.serial(), serial);
-    assert!(alive(src_pid));
+    assert!(kvm::alive(src_pid));
     wait_tick(&lab, 3, "vm2", before);
     assert!(
         disks(1).is_empty(),
@@ -197,7 +159,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
         .ok();
     let id = job.stdout.trim().to_string();
     let started = wait_until(Duration::from_secs(60), || {
-        qemu_pid(&lab, 1, "vm2").is_some_and(alive)
+        kvm::qemu_pid(&lab, 1, "vm2").is_some_and(kvm::alive)
     });
     assert!(
         started,
@@ -217,8 +179,8 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
         == 0));
     let n = node_num(&pnode(&lab, "vm2"));
     let other = if n == 1 { 3 } else { 1 };
-    assert!(qemu_pid(&lab, n, "vm2").is_some_and(alive));
-    assert!(qemu_pid(&lab, other, "vm2").is_none_or(|p| !alive(p)));
+    assert!(kvm::qemu_pid(&lab, n, "vm2").is_some_and(kvm::alive));
+    assert!(kvm::qemu_pid(&lab, other, "vm2").is_none_or(|p| !kvm::alive(p)));
     assert_eq!(status(&lab, "vm2"), "running");
     let t = ticks(&lab, n, "vm2").last().copied().unwrap_or(0);
     wait_tick(&lab, n, "vm2", t);
@@ -245,8 +207,8 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     // Node evacuation of three running instances: each leaves as its own job.
     add(&lab, "file", "node2", "vm3");
     add(&lab, "file", "node2", "vm4");
-    wait_boot(&lab, 2, "vm3", 1);
-    wait_boot(&lab, 2, "vm4", 1);
+    kvm::wait_boot(&lab, 2, "vm3", 1, BOOT);
+    kvm::wait_boot(&lab, 2, "vm4", 1, BOOT);
     let t = Instant::now();
     let r = lab
         .maguey(&["node", "evacuate", "--primary-only", "node2"])
@@ -262,7 +224,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
         assert_eq!(status(&lab, name), "running", "{name}");
         wait_tick(&lab, node_num(&n), name, 1);
         assert!(
-            qemu_pid(&lab, 2, name).is_none_or(|p| !alive(p)),
+            kvm::qemu_pid(&lab, 2, name).is_none_or(|p| !kvm::alive(p)),
             "{name} still on node2"
         );
     }
@@ -277,7 +239,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
         r.stdout
     );
     assert_eq!(pnode(&lab, "vm3"), to);
-    wait_boot(&lab, node_num(to), "vm3", 2);
+    kvm::wait_boot(&lab, node_num(to), "vm3", 2, BOOT);
     for name in ["vm1", "vm2", "vm3", "vm4"] {
         lab.maguey(&["instance", "remove", "-f", name]).ok();
     }

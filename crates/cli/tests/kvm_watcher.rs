@@ -5,57 +5,20 @@
 
 mod common;
 use common::*;
-use maguey_lab::guest::READY_MARKER;
-use std::path::PathBuf;
+use maguey_test_infra::kvm;
+
 use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(120);
 
-fn run_dir(lab: &TestLab) -> PathBuf {
-    lab.node_dir(1).join("run/kvm")
-}
-
-fn console_log(lab: &TestLab, name: &str) -> String {
-    std::fs::read_to_string(run_dir(lab).join(format!("{name}.console.log"))).unwrap_or_default()
-}
-
-fn wait_boot(lab: &TestLab, name: &str, boot: u32) {
-    let want = format!("{READY_MARKER} boot={boot} disk=yes");
-    assert!(
-        wait_until(BOOT, || console_log(lab, name).contains(&want)),
-        "no '{want}' on the console of {name}:\n{}\n{}",
-        console_log(lab, name),
-        lab.logs()
-    );
-}
-
-fn qemu_pid(lab: &TestLab, name: &str) -> Option<u32> {
-    let p = run_dir(lab).join(format!("{name}.runtime.json"));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
-    v["pid"].as_u64().map(|p| p as u32)
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !matches!(
-                s.rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next()),
-                Some("Z")
-            )
-        })
-        .unwrap_or(false)
-}
-
 fn kill_qemu(lab: &TestLab, name: &str) {
-    let pid = qemu_pid(lab, name).expect("a QEMU pid");
+    let pid = kvm::qemu_pid(lab, 1, name).expect("a QEMU pid");
     extern "C" {
         fn kill(pid: i32, sig: i32) -> i32;
     }
     // SAFETY: kill(2) on the lab's own QEMU.
     unsafe { kill(pid as i32, 9) };
-    assert!(wait_until(Duration::from_secs(60), || !alive(pid)));
+    assert!(wait_until(Duration::from_secs(60), || !kvm::alive(pid)));
 }
 
 fn status(lab: &TestLab, name: &str) -> String {
@@ -84,28 +47,6 @@ fn watcher_startups(lab: &TestLab) -> Vec<u64> {
         .collect()
 }
 
-/// Presses the ACPI power button through QMP, as a user powering the guest off would.
-fn qmp_powerdown(sock: &std::path::Path) {
-    use std::io::{BufRead, BufReader, Write};
-    let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap(); // greeting
-    for cmd in ["qmp_capabilities", "system_powerdown"] {
-        writeln!(w, "{{\"execute\": \"{cmd}\"}}").unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            if line.contains("\"return\"") {
-                break;
-            }
-            assert!(!line.contains("\"error\""), "{line}");
-        }
-    }
-}
-
 #[test]
 fn kvm_watcher_restarts_pauses_and_gives_up() {
     // Set before the lab starts: every magueyd of this test runs a pass every 10 s.
@@ -127,11 +68,11 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
         "vm1",
     ])
     .ok();
-    wait_boot(&lab, "vm1", 1);
+    kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);
 
     // Killed behind Maguey's back: running again with no command typed.
     kill_qemu(&lab, "vm1");
-    wait_boot(&lab, "vm1", 2);
+    kvm::wait_boot(&lab, 1, "vm1", 2, BOOT);
     assert!(wait_until(Duration::from_secs(30), || status(&lab, "vm1") == "running"));
     let jobs = watcher_startups(&lab);
     assert_eq!(jobs.len(), 1, "{}", lab.logs());
@@ -154,7 +95,9 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     }
     // SAFETY: kill(2) on the lab's own daemon.
     unsafe { kill(d, 9) };
-    assert!(wait_until(Duration::from_secs(60), || !alive(d as u32)));
+    assert!(wait_until(Duration::from_secs(60), || !kvm::alive(
+        d as u32
+    )));
     let dir = lab.dir.path().display().to_string();
     lab.maguey(&["lab", "up", "--dir", &dir]).ok();
     let info = lab.maguey(&["cluster", "watcher", "info"]).ok();
@@ -181,7 +124,7 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
         r.stdout,
         r.stderr
     );
-    wait_boot(&lab, "vm1", 3);
+    kvm::wait_boot(&lab, 1, "vm1", 3, BOOT);
 
     // user_shutdown on (QEMU keeps a guest that powered itself off): the watcher marks it
     // stopped by the user, and it stays down.
@@ -189,8 +132,8 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
         .ok();
     lab.maguey(&["instance", "reboot", "--type", "soft", "vm1"])
         .ok();
-    wait_boot(&lab, "vm1", 4);
-    qmp_powerdown(&run_dir(&lab).join("vm1.qmp"));
+    kvm::wait_boot(&lab, 1, "vm1", 4, BOOT);
+    kvm::qmp_powerdown(&kvm::run_file(&lab, 1, "vm1", "qmp"));
     let source = |lab: &TestLab| {
         instances(lab, "name,status,admin_state,admin_state_source")
             .into_iter()
@@ -215,7 +158,7 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     assert!(!r.stdout.contains("restart attempt"), "{}", r.stdout);
     assert_eq!(source(&lab)["status"], "USER_down");
     lab.maguey(&["instance", "startup", "vm1"]).ok();
-    wait_boot(&lab, "vm1", 5);
+    kvm::wait_boot(&lab, 1, "vm1", 5, BOOT);
     assert_eq!(source(&lab)["admin_state_source"], "admin");
     // A pass that sees it running clears its restart counter (an earlier restart by the
     // watcher would otherwise count towards the 5 below, if no pass saw it running since).

@@ -7,8 +7,11 @@
 
 pub mod bins;
 pub mod inprocess;
+pub mod process;
 pub mod run;
 
+#[cfg(feature = "lab")]
+pub mod kvm;
 #[cfg(feature = "lab")]
 pub mod lab;
 #[cfg(feature = "lab")]

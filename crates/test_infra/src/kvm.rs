@@ -1,0 +1,61 @@
+//! Looking at the kvm instances of a [`TestLab`]: their run files, console, QEMU process.
+
+pub use crate::process::{alive, cmdline};
+use crate::{wait_until, TestLab};
+use maguey_lab::guest::READY_MARKER;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A run file (`console.log`, `runtime.json`, ...) of an instance on lab node `node`.
+pub fn run_file(lab: &TestLab, node: usize, name: &str, ext: &str) -> PathBuf {
+    lab.node_dir(node).join(format!("run/kvm/{name}.{ext}"))
+}
+
+/// What the instance printed on its serial console on `node` (empty if nothing yet).
+pub fn console(lab: &TestLab, node: usize, name: &str) -> String {
+    std::fs::read_to_string(run_file(lab, node, name, "console.log")).unwrap_or_default()
+}
+
+/// The pid of the instance's QEMU on `node`, from its runtime file.
+pub fn qemu_pid(lab: &TestLab, node: usize, name: &str) -> Option<u32> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_file(lab, node, name, "runtime.json")).ok()?)
+            .ok()?;
+    v["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
+/// Waits (at most `timeout`) until the tiny guest on `node` shows the ready marker of boot
+/// number `boot`; panics with its console and the lab's logs otherwise.
+pub fn wait_boot(lab: &TestLab, node: usize, name: &str, boot: u32, timeout: Duration) {
+    let want = format!("{READY_MARKER} boot={boot} disk=yes");
+    assert!(
+        wait_until(timeout, || console(lab, node, name).contains(&want)),
+        "no '{want}' on node{node}'s console of {name}:\n{}\n{}",
+        console(lab, node, name),
+        lab.logs()
+    );
+}
+
+/// Presses the ACPI power button through the QMP socket, as a user powering the guest off
+/// would.
+pub fn qmp_powerdown(sock: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::os::unix::net::UnixStream::connect(sock).expect("QMP socket");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let mut w = s.try_clone().expect("a second handle");
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("the QMP greeting");
+    for cmd in ["qmp_capabilities", "system_powerdown"] {
+        writeln!(w, "{{\"execute\": \"{cmd}\"}}").expect("QMP write");
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("a QMP reply");
+            if line.contains("\"return\"") {
+                break;
+            }
+            assert!(!line.contains("\"error\""), "{line}");
+        }
+    }
+}
