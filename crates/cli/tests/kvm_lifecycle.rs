@@ -37,22 +37,7 @@ fn kvm_boot_console_stop_start_reboot_and_readopt() {
     lab.maguey(&["cluster", "modify", "-H", "kvm:cpu_type=max"])
         .ok();
     let t = Instant::now();
-    lab.maguey(&[
-        "instance",
-        "add",
-        "-t",
-        "file",
-        "--disk",
-        "0:size=64M",
-        "-o",
-        "lab-tiny",
-        "-H",
-        "kvm",
-        "-n",
-        "node1",
-        "vm1",
-    ])
-    .ok();
+    kvm::add_tiny(&lab, "file", "node1", "vm1");
     kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);
     eprintln!(
         "figure: create+start to guest marker through Maguey: {:.1} s",

@@ -35,25 +35,6 @@ fn wait_tick(lab: &TestLab, node: usize, name: &str, above: u64) -> u64 {
     last
 }
 
-fn add(lab: &TestLab, template: &str, node: &str, name: &str) {
-    lab.maguey(&[
-        "instance",
-        "add",
-        "-t",
-        template,
-        "--disk",
-        "0:size=64M",
-        "-o",
-        "lab-tiny",
-        "-H",
-        "kvm",
-        "-n",
-        node,
-        name,
-    ])
-    .ok();
-}
-
 /// Live-migrates `name` to `to` and checks that the guest went on counting there.
 fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
     let from = node_num(&pnode(lab, name));
@@ -86,7 +67,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     let lab = TestLab::up_with(maguey_bin(), 3, &["--kvm"]);
 
     // Shared disks: only the memory moves.
-    add(&lab, "sharedfile", "node1", "vm1");
+    kvm::add_tiny(&lab, "sharedfile", "node1", "vm1");
     kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);
     let secs = migrate_live(&lab, "vm1", "node2");
     eprintln!("figure: live migration through Maguey (sharedfile, 128 MiB guest): {secs:.2} s");
@@ -103,7 +84,7 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     );
 
     // Local disks: mirrored to the target, then the memory.
-    add(&lab, "file", "node1", "vm2");
+    kvm::add_tiny(&lab, "file", "node1", "vm2");
     kvm::wait_boot(&lab, 1, "vm2", 1, BOOT);
     let secs = migrate_live(&lab, "vm2", "node3");
     eprintln!("figure: live migration through Maguey (file, 64 MiB disk): {secs:.2} s");
@@ -205,8 +186,8 @@ fn kvm_migrate_evacuate_move_and_target_killed() {
     }
 
     // Node evacuation of three running instances: each leaves as its own job.
-    add(&lab, "file", "node2", "vm3");
-    add(&lab, "file", "node2", "vm4");
+    kvm::add_tiny(&lab, "file", "node2", "vm3");
+    kvm::add_tiny(&lab, "file", "node2", "vm4");
     kvm::wait_boot(&lab, 2, "vm3", 1, BOOT);
     kvm::wait_boot(&lab, 2, "vm4", 1, BOOT);
     let t = Instant::now();

@@ -52,22 +52,7 @@ fn kvm_watcher_restarts_pauses_and_gives_up() {
     // Set before the lab starts: every magueyd of this test runs a pass every 10 s.
     std::env::set_var("MAGUEY_WATCHER_INTERVAL", "10");
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
-    lab.maguey(&[
-        "instance",
-        "add",
-        "-t",
-        "file",
-        "--disk",
-        "0:size=64M",
-        "-o",
-        "lab-tiny",
-        "-H",
-        "kvm",
-        "-n",
-        "node1",
-        "vm1",
-    ])
-    .ok();
+    kvm::add_tiny(&lab, "file", "node1", "vm1");
     kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);
 
     // Killed behind Maguey's back: running again with no command typed.

@@ -24,6 +24,17 @@ pub fn qemu_pid(lab: &TestLab, node: usize, name: &str) -> Option<u32> {
     v["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
 }
 
+/// Adds a kvm instance of the tiny guest (`lab-tiny`, one 64 MiB disk) on `node`.
+pub fn add_tiny(lab: &TestLab, template: &str, node: &str, name: &str) {
+    let disk = "0:size=64M";
+    let args = [
+        "instance", "add", "-t", template, "--disk", disk, "-o", "lab-tiny",
+    ];
+    let mut argv = args.to_vec();
+    argv.extend(["-H", "kvm", "-n", node, name]);
+    lab.maguey(&argv).ok();
+}
+
 /// Waits (at most `timeout`) until the tiny guest on `node` shows the ready marker of boot
 /// number `boot`; panics with its console and the lab's logs otherwise.
 pub fn wait_boot(lab: &TestLab, node: usize, name: &str, boot: u32, timeout: Duration) {
