@@ -129,6 +129,11 @@ pub async fn serve(
             }
         };
         // Bounded connections: a flood from one address leaves room for the others.
+        // Replies are written in several pieces (TLS records, headers, body): without
+        // TCP_NODELAY the last one waits for the client's delayed ACK (~40 ms a request).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on the connection from {remote}: {e}");
+        }
         let Some(slot) = limits.admit(remote.ip()) else {
             tracing::debug!("connection from {remote} refused: too many open connections");
             drop(tcp);
