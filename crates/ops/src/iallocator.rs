@@ -240,6 +240,18 @@ pub(crate) fn unexpected(a: &Answer) -> OpError {
     OpError::Exec(format!("allocator answered {}", a.to_json()))
 }
 
+/// The template whose storage a request describes as the nodes' disk: the volume group when
+/// any instance has LVM disks (`plain`, `drbd`: the planner counts their space on the target;
+/// `file` disks count none), otherwise the first instance's.
+pub fn request_template(instances: &[&Instance]) -> DiskTemplate {
+    instances
+        .iter()
+        .map(|i| i.disk_template)
+        .find(|t| t.uses_lvm())
+        .or(instances.first().map(|i| i.disk_template))
+        .unwrap_or(DiskTemplate::File)
+}
+
 /// The placement engine's plan to move `instances` off their nodes (an iallocator
 /// `node-evacuate` request; `mode` is `primary-only`, `secondary-only` or `all`).
 pub struct EvacPlan {
@@ -270,10 +282,7 @@ pub async fn evacuate_plan_rooms(
     mode: EvacMode,
     rooms_hard: bool,
 ) -> Result<EvacPlan, OpError> {
-    let template = instances
-        .first()
-        .map(|i| i.disk_template)
-        .unwrap_or(DiskTemplate::File);
+    let template = request_template(instances);
     let mut req = cluster_request(master, cfg, template).await;
     req["request"] = json!({
         "type": "node-evacuate",

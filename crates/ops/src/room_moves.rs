@@ -10,8 +10,8 @@ use maguey_config::Command;
 use maguey_jobs::OpError;
 use maguey_model::rooms::{RoomEvacKind, RoomEvacuation};
 use maguey_model::{
-    ConfigData, DiskTemplate, Instance, JobStatus, Node, OpCode, OpInstanceFailover,
-    OpInstanceMigrate, OpInstanceMove, OpInstanceReplaceDisks, ReplaceDisksMode,
+    ConfigData, Instance, JobStatus, Node, OpCode, OpInstanceFailover, OpInstanceMigrate,
+    OpInstanceMove, OpInstanceReplaceDisks, ReplaceDisksMode,
 };
 use maguey_placement::alloc::AllocOptions;
 use maguey_placement::ialloc::Answer;
@@ -176,7 +176,7 @@ pub async fn plan_evacuate(
 
 /// The placement engine's node-evacuate plan for non-mirrored instances, with the room's
 /// nodes marked offline in the request (so none is a target). `plain` disks move live like
-/// `file` disks, so they are described as such.
+/// `file` disks, their space counted in the targets' volume groups.
 async fn plan_by_engine(
     master: &Master,
     cfg: &ConfigData,
@@ -184,15 +184,11 @@ async fn plan_by_engine(
     insts: &[&Instance],
     plan: &mut RoomPlan,
 ) -> Result<(), OpError> {
-    let mut req = crate::iallocator::cluster_request(master, cfg, DiskTemplate::File).await;
+    let template = crate::iallocator::request_template(insts);
+    let mut req = crate::iallocator::cluster_request(master, cfg, template).await;
     for u in in_room {
         if let Some(n) = cfg.nodes.get(u) {
             req["nodes"][&n.name]["offline"] = json!(true);
-        }
-    }
-    for i in insts {
-        if i.disk_template == DiskTemplate::Plain {
-            req["instances"][&i.name]["disk_template"] = json!(DiskTemplate::File);
         }
     }
     req["request"] = json!({

@@ -50,9 +50,10 @@ pub struct BalanceOptions {
     pub evac_mode: bool,
     pub restricted_migration: bool,
     pub mode: SearchMode,
-    /// Maguey: `file` instances move to any node (live migration copies their disks), like
-    /// shared-storage ones. Off by default, as in hbal (which cannot move them). Only
-    /// instances marked `movable` are considered: the caller marks them.
+    /// Maguey: `file` and `plain` instances move to any node (live migration copies their
+    /// disks, counted on the target), like shared-storage ones. Off by default, as in hbal
+    /// (which cannot move them). Only instances marked `movable` are considered: the caller
+    /// marks them.
     pub local_storage_migrates: bool,
 }
 
@@ -239,7 +240,11 @@ fn best_for_instance(
     let osdx = inst.snode;
     let mir = match inst.mirror_type() {
         MirrorType::None
-            if opts.local_storage_migrates && inst.template == crate::types::DiskTemplate::File =>
+            if opts.local_storage_migrates
+                && matches!(
+                    inst.template,
+                    crate::types::DiskTemplate::File | crate::types::DiskTemplate::Plain
+                ) =>
         {
             MirrorType::External
         }

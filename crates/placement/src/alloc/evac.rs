@@ -489,11 +489,17 @@ fn node_evac_instance(
     use crate::types::DiskTemplate::*;
     let inst = &c.instances[idx];
     match inst.template {
-        Plain => Err("Instances of type plain cannot be relocated".into()),
-        File if !local_migrates => Err("Instances of type file cannot be relocated".into()),
-        File => {
+        Plain | File if !local_migrates => Err(format!(
+            "Instances of type {} cannot be relocated",
+            inst.template.to_raw()
+        )),
+        // Maguey: live migration copies local disks (their space counted on the target).
+        Plain | File => {
             if mode == EvacMode::SecondaryOnly {
-                return Err("Instances with disk template 'file' have no secondary".into());
+                return Err(format!(
+                    "Instances with disk template '{}' have no secondary",
+                    inst.template.to_raw()
+                ));
             }
             evac_one_node_as(c, stats, idx, gdx, avail, force, true)
         }

@@ -24,8 +24,9 @@ pub struct AllocOptions {
     /// candidates are tried in score order until one passes; rejected
     /// ones count as `FailN1`.
     pub capacity_checks: bool,
-    /// Maguey: instances on local `file` disks can move to any node (live migration copies
-    /// their disks), so node evacuation relocates them like shared-storage instances.
+    /// Maguey: instances on local `file` and `plain` disks can move to any node (live
+    /// migration copies their disks; `plain` ones need the space in the target's volume
+    /// group), so node evacuation relocates them like shared-storage instances.
     /// Off by default, as in hail (where they cannot be relocated).
     pub local_storage_migrates: bool,
 }
