@@ -220,7 +220,7 @@ async fn node_evacuate_refusal_over_the_vcpu_ratio_is_a_short_summary() {
     };
     // node2 holds 4 movable instances; every other node is at 10 vCPUs on 2 CPUs (5.0).
     for k in 0..4 {
-        create(format!("mov{k}"), "sharedfile", "node2".into(), 1)
+        create(format!("mov{k}"), "sharedfile", "node2".into(), 2)
             .await
             .ok();
     }
@@ -250,4 +250,19 @@ async fn node_evacuate_refusal_over_the_vcpu_ratio_is_a_short_summary() {
         "{msg}"
     );
     assert!(!msg.contains("Node node3 failed"), "{msg}");
+    // A new instance placed by the allocator: every node is at the ratio or over it.
+    let msg = refused(
+        &c,
+        json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": "new1",
+               "disk_template": "diskless", "disks": [], "iallocator": "hail",
+               "os_type": maguey_test_infra::inprocess::TEST_OS,
+               "beparams": {"maxmem": 64, "minmem": 64, "vcpus": 1}}),
+        "the allocator found no node for instance new1",
+    )
+    .await;
+    assert!(msg.lines().count() <= 10, "{msg}");
+    assert!(
+        msg.contains("FailCPU for 6 placements: vCPU ratio 4.0 to 5.0 over the policy's 4.0"),
+        "{msg}"
+    );
 }
