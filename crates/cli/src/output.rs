@@ -108,6 +108,16 @@ pub fn print_info(v: &Value, indent: usize) {
                             print_info(x, indent + 4);
                         }
                     }
+                    // Lines of text (`disk.status`): one a line, not joined by commas.
+                    Value::Array(a)
+                        if a.iter()
+                            .any(|x| x.as_str().is_some_and(|s| s.contains(' '))) =>
+                    {
+                        println!("{pad}{k}:");
+                        for x in a {
+                            println!("{pad}  {}", cell(x));
+                        }
+                    }
                     _ => println!("{pad}{k}: {}", cell(val)),
                 }
             }

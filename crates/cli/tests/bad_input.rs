@@ -332,6 +332,16 @@ fn cluster_modify(lab: &TestLab) {
         .ok()
         .json();
     assert_eq!(i[0]["name"], "web1", "{i}");
+    assert_eq!(
+        i[0]["disk.status"],
+        serde_json::json!(["disk/0: file (not replicated)"])
+    );
+    // As text, a line per disk (and node) under `disk.status:`.
+    let t = lab.maguey(&["instance", "info", "web1"]).ok().stdout;
+    assert!(
+        t.contains("disk.status:\n    disk/0: file (not replicated)\n"),
+        "{t}"
+    );
     let n = lab
         .maguey(&["node", "info", "--output", "json", "node1"])
         .ok()

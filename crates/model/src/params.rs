@@ -207,6 +207,21 @@ pub const HV_KVM_PARAMS: &[ParamSpec] = &[
         DefaultValue::Str(""),
     ),
     p("vhost_net", ParamType::Bool, DefaultValue::Bool(false)),
+    // Ganeti's: `user` runs QEMU as `security_domain` (`-run-with user=`); `pool` (a uid
+    // per instance) is not supported yet.
+    p(
+        "security_model",
+        ParamType::Enum(&["none", "user", "pool"]),
+        DefaultValue::Str("none"),
+    ),
+    p("security_domain", ParamType::String, DefaultValue::Str("")),
+    // A file on the node holding the VNC password (Ganeti's); without one, a VNC server
+    // (`vnc_bind_address`) accepts no connection at all.
+    p(
+        "vnc_password_file",
+        ParamType::String,
+        DefaultValue::Str(""),
+    ),
 ];
 
 /// The kinds of parameter dictionaries.

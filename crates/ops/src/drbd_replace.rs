@@ -554,6 +554,7 @@ mod tests {
             sync_percent: None,
             in_sync: false,
             degraded: true,
+            sync_eta_secs: None,
         }
     }
 

@@ -211,8 +211,9 @@ pub async fn allocate_in(
         Ok((_, other)) => return Err(unexpected(&other)),
         Err(why) => {
             return Err(OpError::Prereq(format!(
-                "the allocator found no node for instance {}: {why}",
-                inst.name
+                "the allocator found no node for instance {}: {}",
+                inst.name,
+                crate::refusal::summarize_alloc(&req, &why, &inst.name)
             )))
         }
     };
@@ -261,6 +262,9 @@ pub struct EvacPlan {
     pub failed: Vec<(String, String)>,
     /// One job per moved instance: its opcodes.
     pub jobs: Vec<Vec<maguey_model::OpCode>>,
+    /// `failed` for a human: one line per reason, with counts and the limit that bit
+    /// ([`crate::refusal::summarize`]).
+    pub summary: Vec<String>,
 }
 
 /// Asks the placement engine for a node evacuation plan.
@@ -303,7 +307,9 @@ pub async fn evacuate_plan_rooms(
             )))
         }
     };
+    let summary = crate::refusal::summarize(&req, &evac.failed);
     let plan = EvacPlan {
+        summary,
         moved: evac
             .moved
             .into_iter()

@@ -73,6 +73,10 @@ pub fn field_list(what: Resource) -> &'static [(&'static str, &'static str)] {
             ("osparams", "OS parameters"),
             ("disk.count", "Number of disks"),
             ("disk.sizes", "Disk sizes (MiB)"),
+            (
+                "disk.status",
+                "Live state of each disk on each node (DRBD: connection, disks, roles, sync percent and time left)",
+            ),
             ("disk_usage", "Total disk space (MiB)"),
             ("disk.uuids", "Disk UUIDs"),
             ("nic.count", "Number of NICs"),
@@ -176,12 +180,22 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
             } else {
                 None
             };
+            let disks = if req.fields.iter().any(|f| f == "disk.status") {
+                Some(crate::query_disks::live_disks(master, &cfg, &insts).await)
+            } else {
+                None
+            };
             insts
                 .iter()
                 .map(|i| {
                     req.fields
                         .iter()
-                        .map(|f| instance_field(&cfg, i, f, live.as_ref()))
+                        .map(|f| match f.as_str() {
+                            "disk.status" => {
+                                json!(crate::query_disks::disk_status(i, disks.as_ref()))
+                            }
+                            _ => instance_field(&cfg, i, f, live.as_ref()),
+                        })
                         .collect()
                 })
                 .collect()

@@ -243,15 +243,52 @@ pub async fn authorize(
     header: Option<&str>,
     write: bool,
 ) -> Result<(), ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication required");
-    let access: Option<Access> = match parse_authorization(header) {
-        Credentials::None => None,
-        Credentials::Malformed => return Err(unauthorized()),
-        Credentials::Basic { user, password } => match users.login(&user, &password).await {
-            Some(a) => Some(a),
-            None => return Err(unauthorized()),
-        },
+    authorize_user(users, anonymous_reads, header, write)
+        .await
+        .map(|_| ())
+}
+
+tokio::task_local! {
+    /// The authenticated user of the RAPI request being served (`None`: an anonymous read);
+    /// the jobs it submits record `rapi:USER` as their submitter.
+    pub static USER: Option<String>;
+}
+
+/// [`authorize`], answering who the credentials name (`None` for an anonymous read).
+pub async fn authorize_user(
+    users: &UsersFile,
+    anonymous_reads: bool,
+    header: Option<&str>,
+    write: bool,
+) -> Result<Option<String>, ApiError> {
+    let (name, access) = match parse_authorization(header) {
+        Credentials::None => (None, None),
+        Credentials::Malformed => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication required",
+            ))
+        }
+        Credentials::Basic { user, password } => {
+            let a = users.login(&user, &password).await;
+            (Some(user), a)
+        }
     };
+    if name.is_some() && access.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required",
+        ));
+    }
+    authorize_access(access, anonymous_reads, write).map(|()| name)
+}
+
+fn authorize_access(
+    access: Option<Access>,
+    anonymous_reads: bool,
+    write: bool,
+) -> Result<(), ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "authentication required");
     match access {
         None if !write && anonymous_reads => Ok(()),
         None => Err(unauthorized()),
@@ -283,7 +320,7 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
         .headers()
         .get(header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
-    authorize(
+    let user = authorize_user(
         &r.users,
         r.anonymous_reads,
         auth_header,
@@ -308,7 +345,7 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
         query,
         body,
     };
-    resources::dispatch(rapi, &req).await
+    USER.scope(user, resources::dispatch(rapi, &req)).await
 }
 
 /// Where the users file lives by default: `STATE_DIR/rapi/users` (Ganeti:

@@ -438,6 +438,16 @@ async fn instance_lifecycle_over_rapi() {
     assert_eq!(s, StatusCode::OK, "{id}");
     let j = l.wait_job(&id).await;
     assert_eq!(j["status"], "success", "{j}");
+    // `job info` names the RAPI user who submitted it.
+    let info = l
+        .lab
+        .maguey(&["job", "info", id.as_str().unwrap_or_default()])
+        .ok()
+        .stdout;
+    assert!(
+        info.contains(&format!("Submitter: rapi:{}", l.user().0)),
+        "{info}"
+    );
     let (_, i) = l.call(Method::GET, "/2/instances/web1", None).await;
     assert_eq!(i["status"], "running");
     assert_eq!(i["nic.bridges"], json!(["br0"]));

@@ -641,6 +641,9 @@ pub struct DrbdDiskStatus {
     pub in_sync: bool,
     /// No good peer or no good local disk.
     pub degraded: bool,
+    /// Estimated time to the end of the resync, when the module tells it (8.4).
+    #[serde(default)]
+    pub sync_eta_secs: Option<u64>,
 }
 
 /// One wait-sync step for a set of DRBD disks (answer of [`NodeRequest::DrbdSyncProgress`]).

@@ -50,6 +50,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct NoLvmRunner {
     system: maguey_node::exec::SystemRunner,
+    /// A recorded `/proc/drbd` the node reads instead of the host's, when the file exists
+    /// (`NODE_DIR/proc-drbd`, written by a test): DRBD status reads see that module state.
+    proc_drbd: Option<PathBuf>,
 }
 
 /// Programs of LVM and DRBD (by file name).
@@ -107,6 +110,11 @@ impl CommandRunner for NoLvmRunner {
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        if let Some(recorded) = self.proc_drbd.as_ref().filter(|p| p.exists()) {
+            if path == Path::new("/proc/drbd") {
+                return std::fs::read_to_string(recorded);
+            }
+        }
         Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{}: not on in-process test nodes", path.display()),
@@ -362,7 +370,10 @@ pub(crate) fn start_node(
     })
     .map_err(|e| e.to_string())?;
     runtime.set_os_timeout(Duration::from_secs(20));
-    runtime.set_storage_runner(Arc::new(NoLvmRunner::default()));
+    runtime.set_storage_runner(Arc::new(NoLvmRunner {
+        proc_drbd: Some(dir.join("proc-drbd")),
+        ..Default::default()
+    }));
     Ok(TestNode {
         addr: format!("{ip}:{RPC_PORT}"),
         name,

@@ -30,10 +30,11 @@ pub(super) async fn choose_target(env: &Env<'_>, inst: &Instance) -> Result<Node
         maguey_model::EvacMode::PrimaryOnly,
     )
     .await?;
-    if let Some((_, why)) = plan.failed.first() {
+    if !plan.failed.is_empty() {
         return Err(prereq(format!(
-            "the allocator found no node for instance {}: {why}",
-            inst.name
+            "the allocator found no node for instance {}:\n{}",
+            inst.name,
+            plan.summary.join("\n")
         )));
     }
     let name = plan

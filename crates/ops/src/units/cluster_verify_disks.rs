@@ -275,6 +275,7 @@ mod tests {
             sync_percent: None,
             in_sync: false,
             degraded: true,
+            sync_eta_secs: None,
         })
     }
 

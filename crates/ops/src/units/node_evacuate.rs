@@ -191,15 +191,10 @@ impl NodeEvacuate {
                 )
                 .await?;
                 if !plan.failed.is_empty() {
-                    let why: Vec<String> = plan
-                        .failed
-                        .iter()
-                        .map(|(i, m)| format!("{i}: {m}"))
-                        .collect();
                     return Err(prereq(format!(
-                        "the allocator cannot move every instance off {}: {}",
+                        "the allocator cannot move every instance off {}:\n{}",
                         node.name,
-                        why.join("; ")
+                        plan.summary.join("\n")
                     )));
                 }
                 for (name, nodes) in &plan.moved {

@@ -174,3 +174,81 @@ async fn instance_recreate_disks_makes_missing_disks_again() {
     assert_eq!(c.primary_of("inst1"), "node2");
     assert_eq!(size_mib(&c.disk_file("inst1", 0, "node2")), 64);
 }
+
+/// `instance info`'s `disk.status`: each node of a DRBD instance reports its side from its
+/// `/proc/drbd` (here DRBD 8.4's, recorded during a resync: minor 0 the source, minor 3
+/// the target); a node that cannot answer is shown as unknown, not as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_info_shows_each_drbd_disks_live_state() {
+    let c = InProcessCluster::new(3).await;
+    let cfg = c.config();
+    let uuid = |n: &str| cfg.node_by_name(n).expect("node").uuid.clone();
+    let (p, s) = (uuid("node2"), uuid("node3"));
+    let lv = |name: &str, size: u64| {
+        json!({"uuid": maguey_model::new_uuid(), "dev_type": "plain", "size": size,
+               "mode": "rw", "nodes": [p, s], "iv_name": "", "serial_no": 0, "ctime": 0.0,
+               "mtime": 0.0, "logical_id": {"type": "plain", "vg": "xenvg", "lv": name}})
+    };
+    let inst: maguey_model::Instance = serde_json::from_value(json!({
+        "uuid": maguey_model::new_uuid(), "name": "db1", "primary_node": p,
+        "os": maguey_test_infra::inprocess::TEST_OS, "hypervisor": "fake",
+        "admin_state": "down", "disk_template": "drbd",
+        "beparams": {}, "hvparams": {}, "osparams": {}, "nics": [], "tags": [],
+        "serial_no": 0, "ctime": 0.0, "mtime": 0.0,
+        "disks": [{"uuid": maguey_model::new_uuid(), "dev_type": "drbd", "size": 512,
+                   "mode": "rw", "nodes": [p, s], "iv_name": "disk/0",
+                   "serial_no": 0, "ctime": 0.0, "mtime": 0.0,
+                   "logical_id": {"type": "drbd", "node_a": p, "node_b": s, "port": 11000,
+                                  "minor_a": 0, "minor_b": 3, "secret": "s3cret"},
+                   "children": [lv("db1.disk0_data", 512), lv("db1.disk0_meta", 128)]}]
+    }))
+    .expect("an instance");
+    c.master
+        .config
+        .apply(maguey_config::Command::AddInstance { instance: inst })
+        .expect("the instance in the config");
+    let recorded = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node/tests/data/storage/drbd84/proc_drbd_syncing");
+    std::fs::copy(&recorded, c.node("node2").dir.join("proc-drbd")).expect("copy");
+    let query = || async {
+        maguey_ops::query::query(
+            &c.master,
+            &maguey_ops::query::QueryRequest {
+                what: maguey_ops::query::Resource::Instance,
+                names: vec!["db1".into()],
+                fields: vec!["disk.status".into()],
+            },
+        )
+        .await
+        .expect("the query")
+        .rows[0][0]
+            .clone()
+    };
+    let lines = query().await;
+    let lines: Vec<&str> = lines
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        "disk/0 on node2: minor 0, Connected SyncSource, disks UpToDate/Inconsistent, \
+         roles Primary/Secondary, 23.7% synced, 12s left, DEGRADED"
+    );
+    assert!(
+        lines[1].starts_with("disk/0 on node3: unknown ("),
+        "{lines:?}"
+    );
+    // The secondary's side, once it reads its module too.
+    std::fs::copy(&recorded, c.node("node3").dir.join("proc-drbd")).expect("copy");
+    let lines = query().await;
+    assert!(
+        lines[1]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("disk/0 on node3: minor 3, Connected SyncTarget, disks Inconsistent/UpToDate, roles Secondary/Primary, 23.9% synced, 12s left"),
+        "{lines}"
+    );
+}

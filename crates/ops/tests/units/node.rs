@@ -197,3 +197,72 @@ async fn node_evacuate_refuses_what_the_allocator_cannot_place() {
     .await;
     assert_eq!(c.primary_of("inst1"), "node2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_evacuate_refusal_over_the_vcpu_ratio_is_a_short_summary() {
+    let c = InProcessCluster::with(maguey_test_infra::inprocess::ClusterOptions {
+        nodes: 6,
+        cpus: 2,
+        ..Default::default()
+    })
+    .await;
+    let create = |name: String, template: &'static str, pnode: String, vcpus: u32| {
+        let disks = if template == "diskless" {
+            json!([])
+        } else {
+            json!([{"size": 16}])
+        };
+        c.run(json!({
+            "OP_ID": "OP_INSTANCE_CREATE", "instance_name": name, "disk_template": template,
+            "disks": disks, "pnode": pnode, "os_type": maguey_test_infra::inprocess::TEST_OS,
+            "beparams": {"maxmem": 64, "minmem": 64, "vcpus": vcpus},
+        }))
+    };
+    // node2 holds 4 movable instances; every other node is at 10 vCPUs on 2 CPUs (5.0).
+    for k in 0..4 {
+        create(format!("mov{k}"), "sharedfile", "node2".into(), 2)
+            .await
+            .ok();
+    }
+    for n in [1, 3, 4, 5, 6] {
+        for k in ["a", "b"] {
+            create(format!("big{n}{k}"), "diskless", format!("node{n}"), 5)
+                .await
+                .ok();
+        }
+    }
+    c.run(
+        json!({"OP_ID": "OP_GROUP_SET_PARAMS", "group_name": "default",
+                 "ipolicy": {"vcpu-ratio": 4.0}}),
+    )
+    .await
+    .ok();
+    let msg = refused(
+        &c,
+        json!({"OP_ID": "OP_NODE_EVACUATE", "node_name": "node2", "mode": "primary-only"}),
+        "the allocator cannot move every instance off node2",
+    )
+    .await;
+    assert!(msg.lines().count() <= 10, "{msg}");
+    assert!(msg.contains("FailCPU on 5 nodes for 4 instances"), "{msg}");
+    assert!(
+        msg.contains("vCPU ratio 5.0 over the policy's 4.0"),
+        "{msg}"
+    );
+    assert!(!msg.contains("Node node3 failed"), "{msg}");
+    // A new instance placed by the allocator: every node is at the ratio or over it.
+    let msg = refused(
+        &c,
+        json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": "new1",
+               "disk_template": "diskless", "disks": [], "iallocator": "hail",
+               "os_type": maguey_test_infra::inprocess::TEST_OS,
+               "beparams": {"maxmem": 64, "minmem": 64, "vcpus": 1}}),
+        "the allocator found no node for instance new1",
+    )
+    .await;
+    assert!(msg.lines().count() <= 10, "{msg}");
+    assert!(
+        msg.contains("FailCPU for 6 placements: vCPU ratio 4.0 to 5.0 over the policy's 4.0"),
+        "{msg}"
+    );
+}

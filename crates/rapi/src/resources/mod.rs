@@ -20,7 +20,7 @@ mod tags;
 use crate::openapi;
 use crate::{ApiError, ApiResult, Rapi, Req};
 use axum::http::StatusCode;
-use maguey_jobs::submit::{submit, Origin, SubmitError};
+use maguey_jobs::submit::{submit_by, Origin, SubmitError};
 use maguey_model::OpCode;
 use serde_json::json;
 
@@ -64,9 +64,16 @@ fn unrouted(req: &Req) -> ApiError {
     }
 }
 
-/// Submits one job of `ops` as the master API does; answers the job id as a string.
+/// Submits one job of `ops` as the master API does; answers the job id as a string. The job
+/// records its submitter as `rapi:USER` (the request's authenticated user, [`crate::USER`]),
+/// or `rapi` without one.
 fn submit_job(rapi: &Rapi, ops: Vec<OpCode>) -> ApiResult {
-    match submit(&rapi.inner.queue, Origin::Rapi, ops, 0) {
+    let submitter = crate::USER
+        .try_with(|u| u.as_ref().map(|u| format!("rapi:{u}")))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Origin::Rapi.submitter().to_string());
+    match submit_by(&rapi.inner.queue, Origin::Rapi, ops, 0, &submitter, "") {
         Ok(id) => Ok(json!(id.to_string())),
         Err(SubmitError::Queue(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

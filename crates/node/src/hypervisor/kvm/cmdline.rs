@@ -34,6 +34,39 @@ fn qopt(s: &str) -> String {
     s.replace(',', ",,")
 }
 
+/// QEMU's seccomp sandbox, on for every QEMU: obsolete system calls and resource control
+/// (scheduler, affinity) refused. Privilege changes and fork stay allowed because QEMU
+/// calls them after installing the filter: `-daemonize` forks and calls `setsid`, and
+/// `-run-with user=` calls `setuid` (checked on QEMU 10.0: with `spawn=deny` or
+/// `elevateprivileges=deny` a daemonized QEMU dies of SIGSYS). Once QEMU runs as the
+/// unprivileged user, no set*id call can give root back.
+pub const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
+
+/// The user QEMU drops to (`security_model=user`, `security_domain=NAME`, as Ganeti's).
+fn run_as(hv: &BTreeMap<String, Value>) -> NodeResult<Option<&str>> {
+    match hv_str(hv, "security_model", "none") {
+        "" | "none" => Ok(None),
+        "user" => {
+            let user = hv_str(hv, "security_domain", "");
+            let valid = !user.is_empty()
+                && user.len() <= 32
+                && !user.starts_with('-')
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                return Err(NodeError::bad_request(format!(
+                    "security_model 'user' needs security_domain set to a user name (got '{user}')"
+                )));
+            }
+            Ok(Some(user))
+        }
+        other => Err(NodeError::unsupported(format!(
+            "security_model '{other}' is not supported by Maguey's kvm hypervisor (none or user)"
+        ))),
+    }
+}
+
 /// Resolves the `accel` hvparam: `auto` is `kvm` when KVM can run a guest here, else `tcg`.
 pub fn resolve_accel(accel: &str) -> NodeResult<String> {
     match accel {
@@ -106,9 +139,30 @@ pub fn build_argv(
             "chardev:serial0",
         ]);
     }
+    push(&["-sandbox", SANDBOX]);
+    if let Some(user) = run_as(hv)? {
+        push(&["-run-with", &format!("user={}", qopt(user))]);
+    }
     match hv_str(hv, "vnc_bind_address", "") {
         "" => push(&["-display", "none"]),
-        addr => push(&["-vga", "std", "-vnc", &format!("{addr}:0,to=1000")]),
+        addr => {
+            // Always a password: from `vnc_password_file` (read by QEMU at start), or none
+            // set at all, which refuses every client.
+            let mut vnc = format!("{}:0,to=1000", qopt(addr));
+            match hv_str(hv, "vnc_password_file", "") {
+                "" => vnc.push_str(",password=on"),
+                file => {
+                    if !Path::new(file).is_absolute() {
+                        return Err(NodeError::bad_request(format!(
+                            "vnc_password_file '{file}' must be an absolute path on the node"
+                        )));
+                    }
+                    push(&["-object", &format!("secret,id=vncpw0,file={}", qopt(file))]);
+                    vnc.push_str(",password-secret=vncpw0");
+                }
+            }
+            push(&["-vga", "std", "-vnc", &vnc]);
+        }
     }
     let kernel = hv_str(hv, "kernel_path", "");
     if !kernel.is_empty() {
@@ -412,6 +466,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn sandboxed_as_the_configured_user_with_a_vnc_password() {
+        let paths = Paths::new(Path::new("/r"), "vm1");
+        let mut r = runtime();
+        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        assert!(
+            s.contains("-sandbox on,obsolete=deny,resourcecontrol=deny"),
+            "{s}"
+        );
+        assert!(!s.contains("-run-with"), "{s}");
+        assert!(s.contains("-display none") && !s.contains("-vnc"), "{s}");
+        r.hvparams.insert("security_model".into(), "user".into());
+        let e = build_argv(&r, &paths, &[], &[], "tcg").unwrap_err();
+        assert!(e.to_string().contains("security_domain"), "{e}");
+        r.hvparams
+            .insert("security_domain".into(), "nobody,x=1".into());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
+        r.hvparams
+            .insert("security_domain".into(), "maguey-qemu".into());
+        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        assert!(s.contains("-run-with user=maguey-qemu"), "{s}");
+        r.hvparams.insert("security_model".into(), "pool".into());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
+        r.hvparams.insert("security_model".into(), "none".into());
+        // VNC: never without a password.
+        r.hvparams
+            .insert("vnc_bind_address".into(), "127.0.0.1".into());
+        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        assert!(s.contains("-vnc 127.0.0.1:0,to=1000,password=on"), "{s}");
+        r.hvparams
+            .insert("vnc_password_file".into(), "/etc/maguey/vnc,pw".into());
+        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        assert!(
+            s.contains("-object secret,id=vncpw0,file=/etc/maguey/vnc,,pw"),
+            "{s}"
+        );
+        assert!(
+            s.contains("-vnc 127.0.0.1:0,to=1000,password-secret=vncpw0"),
+            "{s}"
+        );
+        r.hvparams.insert("vnc_password_file".into(), "pw".into());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
     }
 
     #[test]

@@ -323,6 +323,7 @@ pub fn rpc_status(st: &DrbdStatus) -> maguey_rpc::DrbdDiskStatus {
         sync_percent: st.sync_percent,
         in_sync: st.is_in_sync(),
         degraded: st.is_degraded(),
+        sync_eta_secs: st.sync_eta_secs,
     }
 }
 

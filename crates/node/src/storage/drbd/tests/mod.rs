@@ -602,6 +602,13 @@ fn status_reads_in_both_dialects() {
     assert_eq!(s.sync_percent, Some(23.7));
     assert_eq!(s.sync_eta_secs, Some(12));
     assert!(s.is_degraded());
+    // What `drbd_status` answers the master (`instance info`'s live disk state).
+    let w = rpc_status(&s);
+    assert_eq!(
+        (w.replication.as_str(), w.sync_percent, w.sync_eta_secs),
+        ("SyncSource", Some(23.7), Some(12))
+    );
+    assert!(!w.in_sync && w.degraded);
     assert_eq!(drbd_minors_in_use(&ctx).expect("read"), vec![0, 3, 4]);
     assert_eq!(
         DrbdStorage.list(&ctx).expect("list"),

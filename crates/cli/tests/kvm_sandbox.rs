@@ -1,0 +1,128 @@
+//! QEMU sandboxed (docs/security.md): every QEMU runs under its seccomp filter (`Seccomp: 2`
+//! in /proc/PID/status); with `security_model=user` it drops to `security_domain`'s user
+//! (`-run-with user=`) and the guest still boots from its disk; its VNC server answers no
+//! client without the password.
+
+mod common;
+use common::*;
+use maguey_lab::guest::READY_MARKER;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn run_dir(lab: &TestLab) -> PathBuf {
+    lab.node_dir(1).join("run/kvm")
+}
+
+fn qemu_pid(lab: &TestLab, name: &str) -> Option<u32> {
+    let p = run_dir(lab).join(format!("{name}.runtime.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+    v["pid"].as_u64().map(|p| p as u32).filter(|p| *p > 0)
+}
+
+/// A line of /proc/PID/status (`Seccomp`, `Uid`), its value.
+fn proc_status(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// An RFB client offering the security type `kind` (1: none, 2: VNC authentication with a
+/// wrong answer); the server's SecurityResult (0 is success).
+fn vnc_try(addr: &str, port: u16, kind: u8) -> u32 {
+    let mut s = TcpStream::connect((addr, port)).expect("VNC connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version).expect("RFB version");
+    assert!(version.starts_with(b"RFB 003."), "{version:?}");
+    s.write_all(b"RFB 003.008\n").expect("version");
+    let mut n = [0u8; 1];
+    s.read_exact(&mut n).expect("security types");
+    let mut types = vec![0u8; n[0] as usize];
+    s.read_exact(&mut types).expect("security types");
+    assert!(
+        !types.contains(&1),
+        "VNC offers no authentication: {types:?}"
+    );
+    s.write_all(&[kind]).expect("security type");
+    if kind == 2 {
+        let mut challenge = [0u8; 16];
+        s.read_exact(&mut challenge).expect("challenge");
+        s.write_all(&[0u8; 16]).expect("answer");
+    }
+    let mut result = [0u8; 4];
+    s.read_exact(&mut result).expect("security result");
+    u32::from_be_bytes(result)
+}
+
+#[test]
+fn qemu_runs_sandboxed_as_the_configured_user_with_a_vnc_password() {
+    let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
+    // The node's address, not its loopback: the lab's node runs in its own network namespace.
+    let ip = lab.node_ip(1);
+    lab.maguey(&[
+        "cluster",
+        "modify",
+        "-H",
+        &format!("kvm:security_model=user,security_domain=nobody,vnc_bind_address={ip}"),
+    ])
+    .ok();
+    lab.maguey(&[
+        "instance",
+        "add",
+        "-t",
+        "file",
+        "--disk",
+        "0:size=64M",
+        "-o",
+        "lab-tiny",
+        "-H",
+        "kvm",
+        "-n",
+        "node1",
+        "vm1",
+    ])
+    .ok();
+    let log = run_dir(&lab).join("vm1.console.log");
+    let want = format!("{READY_MARKER} boot=1 disk=yes");
+    assert!(
+        wait_until(Duration::from_secs(120), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&want)),
+        "no '{want}' on the console:\n{}",
+        lab.logs()
+    );
+    let pid = qemu_pid(&lab, "vm1").expect("QEMU's pid");
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
+    let uid = proc_status(pid, "Uid");
+    assert!(
+        uid.split_whitespace().all(|u| u == "65534"),
+        "QEMU runs as uid {uid}, not nobody's"
+    );
+    let port = instances(&lab, "name,network_port")
+        .into_iter()
+        .find(|i| i["name"] == "vm1")
+        .and_then(|i| i["network_port"].as_u64())
+        .expect("a VNC port") as u16;
+    assert_ne!(
+        vnc_try(&ip, port, 2),
+        0,
+        "a wrong VNC password was accepted"
+    );
+    assert_ne!(
+        vnc_try(&ip, port, 1),
+        0,
+        "VNC without a password was accepted"
+    );
+    lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();
+    assert!(wait_until(Duration::from_secs(60), || std::fs::metadata(
+        format!("/proc/{pid}")
+    )
+    .is_err()));
+}
