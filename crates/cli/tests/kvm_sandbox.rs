@@ -5,21 +5,10 @@
 
 mod common;
 use common::*;
-use maguey_lab::guest::READY_MARKER;
+use maguey_test_infra::kvm;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn run_dir(lab: &TestLab) -> PathBuf {
-    lab.node_dir(1).join("run/kvm")
-}
-
-fn qemu_pid(lab: &TestLab, name: &str) -> Option<u32> {
-    let p = run_dir(lab).join(format!("{name}.runtime.json"));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
-    v["pid"].as_u64().map(|p| p as u32).filter(|p| *p > 0)
-}
 
 /// A line of /proc/PID/status (`Seccomp`, `Uid`), its value.
 fn proc_status(pid: u32, key: &str) -> String {
@@ -73,32 +62,11 @@ fn qemu_runs_sandboxed_as_the_configured_user_with_a_vnc_password() {
         &format!("kvm:security_model=user,security_domain=nobody,vnc_bind_address={ip}"),
     ])
     .ok();
-    lab.maguey(&[
-        "instance",
-        "add",
-        "-t",
-        "file",
-        "--disk",
-        "0:size=64M",
-        "-o",
-        "lab-tiny",
-        "-H",
-        "kvm",
-        "-n",
-        "node1",
-        "vm1",
-    ])
-    .ok();
-    let log = run_dir(&lab).join("vm1.console.log");
-    let want = format!("{READY_MARKER} boot=1 disk=yes");
-    assert!(
-        wait_until(Duration::from_secs(120), || std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains(&want)),
-        "no '{want}' on the console:\n{}",
-        lab.logs()
-    );
-    let pid = qemu_pid(&lab, "vm1").expect("QEMU's pid");
+    kvm::add_tiny(&lab, "file", "node1", "vm1");
+    kvm::wait_boot(&lab, 1, "vm1", 1, Duration::from_secs(120));
+    let pid = kvm::qemu_pid(&lab, 1, "vm1")
+        .filter(|p| *p > 0)
+        .expect("QEMU's pid");
     assert_eq!(proc_status(pid, "Seccomp"), "2");
     let uid = proc_status(pid, "Uid");
     assert!(

@@ -308,7 +308,7 @@ async fn watcher_skips_an_instance_a_job_holds() {
     let delay = c
         .queue
         .submit(
-            vec![op(json!({"OP_ID": "OP_TEST_DELAY", "duration": 3.0,
+            vec![op(json!({"OP_ID": "OP_TEST_DELAY", "duration": 10.0,
                             "on_master": false, "on_nodes": ["node2"]}))],
             0,
         )
@@ -322,7 +322,8 @@ async fn watcher_skips_an_instance_a_job_holds() {
             0,
         )
         .unwrap();
-    for _ in 0..200 {
+    // Held for 10 s: on a loaded machine the startup may take seconds to get that far.
+    for _ in 0..400 {
         if c.queue.get(start).unwrap().status == JobStatus::Waiting {
             break;
         }
