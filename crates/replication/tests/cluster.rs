@@ -1,0 +1,188 @@
+//! Three voters in one process (LocalRouter): election, replication, a dead leader, a cut-off
+//! leader, no quorum.
+
+mod common;
+
+use common::*;
+use maguey_replication::{ReplicationError, Role};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_voters_elect_a_leader_and_apply_everywhere() {
+    let c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    let l = c.get(leader);
+    l.apply(init()).await.unwrap();
+    let mut serial = 0;
+    for n in 1..=5 {
+        serial = l.apply(add_group(n)).await.unwrap();
+    }
+    assert_eq!(serial, 6, "init and five groups");
+    c.converge(&[1, 2, 3], leader).await;
+    for id in 1..=3 {
+        assert_eq!(
+            groups(c.get(id)),
+            ["default", "group1", "group2", "group3", "group4", "group5"],
+            "replica {id}"
+        );
+        assert_eq!(c.get(id).config().serial_no, 6);
+    }
+    // The same deterministic apply as the single-master store: the same mtimes everywhere.
+    assert_eq!(c.get(1).config().mtime, c.get(3).config().mtime);
+    // A linearizable read on the leader sees every acknowledged write.
+    assert_eq!(l.read_config().await.unwrap().serial_no, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_off_the_leader_name_it_and_bad_commands_change_nothing() {
+    let c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    c.get(leader).apply(init()).await.unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let err = c.get(follower).apply(add_group(1)).await.unwrap_err();
+    match &err {
+        ReplicationError::NotLeader {
+            leader: Some((id, m)),
+        } => {
+            assert_eq!(*id, leader);
+            assert_eq!(m.name, format!("node{leader}"));
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains(&format!("the master is node {leader}")),
+        "{err}"
+    );
+    assert!(matches!(
+        c.get(follower).read_config().await,
+        Err(ReplicationError::NotLeader { .. })
+    ));
+    // A command that does not validate is refused before it is logged.
+    let err = c.get(leader).apply(add_group(0)).await.unwrap_err();
+    assert!(matches!(err, ReplicationError::Config(_)), "{err:?}");
+    c.get(leader).apply(add_group(1)).await.unwrap();
+    c.converge(&[1, 2, 3], leader).await;
+    assert_eq!(c.get(follower).config().serial_no, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_leader_is_replaced_and_no_acknowledged_write_is_lost() {
+    let mut c = Replicas::start(3).await;
+    let old = c.leader().await;
+    c.get(old).apply(init()).await.unwrap();
+    for n in 1..=10 {
+        c.get(old).apply(add_group(n)).await.unwrap();
+    }
+    c.kill(old).await;
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let new = c.leader_of(&rest).await;
+    assert_ne!(new, old);
+    let names = groups(c.get(new));
+    for n in 1..=10 {
+        assert!(
+            names.contains(&format!("group{n}")),
+            "group{n} lost: {names:?}"
+        );
+    }
+    // The new leader takes writes; the surviving follower gets them.
+    c.get(new).apply(add_group(11)).await.unwrap();
+    c.converge(&rest, new).await;
+    assert_eq!(c.get(rest[0]).config().serial_no, 12);
+
+    // The old leader comes back from its store and catches up as a follower.
+    let back = eventually("the old store to reopen", || {
+        let path = c.dir.path().join(format!("raft{old}.redb"));
+        let router = c.router.clone();
+        async move {
+            maguey_replication::Replica::open(old, &path, router.transport(old), options())
+                .await
+                .ok()
+        }
+    })
+    .await;
+    c.router.add(back.clone());
+    c.replicas.insert(old, back);
+    c.converge(&[1, 2, 3], new).await;
+    assert_eq!(c.get(old).status().role, Role::Follower);
+    assert_eq!(c.get(old).config().serial_no, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_leader_commits_nothing_and_its_entries_vanish_on_heal() {
+    let c = Replicas::start(3).await;
+    let old = c.leader().await;
+    c.get(old).apply(init()).await.unwrap();
+    c.get(old).apply(add_group(1)).await.unwrap();
+    c.converge(&[1, 2, 3], old).await;
+    let committed = c.get(old).status().last_log_index;
+
+    c.router.cut(old);
+    // Proposed at once, while the old leader still believes in its followers: never committed.
+    let err = c.get(old).apply(add_group(2)).await.unwrap_err();
+    assert!(
+        matches!(err, ReplicationError::NoQuorum { .. }),
+        "expected NoQuorum, got {err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("no quorum: this node sees 1 of 3 voters"),
+        "{err}"
+    );
+    assert!(!groups(c.get(old)).contains(&"group2".to_string()));
+    assert!(
+        c.get(old).status().last_log_index > committed,
+        "the refused write was appended to the old leader's log"
+    );
+
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let new = c.leader_of(&rest).await;
+    assert_ne!(new, old);
+    c.get(new).apply(add_group(3)).await.unwrap();
+    assert!(!groups(c.get(new)).contains(&"group2".to_string()));
+
+    c.router.heal(old);
+    c.converge(&[1, 2, 3], new).await;
+    for id in 1..=3 {
+        assert_eq!(
+            groups(c.get(id)),
+            ["default", "group1", "group3"],
+            "replica {id}"
+        );
+    }
+    assert_eq!(c.leader().await, new, "the old leader follows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_quorum_a_write_is_refused_naming_the_voters_seen() {
+    let mut c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    c.get(leader).apply(init()).await.unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &others {
+        c.kill(*id).await;
+    }
+    // Once the followers have been silent for an election timeout, the leader refuses at
+    // once, without proposing anything.
+    let err = eventually("a refusal without proposal", || async {
+        match c.get(leader).apply(add_group(1)).await {
+            Err(
+                e @ ReplicationError::NoQuorum {
+                    unacknowledged: false,
+                    ..
+                },
+            ) => Some(e),
+            Err(ReplicationError::NoQuorum { .. }) => None,
+            other => panic!("expected NoQuorum, got {other:?}"),
+        }
+    })
+    .await;
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "no quorum: this node sees 1 of 3 voters (node{leader}); missing: node{}, node{}; config changes need 2",
+            others[0], others[1]
+        )
+    );
+    assert_eq!(c.get(leader).config().serial_no, 1, "nothing applied");
+}
