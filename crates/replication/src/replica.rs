@@ -106,6 +106,9 @@ pub struct Status {
     pub last_applied: Option<u64>,
     /// Index of the last entry in this replica's log (committed or not).
     pub last_log_index: Option<u64>,
+    /// Index of the last entry of the latest snapshot, and of the last purged from the log.
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
     /// On the leader: each peer's last replicated index.
     pub matched: BTreeMap<NodeId, Option<u64>>,
 }
@@ -150,7 +153,8 @@ impl Replica {
             election_timeout_min: millis(options.election_min),
             election_timeout_max: millis(options.election_max),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
-            max_in_snapshot_log_to_keep: options.snapshot_every,
+            // Followers that lag less than half a snapshot interval catch up from the log.
+            max_in_snapshot_log_to_keep: options.snapshot_every / 2,
             ..Default::default()
         }
         .validate()
@@ -299,6 +303,8 @@ impl Replica {
             voters,
             last_applied: m.last_applied.map(|l| l.index),
             last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             matched,
         }
     }

@@ -90,18 +90,7 @@ async fn a_dead_leader_is_replaced_and_no_acknowledged_write_is_lost() {
     assert_eq!(c.get(rest[0]).config().serial_no, 12);
 
     // The old leader comes back from its store and catches up as a follower.
-    let back = eventually("the old store to reopen", || {
-        let path = c.dir.path().join(format!("raft{old}.redb"));
-        let router = c.router.clone();
-        async move {
-            maguey_replication::Replica::open(old, &path, router.transport(old), options())
-                .await
-                .ok()
-        }
-    })
-    .await;
-    c.router.add(back.clone());
-    c.replicas.insert(old, back);
+    c.reopen(old).await;
     c.converge(&[1, 2, 3], new).await;
     assert_eq!(c.get(old).status().role, Role::Follower);
     assert_eq!(c.get(old).config().serial_no, 12);
@@ -185,4 +174,49 @@ async fn without_quorum_a_write_is_refused_naming_the_voters_seen() {
         )
     );
     assert_eq!(c.get(leader).config().serial_no, 1, "nothing applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_follower_catches_up_from_a_snapshot_and_restarts_from_its_store() {
+    let mut c = Replicas::start_with(
+        3,
+        maguey_replication::ReplicaOptions {
+            snapshot_every: 6,
+            ..options()
+        },
+    )
+    .await;
+    let leader = c.leader().await;
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    c.get(leader).apply(init()).await.unwrap();
+    c.converge(&[1, 2, 3], leader).await;
+    let was = c.get(behind).status().last_log_index;
+    c.router.cut(behind);
+    for n in 1..=30 {
+        c.get(leader).apply(add_group(n)).await.unwrap();
+    }
+    eventually(
+        "the leader to purge what the cut follower lacks",
+        || async { (c.get(leader).status().purged_index > was.map(|i| i + 1)).then_some(()) },
+    )
+    .await;
+    c.router.heal(behind);
+    c.converge(&[1, 2, 3], leader).await;
+    assert_eq!(groups(c.get(behind)).len(), 31);
+    assert!(
+        c.get(behind).status().snapshot_index.is_some(),
+        "the follower holds a snapshot"
+    );
+
+    // Restarted, every replica rebuilds the same config from its store (base + recorded
+    // commands after it).
+    let want = c.get(leader).export_json().unwrap();
+    for id in 1..=3 {
+        c.kill(id).await;
+        let r = c.reopen(id).await;
+        assert_eq!(r.export_json().unwrap(), want, "replica {id} after restart");
+    }
+    let leader = c.leader().await;
+    c.get(leader).apply(add_group(31)).await.unwrap();
+    c.converge(&[1, 2, 3], leader).await;
 }

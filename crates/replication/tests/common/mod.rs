@@ -111,15 +111,22 @@ pub struct Replicas {
     pub dir: tempfile::TempDir,
     pub router: LocalRouter,
     pub replicas: BTreeMap<NodeId, Arc<Replica>>,
+    pub options: ReplicaOptions,
 }
 
 impl Replicas {
     /// `n` fresh replicas (ids 1..=n), all voters of a new group.
     pub async fn start(n: NodeId) -> Replicas {
+        Self::start_with(n, options()).await
+    }
+
+    /// [`Replicas::start`] with other options.
+    pub async fn start_with(n: NodeId, options: ReplicaOptions) -> Replicas {
         let mut c = Replicas {
             dir: tempfile::tempdir().unwrap(),
             router: LocalRouter::new(),
             replicas: BTreeMap::new(),
+            options,
         };
         for id in 1..=n {
             c.open(id).await;
@@ -132,9 +139,27 @@ impl Replicas {
     /// Opens (or reopens) replica `id` on its store and links it.
     pub async fn open(&mut self, id: NodeId) -> Arc<Replica> {
         let path = self.dir.path().join(format!("raft{id}.redb"));
-        let r = Replica::open(id, &path, self.router.transport(id), options())
+        let r = Replica::open(id, &path, self.router.transport(id), self.options)
             .await
             .unwrap();
+        self.router.add(r.clone());
+        self.replicas.insert(id, r.clone());
+        r
+    }
+
+    /// Reopens replica `id` once its previous incarnation has released its store.
+    pub async fn reopen(&mut self, id: NodeId) -> Arc<Replica> {
+        let path = self.dir.path().join(format!("raft{id}.redb"));
+        let (router, options) = (self.router.clone(), self.options);
+        let r = eventually("the store to reopen", || {
+            let (path, router) = (path.clone(), router.clone());
+            async move {
+                Replica::open(id, &path, router.transport(id), options)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
         self.router.add(r.clone());
         self.replicas.insert(id, r.clone());
         r
