@@ -6,7 +6,9 @@
 //! * `sm_meta`: `"applied"` → JSON [`Applied`] (last applied log id + membership),
 //!   `"base"` → JSON [`SmImage`] (the config at the last compaction or installed snapshot),
 //!   `"snapshot"` → JSON [`StoredSnapshot`] (the current Raft snapshot, meta and data);
-//! * `sm_log`: index → JSON [`crate::Request`], the entries applied after `base`.
+//! * `sm_log`: index → JSON [`crate::Request`], the config commands applied after `base`;
+//! * `sm_jobs`, `sm_archive`: job id → the job's durable record (JSON), live and archived;
+//!   written by the same transaction as the applied state.
 //!
 //! The applied state is rewritten in the same write transaction as the entries it covers, so
 //! a restart resumes exactly where the last commit left it.
@@ -17,11 +19,14 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 pub(crate) const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 pub(crate) const SM_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_log");
+pub(crate) const SM_JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_jobs");
+pub(crate) const SM_ARCHIVE: TableDefinition<u64, &[u8]> = TableDefinition::new("sm_archive");
 
 pub(crate) const VOTE: &str = "vote";
 pub(crate) const LAST_PURGED: &str = "last_purged";
@@ -37,12 +42,24 @@ pub(crate) struct Applied {
     pub membership: StoredMembership,
 }
 
-/// A whole state machine image: the config (its export form) and where it stands in the log.
-/// This is also the data of a Raft snapshot.
+/// A whole state machine image: the config (its export form), the job records, and where it
+/// stands in the log. This is the data of a Raft snapshot; `base` keeps it without the jobs
+/// (their tables are their state).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SmImage {
     pub applied: Applied,
     pub config: ConfigData,
+    #[serde(default)]
+    pub jobs: BTreeMap<u64, serde_json::Value>,
+    #[serde(default)]
+    pub archive: BTreeMap<u64, serde_json::Value>,
+}
+
+/// [`SmImage`] without the jobs, as `base` stores it.
+#[derive(Serialize)]
+pub(crate) struct BaseRef<'a> {
+    pub applied: &'a Applied,
+    pub config: &'a ConfigData,
 }
 
 /// A Raft snapshot as kept in `sm_meta`.
@@ -59,6 +76,8 @@ pub(crate) fn init(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(RAFT_LOG)?;
     txn.open_table(SM_META)?;
     txn.open_table(SM_LOG)?;
+    txn.open_table(SM_JOBS)?;
+    txn.open_table(SM_ARCHIVE)?;
     txn.commit()?;
     Ok(())
 }

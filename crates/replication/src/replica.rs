@@ -9,6 +9,7 @@ use maguey_config::{Command, ConfigError};
 use maguey_model::ConfigData;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
+use redb::{ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,6 +117,7 @@ pub struct Status {
 /// One member of the replicated config group.
 pub struct Replica {
     id: NodeId,
+    db: Arc<redb::Database>,
     raft: Raft,
     shared: Arc<Shared>,
     reach: Arc<Reachability>,
@@ -164,11 +166,12 @@ impl Replica {
             transport,
             reach: reach.clone(),
         };
-        let raft = Raft::new(id, Arc::new(config), net, LogStore::new(db), sm)
+        let raft = Raft::new(id, Arc::new(config), net, LogStore::new(db.clone()), sm)
             .await
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         Ok(Arc::new(Replica {
             id,
+            db,
             raft,
             shared,
             reach,
@@ -251,19 +254,11 @@ impl Replica {
         self.check_writable()?;
         maguey_config::validate(&self.config(), &command)?;
         let name = command.name();
-        let request = Request::Config { ts, command };
-        let written =
-            tokio::time::timeout(self.options.write_timeout, self.raft.client_write(request)).await;
-        let response = match written {
-            Err(_) => return Err(self.no_quorum(true)),
-            Ok(r) => r.map_err(|e| self.write_error(e))?,
-        };
-        match response.data {
+        match self.propose(Request::Config { ts, command }).await? {
             Response::Config {
                 result: Ok(serial_no),
             } => {
                 tracing::debug!(
-                    index = response.log_id.index,
                     command = name,
                     serial_no,
                     "replicated config command applied"
@@ -271,7 +266,67 @@ impl Replica {
                 Ok(serial_no)
             }
             Response::Config { result: Err(e) } => Err(ReplicationError::Refused(e)),
-            Response::None => Err(ReplicationError::Raft(format!("no answer to {name}"))),
+            _ => Err(ReplicationError::Raft(format!("no answer to {name}"))),
+        }
+    }
+
+    /// Replicates a job's durable transition (submitted, status, result, log lines): its whole
+    /// record after it, stored under `id` on every replica once committed.
+    pub async fn put_job(
+        &self,
+        id: u64,
+        record: serde_json::Value,
+    ) -> Result<(), ReplicationError> {
+        self.check_writable()?;
+        self.job_answer(self.propose(Request::JobPut { id, record }).await?)
+    }
+
+    /// Moves job `id` to the archive on every replica (refused if it is not in the queue).
+    pub async fn archive_job(&self, id: u64) -> Result<(), ReplicationError> {
+        self.check_writable()?;
+        self.job_answer(self.propose(Request::JobArchive { id }).await?)
+    }
+
+    /// Job `id`'s record as this replica has applied it, and whether it is archived.
+    pub fn job(&self, id: u64) -> Result<Option<(serde_json::Value, bool)>, ReplicationError> {
+        let read = |table| -> Result<Option<serde_json::Value>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let t = txn.open_table(table).map_err(|e| e.to_string())?;
+            let record = match t.get(id).map_err(|e| e.to_string())? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
+                None => Ok(None),
+            };
+            record
+        };
+        let found = match read(db::SM_JOBS) {
+            Ok(Some(record)) => Ok(Some((record, false))),
+            Ok(None) => read(db::SM_ARCHIVE).map(|r| r.map(|record| (record, true))),
+            Err(e) => Err(e),
+        };
+        found.map_err(|message| ReplicationError::Store {
+            path: PathBuf::new(),
+            message: format!("job {id}: {message}"),
+        })
+    }
+
+    fn job_answer(&self, response: Response) -> Result<(), ReplicationError> {
+        match response {
+            Response::Job { result } => result.map_err(ReplicationError::Refused),
+            _ => Err(ReplicationError::Raft(
+                "no answer to a job transition".into(),
+            )),
+        }
+    }
+
+    /// Proposes one entry and waits for its answer (committed and applied here).
+    async fn propose(&self, request: Request) -> Result<Response, ReplicationError> {
+        let written =
+            tokio::time::timeout(self.options.write_timeout, self.raft.client_write(request)).await;
+        match written {
+            Err(_) => Err(self.no_quorum(true)),
+            Ok(r) => Ok(r.map_err(|e| self.write_error(e))?.data),
         }
     }
 

@@ -9,8 +9,8 @@
 //! the applied state; building one also compacts `sm_log` into `base`.
 
 use crate::db::{
-    get_json, io_err, to_json, Applied, SmImage, StoredSnapshot, APPLIED, BASE, SM_LOG, SM_META,
-    SNAPSHOT,
+    get_json, io_err, to_json, Applied, BaseRef, SmImage, StoredSnapshot, APPLIED, BASE,
+    SM_ARCHIVE, SM_JOBS, SM_LOG, SM_META, SNAPSHOT,
 };
 use crate::types::{
     Entry, LogId, Request, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -129,6 +129,14 @@ pub(crate) fn write_image(
             meta.insert(APPLIED, applied.as_slice())
                 .map_err(|e| s(&e))?;
             log.retain(|_, _| false).map_err(|e| s(&e))?;
+            for (table, records) in [(SM_JOBS, &image.jobs), (SM_ARCHIVE, &image.archive)] {
+                let mut t = txn.open_table(table).map_err(|e| s(&e))?;
+                t.retain(|_, _| false).map_err(|e| s(&e))?;
+                for (id, record) in records {
+                    let bytes = to_json(record).map_err(|e| s(&e))?;
+                    t.insert(*id, bytes.as_slice()).map_err(|e| s(&e))?;
+                }
+            }
         }
         let base_index = match meta.get(BASE).map_err(|e| s(&e))? {
             Some(v) => serde_json::from_slice::<SmImage>(v.value())
@@ -139,7 +147,11 @@ pub(crate) fn write_image(
             None => None,
         };
         if install || image_index >= base_index {
-            let base = to_json(image).map_err(|e| s(&e))?;
+            let base = to_json(&BaseRef {
+                applied: &image.applied,
+                config: &image.config,
+            })
+            .map_err(|e| s(&e))?;
             meta.insert(BASE, base.as_slice()).map_err(|e| s(&e))?;
             if let Some(i) = image_index {
                 log.retain_in(..=i, |_, _| false).map_err(|e| s(&e))?;
@@ -156,6 +168,7 @@ pub(crate) fn write_image(
 /// Applies one recorded request to `config` (a refused command changes nothing).
 fn apply_request(config: &mut ConfigData, index: u64, request: &Request) -> Response {
     match request {
+        Request::JobPut { .. } | Request::JobArchive { .. } => Response::None,
         Request::Config { ts, command } => {
             let result = maguey_config::apply(config, *ts, command)
                 .map(|()| config.serial_no)
@@ -197,13 +210,38 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut txn = self.db.begin_write().map_err(|e| w(&e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| w(&e))?;
+        let mut job_results = std::collections::HashMap::new();
         {
             let mut log = txn.open_table(SM_LOG).map_err(|e| w(&e))?;
+            let mut jobs = txn.open_table(SM_JOBS).map_err(|e| w(&e))?;
+            let mut archive = txn.open_table(SM_ARCHIVE).map_err(|e| w(&e))?;
             for entry in &entries {
-                if let EntryPayload::Normal(request) = &entry.payload {
-                    let bytes = to_json(request).map_err(|e| w(&e))?;
-                    log.insert(entry.log_id.index, bytes.as_slice())
-                        .map_err(|e| w(&e))?;
+                let index = entry.log_id.index;
+                match &entry.payload {
+                    EntryPayload::Normal(request @ Request::Config { .. }) => {
+                        let bytes = to_json(request).map_err(|e| w(&e))?;
+                        log.insert(index, bytes.as_slice()).map_err(|e| w(&e))?;
+                    }
+                    EntryPayload::Normal(Request::JobPut { id, record }) => {
+                        let bytes = to_json(record).map_err(|e| w(&e))?;
+                        jobs.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
+                        job_results.insert(index, Ok(()));
+                    }
+                    EntryPayload::Normal(Request::JobArchive { id }) => {
+                        let record = jobs
+                            .remove(*id)
+                            .map_err(|e| w(&e))?
+                            .map(|v| v.value().to_vec());
+                        let result = match record {
+                            Some(bytes) => {
+                                archive.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
+                                Ok(())
+                            }
+                            None => Err(format!("no job {id} in the queue")),
+                        };
+                        job_results.insert(index, result);
+                    }
+                    _ => {}
                 }
             }
             let bytes = to_json(&applied).map_err(|e| w(&e))?;
@@ -218,6 +256,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut guard = self.shared.config.write().expect("config lock poisoned");
             for entry in &entries {
                 replies.push(match &entry.payload {
+                    EntryPayload::Normal(Request::JobPut { .. } | Request::JobArchive { .. }) => {
+                        Response::Job {
+                            result: job_results.remove(&entry.log_id.index).unwrap_or(Ok(())),
+                        }
+                    }
                     EntryPayload::Normal(request) => {
                         // Changes in place unless a reader still holds the previous config.
                         apply_request(Arc::make_mut(&mut guard), entry.log_id.index, request)
@@ -232,10 +275,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let (applied, config) = self.shared.image();
+        // The job tables as of this moment, read later by the builder (redb's MVCC).
+        let jobs = self.db.begin_read();
         SnapshotBuilder {
             sm: self.clone(),
             applied,
             config,
+            jobs,
             seq: self.snapshots.fetch_add(1, Ordering::SeqCst) + 1,
         }
     }
@@ -264,6 +310,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 membership: meta.last_membership.clone(),
             },
             config: decoded.config,
+            jobs: decoded.jobs,
+            archive: decoded.archive,
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -299,14 +347,19 @@ pub struct SnapshotBuilder {
     sm: StateMachine,
     applied: Applied,
     config: Arc<ConfigData>,
+    jobs: Result<redb::ReadTransaction, redb::TransactionError>,
     seq: u64,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let r = sm_err(ErrorVerb::Read);
+        let read = self.jobs.as_ref().map_err(|e| r(e))?;
         let image = SmImage {
             applied: self.applied.clone(),
             config: (*self.config).clone(),
+            jobs: read_jobs(read, SM_JOBS).map_err(|e| r(&e))?,
+            archive: read_jobs(read, SM_ARCHIVE).map_err(|e| r(&e))?,
         };
         let data = to_json(&image).map_err(|e| sm_err(ErrorVerb::Read)(&e))?;
         let meta = SnapshotMeta {
@@ -336,4 +389,20 @@ pub(crate) fn snapshot_id(last: Option<&LogId>, seq: u64) -> String {
         Some(id) => format!("{}-{}-{micros}-{seq}", id.leader_id, id.index),
         None => format!("--{micros}-{seq}"),
     }
+}
+
+/// Every record of a job table, as one read transaction sees it.
+fn read_jobs(
+    read: &redb::ReadTransaction,
+    table: redb::TableDefinition<u64, &[u8]>,
+) -> Result<std::collections::BTreeMap<u64, serde_json::Value>, String> {
+    let t = read.open_table(table).map_err(|e| e.to_string())?;
+    let mut out = std::collections::BTreeMap::new();
+    for item in t.iter().map_err(|e| e.to_string())? {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        let record =
+            serde_json::from_slice(v.value()).map_err(|e| format!("job {}: {e}", k.value()))?;
+        out.insert(k.value(), record);
+    }
+    Ok(out)
 }

@@ -30,6 +30,11 @@ impl fmt::Display for Member {
 pub enum Request {
     /// A config command, applied with [`maguey_config::apply`] at the proposer's timestamp.
     Config { ts: f64, command: Command },
+    /// A job queue's durable transition (submitted, status, opcode result, log lines): the
+    /// job's whole record after it, replacing the one stored under `id`.
+    JobPut { id: u64, record: serde_json::Value },
+    /// Moves job `id` from the live queue to the archive.
+    JobArchive { id: u64 },
 }
 
 /// The state machine's answer to one entry.
@@ -40,6 +45,8 @@ pub enum Response {
     None,
     /// The config's new serial number, or why the command did not apply (nothing changed).
     Config { result: Result<u64, String> },
+    /// Whether a job transition applied (archiving an unknown job does not).
+    Job { result: Result<(), String> },
 }
 
 openraft::declare_raft_types!(

@@ -39,6 +39,8 @@ pub fn upgrade_config_store(
     let image = SmImage {
         applied: applied.clone(),
         config: (*config).clone(),
+        jobs: Default::default(),
+        archive: Default::default(),
     };
     let mut tmp = raft_path.as_os_str().to_owned();
     tmp.push(".upgrade");

@@ -220,3 +220,58 @@ async fn a_lagging_follower_catches_up_from_a_snapshot_and_restarts_from_its_sto
     c.get(leader).apply(add_group(31)).await.unwrap();
     c.converge(&[1, 2, 3], leader).await;
 }
+
+fn record(id: u64, status: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "status": status, "log": [format!("job {id} {status}")]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_transitions_are_replicated_archived_and_carried_by_snapshots() {
+    let mut c = Replicas::start_with(
+        3,
+        maguey_replication::ReplicaOptions {
+            snapshot_every: 6,
+            ..options()
+        },
+    )
+    .await;
+    let leader = c.leader().await;
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    c.get(leader).apply(init()).await.unwrap();
+    c.converge(&[1, 2, 3], leader).await;
+    let was = c.get(behind).status().last_log_index;
+    c.router.cut(behind);
+    for id in 1..=12 {
+        c.get(leader)
+            .put_job(id, record(id, "queued"))
+            .await
+            .unwrap();
+        c.get(leader)
+            .put_job(id, record(id, "success"))
+            .await
+            .unwrap();
+    }
+    for id in 1..=4 {
+        c.get(leader).archive_job(id).await.unwrap();
+    }
+    let err = c.get(leader).archive_job(99).await.unwrap_err();
+    assert_eq!(err.to_string(), "refused: no job 99 in the queue");
+    eventually(
+        "the leader to purge what the cut follower lacks",
+        || async { (c.get(leader).status().purged_index > was.map(|i| i + 1)).then_some(()) },
+    )
+    .await;
+
+    c.router.heal(behind);
+    let check = |r: &maguey_replication::Replica| {
+        (1..=12).all(|id| r.job(id).unwrap() == Some((record(id, "success"), id <= 4)))
+            && r.job(13).unwrap().is_none()
+    };
+    eventually("the jobs to reach the cut follower", || async {
+        check(c.get(behind)).then_some(())
+    })
+    .await;
+    c.kill(behind).await;
+    let r = c.reopen(behind).await;
+    assert!(check(&r), "the job records survive a restart");
+}
