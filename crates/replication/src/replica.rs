@@ -322,6 +322,15 @@ impl Replica {
 
     /// Proposes one entry and waits for its answer (committed and applied here).
     async fn propose(&self, request: Request) -> Result<Response, ReplicationError> {
+        #[cfg(feature = "unsafe-ack-before-commit")]
+        if let Request::Config { .. } = request {
+            // Deliberately wrong (tests only): acknowledged once proposed, before any commit.
+            self.raft
+                .client_write_ff(request)
+                .await
+                .map_err(|e| ReplicationError::Raft(e.to_string()))?;
+            return Ok(Response::Config { result: Ok(0) });
+        }
         let written =
             tokio::time::timeout(self.options.write_timeout, self.raft.client_write(request)).await;
         match written {

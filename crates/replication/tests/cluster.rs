@@ -275,3 +275,32 @@ async fn job_transitions_are_replicated_archived_and_carried_by_snapshots() {
     let r = c.reopen(behind).await;
     assert!(check(&r), "the job records survive a restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_left_alone_refuses_writes_naming_what_it_sees() {
+    let mut c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    c.get(leader).apply(init()).await.unwrap();
+    let alone = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != alone).unwrap();
+    c.converge(&[1, 2, 3], leader).await;
+    c.kill(leader).await;
+    c.kill(other).await;
+    // Once it no longer knows a leader, it answers with the voters it sees.
+    let err = eventually("a refusal without a leader", || async {
+        match c.get(alone).apply(add_group(1)).await {
+            Err(e @ ReplicationError::NoQuorum { .. }) => Some(e),
+            Err(ReplicationError::NotLeader { .. }) => None,
+            other => panic!("expected NoQuorum, got {other:?}"),
+        }
+    })
+    .await;
+    let (a, b) = (leader.min(other), leader.max(other));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no quorum: this node sees 1 of 3 voters (node{alone}); missing: node{a}, node{b}; config changes need 2"
+        )
+    );
+    assert_eq!(c.get(alone).config().serial_no, 1);
+}
