@@ -211,6 +211,26 @@ impl Replica {
         Ok(())
     }
 
+    /// Removes `id` from the voters (joint consensus); it no longer receives the log.
+    pub async fn remove_voter(&self, id: NodeId) -> Result<(), ReplicationError> {
+        let mut voters: BTreeSet<NodeId> = self.status().voters.into_keys().collect();
+        if !voters.remove(&id) {
+            return Err(ReplicationError::Refused(format!(
+                "node {id} is not a voter"
+            )));
+        }
+        if voters.is_empty() {
+            return Err(ReplicationError::Refused(format!(
+                "node {id} is the last voter"
+            )));
+        }
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
     /// The config as this replica has applied it: maybe stale on a follower.
     pub fn config(&self) -> Arc<ConfigData> {
         self.shared.config()

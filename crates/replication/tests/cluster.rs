@@ -304,3 +304,43 @@ async fn a_follower_left_alone_refuses_writes_naming_what_it_sees() {
     );
     assert_eq!(c.get(alone).config().serial_no, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_voter_leaves_the_quorum_count() {
+    let mut c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    c.get(leader).apply(init()).await.unwrap();
+    let gone = (1..=3).find(|id| *id != leader).unwrap();
+    let err = c.get(leader).remove_voter(7).await.unwrap_err();
+    assert_eq!(err.to_string(), "refused: node 7 is not a voter");
+    c.get(leader).remove_voter(gone).await.unwrap();
+    let voters: Vec<u64> = c.get(leader).status().voters.into_keys().collect();
+    assert_eq!(voters, (1..=3).filter(|id| *id != gone).collect::<Vec<_>>());
+    // Two voters left: the removed node's death does not matter, a write still commits.
+    c.kill(gone).await;
+    c.get(leader).apply(add_group(1)).await.unwrap();
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != gone).collect();
+    c.converge(&rest, leader).await;
+    let err = c.get(leader).apply(add_group(0)).await.unwrap_err();
+    assert!(matches!(err, ReplicationError::Config(_)), "{err:?}");
+    let other = rest.iter().copied().find(|id| *id != leader).unwrap();
+    c.kill(other).await;
+    let err = eventually("a refusal with one of two voters", || async {
+        match c.get(leader).apply(add_group(2)).await {
+            Err(
+                e @ ReplicationError::NoQuorum {
+                    unacknowledged: false,
+                    ..
+                },
+            ) => Some(e),
+            Err(ReplicationError::NoQuorum { .. }) => None,
+            other => panic!("expected NoQuorum, got {other:?}"),
+        }
+    })
+    .await;
+    assert!(
+        err.to_string()
+            .starts_with("no quorum: this node sees 1 of 2 voters"),
+        "{err}"
+    );
+}
