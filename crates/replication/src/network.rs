@@ -30,10 +30,17 @@ pub enum RpcKind {
     Append,
     Vote,
     Snapshot,
+    /// Not Raft's: a follower asks the leader for the index a linearizable read must wait for.
+    ReadIndex,
 }
 
 impl RpcKind {
-    pub const ALL: [RpcKind; 3] = [RpcKind::Append, RpcKind::Vote, RpcKind::Snapshot];
+    pub const ALL: [RpcKind; 4] = [
+        RpcKind::Append,
+        RpcKind::Vote,
+        RpcKind::Snapshot,
+        RpcKind::ReadIndex,
+    ];
 
     /// The route's last segment.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +48,7 @@ impl RpcKind {
             RpcKind::Append => "append",
             RpcKind::Vote => "vote",
             RpcKind::Snapshot => "snapshot",
+            RpcKind::ReadIndex => "read-index",
         }
     }
 }
@@ -51,7 +59,9 @@ impl FromStr for RpcKind {
         RpcKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown Raft RPC {s:?} (known: append, vote, snapshot)"))
+            .ok_or_else(|| {
+                format!("unknown Raft RPC {s:?} (known: append, vote, snapshot, read-index)")
+            })
     }
 }
 
@@ -216,6 +226,16 @@ pub(crate) async fn serve(
             let req: VoteRequest<NodeId> = serde_json::from_slice(body).map_err(bad)?;
             reach.saw(req.vote.leader_id().voted_for().unwrap_or_default());
             encode(&raft.vote(req).await)
+        }
+        RpcKind::ReadIndex => {
+            // The leader confirms it still leads (a heartbeat round) and names the last index
+            // it had committed: a read applied up to there sees every acknowledged write.
+            let answer: Result<Option<u64>, String> = raft
+                .ensure_linearizable()
+                .await
+                .map(|id| id.map(|id| id.index))
+                .map_err(|e| e.to_string());
+            encode(&answer)
         }
         RpcKind::Snapshot => {
             let req: InstallSnapshotRequest<TypeConfig> =

@@ -117,6 +117,7 @@ pub struct Status {
 /// One member of the replicated config group.
 pub struct Replica {
     id: NodeId,
+    transport: Arc<dyn Transport>,
     db: Arc<redb::Database>,
     raft: Raft,
     shared: Arc<Shared>,
@@ -163,7 +164,7 @@ impl Replica {
         .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         let reach = Arc::new(Reachability::default());
         let net = Network {
-            transport,
+            transport: transport.clone(),
             reach: reach.clone(),
         };
         let raft = Raft::new(id, Arc::new(config), net, LogStore::new(db.clone()), sm)
@@ -171,6 +172,7 @@ impl Replica {
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         Ok(Arc::new(Replica {
             id,
+            transport,
             db,
             raft,
             shared,
@@ -242,9 +244,21 @@ impl Replica {
             .map_err(|e| ReplicationError::Raft(e.to_string()))
     }
 
-    /// The config with every write acknowledged before this call: on the leader only, after it
-    /// confirmed with a quorum that it still leads.
+    /// The config with every write acknowledged before this call, on any replica: the leader
+    /// confirms with a quorum that it still leads (read-index); a follower asks the leader for
+    /// that index and waits until it has applied it. Without a leader or a quorum: an error,
+    /// never a stale answer ([`Replica::config`] is the stale one).
     pub async fn read_config(&self) -> Result<Arc<ConfigData>, ReplicationError> {
+        let status = self.status();
+        match status.leader {
+            Some(leader) if leader != self.id && status.role != Role::Leader => {
+                self.read_through(leader, &status).await
+            }
+            _ => self.read_on_leader().await,
+        }
+    }
+
+    async fn read_on_leader(&self) -> Result<Arc<ConfigData>, ReplicationError> {
         match tokio::time::timeout(self.options.write_timeout, self.raft.ensure_linearizable())
             .await
         {
@@ -260,6 +274,35 @@ impl Replica {
             },
             Ok(Err(e)) => Err(ReplicationError::Raft(e.to_string())),
         }
+    }
+
+    async fn read_through(
+        &self,
+        leader: NodeId,
+        status: &Status,
+    ) -> Result<Arc<ConfigData>, ReplicationError> {
+        let member = status.voters.get(&leader).cloned().unwrap_or_default();
+        let timeout = self.options.write_timeout;
+        let asked = self
+            .transport
+            .call(
+                leader,
+                &member,
+                RpcKind::ReadIndex,
+                b"null".to_vec(),
+                timeout,
+            )
+            .await
+            .map_err(|_| self.no_quorum(false))?;
+        let index: Result<Option<u64>, String> =
+            serde_json::from_slice(&asked).map_err(|e| ReplicationError::Raft(e.to_string()))?;
+        let index = index.map_err(|_| self.no_quorum(false))?;
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(index, "read index")
+            .await
+            .map_err(|e| ReplicationError::Raft(format!("waiting for the read index: {e}")))?;
+        Ok(self.config())
     }
 
     /// Proposes `command` (stamped now) and waits until it is committed and applied here.

@@ -53,10 +53,8 @@ async fn writes_off_the_leader_name_it_and_bad_commands_change_nothing() {
             .contains(&format!("the master is node {leader}")),
         "{err}"
     );
-    assert!(matches!(
-        c.get(follower).read_config().await,
-        Err(ReplicationError::NotLeader { .. })
-    ));
+    // Reads through any replica see every acknowledged write (read-index from the leader).
+    assert_eq!(c.get(follower).read_config().await.unwrap().serial_no, 1);
     // A command that does not validate is refused before it is logged.
     let err = c.get(leader).apply(add_group(0)).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Config(_)), "{err:?}");
@@ -343,4 +341,40 @@ async fn a_removed_voter_leaves_the_quorum_count() {
             .starts_with("no quorum: this node sees 1 of 2 voters"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_reads_its_writes_or_refuses_never_stale() {
+    let c = Replicas::start(3).await;
+    let leader = c.leader().await;
+    c.get(leader).apply(init()).await.unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    for n in 1..=5 {
+        let serial = c.get(leader).apply(add_group(n)).await.unwrap();
+        // Read your own write through another node, at once.
+        let read = c.get(follower).read_config().await.unwrap();
+        assert!(
+            read.serial_no >= serial,
+            "read {} after write {serial}",
+            read.serial_no
+        );
+        assert!(read
+            .nodegroups
+            .values()
+            .any(|g| g.name == format!("group{n}")));
+    }
+    c.router.cut(follower);
+    c.get(leader).apply(add_group(6)).await.unwrap();
+    let err = c.get(follower).read_config().await.unwrap_err();
+    assert!(matches!(err, ReplicationError::NoQuorum { .. }), "{err:?}");
+    assert!(
+        !groups(c.get(follower)).contains(&"group6".to_string()),
+        "stale, as config() says"
+    );
+    c.router.heal(follower);
+    let read = eventually("the follower to read again", || async {
+        c.get(follower).read_config().await.ok()
+    })
+    .await;
+    assert!(read.nodegroups.values().any(|g| g.name == "group6"));
 }
