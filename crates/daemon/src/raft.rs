@@ -1,7 +1,7 @@
 //! Raft's RPCs between master candidates over the cluster's mTLS HTTPS (docs/replication.md).
 //!
-//! `POST /raft/{append,vote,snapshot,read-index}` carries one encoded RPC of `maguey-replication` to the
-//! local [`Replica`]. Only node certificates are answered, and of those only a master
+//! `POST /raft/{append,vote,snapshot,read-index}` carries one encoded RPC of
+//! `maguey-replication` to the local [`Replica`]. Only node certificates are answered, and of those only a master
 //! candidate's (a node of the replicated config with `master_candidate`, whose recorded
 //! certificate fingerprint matches) or the current master's per [`NodeAuth`] (a fresh voter,
 //! whose config is still empty, hears the leader that added it).
