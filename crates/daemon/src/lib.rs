@@ -9,6 +9,7 @@ pub mod auth;
 pub mod console;
 pub mod join;
 pub mod metrics;
+pub mod raft;
 pub mod rapi_users;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
