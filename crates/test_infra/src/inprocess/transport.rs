@@ -150,6 +150,7 @@ mod tests {
             url: url.to_string(),
             body: Some(body.to_vec()),
             timeout: Duration::from_secs(5),
+            fence: None,
         }
     }
 
