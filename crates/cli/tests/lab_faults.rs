@@ -51,7 +51,11 @@ fn kill_and_up_then_cut_and_heal() {
         "{}",
         r.stdout
     );
-    assert!(!std::path::Path::new(&format!("/proc/{before}")).exists());
+    // Gone (its zombie reaped by whoever adopted it).
+    assert!(wait_until(T, || !std::path::Path::new(&format!(
+        "/proc/{before}"
+    ))
+    .exists()));
     let rows = mfree(&lab);
     assert_eq!(
         rows.iter()
