@@ -178,18 +178,15 @@ pub struct Cluster {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher_pause: Option<WatcherPause>,
     /// The master's term (epoch), stamped on every node RPC: a node refuses a master whose
-    /// term is lower than the highest it has seen (docs/security.md). 1 until a replicated
-    /// master (a Raft leader) or a forced recovery raises it; see [`Cluster::fence_term`].
-    #[serde(default = "first_term", skip_serializing_if = "is_first_term")]
+    /// term is lower than the highest it has seen (docs/security.md). 0 (left out of the
+    /// JSON) is the first term, 1, until a replicated master (a Raft leader) or a forced
+    /// recovery raises it; see [`Cluster::fence_term`].
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub master_term: u64,
 }
 
-fn first_term() -> u64 {
-    1
-}
-
-fn is_first_term(t: &u64) -> bool {
-    *t <= 1
+fn is_zero(t: &u64) -> bool {
+    *t == 0
 }
 
 /// A pause of the watcher, kept in the config so that it survives a master restart.
