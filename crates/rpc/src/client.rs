@@ -467,6 +467,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_masters_node_rpcs_carry_its_cluster_and_term() {
+        let t = Arc::new(Canned::default());
+        *t.answers.lock().unwrap() = vec![
+            answer(200, r#"{"ok": 1}"#),
+            answer(200, r#"{"ok": 2}"#),
+            answer(200, r#"{"id": 3}"#),
+        ];
+        let fence = Fence::new("c-1", 4);
+        let c = RpcClient::with_transport(t.clone(), Duration::from_secs(5))
+            .unwrap()
+            .with_fence(fence.clone());
+        let req = NodeRequest::Version;
+        let _: u32 = c.call("a:1", &req).await.unwrap();
+        // A new leader raises the term of every clone in place.
+        c.clone().fence().unwrap().raise(6);
+        let _: u32 = c.call("a:1", &req).await.unwrap();
+        let _: serde_json::Value = c.post_json("https://m:1/luxi/x", &1).await.unwrap();
+        let seen = t.seen.lock().unwrap();
+        let stamp = |term| {
+            Some(FenceStamp {
+                cluster: "c-1".into(),
+                term,
+            })
+        };
+        assert_eq!(seen[0].fence, stamp(4));
+        assert_eq!(seen[1].fence, stamp(6));
+        // The master API (the CLI's requests) carries none.
+        assert_eq!(seen[2].fence, None);
+        assert_eq!(fence.term(), 6);
+    }
+
+    #[tokio::test]
     async fn master_api_requests_go_through_the_transport() {
         let t = Arc::new(Canned::default());
         *t.answers.lock().unwrap() = vec![
