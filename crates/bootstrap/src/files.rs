@@ -65,6 +65,7 @@ pub fn wipe_master_state(dir: &Path) {
         "admin.pem",
         "admin.key",
         "joined-master.json",
+        "master-term.json",
         "ssconf.json",
         "daemon.json",
     ] {

@@ -35,12 +35,14 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// `POST /rpc`: every node.
-/// Only the current master (and the node itself) may call it: see [`crate::auth::NodeAuth`].
+/// Only the current master (and the node itself) may call it: see [`crate::auth::NodeAuth`];
+/// its stamped term is checked by [`crate::fence::check_term`].
 pub fn node_router(
     node: Arc<NodeRuntime>,
     stop: tokio::sync::mpsc::Sender<super::Stop>,
-    auth: crate::auth::NodeAuth,
+    fence: crate::fence::NodeFence,
 ) -> Router {
+    let auth = fence.auth.clone();
     Router::new()
         .merge(crate::console::node_router(node.clone()))
         .route(
@@ -63,6 +65,10 @@ pub fn node_router(
         )
         // Disk chunks of `instance move` (8 MiB, base64) exceed axum's 2 MB default.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::from_fn_with_state(
+            fence,
+            crate::fence::check_term,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             auth,
             crate::auth::require_master,

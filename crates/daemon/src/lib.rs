@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod fence;
 pub mod join;
 pub mod metrics;
 pub mod raft;
@@ -166,15 +167,19 @@ pub async fn run(args: Args) -> Result<()> {
     let auth = auth::NodeAuth {
         state_dir: dir.clone(),
     };
-    let mut router = api::node_router(node.clone(), stop_tx.clone(), auth)
+    let fence = fence::NodeFence::open(auth).context("loading the master term")?;
+    let mut router = api::node_router(node.clone(), stop_tx.clone(), fence)
         .merge(metrics::node_router(node.clone()));
     let mut master_parts = None;
     if files::config_path(&dir).exists() {
         let config = Arc::new(
             ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?,
         );
+        let cluster = config.snapshot().cluster.clone();
+        // Every node RPC carries the cluster and the master's term (docs/security.md).
         let rpc = RpcClient::new(&identity, Duration::from_secs(60))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_fence(maguey_rpc::Fence::new(&cluster.uuid, cluster.fence_term()));
         let destroy = Arc::new(tokio::sync::Notify::new());
         let master = Arc::new(Master {
             config: config.clone(),

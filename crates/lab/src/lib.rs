@@ -9,6 +9,7 @@
 //! `lab up` on a directory that already holds a lab restarts the daemons that are not running.
 //! `maguey-test-infra`'s `TestLab` and `VmLab` drive the same machinery from integration tests.
 
+pub mod faults;
 pub mod guest;
 pub mod vmnodes;
 
@@ -341,8 +342,10 @@ async fn restart(dir: &Path) -> Result<Lab> {
     if let Some(m) = lab.master_dir() {
         rapi_user(dir, m)?;
     }
+    // Also brings the links of cut nodes back up (`lab heal`).
     ensure_network(&lab)?;
-    for n in &lab.nodes {
+    let mut started = Vec::new();
+    for (i, n) in lab.nodes.iter().enumerate() {
         if !n.dir.join("daemon.json").exists() {
             continue;
         }
@@ -350,10 +353,13 @@ async fn restart(dir: &Path) -> Result<Lab> {
             continue;
         }
         spawn_daemon_in(n.netns.as_deref(), &n.dir, &[])?;
+        started.push(i + 1);
     }
     let master = lab.master_dir().context("the lab has no nodes")?;
     let c = MasterClient::from_state_dir(master)?;
     wait_for_master(&c, Duration::from_secs(30)).await?;
+    // Nodes killed (`lab kill`) and started again answer before `lab up` returns.
+    faults::wait_listening(&lab, &started, Duration::from_secs(30)).await?;
     Ok(lab)
 }
 

@@ -33,6 +33,41 @@ enum LabCmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Kills a node's daemon and its VMs at once (SIGKILL), like a power loss; `lab up`
+    /// starts it again.
+    Kill {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node: its name (node2) or number (2).
+        node: String,
+    },
+    /// Cuts a node off the lab's network (its link down); it keeps running. Needs a lab with
+    /// network namespaces (run as root).
+    Cut {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node: its name (node2) or number (2).
+        node: String,
+    },
+    /// Brings a cut node's link back up.
+    Heal {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node: its name (node2) or number (2).
+        node: String,
+    },
+}
+
+/// The lab directory `dir` (canonical); exit 2 when it holds no lab or no node `node`.
+fn lab_dir(dir: &std::path::Path, node: &str) -> Result<PathBuf, Failure> {
+    let d = dir
+        .canonicalize()
+        .map_err(|_| Failure(2, format!("no lab in {}", dir.display())))?;
+    if !maguey_lab::vmnodes::is_vm_lab(&d) {
+        let lab = maguey_lab::Lab::load(&d).map_err(|e| Failure(2, format!("{e:#}")))?;
+        maguey_lab::faults::node_index(&lab, node).map_err(|e| Failure(2, format!("{e:#}")))?;
+    }
+    Ok(d)
 }
 
 /// A failure and its exit code; printed as `maguey: MESSAGE`, as the CLI prints its own.
@@ -82,6 +117,32 @@ async fn run(cmd: LabCmd) -> Result<(), Failure> {
         LabCmd::Down { dir } => {
             let n = maguey_lab::down(&dir).map_err(|e| Failure(2, format!("{e:#}")))?;
             println!("stopped {n} daemons");
+        }
+        LabCmd::Kill { dir, node } => {
+            let dir = lab_dir(&dir, &node)?;
+            let k =
+                maguey_lab::faults::kill(&dir, &node).map_err(|e| Failure(1, format!("{e:#}")))?;
+            match k.daemon {
+                Some(pid) => println!(
+                    "killed {}: magueyd (pid {pid}) and {} VMs; `maguey lab up --dir {}` starts it again",
+                    k.node,
+                    k.vms,
+                    dir.display()
+                ),
+                None => println!("{}: magueyd was not running; killed {} VMs", k.node, k.vms),
+            }
+        }
+        LabCmd::Cut { dir, node } => {
+            let dir = lab_dir(&dir, &node)?;
+            let name = maguey_lab::faults::set_link(&dir, &node, false)
+                .map_err(|e| Failure(1, format!("{e:#}")))?;
+            println!("cut {name} off the lab's network");
+        }
+        LabCmd::Heal { dir, node } => {
+            let dir = lab_dir(&dir, &node)?;
+            let name = maguey_lab::faults::set_link(&dir, &node, true)
+                .map_err(|e| Failure(1, format!("{e:#}")))?;
+            println!("{name} is back on the lab's network");
         }
     }
     Ok(())

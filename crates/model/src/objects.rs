@@ -177,6 +177,16 @@ pub struct Cluster {
     /// Set while the watcher is paused (`maguey cluster watcher pause`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher_pause: Option<WatcherPause>,
+    /// The master's term (epoch), stamped on every node RPC: a node refuses a master whose
+    /// term is lower than the highest it has seen (docs/security.md). 0 (left out of the
+    /// JSON) is the first term, 1, until a replicated master (a Raft leader) or a forced
+    /// recovery raises it; see [`Cluster::fence_term`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub master_term: u64,
+}
+
+fn is_zero(t: &u64) -> bool {
+    *t == 0
 }
 
 /// A pause of the watcher, kept in the config so that it survives a master restart.
@@ -197,6 +207,10 @@ impl WatcherPause {
 }
 
 impl Cluster {
+    /// The term the master stamps on node RPCs: [`Cluster::master_term`], at least 1.
+    pub fn fence_term(&self) -> u64 {
+        self.master_term.max(1)
+    }
     pub fn beparams_default(&self) -> Params {
         self.beparams.get("default").cloned().unwrap_or_default()
     }
@@ -458,6 +472,13 @@ pub struct Ssconf {
     /// RPC server accepts (besides its own). Empty in configs without recorded identities.
     #[serde(default)]
     pub master_certificate: String,
+    /// The cluster's uuid: a node refuses node RPCs stamped for another cluster.
+    #[serde(default)]
+    pub cluster_uuid: String,
+    /// SHA-256 (hex) of the certificates of the master candidates (the master included):
+    /// only their requests raise the master term a node has stored.
+    #[serde(default)]
+    pub master_candidate_certificates: Vec<String>,
 }
 
 impl Ssconf {
@@ -502,6 +523,16 @@ impl Ssconf {
                 .map(|n| n.certificate_fingerprint.clone())
                 .unwrap_or_default(),
             config_serial: cfg.serial_no,
+            cluster_uuid: cfg.cluster.uuid.clone(),
+            master_candidate_certificates: cfg
+                .nodes
+                .values()
+                .filter(|n| {
+                    n.master_candidate || Some(n.uuid.as_str()) == master.map(|m| m.uuid.as_str())
+                })
+                .map(|n| n.certificate_fingerprint.clone())
+                .filter(|f| !f.is_empty())
+                .collect(),
         }
     }
 }

@@ -51,6 +51,10 @@ pub enum NodeError {
     /// Not the request's fault: a worker task died, an answer could not be encoded.
     #[error("{0}")]
     Internal(String),
+    /// The sender is fenced off: its master term is lower than the highest this node has
+    /// seen, or the request is for another cluster (`fence`).
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// The kind of a [`NodeError`], with any context stripped.
@@ -66,6 +70,7 @@ pub enum ErrorKind {
     Storage,
     Qmp,
     Internal,
+    Fenced,
 }
 
 /// Results of node operations.
@@ -119,6 +124,7 @@ impl NodeError {
             NodeError::Qmp(_) => ErrorKind::Qmp,
             NodeError::Context { source, .. } => source.kind(),
             NodeError::Internal(_) => ErrorKind::Internal,
+            NodeError::Fenced(_) => ErrorKind::Fenced,
         }
     }
 }

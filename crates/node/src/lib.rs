@@ -11,6 +11,7 @@ pub mod api;
 pub mod blockcopy;
 pub mod error;
 pub mod exec;
+pub mod fence;
 pub mod hooks;
 pub mod hostpaths;
 pub mod hypervisor;
@@ -24,7 +25,7 @@ mod state;
 pub mod storage;
 
 pub use error::{ErrorKind, NodeError, NodeResult};
-pub use state::{boot_id, read_ssconf, write_atomic};
+pub use state::{boot_id, read_ssconf, write_atomic, write_atomic_private};
 
 use hypervisor::fake::FakeHypervisor;
 use hypervisor::kvm::KvmHypervisor;
@@ -48,6 +49,7 @@ pub const CLUSTER_FILES: &[&str] = &[
     "admin.pem",
     "admin.key",
     "joined-master.json",
+    fence::TERM_FILE,
 ];
 /// Most console output one `instance_console` answer carries.
 pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;

@@ -7,7 +7,18 @@ use std::path::Path;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> NodeResult<()> {
+    write_atomic_mode(path, data, 0o666)
+}
+
+/// [`write_atomic`] of a file only its owner may read and write (mode 0600 from its
+/// creation, whatever the umask).
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> NodeResult<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> NodeResult<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| NodeError::io(format!("cannot create {}: {e}", dir.display())))?;
@@ -21,7 +32,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> NodeResult<()> {
         rand_suffix()
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -7,6 +7,7 @@
 //! that answers in the same process (same JSON on the wire, no sockets).
 
 use crate::ca::NodeIdentity;
+use crate::fence::{Fence, FenceStamp};
 use crate::protocol::{NodeRequest, RpcReply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -114,6 +115,9 @@ pub struct TransportRequest {
     pub body: Option<Vec<u8>>,
     /// Bounds the whole exchange (connect + answer).
     pub timeout: Duration,
+    /// The cluster and master term a node RPC carries (a master's client); `None`: no
+    /// fencing headers (the CLI, tests, older peers).
+    pub fence: Option<FenceStamp>,
 }
 
 /// The raw answer: status and body text; the client decodes it.
@@ -154,7 +158,7 @@ impl RpcTransport for HttpsTransport {
     fn send(&self, req: TransportRequest) -> TransportFuture<'_> {
         Box::pin(async move {
             let url = req.url;
-            let builder = match req.method {
+            let mut builder = match req.method {
                 Method::Get => self.http.get(&url),
                 Method::Post => self
                     .http
@@ -162,6 +166,11 @@ impl RpcTransport for HttpsTransport {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(req.body.unwrap_or_default()),
             };
+            if let Some(stamp) = &req.fence {
+                let mut h = reqwest::header::HeaderMap::new();
+                stamp.insert_into(&mut h);
+                builder = builder.headers(h);
+            }
             let resp = builder
                 .timeout(req.timeout)
                 .send()
@@ -206,6 +215,8 @@ pub struct RpcClient {
     transport: Arc<dyn RpcTransport>,
     /// The default bound of a request; [`NodeRequest::timeout`] raises it for long ones.
     timeout: Duration,
+    /// The master's cluster and term, stamped on every node RPC ([`RpcClient::with_fence`]).
+    fence: Option<Fence>,
 }
 
 impl RpcClient {
@@ -244,6 +255,7 @@ impl RpcClient {
             transport: Arc::new(HttpsTransport::new(http.clone())),
             http,
             timeout,
+            fence: None,
         })
     }
 
@@ -262,7 +274,20 @@ impl RpcClient {
             http,
             transport,
             timeout,
+            fence: None,
         })
+    }
+
+    /// This client stamping every node RPC with `fence`'s cluster and term (a master's
+    /// client: nodes refuse a lower term than the highest they have seen).
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The fence of a master's client.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     /// Calls `req` on the node daemon at `addr` (`ip:port`) and decodes the `Ok` value as `T`.
@@ -292,6 +317,7 @@ impl RpcClient {
                 body: Some(encode(&url, req)?),
                 url,
                 timeout: req.timeout(self.timeout),
+                fence: self.fence.as_ref().map(Fence::stamp),
             })
             .await?;
         match serde_json::from_str::<RpcReply>(&body) {
@@ -351,6 +377,7 @@ impl RpcClient {
                 url: url.to_string(),
                 body: Some(encode(url, body)?),
                 timeout: self.timeout,
+                fence: None,
             })
             .await?;
         decode_answer(url, answer)
@@ -365,6 +392,7 @@ impl RpcClient {
                 url: url.to_string(),
                 body: None,
                 timeout: self.timeout,
+                fence: None,
             })
             .await?;
         decode_answer(url, answer)
@@ -436,6 +464,38 @@ mod tests {
         assert_eq!(e, RpcError::Unreachable("down".into()));
         let e = c.call::<u32>("a:1", &req).await.unwrap_err();
         assert!(matches!(e, RpcError::Protocol(m) if m.contains("invalid answer to test_delay")));
+    }
+
+    #[tokio::test]
+    async fn a_masters_node_rpcs_carry_its_cluster_and_term() {
+        let t = Arc::new(Canned::default());
+        *t.answers.lock().unwrap() = vec![
+            answer(200, r#"{"ok": 1}"#),
+            answer(200, r#"{"ok": 2}"#),
+            answer(200, r#"{"id": 3}"#),
+        ];
+        let fence = Fence::new("c-1", 4);
+        let c = RpcClient::with_transport(t.clone(), Duration::from_secs(5))
+            .unwrap()
+            .with_fence(fence.clone());
+        let req = NodeRequest::Version;
+        let _: u32 = c.call("a:1", &req).await.unwrap();
+        // A new leader raises the term of every clone in place.
+        c.clone().fence().unwrap().raise(6);
+        let _: u32 = c.call("a:1", &req).await.unwrap();
+        let _: serde_json::Value = c.post_json("https://m:1/luxi/x", &1).await.unwrap();
+        let seen = t.seen.lock().unwrap();
+        let stamp = |term| {
+            Some(FenceStamp {
+                cluster: "c-1".into(),
+                term,
+            })
+        };
+        assert_eq!(seen[0].fence, stamp(4));
+        assert_eq!(seen[1].fence, stamp(6));
+        // The master API (the CLI's requests) carries none.
+        assert_eq!(seen[2].fence, None);
+        assert_eq!(fence.term(), 6);
     }
 
     #[tokio::test]

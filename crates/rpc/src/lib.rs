@@ -7,11 +7,13 @@
 //!   [`client::RpcTransport`] (HTTPS by default; in process in tests).
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
+//! * [`fence`]: the cluster and master term every master→node RPC carries.
 //! * [`version`]: the protocol version every request carries, and its checks.
 
 pub mod ca;
 pub mod client;
 pub mod console;
+pub mod fence;
 pub mod join;
 pub mod limits;
 pub mod protocol;
@@ -24,6 +26,7 @@ pub use client::{
     rpc_error_counts, HttpsTransport, RpcClient, RpcError, RpcTransport, TransportAnswer,
     TransportFuture, TransportRequest,
 };
+pub use fence::{Fence, FenceStamp};
 pub use join::{
     join, join_ca_router, new_token, parse_token, secret_sha256, JoinRequest, JoinResponse,
 };

@@ -412,8 +412,13 @@ impl InProcessCluster {
         config
             .apply(init_command(&nodes[0], &o, &shared_dir))
             .expect("the initial config");
+        let cluster_cfg = config.snapshot().cluster.clone();
         let rpc = RpcClient::with_transport(transport.clone(), Duration::from_secs(60))
-            .expect("an RPC client");
+            .expect("an RPC client")
+            .with_fence(maguey_rpc::Fence::new(
+                &cluster_cfg.uuid,
+                cluster_cfg.fence_term(),
+            ));
         let master = Arc::new(Master {
             config,
             rpc,

@@ -151,8 +151,17 @@ pub async fn run(dir: &Path, a: ModifyArgs) -> CliResult<u8> {
     Ok(0)
 }
 
-/// `cluster getmaster`: the master node's name.
+/// `cluster getmaster`: the master node's name, as the ssconf of the state directory names
+/// it (as Ganeti's, it works on any node, also while the master is down); without an
+/// ssconf, the master's config says.
 pub async fn getmaster(dir: &Path) -> CliResult<u8> {
+    let ssconf = std::fs::read(dir.join("ssconf.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<maguey_model::Ssconf>(&b).ok());
+    if let Some(name) = ssconf.map(|s| s.master_node).filter(|m| !m.is_empty()) {
+        println!("{name}");
+        return Ok(0);
+    }
     let cfg = client(dir)?.config().await?;
     let m = cfg
         .master_node()

@@ -5,6 +5,7 @@
 
 mod cluster;
 mod disks;
+mod fencing;
 mod groups;
 mod hooks;
 mod instance;

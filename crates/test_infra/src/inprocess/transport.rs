@@ -1,6 +1,7 @@
 //! The in-process transport: node RPCs answered by [`NodeRuntime`]s in this process, through
 //! the JSON a daemon would receive and send.
 
+use maguey_node::fence::TermStore;
 use maguey_node::NodeRuntime;
 use maguey_rpc::client::{Method, StatusCode};
 use maguey_rpc::{
@@ -25,8 +26,12 @@ pub async fn answer_node_request(node: &NodeRuntime, req: NodeRequest) -> RpcRep
 /// Routes node RPCs (`https://ip:port/rpc`) to the in-process runtime registered for `ip:port`.
 /// The request is decoded from, and the reply encoded to, the JSON bytes a daemon would see.
 /// An unknown or [`set_reachable`](Self::set_reachable)`(false)` address is unreachable.
+/// A stamped request (a master's client, [`maguey_rpc::Fence`]) is checked against the node's
+/// stored term as the daemon checks it, the sender counting as the master the node obeys.
 #[derive(Default)]
 pub struct InProcessTransport {
+    /// Each node's stored master term (`maguey_node::fence`), opened at its first stamp.
+    terms: Mutex<BTreeMap<String, Arc<TermStore>>>,
     nodes: RwLock<BTreeMap<String, Arc<NodeRuntime>>>,
     unreachable: RwLock<BTreeSet<String>>,
     /// Procedures called, per address, in order.
@@ -113,6 +118,31 @@ impl InProcessTransport {
                 })
             }
         };
+        if let Some(stamp) = &req.fence {
+            let state_dir = node.config().state_dir.clone();
+            let store = {
+                let mut terms = lock(&self.terms);
+                match terms.get(&addr) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = TermStore::open(&state_dir)
+                            .map(Arc::new)
+                            .map_err(|e| RpcError::Protocol(e.to_string()))?;
+                        terms.insert(addr.clone(), t.clone());
+                        t
+                    }
+                }
+            };
+            let ssconf = maguey_node::read_ssconf(&state_dir);
+            if let Err(e) = store.admit(stamp, ssconf.as_ref(), "", true) {
+                let body = serde_json::to_string(&RpcReply::Error(e.to_string()))
+                    .map_err(|e| RpcError::Protocol(format!("cannot encode the reply: {e}")))?;
+                return Ok(TransportAnswer {
+                    status: StatusCode::CONFLICT,
+                    body,
+                });
+            }
+        }
         lock(&self.calls).push((addr.clone(), request.procedure().to_string()));
         let leave = matches!(request, NodeRequest::LeaveCluster);
         let reply = tokio::time::timeout(req.timeout, answer_node_request(&node, request))
@@ -150,6 +180,7 @@ mod tests {
             url: url.to_string(),
             body: Some(body.to_vec()),
             timeout: Duration::from_secs(5),
+            fence: None,
         }
     }
 
@@ -186,5 +217,33 @@ mod tests {
         assert!(matches!(down, Err(RpcError::Unreachable(_))));
         t.set_reachable(&n.addr, true);
         assert!(t.send(post(&url, &body)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stamped_requests_are_fenced_like_the_daemon_fences_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = start_node(dir.path(), 0, 1024, 2).unwrap();
+        let t = InProcessTransport::new();
+        t.add_node(&n.addr, n.runtime.clone());
+        let url = format!("https://{}/rpc", n.addr);
+        let body = serde_json::to_vec(&NodeRequest::Version).unwrap();
+        let stamped = |term| TransportRequest {
+            fence: Some(maguey_rpc::FenceStamp {
+                cluster: "c1".into(),
+                term,
+            }),
+            ..post(&url, &body)
+        };
+        assert_eq!(t.send(stamped(3)).await.unwrap().status, StatusCode::OK);
+        let a = t.send(stamped(2)).await.unwrap();
+        assert_eq!(a.status, StatusCode::CONFLICT);
+        let reply: RpcReply = serde_json::from_str(&a.body).unwrap();
+        assert!(
+            matches!(&reply, RpcReply::Error(m) if m.contains("lower than term 3")),
+            "{reply:?}"
+        );
+        // Unstamped requests (older masters) pass; the refused one was never executed.
+        assert!(t.send(post(&url, &body)).await.is_ok());
+        assert_eq!(t.calls().len(), 2);
     }
 }
