@@ -25,6 +25,8 @@ pub struct ClusterSetParams {
     nicparams: Option<Params>,
     ndparams: Option<Params>,
     changes: Vec<String>,
+    /// Instances the new instance policy puts in violation (logged, never refused).
+    policy_warnings: Vec<String>,
 }
 
 fn no_dups<T: PartialEq + std::fmt::Display>(what: &str, v: &[T]) -> Result<(), OpError> {
@@ -115,6 +117,7 @@ impl LogicalUnit for ClusterSetParams {
             op: op.clone(),
             hvparams,
             changes: Vec::new(),
+            policy_warnings: Vec::new(),
         })
     }
 
@@ -230,6 +233,10 @@ impl LogicalUnit for ClusterSetParams {
         if let Some(r) = &op.reserved_lvs {
             c.reserved_lvs = r.clone();
         }
+        let (ipolicy, warnings) =
+            crate::ipolicy::cluster_policy(cfg, op.ipolicy.as_ref(), &c.enabled_disk_templates)?;
+        c.ipolicy = ipolicy;
+        self.policy_warnings = warnings;
         self.changes = changes(old, &c);
         Ok(c)
     }
@@ -242,6 +249,9 @@ impl LogicalUnit for ClusterSetParams {
         env.apply(Command::UpdateCluster { cluster: c })?;
         for ch in &self.changes {
             env.log(format!("cluster: {ch}"));
+        }
+        for w in &self.policy_warnings {
+            env.log(w.clone());
         }
         Ok(json!(self.changes))
     }

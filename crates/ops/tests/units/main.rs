@@ -5,6 +5,7 @@
 
 mod cluster;
 mod disks;
+mod group_moves;
 mod groups;
 mod hooks;
 mod instance;

@@ -694,7 +694,16 @@ pub fn change_group(
                 .filter(|&n| c.nodes[n].group == gdx && !c.nodes[n].offline)
                 .collect();
             let gstats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx));
-            node_evac_instance(c, &gstats, idx, EvacMode::All, gdx, &avail, false, false)
+            node_evac_instance(
+                c,
+                &gstats,
+                idx,
+                EvacMode::All,
+                gdx,
+                &avail,
+                false,
+                opts.local_storage_migrates,
+            )
         })();
         record_evac(c, &mut es, idx, r);
     }
