@@ -264,8 +264,16 @@ fn changes(old: &Cluster, new: &Cluster) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return Vec::new();
     };
-    b.iter()
+    let mut out: Vec<String> = b
+        .iter()
         .filter(|(k, v)| a.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: {} -> {v}", a.get(k).cloned().unwrap_or(Value::Null)))
-        .collect()
+        .collect();
+    // Fields left out when empty (the instance policy back to its defaults).
+    out.extend(
+        a.iter()
+            .filter(|(k, _)| !b.contains_key(*k))
+            .map(|(k, v)| format!("{k}: {v} -> null")),
+    );
+    out
 }

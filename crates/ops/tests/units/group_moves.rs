@@ -323,11 +323,12 @@ async fn cluster_ipolicy_is_set_checked_and_inherited() {
         "disk templates not enabled on the cluster: plain",
     )
     .await;
-    // `default` gives the key back to the defaults.
+    // `default` gives the key back to the defaults, every key: the override is empty again.
     c.run(json!({"OP_ID": "OP_CLUSTER_SET_PARAMS",
-                 "ipolicy": {"vcpu-ratio": "default", "minmax": "default"}}))
+                 "ipolicy": {"vcpu-ratio": "default", "minmax": "default", "std": "default"}}))
         .await
         .ok();
+    assert!(c.config().cluster.ipolicy.is_empty());
     let p = c.config().ipolicy_for_group(None);
     assert_eq!(p.vcpu_ratio, 4.0);
     assert_eq!(p.minmax[0].max.memory_size, Some(32768));
