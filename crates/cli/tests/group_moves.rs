@@ -61,7 +61,7 @@ fn cluster_ipolicy_per_group_balance_and_moves_between_groups() {
     let serial = lab.serial();
     for (args, code, why) in [
         (
-            vec!["--ipolicy-vcpu-ratio", "-1"],
+            vec!["--ipolicy-vcpu-ratio", "0"],
             1,
             "ratios must be positive",
         ),
