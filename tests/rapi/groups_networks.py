@@ -46,6 +46,19 @@ def main():
     ip = info["ipolicy"]
     check(ip["vcpu-ratio"] == 4.0 and ip["minmax"][0]["max"]["memory-size"] == 32768,
           "GetInfo has the cluster ipolicy")
+    # The cluster's policy through PUT /2/modify (Ganeti's ModifyCluster).
+    wait_ok(cl, cl.ModifyCluster(ipolicy={"vcpu-ratio": 3.0, "spindle-ratio": 16.0}),
+            "ModifyCluster ipolicy")
+    ip = cl.GetInfo()["ipolicy"]
+    check(ip["vcpu-ratio"] == 3.0 and ip["spindle-ratio"] == 16.0,
+          "GetInfo shows the new cluster ipolicy")
+    wait_fail(cl, cl.ModifyCluster(ipolicy={"minmax": [{"min": {"cpu-count": 4},
+                                                        "max": {"cpu-count": 2}}]}),
+              "ModifyCluster with a min above its max", "above max")
+    check(cl.GetInfo()["ipolicy"]["vcpu-ratio"] == 3.0, "a refused ipolicy changed nothing")
+    wait_ok(cl, cl.ModifyCluster(ipolicy={"vcpu-ratio": "default", "spindle-ratio": "default"}),
+            "ModifyCluster back to the defaults")
+    check(cl.GetInfo()["ipolicy"]["vcpu-ratio"] == 4.0, "the default ratio again")
 
     # Groups.
     wait_ok(cl, cl.CreateGroup("rack2", alloc_policy="last_resort"), "CreateGroup")
@@ -101,6 +114,23 @@ def main():
     wait_fail(cl, job, "CreateInstance over the ipolicy", "instance policy")
 
     wait_ok(cl, cl.DeleteInstance("netinst"), "DeleteInstance")
+
+    # Between groups (Debian's client has no method for these: the raw requests).
+    wait_ok(cl, cl.CreateInstance("create", "mover", "diskless", [], [], os="noop",
+                                  pnode="node1", beparams={"maxmem": 128, "minmem": 128}),
+            "CreateInstance mover")
+    wait_ok(cl, cl._SendRequest("PUT", "/2/instances/mover/change-group", [("dry-run", 1)],
+                                {"target_groups": ["rackB"]}), "change-group dry run")
+    check(cl.GetInstance("mover")["pnode"] == "node1", "a dry run moves nothing")
+    wait_ok(cl, cl._SendRequest("PUT", "/2/instances/mover/change-group", None,
+                                {"target_groups": ["rackB"], "early_release": False}),
+            "PUT /2/instances/mover/change-group")
+    check(cl.GetInstance("mover")["pnode"] == "node3", "mover is in rackB")
+    wait_ok(cl, cl._SendRequest("PUT", "/2/groups/rackB/evacuate", None,
+                                {"target_groups": ["default"], "sequential": True}),
+            "PUT /2/groups/rackB/evacuate")
+    check(cl.GetInstance("mover")["pnode"] in ("node1", "node2"), "mover is back in default")
+    wait_ok(cl, cl.DeleteInstance("mover"), "DeleteInstance mover")
     wait_ok(cl, cl.DisconnectNetwork("net1", "rackB"), "DisconnectNetwork")
     # Ganeti 3.1's rename; older clients (Debian's) lack RenameNetwork: the raw request.
     wait_ok(cl, cl._SendRequest("PUT", "/2/networks/net1/rename", None, {"new_name": "net2"}),

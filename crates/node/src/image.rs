@@ -281,31 +281,7 @@ pub fn seed_files(instance: &str, ci: &CloudInit, nics: &[NicRuntime]) -> (Strin
         yq(instance),
         yq(&ci.hostname)
     );
-    let mut net = String::from("version: 2\nethernets:\n  nic0:\n    match:\n");
-    match nics.first() {
-        Some(nic) => net.push_str(&format!(
-            "      macaddress: {}\n",
-            yq(&nic.mac.to_ascii_lowercase())
-        )),
-        None => net.push_str("      name: \"e*\"\n"),
-    }
-    match &ci.network {
-        SeedNetwork::Dhcp => net.push_str("    dhcp4: true\n"),
-        SeedNetwork::Static { address, gateway } => {
-            net.push_str(&format!(
-                "    dhcp4: false\n    addresses:\n      - {}\n",
-                yq(address)
-            ));
-            if let Some(gw) = gateway {
-                let default = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-                net.push_str(&format!(
-                    "    routes:\n      - to: {}\n        via: {}\n",
-                    yq(default),
-                    yq(&gw.to_string())
-                ));
-            }
-        }
-    }
+    let net = crate::image_network::network_config(&ci.network, nics);
     (user, meta, net)
 }
 
@@ -633,13 +609,7 @@ async fn run(
         };
         let files = seed_files(name, ci, &install.nics);
         write_seed(ctx.runner(), &seed, &files, timeout).await?;
-        let net = match &ci.network {
-            SeedNetwork::Dhcp => "dhcp".to_string(),
-            SeedNetwork::Static { address, gateway } => match gateway {
-                Some(g) => format!("static {address} via {g}"),
-                None => format!("static {address}"),
-            },
-        };
+        let net = crate::image_network::describe(&ci.network, &install.nics);
         output.push_str(&format!(
             "cloud-init NoCloud seed written to {} (hostname {}, {} SSH key(s), network {net}); attach it as the CD-ROM (hvparam cdrom_image_path)\n",
             seed.display(),

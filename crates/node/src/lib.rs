@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod hostpaths;
 pub mod hypervisor;
 pub mod image;
+pub mod image_network;
 pub mod image_safety;
 pub mod migration;
 pub mod network;

@@ -115,3 +115,63 @@ pub fn verify_findings(cfg: &ConfigData) -> Vec<(&'static str, String)> {
     }
     out
 }
+
+/// The cluster's policy after `change`, with `templates` enabled: refused when the policy is
+/// inconsistent (a min above its max, a ratio not positive, the std spec outside every
+/// min/max pair, an allowed disk template not enabled on the cluster: Ganeti's
+/// `CheckISpecSyntax` and `CheckIpolicyVsDiskTemplates`). Also answers the instances the
+/// new policy would put in violation (Ganeti only warns about those).
+pub fn cluster_policy(
+    cfg: &ConfigData,
+    change: Option<&maguey_model::IPolicyChange>,
+    templates: &[maguey_model::DiskTemplate],
+) -> Result<(maguey_model::IPolicyOverride, Vec<String>), OpError> {
+    let new = match change {
+        Some(c) => c.apply_to(&cfg.cluster.ipolicy),
+        None => cfg.cluster.ipolicy.clone(),
+    };
+    if let Some(ts) = &new.disk_templates {
+        let off: Vec<&str> = ts
+            .iter()
+            .filter(|t| !templates.contains(t))
+            .map(|t| t.as_str())
+            .collect();
+        if !off.is_empty() {
+            return Err(prereq(format!(
+                "the instance policy allows disk templates not enabled on the cluster: {}",
+                off.join(", ")
+            )));
+        }
+    }
+    let eff = maguey_model::effective_ipolicy(templates, &new, None);
+    eff.validate().map_err(prereq)?;
+    for k in maguey_model::ISPEC_KEYS {
+        let Some(v) = eff.std.get(k) else { continue };
+        let inside = eff.minmax.iter().any(|mm| {
+            mm.min.get(k).is_none_or(|lo| lo <= v) && mm.max.get(k).is_none_or(|hi| v <= hi)
+        });
+        if !inside {
+            return Err(prereq(format!(
+                "the std {k} value {v} is outside every min/max pair of the instance policy"
+            )));
+        }
+    }
+    let mut warnings = Vec::new();
+    if change.is_some() {
+        let before: Vec<String> = violating(cfg, |g| Some(cfg.ipolicy_for_group(Some(g))))
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        let mut after = cfg.clone();
+        after.cluster.ipolicy = new.clone();
+        after.cluster.enabled_disk_templates = templates.to_vec();
+        let now = violating(&after, |g| Some(after.ipolicy_for_group(Some(g))));
+        for (i, v) in now.into_iter().filter(|(i, _)| !before.contains(i)) {
+            warnings.push(format!(
+                "warning: instance {i} violates the new instance policy: {}",
+                v.join("; ")
+            ));
+        }
+    }
+    Ok((new, warnings))
+}

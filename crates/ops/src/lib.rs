@@ -18,6 +18,7 @@
 mod disks;
 pub mod drbd;
 mod drbd_replace;
+mod group_moves;
 pub mod hooks;
 pub mod iallocator;
 pub mod ipolicy;
@@ -320,6 +321,10 @@ impl OpExecutor for Executor {
                 OpCode::ClusterSetParams(o) => {
                     run_lu::<cluster_set_params::ClusterSetParams>(o, &env).await
                 }
+                OpCode::InstanceChangeGroup(o) => {
+                    run_lu::<group_evacuate::InstanceChangeGroup>(o, &env).await
+                }
+                OpCode::GroupEvacuate(o) => run_lu::<group_evacuate::GroupEvacuate>(o, &env).await,
             }
         })
     }

@@ -237,3 +237,19 @@ pub fn network_changed(network: &str, group: Option<&str>) -> Vec<LockRequest> {
     v.push((LockLevel::Network, one(network), LockMode::Exclusive));
     v
 }
+
+/// Instances leave their node group (group evacuate, instance change-group): the groups and
+/// every node read while the placement engine plans; released with
+/// [`release_group_planning`] before the moves run as child jobs (each with its own locks).
+pub fn group_planning() -> Vec<LockRequest> {
+    vec![
+        (LockLevel::NodeGroup, LockNames::All, LockMode::Shared),
+        (LockLevel::Node, LockNames::All, LockMode::Shared),
+    ]
+}
+
+/// Releases what [`group_planning`] took.
+pub fn release_group_planning(ctx: &maguey_jobs::OpContext) {
+    ctx.release(LockLevel::Node);
+    ctx.release(LockLevel::NodeGroup);
+}

@@ -159,7 +159,7 @@ async fn auth_errors_and_resources() {
     for (m, p) in [
         (Method::PUT, "/2/instances/i1/export"),
         (Method::PUT, "/2/redistribute-config"),
-        (Method::PUT, "/2/modify"),
+        (Method::PUT, "/2/nodes/node2/storage/modify"),
     ] {
         let (s, v) = l.call(m.clone(), p, None).await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{m} {p}: {v}");

@@ -17,18 +17,34 @@ pub struct Options {
     pub no_disk_moves: bool,
     pub execute: bool,
     pub priority: i32,
+    /// Only this node group (hbal -G).
+    pub group: Option<String>,
 }
 
-/// Plans (and with `execute`, runs) the balance of every node group. Exit code 0 when every
-/// job succeeded (or nothing was to do), 1 when one failed.
+/// Plans (and with `execute`, runs) the balance of every node group, or of `o.group` only;
+/// each group is balanced on its own (its instances only move between its nodes). Exit
+/// code 0 when every job succeeded (or nothing was to do), 1 when one failed.
 pub async fn run(c: &MasterClient, o: Options) -> CliResult<u8> {
     let desc = c.cluster_description().await?;
     let full = maguey_placement::ialloc::parse_cluster(&desc.to_string())
         .map_err(|e| CliError::Other(format!("reading the live cluster: {e}")))?;
+    let only = match &o.group {
+        Some(g) => Some(
+            full.group_by_name(g)
+                .ok_or_else(|| CliError::Usage(format!("node group {g} not found")))?,
+        ),
+        None => None,
+    };
     let mut failed = 0usize;
     for gdx in 0..full.groups.len() {
+        if only.is_some_and(|g| g != gdx) {
+            continue;
+        }
         let (mut cl, _, _) = full.split_group(gdx);
         if cl.instances.is_empty() {
+            if only.is_some() {
+                println!("Group {}: no instances to balance.", full.groups[gdx].name);
+            }
             continue;
         }
         // Maguey moves instances on local file disks live, disks and all.

@@ -97,6 +97,9 @@ pub enum ClusterCmd {
         execute: bool,
         #[arg(long, value_enum, default_value_t = Priority::Normal)]
         priority: Priority,
+        /// Only this node group (hbal -G); without it every group is balanced on its own.
+        #[arg(long, short = 'G')]
+        group: Option<String>,
     },
     /// Checks the configuration against every node.
     Verify {
@@ -263,6 +266,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 "Default NIC parameters": cfg.cluster.nicparams_default(),
                 "Default node parameters": cfg.cluster.ndparams,
                 "Hypervisor parameters": cfg.cluster.hvparams,
+                "Instance policy": cfg.ipolicy_for_group(None),
                 "Nodes": cfg.nodes.len(),
                 "Instances": cfg.instances.len(),
             });
@@ -282,6 +286,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             no_disk_moves,
             execute,
             priority: p,
+            group,
         } => {
             crate::commands::balance::run(
                 &client(dir)?,
@@ -291,6 +296,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                     no_disk_moves,
                     execute,
                     priority: priority(p),
+                    group,
                 },
             )
             .await

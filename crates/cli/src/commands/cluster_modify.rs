@@ -57,6 +57,9 @@ pub struct ModifyArgs {
     /// Default instance allocator.
     #[arg(short = 'I', long)]
     default_iallocator: Option<String>,
+    /// The cluster's instance policy (Ganeti's --specs-*, --ipolicy-* options).
+    #[command(flatten)]
+    ipolicy: Box<crate::commands::ipolicy_opts::ClusterIPolicyOpts>,
     #[command(flatten)]
     job: JobOpts,
 }
@@ -108,6 +111,7 @@ fn params(s: &Option<String>, what: &str, kind: ParamKind) -> CliResult<Option<P
 
 pub async fn run(dir: &Path, a: ModifyArgs) -> CliResult<u8> {
     let hv = hv_params(&a.hypervisor_parameters)?;
+    let ipolicy = a.ipolicy.change()?;
     let op = OpClusterSetParams {
         vg_name: a.vg_name,
         enabled_hypervisors: list::<Hypervisor>(&a.enabled_hypervisors)?,
@@ -129,6 +133,7 @@ pub async fn run(dir: &Path, a: ModifyArgs) -> CliResult<u8> {
                 .collect()
         }),
         default_iallocator: a.default_iallocator,
+        ipolicy: (!ipolicy.is_empty()).then_some(ipolicy),
     };
     if op == OpClusterSetParams::default() {
         return Err(usage(

@@ -74,9 +74,11 @@ impl IPolicyOpts {
     /// The change these options ask for.
     pub fn change(&self) -> CliResult<IPolicyChange> {
         let mut c = IPolicyChange {
-            minmax: or_default(&self.bounds, "--ipolicy-bounds-specs", |s| {
-                serde_json::from_str::<Vec<MinMax>>(s).map_err(|e| e.to_string())
-            })?,
+            minmax: or_default(
+                &self.bounds,
+                "--ipolicy-bounds-specs",
+                crate::commands::ipolicy_opts::parse_bounds,
+            )?,
             disk_templates: or_default(&self.disk_templates, "--ipolicy-disk-templates", |s| {
                 s.split(',')
                     .map(|t| {
@@ -112,6 +114,7 @@ impl IPolicyOpts {
                 min: ISpec::default(),
                 max: ISpec::default(),
             };
+            let mut std = ISpec::default();
             for (key, v) in specs {
                 let Some(v) = v else { continue };
                 let p = crate::input::kv(&Some(v.clone()), &format!("--specs-{key}"))?;
@@ -125,11 +128,18 @@ impl IPolicyOpts {
                     match k.as_str() {
                         "min" => mm.min.set(key, Some(n)),
                         "max" => mm.max.set(key, Some(n)),
-                        _ => return Err(usage(format!("--specs {key}: use min= and max="))),
+                        // Cluster level only (the group units refuse it).
+                        "std" => std.set(key, Some(n)),
+                        _ => return Err(usage(format!("--specs {key}: use min=, max= or std="))),
                     };
                 }
             }
-            c.minmax = Some(OrDefault::Value(vec![mm]));
+            if mm != MinMax::default() {
+                c.minmax = Some(OrDefault::Value(vec![mm]));
+            }
+            if std != ISpec::default() {
+                c.std = Some(OrDefault::Value(std));
+            }
         }
         Ok(c)
     }
@@ -202,6 +212,8 @@ pub enum GroupCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Moves every instance of the group to other groups (one job per instance).
+    Evacuate(crate::commands::group_moves::EvacuateArgs),
     #[command(flatten)]
     Object(ObjectCmd),
 }
@@ -291,6 +303,7 @@ pub async fn run(dir: &Path, cmd: GroupCmd) -> CliResult<u8> {
             }),
             job,
         ),
+        GroupCmd::Evacuate(a) => a.op()?,
         GroupCmd::Object(o) => return object::run(dir, &c, &OBJECT, o).await,
     };
     run_job(&c, vec![op.0], op.1).await?;

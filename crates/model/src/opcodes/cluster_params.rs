@@ -39,4 +39,8 @@ pub struct OpClusterSetParams {
     pub reserved_lvs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_iallocator: Option<String>,
+    /// The cluster's instance policy: each field set, reset to `default` or left as it is
+    /// (Ganeti's key names: `minmax`, `std`, `disk-templates`, `vcpu-ratio`, `spindle-ratio`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipolicy: Option<crate::ipolicy::IPolicyChange>,
 }

@@ -7,6 +7,7 @@
 mod cluster;
 mod cluster_params;
 mod group;
+mod group_moves;
 mod instance;
 mod instance_disks;
 mod instance_moves;
@@ -18,6 +19,7 @@ mod room;
 pub use cluster::*;
 pub use cluster_params::*;
 pub use group::*;
+pub use group_moves::*;
 pub use instance::*;
 pub use instance_disks::*;
 pub use instance_moves::*;
@@ -114,6 +116,8 @@ opcodes! {
     NetworkRename(OpNetworkRename) = "OP_NETWORK_RENAME",
     NetworkConnect(OpNetworkConnect) = "OP_NETWORK_CONNECT",
     NetworkDisconnect(OpNetworkDisconnect) = "OP_NETWORK_DISCONNECT",
+    InstanceChangeGroup(OpInstanceChangeGroup) = "OP_INSTANCE_CHANGE_GROUP",
+    GroupEvacuate(OpGroupEvacuate) = "OP_GROUP_EVACUATE",
 }
 
 impl OpCode {
@@ -136,6 +140,7 @@ impl OpCode {
             OpCode::InstanceGrowDisk(o) => &o.instance_name,
             OpCode::InstanceReplaceDisks(o) => &o.instance_name,
             OpCode::InstanceRecreateDisks(o) => &o.instance_name,
+            OpCode::InstanceChangeGroup(o) => &o.instance_name,
             _ => return None,
         })
     }
@@ -170,6 +175,7 @@ impl OpCode {
             OpCode::GroupRemove(o) => Some(o.group_name.clone()),
             OpCode::GroupRename(o) => Some(o.group_name.clone()),
             OpCode::GroupAssignNodes(o) => Some(o.group_name.clone()),
+            OpCode::GroupEvacuate(o) => Some(o.group_name.clone()),
             OpCode::NetworkAdd(o) => Some(o.network_name.clone()),
             OpCode::NetworkRemove(o) => Some(o.network_name.clone()),
             OpCode::NetworkSetParams(o) => Some(o.network_name.clone()),

@@ -25,6 +25,8 @@ pub struct ClusterSetParams {
     nicparams: Option<Params>,
     ndparams: Option<Params>,
     changes: Vec<String>,
+    /// Instances the new instance policy puts in violation (logged, never refused).
+    policy_warnings: Vec<String>,
 }
 
 fn no_dups<T: PartialEq + std::fmt::Display>(what: &str, v: &[T]) -> Result<(), OpError> {
@@ -115,6 +117,7 @@ impl LogicalUnit for ClusterSetParams {
             op: op.clone(),
             hvparams,
             changes: Vec::new(),
+            policy_warnings: Vec::new(),
         })
     }
 
@@ -230,6 +233,10 @@ impl LogicalUnit for ClusterSetParams {
         if let Some(r) = &op.reserved_lvs {
             c.reserved_lvs = r.clone();
         }
+        let (ipolicy, warnings) =
+            crate::ipolicy::cluster_policy(cfg, op.ipolicy.as_ref(), &c.enabled_disk_templates)?;
+        c.ipolicy = ipolicy;
+        self.policy_warnings = warnings;
         self.changes = changes(old, &c);
         Ok(c)
     }
@@ -243,6 +250,9 @@ impl LogicalUnit for ClusterSetParams {
         for ch in &self.changes {
             env.log(format!("cluster: {ch}"));
         }
+        for w in &self.policy_warnings {
+            env.log(w.clone());
+        }
         Ok(json!(self.changes))
     }
 }
@@ -254,8 +264,16 @@ fn changes(old: &Cluster, new: &Cluster) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         return Vec::new();
     };
-    b.iter()
+    let mut out: Vec<String> = b
+        .iter()
         .filter(|(k, v)| a.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: {} -> {v}", a.get(k).cloned().unwrap_or(Value::Null)))
-        .collect()
+        .collect();
+    // Fields left out when empty (the instance policy back to its defaults).
+    out.extend(
+        a.iter()
+            .filter(|(k, _)| !b.contains_key(*k))
+            .map(|(k, v)| format!("{k}: {v} -> null")),
+    );
+    out
 }

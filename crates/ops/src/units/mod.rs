@@ -9,6 +9,7 @@ pub(crate) mod cluster_verify;
 pub(crate) mod cluster_verify_disks;
 pub(crate) mod group;
 pub(crate) mod group_assign_nodes;
+pub(crate) mod group_evacuate;
 pub(crate) mod instance_activate_disks;
 pub(crate) mod instance_create;
 pub(crate) mod instance_failover;

@@ -6,6 +6,7 @@
 mod cluster;
 mod disks;
 mod fencing;
+mod group_moves;
 mod groups;
 mod hooks;
 mod instance;

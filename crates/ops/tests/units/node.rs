@@ -188,7 +188,17 @@ async fn node_evacuate_empties_the_node_as_planned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_evacuate_refuses_what_the_allocator_cannot_place() {
     let c = InProcessCluster::new(2).await;
-    c.create_instance("inst1", "diskless", "node2").await;
+    // Each node (4 GiB) holds one 3 GiB instance: neither fits beside the other.
+    for (name, node) in [("inst0", "node1"), ("inst1", "node2")] {
+        c.run(json!({
+            "OP_ID": "OP_INSTANCE_CREATE", "instance_name": name, "disk_template": "diskless",
+            "disks": [], "pnode": node, "os_type": maguey_test_infra::inprocess::TEST_OS,
+            "beparams": {"maxmem": 3072, "minmem": 3072},
+        }))
+        .await
+        .ok();
+    }
+    let serial = c.serial();
     refused(
         &c,
         json!({"OP_ID": "OP_NODE_EVACUATE", "node_name": "node2"}),
@@ -196,6 +206,7 @@ async fn node_evacuate_refuses_what_the_allocator_cannot_place() {
     )
     .await;
     assert_eq!(c.primary_of("inst1"), "node2");
+    assert_eq!(c.serial(), serial);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

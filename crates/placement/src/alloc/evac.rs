@@ -488,21 +488,24 @@ fn node_evac_instance(
 ) -> Ev {
     use crate::types::DiskTemplate::*;
     let inst = &c.instances[idx];
+    let local = || {
+        if mode == EvacMode::SecondaryOnly {
+            return Err(format!(
+                "Instances with disk template '{}' have no secondary",
+                inst.template.to_raw()
+            ));
+        }
+        evac_one_node_as(c, stats, idx, gdx, avail, force, true)
+    };
     match inst.template {
         Plain | File if !local_migrates => Err(format!(
             "Instances of type {} cannot be relocated",
             inst.template.to_raw()
         )),
-        // Maguey: live migration copies local disks (their space counted on the target).
-        Plain | File => {
-            if mode == EvacMode::SecondaryOnly {
-                return Err(format!(
-                    "Instances with disk template '{}' have no secondary",
-                    inst.template.to_raw()
-                ));
-            }
-            evac_one_node_as(c, stats, idx, gdx, avail, force, true)
-        }
+        // Maguey: live migration copies local disks (their space counted on the target); a
+        // diskless instance moves anywhere.
+        Plain | File => local(),
+        Diskless if local_migrates => local(),
         Drbd => match mode {
             EvacMode::PrimaryOnly => {
                 let mut ov = vec![];
@@ -700,7 +703,16 @@ pub fn change_group(
                 .filter(|&n| c.nodes[n].group == gdx && !c.nodes[n].offline)
                 .collect();
             let gstats = Stats::new(c.nodes.iter().filter(|n| n.group == gdx));
-            node_evac_instance(c, &gstats, idx, EvacMode::All, gdx, &avail, false, false)
+            node_evac_instance(
+                c,
+                &gstats,
+                idx,
+                EvacMode::All,
+                gdx,
+                &avail,
+                false,
+                opts.local_storage_migrates,
+            )
         })();
         record_evac(c, &mut es, idx, r);
     }

@@ -1,8 +1,9 @@
 //! The cluster: `/`, `/version`, `/openapi.json`, `/2/info`, `/2/features`, `/2/os` and the
 //! cluster's tags.
 
+use super::request::{no_dry_run, Body};
 use super::tags::{self, CLUSTER};
-use super::unrouted;
+use super::{submit_op, unrouted};
 use crate::openapi;
 use crate::{ApiError, ApiResult, Rapi, Req, RAPI_VERSION};
 use axum::http::{Method, StatusCode};
@@ -26,12 +27,97 @@ pub(super) async fn route(rapi: &Rapi, req: &Req, segs: &[&str]) -> ApiResult {
         ["2", "info"] if get => Ok(cluster_info(&rapi.inner.master.config.snapshot())),
         ["2", "features"] if get => Ok(json!(FEATURES)),
         ["2", "os"] if get => os_list(rapi, req).await,
+        ["2", "modify"] if req.method == Method::PUT => modify(rapi, req),
         ["2", "tags"] if get => Ok(json!(rapi.inner.master.config.snapshot().cluster.tags)),
         ["2", "tags"] if req.method == Method::PUT || req.method == Method::DELETE => {
             tags::change(rapi, req, CLUSTER, None)
         }
         _ => Err(unrouted(req)),
     }
+}
+
+/// Fields of Ganeti's OpClusterSetParams Maguey keeps.
+const MODIFY_FIELDS: &[&str] = &[
+    "vg_name",
+    "enabled_hypervisors",
+    "enabled_disk_templates",
+    "hvparams",
+    "beparams",
+    "nicparams",
+    "ndparams",
+    "candidate_pool_size",
+    "drbd_helper",
+    "mac_prefix",
+    "file_storage_dir",
+    "shared_file_storage_dir",
+    "reserved_lvs",
+    "default_iallocator",
+    "ipolicy",
+];
+
+/// Fields of Ganeti's OpClusterSetParams Maguey does not keep (501 when given a value).
+const MODIFY_UNSUPPORTED: &[&str] = &[
+    "os_hvp",
+    "osparams",
+    "osparams_private_cluster",
+    "diskparams",
+    "max_running_jobs",
+    "max_tracked_jobs",
+    "uid_pool",
+    "add_uids",
+    "remove_uids",
+    "maintain_node_health",
+    "prealloc_wipe_disks",
+    "default_iallocator_params",
+    "master_netdev",
+    "master_netmask",
+    "hidden_os",
+    "blacklisted_os",
+    "use_external_mip_script",
+    "modify_etc_hosts",
+    "gluster_storage_dir",
+    "install_image",
+    "instance_communication_network",
+    "zeroing_image",
+    "compression_tools",
+    "enabled_user_shutdown",
+    "enabled_data_collectors",
+    "data_collector_interval",
+    "hv_state",
+    "disk_state",
+    "force",
+];
+
+/// `PUT /2/modify`: Ganeti's OP_CLUSTER_SET_PARAMS; values are checked by the job (a bad
+/// one fails it and changes nothing), types here (400).
+fn modify(rapi: &Rapi, req: &Req) -> ApiResult {
+    no_dry_run(req)?;
+    let b = Body::parse(
+        req,
+        "OP_CLUSTER_SET_PARAMS",
+        MODIFY_FIELDS,
+        MODIFY_UNSUPPORTED,
+    )?;
+    submit_op(
+        rapi,
+        maguey_model::OpCode::ClusterSetParams(maguey_model::OpClusterSetParams {
+            vg_name: b.opt("vg_name")?,
+            enabled_hypervisors: b.opt("enabled_hypervisors")?,
+            enabled_disk_templates: b.opt("enabled_disk_templates")?,
+            hvparams: b.opt("hvparams")?,
+            beparams: b.opt("beparams")?,
+            nicparams: b.opt("nicparams")?,
+            ndparams: b.opt("ndparams")?,
+            candidate_pool_size: b.opt("candidate_pool_size")?,
+            drbd_helper: b.opt("drbd_helper")?,
+            mac_prefix: b.opt("mac_prefix")?,
+            file_storage_dir: b.opt("file_storage_dir")?,
+            shared_file_storage_dir: b.opt("shared_file_storage_dir")?,
+            reserved_lvs: b.opt("reserved_lvs")?,
+            default_iallocator: b.opt("default_iallocator")?,
+            ipolicy: b.opt("ipolicy")?,
+        }),
+    )
 }
 
 /// Ganeti's QueryClusterInfo.
@@ -63,8 +149,8 @@ fn cluster_info(cfg: &ConfigData) -> Value {
         "master_netdev": "",
         "master_netmask": 32,
         "use_external_mip_script": false,
-        "volume_group_name": null,
-        "drbd_usermode_helper": null,
+        "volume_group_name": c.vg_name,
+        "drbd_usermode_helper": c.drbd_usermode_helper,
         "file_storage_dir": c.file_storage_dir,
         "shared_file_storage_dir": c.shared_file_storage_dir,
         "maintain_node_health": false,
@@ -75,7 +161,7 @@ fn cluster_info(cfg: &ConfigData) -> Value {
         "uid_pool": [],
         "default_iallocator": c.default_iallocator,
         "default_iallocator_params": {},
-        "reserved_lvs": [],
+        "reserved_lvs": c.reserved_lvs,
         "primary_ip_version": 4,
         "prealloc_wipe_disks": false,
         "hidden_os": [],

@@ -106,6 +106,10 @@ pub(super) async fn route(rapi: &Rapi, req: &Req, segs: &[&str]) -> ApiResult {
                 }),
             )
         }
+        [g, "evacuate"] if put => {
+            group_exists(rapi, g)?;
+            super::group_moves::evacuate(rapi, req, g)
+        }
         [g, "tags"] if get => tags::get(rapi, GROUP, g),
         [g, "tags"] if put || m == Method::DELETE => tags::change(rapi, req, GROUP, Some(g)),
         _ => Err(unrouted(req)),

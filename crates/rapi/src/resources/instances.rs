@@ -105,6 +105,10 @@ pub(super) async fn route(rapi: &Rapi, req: &Req, segs: &[&str]) -> ApiResult {
             let b = migrate_body(req)?;
             submit_for(rapi, i, || migrate_op(&b, i))
         }
+        [i, "change-group"] if put => {
+            instance_exists(rapi, i)?;
+            super::group_moves::change_group(rapi, req, i)
+        }
         [i, "failover"] if put => {
             no_dry_run(req)?;
             let b = failover_body(req)?;

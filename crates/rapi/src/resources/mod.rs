@@ -6,6 +6,7 @@
 //! API's `/luxi/submit`); the answer is the job id as a JSON string.
 
 mod cluster;
+mod group_moves;
 mod groups;
 mod instance_create;
 mod instances;

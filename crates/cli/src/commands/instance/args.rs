@@ -294,4 +294,6 @@ pub enum InstanceCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Moves the instance to another node group (live where it can).
+    ChangeGroup(crate::commands::group_moves::ChangeGroupArgs),
 }

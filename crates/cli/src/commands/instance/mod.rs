@@ -37,6 +37,11 @@ pub async fn run(dir: &Path, cmd: InstanceCmd) -> CliResult<u8> {
         InstanceCmd::ListTags { name } => {
             tags(dir, K, Some(name), TagAction::List, vec![], no_job).await
         }
+        InstanceCmd::ChangeGroup(a) => {
+            let (op, job) = a.op()?;
+            run_job(&client(dir)?, vec![op], job).await?;
+            Ok(0)
+        }
         InstanceCmd::Add(a) => {
             let op = instance_add_op(&a)?;
             let c = client(dir)?;
