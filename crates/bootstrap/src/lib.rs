@@ -6,5 +6,6 @@
 pub mod files;
 pub mod init;
 pub mod spawn;
+pub mod systemd;
 
 pub use spawn::{magueyd_path, spawn_daemon, spawn_daemon_in};

@@ -6,12 +6,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod console;
 pub mod fence;
 pub mod join;
 pub mod metrics;
 pub mod raft;
 pub mod rapi_users;
+pub mod systemd;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
 pub use maguey_bootstrap::files;
@@ -43,7 +45,7 @@ pub struct Args {
     #[arg(long, env = "MAGUEY_DIR", default_value = "/var/lib/maguey")]
     pub state_dir: PathBuf,
     /// Join a cluster: the master's URL, e.g. https://192.0.2.1:1811.
-    #[arg(long, requires_all = ["token", "node_name", "listen"])]
+    #[arg(long, requires_all = ["token", "node_name"])]
     pub join: Option<String>,
     /// The one-time token printed by `maguey node add`.
     #[arg(long)]
@@ -94,18 +96,45 @@ pub struct Args {
     /// Serve the master's GET /metrics on the Remote API's port without credentials.
     #[arg(long)]
     pub metrics_anonymous: bool,
+    /// Settings file (TOML; default /etc/maguey/magueyd.toml when it exists). Flags win.
+    #[arg(long, env = "MAGUEY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Host shutdown (maguey-guests.service): ACPI power-down of every running instance,
+    /// waiting up to SECONDS before stopping the rest hard; then exits.
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_guests: Option<u64>,
+    /// What the settings file adds that has no flag (port ranges, log level, QEMU scopes).
+    #[arg(skip)]
+    pub file: config::Extra,
 }
 
 /// Entry point of the `magueyd` binary.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAGUEY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args = match config::args_with_file(std::env::args_os()) {
+        Ok((mut args, extra)) => {
+            args.file = extra;
+            args
+        }
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(clap_error) => clap_error.exit(),
+            Err(e) => {
+                eprintln!("magueyd: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAGUEY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(args.file.log_level.as_deref().unwrap_or("info"))
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if systemd::logs_to_journal() {
+        // journald stamps and colours lines itself.
+        logs.without_time().with_ansi(false).init();
+    } else {
+        logs.init();
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,7 +142,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(args)) {
+    let work = async {
+        match args.shutdown_guests {
+            Some(secs) => shutdown_guests(&args, Duration::from_secs(secs)).await,
+            None => run(args).await,
+        }
+    };
+    match rt.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("magueyd: {e:#}");
@@ -136,6 +171,12 @@ pub async fn run(args: Args) -> Result<()> {
     auth::harden_state_dir(&dir)?;
     if let Some(url) = &args.join {
         join(&args, url).await?;
+        // A packaged node: systemd runs the daemon from now on (and at every boot).
+        if !systemd::running_as_service() && maguey_bootstrap::systemd::manages(&dir) {
+            maguey_bootstrap::systemd::enable_and_start()?;
+            tracing::info!("joined; magueyd.service enabled and started");
+            return Ok(());
+        }
     }
     let mut daemon = DaemonFile::load(&dir).with_context(|| {
         format!(
@@ -161,6 +202,16 @@ pub async fn run(args: Args) -> Result<()> {
     if let Some(h) = &args.hooks_dir {
         runtime.set_hooks_dir(h.clone());
     }
+    runtime.set_port_ranges(args.file.ports);
+    let scopes = match args.file.qemu_scopes {
+        config::QemuScopes::Auto => systemd::running_as_service(),
+        config::QemuScopes::Always => true,
+        config::QemuScopes::Never => false,
+    };
+    if scopes {
+        tracing::info!("each QEMU runs in its own scope under maguey.slice");
+    }
+    runtime.set_systemd_scopes(scopes);
     let node = Arc::new(runtime);
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<Stop>(4);
 
@@ -320,6 +371,7 @@ pub async fn run(args: Args) -> Result<()> {
             ""
         }
     );
+    systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     let signals = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -339,6 +391,7 @@ pub async fn run(args: Args) -> Result<()> {
         },
     ));
     let why = signals.await;
+    systemd::notify("STOPPING=1");
     let _ = done_tx.send(());
     let _ = rapi_done_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
@@ -354,6 +407,36 @@ pub async fn run(args: Args) -> Result<()> {
             files::wipe_master_state(&dir);
             tracing::info!("cluster destroyed; state removed");
         }
+    }
+    Ok(())
+}
+
+/// `magueyd --shutdown-guests SECONDS`: see [`maguey_node::NodeRuntime::power_down_guests`].
+async fn shutdown_guests(args: &Args, timeout: Duration) -> Result<()> {
+    let dir = &args.state_dir;
+    let daemon = DaemonFile::load(dir)?;
+    let runtime = NodeRuntime::new(NodeConfig {
+        state_dir: dir.clone(),
+        node_name: daemon.node_name.clone(),
+        fake_memory_mib: daemon.fake_memory_mib,
+        fake_cpus: daemon.fake_cpus,
+        os_search_path: NodeConfig::default_os_search_path(dir),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let done = runtime
+        .power_down_guests(timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for d in &done {
+        tracing::info!(
+            "instance {}: {}",
+            d.name,
+            if d.clean {
+                "powered off (ACPI)"
+            } else {
+                "stopped hard after the timeout"
+            }
+        );
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ pub mod image_safety;
 pub mod migration;
 pub mod network;
 pub mod os;
+pub mod ports;
 pub mod qmp;
 mod state;
 pub mod storage;
@@ -96,6 +97,8 @@ pub struct NodeRuntime {
     storage_runner: Option<Arc<dyn storage::runner::CommandRunner>>,
     /// Where hook scripts live; `None`: `state_dir/hooks`.
     hooks_dir: Option<PathBuf>,
+    /// Ports of migration targets and NBD exports (magueyd.toml); default: ephemeral.
+    ports: ports::PortRanges,
 }
 
 impl NodeRuntime {
@@ -118,6 +121,7 @@ impl NodeRuntime {
             os_timeout: os::DEFAULT_OS_TIMEOUT,
             storage_runner: None,
             hooks_dir: None,
+            ports: ports::PortRanges::default(),
         })
     }
 
@@ -139,6 +143,30 @@ impl NodeRuntime {
 
     /// Takes hook scripts from `dir` (Ganeti: `/etc/ganeti/hooks`) instead of
     /// `state_dir/hooks`.
+    /// Port ranges for migration targets and NBD exports (`None`: ephemeral ports).
+    pub fn set_port_ranges(&mut self, ranges: ports::PortRanges) {
+        self.ports = ranges;
+    }
+
+    pub fn port_ranges(&self) -> ports::PortRanges {
+        self.ports
+    }
+
+    /// Starts every QEMU in its own systemd scope under `maguey.slice` (when magueyd runs as
+    /// a systemd service), so that stopping or restarting the daemon never touches a VM.
+    pub fn set_systemd_scopes(&self, on: bool) {
+        self.kvm.set_systemd_scopes(on);
+    }
+
+    /// Host shutdown: ACPI power-down of every running kvm instance ([`KvmHypervisor`]'s
+    /// `power_down_all`).
+    pub async fn power_down_guests(
+        &self,
+        timeout: Duration,
+    ) -> NodeResult<Vec<hypervisor::kvm::PoweredDown>> {
+        self.kvm.power_down_all(timeout).await
+    }
+
     pub fn set_hooks_dir(&mut self, dir: PathBuf) {
         self.hooks_dir = Some(dir);
     }

@@ -19,6 +19,7 @@ pub mod agent;
 pub mod cpio;
 pub mod elf;
 pub mod image;
+pub mod install_doc;
 mod nodes;
 
 pub use nodes::sh_quote;

@@ -223,8 +223,13 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             maguey_bootstrap::init::init_cluster_with_vg(&params, &vg_name)
                 .map_err(|e| usage(format!("{e:#}")))?;
             if !no_start {
-                maguey_bootstrap::spawn_daemon(dir, &[])
-                    .map_err(|e| CliError::Other(format!("{e:#}")))?;
+                // A packaged node: systemd runs magueyd (docs/install.md); elsewhere, a fork.
+                if maguey_bootstrap::systemd::manages(dir) {
+                    maguey_bootstrap::systemd::enable_and_start()
+                } else {
+                    maguey_bootstrap::spawn_daemon(dir, &[]).map(|_| ())
+                }
+                .map_err(|e| CliError::Other(format!("{e:#}")))?;
                 let c = client(dir)?;
                 c.wait_for_master(std::time::Duration::from_secs(30))
                     .await

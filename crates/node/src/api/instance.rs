@@ -1,6 +1,6 @@
 //! Requests about instances on a hypervisor, and their live migration.
 
-use crate::error::{NodeError, NodeResult};
+use crate::error::NodeResult;
 pub use crate::hypervisor::MigrationTarget;
 use crate::hypervisor::RebootKind;
 use crate::{migration, NodeRuntime, MAX_CONSOLE_BYTES};
@@ -98,14 +98,6 @@ pub async fn resize_disk(
         .await
 }
 
-/// A TCP port free on `address` right now (for a migration target to listen on).
-fn free_port(address: &str) -> NodeResult<u16> {
-    let failed =
-        |e: std::io::Error| NodeError::io(format!("cannot find a free port on {address}: {e}"));
-    let l = std::net::TcpListener::bind((address, 0)).map_err(failed)?;
-    l.local_addr().map(|a| a.port()).map_err(failed)
-}
-
 /// `accept_instance`: the migration target starts the instance waiting for its state; port
 /// 0 (NBD port `Some(0)`) picks a free port.
 pub async fn accept(
@@ -115,12 +107,13 @@ pub async fn accept(
     port: u16,
     nbd_port: Option<u16>,
 ) -> NodeResult<AcceptedPorts> {
+    let ranges = rt.port_ranges();
     let port = match port {
-        0 => free_port(address)?,
+        0 => crate::ports::free_port(address, ranges.migration)?,
         p => p,
     };
     let nbd_port = match nbd_port {
-        Some(0) => Some(free_port(address)?),
+        Some(0) => Some(crate::ports::free_port(address, ranges.nbd)?),
         other => other,
     };
     rt.hypervisor(&instance.hypervisor)?

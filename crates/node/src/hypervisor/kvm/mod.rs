@@ -11,10 +11,13 @@ mod cmdline;
 mod migration;
 mod probe;
 mod process;
+pub mod scope;
+mod shutdown;
 
 pub use cmdline::{build_argv, resolve_accel};
 pub use probe::kvm_can_run;
 pub use process::{kill_all, Paths, RunFile};
+pub use shutdown::{PoweredDown, RECORD_FILE};
 
 use super::{BoxFuture, Hypervisor, MigrationTarget, NodeMemory, RebootKind};
 use crate::error::{NodeError, NodeResult};
@@ -45,6 +48,8 @@ pub struct KvmHypervisor {
     lock: tokio::sync::Mutex<()>,
     /// Runs QEMU.
     runner: Arc<dyn CommandRunner>,
+    /// Start each QEMU in its own systemd scope ([`scope`]).
+    systemd_scopes: std::sync::atomic::AtomicBool,
 }
 
 impl KvmHypervisor {
@@ -66,7 +71,14 @@ impl KvmHypervisor {
             node_name: node_name.to_string(),
             lock: tokio::sync::Mutex::new(()),
             runner: crate::exec::system(),
+            systemd_scopes: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Starts QEMU through `systemd-run --scope` from now on ([`scope::wrap`]).
+    pub fn set_systemd_scopes(&self, on: bool) {
+        self.systemd_scopes
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn paths(&self, name: &str) -> NodeResult<Paths> {

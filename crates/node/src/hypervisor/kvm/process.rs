@@ -379,14 +379,21 @@ impl KvmHypervisor {
         // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
         network::create_taps(&self.node_name, name, &nets)?;
         // QEMU daemonizes (its own session): what the runner waits for is the launcher.
-        let cmd = Cmd::program(Path::new(&argv[0]), &argv[1..])
+        let launcher = if self
+            .systemd_scopes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            super::scope::wrap(name, &argv)
+        } else {
+            argv.clone()
+        };
+        let cmd = Cmd::program(Path::new(&launcher[0]), &launcher[1..])
             .current_dir(&self.run_dir)
             .timeout(LAUNCH_TIMEOUT);
-        let out = self
-            .runner
-            .run_async(&cmd)
-            .await
-            .map_err(|e| NodeError::io(format!("cannot run {}: {}", argv[0], e.reason())))?;
+        let out =
+            self.runner.run_async(&cmd).await.map_err(|e| {
+                NodeError::io(format!("cannot run {}: {}", launcher[0], e.reason()))
+            })?;
         if out.timed_out {
             return Err(NodeError::timeout(format!(
                 "QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"
