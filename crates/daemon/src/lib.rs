@@ -371,13 +371,16 @@ pub async fn run(args: Args) -> Result<()> {
             ""
         }
     );
+    // The handlers exist before READY: a SIGTERM right after it must stop the daemon cleanly,
+    // not kill it with the default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
     systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     let signals = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => Stop::Signal,
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; }, None => std::future::pending().await } } => Stop::Signal,
+            _ = wait_signal(int.as_mut()) => Stop::Signal,
+            _ = wait_signal(term.as_mut()) => Stop::Signal,
             s = stop_rx.recv() => s.unwrap_or(Stop::Signal),
         }
     };
@@ -512,4 +515,14 @@ fn record_master_identity(
 /// Asks a node to leave (used by the node RPC handler's caller to stop after replying).
 pub fn is_leave(req: &NodeRequest) -> bool {
     matches!(req, NodeRequest::LeaveCluster)
+}
+
+/// Resolves when the signal arrives (never when its handler could not be installed).
+async fn wait_signal(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

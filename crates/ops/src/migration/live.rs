@@ -126,6 +126,11 @@ pub(super) async fn live_migrate(
     let ports = match accepted {
         Ok(p) => p,
         Err(e) => {
+            // E.g. the target's QEMU died while it started: nothing moved yet.
+            env.log(format!(
+                "migration failed: {e}; instance {} keeps running on {}",
+                inst.name, src.name
+            ));
             crate::disks::undo_disks(env, dst, &created).await;
             if drbd {
                 drbd_single_primary(env, inst, src, dst).await;
