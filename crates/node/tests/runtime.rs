@@ -116,6 +116,7 @@ async fn version_info_delay_and_ssconf() {
         master_node: "node1".into(),
         rpc_port: 1811,
         config_serial: 7,
+        cluster_uuid: "c1".into(),
         ..Default::default()
     };
     rt.handle(NodeRequest::WriteSsconf {
@@ -123,7 +124,26 @@ async fn version_info_delay_and_ssconf() {
     })
     .await
     .unwrap();
-    assert_eq!(read_ssconf(dir.path()), Some(ssconf));
+    assert_eq!(read_ssconf(dir.path()), Some(ssconf.clone()));
+    // A late delivery of an older serial of the same cluster does not undo the newer one;
+    // another cluster's (a re-initialised one) is taken.
+    for (uuid, serial, taken) in [("c1", 6, false), ("c1", 8, true), ("c2", 1, true)] {
+        let other = Ssconf {
+            cluster_uuid: uuid.into(),
+            config_serial: serial,
+            master_node: format!("m{serial}"),
+            ..ssconf.clone()
+        };
+        let before = read_ssconf(dir.path());
+        rt.handle(NodeRequest::WriteSsconf {
+            ssconf: other.clone(),
+        })
+        .await
+        .unwrap();
+        let now = read_ssconf(dir.path());
+        assert_eq!(now == Some(other), taken, "{uuid} {serial}");
+        assert_eq!(now == before, !taken, "{uuid} {serial}");
+    }
     // No temp file left behind.
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -55,10 +55,30 @@ pub async fn node_info(
 }
 
 /// `write_ssconf`: stores the cluster-wide facts the master sends.
+/// An ssconf older than the stored one (same cluster, lower config serial) is ignored: the
+/// master sends ssconf from concurrent jobs, and a late delivery must not undo a newer one.
 pub async fn write_ssconf(rt: &NodeRuntime, ssconf: &Ssconf) -> NodeResult<()> {
+    static WRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let data = serde_json::to_vec_pretty(ssconf).map_err(|e| NodeError::internal(e.to_string()))?;
     let path = rt.cfg.state_dir.join(SSCONF_FILE);
-    NodeRuntime::blocking(move || write_atomic(&path, &data)).await
+    let (uuid, serial) = (ssconf.cluster_uuid.clone(), ssconf.config_serial);
+    NodeRuntime::blocking(move || {
+        let _one_at_a_time = WRITE.lock().unwrap_or_else(|p| p.into_inner());
+        let stored: Option<Ssconf> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(old) = stored {
+            if !uuid.is_empty() && old.cluster_uuid == uuid && old.config_serial > serial {
+                tracing::debug!(
+                    "ssconf of serial {serial} ignored: serial {} is stored",
+                    old.config_serial
+                );
+                return Ok(());
+            }
+        }
+        write_atomic(&path, &data)
+    })
+    .await
 }
 
 /// `node_volumes`: every LVM logical volume of the node, as sorted `vg/lv`.

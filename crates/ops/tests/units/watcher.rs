@@ -313,6 +313,18 @@ async fn watcher_skips_an_instance_a_job_holds() {
             0,
         )
         .unwrap();
+    // The startup is submitted only once the delay owns node2's lock: submitted together, the
+    // scheduler may run either first.
+    for _ in 0..400 {
+        if c.queue
+            .locks()
+            .iter()
+            .any(|l| l.name == "node2" && l.owners.contains(&delay))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let start = c
         .queue
         .submit(
