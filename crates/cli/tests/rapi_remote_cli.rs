@@ -52,6 +52,22 @@ fn cli_works_remotely_through_the_rapi_port() {
     let (code, out, _) = remote(&["instance", "list", "-o", "name,pnode,status"], &pw);
     assert_eq!(code, 0);
     assert!(out.contains("remote1") && out.contains("running"), "{out}");
+    // The job records the Remote API user who submitted it.
+    let (code, out, err) = remote(&["job", "list", "-o", "id,summary", "--output", "json"], &pw);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let jobs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["summary"].to_string().contains("remote1"))
+        .map(|j| j["id"].to_string())
+        .unwrap_or_else(|| panic!("no job for remote1: {out}"));
+    let (code, out, err) = remote(&["job", "info", "--output", "json", &id], &pw);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let user = &env["MAGUEY_RAPI_USER"];
+    assert_eq!(info[0]["submitter"], format!("remote-cli:{user}"), "{out}");
     let (code, out, err) = remote(&["instance", "remove", "-f", "remote1"], &pw);
     assert_eq!(code, 0, "{out}\n{err}");
     let serial = l.serial();

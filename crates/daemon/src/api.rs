@@ -14,7 +14,7 @@ use axum::{Json, Router};
 pub use maguey_client::api::{
     ArchiveRequest, JoinTokenRequest, JoinTokenResponse, ListQuery, SubmitRequest, WaitRequest,
 };
-use maguey_jobs::submit::{submit_wire, Origin, SubmitError};
+use maguey_jobs::submit::{submit_wire_by, Origin, SubmitError};
 use maguey_jobs::JobQueue;
 use maguey_node::NodeRuntime;
 use maguey_ops::query::{field_list, query, QueryRequest, Resource};
@@ -179,11 +179,19 @@ async fn basic_auth(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("\u{0}invalid"));
-    match rapi.authorize(header, write).await {
-        Ok(()) => next.run(req).await,
+    match rapi.authorize_user(header, write).await {
+        Ok(user) => {
+            let mut req = req;
+            req.extensions_mut().insert(RemoteUser(user));
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
 }
+
+/// The Remote API user a `maguey --cluster` request authenticated as (`None`: anonymous).
+#[derive(Clone)]
+struct RemoteUser(Option<String>);
 
 async fn basic_auth_read(
     State(rapi): State<maguey_rapi::Rapi>,
@@ -201,18 +209,27 @@ async fn basic_auth_write(
     basic_auth(&rapi, true, req, next).await
 }
 
-async fn submit_remote(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
-    submit_from(&s, Origin::RemoteApi, req)
+async fn submit_remote(
+    State(s): State<MasterState>,
+    user: Option<axum::Extension<RemoteUser>>,
+    Json(req): Json<SubmitRequest>,
+) -> Response {
+    // Jobs record who submitted them: `remote-cli:USER`.
+    let submitter = match user.and_then(|u| u.0 .0) {
+        Some(name) => format!("{}:{name}", Origin::RemoteApi.submitter()),
+        None => Origin::RemoteApi.submitter().to_string(),
+    };
+    submit_from(&s, Origin::RemoteApi, &submitter, req)
 }
 
 async fn submit(State(s): State<MasterState>, Json(req): Json<SubmitRequest>) -> Response {
-    submit_from(&s, Origin::MasterApi, req)
+    submit_from(&s, Origin::MasterApi, Origin::MasterApi.submitter(), req)
 }
 
 /// `/luxi/submit`: through the queue's one submission path (shared with the Remote API and
 /// the join service).
-fn submit_from(s: &MasterState, origin: Origin, req: SubmitRequest) -> Response {
-    match submit_wire(&s.queue, origin, req.ops, req.priority) {
+fn submit_from(s: &MasterState, origin: Origin, submitter: &str, req: SubmitRequest) -> Response {
+    match submit_wire_by(&s.queue, origin, req.ops, req.priority, submitter) {
         Ok(id) => Json(json!({"job_id": id})).into_response(),
         Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e @ SubmitError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

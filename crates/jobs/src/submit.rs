@@ -129,6 +129,17 @@ pub fn submit_wire(
     ops: Vec<Value>,
     priority: i32,
 ) -> Result<u64, SubmitError> {
+    submit_wire_by(queue, origin, ops, priority, origin.submitter())
+}
+
+/// As [`submit_wire`], recording `submitter` (e.g. `remote-cli:USER`) in the job.
+pub fn submit_wire_by(
+    queue: &JobQueue,
+    origin: Origin,
+    ops: Vec<Value>,
+    priority: i32,
+    submitter: &str,
+) -> Result<u64, SubmitError> {
     let decoded: Vec<Result<OpCode, String>> = ops
         .into_iter()
         .map(|v| serde_json::from_value::<OpCode>(v).map_err(|e| e.to_string()))
@@ -144,7 +155,7 @@ pub fn submit_wire(
     for (index, d) in decoded.into_iter().enumerate() {
         good.push(d.map_err(|message| SubmitError::BadOpcode { index, message })?);
     }
-    submit(queue, origin, good, priority)
+    submit_by(queue, origin, good, priority, submitter, "")
 }
 
 #[cfg(test)]

@@ -78,6 +78,15 @@ impl Rapi {
         authorize(&self.inner.users, self.inner.anonymous_reads, header, write).await
     }
 
+    /// As [`Rapi::authorize`], answering who the credentials name (`None`: an anonymous read).
+    pub async fn authorize_user(
+        &self,
+        header: Option<&str>,
+        write: bool,
+    ) -> Result<Option<String>, ApiError> {
+        authorize_user(&self.inner.users, self.inner.anonymous_reads, header, write).await
+    }
+
     /// The router: every path goes through [`handle`].
     pub fn router(self) -> Router {
         Router::new().fallback(handle).with_state(self)
