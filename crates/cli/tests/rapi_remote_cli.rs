@@ -53,7 +53,10 @@ fn cli_works_remotely_through_the_rapi_port() {
     assert_eq!(code, 0);
     assert!(out.contains("remote1") && out.contains("running"), "{out}");
     // The job records the Remote API user who submitted it.
-    let (code, out, err) = remote(&["job", "list", "-o", "id,summary", "--output", "json"], &pw);
+    let (code, out, err) = remote(
+        &["job", "list", "-o", "id,summary", "--output", "json"],
+        &pw,
+    );
     assert_eq!(code, 0, "{out}\n{err}");
     let jobs: serde_json::Value = serde_json::from_str(&out).unwrap();
     let id = jobs

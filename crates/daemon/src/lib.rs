@@ -247,6 +247,7 @@ pub async fn run(args: Args) -> Result<()> {
             Arc::new(maguey_ops::watcher::SystemClock),
             maguey_ops::watcher::WatcherOptions {
                 job_age: Duration::from_secs(args.watcher_job_age),
+                state_file: Some(dir.join("watcher.json")),
                 ..Default::default()
             },
         ));

@@ -88,6 +88,9 @@ pub struct WatcherOptions {
     pub job_age: Duration,
     /// How long a pass waits for the jobs it submitted before reporting them as pending.
     pub job_wait: Duration,
+    /// Where the restart counters and the nodes' last boot ids are kept between passes, so
+    /// that a master restart forgets neither (Ganeti's `watcher.data`); `None`: in memory.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WatcherOptions {
@@ -95,7 +98,19 @@ impl Default for WatcherOptions {
         WatcherOptions {
             job_age: DEFAULT_JOB_AGE,
             job_wait: Duration::from_secs(300),
+            state_file: None,
         }
+    }
+}
+
+/// The state a previous watcher left (empty when there is none or it does not parse).
+fn load_state(path: &std::path::Path) -> State {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
+            tracing::warn!("watcher: ignoring {}: {e}", path.display());
+            State::default()
+        }),
+        Err(_) => State::default(),
     }
 }
 
@@ -253,13 +268,13 @@ impl Report {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Attempts {
     count: u32,
     last: f64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     tries: BTreeMap<String, Attempts>,
     /// Last boot id seen per node uuid.
@@ -283,12 +298,35 @@ impl Watcher {
         clock: Arc<dyn Clock>,
         opts: WatcherOptions,
     ) -> Self {
+        let state = opts
+            .state_file
+            .as_deref()
+            .map(load_state)
+            .unwrap_or_default();
         Watcher {
             master,
             queue,
             clock,
             opts,
-            state: tokio::sync::Mutex::new(State::default()),
+            state: tokio::sync::Mutex::new(state),
+        }
+    }
+
+    /// Keeps the counters and boot ids in the state file (a failure is logged: the next pass
+    /// writes again).
+    fn save_state(&self, state: &State) {
+        let Some(path) = &self.opts.state_file else {
+            return;
+        };
+        let written = serde_json::to_vec(state)
+            .map_err(std::io::Error::other)
+            .and_then(|data| {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, data)?;
+                std::fs::rename(&tmp, path)
+            });
+        if let Err(e) = written {
+            tracing::warn!("watcher: could not write {}: {e}", path.display());
         }
     }
 
@@ -448,6 +486,7 @@ impl Watcher {
         let activated = self
             .rebooted_nodes(&cfg, &mut state, &held, &mut report, &mut pending)
             .await;
+        self.save_state(&state);
         drop(state);
         self.wait_all(pending, &mut report).await;
         self.verify_disks(&held, &activated, &mut report).await;

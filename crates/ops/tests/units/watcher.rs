@@ -130,7 +130,26 @@ async fn watcher_restarts_a_killed_instance_at_most_five_times_then_counters_exp
     // Killed again, and now the node has no memory for it: every restart fails.
     kill(c.node("node2"), "inst1").await;
     start_behind(&c, c.node("node2"), "hog", Some(4000)).await;
+    // The counters live in the state file: a new watcher (a master restart) in the middle
+    // goes on counting.
+    let state = tempfile::tempdir().unwrap();
+    let persistent = || {
+        Watcher::new(
+            c.master.clone(),
+            c.queue.clone(),
+            clock.clone(),
+            WatcherOptions {
+                job_wait: Duration::from_secs(60),
+                state_file: Some(state.path().join("watcher.json")),
+                ..Default::default()
+            },
+        )
+    };
+    let mut w = persistent();
     for attempt in 1..=MAX_TRIES {
+        if attempt == 3 {
+            w = persistent();
+        }
         let r = w.run_once().await;
         assert_eq!(
             restarts(&r.events),
@@ -139,6 +158,7 @@ async fn watcher_restarts_a_killed_instance_at_most_five_times_then_counters_exp
             r.events
         );
     }
+    let w = persistent();
     let jobs = c.jobs().len();
     let r = w.run_once().await;
     assert!(restarts(&r.events).is_empty());
