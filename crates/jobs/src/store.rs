@@ -139,12 +139,24 @@ impl Store {
             let seq = p.seq;
             drop(p);
 
-            let result = self.commit(batch, next_id, durable);
+            // After a failed write nothing more is written: the waiters of that batch were
+            // told their change is not stored, and a later commit must not store it after all
+            // (a refused job would come back at the next start). Every later write is refused
+            // too, until the daemon restarts on a store that works.
+            let failed = self.lock().error.is_some();
+            let result = if failed {
+                Ok(())
+            } else {
+                self.commit(batch, next_id, durable)
+            };
 
             let mut p = self.lock();
             p.committed = seq;
             if let Err(e) = result {
-                tracing::error!("job queue: writing to the database failed: {e}");
+                tracing::error!(
+                    "job queue: writing to the database failed, refusing every change from now \
+                     on (restart magueyd once the store works): {e}"
+                );
                 p.error = Some(e.to_string());
             }
             drop(p);
