@@ -233,6 +233,9 @@ fn submit_from(s: &MasterState, origin: Origin, submitter: &str, req: SubmitRequ
         Ok(id) => Json(json!({"job_id": id})).into_response(),
         Err(e @ SubmitError::Forbidden(_)) => error(StatusCode::FORBIDDEN, e.to_string()),
         Err(e @ SubmitError::Busy(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e @ SubmitError::UserBusy { .. }) => {
+            error(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

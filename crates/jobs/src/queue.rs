@@ -486,6 +486,15 @@ impl JobQueue {
         lock(&self.state).pending.len()
     }
 
+    /// Unfinished jobs whose submitter `matches`.
+    pub fn unfinished_by(&self, matches: impl Fn(&str) -> bool) -> usize {
+        lock(&self.state)
+            .jobs
+            .values()
+            .filter(|e| !e.job.status.is_finalized() && matches(&e.job.submitter))
+            .count()
+    }
+
     /// Jobs picked by the scheduler and not finished.
     pub fn running_count(&self) -> usize {
         lock(&self.state).running

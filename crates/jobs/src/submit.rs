@@ -76,10 +76,26 @@ pub enum SubmitError {
     /// Too many jobs wait already (Remote API origins): try again later.
     #[error("{0} jobs are queued already: try again later")]
     Busy(usize),
+    /// This Remote API user has too many unfinished jobs: try again later.
+    #[error("user {user} has {pending} unfinished jobs (at most {MAX_PENDING_PER_USER}): try again later")]
+    UserBusy { user: String, pending: usize },
 }
 
 /// Queued jobs beyond which the Remote API (RAPI and `maguey --cluster`) submits no more.
 pub const MAX_QUEUED_REMOTE: usize = 1000;
+
+/// Unfinished jobs one Remote API user may have (through RAPI and `maguey --cluster`
+/// together) before their submissions are refused.
+pub const MAX_PENDING_PER_USER: usize = 100;
+
+/// The Remote API user a submitter names (`rapi:USER`, `remote-cli:USER`).
+fn remote_user(submitter: &str) -> Option<&str> {
+    let (origin, user) = submitter.split_once(':')?;
+    [Origin::Rapi, Origin::RemoteApi]
+        .iter()
+        .any(|o| o.submitter() == origin)
+        .then_some(user)
+}
 
 /// Submits one job of `ops` at `priority`; answers its id.
 pub fn submit(
@@ -116,6 +132,15 @@ pub fn submit_by(
         let queued = queue.queued_count();
         if queued >= MAX_QUEUED_REMOTE {
             return Err(SubmitError::Busy(queued));
+        }
+        if let Some(user) = remote_user(submitter) {
+            let pending = queue.unfinished_by(|s| remote_user(s) == Some(user));
+            if pending >= MAX_PENDING_PER_USER {
+                return Err(SubmitError::UserBusy {
+                    user: user.to_string(),
+                    pending,
+                });
+            }
         }
     }
     Ok(queue.submit_by(ops, priority, submitter, reason)?)
@@ -280,5 +305,50 @@ mod tests {
         }
         // The master's own CLI (admin certificate) still submits.
         submit_wire(&q, Origin::MasterApi, vec![delay], 0).unwrap();
+    }
+
+    #[test]
+    fn one_remote_user_is_bounded_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let delay = || -> Vec<OpCode> {
+            vec![serde_json::from_value(json!({"OP_ID": "OP_TEST_DELAY", "duration": 0})).unwrap()]
+        };
+        // Through RAPI and `maguey --cluster` together.
+        for i in 0..MAX_PENDING_PER_USER {
+            let (origin, by) = if i % 2 == 0 {
+                (Origin::Rapi, "rapi:alice")
+            } else {
+                (Origin::RemoteApi, "remote-cli:alice")
+            };
+            submit_by(&q, origin, delay(), 0, by, "").unwrap();
+        }
+        let before = q.list(false).len();
+        for (origin, by) in [
+            (Origin::Rapi, "rapi:alice"),
+            (Origin::RemoteApi, "remote-cli:alice"),
+        ] {
+            assert_eq!(
+                submit_by(&q, origin, delay(), 0, by, ""),
+                Err(SubmitError::UserBusy {
+                    user: "alice".into(),
+                    pending: MAX_PENDING_PER_USER
+                })
+            );
+        }
+        assert_eq!(q.list(false).len(), before);
+        // Another user, and the admin's CLI, still submit.
+        submit_by(&q, Origin::Rapi, delay(), 0, "rapi:bob", "").unwrap();
+        submit_wire(
+            &q,
+            Origin::MasterApi,
+            vec![json!({"OP_ID": "OP_TEST_DELAY", "duration": 0})],
+            0,
+        )
+        .unwrap();
+        // Finished jobs do not count.
+        let id = q.list(false)[0].id;
+        q.cancel(id).unwrap();
+        submit_by(&q, Origin::Rapi, delay(), 0, "rapi:alice", "").unwrap();
     }
 }

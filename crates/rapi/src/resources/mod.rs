@@ -87,6 +87,9 @@ fn submit_job(rapi: &Rapi, ops: Vec<OpCode>) -> ApiResult {
             StatusCode::SERVICE_UNAVAILABLE,
             e.to_string(),
         )),
+        Err(e @ SubmitError::UserBusy { .. }) => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()))
+        }
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }
