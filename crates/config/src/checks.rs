@@ -360,6 +360,9 @@ pub(crate) fn check_cluster_fields(c: &Cluster) -> Result<(), ConfigError> {
             c.mac_prefix
         )));
     }
+    if let Some(m) = &c.master_ip {
+        m.validate().map_err(ConfigError::Invalid)?;
+    }
     Ok(())
 }
 

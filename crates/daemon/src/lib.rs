@@ -358,6 +358,11 @@ pub async fn run(args: Args) -> Result<()> {
             for (name, e) in master.distribute_ssconf().await {
                 tracing::warn!("ssconf to node {name}: {e}");
             }
+            match maguey_ops::master_ip::activate_configured(&master).await {
+                Ok(Some(m)) => tracing::info!("master IP {} up on {}", m.cidr(), m.netdev),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("master IP: {e}"),
+            }
         });
     }
     files::write_pidfile(&dir)?;

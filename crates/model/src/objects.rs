@@ -183,10 +183,59 @@ pub struct Cluster {
     /// recovery raises it; see [`Cluster::fence_term`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub master_term: u64,
+    /// The floating master IP (Ganeti's `master_ip`, `master_netdev`, `master_netmask`):
+    /// brought up on the master node only; `None`: none (clients use the master's own address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_ip: Option<MasterIp>,
 }
 
 fn is_zero(t: &u64) -> bool {
     *t == 0
+}
+
+/// The floating master IP: an address that follows the master (docs/master-ip.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterIp {
+    /// The address (IPv4 or IPv6).
+    pub ip: std::net::IpAddr,
+    /// Its prefix length on `netdev`.
+    pub netmask: u8,
+    /// The network device of the master node it is added to (e.g. `br0`, `eth0`).
+    pub netdev: String,
+}
+
+impl MasterIp {
+    /// Checks the prefix length against the address family and the device name (1 to 15
+    /// printable characters, no `/` or `:`, not `.`/`..`, no leading `-`).
+    pub fn validate(&self) -> Result<(), String> {
+        let max = if self.ip.is_ipv4() { 32 } else { 128 };
+        if self.netmask == 0 || self.netmask > max {
+            return Err(format!(
+                "invalid master netmask {} for {} (1 to {max})",
+                self.netmask, self.ip
+            ));
+        }
+        let d = &self.netdev;
+        let ok = !d.is_empty()
+            && d.len() <= 15
+            && !d.starts_with('-')
+            && d != "."
+            && d != ".."
+            && d.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if !ok {
+            return Err(format!("invalid master network device '{d}'"));
+        }
+        if self.ip.is_unspecified() || self.ip.is_multicast() || self.ip.is_loopback() {
+            return Err(format!("invalid master IP {}", self.ip));
+        }
+        Ok(())
+    }
+
+    /// `ip/netmask`, as `ip addr` takes it.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.ip, self.netmask)
+    }
 }
 
 /// A pause of the watcher, kept in the config so that it survives a master restart.

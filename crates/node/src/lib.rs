@@ -18,6 +18,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod image_network;
 pub mod image_safety;
+pub mod master_ip;
 pub mod migration;
 pub mod network;
 pub mod os;

@@ -24,6 +24,7 @@ pub mod iallocator;
 pub mod ipolicy;
 mod lifecycle;
 pub mod locks;
+pub mod master_ip;
 pub mod metrics;
 mod migration;
 pub mod moves;
@@ -325,6 +326,12 @@ impl OpExecutor for Executor {
                     run_lu::<group_evacuate::InstanceChangeGroup>(o, &env).await
                 }
                 OpCode::GroupEvacuate(o) => run_lu::<group_evacuate::GroupEvacuate>(o, &env).await,
+                OpCode::ClusterActivateMasterIp(o) => {
+                    run_lu::<units::master_ip::ClusterActivateMasterIp>(o, &env).await
+                }
+                OpCode::ClusterDeactivateMasterIp(o) => {
+                    run_lu::<units::master_ip::ClusterDeactivateMasterIp>(o, &env).await
+                }
             }
         })
     }

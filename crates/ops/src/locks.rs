@@ -58,6 +58,12 @@ pub fn cluster_settings() -> Vec<LockRequest> {
     ]
 }
 
+/// The floating master IP up or down: the cluster exclusively (against a concurrent
+/// `cluster modify` changing it).
+pub fn master_ip() -> Vec<LockRequest> {
+    vec![(LockLevel::Cluster, one("cluster"), LockMode::Exclusive)]
+}
+
 /// Answers from a config snapshot, locking nothing (queries).
 pub fn snapshot_read() -> Vec<LockRequest> {
     Vec::new()

@@ -229,6 +229,11 @@ pub enum NodeRequest {
     /// Leaves the cluster: removes the node's certificates and ssconf, then stops serving.
     /// Answers null (the reply is sent before the daemon stops).
     LeaveCluster,
+    /// Brings the floating master IP up on this node (`ip addr replace`, then gratuitous
+    /// ARP for IPv4). Answers null.
+    ActivateMasterIp { master_ip: maguey_model::MasterIp },
+    /// Takes the floating master IP down; absent already is fine. Answers null.
+    DeactivateMasterIp { master_ip: maguey_model::MasterIp },
 }
 
 impl NodeRequest {
@@ -277,6 +282,8 @@ impl NodeRequest {
             NodeRequest::TestDelay { .. } => "test_delay",
             NodeRequest::HooksRunner { .. } => "hooks_runner",
             NodeRequest::LeaveCluster => "leave_cluster",
+            NodeRequest::ActivateMasterIp { .. } => "node_activate_master_ip",
+            NodeRequest::DeactivateMasterIp { .. } => "node_deactivate_master_ip",
         }
     }
 }

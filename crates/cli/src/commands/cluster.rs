@@ -126,6 +126,16 @@ pub enum ClusterCmd {
     Modify(crate::commands::cluster_modify::ModifyArgs),
     /// Prints the master node's name.
     Getmaster,
+    /// Brings the floating master IP up on the master node (gnt-cluster activate-master-ip).
+    ActivateMasterIp {
+        #[command(flatten)]
+        job: JobOpts,
+    },
+    /// Takes the floating master IP down (gnt-cluster deactivate-master-ip).
+    DeactivateMasterIp {
+        #[command(flatten)]
+        job: JobOpts,
+    },
     /// Adds tags to the cluster.
     AddTags {
         tags: Vec<String>,
@@ -364,6 +374,12 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 .await
         }
         ClusterCmd::Getmaster => crate::commands::cluster_modify::getmaster(dir).await,
+        ClusterCmd::ActivateMasterIp { job } => {
+            crate::commands::cluster_modify::master_ip(dir, true, job).await
+        }
+        ClusterCmd::DeactivateMasterIp { job } => {
+            crate::commands::cluster_modify::master_ip(dir, false, job).await
+        }
         ClusterCmd::Queue(q) => crate::commands::cluster_modify::queue(dir, q).await,
         ClusterCmd::Version => crate::commands::cluster_modify::version(dir).await,
         ClusterCmd::ExportConfig => {

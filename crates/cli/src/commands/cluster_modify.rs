@@ -57,6 +57,15 @@ pub struct ModifyArgs {
     /// Default instance allocator.
     #[arg(short = 'I', long)]
     default_iallocator: Option<String>,
+    /// The floating master IP, brought up on the master node (`none`: no master IP).
+    #[arg(long)]
+    master_ip: Option<String>,
+    /// The master node's network device the master IP goes on (e.g. br0).
+    #[arg(long)]
+    master_netdev: Option<String>,
+    /// The master IP's prefix length (default 32, IPv6 128).
+    #[arg(long)]
+    master_netmask: Option<u8>,
     /// The cluster's instance policy (Ganeti's --specs-*, --ipolicy-* options).
     #[command(flatten)]
     ipolicy: Box<crate::commands::ipolicy_opts::ClusterIPolicyOpts>,
@@ -134,6 +143,9 @@ pub async fn run(dir: &Path, a: ModifyArgs) -> CliResult<u8> {
         }),
         default_iallocator: a.default_iallocator,
         ipolicy: (!ipolicy.is_empty()).then_some(ipolicy),
+        master_ip: a.master_ip,
+        master_netdev: a.master_netdev,
+        master_netmask: a.master_netmask,
     };
     if op == OpClusterSetParams::default() {
         return Err(usage(
@@ -153,6 +165,19 @@ pub async fn run(dir: &Path, a: ModifyArgs) -> CliResult<u8> {
     if changed == 0 {
         println!("nothing changed");
     }
+    Ok(0)
+}
+
+/// `cluster activate-master-ip|deactivate-master-ip`: the floating master IP up or down on
+/// the master node.
+pub async fn master_ip(dir: &Path, up: bool, job: JobOpts) -> CliResult<u8> {
+    let op = if up {
+        OpCode::ClusterActivateMasterIp(Default::default())
+    } else {
+        OpCode::ClusterDeactivateMasterIp(Default::default())
+    };
+    let c = client(dir)?;
+    run_job(&c, vec![op], job).await?;
     Ok(0)
 }
 

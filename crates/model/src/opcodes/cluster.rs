@@ -20,3 +20,13 @@ pub struct OpClusterVerifyDisks {
     #[serde(default)]
     pub group_name: Option<String>,
 }
+
+/// Brings the floating master IP up on the master node (Ganeti's
+/// OpClusterActivateMasterIp).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterActivateMasterIp {}
+
+/// Takes the floating master IP down from the master node (Ganeti's
+/// OpClusterDeactivateMasterIp).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpClusterDeactivateMasterIp {}

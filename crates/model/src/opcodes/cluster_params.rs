@@ -43,4 +43,13 @@ pub struct OpClusterSetParams {
     /// (Ganeti's key names: `minmax`, `std`, `disk-templates`, `vcpu-ratio`, `spindle-ratio`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipolicy: Option<crate::ipolicy::IPolicyChange>,
+    /// The floating master IP; empty: none (docs/master-ip.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_ip: Option<String>,
+    /// The master node's network device the floating IP goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_netdev: Option<String>,
+    /// The floating IP's prefix length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_netmask: Option<u8>,
 }

@@ -118,6 +118,8 @@ opcodes! {
     NetworkDisconnect(OpNetworkDisconnect) = "OP_NETWORK_DISCONNECT",
     InstanceChangeGroup(OpInstanceChangeGroup) = "OP_INSTANCE_CHANGE_GROUP",
     GroupEvacuate(OpGroupEvacuate) = "OP_GROUP_EVACUATE",
+    ClusterActivateMasterIp(OpClusterActivateMasterIp) = "OP_CLUSTER_ACTIVATE_MASTER_IP",
+    ClusterDeactivateMasterIp(OpClusterDeactivateMasterIp) = "OP_CLUSTER_DEACTIVATE_MASTER_IP",
 }
 
 impl OpCode {

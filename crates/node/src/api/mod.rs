@@ -44,6 +44,16 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             .await
             .map(NodeReply::Hooks),
         R::LeaveCluster => node::leave_cluster(rt).map(empty),
+        R::ActivateMasterIp { master_ip } => NodeRuntime::blocking(move || {
+            crate::master_ip::activate(crate::exec::system().as_ref(), &master_ip)
+        })
+        .await
+        .map(empty),
+        R::DeactivateMasterIp { master_ip } => NodeRuntime::blocking(move || {
+            crate::master_ip::deactivate(crate::exec::system().as_ref(), &master_ip)
+        })
+        .await
+        .map(empty),
         // Block devices.
         R::BlockdevCreate {
             disk,

@@ -11,8 +11,8 @@ use maguey_config::Command;
 use maguey_jobs::OpError;
 use maguey_model::names::{validate_mac_prefix, validate_vg_name};
 use maguey_model::{
-    fill, BeParams, Cluster, ConfigData, DiskTemplate, Hypervisor, OpClusterSetParams, ParamKind,
-    Params,
+    fill, BeParams, Cluster, ConfigData, DiskTemplate, Hypervisor, MasterIp, OpClusterSetParams,
+    ParamKind, Params,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -233,6 +233,7 @@ impl LogicalUnit for ClusterSetParams {
         if let Some(r) = &op.reserved_lvs {
             c.reserved_lvs = r.clone();
         }
+        c.master_ip = master_ip(old.master_ip.as_ref(), op)?;
         let (ipolicy, warnings) =
             crate::ipolicy::cluster_policy(cfg, op.ipolicy.as_ref(), &c.enabled_disk_templates)?;
         c.ipolicy = ipolicy;
@@ -246,7 +247,20 @@ impl LogicalUnit for ClusterSetParams {
             env.log("nothing to change");
             return Ok(json!([]));
         }
+        let old_ip = env.cfg().cluster.master_ip.clone();
+        let new_ip = c.master_ip.clone();
+        if old_ip != new_ip {
+            move_master_ip(env, old_ip.as_ref(), new_ip.as_ref()).await?;
+        }
         env.apply(Command::UpdateCluster { cluster: c })?;
+        if let Some(o) = old_ip.filter(|o| new_ip.as_ref().is_none_or(|n| n.ip != o.ip)) {
+            if let Err(e) = crate::master_ip::deactivate(env.master, &env.cfg(), &o).await {
+                env.log(format!(
+                    "warning: the old master IP {} stays up: {e}",
+                    o.cidr()
+                ));
+            }
+        }
         for ch in &self.changes {
             env.log(format!("cluster: {ch}"));
         }
@@ -255,6 +269,85 @@ impl LogicalUnit for ClusterSetParams {
         }
         Ok(json!(self.changes))
     }
+}
+
+/// The floating master IP after `op`: `master_ip` set (empty or `none`: removed), or the
+/// device or netmask of the current one changed.
+fn master_ip(old: Option<&MasterIp>, op: &OpClusterSetParams) -> Result<Option<MasterIp>, OpError> {
+    if op.master_ip.is_none() && op.master_netdev.is_none() && op.master_netmask.is_none() {
+        return Ok(old.cloned());
+    }
+    let ip = match op.master_ip.as_deref().map(str::trim) {
+        Some("" | "none") => {
+            if op.master_netdev.is_some() || op.master_netmask.is_some() {
+                return Err(prereq(
+                    "a master netdev or netmask needs a master IP, not its removal",
+                ));
+            }
+            return Ok(None);
+        }
+        Some(s) => s
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| prereq(format!("invalid master IP '{s}'")))?,
+        None => match old {
+            Some(o) => o.ip,
+            None => {
+                return Err(prereq(
+                    "the cluster has no master IP: give one with --master-ip",
+                ))
+            }
+        },
+    };
+    let netdev = match (&op.master_netdev, old) {
+        (Some(d), _) => d.clone(),
+        (None, Some(o)) => o.netdev.clone(),
+        (None, None) => return Err(prereq("a master IP needs --master-netdev")),
+    };
+    let netmask = op
+        .master_netmask
+        .or_else(|| {
+            old.filter(|o| o.ip.is_ipv4() == ip.is_ipv4())
+                .map(|o| o.netmask)
+        })
+        .unwrap_or(if ip.is_ipv4() { 32 } else { 128 });
+    let m = MasterIp {
+        ip,
+        netmask,
+        netdev,
+    };
+    m.validate().map_err(prereq)?;
+    Ok(Some(m))
+}
+
+/// Brings the new master IP up before the config names it (a device missing on the master
+/// fails the job with nothing changed); the same address on another device or netmask is
+/// taken down first and restored if the new one fails.
+async fn move_master_ip(
+    env: &Env<'_>,
+    old: Option<&MasterIp>,
+    new: Option<&MasterIp>,
+) -> Result<(), OpError> {
+    let Some(n) = new else { return Ok(()) };
+    let cfg = env.cfg();
+    let same_ip = old.filter(|o| o.ip == n.ip);
+    if let Some(o) = same_ip {
+        crate::master_ip::deactivate(env.master, &cfg, o)
+            .await
+            .map_err(OpError::Exec)?;
+    }
+    if let Err(e) = crate::master_ip::activate(env.master, &cfg, n).await {
+        if let Some(o) = same_ip {
+            if let Err(e) = crate::master_ip::activate(env.master, &cfg, o).await {
+                env.log(format!("warning: the master IP could not be restored: {e}"));
+            }
+        }
+        return Err(OpError::Exec(format!(
+            "the master IP {} could not be brought up: {e}",
+            n.cidr()
+        )));
+    }
+    env.log(format!("master IP {} up on {}", n.cidr(), n.netdev));
+    Ok(())
 }
 
 /// One line per changed setting, `name: old -> new`.

@@ -23,6 +23,7 @@ pub(crate) mod instance_remove;
 pub(crate) mod instance_replace_disks;
 pub(crate) mod instance_set_params;
 pub(crate) mod instance_state;
+pub(crate) mod master_ip;
 pub(crate) mod network;
 pub(crate) mod network_connect;
 pub(crate) mod node_add;

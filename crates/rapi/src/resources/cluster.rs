@@ -116,6 +116,11 @@ fn modify(rapi: &Rapi, req: &Req) -> ApiResult {
             reserved_lvs: b.opt("reserved_lvs")?,
             default_iallocator: b.opt("default_iallocator")?,
             ipolicy: b.opt("ipolicy")?,
+            // The floating master IP is the admin's CLI's only (docs/master-ip.md): a RAPI
+            // user could otherwise claim any address of the network.
+            master_ip: None,
+            master_netdev: None,
+            master_netmask: None,
         }),
     )
 }
@@ -146,8 +151,9 @@ fn cluster_info(cfg: &ConfigData) -> Value {
         "diskparams": {},
         "candidate_pool_size": c.candidate_pool_size,
         "max_running_jobs": 20,
-        "master_netdev": "",
-        "master_netmask": 32,
+        "master_netdev": c.master_ip.as_ref().map(|m| m.netdev.as_str()).unwrap_or(""),
+        "master_netmask": c.master_ip.as_ref().map(|m| m.netmask).unwrap_or(32),
+        "master_ip": c.master_ip.as_ref().map(|m| m.ip.to_string()),
         "use_external_mip_script": false,
         "volume_group_name": c.vg_name,
         "drbd_usermode_helper": c.drbd_usermode_helper,
