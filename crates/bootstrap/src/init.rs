@@ -35,6 +35,35 @@ pub struct InitParams {
     pub fake_cpus: Option<u32>,
 }
 
+/// The unprivileged user QEMU runs as on hosts installed from the packages (their
+/// postinst creates it; docs/security.md).
+pub const QEMU_USER: &str = "maguey-qemu";
+
+/// Whether [`QEMU_USER`] exists on this host (a packaged install).
+fn qemu_user_exists() -> bool {
+    std::fs::read_to_string("/etc/passwd")
+        .map(|p| p.lines().any(|l| l.split(':').next() == Some(QEMU_USER)))
+        .unwrap_or(false)
+}
+
+/// The `-H` parameters, with `kvm` running QEMU as [`QEMU_USER`] (`security_model=user`)
+/// when that user exists and the admin did not choose a security model.
+fn with_qemu_user(
+    given: &BTreeMap<Hypervisor, Params>,
+    enabled: &[Hypervisor],
+    user_exists: bool,
+) -> BTreeMap<Hypervisor, Params> {
+    let mut out = given.clone();
+    if user_exists && enabled.contains(&Hypervisor::Kvm) {
+        let kvm = out.entry(Hypervisor::Kvm).or_default();
+        if !kvm.contains_key("security_model") {
+            kvm.insert("security_model".into(), "user".into());
+            kvm.insert("security_domain".into(), QEMU_USER.into());
+        }
+    }
+    out
+}
+
 /// Writes the new cluster's files into the state directory. Refuses to touch an existing one.
 /// The LVM volume group is Ganeti's default, `xenvg`.
 pub fn init_cluster(p: &InitParams) -> Result<()> {
@@ -59,7 +88,8 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         .validate(&p.nicparams)
         .map_err(anyhow::Error::msg)?;
     let mut hvparams = BTreeMap::new();
-    for (hv, params) in &p.hvparams {
+    let given = with_qemu_user(&p.hvparams, &p.enabled_hypervisors, qemu_user_exists());
+    for (hv, params) in &given {
         let v = ParamKind::Hv(*hv)
             .validate(params)
             .map_err(anyhow::Error::msg)?;
@@ -173,4 +203,30 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
     }
     .save(&p.state_dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod qemu_user_tests {
+    use super::*;
+
+    #[test]
+    fn packaged_hosts_run_qemu_unprivileged_unless_the_admin_chose() {
+        let kvm = [Hypervisor::Kvm];
+        let none = BTreeMap::new();
+        let p = with_qemu_user(&none, &kvm, true);
+        assert_eq!(p[&Hypervisor::Kvm]["security_model"], "user");
+        assert_eq!(p[&Hypervisor::Kvm]["security_domain"], QEMU_USER);
+        // Without the user (the lab, a host not installed from the packages): unchanged.
+        assert!(with_qemu_user(&none, &kvm, false).is_empty());
+        // Without kvm enabled: unchanged.
+        assert!(with_qemu_user(&none, &[Hypervisor::Fake], true).is_empty());
+        // The admin's choice wins.
+        let mut chosen = BTreeMap::new();
+        let mut k = Params::new();
+        k.insert("security_model".into(), "none".into());
+        chosen.insert(Hypervisor::Kvm, k);
+        let p = with_qemu_user(&chosen, &kvm, true);
+        assert_eq!(p[&Hypervisor::Kvm]["security_model"], "none");
+        assert!(!p[&Hypervisor::Kvm].contains_key("security_domain"));
+    }
 }
