@@ -5,6 +5,7 @@
 //! wire form is Ganeti's: one JSON object with the fields and `OP_ID`.
 
 mod cluster;
+mod cluster_crypto;
 mod cluster_params;
 mod group;
 mod group_moves;
@@ -17,6 +18,7 @@ mod node;
 mod room;
 
 pub use cluster::*;
+pub use cluster_crypto::*;
 pub use cluster_params::*;
 pub use group::*;
 pub use group_moves::*;
@@ -118,6 +120,7 @@ opcodes! {
     NetworkDisconnect(OpNetworkDisconnect) = "OP_NETWORK_DISCONNECT",
     InstanceChangeGroup(OpInstanceChangeGroup) = "OP_INSTANCE_CHANGE_GROUP",
     GroupEvacuate(OpGroupEvacuate) = "OP_GROUP_EVACUATE",
+    ClusterRenewCrypto(OpClusterRenewCrypto) = "OP_CLUSTER_RENEW_CRYPTO",
 }
 
 impl OpCode {
