@@ -271,6 +271,18 @@ impl KvmHypervisor {
             // Ready mirrors cancelled once the source is paused leave the targets in
             // sync; on failure they are simply dropped.
             self.cancel_mirrors(name).await;
+            // Their NBD clients disconnect now, so the target's NBD server stops at once
+            // (a TLS session would otherwise wait for its peer when the target finalizes).
+            if let Ok(mut q) = self.qmp(name).await {
+                for i in 0..disks {
+                    let _ = q
+                        .call(
+                            "blockdev-del",
+                            serde_json::json!({"node-name": format!("mirror{i}")}),
+                        )
+                        .await;
+                }
+            }
         }
         let mut st = r?;
         (st.disk_transferred, st.disk_time) = disk_stats;
