@@ -29,7 +29,6 @@ use maguey_jobs::JobQueue;
 use maguey_node::{NodeConfig, NodeRuntime};
 use maguey_ops::{Executor, Master};
 use maguey_rpc::ca::NodeIdentity;
-use maguey_rpc::client::RpcClient;
 use maguey_rpc::NodeRequest;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -228,7 +227,8 @@ pub async fn run(args: Args) -> Result<()> {
         );
         let cluster = config.snapshot().cluster.clone();
         // Every node RPC carries the cluster and the master's term (docs/security.md).
-        let rpc = RpcClient::new(&identity, Duration::from_secs(60))
+        // It presents the node certificate renewed in place (`renew-crypto`) as soon as it is.
+        let rpc = maguey_rpc::reload::rpc_client(&dir, Duration::from_secs(60))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_fence(maguey_rpc::Fence::new(&cluster.uuid, cluster.fence_term()));
         let destroy = Arc::new(tokio::sync::Notify::new());
@@ -334,7 +334,7 @@ pub async fn run(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(daemon.listen)
         .await
         .with_context(|| format!("listening on {}", daemon.listen))?;
-    let tls = maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = maguey_rpc::reload::server_config(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Jobs start only once this node's own RPC listener is bound: their first RPC may be to
     // this very node (connections wait in the listen backlog until the server loop runs).
     if let Some((master, queue, state)) = &master_parts {

@@ -93,6 +93,7 @@ async fn migrate(
         address: "127.0.0.1".into(),
         port,
         nbd_port,
+        tls_peer: None,
     })
     .await
     .unwrap();
@@ -105,6 +106,7 @@ async fn migrate(
             bandwidth: 32,
             downtime: 30,
             nbd_port,
+            tls_peer: None,
         })
         .await
         .unwrap();
@@ -239,6 +241,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
         address: "127.0.0.1".into(),
         port,
         nbd_port: None,
+        tls_peer: None,
     })
     .await
     .unwrap();
@@ -251,6 +254,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
             bandwidth: 32,
             downtime: 30,
             nbd_port: None,
+            tls_peer: None,
         })
         .await
         .unwrap();
@@ -368,6 +372,7 @@ async fn raw_qemu_boot_and_migrate_figures() {
     a.migrate_set_parameters(&MigrationParameters {
         max_bandwidth: Some(32 << 20),
         downtime_limit: Some(30),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -564,6 +569,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
         address: "127.0.0.1".into(),
         port,
         nbd_port: None,
+        tls_peer: None,
     })
     .await
     .unwrap();
@@ -587,6 +593,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
             bandwidth: 1,
             downtime: 30,
             nbd_port: None,
+            tls_peer: None,
         })
         .await;
     killer.await.unwrap();

@@ -21,6 +21,7 @@ pub mod image_safety;
 pub mod master_ip;
 pub mod migration;
 pub mod network;
+pub mod oplocks;
 pub mod os;
 pub mod ports;
 pub mod qmp;
@@ -88,7 +89,9 @@ impl NodeConfig {
     }
 }
 
-/// Executes node requests. Cheap to share behind an `Arc`; all methods take `&self`.
+/// Executes node requests. Cheap to share behind an `Arc` (or to clone: clones share the
+/// hypervisors and the locks); all methods take `&self`.
+#[derive(Clone)]
 pub struct NodeRuntime {
     cfg: NodeConfig,
     fake: Arc<FakeHypervisor>,
@@ -100,6 +103,10 @@ pub struct NodeRuntime {
     hooks_dir: Option<PathBuf>,
     /// Ports of migration targets and NBD exports (magueyd.toml); default: ephemeral.
     ports: ports::PortRanges,
+    /// The node's own locks on the instances and disks requests change ([`oplocks`]).
+    oplocks: Arc<oplocks::OpLocks>,
+    /// How long a request waits for such a lock ([`oplocks::LOCK_WAIT`]).
+    lock_wait: Duration,
 }
 
 impl NodeRuntime {
@@ -123,11 +130,19 @@ impl NodeRuntime {
             storage_runner: None,
             hooks_dir: None,
             ports: ports::PortRanges::default(),
+            oplocks: Arc::default(),
+            lock_wait: oplocks::LOCK_WAIT,
         })
     }
 
     pub fn config(&self) -> &NodeConfig {
         &self.cfg
+    }
+
+    /// How long a request waits for the node's lock of an instance or disk that another one
+    /// holds (default [`oplocks::LOCK_WAIT`]).
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
     }
 
     /// How long OS scripts may run (default [`os::DEFAULT_OS_TIMEOUT`]).
@@ -218,8 +233,24 @@ impl NodeRuntime {
 
     /// Executes one request: its typed reply, or why it failed. `LeaveCluster` only removes
     /// the cluster files: the daemon exits after replying.
+    /// A request that changes an instance or a disk holds the node's lock on it until its
+    /// work ends, also when the caller stopped waiting ([`oplocks`]).
     pub async fn execute(&self, req: NodeRequest) -> NodeResult<NodeReply> {
-        api::dispatch(self, req).await
+        let keys = oplocks::keys(&req);
+        if keys.is_empty() {
+            return api::dispatch(self, req).await;
+        }
+        let held = self
+            .oplocks
+            .acquire(&keys, req.procedure(), self.lock_wait)
+            .await?;
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let _held = held;
+            api::dispatch(&rt, req).await
+        })
+        .await
+        .map_err(|e| NodeError::internal(format!("the request's task failed: {e}")))?
     }
 
     /// Executes one request and encodes its reply as the JSON documented on each

@@ -90,6 +90,15 @@ pub struct MigrationParameters {
     /// Milliseconds.
     #[serde(rename = "downtime-limit", skip_serializing_if = "Option::is_none")]
     pub downtime_limit: Option<u64>,
+    /// The id of a `tls-creds-x509` object; empty: no TLS.
+    #[serde(rename = "tls-creds", skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// The name the peer's certificate must carry (client side).
+    #[serde(rename = "tls-hostname", skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
+    /// The id of an authz object admitting the client (server side); empty: none.
+    #[serde(rename = "tls-authz", skip_serializing_if = "Option::is_none")]
+    pub tls_authz: Option<String>,
 }
 
 #[derive(Serialize)]

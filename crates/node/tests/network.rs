@@ -414,6 +414,7 @@ async fn accept(rt: &NodeRuntime, inst: &InstanceRuntime, port: u16) {
         address: "127.0.0.1".into(),
         port,
         nbd_port: None,
+        tls_peer: None,
     })
     .await
     .unwrap();
@@ -493,6 +494,7 @@ async fn migration_moves_the_taps() {
         bandwidth: 1000,
         downtime: 300,
         nbd_port: None,
+        tls_peer: None,
     })
     .await
     .unwrap();

@@ -239,6 +239,9 @@ impl OpExecutor for Executor {
                 OpCode::ClusterDestroy(o) => {
                     run_lu::<cluster_destroy::ClusterDestroy>(o, &env).await
                 }
+                OpCode::ClusterRenewCrypto(o) => {
+                    run_lu::<cluster_renew_crypto::ClusterRenewCrypto>(o, &env).await
+                }
                 OpCode::NodeAdd(o) => run_lu::<node_add::NodeAdd>(o, &env).await,
                 OpCode::NodeRemove(o) => run_lu::<node_remove::NodeRemove>(o, &env).await,
                 OpCode::NodeSetParams(o) => run_lu::<node_set_params::NodeSetParams>(o, &env).await,

@@ -278,6 +278,13 @@ impl RpcClient {
         })
     }
 
+    /// This client sending its requests through `transport` instead (the same timeout, fence
+    /// and [`http`](Self::http) client): [`crate::reload::rpc_client`].
+    pub fn replace_transport(mut self, transport: Arc<dyn RpcTransport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// This client stamping every node RPC with `fence`'s cluster and term (a master's
     /// client: nodes refuse a lower term than the highest they have seen).
     pub fn with_fence(mut self, fence: Fence) -> Self {

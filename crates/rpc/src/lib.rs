@@ -8,6 +8,7 @@
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
 //! * [`fence`]: the cluster and master term every master→node RPC carries.
+//! * [`reload`]: the TLS server and RPC client following a renewed certificate.
 //! * [`version`]: the protocol version every request carries, and its checks.
 
 pub mod ca;
@@ -17,6 +18,8 @@ pub mod fence;
 pub mod join;
 pub mod limits;
 pub mod protocol;
+pub mod reload;
+pub mod renew;
 pub mod server;
 pub mod tls;
 pub mod version;

@@ -80,6 +80,11 @@ pub enum NodeRequest {
         /// Local-disk migration: also export the instance's fresh disks over NBD on this port.
         #[serde(default)]
         nbd_port: Option<u16>,
+        /// Over TLS (QEMU's x509 credentials from the cluster CA): the source node's name, the
+        /// only certificate the migration stream and the NBD exports admit. None (a master
+        /// from before TLS): plain TCP.
+        #[serde(default)]
+        tls_peer: Option<String>,
     },
     /// Migration source: live-migrates a running instance to `target:port` and waits for the
     /// end (`bandwidth` MiB/s, `downtime` ms). Answers [`MigrationStatus`].
@@ -94,6 +99,9 @@ pub enum NodeRequest {
         /// first.
         #[serde(default)]
         nbd_port: Option<u16>,
+        /// Over TLS: the target node's name, which its certificate must carry. None: plain TCP.
+        #[serde(default)]
+        tls_peer: Option<String>,
     },
     /// Migration target, afterwards: keep the instance (`success`) or drop it. Answers null.
     FinalizeMigrationDst {
@@ -234,6 +242,24 @@ pub enum NodeRequest {
     ActivateMasterIp { master_ip: maguey_model::MasterIp },
     /// Takes the floating master IP down; absent already is fine. Answers null.
     DeactivateMasterIp { master_ip: maguey_model::MasterIp },
+    /// Certificate renewal (`cluster renew-crypto`, [`crate::renew`]), step 1: the node makes
+    /// a new key, kept aside, and answers its CSR (text).
+    CertificatePrepare,
+    /// Step 2, on the master (it holds the CA): signs `csr` for `node_name` and `ips`.
+    /// Answers the certificate (text).
+    CertificateSign {
+        csr: String,
+        node_name: String,
+        ips: Vec<String>,
+    },
+    /// Step 3: the node checks the certificate (its CA, its name, the key of step 1) and makes
+    /// it its own, after writing `ssconf` when given (the master's renewal: from then on the
+    /// nodes obey its new certificate). Answers the new fingerprint (text).
+    CertificateInstall {
+        certificate: String,
+        #[serde(default)]
+        ssconf: Option<Ssconf>,
+    },
 }
 
 impl NodeRequest {
@@ -284,6 +310,9 @@ impl NodeRequest {
             NodeRequest::LeaveCluster => "leave_cluster",
             NodeRequest::ActivateMasterIp { .. } => "node_activate_master_ip",
             NodeRequest::DeactivateMasterIp { .. } => "node_deactivate_master_ip",
+            NodeRequest::CertificatePrepare => "certificate_prepare",
+            NodeRequest::CertificateSign { .. } => "certificate_sign",
+            NodeRequest::CertificateInstall { .. } => "certificate_install",
         }
     }
 }

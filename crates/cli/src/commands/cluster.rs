@@ -163,6 +163,8 @@ pub enum ClusterCmd {
     /// The watcher: pause [DURATION], continue, info, run (one pass now).
     #[command(subcommand)]
     Watcher(crate::commands::watcher::WatcherCmd),
+    /// Renews the cluster's certificates while instances run (gnt-cluster renew-crypto).
+    RenewCrypto(crate::commands::cluster_crypto::RenewCryptoArgs),
 }
 
 pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
@@ -361,6 +363,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             Ok(0)
         }
         ClusterCmd::Watcher(w) => crate::commands::watcher::run(dir, w).await,
+        ClusterCmd::RenewCrypto(a) => crate::commands::cluster_crypto::run(dir, a).await,
         ClusterCmd::Modify(a) => crate::commands::cluster_modify::run(dir, a).await,
         ClusterCmd::AddTags { tags, job } => {
             crate::commands::tags::run(dir, TagKind::Cluster, None, TagAction::Add, tags, job).await

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod cluster;
+pub mod cluster_crypto;
 pub mod cluster_modify;
 pub mod console;
 pub mod debug;

@@ -5,6 +5,7 @@
 //! wire form is Ganeti's: one JSON object with the fields and `OP_ID`.
 
 mod cluster;
+mod cluster_crypto;
 mod cluster_params;
 mod group;
 mod group_moves;
@@ -17,6 +18,7 @@ mod node;
 mod room;
 
 pub use cluster::*;
+pub use cluster_crypto::*;
 pub use cluster_params::*;
 pub use group::*;
 pub use group_moves::*;
@@ -120,6 +122,7 @@ opcodes! {
     GroupEvacuate(OpGroupEvacuate) = "OP_GROUP_EVACUATE",
     ClusterActivateMasterIp(OpClusterActivateMasterIp) = "OP_CLUSTER_ACTIVATE_MASTER_IP",
     ClusterDeactivateMasterIp(OpClusterDeactivateMasterIp) = "OP_CLUSTER_DEACTIVATE_MASTER_IP",
+    ClusterRenewCrypto(OpClusterRenewCrypto) = "OP_CLUSTER_RENEW_CRYPTO",
 }
 
 impl OpCode {

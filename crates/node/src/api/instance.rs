@@ -106,6 +106,7 @@ pub async fn accept(
     address: &str,
     port: u16,
     nbd_port: Option<u16>,
+    tls_peer: Option<&str>,
 ) -> NodeResult<AcceptedPorts> {
     let ranges = rt.port_ranges();
     let port = match port {
@@ -117,7 +118,7 @@ pub async fn accept(
         other => other,
     };
     rt.hypervisor(&instance.hypervisor)?
-        .accept_instance(instance, address, port, nbd_port)
+        .accept_instance(instance, address, port, nbd_port, tls_peer)
         .await?;
     Ok(AcceptedPorts { port, nbd_port })
 }

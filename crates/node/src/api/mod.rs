@@ -7,7 +7,8 @@
 //! * [`instance`]: instances on the hypervisor (start, stop, reboot, info, balloon, console,
 //!   disk resize) and their live migration;
 //! * [`drbd`]: the DRBD steps of mirrored disks;
-//! * [`os`]: OS definitions and the built-in image provider.
+//! * [`os`]: OS definitions and the built-in image provider;
+//! * [`certs`]: renewing the node's certificate.
 //!
 //! Instance networking (taps, bridges, routes) has no request of its own: it is part of
 //! starting and stopping instances ([`crate::network`]).
@@ -16,6 +17,7 @@
 //! wire.
 
 pub mod blockdev;
+pub mod certs;
 pub mod drbd;
 pub mod instance;
 pub mod node;
@@ -54,6 +56,20 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
         })
         .await
         .map(empty),
+        R::CertificatePrepare => certs::prepare(rt).await.map(NodeReply::Text),
+        R::CertificateSign {
+            csr,
+            node_name,
+            ips,
+        } => certs::sign(rt, csr, node_name, ips)
+            .await
+            .map(NodeReply::Text),
+        R::CertificateInstall {
+            certificate,
+            ssconf,
+        } => certs::install(rt, certificate, ssconf)
+            .await
+            .map(NodeReply::Text),
         // Block devices.
         R::BlockdevCreate {
             disk,
@@ -156,7 +172,8 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             address,
             port,
             nbd_port,
-        } => instance::accept(rt, &instance, &address, port, nbd_port)
+            tls_peer,
+        } => instance::accept(rt, &instance, &address, port, nbd_port, tls_peer.as_deref())
             .await
             .map(NodeReply::AcceptedPorts),
         R::InstanceMigrate {
@@ -167,6 +184,7 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             bandwidth,
             downtime,
             nbd_port,
+            tls_peer,
         } => {
             let to = instance::MigrationTarget {
                 target: &target,
@@ -174,6 +192,7 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
                 bandwidth,
                 downtime,
                 nbd_port,
+                tls_peer: tls_peer.as_deref(),
             };
             instance::migrate(rt, &name, &hypervisor, to)
                 .await

@@ -280,6 +280,7 @@ impl Hypervisor for FakeHypervisor {
         _address: &'a str,
         _port: u16,
         _nbd_port: Option<u16>,
+        _tls_peer: Option<&'a str>,
     ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             let _guard = self.lock.lock().await;

@@ -37,6 +37,8 @@ pub struct MigrationTarget<'a> {
     pub downtime: u64,
     /// Local-disk migration: the target's NBD exports of the disks.
     pub nbd_port: Option<u16>,
+    /// Over TLS: the target node's name, which its certificate must carry (None: plain TCP).
+    pub tls_peer: Option<&'a str>,
 }
 
 /// How to reboot an instance (`full` = stop + start is done by the master).
@@ -105,12 +107,14 @@ pub trait Hypervisor: Send + Sync {
 
     /// Migration target: starts the instance waiting for its state on `address:port`; with
     /// `nbd_port`, also exports its (fresh) disks over NBD there for the source to mirror into.
+    /// With `tls_peer`, both over TLS, admitting only that node's certificate.
     fn accept_instance<'a>(
         &'a self,
         inst: &'a InstanceRuntime,
         _address: &'a str,
         _port: u16,
         _nbd_port: Option<u16>,
+        _tls_peer: Option<&'a str>,
     ) -> BoxFuture<'a, NodeResult<()>> {
         Box::pin(async move {
             Err(NodeError::unsupported(format!(

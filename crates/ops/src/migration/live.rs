@@ -120,6 +120,7 @@ pub(super) async fn live_migrate(
                 address: dst.primary_ip.clone(),
                 port: 0,
                 nbd_port: local.then_some(0),
+                tls_peer: Some(src.name.clone()),
             },
         )
         .await;
@@ -148,6 +149,7 @@ pub(super) async fn live_migrate(
             bandwidth,
             downtime,
             nbd_port: ports.nbd_port,
+            tls_peer: Some(dst.name.clone()),
         },
     );
     let result = with_progress(env, inst, src, migrate).await;

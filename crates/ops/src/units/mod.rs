@@ -4,6 +4,7 @@
 //! `disks`, `migration`, `drbd`, `iallocator`, `moves`, `util`). No unit imports another.
 
 pub(crate) mod cluster_destroy;
+pub(crate) mod cluster_renew_crypto;
 pub(crate) mod cluster_set_params;
 pub(crate) mod cluster_verify;
 pub(crate) mod cluster_verify_disks;

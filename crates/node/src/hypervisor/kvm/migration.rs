@@ -1,6 +1,7 @@
 //! Live migration with QEMU: the target waits for the state, the source sends RAM (and,
 //! with local disks, mirrors them over NBD first); both finalize afterwards.
 
+use super::tls::{Endpoint, TlsIds};
 use super::{KvmHypervisor, RunFile, MIB};
 use crate::error::{NodeError, NodeResult};
 use crate::hypervisor::MigrationTarget;
@@ -17,6 +18,7 @@ impl KvmHypervisor {
         port: u16,
         bandwidth: u64,
         downtime: u64,
+        tls: Option<(&str, &TlsIds)>,
     ) -> NodeResult<MigrationStatus> {
         let name = rf.name.as_str();
         {
@@ -25,6 +27,10 @@ impl KvmHypervisor {
                 // A huge bandwidth (from a request) saturates instead of overflowing.
                 max_bandwidth: Some(bandwidth.max(1).saturating_mul(MIB)),
                 downtime_limit: Some(downtime),
+                // Empty: plain TCP (also after an incoming migration over TLS).
+                tls_creds: Some(tls.map_or("", |(_, ids)| &ids.creds).to_string()),
+                tls_hostname: Some(tls.map_or("", |(peer, _)| peer).to_string()),
+                tls_authz: None,
             })
             .await?;
             q.migrate(&format!("tcp:{target}:{port}")).await?;
@@ -73,6 +79,7 @@ impl KvmHypervisor {
         target: &str,
         nbd_port: u16,
         disks: usize,
+        tls: Option<(&str, &TlsIds)>,
     ) -> NodeResult<(u64, u64)> {
         let t = Instant::now();
         let mut q = self.qmp(name).await?;
@@ -84,13 +91,14 @@ impl KvmHypervisor {
                     serde_json::json!({"node-name": format!("mirror{i}")}),
                 )
                 .await;
-            q.call(
-                "blockdev-add",
-                serde_json::json!({"driver": "nbd", "node-name": format!("mirror{i}"),
-                    "server": {"type": "inet", "host": target, "port": nbd_port.to_string()},
-                    "export": format!("disk{i}")}),
-            )
-            .await?;
+            let mut client = serde_json::json!({"driver": "nbd", "node-name": format!("mirror{i}"),
+                "server": {"type": "inet", "host": target, "port": nbd_port.to_string()},
+                "export": format!("disk{i}")});
+            if let Some((peer, ids)) = tls {
+                client["tls-creds"] = ids.creds.as_str().into();
+                client["tls-hostname"] = peer.into();
+            }
+            q.call("blockdev-add", client).await?;
             q.call(
                 "blockdev-mirror",
                 serde_json::json!({"job-id": format!("mirror{i}"), "device": format!("disk{i}"),
@@ -156,6 +164,7 @@ impl KvmHypervisor {
         address: &str,
         port: u16,
         nbd_port: Option<u16>,
+        tls_peer: Option<&str>,
     ) -> NodeResult<()> {
         let _guard = self.lock.lock().await;
         if self.running(&inst.name)?.is_some() {
@@ -166,15 +175,36 @@ impl KvmHypervisor {
         }
         let uri = format!("tcp:{address}:{port}");
         let r = async {
-            self.launch(inst, Some(&uri), nbd_port.is_some()).await?;
+            // Over TLS, QEMU listens only once its credentials are loaded.
+            let incoming = if tls_peer.is_some() { "defer" } else { &uri };
+            self.launch(inst, Some(incoming), nbd_port.is_some())
+                .await?;
+            let mut ids = None;
+            if let Some(peer) = tls_peer {
+                let pid = self.running(&inst.name)?.map_or(0, |rf| rf.pid);
+                let tls = self
+                    .add_tls_creds(&inst.name, pid, Endpoint::Server, peer)
+                    .await?;
+                let mut q = self.qmp(&inst.name).await?;
+                q.migrate_set_parameters(&MigrationParameters {
+                    tls_creds: Some(tls.creds.clone()),
+                    tls_authz: Some(tls.authz.clone()),
+                    ..Default::default()
+                })
+                .await?;
+                q.call("migrate-incoming", serde_json::json!({ "uri": uri }))
+                    .await?;
+                ids = Some(tls);
+            }
             if let Some(nbd) = nbd_port {
                 let mut q = self.qmp(&inst.name).await?;
-                q.call(
-                    "nbd-server-start",
-                    serde_json::json!({"addr": {"type": "inet",
-                        "data": {"host": address, "port": nbd.to_string()}}}),
-                )
-                .await?;
+                let mut server = serde_json::json!({"addr": {"type": "inet",
+                    "data": {"host": address, "port": nbd.to_string()}}});
+                if let Some(tls) = &ids {
+                    server["tls-creds"] = tls.creds.as_str().into();
+                    server["tls-authz"] = tls.authz.as_str().into();
+                }
+                q.call("nbd-server-start", server).await?;
                 for i in 0..inst.disks.len() {
                     q.call(
                         "block-export-add",
@@ -206,6 +236,7 @@ impl KvmHypervisor {
             bandwidth,
             downtime,
             nbd_port,
+            tls_peer,
         } = to;
         let rf = self
             .running(name)?
@@ -215,9 +246,17 @@ impl KvmHypervisor {
             .iter()
             .filter(|a| a.starts_with("driver=raw,node-name=disk"))
             .count();
+        let ids = match tls_peer {
+            Some(peer) => Some(
+                self.add_tls_creds(name, rf.pid, Endpoint::Client, peer)
+                    .await?,
+            ),
+            None => None,
+        };
+        let tls = tls_peer.zip(ids.as_ref());
         let mut disk_stats = (0, 0);
         if let Some(nbd) = nbd_port {
-            match self.mirror_disks(name, target, nbd, disks).await {
+            match self.mirror_disks(name, target, nbd, disks, tls).await {
                 Ok(s) => disk_stats = s,
                 Err(e) => {
                     self.cancel_mirrors(name).await;
@@ -226,12 +265,24 @@ impl KvmHypervisor {
             }
         }
         let r = self
-            .migrate_ram(&rf, target, port, bandwidth, downtime)
+            .migrate_ram(&rf, target, port, bandwidth, downtime, tls)
             .await;
         if nbd_port.is_some() {
             // Ready mirrors cancelled once the source is paused leave the targets in
             // sync; on failure they are simply dropped.
             self.cancel_mirrors(name).await;
+            // Their NBD clients disconnect now, so the target's NBD server stops at once
+            // (a TLS session would otherwise wait for its peer when the target finalizes).
+            if let Ok(mut q) = self.qmp(name).await {
+                for i in 0..disks {
+                    let _ = q
+                        .call(
+                            "blockdev-del",
+                            serde_json::json!({"node-name": format!("mirror{i}")}),
+                        )
+                        .await;
+                }
+            }
         }
         let mut st = r?;
         (st.disk_transferred, st.disk_time) = disk_stats;

@@ -13,11 +13,13 @@ mod probe;
 mod process;
 pub mod scope;
 mod shutdown;
+mod tls;
 
 pub use cmdline::{build_argv, resolve_accel};
 pub use probe::kvm_can_run;
 pub use process::{kill_all, Paths, RunFile};
 pub use shutdown::{PoweredDown, RECORD_FILE};
+pub use tls::x509_identity;
 
 use super::{BoxFuture, Hypervisor, MigrationTarget, NodeMemory, RebootKind};
 use crate::error::{NodeError, NodeResult};
@@ -306,8 +308,9 @@ impl Hypervisor for KvmHypervisor {
         address: &'a str,
         port: u16,
         nbd_port: Option<u16>,
+        tls_peer: Option<&'a str>,
     ) -> BoxFuture<'a, NodeResult<()>> {
-        Box::pin(self.accept(inst, address, port, nbd_port))
+        Box::pin(self.accept(inst, address, port, nbd_port, tls_peer))
     }
 
     fn migrate<'a>(
