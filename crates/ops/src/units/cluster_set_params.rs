@@ -246,7 +246,7 @@ impl LogicalUnit for ClusterSetParams {
             env.log("nothing to change");
             return Ok(json!([]));
         }
-        env.apply(Command::UpdateCluster { cluster: c })?;
+        env.apply(Command::UpdateCluster { cluster: c }).await?;
         for ch in &self.changes {
             env.log(format!("cluster: {ch}"));
         }
