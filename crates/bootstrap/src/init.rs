@@ -146,6 +146,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         drbd_usermode_helper: maguey_model::DEFAULT_DRBD_HELPER.to_string(),
         ipolicy: Default::default(),
         master_term: 0,
+        replicated: false,
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

@@ -379,6 +379,12 @@ impl MasterClient {
         self.get_json(&self.url("/luxi/cluster-description")).await
     }
 
+    /// A replicated master's Raft view: term, voters and their lag (`cluster info`); an
+    /// error from a single master.
+    pub async fn replication(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/replication")).await
+    }
+
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         self.get_json(&self.url("/luxi/config")).await
     }

@@ -183,6 +183,10 @@ pub struct Cluster {
     /// recovery raises it; see [`Cluster::fence_term`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub master_term: u64,
+    /// The config is replicated with Raft among the master candidates, and the Raft leader is
+    /// the master (docs/replication.md); set by the first leader. False: one master node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated: bool,
 }
 
 fn is_zero(t: &u64) -> bool {
@@ -479,6 +483,10 @@ pub struct Ssconf {
     /// only their requests raise the master term a node has stored.
     #[serde(default)]
     pub master_candidate_certificates: Vec<String>,
+    /// The master is the Raft leader of the candidates ([`Cluster::replicated`]): any
+    /// candidate may become master, so a node obeys every candidate's certificate.
+    #[serde(default)]
+    pub replicated: bool,
 }
 
 impl Ssconf {
@@ -533,6 +541,7 @@ impl Ssconf {
                 .map(|n| n.certificate_fingerprint.clone())
                 .filter(|f| !f.is_empty())
                 .collect(),
+            replicated: cfg.cluster.replicated,
         }
     }
 }

@@ -374,6 +374,27 @@ impl Replica {
         })
     }
 
+    /// Every job record this replica has applied: (id, record, archived), live ones first.
+    pub fn job_records(&self) -> Result<Vec<(u64, serde_json::Value, bool)>, ReplicationError> {
+        let read = || -> Result<Vec<(u64, serde_json::Value, bool)>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for (table, archived) in [(db::SM_JOBS, false), (db::SM_ARCHIVE, true)] {
+                let t = txn.open_table(table).map_err(|e| e.to_string())?;
+                for row in t.iter().map_err(|e| e.to_string())? {
+                    let (k, v) = row.map_err(|e| e.to_string())?;
+                    let record = serde_json::from_slice(v.value()).map_err(|e| e.to_string())?;
+                    out.push((k.value(), record, archived));
+                }
+            }
+            Ok(out)
+        };
+        read().map_err(|message| ReplicationError::Store {
+            path: PathBuf::new(),
+            message: format!("job records: {message}"),
+        })
+    }
+
     fn job_answer(&self, response: Response) -> Result<(), ReplicationError> {
         match response {
             Response::Job { result } => result.map_err(ReplicationError::Refused),

@@ -74,6 +74,10 @@ pub enum ClusterCmd {
         /// Do not start magueyd.
         #[arg(long)]
         no_start: bool,
+        /// Replicate the config with Raft among the master candidates: the Raft leader is the
+        /// master, and another candidate takes over when it dies (docs/replication.md).
+        #[arg(long)]
+        replicated: bool,
     },
     /// Shows the cluster's settings.
     Info {
@@ -174,6 +178,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             nic_parameters,
             fake_memory,
             no_start,
+            replicated,
         } => {
             let node_name = match node_name {
                 Some(n) => n,
@@ -222,6 +227,10 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             };
             maguey_bootstrap::init::init_cluster_with_vg(&params, &vg_name)
                 .map_err(|e| usage(format!("{e:#}")))?;
+            if replicated {
+                maguey_bootstrap::files::mark_replicated(dir)
+                    .map_err(|e| CliError::Other(format!("{e:#}")))?;
+            }
             if !no_start {
                 // A packaged node: systemd runs magueyd (docs/install.md); elsewhere, a fork.
                 if maguey_bootstrap::systemd::manages(dir) {
@@ -275,6 +284,13 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 "Nodes": cfg.nodes.len(),
                 "Instances": cfg.instances.len(),
             });
+            let mut info = info;
+            if cfg.cluster.replicated {
+                // The Raft view of a replicated master (docs/replication.md).
+                if let (Ok(r), Some(map)) = (c.replication().await, info.as_object_mut()) {
+                    map.insert("Replication".into(), r);
+                }
+            }
             if output == Format::Json {
                 println!(
                     "{}",

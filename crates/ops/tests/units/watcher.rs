@@ -270,8 +270,7 @@ async fn watcher_leaves_alone_down_nodes_and_never_starts_on_a_wrong_node() {
     let mut n3 = cfg.node_by_name("node3").unwrap().clone();
     n3.offline = true;
     n3.master_candidate = false;
-    c.apply(Command::UpdateNode { node: n3 })
-        .unwrap();
+    c.apply(Command::UpdateNode { node: n3 }).unwrap();
     // inst1 runs on node1 instead of its primary node2.
     kill(c.node("node2"), "inst1").await;
     start_behind(&c, c.node("node1"), "inst1", None).await;
