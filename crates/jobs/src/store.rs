@@ -100,8 +100,20 @@ impl Store {
         seq
     }
 
-    /// Blocks until the change `seq` (and everything before it) is committed.
+    /// Blocks until the change `seq` (and everything before it) is committed. On a worker of
+    /// a multi-threaded runtime the worker hands its other tasks over meanwhile: a replicated
+    /// commit needs them (the Raft core and its network run there).
     pub(crate) fn wait(&self, seq: u64) -> Result<(), JobError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.wait_here(seq))
+        } else {
+            self.wait_here(seq)
+        }
+    }
+
+    fn wait_here(&self, seq: u64) -> Result<(), JobError> {
         let mut p = self.lock();
         while p.committed < seq && !p.stop {
             p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
