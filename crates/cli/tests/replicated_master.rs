@@ -200,6 +200,33 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     let names = instance_names(&lab, 1).expect("instance list through node1");
     assert!(names.iter().any(|x| x == "after"), "{names:?}");
     assert_eq!(getmaster(&lab, 2), new_master);
+
+    // A planned move back to node1 (`master-failover --to`), asked through any node.
+    let r = maguey_on(&lab, 3, &["cluster", "master-failover", "--to", "node1"]).ok();
+    assert!(r.stdout.contains("the master is now node1"), "{}", r.stdout);
+    assert!(
+        wait_until(T, || (1..=3).all(|i| getmaster(&lab, i) == "node1")),
+        "{}",
+        lab.logs()
+    );
+    maguey_on(
+        &lab,
+        2,
+        &[
+            "instance",
+            "add",
+            "-t",
+            "diskless",
+            "--no-install",
+            "-n",
+            "node1",
+            "moved-back",
+        ],
+    )
+    .ok();
+    let r = maguey_on(&lab, 2, &["cluster", "master-failover", "--to", "node9"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("node9 is not a voter"), "{}", r.stderr);
 }
 
 #[test]

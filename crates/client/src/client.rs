@@ -385,6 +385,12 @@ impl MasterClient {
         self.get_json(&self.url("/luxi/replication")).await
     }
 
+    /// `cluster master-failover`: the master steps down; another candidate (`to`) leads.
+    pub async fn master_failover(&self, to: Option<&str>) -> Result<Value, ClientError> {
+        self.post_json(&self.url("/luxi/master-failover"), &json!({ "to": to }))
+            .await
+    }
+
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         self.get_json(&self.url("/luxi/config")).await
     }

@@ -162,6 +162,9 @@ pub struct Candidacy {
     replica: tokio::sync::OnceCell<Arc<Replica>>,
     active: RwLock<Option<Arc<Active>>>,
     options: ReplicaOptions,
+    /// The term this node gave up the mastership in (`cluster master-failover`): it does not
+    /// start the master again while that term lasts.
+    stepped_down: std::sync::atomic::AtomicU64,
 }
 
 impl Candidacy {
@@ -183,6 +186,7 @@ impl Candidacy {
             replica: tokio::sync::OnceCell::new(),
             active: RwLock::new(None),
             options: ReplicaOptions::default(),
+            stepped_down: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -264,6 +268,9 @@ impl Candidacy {
                         stop(a).await;
                     }
                 }
+                None if leads
+                    && self.stepped_down.load(std::sync::atomic::Ordering::SeqCst)
+                        == status.term => {}
                 None if leads => match self.become_master(&replica, status.term).await {
                     Ok(a) => {
                         failures = 0;
@@ -279,6 +286,71 @@ impl Candidacy {
                     }
                 },
                 None => {}
+            }
+        }
+    }
+
+    /// `cluster master-failover [--to NODE]`: stops the master here, steps down, and waits
+    /// for another voter (`to`, asked to campaign) to lead; the new master's name.
+    async fn master_failover(&self, replica: Arc<Replica>, to: Option<String>) -> Result<String> {
+        let status = replica.status();
+        let target = match &to {
+            Some(name) => {
+                let (id, m) = status
+                    .voters
+                    .iter()
+                    .find(|(_, m)| &m.name == name)
+                    .with_context(|| format!("{name} is not a voter (master candidate)"))?;
+                anyhow::ensure!(*id != status.id, "{name} is the master already");
+                Some(m.clone())
+            }
+            None => None,
+        };
+        anyhow::ensure!(status.voters.len() > 1, "this master is the only voter");
+        let term = status.term;
+        self.stepped_down
+            .store(term, std::sync::atomic::Ordering::SeqCst);
+        // No more writes from here: they would keep the followers from campaigning.
+        let old = self.active.write().ok().and_then(|mut a| a.take());
+        if let Some(a) = old {
+            stop(a).await;
+        }
+        replica.step_down()?;
+        tracing::info!("master failover: stepping down in term {term}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let client = RpcClient::new(&self.identity, Duration::from_secs(2))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let moved = loop {
+            let st = replica.status();
+            if st.term > term {
+                if let Some(m) = st
+                    .leader
+                    .filter(|l| *l != st.id)
+                    .and_then(|l| st.voters.get(&l))
+                {
+                    break Some(m.name.clone());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                break None;
+            }
+            if let Some(m) = &target {
+                let url = format!("https://{}/raft/campaign", m.addr);
+                let _ = client.http().post(&url).json(&()).send().await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        replica.resume();
+        match moved {
+            Some(name) => {
+                tracing::info!("master failover: {name} is the master");
+                Ok(name)
+            }
+            None => {
+                // Nobody took over: this node leads on (it starts the master again).
+                self.stepped_down
+                    .store(0, std::sync::atomic::Ordering::SeqCst);
+                anyhow::bail!("no other candidate took over in time; this node stays master")
             }
         }
     }
@@ -605,6 +677,7 @@ async fn hand_secrets(rpc: &RpcClient, dir: &Path, to: &Member) -> Result<()> {
 pub fn router(c: Arc<Candidacy>) -> Router {
     Router::new()
         .route("/raft/secrets", post(secrets))
+        .route("/raft/campaign", post(campaign))
         .route("/raft/{kind}", post(raft_rpc))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .layer(axum::middleware::from_fn(
@@ -676,6 +749,24 @@ async fn raft_rpc(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct FailoverRequest {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /raft/campaign`: the master steps down and asks this candidate to stand.
+async fn campaign(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
+    let peer = peer_of(&req);
+    match replica_for(&c, peer.as_ref()).await {
+        Ok(r) => match r.campaign().await {
+            Ok(()) => Json(serde_json::json!({})).into_response(),
+            Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
+        Err(resp) => resp,
+    }
+}
+
 /// `POST /raft/secrets`: the leader hands a candidate the CA key and the admin certificate
 /// (kept where they are if this node has them already).
 async fn secrets(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
@@ -728,6 +819,21 @@ async fn master_api(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
             return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
         }
         return Json(replication_info(replica)).into_response();
+    }
+    if let (Some(_), Some(replica), "/luxi/master-failover") =
+        (&active, c.replica.get(), req.uri().path())
+    {
+        if !peer_of(&req).is_some_and(|p| p.admin) {
+            return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
+        }
+        let body = axum::body::to_bytes(req.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let to: FailoverRequest = serde_json::from_slice(&body).unwrap_or_default();
+        return match c.master_failover(replica.clone(), to.to).await {
+            Ok(name) => Json(serde_json::json!({ "master": name })).into_response(),
+            Err(e) => refuse(StatusCode::CONFLICT, format!("{e:#}")),
+        };
     }
     if let Some(a) = active {
         return match a.router.clone().oneshot(req).await {

@@ -463,6 +463,34 @@ impl Replica {
         network::serve(&self.raft, &self.reach, kind, body).await
     }
 
+    /// A planned move of the leadership (openraft 0.9 has no transfer): this leader stops
+    /// sending heartbeats and will not campaign, so that another voter's election timer fires
+    /// (or [`Replica::campaign`] on it wins once the lease ran out). Undone by
+    /// [`Replica::resume`].
+    pub fn step_down(&self) -> Result<(), ReplicationError> {
+        if self.status().role != Role::Leader {
+            return Err(self.not_leader(self.status().leader));
+        }
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        Ok(())
+    }
+
+    /// Heartbeats and elections again after [`Replica::step_down`].
+    pub fn resume(&self) {
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+    }
+
+    /// Starts an election here now (refused by the others while they hear a leader).
+    pub async fn campaign(&self) -> Result<(), ReplicationError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))
+    }
+
     /// Stops the Raft node (its store is closed once its tasks end).
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -130,6 +130,13 @@ pub enum ClusterCmd {
     Modify(crate::commands::cluster_modify::ModifyArgs),
     /// Prints the master node's name.
     Getmaster,
+    /// Moves the master of a replicated cluster to another master candidate (planned
+    /// maintenance): the master steps down and NODE (or the first candidate to stand) leads.
+    MasterFailover {
+        /// The candidate to become master.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Adds tags to the cluster.
     AddTags {
         tags: Vec<String>,
@@ -250,6 +257,15 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                     })?;
             }
             println!("cluster {name} initialised in {}", dir.display());
+            Ok(0)
+        }
+        ClusterCmd::MasterFailover { to } => {
+            let c = client(dir)?;
+            let r = c.master_failover(to.as_deref()).await?;
+            println!(
+                "the master is now {}",
+                r["master"].as_str().unwrap_or("unknown")
+            );
             Ok(0)
         }
         ClusterCmd::Info { output } => {
