@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod raft;
 pub mod rapi_users;
 pub mod replicated;
+mod replicated_http;
 pub mod systemd;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
