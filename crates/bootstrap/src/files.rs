@@ -35,6 +35,16 @@ impl DaemonFile {
 pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("config.redb")
 }
+/// Left by `cluster init --replicated`: magueyd makes the config store the first snapshot of
+/// a replicated config (docs/replication.md) when it starts.
+pub const REPLICATE_MARKER: &str = "replicate";
+
+/// Asks magueyd to replicate the config of the cluster initialised in `dir`.
+pub fn mark_replicated(dir: &Path) -> Result<()> {
+    std::fs::write(dir.join(REPLICATE_MARKER), b"")?;
+    Ok(())
+}
+
 pub fn jobs_path(dir: &Path) -> PathBuf {
     dir.join("jobs.redb")
 }

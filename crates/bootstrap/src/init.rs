@@ -177,6 +177,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         ipolicy: Default::default(),
         master_term: 0,
         master_ip: None,
+        replicated: false,
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

@@ -379,6 +379,18 @@ impl MasterClient {
         self.get_json(&self.url("/luxi/cluster-description")).await
     }
 
+    /// A replicated master's Raft view: term, voters and their lag (`cluster info`); an
+    /// error from a single master.
+    pub async fn replication(&self) -> Result<Value, ClientError> {
+        self.get_json(&self.url("/luxi/replication")).await
+    }
+
+    /// `cluster master-failover`: the master steps down; another candidate (`to`) leads.
+    pub async fn master_failover(&self, to: Option<&str>) -> Result<Value, ClientError> {
+        self.post_json(&self.url("/luxi/master-failover"), &json!({ "to": to }))
+            .await
+    }
+
     pub async fn config(&self) -> Result<ConfigData, ClientError> {
         self.get_json(&self.url("/luxi/config")).await
     }

@@ -279,12 +279,12 @@ async fn watcher(
                 }
                 x => x.map(Duration::from_secs_f64),
             };
-            if let Err(e) = w.pause(d) {
+            if let Err(e) = w.pause(d).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e);
             }
         }
         "continue" => {
-            if let Err(e) = w.resume() {
+            if let Err(e) = w.resume().await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e);
             }
         }
@@ -432,7 +432,7 @@ async fn export_config_redacted(State(s): State<MasterState>) -> Response {
 
 /// `POST /luxi/join-token`: see [`JoinService::issue_token`].
 async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest>) -> Response {
-    match JoinService::from(&s).issue_token(&r) {
+    match JoinService::from(&s).issue_token(&r).await {
         Ok(t) => Json(t).into_response(),
         Err(e) => join_error(e),
     }
@@ -441,7 +441,7 @@ async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest
 /// `POST /join`: a new node presents its token and CSR; the master signs the CSR and queues
 /// OP_NODE_ADD, which finishes once the node's daemon answers over mutual TLS.
 async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Response {
-    match JoinService::from(&s).join(&r) {
+    match JoinService::from(&s).join(&r).await {
         Ok(j) => Json(j).into_response(),
         Err(e) => join_error(e),
     }

@@ -3,7 +3,9 @@
 //! * the node RPC (`/rpc`, node consoles) answers only the current master: the certificate
 //!   whose fingerprint the master published in the ssconf (`master_certificate`), or, before
 //!   the first ssconf reaches a new node, the one the master named when the node joined; and
-//!   the node's own certificate (the master calls itself);
+//!   the node's own certificate (the master calls itself). In a replicated cluster (ssconf
+//!   `replicated`) every master candidate's certificate (`master_candidate_certificates`):
+//!   whichever wins the election is the master, fenced by its term;
 //! * the master API (`/luxi/...`) answers only admin certificates
 //!   ([`maguey_rpc::server::require_admin_cert`]).
 //!
@@ -60,7 +62,17 @@ impl NodeAuth {
                 "an admin certificate does not command nodes: submit a job to the master".into(),
             );
         }
-        let (name, fingerprint) = match maguey_node::read_ssconf(&self.state_dir) {
+        let ssconf = maguey_node::read_ssconf(&self.state_dir);
+        // A replicated cluster's master is whichever candidate leads: every candidate's
+        // certificate commands the node (a new leader must reach nodes before they learn it).
+        if ssconf.as_ref().is_some_and(|ss| {
+            ss.replicated
+                && !peer.fingerprint.is_empty()
+                && ss.master_candidate_certificates.contains(&peer.fingerprint)
+        }) {
+            return Ok(());
+        }
+        let (name, fingerprint) = match ssconf {
             Some(ss) => (ss.master_node, ss.master_certificate),
             None => match JoinedMaster::load(&self.state_dir) {
                 Some(m) => (m.name, m.certificate),
@@ -242,5 +254,29 @@ mod tests {
         .unwrap();
         assert!(auth.check(Some(&peer("node1", "x", false))).is_ok());
         assert!(auth.check(Some(&other)).is_err());
+        // A replicated cluster: every candidate's certificate, no other.
+        let ss = Ssconf {
+            master_node: "node1".into(),
+            master_certificate: "m".into(),
+            master_candidate_certificates: vec!["m".into(), "o".into()],
+            ..Default::default()
+        };
+        let write = |ss: &Ssconf| {
+            std::fs::write(
+                dir.path().join(maguey_node::SSCONF_FILE),
+                serde_json::to_vec(ss).unwrap(),
+            )
+            .unwrap()
+        };
+        write(&ss);
+        assert!(auth.check(Some(&other)).is_err(), "single master: only it");
+        write(&Ssconf {
+            replicated: true,
+            ..ss
+        });
+        assert!(auth.check(Some(&other)).is_ok());
+        assert!(auth.check(Some(&master)).is_ok());
+        assert!(auth.check(Some(&peer("node4", "x", false))).is_err());
+        assert!(auth.check(Some(&peer("maguey admin", "o", true))).is_err());
     }
 }

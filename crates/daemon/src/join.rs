@@ -4,7 +4,7 @@
 //! handlers (`/luxi/join-token` and `/join` in [`crate::api`]) only decode and encode.
 
 use crate::api::{JoinTokenRequest, JoinTokenResponse, MasterState};
-use maguey_config::{Command, ConfigError};
+use maguey_config::Command;
 use maguey_jobs::submit::{submit, Origin, SubmitError};
 use maguey_jobs::JobQueue;
 use maguey_model::{names::validate_hostname, JoinToken, OpCode};
@@ -37,7 +37,7 @@ pub enum JoinError {
     BadRoom(maguey_model::rooms::RoomError),
     /// The config store refused the new token.
     #[error("{0}")]
-    TokenNotStored(ConfigError),
+    TokenNotStored(maguey_ops::ConfigWriteError),
     /// Unknown node, wrong secret, or expired: the three are not told apart.
     #[error("invalid, used or expired join token")]
     InvalidToken,
@@ -77,7 +77,7 @@ impl From<&MasterState> for JoinService {
 impl JoinService {
     /// A one-time token for `r.node_name` (replacing an earlier one), valid for
     /// [`JOIN_TOKEN_LIFETIME`].
-    pub fn issue_token(&self, r: &JoinTokenRequest) -> Result<JoinTokenResponse, JoinError> {
+    pub async fn issue_token(&self, r: &JoinTokenRequest) -> Result<JoinTokenResponse, JoinError> {
         validate_hostname(&r.node_name).map_err(|e| JoinError::BadNodeName(e.to_string()))?;
         if let Some(room) = &r.room {
             maguey_model::rooms::validate_room(room).map_err(JoinError::BadRoom)?;
@@ -87,7 +87,7 @@ impl JoinService {
                 return Err(JoinError::BadIp(ip.clone()));
             }
         }
-        self.purge_expired();
+        self.purge_expired().await;
         let cfg = self.master.config.snapshot();
         if cfg.node_by_name(&r.node_name).is_some() {
             return Err(JoinError::NodeExists(r.node_name.clone()));
@@ -122,11 +122,13 @@ impl JoinService {
                 .apply(Command::RemoveJoinToken {
                     node_name: r.node_name.clone(),
                 })
+                .await
                 .map_err(|e| JoinError::Internal(e.to_string()))?;
         }
         self.master
             .config
             .apply(Command::AddJoinToken { token: stored })
+            .await
             .map_err(JoinError::TokenNotStored)?;
         Ok(JoinTokenResponse {
             token,
@@ -137,13 +139,18 @@ impl JoinService {
 
     /// Removes the expired join tokens from the config (each one a config command; a token
     /// that cannot be removed now is tried again at the next issue).
-    pub fn purge_expired(&self) {
+    pub async fn purge_expired(&self) {
         let now = maguey_model::now();
         let cfg = self.master.config.snapshot();
         for t in cfg.join_tokens.values().filter(|t| t.expires < now) {
-            if let Err(e) = self.master.config.apply(Command::RemoveJoinToken {
-                node_name: t.node_name.clone(),
-            }) {
+            let removed = self
+                .master
+                .config
+                .apply(Command::RemoveJoinToken {
+                    node_name: t.node_name.clone(),
+                })
+                .await;
+            if let Err(e) = removed {
                 tracing::warn!("removing the expired join token of {}: {e}", t.node_name);
             }
         }
@@ -151,7 +158,7 @@ impl JoinService {
 
     /// A node presents its token and CSR: the token is used up, the CSR signed and
     /// OP_NODE_ADD queued.
-    pub fn join(&self, r: &JoinRequest) -> Result<JoinResponse, JoinError> {
+    pub async fn join(&self, r: &JoinRequest) -> Result<JoinResponse, JoinError> {
         let cfg = self.master.config.snapshot();
         let tok = cfg
             .join_tokens
@@ -182,6 +189,7 @@ impl JoinService {
             .apply(Command::RemoveJoinToken {
                 node_name: r.node_name.clone(),
             })
+            .await
             .map_err(|e| JoinError::Internal(e.to_string()))?;
         let op = OpCode::NodeAdd(maguey_model::OpNodeAdd {
             node_name: r.node_name.clone(),

@@ -13,6 +13,8 @@ pub mod join;
 pub mod metrics;
 pub mod raft;
 pub mod rapi_users;
+pub mod replicated;
+mod replicated_http;
 pub mod systemd;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Command-line arguments of magueyd.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "magueyd", version, about = "Maguey's node daemon")]
 pub struct Args {
     /// The node's state directory (certificates, config and job queue on the master).
@@ -123,7 +125,11 @@ pub fn main() -> ExitCode {
         },
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAGUEY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(args.file.log_level.as_deref().unwrap_or("info"))
+        // openraft's own info lines (every vote and snapshot chunk) only at warn and above.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},openraft=warn",
+            args.file.log_level.as_deref().unwrap_or("info")
+        ))
     });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -221,6 +227,12 @@ pub async fn run(args: Args) -> Result<()> {
     let mut router = api::node_router(node.clone(), stop_tx.clone(), fence)
         .merge(metrics::node_router(node.clone()));
     let mut master_parts = None;
+    // `cluster init --replicated`: the config store becomes the replica's first snapshot.
+    replicated::upgrade_if_asked(&dir, &daemon.node_name)?;
+    // Every node answers `/raft` (to master candidates only); a candidate of a replicated
+    // cluster serves the master API when it leads and redirects to the leader otherwise.
+    let candidacy = replicated::Candidacy::new(&args, &daemon.node_name, daemon.listen, &identity);
+    router = router.merge(replicated::router(candidacy.clone()));
     if files::config_path(&dir).exists() {
         let config = Arc::new(
             ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?,
@@ -282,53 +294,11 @@ pub async fn run(args: Args) -> Result<()> {
         }
         master_parts = Some((master, queue, state));
     }
-    let (rapi_done_tx, rapi_done_rx) = tokio::sync::oneshot::channel::<()>();
     let rapi_server = match &master_parts {
-        Some((master, queue, state)) if args.rapi_port != 0 => {
-            let bind =
-                SocketAddr::new(args.rapi_bind.unwrap_or(daemon.listen.ip()), args.rapi_port);
-            let tls = match (&args.rapi_cert, &args.rapi_key) {
-                (Some(c), Some(k)) => maguey_rapi::tls::config_from_files(c, k)?,
-                _ => {
-                    maguey_rpc::tls::server_config(&identity).map_err(|e| anyhow::anyhow!("{e}"))?
-                }
-            };
-            let users_file = args
-                .rapi_users
-                .clone()
-                .unwrap_or_else(|| maguey_rapi::default_users_file(&dir));
-            auth::check_users_file_mode(&users_file)?;
-            let rapi = maguey_rapi::Rapi::new(
-                master.clone(),
-                queue.clone(),
-                maguey_rapi::RapiConfig {
-                    users_file,
-                    anonymous_reads: args.rapi_anonymous_reads,
-                    max_body: maguey_rapi::DEFAULT_MAX_BODY,
-                },
-            );
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("Remote API: listening on {bind}"))?;
-            tracing::info!("Remote API listening on https://{bind}");
-            Some(tokio::spawn(maguey_rpc::server::serve(
-                listener,
-                tls,
-                rapi.clone()
-                    .router()
-                    .merge(metrics::master_router(
-                        state.clone(),
-                        rapi.clone(),
-                        args.metrics_anonymous,
-                    ))
-                    .merge(api::master_router_basic_auth(state.clone(), rapi))
-                    .layer(axum::middleware::from_fn(metrics::access_log)),
-                async move {
-                    let _ = rapi_done_rx.await;
-                },
-            )))
+        Some((master, queue, state)) => {
+            start_rapi(&args, &identity, &dir, daemon.listen, master, queue, state).await?
         }
-        _ => None,
+        None => None,
     };
 
     let listener = tokio::net::TcpListener::bind(daemon.listen)
@@ -364,6 +334,9 @@ pub async fn run(args: Args) -> Result<()> {
                 Err(e) => tracing::warn!("master IP: {e}"),
             }
         });
+    }
+    if candidacy.has_store() {
+        candidacy.open().await?;
     }
     files::write_pidfile(&dir)?;
     tracing::info!(
@@ -402,11 +375,11 @@ pub async fn run(args: Args) -> Result<()> {
     let why = signals.await;
     systemd::notify("STOPPING=1");
     let _ = done_tx.send(());
-    let _ = rapi_done_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if let Some(r) = rapi_server {
-        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+        r.stop().await;
     }
+    candidacy.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     files::remove_pidfile(&dir);
     match why {
         Stop::Signal => tracing::info!("stopping on signal"),
@@ -418,6 +391,82 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The Remote API's server of a master: stopped when the node stops or loses the mastership.
+pub(crate) struct RapiServer {
+    done: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RapiServer {
+    /// Stops accepting and waits (2 s at most) for the requests under way.
+    pub(crate) async fn stop(self) {
+        let _ = self.done.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// Starts the Remote API of a master (none when `--rapi-port 0`).
+pub(crate) async fn start_rapi(
+    args: &Args,
+    identity: &NodeIdentity,
+    dir: &std::path::Path,
+    listen: SocketAddr,
+    master: &Arc<Master>,
+    queue: &Arc<JobQueue>,
+    state: &api::MasterState,
+) -> Result<Option<RapiServer>> {
+    if args.rapi_port == 0 {
+        return Ok(None);
+    }
+    let bind = SocketAddr::new(args.rapi_bind.unwrap_or(listen.ip()), args.rapi_port);
+    let tls = match (&args.rapi_cert, &args.rapi_key) {
+        (Some(c), Some(k)) => maguey_rapi::tls::config_from_files(c, k)?,
+        _ => maguey_rpc::tls::server_config(identity).map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let users_file = args
+        .rapi_users
+        .clone()
+        .unwrap_or_else(|| maguey_rapi::default_users_file(dir));
+    auth::check_users_file_mode(&users_file)?;
+    let rapi = maguey_rapi::Rapi::new(
+        master.clone(),
+        queue.clone(),
+        maguey_rapi::RapiConfig {
+            users_file,
+            anonymous_reads: args.rapi_anonymous_reads,
+            max_body: maguey_rapi::DEFAULT_MAX_BODY,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("Remote API: listening on {bind}"))?;
+    tracing::info!("Remote API listening on https://{bind}");
+    let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(maguey_rpc::server::serve(
+        listener,
+        tls,
+        rapi.clone()
+            .router()
+            .merge(metrics::master_router(
+                state.clone(),
+                rapi.clone(),
+                args.metrics_anonymous,
+            ))
+            .merge(api::master_router_basic_auth(state.clone(), rapi))
+            .layer(axum::middleware::from_fn(metrics::access_log)),
+        async move {
+            let _ = done_rx.await;
+        },
+    ));
+    Ok(Some(RapiServer { done, task }))
 }
 
 /// `magueyd --shutdown-guests SECONDS`: see [`maguey_node::NodeRuntime::power_down_guests`].

@@ -92,7 +92,7 @@ pub async fn add(State(s): State<MasterState>, Json(r): Json<AddRequest>) -> Res
         name: r.name,
         write: r.write,
     };
-    apply(&s, Command::SetRapiUser { user }, &[])
+    apply(&s, Command::SetRapiUser { user }, &[]).await
 }
 
 #[derive(Deserialize)]
@@ -103,11 +103,11 @@ pub struct RemoveRequest {
 /// `POST /luxi/rapi-users/remove`.
 pub async fn remove(State(s): State<MasterState>, Json(r): Json<RemoveRequest>) -> Response {
     let name = r.name.clone();
-    apply(&s, Command::RemoveRapiUser { name: r.name }, &[&name])
+    apply(&s, Command::RemoveRapiUser { name: r.name }, &[&name]).await
 }
 
-fn apply(s: &MasterState, cmd: Command, removed: &[&str]) -> Response {
-    if let Err(e) = s.master.config.apply(cmd) {
+async fn apply(s: &MasterState, cmd: Command, removed: &[&str]) -> Response {
+    if let Err(e) = s.master.config.apply(cmd).await {
         return error(StatusCode::BAD_REQUEST, e.to_string());
     }
     let cfg = s.master.config.snapshot();

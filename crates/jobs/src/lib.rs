@@ -73,6 +73,23 @@ pub enum CancelOutcome {
     Canceling,
 }
 
+/// One durable change of the queue, as replicated: a job's whole record (JSON of
+/// [`Job`]), live or moved to the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobWrite {
+    pub id: u64,
+    pub json: String,
+    pub archived: bool,
+}
+
+/// Where a replicated master's queue sends its durable changes before writing them to its
+/// own file (magueyd: the Raft log of the master candidates). Called from the queue's writer
+/// thread, one batch at a time (a group commit); returns once the batch is committed, or why
+/// not (the queue then reports a storage error, as when its disk fails).
+pub trait JobReplication: Send + Sync + 'static {
+    fn replicate(&self, batch: Vec<JobWrite>) -> Result<(), String>;
+}
+
 /// Runs one opcode. Implemented by the `ops` crate.
 pub trait OpExecutor: Send + Sync + 'static {
     fn execute<'a>(

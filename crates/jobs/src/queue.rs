@@ -4,8 +4,8 @@ use crate::context::OpContext;
 use crate::locks::LockManager;
 use crate::store::{storage, Store, Write, ARCHIVE, DRAINED, JOBS, META, NEXT_ID};
 use crate::{
-    CancelOutcome, JobError, LockInfo, OpError, OpExecutor, ARCHIVE_INTERVAL, CANCELED_MESSAGE,
-    DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
+    CancelOutcome, JobError, JobReplication, JobWrite, LockInfo, OpError, OpExecutor,
+    ARCHIVE_INTERVAL, CANCELED_MESSAGE, DEFAULT_ARCHIVE_AGE, MASTER_STOPPED_MESSAGE,
 };
 use maguey_model::{now, Job, JobStatus, LogEntry, OpCode};
 use redb::ReadableTable;
@@ -95,11 +95,18 @@ pub struct JobQueue {
     archive_age: Mutex<Duration>,
     /// The drain flag (kept in the queue's database): submissions are refused while set.
     drained: std::sync::atomic::AtomicBool,
+    /// Set by [`JobQueue::halt`]: nothing more is scheduled, the running jobs' tasks are gone.
+    halted: std::sync::atomic::AtomicBool,
+    /// The tasks of the running jobs (and the archiver), aborted by [`JobQueue::halt`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Jobs an opening queue ended as error (id, new record).
+type Fixed = Vec<(u64, String)>;
 
 fn to_json(job: &Job) -> String {
     serde_json::to_string(job).expect("a job serializes to JSON")
@@ -112,8 +119,55 @@ impl JobQueue {
     /// execute at once.
     pub fn open(path: &Path, max_running: usize) -> Result<Arc<Self>, JobError> {
         let db = maguey_redb::open(path).map_err(storage)?;
+        let (queue, _) = Self::open_db(db, max_running, None)?;
+        Ok(queue)
+    }
+
+    /// A replicated master's queue: `path` is rewritten from the replicated `records` (every
+    /// job, live and archived, as the new master has them), then opened as by
+    /// [`JobQueue::open`]; from then on every durable change goes through `replication`
+    /// first, the jobs it ends as error (they were running on the previous master) too.
+    pub fn open_replicated(
+        path: &Path,
+        max_running: usize,
+        records: Vec<JobWrite>,
+        replication: Arc<dyn JobReplication>,
+    ) -> Result<Arc<Self>, JobError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(storage(e)),
+        }
+        let db = maguey_redb::open(path).map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(storage)?;
+            let mut archive = txn.open_table(ARCHIVE).map_err(storage)?;
+            for w in &records {
+                let table = if w.archived { &mut archive } else { &mut jobs };
+                table.insert(w.id, w.json.as_str()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        let (queue, fixed) = Self::open_db(db, max_running, Some(replication))?;
+        let mut seq = None;
+        for (id, json) in fixed {
+            seq = Some(queue.store.queue(id, Write::Put(json), true));
+        }
+        if let Some(seq) = seq {
+            queue.store.wait(seq)?;
+        }
+        Ok(queue)
+    }
+
+    fn open_db(
+        db: redb::Database,
+        max_running: usize,
+        replication: Option<Arc<dyn JobReplication>>,
+    ) -> Result<(Arc<Self>, Fixed), JobError> {
         let mut state = State::default();
         let drained;
+        let mut fixed = Vec::new();
         let txn = db.begin_write().map_err(storage)?;
         {
             let mut jobs = txn.open_table(JOBS).map_err(storage)?;
@@ -132,7 +186,6 @@ impl JobQueue {
                 let (k, v) = row.map_err(storage)?;
                 rows.push((k.value(), v.value().to_string()));
             }
-            let mut fixed = Vec::new();
             for (id, json) in rows {
                 next_id = next_id.max(id + 1);
                 let mut job: Job = match serde_json::from_str(&json) {
@@ -162,15 +215,15 @@ impl JobQueue {
                 }
                 state.jobs.insert(id, Entry::new(job));
             }
-            for (id, json) in fixed {
-                jobs.insert(id, json.as_str()).map_err(storage)?;
+            for (id, json) in &fixed {
+                jobs.insert(*id, json.as_str()).map_err(storage)?;
             }
             meta.insert(NEXT_ID, next_id).map_err(storage)?;
             state.next_id = next_id;
         }
         txn.commit().map_err(storage)?;
 
-        let store = Store::new(Arc::new(db));
+        let store = Store::new(Arc::new(db), replication);
         let writer = {
             let store = store.clone();
             std::thread::Builder::new()
@@ -178,7 +231,7 @@ impl JobQueue {
                 .spawn(move || store.run())
                 .map_err(storage)?
         };
-        Ok(Arc::new_cyclic(|me| JobQueue {
+        let queue = Arc::new_cyclic(|me| JobQueue {
             me: me.clone(),
             state: Mutex::new(state),
             locks: LockManager::default(),
@@ -189,7 +242,10 @@ impl JobQueue {
             runtime: OnceLock::new(),
             archive_age: Mutex::new(DEFAULT_ARCHIVE_AGE),
             drained: std::sync::atomic::AtomicBool::new(drained),
-        }))
+            halted: std::sync::atomic::AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        Ok((queue, fixed))
     }
 
     /// Sets or clears the drain flag (`cluster queue drain|undrain`), durably. Jobs already
@@ -219,7 +275,7 @@ impl JobQueue {
             return;
         }
         let weak = Arc::downgrade(self);
-        handle.spawn(async move {
+        let archiver = handle.spawn(async move {
             let mut tick = tokio::time::interval(ARCHIVE_INTERVAL);
             tick.tick().await;
             loop {
@@ -229,7 +285,20 @@ impl JobQueue {
                 let _ = tokio::task::spawn_blocking(move || q.archive_older_than(age)).await;
             }
         });
+        lock(&self.tasks).push(archiver.abort_handle());
         self.schedule();
+    }
+
+    /// Stops this queue for good (a replicated master that lost its leadership): nothing more
+    /// is scheduled and the running jobs' tasks are aborted where they stand. Their records
+    /// stay as they were written; the next master that opens the queue ends them as error
+    /// ([`MASTER_STOPPED_MESSAGE`]) and runs the queued ones, as after a master restart.
+    pub fn halt(&self) {
+        self.halted.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in std::mem::take(&mut *lock(&self.tasks)) {
+            t.abort();
+        }
+        self.notify();
     }
 
     /// Sets the age after which the automatic archiving moves finished jobs (default 6 h).
@@ -541,6 +610,9 @@ impl JobQueue {
         let Some((handle, executor)) = self.runtime.get() else {
             return;
         };
+        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let Some(me) = self.me.upgrade() else {
             return;
         };
@@ -558,12 +630,15 @@ impl JobQueue {
                 picked.push(id);
             }
         }
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
         for id in picked {
             // Every log line of the job (its opcodes' too) carries `job{id=N}`.
-            handle.spawn(tracing::Instrument::instrument(
+            let task = handle.spawn(tracing::Instrument::instrument(
                 me.clone().run_job(executor.clone(), id),
                 tracing::info_span!("job", id),
             ));
+            tasks.push(task.abort_handle());
         }
     }
 

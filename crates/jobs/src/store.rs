@@ -9,7 +9,7 @@
 //! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when the queue opens it,
 //! keeping a backup beside it (see [`maguey_redb`]).
 
-use crate::JobError;
+use crate::{JobError, JobReplication, JobWrite};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -51,15 +51,21 @@ struct Pending {
 
 pub(crate) struct Store {
     pub(crate) db: Arc<Database>,
+    /// A replicated master's queue: every batch is committed there first.
+    replication: Option<Arc<dyn JobReplication>>,
     pending: Mutex<Pending>,
     cv: Condvar,
     committed: watch::Sender<u64>,
 }
 
 impl Store {
-    pub(crate) fn new(db: Arc<Database>) -> Arc<Store> {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        replication: Option<Arc<dyn JobReplication>>,
+    ) -> Arc<Store> {
         Arc::new(Store {
             db,
+            replication,
             pending: Mutex::new(Pending::default()),
             cv: Condvar::new(),
             committed: watch::Sender::new(0),
@@ -94,8 +100,20 @@ impl Store {
         seq
     }
 
-    /// Blocks until the change `seq` (and everything before it) is committed.
+    /// Blocks until the change `seq` (and everything before it) is committed. On a worker of
+    /// a multi-threaded runtime the worker hands its other tasks over meanwhile: a replicated
+    /// commit needs them (the Raft core and its network run there).
     pub(crate) fn wait(&self, seq: u64) -> Result<(), JobError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.wait_here(seq))
+        } else {
+            self.wait_here(seq)
+        }
+    }
+
+    fn wait_here(&self, seq: u64) -> Result<(), JobError> {
         let mut p = self.lock();
         while p.committed < seq && !p.stop {
             p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
@@ -179,6 +197,26 @@ impl Store {
         next_id: Option<u64>,
         durable: bool,
     ) -> Result<(), JobError> {
+        if let Some(r) = &self.replication {
+            let writes = batch
+                .iter()
+                .map(|(id, w)| match w {
+                    Write::Put(json) => JobWrite {
+                        id: *id,
+                        json: json.clone(),
+                        archived: false,
+                    },
+                    Write::Archive(json) => JobWrite {
+                        id: *id,
+                        json: json.clone(),
+                        archived: true,
+                    },
+                })
+                .collect::<Vec<_>>();
+            if !writes.is_empty() {
+                r.replicate(writes).map_err(JobError::Storage)?;
+            }
+        }
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(if durable {
             Durability::Immediate

@@ -58,6 +58,10 @@ pub struct UpOptions {
     /// how many. 0: a lab of processes.
     #[arg(long, default_value_t = 0)]
     pub vm_nodes: usize,
+    /// Replicate the config with Raft among the master candidates (`cluster init
+    /// --replicated`): the master moves when it dies (docs/replication.md).
+    #[arg(long)]
+    pub replicated: bool,
 }
 
 /// Whether lab nodes get their own network namespaces.
@@ -271,6 +275,9 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
         fake_memory_mib: Some(o.node_memory),
         fake_cpus: Some(o.node_cpus),
     })?;
+    if o.replicated {
+        maguey_bootstrap::files::mark_replicated(&first.dir)?;
+    }
     lab.save(&dir)?;
     rapi_user(&dir, &first.dir)?;
     spawn_daemon_in(first.netns.as_deref(), &first.dir, &[])?;

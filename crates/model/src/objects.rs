@@ -187,6 +187,10 @@ pub struct Cluster {
     /// brought up on the master node only; `None`: none (clients use the master's own address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_ip: Option<MasterIp>,
+    /// The config is replicated with Raft among the master candidates, and the Raft leader is
+    /// the master (docs/replication.md); set by the first leader. False: one master node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated: bool,
 }
 
 fn is_zero(t: &u64) -> bool {
@@ -528,6 +532,10 @@ pub struct Ssconf {
     /// only their requests raise the master term a node has stored.
     #[serde(default)]
     pub master_candidate_certificates: Vec<String>,
+    /// The master is the Raft leader of the candidates ([`Cluster::replicated`]): any
+    /// candidate may become master, so a node obeys every candidate's certificate.
+    #[serde(default)]
+    pub replicated: bool,
 }
 
 impl Ssconf {
@@ -582,6 +590,7 @@ impl Ssconf {
                 .map(|n| n.certificate_fingerprint.clone())
                 .filter(|f| !f.is_empty())
                 .collect(),
+            replicated: cfg.cluster.replicated,
         }
     }
 }

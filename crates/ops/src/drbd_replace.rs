@@ -462,9 +462,12 @@ pub(crate) async fn new_secondary(
         }
     };
     fresh.disks = updated.disks.clone();
-    if let Err(e) = env.apply(Command::UpdateInstance {
-        instance: fresh.clone(),
-    }) {
+    if let Err(e) = env
+        .apply(Command::UpdateInstance {
+            instance: fresh.clone(),
+        })
+        .await
+    {
         undo_new(env, new, &created, &fsd).await;
         reattach_old(env, inst, pnode, old).await;
         return fail(e).await;

@@ -15,6 +15,7 @@
 //! `disks` (copy, remove, undo), `migration` (the one tasklet that moves a primary), [`drbd`],
 //! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
+mod config_backend;
 mod disks;
 pub mod drbd;
 mod drbd_replace;
@@ -40,7 +41,7 @@ mod units;
 mod util;
 pub mod watcher;
 
-use maguey_config::{Command, ConfigStore};
+use maguey_config::Command;
 use maguey_jobs::{LockLevel, LockMode, LockNames, OpContext, OpError, OpExecutor};
 use maguey_model::{ConfigData, Node, OpCode, Ssconf};
 use maguey_rpc::{NodeRequest, RpcClient, RpcError};
@@ -50,13 +51,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use config_backend::{BoxFuture, ConfigBackend, ConfigWriteError};
 pub use units::tags;
 use units::*;
 pub use util::{instance_runtime, node_addr};
 
 /// What the master owns and every logical unit needs.
 pub struct Master {
-    pub config: Arc<ConfigStore>,
+    /// The config: the local `ConfigStore`, or the replicated one on a Raft leader.
+    pub config: Arc<dyn ConfigBackend>,
     pub rpc: RpcClient,
     /// This node's name.
     pub node_name: String,
@@ -101,10 +104,11 @@ impl Env<'_> {
     }
 
     /// Applies a config command; a refusal is an execution error.
-    pub fn apply(&self, cmd: Command) -> Result<u64, OpError> {
+    pub async fn apply(&self, cmd: Command) -> Result<u64, OpError> {
         self.master
             .config
             .apply(cmd)
+            .await
             .map_err(|e| OpError::Exec(format!("config update refused: {e}")))
     }
 

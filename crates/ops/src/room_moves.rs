@@ -457,7 +457,7 @@ pub async fn run_moves(
 
 /// Records the origins of the instances that left the room (an earlier origin wins: a
 /// second evacuation does not forget where an instance really came from).
-pub fn record_left(
+pub async fn record_left(
     env: &Env<'_>,
     room: &str,
     kind: RoomEvacKind,
@@ -487,12 +487,13 @@ pub fn record_left(
     env.apply(Command::SetRoomEvacuation {
         room: room.to_string(),
         record: Some(rec),
-    })?;
+    })
+    .await?;
     Ok(())
 }
 
 /// Forgets the origins of the instances that are back.
-pub fn record_returned(env: &Env<'_>, room: &str, out: &Outcome) -> Result<(), OpError> {
+pub async fn record_returned(env: &Env<'_>, room: &str, out: &Outcome) -> Result<(), OpError> {
     let cfg = env.cfg();
     let Some(mut rec) = cfg.room_evacuations.get(room).cloned() else {
         return Ok(());
@@ -503,7 +504,8 @@ pub fn record_returned(env: &Env<'_>, room: &str, out: &Outcome) -> Result<(), O
     env.apply(Command::SetRoomEvacuation {
         room: room.to_string(),
         record: Some(rec),
-    })?;
+    })
+    .await?;
     Ok(())
 }
 

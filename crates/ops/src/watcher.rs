@@ -341,27 +341,28 @@ impl Watcher {
 
     /// Pauses the watcher for `duration` (`None`: until [`Watcher::resume`]); kept in the
     /// config.
-    pub fn pause(&self, duration: Option<Duration>) -> Result<WatcherPause, String> {
+    pub async fn pause(&self, duration: Option<Duration>) -> Result<WatcherPause, String> {
         let now = self.clock.now();
         let pause = WatcherPause {
             since: now,
             until: duration.map(|d| now + d.as_secs_f64()),
         };
-        self.set_pause(Some(pause.clone()))?;
+        self.set_pause(Some(pause.clone())).await?;
         Ok(pause)
     }
 
     /// Ends a pause.
-    pub fn resume(&self) -> Result<(), String> {
-        self.set_pause(None)
+    pub async fn resume(&self) -> Result<(), String> {
+        self.set_pause(None).await
     }
 
-    fn set_pause(&self, pause: Option<WatcherPause>) -> Result<(), String> {
+    async fn set_pause(&self, pause: Option<WatcherPause>) -> Result<(), String> {
         let mut cluster = self.master.config.snapshot().cluster.clone();
         cluster.watcher_pause = pause;
         self.master
             .config
             .apply(Command::UpdateCluster { cluster })
+            .await
             .map(|_| ())
             .map_err(|e| format!("config update refused: {e}"))
     }

@@ -374,6 +374,27 @@ impl Replica {
         })
     }
 
+    /// Every job record this replica has applied: (id, record, archived), live ones first.
+    pub fn job_records(&self) -> Result<Vec<(u64, serde_json::Value, bool)>, ReplicationError> {
+        let read = || -> Result<Vec<(u64, serde_json::Value, bool)>, String> {
+            let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for (table, archived) in [(db::SM_JOBS, false), (db::SM_ARCHIVE, true)] {
+                let t = txn.open_table(table).map_err(|e| e.to_string())?;
+                for row in t.iter().map_err(|e| e.to_string())? {
+                    let (k, v) = row.map_err(|e| e.to_string())?;
+                    let record = serde_json::from_slice(v.value()).map_err(|e| e.to_string())?;
+                    out.push((k.value(), record, archived));
+                }
+            }
+            Ok(out)
+        };
+        read().map_err(|message| ReplicationError::Store {
+            path: PathBuf::new(),
+            message: format!("job records: {message}"),
+        })
+    }
+
     fn job_answer(&self, response: Response) -> Result<(), ReplicationError> {
         match response {
             Response::Job { result } => result.map_err(ReplicationError::Refused),
@@ -440,6 +461,34 @@ impl Replica {
     /// does not decode.
     pub async fn serve(&self, kind: RpcKind, body: &[u8]) -> Result<Vec<u8>, String> {
         network::serve(&self.raft, &self.reach, kind, body).await
+    }
+
+    /// A planned move of the leadership (openraft 0.9 has no transfer): this leader stops
+    /// sending heartbeats and will not campaign, so that another voter's election timer fires
+    /// (or [`Replica::campaign`] on it wins once the lease ran out). Undone by
+    /// [`Replica::resume`].
+    pub fn step_down(&self) -> Result<(), ReplicationError> {
+        if self.status().role != Role::Leader {
+            return Err(self.not_leader(self.status().leader));
+        }
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        Ok(())
+    }
+
+    /// Heartbeats and elections again after [`Replica::step_down`].
+    pub fn resume(&self) {
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+    }
+
+    /// Starts an election here now (refused by the others while they hear a leader).
+    pub async fn campaign(&self) -> Result<(), ReplicationError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| ReplicationError::Raft(e.to_string()))
     }
 
     /// Stops the Raft node (its store is closed once its tasks end).

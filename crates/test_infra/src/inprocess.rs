@@ -315,6 +315,8 @@ pub struct InProcessCluster {
     /// `sharedfile` disks, one directory for every node.
     pub shared_dir: PathBuf,
     outcomes: Arc<Outcomes>,
+    /// The master's config store (`master.config` is it, behind the seam).
+    store: Arc<ConfigStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -420,7 +422,7 @@ impl InProcessCluster {
                 cluster_cfg.fence_term(),
             ));
         let master = Arc::new(Master {
-            config,
+            config: config.clone(),
             rpc,
             node_name: nodes[0].name.clone(),
             destroy: Arc::new(tokio::sync::Notify::new()),
@@ -443,6 +445,7 @@ impl InProcessCluster {
             queue,
             shared_dir,
             outcomes,
+            store: config,
             _dir: dir,
         };
         for n in &cluster.nodes[1..] {
@@ -457,6 +460,11 @@ impl InProcessCluster {
     /// The config now.
     pub fn config(&self) -> Arc<ConfigData> {
         self.master.config.snapshot()
+    }
+
+    /// Applies a config command directly (fixtures: records the units did not make).
+    pub fn apply(&self, cmd: Command) -> Result<u64, maguey_config::ConfigError> {
+        self.store.apply(cmd)
     }
 
     /// The config's serial number.

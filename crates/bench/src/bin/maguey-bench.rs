@@ -61,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         kvm: false,
         vm_nodes: 0,
         netns: maguey_lab::NetnsMode::Auto,
+        replicated: false,
     };
     let t = Instant::now();
     let lab = maguey_lab::up(&opts).await?;

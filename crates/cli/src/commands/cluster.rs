@@ -74,6 +74,10 @@ pub enum ClusterCmd {
         /// Do not start magueyd.
         #[arg(long)]
         no_start: bool,
+        /// Replicate the config with Raft among the master candidates: the Raft leader is the
+        /// master, and another candidate takes over when it dies (docs/replication.md).
+        #[arg(long)]
+        replicated: bool,
     },
     /// Shows the cluster's settings.
     Info {
@@ -136,6 +140,13 @@ pub enum ClusterCmd {
         #[command(flatten)]
         job: JobOpts,
     },
+    /// Moves the master of a replicated cluster to another master candidate (planned
+    /// maintenance): the master steps down and NODE (or the first candidate to stand) leads.
+    MasterFailover {
+        /// The candidate to become master.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Adds tags to the cluster.
     AddTags {
         tags: Vec<String>,
@@ -186,6 +197,7 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             nic_parameters,
             fake_memory,
             no_start,
+            replicated,
         } => {
             let node_name = match node_name {
                 Some(n) => n,
@@ -234,6 +246,10 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
             };
             maguey_bootstrap::init::init_cluster_with_vg(&params, &vg_name)
                 .map_err(|e| usage(format!("{e:#}")))?;
+            if replicated {
+                maguey_bootstrap::files::mark_replicated(dir)
+                    .map_err(|e| CliError::Other(format!("{e:#}")))?;
+            }
             if !no_start {
                 // A packaged node: systemd runs magueyd (docs/install.md); elsewhere, a fork.
                 if maguey_bootstrap::systemd::manages(dir) {
@@ -253,6 +269,15 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                     })?;
             }
             println!("cluster {name} initialised in {}", dir.display());
+            Ok(0)
+        }
+        ClusterCmd::MasterFailover { to } => {
+            let c = client(dir)?;
+            let r = c.master_failover(to.as_deref()).await?;
+            println!(
+                "the master is now {}",
+                r["master"].as_str().unwrap_or("unknown")
+            );
             Ok(0)
         }
         ClusterCmd::Info { output } => {
@@ -287,6 +312,13 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                 "Nodes": cfg.nodes.len(),
                 "Instances": cfg.instances.len(),
             });
+            let mut info = info;
+            if cfg.cluster.replicated {
+                // The Raft view of a replicated master (docs/replication.md).
+                if let (Ok(r), Some(map)) = (c.replication().await, info.as_object_mut()) {
+                    map.insert("Replication".into(), r);
+                }
+            }
             if output == Format::Json {
                 println!(
                     "{}",

@@ -86,7 +86,7 @@ pub(super) async fn cleanup(env: &Env<'_>, inst: &Instance) -> Result<Value, OpE
             "instance {} runs on {}: making it the primary node",
             inst.name, win.name
         ));
-        set_primary(env, inst, &win)?;
+        set_primary(env, inst, &win).await?;
         let _: Value = env
             .rpc(
                 &win,

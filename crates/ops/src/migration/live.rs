@@ -207,7 +207,7 @@ pub(super) async fn live_migrate(
         }
     };
     // The memory is on the target: from now on the target is the primary.
-    set_primary(env, inst, dst)?;
+    set_primary(env, inst, dst).await?;
     let r: Result<Value, OpError> = env
         .rpc(
             dst,

@@ -19,10 +19,10 @@ pub(super) async fn relocate_stopped(
 ) -> Result<(), OpError> {
     if inst.disk_template.has_local_disks() {
         copy_disks(env, inst, src, dst).await?;
-        set_primary(env, inst, dst)?;
+        set_primary(env, inst, dst).await?;
         remove_disks(env, inst, src).await;
     } else {
-        set_primary(env, inst, dst)?;
+        set_primary(env, inst, dst).await?;
     }
     Ok(())
 }
@@ -79,7 +79,7 @@ pub(super) async fn failover(
             src.name
         ));
     }
-    set_primary(env, inst, dst)?;
+    set_primary(env, inst, dst).await?;
     env.log(format!(
         "instance {} now has primary node {}",
         inst.name, dst.name

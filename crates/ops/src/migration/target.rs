@@ -77,7 +77,11 @@ pub(super) async fn check_target_memory(
 }
 
 /// Makes `target` the instance's primary node in the config.
-pub(super) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Result<(), OpError> {
+pub(super) async fn set_primary(
+    env: &Env<'_>,
+    inst: &Instance,
+    target: &Node,
+) -> Result<(), OpError> {
     let cfg = env.cfg();
     let mut updated = cfg
         .instances
@@ -94,7 +98,8 @@ pub(super) fn set_primary(env: &Env<'_>, inst: &Instance, target: &Node) -> Resu
             d.nodes = vec![target.uuid.clone()];
         }
     }
-    env.apply(Command::UpdateInstance { instance: updated })?;
+    env.apply(Command::UpdateInstance { instance: updated })
+        .await?;
     Ok(())
 }
 

@@ -58,13 +58,13 @@ impl ClusterRenewCrypto {
     }
 
     /// Records `node`'s new fingerprint in the config.
-    fn record(env: &Env<'_>, node: &Node, fingerprint: String) -> Result<(), OpError> {
+    async fn record(env: &Env<'_>, node: &Node, fingerprint: String) -> Result<(), OpError> {
         let Some(current) = env.cfg().nodes.get(&node.uuid).cloned() else {
             return Err(OpError::Exec(format!("node {} left the config", node.name)));
         };
         let mut updated = current;
         updated.certificate_fingerprint = fingerprint;
-        env.apply(Command::UpdateNode { node: updated })?;
+        env.apply(Command::UpdateNode { node: updated }).await?;
         Ok(())
     }
 }
@@ -115,7 +115,7 @@ impl LogicalUnit for ClusterRenewCrypto {
                     },
                 )
                 .await?;
-            Self::record(env, node, fp)?;
+            Self::record(env, node, fp).await?;
             env.log(format!("node {}: new certificate installed", node.name));
             renewed.push(node.name.clone());
         }
@@ -123,7 +123,7 @@ impl LogicalUnit for ClusterRenewCrypto {
         let cert = Self::signed(env, &master, &master).await?;
         let fingerprint = maguey_rpc::fingerprint_pem(&cert)
             .map_err(|e| OpError::Exec(format!("the master's new certificate: {e}")))?;
-        Self::record(env, &master, fingerprint.clone())?;
+        Self::record(env, &master, fingerprint.clone()).await?;
         let cfg = env.cfg();
         let ssconf = Ssconf::from_config(&cfg);
         let addrs: Vec<String> = others.iter().map(|n| node_addr(&cfg, n)).collect();
@@ -160,7 +160,7 @@ impl LogicalUnit for ClusterRenewCrypto {
             Ok(fp) => fp,
             Err(e) => {
                 // The master keeps its certificate: the nodes must obey it again.
-                Self::record(env, &master, master.certificate_fingerprint.clone())?;
+                Self::record(env, &master, master.certificate_fingerprint.clone()).await?;
                 let ssconf = Ssconf::from_config(&env.cfg());
                 env.master
                     .rpc

@@ -252,7 +252,7 @@ impl LogicalUnit for ClusterSetParams {
         if old_ip != new_ip {
             move_master_ip(env, old_ip.as_ref(), new_ip.as_ref()).await?;
         }
-        env.apply(Command::UpdateCluster { cluster: c })?;
+        env.apply(Command::UpdateCluster { cluster: c }).await?;
         if let Some(o) = old_ip.filter(|o| new_ip.as_ref().is_none_or(|n| n.ip != o.ip)) {
             if let Err(e) = crate::master_ip::deactivate(env.master, &env.cfg(), &o).await {
                 env.log(format!(

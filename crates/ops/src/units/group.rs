@@ -108,7 +108,7 @@ impl LogicalUnit for GroupAdd {
     }
 
     async fn exec(&mut self, env: &Env<'_>, g: NodeGroup) -> Result<Value, OpError> {
-        env.apply(Command::AddGroup { group: g.clone() })?;
+        env.apply(Command::AddGroup { group: g.clone() }).await?;
         env.log(format!(
             "node group {} added (allocation policy {})",
             g.name, g.alloc_policy
@@ -187,7 +187,7 @@ impl LogicalUnit for GroupSetParams {
         } else {
             Vec::new()
         };
-        env.apply(Command::UpdateGroup { group: g.clone() })?;
+        env.apply(Command::UpdateGroup { group: g.clone() }).await?;
         let mut changes = Vec::new();
         if let Some(p) = self.op.alloc_policy {
             changes.push(json!(["alloc_policy", p]));
@@ -239,7 +239,7 @@ impl LogicalUnit for GroupRename {
     }
 
     async fn exec(&mut self, env: &Env<'_>, g: NodeGroup) -> Result<Value, OpError> {
-        env.apply(Command::UpdateGroup { group: g.clone() })?;
+        env.apply(Command::UpdateGroup { group: g.clone() }).await?;
         env.log(format!(
             "node group {} renamed to {}",
             self.op.group_name, g.name
@@ -291,7 +291,7 @@ impl LogicalUnit for GroupRemove {
     }
 
     async fn exec(&mut self, env: &Env<'_>, uuid: String) -> Result<Value, OpError> {
-        env.apply(Command::RemoveGroup { uuid })?;
+        env.apply(Command::RemoveGroup { uuid }).await?;
         env.log(format!("node group {} removed", self.name));
         Ok(Value::Null)
     }

@@ -108,7 +108,8 @@ impl LogicalUnit for GroupAssignNodes {
         env.apply(Command::AssignNodes {
             group: plan.group_uuid,
             nodes: plan.node_uuids,
-        })?;
+        })
+        .await?;
         if !plan.new_split.is_empty() {
             env.log(format!(
                 "warning: instance(s) now split between groups (--force): {}",

@@ -646,9 +646,12 @@ impl LogicalUnit for InstanceCreate {
         }
 
         // 3. Config.
-        if let Err(e) = env.apply(Command::AddInstance {
-            instance: instance.clone(),
-        }) {
+        if let Err(e) = env
+            .apply(Command::AddInstance {
+                instance: instance.clone(),
+            })
+            .await
+        {
             undo_created(env, &created).await;
             return Err(e);
         }
@@ -672,9 +675,12 @@ impl LogicalUnit for InstanceCreate {
             if let Err(e) = res {
                 env.log(format!("could not start the instance: {e}"));
                 env.log("undoing: removing the instance from the configuration");
-                if let Err(e2) = env.apply(Command::RemoveInstance {
-                    uuid: instance.uuid.clone(),
-                }) {
+                if let Err(e2) = env
+                    .apply(Command::RemoveInstance {
+                        uuid: instance.uuid.clone(),
+                    })
+                    .await
+                {
                     env.log(format!(
                         "could not remove the instance from the config: {e2}"
                     ));

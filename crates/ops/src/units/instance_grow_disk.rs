@@ -271,7 +271,8 @@ impl LogicalUnit for InstanceGrowDisk {
                 data.size += self.delta;
             }
         }
-        env.apply(Command::UpdateInstance { instance: updated })?;
+        env.apply(Command::UpdateInstance { instance: updated })
+            .await?;
         env.log(format!("disk {} is now {new} MiB in the config", self.disk));
 
         // 5. The running guest.

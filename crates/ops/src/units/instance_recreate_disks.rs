@@ -342,7 +342,7 @@ impl LogicalUnit for InstanceRecreateDisks {
             };
             fresh.primary_node = updated.primary_node.clone();
             fresh.disks = updated.disks.clone();
-            if let Err(e) = env.apply(Command::UpdateInstance { instance: fresh }) {
+            if let Err(e) = env.apply(Command::UpdateInstance { instance: fresh }).await {
                 undo(env, &created, &fsd).await;
                 return Err(e);
             }

@@ -107,7 +107,8 @@ impl LogicalUnit for InstanceReinstall {
         if self.os.is_some() || self.osparams.is_some() || inst.hvparams != before {
             env.apply(Command::UpdateInstance {
                 instance: inst.clone(),
-            })?;
+            })
+            .await?;
         }
         Ok(json!({"os": inst.os}))
     }
@@ -184,7 +185,8 @@ impl LogicalUnit for InstanceRename {
             }
         }
         inst.name = self.new_name.clone();
-        env.apply(Command::UpdateInstance { instance: inst })?;
+        env.apply(Command::UpdateInstance { instance: inst })
+            .await?;
         env.log(format!(
             "instance {} renamed to {}",
             self.name, self.new_name

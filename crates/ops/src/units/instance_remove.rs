@@ -115,7 +115,8 @@ impl LogicalUnit for InstanceRemove {
         }
         env.apply(Command::RemoveInstance {
             uuid: inst.uuid.clone(),
-        })?;
+        })
+        .await?;
         env.log(format!("instance {} removed", inst.name));
         Ok(Value::Null)
     }

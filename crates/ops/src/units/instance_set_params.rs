@@ -257,7 +257,8 @@ impl LogicalUnit for InstanceSetParams {
         if updated != old {
             env.apply(Command::UpdateInstance {
                 instance: updated.clone(),
-            })?;
+            })
+            .await?;
         }
         for (k, v) in &self.beparams {
             changes.push(json!([format!("be/{k}"), v]));
@@ -604,9 +605,12 @@ async fn to_drbd(
         undo_drbd(env, &touched, pnode).await;
         return Err(e);
     }
-    if let Err(e) = env.apply(Command::UpdateInstance {
-        instance: new.clone(),
-    }) {
+    if let Err(e) = env
+        .apply(Command::UpdateInstance {
+            instance: new.clone(),
+        })
+        .await
+    {
         undo_drbd(env, &touched, pnode).await;
         return Err(e);
     }
@@ -734,7 +738,7 @@ async fn to_plain(
     let mut new = inst.clone();
     new.disk_template = maguey_model::DiskTemplate::Plain;
     new.disks = disks;
-    env.apply(Command::UpdateInstance { instance: new })?;
+    env.apply(Command::UpdateInstance { instance: new }).await?;
     let storage_dir = crate::util::storage_dir(&cfg, maguey_model::DiskTemplate::Drbd);
     let mut removals: Vec<(&Node, Disk)> = Vec::new();
     for d in &inst.disks {

@@ -46,24 +46,26 @@ impl Target {
     }
 }
 
-fn set_admin(env: &Env<'_>, inst: &Instance, state: AdminState) -> Result<(), OpError> {
+async fn set_admin(env: &Env<'_>, inst: &Instance, state: AdminState) -> Result<(), OpError> {
     if inst.admin_state != state {
         env.apply(Command::SetInstanceAdminState {
             uuid: inst.uuid.clone(),
             admin_state: state,
-        })?;
+        })
+        .await?;
     }
     Ok(())
 }
 
 /// Records who set the admin state (the watcher's `user` for a guest's own power-off).
-fn set_source(env: &Env<'_>, name: &str, source: AdminStateSource) -> Result<(), OpError> {
+async fn set_source(env: &Env<'_>, name: &str, source: AdminStateSource) -> Result<(), OpError> {
     let cfg = env.cfg();
     let inst = instance_by_name(&cfg, name)?;
     if inst.admin_state_source != source {
         let mut inst = inst.clone();
         inst.admin_state_source = source;
-        env.apply(Command::UpdateInstance { instance: inst })?;
+        env.apply(Command::UpdateInstance { instance: inst })
+            .await?;
     }
     Ok(())
 }
@@ -111,8 +113,8 @@ impl LogicalUnit for InstanceStartup {
             start(env, &inst, &node, self.force).await?;
         }
         if !self.no_remember {
-            set_admin(env, &inst, AdminState::Up)?;
-            set_source(env, &inst.name, AdminStateSource::Admin)?;
+            set_admin(env, &inst, AdminState::Up).await?;
+            set_source(env, &inst.name, AdminStateSource::Admin).await?;
         }
         Ok(Value::Null)
     }
@@ -153,8 +155,8 @@ impl LogicalUnit for InstanceShutdown {
         let (inst, node) = checked;
         stop(env, &inst, &node, self.timeout).await?;
         if !self.no_remember {
-            set_admin(env, &inst, AdminState::Down)?;
-            set_source(env, &inst.name, self.source)?;
+            set_admin(env, &inst, AdminState::Down).await?;
+            set_source(env, &inst.name, self.source).await?;
         }
         Ok(Value::Null)
     }
@@ -213,7 +215,7 @@ impl LogicalUnit for InstanceReboot {
             }
             start(env, &inst, &node, false).await?;
         }
-        set_admin(env, &inst, AdminState::Up)?;
+        set_admin(env, &inst, AdminState::Up).await?;
         Ok(Value::Null)
     }
 }

@@ -79,7 +79,8 @@ impl LogicalUnit for NetworkAdd {
     }
 
     async fn exec(&mut self, env: &Env<'_>, n: Network) -> Result<Value, OpError> {
-        env.apply(Command::AddNetwork { network: n.clone() })?;
+        env.apply(Command::AddNetwork { network: n.clone() })
+            .await?;
         env.log(format!("network {} ({}) added", n.name, n.network));
         Ok(json!({"uuid": n.uuid}))
     }
@@ -155,7 +156,8 @@ impl LogicalUnit for NetworkSetParams {
     }
 
     async fn exec(&mut self, env: &Env<'_>, n: Network) -> Result<Value, OpError> {
-        env.apply(Command::UpdateNetwork { network: n.clone() })?;
+        env.apply(Command::UpdateNetwork { network: n.clone() })
+            .await?;
         env.log(format!("network {} modified", n.name));
         Ok(Value::Null)
     }
@@ -192,7 +194,8 @@ impl LogicalUnit for NetworkRename {
     }
 
     async fn exec(&mut self, env: &Env<'_>, n: Network) -> Result<Value, OpError> {
-        env.apply(Command::UpdateNetwork { network: n.clone() })?;
+        env.apply(Command::UpdateNetwork { network: n.clone() })
+            .await?;
         env.log(format!(
             "network {} renamed to {}",
             self.op.network_name, n.name
@@ -246,7 +249,7 @@ impl LogicalUnit for NetworkRemove {
     }
 
     async fn exec(&mut self, env: &Env<'_>, uuid: String) -> Result<Value, OpError> {
-        env.apply(Command::RemoveNetwork { uuid })?;
+        env.apply(Command::RemoveNetwork { uuid }).await?;
         env.log(format!("network {} removed", self.name));
         Ok(Value::Null)
     }

@@ -138,7 +138,7 @@ impl LogicalUnit for NetworkConnection {
             ));
             return Ok(Value::Null);
         };
-        env.apply(Command::UpdateGroup { group: g })?;
+        env.apply(Command::UpdateGroup { group: g }).await?;
         env.log(format!(
             "network {} {verb} group {}",
             self.network, self.group

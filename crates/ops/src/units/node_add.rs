@@ -171,7 +171,7 @@ impl LogicalUnit for NodeAdd {
             "node {} runs Maguey {}: {} CPUs, {} MiB memory",
             node.name, version.version, info.cpu_count, info.memory_total
         ));
-        env.apply(Command::AddNode { node: node.clone() })?;
+        env.apply(Command::AddNode { node: node.clone() }).await?;
         for (name, e) in env.master.distribute_ssconf().await {
             env.log(format!(
                 "warning: could not update ssconf on node {name}: {e}"

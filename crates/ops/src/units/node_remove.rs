@@ -53,7 +53,8 @@ impl LogicalUnit for NodeRemove {
     async fn exec(&mut self, env: &Env<'_>, node: Self::Checked) -> Result<Value, OpError> {
         env.apply(Command::RemoveNode {
             uuid: node.uuid.clone(),
-        })?;
+        })
+        .await?;
         if node.offline {
             env.log(format!(
                 "node {} is offline: not asking it to leave",

@@ -160,7 +160,7 @@ impl LogicalUnit for NodeSetParams {
             return Ok(json!([]));
         }
         let node_uuid = n.uuid.clone();
-        env.apply(Command::UpdateNode { node: n })?;
+        env.apply(Command::UpdateNode { node: n }).await?;
         for (f, v) in &self.changes {
             env.log(format!("node {}: {f} = {v}", self.name));
         }

@@ -100,8 +100,10 @@ impl LogicalUnit for RoomEvacuate {
         }
         let out = room_moves::run_moves(env, plan.moves, self.max_parallel).await?;
         match self.way {
-            Way::Out => room_moves::record_left(env, &self.room, RoomEvacKind::Evacuate, &out)?,
-            Way::Back => room_moves::record_returned(env, &self.room, &out)?,
+            Way::Out => {
+                room_moves::record_left(env, &self.room, RoomEvacKind::Evacuate, &out).await?
+            }
+            Way::Back => room_moves::record_returned(env, &self.room, &out).await?,
         }
         let verb = match self.way {
             Way::Out => "left the room",

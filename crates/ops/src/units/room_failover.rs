@@ -85,7 +85,7 @@ impl LogicalUnit for RoomFailover {
             ));
         }
         let out = room_moves::run_moves(env, plan.moves, self.max_parallel).await?;
-        room_moves::record_left(env, &self.room, RoomEvacKind::Failover, &out)?;
+        room_moves::record_left(env, &self.room, RoomEvacKind::Failover, &out).await?;
         room_moves::summary(env, "failed over", &self.room, &out, &plan.stuck)
     }
 }

@@ -233,7 +233,7 @@ impl LogicalUnit for Tags {
                 Command::UpdateNetwork { network: n }
             }
         };
-        env.apply(cmd)?;
+        env.apply(cmd).await?;
         env.log(format!(
             "{} tag(s) {}",
             if self.add { "added" } else { "removed" },

@@ -203,9 +203,7 @@ async fn instance_info_shows_each_drbd_disks_live_state() {
                    "children": [lv("db1.disk0_data", 512), lv("db1.disk0_meta", 128)]}]
     }))
     .expect("an instance");
-    c.master
-        .config
-        .apply(maguey_config::Command::AddInstance { instance: inst })
+    c.apply(maguey_config::Command::AddInstance { instance: inst })
         .expect("the instance in the config");
     let recorded = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../node/tests/data/storage/drbd84/proc_drbd_syncing");

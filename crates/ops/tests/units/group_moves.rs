@@ -67,9 +67,7 @@ fn add_drbd_record(c: &InProcessCluster, name: &str, p: &str, s: &str) {
         "ctime": 0.0, "mtime": 0.0,
     }))
     .expect("an instance");
-    c.master
-        .config
-        .apply(Command::AddInstance { instance: inst })
+    c.apply(Command::AddInstance { instance: inst })
         .expect("the drbd record");
 }
 

@@ -44,9 +44,7 @@ fn add_drbd_instance(c: &InProcessCluster, name: &str, p: &str, s: &str) {
                                   "minor_a": 0, "minor_b": 0, "secret": "s3cret"}}]
     }))
     .expect("an instance");
-    c.master
-        .config
-        .apply(maguey_config::Command::AddInstance { instance: inst })
+    c.apply(maguey_config::Command::AddInstance { instance: inst })
         .expect("the instance in the config");
 }
 

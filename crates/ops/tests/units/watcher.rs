@@ -89,9 +89,7 @@ fn set_fake_hvparam(c: &InProcessCluster, key: &str, value: Value) {
         .entry("fake".into())
         .or_default()
         .insert(key.into(), value);
-    c.master
-        .config
-        .apply(Command::UpdateCluster { cluster })
+    c.apply(Command::UpdateCluster { cluster })
         .expect("cluster hvparams set");
 }
 
@@ -190,7 +188,7 @@ async fn watcher_pause_is_kept_in_the_config_and_expires() {
     let w = watcher(&c, clock.clone());
     c.create_instance("inst1", "diskless", "node1").await;
     kill(c.node("node1"), "inst1").await;
-    w.pause(None).expect("paused");
+    w.pause(None).await.expect("paused");
     let r = w.run_once().await;
     assert_eq!(r.events, [Event::Paused { until: None }]);
     assert!(c.node("node1").running().is_empty());
@@ -200,10 +198,13 @@ async fn watcher_pause_is_kept_in_the_config_and_expires() {
         w2.pause_info(),
         Some(WatcherPause { until: None, .. })
     ));
-    w2.resume().expect("continued");
+    w2.resume().await.expect("continued");
     assert_eq!(c.config().cluster.watcher_pause, None);
     // A timed pause ends by itself.
-    let p = w2.pause(Some(Duration::from_secs(600))).expect("paused");
+    let p = w2
+        .pause(Some(Duration::from_secs(600)))
+        .await
+        .expect("paused");
     assert!(p.until.is_some());
     assert!(matches!(
         w2.run_once().await.events[..],
@@ -289,10 +290,7 @@ async fn watcher_leaves_alone_down_nodes_and_never_starts_on_a_wrong_node() {
     let mut n3 = cfg.node_by_name("node3").unwrap().clone();
     n3.offline = true;
     n3.master_candidate = false;
-    c.master
-        .config
-        .apply(Command::UpdateNode { node: n3 })
-        .unwrap();
+    c.apply(Command::UpdateNode { node: n3 }).unwrap();
     // inst1 runs on node1 instead of its primary node2.
     kill(c.node("node2"), "inst1").await;
     start_behind(&c, c.node("node1"), "inst1", None).await;

@@ -1,0 +1,699 @@
+//! magueyd on a master candidate of a replicated cluster (docs/replication.md).
+//!
+//! The config lives in a [`Replica`] (`raft.redb`) instead of `config.redb`, and the **Raft
+//! leader is the master**: when this node wins an election it brings its config up to date
+//! (a read-index round), records itself as the master with a master term above every earlier
+//! one (`Cluster::master_term`, stamped on every node RPC: nodes then refuse the deposed
+//! master), opens its job queue (jobs that were running end as error, queued ones run, as
+//! after a master restart), and starts the scheduler, the watcher, the master API and the
+//! Remote API. When it loses the leadership it stops them.
+//!
+//! On a follower the master API answers with a redirect (307) to the leader, so `maguey`
+//! works against any candidate; without a leader it answers 503 with the replica's
+//! no-quorum error, which names the voters seen and missing.
+//!
+//! A candidate becomes one in two ways: `cluster init --replicated` leaves a marker beside
+//! `config.redb`, turned into the first snapshot of a one-voter group at start
+//! ([`upgrade_if_asked`]); a node the leader adds as a voter opens its (empty) replica on the
+//! leader's first `/raft` request. The leader adds every master candidate of the config as a
+//! voter (and removes voters that no longer are), after handing it the cluster CA's key and
+//! the admin certificate (`/raft/secrets`), so that it can serve and sign as master later.
+
+use crate::api::{self, MasterState};
+use crate::auth::NodeAuth;
+use crate::raft::RaftHttps;
+use crate::{files, rapi_users, Args, RapiServer};
+use anyhow::{Context, Result};
+use axum::Router;
+use maguey_config::{Command, ConfigStore};
+use maguey_jobs::{JobQueue, JobReplication, JobWrite};
+use maguey_model::{ConfigData, Node};
+use maguey_ops::{BoxFuture, ConfigBackend, ConfigWriteError, Executor, Master};
+use maguey_replication::{
+    upgrade_config_store, Member, NodeId, Replica, ReplicaOptions, ReplicationError, Role,
+};
+use maguey_rpc::ca::{ClusterCa, NodeIdentity};
+use maguey_rpc::RpcClient;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The replica's store in the state directory.
+pub const RAFT_FILE: &str = "raft.redb";
+/// This node's id in the Raft group (JSON), written when its replica is created.
+pub const RAFT_ID_FILE: &str = "raft-id.json";
+/// Where `config.redb` goes once it became the replica's first snapshot.
+pub const SINGLE_MASTER_BACKUP: &str = "config.redb.single-master";
+
+pub fn raft_path(dir: &Path) -> PathBuf {
+    dir.join(RAFT_FILE)
+}
+
+/// A node's Raft id: the first 64 bits of its uuid (stable for the node's life, never 0).
+pub fn raft_id(uuid: &str) -> NodeId {
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    u64::from_str_radix(&hex, 16).unwrap_or(0).max(1)
+}
+
+/// What the group records of a node: its name and the address of its magueyd.
+pub fn member(cfg: &ConfigData, node: &Node) -> Member {
+    Member {
+        name: node.name.clone(),
+        addr: maguey_ops::node_addr(cfg, node),
+    }
+}
+
+/// At start: after `cluster init --replicated` (the marker), the single-master store becomes
+/// the first snapshot of a group with this node as the only voter; `config.redb` is kept as
+/// [`SINGLE_MASTER_BACKUP`].
+pub fn upgrade_if_asked(dir: &Path, node_name: &str) -> Result<()> {
+    let marker = dir.join(files::REPLICATE_MARKER);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let config = files::config_path(dir);
+    let raft = raft_path(dir);
+    if !raft.exists() {
+        let (id, m) = {
+            let store = ConfigStore::open(&config).context("opening the config store")?;
+            let cfg = store.snapshot();
+            let node = cfg
+                .node_by_name(node_name)
+                .with_context(|| format!("node {node_name} is not in the config"))?;
+            (raft_id(&node.uuid), member(&cfg, node))
+        };
+        upgrade_config_store(&config, &raft, id, m)?;
+        save_id(dir, id)?;
+        tracing::info!("the config is now replicated: {} holds it", raft.display());
+    }
+    if config.exists() {
+        std::fs::rename(&config, dir.join(SINGLE_MASTER_BACKUP))
+            .with_context(|| format!("moving {} aside", config.display()))?;
+    }
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok(())
+}
+
+fn save_id(dir: &Path, id: NodeId) -> Result<()> {
+    maguey_node::write_atomic(&dir.join(RAFT_ID_FILE), &serde_json::to_vec(&id)?)
+        .map_err(anyhow::Error::msg)
+}
+
+fn load_id(dir: &Path) -> Option<NodeId> {
+    serde_json::from_slice(&std::fs::read(dir.join(RAFT_ID_FILE)).ok()?).ok()
+}
+
+/// The replicated config behind the seam units use ([`ConfigBackend`]).
+pub struct ReplicatedConfig(pub Arc<Replica>);
+
+impl ConfigBackend for ReplicatedConfig {
+    fn snapshot(&self) -> Arc<ConfigData> {
+        self.0.config()
+    }
+
+    fn apply(&self, command: Command) -> BoxFuture<'_, Result<u64, ConfigWriteError>> {
+        Box::pin(async move {
+            self.0.apply(command).await.map_err(|e| match e {
+                ReplicationError::Config(c) => ConfigWriteError::Config(c),
+                other => ConfigWriteError::Unavailable(other.to_string()),
+            })
+        })
+    }
+}
+
+/// What the leader hands a new voter: what a master needs besides the config.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Secrets {
+    pub(crate) ca_key_pem: String,
+    pub(crate) admin_cert_pem: String,
+    pub(crate) admin_key_pem: String,
+}
+
+/// The master this node runs while it leads.
+pub(crate) struct Active {
+    term: u64,
+    state: MasterState,
+    pub(crate) router: Router,
+    tasks: Vec<tokio::task::AbortHandle>,
+    rapi: std::sync::Mutex<Option<RapiServer>>,
+}
+
+/// A node that may be (or become) a master candidate of a replicated cluster.
+pub struct Candidacy {
+    pub(crate) dir: PathBuf,
+    node_name: String,
+    listen: SocketAddr,
+    pub(crate) identity: NodeIdentity,
+    args: Args,
+    pub(crate) auth: NodeAuth,
+    pub(crate) replica: tokio::sync::OnceCell<Arc<Replica>>,
+    pub(crate) active: RwLock<Option<Arc<Active>>>,
+    options: ReplicaOptions,
+    /// The term this node gave up the mastership in (`cluster master-failover`): it does not
+    /// start the master again while that term lasts.
+    stepped_down: std::sync::atomic::AtomicU64,
+}
+
+impl Candidacy {
+    pub fn new(
+        args: &Args,
+        node_name: &str,
+        listen: SocketAddr,
+        identity: &NodeIdentity,
+    ) -> Arc<Candidacy> {
+        Arc::new(Candidacy {
+            dir: args.state_dir.clone(),
+            node_name: node_name.to_string(),
+            listen,
+            identity: identity.clone(),
+            args: args.clone(),
+            auth: NodeAuth {
+                state_dir: args.state_dir.clone(),
+            },
+            replica: tokio::sync::OnceCell::new(),
+            active: RwLock::new(None),
+            options: ReplicaOptions::default(),
+            stepped_down: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Whether this node holds a replica store (it is a candidate of a replicated cluster).
+    pub fn has_store(&self) -> bool {
+        raft_path(&self.dir).exists()
+    }
+
+    /// Opens this node's replica (creating an empty store) and starts following the group;
+    /// the master's parts start whenever it leads.
+    pub async fn open(self: &Arc<Self>) -> Result<Arc<Replica>> {
+        let me = self.clone();
+        let replica = self
+            .replica
+            .get_or_try_init(|| async move {
+                let id = match load_id(&me.dir) {
+                    Some(id) => id,
+                    None => {
+                        let uuid = maguey_node::read_ssconf(&me.dir)
+                            .and_then(|ss| ss.node_uuids.get(&me.node_name).cloned())
+                            .context("this node's uuid is not known yet (no ssconf)")?;
+                        let id = raft_id(&uuid);
+                        save_id(&me.dir, id)?;
+                        id
+                    }
+                };
+                let client = RpcClient::new(&me.identity, Duration::from_secs(10))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let replica = Replica::open(
+                    id,
+                    &raft_path(&me.dir),
+                    Arc::new(RaftHttps::new(client)),
+                    me.options,
+                )
+                .await?;
+                tracing::info!("replica {id} of the config opened");
+                tokio::spawn(me.clone().follow(replica.clone()));
+                anyhow::Ok(replica)
+            })
+            .await?;
+        Ok(replica.clone())
+    }
+
+    /// Stops the master's parts and the replica (the daemon stops).
+    pub async fn shutdown(&self) {
+        let active = self.active.write().map(|mut a| a.take()).ok().flatten();
+        if let Some(a) = active {
+            stop(a).await;
+        }
+        if let Some(r) = self.replica.get() {
+            r.shutdown().await;
+        }
+    }
+
+    /// Watches the replica's role: starts the master when it leads, stops it when not.
+    async fn follow(self: Arc<Self>, replica: Arc<Replica>) {
+        let mut failures = 0u32;
+        let mut ssconf_serial = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let status = replica.status();
+            if status.role == Role::Shutdown {
+                break;
+            }
+            if status.role != Role::Leader {
+                self.refresh_ssconf(&replica, &mut ssconf_serial);
+            }
+            let current = self.active.read().ok().and_then(|a| a.clone());
+            let leads = status.role == Role::Leader;
+            match current {
+                Some(a) if leads && a.term == status.term => {}
+                Some(_) => {
+                    let old = self.active.write().ok().and_then(|mut a| a.take());
+                    if let Some(a) = old {
+                        tracing::warn!(
+                            "no longer the Raft leader (term {}): stopping the master",
+                            status.term
+                        );
+                        stop(a).await;
+                    }
+                }
+                None if leads
+                    && self.stepped_down.load(std::sync::atomic::Ordering::SeqCst)
+                        == status.term => {}
+                None if leads => match self.become_master(&replica, status.term).await {
+                    Ok(a) => {
+                        failures = 0;
+                        if let Ok(mut slot) = self.active.write() {
+                            *slot = Some(Arc::new(a));
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 || failures.is_multiple_of(50) {
+                            tracing::warn!("Raft leader, but cannot start the master: {e:#}");
+                        }
+                    }
+                },
+                None => {}
+            }
+        }
+    }
+
+    /// `cluster master-failover [--to NODE]`: stops the master here, steps down, and waits
+    /// for another voter (`to`, asked to campaign) to lead; the new master's name.
+    pub(crate) async fn master_failover(
+        &self,
+        replica: Arc<Replica>,
+        to: Option<String>,
+    ) -> Result<String> {
+        let status = replica.status();
+        let target = match &to {
+            Some(name) => {
+                let (id, m) = status
+                    .voters
+                    .iter()
+                    .find(|(_, m)| &m.name == name)
+                    .with_context(|| format!("{name} is not a voter (master candidate)"))?;
+                anyhow::ensure!(*id != status.id, "{name} is the master already");
+                Some(m.clone())
+            }
+            None => None,
+        };
+        anyhow::ensure!(status.voters.len() > 1, "this master is the only voter");
+        let term = status.term;
+        self.stepped_down
+            .store(term, std::sync::atomic::Ordering::SeqCst);
+        // No more writes from here: they would keep the followers from campaigning.
+        let old = self.active.write().ok().and_then(|mut a| a.take());
+        if let Some(a) = old {
+            stop(a).await;
+        }
+        replica.step_down()?;
+        tracing::info!("master failover: stepping down in term {term}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let client = RpcClient::new(&self.identity, Duration::from_secs(2))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let moved = loop {
+            let st = replica.status();
+            if st.term > term {
+                if let Some(m) = st
+                    .leader
+                    .filter(|l| *l != st.id)
+                    .and_then(|l| st.voters.get(&l))
+                {
+                    break Some(m.name.clone());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                break None;
+            }
+            if let Some(m) = &target {
+                let url = format!("https://{}/raft/campaign", m.addr);
+                let _ = client.http().post(&url).json(&()).send().await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        replica.resume();
+        match moved {
+            Some(name) => {
+                tracing::info!("master failover: {name} is the master");
+                Ok(name)
+            }
+            None => {
+                // Nobody took over: this node leads on (it starts the master again).
+                self.stepped_down
+                    .store(0, std::sync::atomic::Ordering::SeqCst);
+                anyhow::bail!("no other candidate took over in time; this node stays master")
+            }
+        }
+    }
+
+    /// A follower's ssconf follows its replica of the config (the master it names too), so
+    /// that `cluster getmaster` on any candidate names the leader.
+    fn refresh_ssconf(&self, replica: &Replica, written: &mut u64) {
+        let cfg = replica.config();
+        if cfg.serial_no <= *written || !cfg.cluster.replicated {
+            return;
+        }
+        *written = cfg.serial_no;
+        let stored = maguey_node::read_ssconf(&self.dir);
+        if stored.is_some_and(|s| s.config_serial >= cfg.serial_no) {
+            return;
+        }
+        let ssconf = maguey_model::Ssconf::from_config(&cfg);
+        let written = serde_json::to_vec_pretty(&ssconf)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                maguey_node::write_atomic(&self.dir.join(maguey_node::SSCONF_FILE), &b)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::warn!("writing the ssconf from the replicated config: {e}");
+        }
+    }
+
+    async fn become_master(&self, replica: &Arc<Replica>, term: u64) -> Result<Active> {
+        // Everything committed before this term is applied here first.
+        replica.read_config().await?;
+        let cfg = replica.config();
+        let me = cfg
+            .node_by_name(&self.node_name)
+            .with_context(|| format!("node {} is not in the config", self.node_name))?
+            .clone();
+        let fingerprint = self.identity.fingerprint();
+        if me.certificate_fingerprint != fingerprint {
+            let mut node = me.clone();
+            node.certificate_fingerprint = fingerprint;
+            replica.apply(Command::UpdateNode { node }).await?;
+        }
+        let mut cluster = cfg.cluster.clone();
+        let uuid = cluster.uuid.clone();
+        let master_term = if cluster.master_node == me.uuid
+            && cluster.replicated
+            && cluster.master_term >= term
+        {
+            // Recorded in this term already (a retry after a failed start).
+            cluster.master_term
+        } else {
+            // Above every earlier master's: nodes that hear it refuse the older masters.
+            let master_term = (cluster.master_term + 1).max(term);
+            cluster.master_node = me.uuid.clone();
+            cluster.master_term = master_term;
+            cluster.replicated = true;
+            replica.apply(Command::UpdateCluster { cluster }).await?;
+            master_term
+        };
+        tracing::info!("Raft leader in term {term}: master (master term {master_term})");
+
+        let rpc = RpcClient::new(&self.identity, Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_fence(maguey_rpc::Fence::new(&uuid, master_term));
+        let master = Arc::new(Master {
+            config: Arc::new(ReplicatedConfig(replica.clone())),
+            rpc,
+            node_name: self.node_name.clone(),
+            destroy: Arc::new(tokio::sync::Notify::new()),
+        });
+        let queue = open_queue(
+            replica.clone(),
+            files::jobs_path(&self.dir),
+            self.args.max_running_jobs,
+        )
+        .await?;
+        let ca = ClusterCa::load(&self.dir).context("loading the cluster CA")?;
+        if NodeIdentity::load_admin(&self.dir).is_err() {
+            ca.issue_admin()
+                .and_then(|admin| admin.save_admin(&self.dir))
+                .map_err(|e| anyhow::anyhow!("creating the admin certificate: {e}"))?;
+        }
+        let watcher = Arc::new(maguey_ops::watcher::Watcher::new(
+            master.clone(),
+            queue.clone(),
+            Arc::new(maguey_ops::watcher::SystemClock),
+            maguey_ops::watcher::WatcherOptions {
+                job_age: Duration::from_secs(self.args.watcher_job_age),
+                state_file: Some(self.dir.join("watcher.json")),
+                ..Default::default()
+            },
+        ));
+        let state = MasterState {
+            master: master.clone(),
+            queue: queue.clone(),
+            ca: Arc::new(ca),
+            listen: self.listen,
+            watcher,
+            users_file: self
+                .args
+                .rapi_users
+                .clone()
+                .unwrap_or_else(|| maguey_rapi::default_users_file(&self.dir)),
+        };
+        let users = master.config.snapshot().rapi_users.clone();
+        if !users.is_empty() {
+            if let Err(e) = rapi_users::sync_users_file(&state.users_file, &users, &[]) {
+                tracing::warn!("writing the RAPI users file: {e}");
+            }
+        }
+        let router = api::master_router(state.clone());
+        queue.start(Arc::new(Executor {
+            master: master.clone(),
+        }));
+        let mut tasks = Vec::new();
+        if self.args.watcher_interval > 0 {
+            let watcher = state.watcher.clone();
+            let every = Duration::from_secs(self.args.watcher_interval);
+            tasks.push(
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        for line in watcher.run_once().await.lines() {
+                            tracing::info!("watcher: {line}");
+                        }
+                    }
+                })
+                .abort_handle(),
+            );
+        }
+        {
+            let master = master.clone();
+            tasks.push(
+                tokio::spawn(async move {
+                    for (name, e) in master.distribute_ssconf().await {
+                        tracing::warn!("ssconf to node {name}: {e}");
+                    }
+                    // The floating master IP follows the leader (docs/master-ip.md).
+                    match maguey_ops::master_ip::activate_configured(&master).await {
+                        Ok(Some(m)) => tracing::info!("master IP {} up on {}", m.cidr(), m.netdev),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!("master IP: {e}"),
+                    }
+                })
+                .abort_handle(),
+            );
+        }
+        tasks.push(
+            tokio::spawn(voters(replica.clone(), master.clone(), self.dir.clone())).abort_handle(),
+        );
+        let rapi = match crate::start_rapi(
+            &self.args,
+            &self.identity,
+            &self.dir,
+            self.listen,
+            &master,
+            &queue,
+            &state,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("the Remote API does not run on this master: {e:#}");
+                None
+            }
+        };
+        Ok(Active {
+            term,
+            state,
+            router,
+            tasks,
+            rapi: std::sync::Mutex::new(rapi),
+        })
+    }
+}
+
+/// Opens the job queue from the replicated job records: the jobs that were running on the
+/// previous master end as error, queued ones run; every durable change is replicated first.
+async fn open_queue(
+    replica: Arc<Replica>,
+    path: PathBuf,
+    max_running: usize,
+) -> Result<Arc<JobQueue>> {
+    let records = replica
+        .job_records()?
+        .into_iter()
+        .map(|(id, record, archived)| JobWrite {
+            id,
+            json: record.to_string(),
+            archived,
+        })
+        .collect();
+    let replication = Arc::new(RaftJobs {
+        replica,
+        handle: tokio::runtime::Handle::current(),
+    });
+    tokio::task::spawn_blocking(move || {
+        JobQueue::open_replicated(&path, max_running, records, replication)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("opening the job queue: {e}"))
+}
+
+/// The job queue's durable changes, through the Raft log (`Request::JobPut`/`JobArchive`).
+struct RaftJobs {
+    replica: Arc<Replica>,
+    handle: tokio::runtime::Handle,
+}
+
+impl JobReplication for RaftJobs {
+    fn replicate(&self, batch: Vec<JobWrite>) -> Result<(), String> {
+        let replica = self.replica.clone();
+        self.handle.block_on(async move {
+            let writes = batch.into_iter().map(|w| {
+                let replica = replica.clone();
+                async move {
+                    let record: serde_json::Value =
+                        serde_json::from_str(&w.json).map_err(|e| e.to_string())?;
+                    replica
+                        .put_job(w.id, record)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if w.archived {
+                        replica.archive_job(w.id).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok::<(), String>(())
+                }
+            });
+            futures::future::join_all(writes)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, String>>()
+                .map(|_| ())
+        })
+    }
+}
+
+async fn stop(active: Arc<Active>) {
+    active.state.queue.halt();
+    for t in &active.tasks {
+        t.abort();
+    }
+    // No longer the leader: the floating master IP leaves this node (taken down here, not
+    // through an RPC, which a node that saw a higher term would refuse).
+    if let Some(m) = active
+        .state
+        .master
+        .config
+        .snapshot()
+        .cluster
+        .master_ip
+        .clone()
+    {
+        let down = tokio::task::spawn_blocking(move || {
+            maguey_node::master_ip::deactivate(maguey_node::exec::system().as_ref(), &m)
+        })
+        .await;
+        if let Ok(Err(e)) = down {
+            tracing::warn!("master IP: {e}");
+        }
+    }
+    let rapi = active.rapi.lock().ok().and_then(|mut r| r.take());
+    if let Some(r) = rapi {
+        r.stop().await;
+    }
+}
+
+/// On the leader: the voters follow the config's master candidates (online ones); each new
+/// voter first gets the CA key and the admin certificate.
+async fn voters(replica: Arc<Replica>, master: Arc<Master>, dir: PathBuf) {
+    let mut handed: BTreeSet<NodeId> = BTreeSet::new();
+    loop {
+        let cfg = replica.config();
+        let status = replica.status();
+        if status.role != Role::Leader {
+            return;
+        }
+        let wanted: Vec<(NodeId, Member)> = cfg
+            .nodes
+            .values()
+            .filter(|n| n.master_candidate && !n.offline)
+            .map(|n| (raft_id(&n.uuid), member(&cfg, n)))
+            .collect();
+        for (id, m) in &wanted {
+            if *id == status.id {
+                continue;
+            }
+            if !handed.contains(id) {
+                match hand_secrets(&master.rpc, &dir, m).await {
+                    Ok(()) => {
+                        handed.insert(*id);
+                    }
+                    Err(e) => {
+                        tracing::debug!("secrets to candidate {}: {e:#}", m.name);
+                        continue;
+                    }
+                }
+            }
+            if !status.voters.contains_key(id) {
+                tracing::info!("adding master candidate {} as a voter", m.name);
+                match tokio::time::timeout(
+                    Duration::from_secs(15),
+                    replica.add_voter(*id, m.clone()),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::info!("{} is a voter", m.name),
+                    Ok(Err(e)) => tracing::warn!("adding voter {}: {e}", m.name),
+                    Err(_) => tracing::warn!("adding voter {}: timed out", m.name),
+                }
+            }
+        }
+        for (id, m) in &status.voters {
+            if *id != status.id && !wanted.iter().any(|(w, _)| w == id) {
+                tracing::info!("{} is no master candidate now: removing the voter", m.name);
+                if let Err(e) = replica.remove_voter(*id).await {
+                    tracing::warn!("removing voter {}: {e}", m.name);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn hand_secrets(rpc: &RpcClient, dir: &Path, to: &Member) -> Result<()> {
+    let ca = ClusterCa::load(dir).context("the CA")?;
+    let admin = NodeIdentity::load_admin(dir).context("the admin certificate")?;
+    let body = Secrets {
+        ca_key_pem: ca.key_pem,
+        admin_cert_pem: admin.cert_pem,
+        admin_key_pem: admin.key_pem,
+    };
+    let url = format!("https://{}/raft/secrets", to.addr);
+    let resp = rpc
+        .http()
+        .post(&url)
+        .json(&body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        anyhow::bail!("{url}: {}", resp.status());
+    }
+    Ok(())
+}
+
+pub use crate::replicated_http::router;

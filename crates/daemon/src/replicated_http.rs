@@ -1,0 +1,260 @@
+//! The HTTP side of a master candidate (docs/replication.md): `/raft/...` to candidates
+//! only (Raft's RPCs, the secrets a new voter gets, a request to campaign), and the master
+//! API of whichever master this node is now, or a redirect to the leader.
+
+use crate::raft::{check_candidate, RaftState};
+use crate::replicated::{Candidacy, Secrets};
+use anyhow::Result;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use maguey_replication::{Replica, Role};
+use maguey_rpc::ca::{ClusterCa, NodeIdentity};
+use maguey_rpc::PeerIdentity;
+use serde::Deserialize;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// The `/raft` routes (to candidates only), and the master API of whichever master this node
+/// is now, or a redirect to the leader.
+pub fn router(c: Arc<Candidacy>) -> Router {
+    Router::new()
+        .route("/raft/secrets", post(secrets))
+        .route("/raft/campaign", post(campaign))
+        .route("/raft/{kind}", post(raft_rpc))
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::from_fn(
+            maguey_rpc::version::check_protocol,
+        ))
+        .fallback(master_api)
+        .with_state(c)
+}
+
+fn refuse(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+/// The replica answering a peer: opened on the first request of an authorized master.
+async fn replica_for(
+    c: &Arc<Candidacy>,
+    peer: Option<&maguey_rpc::PeerCert>,
+) -> Result<Arc<Replica>, Response> {
+    if let Some(r) = c.replica.get() {
+        let state = RaftState {
+            replica: r.clone(),
+            auth: c.auth.clone(),
+        };
+        return match check_candidate(&state, peer) {
+            Ok(()) => Ok(r.clone()),
+            Err(e) => Err(refuse(StatusCode::FORBIDDEN, e)),
+        };
+    }
+    // Not a candidate yet: only the master may make this node one.
+    if let Err(e) = c.auth.check(peer) {
+        return Err(refuse(StatusCode::FORBIDDEN, e));
+    }
+    c.open()
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))
+}
+
+fn peer_of(req: &Request) -> Option<maguey_rpc::PeerCert> {
+    req.extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.0.clone())
+}
+
+async fn raft_rpc(
+    State(c): State<Arc<Candidacy>>,
+    UrlPath(kind): UrlPath<String>,
+    req: Request,
+) -> Response {
+    let peer = peer_of(&req);
+    let replica = match replica_for(&c, peer.as_ref()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let kind = match kind.parse() {
+        Ok(k) => k,
+        Err(e) => return refuse(StatusCode::NOT_FOUND, e),
+    };
+    let body: Bytes = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match replica.serve(kind, &body).await {
+        Ok(reply) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            reply,
+        )
+            .into_response(),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FailoverRequest {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /raft/campaign`: the master steps down and asks this candidate to stand.
+async fn campaign(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
+    let peer = peer_of(&req);
+    match replica_for(&c, peer.as_ref()).await {
+        Ok(r) => match r.campaign().await {
+            Ok(()) => Json(serde_json::json!({})).into_response(),
+            Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
+        Err(resp) => resp,
+    }
+}
+
+/// `POST /raft/secrets`: the leader hands a candidate the CA key and the admin certificate
+/// (kept where they are if this node has them already).
+async fn secrets(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
+    let peer = peer_of(&req);
+    if let Err(resp) = replica_for(&c, peer.as_ref()).await {
+        return resp;
+    }
+    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let s: Secrets = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let dir = &c.dir;
+    let write = || -> Result<()> {
+        if ClusterCa::load(dir).is_err() {
+            let ca = ClusterCa {
+                cert_pem: c.identity.ca_pem.clone(),
+                key_pem: s.ca_key_pem.clone(),
+            };
+            ca.save(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        if NodeIdentity::load_admin(dir).is_err() {
+            NodeIdentity {
+                cert_pem: s.admin_cert_pem.clone(),
+                key_pem: s.admin_key_pem.clone(),
+                ca_pem: c.identity.ca_pem.clone(),
+            }
+            .save_admin(dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(())
+    };
+    match write() {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+/// Any other request: the master API when this node is the master; on a follower a redirect
+/// to the leader; without a leader the no-quorum error.
+async fn master_api(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
+    let active = c.active.read().ok().and_then(|a| a.clone());
+    if let (Some(_), Some(replica), "/luxi/replication") =
+        (&active, c.replica.get(), req.uri().path())
+    {
+        if !peer_of(&req).is_some_and(|p| p.admin) {
+            return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
+        }
+        return Json(replication_info(replica)).into_response();
+    }
+    if let (Some(_), Some(replica), "/luxi/master-failover") =
+        (&active, c.replica.get(), req.uri().path())
+    {
+        if !peer_of(&req).is_some_and(|p| p.admin) {
+            return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
+        }
+        let body = axum::body::to_bytes(req.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let to: FailoverRequest = serde_json::from_slice(&body).unwrap_or_default();
+        return match c.master_failover(replica.clone(), to.to).await {
+            Ok(name) => Json(serde_json::json!({ "master": name })).into_response(),
+            Err(e) => refuse(StatusCode::CONFLICT, format!("{e:#}")),
+        };
+    }
+    if let Some(a) = active {
+        return match a.router.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+    }
+    let path = req.uri().path();
+    let Some(replica) = c.replica.get() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !(path.starts_with("/luxi/") || path.starts_with("/join")) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let status = replica.status();
+    let leader = status
+        .leader
+        .filter(|l| *l != status.id)
+        .and_then(|l| status.voters.get(&l));
+    match leader {
+        Some(m) => {
+            let target = format!(
+                "https://{}{}",
+                m.addr,
+                req.uri().path_and_query().map_or(path, |p| p.as_str())
+            );
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+                .into_response()
+        }
+        None if status.role == Role::Leader => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node was just elected master and is starting; try again",
+        ),
+        None => {
+            let why = match replica.read_config().await {
+                Err(e) => e.to_string(),
+                Ok(_) => "no master is elected yet; try again".to_string(),
+            };
+            refuse(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
+    }
+}
+
+/// `GET /luxi/replication` on the master (`cluster info`): the term, the voters and how far
+/// each one's log is behind the leader's.
+fn replication_info(replica: &Replica) -> serde_json::Value {
+    let st = replica.status();
+    let last = st.last_log_index.unwrap_or(0);
+    let voters: Vec<serde_json::Value> = st
+        .voters
+        .iter()
+        .map(|(id, m)| {
+            let matched = if *id == st.id {
+                st.last_log_index
+            } else {
+                st.matched.get(id).copied().flatten()
+            };
+            serde_json::json!({
+                "name": m.name,
+                "id": id,
+                "address": m.addr,
+                "leader": Some(*id) == st.leader,
+                "matched": matched,
+                "lag": matched.map(|m| last.saturating_sub(m)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "term": st.term,
+        "leader": st.leader.and_then(|l| st.voters.get(&l)).map(|m| m.name.clone()),
+        "last_log_index": st.last_log_index,
+        "last_applied": st.last_applied,
+        "voters": voters,
+    })
+}
