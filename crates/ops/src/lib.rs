@@ -17,6 +17,7 @@
 
 mod disks;
 pub mod drbd;
+mod drbd_group_move;
 mod drbd_replace;
 mod group_moves;
 pub mod hooks;

@@ -229,6 +229,10 @@ pub enum NodeRequest {
     /// Leaves the cluster: removes the node's certificates and ssconf, then stops serving.
     /// Answers null (the reply is sent before the daemon stops).
     LeaveCluster,
+    /// `drbd`: declares brand-new, connected devices on fresh volumes identical on both
+    /// sides (`new-current-uuid --clear-bitmap`): no initial full sync. Sent to one node of
+    /// a new pair before its first promotion. Answers null.
+    DrbdSkipInitialSync { disks: Vec<Disk> },
 }
 
 impl NodeRequest {
@@ -277,6 +281,7 @@ impl NodeRequest {
             NodeRequest::TestDelay { .. } => "test_delay",
             NodeRequest::HooksRunner { .. } => "hooks_runner",
             NodeRequest::LeaveCluster => "leave_cluster",
+            NodeRequest::DrbdSkipInitialSync { .. } => "drbd_skip_initial_sync",
         }
     }
 }
