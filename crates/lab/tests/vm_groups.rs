@@ -3,7 +3,10 @@
 //! numbered, fsync'd records to its disk while it moves onto a new DRBD pair in the other
 //! group (block mirror into the new pair, then its memory); afterwards it runs and writes on
 //! the new primary, every acknowledged record is on both new data LVs, the old pair's LVs
-//! and minors are gone, the new pair is in sync and `cluster verify` is clean.
+//! and minors are gone, the new pair is in sync and `cluster verify` is clean. First, a move
+//! that fails in the middle (the target's QEMU killed while the disks are mirrored into the
+//! new pair): the guest keeps running and writing on its old pair, in sync, and nothing of
+//! the new pair is left.
 
 use maguey_lab::vmnodes::VmOptions;
 use maguey_test_infra::vmlab::{build_maguey, poll, VmLab};
@@ -108,6 +111,66 @@ fn vm_drbd_instance_changes_group_live() {
     let plan = lab.ok(&["instance", "change-group", "--to", "g2", "--dry-run", "k1"]);
     assert!(plan.contains("new DRBD pair on node"), "{plan}");
     assert_eq!(lab.instance("k1")["pnode"], "node1");
+
+    // A move that fails in the middle: the new primary's QEMU (the migration target, fed by
+    // the block mirror) is killed a second after it starts.
+    let killer = "rm -f /tmp/killer.stop /tmp/killed
+cat > /tmp/killer.sh <<'KILLER'
+while [ ! -f /tmp/killer.stop ]; do
+  p=$(ps -o pid,args | grep '[q]emu-system-x86_64 -name k1' | awk '{print $1}' | head -n 1)
+  if [ -n \"$p\" ]; then sleep 1; kill -9 $p && echo $p > /tmp/killed; exit 0; fi
+  sleep 0.1
+done
+KILLER
+setsid sh /tmp/killer.sh </dev/null >/dev/null 2>&1 &
+echo started";
+    for n in [3, 4] {
+        lab.run_ok(n, killer);
+    }
+    let t = Instant::now();
+    let r = lab.maguey(&["instance", "change-group", "--to", "g2", "k1"]);
+    eprintln!(
+        "figure: change-group failed in the middle, undone, in {:.1}s\n{}\n{}",
+        t.elapsed().as_secs_f64(),
+        r.stdout,
+        r.stderr
+    );
+    for n in [3, 4] {
+        lab.run_ok(n, "touch /tmp/killer.stop");
+    }
+    assert_ne!(
+        r.code, 0,
+        "the move succeeded despite the kill:\n{}",
+        r.stdout
+    );
+    let killed: Vec<usize> = [3, 4]
+        .into_iter()
+        .filter(|&n| lab.run(n, "cat /tmp/killed").0 == 0)
+        .collect();
+    assert_eq!(killed.len(), 1, "the target's QEMU was not killed once");
+    let k1 = lab.instance("k1");
+    assert_eq!(k1["pnode"], "node1", "{k1}");
+    assert_eq!(k1["status"], "running", "{k1}");
+    lab.run_ok(1, "ps -o args | grep '[q]emu-system-x86_64 -name k1'");
+    let after_fail = acked(1);
+    assert!(
+        poll(Duration::from_secs(60), || acked(1) >= after_fail + 5),
+        "the guest does not write on node1 after the failed move:\n{}",
+        console(&lab, 1)
+    );
+    lab.wait_in_sync(
+        1,
+        lab.minor_in_role(1, "Primary"),
+        "the old pair after the failure",
+    );
+    for n in [3, 4] {
+        assert!(
+            lab.instance_lvs(n, "k1").is_empty(),
+            "node{n}: {:?}",
+            lab.instance_lvs(n, "k1")
+        );
+        assert!(lab.drbd_minors(n).is_empty(), "node{n}: minors left");
+    }
 
     // The move, while the guest writes.
     let before = acked(1);

@@ -241,7 +241,10 @@ impl PairMove {
             return Err(e);
         }
         if running {
-            finalize(env, inst, &moved, old_p, new_p, true).await;
+            if let Err(e) = resume_on_new(env, inst, &moved, old_p, new_p).await {
+                remove_pair(env, &moved, &created, "undoing").await;
+                return Err(e);
+            }
         } else {
             // A stopped instance's disks stay down, as before.
             for n in [new_p, new_s] {
@@ -485,6 +488,73 @@ async fn migrate(
             )))
         }
     }
+}
+
+/// After the switch: the guest resumed on the new primary, the old copy stopped. When the
+/// new primary cannot resume it (the guest never ran there), the config names the old pair
+/// again and the guest resumes on the old primary (the caller removes the new pair).
+async fn resume_on_new(
+    env: &Env<'_>,
+    inst: &Instance,
+    moved: &Instance,
+    old_p: &Node,
+    new_p: &Node,
+) -> Result<(), OpError> {
+    let rt = instance_runtime(&env.cfg(), moved);
+    let r: Result<Value, OpError> = env
+        .rpc(
+            new_p,
+            NodeRequest::FinalizeMigrationDst {
+                instance: rt,
+                success: true,
+            },
+        )
+        .await;
+    let Err(e) = r else {
+        let r: Result<Value, OpError> = env
+            .rpc(
+                old_p,
+                NodeRequest::FinalizeMigrationSrc {
+                    name: inst.name.clone(),
+                    hypervisor: inst.hypervisor.to_string(),
+                    success: true,
+                },
+            )
+            .await;
+        if let Err(e) = r {
+            env.log(format!(
+                "warning: could not stop the old copy of the instance on {}: {e}; run \
+                 'instance migrate --cleanup'",
+                old_p.name
+            ));
+        }
+        return Ok(());
+    };
+    env.log(format!(
+        "instance {} could not be resumed on {}: {e}; back to its old pair",
+        inst.name, new_p.name
+    ));
+    let back = match env.cfg().instances.get(&inst.uuid).cloned() {
+        Some(mut fresh) => {
+            fresh.primary_node = inst.primary_node.clone();
+            fresh.disks = inst.disks.clone();
+            env.apply(Command::UpdateInstance { instance: fresh })
+                .map(|_| ())
+        }
+        None => Err(OpError::Exec(format!("instance {} vanished", inst.name))),
+    };
+    if let Err(e2) = back {
+        return Err(OpError::Exec(format!(
+            "instance {} could not be resumed on {} ({e}) and the config could not name its \
+             old pair again ({e2}): run 'instance migrate --cleanup'",
+            inst.name, new_p.name
+        )));
+    }
+    finalize(env, inst, moved, old_p, new_p, false).await;
+    Err(OpError::Exec(format!(
+        "instance {} could not be resumed on {}: {e}; it keeps running on its old pair",
+        inst.name, new_p.name
+    )))
 }
 
 /// Ends a migration on both sides: resumed on the new primary and stopped on the old one
