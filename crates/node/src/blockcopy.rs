@@ -73,7 +73,14 @@ pub fn write(
         Some(data) => base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|e| NodeError::bad_request(format!("invalid chunk data: {e}")))?,
-        None if disk.dev_type == maguey_model::DevType::Plain => vec![0u8; chunk.length as usize],
+        // A DRBD device on fresh LVs too (a group move copies into a new pair).
+        None if matches!(
+            disk.dev_type,
+            maguey_model::DevType::Plain | maguey_model::DevType::Drbd
+        ) =>
+        {
+            vec![0u8; chunk.length as usize]
+        }
         None => return Ok(()),
     };
     if bytes.len() as u64 != chunk.length {

@@ -5,15 +5,17 @@
 //!
 //! `file`, `plain`, `diskless` and `sharedfile` instances migrate live to their new node
 //! (local disks mirrored with the memory, the migration tasklet); stopped ones with local
-//! disks are copied (`instance move`). `drbd` instances are refused: Ganeti's plan
-//! (replace-disks, migrate, replace-disks) leaves a single up-to-date copy during each
-//! resync, and Maguey's own way (a new DRBD pair in the target group) is not built yet.
+//! disks are copied (`instance move`). `drbd` instances get a new DRBD pair in the target
+//! group (`drbd_group_move`: a child OP_INSTANCE_CHANGE_GROUP naming the pair): Ganeti's
+//! plan (replace-disks, migrate, replace-disks) would leave a single up-to-date copy during
+//! each resync.
 
 use crate::room_moves::{RoomMove, RoomPlan};
 use crate::{prereq, Master};
 use maguey_jobs::OpError;
 use maguey_model::{
-    AdminState, ConfigData, Instance, NodeGroup, OpCode, OpInstanceFailover, OpInstanceMove,
+    AdminState, ConfigData, Instance, NodeGroup, OpCode, OpInstanceChangeGroup, OpInstanceFailover,
+    OpInstanceMove,
 };
 use maguey_placement::alloc::AllocOptions;
 use maguey_placement::ialloc::Answer;
@@ -21,11 +23,6 @@ use serde_json::json;
 
 /// Ganeti's default shutdown timeout (seconds).
 const SHUTDOWN_TIMEOUT: u64 = 120;
-
-/// Why a `drbd` instance does not change group (yet).
-pub const DRBD_REFUSED: &str = "moving a drbd instance to another group is not supported \
-     yet (Maguey will build a new DRBD pair in the target group; Ganeti's replace-disks, \
-     migrate, replace-disks plan would leave one up-to-date copy during each resync)";
 
 /// A group by name or uuid.
 pub fn group<'a>(cfg: &'a ConfigData, name: &str) -> Result<&'a NodeGroup, OpError> {
@@ -78,23 +75,13 @@ pub async fn plan(
     force_failover: bool,
 ) -> Result<RoomPlan, OpError> {
     let mut plan = RoomPlan::default();
-    let movable: Vec<&Instance> = insts
-        .iter()
-        .copied()
-        .filter(|i| {
-            if i.disk_template.is_internally_mirrored() {
-                plan.stuck.push((i.name.clone(), DRBD_REFUSED.to_string()));
-                false
-            } else {
-                true
-            }
-        })
-        .collect();
+    let movable: Vec<&Instance> = insts.to_vec();
     if movable.is_empty() {
         return Ok(plan);
     }
     // `plain` and `file` disks move live (`plain` ones need room in the target's volume
-    // group), a `diskless` instance moves anywhere: the planner relocates them all.
+    // group), a `diskless` instance moves anywhere, a `drbd` one needs two nodes of one
+    // group with room in their volume groups: the planner relocates them all.
     let template = crate::iallocator::request_template(&movable);
     let mut req = crate::iallocator::cluster_request(master, cfg, template).await;
     req["request"] = json!({
@@ -127,7 +114,33 @@ pub async fn plan(
         };
         let stopped = i.admin_state != AdminState::Up;
         let local = i.disk_template.has_local_disks();
-        let (what, ops): (String, Vec<OpCode>) = if local && (stopped || force_failover) {
+        let (what, ops): (String, Vec<OpCode>) = if i.disk_template.is_internally_mirrored() {
+            let Some(second) = nodes.get(1).cloned() else {
+                plan.stuck.push((
+                    name,
+                    "the allocator answered no secondary node for the new DRBD pair".into(),
+                ));
+                continue;
+            };
+            (
+                format!(
+                    "new DRBD pair on {target} and {second} (group {group}), {}, old pair \
+                     removed",
+                    if stopped {
+                        "stopped: disks copied"
+                    } else {
+                        "disks mirrored live, then memory"
+                    }
+                ),
+                vec![OpInstanceChangeGroup {
+                    instance_name: name.clone(),
+                    target_node: Some(target.clone()),
+                    remote_node: Some(second),
+                    ..Default::default()
+                }
+                .into()],
+            )
+        } else if local && (stopped || force_failover) {
             (
                 format!(
                     "{}: disks copied to {target} (group {group})",

@@ -18,6 +18,7 @@
 mod config_backend;
 mod disks;
 pub mod drbd;
+mod drbd_group_move;
 mod drbd_replace;
 mod group_moves;
 pub mod hooks;

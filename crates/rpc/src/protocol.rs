@@ -260,6 +260,10 @@ pub enum NodeRequest {
         #[serde(default)]
         ssconf: Option<Ssconf>,
     },
+    /// `drbd`: declares brand-new, connected devices on fresh volumes identical on both
+    /// sides (`new-current-uuid --clear-bitmap`): no initial full sync. Sent to one node of
+    /// a new pair before its first promotion. Answers null.
+    DrbdSkipInitialSync { disks: Vec<Disk> },
 }
 
 impl NodeRequest {
@@ -313,6 +317,7 @@ impl NodeRequest {
             NodeRequest::CertificatePrepare => "certificate_prepare",
             NodeRequest::CertificateSign { .. } => "certificate_sign",
             NodeRequest::CertificateInstall { .. } => "certificate_install",
+            NodeRequest::DrbdSkipInitialSync { .. } => "drbd_skip_initial_sync",
         }
     }
 }

@@ -45,6 +45,7 @@ impl ChangeGroupArgs {
             iallocator: self.iallocator,
             target_groups: self.to,
             dry_run: self.dry_run,
+            ..Default::default()
         };
         Ok((op.into(), self.job))
     }

@@ -21,6 +21,14 @@ pub struct OpInstanceChangeGroup {
     /// Only plan and report the move (Maguey).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Maguey, set by the plan in the child job of a `drbd` instance: the primary node of
+    /// the new DRBD pair in the target group (no planning; the pair is built, the guest
+    /// mirrored into it and migrated, the old pair removed). docs/groups.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    /// With `target_node`: the secondary node of the new DRBD pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_node: Option<String>,
 }
 
 /// Moves every instance whose primary node is in a group to other groups (one child job

@@ -97,6 +97,11 @@ pub async fn disconnect(rt: &NodeRuntime, disks: Vec<Disk>) -> NodeResult<()> {
     each(rt, disks, None, d::drbd_disconnect_forget).await
 }
 
+/// `drbd_skip_initial_sync`: new, connected devices on fresh volumes declared identical.
+pub async fn skip_initial_sync(rt: &NodeRuntime, disks: Vec<Disk>) -> NodeResult<()> {
+    each(rt, disks, None, d::drbd_skip_initial_sync).await
+}
+
 /// `drbd_replace_storage`: new LVs under each device; answers the old LVs set aside.
 pub async fn replace_storage(
     rt: &NodeRuntime,

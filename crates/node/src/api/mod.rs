@@ -246,6 +246,7 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             .await
             .map(NodeReply::Names),
         R::DrbdDisconnect { disks } => drbd::disconnect(rt, disks).await.map(empty),
+        R::DrbdSkipInitialSync { disks } => drbd::skip_initial_sync(rt, disks).await.map(empty),
         R::DrbdNodeCheck { usermode_helper } => drbd::node_check(rt, usermode_helper)
             .await
             .map(NodeReply::DrbdNodeCheck),

@@ -4,7 +4,12 @@
 //! and nodes; the locks are released and each move runs as its own child job (at most four
 //! at once, one with `sequential`). Nothing moves when an instance cannot: the plan is
 //! refused whole, as Ganeti does. `dry_run` logs the plan and stops.
+//!
+//! The child job of a `drbd` instance is an OP_INSTANCE_CHANGE_GROUP naming the new pair
+//! (`target_node`, `remote_node`): no planning, the instance and the four nodes locked
+//! (the new pair's resources exclusively), `drbd_group_move::PairMove` run.
 
+use crate::drbd_group_move::{self, PairMove};
 use crate::group_moves;
 use crate::room_moves::{self, RoomPlan};
 use crate::{prereq, Env, LockRequest, LogicalUnit};
@@ -15,11 +20,28 @@ use serde_json::{json, Value};
 /// Moves at once without `sequential` (Ganeti runs the evacuation's jobs side by side).
 const PARALLEL: usize = 4;
 
-/// What leaves: one instance, or every instance of a group.
+/// What leaves: one instance, or every instance of a group; or one `drbd` instance onto
+/// a new pair chosen by a plan.
 #[derive(Debug, Clone)]
 enum Leaving {
     Instance(String),
     Group(String),
+    Pair {
+        instance: String,
+        /// The primary node (name) when the job was expanded.
+        primary: String,
+        /// Every node involved (old and new pair), for the locks.
+        nodes: Vec<String>,
+        pnode: String,
+        snode: String,
+    },
+}
+
+/// What the checks hand to `exec`: the instances that leave and the target groups (a
+/// plan), or the move of one `drbd` instance onto its new pair.
+pub enum Checked {
+    Plan(Vec<String>, Vec<String>),
+    Pair(Box<PairMove>),
 }
 
 pub struct GroupEvacuate {
@@ -50,6 +72,15 @@ fn check_iallocator(a: Option<&str>) -> Result<(), OpError> {
 impl GroupEvacuate {
     fn one(op: &maguey_model::OpInstanceChangeGroup, cfg: &ConfigData) -> Result<Self, OpError> {
         check_iallocator(op.iallocator.as_deref())?;
+        match (&op.target_node, &op.remote_node) {
+            (Some(p), Some(s)) => return Self::pair(op, p, s, cfg),
+            (None, None) => {}
+            _ => {
+                return Err(prereq(
+                    "target_node and remote_node (a new DRBD pair) go together",
+                ))
+            }
+        }
         let u = GroupEvacuate {
             leaving: Leaving::Instance(op.instance_name.clone()),
             targets: op.target_groups.clone(),
@@ -61,9 +92,48 @@ impl GroupEvacuate {
         Ok(u)
     }
 
+    /// The child job of a `drbd` instance: onto the new pair `pnode`/`snode`.
+    fn pair(
+        op: &maguey_model::OpInstanceChangeGroup,
+        pnode: &str,
+        snode: &str,
+        cfg: &ConfigData,
+    ) -> Result<Self, OpError> {
+        if op.dry_run {
+            return Err(prereq(
+                "a move onto a named DRBD pair is not planned: no dry run (plan with \
+                 'instance change-group --dry-run' without nodes)",
+            ));
+        }
+        let inst = crate::util::instance_by_name(cfg, &op.instance_name)?;
+        let pn = crate::util::node_by_name(cfg, pnode)?.name.clone();
+        let sn = crate::util::node_by_name(cfg, snode)?.name.clone();
+        let primary = crate::util::node_by_uuid(cfg, &inst.primary_node)?
+            .name
+            .clone();
+        let u = GroupEvacuate {
+            leaving: Leaving::Pair {
+                instance: inst.name.clone(),
+                primary: primary.clone(),
+                nodes: drbd_group_move::involved_nodes(cfg, inst, &pn, &sn),
+                pnode: pn.clone(),
+                snode: sn.clone(),
+            },
+            targets: Vec::new(),
+            dry_run: false,
+            sequential: true,
+            force_failover: false,
+        };
+        PairMove::check(cfg, &inst.name, &primary, &pn, &sn)?;
+        Ok(u)
+    }
+
     /// The instances that leave (names) and the target groups (uuids), on `cfg`.
     fn resolve(&self, cfg: &ConfigData) -> Result<(Vec<String>, Vec<String>), OpError> {
         match &self.leaving {
+            Leaving::Pair { .. } => Err(OpError::Exec(
+                "a move onto a named DRBD pair has no plan".into(),
+            )),
             Leaving::Instance(name) => {
                 let i = crate::util::instance_by_name(cfg, name)?;
                 let from = group_moves::group_of(cfg, i);
@@ -88,7 +158,7 @@ impl GroupEvacuate {
 
 impl LogicalUnit for GroupEvacuate {
     type Op = maguey_model::OpGroupEvacuate;
-    type Checked = (Vec<String>, Vec<String>);
+    type Checked = Checked;
 
     fn expand(op: &Self::Op, cfg: &ConfigData) -> Result<Self, OpError> {
         check_iallocator(op.iallocator.as_deref())?;
@@ -104,21 +174,50 @@ impl LogicalUnit for GroupEvacuate {
     }
 
     fn locks(&self) -> Vec<LockRequest> {
-        crate::locks::group_planning()
+        match &self.leaving {
+            // The instance exclusively; the four nodes shared (the old pair's other instances
+            // keep running); the new pair's resources exclusively (memory, storage, minors).
+            Leaving::Pair {
+                instance,
+                nodes,
+                pnode,
+                snode,
+                ..
+            } => crate::locks::instance_on_nodes_moving(
+                instance,
+                crate::locks::nodes(nodes.clone()),
+                crate::locks::nodes([pnode.clone(), snode.clone()]),
+            ),
+            _ => crate::locks::group_planning(),
+        }
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
-        self.resolve(cfg)
+        match &self.leaving {
+            Leaving::Pair {
+                instance,
+                primary,
+                pnode,
+                snode,
+                ..
+            } => Ok(Checked::Pair(Box::new(PairMove::check(
+                cfg, instance, primary, pnode, snode,
+            )?))),
+            _ => {
+                let (names, targets) = self.resolve(cfg)?;
+                Ok(Checked::Plan(names, targets))
+            }
+        }
     }
 
-    async fn exec(
-        &mut self,
-        env: &Env<'_>,
-        (names, targets): Self::Checked,
-    ) -> Result<Value, OpError> {
+    async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {
+        let (names, targets) = match checked {
+            Checked::Pair(m) => return m.exec(env).await,
+            Checked::Plan(n, t) => (n, t),
+        };
         let cfg = env.cfg();
         let what = match &self.leaving {
-            Leaving::Instance(i) => format!("instance {i}"),
+            Leaving::Instance(i) | Leaving::Pair { instance: i, .. } => format!("instance {i}"),
             Leaving::Group(g) => format!("group {g}"),
         };
         if names.is_empty() {

@@ -1,11 +1,10 @@
 //! Instances between node groups: `instance change-group` and `group evacuate` on the fake
 //! hypervisor (live migration with the disks, or a copy for stopped instances), the target
 //! group chosen as hail does (preferred before last_resort, never unallocable), dry runs,
-//! and the refusals (config and nodes unchanged); the cluster's instance policy.
+//! and the refusals (config and nodes unchanged); the cluster's instance policy. `drbd`
+//! instances: group_moves_drbd.rs.
 
 use crate::refused;
-use maguey_config::Command;
-use maguey_model::Instance;
 use maguey_test_infra::inprocess::InProcessCluster;
 use serde_json::{json, Value};
 
@@ -47,28 +46,6 @@ async fn two_groups() -> InProcessCluster {
         .await
         .ok();
     c
-}
-
-/// A `drbd` instance record between `p` and `s` (config only: in-process nodes have no
-/// DRBD; the refusal comes before any node is touched).
-fn add_drbd_record(c: &InProcessCluster, name: &str, p: &str, s: &str) {
-    let cfg = c.config();
-    let pu = cfg.node_by_name(p).expect("p").uuid.clone();
-    let su = cfg.node_by_name(s).expect("s").uuid.clone();
-    let disk = json!({"uuid": maguey_model::new_uuid(), "dev_type": "drbd", "size": 64,
-        "mode": "rw", "logical_id": {"type": "drbd", "node_a": pu, "node_b": su, "port": 11000,
-        "minor_a": 0, "minor_b": 0, "secret": "s3cret"}, "children": [],
-        "nodes": [pu, su], "iv_name": "disk/0", "serial_no": 1, "ctime": 0.0, "mtime": 0.0});
-    let inst: Instance = serde_json::from_value(json!({
-        "uuid": maguey_model::new_uuid(), "name": name, "primary_node": pu,
-        "os": maguey_test_infra::inprocess::TEST_OS, "hypervisor": "fake",
-        "admin_state": "down", "disk_template": "drbd", "beparams": {}, "hvparams": {},
-        "osparams": {}, "disks": [disk], "nics": [], "tags": [], "serial_no": 1,
-        "ctime": 0.0, "mtime": 0.0,
-    }))
-    .expect("an instance");
-    c.apply(Command::AddInstance { instance: inst })
-        .expect("the drbd record");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +105,6 @@ async fn change_group_migrates_live_with_the_disks_and_dry_run_changes_nothing()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_group_refusals_leave_everything_as_it_was() {
     let c = two_groups().await;
-    add_drbd_record(&c, "mirror1", "node1", "node2");
     for (op, needle) in [
         (
             json!({"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "web1",
@@ -144,14 +120,6 @@ async fn change_group_refusals_leave_everything_as_it_was() {
             json!({"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "web1",
                    "iallocator": "other"}),
             "unknown iallocator 'other'",
-        ),
-        (
-            json!({"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "mirror1"}),
-            "moving a drbd instance to another group is not supported yet",
-        ),
-        (
-            json!({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "default"}),
-            "not every instance can change group, nothing moved: mirror1",
         ),
         (
             json!({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "rack2",

@@ -7,6 +7,7 @@ mod cluster;
 mod disks;
 mod fencing;
 mod group_moves;
+mod group_moves_drbd;
 mod groups;
 mod hooks;
 mod instance;

@@ -21,6 +21,7 @@ pub(super) fn change_group(rapi: &Rapi, req: &Req, inst: &str) -> ApiResult {
         iallocator: b.opt("iallocator")?,
         target_groups: b.opt("target_groups")?.unwrap_or_default(),
         dry_run: req.flag("dry-run", false)?,
+        ..Default::default()
     };
     submit_op(rapi, OpCode::InstanceChangeGroup(op))
 }
