@@ -9,7 +9,8 @@
 //! - a clean shutdown of node2 powers the guest off with ACPI (recorded in
 //!   host-shutdown.json); after node2 boots, systemd starts magueyd and the master's watcher
 //!   starts the guest again with no command typed.
-//! One bring-up on purpose: booting Debian nodes under TCG costs about a minute.
+//!
+//! One bring-up on purpose: booting Debian nodes under TCG costs a minute or more each.
 
 use maguey_testbed::install_doc::{blocks, Marker, On};
 use maguey_testbed::{sh_quote, ExtraFile, Testbed, TestbedConfig};
