@@ -202,10 +202,10 @@ fn run(cmd: &mut Command) -> Result<String> {
 }
 
 /// An exclusive lock on `dir` (concurrent builders wait for each other); released on drop.
-struct DirLock(#[allow(dead_code)] std::fs::File);
+pub(crate) struct DirLock(#[allow(dead_code)] std::fs::File);
 
 impl DirLock {
-    fn take(dir: &Path) -> Result<DirLock> {
+    pub(crate) fn take(dir: &Path) -> Result<DirLock> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let f = std::fs::OpenOptions::new()
             .create(true)

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod cpio;
+pub mod debian;
 pub mod elf;
 pub mod image;
 pub mod install_doc;
@@ -81,6 +82,12 @@ pub struct TestbedConfig {
     /// Size of a second sparse disk per node, `/dev/vdb` (MiB; 0: none): for what must survive
     /// a power cycle besides the volume group (the lab keeps `magueyd`'s state there).
     pub state_disk_mib: u64,
+    /// `Some(suite)`: the nodes are real Debian systems of that release (systemd, udev, the
+    /// release's cloud kernel; [`debian`]) booted from overlays of a cached root disk, and
+    /// `magueyd` and [`TestbedConfig::extra_files`] go on a read-only payload disk mounted at
+    /// [`debian::PAYLOAD_DIR`] (`dest` is the path under it) instead of the initramfs.
+    /// Default `None`: the initramfs-only nodes.
+    pub debian: Option<String>,
 }
 
 impl TestbedConfig {
@@ -102,6 +109,7 @@ impl TestbedConfig {
             kill_with_parent: true,
             first_node_number: 0,
             state_disk_mib: 0,
+            debian: None,
         }
     }
 }
@@ -153,6 +161,9 @@ pub struct NodeState {
     /// The second disk, `/dev/vdb`, if any ([`TestbedConfig::state_disk_mib`]).
     #[serde(default)]
     pub state_disk: Option<PathBuf>,
+    /// Debian nodes: the node's root disk (a qcow2 overlay of the cached image).
+    #[serde(default)]
+    pub root_disk: Option<PathBuf>,
 }
 
 /// What `DIR/testbed.json` holds.
@@ -167,6 +178,9 @@ pub struct State {
     pub initrd: PathBuf,
     pub nodes: Vec<NodeState>,
     pub timings: Timings,
+    /// Debian nodes: the read-only payload disk every node gets.
+    #[serde(default)]
+    pub payload: Option<PathBuf>,
 }
 
 /// A running testbed.
@@ -315,9 +329,6 @@ impl Testbed {
             bail!("the network namespace {netns} exists already");
         }
         let cache = cfg.cache_dir.clone().unwrap_or_else(image::cache_dir);
-        let base = image::ensure_base(&cache).context("building the node image")?;
-
-        let t1 = Instant::now();
         let mut extra = cfg.extra_files.clone();
         if let Some(m) = &cfg.magueyd {
             extra.push(ExtraFile {
@@ -326,7 +337,22 @@ impl Testbed {
             });
         }
         let initrd = dir.join("initrd.img");
-        image::write_initrd(&base, &extra, &initrd).context("writing the node initrd")?;
+        let (kernel, build_seconds, debian_root, t1) = match &cfg.debian {
+            None => {
+                let base = image::ensure_base(&cache).context("building the node image")?;
+                let t1 = Instant::now();
+                image::write_initrd(&base, &extra, &initrd).context("writing the node initrd")?;
+                (base.kernel, base.build_seconds, None, t1)
+            }
+            Some(suite) => {
+                let img = debian::ensure_debian(&cache, suite)
+                    .context("building the Debian node image")?;
+                let t1 = Instant::now();
+                std::fs::copy(&img.initrd, &initrd).context("copying the Debian initrd")?;
+                debian::payload(&extra, &dir.join("payload.img"))?;
+                (img.kernel, img.build_seconds, Some(img.root), t1)
+            }
+        };
 
         let nodes: Vec<NodeState> = (0..cfg.nodes)
             .map(|i| {
@@ -345,6 +371,7 @@ impl Testbed {
                     pidfile: f("pid"),
                     qemu_log: f("qemu.log"),
                     state_disk: (cfg.state_disk_mib > 0).then(|| f("state")),
+                    root_disk: debian_root.as_ref().map(|_| f("root")),
                 }
             })
             .collect();
@@ -373,13 +400,14 @@ impl Testbed {
                     .qemu
                     .clone()
                     .unwrap_or_else(|| "qemu-system-x86_64".into()),
-                kernel: base.kernel.clone(),
+                kernel,
                 initrd,
                 nodes,
                 timings: Timings {
-                    image_build_seconds: base.build_seconds,
+                    image_build_seconds: build_seconds,
                     ..Timings::default()
                 },
+                payload: debian_root.as_ref().map(|_| dir.join("payload.img")),
             },
             owned: true,
             boot_timeout: cfg.boot_timeout,
@@ -403,6 +431,9 @@ impl Testbed {
             f.set_len(cfg.disk_gib << 30)?;
             if let Some(sd) = &n.state_disk {
                 std::fs::File::create(sd)?.set_len(cfg.state_disk_mib << 20)?;
+            }
+            if let (Some(rd), Some(base)) = (&n.root_disk, &debian_root) {
+                debian::overlay(base, rd)?;
             }
             let _ = std::fs::remove_file(&n.console_log);
         }
@@ -490,6 +521,12 @@ impl Testbed {
             if let Some(sd) = &n.state_disk {
                 let _ = std::fs::remove_file(sd);
             }
+            if let Some(rd) = &n.root_disk {
+                let _ = std::fs::remove_file(rd);
+            }
+        }
+        if let Some(p) = &self.state.payload {
+            let _ = std::fs::remove_file(p);
         }
         let _ = std::fs::remove_file(&self.state.initrd);
         let _ = self.save();
@@ -542,12 +579,15 @@ impl Testbed {
             .map(|m| format!("{}={}", m.name, m.ip))
             .chain(std::iter::once(format!("host={}", self.host_ip())))
             .collect();
-        let append = format!(
+        let mut append = format!(
             "console=ttyS0 panic=-1 quiet maguey.ip={}/24 maguey.hostname={} maguey.hosts={}",
             n.ip,
             n.name,
             hosts.join(",")
         );
+        if n.root_disk.is_some() {
+            append = format!("{} {append}", debian::ROOT_CMDLINE);
+        }
         let _ = std::fs::remove_file(&n.pidfile);
         let _ = std::fs::remove_file(&n.agent_socket);
         let _ = std::fs::remove_file(&n.diag_socket);
@@ -598,6 +638,20 @@ impl Testbed {
             args.push(format!(
                 "file={},format=raw,if=virtio,cache=unsafe",
                 sd.display()
+            ));
+        }
+        if let Some(rd) = &n.root_disk {
+            args.push("-drive".into());
+            args.push(format!(
+                "file={},format=qcow2,if=virtio,cache=unsafe",
+                rd.display()
+            ));
+        }
+        if let (Some(p), true) = (&self.state.payload, n.root_disk.is_some()) {
+            args.push("-drive".into());
+            args.push(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                p.display()
             ));
         }
         args.extend([

@@ -50,6 +50,10 @@ enum Cmd {
         /// More files for the nodes: HOST_PATH:NODE_PATH (repeatable).
         #[arg(long = "extra", value_name = "SRC:DEST")]
         extra: Vec<String>,
+        /// Real Debian nodes of this release (systemd; e.g. trixie) instead of the initramfs
+        /// nodes; --extra files and magueyd go on the payload disk (/mnt/payload).
+        #[arg(long)]
+        debian: Option<String>,
     },
     /// Runs a shell script on a node; prints its output and exits with its code.
     Run {
@@ -85,6 +89,7 @@ fn main() -> Result<()> {
             magueyd,
             vg,
             extra,
+            debian,
         } => {
             let mut cfg = TestbedConfig::new(nodes, dir);
             cfg.memory_mib = memory;
@@ -93,9 +98,13 @@ fn main() -> Result<()> {
             cfg.subnet = subnet;
             // The VMs outlive this command.
             cfg.kill_with_parent = false;
+            if debian.is_some() {
+                cfg.magueyd = None;
+            }
             if magueyd.is_some() {
                 cfg.magueyd = magueyd;
             }
+            cfg.debian = debian;
             for e in extra {
                 let Some((src, dest)) = e.split_once(':') else {
                     anyhow::bail!("--extra wants HOST_PATH:NODE_PATH, got {e:?}");

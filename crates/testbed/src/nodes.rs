@@ -279,6 +279,32 @@ impl Testbed {
         self.wait_agent(i, t)
     }
 
+    /// Clean shutdown of node `i`: runs `command` in the node (e.g. `systemctl poweroff` on
+    /// a Debian node) and waits up to `timeout` for its QEMU to exit (QEMU runs with
+    /// `-no-reboot`). Returns the seconds it took. The disks stay; [`Testbed::power_on`]
+    /// boots the node again.
+    pub fn shutdown_node(&mut self, i: usize, command: &str, timeout: Duration) -> Result<f64> {
+        let pid = self.node(i)?.pid.context("the node is not running")?;
+        let t = Instant::now();
+        // The agent dies with the node: its answer may never come.
+        let _ = self.exec(
+            i,
+            &format!("({command}) >/dev/null 2>&1 &"),
+            Duration::from_secs(10),
+        );
+        while pid_alive(pid) {
+            if t.elapsed() > timeout {
+                bail!("node {i} did not power off within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let took = t.elapsed().as_secs_f64();
+        // Reaps the exited QEMU and forgets the agent connections.
+        self.kill_node(i);
+        self.save()?;
+        Ok(took)
+    }
+
     /// Power cycle: [`Testbed::power_off`] then [`Testbed::power_on`]. Returns the boot time.
     pub fn reboot_node(&mut self, i: usize) -> Result<f64> {
         self.power_off(i)?;
