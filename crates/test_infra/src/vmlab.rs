@@ -438,6 +438,15 @@ exit 1",
         }
     }
 
+    /// Limits the traffic towards node `node` to `kbit` kbit/s (`None`: no limit); the limit
+    /// stays across power cycles (see [`Testbed::limit_link`]).
+    pub fn limit_link(&self, node: usize, kbit: Option<u32>) {
+        let i = self.index(node);
+        if let Err(e) = self.testbed().limit_link(i, kbit) {
+            panic!("limit link of node{node}: {e:#}");
+        }
+    }
+
     /// The end of every node's magueyd log, for failure messages.
     pub fn logs(&self) -> String {
         (1..=self.state.nodes)

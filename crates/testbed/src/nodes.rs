@@ -322,6 +322,52 @@ impl Testbed {
         let n = self.node(i)?;
         ip(&["-n", &self.state.netns, "link", "set", &n.tap, "up"])
     }
+
+    /// Limits the traffic towards node `i` (its tap's egress: what the bridge sends to the
+    /// node) to `kbit` kbit/s with a token bucket (`tc ... tbf`), or lifts the limit
+    /// (`None`). The tap outlives power cycles, and so does the limit: a test can slow a
+    /// node's resync before the node boots.
+    pub fn limit_link(&self, i: usize, kbit: Option<u32>) -> Result<()> {
+        let n = self.node(i)?;
+        let ns = &self.state.netns;
+        let (args, what): (Vec<String>, _) = match kbit {
+            Some(k) => (
+                [
+                    "-n", ns, "qdisc", "replace", "dev", &n.tap, "root", "tbf", "rate",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([
+                    format!("{k}kbit"),
+                    "burst".into(),
+                    "64kb".into(),
+                    "latency".into(),
+                    "100ms".into(),
+                ])
+                .collect(),
+                "limiting",
+            ),
+            None => (
+                ["-n", ns, "qdisc", "del", "dev", &n.tap, "root"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                "unlimiting",
+            ),
+        };
+        let o = Command::new("tc")
+            .args(&args)
+            .output()
+            .context("running tc (iproute2)")?;
+        if !o.status.success() {
+            bail!(
+                "{what} the link of node {i}: tc {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(())
+    }
 }
 
 static PUT_SEQ: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
