@@ -133,3 +133,60 @@ fn the_master_ip_follows_the_master() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no master IP"), "{}", r.stderr);
 }
+
+/// `maguey ARGS` with node `i`'s state directory.
+fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
+    Run::from(
+        Command::new(maguey_bin())
+            .args(args)
+            .env("MAGUEY_DIR", lab.node_dir(i))
+            .output()
+            .expect("running maguey"),
+    )
+}
+
+#[test]
+fn the_master_ip_moves_with_a_master_failover() {
+    let lab = TestLab::up_with(maguey_bin(), 3, &["--replicated"]);
+    assert!(lab.has_netns());
+    let t = Duration::from_secs(60);
+    let log = |i: usize| std::fs::read_to_string(lab.node_dir(i).join("magueyd.log"));
+    assert!(
+        wait_until(t, || log(1).is_ok_and(
+            |l| l.contains("node2 is a voter") && l.contains("node3 is a voter")
+        )),
+        "{}",
+        lab.logs()
+    );
+    let prefix = lab.node_ip(1).rsplit_once('.').unwrap().0.to_string();
+    let vip = format!("{prefix}.201");
+    let cidr = format!("{vip}/24");
+    maguey_on(
+        &lab,
+        1,
+        &[
+            "cluster",
+            "modify",
+            "--master-ip",
+            &vip,
+            "--master-netdev",
+            "eth0",
+            "--master-netmask",
+            "24",
+        ],
+    )
+    .ok();
+    assert!(addrs(&lab, 1).contains(&cidr));
+    // A planned move: the old master drops the address, the new one brings it up.
+    let r = maguey_on(&lab, 3, &["cluster", "master-failover", "--to", "node2"]).ok();
+    assert!(r.stdout.contains("the master is now node2"), "{}", r.stdout);
+    assert!(
+        wait_until(t, || addrs(&lab, 2).contains(&cidr)
+            && !addrs(&lab, 1).contains(&cidr)),
+        "node1: {}\nnode2: {}",
+        addrs(&lab, 1),
+        addrs(&lab, 2)
+    );
+    assert!(!addrs(&lab, 3).contains(&cidr));
+    assert!(answers(&vip));
+}
