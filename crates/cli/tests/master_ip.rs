@@ -158,6 +158,8 @@ fn the_master_ip_moves_with_a_master_failover() {
         "{}",
         lab.logs()
     );
+    assert!(wait_until(t, || (2..=3)
+        .all(|i| lab.node_dir(i).join("admin.pem").exists())));
     let prefix = lab.node_ip(1).rsplit_once('.').unwrap().0.to_string();
     let vip = format!("{prefix}.201");
     let cidr = format!("{vip}/24");

@@ -25,11 +25,13 @@ pub fn router(c: Arc<Candidacy>) -> Router {
         .route("/raft/secrets", post(secrets))
         .route("/raft/campaign", post(campaign))
         .route("/raft/{kind}", post(raft_rpc))
+        // Every path no route knows comes here (the master API, or a refusal): the protocol
+        // check below covers it too, so that an unknown request names both versions.
+        .fallback(master_api)
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .layer(axum::middleware::from_fn(
             maguey_rpc::version::check_protocol,
         ))
-        .fallback(master_api)
         .with_state(c)
 }
 

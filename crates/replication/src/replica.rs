@@ -314,7 +314,7 @@ impl Replica {
     /// [`Replica::apply`] with the proposer's timestamp given.
     pub async fn apply_at(&self, ts: f64, command: Command) -> Result<u64, ReplicationError> {
         let _writer = self.writer.lock().await;
-        self.check_writable()?;
+        self.writable().await?;
         maguey_config::validate(&self.config(), &command)?;
         let name = command.name();
         match self.propose(Request::Config { ts, command }).await? {
@@ -340,13 +340,13 @@ impl Replica {
         id: u64,
         record: serde_json::Value,
     ) -> Result<(), ReplicationError> {
-        self.check_writable()?;
+        self.writable().await?;
         self.job_answer(self.propose(Request::JobPut { id, record }).await?)
     }
 
     /// Moves job `id` to the archive on every replica (refused if it is not in the queue).
     pub async fn archive_job(&self, id: u64) -> Result<(), ReplicationError> {
-        self.check_writable()?;
+        self.writable().await?;
         self.job_answer(self.propose(Request::JobArchive { id }).await?)
     }
 
@@ -495,6 +495,23 @@ impl Replica {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    /// [`Replica::check_writable`], given a heartbeat's time to change its mind: right after
+    /// a voter joins or a leader wins, the voters it has heard from may not make a quorum
+    /// yet. A node that is not the leader is answered at once.
+    async fn writable(&self) -> Result<(), ReplicationError> {
+        let deadline = tokio::time::Instant::now() + self.options.heartbeat * 4;
+        loop {
+            match self.check_writable() {
+                Err(ReplicationError::NoQuorum { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                r => return r,
+            }
         }
     }
 

@@ -252,7 +252,13 @@ impl LogicalUnit for ClusterSetParams {
         if old_ip != new_ip {
             move_master_ip(env, old_ip.as_ref(), new_ip.as_ref()).await?;
         }
-        env.apply(Command::UpdateCluster { cluster: c }).await?;
+        if let Err(e) = env.apply(Command::UpdateCluster { cluster: c }).await {
+            // The config still names the old address: the new one goes down again.
+            if old_ip != new_ip {
+                undo_master_ip(env, old_ip.as_ref(), new_ip.as_ref()).await;
+            }
+            return Err(e);
+        }
         if let Some(o) = old_ip.filter(|o| new_ip.as_ref().is_none_or(|n| n.ip != o.ip)) {
             if let Err(e) = crate::master_ip::deactivate(env.master, &env.cfg(), &o).await {
                 env.log(format!(
@@ -348,6 +354,22 @@ async fn move_master_ip(
     }
     env.log(format!("master IP {} up on {}", n.cidr(), n.netdev));
     Ok(())
+}
+
+/// After a refused config change: the new master IP down, the old one (if it was the same
+/// address) up again. Failures are warnings.
+async fn undo_master_ip(env: &Env<'_>, old: Option<&MasterIp>, new: Option<&MasterIp>) {
+    let cfg = env.cfg();
+    if let Some(n) = new {
+        if let Err(e) = crate::master_ip::deactivate(env.master, &cfg, n).await {
+            env.log(format!("warning: the master IP {} stays up: {e}", n.cidr()));
+        }
+    }
+    if let Some(o) = old.filter(|o| new.is_some_and(|n| n.ip == o.ip)) {
+        if let Err(e) = crate::master_ip::activate(env.master, &cfg, o).await {
+            env.log(format!("warning: the master IP could not be restored: {e}"));
+        }
+    }
 }
 
 /// One line per changed setting, `name: old -> new`.
