@@ -122,12 +122,13 @@ fn vm_drbd_instance_changes_group_live() {
     assert_eq!(lab.instance("k1")["pnode"], "node1");
 
     // A move that fails in the middle: the new primary's QEMU (the migration target, fed by
-    // the block mirror) is killed a second after it starts.
+    // the block mirror) is killed as soon as it shows up. (Waiting a second first let a fast
+    // move finish before the kill, in CI.)
     let killer = "rm -f /tmp/killer.stop /tmp/killed
 cat > /tmp/killer.sh <<'KILLER'
 while [ ! -f /tmp/killer.stop ]; do
   p=$(ps -o pid,args | grep '[q]emu-system-x86_64 -name k1' | awk '{print $1}' | head -n 1)
-  if [ -n \"$p\" ]; then sleep 1; kill -9 $p && echo $p > /tmp/killed; exit 0; fi
+  if [ -n \"$p\" ]; then kill -9 $p && echo $p > /tmp/killed; exit 0; fi
   sleep 0.1
 done
 KILLER
