@@ -1,7 +1,8 @@
 //! Faults on a `drbd` instance between two node VMs (real LVM, real DRBD 8.4), issue 6
 //! point 5: the replication link cut during writes (WFConnection, degraded in `cluster
-//! verify`, resync after reconnect), the secondary powered off (writes go on, degraded,
-//! reconnect and resync after it boots again) and the primary powered off during fsync'd
+//! verify`, resync after reconnect), the secondary powered off (writes go on, degraded; after
+//! it boots again the watcher alone re-activates its disks, and `instance info` shows the
+//! resync's percent rising, issue 12) and the primary powered off during fsync'd
 //! writes (failover `--ignore-consistency`; every acknowledged write is on the new primary).
 //!
 //! The instance uses the `fake` hypervisor: a writer process on the primary node VM stands in
@@ -10,8 +11,52 @@
 //! per record; a record counts as acknowledged once its `dd` returned. Records are read back
 //! with O_DIRECT and compared byte for byte with what was written. One lab boot (CI time).
 
+use maguey_lab::vmnodes::VmOptions;
 use maguey_test_infra::vmlab::{build_maguey, poll, records_writer, VmLab};
+use serde_json::Value;
 use std::time::{Duration, Instant};
+
+/// Seconds between two watcher passes on the master (part 2).
+const WATCHER_INTERVAL: u64 = 5;
+
+fn jobs(lab: &VmLab) -> Vec<Value> {
+    lab.maguey(&["job", "list", "-o", "id,status,summary", "--output", "json"])
+        .ok()
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn last_job(lab: &VmLab) -> u64 {
+    jobs(lab)
+        .iter()
+        .filter_map(|j| j["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+fn job(lab: &VmLab, id: u64) -> Value {
+    let v = lab
+        .maguey(&["job", "info", "--output", "json", &id.to_string()])
+        .ok()
+        .json();
+    v.as_array()
+        .and_then(|a| a.first().cloned())
+        .unwrap_or_else(|| panic!("job {id}: {v}"))
+}
+
+/// Node `node`'s sync percent of disk/0 in `instance info` text, while it resyncs.
+fn sync_percent(info: &str, node: &str) -> Option<f64> {
+    let l = info
+        .lines()
+        .find(|l| l.contains(&format!("disk/0 on {node}:")))?;
+    let before = l
+        .split("% synced")
+        .next()
+        .filter(|_| l.contains("% synced"))?;
+    before.rsplit(' ').next()?.parse().ok()
+}
 
 /// `cluster verify`: exit code and output.
 fn verify(lab: &VmLab) -> (i32, String) {
@@ -29,8 +74,12 @@ fn verify(lab: &VmLab) -> (i32, String) {
 fn vm_drbd_link_cut_secondary_and_primary_power_off() {
     let maguey = build_maguey();
     let t0 = Instant::now();
-    let mut lab = VmLab::up(&maguey, 2);
+    let mut o = VmOptions::new(2, "/unused");
+    o.watcher_interval = Some(WATCHER_INTERVAL);
+    let mut lab = VmLab::up_with(&maguey, o);
     eprintln!("timing: lab up {:.1}s", t0.elapsed().as_secs_f64());
+    // The watcher waits for part 2 (the pause is kept in the config).
+    lab.ok(&["cluster", "watcher", "pause"]);
 
     lab.ok(&[
         "instance",
@@ -80,11 +129,36 @@ fn vm_drbd_link_cut_secondary_and_primary_power_off() {
     let (code, out) = verify(&lab);
     assert_eq!(code, 0, "verify after the resync:\n{out}");
 
-    // 2. The secondary is powered off: writes go on, verify reports the disk degraded; after
-    // it boots again a full reboot of the instance (Ganeti's way of re-activating its disks)
-    // brings its DRBD device back, which reconnects and resyncs.
+    // 2. The secondary reboots: writes go on while it is off, verify reports the disk
+    // degraded; once it is back the watcher alone (a pass every 5 s; paused until now)
+    // re-activates d1's disks, and `instance info` shows node2's sync percent rising until
+    // the pair is in sync (a slow link to node2 makes the resync last long enough to watch).
+    let known = last_job(&lab);
+    lab.ok(&["cluster", "watcher", "continue"]);
+    // A whole pass (it ends with verify-disks) has recorded every node's boot id.
+    assert!(
+        poll(Duration::from_secs(120), || {
+            jobs(&lab).iter().any(|j| {
+                j["id"].as_u64().is_some_and(|id| id > known)
+                    && j["summary"].to_string().contains("CLUSTER_VERIFY_DISKS")
+                    && j["status"] == "success"
+            })
+        }),
+        "no watcher pass after continue:\n{}",
+        lab.logs()
+    );
+    let since = last_job(&lab);
     lab.power_off(2);
     lab.write_records(1, &dev1, 60, 100);
+    // 24 MiB more, above the records, changed while the secondary is away.
+    let fill = lab.run_ok(
+        1,
+        &format!(
+            "yes maguey-fill | head -c 25165824 > /tmp/fill && \
+             dd if=/tmp/fill of={dev1} bs=1M seek=32 oflag=direct conv=fsync 2>/dev/null && \
+             md5sum < /tmp/fill && rm -f /tmp/fill"
+        ),
+    );
     let l = lab.drbd_line(1, m1).expect("DRBD minor configured");
     assert!(l.contains("ds:UpToDate/DUnknown"), "{l}");
     let (code, out) = verify(&lab);
@@ -95,18 +169,79 @@ fn vm_drbd_link_cut_secondary_and_primary_power_off() {
     );
     assert_eq!(lab.instance("d1")["status"], "running");
     let boot = lab.power_on(2);
-    eprintln!("timing: node2 boot {boot:.1}s");
-    poll(Duration::from_secs(30), || {
-        lab.maguey(&["node", "list"]).code == 0
+    // About 2 MB/s to node2 from now on: the resync of 24 MiB takes seconds.
+    lab.limit_link(2, Some(16_000));
+    eprintln!("timing: node2 boot {boot:.1}s (magueyd started, nothing typed)");
+    let tw = Instant::now();
+    let mut seen: Vec<f64> = Vec::new();
+    let mut info = String::new();
+    let synced = poll(Duration::from_secs(240), || {
+        info = lab.maguey(&["instance", "info", "d1"]).stdout;
+        if let Some(p) = sync_percent(&info, "node2") {
+            if seen.last() != Some(&p) {
+                seen.push(p);
+            }
+        }
+        let lines: Vec<&str> = info.lines().filter(|l| l.contains("disk/0 on")).collect();
+        lines.len() == 2
+            && lines
+                .iter()
+                .all(|l| l.contains("UpToDate/UpToDate") && l.contains("in sync"))
     });
-    lab.ok(&["instance", "reboot", "--type", "full", "d1"]);
+    lab.limit_link(2, None);
+    eprintln!(
+        "figure: node2 back in sync {:.1}s after its boot; its sync percent as instance info \
+         showed it: {seen:?}",
+        tw.elapsed().as_secs_f64()
+    );
+    assert!(
+        synced,
+        "d1 never back in sync after node2's reboot:\n{info}\n{}",
+        lab.logs()
+    );
+    assert!(
+        seen.len() >= 2 && seen.windows(2).all(|w| w[0] <= w[1]),
+        "instance info did not show node2's sync percent rising: {seen:?}\n{info}"
+    );
+    // The watcher re-activated the disks: a successful activate-disks job it submitted.
+    let activations: Vec<u64> = jobs(&lab)
+        .iter()
+        .filter(|j| {
+            j["id"].as_u64().is_some_and(|id| id > since)
+                && j["summary"].to_string().contains("INSTANCE_ACTIVATE_DISKS")
+        })
+        .filter_map(|j| j["id"].as_u64())
+        .collect();
+    let by_watcher: Vec<serde_json::Value> = activations
+        .iter()
+        .map(|&id| job(&lab, id))
+        .filter(|j| j["submitter"] == "watcher" && j["status"] == "success")
+        .collect();
+    assert!(
+        !by_watcher.is_empty(),
+        "no successful activate-disks job by the watcher among {activations:?}"
+    );
+    eprintln!(
+        "watcher: {}",
+        by_watcher[0]["reason"].as_str().unwrap_or_default()
+    );
+    lab.ok(&["cluster", "watcher", "pause"]);
     let m2 = lab.minor_in_role(2, "Secondary");
     let m1 = lab.minor_in_role(1, "Primary");
-    lab.wait_in_sync(1, m1, "secondary back");
     let lv2 = lab.data_lv(2, "d1", 0);
     lab.check_records(2, &lv2, 0, 100);
+    let got = lab.run_ok(
+        2,
+        &format!("dd if={lv2} bs=1M skip=32 count=24 iflag=direct 2>/dev/null | md5sum"),
+    );
+    assert_eq!(
+        got.split_whitespace().next(),
+        fill.split_whitespace().next(),
+        "node2's copy of the 24 MiB changed while it was away"
+    );
     let l = lab.drbd_line(2, m2).expect("DRBD minor configured");
     assert!(l.contains("ds:UpToDate/UpToDate"), "{l}");
+    assert!(lab.drbd_line(1, m1).is_some());
     let (code, out) = verify(&lab);
     assert_eq!(code, 0, "verify after the secondary came back:\n{out}");
 
