@@ -188,6 +188,17 @@ fn node_rpc_and_opcode_fuzz() {
     let node_url = format!("https://{}:{port}/rpc", lab.node_ip(2));
     let submit_url = format!("https://{}:{port}/luxi/submit", lab.node_ip(1));
     let read = |f: &str| std::fs::read(lab.node_dir(2).join(f)).unwrap_or_default();
+    // node2's ssconf arrives after the node-add job ended: wait for the one of the current
+    // config, or "unchanged" would compare against a file still on its way (seen in CI).
+    let serial = lab.serial();
+    let current = || {
+        serde_json::from_slice::<Value>(&read("ssconf.json"))
+            .is_ok_and(|v| v["config_serial"].as_u64() == Some(serial))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), current),
+        "node2 never got the ssconf of config serial {serial}"
+    );
     let ssconf = read("ssconf.json");
     let term = read("master-term.json");
     let stored: Value = serde_json::from_slice(&term).expect("node2 stored a master term");
@@ -195,7 +206,6 @@ fn node_rpc_and_opcode_fuzz() {
         cluster: stored["cluster"].as_str().unwrap_or_default().to_string(),
         term: stored["term"].as_u64().unwrap_or_default(),
     };
-    let serial = lab.serial();
     let jobs_before = lab.maguey(&["job", "list", "--output", "json"]).ok().json();
     let (pid1, pid2) = (lab.pid(1), lab.pid(2));
 

@@ -718,7 +718,7 @@ impl Testbed {
     fn wait_agent(&self, i: usize, since: Instant) -> Result<f64> {
         let n = &self.state.nodes[i];
         let deadline = since + self.boot_timeout;
-        let mut conn = loop {
+        let conn = loop {
             if !n.pid.is_some_and(pid_alive) {
                 bail!(
                     "QEMU exited: {}",
@@ -727,23 +727,39 @@ impl Testbed {
                         .trim()
                 );
             }
-            match agent::Conn::connect(&n.agent_socket) {
-                Ok(c) => break c,
+            let mut conn = match agent::Conn::connect(&n.agent_socket) {
+                Ok(c) => c,
                 Err(e) if Instant::now() > deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            // The request waits in QEMU until the node's agent opens its port. A connection
+            // QEMU resets while the guest sets its port up (seen on a loaded machine) is
+            // opened again, until the deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match conn.run("echo ready", left.saturating_sub(Duration::from_secs(30))) {
+                Ok(out) if out.code == 0 && out.out == "ready\n" => break conn,
+                Ok(out) => bail!("unexpected agent answer {out:?}"),
+                Err(e) if Instant::now() > deadline || !connection_lost(&e) => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         };
-        // The request waits in QEMU until the node's agent opens its port.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let out = conn.run("echo ready", left.saturating_sub(Duration::from_secs(30)))?;
-        if out.code != 0 || out.out != "ready\n" {
-            bail!("unexpected agent answer {out:?}");
-        }
         if let Ok(mut a) = self.agents[i].lock() {
             *a = Some(conn);
         }
         Ok(since.elapsed().as_secs_f64())
     }
+}
+
+/// Whether `e` says the agent's connection was reset or closed (not a timeout).
+fn connection_lost(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe))
+    }) || format!("{e:#}").contains("connection closed")
 }
 
 impl Drop for Testbed {
