@@ -201,7 +201,7 @@ fn vm_plain_and_drbd_create_failover_migrate_remove() {
         .unwrap_or(0)
     };
     assert!(
-        poll(Duration::from_secs(120), || ticks(1) >= 2),
+        poll(Duration::from_secs(240), || ticks(1) >= 2),
         "the guest never ticked on node1\n{}",
         lab.logs()
     );
