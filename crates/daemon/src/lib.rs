@@ -404,7 +404,14 @@ pub async fn run(args: Args) -> Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     match why {
         Stop::Signal => tracing::info!("stopping on signal"),
-        Stop::LeftCluster => tracing::info!("left the cluster"),
+        Stop::LeftCluster => {
+            // A candidate's replica may have written the ssconf again after the node's files
+            // went (it follows the config until it stops): they go again, now for good.
+            for f in maguey_node::CLUSTER_FILES {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+            tracing::info!("left the cluster")
+        }
         Stop::ClusterDestroyed => {
             drop(master_parts);
             files::wipe_master_state(&dir);
