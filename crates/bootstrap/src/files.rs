@@ -14,6 +14,10 @@ pub struct DaemonFile {
     pub fake_memory_mib: Option<u64>,
     #[serde(default)]
     pub fake_cpus: Option<u32>,
+    /// The node is a witness of a replicated cluster (`magueyd --witness` when it joined):
+    /// no hypervisor or storage is used or needed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 impl DaemonFile {
@@ -78,6 +82,10 @@ pub fn wipe_master_state(dir: &Path) {
         "master-term.json",
         "ssconf.json",
         "daemon.json",
+        // A replicated cluster's store (docs/replication.md).
+        "raft.redb",
+        "raft-id.json",
+        "config.redb.single-master",
     ] {
         let _ = std::fs::remove_file(dir.join(f));
     }

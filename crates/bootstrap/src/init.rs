@@ -178,6 +178,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         master_term: 0,
         master_ip: None,
         replicated: false,
+        cut_off_nodes: Vec::new(),
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;
@@ -201,6 +202,7 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         listen: SocketAddr::new(p.primary_ip, p.port),
         fake_memory_mib: p.fake_memory_mib,
         fake_cpus: p.fake_cpus,
+        witness: false,
     }
     .save(&p.state_dir)?;
     Ok(())

@@ -30,6 +30,10 @@ pub struct Cli {
     /// MAGUEY_RAPI_CREDENTIALS, "user password"), CA from MAGUEY_RAPI_CA.
     #[arg(long, global = true, env = "MAGUEY_CLUSTER")]
     pub cluster: Option<String>,
+    /// Lists and infos: on a master candidate of a replicated cluster, answer from this
+    /// node's replica of the config, possibly stale (e.g. without a quorum); marked so.
+    #[arg(long, global = true)]
+    pub stale_ok: bool,
     #[command(subcommand)]
     pub command: Top,
 }

@@ -15,9 +15,26 @@ pub async fn list(
     defaults: &[&str],
 ) -> CliResult<u8> {
     let f = fields(&opts.fields, defaults);
-    let r = c.query(what, names, f).await?;
+    let r = query(c, what, names, f).await?;
     print_rows(&r.fields, &r.rows, opts);
     Ok(0)
+}
+
+/// A query; with `--stale-ok` possibly answered by a replica, and then marked on stderr.
+async fn query(
+    c: &MasterClient,
+    what: Resource,
+    names: Vec<String>,
+    fields: Vec<String>,
+) -> CliResult<maguey_client::QueryResult> {
+    if !crate::master::stale_ok() {
+        return Ok(c.query(what, names, fields).await?);
+    }
+    let r = c.query_stale_ok(what, names, fields).await?;
+    if let Some(why) = &r.stale {
+        eprintln!("warning: possibly stale: {why}");
+    }
+    Ok(r)
 }
 
 pub async fn list_fields(c: &MasterClient, what: &str) -> CliResult<u8> {
@@ -46,7 +63,7 @@ pub async fn info(
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let r = c.query(what, names, all).await?;
+    let r = query(c, what, names, all).await?;
     if output == crate::args::Format::Json {
         let objs: Vec<Value> = r
             .rows

@@ -46,6 +46,31 @@ fn instance_names(lab: &TestLab, i: usize) -> Option<Vec<String>> {
     )
 }
 
+/// Ganeti's Python RAPI client (Debian's python3-ganeti-rapi, as crates/rapi/tests/rapi_python.rs
+/// uses it) against node `i`'s address as user `alice`: lists the instances and adds a cluster
+/// tag through a job it waits for. Prints the instance names, then OK.
+const GANETI_CLIENT: &str = r#"
+import sys
+from ganeti.rapi import client as rapi
+cl = rapi.GanetiRapiClient(sys.argv[1], port=5080, username="alice", password=sys.argv[2],
+    curl_config_fn=rapi.GenericCurlConfig(cafile=sys.argv[3]))
+print(" ".join(sorted(cl.GetInstances())))
+job = cl.AddClusterTags([sys.argv[4]])
+if not cl.WaitForJobCompletion(job, period=0.2, retries=300):
+    sys.exit("tag job %s failed: %r" % (job, cl.GetJobStatus(job)))
+print("master", cl.GetInfo()["master"])
+print("OK")
+"#;
+
+fn ganeti_client(lab: &TestLab, i: usize, password: &str, tag: &str) -> Run {
+    let ca = lab.node_dir(i).join("ca.pem").display().to_string();
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", GANETI_CLIENT, &lab.node_ip(i), password, &ca, tag])
+        .output()
+        .expect("running Ganeti's RAPI client (python3-ganeti-rapi)");
+    Run::from(o)
+}
+
 fn log(lab: &TestLab, i: usize) -> String {
     std::fs::read_to_string(lab.node_dir(i).join("magueyd.log")).unwrap_or_default()
 }
@@ -91,6 +116,19 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
         .ok();
     }
     lab.maguey(&["cluster", "add-tags", "acknowledged"]).ok();
+    // A RAPI user and a watcher pause: both are kept in the config, so they move too.
+    let pw = lab.dir.path().join("alice.pw");
+    std::fs::write(&pw, "alice pw\n").expect("password file");
+    lab.maguey(&[
+        "rapi-user",
+        "add",
+        "--write",
+        "--password-file",
+        &pw.display().to_string(),
+        "alice",
+    ])
+    .ok();
+    lab.maguey(&["cluster", "watcher", "pause", "2h"]).ok();
     // Every candidate's ssconf follows the replicated config.
     assert!(wait_until(T, || (2..=3).all(|i| getmaster(&lab, i) == "node1")));
 
@@ -170,6 +208,36 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     }
     // Jobs are accepted and run through any node (a follower redirects to the master).
     let follower = if new_master == "node2" { 3 } else { 2 };
+    // Ganeti's RAPI client, through the new master and through the follower (which forwards
+    // to it), as the RAPI user made before the move; the watcher is still paused.
+    for (i, tag) in [
+        (follower, "rapi-via-follower"),
+        (node_num(&new_master), "rapi-via-master"),
+    ] {
+        let r = ganeti_client(&lab, i, "alice pw", tag);
+        assert!(
+            r.code == 0 && r.stdout.contains("OK"),
+            "Ganeti's client through node{i}:\n{}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            lab.logs()
+        );
+        assert!(r.stdout.contains("before0"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains(&format!("master {new_master}")),
+            "{}",
+            r.stdout
+        );
+    }
+    let tags = maguey_on(&lab, 2, &["cluster", "list-tags"]).ok().stdout;
+    assert!(
+        tags.contains("rapi-via-follower") && tags.contains("rapi-via-master"),
+        "{tags}"
+    );
+    let paused = maguey_on(&lab, follower, &["cluster", "watcher", "info"])
+        .ok()
+        .stdout;
+    assert!(paused.contains("paused until"), "{paused}");
     maguey_on(
         &lab,
         follower,

@@ -48,6 +48,9 @@ pub struct JoinTokenRequest {
     /// The node's room (failure domain).
     #[serde(default)]
     pub room: Option<String>,
+    /// The node joins as a witness of the replicated master.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 /// The answer to [`JoinTokenRequest`].

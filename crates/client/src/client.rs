@@ -369,6 +369,25 @@ impl MasterClient {
         .await
     }
 
+    /// [`MasterClient::query`], answered by the node asked even when it is not the master
+    /// (`--stale-ok`): then `stale` says why the answer may be stale.
+    pub async fn query_stale_ok(
+        &self,
+        what: Resource,
+        names: Vec<String>,
+        fields: Vec<String>,
+    ) -> Result<QueryResult, ClientError> {
+        self.post_json(
+            &self.url("/luxi/query?stale-ok=1"),
+            &QueryRequest {
+                what,
+                names,
+                fields,
+            },
+        )
+        .await
+    }
+
     pub async fn fields(&self, what: &str) -> Result<Vec<(String, String)>, ClientError> {
         self.get_json(&self.url(&format!("/luxi/fields/{what}")))
             .await
@@ -383,6 +402,16 @@ impl MasterClient {
     /// error from a single master.
     pub async fn replication(&self) -> Result<Value, ClientError> {
         self.get_json(&self.url("/luxi/replication")).await
+    }
+
+    /// `cluster force-single`: this node alone goes on (`confirm_off`: instead, a node cut
+    /// off earlier is confirmed off).
+    pub async fn force_single(&self, confirm_off: Option<&str>) -> Result<Value, ClientError> {
+        self.post_json(
+            &self.url("/luxi/force-single"),
+            &json!({ "confirm_off": confirm_off }),
+        )
+        .await
     }
 
     /// `cluster master-failover`: the master steps down; another candidate (`to`) leads.

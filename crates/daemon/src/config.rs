@@ -51,6 +51,8 @@ pub struct FileConfig {
     /// `FIRST-LAST`: ports of the NBD exports of a local-disk live migration.
     pub nbd_ports: Option<String>,
     pub qemu_scopes: Option<QemuScopes>,
+    /// A witness of a replicated cluster: no hypervisor or storage (docs/replication.md).
+    pub witness: Option<bool>,
 }
 
 /// What the file adds to the flags: settings that have no flag.
@@ -129,7 +131,8 @@ impl FileConfig {
             metrics_anonymous,
             watcher_interval,
             watcher_job_age,
-            hooks_dir
+            hooks_dir,
+            witness
         );
         Extra {
             log_level: self.log_level.clone(),

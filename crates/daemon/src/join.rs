@@ -115,6 +115,7 @@ impl JoinService {
             secret_sha256,
             expires,
             room: r.room.clone().unwrap_or_default(),
+            witness: r.witness,
         };
         if cfg.join_tokens.contains_key(&r.node_name) {
             self.master
@@ -202,6 +203,7 @@ impl JoinService {
             // Recorded with the node by OP_NODE_ADD: a certificate whose node was not added
             // (the job failed) is nobody's, and commands nothing.
             certificate_fingerprint: Some(certificate_fingerprint),
+            witness: tok.witness,
         });
         submit(&self.queue, Origin::Join, vec![op], 0)?;
         Ok(JoinResponse {

@@ -15,6 +15,7 @@ pub mod raft;
 pub mod rapi_users;
 pub mod replicated;
 mod replicated_http;
+mod replicated_rapi;
 pub mod systemd;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
@@ -104,6 +105,11 @@ pub struct Args {
     /// waiting up to SECONDS before stopping the rest hard; then exits.
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_guests: Option<u64>,
+    /// This node is a witness of a replicated cluster: it votes for the master and stores
+    /// the config's log, is never the master, and uses no hypervisor or storage (remembered
+    /// in the state directory when given at `--join`).
+    #[arg(long)]
+    pub witness: bool,
     /// What the settings file adds that has no flag (port ranges, log level, QEMU scopes).
     #[arg(skip)]
     pub file: config::Extra,
@@ -207,6 +213,11 @@ pub async fn run(args: Args) -> Result<()> {
     if let Some(h) = &args.hooks_dir {
         runtime.set_hooks_dir(h.clone());
     }
+    let witness = args.witness || daemon.witness;
+    if witness {
+        tracing::info!("a witness: no hypervisor or storage; never the master");
+    }
+    runtime.set_witness(witness);
     runtime.set_port_ranges(args.file.ports);
     let scopes = match args.file.qemu_scopes {
         config::QemuScopes::Auto => systemd::running_as_service(),
@@ -231,8 +242,19 @@ pub async fn run(args: Args) -> Result<()> {
     replicated::upgrade_if_asked(&dir, &daemon.node_name)?;
     // Every node answers `/raft` (to master candidates only); a candidate of a replicated
     // cluster serves the master API when it leads and redirects to the leader otherwise.
+    let args = Args { witness, ..args };
     let candidacy = replicated::Candidacy::new(&args, &daemon.node_name, daemon.listen, &identity);
     router = router.merge(replicated::router(candidacy.clone()));
+    {
+        // `cluster destroy` on a replicated master: as below for a single master.
+        let stop_tx = stop_tx.clone();
+        let destroy = candidacy.destroy.clone();
+        tokio::spawn(async move {
+            destroy.notified().await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = stop_tx.send(Stop::ClusterDestroyed).await;
+        });
+    }
     if files::config_path(&dir).exists() {
         let config = Arc::new(
             ConfigStore::open(&files::config_path(&dir)).context("opening the config store")?,
@@ -380,16 +402,24 @@ pub async fn run(args: Args) -> Result<()> {
     }
     candidacy.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    files::remove_pidfile(&dir);
     match why {
         Stop::Signal => tracing::info!("stopping on signal"),
-        Stop::LeftCluster => tracing::info!("left the cluster"),
+        Stop::LeftCluster => {
+            // A candidate's replica may have written the ssconf again after the node's files
+            // went (it follows the config until it stops): they go again, now for good.
+            for f in maguey_node::CLUSTER_FILES {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+            tracing::info!("left the cluster")
+        }
         Stop::ClusterDestroyed => {
             drop(master_parts);
             files::wipe_master_state(&dir);
             tracing::info!("cluster destroyed; state removed");
         }
     }
+    // Last: whoever waits for the daemon to be gone finds its state as it left it.
+    files::remove_pidfile(&dir);
     Ok(())
 }
 
@@ -426,11 +456,47 @@ pub(crate) async fn start_rapi(
     if args.rapi_port == 0 {
         return Ok(None);
     }
+    let router = rapi_router(args, dir, master, queue, state)?;
+    serve_rapi(args, identity, listen, router).await.map(Some)
+}
+
+/// Binds the Remote API's port (`--rapi-bind`, or the node's address) and serves `router`.
+pub(crate) async fn serve_rapi(
+    args: &Args,
+    identity: &NodeIdentity,
+    listen: SocketAddr,
+    router: axum::Router,
+) -> Result<RapiServer> {
     let bind = SocketAddr::new(args.rapi_bind.unwrap_or(listen.ip()), args.rapi_port);
     let tls = match (&args.rapi_cert, &args.rapi_key) {
         (Some(c), Some(k)) => maguey_rapi::tls::config_from_files(c, k)?,
         _ => maguey_rpc::tls::server_config(identity).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("Remote API: listening on {bind}"))?;
+    tracing::info!("Remote API listening on https://{bind}");
+    let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(maguey_rpc::server::serve(
+        listener,
+        tls,
+        router,
+        async move {
+            let _ = done_rx.await;
+        },
+    ));
+    Ok(RapiServer { done, task })
+}
+
+/// The Remote API's routes of a master: Ganeti's resources, `/metrics` and the CLI's routes
+/// with RAPI credentials.
+pub(crate) fn rapi_router(
+    args: &Args,
+    dir: &std::path::Path,
+    master: &Arc<Master>,
+    queue: &Arc<JobQueue>,
+    state: &api::MasterState,
+) -> Result<axum::Router> {
     let users_file = args
         .rapi_users
         .clone()
@@ -445,28 +511,16 @@ pub(crate) async fn start_rapi(
             max_body: maguey_rapi::DEFAULT_MAX_BODY,
         },
     );
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("Remote API: listening on {bind}"))?;
-    tracing::info!("Remote API listening on https://{bind}");
-    let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(maguey_rpc::server::serve(
-        listener,
-        tls,
-        rapi.clone()
-            .router()
-            .merge(metrics::master_router(
-                state.clone(),
-                rapi.clone(),
-                args.metrics_anonymous,
-            ))
-            .merge(api::master_router_basic_auth(state.clone(), rapi))
-            .layer(axum::middleware::from_fn(metrics::access_log)),
-        async move {
-            let _ = done_rx.await;
-        },
-    ));
-    Ok(Some(RapiServer { done, task }))
+    Ok(rapi
+        .clone()
+        .router()
+        .merge(metrics::master_router(
+            state.clone(),
+            rapi.clone(),
+            args.metrics_anonymous,
+        ))
+        .merge(api::master_router_basic_auth(state.clone(), rapi))
+        .layer(axum::middleware::from_fn(metrics::access_log)))
 }
 
 /// `magueyd --shutdown-guests SECONDS`: see [`maguey_node::NodeRuntime::power_down_guests`].
@@ -528,6 +582,7 @@ async fn join(args: &Args, url: &str) -> Result<()> {
         listen,
         fake_memory_mib: args.fake_memory,
         fake_cpus: args.fake_cpus,
+        witness: args.witness,
     }
     .save(dir)?;
     tracing::info!("joined the cluster at {url} as {name}");

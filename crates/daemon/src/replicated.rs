@@ -120,6 +120,25 @@ impl ConfigBackend for ReplicatedConfig {
 
     fn apply(&self, command: Command) -> BoxFuture<'_, Result<u64, ConfigWriteError>> {
         Box::pin(async move {
+            // A node that stops being a candidate leaves the voters first: once gone (told to
+            // leave, or offline) it could no longer help commit its own removal.
+            let leaving = match &command {
+                Command::RemoveNode { uuid } => Some(uuid.clone()),
+                Command::UpdateNode { node } if !node.master_candidate || node.offline => {
+                    Some(node.uuid.clone())
+                }
+                _ => None,
+            };
+            if let Some(uuid) = leaving {
+                let id = raft_id(&uuid);
+                let st = self.0.status();
+                if id != st.id && st.voters.contains_key(&id) {
+                    self.0.remove_voter(id).await.map_err(|e| {
+                        ConfigWriteError::Unavailable(format!("removing the voter first: {e}"))
+                    })?;
+                    tracing::info!("node {uuid} left the voters");
+                }
+            }
             self.0.apply(command).await.map_err(|e| match e {
                 ReplicationError::Config(c) => ConfigWriteError::Config(c),
                 other => ConfigWriteError::Unavailable(other.to_string()),
@@ -142,23 +161,44 @@ pub(crate) struct Active {
     state: MasterState,
     pub(crate) router: Router,
     tasks: Vec<tokio::task::AbortHandle>,
-    rapi: std::sync::Mutex<Option<RapiServer>>,
+    /// The Remote API's routes while this node is the master (the candidate's RAPI listener
+    /// serves them; `crate::replicated_rapi`).
+    pub(crate) rapi: Option<Router>,
+}
+
+impl Active {
+    /// The master this node runs.
+    pub(crate) fn master(&self) -> Arc<Master> {
+        self.state.master.clone()
+    }
 }
 
 /// A node that may be (or become) a master candidate of a replicated cluster.
 pub struct Candidacy {
     pub(crate) dir: PathBuf,
-    node_name: String,
-    listen: SocketAddr,
+    pub(crate) node_name: String,
+    pub(crate) listen: SocketAddr,
     pub(crate) identity: NodeIdentity,
-    args: Args,
+    pub(crate) args: Args,
     pub(crate) auth: NodeAuth,
-    pub(crate) replica: tokio::sync::OnceCell<Arc<Replica>>,
+    /// This node's replica once opened (replaced by `cluster force-single`).
+    replica: RwLock<Option<Arc<Replica>>>,
+    /// Held while the replica is opened or replaced.
+    opening: tokio::sync::Mutex<()>,
+    /// Voters that `cluster force-single` cut off: the new master makes them non-candidates.
+    pub(crate) cut_off: std::sync::Mutex<Vec<String>>,
     pub(crate) active: RwLock<Option<Arc<Active>>>,
     options: ReplicaOptions,
+    /// Notified when OP_CLUSTER_DESTROY succeeded on the master this node runs: the daemon
+    /// then removes its state and stops.
+    pub destroy: Arc<tokio::sync::Notify>,
+    /// The daemon stops: the master is not started again.
+    stopping: std::sync::atomic::AtomicBool,
     /// The term this node gave up the mastership in (`cluster master-failover`): it does not
     /// start the master again while that term lasts.
     stepped_down: std::sync::atomic::AtomicU64,
+    /// The Remote API's listener of this candidate (leader or follower).
+    pub(crate) rapi_server: std::sync::Mutex<Option<RapiServer>>,
 }
 
 impl Candidacy {
@@ -177,10 +217,25 @@ impl Candidacy {
             auth: NodeAuth {
                 state_dir: args.state_dir.clone(),
             },
-            replica: tokio::sync::OnceCell::new(),
+            replica: RwLock::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            cut_off: std::sync::Mutex::new(Vec::new()),
             active: RwLock::new(None),
-            options: ReplicaOptions::default(),
+            options: if args.witness {
+                // A witness campaigns late: the nodes that can be master usually win first.
+                let o = ReplicaOptions::default();
+                ReplicaOptions {
+                    election_min: o.election_min * 2,
+                    election_max: o.election_max * 2,
+                    ..o
+                }
+            } else {
+                ReplicaOptions::default()
+            },
             stepped_down: std::sync::atomic::AtomicU64::new(0),
+            destroy: Arc::new(tokio::sync::Notify::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            rapi_server: std::sync::Mutex::new(None),
         })
     }
 
@@ -192,45 +247,62 @@ impl Candidacy {
     /// Opens this node's replica (creating an empty store) and starts following the group;
     /// the master's parts start whenever it leads.
     pub async fn open(self: &Arc<Self>) -> Result<Arc<Replica>> {
+        let _opening = self.opening.lock().await;
+        if let Some(r) = self.replica() {
+            return Ok(r);
+        }
         let me = self.clone();
-        let replica = self
-            .replica
-            .get_or_try_init(|| async move {
-                let id = match load_id(&me.dir) {
-                    Some(id) => id,
-                    None => {
-                        let uuid = maguey_node::read_ssconf(&me.dir)
-                            .and_then(|ss| ss.node_uuids.get(&me.node_name).cloned())
-                            .context("this node's uuid is not known yet (no ssconf)")?;
-                        let id = raft_id(&uuid);
-                        save_id(&me.dir, id)?;
-                        id
-                    }
-                };
-                let client = RpcClient::new(&me.identity, Duration::from_secs(10))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let replica = Replica::open(
-                    id,
-                    &raft_path(&me.dir),
-                    Arc::new(RaftHttps::new(client)),
-                    me.options,
-                )
-                .await?;
-                tracing::info!("replica {id} of the config opened");
-                tokio::spawn(me.clone().follow(replica.clone()));
-                anyhow::Ok(replica)
-            })
+        let replica = async move {
+            let id = match load_id(&me.dir) {
+                Some(id) => id,
+                None => {
+                    let uuid = maguey_node::read_ssconf(&me.dir)
+                        .and_then(|ss| ss.node_uuids.get(&me.node_name).cloned())
+                        .context("this node's uuid is not known yet (no ssconf)")?;
+                    let id = raft_id(&uuid);
+                    save_id(&me.dir, id)?;
+                    id
+                }
+            };
+            let client = RpcClient::new(&me.identity, Duration::from_secs(10))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let replica = Replica::open(
+                id,
+                &raft_path(&me.dir),
+                Arc::new(RaftHttps::new(client)),
+                me.options,
+            )
             .await?;
-        Ok(replica.clone())
+            tracing::info!("replica {id} of the config opened");
+            tokio::spawn(me.clone().follow(replica.clone()));
+            crate::replicated_rapi::start(&me).await;
+            anyhow::Ok(replica)
+        }
+        .await?;
+        if let Ok(mut slot) = self.replica.write() {
+            *slot = Some(replica.clone());
+        }
+        Ok(replica)
+    }
+
+    /// This node's replica, once opened.
+    pub(crate) fn replica(&self) -> Option<Arc<Replica>> {
+        self.replica.read().ok().and_then(|r| r.clone())
     }
 
     /// Stops the master's parts and the replica (the daemon stops).
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let active = self.active.write().map(|mut a| a.take()).ok().flatten();
         if let Some(a) = active {
             stop(a).await;
         }
-        if let Some(r) = self.replica.get() {
+        let rapi = self.rapi_server.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = rapi {
+            r.stop().await;
+        }
+        if let Some(r) = self.replica() {
             r.shutdown().await;
         }
     }
@@ -242,7 +314,9 @@ impl Candidacy {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let status = replica.status();
-            if status.role == Role::Shutdown {
+            if status.role == Role::Shutdown
+                || self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+            {
                 break;
             }
             if status.role != Role::Leader {
@@ -265,6 +339,7 @@ impl Candidacy {
                 None if leads
                     && self.stepped_down.load(std::sync::atomic::Ordering::SeqCst)
                         == status.term => {}
+                None if leads && self.is_witness(&replica) => self.hand_over(&replica).await,
                 None if leads => match self.become_master(&replica, status.term).await {
                     Ok(a) => {
                         failures = 0;
@@ -409,6 +484,7 @@ impl Candidacy {
             master_term
         };
         tracing::info!("Raft leader in term {term}: master (master term {master_term})");
+        self.cut_off_voters(replica).await?;
 
         let rpc = RpcClient::new(&self.identity, Duration::from_secs(60))
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -417,7 +493,7 @@ impl Candidacy {
             config: Arc::new(ReplicatedConfig(replica.clone())),
             rpc,
             node_name: self.node_name.clone(),
-            destroy: Arc::new(tokio::sync::Notify::new()),
+            destroy: self.destroy.clone(),
         });
         let queue = open_queue(
             replica.clone(),
@@ -499,18 +575,8 @@ impl Candidacy {
         tasks.push(
             tokio::spawn(voters(replica.clone(), master.clone(), self.dir.clone())).abort_handle(),
         );
-        let rapi = match crate::start_rapi(
-            &self.args,
-            &self.identity,
-            &self.dir,
-            self.listen,
-            &master,
-            &queue,
-            &state,
-        )
-        .await
-        {
-            Ok(r) => r,
+        let rapi = match crate::rapi_router(&self.args, &self.dir, &master, &queue, &state) {
+            Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!("the Remote API does not run on this master: {e:#}");
                 None
@@ -521,7 +587,7 @@ impl Candidacy {
             state,
             router,
             tasks,
-            rapi: std::sync::Mutex::new(rapi),
+            rapi,
         })
     }
 }
@@ -611,10 +677,6 @@ async fn stop(active: Arc<Active>) {
             tracing::warn!("master IP: {e}");
         }
     }
-    let rapi = active.rapi.lock().ok().and_then(|mut r| r.take());
-    if let Some(r) = rapi {
-        r.stop().await;
-    }
 }
 
 /// On the leader: the voters follow the config's master candidates (online ones); each new
@@ -637,6 +699,14 @@ async fn voters(replica: Arc<Replica>, master: Arc<Master>, dir: PathBuf) {
             if *id == status.id {
                 continue;
             }
+            // A witness is never the master: it gets no CA key and no admin certificate.
+            let witness = cfg
+                .nodes
+                .values()
+                .any(|n| n.witness && raft_id(&n.uuid) == *id);
+            if witness {
+                handed.insert(*id);
+            }
             if !handed.contains(id) {
                 match hand_secrets(&master.rpc, &dir, m).await {
                     Ok(()) => {
@@ -656,7 +726,20 @@ async fn voters(replica: Arc<Replica>, master: Arc<Master>, dir: PathBuf) {
                 )
                 .await
                 {
-                    Ok(Ok(())) => tracing::info!("{} is a voter", m.name),
+                    Ok(Ok(())) => {
+                        tracing::info!("{} is a voter", m.name);
+                        // Added again after `force-single`: no longer cut off.
+                        let cfg = replica.config();
+                        let uuid = cfg.node_by_name(&m.name).map(|n| n.uuid.clone());
+                        if let Some(uuid) = uuid.filter(|u| cfg.cluster.cut_off_nodes.contains(u)) {
+                            let mut cluster = cfg.cluster.clone();
+                            cluster.cut_off_nodes.retain(|u| *u != uuid);
+                            if let Err(e) = replica.apply(Command::UpdateCluster { cluster }).await
+                            {
+                                tracing::warn!("{} is no longer cut off: {e}", m.name);
+                            }
+                        }
+                    }
                     Ok(Err(e)) => tracing::warn!("adding voter {}: {e}", m.name),
                     Err(_) => tracing::warn!("adding voter {}: timed out", m.name),
                 }
@@ -697,3 +780,5 @@ async fn hand_secrets(rpc: &RpcClient, dir: &Path, to: &Member) -> Result<()> {
 }
 
 pub use crate::replicated_http::router;
+
+mod two_nodes;

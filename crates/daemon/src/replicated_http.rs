@@ -44,7 +44,7 @@ async fn replica_for(
     c: &Arc<Candidacy>,
     peer: Option<&maguey_rpc::PeerCert>,
 ) -> Result<Arc<Replica>, Response> {
-    if let Some(r) = c.replica.get() {
+    if let Some(r) = c.replica() {
         let state = RaftState {
             replica: r.clone(),
             auth: c.auth.clone(),
@@ -160,16 +160,47 @@ async fn secrets(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
 /// to the leader; without a leader the no-quorum error.
 async fn master_api(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
     let active = c.active.read().ok().and_then(|a| a.clone());
-    if let (Some(_), Some(replica), "/luxi/replication") =
-        (&active, c.replica.get(), req.uri().path())
+    if req.uri().path() == "/luxi/force-single" {
+        if !peer_of(&req).is_some_and(|p| p.admin) {
+            return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
+        }
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 16)
+            .await
+            .unwrap_or_default();
+        let r: ForceSingleRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        match (&r.confirm_off, &active) {
+            (None, _) => {
+                return match c.force_single().await {
+                    Ok((term, cut)) => Json(serde_json::json!({
+                        "term": term,
+                        "cut_off": cut,
+                        "master": c.node_name,
+                    }))
+                    .into_response(),
+                    Err(e) => refuse(StatusCode::CONFLICT, format!("{e:#}")),
+                };
+            }
+            (Some(node), Some(a)) => return confirm_off(&a.master(), node).await,
+            // Confirmations go to the master.
+            (Some(_), None) => {
+                let req = Request::from_parts(parts, axum::body::Body::from(body));
+                return redirect_or_refuse(&c, req).await;
+            }
+        }
+    }
+    if let (Some(_), Some(replica), "/luxi/replication") = (&active, c.replica(), req.uri().path())
     {
         if !peer_of(&req).is_some_and(|p| p.admin) {
             return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
         }
-        return Json(replication_info(replica)).into_response();
+        return Json(replication_info(&replica)).into_response();
     }
     if let (Some(_), Some(replica), "/luxi/master-failover") =
-        (&active, c.replica.get(), req.uri().path())
+        (&active, c.replica(), req.uri().path())
     {
         if !peer_of(&req).is_some_and(|p| p.admin) {
             return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
@@ -189,10 +220,60 @@ async fn master_api(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
             Err(never) => match never {},
         };
     }
+    redirect_or_refuse(&c, req).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ForceSingleRequest {
+    /// Not a recovery: the admin confirms this cut-off node is off.
+    #[serde(default)]
+    confirm_off: Option<String>,
+}
+
+/// `cluster force-single --confirm-off NODE` on the master: NODE's instances may be failed
+/// over and started elsewhere again.
+async fn confirm_off(master: &maguey_ops::Master, name: &str) -> Response {
+    let cfg = master.config.snapshot();
+    let Some(node) = cfg.node_by_name(name) else {
+        return refuse(StatusCode::NOT_FOUND, format!("no node {name}"));
+    };
+    if !cfg.cluster.cut_off_nodes.contains(&node.uuid) {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("node {name} was not cut off by force-single"),
+        );
+    }
+    let mut cluster = cfg.cluster.clone();
+    cluster.cut_off_nodes.retain(|u| *u != node.uuid);
+    match master
+        .config
+        .apply(maguey_config::Command::UpdateCluster { cluster })
+        .await
+    {
+        Ok(serial) => {
+            Json(serde_json::json!({ "confirmed_off": name, "serial_no": serial })).into_response()
+        }
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Off the master: stale reads (`?stale-ok=1`), else a redirect to the leader, or why there
+/// is none.
+async fn redirect_or_refuse(c: &Arc<Candidacy>, req: Request) -> Response {
     let path = req.uri().path();
-    let Some(replica) = c.replica.get() else {
+    let Some(replica) = c.replica() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let stale_ok = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "stale-ok=1" || kv == "stale-ok=true")
+    });
+    if stale_ok && path == "/luxi/query" {
+        if !peer_of(&req).is_some_and(|p| p.admin) {
+            return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
+        }
+        return stale_query(c, replica.clone(), req).await;
+    }
     if !(path.starts_with("/luxi/") || path.starts_with("/join")) {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -259,4 +340,77 @@ fn replication_info(replica: &Replica) -> serde_json::Value {
         "last_applied": st.last_applied,
         "voters": voters,
     })
+}
+
+/// The replicated config as this replica has applied it, read-only: what a follower answers
+/// with `--stale-ok`.
+struct StaleConfig(Arc<Replica>);
+
+impl maguey_ops::ConfigBackend for StaleConfig {
+    fn snapshot(&self) -> Arc<maguey_model::ConfigData> {
+        self.0.config()
+    }
+
+    fn apply(
+        &self,
+        _command: maguey_config::Command,
+    ) -> maguey_ops::BoxFuture<'_, Result<u64, maguey_ops::ConfigWriteError>> {
+        Box::pin(async {
+            Err(maguey_ops::ConfigWriteError::Unavailable(
+                "a stale replica changes nothing".into(),
+            ))
+        })
+    }
+}
+
+/// `POST /luxi/query?stale-ok=1` on a node that is not the master: the query answered from
+/// this replica's config (live fields still ask the nodes), marked with why it may be stale.
+async fn stale_query(c: &Arc<Candidacy>, replica: Arc<Replica>, req: Request) -> Response {
+    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let q: maguey_ops::query::QueryRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let cfg = replica.config();
+    let rpc = match maguey_rpc::RpcClient::new(&c.identity, std::time::Duration::from_secs(10)) {
+        Ok(r) => r.with_fence(maguey_rpc::Fence::new(
+            &cfg.cluster.uuid,
+            cfg.cluster.fence_term(),
+        )),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let master = maguey_ops::Master {
+        config: Arc::new(StaleConfig(replica.clone())),
+        rpc,
+        node_name: c.node_name.clone(),
+        destroy: Arc::new(tokio::sync::Notify::new()),
+    };
+    let st = replica.status();
+    let leader = st
+        .leader
+        .filter(|l| *l != st.id)
+        .and_then(|l| st.voters.get(&l))
+        .map(|m| format!("the master is {}", m.name));
+    let why = match leader {
+        Some(l) => l,
+        None => match replica.read_config().await {
+            Err(e) => e.to_string(),
+            Ok(_) => "no master is elected".to_string(),
+        },
+    };
+    match maguey_ops::query::query(&master, &q).await {
+        Ok(mut r) => {
+            r.stale = Some(format!(
+                "{}'s replica (config serial {}, log index {}); {why}",
+                c.node_name,
+                cfg.serial_no,
+                st.last_applied.unwrap_or(0)
+            ));
+            Json(r).into_response()
+        }
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
 }

@@ -62,6 +62,10 @@ pub struct UpOptions {
     /// --replicated`): the master moves when it dies (docs/replication.md).
     #[arg(long)]
     pub replicated: bool,
+    /// With --replicated: the last node joins as a witness (votes for the master, never
+    /// leads, runs no instances; its magueyd runs with --witness).
+    #[arg(long, requires = "replicated")]
+    pub witness: bool,
 }
 
 /// Whether lab nodes get their own network namespaces.
@@ -283,7 +287,9 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
     spawn_daemon_in(first.netns.as_deref(), &first.dir, &[])?;
     let c = MasterClient::from_state_dir(&first.dir)?;
     wait_for_master(&c, Duration::from_secs(30)).await?;
-    for n in &lab.nodes[1..] {
+    let last = lab.nodes.len() - 1;
+    for (i, n) in lab.nodes.iter().enumerate().skip(1) {
+        let witness = o.witness && i == last;
         let t = c
             .join_token(&JoinTokenRequest {
                 node_name: n.name.clone(),
@@ -291,26 +297,27 @@ pub async fn up(o: &UpOptions) -> Result<Lab> {
                 secondary_ip: None,
                 group: None,
                 room: None,
+                witness,
             })
             .await?;
-        spawn_daemon_in(
-            n.netns.as_deref(),
-            &n.dir,
-            &[
-                "--join".into(),
-                t.master_url.clone(),
-                "--token".into(),
-                t.token,
-                "--node-name".into(),
-                n.name.clone(),
-                "--listen".into(),
-                format!("{}:{}", n.ip, o.port),
-                "--fake-memory".into(),
-                o.node_memory.to_string(),
-                "--fake-cpus".into(),
-                o.node_cpus.to_string(),
-            ],
-        )?;
+        let mut args: Vec<String> = vec![
+            "--join".into(),
+            t.master_url.clone(),
+            "--token".into(),
+            t.token,
+            "--node-name".into(),
+            n.name.clone(),
+            "--listen".into(),
+            format!("{}:{}", n.ip, o.port),
+            "--fake-memory".into(),
+            o.node_memory.to_string(),
+            "--fake-cpus".into(),
+            o.node_cpus.to_string(),
+        ];
+        if witness {
+            args.push("--witness".into());
+        }
+        spawn_daemon_in(n.netns.as_deref(), &n.dir, &args)?;
     }
     wait_for_nodes(&c, &lab, Duration::from_secs(90)).await?;
     Ok(lab)

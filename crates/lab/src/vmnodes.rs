@@ -584,6 +584,7 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             secondary_ip: Some(ip.clone()),
             group: None,
             room: None,
+            witness: false,
         }))?;
         start_daemon(
             tb,

@@ -191,6 +191,11 @@ pub struct Cluster {
     /// the master (docs/replication.md); set by the first leader. False: one master node.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replicated: bool,
+    /// uuids of the nodes `cluster force-single` cut off and that no admin has confirmed
+    /// off yet: their instances may still run there, so nothing fails them over or starts
+    /// them elsewhere (docs/replication.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut_off_nodes: Vec<String>,
 }
 
 fn is_zero(t: &u64) -> bool {
@@ -329,6 +334,10 @@ pub struct Node {
     /// written before identities were recorded). Forgotten when the node is removed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub certificate_fingerprint: String,
+    /// A witness of a replicated cluster (docs/replication.md): a master candidate that
+    /// votes and stores the config's log but is never the master, and runs no instances.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 impl Node {
@@ -499,6 +508,9 @@ pub struct JoinToken {
     /// The room the node will be in (empty: none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub room: String,
+    /// The node joins as a witness ([`Node::witness`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 /// The small cluster-wide facts every node needs (Ganeti's ssconf).

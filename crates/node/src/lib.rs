@@ -54,6 +54,9 @@ pub const CLUSTER_FILES: &[&str] = &[
     "admin.key",
     "joined-master.json",
     fence::TERM_FILE,
+    // A master candidate's replica of the config (docs/replication.md).
+    "raft.redb",
+    "raft-id.json",
 ];
 /// Most console output one `instance_console` answer carries.
 pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
@@ -107,6 +110,9 @@ pub struct NodeRuntime {
     oplocks: Arc<oplocks::OpLocks>,
     /// How long a request waits for such a lock ([`oplocks::LOCK_WAIT`]).
     lock_wait: Duration,
+    /// A witness of a replicated cluster: it refuses every request that would change an
+    /// instance or a disk (it has no hypervisor or storage).
+    witness: bool,
 }
 
 impl NodeRuntime {
@@ -132,7 +138,13 @@ impl NodeRuntime {
             ports: ports::PortRanges::default(),
             oplocks: Arc::default(),
             lock_wait: oplocks::LOCK_WAIT,
+            witness: false,
         })
+    }
+
+    /// Makes this node a witness: requests changing instances or disks are refused.
+    pub fn set_witness(&mut self, witness: bool) {
+        self.witness = witness;
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -237,6 +249,13 @@ impl NodeRuntime {
     /// work ends, also when the caller stopped waiting ([`oplocks`]).
     pub async fn execute(&self, req: NodeRequest) -> NodeResult<NodeReply> {
         let keys = oplocks::keys(&req);
+        if self.witness && !keys.is_empty() {
+            return Err(NodeError::internal(format!(
+                "node {} is a witness: it runs no instances and holds no disks ({} refused)",
+                self.cfg.node_name,
+                req.procedure()
+            )));
+        }
         if keys.is_empty() {
             return api::dispatch(self, req).await;
         }

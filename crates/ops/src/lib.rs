@@ -16,6 +16,7 @@
 //! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
 mod config_backend;
+pub mod cut_off;
 mod disks;
 pub mod drbd;
 mod drbd_group_move;

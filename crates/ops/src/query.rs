@@ -36,6 +36,10 @@ pub struct QueryRequest {
 pub struct QueryResult {
     pub fields: Vec<String>,
     pub rows: Vec<Vec<Value>>,
+    /// Set on an answer from a replica that is not the master (`--stale-ok`): why it may be
+    /// stale (docs/replication.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// Field names and their descriptions, per resource (for `list-fields` and validation).
@@ -237,6 +241,7 @@ pub async fn query(master: &Master, req: &QueryRequest) -> Result<QueryResult, S
         }
     };
     Ok(QueryResult {
+        stale: None,
         fields: req.fields.clone(),
         rows,
     })

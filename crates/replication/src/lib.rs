@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 mod db;
+mod force;
 pub mod local;
 mod log_store;
 mod network;

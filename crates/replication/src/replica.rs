@@ -117,6 +117,7 @@ pub struct Status {
 /// One member of the replicated config group.
 pub struct Replica {
     id: NodeId,
+    path: PathBuf,
     transport: Arc<dyn Transport>,
     db: Arc<redb::Database>,
     raft: Raft,
@@ -148,6 +149,21 @@ impl Replica {
             message,
         };
         let db = Arc::new(open_db(path).map_err(store_err)?);
+        Self::start(id, path, db, transport, options).await
+    }
+
+    /// Starts the Raft node `id` on the opened store `db` (kept at `path`).
+    async fn start(
+        id: NodeId,
+        path: &Path,
+        db: Arc<redb::Database>,
+        transport: Arc<dyn Transport>,
+        options: ReplicaOptions,
+    ) -> Result<Arc<Replica>, ReplicationError> {
+        let store_err = |message: String| ReplicationError::Store {
+            path: path.to_path_buf(),
+            message,
+        };
         let sm = StateMachine::open(db.clone()).map_err(|e| store_err(e.to_string()))?;
         let shared = sm.shared();
         let config = Config {
@@ -172,6 +188,7 @@ impl Replica {
             .map_err(|e| ReplicationError::Raft(e.to_string()))?;
         Ok(Arc::new(Replica {
             id,
+            path: path.to_path_buf(),
             transport,
             db,
             raft,
@@ -185,6 +202,37 @@ impl Replica {
     /// This replica's node id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// `cluster force-single` (see `force.rs`): stops this replica, makes this node the only
+    /// voter in a new term above every earlier one, and starts it again; the new term and
+    /// the replica that replaces this one (this one is shut down).
+    pub async fn force_single(
+        &self,
+        member: Member,
+    ) -> Result<(u64, Arc<Replica>), ReplicationError> {
+        let status = self.status();
+        if !status.voters.contains_key(&self.id) {
+            return Err(ReplicationError::Refused(
+                "this node is not a voter (master candidate)".into(),
+            ));
+        }
+        self.shutdown().await;
+        let term = crate::force::make_single(&self.db, self.id, member).map_err(|message| {
+            ReplicationError::Store {
+                path: self.path.clone(),
+                message,
+            }
+        })?;
+        let replica = Self::start(
+            self.id,
+            &self.path,
+            self.db.clone(),
+            self.transport.clone(),
+            self.options,
+        )
+        .await?;
+        Ok((term, replica))
     }
 
     /// Makes a new group of `members` (all voters). Only on a fresh store, on one member.

@@ -51,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("maguey-bench-").tempdir()?;
     let prefix = format!("127.{}.{}", 1 + rand_byte() % 250, 1 + rand_byte() % 250);
     let opts = maguey_lab::UpOptions {
+        witness: false,
         nodes: 3,
         dir: dir.path().to_path_buf(),
         address_prefix: prefix,

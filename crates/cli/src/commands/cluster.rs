@@ -147,6 +147,20 @@ pub enum ClusterCmd {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Two-node recovery of a replicated cluster that lost its quorum: this node becomes the
+    /// only voter in a new epoch and the master; the other candidates are cut off (offline,
+    /// no longer candidates) and must be added again (`node modify --master-candidate yes`).
+    /// Until an admin confirms a cut-off node is off, its instances are not failed over or
+    /// started elsewhere. Run it on the node that is to go on.
+    ForceSingle {
+        /// Required for the recovery: you checked that the other node is down or cut off.
+        #[arg(long, required_unless_present = "confirm_off")]
+        yes_do_it: bool,
+        /// Instead: confirm that NODE, cut off earlier, is off (its instances may be failed
+        /// over and started elsewhere).
+        #[arg(long, value_name = "NODE", conflicts_with = "yes_do_it")]
+        confirm_off: Option<String>,
+    },
     /// Adds tags to the cluster.
     AddTags {
         tags: Vec<String>,
@@ -269,6 +283,44 @@ pub async fn run(dir: &Path, cmd: ClusterCmd) -> CliResult<u8> {
                     })?;
             }
             println!("cluster {name} initialised in {}", dir.display());
+            Ok(0)
+        }
+        ClusterCmd::ForceSingle {
+            yes_do_it: _,
+            confirm_off,
+        } => {
+            let c = match (&confirm_off, crate::master::local_candidate(dir)) {
+                (None, None) => {
+                    return Err(usage(
+                        "force-single runs on a master candidate of a replicated cluster \
+                         (MAGUEY_DIR: its state directory)",
+                    ))
+                }
+                _ => client(dir)?,
+            };
+            let r = c.force_single(confirm_off.as_deref()).await?;
+            match confirm_off {
+                Some(node) => println!(
+                    "node {node} is confirmed off: its instances may be failed over and started \
+                     elsewhere"
+                ),
+                None => {
+                    let cut: Vec<&str> = r["cut_off"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{} is the only voter now (term {}) and becomes the master; cut off: {}",
+                        r["master"].as_str().unwrap_or("this node"),
+                        r["term"],
+                        if cut.is_empty() {
+                            "none".to_string()
+                        } else {
+                            cut.join(", ")
+                        }
+                    );
+                }
+            }
             Ok(0)
         }
         ClusterCmd::MasterFailover { to } => {

@@ -28,6 +28,7 @@ use crate::CliResult;
 
 pub async fn run(cli: Cli) -> CliResult<u8> {
     crate::master::set_cluster(cli.cluster.clone());
+    crate::master::set_stale_ok(cli.stale_ok);
     let dir = cli.state_dir.clone();
     match cli.command {
         Top::Cluster(c) => cluster::run(&dir, c).await,

@@ -58,6 +58,11 @@ pub enum NodeCmd {
         /// Print only the token.
         #[arg(long)]
         token_only: bool,
+        /// The node joins as a witness of a replicated cluster: it votes for the master and
+        /// stores the config's log, is never the master and runs no instances (run its
+        /// magueyd with --witness: no hypervisor or storage needed).
+        #[arg(long)]
+        witness: bool,
     },
     /// Removes an empty node.
     Remove {
@@ -188,6 +193,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             group,
             room,
             token_only,
+            witness,
         } => {
             name_ok("node", &name)?;
             if let Some(r) = &room {
@@ -201,6 +207,7 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                     secondary_ip,
                     group,
                     room,
+                    witness,
                 })
                 .await?;
             if token_only {
@@ -210,10 +217,11 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
                 println!("  {}", r.token);
                 println!("On {name}, run:");
                 println!(
-                    "  magueyd --join {} --token {} --node-name {name} --listen {address}:{}",
+                    "  magueyd --join {} --token {} --node-name {name} --listen {address}:{}{}",
                     r.master_url,
                     r.token,
-                    r.master_url.rsplit(':').next().unwrap_or("1811")
+                    r.master_url.rsplit(':').next().unwrap_or("1811"),
+                    if witness { " --witness" } else { "" }
                 );
                 println!(
                     "The node is added to the cluster (OP_NODE_ADD) when its daemon has joined."

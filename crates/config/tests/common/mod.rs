@@ -136,6 +136,7 @@ pub fn token(name: &str, ip: &str) -> JoinToken {
         secret_sha256: "00".repeat(32),
         expires: ts(1_000_000),
         room: String::new(),
+        witness: false,
     }
 }
 

@@ -23,6 +23,10 @@ pub struct OpNodeAdd {
     /// the config with the node. Only the join service may set it (refused elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_fingerprint: Option<String>,
+    /// Maguey: the node is a witness of the replicated master (votes, never leads, runs no
+    /// instances).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub witness: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

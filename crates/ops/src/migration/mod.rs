@@ -125,6 +125,7 @@ impl Migration {
         kind: MoveKind,
     ) -> Result<Self, OpError> {
         let inst = crate::util::instance_by_name(cfg, name)?;
+        crate::cut_off::check(cfg, inst)?;
         let mut target = target.map(str::to_string);
         match kind {
             MoveKind::Cleanup => still_on(cfg, inst, primary)?,

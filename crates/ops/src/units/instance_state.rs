@@ -103,6 +103,9 @@ impl LogicalUnit for InstanceStartup {
         self.target.locks()
     }
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
+        if let Ok(inst) = instance_by_name(cfg, &self.target.name) {
+            crate::cut_off::check(cfg, inst)?;
+        }
         self.target.check(cfg)
     }
     async fn exec(&mut self, env: &Env<'_>, checked: Self::Checked) -> Result<Value, OpError> {

@@ -23,6 +23,7 @@ pub struct NodeAdd {
     vm_capable: bool,
     room: String,
     certificate_fingerprint: String,
+    witness: bool,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -39,6 +40,7 @@ impl LogicalUnit for NodeAdd {
             vm_capable,
             room,
             certificate_fingerprint,
+            witness,
         } = op;
         if let Some(r) = room {
             maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
@@ -57,6 +59,7 @@ impl LogicalUnit for NodeAdd {
             vm_capable: vm_capable.unwrap_or(true),
             room: room.clone().unwrap_or_default(),
             certificate_fingerprint: certificate_fingerprint.clone().unwrap_or_default(),
+            witness: *witness,
         })
     }
 
@@ -86,6 +89,12 @@ impl LogicalUnit for NodeAdd {
                 .or_else(|| cfg.nodegroups.values().next())
                 .ok_or_else(|| prereq("the cluster has no node group"))?,
         };
+        if self.witness && !cfg.cluster.replicated {
+            return Err(prereq(
+                "a witness votes for the master of a replicated cluster; this cluster is not \
+                 replicated (cluster init --replicated)",
+            ));
+        }
         let candidates = cfg.nodes.values().filter(|n| n.master_candidate).count() as u32;
         // Master candidates spread over rooms: the first node of a room is one even when
         // the pool is full, so that no room holds every copy of the config.
@@ -101,10 +110,12 @@ impl LogicalUnit for NodeAdd {
             primary_ip: self.primary_ip.clone(),
             secondary_ip: self.secondary_ip.clone(),
             group: group.uuid.clone(),
-            master_candidate: self.master_capable
-                && (candidates < cfg.cluster.candidate_pool_size || room_lacks_candidate),
+            // A witness always votes, and holds no instances.
+            master_candidate: self.witness
+                || (self.master_capable
+                    && (candidates < cfg.cluster.candidate_pool_size || room_lacks_candidate)),
             master_capable: self.master_capable,
-            vm_capable: self.vm_capable,
+            vm_capable: self.vm_capable && !self.witness,
             drained: false,
             offline: false,
             ndparams: Default::default(),
@@ -114,6 +125,7 @@ impl LogicalUnit for NodeAdd {
             mtime: now,
             room: self.room.clone(),
             certificate_fingerprint: self.certificate_fingerprint.clone(),
+            witness: self.witness,
         })
     }
 
