@@ -178,6 +178,9 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         master_term: 0,
         master_ip: None,
         replicated: false,
+        // Node certificates live a year, renewed by the master after eight months.
+        node_certificate_lifetime: maguey_model::DEFAULT_NODE_CERTIFICATE_LIFETIME,
+        node_certificates_renewed: ts,
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;
