@@ -97,10 +97,7 @@ pub fn trust(dir: &Path, new_ca_pem: &str) -> Result<()> {
     let path = dir.join(CA_CERT_FILE);
     let current = read(&path)?;
     let new_der = cert_der_from_pem(new_ca_pem)?;
-    if crate::tls::certs_from_pem(&current)?
-        .iter()
-        .any(|c| *c == new_der)
-    {
+    if crate::tls::certs_from_pem(&current)?.contains(&new_der) {
         return Ok(());
     }
     let mut bundle = current.trim_end().to_string();

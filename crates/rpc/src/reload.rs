@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime};
 
 /// Modification times (and sizes) of the identity files: what tells a change.
 type Stamp = Vec<Option<(SystemTime, u64)>>;
+/// Modification time and size of one file (`None`: missing).
+type FileStamp = Option<(SystemTime, u64)>;
 
 fn stamp(dir: &Path) -> Stamp {
     [NODE_CERT_FILE, NODE_KEY_FILE, CA_CERT_FILE]
@@ -90,7 +92,7 @@ impl ResolvesServerCert for ReloadingCert {
 #[derive(Debug)]
 struct ReloadingVerifier {
     dir: PathBuf,
-    current: Mutex<(Option<(SystemTime, u64)>, Arc<dyn ClientCertVerifier>)>,
+    current: Mutex<(FileStamp, Arc<dyn ClientCertVerifier>)>,
 }
 
 fn client_verifier(ca_pem: &str) -> Result<Arc<dyn ClientCertVerifier>> {
@@ -216,10 +218,10 @@ pub fn server_config(dir: &Path) -> Result<Arc<ServerConfig>> {
 struct RapiCert {
     node: ReloadingCert,
     file: PathBuf,
-    current: Mutex<(Option<(SystemTime, u64)>, Option<Arc<CertifiedKey>>)>,
+    current: Mutex<(FileStamp, Option<Arc<CertifiedKey>>)>,
 }
 
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+fn file_stamp(path: &Path) -> FileStamp {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
