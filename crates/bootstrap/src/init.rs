@@ -179,6 +179,9 @@ pub fn init_cluster_with_vg(p: &InitParams, vg_name: &str) -> Result<()> {
         master_ip: None,
         replicated: false,
         cut_off_nodes: Vec::new(),
+        // Node certificates live a year, renewed by the master after eight months.
+        node_certificate_lifetime: maguey_model::DEFAULT_NODE_CERTIFICATE_LIFETIME,
+        node_certificates_renewed: ts,
     };
     let store =
         ConfigStore::open(&config_path(&p.state_dir)).context("creating the config store")?;

@@ -86,6 +86,10 @@ pub struct MasterState {
     pub watcher: Arc<maguey_ops::watcher::Watcher>,
     /// The Remote API's users file, written from the config's users.
     pub users_file: std::path::PathBuf,
+    /// The admin certificate `/luxi` admits (the one `admin.pem` holds now).
+    pub admin: Arc<maguey_rpc::rotate::CurrentAdmin>,
+    /// The state directory (the CA is read from it: a CA roll replaces it).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// The master API (`/luxi/...`, admin client certificate required: a node's certificate is
@@ -119,6 +123,10 @@ pub fn master_router(state: MasterState) -> Router {
             "/luxi/instances/{name}/console-log",
             get(crate::console::master_console_log),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.admin.clone(),
+            maguey_rpc::rotate::require_current_admin,
+        ))
         .layer(axum::middleware::from_fn(
             maguey_rpc::server::require_admin_cert,
         ))
@@ -126,7 +134,10 @@ pub fn master_router(state: MasterState) -> Router {
     let join = Router::new()
         .route("/join", post(join))
         .with_state(state.clone())
-        .merge(maguey_rpc::join::join_ca_router(state.ca.cert_pem.clone()));
+        .merge(maguey_rpc::join::join_ca_router_dir(
+            state.state_dir.clone(),
+            state.ca.cert_pem.clone(),
+        ));
     luxi.merge(join)
         .layer(axum::middleware::from_fn(check_protocol))
 }

@@ -61,6 +61,8 @@ pub struct JoinService {
     ca: Arc<ClusterCa>,
     /// Where the master API listens (the token's master URL).
     listen: SocketAddr,
+    /// The state directory: the CA is read from it (a CA roll replaces it under magueyd).
+    state_dir: std::path::PathBuf,
 }
 
 impl From<&MasterState> for JoinService {
@@ -70,11 +72,18 @@ impl From<&MasterState> for JoinService {
             queue: s.queue.clone(),
             ca: s.ca.clone(),
             listen: s.listen,
+            state_dir: s.state_dir.clone(),
         }
     }
 }
 
 impl JoinService {
+    /// The cluster CA as the state directory holds it now (the one loaded at start when it
+    /// cannot be read).
+    fn ca(&self) -> ClusterCa {
+        ClusterCa::load(&self.state_dir).unwrap_or_else(|_| (*self.ca).clone())
+    }
+
     /// A one-time token for `r.node_name` (replacing an earlier one), valid for
     /// [`JOIN_TOKEN_LIFETIME`].
     pub async fn issue_token(&self, r: &JoinTokenRequest) -> Result<JoinTokenResponse, JoinError> {
@@ -102,7 +111,7 @@ impl JoinService {
         let group = cfg
             .group_by_name(group_name)
             .ok_or_else(|| JoinError::NoSuchGroup(group_name.to_string()))?;
-        let (token, secret_sha256) = maguey_rpc::join::new_token(&self.ca.fingerprint());
+        let (token, secret_sha256) = maguey_rpc::join::new_token(&self.ca().fingerprint());
         let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
         let stored = JoinToken {
             node_name: r.node_name.clone(),
@@ -178,9 +187,11 @@ impl JoinService {
                 }
             }
         }
-        let cert_pem = self
-            .ca
-            .sign_csr(&r.csr_pem, &r.node_name, &ips)
+        let ca = self.ca();
+        let lifetime = cfg.cluster.node_certificate_lifetime;
+        let lifetime = (lifetime > 0).then(|| std::time::Duration::from_secs(lifetime));
+        let cert_pem = ca
+            .sign_csr_for(&r.csr_pem, &r.node_name, &ips, lifetime)
             .map_err(|e| JoinError::BadCsr(e.to_string()))?;
         let certificate_fingerprint = maguey_rpc::fingerprint_pem(&cert_pem)
             .map_err(|e| JoinError::Internal(e.to_string()))?;
@@ -208,7 +219,7 @@ impl JoinService {
         submit(&self.queue, Origin::Join, vec![op], 0)?;
         Ok(JoinResponse {
             cert_pem,
-            ca_pem: self.ca.cert_pem.clone(),
+            ca_pem: ca.cert_pem.clone(),
             master_name: self.master.node_name.clone(),
             master_certificate: cfg
                 .master_node()

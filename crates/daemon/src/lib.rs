@@ -292,6 +292,8 @@ pub async fn run(args: Args) -> Result<()> {
             ca: Arc::new(ca),
             listen: daemon.listen,
             watcher,
+            admin: Arc::new(maguey_rpc::rotate::CurrentAdmin::new(&dir)),
+            state_dir: dir.clone(),
             users_file: args
                 .rapi_users
                 .clone()
@@ -345,6 +347,8 @@ pub async fn run(args: Args) -> Result<()> {
                 }
             });
         }
+        // Short-lived node certificates renewed before they end (docs/security.md).
+        tokio::spawn(maguey_ops::cert_renewal::run(master.clone(), queue.clone()));
         let master = master.clone();
         tokio::spawn(async move {
             for (name, e) in master.distribute_ssconf().await {
@@ -446,7 +450,8 @@ impl RapiServer {
 /// Starts the Remote API of a master (none when `--rapi-port 0`).
 pub(crate) async fn start_rapi(
     args: &Args,
-    identity: &NodeIdentity,
+    // The certificate now comes from the state directory (followed when renewed).
+    _identity: &NodeIdentity,
     dir: &std::path::Path,
     listen: SocketAddr,
     master: &Arc<Master>,
@@ -470,7 +475,8 @@ pub(crate) async fn serve_rapi(
     let bind = SocketAddr::new(args.rapi_bind.unwrap_or(listen.ip()), args.rapi_port);
     let tls = match (&args.rapi_cert, &args.rapi_key) {
         (Some(c), Some(k)) => maguey_rapi::tls::config_from_files(c, k)?,
-        _ => maguey_rpc::tls::server_config(identity).map_err(|e| anyhow::anyhow!("{e}"))?,
+        // rapi.pem when renew-crypto made one, else the node's certificate (both followed).
+        _ => maguey_rpc::reload::rapi_server_config(dir).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -523,6 +523,8 @@ impl Candidacy {
             ca: Arc::new(ca),
             listen: self.listen,
             watcher,
+            admin: Arc::new(maguey_rpc::rotate::CurrentAdmin::new(&self.dir)),
+            state_dir: self.dir.clone(),
             users_file: self
                 .args
                 .rapi_users

@@ -48,6 +48,9 @@ impl Origin {
                 ))
             }
             (Origin::MasterApi, _) => None,
+            (_, OpCode::ClusterRenewCrypto(_)) => Some(SubmitError::Forbidden(
+                "certificates and secrets are renewed through the master's CLI only",
+            )),
             (_, OpCode::ClusterDestroy(_)) => Some(SubmitError::Forbidden(
                 "the cluster cannot be destroyed through the Remote API: use the master's CLI",
             )),

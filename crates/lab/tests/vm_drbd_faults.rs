@@ -2,7 +2,9 @@
 //! point 5: the replication link cut during writes (WFConnection, degraded in `cluster
 //! verify`, resync after reconnect), the secondary powered off (writes go on, degraded; after
 //! it boots again the watcher alone re-activates its disks, and `instance info` shows the
-//! resync's percent rising, issue 12) and the primary powered off during fsync'd
+//! resync's percent rising, issue 12), new DRBD secrets during writes (issue 13: reconnect
+//! and resync, every record there, no secret in any message) and the primary powered off
+//! during fsync'd
 //! writes (failover `--ignore-consistency`; every acknowledged write is on the new primary).
 //!
 //! The instance uses the `fake` hypervisor: a writer process on the primary node VM stands in
@@ -244,6 +246,87 @@ fn vm_drbd_link_cut_secondary_and_primary_power_off() {
     assert!(lab.drbd_line(1, m1).is_some());
     let (code, out) = verify(&lab);
     assert_eq!(code, 0, "verify after the secondary came back:\n{out}");
+
+    // 2b. New DRBD secrets while the writer runs on the primary (issue 13): the pair
+    // reconnects with the new secret and resyncs; every acknowledged record reaches the
+    // secondary; the secret is in no message.
+    let t = Instant::now();
+    let dev1 = format!("/dev/drbd{m1}");
+    // The disk's secret as the config (the admin's export) holds it.
+    let secret = |lab: &VmLab| -> String {
+        let cfg = lab.maguey(&["cluster", "export-config"]).ok().json();
+        let inst = cfg["instances"]
+            .as_object()
+            .and_then(|m| m.values().find(|i| i["name"] == "d1"))
+            .expect("d1 in the config")
+            .clone();
+        inst["disks"][0]["logical_id"]["secret"]
+            .as_str()
+            .expect("a DRBD secret")
+            .to_string()
+    };
+    let old_secret = secret(&lab);
+    assert!(!old_secret.is_empty(), "no secret in the config");
+    lab.run_ok(
+        1,
+        &format!(
+            "rm -f /tmp/acks3; setsid sh -c '{}' </dev/null >/dev/null 2>&1 & echo $! > /tmp/w3.pid",
+            records_writer(&dev1, 100, 100_000, "/tmp/acks3")
+        ),
+    );
+    let acked3 = |lab: &VmLab| -> u32 {
+        lab.run(1, "tail -n 1 /tmp/acks3 2>/dev/null")
+            .1
+            .trim()
+            .parse::<u32>()
+            .map(|n| n + 1)
+            .unwrap_or(100)
+    };
+    assert!(
+        poll(Duration::from_secs(60), || acked3(&lab) >= 110),
+        "the writer on node1 does not progress: {}",
+        lab.run(1, "cat /tmp/w.err; tail -3 /tmp/acks3").1
+    );
+    let out = lab.ok(&["cluster", "renew-crypto", "--new-drbd-secrets"]);
+    assert!(
+        out.contains("instance d1: DRBD reconnected with new secrets, in sync"),
+        "{out}"
+    );
+    let during = acked3(&lab);
+    assert!(
+        poll(Duration::from_secs(60), || acked3(&lab) >= during + 10),
+        "the writer stopped after the renewal: {}",
+        lab.run(1, "cat /tmp/w.err; tail -3 /tmp/acks3; cat /proc/drbd")
+            .1
+    );
+    lab.run_ok(1, "kill $(cat /tmp/w3.pid); sleep 0.2; true");
+    let upto3 = acked3(&lab);
+    // Both ends reconnected (the job waited for Connected and in sync), so both use the
+    // config's new secret.
+    let new_secret = secret(&lab);
+    assert_ne!(new_secret, old_secret, "the secret did not change");
+    let l = lab.drbd_line(2, m2).expect("DRBD minor configured");
+    assert!(l.contains("cs:Connected"), "{l}");
+    lab.wait_in_sync(1, m1, "new DRBD secrets");
+    lab.check_records(2, &lv2, 100, upto3);
+    let jobs = lab.maguey(&["job", "list", "-o", "id"]).ok().stdout;
+    let last_id = jobs
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .expect("a job id");
+    let last = lab.maguey(&["job", "info", &last_id.to_string(), "--output", "json"]);
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    assert!(last.stdout.contains("drbd_secrets"), "{}", last.stdout);
+    for text in [&out, &last.stdout, &last.stderr] {
+        assert!(!text.contains(&new_secret), "the new secret shows: {text}");
+        assert!(!text.contains(&old_secret), "the old secret shows: {text}");
+    }
+    eprintln!(
+        "timing: DRBD secrets renewed with the writer running ({} records, {upto3} acked) {:.1}s",
+        upto3 - 100,
+        t.elapsed().as_secs_f64()
+    );
 
     // 3. The primary (now node2, after a failover; node1 is the master) is powered off while
     // the writer runs; failover --ignore-consistency to node1, which must hold every

@@ -196,10 +196,23 @@ pub struct Cluster {
     /// them elsewhere (docs/replication.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cut_off_nodes: Vec<String>,
+    /// Lifetime (seconds) of the node certificates the cluster CA issues (`cluster
+    /// renew-crypto --node-certificate-lifetime`); the master renews every online node's
+    /// once two thirds of it have passed (docs/security.md). 0: ten years, renewed by hand.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub node_certificate_lifetime: u64,
+    /// When every online node last got a new certificate (seconds since the epoch; 0: not
+    /// recorded).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub node_certificates_renewed: f64,
 }
 
 fn is_zero(t: &u64) -> bool {
     *t == 0
+}
+
+fn is_zero_f64(t: &f64) -> bool {
+    *t == 0.0
 }
 
 /// The floating master IP: an address that follows the master (docs/master-ip.md).

@@ -15,12 +15,14 @@
 //! `disks` (copy, remove, undo), `migration` (the one tasklet that moves a primary), [`drbd`],
 //! [`iallocator`] and [`moves`] (the placement engine in process), [`locks`] (policies).
 
+pub mod cert_renewal;
 mod config_backend;
 pub mod cut_off;
 mod disks;
 pub mod drbd;
 mod drbd_group_move;
 mod drbd_replace;
+mod drbd_secrets;
 mod group_moves;
 pub mod hooks;
 pub mod iallocator;

@@ -144,6 +144,28 @@ fn ensure_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// How far back a short-lived certificate's validity starts (clocks of nodes differ a little).
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Parameters of a node certificate: CN and SANs set by the CA, server + client auth; valid
+/// for `lifetime` from now (ten years without one).
+fn node_params_for(
+    node_name: &str,
+    ips: &[IpAddr],
+    lifetime: Option<std::time::Duration>,
+) -> Result<CertificateParams> {
+    let mut params = node_params(node_name, ips)?;
+    if let Some(lifetime) = lifetime {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + now.saturating_sub(CLOCK_SKEW);
+        params.not_after = epoch + now + lifetime;
+    }
+    Ok(params)
+}
+
 /// Parameters of a node certificate: CN and SANs set by the CA, server + client auth.
 fn node_params(node_name: &str, ips: &[IpAddr]) -> Result<CertificateParams> {
     if node_name.is_empty() {
@@ -320,11 +342,23 @@ impl ClusterCa {
     /// Signs a certificate signing request. Only the CSR's public key (and its self-signature,
     /// which is checked) is used: subject and SANs come from `node_name` and `ips`.
     pub fn sign_csr(&self, csr_pem: &str, node_name: &str, ips: &[IpAddr]) -> Result<String> {
+        self.sign_csr_for(csr_pem, node_name, ips, None)
+    }
+
+    /// [`ClusterCa::sign_csr`] for a certificate valid `lifetime` from now (ten years
+    /// without one).
+    pub fn sign_csr_for(
+        &self,
+        csr_pem: &str,
+        node_name: &str,
+        ips: &[IpAddr],
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<String> {
         let (ca_cert, ca_key) = self.issuer()?;
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(invalid("invalid certificate signing request"))?;
         let csr = CertificateSigningRequestParams {
-            params: node_params(node_name, ips)?,
+            params: node_params_for(node_name, ips, lifetime)?,
             public_key: csr.public_key,
         };
         let cert = csr
@@ -416,6 +450,13 @@ impl NodeIdentity {
         common_name_der(&der)
             .ok_or_else(|| CertError::Invalid("the node certificate has no common name".into()))
     }
+}
+
+/// The end of a certificate's validity (seconds since the epoch), if it parses.
+pub fn not_after_pem(pem: &str) -> Option<i64> {
+    let der = cert_der_from_pem(pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// The subject common name of a DER certificate, if it parses and has one.

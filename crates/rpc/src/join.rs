@@ -103,6 +103,29 @@ pub fn join_ca_router(ca_pem: String) -> Router {
     )
 }
 
+/// [`join_ca_router`] serving the CA `dir`'s `ca.pem` holds now (its first certificate: the
+/// current CA, also during a CA roll), or `fallback` when it cannot be read.
+pub fn join_ca_router_dir(dir: std::path::PathBuf, fallback: String) -> Router {
+    Router::new().route(
+        JOIN_CA_PATH,
+        get(move || {
+            let pem = crate::ca::ClusterCa::load(&dir)
+                .map(|ca| first_cert_pem(&ca.cert_pem))
+                .unwrap_or_else(|_| fallback.clone());
+            async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], pem) }
+        }),
+    )
+}
+
+/// The first PEM certificate block of `text`.
+fn first_cert_pem(text: &str) -> String {
+    const END: &str = "-----END CERTIFICATE-----";
+    match text.find(END) {
+        Some(i) => format!("{}\n", &text[..i + END.len()]),
+        None => text.to_string(),
+    }
+}
+
 /// Joins the cluster whose master listens at `master_url` (`https://ip:port`): checks the
 /// master's CA against the token, sends a CSR and returns the node's new identity (to be
 /// saved with [`NodeIdentity::save`]).

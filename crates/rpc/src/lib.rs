@@ -8,10 +8,13 @@
 //! * [`join`]: one-time join tokens and the node side of the join flow.
 //! * [`console`]: interactive serial consoles over upgraded HTTP/1.1 connections.
 //! * [`fence`]: the cluster and master term every master→node RPC carries.
+//! * [`ca_roll`]: replacing the cluster CA in place.
+//! * [`rotate`]: renewing the admin and Remote API certificates.
 //! * [`reload`]: the TLS server and RPC client following a renewed certificate.
 //! * [`version`]: the protocol version every request carries, and its checks.
 
 pub mod ca;
+pub mod ca_roll;
 pub mod client;
 pub mod console;
 pub mod fence;
@@ -20,6 +23,7 @@ pub mod limits;
 pub mod protocol;
 pub mod reload;
 pub mod renew;
+pub mod rotate;
 pub mod server;
 pub mod tls;
 pub mod version;

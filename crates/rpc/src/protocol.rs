@@ -251,6 +251,12 @@ pub enum NodeRequest {
         csr: String,
         node_name: String,
         ips: Vec<String>,
+        /// Signed by the new CA of a CA roll in progress ([`crate::ca_roll`]).
+        #[serde(default)]
+        next_ca: bool,
+        /// Valid this many seconds from now (short-lived certificates); 0: ten years.
+        #[serde(default)]
+        lifetime_secs: u64,
     },
     /// Step 3: the node checks the certificate (its CA, its name, the key of step 1) and makes
     /// it its own, after writing `ssconf` when given (the master's renewal: from then on the
@@ -264,6 +270,28 @@ pub enum NodeRequest {
     /// sides (`new-current-uuid --clear-bitmap`): no initial full sync. Sent to one node of
     /// a new pair before its first promotion. Answers null.
     DrbdSkipInitialSync { disks: Vec<Disk> },
+    /// On the master (it holds the CA): a new admin certificate replaces `admin.pem` and
+    /// `admin.key`; the old one is refused by the master API from then on
+    /// ([`crate::rotate`]). Answers its fingerprint (text).
+    AdminCertificateRenew,
+    /// On the master: a new Remote API certificate (`rapi.pem`): the PEM file `file` names
+    /// on the master (certificate and key), or, without one, a certificate the cluster CA
+    /// issues for this node's name and `ips`. Answers its fingerprint (text).
+    RapiCertificateRenew {
+        #[serde(default)]
+        file: Option<String>,
+        #[serde(default)]
+        ips: Vec<String>,
+    },
+    /// CA roll ([`crate::ca_roll`]) step 1, on the master: a new CA kept aside. Answers its
+    /// certificate (text).
+    CaPrepare,
+    /// CA roll step 2, on every node: trust `ca` beside the current CA. Answers null.
+    CaTrust { ca: String },
+    /// CA roll step 4, on every node (the master last): trust `ca` alone (this node's
+    /// certificate must be from it); on the master the new CA's key becomes the CA key.
+    /// Answers null.
+    CaFinish { ca: String },
 }
 
 impl NodeRequest {
@@ -318,6 +346,11 @@ impl NodeRequest {
             NodeRequest::CertificateSign { .. } => "certificate_sign",
             NodeRequest::CertificateInstall { .. } => "certificate_install",
             NodeRequest::DrbdSkipInitialSync { .. } => "drbd_skip_initial_sync",
+            NodeRequest::AdminCertificateRenew => "admin_certificate_renew",
+            NodeRequest::RapiCertificateRenew { .. } => "rapi_certificate_renew",
+            NodeRequest::CaPrepare => "ca_prepare",
+            NodeRequest::CaTrust { .. } => "ca_trust",
+            NodeRequest::CaFinish { .. } => "ca_finish",
         }
     }
 }

@@ -52,12 +52,23 @@ pub fn prepare(dir: &Path, node_name: &str) -> Result<String> {
 /// On the master: signs a node's CSR with the CA kept in `dir` (subject and SANs from the
 /// arguments; only the CSR's key is used).
 pub fn sign(dir: &Path, csr_pem: &str, node_name: &str, ips: &[IpAddr]) -> Result<String> {
+    sign_for(dir, csr_pem, node_name, ips, None)
+}
+
+/// [`sign`] for a certificate valid `lifetime` from now (short-lived certificates).
+pub fn sign_for(
+    dir: &Path,
+    csr_pem: &str,
+    node_name: &str,
+    ips: &[IpAddr],
+    lifetime: Option<std::time::Duration>,
+) -> Result<String> {
     let ca = ClusterCa::load(dir).map_err(|e| {
         CertError::Invalid(format!(
             "only the master, which holds the cluster CA, signs: {e}"
         ))
     })?;
-    ca.sign_csr(csr_pem, node_name, ips)
+    ca.sign_csr_for(csr_pem, node_name, ips, lifetime)
 }
 
 /// Whether `cert_pem` is signed by `ca_pem`, valid now and for TLS clients (every node
@@ -73,6 +84,12 @@ fn verify_chain(cert_pem: &str, ca_pem: &str) -> Result<()> {
         .verify_client_cert(&cert_der_from_pem(cert_pem)?, &[], UnixTime::now())
         .map(|_| ())
         .map_err(|e| CertError::Invalid(format!("the new certificate is not valid: {e}")))
+}
+
+/// Whether `cert_pem` is signed by one of the CAs of `ca_pem`, valid now (a client
+/// certificate: every node certificate is one).
+pub fn verify_with(cert_pem: &str, ca_pem: &str) -> Result<()> {
+    verify_chain(cert_pem, ca_pem)
 }
 
 /// The SubjectPublicKeyInfo (DER) of a certificate.

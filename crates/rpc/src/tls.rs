@@ -46,12 +46,13 @@ pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>> {
     })
 }
 
-/// A root store holding only the cluster CA.
+/// A root store holding only the cluster CA: every certificate of `ca_pem` (two while the CA
+/// is replaced, [`crate::ca_roll`]).
 pub fn ca_roots(ca_pem: &str) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(cert_der_from_pem(ca_pem)?)
-        .map_err(tls_err("invalid CA certificate"))?;
+    for cert in certs_from_pem(ca_pem)? {
+        roots.add(cert).map_err(tls_err("invalid CA certificate"))?;
+    }
     Ok(Arc::new(roots))
 }
 

@@ -61,7 +61,9 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             csr,
             node_name,
             ips,
-        } => certs::sign(rt, csr, node_name, ips)
+            next_ca,
+            lifetime_secs,
+        } => certs::sign(rt, csr, node_name, ips, next_ca, lifetime_secs)
             .await
             .map(NodeReply::Text),
         R::CertificateInstall {
@@ -70,6 +72,13 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
         } => certs::install(rt, certificate, ssconf)
             .await
             .map(NodeReply::Text),
+        R::CaPrepare => certs::ca_prepare(rt).await.map(NodeReply::Text),
+        R::CaTrust { ca } => certs::ca_step(rt, ca, false).await.map(empty),
+        R::CaFinish { ca } => certs::ca_step(rt, ca, true).await.map(empty),
+        R::AdminCertificateRenew => certs::renew_admin(rt).await.map(NodeReply::Text),
+        R::RapiCertificateRenew { file, ips } => {
+            certs::renew_rapi(rt, file, ips).await.map(NodeReply::Text)
+        }
         // Block devices.
         R::BlockdevCreate {
             disk,

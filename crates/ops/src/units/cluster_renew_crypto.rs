@@ -1,7 +1,9 @@
 //! OP_CLUSTER_RENEW_CRYPTO (Ganeti's `gnt-cluster renew-crypto`): new node certificates,
-//! signed by the cluster CA, while instances run (docs/security.md).
+//! signed by the cluster CA, a new Remote API certificate, new DRBD secrets and a new admin
+//! certificate (last: the CLI that asked switches to it), while instances run
+//! (docs/security.md).
 //!
-//! Under the whole cluster's lock, for every online node, the master last:
+//! Node certificates: under the whole cluster's lock, for every online node, the master last:
 //! 1. the node makes a new key and a CSR (`certificate_prepare`; the key stays there);
 //! 2. the master's CA signs it for the node's name and addresses (`certificate_sign`);
 //! 3. the node checks and installs it (`certificate_install`); its TLS server serves it from
@@ -22,7 +24,7 @@ use maguey_rpc::NodeRequest;
 use serde_json::{json, Value};
 
 pub struct ClusterRenewCrypto {
-    node_certificates: bool,
+    op: maguey_model::OpClusterRenewCrypto,
 }
 
 /// What is renewed: the online nodes, the master last.
@@ -44,7 +46,13 @@ fn node_ips(node: &Node) -> Vec<String> {
 
 impl ClusterRenewCrypto {
     /// Steps 1 and 2 for `node`: its CSR signed by the master's CA.
-    async fn signed(env: &Env<'_>, master: &Node, node: &Node) -> Result<String, OpError> {
+    async fn signed(
+        env: &Env<'_>,
+        master: &Node,
+        node: &Node,
+        next_ca: bool,
+        lifetime_secs: u64,
+    ) -> Result<String, OpError> {
         let csr: String = env.rpc(node, NodeRequest::CertificatePrepare).await?;
         env.rpc(
             master,
@@ -52,6 +60,8 @@ impl ClusterRenewCrypto {
                 csr,
                 node_name: node.name.clone(),
                 ips: node_ips(node),
+                next_ca,
+                lifetime_secs,
             },
         )
         .await
@@ -74,9 +84,31 @@ impl LogicalUnit for ClusterRenewCrypto {
     type Checked = Plan;
 
     fn expand(op: &Self::Op, _cfg: &ConfigData) -> Result<Self, OpError> {
-        Ok(ClusterRenewCrypto {
-            node_certificates: op.node_certificates,
-        })
+        if op.new_rapi_cert && op.rapi_cert_file.is_some() {
+            return Err(crate::prereq(
+                "a new RAPI certificate is either made (new_rapi_cert) or given \
+                 (rapi_cert_file), not both",
+            ));
+        }
+        if let Some(f) = &op.rapi_cert_file {
+            if !f.starts_with('/') {
+                return Err(crate::prereq(format!(
+                    "the RAPI certificate file must be an absolute path on the master: {f}"
+                )));
+            }
+        }
+        if let Some(l) = op.node_certificate_lifetime {
+            let (min, max) = (
+                maguey_model::MIN_NODE_CERTIFICATE_LIFETIME,
+                maguey_model::MAX_NODE_CERTIFICATE_LIFETIME,
+            );
+            if !(min..=max).contains(&l) {
+                return Err(crate::prereq(format!(
+                    "a node certificate lifetime must be between {min} and {max} seconds, not {l}"
+                )));
+            }
+        }
+        Ok(ClusterRenewCrypto { op: op.clone() })
     }
 
     fn locks(&self) -> Vec<LockRequest> {
@@ -88,6 +120,12 @@ impl LogicalUnit for ClusterRenewCrypto {
             .master_node()
             .cloned()
             .ok_or_else(|| crate::prereq("the config names no master node"))?;
+        if self.op.new_cluster_cert && cfg.cluster.replicated {
+            return Err(crate::prereq(
+                "a new cluster CA is not rolled in a replicated cluster yet (every master \
+                 candidate holds the CA key): see docs/security.md",
+            ));
+        }
         let others = cfg
             .nodes
             .values()
@@ -98,14 +136,106 @@ impl LogicalUnit for ClusterRenewCrypto {
     }
 
     async fn exec(&mut self, env: &Env<'_>, plan: Self::Checked) -> Result<Value, OpError> {
-        if !self.node_certificates {
-            env.log("nothing to renew");
-            return Ok(json!({"renewed": []}));
+        let op = self.op.clone();
+        let mut result = serde_json::Map::new();
+        let master = plan.master.clone();
+        if let Some(l) = op.node_certificate_lifetime {
+            let mut c = env.cfg().cluster.clone();
+            c.node_certificate_lifetime = l;
+            env.apply(Command::UpdateCluster { cluster: c }).await?;
+            env.log(format!("node certificates live {l} s from now on"));
         }
+        let lifetime = env.cfg().cluster.node_certificate_lifetime;
+        if op.new_cluster_cert {
+            Self::roll_ca(env, plan, lifetime).await?;
+            result.insert("cluster_certificate".into(), json!(true));
+        } else if op.node_certificates || op.node_certificate_lifetime.is_some() {
+            let renewed = Self::node_certificates(env, plan, false, lifetime).await?;
+            result.insert("renewed".into(), renewed);
+        }
+        if op.new_rapi_cert || op.rapi_cert_file.is_some() {
+            let mut ips = node_ips(&master);
+            if let Some(mip) = &env.cfg().cluster.master_ip {
+                let ip = mip.ip.to_string();
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+            let fp: String = env
+                .rpc(
+                    &master,
+                    NodeRequest::RapiCertificateRenew {
+                        file: op.rapi_cert_file.clone(),
+                        ips,
+                    },
+                )
+                .await?;
+            env.log(format!("new RAPI certificate {fp}"));
+            result.insert("rapi_certificate".into(), json!(fp));
+        }
+        if op.new_drbd_secrets {
+            let renewed = crate::drbd_secrets::renew_all(env).await?;
+            result.insert("drbd_secrets".into(), json!(renewed));
+        }
+        if op.new_admin_cert || op.new_cluster_cert {
+            let fp: String = env.rpc(&master, NodeRequest::AdminCertificateRenew).await?;
+            env.log(format!(
+                "new admin certificate {fp} (admin.pem on {}): the old one is refused",
+                master.name
+            ));
+            result.insert("admin_certificate".into(), json!(fp));
+        }
+        if result.is_empty() {
+            env.log("nothing to renew");
+            result.insert("renewed".into(), json!([]));
+        }
+        Ok(Value::Object(result))
+    }
+}
+
+impl ClusterRenewCrypto {
+    /// A new cluster CA ([`maguey_rpc::ca_roll`]): made on the master, trusted beside the
+    /// current one on every online node, every node's certificate from it (the master last),
+    /// then trusted alone (the master last, its key becoming the CA key).
+    async fn roll_ca(env: &Env<'_>, plan: Plan, lifetime: u64) -> Result<(), OpError> {
+        let master = plan.master.clone();
+        let others = plan.others.clone();
+        let ca: String = env.rpc(&master, NodeRequest::CaPrepare).await?;
+        let fp = maguey_rpc::fingerprint_pem(&ca)
+            .map_err(|e| OpError::Exec(format!("the new CA: {e}")))?;
+        env.log(format!(
+            "new cluster CA {fp}: trusted beside the current one"
+        ));
+        for node in others.iter().chain([&master]) {
+            let _: Value = env
+                .rpc(node, NodeRequest::CaTrust { ca: ca.clone() })
+                .await?;
+        }
+        Self::node_certificates(env, plan, true, lifetime).await?;
+        for node in others.iter().chain([&master]) {
+            let _: Value = env
+                .rpc(node, NodeRequest::CaFinish { ca: ca.clone() })
+                .await?;
+            env.log(format!("node {}: trusts the new CA only", node.name));
+        }
+        env.log(format!(
+            "cluster CA {fp} in place: certificates of the old CA are refused"
+        ));
+        Ok(())
+    }
+
+    /// New certificates for every online node, the master last (from the new CA of a CA
+    /// roll with `next_ca`); answers their names.
+    async fn node_certificates(
+        env: &Env<'_>,
+        plan: Plan,
+        next_ca: bool,
+        lifetime_secs: u64,
+    ) -> Result<Value, OpError> {
         let Plan { others, master } = plan;
         let mut renewed = Vec::new();
         for node in &others {
-            let cert = Self::signed(env, &master, node).await?;
+            let cert = Self::signed(env, &master, node, next_ca, lifetime_secs).await?;
             let fp: String = env
                 .rpc(
                     node,
@@ -120,7 +250,7 @@ impl LogicalUnit for ClusterRenewCrypto {
             renewed.push(node.name.clone());
         }
         // The master: every other node learns its new fingerprint first.
-        let cert = Self::signed(env, &master, &master).await?;
+        let cert = Self::signed(env, &master, &master, next_ca, lifetime_secs).await?;
         let fingerprint = maguey_rpc::fingerprint_pem(&cert)
             .map_err(|e| OpError::Exec(format!("the master's new certificate: {e}")))?;
         Self::record(env, &master, fingerprint.clone()).await?;
@@ -176,6 +306,9 @@ impl LogicalUnit for ClusterRenewCrypto {
         }
         env.log(format!("master {}: new certificate installed", master.name));
         renewed.push(master.name.clone());
-        Ok(json!({ "renewed": renewed }))
+        let mut c = env.cfg().cluster.clone();
+        c.node_certificates_renewed = maguey_model::now();
+        env.apply(Command::UpdateCluster { cluster: c }).await?;
+        Ok(json!(renewed))
     }
 }
