@@ -462,13 +462,13 @@ pub(crate) async fn start_rapi(
         return Ok(None);
     }
     let router = rapi_router(args, dir, master, queue, state)?;
-    serve_rapi(args, identity, listen, router).await.map(Some)
+    serve_rapi(args, dir, listen, router).await.map(Some)
 }
 
 /// Binds the Remote API's port (`--rapi-bind`, or the node's address) and serves `router`.
 pub(crate) async fn serve_rapi(
     args: &Args,
-    identity: &NodeIdentity,
+    dir: &std::path::Path,
     listen: SocketAddr,
     router: axum::Router,
 ) -> Result<RapiServer> {

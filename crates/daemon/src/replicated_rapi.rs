@@ -42,7 +42,7 @@ pub(crate) async fn start(c: &Arc<Candidacy>) {
             c: c.clone(),
             client,
         });
-    match crate::serve_rapi(&c.args, &c.identity, c.listen, router).await {
+    match crate::serve_rapi(&c.args, &c.dir, c.listen, router).await {
         Ok(server) => {
             if let Ok(mut slot) = c.rapi_server.lock() {
                 *slot = Some(server);
