@@ -120,6 +120,12 @@ pub async fn cluster_request(master: &Master, cfg: &ConfigData, template: DiskTe
             };
             obj.insert("total_memory".into(), json!(info.memory_total));
             obj.insert("reserved_memory".into(), json!(info.memory_dom0));
+            // The node measured it (total - free - its instances' memory): the planner counts
+            // it as is, not hail's static kvm node memory.
+            obj.insert(
+                maguey_placement::ialloc::RESERVED_MEMORY_LIVE.into(),
+                json!(true),
+            );
             obj.insert("free_memory".into(), json!(info.memory_free));
             obj.insert(
                 "total_disk".into(),

@@ -292,7 +292,12 @@ fn parse_cluster_part(top: &serde_json::Map<String, Value>) -> Result<Cluster> {
             excl,
         );
         n.drained = drained;
-        n.kvm = kvm;
+        // A node whose `reserved_memory` was measured (see [`RESERVED_MEMORY_LIVE`]) keeps
+        // it; otherwise a kvm node gets hail's static node memory.
+        n.kvm = kvm
+            && !no
+                .get(RESERVED_MEMORY_LIVE)
+                .is_some_and(|v| v == &Value::Bool(true));
         n.tags = match no.get("tags") {
             Some(_) => get_strs(no, "tags", &what)?,
             None => vec![],
@@ -340,6 +345,14 @@ fn parse_cluster_part(top: &serde_json::Map<String, Value>) -> Result<Cluster> {
     })?;
     Ok(cluster)
 }
+
+/// Node key of an iallocator request saying that the node's `reserved_memory` is live data,
+/// the memory the node daemon measured as its own: total minus free minus what its running
+/// instances hold. Maguey's requests carry it (`true`) for every node that answered; the
+/// planner then counts that memory as is. Without it (Ganeti's requests) a node of a cluster
+/// whose first hypervisor is kvm counts hail's static 4096 MiB instead, as hail does, because
+/// Ganeti's kvm reports the instances' memory as the node's own.
+pub const RESERVED_MEMORY_LIVE: &str = "reserved_memory_live";
 
 /// Parse an iallocator request (JSON text).
 pub fn parse_request(body: &str) -> Result<Request> {

@@ -199,6 +199,9 @@ struct RNode {
     total_spindles: Option<Int>,
     #[serde(default)]
     tags: Field<Vec<String>>,
+    /// [`crate::ialloc::RESERVED_MEMORY_LIVE`]: anything but `true` means no.
+    #[serde(default)]
+    reserved_memory_live: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -363,7 +366,7 @@ fn cluster(top: RTop) -> Option<Cluster> {
             excl,
         );
         n.drained = r.drained;
-        n.kvm = kvm;
+        n.kvm = kvm && r.reserved_memory_live != Some(Value::Bool(true));
         n.tags = match r.tags {
             Field::Missing => vec![],
             Field::Null => return None,
@@ -492,5 +495,33 @@ mod tests {
             changed >= 7,
             "only {changed} variants differ from the input"
         );
+    }
+
+    /// A kvm node counts hail's static 4096 MiB of node memory unless the request marks its
+    /// `reserved_memory` as measured (Maguey's requests); both readers agree.
+    #[test]
+    fn live_node_memory_replaces_the_static_kvm_memory() {
+        let (_, body) = requests()
+            .into_iter()
+            .find(|(n, _)| n == "c20s42.alloc-plain.json")
+            .expect("request");
+        // nodes that report 512 MiB of their own
+        let body = body.replace("\"reserved_memory\":4096", "\"reserved_memory\":512");
+        let marked = body.replace(
+            "\"drained\":false,",
+            "\"drained\":false,\"reserved_memory_live\":true,",
+        );
+        assert_ne!(marked, body);
+        let v: Value = serde_json::from_str(&body).expect("json");
+        for (text, live) in [(&body, false), (&marked, true)] {
+            let fast = parse(text).expect("fast path").0;
+            let slow = crate::ialloc::parse_cluster_slow(text).expect("slow");
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+            for n in fast.nodes.iter().filter(|n| !n.offline) {
+                assert_eq!(v["nodes"][&n.name]["reserved_memory"], 512, "{}", n.name);
+                assert_eq!(n.kvm, !live, "{}", n.name);
+                assert_eq!(n.n_mem, if live { 512 } else { 4096 }, "{}", n.name);
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ mod instance;
 mod moves;
 mod networks;
 mod node;
+mod node_memory;
 mod parent_jobs;
 mod rooms;
 mod watcher;

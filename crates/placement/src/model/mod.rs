@@ -239,7 +239,8 @@ pub struct LoadOptions {
     pub exclude_instances: Vec<String>,
     /// Drop dynamic utilisation (hbal `--ignore-dynu`).
     pub ignore_dynu: bool,
-    /// Node memory to use for kvm nodes (iallocator input), 0 = keep.
+    /// Node memory to use for the nodes marked `kvm` (iallocator input without live node
+    /// memory: see [`crate::ialloc::RESERVED_MEMORY_LIVE`]), 0 = keep.
     pub static_kvm_node_mem: i64,
 }
 

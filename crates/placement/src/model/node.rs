@@ -90,6 +90,8 @@ pub struct Node {
     pub location_tags: BTreeSet<String>,
     pub mig_tags: BTreeSet<String>,
     pub rmig_tags: BTreeSet<String>,
+    /// Counts hail's static kvm node memory ([`LoadOptions::static_kvm_node_mem`]) instead of
+    /// the reported one: a kvm node of a request without live node memory.
     pub kvm: bool,
     pub d: NodeDyn,
     /// Primary / secondary instance indices (forthcoming included).
