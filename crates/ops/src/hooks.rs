@@ -145,6 +145,8 @@ pub fn hooks_path(op: &OpCode) -> Option<(&'static str, &'static str)> {
         OpCode::InstanceGrowDisk(_) => ("disk-grow", "INSTANCE"),
         OpCode::InstanceReplaceDisks(_) => ("mirrors-replace", "INSTANCE"),
         OpCode::InstanceRecreateDisks(_) => ("instance-recreate-disks", "INSTANCE"),
+        OpCode::InstanceChangeGroup(_) => ("instance-change-group", "INSTANCE"),
+        OpCode::GroupEvacuate(_) => ("group-evacuate", "GROUP"),
         _ => return None,
     })
 }

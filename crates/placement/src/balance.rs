@@ -536,16 +536,21 @@ fn pruned_targets(c: &Cluster, online_idx: &[usize], k: usize) -> Vec<usize> {
         (8, true),
     ];
     for (k_idx, asc) in keys {
-        let mut v: Vec<(f64, usize)> = vals.iter().map(|(i, nv)| (nv.std[k_idx], *i)).collect();
-        v.sort_by(|a, b| {
+        // (value, position, node): the k first of a stable sort by value, found by a
+        // selection (ties keep their order through the position)
+        let mut v: Vec<(f64, usize, usize)> = vals
+            .iter()
+            .enumerate()
+            .map(|(p, (i, nv))| (nv.std[k_idx], p, *i))
+            .collect();
+        let cmp = |a: &(f64, usize, usize), b: &(f64, usize, usize)| {
             let o = a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal);
-            if asc {
-                o
-            } else {
-                o.reverse()
-            }
-        });
-        for (_, i) in v.into_iter().take(k) {
+            if asc { o } else { o.reverse() }.then(a.1.cmp(&b.1))
+        };
+        if k > 0 && k < v.len() {
+            v.select_nth_unstable_by(k - 1, cmp);
+        }
+        for &(_, _, i) in v.iter().take(k) {
             chosen[i] = true;
         }
     }

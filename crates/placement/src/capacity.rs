@@ -145,11 +145,8 @@ pub fn inst_from_spec(spec: &Spec, template: DiskTemplate, spindle_use: i64) -> 
 /// Failure counts in htools order (all modes, zeros included).
 pub type FailStats = Vec<(FailMode, usize)>;
 
-fn collapse(f: &[FailMode]) -> FailStats {
-    FailMode::ALL
-        .iter()
-        .map(|m| (*m, f.iter().filter(|x| *x == m).count()))
-        .collect()
+fn collapse(f: &crate::alloc::Failures) -> FailStats {
+    FailMode::ALL.iter().map(|m| (*m, f.count(*m))).collect()
 }
 
 /// Allocation candidates: online nodes of allocable groups.
@@ -287,7 +284,7 @@ struct Trials<'a> {
     opts: &'a AllocOptions,
     cands: Vec<usize>,
     stats: Stats,
-    cache: std::collections::HashMap<SpecKey, (bool, Vec<FailMode>)>,
+    cache: std::collections::HashMap<SpecKey, (bool, crate::alloc::Failures)>,
 }
 
 impl<'a> Trials<'a> {
@@ -300,7 +297,7 @@ impl<'a> Trials<'a> {
             cache: Default::default(),
         }
     }
-    fn get(&mut self, i: &Instance) -> std::result::Result<(bool, Vec<FailMode>), String> {
+    fn get(&mut self, i: &Instance) -> std::result::Result<(bool, crate::alloc::Failures), String> {
         let key = spec_key(i);
         if let Some(r) = self.cache.get(&key) {
             return Ok(r.clone());

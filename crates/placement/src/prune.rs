@@ -181,7 +181,7 @@ impl Tables {
                 cb.widen(&self.stats, &self.base, old, &nv);
             }
         }
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let t = Arc::new(Table { order, cb });
         if let Ok(mut m) = self.map.lock() {
             m.entry(key).or_insert_with(|| t.clone());

@@ -690,13 +690,20 @@ pub fn change_group(
         let r = (|| -> Ev {
             let inst = c.instances[idx].clone();
             let stats = Stats::new(c.nodes.iter());
-            let ga = find_best_alloc_group(
+            // An instance the evacuation refuses whatever the group (local disks that do
+            // not migrate): only whether some group could take it matters.
+            let refused = matches!(
+                inst.template,
+                crate::types::DiskTemplate::Plain | crate::types::DiskTemplate::File
+            ) && !opts.local_storage_migrates;
+            let ga = super::find_best_alloc_group_with(
                 c,
                 &stats,
                 Some(&target_g),
                 &inst,
                 inst.template.required_nodes(),
                 opts,
+                !refused,
             )?;
             let gdx = ga.group;
             let avail: Vec<usize> = (0..c.nodes.len())

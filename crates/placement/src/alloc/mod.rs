@@ -31,10 +31,41 @@ pub struct AllocOptions {
     pub local_storage_migrates: bool,
 }
 
+/// Failures counted per mode (htools keeps the list; only the counts are read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures([usize; 9]);
+
+impl Failures {
+    pub fn push(&mut self, f: FailMode) {
+        self.0[f as usize] += 1;
+    }
+    /// `n` failures of mode `f`.
+    pub fn add(&mut self, f: FailMode, n: usize) {
+        self.0[f as usize] += n;
+    }
+    pub fn merge(&mut self, o: &Failures) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+    }
+    pub fn count(&self, f: FailMode) -> usize {
+        self.0[f as usize]
+    }
+    pub fn len(&self) -> usize {
+        self.0.iter().sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn contains(&self, f: &FailMode) -> bool {
+        self.count(*f) > 0
+    }
+}
+
 /// Best placement found for one instance in one group.
 #[derive(Debug, Clone)]
 pub struct AllocSolution {
-    pub failures: Vec<FailMode>,
+    pub failures: Failures,
     pub allocs: usize,
     /// (score, primary, secondary, new node states)
     pub best: Option<(f64, usize, Option<usize>, Vec<(usize, NodeDyn)>)>,
@@ -43,7 +74,7 @@ pub struct AllocSolution {
 impl AllocSolution {
     fn empty() -> Self {
         AllocSolution {
-            failures: vec![],
+            failures: Failures::default(),
             allocs: 0,
             best: None,
         }
@@ -52,7 +83,7 @@ impl AllocSolution {
     pub fn failure_counts(&self) -> Vec<(FailMode, usize)> {
         FailMode::ALL
             .iter()
-            .map(|f| (*f, self.failures.iter().filter(|x| *x == f).count()))
+            .map(|f| (*f, self.failures.count(*f)))
             .filter(|x| x.1 > 0)
             .collect()
     }
@@ -105,6 +136,37 @@ pub fn try_alloc(
     required: usize,
     opts: &AllocOptions,
 ) -> std::result::Result<AllocSolution, String> {
+    try_alloc_with(c, stats, inst, cands, required, opts, &AllocCtx::new(true))
+}
+
+/// What the allocations of one instance with the same statistics share (one per group
+/// when the group is chosen): whether near-ties are re-scored, htools' statistics for that.
+pub(crate) struct AllocCtx {
+    tie_break: bool,
+    hstats: std::cell::OnceCell<crate::score::HStats>,
+}
+
+impl AllocCtx {
+    pub(crate) fn new(tie_break: bool) -> Self {
+        AllocCtx {
+            tie_break,
+            hstats: std::cell::OnceCell::new(),
+        }
+    }
+}
+
+/// [`try_alloc`]; without `tie_break` the near-ties of a single-node allocation are not
+/// re-scored in full (the caller only reads whether there is a solution and the counts).
+fn try_alloc_with(
+    c: &Cluster,
+    stats: &Stats,
+    inst: &Instance,
+    cands: &[usize],
+    required: usize,
+    opts: &AllocOptions,
+    ctx: &AllocCtx,
+) -> std::result::Result<AllocSolution, String> {
+    let tie_break = ctx.tie_break;
     if opts.capacity_checks {
         return try_alloc_capacity(c, stats, inst, cands, required, opts);
     }
@@ -139,7 +201,7 @@ pub fn try_alloc(
             }
             // htools scores every candidate in full: break near-ties that way
             let mut pick: Option<(f64, usize)> = None;
-            if ties.len() > 1 {
+            if ties.len() > 1 && tie_break {
                 let xs = crate::score::ExactScorer::new(&c.nodes, stats.scope);
                 for (k, (_, _, nodes)) in ties.iter().enumerate() {
                     let ex = xs
@@ -150,7 +212,7 @@ pub fn try_alloc(
                     }
                 }
             } else if !ties.is_empty() {
-                pick = Some((0.0, 0));
+                pick = Some((0.0, ties.len() - 1));
             }
             if let Some((_, k)) = pick {
                 let (sc, p, nodes) = ties.swap_remove(k);
@@ -172,7 +234,9 @@ pub fn try_alloc(
                 return Err("Not enough online nodes".into());
             }
             if crate::balance::fast_eval_ok(c) {
-                return Ok(try_alloc_pairs_fast(c, stats, inst, cands, &pairs, opts));
+                return Ok(try_alloc_pairs_fast(
+                    c, stats, inst, cands, &pairs, opts, ctx,
+                ));
             }
             let per_p: Vec<AllocSolution> = pairs
                 .par_iter()
@@ -234,7 +298,7 @@ pub fn try_alloc(
                 .collect();
             let mut sol = AllocSolution::empty();
             for ps in per_p {
-                sol.failures.extend(ps.failures);
+                sol.failures.merge(&ps.failures);
                 sol.allocs += ps.allocs;
                 if let Some(b) = ps.best {
                     if better(b.0, sol.best.as_ref().map(|x| x.0)) {
@@ -260,6 +324,7 @@ fn try_alloc_pairs_fast(
     cands: &[usize],
     pairs: &[usize],
     opts: &AllocOptions,
+    ctx: &AllocCtx,
 ) -> AllocSolution {
     use crate::score::{node_vals, node_vals_st};
     let force = opts.ignore_soft_errors;
@@ -268,22 +333,36 @@ fn try_alloc_pairs_fast(
     for &i in cands {
         is_cand[i] = true;
     }
-    let vals: Vec<Option<crate::score::NodeVals>> = (0..c.nodes.len())
-        .map(|i| is_cand[i].then(|| node_vals(&c.nodes[i], &c.nodes[i].d)))
-        .collect();
+    let mut pos = vec![usize::MAX; c.nodes.len()];
+    for (k, &s) in cands.iter().enumerate() {
+        pos[s] = k;
+    }
+    // Per candidate only (a group's nodes among the whole cluster's), looked up by node.
+    let vals = ByCand {
+        pos: &pos,
+        items: cands
+            .iter()
+            .map(|&i| Some(node_vals(&c.nodes[i], &c.nodes[i].d)))
+            .collect(),
+        none: None,
+    };
     // The secondary's new state depends on the primary only through the
     // memory it already mirrors for that primary (`peer(p)`): for the
     // (almost all) pairs where that is 0, it is computed once per node.
-    let sec_no_peer: Vec<Option<std::result::Result<crate::score::NodeVals, FailMode>>> =
-        (0..c.nodes.len())
-            .map(|s| {
-                is_cand[s].then(|| {
-                    let sn = &c.nodes[s];
+    let sec_no_peer = ByCand {
+        pos: &pos,
+        items: cands
+            .iter()
+            .map(|&s| {
+                let sn = &c.nodes[s];
+                Some(
                     sn.add_sec_state(&sn.d, inst, usize::MAX, false, false)
-                        .map(|(st, _)| node_vals_st(sn, &st))
-                })
+                        .map(|(st, _)| node_vals_st(sn, &st)),
+                )
             })
-            .collect();
+            .collect(),
+        none: None,
+    };
     // Pruning (exact): a pair's score is the primary-only score plus the
     // secondary's own effect on the base score, up to an interaction that
     // `Stats::pair_bound` bounds; secondaries are tried best effect first
@@ -292,9 +371,7 @@ fn try_alloc_pairs_fast(
     let g_base = stats.score_changes(&base, &[]);
     let mut cb = crate::score::ChangeBounds::default();
     let mut effect = vec![0.0; c.nodes.len()];
-    let mut pos = vec![usize::MAX; c.nodes.len()];
-    for (k, &s) in cands.iter().enumerate() {
-        pos[s] = k;
+    for &s in cands {
         if let (Some(Ok(nv)), Some(v)) = (&sec_no_peer[s], &vals[s]) {
             effect[s] = stats.score_changes(&base, &[(v, nv)]) - g_base;
             cb.widen(stats, &base, v, nv);
@@ -317,10 +394,10 @@ fn try_alloc_pairs_fast(
             e.1[fidx(*f)] += 1;
         }
     }
-    let per_p: Vec<(Vec<FailMode>, usize, Vec<(f64, usize, usize)>)> = pairs
+    let per_p: Vec<(Failures, usize, Vec<(f64, usize, usize)>)> = pairs
         .par_iter()
         .map(|&p| {
-            let mut fails = vec![];
+            let mut fails = Failures::default();
             let mut best: Vec<(f64, usize, usize)> = vec![];
             let pn = &c.nodes[p];
             let (n_grp, grp_fail) = per_group.get(&pn.group).copied().unwrap_or((0, [0; 9]));
@@ -330,7 +407,7 @@ fn try_alloc_pairs_fast(
                 .and_then(|_| pn.add_pri_state(&pn.d, inst, force));
             let a0 = match prim {
                 Err(f) => {
-                    fails.extend(std::iter::repeat_n(f, n_s));
+                    fails.add(f, n_s);
                     return (fails, 0, best);
                 }
                 Ok(st) => {
@@ -379,7 +456,7 @@ fn try_alloc_pairs_fast(
                 }
             }
             for (k, n) in fcount.iter().enumerate() {
-                fails.extend(std::iter::repeat_n(FailMode::ALL[k], *n));
+                fails.add(FailMode::ALL[k], *n);
             }
             let allocs = n_s - fails.len();
             let g_p = stats.score_changes(a0, &[]);
@@ -409,7 +486,7 @@ fn try_alloc_pairs_fast(
     let mut sol = AllocSolution::empty();
     let mut ties: Vec<(f64, usize, usize)> = vec![];
     for (f, a, b) in per_p {
-        sol.failures.extend(f);
+        sol.failures.merge(&f);
         sol.allocs += a;
         ties.extend(b);
     }
@@ -419,11 +496,13 @@ fn try_alloc_pairs_fast(
     if ties.len() > 1 {
         // re-score like hail (htools' running statistics) and keep the last
         // of the lowest, as hail does
-        let hs = crate::score::HStats::new(
-            c.nodes
-                .iter()
-                .filter(|n| stats.scope.is_none_or(|g| n.group == g)),
-        );
+        let hs = ctx.hstats.get_or_init(|| {
+            crate::score::HStats::new(
+                c.nodes
+                    .iter()
+                    .filter(|n| stats.scope.is_none_or(|g| n.group == g)),
+            )
+        });
         let mut pick: Option<(f64, usize)> = None;
         for (k, &(_, p, s)) in ties.iter().enumerate() {
             let (pn, sn) = (&c.nodes[p], &c.nodes[s]);
@@ -450,6 +529,24 @@ fn try_alloc_pairs_fast(
         }
     }
     sol
+}
+
+/// Values kept for the candidates only (`items[k]` for `cands[k]`), read by node index
+/// (`none` for the other nodes).
+struct ByCand<'a, T> {
+    pos: &'a [usize],
+    items: Vec<Option<T>>,
+    none: Option<T>,
+}
+
+impl<T> std::ops::Index<usize> for ByCand<'_, T> {
+    type Output = Option<T>;
+    fn index(&self, n: usize) -> &Option<T> {
+        match self.pos.get(n) {
+            Some(&k) if k != usize::MAX => &self.items[k],
+            _ => &self.none,
+        }
+    }
 }
 
 /// Allocation with the global N+1 capacity check.
@@ -586,6 +683,20 @@ pub fn find_best_alloc_group(
     required: usize,
     opts: &AllocOptions,
 ) -> std::result::Result<GroupAlloc, String> {
+    find_best_alloc_group_with(c, stats, allowed, inst, required, opts, true)
+}
+
+/// [`find_best_alloc_group`]; without `tie_break` (see [`try_alloc_with`]) the chosen group
+/// and node may differ among near-ties: for callers that only read whether one exists.
+pub(crate) fn find_best_alloc_group_with(
+    c: &Cluster,
+    stats: &Stats,
+    allowed: Option<&[usize]>,
+    inst: &Instance,
+    required: usize,
+    opts: &AllocOptions,
+    tie_break: bool,
+) -> std::result::Result<GroupAlloc, String> {
     let groups: Vec<usize> = c
         .nodes_by_group()
         .into_iter()
@@ -594,6 +705,7 @@ pub fn find_best_alloc_group(
         .collect();
     let mut msgs = vec![];
     let mut good: Vec<(usize, AllocSolution)> = vec![];
+    let ctx = AllocCtx::new(tie_break);
     for &g in &groups {
         let gname = &c.groups[g].name;
         if !has_required_networks(c, g, inst) {
@@ -605,7 +717,7 @@ pub fn find_best_alloc_group(
         }
         let pol = c.groups[g].alloc_policy.to_raw();
         let cands = group_candidates(c, g, opts);
-        match try_alloc(c, stats, inst, &cands, required, opts) {
+        match try_alloc_with(c, stats, inst, &cands, required, opts, &ctx) {
             Err(e) => msgs.push(format!("Group {gname}: error {e}")),
             Ok(sol) => {
                 msgs.push(format!("Group {gname} ({pol}): {}", sol.describe(c)));
