@@ -300,7 +300,7 @@ impl<'a> Trials<'a> {
     fn get(&mut self, i: &Instance) -> std::result::Result<(bool, crate::alloc::Failures), String> {
         let key = spec_key(i);
         if let Some(r) = self.cache.get(&key) {
-            return Ok(r.clone());
+            return Ok(*r);
         }
         let sol = try_alloc(
             self.c,
@@ -311,7 +311,7 @@ impl<'a> Trials<'a> {
             self.opts,
         )?;
         let r = (sol.best.is_some(), sol.failures);
-        self.cache.insert(key, r.clone());
+        self.cache.insert(key, r);
         Ok(r)
     }
 }
