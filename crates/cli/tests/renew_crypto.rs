@@ -570,7 +570,10 @@ fn short_lived_node_certificates_are_renewed_while_jobs_run() {
         lab.maguey(&["node", "list"]).ok();
         jobs += 1;
         let now_ids: Vec<String> = identities2(&lab).iter().map(|i| i.fingerprint()).collect();
-        if seen.last() != Some(&now_ids) {
+        // A round renews node2 first and the master last: a half-done round is not counted
+        // (a node that never gets its renewal stops the count, and the 240-s limit fails).
+        let last = seen.last().cloned().unwrap_or_default();
+        if now_ids.iter().zip(&last).all(|(a, b)| a != b) {
             seen.push(now_ids);
         }
     }
