@@ -107,6 +107,7 @@ async fn migrate(
             downtime: 30,
             nbd_port,
             tls_peer: None,
+            caps: vec!["auto-converge".into()],
         })
         .await
         .unwrap();
@@ -255,6 +256,7 @@ async fn kvm_live_migration_shared_disk_keeps_the_guest_running() {
             downtime: 30,
             nbd_port: None,
             tls_peer: None,
+            caps: Vec::new(),
         })
         .await
         .unwrap();
@@ -594,6 +596,7 @@ async fn kvm_target_killed_mid_migration_keeps_the_source_running() {
             downtime: 30,
             nbd_port: None,
             tls_peer: None,
+            caps: vec!["auto-converge".into(), "xbzrle".into()],
         })
         .await;
     killer.await.unwrap();

@@ -168,6 +168,7 @@ fn migrate_request(port: u16, nbd_port: Option<u16>, tls_peer: Option<&str>) -> 
         downtime: 30,
         nbd_port,
         tls_peer: tls_peer.map(String::from),
+        caps: Vec::new(),
     }
 }
 

@@ -65,10 +65,6 @@ fn vm_drbd_instance_changes_group_live() {
 
     lab.ok(&["group", "add", "g2"]);
     lab.ok(&["group", "assign-nodes", "g2", "node3", "node4"]);
-    // The placement engine, like hail, counts a static 4096 MiB of node memory on the nodes of
-    // a cluster whose first hypervisor is kvm (htools' static KVM node memory): these 1 GiB
-    // nodes would fit nothing. With `fake` first it reads their real free memory.
-    lab.ok(&["cluster", "modify", "--enabled-hypervisors", "fake,kvm"]);
     lab.ok(&[
         "instance",
         "add",

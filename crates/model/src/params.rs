@@ -24,6 +24,8 @@ pub enum ParamType {
     String,
     /// A string from a fixed set.
     Enum(&'static [&'static str]),
+    /// A colon-separated list of names from a fixed set (Ganeti's `migration_caps`); empty: none.
+    Flags(&'static [&'static str]),
 }
 
 /// One parameter of a kind: name, type and default.
@@ -114,6 +116,10 @@ pub const HV_FAKE_PARAMS: &[ParamSpec] = &[
 pub const KVM_ACCELS: &[&str] = &["auto", "kvm", "tcg"];
 pub const KVM_DISK_CACHES: &[&str] = &["default", "none", "writethrough", "writeback"];
 pub const KVM_DISK_AIOS: &[&str] = &["threads", "native", "io_uring"];
+/// QEMU migration capabilities `migration_caps` may switch on (the source sets them; the
+/// target needs nothing). `auto-converge` throttles a guest that dirties memory faster than
+/// the link sends it, so that a busy guest's migration ends instead of timing out.
+pub const KVM_MIGRATION_CAPS: &[&str] = &["auto-converge", "xbzrle"];
 pub const KVM_DISK_TYPES: &[&str] = &["paravirtual", "ide", "scsi", "sd", "mtd", "pflash"];
 pub const KVM_NIC_TYPES: &[&str] = &[
     "paravirtual",
@@ -187,6 +193,11 @@ pub const HV_KVM_PARAMS: &[ParamSpec] = &[
     p("migration_port", ParamType::Int, DefaultValue::Int(8102)),
     p("migration_bandwidth", ParamType::Int, DefaultValue::Int(32)),
     p("migration_downtime", ParamType::Int, DefaultValue::Int(30)),
+    p(
+        "migration_caps",
+        ParamType::Flags(KVM_MIGRATION_CAPS),
+        DefaultValue::Str("auto-converge"),
+    ),
     p(
         "migration_mode",
         ParamType::Enum(MigrationMode::NAMES),
@@ -354,6 +365,19 @@ fn convert(kind: ParamKind, spec: &ParamSpec, value: &Value) -> Result<Value, St
         ParamType::Enum(choices) => match value {
             Value::String(s) if choices.contains(&s.as_str()) => Ok(Value::from(s.clone())),
             _ => Err(bad(&format!("one of {}", choices.join(", ")))),
+        },
+        ParamType::Flags(choices) => match value {
+            Value::String(s)
+                if s.split(':')
+                    .filter(|f| !f.is_empty())
+                    .all(|f| choices.contains(&f)) =>
+            {
+                Ok(Value::from(s.clone()))
+            }
+            _ => Err(bad(&format!(
+                "a colon-separated list of {}",
+                choices.join(", ")
+            ))),
         },
     }
 }
@@ -554,5 +578,23 @@ mod tests {
         assert_eq!(v["serial_console"], Value::from(false));
         assert!(kvm.validate(&parse_kv_list("accel=xen").unwrap()).is_err());
         assert!(kvm.validate(&parse_kv_list("bogus=1").unwrap()).is_err());
+        // migration_caps: a colon-separated subset of the known capabilities.
+        assert_eq!(d["migration_caps"], Value::from("auto-converge"));
+        for ok in ["", "xbzrle", "auto-converge:xbzrle"] {
+            let p = Params::from([("migration_caps".to_string(), Value::from(ok))]);
+            assert_eq!(kvm.validate(&p).unwrap()["migration_caps"], Value::from(ok));
+        }
+        for bad in [
+            "postcopy-ram",
+            "auto-converge:x-rdma-pin-all",
+            "auto-converge;xbzrle",
+        ] {
+            let p = Params::from([("migration_caps".to_string(), Value::from(bad))]);
+            let e = kvm.validate(&p).unwrap_err();
+            assert!(
+                e.contains("migration_caps") && e.contains("auto-converge, xbzrle"),
+                "{e}"
+            );
+        }
     }
 }

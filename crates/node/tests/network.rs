@@ -495,6 +495,7 @@ async fn migration_moves_the_taps() {
         downtime: 300,
         nbd_port: None,
         tls_peer: None,
+        caps: Vec::new(),
     })
     .await
     .unwrap();

@@ -464,6 +464,7 @@ async fn migrate(
                 port: ports.port,
                 bandwidth,
                 downtime,
+                caps: crate::util::migration_caps(&hv),
                 nbd_port: ports.nbd_port,
                 tls_peer: Some(new_p.name.clone()),
             },

@@ -55,6 +55,17 @@ pub(crate) fn hv_kind(hv: Hypervisor) -> ParamKind {
     ParamKind::Hv(hv)
 }
 
+/// The QEMU migration capabilities filled hvparams switch on (`migration_caps`, split).
+pub(crate) fn migration_caps(hv: &Params) -> Vec<String> {
+    hv.get("migration_caps")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .split(':')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Filled hvparams of an instance.
 pub(crate) fn filled_hvparams(cfg: &ConfigData, inst: &Instance) -> Params {
     let group = cfg

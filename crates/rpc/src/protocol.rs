@@ -102,6 +102,10 @@ pub enum NodeRequest {
         /// Over TLS: the target node's name, which its certificate must carry. None: plain TCP.
         #[serde(default)]
         tls_peer: Option<String>,
+        /// QEMU migration capabilities to switch on (the `migration_caps` hypervisor
+        /// parameter, split); the node switches the other known ones off.
+        #[serde(default)]
+        caps: Vec<String>,
     },
     /// Migration target, afterwards: keep the instance (`success`) or drop it. Answers null.
     FinalizeMigrationDst {

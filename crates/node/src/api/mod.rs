@@ -194,6 +194,7 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             downtime,
             nbd_port,
             tls_peer,
+            caps,
         } => {
             let to = instance::MigrationTarget {
                 target: &target,
@@ -202,6 +203,7 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
                 downtime,
                 nbd_port,
                 tls_peer: tls_peer.as_deref(),
+                caps: &caps,
             };
             instance::migrate(rt, &name, &hypervisor, to)
                 .await

@@ -39,6 +39,9 @@ pub struct MigrationTarget<'a> {
     pub nbd_port: Option<u16>,
     /// Over TLS: the target node's name, which its certificate must carry (None: plain TCP).
     pub tls_peer: Option<&'a str>,
+    /// Migration capabilities to switch on (names from `KVM_MIGRATION_CAPS`; others are
+    /// refused).
+    pub caps: &'a [String],
 }
 
 /// How to reboot an instance (`full` = stop + start is done by the master).

@@ -148,6 +148,7 @@ pub(super) async fn live_migrate(
             port: ports.port,
             bandwidth,
             downtime,
+            caps: crate::util::migration_caps(&hv),
             nbd_port: ports.nbd_port,
             tls_peer: Some(dst.name.clone()),
         },

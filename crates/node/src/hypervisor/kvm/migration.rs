@@ -6,6 +6,7 @@ use super::{KvmHypervisor, RunFile, MIB};
 use crate::error::{NodeError, NodeResult};
 use crate::hypervisor::MigrationTarget;
 use crate::qmp::MigrationParameters;
+use maguey_model::params::KVM_MIGRATION_CAPS;
 use maguey_rpc::{InstanceRuntime, MigrationStatus};
 use std::time::{Duration, Instant};
 
@@ -237,10 +238,33 @@ impl KvmHypervisor {
             downtime,
             nbd_port,
             tls_peer,
+            caps,
         } = to;
+        if let Some(bad) = caps
+            .iter()
+            .find(|c| !KVM_MIGRATION_CAPS.contains(&c.as_str()))
+        {
+            return Err(NodeError::bad_request(format!(
+                "unknown migration capability '{bad}' (known: {})",
+                KVM_MIGRATION_CAPS.join(", ")
+            )));
+        }
         let rf = self
             .running(name)?
             .ok_or_else(|| NodeError::not_found(format!("instance {name} is not running")))?;
+        // Every known capability is set, on or off: QEMU keeps them from an earlier
+        // migration of the same process.
+        let states: Vec<_> = KVM_MIGRATION_CAPS
+            .iter()
+            .map(|c| serde_json::json!({"capability": c, "state": caps.iter().any(|x| x == c)}))
+            .collect();
+        self.qmp(name)
+            .await?
+            .call(
+                "migrate-set-capabilities",
+                serde_json::json!({ "capabilities": states }),
+            )
+            .await?;
         let disks = rf
             .argv
             .iter()
