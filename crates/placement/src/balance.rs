@@ -820,7 +820,7 @@ pub fn balance_fast(cluster: &Cluster, opts: &BalanceOptions) -> BalanceResult {
                 vals[n] = score::node_vals(&c.nodes[n], &c.nodes[n].d);
             }
             if let Some(t) = tables.as_mut() {
-                t.touch(&touched);
+                t.touch(&c, &touched);
             }
             cur -= gain;
             moves.push(PlanMove { score: cur, ..pm });
