@@ -9,6 +9,8 @@ use crate::types::IMove;
 pub(crate) struct DrbdBases {
     /// The old primary without the instance.
     pub int_p: NodeDyn,
+    /// The old secondary without the instance.
+    pub int_s: NodeDyn,
     /// Replace secondary: primary unchanged in effect, secondary removed.
     pub acc_rs: Option<Acc>,
     /// Replace and failover: old secondary removed; per target: new primary on it, the old
@@ -82,6 +84,7 @@ impl DrbdBases {
         };
         DrbdBases {
             int_p,
+            int_s,
             acc_rs,
             acc_raf,
             rp,

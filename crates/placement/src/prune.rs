@@ -23,8 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::balance::{possible_moves, BalanceOptions, Ties};
 use crate::drbd_bases::DrbdBases;
-use crate::model::{Cluster, Instance};
-use crate::score::{node_vals_st, pair_bound_slack, Acc, ChangeBounds, NodeVals, Stats};
+use crate::model::{Cluster, Instance, NodeDyn};
+use crate::score::{
+    node_vals, node_vals_st, pair_bound_slack, Acc, Change, ChangeBounds, NodeVals, Stats,
+};
 use crate::types::{DiskTemplate, IMove, MirrorType};
 
 /// What the target side of a move reads of an instance.
@@ -175,6 +177,23 @@ impl Tables {
         }
     }
 
+    /// Moves now go onto `targets`: the nodes that joined or left are logged like
+    /// changed nodes (a table adds or drops their entries before its next use).
+    pub(crate) fn retarget(&mut self, targets: &[usize]) {
+        let len = self.is_target.len();
+        let mut now = vec![false; len];
+        for &t in targets.iter().filter(|&&t| t < len) {
+            now[t] = true;
+        }
+        for (n, (&a, &b)) in self.is_target.iter().zip(&now).enumerate() {
+            if a != b {
+                self.log.push(n);
+            }
+        }
+        self.is_target = now;
+        self.targets = targets.to_vec();
+    }
+
     /// Target `t`'s entry for the class of `inst`: its effect on the base score.
     fn entry(
         &self,
@@ -278,11 +297,6 @@ pub(crate) fn best_pruned(
     let prim_off = np.offline;
     // (evaluation order, score, move)
     let mut cands: Vec<(usize, f64, IMove)> = Vec::with_capacity(16);
-    if use_sec {
-        if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
-            cands.push((0, c.score_outcome(stats, &out), IMove::Failover));
-        }
-    }
     let mut kinds = Vec::with_capacity(4);
     possible_moves(
         MirrorType::Internal,
@@ -296,6 +310,7 @@ pub(crate) fn best_pruned(
     );
     let DrbdBases {
         int_p,
+        int_s,
         acc_rs,
         acc_raf,
         rp,
@@ -303,6 +318,11 @@ pub(crate) fn best_pruned(
         force_s,
         force_p,
     } = DrbdBases::new(c, stats, vals, idx, osdx, &kinds, force);
+    if use_sec {
+        if let Some(sc) = failover_score(c, stats, inst, &int_p, &int_s, force) {
+            cands.push((0, sc, IMove::Failover));
+        }
+    }
     // the exact score of one candidate, computed as the full search does
     let eval = |kind: usize, t: usize| -> Option<f64> {
         let tn = &c.nodes[t];
@@ -437,6 +457,47 @@ pub(crate) fn best_pruned(
         best.offer(sc, mv);
     }
     Some(best)
+}
+
+/// The score after failing the instance over, as `Cluster::eval_move` and
+/// `Cluster::score_outcome` compute it, from its old nodes without it (`int_p`,
+/// `int_s`): the instance has no exclusion tags, so the nodes' tag maps do not change.
+fn failover_score(
+    c: &Cluster,
+    stats: &Stats,
+    inst: &Instance,
+    int_p: &NodeDyn,
+    int_s: &NodeDyn,
+    force: bool,
+) -> Option<f64> {
+    let (opdx, osdx) = (inst.pnode, inst.snode?);
+    let (np, ns) = (&c.nodes[opdx], &c.nodes[osdx]);
+    if c.location_forbids_move(inst, IMove::Failover) || !np.mig_tags.is_subset(&ns.rmig_tags) {
+        return None;
+    }
+    let off_p = np.offline;
+    let st_s = ns.add_pri_state(int_s, inst, off_p || force).ok()?;
+    let (st_p, _) = np
+        .add_sec_state(int_p, inst, osdx, off_p || force, off_p)
+        .ok()?;
+    fn map(n: &crate::model::Node) -> Option<&std::collections::BTreeMap<(String, String), i64>> {
+        Some(&n.d.inst_map).filter(|m| !m.is_empty())
+    }
+    let ch = [
+        Change {
+            old: node_vals(np, &np.d),
+            new: node_vals_st(np, &st_p),
+            old_map: map(np),
+            new_map: map(np),
+        },
+        Change {
+            old: node_vals(ns, &ns.d),
+            new: node_vals_st(ns, &st_s),
+            old_map: map(ns),
+            new_map: map(ns),
+        },
+    ];
+    Some(stats.score_with(&ch))
 }
 
 #[cfg(test)]
