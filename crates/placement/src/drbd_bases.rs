@@ -9,6 +9,8 @@ use crate::types::IMove;
 pub(crate) struct DrbdBases {
     /// The old primary without the instance.
     pub int_p: NodeDyn,
+    /// The old secondary without the instance.
+    pub int_s: NodeDyn,
     /// Replace secondary: primary unchanged in effect, secondary removed.
     pub acc_rs: Option<Acc>,
     /// Replace and failover: old secondary removed; per target: new primary on it, the old
@@ -55,11 +57,11 @@ impl DrbdBases {
             a
         };
         let force_p = np.offline || force;
+        // (`add_pri_state` is the new scalar state `add_pri` would store: no clone needed)
         let acc_rs = if has(IMove::ReplaceSecondary) {
-            let mut pn = int_p.clone();
-            np.add_pri(&mut pn, inst, true)
+            np.add_pri_state(&int_p, inst, true)
                 .ok()
-                .map(|_| with(&[(opdx, &node_vals_st(np, &pn.st)), (osdx, &v_int_s)]))
+                .map(|st| with(&[(opdx, &node_vals_st(np, &st)), (osdx, &v_int_s)]))
         } else {
             None
         };
@@ -74,15 +76,15 @@ impl DrbdBases {
             None
         };
         let acc_far = if has(IMove::FailoverAndReplace) {
-            let mut s2 = int_s.clone();
-            ns.add_pri(&mut s2, inst, force_p)
+            ns.add_pri_state(&int_s, inst, force_p)
                 .ok()
-                .map(|_| with(&[(opdx, &v_int_p), (osdx, &node_vals_st(ns, &s2.st))]))
+                .map(|st| with(&[(opdx, &v_int_p), (osdx, &node_vals_st(ns, &st))]))
         } else {
             None
         };
         DrbdBases {
             int_p,
+            int_s,
             acc_rs,
             acc_raf,
             rp,

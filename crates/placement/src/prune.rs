@@ -12,14 +12,21 @@
 //! can differ on top of the instance's own changes), cannot reach the best
 //! candidate any more. The candidates that are evaluated are scored exactly
 //! as the full search scores them, so the search keeps its answers.
+//!
+//! When a move is committed, its nodes are logged ([`Tables::touch`]); a table
+//! re-computes their entries (against its own base, which the bound allows)
+//! before its next use, so they are pruned like the others instead of being
+//! evaluated one by one for every instance.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::balance::{possible_moves, BalanceOptions, Ties};
 use crate::drbd_bases::DrbdBases;
-use crate::model::{Cluster, Instance};
-use crate::score::{node_vals_st, pair_bound_slack, Acc, ChangeBounds, NodeVals, Stats};
+use crate::model::{Cluster, Instance, NodeDyn};
+use crate::score::{
+    node_vals, node_vals_st, pair_bound_slack, Acc, Change, ChangeBounds, NodeVals, Stats,
+};
 use crate::types::{DiskTemplate, IMove, MirrorType};
 
 /// What the target side of a move reads of an instance.
@@ -68,9 +75,12 @@ impl ClassKey {
 }
 
 /// Targets of one class, by their effect on the base score.
+#[derive(Clone)]
 pub(crate) struct Table {
     order: Vec<(f64, usize)>,
     cb: ChangeBounds,
+    /// how much of the change log (`Tables::log`) the entries include
+    seen: usize,
 }
 
 /// The per-round tables (built lazily, shared by the threads).
@@ -78,13 +88,15 @@ pub(crate) struct Tables {
     stats: Stats,
     base: Acc,
     g_base: f64,
+    /// the nodes' values as of their last change (the build, or a later `touch`)
     vals: Vec<NodeVals>,
     targets: Vec<usize>,
-    /// nodes changed since the tables were started (evaluated one by one)
-    touched: Vec<bool>,
-    touched_list: Vec<usize>,
-    /// node -> nodes that mirror memory for it (its peers), as of the build;
-    /// only touched nodes' peers change, and those are evaluated anyway
+    is_target: Vec<bool>,
+    /// nodes changed since the tables were started, in order (repeats kept): a table
+    /// re-computes their entries, against the base, before it is used again
+    log: Vec<usize>,
+    /// node -> nodes that mirror memory for it (its peers), as of the build plus what
+    /// later changes added (a superset: extra nodes are only evaluated one by one)
     rev_peers: Vec<Vec<usize>>,
     map: Mutex<HashMap<ClassKey, Arc<Table>, std::hash::BuildHasherDefault<FxHasher>>>,
 }
@@ -132,6 +144,10 @@ impl Tables {
                 }
             }
         }
+        let mut is_target = vec![false; n];
+        for &t in targets {
+            is_target[t] = true;
+        }
         Tables {
             rev_peers,
             stats: stats.clone(),
@@ -139,52 +155,116 @@ impl Tables {
             g_base: stats.score_changes(&base, &[]),
             vals: vals.to_vec(),
             targets: targets.to_vec(),
-            touched: vec![false; c.nodes.len()],
-            touched_list: vec![],
+            is_target,
+            log: vec![],
             map: Mutex::new(HashMap::default()),
         }
     }
 
-    /// The cluster changed on these nodes (a move was committed): their
-    /// entries in the tables are stale, they are evaluated one by one.
-    pub(crate) fn touch(&mut self, nodes: &[usize]) {
-        for &n in nodes {
-            if n < self.touched.len() && !self.touched[n] {
-                self.touched[n] = true;
-                self.touched_list.push(n);
+    /// The cluster changed on these nodes (a move was committed): each table
+    /// re-computes their entries before its next use.
+    pub(crate) fn touch(&mut self, c: &Cluster, nodes: &[usize]) {
+        let len = self.vals.len();
+        for &n in nodes.iter().filter(|&&n| n < len) {
+            self.log.push(n);
+            let node = &c.nodes[n];
+            self.vals[n] = node_vals_st(node, &node.d.st);
+            for &(p, v) in &node.d.peers {
+                if v != 0 && p < len && !self.rev_peers[p].contains(&n) {
+                    self.rev_peers[p].push(n);
+                }
             }
         }
     }
 
-    fn get(&self, c: &Cluster, inst: &Instance, pri: bool, force: bool) -> Arc<Table> {
-        let key = ClassKey::of(inst, pri, force);
-        if let Some(t) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return t;
+    /// Moves now go onto `targets`: the nodes that joined or left are logged like
+    /// changed nodes (a table adds or drops their entries before its next use).
+    pub(crate) fn retarget(&mut self, targets: &[usize]) {
+        let len = self.is_target.len();
+        let mut now = vec![false; len];
+        for &t in targets.iter().filter(|&&t| t < len) {
+            now[t] = true;
         }
-        let mut cb = ChangeBounds::default();
-        let mut order = Vec::with_capacity(self.targets.len());
-        for &t in &self.targets {
-            let tn = &c.nodes[t];
-            let st = if pri {
-                tn.add_pri_state(&tn.d, inst, force)
-            } else {
-                tn.add_sec_state_peer(&tn.d, inst, 0, force, false)
-                    .map(|x| x.0)
-            };
-            if let Ok(st) = st {
-                let nv = node_vals_st(tn, &st);
-                let old = &self.vals[t];
-                order.push((
-                    self.stats.score_changes(&self.base, &[(old, &nv)]) - self.g_base,
-                    t,
-                ));
-                cb.widen(&self.stats, &self.base, old, &nv);
+        for (n, (&a, &b)) in self.is_target.iter().zip(&now).enumerate() {
+            if a != b {
+                self.log.push(n);
             }
         }
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let t = Arc::new(Table { order, cb });
+        self.is_target = now;
+        self.targets = targets.to_vec();
+    }
+
+    /// Target `t`'s entry for the class of `inst`: its effect on the base score.
+    fn entry(
+        &self,
+        c: &Cluster,
+        inst: &Instance,
+        pri: bool,
+        force: bool,
+        t: usize,
+    ) -> Option<(f64, NodeVals)> {
+        let tn = &c.nodes[t];
+        let st = if pri {
+            tn.add_pri_state(&tn.d, inst, force)
+        } else {
+            tn.add_sec_state_peer(&tn.d, inst, 0, force, false)
+                .map(|x| x.0)
+        };
+        let st = st.ok()?;
+        let nv = node_vals_st(tn, &st);
+        let e = self
+            .stats
+            .score_changes(&self.base, &[(&self.vals[t], &nv)])
+            - self.g_base;
+        Some((e, nv))
+    }
+
+    fn get(&self, c: &Cluster, inst: &Instance, pri: bool, force: bool) -> Arc<Table> {
+        let key = ClassKey::of(inst, pri, force);
+        let found = self.map.lock().ok().and_then(|m| m.get(&key).cloned());
+        let table = match found {
+            Some(t) if t.seen == self.log.len() => return t,
+            Some(t) => {
+                // fold in the nodes changed since: drop their entries, compute them anew
+                let mut t = (*t).clone();
+                let mut changed = self.log[t.seen..].to_vec();
+                changed.sort_unstable();
+                changed.dedup();
+                t.order.retain(|e| changed.binary_search(&e.1).is_err());
+                for &n in &changed {
+                    if !self.is_target[n] {
+                        continue;
+                    }
+                    if let Some((e, nv)) = self.entry(c, inst, pri, force, n) {
+                        t.order.push((e, n));
+                        t.cb.widen(&self.stats, &self.base, &self.vals[n], &nv);
+                    }
+                }
+                t.order
+                    .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                t.seen = self.log.len();
+                t
+            }
+            None => {
+                let mut cb = ChangeBounds::default();
+                let mut order = Vec::with_capacity(self.targets.len());
+                for &t in &self.targets {
+                    if let Some((e, nv)) = self.entry(c, inst, pri, force, t) {
+                        order.push((e, t));
+                        cb.widen(&self.stats, &self.base, &self.vals[t], &nv);
+                    }
+                }
+                order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                Table {
+                    order,
+                    cb,
+                    seen: self.log.len(),
+                }
+            }
+        };
+        let t = Arc::new(table);
         if let Ok(mut m) = self.map.lock() {
-            m.entry(key).or_insert_with(|| t.clone());
+            m.insert(key, t.clone());
         }
         t
     }
@@ -216,12 +296,7 @@ pub(crate) fn best_pruned(
     let use_sec = online[osdx] && opts.instance_moves;
     let prim_off = np.offline;
     // (evaluation order, score, move)
-    let mut cands: Vec<(usize, f64, IMove)> = vec![];
-    if use_sec {
-        if let Ok(out) = c.eval_move(idx, IMove::Failover, force) {
-            cands.push((0, c.score_outcome(stats, &out), IMove::Failover));
-        }
-    }
+    let mut cands: Vec<(usize, f64, IMove)> = Vec::with_capacity(16);
     let mut kinds = Vec::with_capacity(4);
     possible_moves(
         MirrorType::Internal,
@@ -235,6 +310,7 @@ pub(crate) fn best_pruned(
     );
     let DrbdBases {
         int_p,
+        int_s,
         acc_rs,
         acc_raf,
         rp,
@@ -242,6 +318,11 @@ pub(crate) fn best_pruned(
         force_s,
         force_p,
     } = DrbdBases::new(c, stats, vals, idx, osdx, &kinds, force);
+    if use_sec {
+        if let Some(sc) = failover_score(c, stats, inst, &int_p, &int_s, force) {
+            cands.push((0, sc, IMove::Failover));
+        }
+    }
     // the exact score of one candidate, computed as the full search does
     let eval = |kind: usize, t: usize| -> Option<f64> {
         let tn = &c.nodes[t];
@@ -282,9 +363,13 @@ pub(crate) fn best_pruned(
     };
     let valid_t = |t: usize| t < is_target.len() && is_target[t] && t != opdx && t != osdx;
     let mut run_min = cands.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-    let push = |cands: &mut Vec<(usize, f64, IMove)>, run_min: &mut f64, kind, t, sc| {
+    // a candidate above the lowest score + NEAR_TIE cannot change what `Ties` keeps
+    // (it would be dropped, or removed once the lowest arrives): only the others are kept
+    let push = |cands: &mut Vec<(usize, f64, IMove)>, run_min: &mut f64, kind, t, sc: f64| {
         *run_min = run_min.min(sc);
-        cands.push((1 + 4 * t + kind, sc, mv_of(kind, t)));
+        if sc <= *run_min + crate::balance::NEAR_TIE {
+            cands.push((1 + 4 * t + kind, sc, mv_of(kind, t)));
+        }
     };
     let mut specials: Vec<usize> = Vec::with_capacity(16);
     for kind in 0..4usize {
@@ -320,7 +405,7 @@ pub(crate) fn best_pruned(
             }),
             _ => acc_far,
         };
-        // special targets: touched since the tables were built, or with a
+        // special targets: with a
         // peer relation that the class table does not cover
         specials.clear();
         specials.extend(
@@ -334,21 +419,15 @@ pub(crate) fn best_pruned(
         }
         specials.sort_unstable();
         specials.dedup();
-        let is_special = |t: usize| tb.touched[t] || specials.binary_search(&t).is_ok();
+        let is_special = |t: usize| specials.binary_search(&t).is_ok();
         for &t in &specials {
             if let Some(sc) = eval(kind, t) {
                 push(&mut cands, &mut run_min, kind, t, sc);
             }
         }
         let Some(a_full) = a_full else {
-            // the target-independent part fails: only specials (and touched nodes) remain
-            for &t in tb.touched_list.iter().filter(|&&t| valid_t(t)) {
-                if specials.binary_search(&t).is_err() {
-                    if let Some(sc) = eval(kind, t) {
-                        push(&mut cands, &mut run_min, kind, t, sc);
-                    }
-                }
-            }
+            // the target-independent part fails (with no peer on the target): only the
+            // specials can succeed
             continue;
         };
         let table = tb.get(c, inst, pri, f);
@@ -356,13 +435,6 @@ pub(crate) fn best_pruned(
         let bound = stats.pair_bound(&tb.base, &a_full, &table.cb) + pair_bound_slack(g_a);
         if !bound.is_finite() {
             return None;
-        }
-        for &t in tb.touched_list.iter().filter(|&&t| valid_t(t)) {
-            if specials.binary_search(&t).is_err() {
-                if let Some(sc) = eval(kind, t) {
-                    push(&mut cands, &mut run_min, kind, t, sc);
-                }
-            }
         }
         for &(e, t) in &table.order {
             let thr = (run_min + crate::balance::NEAR_TIE).min(cur - crate::balance::TIE_EPS);
@@ -377,12 +449,55 @@ pub(crate) fn best_pruned(
             }
         }
     }
-    cands.sort_by_key(|x| x.0);
+    let lim = run_min + crate::balance::NEAR_TIE;
+    cands.retain(|x| x.1 <= lim);
+    cands.sort_unstable_by_key(|x| x.0);
     let mut best = Ties::new(cur);
     for (_, sc, mv) in cands {
         best.offer(sc, mv);
     }
     Some(best)
+}
+
+/// The score after failing the instance over, as `Cluster::eval_move` and
+/// `Cluster::score_outcome` compute it, from its old nodes without it (`int_p`,
+/// `int_s`): the instance has no exclusion tags, so the nodes' tag maps do not change.
+fn failover_score(
+    c: &Cluster,
+    stats: &Stats,
+    inst: &Instance,
+    int_p: &NodeDyn,
+    int_s: &NodeDyn,
+    force: bool,
+) -> Option<f64> {
+    let (opdx, osdx) = (inst.pnode, inst.snode?);
+    let (np, ns) = (&c.nodes[opdx], &c.nodes[osdx]);
+    if c.location_forbids_move(inst, IMove::Failover) || !np.mig_tags.is_subset(&ns.rmig_tags) {
+        return None;
+    }
+    let off_p = np.offline;
+    let st_s = ns.add_pri_state(int_s, inst, off_p || force).ok()?;
+    let (st_p, _) = np
+        .add_sec_state(int_p, inst, osdx, off_p || force, off_p)
+        .ok()?;
+    fn map(n: &crate::model::Node) -> Option<&std::collections::BTreeMap<(String, String), i64>> {
+        Some(&n.d.inst_map).filter(|m| !m.is_empty())
+    }
+    let ch = [
+        Change {
+            old: node_vals(np, &np.d),
+            new: node_vals_st(np, &st_p),
+            old_map: map(np),
+            new_map: map(np),
+        },
+        Change {
+            old: node_vals(ns, &ns.d),
+            new: node_vals_st(ns, &st_s),
+            old_map: map(ns),
+            new_map: map(ns),
+        },
+    ];
+    Some(stats.score_with(&ch))
 }
 
 #[cfg(test)]
@@ -442,7 +557,7 @@ mod tests {
     }
 
     /// Pruned and full target searches find the same candidates with
-    /// bit-identical scores, on fresh tables and on tables gone stale by
+    /// bit-identical scores, on fresh tables and on tables patched after
     /// random moves (committed with running statistics, as the lazy search
     /// does), for every DRBD instance and several option sets.
     #[test]
@@ -474,6 +589,24 @@ mod tests {
                 let mut stats = Stats::new(c.nodes.iter()).with_aliases(&aliases);
                 let mut vals: Vec<NodeVals> = c.nodes.iter().map(|n| node_vals(n, &n.d)).collect();
                 let mut tb = Tables::new(&c, &stats, &vals, &online_idx);
+                // build the tables of the classes (default options) before the moves, so
+                // that the moves' nodes are patched into them afterwards
+                let cur0 = stats.score();
+                for idx in 0..c.instances.len() {
+                    if c.instances[idx].mirror_type() == MirrorType::Internal {
+                        let _ = best_pruned(
+                            &c,
+                            &stats,
+                            &vals,
+                            cur0,
+                            idx,
+                            &online,
+                            &online,
+                            &opt_sets[0],
+                            &tb,
+                        );
+                    }
+                }
                 // some moves after the tables were built: their nodes are stale
                 for _ in 0..round * 3 {
                     if let Some(out) = random_move(&c, &mut rng) {
@@ -482,7 +615,7 @@ mod tests {
                         for &n in &touched {
                             vals[n] = node_vals(&c.nodes[n], &c.nodes[n].d);
                         }
-                        tb.touch(&touched);
+                        tb.touch(&c, &touched);
                     }
                 }
                 // a target subset, as the fast search uses

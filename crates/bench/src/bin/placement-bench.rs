@@ -5,6 +5,7 @@
 //! placement-bench [--sizes 20,100,500,2000] [--seed 42] [--moves 3]
 //!                 [--timeout 120] [--workdir DIR] [--gencluster PATH]
 //!                 [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace]
+//!                 [--no-htools]
 //! ```
 //!
 //! `--cases groupevac` (not in the default set) builds the same number of
@@ -12,14 +13,21 @@
 //! group-01 (a group evacuation).
 //!
 //! Every external run is wrapped in `timeout` and `/usr/bin/time` (wall
-//! time and peak RSS). Prints one markdown table row per (input, case).
-//! htools runs that exceed the timeout are reported as `>T`.
+//! time, CPU time and peak RSS). Prints one markdown table row per (input,
+//! case), ending with Maguey's CPU time (user + system) and the 1-minute load
+//! average when its run started: on a shared machine the wall time is the
+//! scheduler's share, the CPU time is the engine's. htools runs that exceed
+//! the timeout are reported as `>T`; `--no-htools` skips them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 struct Run {
     wall: Option<f64>,
+    /// user + system seconds
+    cpu: Option<f64>,
+    /// 1-minute load average when the run started
+    load: Option<f64>,
     rss_mib: Option<f64>,
     out: String,
     timed_out: bool,
@@ -30,13 +38,14 @@ fn run(cmd: &[String], timeout: u64) -> Run {
     let mut full: Vec<String> = vec![
         "/usr/bin/time".into(),
         "-f".into(),
-        "%e %M".into(),
+        "%e %M %U %S".into(),
         "-o".into(),
         tf.display().to_string(),
         "timeout".into(),
         format!("{timeout}"),
     ];
     full.extend(cmd.iter().cloned());
+    let load = load_avg();
     let t0 = std::time::Instant::now();
     let res = Command::new(&full[0]).args(&full[1..]).output();
     let elapsed = t0.elapsed().as_secs_f64();
@@ -59,12 +68,31 @@ fn run(cmd: &[String], timeout: u64) -> Run {
         .next()
         .and_then(|x| x.parse::<f64>().ok())
         .map(|k| k / 1024.0);
+    let user = it.next().and_then(|x| x.parse::<f64>().ok());
+    let sys = it.next().and_then(|x| x.parse::<f64>().ok());
     Run {
         wall,
+        cpu: user.zip(sys).map(|(u, s)| u + s),
+        load,
         rss_mib: rss,
         out,
         timed_out: code == Some(124) || t.contains("status 124"),
     }
+}
+
+fn load_avg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Maguey's CPU time and the load average of its run: the last two columns.
+fn fmt_cpu(r: &Run) -> String {
+    let o = |v: Option<f64>, d: usize| v.map_or("-".into(), |x| format!("{x:.d$}"));
+    format!("{} | {}", o(r.cpu, 2), o(r.load, 1))
 }
 
 fn hbal_like(out: &str) -> (Option<f64>, Option<f64>, usize) {
@@ -217,6 +245,7 @@ fn main() {
         .iter()
         .map(|s| s.to_string())
         .collect();
+    let mut no_htools = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -230,8 +259,13 @@ fn main() {
             "--gencluster" => gencluster = PathBuf::from(v),
             "--bindir" => bindir = PathBuf::from(v),
             "--cases" => cases = v.split(',').map(str::to_string).collect(),
+            "--no-htools" => {
+                no_htools = true;
+                i += 1;
+                continue;
+            }
             "-h" | "--help" => {
-                println!("usage: placement-bench [--sizes 20,100,500,2000] [--seed 42] [--moves 3] [--timeout 120] [--workdir DIR] [--gencluster PATH] [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace,groupevac]");
+                println!("usage: placement-bench [--sizes 20,100,500,2000] [--seed 42] [--moves 3] [--timeout 120] [--workdir DIR] [--gencluster PATH] [--bindir DIR] [--cases balance,nodisk,full,alloc,evac,hspace,groupevac] [--no-htools]");
                 return;
             }
             x => {
@@ -242,6 +276,14 @@ fn main() {
         i += 2;
     }
     let _ = std::fs::create_dir_all(&workdir);
+    // htools' runs, unless skipped (then reported as not run)
+    let hrun = |cmd: &[String], timeout: u64| {
+        if no_htools {
+            skipped_run()
+        } else {
+            run(cmd, timeout)
+        }
+    };
     let plan = bindir.join("maguey-plan").display().to_string();
     let ialloc = bindir.join("maguey-iallocator").display().to_string();
     let hail = "/usr/lib/ganeti/iallocators/hail".to_string();
@@ -257,8 +299,8 @@ fn main() {
             .unwrap_or(1)
     );
     println!();
-    println!("| nodes | inst | case | htools s | maguey s | ratio | htools score | maguey score | htools moves | maguey moves | htools MiB | maguey MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| nodes | inst | case | htools s | maguey s | ratio | htools score | maguey score | htools moves | maguey moves | htools MiB | maguey MiB | maguey CPU s | load |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         let prefix = workdir.join(format!("c{n}s{seed}"));
         let p = prefix.display().to_string();
@@ -286,7 +328,7 @@ fn main() {
         let row =
             |case: &str, h: &Run, m: &Run, hs: (Option<f64>, usize), ms: (Option<f64>, usize)| {
                 println!(
-                    "| {n} | {inst} | {case} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {n} | {inst} | {case} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     fmt_t(h, timeout),
                     fmt_t(m, timeout),
                     ratio(h, m, timeout),
@@ -299,14 +341,15 @@ fn main() {
                     },
                     ms.1,
                     fmt_m(h),
-                    fmt_m(m)
+                    fmt_m(m),
+                    fmt_cpu(m)
                 );
             };
         for case in &cases {
             match case.as_str() {
                 "balance" => {
                     let l = moves.to_string();
-                    let h = run(
+                    let h = hrun(
                         &[
                             "hbal".into(),
                             "-t".into(),
@@ -334,7 +377,7 @@ fn main() {
                     row(&format!("balance -l {moves}"), &h, &m, (hf, hm), (mf, mm));
                 }
                 "nodisk" => {
-                    let h = run(
+                    let h = hrun(
                         &[
                             "hbal".into(),
                             "-t".into(),
@@ -362,7 +405,7 @@ fn main() {
                 "full" => {
                     // uncapped: hbal only where it finishes
                     let h = if n <= 20 {
-                        run(&["hbal".into(), "-t".into(), data.clone()], timeout)
+                        hrun(&["hbal".into(), "-t".into(), data.clone()], timeout)
                     } else {
                         skipped_run()
                     };
@@ -377,39 +420,41 @@ fn main() {
                 "alloc" => {
                     for kind in ["alloc-drbd", "alloc-plain"] {
                         let req = format!("{p}.{kind}.json");
-                        let h = run(
+                        let h = hrun(
                             &[hail.clone(), "--no-capacity-checks".into(), req.clone()],
                             timeout,
                         );
                         let m = run(&[ialloc.clone(), req.clone()], timeout);
                         println!(
-                            "| {n} | {inst} | {kind} (hail --no-capacity-checks) | {} | {} | {} | {} | {} | - | - | {} | {} |",
+                            "| {n} | {inst} | {kind} (hail --no-capacity-checks) | {} | {} | {} | {} | {} | - | - | {} | {} | {} |",
                             fmt_t(&h, timeout),
                             fmt_t(&m, timeout),
                             ratio(&h, &m, timeout),
                             if h.timed_out { "-".into() } else { ialloc_result(&h.out) },
                             ialloc_result(&m.out),
                             fmt_m(&h),
-                            fmt_m(&m)
+                            fmt_m(&m),
+                            fmt_cpu(&m)
                         );
                     }
                 }
                 "evac" => {
                     let req = format!("{p}.evac.json");
-                    let h = run(
+                    let h = hrun(
                         &[hail.clone(), "--no-capacity-checks".into(), req.clone()],
                         timeout,
                     );
                     let m = run(&[ialloc.clone(), req.clone()], timeout);
                     println!(
-                        "| {n} | {inst} | node-evacuate | {} | {} | {} | {} | {} | - | - | {} | {} |",
+                        "| {n} | {inst} | node-evacuate | {} | {} | {} | {} | {} | - | - | {} | {} | {} |",
                         fmt_t(&h, timeout),
                         fmt_t(&m, timeout),
                         ratio(&h, &m, timeout),
                         if h.timed_out { "-".into() } else { ialloc_result(&h.out) },
                         ialloc_result(&m.out),
                         fmt_m(&h),
-                        fmt_m(&m)
+                        fmt_m(&m),
+                        fmt_cpu(&m)
                     );
                 }
                 "hspace" => {
@@ -448,7 +493,7 @@ fn main() {
                         mc.push("-l".into());
                         mc.push(c.to_string());
                     }
-                    let h = run(&hc, timeout);
+                    let h = hrun(&hc, timeout);
                     let m = run(&mc, timeout);
                     let count = |o: &str| {
                         o.lines()
@@ -458,7 +503,7 @@ fn main() {
                             .unwrap_or_else(|| "-".into())
                     };
                     println!(
-                        "| {n} (sim) | 0 | hspace plain{} | {} | {} | {} | {} inst | {} inst | - | - | {} | {} |",
+                        "| {n} (sim) | 0 | hspace plain{} | {} | {} | {} | {} inst | {} inst | - | - | {} | {} | {} |",
                         cap.map(|c| format!(" -l {c}")).unwrap_or_default(),
                         fmt_t(&h, timeout),
                         fmt_t(&m, timeout),
@@ -466,7 +511,8 @@ fn main() {
                         if h.timed_out { "-".into() } else { count(&h.out) },
                         count(&m.out),
                         fmt_m(&h),
-                        fmt_m(&m)
+                        fmt_m(&m),
+                        fmt_cpu(&m)
                     );
                 }
                 "groupevac" => {
@@ -481,13 +527,13 @@ fn main() {
                             continue;
                         }
                     };
-                    let h = run(
+                    let h = hrun(
                         &[hail.clone(), "--no-capacity-checks".into(), req.0.clone()],
                         timeout,
                     );
                     let m = run(&[ialloc.clone(), req.0.clone()], timeout.max(600));
                     println!(
-                        "| {n} ({groups} groups) | {inst} | change-group of group-01 ({} inst) | {} | {} | {} | {} | {} | - | - | {} | {} |",
+                        "| {n} ({groups} groups) | {inst} | change-group of group-01 ({} inst) | {} | {} | {} | {} | {} | - | - | {} | {} | {} |",
                         req.1,
                         fmt_t(&h, timeout),
                         fmt_t(&m, timeout),
@@ -495,7 +541,8 @@ fn main() {
                         if h.timed_out { "-".into() } else { ialloc_result(&h.out) },
                         ialloc_result(&m.out),
                         fmt_m(&h),
-                        fmt_m(&m)
+                        fmt_m(&m),
+                        fmt_cpu(&m)
                     );
                 }
                 x => eprintln!("unknown case {x}"),
@@ -507,6 +554,8 @@ fn main() {
 fn skipped_run() -> Run {
     Run {
         wall: None,
+        cpu: None,
+        load: None,
         rss_mib: None,
         out: String::new(),
         timed_out: false,
