@@ -53,6 +53,17 @@ pub struct JoinTokenRequest {
     pub witness: bool,
 }
 
+/// `POST /luxi/readd-token`: a one-time token for a node of the config to join again (Ganeti's
+/// `gnt-node add --readd`), e.g. after it was kept offline past its certificate's end. The
+/// answer is a [`JoinTokenResponse`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReaddTokenRequest {
+    pub node_name: String,
+    /// The node's primary IP as the admin expects it (refused when the config differs).
+    #[serde(default)]
+    pub primary_ip: Option<String>,
+}
+
 /// The answer to [`JoinTokenRequest`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JoinTokenResponse {

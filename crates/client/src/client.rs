@@ -1,6 +1,8 @@
 //! Client of the master API, used by the CLI and the lab.
 
-use crate::api::{ArchiveRequest, JoinTokenRequest, JoinTokenResponse, WaitRequest};
+use crate::api::{
+    ArchiveRequest, JoinTokenRequest, JoinTokenResponse, ReaddTokenRequest, WaitRequest,
+};
 use maguey_model::{ConfigData, Job, JobStatus, OpCode, Ssconf};
 use maguey_ops::query::{QueryRequest, QueryResult, Resource};
 use maguey_rpc::ca::NodeIdentity;
@@ -442,6 +444,14 @@ impl MasterClient {
         req: &JoinTokenRequest,
     ) -> Result<JoinTokenResponse, ClientError> {
         self.post_json(&self.url("/luxi/join-token"), req).await
+    }
+
+    /// A token for a node of the config to join again (`node add --readd`).
+    pub async fn readd_token(
+        &self,
+        req: &ReaddTokenRequest,
+    ) -> Result<JoinTokenResponse, ClientError> {
+        self.post_json(&self.url("/luxi/readd-token"), req).await
     }
 }
 

@@ -299,6 +299,7 @@ pub fn validate(state: &ConfigData, command: &Command) -> Result<(), ConfigError
         Command::SetInstanceAdminState { uuid, .. } | Command::RemoveInstance { uuid } => {
             self::instance(state, uuid).map(|_| ())
         }
+        Command::AddJoinToken { token } if token.readd => crate::readd::validate(state, token),
         Command::AddJoinToken { token } => {
             validate_hostname(&token.node_name).map_err(|source| ConfigError::InvalidName {
                 kind: "node",

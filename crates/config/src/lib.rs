@@ -11,6 +11,7 @@ pub mod error;
 pub mod group;
 pub mod network;
 pub mod rapi_users;
+mod readd;
 mod rooms;
 pub mod store;
 

@@ -115,6 +115,7 @@ pub fn master_router(state: MasterState) -> Router {
         .route("/luxi/config", get(export_config))
         .route("/luxi/cluster-description", get(cluster_description))
         .route("/luxi/join-token", post(join_token))
+        .route("/luxi/readd-token", post(readd_token))
         .route(
             "/luxi/instances/{name}/console",
             get(crate::console::master_console),
@@ -449,6 +450,17 @@ async fn join_token(State(s): State<MasterState>, Json(r): Json<JoinTokenRequest
     }
 }
 
+/// `POST /luxi/readd-token`: see [`JoinService::issue_readd_token`].
+async fn readd_token(
+    State(s): State<MasterState>,
+    Json(r): Json<maguey_client::api::ReaddTokenRequest>,
+) -> Response {
+    match JoinService::from(&s).issue_readd_token(&r).await {
+        Ok(t) => Json(t).into_response(),
+        Err(e) => join_error(e),
+    }
+}
+
 /// `POST /join`: a new node presents its token and CSR; the master signs the CSR and queues
 /// OP_NODE_ADD, which finishes once the node's daemon answers over mutual TLS.
 async fn join(State(s): State<MasterState>, Json(r): Json<JoinRequest>) -> Response {
@@ -465,6 +477,8 @@ fn join_error(e: JoinError) -> Response {
         JoinError::BadNodeName(_)
         | JoinError::BadIp(_)
         | JoinError::NodeExists(_)
+        | JoinError::NoSuchNode(_)
+        | JoinError::Readd(_)
         | JoinError::IpInUse { .. }
         | JoinError::NoSuchGroup(_)
         | JoinError::BadRoom(_)

@@ -200,7 +200,7 @@ pub async fn master_console(
         "https://{addr}/console/{name}?hypervisor={}",
         inst.hypervisor
     );
-    let node_stream = match wire::connect(s.master.rpc.http(), &url).await {
+    let node_stream = match wire::connect(&s.master.rpc.http_now(), &url).await {
         Ok(n) => n,
         Err(wire::ConsoleError::Refused { status, message }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -27,8 +27,13 @@ pub enum JoinError {
     BadNodeName(String),
     #[error("invalid IP address '{0}'")]
     BadIp(String),
-    #[error("node '{0}' is already in the cluster")]
+    #[error("node '{0}' is already in the cluster (to re-add it: `maguey node add {0} --readd`)")]
     NodeExists(String),
+    #[error("node '{0}' is not in the cluster")]
+    NoSuchNode(String),
+    /// A node that cannot be re-added, and why.
+    #[error("{0}")]
+    Readd(String),
     #[error("IP address {ip} is already used by node {node}")]
     IpInUse { ip: String, node: String },
     #[error("node group '{0}' does not exist")]
@@ -125,26 +130,86 @@ impl JoinService {
             expires,
             room: r.room.clone().unwrap_or_default(),
             witness: r.witness,
+            readd: false,
         };
-        if cfg.join_tokens.contains_key(&r.node_name) {
+        self.store_token(stored).await?;
+        Ok(JoinTokenResponse {
+            token,
+            master_url: format!("https://{}", self.listen),
+            expires,
+        })
+    }
+
+    /// A one-time token for a node of the config to join again (Ganeti's `gnt-node add
+    /// --readd`), with the addresses, group and room the config holds; valid for
+    /// [`JOIN_TOKEN_LIFETIME`]. Its join queues OP_NODE_ADD with `readd`: the node gets a new
+    /// certificate (the old one, expired or not, is revoked) and keeps its instances.
+    pub async fn issue_readd_token(
+        &self,
+        r: &maguey_client::api::ReaddTokenRequest,
+    ) -> Result<JoinTokenResponse, JoinError> {
+        validate_hostname(&r.node_name).map_err(|e| JoinError::BadNodeName(e.to_string()))?;
+        self.purge_expired().await;
+        let cfg = self.master.config.snapshot();
+        let node = cfg
+            .node_by_name(&r.node_name)
+            .ok_or_else(|| JoinError::NoSuchNode(r.node_name.clone()))?;
+        if cfg.master_node().is_some_and(|m| m.uuid == node.uuid) {
+            return Err(JoinError::Readd(format!(
+                "node '{}' is the master: it cannot be re-added",
+                node.name
+            )));
+        }
+        if let Some(ip) = r.primary_ip.as_ref().filter(|ip| **ip != node.primary_ip) {
+            return Err(JoinError::Readd(format!(
+                "node '{}' has primary IP {} in the config, not {ip}",
+                node.name, node.primary_ip
+            )));
+        }
+        let (token, secret_sha256) = maguey_rpc::join::new_token(&self.ca().fingerprint());
+        let expires = maguey_model::now() + JOIN_TOKEN_LIFETIME;
+        let stored = JoinToken {
+            node_name: node.name.clone(),
+            primary_ip: node.primary_ip.clone(),
+            secondary_ip: node.secondary_ip.clone(),
+            group: node.group.clone(),
+            secret_sha256,
+            expires,
+            room: node.room.clone(),
+            witness: node.witness,
+            readd: true,
+        };
+        self.store_token(stored).await?;
+        Ok(JoinTokenResponse {
+            token,
+            master_url: format!("https://{}", self.listen),
+            expires,
+        })
+    }
+
+    /// Stores `token`, replacing the node's earlier one.
+    async fn store_token(&self, token: JoinToken) -> Result<(), JoinError> {
+        if self
+            .master
+            .config
+            .snapshot()
+            .join_tokens
+            .contains_key(&token.node_name)
+        {
             self.master
                 .config
                 .apply(Command::RemoveJoinToken {
-                    node_name: r.node_name.clone(),
+                    node_name: token.node_name.clone(),
                 })
                 .await
                 .map_err(|e| JoinError::Internal(e.to_string()))?;
         }
         self.master
             .config
-            .apply(Command::AddJoinToken { token: stored })
+            .apply(Command::AddJoinToken { token })
             .await
             .map_err(JoinError::TokenNotStored)?;
-        Ok(JoinTokenResponse {
-            token,
-            master_url: format!("https://{}", self.listen),
-            expires,
-        })
+        Ok(())
     }
 
     /// Removes the expired join tokens from the config (each one a config command; a token
@@ -215,6 +280,7 @@ impl JoinService {
             // (the job failed) is nobody's, and commands nothing.
             certificate_fingerprint: Some(certificate_fingerprint),
             witness: tok.witness,
+            readd: tok.readd,
         });
         submit(&self.queue, Origin::Join, vec![op], 0)?;
         Ok(JoinResponse {

@@ -110,6 +110,11 @@ pub struct Args {
     /// in the state directory when given at `--join`).
     #[arg(long)]
     pub witness: bool,
+    /// With --join: this node is in the cluster's config already and joins again with the
+    /// token of `maguey node add NAME --readd` (e.g. after it was kept offline past its
+    /// certificate's end): its certificate is replaced, its instances and settings kept.
+    #[arg(long, requires = "join")]
+    pub readd: bool,
     /// What the settings file adds that has no flag (port ranges, log level, QEMU scopes).
     #[arg(skip)]
     pub file: config::Extra,
@@ -561,14 +566,30 @@ async fn shutdown_guests(args: &Args, timeout: Duration) -> Result<()> {
 
 async fn join(args: &Args, url: &str) -> Result<()> {
     let dir = &args.state_dir;
-    if NodeIdentity::load(dir).is_ok() {
+    if NodeIdentity::load(dir).is_ok() && !args.readd {
         bail!(
-            "{} already holds a node certificate: this node is already in a cluster",
+            "{} already holds a node certificate: this node is already in a cluster (to join \
+             again with the token of `maguey node add NAME --readd`, add --readd)",
             dir.display()
         );
     }
-    let (Some(token), Some(name), Some(listen)) = (&args.token, &args.node_name, args.listen)
-    else {
+    // A re-added node keeps its settings (address, fake sizes) unless flags change them.
+    let old = if args.readd {
+        DaemonFile::load(dir).ok()
+    } else {
+        None
+    };
+    if let (Some(old), Some(name)) = (&old, &args.node_name) {
+        if old.node_name != *name {
+            bail!(
+                "{} belongs to node {}, not {name}",
+                dir.display(),
+                old.node_name
+            );
+        }
+    }
+    let listen = args.listen.or(old.as_ref().map(|o| o.listen));
+    let (Some(token), Some(name), Some(listen)) = (&args.token, &args.node_name, listen) else {
         bail!("--join needs --token, --node-name and --listen");
     };
     maguey_model::names::validate_hostname(name)?;
@@ -577,6 +598,15 @@ async fn join(args: &Args, url: &str) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("joining {url}: {e}"))?;
     identity.save(dir).context("saving the node certificate")?;
+    if args.readd {
+        // The old ssconf may name a master certificate renewed meanwhile: until the master
+        // sends the current one (when the re-add job runs), the join's answer says who it is.
+        let ssconf = dir.join(maguey_node::SSCONF_FILE);
+        if ssconf.exists() {
+            std::fs::remove_file(&ssconf)
+                .with_context(|| format!("removing {}", ssconf.display()))?;
+        }
+    }
     // Until the first ssconf, the master named here is the one client this node obeys.
     auth::JoinedMaster {
         name: master_name,
@@ -586,9 +616,11 @@ async fn join(args: &Args, url: &str) -> Result<()> {
     DaemonFile {
         node_name: name.clone(),
         listen,
-        fake_memory_mib: args.fake_memory,
-        fake_cpus: args.fake_cpus,
-        witness: args.witness,
+        fake_memory_mib: args
+            .fake_memory
+            .or(old.as_ref().and_then(|o| o.fake_memory_mib)),
+        fake_cpus: args.fake_cpus.or(old.as_ref().and_then(|o| o.fake_cpus)),
+        witness: args.witness || old.as_ref().is_some_and(|o| o.witness),
     }
     .save(dir)?;
     tracing::info!("joined the cluster at {url} as {name}");

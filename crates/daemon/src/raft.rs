@@ -117,7 +117,7 @@ impl Transport for RaftHttps {
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
-        let http = self.client.http().clone();
+        let http = self.client.http_now();
         let url = format!("https://{}/raft/{}", member.addr, kind.as_str());
         Box::pin(async move {
             let failed = |e: &dyn std::fmt::Display, connect: bool| {

@@ -264,7 +264,8 @@ impl Candidacy {
                     id
                 }
             };
-            let client = RpcClient::new(&me.identity, Duration::from_secs(10))
+            // Raft requests present the node certificate as renewed (renew-crypto).
+            let client = maguey_rpc::reload::rpc_client(&me.dir, Duration::from_secs(10))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let replica = Replica::open(
                 id,
@@ -391,7 +392,7 @@ impl Candidacy {
         replica.step_down()?;
         tracing::info!("master failover: stepping down in term {term}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let client = RpcClient::new(&self.identity, Duration::from_secs(2))
+        let client = maguey_rpc::reload::rpc_client(&self.dir, Duration::from_secs(2))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let moved = loop {
             let st = replica.status();
@@ -460,7 +461,10 @@ impl Candidacy {
             .node_by_name(&self.node_name)
             .with_context(|| format!("node {} is not in the config", self.node_name))?
             .clone();
-        let fingerprint = self.identity.fingerprint();
+        // The certificate on disk now (renewals replace it under a running daemon).
+        let fingerprint = NodeIdentity::load(&self.dir)
+            .map(|id| id.fingerprint())
+            .unwrap_or_else(|_| self.identity.fingerprint());
         if me.certificate_fingerprint != fingerprint {
             let mut node = me.clone();
             node.certificate_fingerprint = fingerprint;
@@ -486,7 +490,7 @@ impl Candidacy {
         tracing::info!("Raft leader in term {term}: master (master term {master_term})");
         self.cut_off_voters(replica).await?;
 
-        let rpc = RpcClient::new(&self.identity, Duration::from_secs(60))
+        let rpc = maguey_rpc::reload::rpc_client(&self.dir, Duration::from_secs(60))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_fence(maguey_rpc::Fence::new(&uuid, master_term));
         let master = Arc::new(Master {
@@ -576,6 +580,11 @@ impl Candidacy {
         }
         tasks.push(
             tokio::spawn(voters(replica.clone(), master.clone(), self.dir.clone())).abort_handle(),
+        );
+        // Short-lived node certificates renewed by whichever candidate leads (docs/security.md).
+        tasks.push(
+            tokio::spawn(maguey_ops::cert_renewal::run(master.clone(), queue.clone()))
+                .abort_handle(),
         );
         let rapi = match crate::rapi_router(&self.args, &self.dir, &master, &queue, &state) {
             Ok(r) => Some(r),
@@ -685,7 +694,18 @@ async fn stop(active: Arc<Active>) {
 /// voter first gets the CA key and the admin certificate.
 async fn voters(replica: Arc<Replica>, master: Arc<Master>, dir: PathBuf) {
     let mut handed: BTreeSet<NodeId> = BTreeSet::new();
+    // The CA key and admin certificate handed: a CA roll or a new admin certificate
+    // (renew-crypto) hands them to every candidate again.
+    let secrets = |dir: &Path| {
+        ["ca.key", "admin.pem"].map(|f| std::fs::read(dir.join(f)).unwrap_or_default())
+    };
+    let mut handed_secrets = secrets(&dir);
     loop {
+        let now = secrets(&dir);
+        if now != handed_secrets {
+            handed.clear();
+            handed_secrets = now;
+        }
         let cfg = replica.config();
         let status = replica.status();
         if status.role != Role::Leader {
@@ -769,7 +789,7 @@ async fn hand_secrets(rpc: &RpcClient, dir: &Path, to: &Member) -> Result<()> {
     };
     let url = format!("https://{}/raft/secrets", to.addr);
     let resp = rpc
-        .http()
+        .http_now()
         .post(&url)
         .json(&body)
         .timeout(Duration::from_secs(5))

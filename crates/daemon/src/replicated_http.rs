@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use maguey_replication::{Replica, Role};
-use maguey_rpc::ca::{ClusterCa, NodeIdentity};
+use maguey_rpc::ca::NodeIdentity;
 use maguey_rpc::PeerIdentity;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -132,14 +132,10 @@ async fn secrets(State(c): State<Arc<Candidacy>>, req: Request) -> Response {
     };
     let dir = &c.dir;
     let write = || -> Result<()> {
-        if ClusterCa::load(dir).is_err() {
-            let ca = ClusterCa {
-                cert_pem: c.identity.ca_pem.clone(),
-                key_pem: s.ca_key_pem.clone(),
-            };
-            ca.save(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
-        if NodeIdentity::load_admin(dir).is_err() {
+        // The first time, and again after a CA roll (the new CA's key, once trusted here).
+        maguey_rpc::ca_roll::adopt_key(dir, &s.ca_key_pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let current = NodeIdentity::load_admin(dir).ok();
+        if current.is_none_or(|a| a.cert_pem != s.admin_cert_pem) {
             NodeIdentity {
                 cert_pem: s.admin_cert_pem.clone(),
                 key_pem: s.admin_key_pem.clone(),
@@ -375,7 +371,7 @@ async fn stale_query(c: &Arc<Candidacy>, replica: Arc<Replica>, req: Request) ->
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let cfg = replica.config();
-    let rpc = match maguey_rpc::RpcClient::new(&c.identity, std::time::Duration::from_secs(10)) {
+    let rpc = match maguey_rpc::reload::rpc_client(&c.dir, std::time::Duration::from_secs(10)) {
         Ok(r) => r.with_fence(maguey_rpc::Fence::new(
             &cfg.cluster.uuid,
             cfg.cluster.fence_term(),

@@ -26,7 +26,7 @@ pub(crate) async fn start(c: &Arc<Candidacy>) {
     if c.args.rapi_port == 0 {
         return;
     }
-    let client = match maguey_rpc::RpcClient::new(&c.identity, FORWARD_TIMEOUT) {
+    let client = match maguey_rpc::reload::rpc_client(&c.dir, FORWARD_TIMEOUT) {
         Ok(client) => client,
         Err(e) => {
             tracing::warn!("the Remote API does not run on this candidate: {e}");
@@ -133,7 +133,7 @@ async fn forward(client: &maguey_rpc::RpcClient, leader: &str, req: Request) -> 
             )
         }
     };
-    let mut out = client.http().request(parts.method.clone(), &url);
+    let mut out = client.http_now().request(parts.method.clone(), &url);
     for (name, value) in &parts.headers {
         if !hop_by_hop(name) {
             out = out.header(name, value);

@@ -524,6 +524,10 @@ pub struct JoinToken {
     /// The node joins as a witness ([`Node::witness`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub witness: bool,
+    /// The node is in the config and joins again (`node add --readd`): its join re-adds it
+    /// with a new certificate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readd: bool,
 }
 
 /// The small cluster-wide facts every node needs (Ganeti's ssconf).

@@ -289,6 +289,11 @@ impl ClusterCa {
         fingerprint_pem(&self.cert_pem).unwrap_or_default()
     }
 
+    /// Checks that the key belongs to the (first) CA certificate.
+    pub fn check(&self) -> Result<()> {
+        self.issuer().map(|_| ())
+    }
+
     /// The CA as an rcgen issuer (same subject and key as the stored certificate).
     fn issuer(&self) -> Result<(Certificate, KeyPair)> {
         let key = KeyPair::from_pem(&self.key_pem).map_err(invalid("invalid CA key"))?;

@@ -144,9 +144,44 @@ pub fn finish(dir: &Path, new_ca_pem: &str) -> Result<()> {
     write(&dir.join(CA_CERT_FILE), new_ca_pem, 0o644)
 }
 
+/// On a master candidate of a replicated cluster: the CA key its leader hands it
+/// (`/raft/secrets`) becomes `ca.key` when it belongs to the CA that `ca.pem` holds (first);
+/// so, after a roll, the new CA's key replaces the old one once this node trusts the new CA.
+/// Answers whether `ca.key` changed; a key of another CA is refused.
+pub fn adopt_key(dir: &Path, key_pem: &str) -> Result<bool> {
+    let key_path = dir.join(CA_KEY_FILE);
+    if read(&key_path).is_ok_and(|k| k == key_pem) {
+        return Ok(false);
+    }
+    ClusterCa {
+        cert_pem: read(&dir.join(CA_CERT_FILE))?,
+        key_pem: key_pem.to_string(),
+    }
+    .check()?;
+    write(&key_path, key_pem, 0o600)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_candidate_adopts_the_key_of_the_ca_it_trusts_only() {
+        let d = tempfile::tempdir().unwrap();
+        let old = ClusterCa::generate("adopt").unwrap();
+        let new = ClusterCa::generate("adopt").unwrap();
+        std::fs::write(d.path().join(CA_CERT_FILE), &old.cert_pem).unwrap();
+        assert!(adopt_key(d.path(), &old.key_pem).unwrap());
+        assert!(!adopt_key(d.path(), &old.key_pem).unwrap());
+        // The new CA's key while ca.pem still holds the old CA: refused, ca.key kept.
+        assert!(adopt_key(d.path(), &new.key_pem).is_err());
+        assert_eq!(ClusterCa::load(d.path()).unwrap().key_pem, old.key_pem);
+        // After the roll's finish (ca.pem: the new CA alone) it is adopted.
+        std::fs::write(d.path().join(CA_CERT_FILE), &new.cert_pem).unwrap();
+        assert!(adopt_key(d.path(), &new.key_pem).unwrap());
+        assert_eq!(ClusterCa::load(d.path()).unwrap().key_pem, new.key_pem);
+    }
 
     #[test]
     fn a_roll_trusts_both_then_only_the_new_ca() {

@@ -135,6 +135,12 @@ pub type TransportFuture<'a> =
 /// [`RpcError::Unreachable`]; any answer, whatever its status, is `Ok`.
 pub trait RpcTransport: Debug + Send + Sync + 'static {
     fn send(&self, req: TransportRequest) -> TransportFuture<'_>;
+
+    /// The HTTPS client this transport uses now, when it follows certificate renewals
+    /// ([`RpcClient::http_now`]); `None`: the client's own.
+    fn http_now(&self) -> Option<reqwest::Client> {
+        None
+    }
 }
 
 /// The URL of the node RPC endpoint of the daemon at `addr` (`ip:port`).
@@ -151,6 +157,11 @@ pub struct HttpsTransport {
 impl HttpsTransport {
     pub fn new(http: reqwest::Client) -> Self {
         HttpsTransport { http }
+    }
+
+    /// The HTTPS client it sends with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 }
 
@@ -408,6 +419,16 @@ impl RpcClient {
     /// The underlying HTTP client (for other methods, streaming, ...).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The HTTPS client presenting the node certificate as it is now: after a renewal
+    /// ([`crate::reload::rpc_client`]) a new client (new connections) with the renewed
+    /// certificate; otherwise [`http`](Self::http). For requests outside the node RPC (Raft,
+    /// consoles) that must follow renewals.
+    pub fn http_now(&self) -> reqwest::Client {
+        self.transport
+            .http_now()
+            .unwrap_or_else(|| self.http.clone())
     }
 }
 

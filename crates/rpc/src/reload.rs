@@ -344,6 +344,10 @@ impl RpcTransport for ReloadingTransport {
         let t = self.current();
         Box::pin(async move { t.send(req).await })
     }
+
+    fn http_now(&self) -> Option<reqwest::Client> {
+        Some(self.current().http().clone())
+    }
 }
 
 /// [`RpcClient::new`] for the identity in `dir`, presenting its renewed certificate from the

@@ -9,6 +9,11 @@
 //!
 //! Run: `cargo build --workspace --bins && target/debug/maguey-kvm-bench [ROUNDS]` (root:
 //! the lab puts nodes in network namespaces and NICs in bridges). Prints one line per figure.
+//!
+//! `maguey-kvm-bench tls [ROUNDS]`: bare QEMU live migration of the same guest over plain TCP
+//! against the same over TLS (`tls-creds-x509` from a cluster CA, the peer verified both
+//! ways, as Maguey's migrations do: docs/security.md), the two alternating, uncapped and with
+//! the 32 MiB/s cap; medians and the TLS/plain ratio (the goal: at most 1.2).
 
 use anyhow::{bail, Context, Result};
 use maguey_lab::guest;
@@ -19,14 +24,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<()> {
-    let rounds: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tls_mode = args.first().is_some_and(|a| a == "tls");
+    let rounds: usize = args
+        .get(usize::from(tls_mode))
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let g = guest::ensure()?;
     let tmp = tempfile::Builder::new()
         .prefix("maguey-kvm-bench-")
         .tempdir()?;
+    if tls_mode {
+        return tls_figures(&g, tmp.path(), rounds);
+    }
     let raw = raw_figures(&g, tmp.path(), rounds)?;
     let lab = Lab::up(tmp.path().join("lab"))?;
     let r = lab.figures(rounds);
@@ -170,6 +180,137 @@ fn raw_figures(g: &guest::Guest, dir: &Path, rounds: usize) -> Result<(f64, f64)
         let _ = b.cmd(r#"{"execute":"quit"}"#);
     }
     Ok((median(boots), median(migs)))
+}
+
+/// Credentials for QEMU's `tls-creds-x509` (`ca-cert.pem`, `server-*.pem` in `server/`,
+/// `client-*.pem` in `client/`), issued by a fresh cluster CA.
+fn tls_creds(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let ca = maguey_rpc::ca::ClusterCa::generate("kvm-bench")?;
+    let lo: std::net::IpAddr = "127.0.0.1".parse()?;
+    let mut out = Vec::new();
+    for (side, name) in [("server", "bench-target"), ("client", "bench-source")] {
+        let id = ca.issue(name, &[lo])?;
+        let d = dir.join(side);
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join("ca-cert.pem"), &ca.cert_pem)?;
+        std::fs::write(d.join(format!("{side}-cert.pem")), &id.cert_pem)?;
+        std::fs::write(d.join(format!("{side}-key.pem")), &id.key_pem)?;
+        out.push(d);
+    }
+    Ok((out[0].clone(), out[1].clone()))
+}
+
+/// One bare QEMU migration of a booted guest (seconds from `migrate` to the target running),
+/// over TLS when `creds` holds (server, client) credential directories; `bandwidth` in
+/// bytes/s.
+fn raw_migration(
+    g: &guest::Guest,
+    dir: &Path,
+    tag: &str,
+    creds: Option<&(PathBuf, PathBuf)>,
+    bandwidth: u64,
+) -> Result<f64> {
+    let img = dir.join(format!("{tag}.img"));
+    std::fs::File::create(&img)?.set_len(64 << 20)?;
+    let (qa, la, qb) = (
+        dir.join(format!("{tag}-a.qmp")),
+        dir.join(format!("{tag}-a.log")),
+        dir.join(format!("{tag}-b.qmp")),
+    );
+    let out = g.bare_qemu(&img, &qa, &la, None).output()?;
+    if !out.status.success() {
+        bail!("qemu: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut a = Qmp::connect(&qa)?;
+    let result = (|| -> Result<f64> {
+        wait_for(Duration::from_secs(120), || {
+            read(&la).contains(guest::READY_MARKER)
+        })?;
+        wait_for(Duration::from_secs(60), || last_tick(&read(&la)) >= 3)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut c = g.bare_qemu(&img, &qb, &dir.join(format!("{tag}-b.log")), None);
+        c.args(["-incoming", "defer"]);
+        let out = c.output()?;
+        if !out.status.success() {
+            bail!("qemu (target): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut b = Qmp::connect(&qb)?;
+        let target = (|| -> Result<f64> {
+            let params = |tls: &str, host: &str| {
+                format!(
+                    r#"{{"execute":"migrate-set-parameters","arguments":{{"max-bandwidth":{bandwidth},"downtime-limit":30,"tls-creds":"{tls}","tls-hostname":"{host}"}}}}"#
+                )
+            };
+            match creds {
+                Some((server, client)) => {
+                    b.cmd(&format!(
+                        r#"{{"execute":"object-add","arguments":{{"qom-type":"tls-creds-x509","id":"tls0","dir":"{}","endpoint":"server","verify-peer":true}}}}"#,
+                        server.display()
+                    ))?;
+                    b.cmd(&params("tls0", ""))?;
+                    a.cmd(&format!(
+                        r#"{{"execute":"object-add","arguments":{{"qom-type":"tls-creds-x509","id":"tls0","dir":"{}","endpoint":"client","verify-peer":true}}}}"#,
+                        client.display()
+                    ))?;
+                    a.cmd(&params("tls0", "bench-target"))?;
+                }
+                None => {
+                    b.cmd(&params("", ""))?;
+                    a.cmd(&params("", ""))?;
+                }
+            }
+            b.cmd(&format!(
+                r#"{{"execute":"migrate-incoming","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
+            ))?;
+            let t = Instant::now();
+            a.cmd(&format!(
+                r#"{{"execute":"migrate","arguments":{{"uri":"tcp:127.0.0.1:{port}"}}}}"#
+            ))?;
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                let m = a.cmd(r#"{"execute":"query-migrate"}"#)?;
+                match m["status"].as_str() {
+                    Some("completed") => break,
+                    Some("failed") | Some("cancelled") => bail!("raw migration: {m}"),
+                    _ => {}
+                }
+            }
+            wait_for(Duration::from_secs(30), || {
+                b.cmd(r#"{"execute":"query-status"}"#)
+                    .map(|s| s["running"] == true)
+                    .unwrap_or(false)
+            })?;
+            Ok(t.elapsed().as_secs_f64())
+        })();
+        let _ = b.cmd(r#"{"execute":"quit"}"#);
+        target
+    })();
+    let _ = a.cmd(r#"{"execute":"quit"}"#);
+    let _ = std::fs::remove_file(&img);
+    result
+}
+
+/// `tls` mode: plain and TLS migrations alternating, `rounds` of each, uncapped and capped.
+fn tls_figures(g: &guest::Guest, dir: &Path, rounds: usize) -> Result<()> {
+    let creds = tls_creds(dir)?;
+    for (label, bandwidth) in [("uncapped", 10u64 << 30), ("32 MiB/s cap", 32 << 20)] {
+        let (mut plain, mut tls) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let p = raw_migration(g, dir, &format!("p{round}"), None, bandwidth)?;
+            let t = raw_migration(g, dir, &format!("t{round}"), Some(&creds), bandwidth)?;
+            eprintln!("{label} round {round}: plain {p:.3} s, TLS {t:.3} s");
+            plain.push(p);
+            tls.push(t);
+        }
+        let (p, t) = (median(plain), median(tls));
+        println!(
+            "bare QEMU live migration, 128 MiB guest, {label}: plain TCP {p:.3} s, TLS {t:.3} s, ratio {:.2} (median of {rounds})",
+            t / p
+        );
+    }
+    Ok(())
 }
 
 struct Lab {

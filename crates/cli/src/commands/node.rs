@@ -46,8 +46,8 @@ pub enum NodeCmd {
     Add {
         name: String,
         /// The node's primary IP address.
-        #[arg(long, short = 'a')]
-        address: String,
+        #[arg(long, short = 'a', required_unless_present = "readd")]
+        address: Option<String>,
         #[arg(long, short = 's')]
         secondary_ip: Option<String>,
         #[arg(long, short = 'g')]
@@ -63,6 +63,11 @@ pub enum NodeCmd {
         /// magueyd with --witness: no hypervisor or storage needed).
         #[arg(long)]
         witness: bool,
+        /// Ganeti's --readd: the node is in the cluster already (e.g. kept offline past its
+        /// certificate's end) and joins again with a new certificate, keeping its instances
+        /// (run its magueyd with --join ... --readd).
+        #[arg(long, conflicts_with_all = ["secondary_ip", "group", "room", "witness"])]
+        readd: bool,
     },
     /// Removes an empty node.
     Remove {
@@ -161,6 +166,38 @@ pub enum NodeCmd {
 }
 
 /// Parses a yes/no flag value.
+/// `node add NAME --readd`: a token for a node of the config to join again.
+async fn readd_token(
+    dir: &Path,
+    name: &str,
+    address: Option<String>,
+    token_only: bool,
+) -> CliResult<u8> {
+    let c = client(dir)?;
+    let r = c
+        .readd_token(&maguey_client::api::ReaddTokenRequest {
+            node_name: name.to_string(),
+            primary_ip: address,
+        })
+        .await?;
+    if token_only {
+        println!("{}", r.token);
+    } else {
+        println!("Re-add token for node {name} (valid for one hour, usable once):");
+        println!("  {}", r.token);
+        println!("On {name}, with its magueyd stopped, run:");
+        println!(
+            "  magueyd --join {} --token {} --node-name {name} --readd",
+            r.master_url, r.token
+        );
+        println!(
+            "The node gets a new certificate and is back online (OP_NODE_ADD with readd) when \
+             its daemon has joined; its instances are kept."
+        );
+    }
+    Ok(0)
+}
+
 fn yes_no(s: &str) -> Result<bool, String> {
     match s {
         "yes" | "true" | "on" => Ok(true),
@@ -194,8 +231,13 @@ pub async fn run(dir: &Path, cmd: NodeCmd) -> CliResult<u8> {
             room,
             token_only,
             witness,
+            readd,
         } => {
             name_ok("node", &name)?;
+            if readd {
+                return readd_token(dir, &name, address, token_only).await;
+            }
+            let address = address.unwrap_or_default();
             if let Some(r) = &room {
                 maguey_model::rooms::validate_room(r).map_err(|e| usage(e.to_string()))?;
             }

@@ -137,6 +137,7 @@ pub fn token(name: &str, ip: &str) -> JoinToken {
         expires: ts(1_000_000),
         room: String::new(),
         witness: false,
+        readd: false,
     }
 }
 

@@ -27,6 +27,11 @@ pub struct OpNodeAdd {
     /// instances).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub witness: bool,
+    /// Ganeti's `readd`: the node is in the config already (kept offline, its certificate
+    /// expired or revoked) and comes back with the certificate of a new join, keeping its
+    /// instances. Only the join service submits it (it needs `certificate_fingerprint`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readd: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

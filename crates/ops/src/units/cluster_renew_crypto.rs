@@ -13,7 +13,8 @@
 //! goes to every other node first (still sent with the old certificate), then the master
 //! installs its certificate together with its own ssconf, and its RPC client presents the new
 //! one from the next request on. Offline nodes are skipped (they are re-added when they come
-//! back, or renewed by a later run).
+//! back, or renewed by a later run); so are nodes that cannot be reached at all, except in a
+//! CA roll.
 
 use crate::util::node_addr;
 use crate::{Env, LockRequest, LogicalUnit};
@@ -120,12 +121,8 @@ impl LogicalUnit for ClusterRenewCrypto {
             .master_node()
             .cloned()
             .ok_or_else(|| crate::prereq("the config names no master node"))?;
-        if self.op.new_cluster_cert && cfg.cluster.replicated {
-            return Err(crate::prereq(
-                "a new cluster CA is not rolled in a replicated cluster yet (every master \
-                 candidate holds the CA key): see docs/security.md",
-            ));
-        }
+        // A replicated cluster rolls its CA too: the leader hands the new CA key and admin
+        // certificate to every master candidate once the roll is done (daemon, `voters`).
         let others = cfg
             .nodes
             .values()
@@ -235,6 +232,25 @@ impl ClusterRenewCrypto {
         let Plan { others, master } = plan;
         let mut renewed = Vec::new();
         for node in &others {
+            // A node that cannot be reached at all (e.g. the old master of a replicated
+            // cluster, dead) keeps its certificate: it is re-added when it comes back. A CA
+            // roll needs every online node.
+            if !next_ca {
+                let addr = node_addr(&env.cfg(), node);
+                let probe = env
+                    .master
+                    .rpc
+                    .call::<Value>(&addr, &NodeRequest::Version)
+                    .await;
+                if let Err(maguey_rpc::RpcError::Unreachable(e)) = probe {
+                    env.log(format!(
+                        "node {}: unreachable ({e}), skipped: it keeps its certificate (re-add \
+                         it if that ends first: maguey node add {} --readd)",
+                        node.name, node.name
+                    ));
+                    continue;
+                }
+            }
             let cert = Self::signed(env, &master, node, next_ca, lifetime_secs).await?;
             let fp: String = env
                 .rpc(

@@ -1,4 +1,7 @@
 //! OP_NODE_ADD: adds a node that has joined with its token (and so holds a certificate).
+//! With `readd` (Ganeti's `gnt-node add --readd`), the node is in the config already: it
+//! comes back online with the certificate of its new join (the old one is revoked), its
+//! instances untouched.
 //!
 //! The node daemon may still be starting when the job runs: the version handshake is retried
 //! for a while. The node must present the name it is added under.
@@ -24,6 +27,7 @@ pub struct NodeAdd {
     room: String,
     certificate_fingerprint: String,
     witness: bool,
+    readd: bool,
 }
 
 impl LogicalUnit for NodeAdd {
@@ -41,7 +45,13 @@ impl LogicalUnit for NodeAdd {
             room,
             certificate_fingerprint,
             witness,
+            readd,
         } = op;
+        if *readd && certificate_fingerprint.is_none() {
+            return Err(prereq(
+                "a node is re-added through a new join: `maguey node add NAME --readd`",
+            ));
+        }
         if let Some(r) = room {
             maguey_model::rooms::validate_room(r).map_err(|e| prereq(e.to_string()))?;
         }
@@ -60,6 +70,7 @@ impl LogicalUnit for NodeAdd {
             room: room.clone().unwrap_or_default(),
             certificate_fingerprint: certificate_fingerprint.clone().unwrap_or_default(),
             witness: *witness,
+            readd: *readd,
         })
     }
 
@@ -68,6 +79,9 @@ impl LogicalUnit for NodeAdd {
     }
 
     fn check_prereq(&mut self, cfg: &ConfigData) -> Result<Self::Checked, OpError> {
+        if self.readd {
+            return self.readd_prereq(cfg);
+        }
         if cfg.node_by_name(&self.name).is_some() {
             return Err(prereq(format!(
                 "node '{}' is already in the cluster",
@@ -183,13 +197,54 @@ impl LogicalUnit for NodeAdd {
             "node {} runs Maguey {}: {} CPUs, {} MiB memory",
             node.name, version.version, info.cpu_count, info.memory_total
         ));
-        env.apply(Command::AddNode { node: node.clone() }).await?;
+        if self.readd {
+            env.apply(Command::UpdateNode { node: node.clone() })
+                .await?;
+        } else {
+            env.apply(Command::AddNode { node: node.clone() }).await?;
+        }
         for (name, e) in env.master.distribute_ssconf().await {
             env.log(format!(
                 "warning: could not update ssconf on node {name}: {e}"
             ));
         }
-        env.log(format!("node {} added to the cluster", node.name));
+        env.log(format!(
+            "node {} {} the cluster",
+            node.name,
+            if self.readd {
+                "re-added to"
+            } else {
+                "added to"
+            }
+        ));
         Ok(json!({"node_name": node.name, "uuid": node.uuid}))
+    }
+}
+
+impl NodeAdd {
+    /// The node as the config holds it, back online (not drained) with its new certificate;
+    /// its instances, group and flags otherwise kept.
+    fn readd_prereq(&self, cfg: &ConfigData) -> Result<Node, OpError> {
+        let node = cfg
+            .node_by_name(&self.name)
+            .ok_or_else(|| prereq(format!("node '{}' is not in the cluster", self.name)))?;
+        if cfg.master_node().is_some_and(|m| m.uuid == node.uuid) {
+            return Err(prereq(format!(
+                "node '{}' is the master: it cannot be re-added",
+                self.name
+            )));
+        }
+        if node.primary_ip != self.primary_ip {
+            return Err(prereq(format!(
+                "node '{}' has primary IP {}, not {}",
+                self.name, node.primary_ip, self.primary_ip
+            )));
+        }
+        let mut node = node.clone();
+        node.certificate_fingerprint = self.certificate_fingerprint.clone();
+        node.offline = false;
+        node.drained = false;
+        node.mtime = maguey_model::now();
+        Ok(node)
     }
 }
