@@ -32,6 +32,9 @@ pub struct ReplicaOptions {
 impl Default for ReplicaOptions {
     fn default() -> Self {
         ReplicaOptions {
+            // openraft 0.9 also times AppendEntries out after one heartbeat interval: shorter
+            // (150 ms was tried) and a loaded debug build's replication fails and backs off,
+            // so that a new leader cannot commit.
             heartbeat: Duration::from_millis(250),
             election_min: Duration::from_millis(1000),
             election_max: Duration::from_millis(2000),
