@@ -36,8 +36,11 @@ impl Default for ReplicaOptions {
             // (150 ms was tried) and a loaded debug build's replication fails and backs off,
             // so that a new leader cannot commit.
             heartbeat: Duration::from_millis(250),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            // A follower that knew a leader campaigns after the leader's lease (openraft: the
+            // election maximum) plus a random election timeout: 1.5-2 s without a heartbeat
+            // here (it was 3-4 s with 1-2 s).
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
             write_timeout: Duration::from_secs(5),
             snapshot_every: 1000,
         }

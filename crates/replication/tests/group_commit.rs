@@ -43,7 +43,11 @@ async fn concurrent_writes_share_entries_and_are_answered_each() {
         j.await.unwrap().unwrap();
     }
     assert_eq!(refused, 30, "one of each pair is refused");
-    assert_eq!(serials, (2..=31).collect::<BTreeSet<u64>>(), "one serial each");
+    assert_eq!(
+        serials,
+        (2..=31).collect::<BTreeSet<u64>>(),
+        "one serial each"
+    );
     let entries = c.get(leader).status().last_log_index.unwrap_or(0) - before;
     eprintln!("40 writes (30 applied) in {entries} log entries");
     c.converge(&[1, 2, 3], leader).await;

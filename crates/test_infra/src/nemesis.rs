@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long one CLI run may take before it is killed (and counts as not acknowledged).
+const CLIENT_LIMIT: Duration = Duration::from_secs(10);
+
 /// A small seeded generator (xorshift64*): a seed replays the same faults.
 pub struct Rng(u64);
 
@@ -204,10 +207,16 @@ pub fn run(lab: &TestLab, o: &Options) -> Report {
                 .iter()
                 .map(|(node, names)| {
                     s.spawn(move || {
+                        let mut timed_out = false;
                         names
                             .iter()
-                            .map(|name| {
+                            .filter_map(|name| {
+                                // A client cut off from the master gives up for this round.
+                                if timed_out {
+                                    return None;
+                                }
                                 let pnode = format!("node{}", 1 + name.len() % 3);
+                                let started = Instant::now();
                                 let r = maguey_on(
                                     lab,
                                     *node,
@@ -222,9 +231,10 @@ pub fn run(lab: &TestLab, o: &Options) -> Report {
                                         &pnode,
                                         name,
                                     ],
-                                    Duration::from_secs(20),
+                                    CLIENT_LIMIT,
                                 );
-                                (name.clone(), r.code == 0)
+                                timed_out = r.code != 0 && started.elapsed() >= CLIENT_LIMIT;
+                                Some((name.clone(), r.code == 0))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -243,6 +253,37 @@ pub fn run(lab: &TestLab, o: &Options) -> Report {
         }
     }
     repair(lab, fault, &mut report.faults);
+    // One creation after the repairs, retried until acknowledged: every run checks at least
+    // one acknowledged write, whatever the faults did to the rounds.
+    let last = "nem-final".to_string();
+    proposed.insert(last.clone());
+    let done = wait_until(Duration::from_secs(90), || {
+        let r = maguey_on(
+            lab,
+            1,
+            &[
+                "instance",
+                "add",
+                "-t",
+                "diskless",
+                "--no-install",
+                "--no-start",
+                "-n",
+                "node2",
+                &last,
+            ],
+            CLIENT_LIMIT,
+        );
+        // A retry of a creation that committed meanwhile is refused: it exists.
+        r.code == 0 || r.stderr.contains("already in use")
+    });
+    if done {
+        acked.insert(last);
+    } else {
+        report
+            .anomalies
+            .push("no creation acknowledged after the repairs".into());
+    }
     report.proposed = proposed.len();
     report.acknowledged = acked.len();
     check(lab, &proposed, &acked, &mut report);

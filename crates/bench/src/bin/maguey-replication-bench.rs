@@ -156,7 +156,10 @@ async fn main() -> anyhow::Result<()> {
     let c = MasterClient::from_state_dir(&dirs[0])?;
     // Three voters before measuring.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !single {
+    loop {
+        if single {
+            break;
+        }
         let r = c.replication().await?;
         if r["voters"].as_array().map(Vec::len) == Some(3) {
             break;
@@ -287,9 +290,10 @@ async fn main() -> anyhow::Result<()> {
     // Where the new master's start went (its log: read index, master term, job queue).
     for d in &dirs[1..] {
         let log = std::fs::read_to_string(d.join("magueyd.log")).unwrap_or_default();
-        for line in log.lines().filter(|l| {
-            l.contains("master started in") || l.contains("Raft leader in term")
-        }) {
+        for line in log
+            .lines()
+            .filter(|l| l.contains("master started in") || l.contains("Raft leader in term"))
+        {
             println!("  {}: {line}", d.display());
         }
     }
