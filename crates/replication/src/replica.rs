@@ -370,7 +370,7 @@ impl Replica {
     pub async fn apply_at(&self, ts: f64, command: Command) -> Result<u64, ReplicationError> {
         let name = command.name();
         #[cfg(feature = "unsafe-ack-before-commit")]
-        {
+        if self.unsafe_ack() {
             self.writable().await?;
             maguey_config::validate(&self.config(), &command)?;
             return match self.propose(Request::Config { ts, command }).await? {
@@ -496,7 +496,7 @@ impl Replica {
     /// Proposes one entry and waits for its answer (committed and applied here).
     pub(crate) async fn propose(&self, request: Request) -> Result<Response, ReplicationError> {
         #[cfg(feature = "unsafe-ack-before-commit")]
-        {
+        if self.unsafe_ack() {
             // Deliberately wrong (tests only): acknowledged once proposed, before any commit.
             fn acked(r: &Request) -> Response {
                 match r {
@@ -523,6 +523,16 @@ impl Replica {
             Err(_) => Err(self.no_quorum(true)),
             Ok(r) => Ok(r.map_err(|e| self.write_error(e))?.data),
         }
+    }
+
+    /// Built with the test-only `unsafe-ack-before-commit` feature: whether writes are
+    /// acknowledged before they commit, i.e. whether the file `unsafe-ack-before-commit`
+    /// exists beside the store (so that a cluster can form first, then turn it on).
+    #[cfg(feature = "unsafe-ack-before-commit")]
+    fn unsafe_ack(&self) -> bool {
+        self.path
+            .with_file_name("unsafe-ack-before-commit")
+            .exists()
     }
 
     /// Returns when this replica's view changes (role, term, leader, indexes), or after

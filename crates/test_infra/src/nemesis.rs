@@ -161,6 +161,13 @@ pub fn run(lab: &TestLab, o: &Options) -> Report {
         ..Default::default()
     };
     let cuts = o.cuts && lab.has_netns();
+    // The manual proof that the checker can fail (docs/replication.md): a magueyd built with
+    // `unsafe-ack-before-commit` acknowledges early once this file is beside its store.
+    if std::env::var_os("MAGUEY_NEMESIS_UNSAFE").is_some() {
+        for i in 1..=3 {
+            let _ = std::fs::write(lab.node_dir(i).join("unsafe-ack-before-commit"), "");
+        }
+    }
     let mut fault = Fault::None;
     let mut proposed: BTreeSet<String> = BTreeSet::new();
     let mut acked: BTreeSet<String> = BTreeSet::new();
