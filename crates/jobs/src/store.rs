@@ -218,7 +218,9 @@ impl Store {
             }
         }
         let mut txn = self.db.begin_write().map_err(storage)?;
-        txn.set_durability(if durable {
+        // A replicated queue's file is a cache of the replicated records (rebuilt from them
+        // when the queue opens): they are durable on a quorum already, no fsync here.
+        txn.set_durability(if durable && self.replication.is_none() {
             Durability::Immediate
         } else {
             Durability::None

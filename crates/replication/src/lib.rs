@@ -20,6 +20,7 @@
 // openraft's storage traits return its `StorageError` (over 200 bytes): not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 mod db;
 mod force;
 pub mod local;

@@ -30,11 +30,20 @@ impl LogStore {
         value: &T,
         subject: ErrorSubject<NodeId>,
     ) -> Result<(), StorageError> {
+        self.put_meta_with(key, value, subject, Durability::Immediate)
+    }
+
+    fn put_meta_with<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        subject: ErrorSubject<NodeId>,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
         let w = |e: &dyn std::fmt::Display| io_err(subject.clone(), ErrorVerb::Write, e);
         let bytes = to_json(value).map_err(|e| w(&e))?;
         let mut txn = self.db.begin_write().map_err(|e| w(&e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| w(&e))?;
+        txn.set_durability(durability).map_err(|e| w(&e))?;
         {
             let mut t = txn.open_table(RAFT_META).map_err(|e| w(&e))?;
             t.insert(key, bytes.as_slice()).map_err(|e| w(&e))?;
@@ -139,7 +148,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed, ErrorSubject::Store)
+        // A hint for the restart (apply up to here at once): not synced, it becomes durable
+        // with the next log append; an older value only means the leader tells it again.
+        self.put_meta_with(COMMITTED, &committed, ErrorSubject::Store, Durability::None)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -32,9 +32,15 @@ pub struct ReplicaOptions {
 impl Default for ReplicaOptions {
     fn default() -> Self {
         ReplicaOptions {
+            // openraft 0.9 also times AppendEntries out after one heartbeat interval: shorter
+            // (150 ms was tried) and a loaded debug build's replication fails and backs off,
+            // so that a new leader cannot commit.
             heartbeat: Duration::from_millis(250),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            // A follower that knew a leader campaigns after the leader's lease (openraft: the
+            // election maximum) plus a random election timeout: 1.5-2 s without a heartbeat
+            // here (it was 3-4 s with 1-2 s).
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
             write_timeout: Duration::from_secs(5),
             snapshot_every: 1000,
         }
@@ -124,8 +130,9 @@ pub struct Replica {
     shared: Arc<Shared>,
     reach: Arc<Reachability>,
     options: ReplicaOptions,
-    /// Serialises this replica's writes: validated against the state they will apply to.
-    writer: tokio::sync::Mutex<()>,
+    /// Concurrent writes share entries (`batch.rs`); validated against the state they will
+    /// apply to.
+    pub(crate) group: crate::batch::GroupCommit,
 }
 
 impl std::fmt::Debug for Replica {
@@ -195,7 +202,7 @@ impl Replica {
             shared,
             reach,
             options,
-            writer: tokio::sync::Mutex::new(()),
+            group: Default::default(),
         }))
     }
 
@@ -361,14 +368,24 @@ impl Replica {
 
     /// [`Replica::apply`] with the proposer's timestamp given.
     pub async fn apply_at(&self, ts: f64, command: Command) -> Result<u64, ReplicationError> {
-        let _writer = self.writer.lock().await;
-        self.writable().await?;
-        maguey_config::validate(&self.config(), &command)?;
         let name = command.name();
-        match self.propose(Request::Config { ts, command }).await? {
-            Response::Config {
+        #[cfg(feature = "unsafe-ack-before-commit")]
+        if self.unsafe_ack() {
+            self.writable().await?;
+            maguey_config::validate(&self.config(), &command)?;
+            return match self.propose(Request::Config { ts, command }).await? {
+                Response::Config { result: Ok(s) } => Ok(s),
+                _ => Err(ReplicationError::Raft(format!("no answer to {name}"))),
+            };
+        }
+        #[allow(unreachable_code)]
+        let answer = self
+            .propose_grouped(vec![Request::Config { ts, command }])
+            .await?;
+        match answer.into_iter().next() {
+            Some(Response::Config {
                 result: Ok(serial_no),
-            } => {
+            }) => {
                 tracing::debug!(
                     command = name,
                     serial_no,
@@ -376,7 +393,7 @@ impl Replica {
                 );
                 Ok(serial_no)
             }
-            Response::Config { result: Err(e) } => Err(ReplicationError::Refused(e)),
+            Some(Response::Config { result: Err(e) }) => Err(ReplicationError::Refused(e)),
             _ => Err(ReplicationError::Raft(format!("no answer to {name}"))),
         }
     }
@@ -388,14 +405,38 @@ impl Replica {
         id: u64,
         record: serde_json::Value,
     ) -> Result<(), ReplicationError> {
-        self.writable().await?;
-        self.job_answer(self.propose(Request::JobPut { id, record }).await?)
+        self.put_jobs(vec![(id, record, false)]).await
     }
 
     /// Moves job `id` to the archive on every replica (refused if it is not in the queue).
     pub async fn archive_job(&self, id: u64) -> Result<(), ReplicationError> {
-        self.writable().await?;
-        self.job_answer(self.propose(Request::JobArchive { id }).await?)
+        self.jobs_answer(
+            self.propose_grouped(vec![Request::JobArchive { id }])
+                .await?,
+        )
+    }
+
+    /// Replicates several jobs' records at once (`(id, record, archived)`; an archived one
+    /// is stored, then moved to the archive), in one entry with whatever other writes wait.
+    pub async fn put_jobs(
+        &self,
+        jobs: Vec<(u64, serde_json::Value, bool)>,
+    ) -> Result<(), ReplicationError> {
+        let mut requests = Vec::with_capacity(jobs.len());
+        for (id, record, archived) in jobs {
+            requests.push(Request::JobPut { id, record });
+            if archived {
+                requests.push(Request::JobArchive { id });
+            }
+        }
+        self.jobs_answer(self.propose_grouped(requests).await?)
+    }
+
+    fn jobs_answer(&self, responses: Vec<Response>) -> Result<(), ReplicationError> {
+        for r in responses {
+            self.job_answer(r)?;
+        }
+        Ok(())
     }
 
     /// Job `id`'s record as this replica has applied it, and whether it is archived.
@@ -453,22 +494,54 @@ impl Replica {
     }
 
     /// Proposes one entry and waits for its answer (committed and applied here).
-    async fn propose(&self, request: Request) -> Result<Response, ReplicationError> {
+    pub(crate) async fn propose(&self, request: Request) -> Result<Response, ReplicationError> {
         #[cfg(feature = "unsafe-ack-before-commit")]
-        if let Request::Config { .. } = request {
+        if self.unsafe_ack() {
             // Deliberately wrong (tests only): acknowledged once proposed, before any commit.
+            fn acked(r: &Request) -> Response {
+                match r {
+                    Request::Config { .. } => Response::Config { result: Ok(0) },
+                    Request::JobPut { .. } | Request::JobArchive { .. } => {
+                        Response::Job { result: Ok(()) }
+                    }
+                    Request::Batch { requests } => Response::Batch {
+                        responses: requests.iter().map(acked).collect(),
+                    },
+                }
+            }
+            let answer = acked(&request);
             self.raft
                 .client_write_ff(request)
                 .await
                 .map_err(|e| ReplicationError::Raft(e.to_string()))?;
-            return Ok(Response::Config { result: Ok(0) });
+            return Ok(answer);
         }
+        #[allow(unreachable_code)]
         let written =
             tokio::time::timeout(self.options.write_timeout, self.raft.client_write(request)).await;
         match written {
             Err(_) => Err(self.no_quorum(true)),
             Ok(r) => Ok(r.map_err(|e| self.write_error(e))?.data),
         }
+    }
+
+    /// Built with the test-only `unsafe-ack-before-commit` feature: whether writes are
+    /// acknowledged before they commit, i.e. whether the file `unsafe-ack-before-commit`
+    /// exists beside the store (so that a cluster can form first, then turn it on).
+    #[cfg(feature = "unsafe-ack-before-commit")]
+    fn unsafe_ack(&self) -> bool {
+        self.path
+            .with_file_name("unsafe-ack-before-commit")
+            .exists()
+    }
+
+    /// Returns when this replica's view changes (role, term, leader, indexes), or after
+    /// `within` at the latest.
+    pub async fn changed(&self, within: Duration) {
+        let mut rx = self.raft.metrics();
+        // Seen up to now: only a later change wakes this.
+        rx.borrow_and_update();
+        let _ = tokio::time::timeout(within, rx.changed()).await;
     }
 
     /// What this replica knows of the group.
@@ -549,7 +622,7 @@ impl Replica {
     /// [`Replica::check_writable`], given a heartbeat's time to change its mind: right after
     /// a voter joins or a leader wins, the voters it has heard from may not make a quorum
     /// yet. A node that is not the leader is answered at once.
-    async fn writable(&self) -> Result<(), ReplicationError> {
+    pub(crate) async fn writable(&self) -> Result<(), ReplicationError> {
         let deadline = tokio::time::Instant::now() + self.options.heartbeat * 4;
         loop {
             match self.check_writable() {

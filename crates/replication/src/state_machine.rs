@@ -178,6 +178,20 @@ fn apply_request(config: &mut ConfigData, index: u64, request: &Request) -> Resp
                 });
             Response::Config { result }
         }
+        Request::Batch { requests } => Response::Batch {
+            responses: requests
+                .iter()
+                .map(|r| apply_request(config, index, r))
+                .collect(),
+        },
+    }
+}
+
+/// The requests of one entry: a batch's parts, or the request itself.
+fn parts(request: &Request) -> &[Request] {
+    match request {
+        Request::Batch { requests } => requests,
+        other => std::slice::from_ref(other),
     }
 }
 
@@ -206,10 +220,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
             }
         }
-        // 1. Durable: the commands and the applied state, one transaction.
+        // 1. Stored: the commands and the applied state, one transaction. Not synced here:
+        // the log entries it covers are durable already (appended by an `Immediate` commit
+        // of the same redb file), and redb makes this one durable with the next such commit;
+        // after a crash the replica re-applies them from the log.
         let mut txn = self.db.begin_write().map_err(|e| w(&e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| w(&e))?;
+        txn.set_durability(Durability::None).map_err(|e| w(&e))?;
         let mut job_results = std::collections::HashMap::new();
         {
             let mut log = txn.open_table(SM_LOG).map_err(|e| w(&e))?;
@@ -217,31 +233,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut archive = txn.open_table(SM_ARCHIVE).map_err(|e| w(&e))?;
             for entry in &entries {
                 let index = entry.log_id.index;
-                match &entry.payload {
-                    EntryPayload::Normal(request @ Request::Config { .. }) => {
-                        let bytes = to_json(request).map_err(|e| w(&e))?;
-                        log.insert(index, bytes.as_slice()).map_err(|e| w(&e))?;
+                let EntryPayload::Normal(request) = &entry.payload else {
+                    continue;
+                };
+                let configs: Vec<&Request> = parts(request)
+                    .iter()
+                    .filter(|r| matches!(r, Request::Config { .. }))
+                    .collect();
+                let recorded = match configs.as_slice() {
+                    [] => None,
+                    [one] => Some(to_json(*one)),
+                    many => Some(to_json(&Request::Batch {
+                        requests: many.iter().map(|r| (*r).clone()).collect(),
+                    })),
+                };
+                if let Some(bytes) = recorded {
+                    let bytes = bytes.map_err(|e| w(&e))?;
+                    log.insert(index, bytes.as_slice()).map_err(|e| w(&e))?;
+                }
+                for (k, part) in parts(request).iter().enumerate() {
+                    match part {
+                        Request::JobPut { id, record } => {
+                            let bytes = to_json(record).map_err(|e| w(&e))?;
+                            jobs.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
+                            job_results.insert((index, k), Ok(()));
+                        }
+                        Request::JobArchive { id } => {
+                            let record = jobs
+                                .remove(*id)
+                                .map_err(|e| w(&e))?
+                                .map(|v| v.value().to_vec());
+                            let result = match record {
+                                Some(bytes) => {
+                                    archive.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
+                                    Ok(())
+                                }
+                                None => Err(format!("no job {id} in the queue")),
+                            };
+                            job_results.insert((index, k), result);
+                        }
+                        _ => {}
                     }
-                    EntryPayload::Normal(Request::JobPut { id, record }) => {
-                        let bytes = to_json(record).map_err(|e| w(&e))?;
-                        jobs.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
-                        job_results.insert(index, Ok(()));
-                    }
-                    EntryPayload::Normal(Request::JobArchive { id }) => {
-                        let record = jobs
-                            .remove(*id)
-                            .map_err(|e| w(&e))?
-                            .map(|v| v.value().to_vec());
-                        let result = match record {
-                            Some(bytes) => {
-                                archive.insert(*id, bytes.as_slice()).map_err(|e| w(&e))?;
-                                Ok(())
-                            }
-                            None => Err(format!("no job {id} in the queue")),
-                        };
-                        job_results.insert(index, result);
-                    }
-                    _ => {}
                 }
             }
             let bytes = to_json(&applied).map_err(|e| w(&e))?;
@@ -255,16 +287,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         {
             let mut guard = self.shared.config.write().expect("config lock poisoned");
             for entry in &entries {
+                let index = entry.log_id.index;
+                let mut answer = |k: usize, request: &Request| match request {
+                    Request::JobPut { .. } | Request::JobArchive { .. } => Response::Job {
+                        result: job_results.remove(&(index, k)).unwrap_or(Ok(())),
+                    },
+                    // Changes in place unless a reader still holds the previous config.
+                    other => apply_request(Arc::make_mut(&mut guard), index, other),
+                };
                 replies.push(match &entry.payload {
-                    EntryPayload::Normal(Request::JobPut { .. } | Request::JobArchive { .. }) => {
-                        Response::Job {
-                            result: job_results.remove(&entry.log_id.index).unwrap_or(Ok(())),
-                        }
-                    }
-                    EntryPayload::Normal(request) => {
-                        // Changes in place unless a reader still holds the previous config.
-                        apply_request(Arc::make_mut(&mut guard), entry.log_id.index, request)
-                    }
+                    EntryPayload::Normal(Request::Batch { requests }) => Response::Batch {
+                        responses: requests
+                            .iter()
+                            .enumerate()
+                            .map(|(k, r)| answer(k, r))
+                            .collect(),
+                    },
+                    EntryPayload::Normal(request) => answer(0, request),
                     _ => Response::None,
                 });
             }

@@ -35,6 +35,11 @@ pub enum Request {
     JobPut { id: u64, record: serde_json::Value },
     /// Moves job `id` from the live queue to the archive.
     JobArchive { id: u64 },
+    /// Several of the above, proposed together by the leader's group commit (concurrent
+    /// writes share one entry, one fsync per replica and one round trip): applied in order,
+    /// answered by [`Response::Batch`]. Never nested. Peers older than this variant cannot
+    /// decode it (docs/replication.md, "Group commit": upgrade the followers first).
+    Batch { requests: Vec<Request> },
 }
 
 /// The state machine's answer to one entry.
@@ -47,6 +52,8 @@ pub enum Response {
     Config { result: Result<u64, String> },
     /// Whether a job transition applied (archiving an unknown job does not).
     Job { result: Result<(), String> },
+    /// The answers to a [`Request::Batch`], in its order.
+    Batch { responses: Vec<Response> },
 }
 
 openraft::declare_raft_types!(

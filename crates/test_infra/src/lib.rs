@@ -15,6 +15,8 @@ pub mod kvm;
 #[cfg(feature = "lab")]
 pub mod lab;
 #[cfg(feature = "lab")]
+pub mod nemesis;
+#[cfg(feature = "lab")]
 pub mod vmlab;
 
 pub use run::{wait_until, Run};

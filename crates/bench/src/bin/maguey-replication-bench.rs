@@ -7,8 +7,12 @@
 //! - the time from a kill -9 of the master to the first job the new master accepts.
 //!
 //! Usage: `cargo build --release --workspace --bins &&
-//! target/release/maguey-replication-bench [--instances 1000]` (it runs `maguey` and
-//! `magueyd` from its own directory).
+//! target/release/maguey-replication-bench [--instances 1000] [--single]` (it runs `maguey`
+//! and `magueyd` from its own directory). `--single` measures the same on a single master
+//! (no replication, no kill), for the side-by-side figures; run both in the same minute.
+//! `--nemesis ROUNDS [--seed S]`: instead, the daemon-level nemesis
+//! (`maguey_test_infra::nemesis`, as `crates/cli/tests/replicated_nemesis.rs`) for ROUNDS
+//! rounds, printing the seed, the faults and the anomalies found (goal 0).
 
 use maguey_client::MasterClient;
 use maguey_model::{NicSpec, OpCode, Params};
@@ -110,6 +114,20 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    if let Some(rounds) = arg("--nemesis") {
+        // On a thread of its own: the checker runs a runtime of its own.
+        let seed = arg("--seed");
+        return std::thread::spawn(move || nemesis(rounds as usize, seed))
+            .join()
+            .map_err(|_| anyhow::anyhow!("the nemesis panicked"))?;
+    }
+    let single = args.iter().any(|a| a == "--single");
     let dir = tempfile::Builder::new()
         .prefix("maguey-repl-bench-")
         .tempdir()?;
@@ -129,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         kvm: false,
         vm_nodes: 0,
         netns: maguey_lab::NetnsMode::Auto,
-        replicated: true,
+        replicated: !single,
         witness: false,
     };
     let t = Instant::now();
@@ -139,6 +157,9 @@ async fn main() -> anyhow::Result<()> {
     // Three voters before measuring.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        if single {
+            break;
+        }
         let r = c.replication().await?;
         if r["voters"].as_array().map(Vec::len) == Some(3) {
             break;
@@ -147,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
-        "replicated lab up (3 voters): {:.2} s",
+        "{} lab up: {:.2} s",
+        if single {
+            "single-master"
+        } else {
+            "replicated (3 voters)"
+        },
         t.elapsed().as_secs_f64()
     );
 
@@ -166,29 +192,50 @@ async fn main() -> anyhow::Result<()> {
         percentile(&mut rt, 0.99)
     );
 
-    // 2. Throughput of N instance creations submitted at once.
+    // 2. Throughput of N instance creations submitted at once: by 32 clients at a time (as
+    // many users and RAPI clients would; one client alone waits for each submit's commit).
     let t = Instant::now();
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        let op = create(format!("bench{i:05}"), format!("node{}", i % 3 + 1));
-        ids.push(c.submit(vec![op], 0).await?);
+    const SUBMITTERS: usize = 32;
+    let mut tasks = Vec::new();
+    for s in 0..SUBMITTERS {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in (s..n).step_by(SUBMITTERS) {
+                let op = create(format!("bench{i:05}"), format!("node{}", i % 3 + 1));
+                ids.push(c.submit(vec![op], 0).await?);
+            }
+            let submitted = t.elapsed().as_secs_f64();
+            // Then each client waits for its own jobs (32 connections, not one per job).
+            for id in ids {
+                wait_done(&c, id).await?;
+            }
+            anyhow::Ok(submitted)
+        }));
     }
-    let submitted = t.elapsed().as_secs_f64();
-    for id in &ids {
-        wait_done(&c, *id).await?;
+    let mut submitted: f64 = 0.0;
+    for task in tasks {
+        submitted = submitted.max(task.await??);
     }
     let total = t.elapsed().as_secs_f64();
     println!(
-        "{n} fake-instance creations: submitted in {submitted:.2} s, all done in {total:.2} s → {:.1} jobs/s",
+        "{n} fake-instance creations ({SUBMITTERS} submitters): submitted in {submitted:.2} s, all done in {total:.2} s → {:.1} jobs/s",
         n as f64 / total
     );
 
     // 3. Latency as a user feels it (whole CLI processes): on the master, and through a
     // follower (which redirects to it).
     let maguey = std::env::current_exe()?.with_file_name("maguey");
-    for (who, d) in [("master", &dirs[0]), ("follower", &dirs[1])] {
+    let whom: &[(&str, &PathBuf)] = if single {
+        &[("master", &dirs[0])]
+    } else {
+        &[("master", &dirs[0]), ("follower", &dirs[1])]
+    };
+    for (who, d) in whom.iter().copied() {
         let (m, p) = cli_latency(&maguey, d, 20, |_| vec!["instance".into(), "list".into()])?;
         println!("`maguey instance list` ({n} instances) through the {who}: median {m:.1} ms, p90 {p:.1} ms");
+        let (m, p) = cli_latency(&maguey, d, 20, |_| vec!["node".into(), "list".into()])?;
+        println!("`maguey node list` through the {who}: median {m:.1} ms, p90 {p:.1} ms");
         let (m, p) = cli_latency(&maguey, d, 20, |i| {
             vec![
                 "instance".into(),
@@ -213,6 +260,10 @@ async fn main() -> anyhow::Result<()> {
         println!("`maguey debug delay 0 --submit` (job submit) through the {who}: median {m:.1} ms, p90 {p:.1} ms");
     }
 
+    if single {
+        maguey_lab::down(dir.path())?;
+        return Ok(());
+    }
     // 4. Kill -9 of the master, then the first job the new master accepts (through node2's
     // state directory: node2 serves or redirects to node3).
     let follower = MasterClient::new(
@@ -236,7 +287,57 @@ async fn main() -> anyhow::Result<()> {
         "kill -9 of the master → first job accepted by the new master: {accepted:.2} s (done after {:.2} s)",
         t.elapsed().as_secs_f64()
     );
+    // Where the new master's start went (its log: read index, master term, job queue).
+    for d in &dirs[1..] {
+        let log = std::fs::read_to_string(d.join("magueyd.log")).unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("master started in") || l.contains("Raft leader in term"))
+        {
+            println!("  {}: {line}", d.display());
+        }
+    }
     maguey_lab::down(dir.path())?;
+    Ok(())
+}
+
+/// `--nemesis ROUNDS`: the daemon-level nemesis on a fresh 3-candidate lab.
+fn nemesis(rounds: usize, seed: Option<u64>) -> anyhow::Result<()> {
+    use maguey_test_infra::nemesis;
+    let seed = seed.unwrap_or_else(nemesis::seed_from_env);
+    println!("nemesis seed {seed}, {rounds} rounds");
+    let maguey = std::env::current_exe()?.with_file_name("maguey");
+    let lab = maguey_test_infra::TestLab::up_with(&maguey, 3, &["--replicated"]);
+    let voters = maguey_test_infra::wait_until(Duration::from_secs(60), || {
+        let l = std::fs::read_to_string(lab.node_dir(1).join("magueyd.log")).unwrap_or_default();
+        l.contains("node2 is a voter") && l.contains("node3 is a voter")
+    });
+    anyhow::ensure!(voters, "the candidates did not become voters");
+    let report = nemesis::run(
+        &lab,
+        &nemesis::Options {
+            seed,
+            rounds,
+            clients: 3,
+            writes_per_round: 4,
+            cuts: true,
+        },
+    );
+    println!("faults: {}", report.faults.join(", "));
+    println!(
+        "nemesis seed {seed}: {rounds} rounds in {:.1} s; {} creations asked, {} acknowledged, \
+         {} present; every replica at serial {}; anomalies: {}",
+        report.elapsed.as_secs_f64(),
+        report.proposed,
+        report.acknowledged,
+        report.present,
+        report.serial,
+        report.anomalies.len()
+    );
+    for a in &report.anomalies {
+        println!("  anomaly: {a}");
+    }
+    anyhow::ensure!(report.anomalies.is_empty(), "the checker found anomalies");
     Ok(())
 }
 
