@@ -64,17 +64,19 @@ fn main() -> Result<()> {
     println!("magueyd: {}", magueyd.display());
     let lab = Lab::up(tmp.path().join("lab"), exe_dir.join("maguey"), magueyd)?;
     if !args.no_boot {
-        let (mut raw, mut mg) = (Vec::new(), Vec::new());
+        let (mut raw, mut mg, mut exec) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..args.rounds.max(1) {
             raw.push(raw_boot(&g, tmp.path(), round)?);
+            let before = uptime()?;
             mg.push(lab.boot(&format!("b{round}"), true)?);
+            exec.push(lab.qemu_started.get() - before);
         }
-        let show = |v: &[f64]| {
-            v.iter()
-                .map(|s| format!("{:.0}", s * 1e3))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        println!(
+            "Maguey's part, CLI start to QEMU's exec (/proc/PID/stat, 10 ms ticks): median {:.0} \
+             ms (rounds {})",
+            median(exec.clone()) * 1e3,
+            show(&exec)
+        );
         println!("rounds (ms): raw QEMU {}; Maguey {}", show(&raw), show(&mg));
         let (r, m) = (median(raw), median(mg));
         println!(
@@ -122,6 +124,35 @@ fn main() -> Result<()> {
     }
     drop(lab);
     Ok(())
+}
+
+fn show(v: &[f64]) -> String {
+    v.iter()
+        .map(|s| format!("{:.0}", s * 1e3))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Seconds since boot (/proc/uptime, 10 ms resolution).
+fn uptime() -> Result<f64> {
+    read(Path::new("/proc/uptime"))
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("/proc/uptime")
+}
+
+/// When process `pid` started, in seconds since boot (field 22 of /proc/PID/stat).
+fn started(pid: &str) -> Result<f64> {
+    let stat = read(Path::new(&format!("/proc/{}/stat", pid.trim())));
+    let ticks: f64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no start time of process {pid}"))?;
+    // In USER_HZ ticks: 100 a second on Linux.
+    Ok(ticks / 100.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -221,6 +252,8 @@ struct Lab {
     dir: PathBuf,
     maguey: PathBuf,
     magueyd: PathBuf,
+    /// When the last booted instance's QEMU started (seconds since boot).
+    qemu_started: std::cell::Cell<f64>,
 }
 
 /// Memory of a process, from `/proc/PID/status` (KiB).
@@ -238,6 +271,7 @@ impl Lab {
             dir,
             maguey,
             magueyd,
+            qemu_started: std::cell::Cell::new(0.0),
         };
         let d = lab.dir.display().to_string();
         lab.run(&["lab", "up", "--nodes", "2", "--kvm", "--dir", &d])?;
@@ -285,6 +319,8 @@ impl Lab {
             read(&console).contains(guest::READY_MARKER)
         })?;
         let secs = t.elapsed().as_secs_f64();
+        let pid = read(&self.dir.join(format!("node2/run/kvm/{name}.pid")));
+        self.qemu_started.set(started(&pid)?);
         if remove {
             self.run(&["instance", "remove", "-f", name])?;
         }
