@@ -1,7 +1,8 @@
 //! QEMU sandboxed (docs/security.md): every QEMU runs under its seccomp filter (`Seccomp: 2`
 //! in /proc/PID/status); with `security_model=user` it drops to `security_domain`'s user
 //! (`-run-with user=`) and the guest still boots from its disk; its VNC server answers no
-//! client without the password.
+//! client without the password. A QEMU that stays root has the whole sandbox (privilege
+//! changes and new processes refused too) and runs in a session of its own, not daemonized.
 
 mod common;
 use common::*;
@@ -88,6 +89,56 @@ fn qemu_runs_sandboxed_as_the_configured_user_with_a_vnc_password() {
         0,
         "VNC without a password was accepted"
     );
+    lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();
+    assert!(wait_until(Duration::from_secs(60), || std::fs::metadata(
+        format!("/proc/{pid}")
+    )
+    .is_err()));
+}
+
+/// Fields of /proc/PID/stat after the command name (0: state, 1: ppid, 2: pgrp, 3: session).
+fn proc_stat(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn qemu_as_root_has_the_whole_sandbox_in_a_session_of_its_own() {
+    let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
+    kvm::add_tiny(&lab, "file", "node1", "vm1");
+    kvm::wait_boot(&lab, 1, "vm1", 1, Duration::from_secs(120));
+    let pid = kvm::qemu_pid(&lab, 1, "vm1")
+        .filter(|p| *p > 0)
+        .expect("QEMU's pid");
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
+    let argv = kvm::cmdline(pid);
+    let sandbox = [
+        "-sandbox",
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    ];
+    assert!(
+        argv.windows(2).any(|w| w == sandbox),
+        "QEMU's argv has no full sandbox: {argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a == "-daemonize"), "{argv:?}");
+    // The pidfile names the process that runs (no daemonizing fork in between).
+    let pidfile = std::fs::read_to_string(kvm::run_file(&lab, 1, "vm1", "pid")).unwrap_or_default();
+    assert_eq!(pidfile.trim(), pid.to_string());
+    // Its own session and process group, which it leads: no signal to magueyd's group or
+    // session reaches it (that it outlives a killed magueyd: kvm_lifecycle).
+    let stat = proc_stat(pid);
+    assert_eq!(
+        (stat.get(2), stat.get(3)),
+        (Some(&pid.to_string()), Some(&pid.to_string())),
+        "QEMU's /proc/PID/stat: {stat:?}"
+    );
+    assert_eq!(proc_status(pid, "Uid").split_whitespace().next(), Some("0"));
     lab.maguey(&["instance", "remove", "-f", "vm1"]).ok();
     assert!(wait_until(Duration::from_secs(60), || std::fs::metadata(
         format!("/proc/{pid}")

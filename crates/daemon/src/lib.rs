@@ -16,6 +16,7 @@ pub mod rapi_users;
 pub mod replicated;
 mod replicated_http;
 mod replicated_rapi;
+pub mod runtime;
 pub mod systemd;
 
 /// The state directory's files (shared with the CLI and the lab through `maguey-bootstrap`).
@@ -151,7 +152,7 @@ pub fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("magueyd: cannot start the runtime: {e}");

@@ -6,12 +6,15 @@
 //!    bare QEMU boot of the same guest (same kernel, initramfs, memory and disk size), rounds
 //!    interleaved so that both see the same machine load; medians;
 //! 2. RSS of magueyd on the master (node1) and on a plain node (node2) running N instances
-//!    (default 10): `VmRSS` and `VmHWM` from `/proc/PID/status`;
+//!    (default 10): `VmRSS` and `VmHWM` from `/proc/PID/status`, split into anonymous memory
+//!    (heap, stacks) and file pages (the binary's code and data: much larger for a debug
+//!    build), with the thread count; `--magueyd PATH` measures another build (e.g. the
+//!    release binary the packages ship);
 //! 3. the sizes of the Debian packages (`scripts/build-debs --bin-dir` of the binaries beside
 //!    this one, xz-compressed as released): file size and `Installed-Size`.
 //!
 //! Run: `cargo build --workspace --bins && target/debug/maguey-deploy-bench [--instances N]
-//! [--rounds R]` as root. Prints one line per figure.
+//! [--rounds R] [--magueyd target/release/magueyd]` as root. Prints one line per figure.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -33,6 +36,12 @@ struct Args {
     /// Skip building the packages (their sizes).
     #[arg(long)]
     no_packages: bool,
+    /// The magueyd the lab runs (default: the one beside this binary).
+    #[arg(long)]
+    magueyd: Option<PathBuf>,
+    /// Skip the boot comparison (RSS only).
+    #[arg(long)]
+    no_boot: bool,
 }
 
 fn main() -> Result<()> {
@@ -48,22 +57,38 @@ fn main() -> Result<()> {
     if !args.no_packages {
         packages(&exe_dir, &tmp.path().join("debs"))?;
     }
-    let lab = Lab::up(tmp.path().join("lab"), exe_dir.join("maguey"))?;
-    let (mut raw, mut mg) = (Vec::new(), Vec::new());
-    for round in 0..args.rounds.max(1) {
-        raw.push(raw_boot(&g, tmp.path(), round)?);
-        mg.push(lab.boot(&format!("b{round}"), true)?);
+    let magueyd = match &args.magueyd {
+        Some(p) => std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))?,
+        None => exe_dir.join("magueyd"),
+    };
+    println!("magueyd: {}", magueyd.display());
+    let lab = Lab::up(tmp.path().join("lab"), exe_dir.join("maguey"), magueyd)?;
+    if !args.no_boot {
+        let (mut raw, mut mg, mut exec) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..args.rounds.max(1) {
+            raw.push(raw_boot(&g, tmp.path(), round)?);
+            let before = uptime()?;
+            mg.push(lab.boot(&format!("b{round}"), true)?);
+            exec.push(lab.qemu_started.get() - before);
+        }
+        println!(
+            "Maguey's part, CLI start to QEMU's exec (/proc/PID/stat, 10 ms ticks): median {:.0} \
+             ms (rounds {})",
+            median(exec.clone()) * 1e3,
+            show(&exec)
+        );
+        println!("rounds (ms): raw QEMU {}; Maguey {}", show(&raw), show(&mg));
+        let (r, m) = (median(raw), median(mg));
+        println!(
+            "create+start to guest marker: Maguey {:.0} ms, raw QEMU {:.0} ms, +{:.0} ms, ratio \
+             {:.2} (medians of {} interleaved rounds)",
+            m * 1e3,
+            r * 1e3,
+            (m - r) * 1e3,
+            m / r,
+            args.rounds.max(1)
+        );
     }
-    let (r, m) = (median(raw), median(mg));
-    println!(
-        "create+start to guest marker: Maguey {:.0} ms, raw QEMU {:.0} ms, +{:.0} ms, ratio {:.2} \
-         (medians of {} interleaved rounds)",
-        m * 1e3,
-        r * 1e3,
-        (m - r) * 1e3,
-        m / r,
-        args.rounds.max(1)
-    );
     let t = Instant::now();
     for i in 0..args.instances {
         lab.boot(&format!("vm{i}"), false)?;
@@ -84,16 +109,50 @@ fn main() -> Result<()> {
     // Steady state: the master polls the nodes a few times meanwhile.
     std::thread::sleep(Duration::from_secs(10));
     for (node, what) in [(1, "master (node1)"), (2, "plain node (node2)")] {
-        let (rss, hwm) = lab.rss(node)?;
+        let m = lab.rss(node)?;
+        let mib = |k: u64| k as f64 / 1024.0;
         println!(
-            "magueyd RSS on the {what} with {} instances on node2: {:.1} MiB (peak {:.1} MiB)",
+            "magueyd RSS on the {what} with {} instances on node2: {:.1} MiB (peak {:.1} MiB; \
+             anonymous {:.1} MiB, file {:.1} MiB; {} threads)",
             args.instances,
-            rss as f64 / 1024.0,
-            hwm as f64 / 1024.0
+            mib(m.rss),
+            mib(m.hwm),
+            mib(m.anon),
+            mib(m.file),
+            m.threads
         );
     }
     drop(lab);
     Ok(())
+}
+
+fn show(v: &[f64]) -> String {
+    v.iter()
+        .map(|s| format!("{:.0}", s * 1e3))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Seconds since boot (/proc/uptime, 10 ms resolution).
+fn uptime() -> Result<f64> {
+    read(Path::new("/proc/uptime"))
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("/proc/uptime")
+}
+
+/// When process `pid` started, in seconds since boot (field 22 of /proc/PID/stat).
+fn started(pid: &str) -> Result<f64> {
+    let stat = read(Path::new(&format!("/proc/{}/stat", pid.trim())));
+    let ticks: f64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no start time of process {pid}"))?;
+    // In USER_HZ ticks: 100 a second on Linux.
+    Ok(ticks / 100.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -192,11 +251,28 @@ fn quit(p: &Path) -> Result<()> {
 struct Lab {
     dir: PathBuf,
     maguey: PathBuf,
+    magueyd: PathBuf,
+    /// When the last booted instance's QEMU started (seconds since boot).
+    qemu_started: std::cell::Cell<f64>,
+}
+
+/// Memory of a process, from `/proc/PID/status` (KiB).
+struct Mem {
+    rss: u64,
+    hwm: u64,
+    anon: u64,
+    file: u64,
+    threads: u64,
 }
 
 impl Lab {
-    fn up(dir: PathBuf, maguey: PathBuf) -> Result<Lab> {
-        let lab = Lab { dir, maguey };
+    fn up(dir: PathBuf, maguey: PathBuf, magueyd: PathBuf) -> Result<Lab> {
+        let lab = Lab {
+            dir,
+            maguey,
+            magueyd,
+            qemu_started: std::cell::Cell::new(0.0),
+        };
         let d = lab.dir.display().to_string();
         lab.run(&["lab", "up", "--nodes", "2", "--kvm", "--dir", &d])?;
         Ok(lab)
@@ -206,6 +282,7 @@ impl Lab {
         let o = Command::new(&self.maguey)
             .args(args)
             .env("MAGUEY_DIR", self.dir.join("node1"))
+            .env("MAGUEY_MAGUEYD", &self.magueyd)
             .output()?;
         if !o.status.success() {
             bail!(
@@ -242,14 +319,16 @@ impl Lab {
             read(&console).contains(guest::READY_MARKER)
         })?;
         let secs = t.elapsed().as_secs_f64();
+        let pid = read(&self.dir.join(format!("node2/run/kvm/{name}.pid")));
+        self.qemu_started.set(started(&pid)?);
         if remove {
             self.run(&["instance", "remove", "-f", name])?;
         }
         Ok(secs)
     }
 
-    /// (VmRSS, VmHWM) in KiB of node `i`'s magueyd.
-    fn rss(&self, i: usize) -> Result<(u64, u64)> {
+    /// The memory of node `i`'s magueyd.
+    fn rss(&self, i: usize) -> Result<Mem> {
         let pid = read(&self.dir.join(format!("node{i}/magueyd.pid")));
         let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
             .with_context(|| format!("node{i}'s magueyd ({})", pid.trim()))?;
@@ -260,7 +339,13 @@ impl Lab {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
                 .with_context(|| format!("no {k} in /proc/PID/status"))
         };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        Ok(Mem {
+            rss: field("VmRSS:")?,
+            hwm: field("VmHWM:")?,
+            anon: field("RssAnon:")?,
+            file: field("RssFile:")?,
+            threads: field("Threads:")?,
+        })
     }
 }
 

@@ -269,6 +269,28 @@ pub trait CommandRunner: Send + Sync + fmt::Debug {
 
     /// Reads a (small) text file, e.g. `/proc/drbd`.
     fn read_file(&self, path: &Path) -> std::io::Result<String>;
+
+    /// Starts `cmd` as a long-lived process in a session of its own (`setsid`: no signal
+    /// to the daemon's process group or session reaches it, and it outlives the daemon),
+    /// standard output and error into [`Cmd::log`], and returns at once. The runner reaps
+    /// it when it exits (while the daemon lives); [`Session::exited`] tells when. QEMU runs
+    /// this way, without `-daemonize` (whose fork its sandbox's `spawn=deny` forbids).
+    /// The default refuses (for runners that only replay outputs).
+    fn spawn_session(&self, cmd: &Cmd) -> Result<Session, ExecError> {
+        Err(ExecError::Spawn {
+            cmd: cmd.to_string(),
+            reason: "this runner does not start long-running processes".to_string(),
+        })
+    }
+}
+
+/// A process started by [`CommandRunner::spawn_session`].
+#[derive(Debug)]
+pub struct Session {
+    pub pid: u32,
+    /// Resolves with the exit status (as [`CmdOutput::status_text`] words) once the process
+    /// exited; never while it runs. Dropping it leaves the process running.
+    pub exited: tokio::sync::oneshot::Receiver<String>,
 }
 
 /// Runs `cmd` and returns its standard output; a non-zero exit is an error that names the
@@ -434,6 +456,61 @@ mod tests {
             .await
             .expect_err("cannot spawn");
         assert!(matches!(e, ExecError::Spawn { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn sessions_run_on_their_own_and_report_their_exit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("out.log");
+        let cmd = Cmd::new(
+            "/bin/sh",
+            &[
+                "-c",
+                "read -r x < /proc/self/stat; echo \"$x\"; echo err >&2; exit 3",
+            ],
+        )
+        .log_to(&log);
+        let s = SystemRunner::default()
+            .spawn_session(&cmd)
+            .expect("sh starts");
+        assert!(s.pid > 0);
+        let status = tokio::time::timeout(Duration::from_secs(20), s.exited)
+            .await
+            .expect("it exits")
+            .expect("its status");
+        assert_eq!(status, "exit status: 3");
+        // /proc/self/stat of the shell: pid (comm) state ppid pgrp session ...
+        let text = std::fs::read_to_string(&log).expect("log");
+        let stat: Vec<&str> = text
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(')').next())
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let pid = s.pid.to_string();
+        assert_eq!(
+            (stat.get(2), stat.get(3)),
+            (Some(&pid.as_str()), Some(&pid.as_str())),
+            "not its own session leader: {text}"
+        );
+        assert!(text.ends_with("err\n"), "{text}");
+        // Reaped: no zombie left.
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err());
+        // Runners that only replay outputs start nothing.
+        assert!(ScriptedRunner::new().spawn_session(&cmd).is_err());
+    }
+
+    #[test]
+    fn blocking_runs_wait_for_the_exit_on_a_pidfd() {
+        // Short commands, one after the other: each exit is seen and its code kept.
+        let r = SystemRunner::default();
+        for _ in 0..5 {
+            let out = r.run(&Cmd::new("true", &[] as &[&str])).expect("true runs");
+            assert!(out.success());
+        }
+        let out = r.run(&Cmd::new("sh", &["-c", "exit 7"])).expect("sh runs");
+        assert_eq!(out.code, Some(7));
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! [`SystemRunner`]: commands run for real.
 
-use super::{BoxFuture, Cmd, CmdOutput, CommandRunner, ExecError};
+use super::{BoxFuture, Cmd, CmdOutput, CommandRunner, ExecError, Session};
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,52 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<V
         }
         buf
     })
+}
+
+/// Waits for `child` until `deadline` (`Ok(None)`: time is up). Event-driven: a pidfd of
+/// the child is polled, so the exit is seen at once (a fixed 10 ms poll used to add its
+/// granularity to every command, e.g. the three `ip` calls of each tap); a short backoff
+/// poll where pidfds are missing (Linux < 5.3).
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    let pidfd = pidfd(child.id());
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let left = deadline - now;
+        match &pidfd {
+            Some(fd) => {
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX).max(1);
+                // SAFETY: poll(2) on one descriptor owned here; an interruption or a
+                // timeout just goes round the loop.
+                unsafe { libc::poll(&mut p, 1, ms) };
+            }
+            None => {
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// A pidfd of `pid` (a child not yet waited for, so the pid cannot be reused meanwhile).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open(2) returns a new descriptor, or -1; no memory is involved.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// SIGKILL to the process group `pid` leads (a child started with `process_group(0)`).
@@ -188,22 +235,19 @@ impl CommandRunner for SystemRunner {
         let out = drain(child.stdout.take());
         let err = drain(child.stderr.take());
         let deadline = Instant::now() + limit;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    kill_group(Some(child.id()));
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    kill_group(Some(child.id()));
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(spawn_error(cmd, format!("waiting failed: {e}")));
-                }
+        let status = match wait_until(&mut child, deadline) {
+            Ok(Some(status)) => Some(status),
+            Ok(None) => {
+                kill_group(Some(child.id()));
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+            Err(e) => {
+                kill_group(Some(child.id()));
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(spawn_error(cmd, format!("waiting failed: {e}")));
             }
         };
         let stdout = out.join().unwrap_or_default();
@@ -217,5 +261,51 @@ impl CommandRunner for SystemRunner {
 
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn spawn_session(&self, cmd: &Cmd) -> Result<Session, ExecError> {
+        let mut command = Command::new(&cmd.program);
+        if cmd.env_clear {
+            command.env_clear();
+        }
+        if let Some(dir) = &cmd.cwd {
+            command.current_dir(dir);
+        }
+        let (out, err) = match &cmd.log {
+            Some(_) => outputs(cmd)?,
+            None => (Stdio::null(), Stdio::null()),
+        };
+        command
+            .args(&cmd.args)
+            .envs(cmd.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: setsid(2) is async-signal-safe; it runs in the child between fork and exec
+        // and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(command)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| spawn_error(cmd, e))?;
+        let pid = child.id().unwrap_or(0);
+        let (tx, exited) = tokio::sync::oneshot::channel();
+        // The reaper: no zombie is left behind while the daemon runs (after a restart the
+        // process is init's child).
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => finish(Some(s), &[], &[], Duration::ZERO).status_text(),
+                Err(e) => format!("waiting failed: {e}"),
+            };
+            let _ = tx.send(status);
+        });
+        Ok(Session { pid, exited })
     }
 }

@@ -34,13 +34,17 @@ fn qopt(s: &str) -> String {
     s.replace(',', ",,")
 }
 
-/// QEMU's seccomp sandbox, on for every QEMU: obsolete system calls and resource control
-/// (scheduler, affinity) refused. Privilege changes and fork stay allowed because QEMU
-/// calls them after installing the filter: `-daemonize` forks and calls `setsid`, and
-/// `-run-with user=` calls `setuid` (checked on QEMU 10.0: with `spawn=deny` or
-/// `elevateprivileges=deny` a daemonized QEMU dies of SIGSYS). Once QEMU runs as the
-/// unprivileged user, no set*id call can give root back.
-pub const SANDBOX: &str = "on,obsolete=deny,resourcecontrol=deny";
+/// QEMU's seccomp sandbox, on for every QEMU: obsolete system calls, privilege changes
+/// (set*id), new processes (fork, exec) and resource control (scheduler, affinity) refused.
+/// QEMU installs the filter early in its start, so it runs without `-daemonize` (whose fork
+/// `spawn=deny` forbids; magueyd starts it in a session of its own instead).
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// The sandbox of a QEMU that drops to a user (`-run-with user=`): QEMU calls
+/// `setgroups`/`setgid`/`setuid` after installing its filter (QEMU 10.0 dies of SIGSYS with
+/// `elevateprivileges=deny` there), so privilege changes stay allowed. Once dropped, no
+/// set*id call can give root back, and `spawn=deny` leaves no set-uid program to run.
+pub const SANDBOX_RUN_AS: &str = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
 
 /// The user QEMU drops to (`security_model=user`, `security_domain=NAME`, as Ganeti's).
 fn run_as(hv: &BTreeMap<String, Value>) -> NodeResult<Option<&str>> {
@@ -103,7 +107,6 @@ pub fn build_argv(
         &inst.vcpus.max(1).to_string(),
         "-pidfile",
         &paths.pid.to_string_lossy(),
-        "-daemonize",
         "-nodefaults",
         "-no-user-config",
     ]);
@@ -139,9 +142,14 @@ pub fn build_argv(
             "chardev:serial0",
         ]);
     }
-    push(&["-sandbox", SANDBOX]);
-    if let Some(user) = run_as(hv)? {
-        push(&["-run-with", &format!("user={}", qopt(user))]);
+    match run_as(hv)? {
+        None => push(&["-sandbox", SANDBOX]),
+        Some(user) => push(&[
+            "-sandbox",
+            SANDBOX_RUN_AS,
+            "-run-with",
+            &format!("user={}", qopt(user)),
+        ]),
     }
     match hv_str(hv, "vnc_bind_address", "") {
         "" => push(&["-display", "none"]),
@@ -345,7 +353,7 @@ mod tests {
         assert_eq!(a[0], "/usr/bin/kvm");
         assert!(s.contains("-name vm1 -uuid 0b6f6b8c"), "{s}");
         assert!(
-            s.contains("-m 128 -smp 1 -pidfile /r/vm1.pid -daemonize"),
+            s.contains("-m 128 -smp 1 -pidfile /r/vm1.pid -nodefaults"),
             "{s}"
         );
         assert!(s.contains("-machine pc -accel tcg"), "{s}");
@@ -474,10 +482,12 @@ mod tests {
         let mut r = runtime();
         let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
         assert!(
-            s.contains("-sandbox on,obsolete=deny,resourcecontrol=deny"),
+            s.contains(
+                "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            ),
             "{s}"
         );
-        assert!(!s.contains("-run-with"), "{s}");
+        assert!(!s.contains("-run-with") && !s.contains("-daemonize"), "{s}");
         assert!(s.contains("-display none") && !s.contains("-vnc"), "{s}");
         r.hvparams.insert("security_model".into(), "user".into());
         let e = build_argv(&r, &paths, &[], &[], "tcg").unwrap_err();
@@ -488,7 +498,12 @@ mod tests {
         r.hvparams
             .insert("security_domain".into(), "maguey-qemu".into());
         let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
-        assert!(s.contains("-run-with user=maguey-qemu"), "{s}");
+        assert!(
+            s.contains(
+                "-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny -run-with user=maguey-qemu"
+            ),
+            "{s}"
+        );
         r.hvparams.insert("security_model".into(), "pool".into());
         assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
         r.hvparams.insert("security_model".into(), "none".into());

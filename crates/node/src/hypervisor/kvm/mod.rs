@@ -1,9 +1,11 @@
-//! Ganeti's `kvm` hypervisor: one daemonized QEMU process per instance, driven over QMP.
+//! Ganeti's `kvm` hypervisor: one QEMU process per instance, in its own session, driven over
+//! QMP.
 //!
 //! Runtime files live in `state_dir/run/kvm/`: `NAME.runtime.json` (argv, memory, vcpus,
 //! start time, pid), `NAME.pid` (QEMU's `-pidfile`), `NAME.qmp` (QMP socket), `NAME.serial`
-//! (serial console socket) and `NAME.console.log` (everything the serial console printed).
-//! QEMU runs with `-daemonize` in its own session, so it outlives magueyd; a restarted magueyd
+//! (serial console socket), `NAME.console.log` (everything the serial console printed) and
+//! `NAME.qemu.log` (QEMU's own output). QEMU is started in a session of its own (`setsid`,
+//! not `-daemonize`: its sandbox forbids the fork), so it outlives magueyd; a restarted magueyd
 //! finds its instances again from these files (the pid must still be a QEMU using this
 //! instance's QMP socket) and talks to them over QMP. No state is kept in memory.
 
@@ -31,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest time QEMU may take to daemonize.
+/// Longest time a QEMU just started may take to answer QMP.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Soft reboot: the longest the guest may take to power off (whatever `shutdown_timeout` was
 /// asked) before it is stopped hard. The master's node RPCs time out after 60 s, so a reboot

@@ -3,8 +3,9 @@
 use super::cmdline::{build_argv, hv_str, resolve_accel};
 use super::{KvmHypervisor, LAUNCH_TIMEOUT, MIB};
 use crate::error::{NodeError, NodeResult};
-use crate::exec::Cmd;
+use crate::exec::{Cmd, Session};
 use crate::network;
+use crate::qmp::{Qmp, StatusInfo};
 use crate::storage::{self, StorageContext};
 use maguey_rpc::{InstanceRunInfo, InstanceRuntime};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub struct Paths {
     pub qmp: PathBuf,
     pub serial: PathBuf,
     pub console_log: PathBuf,
+    /// QEMU's standard output and error (its errors at start).
+    pub qemu_log: PathBuf,
 }
 
 impl Paths {
@@ -48,6 +51,7 @@ impl Paths {
             qmp: f("qmp"),
             serial: f("serial"),
             console_log: f("console.log"),
+            qemu_log: f("qemu.log"),
         }
     }
 }
@@ -59,6 +63,16 @@ pub(super) fn rss_mib(pid: u32) -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * 4096 / MIB)
         .unwrap_or(0)
+}
+
+/// SIGKILL to the session (process group) a QEMU leads.
+fn kill_session(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: kill(2) on the process group of a QEMU this node just started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Whether `pid` is a live process (not a zombie) whose command line mentions `needle`.
@@ -378,7 +392,10 @@ impl KvmHypervisor {
         crate::write_atomic(&paths.runtime, &data)?;
         // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
         network::create_taps(&self.node_name, name, &nets)?;
-        // QEMU daemonizes (its own session): what the runner waits for is the launcher.
+        // QEMU runs in a session of its own (it outlives magueyd, no signal to magueyd's
+        // group reaches it), not daemonized: its sandbox's `spawn=deny` forbids the fork of
+        // `-daemonize`. It is ready once it answers QMP (its main loop runs only after the
+        // machine is built); its own words, if it exits first, are in its log.
         let launcher = if self
             .systemd_scopes
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -389,24 +406,19 @@ impl KvmHypervisor {
         };
         let cmd = Cmd::program(Path::new(&launcher[0]), &launcher[1..])
             .current_dir(&self.run_dir)
-            .timeout(LAUNCH_TIMEOUT);
-        let out =
-            self.runner.run_async(&cmd).await.map_err(|e| {
-                NodeError::io(format!("cannot run {}: {}", launcher[0], e.reason()))
-            })?;
-        if out.timed_out {
-            return Err(NodeError::timeout(format!(
-                "QEMU did not daemonize within {LAUNCH_TIMEOUT:?}"
-            )));
-        }
-        if !out.success() {
-            let _ = self.cleanup(name);
-            return Err(NodeError::command_failed(format!(
-                "QEMU failed to start instance {name} ({}): {}",
-                out.status_text(),
-                out.stderr.trim()
-            )));
-        }
+            .log_to(&paths.qemu_log);
+        let session = self
+            .runner
+            .spawn_session(&cmd)
+            .map_err(|e| NodeError::io(format!("cannot run {}: {}", launcher[0], e.reason())))?;
+        let st = match self.wait_ready(name, &paths, session).await {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = self.cleanup(name);
+                return Err(e);
+            }
+        };
+        // The pidfile names QEMU itself (written before QMP answers).
         let pid: u32 = std::fs::read_to_string(&paths.pid)
             .map_err(|e| {
                 NodeError::not_found(format!(
@@ -423,8 +435,7 @@ impl KvmHypervisor {
         let data =
             serde_json::to_vec_pretty(&rf).map_err(|e| NodeError::internal(e.to_string()))?;
         crate::write_atomic(&paths.runtime, &data)?;
-        // The machine must answer QMP and run (or wait for its migrating state).
-        let st = self.qmp(name).await?.query_status().await?;
+        // The machine must run (or wait for its migrating state).
         let expected = if incoming.is_some() {
             st.status == "inmigrate"
         } else {
@@ -437,6 +448,48 @@ impl KvmHypervisor {
             )));
         }
         Ok(())
+    }
+
+    /// Waits until a QEMU just started answers QMP, and returns its status; QEMU's exit
+    /// ends the wait at once. Only the socket's appearance (early in QEMU's start) is
+    /// polled, with a short backoff (2 ms doubling up to 20 ms); the greeting itself is
+    /// awaited on the connection (QEMU sends it once its main loop runs, the machine
+    /// built). Within [`LAUNCH_TIMEOUT`]; a QEMU not ready by then is killed.
+    async fn wait_ready(
+        &self,
+        name: &str,
+        paths: &Paths,
+        mut session: Session,
+    ) -> NodeResult<StatusInfo> {
+        let deadline = Instant::now() + LAUNCH_TIMEOUT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if paths.qmp.exists() {
+                if let Ok(mut q) = Qmp::connect(&paths.qmp).await {
+                    if let Ok(st) = q.query_status().await {
+                        return Ok(st);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                kill_session(session.pid);
+                return Err(NodeError::timeout(format!(
+                    "QEMU of instance {name} did not answer QMP within {LAUNCH_TIMEOUT:?}"
+                )));
+            }
+            tokio::select! {
+                status = &mut session.exited => {
+                    let status = status.unwrap_or_else(|_| "exited".to_string());
+                    let log = std::fs::read_to_string(&paths.qemu_log).unwrap_or_default();
+                    return Err(NodeError::command_failed(format!(
+                        "QEMU failed to start instance {name} ({status}): {}",
+                        log.trim()
+                    )));
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 
     pub(super) async fn run_info(&self, rf: &RunFile) -> InstanceRunInfo {
