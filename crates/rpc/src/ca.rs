@@ -116,25 +116,60 @@ fn read(path: PathBuf) -> Result<String> {
     std::fs::read_to_string(&path).map_err(|source| CertError::Io { path, source })
 }
 
-/// Writes a file atomically (temp file + rename) with the given mode.
-fn write(path: PathBuf, content: &str, mode: u32) -> Result<()> {
+/// An I/O error on `path`, as a [`CertError`].
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `content` to `path` atomically (a temporary file beside it, fsync, rename) with
+/// `mode`. The temporary name is unique within the process, so that concurrent writers of
+/// the same file (a renewal and a CA roll) never share one.
+pub(crate) fn write_atomic(path: &Path, content: &str, mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CertError::Io { path, source }
-    };
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}.{n}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(content.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))
+        .map_err(io_err(&tmp))?;
+    f.write_all(content.as_bytes()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn write(path: PathBuf, content: &str, mode: u32) -> Result<()> {
+    write_atomic(&path, content, mode)
+}
+
+/// Whether `key_pem` is the private key of the (first) certificate in `cert_pem`.
+pub fn key_fits(cert_pem: &str, key_pem: &str) -> Result<bool> {
+    let der = cert_der_from_pem(cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| CertError::Invalid(format!("cannot parse the certificate: {e}")))?;
+    let key = KeyPair::from_pem(key_pem).map_err(invalid("invalid private key"))?;
+    Ok(cert.public_key().raw == key.public_key_der().as_slice())
+}
+
+/// Refuses a certificate beside a key it does not fit (a renewal caught between writing
+/// `node.key` and `node.pem`: served, it fails every handshake with "bad signature").
+fn check_fits(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
+    if key_fits(cert_pem, key_pem)? {
+        Ok(())
+    } else {
+        Err(CertError::Invalid(format!(
+            "the certificate in {} does not fit its key (a renewal being written?)",
+            dir.display()
+        )))
+    }
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {
@@ -381,8 +416,8 @@ impl NodeIdentity {
             key_pem: read(dir.join(NODE_KEY_FILE))?,
             ca_pem: read(dir.join(CA_CERT_FILE))?,
         };
-        cert_der_from_pem(&id.cert_pem)?;
         cert_der_from_pem(&id.ca_pem)?;
+        check_fits(dir, &id.cert_pem, &id.key_pem)?;
         Ok(id)
     }
 
@@ -408,6 +443,7 @@ impl NodeIdentity {
             )));
         }
         cert_der_from_pem(&id.ca_pem)?;
+        check_fits(dir, &id.cert_pem, &id.key_pem)?;
         Ok(id)
     }
 

@@ -11,8 +11,8 @@
 //!    Certificates of the old CA are refused from then on.
 
 use crate::ca::{
-    cert_der_from_pem, fingerprint_pem, CertError, ClusterCa, NodeIdentity, Result, CA_CERT_FILE,
-    CA_KEY_FILE,
+    cert_der_from_pem, fingerprint_pem, io_err, write_atomic, CertError, ClusterCa, NodeIdentity,
+    Result, CA_CERT_FILE, CA_KEY_FILE,
 };
 use std::path::Path;
 
@@ -20,32 +20,8 @@ use std::path::Path;
 pub const NEXT_CA_CERT_FILE: &str = "ca.next.pem";
 pub const NEXT_CA_KEY_FILE: &str = "ca.next.key";
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Writes `content` to `path` atomically (temporary file, fsync, rename) with `mode`.
-fn write(path: &Path, content: &str, mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("roll{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(content.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(io(path))
+    std::fs::read_to_string(path).map_err(io_err(path))
 }
 
 /// The new CA kept aside on the master.
@@ -67,8 +43,8 @@ pub fn prepare(dir: &Path, cluster_name: &str) -> Result<String> {
         ))
     })?;
     let ca = ClusterCa::generate(cluster_name)?;
-    write(&dir.join(NEXT_CA_KEY_FILE), &ca.key_pem, 0o600)?;
-    write(&dir.join(NEXT_CA_CERT_FILE), &ca.cert_pem, 0o644)?;
+    write_atomic(&dir.join(NEXT_CA_KEY_FILE), &ca.key_pem, 0o600)?;
+    write_atomic(&dir.join(NEXT_CA_CERT_FILE), &ca.cert_pem, 0o644)?;
     Ok(ca.cert_pem)
 }
 
@@ -102,7 +78,7 @@ pub fn trust(dir: &Path, new_ca_pem: &str) -> Result<()> {
     }
     let mut bundle = current.trim_end().to_string();
     bundle.push('\n');
-    write(&path, &format!("{bundle}{new_ca_pem}"), 0o644)
+    write_atomic(&path, &format!("{bundle}{new_ca_pem}"), 0o644)
 }
 
 /// Step 3's signature, on the master: a node's CSR signed by the new CA.
@@ -134,14 +110,14 @@ pub fn finish(dir: &Path, new_ca_pem: &str) -> Result<()> {
                 "the new CA is not the one this master prepared".into(),
             ));
         }
-        write(&dir.join(CA_KEY_FILE), &next.key_pem, 0o600)?;
-        write(&dir.join(CA_CERT_FILE), new_ca_pem, 0o644)?;
+        write_atomic(&dir.join(CA_KEY_FILE), &next.key_pem, 0o600)?;
+        write_atomic(&dir.join(CA_CERT_FILE), new_ca_pem, 0o644)?;
         ClusterCa::load(dir)?;
         let _ = std::fs::remove_file(dir.join(NEXT_CA_KEY_FILE));
         let _ = std::fs::remove_file(&next_cert);
         return Ok(());
     }
-    write(&dir.join(CA_CERT_FILE), new_ca_pem, 0o644)
+    write_atomic(&dir.join(CA_CERT_FILE), new_ca_pem, 0o644)
 }
 
 /// On a master candidate of a replicated cluster: the CA key its leader hands it
@@ -158,7 +134,7 @@ pub fn adopt_key(dir: &Path, key_pem: &str) -> Result<bool> {
         key_pem: key_pem.to_string(),
     }
     .check()?;
-    write(&key_path, key_pem, 0o600)?;
+    write_atomic(&key_path, key_pem, 0o600)?;
     Ok(true)
 }
 

@@ -389,4 +389,32 @@ mod tests {
         std::fs::write(t.path().join(NODE_KEY_FILE), "garbage").unwrap();
         assert_eq!(served(&cert), second.fingerprint());
     }
+
+    /// A renewal writes `node.key` and then `node.pem`: a handshake in between must not serve
+    /// the old certificate with the new key (every client would see a bad signature).
+    #[test]
+    fn a_half_written_renewal_keeps_serving_the_previous_pair() {
+        let t = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::generate("reload").unwrap();
+        let first = ca.issue("node1", &[]).unwrap();
+        first.save(t.path()).unwrap();
+        let cert = ReloadingCert {
+            dir: t.path().to_path_buf(),
+            current: Mutex::new((stamp(t.path()), certified_key(&first).unwrap())),
+        };
+        let served = |c: &ReloadingCert| crate::ca::fingerprint_der(&c.current().cert[0]);
+        let second = ca.issue("node1", &[]).unwrap();
+        crate::ca::write_atomic(&t.path().join(NODE_KEY_FILE), &second.key_pem, 0o600).unwrap();
+        let err = NodeIdentity::load(t.path()).unwrap_err().to_string();
+        assert!(err.contains("does not fit its key"), "{err}");
+        let k = cert.current();
+        assert_eq!(crate::ca::fingerprint_der(&k.cert[0]), first.fingerprint());
+        assert!(
+            k.keys_match().is_ok(),
+            "the served key fits the served certificate"
+        );
+        crate::ca::write_atomic(&t.path().join(NODE_CERT_FILE), &second.cert_pem, 0o644).unwrap();
+        assert_eq!(served(&cert), second.fingerprint());
+        assert!(cert.current().keys_match().is_ok());
+    }
 }

@@ -8,8 +8,8 @@
 //! ([`crate::reload`]).
 
 use crate::ca::{
-    cert_der_from_pem, fingerprint_pem, CertError, ClusterCa, NodeIdentity, Result, CA_CERT_FILE,
-    NODE_CERT_FILE, NODE_KEY_FILE,
+    cert_der_from_pem, fingerprint_pem, io_err, write_atomic, CertError, ClusterCa, NodeIdentity,
+    Result, CA_CERT_FILE, NODE_CERT_FILE, NODE_KEY_FILE,
 };
 use rustls::pki_types::UnixTime;
 use std::net::IpAddr;
@@ -18,34 +18,10 @@ use std::path::Path;
 /// The new key of a renewal in progress, in the state directory.
 pub const NEXT_KEY_FILE: &str = "node.key.next";
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// Writes `content` to `path` atomically (temporary file, fsync, rename) with `mode`.
-fn write(path: &Path, content: &str, mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("renew{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(content.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
 /// On the node: a new key (kept in [`NEXT_KEY_FILE`]) and its CSR, which is returned.
 pub fn prepare(dir: &Path, node_name: &str) -> Result<String> {
     let (csr, key) = NodeIdentity::new_csr(node_name)?;
-    write(&dir.join(NEXT_KEY_FILE), &key, 0o600)?;
+    write_atomic(&dir.join(NEXT_KEY_FILE), &key, 0o600)?;
     Ok(csr)
 }
 
@@ -93,13 +69,6 @@ pub fn verify_with(cert_pem: &str, ca_pem: &str) -> Result<()> {
 }
 
 /// The SubjectPublicKeyInfo (DER) of a certificate.
-fn cert_spki(cert_pem: &str) -> Result<Vec<u8>> {
-    let der = cert_der_from_pem(cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| CertError::Invalid(format!("cannot parse the new certificate: {e}")))?;
-    Ok(cert.public_key().raw.to_vec())
-}
-
 /// On the node: checks `cert_pem` (signed by this node's CA, naming `node_name`, for the key
 /// [`prepare`] left) and makes it the node's certificate. Returns its fingerprint.
 pub fn install(dir: &Path, node_name: &str, cert_pem: &str) -> Result<String> {
@@ -117,7 +86,7 @@ pub fn check(dir: &Path, node_name: &str, cert_pem: &str) -> Result<String> {
         ))
     })?;
     let ca_pem =
-        std::fs::read_to_string(dir.join(CA_CERT_FILE)).map_err(io(&dir.join(CA_CERT_FILE)))?;
+        std::fs::read_to_string(dir.join(CA_CERT_FILE)).map_err(io_err(&dir.join(CA_CERT_FILE)))?;
     verify_chain(cert_pem, &ca_pem)?;
     let id = NodeIdentity {
         cert_pem: cert_pem.to_string(),
@@ -130,9 +99,7 @@ pub fn check(dir: &Path, node_name: &str, cert_pem: &str) -> Result<String> {
             "the new certificate is for '{name}', not for this node ('{node_name}')"
         )));
     }
-    let key = rcgen::KeyPair::from_pem(&key_pem)
-        .map_err(|e| CertError::Invalid(format!("invalid waiting key: {e}")))?;
-    if cert_spki(cert_pem)? != key.public_key_der() {
+    if !crate::ca::key_fits(&id.cert_pem, &id.key_pem)? {
         return Err(CertError::Invalid(
             "the new certificate is not for the key this node prepared".into(),
         ));
@@ -144,8 +111,8 @@ pub fn check(dir: &Path, node_name: &str, cert_pem: &str) -> Result<String> {
 pub fn commit(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<String> {
     // The key first: a certificate never sits beside a key it does not match for long, and
     // the TLS reloaders keep the previous pair until both load.
-    write(&dir.join(NODE_KEY_FILE), key_pem, 0o600)?;
-    write(&dir.join(NODE_CERT_FILE), cert_pem, 0o644)?;
+    write_atomic(&dir.join(NODE_KEY_FILE), key_pem, 0o600)?;
+    write_atomic(&dir.join(NODE_CERT_FILE), cert_pem, 0o644)?;
     let _ = std::fs::remove_file(dir.join(NEXT_KEY_FILE));
     fingerprint_pem(cert_pem)
 }

@@ -10,7 +10,7 @@
 //!   given by the admin (checked: a certificate and the key that fits it). The Remote API
 //!   serves whatever `rapi.pem` holds now ([`crate::reload::rapi_server_config`]).
 
-use crate::ca::{fingerprint_pem, CertError, ClusterCa, Result, ADMIN_CERT_FILE};
+use crate::ca::{fingerprint_pem, write_atomic, CertError, ClusterCa, Result, ADMIN_CERT_FILE};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -18,13 +18,6 @@ use std::time::SystemTime;
 
 /// The Remote API's certificate and key (PEM, one file), in the state directory.
 pub const RAPI_CERT_FILE: &str = "rapi.pem";
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// On the master: a new admin certificate from the CA in `dir`, replacing `admin.pem` and
 /// `admin.key`. Returns its fingerprint.
@@ -75,25 +68,8 @@ pub fn renew_rapi(dir: &Path, given: Option<&str>, name: &str, ips: &[IpAddr]) -
         }
     };
     let fp = check_cert_and_key(&pem)?;
-    write_private(&dir.join(RAPI_CERT_FILE), &pem)?;
+    write_atomic(&dir.join(RAPI_CERT_FILE), &pem, 0o600)?;
     Ok(fp)
-}
-
-/// Writes `content` to `path` atomically, mode 0600.
-fn write_private(path: &Path, content: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("rotate{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(content.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// The fingerprint of the admin certificate `admin.pem` holds now, looked at again when the
