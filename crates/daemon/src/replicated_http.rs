@@ -253,6 +253,15 @@ async fn confirm_off(master: &maguey_ops::Master, name: &str) -> Response {
     }
 }
 
+/// Whether a request asks for a possibly stale answer: `stale-ok=1` (or `true`, or bare) in
+/// its query.
+pub(crate) fn stale_ok(uri: &axum::http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "stale-ok" | "stale-ok=1" | "stale-ok=true"))
+    })
+}
+
 /// Off the master: stale reads (`?stale-ok=1`), else a redirect to the leader, or why there
 /// is none.
 async fn redirect_or_refuse(c: &Arc<Candidacy>, req: Request) -> Response {
@@ -260,11 +269,7 @@ async fn redirect_or_refuse(c: &Arc<Candidacy>, req: Request) -> Response {
     let Some(replica) = c.replica() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let stale_ok = req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "stale-ok=1" || kv == "stale-ok=true")
-    });
-    if stale_ok && path == "/luxi/query" {
+    if stale_ok(req.uri()) && path == "/luxi/query" {
         if !peer_of(&req).is_some_and(|p| p.admin) {
             return refuse(StatusCode::FORBIDDEN, "the admin certificate is required");
         }
@@ -359,31 +364,31 @@ impl maguey_ops::ConfigBackend for StaleConfig {
     }
 }
 
-/// `POST /luxi/query?stale-ok=1` on a node that is not the master: the query answered from
-/// this replica's config (live fields still ask the nodes), marked with why it may be stale.
-async fn stale_query(c: &Arc<Candidacy>, replica: Arc<Replica>, req: Request) -> Response {
-    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
-        Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let q: maguey_ops::query::QueryRequest = match serde_json::from_slice(&body) {
-        Ok(q) => q,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+/// A master over this replica's config, read-only (its writes are refused): what stale reads
+/// are answered with (live fields still ask the nodes, fenced with the replica's term).
+pub(crate) fn stale_master(
+    c: &Candidacy,
+    replica: &Arc<Replica>,
+) -> Result<maguey_ops::Master, String> {
     let cfg = replica.config();
-    let rpc = match maguey_rpc::reload::rpc_client(&c.dir, std::time::Duration::from_secs(10)) {
-        Ok(r) => r.with_fence(maguey_rpc::Fence::new(
+    let rpc = maguey_rpc::reload::rpc_client(&c.dir, std::time::Duration::from_secs(10))
+        .map_err(|e| e.to_string())?
+        .with_fence(maguey_rpc::Fence::new(
             &cfg.cluster.uuid,
             cfg.cluster.fence_term(),
-        )),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let master = maguey_ops::Master {
+        ));
+    Ok(maguey_ops::Master {
         config: Arc::new(StaleConfig(replica.clone())),
         rpc,
         node_name: c.node_name.clone(),
         destroy: Arc::new(tokio::sync::Notify::new()),
-    };
+    })
+}
+
+/// Why a stale answer may be stale: whose replica, how far it has applied, and who the master
+/// is (or why there is none, e.g. the no-quorum error).
+pub(crate) async fn stale_why(c: &Candidacy, replica: &Replica) -> String {
+    let cfg = replica.config();
     let st = replica.status();
     let leader = st
         .leader
@@ -397,14 +402,33 @@ async fn stale_query(c: &Arc<Candidacy>, replica: Arc<Replica>, req: Request) ->
             Ok(_) => "no master is elected".to_string(),
         },
     };
+    format!(
+        "{}'s replica (config serial {}, log index {}); {why}",
+        c.node_name,
+        cfg.serial_no,
+        st.last_applied.unwrap_or(0)
+    )
+}
+
+/// `POST /luxi/query?stale-ok=1` on a node that is not the master: the query answered from
+/// this replica's config (live fields still ask the nodes), marked with why it may be stale.
+async fn stale_query(c: &Arc<Candidacy>, replica: Arc<Replica>, req: Request) -> Response {
+    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let q: maguey_ops::query::QueryRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let master = match stale_master(c, &replica) {
+        Ok(m) => m,
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let why = stale_why(c, &replica).await;
     match maguey_ops::query::query(&master, &q).await {
         Ok(mut r) => {
-            r.stale = Some(format!(
-                "{}'s replica (config serial {}, log index {}); {why}",
-                c.node_name,
-                cfg.serial_no,
-                st.last_applied.unwrap_or(0)
-            ));
+            r.stale = Some(why);
             Json(r).into_response()
         }
         Err(e) => refuse(StatusCode::BAD_REQUEST, e),

@@ -5,14 +5,19 @@
 //! file, written from the replicated config), so a read through a follower is as fresh as one
 //! on the leader and a client reads its own writes. Without a leader the answer is 503 with
 //! the replica's no-quorum error, as Ganeti's JSON error.
+//!
+//! A GET with `?stale-ok=1` on a follower is answered from its own replica instead, leader or
+//! not, quorum or not, marked with an `X-Maguey-Stale` header saying why it may be stale
+//! (whose replica, its serial, who the master is or why there is none).
 
 use crate::replicated::Candidacy;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use maguey_replication::Role;
+use maguey_replication::{Replica, Role};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -41,6 +46,7 @@ pub(crate) async fn start(c: &Arc<Candidacy>) {
         .with_state(Fwd {
             c: c.clone(),
             client,
+            users_synced: Arc::new(AtomicU64::new(u64::MAX)),
         });
     match crate::serve_rapi(&c.args, &c.dir, c.listen, router).await {
         Ok(server) => {
@@ -58,6 +64,9 @@ pub(crate) async fn start(c: &Arc<Candidacy>) {
 struct Fwd {
     c: Arc<Candidacy>,
     client: maguey_rpc::RpcClient,
+    /// The config serial whose RAPI users were last written to this node's users file for
+    /// stale reads (`u64::MAX`: never).
+    users_synced: Arc<AtomicU64>,
 }
 
 fn ganeti_error(status: StatusCode, explain: impl Into<String>) -> Response {
@@ -65,7 +74,8 @@ fn ganeti_error(status: StatusCode, explain: impl Into<String>) -> Response {
 }
 
 /// One request: the master's Remote API while this node leads; otherwise forwarded.
-async fn entry(State(Fwd { c, client }): State<Fwd>, req: Request) -> Response {
+async fn entry(State(fwd): State<Fwd>, req: Request) -> Response {
+    let Fwd { c, client, .. } = &fwd;
     let active = c.active.read().ok().and_then(|a| a.clone());
     if let Some(router) = active.as_ref().and_then(|a| a.rapi.clone()) {
         return match router.oneshot(req).await {
@@ -76,13 +86,16 @@ async fn entry(State(Fwd { c, client }): State<Fwd>, req: Request) -> Response {
     let Some(replica) = c.replica() else {
         return ganeti_error(StatusCode::SERVICE_UNAVAILABLE, "this node is no master");
     };
+    if req.method() == Method::GET && crate::replicated_http::stale_ok(req.uri()) {
+        return stale_read(&fwd, replica, req).await;
+    }
     let status = replica.status();
     let leader = status
         .leader
         .filter(|l| *l != status.id)
         .and_then(|l| status.voters.get(&l).cloned());
     match leader {
-        Some(m) => forward(&client, &leader_rapi(&c, &m.addr), req).await,
+        Some(m) => forward(client, &leader_rapi(c, &m.addr), req).await,
         None if status.role == Role::Leader => ganeti_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "this node was just elected master and is starting; try again",
@@ -95,6 +108,64 @@ async fn entry(State(Fwd { c, client }): State<Fwd>, req: Request) -> Response {
             ganeti_error(StatusCode::SERVICE_UNAVAILABLE, why)
         }
     }
+}
+
+/// Header marking a stale answer, with why it may be stale.
+const STALE_HEADER: &str = "x-maguey-stale";
+
+/// `GET ...?stale-ok=1` on a follower: the Remote API over this replica's config, read-only,
+/// authenticated against the RAPI users of that config (written to this node's users file as
+/// the master writes them), the answer marked with [`STALE_HEADER`].
+async fn stale_read(fwd: &Fwd, replica: Arc<Replica>, req: Request) -> Response {
+    let c = &fwd.c;
+    let master = match crate::replicated_http::stale_master(c, &replica) {
+        Ok(m) => m,
+        Err(e) => return ganeti_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let users_file = c
+        .args
+        .rapi_users
+        .clone()
+        .unwrap_or_else(|| maguey_rapi::default_users_file(&c.dir));
+    let cfg = replica.config();
+    if fwd.users_synced.load(Ordering::Relaxed) != cfg.serial_no && !cfg.rapi_users.is_empty() {
+        match crate::rapi_users::sync_users_file(&users_file, &cfg.rapi_users, &[]) {
+            Ok(()) => fwd.users_synced.store(cfg.serial_no, Ordering::Relaxed),
+            Err(e) => tracing::warn!("writing the RAPI users file: {e}"),
+        }
+    }
+    if let Err(e) = crate::auth::check_users_file_mode(&users_file) {
+        return ganeti_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+    }
+    let rapi = maguey_rapi::Rapi::read_only(
+        Arc::new(master),
+        maguey_rapi::RapiConfig {
+            users_file,
+            anonymous_reads: c.args.rapi_anonymous_reads,
+            max_body: maguey_rapi::DEFAULT_MAX_BODY,
+        },
+    );
+    let why = crate::replicated_http::stale_why(c, &replica).await;
+    let mut r = match rapi.router().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    // A header carries visible ASCII only.
+    let why: String = why
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_graphic() || ch == ' ' {
+                ch
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if let Ok(v) = header::HeaderValue::from_str(&why) {
+        r.headers_mut()
+            .insert(HeaderName::from_static(STALE_HEADER), v);
+    }
+    r
 }
 
 /// The leader's Remote API address: its magueyd's host, this node's RAPI port (the same on

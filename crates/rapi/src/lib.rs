@@ -54,7 +54,8 @@ pub struct Rapi {
 
 struct Inner {
     master: Arc<Master>,
-    queue: Arc<JobQueue>,
+    /// `None` on a follower answering stale reads ([`Rapi::read_only`]).
+    queue: Option<Arc<JobQueue>>,
     users: UsersFile,
     anonymous_reads: bool,
     max_body: usize,
@@ -62,6 +63,17 @@ struct Inner {
 
 impl Rapi {
     pub fn new(master: Arc<Master>, queue: Arc<JobQueue>, cfg: RapiConfig) -> Self {
+        Self::with_queue(master, Some(queue), cfg)
+    }
+
+    /// The Remote API of a replica that is not the master, for stale reads
+    /// (docs/replication.md): `master`'s config is the replica's; every write and every
+    /// request about jobs (the queue runs on the master) answers 503 and changes nothing.
+    pub fn read_only(master: Arc<Master>, cfg: RapiConfig) -> Self {
+        Self::with_queue(master, None, cfg)
+    }
+
+    fn with_queue(master: Arc<Master>, queue: Option<Arc<JobQueue>>, cfg: RapiConfig) -> Self {
         Rapi {
             inner: Arc::new(Inner {
                 master,
@@ -85,6 +97,17 @@ impl Rapi {
         write: bool,
     ) -> Result<Option<String>, ApiError> {
         authorize_user(&self.inner.users, self.inner.anonymous_reads, header, write).await
+    }
+
+    /// The job queue, or why this (read-only) Remote API has none.
+    pub(crate) fn queue(&self) -> Result<&Arc<JobQueue>, ApiError> {
+        self.inner.queue.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a stale read is answered from this node's replica of the config; the job \
+                 queue is on the master: ask without stale-ok",
+            )
+        })
     }
 
     /// The router: every path goes through [`handle`].
@@ -336,6 +359,12 @@ async fn handle_inner(rapi: &Rapi, req: Request) -> ApiResult {
         needs_write(&method, &segs),
     )
     .await?;
+    if r.queue.is_none() && needs_write(&method, &segs) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a stale replica changes nothing: writes go to the master (without stale-ok)",
+        ));
+    }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -15,6 +15,7 @@ impl Candidacy {
     pub(crate) async fn force_single(self: &Arc<Self>) -> Result<(u64, Vec<String>)> {
         let _opening = self.opening.lock().await;
         let replica = self.replica().context("this node holds no replica")?;
+        refuse_beyond_two(&replica.status())?;
         match replica.read_config().await {
             Ok(_) => anyhow::bail!(
                 "the master candidates have a quorum: nothing to force (use master-failover)"
@@ -120,4 +121,29 @@ impl Candidacy {
             Err(e) => tracing::warn!("the witness could not hand over: {e:#}"),
         }
     }
+}
+
+/// `force-single` is for two-node clusters (a witness aside): with more than two voters a
+/// majority can still be formed by bringing voters back, and a new epoch would throw away
+/// a group that may be electing a master right now; refused, nothing changed.
+fn refuse_beyond_two(status: &maguey_replication::Status) -> Result<()> {
+    let n = status.voters.len();
+    if n <= 2 {
+        return Ok(());
+    }
+    let others: Vec<&str> = status
+        .voters
+        .iter()
+        .filter(|(id, _)| **id != status.id)
+        .map(|(_, m)| m.name.as_str())
+        .collect();
+    anyhow::bail!(
+        "force-single is for two-node clusters, and this group has {n} voters: a majority \
+         ({}) can still be formed; nothing was changed. Bring enough of the other voters back \
+         ({}: start their magueyd, power them on, or heal their links); once a master is \
+         elected, remove a voter that is gone for good with `maguey node modify \
+         --master-candidate no NODE`",
+        n / 2 + 1,
+        others.join(", ")
+    )
 }

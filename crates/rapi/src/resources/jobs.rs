@@ -65,7 +65,7 @@ pub(super) async fn route(rapi: &Rapi, req: &Req, segs: &[&str]) -> ApiResult {
         [id] if m == Method::DELETE => {
             let id = parse_job_id(id)?;
             no_dry_run(req)?;
-            match rapi.inner.queue.cancel(id) {
+            match rapi.queue()?.cancel(id) {
                 Ok(outcome) => Ok(json!([
                     true,
                     format!("job {id}: {outcome:?}").to_lowercase()
@@ -88,14 +88,13 @@ fn parse_job_id(id: &str) -> Result<u64, ApiError> {
 
 fn find_job(rapi: &Rapi, id: &str) -> Result<Job, ApiError> {
     let id = parse_job_id(id)?;
-    rapi.inner
-        .queue
+    rapi.queue()?
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
 }
 
 fn jobs_list(rapi: &Rapi, req: &Req) -> ApiResult {
-    let jobs = rapi.inner.queue.list(false);
+    let jobs = rapi.queue()?.list(false);
     if req.flag("bulk", false)? {
         Ok(Value::Array(
             jobs.iter().map(|j| job_fields(j, J_FIELDS_BULK)).collect(),
@@ -223,8 +222,7 @@ async fn job_wait(rapi: &Rapi, req: &Req, id: &str) -> ApiResult {
     let deadline = tokio::time::Instant::now() + WAIT_TIMEOUT;
     loop {
         let job = rapi
-            .inner
-            .queue
+            .queue()?
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
         let info = Value::Array(fields.iter().map(|f| job_field(&job, f)).collect());
@@ -248,8 +246,7 @@ async fn job_wait(rapi: &Rapi, req: &Req, id: &str) -> ApiResult {
             .max(prev_serial);
         // Returns on any status change or new log entry; re-check the fields then.
         let _ = rapi
-            .inner
-            .queue
+            .queue()?
             .wait_for_change(
                 id,
                 Some(job.status),

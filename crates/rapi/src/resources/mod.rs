@@ -74,7 +74,7 @@ fn submit_job(rapi: &Rapi, ops: Vec<OpCode>) -> ApiResult {
         .ok()
         .flatten()
         .unwrap_or_else(|| Origin::Rapi.submitter().to_string());
-    match submit_by(&rapi.inner.queue, Origin::Rapi, ops, 0, &submitter, "") {
+    match submit_by(rapi.queue()?, Origin::Rapi, ops, 0, &submitter, "") {
         Ok(id) => Ok(json!(id.to_string())),
         Err(SubmitError::Queue(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
