@@ -393,13 +393,50 @@ pub fn drbd_create(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError
             dev.minor
         )));
     }
-    let owner = ctx.owner.as_deref();
+    make_backing(r, d, &dev, ctx.owner.as_deref())
+}
+
+/// The LVs (active afterwards: `lvcreate` activates, an existing LV is activated) and, on a
+/// meta LV made now, fresh metadata.
+fn make_backing(
+    r: &dyn CommandRunner,
+    d: Dialect,
+    dev: &DrbdDevice,
+    owner: Option<&str>,
+) -> Result<(), StorageError> {
     lvm::create(r, &dev.data, dev.data_size_mib, owner)?;
     let meta_created = lvm::create(r, &dev.meta, dev.meta_size_mib, owner)?;
     if meta_created {
-        run(r, &cmd::create_md(d, &dev))?;
+        run(r, &cmd::create_md(d, dev))?;
     }
     Ok(())
+}
+
+/// `blockdev_create` of a `drbd` disk in one pass: one status read, the LVs and metadata
+/// ([`drbd_create`]), the device set up on them without activating them again, and, when
+/// `net` is given, the `connect` (the node stays secondary: promoting is the caller's step).
+/// Refuses a minor that is in use.
+pub fn drbd_create_up(
+    ctx: &StorageContext,
+    disk: &Disk,
+    net: Option<&DrbdNet>,
+) -> Result<(), StorageError> {
+    let dev = drbd_device(ctx, disk)?;
+    let d = drbd_dialect(ctx)?;
+    let r = ctx.runner();
+    let snap = Snapshot::read(r, d)?;
+    if snap.device(&dev).is_some() {
+        return Err(StorageError::Invalid(format!(
+            "DRBD minor {} is already in use on this node",
+            dev.minor
+        )));
+    }
+    make_backing(r, d, &dev, ctx.owner.as_deref())?;
+    bring_up(r, d, &dev)?;
+    match net {
+        Some(net) => connect_with(r, d, &dev, net, &snap, false),
+        None => Ok(()),
+    }
 }
 
 /// Sets the local device up (resource, minor, backing disks) if it is not: a configured but
@@ -425,28 +462,34 @@ fn assemble_with(
         Some(_) => Ok(()),
         None => {
             activate_backing(r, dev)?;
-            // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
-            // `Unconfigured`: its resource and minor may exist already, which is fine.
-            let cmds = cmd::assemble(d, dev);
-            let result = cmds.iter().enumerate().try_for_each(|(i, c)| {
-                let last = i + 1 == cmds.len();
-                let res = if last {
-                    attach(r, d, dev, c)
-                } else {
-                    run(r, c)
-                };
-                match res {
-                    Err(e) if !last && e.stderr().contains("exists") => Ok(()),
-                    other => other,
-                }
-            });
-            if result.is_err() {
-                // Best effort: leave no half-configured resource behind.
-                let _ = r.run(&cmd::down(dev));
-            }
-            result
+            bring_up(r, d, dev)
         }
     }
+}
+
+/// Sets up the resource, the minor and the attach on active backing LVs; a failure tears the
+/// half-made resource down.
+fn bring_up(r: &dyn CommandRunner, d: Dialect, dev: &DrbdDevice) -> Result<(), StorageError> {
+    // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
+    // `Unconfigured`: its resource and minor may exist already, which is fine.
+    let cmds = cmd::assemble(d, dev);
+    let result = cmds.iter().enumerate().try_for_each(|(i, c)| {
+        let last = i + 1 == cmds.len();
+        let res = if last {
+            attach(r, d, dev, c)
+        } else {
+            run(r, c)
+        };
+        match res {
+            Err(e) if !last && e.stderr().contains("exists") => Ok(()),
+            other => other,
+        }
+    });
+    if result.is_err() {
+        // Best effort: leave no half-configured resource behind.
+        let _ = r.run(&cmd::down(dev));
+    }
+    result
 }
 
 /// Runs the `attach` command `c`; metadata left unclean by a power loss (the node died with
@@ -729,12 +772,7 @@ impl BlockStorage for DrbdStorage {
 
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {
         let dev = drbd_device(ctx, disk)?;
-        drbd_create(ctx, disk)?;
-        if drbd_net(ctx, &dev).is_ok() {
-            drbd_attach_net(ctx, disk, NetRole::Secondary)?;
-        } else {
-            drbd_assemble(ctx, disk)?;
-        }
+        drbd_create_up(ctx, disk, drbd_net(ctx, &dev).ok().as_ref())?;
         Ok(BlockdevInfo {
             path: dev.device_path().display().to_string(),
             size: disk.size,

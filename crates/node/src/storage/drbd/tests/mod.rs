@@ -69,11 +69,9 @@ fn lvcreate(lv: &str, size: &str) -> Vec<String> {
     ])
 }
 
+/// A new disk's LVs: `lvcreate` each, nothing read before.
 fn expect_new_lvs(r: &ScriptedRunner) {
-    let missing = CmdOutput::fail(5, &data("lvm/lvs_missing.stderr"));
-    r.expect(&lvs(&data_lv()), missing.clone());
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_data"), "1024m"), "");
-    r.expect(&lvs(&meta_lv()), missing);
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"), "");
 }
 
@@ -186,7 +184,24 @@ fn create_refuses_a_minor_in_use_and_keeps_existing_metadata() {
             r#"{{"report":[{{"lv":[{{"lv_name":"{DISK_UUID}.disk0_{name}","vg_name":"xenvg","lv_size":"{size}","lv_attr":"-wi-a-----","lv_tags":""}}]}}]}}"#
         )
     };
+    let refused = |name: &str| {
+        CmdOutput::fail(
+            5,
+            &data("lvm/lvcreate_exists.stderr").replace(
+                "3f2b8c1e-5d4a-4c61-9a0e-2b7f6d1c9e44.disk0",
+                &format!("{DISK_UUID}.disk0_{name}"),
+            ),
+        )
+    };
+    r.expect(
+        &lvcreate(&format!("{DISK_UUID}.disk0_data"), "1024m"),
+        refused("data"),
+    );
     r.expect_ok(&lvs(&data_lv()), &existing("data", "1024.00"));
+    r.expect(
+        &lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"),
+        refused("meta"),
+    );
     r.expect_ok(&lvs(&meta_lv()), &existing("meta", "128.00"));
     drbd_create(&ctx, &drbd_disk(1024)).expect("idempotent");
     r.finish().expect("exact commands");
@@ -732,7 +747,7 @@ fn block_storage_create_brings_the_device_up_connected() {
         ]),
         "",
     );
-    expect_activate(&r);
+    // The LVs lvcreate just made are active: no lvchange, straight to the device.
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach84(), "");
