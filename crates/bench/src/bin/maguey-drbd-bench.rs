@@ -272,6 +272,9 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
         let s = secs(t);
         eprintln!("bench: creation through Maguey #{i}: {s:.2} s");
         mv.push(s);
+        if std::env::var_os("MAGUEY_BENCH_JOBLOG").is_some() {
+            print_last_job(lab)?;
+        }
         mg(lab, &["instance", "remove", "-f", &name])?;
 
         let lv = format!("rawc{i}");
@@ -301,6 +304,37 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
         }
     }
     Ok((median(mv), median(rv)))
+}
+
+/// With `MAGUEY_BENCH_JOBLOG` set: the last job's log, each line's time from the job's
+/// submission (where a Maguey creation's time goes).
+fn print_last_job(lab: &VmLab) -> Result<()> {
+    let list = mg(lab, &["job", "list"])?;
+    let Some(id) = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+    else {
+        return Ok(());
+    };
+    let info = mg(lab, &["job", "info", &id.to_string()])?;
+    let received: f64 = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Received: ")?.parse().ok())
+        .unwrap_or(0.0);
+    for l in info.lines() {
+        let t = l.trim();
+        let (head, rest) = t.split_once(' ').unwrap_or((t, ""));
+        match (head.parse::<f64>(), t.split_once(": ")) {
+            (Ok(ts), _) if ts > 1e9 => eprintln!("  {:+7.3} {rest}", ts - received),
+            (_, Some((k @ ("Started" | "Ended"), v))) => match v.parse::<f64>() {
+                Ok(ts) => eprintln!("  {:+7.3} job {k}", ts - received),
+                Err(_) => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `grep -c TICK` of a console log in node `n`.

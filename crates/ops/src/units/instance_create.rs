@@ -478,16 +478,20 @@ impl LogicalUnit for InstanceCreate {
         };
         let be = crate::util::filled_beparams(&cfg, &instance);
 
-        // Memory: the node must be able to hold the instance if it is to start now.
-        let info: NodeInfo = env
-            .rpc(
-                &node,
-                NodeRequest::NodeInfo {
-                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                    hypervisor: instance.hypervisor.to_string(),
-                },
-            )
-            .await?;
+        // Memory: the node must be able to hold the instance if it is to start now. Both
+        // nodes are asked at once (each answer reads its volume group).
+        let info_req = || NodeRequest::NodeInfo {
+            file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+            hypervisor: instance.hypervisor.to_string(),
+        };
+        let (info, sinfo) = futures::future::join(env.rpc::<NodeInfo>(&node, info_req()), async {
+            match &snode {
+                Some(sn) => env.rpc::<NodeInfo>(sn, info_req()).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await;
+        let info = info?;
         if be.maxmem > info.memory_total {
             return Err(prereq(format!(
                 "instance needs {} MiB of memory but node {} has only {} MiB in total",
@@ -517,16 +521,7 @@ impl LogicalUnit for InstanceCreate {
             }
         };
         check_space(&info, &node)?;
-        if let Some(sn) = &snode {
-            let sinfo: NodeInfo = env
-                .rpc(
-                    sn,
-                    NodeRequest::NodeInfo {
-                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: instance.hypervisor.to_string(),
-                    },
-                )
-                .await?;
+        if let (Some(sn), Some(sinfo)) = (&snode, sinfo?) {
             check_space(&sinfo, sn)?;
         }
 
