@@ -327,10 +327,11 @@ fn print_last_job(lab: &VmLab) -> Result<()> {
         let (head, rest) = t.split_once(' ').unwrap_or((t, ""));
         match (head.parse::<f64>(), t.split_once(": ")) {
             (Ok(ts), _) if ts > 1e9 => eprintln!("  {:+7.3} {rest}", ts - received),
-            (_, Some((k @ ("Started" | "Ended"), v))) => match v.parse::<f64>() {
-                Ok(ts) => eprintln!("  {:+7.3} job {k}", ts - received),
-                Err(_) => {}
-            },
+            (_, Some((k @ ("Started" | "Ended"), v))) => {
+                if let Ok(ts) = v.parse::<f64>() {
+                    eprintln!("  {:+7.3} job {k}", ts - received);
+                }
+            }
             _ => {}
         }
     }

@@ -27,6 +27,7 @@
 
 use crate::error::NodeResult;
 pub mod cmd;
+mod create;
 pub mod helper;
 pub mod proc84;
 mod replace;
@@ -35,6 +36,7 @@ pub mod status9;
 pub mod version;
 
 pub use cmd::DrbdNet;
+pub use create::{drbd_create, drbd_create_up};
 pub use replace::drbd_replace_backing;
 pub use status::{
     split_brain_between, ConnectionState, DiskState, DrbdStatus, LocalDiskStatus, ReplicationState,
@@ -377,66 +379,6 @@ pub fn drbd_sync_progress(
         }
     }
     Ok(progress)
-}
-
-/// Creates the data and meta LVs (tagged with the context's owner) and writes fresh DRBD
-/// metadata on the meta LV. The metadata is only written when the meta LV was created by
-/// this call: re-running on an existing disk never wipes its generation identifiers.
-/// Refuses a minor that is in use.
-pub fn drbd_create(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
-    let dev = drbd_device(ctx, disk)?;
-    let d = drbd_dialect(ctx)?;
-    let r = ctx.runner();
-    if Snapshot::read(r, d)?.device(&dev).is_some() {
-        return Err(StorageError::Invalid(format!(
-            "DRBD minor {} is already in use on this node",
-            dev.minor
-        )));
-    }
-    make_backing(r, d, &dev, ctx.owner.as_deref())
-}
-
-/// The LVs (active afterwards: `lvcreate` activates, an existing LV is activated) and, on a
-/// meta LV made now, fresh metadata.
-fn make_backing(
-    r: &dyn CommandRunner,
-    d: Dialect,
-    dev: &DrbdDevice,
-    owner: Option<&str>,
-) -> Result<(), StorageError> {
-    lvm::create(r, &dev.data, dev.data_size_mib, owner)?;
-    let meta_created = lvm::create(r, &dev.meta, dev.meta_size_mib, owner)?;
-    if meta_created {
-        run(r, &cmd::create_md(d, dev))?;
-    }
-    Ok(())
-}
-
-/// `blockdev_create` of a `drbd` disk in one pass: one status read, the LVs and metadata
-/// ([`drbd_create`]), the device set up on them without activating them again, and, when
-/// `net` is given, the `connect` (the node stays secondary: promoting is the caller's step).
-/// Refuses a minor that is in use.
-pub fn drbd_create_up(
-    ctx: &StorageContext,
-    disk: &Disk,
-    net: Option<&DrbdNet>,
-) -> Result<(), StorageError> {
-    let dev = drbd_device(ctx, disk)?;
-    let d = drbd_dialect(ctx)?;
-    let r = ctx.runner();
-    let snap = Snapshot::read(r, d)?;
-    if snap.device(&dev).is_some() {
-        return Err(StorageError::Invalid(format!(
-            "DRBD minor {} is already in use on this node",
-            dev.minor
-        )));
-    }
-    make_backing(r, d, &dev, ctx.owner.as_deref())?;
-    bring_up(r, d, &dev)?;
-    match net {
-        Some(net) => connect_with(r, d, &dev, net, &snap, false),
-        None => Ok(()),
-    }
 }
 
 /// Sets the local device up (resource, minor, backing disks) if it is not: a configured but

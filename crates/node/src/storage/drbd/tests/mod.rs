@@ -767,6 +767,52 @@ fn block_storage_create_brings_the_device_up_connected() {
 }
 
 #[test]
+fn create_up_without_peer_address_and_teardown_on_a_failed_attach() {
+    // No secondary IP known: the device comes up on its new LVs, unconnected.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_new_lvs(&r);
+    let md = argv(&[
+        "drbdmeta",
+        "--force",
+        "/dev/drbd0",
+        "v08",
+        &meta_dev(),
+        "0",
+        "create-md",
+    ]);
+    r.expect_ok(&md, "");
+    r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
+    r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
+    r.expect_ok(&attach84(), "");
+    drbd_create_up(&ctx, &drbd_disk(1024), None).expect("up, not connected");
+    r.finish().expect("exact commands");
+
+    // The attach fails: the half-made resource is taken down, the error names the attach,
+    // and no connect is tried.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_new_lvs(&r);
+    r.expect_ok(&md, "");
+    r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
+    r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
+    r.expect(
+        &attach84(),
+        CmdOutput::fail(10, "0: Failure: (114) Lower device is already claimed.\n"),
+    );
+    r.expect_ok(&["drbdsetup", "down", "resource0"], "");
+    let dev = drbd_device(&ctx, &drbd_disk(1024)).expect("device");
+    let net = drbd_net(&ctx, &dev).expect("both IPs known");
+    let e = drbd_create_up(&ctx, &drbd_disk(1024), Some(&net)).expect_err("attach fails");
+    assert!(e.to_string().contains("already claimed"), "{e}");
+    r.finish().expect("exact commands");
+
+    // A minor in use: refused before any command.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
+    let e = drbd_create_up(&ctx, &drbd_disk(1024), Some(&net)).expect_err("in use");
+    assert!(e.to_string().contains("minor 0 is already in use"), "{e}");
+    assert!(r.calls().is_empty());
+}
+
+#[test]
 fn ipv6_addresses_use_brackets() {
     assert_eq!(
         cmd::address("fd00::1".parse().expect("ip"), 11000),
