@@ -288,14 +288,7 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64, f64)> {
         let t = Instant::now();
         sh(lab, 2, &raw_create_script(&lv, 1024, m, p, &ip2, &ip1))?;
         sh(lab, 1, &raw_create_script(&lv, 1024, m, p, &ip1, &ip2))?;
-        sh(
-            lab,
-            1,
-            &format!(
-                "{}drbdsetup primary {m} --force\n",
-                wait_connected_script(m)
-            ),
-        )?;
+        sh(lab, 1, &promote_script(m))?;
         let s = secs(t);
         eprintln!("bench: creation by hand #{i}: {s:.2} s");
         rv.push(s);
@@ -320,14 +313,7 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64, f64)> {
         for r in [a, b] {
             r.map_err(|_| anyhow::anyhow!("raw create thread panicked"))??;
         }
-        sh(
-            lab,
-            1,
-            &format!(
-                "{}drbdsetup primary {m} --force\n",
-                wait_connected_script(m)
-            ),
-        )?;
+        sh(lab, 1, &promote_script(m))?;
         let s = secs(t);
         eprintln!("bench: creation by hand, both nodes at once #{i}: {s:.2} s");
         cv.push(s);
@@ -336,6 +322,14 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64, f64)> {
         }
     }
     Ok((median(mv), median(rv), median(cv)))
+}
+
+/// On node1: wait for `Connected`, then the first, forced promotion.
+fn promote_script(minor: u32) -> String {
+    format!(
+        "{}drbdsetup primary {minor} --force\n",
+        wait_connected_script(minor)
+    )
 }
 
 /// With `MAGUEY_BENCH_JOBLOG` set: the last job's log, each line's time from the job's

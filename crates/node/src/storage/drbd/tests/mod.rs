@@ -75,6 +75,19 @@ fn expect_new_lvs(r: &ScriptedRunner) {
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"), "");
 }
 
+/// `drbdmeta create-md` of minor 0's fresh v08 metadata.
+fn create_md84() -> Vec<String> {
+    argv(&[
+        "drbdmeta",
+        "--force",
+        "/dev/drbd0",
+        "v08",
+        &meta_dev(),
+        "0",
+        "create-md",
+    ])
+}
+
 fn expect_activate(r: &ScriptedRunner) {
     r.expect_ok(&["lvchange", "-ay", &data_lv()], "");
     r.expect_ok(&["lvchange", "-ay", &meta_lv()], "");
@@ -133,15 +146,7 @@ fn create_84_makes_lvs_and_v08_metadata() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_new_lvs(&r);
     r.expect_ok(
-        &argv(&[
-            "drbdmeta",
-            "--force",
-            "/dev/drbd0",
-            "v08",
-            &meta_dev(),
-            "0",
-            "create-md",
-        ]),
+        &create_md84(),
         "Writing meta data...\nNew drbd meta data block successfully created.\n",
     );
     drbd_create(&ctx, &drbd_disk(1024)).expect("created");
@@ -735,18 +740,7 @@ fn invalid_disks_and_contexts_are_refused_before_any_command() {
 fn block_storage_create_brings_the_device_up_connected() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_new_lvs(&r);
-    r.expect_ok(
-        &argv(&[
-            "drbdmeta",
-            "--force",
-            "/dev/drbd0",
-            "v08",
-            &meta_dev(),
-            "0",
-            "create-md",
-        ]),
-        "",
-    );
+    r.expect_ok(&create_md84(), "");
     // The LVs lvcreate just made are active: no lvchange, straight to the device.
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
@@ -771,15 +765,7 @@ fn create_up_without_peer_address_and_teardown_on_a_failed_attach() {
     // No secondary IP known: the device comes up on its new LVs, unconnected.
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_new_lvs(&r);
-    let md = argv(&[
-        "drbdmeta",
-        "--force",
-        "/dev/drbd0",
-        "v08",
-        &meta_dev(),
-        "0",
-        "create-md",
-    ]);
+    let md = create_md84();
     r.expect_ok(&md, "");
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
