@@ -441,7 +441,18 @@ pub async fn wait_connected(env: &Env<'_>, inst: &Instance, node: &Node) -> Resu
                 node.name
             )));
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(connect_poll_interval(start.elapsed())).await;
+    }
+}
+
+/// The pause between two status reads while waiting for a connection: a fresh pair of ends
+/// usually connects within a second of the second `connect`, so the first reads come fast
+/// (each is one RPC round trip); a peer that takes longer is polled every 300 ms.
+fn connect_poll_interval(waited: Duration) -> Duration {
+    if waited < Duration::from_secs(3) {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(300)
     }
 }
 

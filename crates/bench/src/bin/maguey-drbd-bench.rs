@@ -149,11 +149,16 @@ fn main() -> Result<()> {
     eprintln!("bench: lab up in {:.1} s", secs(t0));
     let mut rows = Vec::new();
     let rtt = agent_rtt(&lab)?;
-    let (m, r) = creation(&lab, a.runs)?;
+    let (m, r, rc) = creation(&lab, a.runs)?;
     rows.push((
         "creation, 1 GiB drbd, --no-wait-for-sync (fake hypervisor, started)".to_string(),
         m,
         r,
+    ));
+    rows.push((
+        "the same, raw steps on both nodes at once (as Maguey now does)".to_string(),
+        m,
+        rc,
     ));
     if a.migration {
         let (m, mq, argv) = maguey_migration(&lab, a.runs)?;
@@ -243,10 +248,11 @@ fn raw_teardown_script(lv: &str, minor: u32) -> String {
     )
 }
 
-/// Creation: (Maguey median, raw median), runs interleaved.
-fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
+/// Creation: (Maguey median, raw median node2 then node1, raw median both nodes at once),
+/// runs interleaved.
+fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64, f64)> {
     let (ip1, ip2) = (lab.node_ip(1), lab.node_ip(2));
-    let (mut mv, mut rv) = (Vec::new(), Vec::new());
+    let (mut mv, mut rv, mut cv) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let name = format!("bench{i}");
         let t = Instant::now();
@@ -272,6 +278,9 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
         let s = secs(t);
         eprintln!("bench: creation through Maguey #{i}: {s:.2} s");
         mv.push(s);
+        if std::env::var_os("MAGUEY_BENCH_JOBLOG").is_some() {
+            print_last_job(lab)?;
+        }
         mg(lab, &["instance", "remove", "-f", &name])?;
 
         let lv = format!("rawc{i}");
@@ -279,14 +288,7 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
         let t = Instant::now();
         sh(lab, 2, &raw_create_script(&lv, 1024, m, p, &ip2, &ip1))?;
         sh(lab, 1, &raw_create_script(&lv, 1024, m, p, &ip1, &ip2))?;
-        sh(
-            lab,
-            1,
-            &format!(
-                "{}drbdsetup primary {m} --force\n",
-                wait_connected_script(m)
-            ),
-        )?;
+        sh(lab, 1, &promote_script(m))?;
         let s = secs(t);
         eprintln!("bench: creation by hand #{i}: {s:.2} s");
         rv.push(s);
@@ -299,8 +301,67 @@ fn creation(lab: &VmLab, runs: usize) -> Result<(f64, f64)> {
         for n in [1, 2] {
             sh(lab, n, &raw_teardown_script(&lv, m))?;
         }
+
+        // The same steps, both nodes' scripts sent at once.
+        let lv = format!("rawp{i}");
+        let t = Instant::now();
+        let (a, b) = std::thread::scope(|sc| {
+            let a = sc.spawn(|| sh(lab, 2, &raw_create_script(&lv, 1024, m, p, &ip2, &ip1)));
+            let b = sc.spawn(|| sh(lab, 1, &raw_create_script(&lv, 1024, m, p, &ip1, &ip2)));
+            (a.join(), b.join())
+        });
+        for r in [a, b] {
+            r.map_err(|_| anyhow::anyhow!("raw create thread panicked"))??;
+        }
+        sh(lab, 1, &promote_script(m))?;
+        let s = secs(t);
+        eprintln!("bench: creation by hand, both nodes at once #{i}: {s:.2} s");
+        cv.push(s);
+        for n in [1, 2] {
+            sh(lab, n, &raw_teardown_script(&lv, m))?;
+        }
     }
-    Ok((median(mv), median(rv)))
+    Ok((median(mv), median(rv), median(cv)))
+}
+
+/// On node1: wait for `Connected`, then the first, forced promotion.
+fn promote_script(minor: u32) -> String {
+    format!(
+        "{}drbdsetup primary {minor} --force\n",
+        wait_connected_script(minor)
+    )
+}
+
+/// With `MAGUEY_BENCH_JOBLOG` set: the last job's log, each line's time from the job's
+/// submission (where a Maguey creation's time goes).
+fn print_last_job(lab: &VmLab) -> Result<()> {
+    let list = mg(lab, &["job", "list"])?;
+    let Some(id) = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+    else {
+        return Ok(());
+    };
+    let info = mg(lab, &["job", "info", &id.to_string()])?;
+    let received: f64 = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Received: ")?.parse().ok())
+        .unwrap_or(0.0);
+    for l in info.lines() {
+        let t = l.trim();
+        let (head, rest) = t.split_once(' ').unwrap_or((t, ""));
+        match (head.parse::<f64>(), t.split_once(": ")) {
+            (Ok(ts), _) if ts > 1e9 => eprintln!("  {:+7.3} {rest}", ts - received),
+            (_, Some((k @ ("Started" | "Ended"), v))) => {
+                if let Ok(ts) = v.parse::<f64>() {
+                    eprintln!("  {:+7.3} job {k}", ts - received);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `grep -c TICK` of a console log in node `n`.

@@ -479,16 +479,20 @@ impl LogicalUnit for InstanceCreate {
         };
         let be = crate::util::filled_beparams(&cfg, &instance);
 
-        // Memory: the node must be able to hold the instance if it is to start now.
-        let info: NodeInfo = env
-            .rpc(
-                &node,
-                NodeRequest::NodeInfo {
-                    file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                    hypervisor: instance.hypervisor.to_string(),
-                },
-            )
-            .await?;
+        // Memory: the node must be able to hold the instance if it is to start now. Both
+        // nodes are asked at once (each answer reads its volume group).
+        let info_req = || NodeRequest::NodeInfo {
+            file_storage_dir: cfg.cluster.file_storage_dir.clone(),
+            hypervisor: instance.hypervisor.to_string(),
+        };
+        let (info, sinfo) = futures::future::join(env.rpc::<NodeInfo>(&node, info_req()), async {
+            match &snode {
+                Some(sn) => env.rpc::<NodeInfo>(sn, info_req()).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await;
+        let info = info?;
         if be.maxmem > info.memory_total {
             return Err(prereq(format!(
                 "instance needs {} MiB of memory but node {} has only {} MiB in total",
@@ -518,16 +522,7 @@ impl LogicalUnit for InstanceCreate {
             }
         };
         check_space(&info, &node)?;
-        if let Some(sn) = &snode {
-            let sinfo: NodeInfo = env
-                .rpc(
-                    sn,
-                    NodeRequest::NodeInfo {
-                        file_storage_dir: cfg.cluster.file_storage_dir.clone(),
-                        hypervisor: instance.hypervisor.to_string(),
-                    },
-                )
-                .await?;
+        if let (Some(sn), Some(sinfo)) = (&snode, sinfo?) {
             check_space(&sinfo, sn)?;
         }
 
@@ -566,33 +561,27 @@ impl LogicalUnit for InstanceCreate {
                 })?;
         }
 
-        // 1. Disks: on the secondary first, then on the primary (Ganeti's order).
-        let mut created: Vec<(Node, Disk)> = Vec::new();
+        // 1. Disks: on the secondary and the primary at once (each node's disks in order).
+        // Ganeti creates on the secondary first so that a failure leaves the primary
+        // untouched; the same holds here: whatever either node made is removed again when
+        // either fails, and the config is only written once every disk exists.
+        let storage_dir = crate::util::storage_dir(&cfg, template);
         let targets: Vec<Node> = snode.iter().cloned().chain([node.clone()]).collect();
-        for target in &targets {
-            for disk in &instance.disks {
-                env.log(format!(
-                    "creating disk {} ({} MiB) on node {}",
-                    disk.iv_name, disk.size, target.name
-                ));
-                let res: Result<Value, OpError> = env
-                    .rpc(
-                        target,
-                        NodeRequest::BlockdevCreate {
-                            disk: disk.clone(),
-                            instance_name: instance.name.clone(),
-                            file_storage_dir: crate::util::storage_dir(&cfg, template),
-                        },
-                    )
-                    .await;
-                match res {
-                    Ok(_) => created.push((target.clone(), disk.clone())),
-                    Err(e) => {
-                        undo_created(env, &created).await;
-                        return Err(e);
-                    }
-                }
+        let per_node = targets
+            .iter()
+            .map(|t| create_on(env, t, &instance, &storage_dir));
+        let results = futures::future::join_all(per_node).await;
+        let mut created: Vec<(Node, Disk)> = Vec::new();
+        let mut failure = None;
+        for (made, res) in results {
+            created.extend(made);
+            if let Err(e) = res {
+                failure.get_or_insert(e);
             }
+        }
+        if let Some(e) = failure {
+            undo_created(env, &created).await;
+            return Err(e);
         }
         if drbd {
             // The first primary of a new disk is forced: it starts the full initial sync
@@ -692,6 +681,38 @@ impl LogicalUnit for InstanceCreate {
         }
         Ok(json!({"instance_name": instance.name, "uuid": instance.uuid, "pnode": node.name}))
     }
+}
+
+/// Creates the instance's disks on `target` one after the other; returns what it made, and
+/// the first failure (which stops the creation on this node).
+async fn create_on(
+    env: &Env<'_>,
+    target: &Node,
+    instance: &Instance,
+    storage_dir: &str,
+) -> (Vec<(Node, Disk)>, Result<(), OpError>) {
+    let mut made = Vec::new();
+    for disk in &instance.disks {
+        env.log(format!(
+            "creating disk {} ({} MiB) on node {}",
+            disk.iv_name, disk.size, target.name
+        ));
+        let res: Result<Value, OpError> = env
+            .rpc(
+                target,
+                NodeRequest::BlockdevCreate {
+                    disk: disk.clone(),
+                    instance_name: instance.name.clone(),
+                    file_storage_dir: storage_dir.to_string(),
+                },
+            )
+            .await;
+        match res {
+            Ok(_) => made.push((target.clone(), disk.clone())),
+            Err(e) => return (made, Err(e)),
+        }
+    }
+    (made, Ok(()))
 }
 
 /// Removes the disks a failed creation made, on every node, in reverse order.

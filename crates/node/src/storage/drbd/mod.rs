@@ -27,6 +27,7 @@
 
 use crate::error::NodeResult;
 pub mod cmd;
+mod create;
 pub mod helper;
 pub mod proc84;
 mod replace;
@@ -35,6 +36,7 @@ pub mod status9;
 pub mod version;
 
 pub use cmd::DrbdNet;
+pub use create::{drbd_create, drbd_create_up};
 pub use replace::drbd_replace_backing;
 pub use status::{
     split_brain_between, ConnectionState, DiskState, DrbdStatus, LocalDiskStatus, ReplicationState,
@@ -379,29 +381,6 @@ pub fn drbd_sync_progress(
     Ok(progress)
 }
 
-/// Creates the data and meta LVs (tagged with the context's owner) and writes fresh DRBD
-/// metadata on the meta LV. The metadata is only written when the meta LV was created by
-/// this call: re-running on an existing disk never wipes its generation identifiers.
-/// Refuses a minor that is in use.
-pub fn drbd_create(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
-    let dev = drbd_device(ctx, disk)?;
-    let d = drbd_dialect(ctx)?;
-    let r = ctx.runner();
-    if Snapshot::read(r, d)?.device(&dev).is_some() {
-        return Err(StorageError::Invalid(format!(
-            "DRBD minor {} is already in use on this node",
-            dev.minor
-        )));
-    }
-    let owner = ctx.owner.as_deref();
-    lvm::create(r, &dev.data, dev.data_size_mib, owner)?;
-    let meta_created = lvm::create(r, &dev.meta, dev.meta_size_mib, owner)?;
-    if meta_created {
-        run(r, &cmd::create_md(d, &dev))?;
-    }
-    Ok(())
-}
-
 /// Sets the local device up (resource, minor, backing disks) if it is not: a configured but
 /// diskless device is attached again. On failure the half-made resource is torn down.
 pub fn drbd_assemble(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
@@ -425,28 +404,34 @@ fn assemble_with(
         Some(_) => Ok(()),
         None => {
             activate_backing(r, dev)?;
-            // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
-            // `Unconfigured`: its resource and minor may exist already, which is fine.
-            let cmds = cmd::assemble(d, dev);
-            let result = cmds.iter().enumerate().try_for_each(|(i, c)| {
-                let last = i + 1 == cmds.len();
-                let res = if last {
-                    attach(r, d, dev, c)
-                } else {
-                    run(r, c)
-                };
-                match res {
-                    Err(e) if !last && e.stderr().contains("exists") => Ok(()),
-                    other => other,
-                }
-            });
-            if result.is_err() {
-                // Best effort: leave no half-configured resource behind.
-                let _ = r.run(&cmd::down(dev));
-            }
-            result
+            bring_up(r, d, dev)
         }
     }
+}
+
+/// Sets up the resource, the minor and the attach on active backing LVs; a failure tears the
+/// half-made resource down.
+fn bring_up(r: &dyn CommandRunner, d: Dialect, dev: &DrbdDevice) -> Result<(), StorageError> {
+    // 8.4 shows a minor that exists but is unattached, StandAlone and Secondary as
+    // `Unconfigured`: its resource and minor may exist already, which is fine.
+    let cmds = cmd::assemble(d, dev);
+    let result = cmds.iter().enumerate().try_for_each(|(i, c)| {
+        let last = i + 1 == cmds.len();
+        let res = if last {
+            attach(r, d, dev, c)
+        } else {
+            run(r, c)
+        };
+        match res {
+            Err(e) if !last && e.stderr().contains("exists") => Ok(()),
+            other => other,
+        }
+    });
+    if result.is_err() {
+        // Best effort: leave no half-configured resource behind.
+        let _ = r.run(&cmd::down(dev));
+    }
+    result
 }
 
 /// Runs the `attach` command `c`; metadata left unclean by a power loss (the node died with
@@ -729,12 +714,7 @@ impl BlockStorage for DrbdStorage {
 
     fn create(&self, ctx: &StorageContext, disk: &Disk) -> NodeResult<BlockdevInfo> {
         let dev = drbd_device(ctx, disk)?;
-        drbd_create(ctx, disk)?;
-        if drbd_net(ctx, &dev).is_ok() {
-            drbd_attach_net(ctx, disk, NetRole::Secondary)?;
-        } else {
-            drbd_assemble(ctx, disk)?;
-        }
+        drbd_create_up(ctx, disk, drbd_net(ctx, &dev).ok().as_ref())?;
         Ok(BlockdevInfo {
             path: dev.device_path().display().to_string(),
             size: disk.size,

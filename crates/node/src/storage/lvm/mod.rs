@@ -139,7 +139,11 @@ pub fn create_argv(id: &LvId, size_mib: u64, owner: Option<&str>) -> Cmd {
 }
 
 /// Creates the LV unless one of at least `size_mib` exists already (LVM rounds sizes up to
-/// whole extents). Returns whether it was created now.
+/// whole extents). Returns whether it was created now; a created LV is active.
+///
+/// `lvcreate` runs first (a new disk's LVs do not exist: no `lvs` before it, one LVM command
+/// per LV as by hand); only when it refuses because the LV exists (a retried create) is the
+/// existing LV read, checked for size and activated.
 pub fn create(
     runner: &dyn CommandRunner,
     id: &LvId,
@@ -152,21 +156,33 @@ pub fn create(
             id.full_name()
         )));
     }
-    if let Some(existing) = find(runner, id)? {
-        if existing.size_mib < size_mib {
-            return Err(StorageError::Invalid(format!(
-                "{} already exists with size {} MiB (wanted {size_mib} MiB)",
-                id.full_name(),
-                existing.size_mib
-            )));
-        }
-        if !existing.is_active() {
-            activate(runner, id)?;
-        }
-        return Ok(false);
+    let err = match run_checked(runner, &create_argv(id, size_mib, owner)) {
+        Ok(_) => return Ok(true),
+        Err(e) if exists_already(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let Some(existing) = find(runner, id)? else {
+        // Gone again between the two commands: report lvcreate's refusal.
+        return Err(err);
+    };
+    if existing.size_mib < size_mib {
+        return Err(StorageError::Invalid(format!(
+            "{} already exists with size {} MiB (wanted {size_mib} MiB)",
+            id.full_name(),
+            existing.size_mib
+        )));
     }
-    run_checked(runner, &create_argv(id, size_mib, owner))?;
-    Ok(true)
+    if !existing.is_active() {
+        activate(runner, id)?;
+    }
+    Ok(false)
+}
+
+/// `lvcreate` refused because the LV exists (`Logical Volume "LV" already exists in volume
+/// group "VG"`; the capital varies between LVM versions).
+fn exists_already(err: &StorageError) -> bool {
+    let e = err.stderr().to_ascii_lowercase();
+    e.contains("logical volume") && e.contains("already exists")
 }
 
 /// Removes the LV (`lvremove -f VG/LV`); a missing LV or VG is success.

@@ -18,29 +18,31 @@ fn lvs_argv(target: &str) -> Vec<String> {
     ])
 }
 
+fn lvcreate_argv(size: &str) -> Vec<String> {
+    argv(&[
+        "lvcreate",
+        "--yes",
+        "-Wy",
+        "-L",
+        size,
+        "-n",
+        LV,
+        "--addtag",
+        "originstname+db1.example.com",
+        "xenvg",
+    ])
+}
+
+/// `lvcreate` of an LV that exists (LVM 2.03's refusal).
+fn exists() -> CmdOutput {
+    CmdOutput::fail(5, &data("lvm/lvcreate_exists.stderr"))
+}
+
 #[test]
 fn create_runs_lvcreate_with_tag_and_lvm_env() {
     let (ctx, r) = node_a_ctx();
-    let full = format!("xenvg/{LV}");
-    r.expect(
-        &lvs_argv(&full),
-        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
-    );
-    r.expect_ok(
-        &argv(&[
-            "lvcreate",
-            "--yes",
-            "-Wy",
-            "-L",
-            "1024m",
-            "-n",
-            LV,
-            "--addtag",
-            "originstname+db1.example.com",
-            "xenvg",
-        ]),
-        "  Logical volume \"x\" created.\n",
-    );
+    // A new LV: lvcreate at once, no lvs before it.
+    r.expect_ok(&lvcreate_argv("1024m"), "  Logical volume \"x\" created.\n");
     let disk = plain_disk("xenvg", LV, 1024);
     let info = LvmStorage.create(&ctx, &disk).expect("created");
     assert_eq!(info.path, format!("/dev/xenvg/{LV}"));
@@ -58,39 +60,37 @@ fn create_runs_lvcreate_with_tag_and_lvm_env() {
 fn create_of_an_existing_lv_is_idempotent_but_not_when_smaller() {
     let (ctx, r) = node_a_ctx();
     let full = format!("xenvg/{LV}");
+    r.expect(&lvcreate_argv("1024m"), exists());
     r.expect_ok(&lvs_argv(&full), &data("lvm/lvs_one.json"));
-    LvmStorage
-        .create(&ctx, &plain_disk("xenvg", LV, 1024))
-        .expect("exists already");
+    let id = LvId::new("xenvg", LV).expect("valid");
+    let made = create(ctx.runner(), &id, 1024, Some("db1.example.com")).expect("exists already");
+    assert!(!made, "an existing LV is not created again");
+    r.expect(&lvcreate_argv("2048m"), exists());
     r.expect_ok(&lvs_argv(&full), &data("lvm/lvs_one.json"));
     let e = LvmStorage
         .create(&ctx, &plain_disk("xenvg", LV, 2048))
         .expect_err("too small")
         .to_string();
     assert!(e.contains("already exists with size 1024 MiB"), "{e}");
-    r.finish().expect("no lvcreate");
+    // Refused as existing, but gone when read: lvcreate's refusal is the error.
+    r.expect(&lvcreate_argv("1024m"), exists());
+    r.expect(
+        &lvs_argv(&full),
+        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
+    );
+    let e = LvmStorage
+        .create(&ctx, &plain_disk("xenvg", LV, 1024))
+        .expect_err("vanished")
+        .to_string();
+    assert!(e.contains("already exists in volume group"), "{e}");
+    r.finish().expect("exact commands");
 }
 
 #[test]
 fn create_failure_names_the_command_and_stderr() {
     let (ctx, r) = node_a_ctx();
     r.expect(
-        &lvs_argv(&format!("xenvg/{LV}")),
-        CmdOutput::fail(5, &data("lvm/lvs_missing.stderr")),
-    );
-    r.expect(
-        &argv(&[
-            "lvcreate",
-            "--yes",
-            "-Wy",
-            "-L",
-            "4096m",
-            "-n",
-            LV,
-            "--addtag",
-            "originstname+db1.example.com",
-            "xenvg",
-        ]),
+        &lvcreate_argv("4096m"),
         CmdOutput::fail(5, &data("lvm/lvcreate_nospace.stderr")),
     );
     let e = LvmStorage
@@ -306,6 +306,7 @@ fn list_all_reads_every_vg() {
 fn create_activates_an_existing_inactive_lv() {
     let (ctx, r) = node_a_ctx();
     let inactive = data("lvm/lvs_one.json").replace("-wi-a-----", "-wi-------");
+    r.expect(&lvcreate_argv("1024m"), exists());
     r.expect_ok(&lvs_argv(&format!("xenvg/{LV}")), &inactive);
     r.expect_ok(&argv(&["lvchange", "-ay", &format!("xenvg/{LV}")]), "");
     LvmStorage

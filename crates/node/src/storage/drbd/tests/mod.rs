@@ -69,12 +69,23 @@ fn lvcreate(lv: &str, size: &str) -> Vec<String> {
     ])
 }
 
+/// A new disk's LVs: `lvcreate` each, nothing read before.
 fn expect_new_lvs(r: &ScriptedRunner) {
-    let missing = CmdOutput::fail(5, &data("lvm/lvs_missing.stderr"));
-    r.expect(&lvs(&data_lv()), missing.clone());
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_data"), "1024m"), "");
-    r.expect(&lvs(&meta_lv()), missing);
     r.expect_ok(&lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"), "");
+}
+
+/// `drbdmeta create-md` of minor 0's fresh v08 metadata.
+fn create_md84() -> Vec<String> {
+    argv(&[
+        "drbdmeta",
+        "--force",
+        "/dev/drbd0",
+        "v08",
+        &meta_dev(),
+        "0",
+        "create-md",
+    ])
 }
 
 fn expect_activate(r: &ScriptedRunner) {
@@ -135,15 +146,7 @@ fn create_84_makes_lvs_and_v08_metadata() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_new_lvs(&r);
     r.expect_ok(
-        &argv(&[
-            "drbdmeta",
-            "--force",
-            "/dev/drbd0",
-            "v08",
-            &meta_dev(),
-            "0",
-            "create-md",
-        ]),
+        &create_md84(),
         "Writing meta data...\nNew drbd meta data block successfully created.\n",
     );
     drbd_create(&ctx, &drbd_disk(1024)).expect("created");
@@ -186,7 +189,24 @@ fn create_refuses_a_minor_in_use_and_keeps_existing_metadata() {
             r#"{{"report":[{{"lv":[{{"lv_name":"{DISK_UUID}.disk0_{name}","vg_name":"xenvg","lv_size":"{size}","lv_attr":"-wi-a-----","lv_tags":""}}]}}]}}"#
         )
     };
+    let refused = |name: &str| {
+        CmdOutput::fail(
+            5,
+            &data("lvm/lvcreate_exists.stderr").replace(
+                "3f2b8c1e-5d4a-4c61-9a0e-2b7f6d1c9e44.disk0",
+                &format!("{DISK_UUID}.disk0_{name}"),
+            ),
+        )
+    };
+    r.expect(
+        &lvcreate(&format!("{DISK_UUID}.disk0_data"), "1024m"),
+        refused("data"),
+    );
     r.expect_ok(&lvs(&data_lv()), &existing("data", "1024.00"));
+    r.expect(
+        &lvcreate(&format!("{DISK_UUID}.disk0_meta"), "128m"),
+        refused("meta"),
+    );
     r.expect_ok(&lvs(&meta_lv()), &existing("meta", "128.00"));
     drbd_create(&ctx, &drbd_disk(1024)).expect("idempotent");
     r.finish().expect("exact commands");
@@ -720,19 +740,8 @@ fn invalid_disks_and_contexts_are_refused_before_any_command() {
 fn block_storage_create_brings_the_device_up_connected() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
     expect_new_lvs(&r);
-    r.expect_ok(
-        &argv(&[
-            "drbdmeta",
-            "--force",
-            "/dev/drbd0",
-            "v08",
-            &meta_dev(),
-            "0",
-            "create-md",
-        ]),
-        "",
-    );
-    expect_activate(&r);
+    r.expect_ok(&create_md84(), "");
+    // The LVs lvcreate just made are active: no lvchange, straight to the device.
     r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
     r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
     r.expect_ok(&attach84(), "");
@@ -749,6 +758,44 @@ fn block_storage_create_brings_the_device_up_connected() {
     let info = imp.create(&ctx, &disk).expect("created");
     assert_eq!((info.path.as_str(), info.size), ("/dev/drbd0", 1024));
     r.finish().expect("exact commands");
+}
+
+#[test]
+fn create_up_without_peer_address_and_teardown_on_a_failed_attach() {
+    // No secondary IP known: the device comes up on its new LVs, unconnected.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_new_lvs(&r);
+    let md = create_md84();
+    r.expect_ok(&md, "");
+    r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
+    r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
+    r.expect_ok(&attach84(), "");
+    drbd_create_up(&ctx, &drbd_disk(1024), None).expect("up, not connected");
+    r.finish().expect("exact commands");
+
+    // The attach fails: the half-made resource is taken down, the error names the attach,
+    // and no connect is tried.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_empty");
+    expect_new_lvs(&r);
+    r.expect_ok(&md, "");
+    r.expect_ok(&["drbdsetup", "new-resource", "resource0"], "");
+    r.expect_ok(&["drbdsetup", "new-minor", "resource0", "0", "0"], "");
+    r.expect(
+        &attach84(),
+        CmdOutput::fail(10, "0: Failure: (114) Lower device is already claimed.\n"),
+    );
+    r.expect_ok(&["drbdsetup", "down", "resource0"], "");
+    let dev = drbd_device(&ctx, &drbd_disk(1024)).expect("device");
+    let net = drbd_net(&ctx, &dev).expect("both IPs known");
+    let e = drbd_create_up(&ctx, &drbd_disk(1024), Some(&net)).expect_err("attach fails");
+    assert!(e.to_string().contains("already claimed"), "{e}");
+    r.finish().expect("exact commands");
+
+    // A minor in use: refused before any command.
+    let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
+    let e = drbd_create_up(&ctx, &drbd_disk(1024), Some(&net)).expect_err("in use");
+    assert!(e.to_string().contains("minor 0 is already in use"), "{e}");
+    assert!(r.calls().is_empty());
 }
 
 #[test]

@@ -128,13 +128,10 @@ fn lvs_json(lv: &str) -> String {
 fn replace_backing_84_swaps_new_lvs_under_the_device() {
     let (ctx, r) = ctx84("drbd84/proc_drbd_connected");
     let disk = drbd_disk(1024);
-    let missing = CmdOutput::fail(5, &data("lvm/lvs_missing.stderr"));
     let d = format!("{DISK_UUID}.disk0_data");
     let m = format!("{DISK_UUID}.disk0_meta");
     // 1. New LVs under temporary names, fresh metadata through an unused minor.
-    r.expect(&lvs(&format!("xenvg/{d}_new-77")), missing.clone());
     r.expect_ok(&lvcreate(&format!("{d}_new-77"), "1024m"), "");
-    r.expect(&lvs(&format!("xenvg/{m}_new-77")), missing.clone());
     r.expect_ok(&lvcreate(&format!("{m}_new-77"), "128m"), "");
     r.expect_ok(
         &[
@@ -177,9 +174,7 @@ fn replace_backing_puts_the_old_lvs_back_when_the_swap_fails() {
     let missing = CmdOutput::fail(5, &data("lvm/lvs_missing.stderr"));
     let d = format!("{DISK_UUID}.disk0_data");
     let m = format!("{DISK_UUID}.disk0_meta");
-    r.expect(&lvs(&format!("xenvg/{d}_new-9")), missing.clone());
     r.expect_ok(&lvcreate(&format!("{d}_new-9"), "1024m"), "");
-    r.expect(&lvs(&format!("xenvg/{m}_new-9")), missing.clone());
     r.expect_ok(&lvcreate(&format!("{m}_new-9"), "128m"), "");
     r.expect_ok(
         &[

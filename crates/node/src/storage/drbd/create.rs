@@ -1,0 +1,71 @@
+//! Creating a `drbd` disk on this node: the LVs, fresh metadata, and (`blockdev_create`) the
+//! device set up and connected in the same pass.
+
+use super::{
+    bring_up, cmd, connect_with, drbd_device, drbd_dialect, run, Dialect, DrbdDevice, DrbdNet,
+    Snapshot,
+};
+use crate::storage::lvm;
+use crate::storage::runner::{CommandRunner, StorageError};
+use crate::storage::StorageContext;
+use maguey_model::Disk;
+
+/// Creates the data and meta LVs (tagged with the context's owner) and writes fresh DRBD
+/// metadata on the meta LV. The metadata is only written when the meta LV was created by
+/// this call: re-running on an existing disk never wipes its generation identifiers.
+/// Refuses a minor that is in use.
+pub fn drbd_create(ctx: &StorageContext, disk: &Disk) -> Result<(), StorageError> {
+    let dev = drbd_device(ctx, disk)?;
+    let d = drbd_dialect(ctx)?;
+    let r = ctx.runner();
+    if Snapshot::read(r, d)?.device(&dev).is_some() {
+        return Err(StorageError::Invalid(format!(
+            "DRBD minor {} is already in use on this node",
+            dev.minor
+        )));
+    }
+    make_backing(r, d, &dev, ctx.owner.as_deref())
+}
+
+/// The LVs (active afterwards: `lvcreate` activates, an existing LV is activated) and, on a
+/// meta LV made now, fresh metadata.
+fn make_backing(
+    r: &dyn CommandRunner,
+    d: Dialect,
+    dev: &DrbdDevice,
+    owner: Option<&str>,
+) -> Result<(), StorageError> {
+    lvm::create(r, &dev.data, dev.data_size_mib, owner)?;
+    let meta_created = lvm::create(r, &dev.meta, dev.meta_size_mib, owner)?;
+    if meta_created {
+        run(r, &cmd::create_md(d, dev))?;
+    }
+    Ok(())
+}
+
+/// `blockdev_create` of a `drbd` disk in one pass: one status read, the LVs and metadata
+/// ([`drbd_create`]), the device set up on them without activating them again, and, when
+/// `net` is given, the `connect` (the node stays secondary: promoting is the caller's step).
+/// Refuses a minor that is in use.
+pub fn drbd_create_up(
+    ctx: &StorageContext,
+    disk: &Disk,
+    net: Option<&DrbdNet>,
+) -> Result<(), StorageError> {
+    let dev = drbd_device(ctx, disk)?;
+    let d = drbd_dialect(ctx)?;
+    let r = ctx.runner();
+    let snap = Snapshot::read(r, d)?;
+    if snap.device(&dev).is_some() {
+        return Err(StorageError::Invalid(format!(
+            "DRBD minor {} is already in use on this node",
+            dev.minor
+        )));
+    }
+    make_backing(r, d, &dev, ctx.owner.as_deref())?;
+    bring_up(r, d, &dev)?;
+    match net {
+        Some(net) => connect_with(r, d, &dev, net, &snap, false),
+        None => Ok(()),
+    }
+}
