@@ -37,6 +37,22 @@ pub struct Cmd {
     pub log: Option<PathBuf>,
     /// Time limit; `None`: the runner's default.
     pub timeout: Option<Duration>,
+    /// The identity the program runs with instead of the daemon's (sessions only, see
+    /// [`CommandRunner::spawn_session`]).
+    pub identity: Option<Identity>,
+    /// Open descriptors (of the caller, kept open until the spawn returns) the program
+    /// inherits under the same numbers (sessions only).
+    pub keep_fds: Vec<i32>,
+}
+
+/// Who a spawned program runs as: its supplementary groups, and, when `ids` is set, its
+/// uid and gid (changed between fork and exec, groups first, uid last). Without `ids` only
+/// the groups change (a wrapper that changes the ids itself, such as `systemd-run --uid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// (uid, gid).
+    pub ids: Option<(u32, u32)>,
+    pub groups: Vec<u32>,
 }
 
 impl Cmd {
@@ -50,6 +66,8 @@ impl Cmd {
             cwd: None,
             log: None,
             timeout: None,
+            identity: None,
+            keep_fds: Vec::new(),
         }
     }
 
@@ -63,6 +81,8 @@ impl Cmd {
             cwd: None,
             log: None,
             timeout: None,
+            identity: None,
+            keep_fds: Vec::new(),
         }
     }
 
@@ -100,6 +120,18 @@ impl Cmd {
     /// Sends standard output and error to the file `path` (created or truncated).
     pub fn log_to(mut self, path: &Path) -> Self {
         self.log = Some(path.to_path_buf());
+        self
+    }
+
+    /// Runs as `identity` (sessions only).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Hands the open descriptors `fds` to the program (sessions only).
+    pub fn keep_fds(mut self, fds: Vec<i32>) -> Self {
+        self.keep_fds = fds;
         self
     }
 
