@@ -230,10 +230,14 @@ pub fn build_argv(
                 hv_u64(hv, "serial_speed", 38400)
             ));
         }
-        push(&["-kernel", kernel]);
+        let by_fd = |fd: Option<i32>, path: &str| match fd {
+            Some(fd) => format!("/dev/fd/{fd}"),
+            None => path.to_string(),
+        };
+        push(&["-kernel", &by_fd(fds.and_then(|f| f.kernel), kernel)]);
         match hv_str(hv, "initrd_path", "") {
             "" => {}
-            i => push(&["-initrd", i]),
+            i => push(&["-initrd", &by_fd(fds.and_then(|f| f.initrd), i)]),
         }
         push(&["-append", append.trim()]);
     } else {
@@ -586,6 +590,8 @@ mod tests {
             kvm: Some(9),
             disks: vec![11],
             cdrom: None,
+            kernel: Some(14),
+            initrd: Some(15),
             taps: vec![(12, Some(13))],
         };
         let mut with_disk = r.clone();
@@ -620,10 +626,18 @@ mod tests {
             "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             "-add-fd fd=11,set=10 -blockdev driver=file,node-name=disk0-file,filename=/dev/fdset/10,",
             "-netdev tap,id=net0,fd=12,vhost=on,vhostfd=13",
+            "-kernel /dev/fd/14 -initrd /dev/fd/15",
         ] {
             assert!(s.contains(want), "{want} not in {s}");
         }
-        for never in ["-run-with", "-pidfile", "/d/disk0", "unix:", "ifname="] {
+        for never in [
+            "-run-with",
+            "-pidfile",
+            "/d/disk0",
+            "unix:",
+            "ifname=",
+            "/k/",
+        ] {
             assert!(!s.contains(never), "{never} in {s}");
         }
         // Under tcg no /dev/kvm is handed over.

@@ -514,6 +514,12 @@ impl KvmHypervisor {
                 })
                 .collect(),
             cdrom: (!cdrom.is_empty()).then(|| Path::new(cdrom)),
+            kernel: Some(hv_str(hv, "kernel_path", ""))
+                .filter(|k| !k.is_empty())
+                .map(Path::new),
+            initrd: Some(hv_str(hv, "initrd_path", ""))
+                .filter(|k| !k.is_empty() && !hv_str(hv, "kernel_path", "").is_empty())
+                .map(Path::new),
             taps: nets.iter().map(|n| n.tap.as_str()).collect(),
             vhost: vhost_wanted(hv),
         };

@@ -106,6 +106,10 @@ pub struct FdArgs {
     pub disks: Vec<i32>,
     /// The CD-ROM image.
     pub cdrom: Option<i32>,
+    /// The kernel and initrd (QEMU reads them through `/dev/fd/N`: its loaders take no fd
+    /// set; the files themselves must be readable by the user, their directories need not).
+    pub kernel: Option<i32>,
+    pub initrd: Option<i32>,
     /// One tap per NIC, in order, with its vhost-net device when vhost is on.
     pub taps: Vec<(i32, Option<i32>)>,
 }
@@ -194,6 +198,8 @@ pub struct Wanted<'a> {
     /// (path, read-write, O_DIRECT) of each disk.
     pub disks: Vec<(&'a Path, bool, bool)>,
     pub cdrom: Option<&'a Path>,
+    pub kernel: Option<&'a Path>,
+    pub initrd: Option<&'a Path>,
     pub taps: Vec<&'a str>,
     pub vhost: bool,
 }
@@ -226,6 +232,14 @@ pub fn open_all(w: &Wanted) -> NodeResult<Opened> {
     if let Some(c) = w.cdrom {
         let fd = open_file(c, false, false)?;
         o.args.cdrom = Some(o.keep(fd));
+    }
+    if let Some(k) = w.kernel {
+        let fd = open_file(k, false, false)?;
+        o.args.kernel = Some(o.keep(fd));
+    }
+    if let Some(i) = w.initrd {
+        let fd = open_file(i, false, false)?;
+        o.args.initrd = Some(o.keep(fd));
     }
     for tap in &w.taps {
         let fd = open_tap(tap)?;
@@ -275,6 +289,8 @@ mod tests {
             kvm: false,
             disks: vec![(&disk, true, false)],
             cdrom: None,
+            kernel: None,
+            initrd: None,
             taps: vec![],
             vhost: false,
         };
