@@ -265,7 +265,11 @@ pub fn build_argv(
         let filename = match fds.and_then(|f| f.disks.get(i)) {
             Some(fd) => {
                 let set = FDSET_DISKS + i;
-                push(&["-add-fd", &format!("fd={fd},set={set}")]);
+                // The path stays in the command line as the fd set's description.
+                push(&[
+                    "-add-fd",
+                    &format!("fd={fd},set={set},opaque={}", qopt(&path.to_string_lossy())),
+                ]);
                 format!("/dev/fdset/{set}")
             }
             None => qopt(&path.to_string_lossy()),
@@ -376,7 +380,10 @@ fn cdrom_args(
     };
     let filename = match fd {
         Some(fd) => {
-            push(&["-add-fd", &format!("fd={fd},set={FDSET_CDROM}")]);
+            push(&[
+                "-add-fd",
+                &format!("fd={fd},set={FDSET_CDROM},opaque={}", qopt(path)),
+            ]);
             format!("/dev/fdset/{FDSET_CDROM}")
         }
         None => qopt(path),
@@ -624,7 +631,7 @@ mod tests {
             "-chardev socket,id=qmp0,fd=5,server=on,wait=off -mon chardev=qmp0,mode=control",
             "-add-fd fd=7,set=2 -chardev socket,id=serial0,fd=6,server=on,wait=off,logfile=/dev/fdset/2,logappend=on",
             "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-            "-add-fd fd=11,set=10 -blockdev driver=file,node-name=disk0-file,filename=/dev/fdset/10,",
+            "-add-fd fd=11,set=10,opaque=/d/disk0 -blockdev driver=file,node-name=disk0-file,filename=/dev/fdset/10,",
             "-netdev tap,id=net0,fd=12,vhost=on,vhostfd=13",
             "-kernel /dev/fd/14 -initrd /dev/fd/15",
         ] {
@@ -633,7 +640,7 @@ mod tests {
         for never in [
             "-run-with",
             "-pidfile",
-            "/d/disk0",
+            "filename=/d/",
             "unix:",
             "ifname=",
             "/k/",
