@@ -533,6 +533,47 @@ mod tests {
         assert!(ScriptedRunner::new().spawn_session(&cmd).is_err());
     }
 
+    #[tokio::test]
+    async fn sessions_take_an_identity_and_the_descriptors_handed_over() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("out.log");
+        let secret = dir.path().join("held");
+        std::fs::write(&secret, "").expect("file");
+        let held = std::fs::File::open(&secret).expect("open");
+        let fd = held.as_raw_fd();
+        // Another descriptor of the daemon, not handed over, stays closed in the child.
+        let other = std::fs::File::open(&secret).expect("open");
+        let script = format!(
+            "id -u; id -g; id -G; readlink /proc/$$/fd/{fd}; readlink /proc/$$/fd/{} || echo closed",
+            other.as_raw_fd()
+        );
+        let cmd = Cmd::new("/bin/sh", &["-c", &script])
+            .log_to(&log)
+            .identity(Identity {
+                ids: Some((65534, 65534)),
+                groups: vec![65534],
+            })
+            .keep_fds(vec![fd]);
+        let s = SystemRunner::default()
+            .spawn_session(&cmd)
+            .expect("sh starts");
+        let status = tokio::time::timeout(Duration::from_secs(20), s.exited)
+            .await
+            .expect("it exits")
+            .expect("its status");
+        assert_eq!(status, "exit status: 0");
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(
+            text,
+            format!("65534\n65534\n65534\n{}\nclosed\n", secret.display())
+        );
+        // The daemon's own descriptor keeps its close-on-exec flag.
+        // SAFETY: fcntl(2) F_GETFD on a descriptor owned by this test.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
+
     #[test]
     fn blocking_runs_wait_for_the_exit_on_a_pidfd() {
         // Short commands, one after the other: each exit is seen and its code kept.
