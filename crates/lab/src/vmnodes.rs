@@ -537,10 +537,16 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             maguey_model::Hypervisor::Fake,
         ],
         enabled_disk_templates: maguey_model::DiskTemplate::ALL.to_vec(),
-        hvparams: if kvm_guest {
-            std::collections::BTreeMap::from([(maguey_model::Hypervisor::Kvm, kvm_hvparams())])
-        } else {
-            Default::default()
+        hvparams: {
+            let mut kvm = if kvm_guest {
+                kvm_hvparams()
+            } else {
+                Default::default()
+            };
+            // The node image has no `maguey-qemu` user: QEMU runs as root there (fully
+            // sandboxed), whatever users the host that initialises the cluster has.
+            kvm.insert("security_model".into(), "none".into());
+            std::collections::BTreeMap::from([(maguey_model::Hypervisor::Kvm, kvm)])
         },
         mac_prefix: "aa:00:00".into(),
         beparams: Default::default(),

@@ -392,6 +392,24 @@ pub struct Instance {
     /// Who set `admin_state` (`user`: the guest powered itself off; see the watcher).
     #[serde(default, skip_serializing_if = "AdminStateSource::is_admin")]
     pub admin_state_source: AdminStateSource,
+    /// A move onto a new DRBD pair under way (`instance change-group`, `group evacuate`):
+    /// recorded before the new pair is built, cleared when the config names it or when it is
+    /// removed again. Left behind by a master that stopped in the middle: the next move of
+    /// the instance removes that pair first, `cluster verify` names it, and its minors and
+    /// port stay taken until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_move: Option<PendingPairMove>,
+}
+
+/// The new DRBD pair of a move in progress ([`Instance::pending_move`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingPairMove {
+    /// uuid of the new primary node.
+    pub primary: String,
+    /// uuid of the new secondary node.
+    pub secondary: String,
+    /// The instance's disks on the new pair.
+    pub disks: Vec<Disk>,
 }
 
 impl Instance {

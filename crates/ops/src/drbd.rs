@@ -95,7 +95,9 @@ fn used_in_config(cfg: &ConfigData) -> (BTreeSet<u16>, BTreeSet<(String, u32)>) 
         }
     }
     for i in cfg.instances.values() {
-        for d in &i.disks {
+        // The new pair of a move under way (or left by a stopped master) counts as used.
+        let pending = i.pending_move.iter().flat_map(|p| &p.disks);
+        for d in i.disks.iter().chain(pending) {
             walk(d, &mut ports, &mut minors);
         }
     }

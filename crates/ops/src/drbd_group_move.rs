@@ -28,7 +28,8 @@ use crate::{prereq, Env};
 use maguey_config::Command;
 use maguey_jobs::OpError;
 use maguey_model::{
-    AdminState, ConfigData, DiskTemplate, Instance, LogicalId, Node, DRBD_META_SIZE_MIB,
+    AdminState, ConfigData, DiskTemplate, Instance, LogicalId, Node, PendingPairMove,
+    DRBD_META_SIZE_MIB,
 };
 use maguey_rpc::{
     AcceptedPorts, BlockdevChunk, InstanceRunInfo, MigrationStatus, NodeInfo, NodeRequest,
@@ -51,11 +52,17 @@ pub struct PairMove {
 /// The nodes an instance's move onto `pnode`/`snode` involves (names): old primary, old
 /// secondary, new primary, new secondary (for the locks).
 pub fn involved_nodes(cfg: &ConfigData, inst: &Instance, pnode: &str, snode: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::iter::once(inst.primary_node.as_str())
+    // A pair left by an interrupted move is removed first: its nodes are locked too.
+    let pending = inst
+        .pending_move
+        .iter()
+        .flat_map(|p| [p.primary.as_str(), p.secondary.as_str()]);
+    let mut v: Vec<String> = Vec::new();
+    let named = std::iter::once(inst.primary_node.as_str())
         .chain(inst.secondary_nodes())
-        .filter_map(|u| cfg.nodes.get(u).map(|n| n.name.clone()))
-        .collect();
-    for n in [pnode, snode] {
+        .chain(pending)
+        .filter_map(|u| cfg.nodes.get(u).map(|n| n.name.as_str()));
+    for n in named.chain([pnode, snode]) {
         if !v.iter().any(|x| x == n) {
             v.push(n.to_string());
         }
@@ -143,7 +150,11 @@ impl PairMove {
 
     /// Moves the instance (see the module docs). On failure the instance is on its old
     /// pair, running if it ran, and nothing of the new pair is left.
-    pub async fn exec(self, env: &Env<'_>) -> Result<Value, OpError> {
+    pub async fn exec(mut self, env: &Env<'_>) -> Result<Value, OpError> {
+        if let Some(p) = self.inst.pending_move.clone() {
+            undo_interrupted(env, &self.inst, &self.old_p, &p).await?;
+            self.inst.pending_move = None;
+        }
         let PairMove {
             inst,
             old_p,
@@ -197,7 +208,19 @@ impl PairMove {
             }
         ));
 
-        // 1. The new pair.
+        // 1. The new pair, recorded first: a master that stops from here on leaves it named
+        // in the config, for the next move to remove (and for `cluster verify`).
+        set_pending(
+            env,
+            inst,
+            Some(PendingPairMove {
+                primary: new_p.uuid.clone(),
+                secondary: new_s.uuid.clone(),
+                disks: moved.disks.clone(),
+            }),
+        )
+        .await?;
+        drop(reservation);
         let mut created: Vec<Node> = Vec::new();
         let built = build_pair(env, &moved, new_p, new_s, &mut created).await;
         // 2. The data.
@@ -209,8 +232,7 @@ impl PairMove {
         let st = match copied {
             Ok(st) => st,
             Err(e) => {
-                remove_pair(env, &moved, &created, "undoing").await;
-                drop(reservation);
+                undo_pair(env, inst, &moved, &created).await;
                 env.log(format!(
                     "instance {} stays on its old pair {}/{}{}",
                     inst.name,
@@ -227,23 +249,23 @@ impl PairMove {
             Some(mut fresh) => {
                 fresh.primary_node = moved.primary_node.clone();
                 fresh.disks = moved.disks.clone();
+                fresh.pending_move = None;
                 env.apply(Command::UpdateInstance { instance: fresh })
                     .await
                     .map(|_| ())
             }
             None => Err(OpError::Exec(format!("instance {} vanished", inst.name))),
         };
-        drop(reservation);
         if let Err(e) = switched {
             if running {
                 finalize(env, inst, &moved, old_p, new_p, false).await;
             }
-            remove_pair(env, &moved, &created, "undoing").await;
+            undo_pair(env, inst, &moved, &created).await;
             return Err(e);
         }
         if running {
             if let Err(e) = resume_on_new(env, inst, &moved, old_p, new_p).await {
-                remove_pair(env, &moved, &created, "undoing").await;
+                undo_pair(env, inst, &moved, &created).await;
                 return Err(e);
             }
         } else {
@@ -375,11 +397,14 @@ async fn build_pair(
     }
 }
 
-/// Removes the instance's DRBD disks (device and LVs) on `nodes`, logging failures.
-async fn remove_pair(env: &Env<'_>, inst: &Instance, nodes: &[Node], why: &str) {
+/// Removes the instance's DRBD disks (device and LVs) on `nodes`, logging failures;
+/// whether all went.
+async fn remove_pair(env: &Env<'_>, inst: &Instance, nodes: &[Node], why: &str) -> bool {
+    let mut all = true;
     for n in nodes.iter().rev() {
         env.log(format!("{why}: removing the disks on node {}", n.name));
         if let Err(e) = crate::drbd::remove_on(env, inst, n).await {
+            all = false;
             env.log(format!(
                 "warning: could not remove the disks of instance {} on node {}: {e}; \
                  'cluster verify' lists what is left",
@@ -387,6 +412,88 @@ async fn remove_pair(env: &Env<'_>, inst: &Instance, nodes: &[Node], why: &str) 
             ));
         }
     }
+    all
+}
+
+/// Undoes the new pair within the job that built it: removed where it was created (what
+/// cannot be removed is left to `cluster verify`, which names orphan volumes, as before),
+/// and the record of the move cleared.
+async fn undo_pair(env: &Env<'_>, inst: &Instance, moved: &Instance, created: &[Node]) {
+    remove_pair(env, moved, created, "undoing").await;
+    if let Err(e) = set_pending(env, inst, None).await {
+        env.log(format!(
+            "warning: could not clear the record of the move of instance {}: {e}",
+            inst.name
+        ));
+    }
+}
+
+/// Records (or clears) the instance's move in progress in the config.
+async fn set_pending(
+    env: &Env<'_>,
+    inst: &Instance,
+    pending: Option<PendingPairMove>,
+) -> Result<(), OpError> {
+    let Some(mut fresh) = env.cfg().instances.get(&inst.uuid).cloned() else {
+        return Err(OpError::Exec(format!("instance {} vanished", inst.name)));
+    };
+    if fresh.pending_move == pending {
+        return Ok(());
+    }
+    fresh.pending_move = pending;
+    env.apply(Command::UpdateInstance { instance: fresh })
+        .await
+        .map(|_| ())
+}
+
+/// A move that a stopped master left in the middle (its new pair recorded in the config):
+/// the guest, which cannot have resumed on the new primary (QEMU waits there paused until
+/// the switch), is dropped there and resumed on the old primary; the new pair is removed
+/// and the record cleared. Refused, changing nothing, when the guest runs on the new
+/// primary after all.
+async fn undo_interrupted(
+    env: &Env<'_>,
+    inst: &Instance,
+    old_p: &Node,
+    p: &PendingPairMove,
+) -> Result<(), OpError> {
+    let cfg = env.cfg();
+    let new_p = node_by_uuid(&cfg, &p.primary)?.clone();
+    let new_s = node_by_uuid(&cfg, &p.secondary)?.clone();
+    let mut moved = inst.clone();
+    moved.primary_node = p.primary.clone();
+    moved.disks = p.disks.clone();
+    moved.pending_move = None;
+    env.log(format!(
+        "instance {}: an earlier move to a new pair on {}/{} stopped in the middle (a master \
+         restart?); undoing it first",
+        inst.name, new_p.name, new_s.name
+    ));
+    let there: Option<InstanceRunInfo> = env
+        .rpc(
+            &new_p,
+            NodeRequest::InstanceInfo {
+                name: inst.name.clone(),
+                hypervisor: inst.hypervisor.to_string(),
+            },
+        )
+        .await?;
+    if there.as_ref().is_some_and(|i| i.state == "running") {
+        return Err(OpError::Exec(format!(
+            "instance {} runs on node {} on the new pair of an interrupted move while the \
+             config names its old pair on {}: check both nodes before anything else",
+            inst.name, new_p.name, old_p.name
+        )));
+    }
+    finalize(env, inst, &moved, old_p, &new_p, false).await;
+    if !remove_pair(env, &moved, &[new_s, new_p], "undoing the interrupted move").await {
+        return Err(OpError::Exec(format!(
+            "the new pair an interrupted move of instance {} left could not be removed: see \
+             the warnings above; 'cluster verify' names it",
+            inst.name
+        )));
+    }
+    set_pending(env, inst, None).await
 }
 
 /// Shuts the instance's DRBD devices down on `node` (the LVs stay), logging failures.
@@ -542,6 +649,13 @@ async fn resume_on_new(
         Some(mut fresh) => {
             fresh.primary_node = inst.primary_node.clone();
             fresh.disks = inst.disks.clone();
+            fresh.pending_move = Some(PendingPairMove {
+                primary: moved.primary_node.clone(),
+                secondary: crate::drbd::secondary_of(&env.cfg(), moved)
+                    .map(|n| n.uuid.clone())
+                    .unwrap_or_default(),
+                disks: moved.disks.clone(),
+            });
             env.apply(Command::UpdateInstance { instance: fresh })
                 .await
                 .map(|_| ())

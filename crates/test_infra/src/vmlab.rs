@@ -413,6 +413,28 @@ exit 1",
         self.power_on(node)
     }
 
+    /// Kills node `node`'s `magueyd` with SIGKILL (its QEMUs, in their own sessions, run
+    /// on), starts it again and waits until it listens: a master restart.
+    pub fn restart_daemon(&self, node: usize) {
+        self.run_ok(
+            node,
+            "pids() { ps -o pid,args | grep '[/]usr/sbin/magueyd' | awk '{print $1}'; }\n\
+             for p in $(pids); do kill -9 $p; done\n\
+             i=0; while [ -n \"$(pids)\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+             [ -z \"$(pids)\" ]",
+        );
+        self.start_daemon(node, &[]);
+        let listening = vmnodes::wait_daemon_listening(
+            self.testbed(),
+            node,
+            self.state.port,
+            std::time::Duration::from_secs(60),
+        );
+        if let Err(e) = listening {
+            panic!("{e:#}");
+        }
+    }
+
     /// Starts `magueyd` in node `node` (in the background, logging to `/var/log/magueyd.log`;
     /// mounts the state disk first if needed). `args`: extra flags (none for a member).
     pub fn start_daemon(&self, node: usize, args: &[String]) {

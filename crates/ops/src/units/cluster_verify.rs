@@ -400,6 +400,22 @@ impl LogicalUnit for ClusterVerify {
                 ),
                 _ => {}
             }
+            if let Some(p) = &inst.pending_move {
+                let name = |u: &str| cfg.nodes.get(u).map_or(u.to_string(), |n| n.name.clone());
+                rep.warn(
+                    env,
+                    "EINSTANCEPENDINGMOVE",
+                    format!(
+                        "instance {}: a move to a new DRBD pair on {}/{} is under way or was \
+                         stopped in the middle (a master restart); its disks are there: \
+                         'instance change-group' or 'group evacuate' again removes them first \
+                         and moves the instance",
+                        inst.name,
+                        name(&p.primary),
+                        name(&p.secondary)
+                    ),
+                );
+            }
             if self.skip.iter().any(|s| s == "disks") {
                 continue;
             }
@@ -586,7 +602,12 @@ impl LogicalUnit for ClusterVerify {
             if let Some(lvs) = &nr.lvs {
                 let mut want = Vec::new();
                 for i in cfg.instances.values() {
-                    for d in &i.disks {
+                    // A pending move's LVs are named by EINSTANCEPENDINGMOVE, not as orphans.
+                    for d in i
+                        .disks
+                        .iter()
+                        .chain(i.pending_move.iter().flat_map(|p| &p.disks))
+                    {
                         expected_lvs(d, uuid, &mut want);
                     }
                 }

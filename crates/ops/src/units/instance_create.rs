@@ -376,6 +376,7 @@ impl LogicalUnit for InstanceCreate {
             ctime: now,
             mtime: now,
             admin_state_source: Default::default(),
+            pending_move: None,
         };
         let be = crate::util::filled_beparams(cfg, &instance);
         if be.minmem > be.maxmem {

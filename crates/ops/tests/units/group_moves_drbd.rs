@@ -204,9 +204,15 @@ async fn a_failure_while_the_new_pair_is_built_leaves_nothing_behind() {
         log.contains("instance mirror1 stays on its old pair node1/node2"),
         "{log}"
     );
-    // Nothing changed: the config, the instance's disks, every node.
-    assert_eq!(c.serial(), serial, "{log}");
+    // Nothing changed: the instance's disks (the move's record, written before the new pair
+    // was built, cleared again), every node.
+    assert_eq!(c.serial(), serial + 2, "{log}");
     assert_eq!(disks_of(&c, "mirror1"), disks);
+    assert!(c
+        .instance("mirror1")
+        .expect("mirror1")
+        .get("pending_move")
+        .is_none());
     assert_eq!(c.primary_of("mirror1"), "node1");
     assert_eq!(c.node_states(), before);
     // The ports and minors were given back: a second attempt gets the same ones.
@@ -256,7 +262,13 @@ async fn group_evacuate_runs_one_pair_move_per_drbd_instance_and_reports_failure
     pair.sort();
     assert_eq!(pair, ["node3", "node4"]);
     assert_eq!(c.primary_of("mirror1"), "node1");
-    assert_eq!(c.serial(), serial, "{log}");
+    // The child's record of its move, written and cleared again: nothing else changed.
+    assert_eq!(c.serial(), serial + 2, "{log}");
+    assert!(c
+        .instance("mirror1")
+        .expect("mirror1")
+        .get("pending_move")
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,4 +319,119 @@ async fn the_pair_move_waits_for_the_new_pair_nodes() {
     // Then it runs (and fails here: in-process nodes have no LVM), the instance unmoved.
     assert_eq!(c.wait(mv).await.status, JobStatus::Error);
     assert_eq!(c.primary_of("mirror1"), "node1");
+}
+
+/// A move a stopped master left in the middle: its new pair is recorded in the config, so
+/// its port and minors stay taken, `cluster verify` names it, and the next move of the
+/// instance removes that pair first, and stops when it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_left_in_the_middle_is_undone_by_the_next_one() {
+    let c = cluster().await;
+    let cfg = c.config();
+    let (n3, n4) = (
+        cfg.node_by_name("node3").expect("node3").uuid.clone(),
+        cfg.node_by_name("node4").expect("node4").uuid.clone(),
+    );
+    let mut inst = cfg.instance_by_name("mirror1").expect("mirror1").clone();
+    let disks = disks_of(&c, "mirror1");
+    let mut left = inst.disks.clone();
+    for d in &mut left {
+        if let maguey_model::LogicalId::Drbd {
+            node_a,
+            node_b,
+            port,
+            minor_a,
+            minor_b,
+            ..
+        } = &mut d.logical_id
+        {
+            (*node_a, *node_b, *port, *minor_a, *minor_b) = (n3.clone(), n4.clone(), 11002, 0, 0);
+        }
+        d.nodes = vec![n3.clone(), n4.clone()];
+    }
+    inst.pending_move = Some(maguey_model::PendingPairMove {
+        primary: n3.clone(),
+        secondary: n4.clone(),
+        disks: left,
+    });
+    c.apply(Command::UpdateInstance { instance: inst })
+        .expect("the record of a move in progress");
+
+    let r = c.run(json!({"OP_ID": "OP_CLUSTER_VERIFY"})).await;
+    let log = r.log.join("\n");
+    assert!(
+        log.contains("EINSTANCEPENDINGMOVE")
+            && log.contains("instance mirror1: a move to a new DRBD pair on node3/node4"),
+        "{log}"
+    );
+
+    // The next move removes the left pair first. In-process nodes have no DRBD, so that
+    // removal fails here: the move stops before anything else, the record kept (the removal
+    // itself, and the move after it, run on the node-VM testbed: crates/lab/tests/vm_groups.rs).
+    let serial = c.serial();
+    let r = c.run(pair_op("mirror1", "node3", "node4")).await;
+    let log = r.log.join("\n");
+    let msg = r.failed();
+    assert!(
+        log.contains("an earlier move to a new pair on node3/node4 stopped in the middle"),
+        "{log}"
+    );
+    for n in ["node4", "node3"] {
+        assert!(
+            log.contains(&format!(
+                "undoing the interrupted move: removing the disks on node {n}"
+            )),
+            "{log}"
+        );
+    }
+    assert!(msg.contains("could not be removed"), "{msg}");
+    assert!(!log.contains("creating disk"), "{log}");
+    assert_eq!(c.serial(), serial);
+    assert!(c
+        .instance("mirror1")
+        .expect("mirror1")
+        .get("pending_move")
+        .is_some());
+    assert_eq!(disks_of(&c, "mirror1"), disks);
+    assert_eq!(c.primary_of("mirror1"), "node1");
+}
+
+/// While a move's new pair is recorded, its port and minors are not handed out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_move_keeps_its_port_and_minors() {
+    let c = cluster().await;
+    let cfg = c.config();
+    let (n3, n4) = (
+        cfg.node_by_name("node3").expect("node3").uuid.clone(),
+        cfg.node_by_name("node4").expect("node4").uuid.clone(),
+    );
+    let mut inst = cfg.instance_by_name("live1").expect("live1").clone();
+    let mut left = inst.disks.clone();
+    for d in &mut left {
+        if let maguey_model::LogicalId::Drbd {
+            node_a,
+            node_b,
+            port,
+            minor_a,
+            minor_b,
+            ..
+        } = &mut d.logical_id
+        {
+            (*node_a, *node_b, *port, *minor_a, *minor_b) = (n3.clone(), n4.clone(), 11002, 0, 0);
+        }
+    }
+    inst.pending_move = Some(maguey_model::PendingPairMove {
+        primary: n3,
+        secondary: n4,
+        disks: left,
+    });
+    c.apply(Command::UpdateInstance { instance: inst })
+        .expect("the record of a move in progress");
+    let r = c.run(pair_op("mirror1", "node3", "node4")).await;
+    let log = r.log.join("\n");
+    r.failed();
+    assert!(
+        log.contains("disk disk/0: new DRBD pair, port 11003, minor 1 on node3 and 1 on node4"),
+        "{log}"
+    );
 }

@@ -354,6 +354,11 @@ impl KvmHypervisor {
         if self.running(name)?.is_some() {
             let mut q = self.qmp(name).await?;
             let _ = q.migrate_cancel().await;
+            drop(q);
+            // Disk mirrors a stopped master left running (the daemon that drove them
+            // restarted): cancelled, so that the next move can mirror again.
+            self.cancel_mirrors(name).await;
+            let mut q = self.qmp(name).await?;
             if !q.query_status().await?.running {
                 q.cont().await?;
             }
