@@ -100,6 +100,8 @@ fn ticks(out: &str) -> Vec<u64> {
 
 #[test]
 fn kvm_console_through_master_and_node() {
+    // QEMU runs as the unprivileged user `cluster init` picks (docs/security.md).
+    maguey_test_infra::kvm::ensure_qemu_user();
     let lab = TestLab::up_with(maguey_bin(), 2, &["--kvm"]);
     lab.maguey(&[
         "instance",

@@ -7,6 +7,8 @@ use std::process::Command;
 
 #[test]
 fn image_provider_writes_the_disk_and_attaches_the_seed() {
+    // QEMU runs as the unprivileged user `cluster init` picks (docs/security.md).
+    maguey_test_infra::kvm::ensure_qemu_user();
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
     let dir = lab.dir.path();
     // A 32 MiB raw image with a recognisable pattern, converted to qcow2.

@@ -26,6 +26,8 @@ fn status(lab: &TestLab, name: &str) -> serde_json::Value {
 
 #[test]
 fn kvm_boot_console_stop_start_reboot_and_readopt() {
+    // QEMU runs as the unprivileged user `cluster init` picks (docs/security.md).
+    maguey_test_infra::kvm::ensure_qemu_user();
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
     // A cluster-level hypervisor parameter, set the admin's way, reaches the next QEMU.
     let serial = lab.serial();

@@ -64,6 +64,8 @@ fn migrate_live(lab: &TestLab, name: &str, to: &str) -> f64 {
 
 #[test]
 fn kvm_migrate_evacuate_move_and_target_killed() {
+    // QEMU runs as the unprivileged user `cluster init` picks (docs/security.md).
+    maguey_test_infra::kvm::ensure_qemu_user();
     let lab = TestLab::up_with(maguey_bin(), 3, &["--kvm"]);
 
     // Shared disks: only the memory moves.

@@ -1,6 +1,8 @@
 //! QEMU sandboxed (docs/security.md): every QEMU runs under its seccomp filter (`Seccomp: 2`
-//! in /proc/PID/status); with `security_model=user` it drops to `security_domain`'s user
-//! (`-run-with user=`) and the guest still boots from its disk; its VNC server answers no
+//! in /proc/PID/status); with `security_model=user` it is started as `security_domain`'s
+//! user (never root, no `-run-with`), still with the whole sandbox (privilege changes
+//! refused), its sockets, console log, disk and taps handed over as descriptors, and the
+//! guest boots from its disk and prints on its console; its VNC server answers no
 //! client without the password. A QEMU that stays root has the whole sandbox (privilege
 //! changes and new processes refused too) and runs in a session of its own, not daemonized.
 
@@ -74,6 +76,32 @@ fn qemu_runs_sandboxed_as_the_configured_user_with_a_vnc_password() {
         uid.split_whitespace().all(|u| u == "65534"),
         "QEMU runs as uid {uid}, not nobody's"
     );
+    let gid = proc_status(pid, "Gid");
+    assert!(
+        gid.split_whitespace().all(|g| g != "0"),
+        "QEMU keeps group root: {gid}"
+    );
+    assert!(
+        !proc_status(pid, "Groups")
+            .split_whitespace()
+            .any(|g| g == "0"),
+        "QEMU keeps the supplementary group root"
+    );
+    let argv = kvm::cmdline(pid);
+    assert!(
+        argv.windows(2).any(|w| w
+            == [
+                "-sandbox",
+                "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            ]),
+        "QEMU's argv has no full sandbox: {argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a == "-run-with"), "{argv:?}");
+    // The pidfile (written by magueyd) names the process that runs.
+    let pidfile = std::fs::read_to_string(kvm::run_file(&lab, 1, "vm1", "pid")).unwrap_or_default();
+    assert_eq!(pidfile.trim(), pid.to_string());
+    // The serial console reaches the log handed over as a descriptor (wait_boot read it).
+    assert!(!kvm::console(&lab, 1, "vm1").is_empty());
     let port = instances(&lab, "name,network_port")
         .into_iter()
         .find(|i| i["name"] == "vm1")
@@ -111,6 +139,9 @@ fn proc_stat(pid: u32) -> Vec<String> {
 #[test]
 fn qemu_as_root_has_the_whole_sandbox_in_a_session_of_its_own() {
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
+    // Root, whatever `cluster init` picked on this host.
+    lab.maguey(&["cluster", "modify", "-H", "kvm:security_model=none"])
+        .ok();
     kvm::add_tiny(&lab, "file", "node1", "vm1");
     kvm::wait_boot(&lab, 1, "vm1", 1, Duration::from_secs(120));
     let pid = kvm::qemu_pid(&lab, 1, "vm1")

@@ -51,6 +51,8 @@ fn watcher_startups(lab: &TestLab) -> Vec<u64> {
 fn kvm_watcher_restarts_pauses_and_gives_up() {
     // Set before the lab starts: every magueyd of this test runs a pass every 10 s.
     std::env::set_var("MAGUEY_WATCHER_INTERVAL", "10");
+    // QEMU runs as the unprivileged user `cluster init` picks (docs/security.md).
+    maguey_test_infra::kvm::ensure_qemu_user();
     let lab = TestLab::up_with(maguey_bin(), 1, &["--kvm"]);
     kvm::add_tiny(&lab, "file", "node1", "vm1");
     kvm::wait_boot(&lab, 1, "vm1", 1, BOOT);

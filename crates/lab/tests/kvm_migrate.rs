@@ -180,6 +180,9 @@ fn hvparams(g: &guest::Guest) -> maguey_model::Params {
     let mut hv = ParamKind::Hv(Hv::Kvm).defaults();
     hv.extend(guest::kvm_hvparams(g));
     hv.insert("accel".into(), "tcg".into());
+    // QEMU started as an unprivileged user, its files handed over (docs/security.md).
+    hv.insert("security_model".into(), "user".into());
+    hv.insert("security_domain".into(), "nobody".into());
     hv
 }
 

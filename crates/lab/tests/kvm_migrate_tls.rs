@@ -251,6 +251,9 @@ async fn migration_over_tls_admits_only_the_source_node() {
     let mut hv = ParamKind::Hv(Hv::Kvm).defaults();
     hv.extend(guest::kvm_hvparams(&g));
     hv.insert("accel".into(), "tcg".into());
+    // QEMU started as an unprivileged user, its files handed over (docs/security.md).
+    hv.insert("security_model".into(), "user".into());
+    hv.insert("security_domain".into(), "nobody".into());
     let inst = InstanceRuntime {
         name: "vm1".into(),
         uuid: "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5".into(),
@@ -345,6 +348,19 @@ async fn migration_over_tls_admits_only_the_source_node() {
         log(dir, "node2")
     );
     assert!(!log(dir, "node2").contains(READY_MARKER));
+    // The target QEMU runs as the unprivileged user with the whole sandbox.
+    let pid = std::fs::read_to_string(dir.join("node2/run/kvm/vm1.pid")).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Seccomp:"), ["2"], "{status}");
     eprintln!(
         "figure: local-disk live migration over TLS (64 MiB disk, 128 MiB guest): {tls_secs:.2} s; disk {} ms, RAM {} ms, downtime {} ms",
         st.disk_time, st.total_time, st.downtime

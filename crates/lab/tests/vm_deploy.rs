@@ -356,6 +356,34 @@ fn vm_deploy_debian_nodes_install_md_systemd_scopes_and_host_shutdown() {
     let pid = qemu_pid(&tb);
     let cg = run_ok(&tb, GUEST_NODE, &format!("cat /proc/{pid}/cgroup"));
     assert_eq!(cg.trim(), "0::/maguey.slice/maguey-vm1.scope", "{cg}");
+    // On a packaged host QEMU runs as maguey-qemu (security_model=user, set by cluster init),
+    // started as that user: no root id left, seccomp filtering, the whole sandbox.
+    let uid = run_ok(&tb, GUEST_NODE, "id -u maguey-qemu");
+    let status = run_ok(&tb, GUEST_NODE, &format!("cat /proc/{pid}/status"));
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(
+        field("Uid:").iter().all(|u| *u == uid.trim()),
+        "QEMU's uids: {:?} (maguey-qemu is {})",
+        field("Uid:"),
+        uid.trim()
+    );
+    assert!(!field("Groups:").contains(&"0"), "{status}");
+    assert_eq!(field("Seccomp:"), ["2"], "{status}");
+    let argv = run_ok(
+        &tb,
+        GUEST_NODE,
+        &format!("tr '\\0' ' ' < /proc/{pid}/cmdline"),
+    );
+    assert!(
+        argv.contains("elevateprivileges=deny") && !argv.contains("-run-with"),
+        "{argv}"
+    );
     wait_running(&tb, "after instance add");
 
     // The daemon goes and comes back; the VM stays and is adopted again.

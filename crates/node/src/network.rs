@@ -468,7 +468,12 @@ pub fn remove_taps(node: &str, instance: &str) -> NodeResult<()> {
 /// Removes the taps named in a QEMU command line when they carry Maguey's alias for
 /// `instance` (any node): for cleaning up without knowing the node's name.
 pub fn remove_taps_of_argv(instance: &str, argv: &[String]) {
-    for tap in taps_in_argv(argv) {
+    remove_listed_taps(instance, &taps_in_argv(argv));
+}
+
+/// Removes the taps named in `taps` that are `instance`'s (by their alias), ignoring errors.
+pub fn remove_listed_taps(instance: &str, taps: &[String]) {
+    for tap in taps.iter().cloned() {
         if !iface_exists(&tap) {
             continue;
         }

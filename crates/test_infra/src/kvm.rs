@@ -6,6 +6,38 @@ use maguey_lab::guest::READY_MARKER;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The user `cluster init` runs QEMU as (`security_model=user`) when it exists on the host,
+/// as on packaged installs; created here when missing, so that the host kvm tests start
+/// QEMU as that unprivileged user, with its files handed over as descriptors.
+pub const QEMU_USER: &str = "maguey-qemu";
+
+/// Creates [`QEMU_USER`] when the host lacks it (call before the lab's `cluster init`).
+pub fn ensure_qemu_user() {
+    let exists = || {
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(':').next() == Some(QEMU_USER))
+    };
+    if exists() {
+        return;
+    }
+    let st = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            QEMU_USER,
+        ])
+        .status();
+    // Another test may have created it meanwhile.
+    assert!(exists(), "cannot create the user {QEMU_USER}: {st:?}");
+}
+
 /// A run file (`console.log`, `runtime.json`, ...) of an instance on lab node `node`.
 pub fn run_file(lab: &TestLab, node: usize, name: &str, ext: &str) -> PathBuf {
     lab.node_dir(node).join(format!("run/kvm/{name}.{ext}"))

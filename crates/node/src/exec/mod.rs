@@ -37,6 +37,22 @@ pub struct Cmd {
     pub log: Option<PathBuf>,
     /// Time limit; `None`: the runner's default.
     pub timeout: Option<Duration>,
+    /// The identity the program runs with instead of the daemon's (sessions only, see
+    /// [`CommandRunner::spawn_session`]).
+    pub identity: Option<Identity>,
+    /// Open descriptors (of the caller, kept open until the spawn returns) the program
+    /// inherits under the same numbers (sessions only).
+    pub keep_fds: Vec<i32>,
+}
+
+/// Who a spawned program runs as: its supplementary groups, and, when `ids` is set, its
+/// uid and gid (changed between fork and exec, groups first, uid last). Without `ids` only
+/// the groups change (a wrapper that changes the ids itself, such as `systemd-run --uid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// (uid, gid).
+    pub ids: Option<(u32, u32)>,
+    pub groups: Vec<u32>,
 }
 
 impl Cmd {
@@ -50,6 +66,8 @@ impl Cmd {
             cwd: None,
             log: None,
             timeout: None,
+            identity: None,
+            keep_fds: Vec::new(),
         }
     }
 
@@ -63,6 +81,8 @@ impl Cmd {
             cwd: None,
             log: None,
             timeout: None,
+            identity: None,
+            keep_fds: Vec::new(),
         }
     }
 
@@ -100,6 +120,18 @@ impl Cmd {
     /// Sends standard output and error to the file `path` (created or truncated).
     pub fn log_to(mut self, path: &Path) -> Self {
         self.log = Some(path.to_path_buf());
+        self
+    }
+
+    /// Runs as `identity` (sessions only).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Hands the open descriptors `fds` to the program (sessions only).
+    pub fn keep_fds(mut self, fds: Vec<i32>) -> Self {
+        self.keep_fds = fds;
         self
     }
 
@@ -499,6 +531,47 @@ mod tests {
         assert!(std::fs::metadata(format!("/proc/{pid}")).is_err());
         // Runners that only replay outputs start nothing.
         assert!(ScriptedRunner::new().spawn_session(&cmd).is_err());
+    }
+
+    #[tokio::test]
+    async fn sessions_take_an_identity_and_the_descriptors_handed_over() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("out.log");
+        let secret = dir.path().join("held");
+        std::fs::write(&secret, "").expect("file");
+        let held = std::fs::File::open(&secret).expect("open");
+        let fd = held.as_raw_fd();
+        // Another descriptor of the daemon, not handed over, stays closed in the child.
+        let other = std::fs::File::open(&secret).expect("open");
+        let script = format!(
+            "id -u; id -g; id -G; readlink /proc/$$/fd/{fd}; readlink /proc/$$/fd/{} || echo closed",
+            other.as_raw_fd()
+        );
+        let cmd = Cmd::new("/bin/sh", &["-c", &script])
+            .log_to(&log)
+            .identity(Identity {
+                ids: Some((65534, 65534)),
+                groups: vec![65534],
+            })
+            .keep_fds(vec![fd]);
+        let s = SystemRunner::default()
+            .spawn_session(&cmd)
+            .expect("sh starts");
+        let status = tokio::time::timeout(Duration::from_secs(20), s.exited)
+            .await
+            .expect("it exits")
+            .expect("its status");
+        assert_eq!(status, "exit status: 0");
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(
+            text,
+            format!("65534\n65534\n65534\n{}\nclosed\n", secret.display())
+        );
+        // The daemon's own descriptor keeps its close-on-exec flag.
+        // SAFETY: fcntl(2) F_GETFD on a descriptor owned by this test.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
     }
 
     #[test]

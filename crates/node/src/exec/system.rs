@@ -281,12 +281,33 @@ impl CommandRunner for SystemRunner {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        // SAFETY: setsid(2) is async-signal-safe; it runs in the child between fork and exec
-        // and touches no memory of the parent.
+        // The descriptors handed over lose their close-on-exec flag in the child only; the
+        // identity changes last (groups, gid, then uid: nothing can be changed back).
+        let keep = cmd.keep_fds.clone();
+        let identity = cmd.identity.clone();
+        // SAFETY: setsid(2), fcntl(2), setgroups(2), setgid(2) and setuid(2) are
+        // async-signal-safe; they run in the child between fork and exec, on data moved into
+        // the closure before the fork, and allocate nothing.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                for &fd in &keep {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(id) = &identity {
+                    if libc::setgroups(id.groups.len(), id.groups.as_ptr()) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some((uid, gid)) = id.ids {
+                        if libc::setgid(gid) < 0 || libc::setuid(uid) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
                 }
                 Ok(())
             });

@@ -2,6 +2,7 @@
 
 use super::probe::kvm_can_run;
 use super::process::Paths;
+use super::user::FdArgs;
 use crate::error::{NodeError, NodeResult};
 use crate::network::{self, TapSpec};
 use maguey_rpc::InstanceRuntime;
@@ -34,20 +35,16 @@ fn qopt(s: &str) -> String {
     s.replace(',', ",,")
 }
 
-/// QEMU's seccomp sandbox, on for every QEMU: obsolete system calls, privilege changes
-/// (set*id), new processes (fork, exec) and resource control (scheduler, affinity) refused.
-/// QEMU installs the filter early in its start, so it runs without `-daemonize` (whose fork
-/// `spawn=deny` forbids; magueyd starts it in a session of its own instead).
+/// QEMU's seccomp sandbox, on for every QEMU, whoever it runs as: obsolete system calls,
+/// privilege changes (set*id), new processes (fork, exec) and resource control (scheduler,
+/// affinity) refused. QEMU installs the filter early in its start, so it runs without
+/// `-daemonize` (whose fork `spawn=deny` forbids; magueyd starts it in a session of its own
+/// instead). A QEMU of `security_model=user` is started as its user (no `-run-with`, whose
+/// set*id calls come after the filter), so privilege changes stay refused there too.
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
-/// The sandbox of a QEMU that drops to a user (`-run-with user=`): QEMU calls
-/// `setgroups`/`setgid`/`setuid` after installing its filter (QEMU 10.0 dies of SIGSYS with
-/// `elevateprivileges=deny` there), so privilege changes stay allowed. Once dropped, no
-/// set*id call can give root back, and `spawn=deny` leaves no set-uid program to run.
-pub const SANDBOX_RUN_AS: &str = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
-
-/// The user QEMU drops to (`security_model=user`, `security_domain=NAME`, as Ganeti's).
-fn run_as(hv: &BTreeMap<String, Value>) -> NodeResult<Option<&str>> {
+/// The user QEMU runs as (`security_model=user`, `security_domain=NAME`, as Ganeti's).
+pub(super) fn run_as(hv: &BTreeMap<String, Value>) -> NodeResult<Option<&str>> {
     match hv_str(hv, "security_model", "none") {
         "" | "none" => Ok(None),
         "user" => {
@@ -71,6 +68,19 @@ fn run_as(hv: &BTreeMap<String, Value>) -> NodeResult<Option<&str>> {
     }
 }
 
+/// The fd sets of a QEMU run as its user: the marker naming the QMP socket, `/dev/kvm`, the
+/// console log, the CD-ROM, then one per disk.
+const FDSET_MARKER: usize = 0;
+const FDSET_KVM: usize = 1;
+const FDSET_CONSOLE_LOG: usize = 2;
+const FDSET_CDROM: usize = 3;
+const FDSET_DISKS: usize = 10;
+
+/// vhost-net only when asked for and the node has it.
+pub(super) fn vhost_wanted(hv: &BTreeMap<String, Value>) -> bool {
+    hv_bool(hv, "vhost_net", false) && network::vhost_available()
+}
+
 /// Resolves the `accel` hvparam: `auto` is `kvm` when KVM can run a guest here, else `tcg`.
 pub fn resolve_accel(accel: &str) -> NodeResult<String> {
     match accel {
@@ -85,14 +95,22 @@ pub fn resolve_accel(accel: &str) -> NodeResult<String> {
 /// Builds QEMU's command line (program first) from the instance's filled hvparams.
 /// `disks` are the host paths of the instance's disks, in order.
 /// `nets` are the instance's NICs with their taps ([`network::plan`]), in order.
+/// `fds`: the descriptors opened for a QEMU that runs as its user ([`super::user`]), named
+/// in its command line instead of paths; `None` for a QEMU that runs as root.
 pub fn build_argv(
     inst: &InstanceRuntime,
     paths: &Paths,
     disks: &[PathBuf],
     nets: &[TapSpec],
     accel: &str,
+    fds: Option<&FdArgs>,
 ) -> NodeResult<Vec<String>> {
     let hv = &inst.hvparams;
+    if run_as(hv)?.is_some() != fds.is_some() {
+        return Err(NodeError::internal(
+            "a QEMU runs as its user exactly when it gets its descriptors".to_string(),
+        ));
+    }
     let mut a: Vec<String> = Vec::new();
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     let kvm_path = hv_str(hv, "kvm_path", "/usr/bin/kvm");
@@ -100,16 +118,22 @@ pub fn build_argv(
     if uuid::Uuid::parse_str(&inst.uuid).is_ok() {
         push(&["-uuid", &inst.uuid]);
     }
-    push(&[
-        "-m",
-        &inst.memory.to_string(),
-        "-smp",
-        &inst.vcpus.max(1).to_string(),
-        "-pidfile",
-        &paths.pid.to_string_lossy(),
-        "-nodefaults",
-        "-no-user-config",
-    ]);
+    push(&["-m", &inst.memory.to_string()]);
+    push(&["-smp", &inst.vcpus.max(1).to_string()]);
+    match fds {
+        // The daemon writes the pidfile itself (the user cannot write in its directory); the
+        // QMP socket's path stays in the command line as an fd set's description.
+        Some(f) => push(&[
+            "-add-fd",
+            &format!(
+                "fd={},set={FDSET_MARKER},opaque={}",
+                f.marker,
+                qopt(&paths.qmp.to_string_lossy())
+            ),
+        ]),
+        None => push(&["-pidfile", &paths.pid.to_string_lossy()]),
+    }
+    push(&["-nodefaults", "-no-user-config"]);
     let mut machine = match hv_str(hv, "machine_version", "") {
         "" => "pc".to_string(),
         m => qopt(m),
@@ -117,20 +141,49 @@ pub fn build_argv(
     if !hv_bool(hv, "acpi", true) {
         machine.push_str(",acpi=off");
     }
-    push(&["-machine", &machine, "-accel", accel]);
+    push(&["-machine", &machine]);
+    match fds.and_then(|f| f.kvm).filter(|_| accel == "kvm") {
+        Some(kvm) => push(&[
+            "-add-fd",
+            &format!("fd={kvm},set={FDSET_KVM}"),
+            "-accel",
+            &format!("kvm,device=/dev/fdset/{FDSET_KVM}"),
+        ]),
+        None => push(&["-accel", accel]),
+    }
     match hv_str(hv, "cpu_type", "") {
         "" => {}
         c => push(&["-cpu", c]),
     }
-    push(&[
-        "-qmp",
-        &format!(
-            "unix:{},server=on,wait=off",
-            qopt(&paths.qmp.to_string_lossy())
-        ),
-    ]);
+    match fds {
+        Some(f) => push(&[
+            "-chardev",
+            &format!("socket,id=qmp0,fd={},server=on,wait=off", f.qmp),
+            "-mon",
+            "chardev=qmp0,mode=control",
+        ]),
+        None => push(&[
+            "-qmp",
+            &format!(
+                "unix:{},server=on,wait=off",
+                qopt(&paths.qmp.to_string_lossy())
+            ),
+        ]),
+    }
     let serial = hv_bool(hv, "serial_console", true);
-    if serial {
+    if let (true, Some(f)) = (serial, fds) {
+        push(&[
+            "-add-fd",
+            &format!("fd={},set={FDSET_CONSOLE_LOG}", f.console_log),
+            "-chardev",
+            &format!(
+                "socket,id=serial0,fd={},server=on,wait=off,logfile=/dev/fdset/{FDSET_CONSOLE_LOG},logappend=on",
+                f.serial
+            ),
+            "-serial",
+            "chardev:serial0",
+        ]);
+    } else if serial {
         push(&[
             "-chardev",
             &format!(
@@ -142,15 +195,7 @@ pub fn build_argv(
             "chardev:serial0",
         ]);
     }
-    match run_as(hv)? {
-        None => push(&["-sandbox", SANDBOX]),
-        Some(user) => push(&[
-            "-sandbox",
-            SANDBOX_RUN_AS,
-            "-run-with",
-            &format!("user={}", qopt(user)),
-        ]),
-    }
+    push(&["-sandbox", SANDBOX]);
     match hv_str(hv, "vnc_bind_address", "") {
         "" => push(&["-display", "none"]),
         addr => {
@@ -185,10 +230,14 @@ pub fn build_argv(
                 hv_u64(hv, "serial_speed", 38400)
             ));
         }
-        push(&["-kernel", kernel]);
+        let by_fd = |fd: Option<i32>, path: &str| match fd {
+            Some(fd) => format!("/dev/fd/{fd}"),
+            None => path.to_string(),
+        };
+        push(&["-kernel", &by_fd(fds.and_then(|f| f.kernel), kernel)]);
         match hv_str(hv, "initrd_path", "") {
             "" => {}
-            i => push(&["-initrd", i]),
+            i => push(&["-initrd", &by_fd(fds.and_then(|f| f.initrd), i)]),
         }
         push(&["-append", append.trim()]);
     } else {
@@ -213,11 +262,22 @@ pub fn build_argv(
         } else {
             "file"
         };
+        let filename = match fds.and_then(|f| f.disks.get(i)) {
+            Some(fd) => {
+                let set = FDSET_DISKS + i;
+                // The path stays in the command line as the fd set's description.
+                push(&[
+                    "-add-fd",
+                    &format!("fd={fd},set={set},opaque={}", qopt(&path.to_string_lossy())),
+                ]);
+                format!("/dev/fdset/{set}")
+            }
+            None => qopt(&path.to_string_lossy()),
+        };
         push(&[
             "-blockdev",
             &format!(
-                "driver={driver},node-name=disk{i}-file,filename={},aio={aio},cache.direct={},read-only={}",
-                qopt(&path.to_string_lossy()),
+                "driver={driver},node-name=disk{i}-file,filename={filename},aio={aio},cache.direct={},read-only={}",
                 if direct { "on" } else { "off" },
                 if ro { "on" } else { "off" },
             ),
@@ -249,17 +309,26 @@ pub fn build_argv(
         "ne2k_isa" => "ne2k_isa".to_string(),
         other => other.to_string(),
     };
-    // vhost-net only when asked for and the node has it.
-    let vhost = hv_bool(hv, "vhost_net", false) && network::vhost_available();
-    for net in nets {
+    let vhost = vhost_wanted(hv);
+    for (i, net) in nets.iter().enumerate() {
+        let netdev = match fds.and_then(|f| f.taps.get(i)) {
+            Some((tap, vhostfd)) => {
+                let mut s = format!("tap,id=net{},fd={tap}", net.index);
+                if let Some(v) = vhostfd {
+                    s.push_str(&format!(",vhost=on,vhostfd={v}"));
+                }
+                s
+            }
+            None => network::netdev_arg(net, vhost),
+        };
         push(&[
             "-netdev",
-            &network::netdev_arg(net, vhost),
+            &netdev,
             "-device",
             &network::device_arg(net, &nic_model),
         ]);
     }
-    cdrom_args(hv, &mut a)?;
+    cdrom_args(hv, fds.and_then(|f| f.cdrom), &mut a)?;
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
     push(&["-device", "virtio-balloon-pci,id=balloon0"]);
     if hv_str(hv, "reboot_behavior", "reboot") == "exit" {
@@ -281,7 +350,11 @@ pub fn build_argv(
 
 /// Ganeti's `cdrom_image_path`: a local image attached read-only as a CD-ROM
 /// (`cdrom_disk_type`: `ide`, the default, `scsi` or `paravirtual`).
-fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> NodeResult<()> {
+fn cdrom_args(
+    hv: &BTreeMap<String, Value>,
+    fd: Option<i32>,
+    a: &mut Vec<String>,
+) -> NodeResult<()> {
     let path = hv_str(hv, "cdrom_image_path", "");
     if path.is_empty() {
         return Ok(());
@@ -305,12 +378,19 @@ fn cdrom_args(hv: &BTreeMap<String, Value>, a: &mut Vec<String>) -> NodeResult<(
             )))
         }
     };
+    let filename = match fd {
+        Some(fd) => {
+            push(&[
+                "-add-fd",
+                &format!("fd={fd},set={FDSET_CDROM},opaque={}", qopt(path)),
+            ]);
+            format!("/dev/fdset/{FDSET_CDROM}")
+        }
+        None => qopt(path),
+    };
     push(&[
         "-blockdev",
-        &format!(
-            "driver=file,node-name=cdrom0-file,filename={},read-only=on",
-            qopt(path)
-        ),
+        &format!("driver=file,node-name=cdrom0-file,filename={filename},read-only=on"),
         "-blockdev",
         "driver=raw,node-name=cdrom0,file=cdrom0-file,read-only=on",
         "-device",
@@ -345,10 +425,30 @@ mod tests {
         }
     }
 
+    fn disk0() -> maguey_model::Disk {
+        maguey_model::Disk {
+            uuid: "d0".into(),
+            name: None,
+            dev_type: maguey_model::DevType::File,
+            size: 64,
+            mode: maguey_model::DiskMode::ReadWrite,
+            logical_id: maguey_model::LogicalId::File {
+                driver: "loop".into(),
+                path: "d".into(),
+            },
+            children: vec![],
+            nodes: vec![],
+            iv_name: "disk/0".into(),
+            serial_no: 1,
+            ctime: 0.0,
+            mtime: 0.0,
+        }
+    }
+
     #[test]
     fn argv_from_hvparams() {
         let paths = Paths::new(Path::new("/r"), "vm1");
-        let a = build_argv(&runtime(), &paths, &[], &[], "tcg").unwrap();
+        let a = build_argv(&runtime(), &paths, &[], &[], "tcg", None).unwrap();
         let s = a.join(" ");
         assert_eq!(a[0], "/usr/bin/kvm");
         assert!(s.contains("-name vm1 -uuid 0b6f6b8c"), "{s}");
@@ -372,25 +472,9 @@ mod tests {
         r.hvparams.insert("kernel_path".into(), "".into());
         r.hvparams.insert("serial_console".into(), false.into());
         r.hvparams.insert("disk_cache".into(), "none".into());
-        r.disks = vec![maguey_model::Disk {
-            uuid: "d0".into(),
-            name: None,
-            dev_type: maguey_model::DevType::File,
-            size: 64,
-            mode: maguey_model::DiskMode::ReadWrite,
-            logical_id: maguey_model::LogicalId::File {
-                driver: "loop".into(),
-                path: "d".into(),
-            },
-            children: vec![],
-            nodes: vec![],
-            iv_name: "disk/0".into(),
-            serial_no: 1,
-            ctime: 0.0,
-            mtime: 0.0,
-        }];
+        r.disks = vec![disk0()];
         let paths = Paths::new(Path::new("/r"), "vm1");
-        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], &[], "kvm").unwrap();
+        let a = build_argv(&r, &paths, &[PathBuf::from("/d/a,b")], &[], "kvm", None).unwrap();
         let s = a.join(" ");
         assert!(s.contains("-boot c"), "{s}");
         assert!(!s.contains("console=ttyS0"));
@@ -405,7 +489,7 @@ mod tests {
         );
         // LVs and DRBD devices are block devices (`host_device`).
         r.disks[0].dev_type = maguey_model::DevType::Drbd;
-        let a = build_argv(&r, &paths, &[PathBuf::from("/dev/drbd3")], &[], "kvm").unwrap();
+        let a = build_argv(&r, &paths, &[PathBuf::from("/dev/drbd3")], &[], "kvm", None).unwrap();
         let s = a.join(" ");
         assert!(
             s.contains("-blockdev driver=host_device,node-name=disk0-file,filename=/dev/drbd3"),
@@ -413,7 +497,7 @@ mod tests {
         );
         r.disks[0].dev_type = maguey_model::DevType::File;
         r.hvparams.insert("disk_type".into(), "pflash".into());
-        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm").is_err());
+        assert!(build_argv(&r, &paths, &[PathBuf::from("/d")], &[], "kvm", None).is_err());
     }
 
     #[test]
@@ -440,7 +524,7 @@ mod tests {
             .insert("cdrom_image_path".into(), "/srv/seed,1.iso".into());
         let nets = network::plan("node1", "vm1", &r.nics).unwrap();
         let paths = Paths::new(Path::new("/r"), "vm1");
-        let a = build_argv(&r, &paths, &[], &nets, "tcg").unwrap();
+        let a = build_argv(&r, &paths, &[], &nets, "tcg", None).unwrap();
         let s = a.join(" ");
         let t0 = network::tap_name("node1", "vm1", 0);
         let t1 = network::tap_name("node1", "vm1", 1);
@@ -454,7 +538,9 @@ mod tests {
         // vhost only when asked for (and present on the node).
         assert!(!s.contains("vhost=on"), "{s}");
         r.hvparams.insert("vhost_net".into(), true.into());
-        let v = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        let v = build_argv(&r, &paths, &[], &nets, "tcg", None)
+            .unwrap()
+            .join(" ");
         assert_eq!(v.contains("vhost=on"), network::vhost_available(), "{v}");
         assert_eq!(network::taps_in_argv(&a), vec![t0, t1]);
         assert!(
@@ -462,15 +548,17 @@ mod tests {
             "{s}"
         );
         r.hvparams.insert("cdrom_disk_type".into(), "scsi".into());
-        let s = build_argv(&r, &paths, &[], &nets, "tcg").unwrap().join(" ");
+        let s = build_argv(&r, &paths, &[], &nets, "tcg", None)
+            .unwrap()
+            .join(" ");
         assert!(s.contains("-device virtio-scsi-pci,id=cdrom-scsi"), "{s}");
         assert!(s.contains("scsi-cd,bus=cdrom-scsi.0,drive=cdrom0"), "{s}");
         r.hvparams.insert("cdrom_disk_type".into(), "floppy".into());
-        assert!(build_argv(&r, &paths, &[], &nets, "tcg").is_err());
+        assert!(build_argv(&r, &paths, &[], &nets, "tcg", None).is_err());
         r.hvparams.insert("cdrom_disk_type".into(), "".into());
         r.hvparams
             .insert("cdrom_image_path".into(), "seed.iso".into());
-        let e = build_argv(&r, &paths, &[], &nets, "tcg")
+        let e = build_argv(&r, &paths, &[], &nets, "tcg", None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("absolute"), "{e}");
@@ -480,7 +568,9 @@ mod tests {
     fn sandboxed_as_the_configured_user_with_a_vnc_password() {
         let paths = Paths::new(Path::new("/r"), "vm1");
         let mut r = runtime();
-        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        let s = build_argv(&r, &paths, &[], &[], "tcg", None)
+            .unwrap()
+            .join(" ");
         assert!(
             s.contains(
                 "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
@@ -490,31 +580,91 @@ mod tests {
         assert!(!s.contains("-run-with") && !s.contains("-daemonize"), "{s}");
         assert!(s.contains("-display none") && !s.contains("-vnc"), "{s}");
         r.hvparams.insert("security_model".into(), "user".into());
-        let e = build_argv(&r, &paths, &[], &[], "tcg").unwrap_err();
+        let e = build_argv(&r, &paths, &[], &[], "tcg", None).unwrap_err();
         assert!(e.to_string().contains("security_domain"), "{e}");
         r.hvparams
             .insert("security_domain".into(), "nobody,x=1".into());
-        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg", None).is_err());
         r.hvparams
             .insert("security_domain".into(), "maguey-qemu".into());
-        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
-        assert!(
-            s.contains(
-                "-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny -run-with user=maguey-qemu"
-            ),
-            "{s}"
-        );
+        // As its user: only with its descriptors, named instead of paths, whole sandbox.
+        assert!(build_argv(&r, &paths, &[], &[], "tcg", None).is_err());
+        let fds = FdArgs {
+            qmp: 5,
+            serial: 6,
+            console_log: 7,
+            marker: 8,
+            kvm: Some(9),
+            disks: vec![11],
+            cdrom: None,
+            kernel: Some(14),
+            initrd: Some(15),
+            taps: vec![(12, Some(13))],
+        };
+        let mut with_disk = r.clone();
+        with_disk.disks = vec![disk0()];
+        let nets = network::plan(
+            "n",
+            "vm1",
+            &[maguey_rpc::NicRuntime {
+                mac: "aa:00:00:00:00:01".into(),
+                ip: None,
+                mode: "bridged".parse().unwrap(),
+                link: "br0".into(),
+                network: None,
+            }],
+        )
+        .unwrap();
+        let a = build_argv(
+            &with_disk,
+            &paths,
+            &[PathBuf::from("/d/disk0")],
+            &nets,
+            "kvm",
+            Some(&fds),
+        )
+        .unwrap();
+        let s = a.join(" ");
+        for want in [
+            "-add-fd fd=8,set=0,opaque=/r/vm1.qmp",
+            "-add-fd fd=9,set=1 -accel kvm,device=/dev/fdset/1",
+            "-chardev socket,id=qmp0,fd=5,server=on,wait=off -mon chardev=qmp0,mode=control",
+            "-add-fd fd=7,set=2 -chardev socket,id=serial0,fd=6,server=on,wait=off,logfile=/dev/fdset/2,logappend=on",
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+            "-add-fd fd=11,set=10,opaque=/d/disk0 -blockdev driver=file,node-name=disk0-file,filename=/dev/fdset/10,",
+            "-netdev tap,id=net0,fd=12,vhost=on,vhostfd=13",
+            "-kernel /dev/fd/14 -initrd /dev/fd/15",
+        ] {
+            assert!(s.contains(want), "{want} not in {s}");
+        }
+        for never in [
+            "-run-with",
+            "-pidfile",
+            "filename=/d/",
+            "unix:",
+            "ifname=",
+            "/k/",
+        ] {
+            assert!(!s.contains(never), "{never} in {s}");
+        }
+        // Under tcg no /dev/kvm is handed over.
+        let t = build_argv(&r, &paths, &[], &[], "tcg", Some(&fds)).unwrap();
+        assert!(t.join(" ").contains("-accel tcg") && !t.join(" ").contains("device="));
         r.hvparams.insert("security_model".into(), "pool".into());
-        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg", None).is_err());
         r.hvparams.insert("security_model".into(), "none".into());
         // VNC: never without a password.
         r.hvparams
             .insert("vnc_bind_address".into(), "127.0.0.1".into());
-        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        let s = build_argv(&r, &paths, &[], &[], "tcg", None)
+            .unwrap()
+            .join(" ");
         assert!(s.contains("-vnc 127.0.0.1:0,to=1000,password=on"), "{s}");
         r.hvparams
             .insert("vnc_password_file".into(), "/etc/maguey/vnc,pw".into());
-        let s = build_argv(&r, &paths, &[], &[], "tcg").unwrap().join(" ");
+        let s = build_argv(&r, &paths, &[], &[], "tcg", None)
+            .unwrap()
+            .join(" ");
         assert!(
             s.contains("-object secret,id=vncpw0,file=/etc/maguey/vnc,,pw"),
             "{s}"
@@ -524,7 +674,7 @@ mod tests {
             "{s}"
         );
         r.hvparams.insert("vnc_password_file".into(), "pw".into());
-        assert!(build_argv(&r, &paths, &[], &[], "tcg").is_err());
+        assert!(build_argv(&r, &paths, &[], &[], "tcg", None).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod process;
 pub mod scope;
 mod shutdown;
 mod tls;
+pub mod user;
 
 pub use cmdline::{build_argv, resolve_accel};
 pub use probe::kvm_can_run;

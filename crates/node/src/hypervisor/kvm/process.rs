@@ -1,6 +1,7 @@
 //! QEMU processes and their runtime files: launch, stop, find again after a restart.
 
-use super::cmdline::{build_argv, hv_str, resolve_accel};
+use super::cmdline::{build_argv, hv_str, resolve_accel, run_as, vhost_wanted};
+use super::user::{self, QemuUser};
 use super::{KvmHypervisor, LAUNCH_TIMEOUT, MIB};
 use crate::error::{NodeError, NodeResult};
 use crate::exec::{Cmd, Session};
@@ -28,6 +29,10 @@ pub struct RunFile {
     pub argv: Vec<String>,
     /// `kvm` or `tcg`, as resolved at start.
     pub accel: String,
+    /// The instance's taps (a QEMU run as its user gets them as descriptors: its command
+    /// line does not name them).
+    #[serde(default)]
+    pub taps: Vec<String>,
 }
 
 /// The runtime file paths of one instance.
@@ -134,6 +139,7 @@ pub fn kill_all(state_dir: &Path) -> usize {
             }
         }
         network::remove_taps_of_argv(&name, &rf.argv);
+        network::remove_listed_taps(&name, &rf.taps);
         for f in [&paths.runtime, &paths.pid, &paths.qmp, &paths.serial] {
             let _ = std::fs::remove_file(f);
         }
@@ -336,13 +342,6 @@ impl KvmHypervisor {
         }
         let accel = resolve_accel(hv_str(&inst.hvparams, "accel", "auto"))?;
         let nets = network::plan(&self.node_name, name, &inst.nics)?;
-        let mut argv = build_argv(inst, &paths, &disks, &nets, &accel)?;
-        if let Some(uri) = incoming {
-            argv.extend(["-incoming".to_string(), uri.to_string()]);
-        }
-        if paused {
-            argv.push("-S".to_string());
-        }
         // Host paths and the QEMU binary: the node's own policy (docs/security.md).
         crate::hostpaths::check_kvm_path(
             &self.state_dir,
@@ -374,6 +373,28 @@ impl KvmHypervisor {
                 self.node_name
             )));
         }
+        let qemu_user = match run_as(&inst.hvparams)? {
+            Some(u) => Some(QemuUser::lookup(u)?),
+            None => None,
+        };
+        // The taps exist before QEMU opens them (or is handed them); a failed start removes
+        // them (`cleanup`).
+        network::create_taps(&self.node_name, name, &nets)?;
+        let prepared = self.prepare(inst, &paths, &disks, &nets, &accel, qemu_user.as_ref());
+        let (argv, opened) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.cleanup(name);
+                return Err(e);
+            }
+        };
+        let mut argv = argv;
+        if let Some(uri) = incoming {
+            argv.extend(["-incoming".to_string(), uri.to_string()]);
+        }
+        if paused {
+            argv.push("-S".to_string());
+        }
         tracing::info!("starting instance {name}: {}", argv.join(" "));
         // Written before QEMU starts (pid 0: "see the pidfile"), so a magueyd killed right
         // after the launch still finds the instance when it comes back.
@@ -386,31 +407,40 @@ impl KvmHypervisor {
             pid: 0,
             argv: argv.clone(),
             accel,
+            taps: nets.iter().map(|n| n.tap.clone()).collect(),
         };
         let data =
             serde_json::to_vec_pretty(&rf).map_err(|e| NodeError::internal(e.to_string()))?;
         crate::write_atomic(&paths.runtime, &data)?;
-        // The taps exist before QEMU opens them; a failed start removes them (`cleanup`).
-        network::create_taps(&self.node_name, name, &nets)?;
         // QEMU runs in a session of its own (it outlives magueyd, no signal to magueyd's
         // group reaches it), not daemonized: its sandbox's `spawn=deny` forbids the fork of
         // `-daemonize`. It is ready once it answers QMP (its main loop runs only after the
         // machine is built); its own words, if it exits first, are in its log.
-        let launcher = if self
+        let scopes = self
             .systemd_scopes
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            super::scope::wrap(name, &argv)
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let launcher = if scopes {
+            let ids = qemu_user.as_ref().map(|u| (u.uid, u.gid));
+            super::scope::wrap(name, &argv, ids)
         } else {
             argv.clone()
         };
-        let cmd = Cmd::program(Path::new(&launcher[0]), &launcher[1..])
+        let mut cmd = Cmd::program(Path::new(&launcher[0]), &launcher[1..])
             .current_dir(&self.run_dir)
             .log_to(&paths.qemu_log);
-        let session = self
-            .runner
-            .spawn_session(&cmd)
+        if let (Some(u), Some(o)) = (&qemu_user, &opened) {
+            cmd = cmd.identity(u.identity(scopes)).keep_fds(o.numbers());
+        }
+        let spawned = self.runner.spawn_session(&cmd);
+        // QEMU holds its copies now; ours close (a QEMU that dies leaves no listener behind).
+        drop(opened);
+        let session = spawned
             .map_err(|e| NodeError::io(format!("cannot run {}: {}", launcher[0], e.reason())))?;
+        if qemu_user.is_some() {
+            // QEMU cannot write in the runtime directory: the pid it runs under (systemd-run
+            // executes it in its own process) goes to its pidfile from here.
+            crate::write_atomic(&paths.pid, format!("{}\n", session.pid).as_bytes())?;
+        }
         let st = match self.wait_ready(name, &paths, session).await {
             Ok(st) => st,
             Err(e) => {
@@ -450,6 +480,54 @@ impl KvmHypervisor {
         Ok(())
     }
 
+    /// QEMU's command line and, for a QEMU run as its user, the descriptors it gets.
+    fn prepare(
+        &self,
+        inst: &InstanceRuntime,
+        paths: &Paths,
+        disks: &[PathBuf],
+        nets: &[network::TapSpec],
+        accel: &str,
+        qemu_user: Option<&QemuUser>,
+    ) -> NodeResult<(Vec<String>, Option<user::Opened>)> {
+        if qemu_user.is_none() {
+            return Ok((build_argv(inst, paths, disks, nets, accel, None)?, None));
+        }
+        let hv = &inst.hvparams;
+        let cache = hv_str(hv, "disk_cache", "default");
+        let direct = cache == "none" || hv_str(hv, "disk_aio", "threads") == "native";
+        let cdrom = hv_str(hv, "cdrom_image_path", "");
+        let wanted = user::Wanted {
+            qmp: &paths.qmp,
+            serial: &paths.serial,
+            console_log: &paths.console_log,
+            kvm: accel == "kvm",
+            disks: disks
+                .iter()
+                .zip(&inst.disks)
+                .map(|(p, d)| {
+                    (
+                        p.as_path(),
+                        d.mode != maguey_model::DiskMode::ReadOnly,
+                        direct,
+                    )
+                })
+                .collect(),
+            cdrom: (!cdrom.is_empty()).then(|| Path::new(cdrom)),
+            kernel: Some(hv_str(hv, "kernel_path", ""))
+                .filter(|k| !k.is_empty())
+                .map(Path::new),
+            initrd: Some(hv_str(hv, "initrd_path", ""))
+                .filter(|k| !k.is_empty() && !hv_str(hv, "kernel_path", "").is_empty())
+                .map(Path::new),
+            taps: nets.iter().map(|n| n.tap.as_str()).collect(),
+            vhost: vhost_wanted(hv),
+        };
+        let opened = user::open_all(&wanted)?;
+        let argv = build_argv(inst, paths, disks, nets, accel, Some(&opened.args))?;
+        Ok((argv, Some(opened)))
+    }
+
     /// Waits until a QEMU just started answers QMP, and returns its status; QEMU's exit
     /// ends the wait at once. Only the socket's appearance (early in QEMU's start) is
     /// polled, with a short backoff (2 ms doubling up to 20 ms); the greeting itself is
@@ -461,34 +539,40 @@ impl KvmHypervisor {
         paths: &Paths,
         mut session: Session,
     ) -> NodeResult<StatusInfo> {
-        let deadline = Instant::now() + LAUNCH_TIMEOUT;
-        let mut pause = Duration::from_millis(2);
-        loop {
-            if paths.qmp.exists() {
-                if let Ok(mut q) = Qmp::connect(&paths.qmp).await {
-                    if let Ok(st) = q.query_status().await {
-                        return Ok(st);
+        let deadline = tokio::time::Instant::now() + LAUNCH_TIMEOUT;
+        // A socket handed to QEMU listens before QEMU runs: connecting succeeds at once and
+        // the greeting comes when QEMU accepts, so the whole attempt races QEMU's exit and
+        // the deadline.
+        let ready = async {
+            let mut pause = Duration::from_millis(2);
+            loop {
+                if paths.qmp.exists() {
+                    if let Ok(mut q) = Qmp::connect(&paths.qmp).await {
+                        if let Ok(st) = q.query_status().await {
+                            return st;
+                        }
                     }
                 }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
             }
-            if Instant::now() >= deadline {
+        };
+        tokio::select! {
+            st = ready => Ok(st),
+            status = &mut session.exited => {
+                let status = status.unwrap_or_else(|_| "exited".to_string());
+                let log = std::fs::read_to_string(&paths.qemu_log).unwrap_or_default();
+                Err(NodeError::command_failed(format!(
+                    "QEMU failed to start instance {name} ({status}): {}",
+                    log.trim()
+                )))
+            }
+            _ = tokio::time::sleep_until(deadline) => {
                 kill_session(session.pid);
-                return Err(NodeError::timeout(format!(
+                Err(NodeError::timeout(format!(
                     "QEMU of instance {name} did not answer QMP within {LAUNCH_TIMEOUT:?}"
-                )));
+                )))
             }
-            tokio::select! {
-                status = &mut session.exited => {
-                    let status = status.unwrap_or_else(|_| "exited".to_string());
-                    let log = std::fs::read_to_string(&paths.qemu_log).unwrap_or_default();
-                    return Err(NodeError::command_failed(format!(
-                        "QEMU failed to start instance {name} ({status}): {}",
-                        log.trim()
-                    )));
-                }
-                _ = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -539,6 +623,7 @@ mod tests {
             pid: 0,
             argv: vec![],
             accel: "tcg".into(),
+            taps: vec![],
         };
         std::fs::write(&p.runtime, serde_json::to_vec(&rf).unwrap()).unwrap();
         assert_eq!(hv.read("vm1").unwrap().unwrap().pid, 0);

@@ -15,8 +15,9 @@ pub fn unit_name(instance: &str) -> String {
     format!("maguey-{instance}.scope")
 }
 
-/// `argv` (QEMU's, program first) wrapped in `systemd-run --scope`.
-pub fn wrap(instance: &str, argv: &[String]) -> Vec<String> {
+/// `argv` (QEMU's, program first) wrapped in `systemd-run --scope`; with `ids` (uid, gid)
+/// systemd-run switches to them before it executes QEMU (it talks to systemd as root first).
+pub fn wrap(instance: &str, argv: &[String], ids: Option<(u32, u32)>) -> Vec<String> {
     let mut out: Vec<String> = [
         "/usr/bin/systemd-run",
         "--scope",
@@ -32,6 +33,10 @@ pub fn wrap(instance: &str, argv: &[String]) -> Vec<String> {
     out.push(unit_name(instance));
     out.push(format!("--description=Maguey instance {instance}"));
     out.push(format!("--property=Before={GUESTS_UNIT}"));
+    if let Some((uid, gid)) = ids {
+        out.push(format!("--uid={uid}"));
+        out.push(format!("--gid={gid}"));
+    }
     out.push("--".to_string());
     out.extend(argv.iter().cloned());
     out
@@ -56,7 +61,12 @@ mod tests {
     #[test]
     fn wraps_qemu_in_a_scope_under_the_slice() {
         let argv = vec!["/usr/bin/kvm".to_string(), "-name".into(), "vm1".into()];
-        let w = wrap("vm1.example.com", &argv);
+        let w = wrap("vm1.example.com", &argv, None);
+        assert!(!w.iter().any(|a| a.starts_with("--uid")));
+        let u = wrap("vm1.example.com", &argv, Some((990, 991)));
+        let dashdash = u.iter().position(|a| a == "--").unwrap();
+        assert!(u[..dashdash].contains(&"--uid=990".to_string()), "{u:?}");
+        assert!(u[..dashdash].contains(&"--gid=991".to_string()), "{u:?}");
         assert_eq!(w[0], "/usr/bin/systemd-run");
         let at = |flag: &str| w.iter().position(|a| a == flag).map(|i| w[i + 1].clone());
         assert_eq!(at("--slice").as_deref(), Some("maguey.slice"));

@@ -7,9 +7,9 @@
 //! * The source (client) verifies the server's certificate against the CA and checks that it
 //!   names the target node (`tls-hostname`).
 //!
-//! QEMU reads the files when the object is created (`object-add`), possibly after it dropped
-//! to an unprivileged user: they are copied into a directory of the instance's QEMU user and
-//! removed again at once; QEMU keeps them in memory. Each migration loads them afresh, so a
+//! QEMU reads the files when the object is created (`object-add`), as the user it runs as:
+//! they are copied into a fresh directory of that user (under the temporary directory when it
+//! is not root) and removed again at once; QEMU keeps them in memory. Each migration loads them afresh, so a
 //! renewed certificate serves the next migration.
 
 use super::KvmHypervisor;
@@ -133,9 +133,20 @@ impl KvmHypervisor {
     ) -> NodeResult<TlsIds> {
         maguey_model::names::validate_hostname(peer)
             .map_err(|e| NodeError::bad_request(format!("invalid migration peer: {e}")))?;
-        let dir = self.run_dir.join(format!("{name}.tls"));
-        // QEMU reads the files as the user it runs as (`-run-with user=`).
+        // QEMU reads the files as the user it runs as: in a fresh directory of its own
+        // under the system's temporary directory (the node's state directory is 0700),
+        // created by root, then handed to the user.
         let owner = process_ids(pid).filter(|(uid, _)| *uid != 0);
+        let dir = match owner {
+            None => self.run_dir.join(format!("{name}.tls")),
+            Some(_) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                std::env::temp_dir().join(format!("maguey-tls-{name}-{pid}-{stamp}"))
+            }
+        };
         let r = async {
             write_creds_dir(&self.state_dir, &dir, endpoint, owner)?;
             let mut q = self.qmp(name).await?;
