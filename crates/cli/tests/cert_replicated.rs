@@ -21,10 +21,6 @@ fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
     Run::from(o)
 }
 
-fn log(lab: &TestLab, i: usize) -> String {
-    std::fs::read_to_string(lab.node_dir(i).join("magueyd.log")).unwrap_or_default()
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,7 +49,7 @@ fn replicated_lab() -> TestLab {
     let lab = TestLab::up_with(maguey_bin(), 3, &["--replicated"]);
     assert!(
         wait_until(T, || {
-            let l = log(&lab, 1);
+            let l = lab.daemon_log(1);
             l.contains("node2 is a voter") && l.contains("node3 is a voter")
         }),
         "the candidates did not become voters\n{}",

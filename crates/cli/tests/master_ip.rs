@@ -134,17 +134,6 @@ fn the_master_ip_follows_the_master() {
     assert!(r.stderr.contains("no master IP"), "{}", r.stderr);
 }
 
-/// `maguey ARGS` with node `i`'s state directory.
-fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
-    Run::from(
-        Command::new(maguey_bin())
-            .args(args)
-            .env("MAGUEY_DIR", lab.node_dir(i))
-            .output()
-            .expect("running maguey"),
-    )
-}
-
 #[test]
 fn the_master_ip_moves_with_a_master_failover() {
     let lab = TestLab::up_with(maguey_bin(), 3, &["--replicated"]);
@@ -163,8 +152,7 @@ fn the_master_ip_moves_with_a_master_failover() {
     let prefix = lab.node_ip(1).rsplit_once('.').unwrap().0.to_string();
     let vip = format!("{prefix}.201");
     let cidr = format!("{vip}/24");
-    maguey_on(
-        &lab,
+    lab.maguey_on(
         1,
         &[
             "cluster",
@@ -180,7 +168,9 @@ fn the_master_ip_moves_with_a_master_failover() {
     .ok();
     assert!(addrs(&lab, 1).contains(&cidr));
     // A planned move: the old master drops the address, the new one brings it up.
-    let r = maguey_on(&lab, 3, &["cluster", "master-failover", "--to", "node2"]).ok();
+    let r = lab
+        .maguey_on(3, &["cluster", "master-failover", "--to", "node2"])
+        .ok();
     assert!(r.stdout.contains("the master is now node2"), "{}", r.stdout);
     assert!(
         wait_until(t, || addrs(&lab, 2).contains(&cidr)

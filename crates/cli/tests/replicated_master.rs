@@ -10,30 +10,8 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
 
-/// `maguey ARGS` with node `i`'s state directory (its ssconf, and the admin certificate the
-/// leader handed it as a candidate).
-fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
-    let o = Command::new(maguey_bin())
-        .args(args)
-        .env("MAGUEY_DIR", lab.node_dir(i))
-        .output()
-        .expect("running maguey");
-    Run::from(o)
-}
-
-fn getmaster(lab: &TestLab, i: usize) -> String {
-    maguey_on(lab, i, &["cluster", "getmaster"])
-        .stdout
-        .trim()
-        .to_string()
-}
-
 fn instance_names(lab: &TestLab, i: usize) -> Option<Vec<String>> {
-    let r = maguey_on(
-        lab,
-        i,
-        &["instance", "list", "-o", "name", "--output", "json"],
-    );
+    let r = lab.maguey_on(i, &["instance", "list", "-o", "name", "--output", "json"]);
     if r.code != 0 {
         return None;
     }
@@ -71,16 +49,12 @@ fn ganeti_client(lab: &TestLab, i: usize, password: &str, tag: &str) -> Run {
     Run::from(o)
 }
 
-fn log(lab: &TestLab, i: usize) -> String {
-    std::fs::read_to_string(lab.node_dir(i).join("magueyd.log")).unwrap_or_default()
-}
-
 /// A 3-node lab whose three nodes are voters, each holding the admin certificate.
 fn replicated_lab() -> TestLab {
     let lab = TestLab::up_with(maguey_bin(), 3, &["--replicated"]);
     assert!(
         wait_until(T, || {
-            let l = log(&lab, 1);
+            let l = lab.daemon_log(1);
             l.contains("node2 is a voter") && l.contains("node3 is a voter")
         }),
         "the candidates did not become voters\n{}",
@@ -100,7 +74,7 @@ fn replicated_lab() -> TestLab {
 fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     let lab = replicated_lab();
     let d = lab.dir.path().display().to_string();
-    assert_eq!(getmaster(&lab, 1), "node1");
+    assert_eq!(lab.getmaster(1), "node1");
     // Acknowledged changes before the kill.
     for i in 0..3 {
         lab.maguey(&[
@@ -130,7 +104,7 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     .ok();
     lab.maguey(&["cluster", "watcher", "pause", "2h"]).ok();
     // Every candidate's ssconf follows the replicated config.
-    assert!(wait_until(T, || (2..=3).all(|i| getmaster(&lab, i) == "node1")));
+    assert!(wait_until(T, || (2..=3).all(|i| lab.getmaster(i) == "node1")));
 
     // 20 jobs running (the default limit) and 5 queued behind them.
     let submit = |secs: &str| -> u64 {
@@ -153,7 +127,7 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     let mut new_master = String::new();
     assert!(
         wait_until(T, || {
-            new_master = getmaster(&lab, 2);
+            new_master = lab.getmaster(2);
             (new_master == "node2" || new_master == "node3") && instance_names(&lab, 2).is_some()
         }),
         "no new master\n{}",
@@ -169,11 +143,12 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
         for n in ["before0", "before1", "before2"] {
             assert!(names.iter().any(|x| x == n), "{n} lost: {names:?}");
         }
-        let tags = maguey_on(&lab, i, &["cluster", "list-tags"]).ok().stdout;
+        let tags = lab.maguey_on(i, &["cluster", "list-tags"]).ok().stdout;
         assert!(tags.contains("acknowledged"), "{tags}");
     }
     // `cluster info` shows the Raft view: three voters, the new leader, a later term.
-    let info = maguey_on(&lab, 2, &["cluster", "info", "--output", "json"])
+    let info = lab
+        .maguey_on(2, &["cluster", "info", "--output", "json"])
         .ok()
         .json();
     let repl = &info["Replication"];
@@ -184,7 +159,7 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
 
     // The jobs that were running ended as error, the queued ones ran.
     let status = |id: u64| -> (String, String) {
-        let r = maguey_on(&lab, 2, &["job", "info", &id.to_string()]);
+        let r = lab.maguey_on(2, &["job", "info", &id.to_string()]);
         let line = r
             .stdout
             .lines()
@@ -229,17 +204,17 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
             r.stdout
         );
     }
-    let tags = maguey_on(&lab, 2, &["cluster", "list-tags"]).ok().stdout;
+    let tags = lab.maguey_on(2, &["cluster", "list-tags"]).ok().stdout;
     assert!(
         tags.contains("rapi-via-follower") && tags.contains("rapi-via-master"),
         "{tags}"
     );
-    let paused = maguey_on(&lab, follower, &["cluster", "watcher", "info"])
+    let paused = lab
+        .maguey_on(follower, &["cluster", "watcher", "info"])
         .ok()
         .stdout;
     assert!(paused.contains("paused until"), "{paused}");
-    maguey_on(
-        &lab,
+    lab.maguey_on(
         follower,
         &[
             "instance",
@@ -260,25 +235,26 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
     // ssconf names the new one.
     lab.maguey(&["lab", "up", "--dir", &d]).ok();
     assert!(
-        wait_until(T, || getmaster(&lab, 1) == new_master),
+        wait_until(T, || lab.getmaster(1) == new_master),
         "node1 names {}\n{}",
-        getmaster(&lab, 1),
+        lab.getmaster(1),
         lab.logs()
     );
     let names = instance_names(&lab, 1).expect("instance list through node1");
     assert!(names.iter().any(|x| x == "after"), "{names:?}");
-    assert_eq!(getmaster(&lab, 2), new_master);
+    assert_eq!(lab.getmaster(2), new_master);
 
     // A planned move back to node1 (`master-failover --to`), asked through any node.
-    let r = maguey_on(&lab, 3, &["cluster", "master-failover", "--to", "node1"]).ok();
+    let r = lab
+        .maguey_on(3, &["cluster", "master-failover", "--to", "node1"])
+        .ok();
     assert!(r.stdout.contains("the master is now node1"), "{}", r.stdout);
     assert!(
-        wait_until(T, || (1..=3).all(|i| getmaster(&lab, i) == "node1")),
+        wait_until(T, || (1..=3).all(|i| lab.getmaster(i) == "node1")),
         "{}",
         lab.logs()
     );
-    maguey_on(
-        &lab,
+    lab.maguey_on(
         2,
         &[
             "instance",
@@ -292,7 +268,7 @@ fn a_killed_master_is_replaced_and_nothing_acknowledged_is_lost() {
         ],
     )
     .ok();
-    let r = maguey_on(&lab, 2, &["cluster", "master-failover", "--to", "node9"]);
+    let r = lab.maguey_on(2, &["cluster", "master-failover", "--to", "node9"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("node9 is not a voter"), "{}", r.stderr);
 }
@@ -317,7 +293,7 @@ fn a_cut_off_master_commits_nothing_and_follows_when_back() {
     let mut new_master = String::new();
     assert!(
         wait_until(T, || {
-            new_master = getmaster(&lab, 2);
+            new_master = lab.getmaster(2);
             (new_master == "node2" || new_master == "node3") && instance_names(&lab, 2).is_some()
         }),
         "no new master\n{}",
@@ -340,16 +316,16 @@ fn a_cut_off_master_commits_nothing_and_follows_when_back() {
         r.stderr
     );
     // The majority goes on.
-    maguey_on(&lab, 2, &["cluster", "add-tags", "majority"]).ok();
+    lab.maguey_on(2, &["cluster", "add-tags", "majority"]).ok();
     // Back: node1 follows the new master; what it could not commit never appears.
     lab.maguey(&["lab", "heal", "--dir", &d, "node1"]).ok();
     assert!(
-        wait_until(T, || getmaster(&lab, 1) == new_master),
+        wait_until(T, || lab.getmaster(1) == new_master),
         "node1 names {}\n{}",
-        getmaster(&lab, 1),
+        lab.getmaster(1),
         lab.logs()
     );
-    let tags = maguey_on(&lab, 1, &["cluster", "list-tags"]).ok().stdout;
+    let tags = lab.maguey_on(1, &["cluster", "list-tags"]).ok().stdout;
     assert!(
         tags.contains("before-cut") && tags.contains("majority"),
         "{tags}"

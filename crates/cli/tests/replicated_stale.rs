@@ -11,26 +11,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
-    let o = Command::new(maguey_bin())
-        .args(args)
-        .env("MAGUEY_DIR", lab.node_dir(i))
-        .output()
-        .expect("running maguey");
-    Run::from(o)
-}
-
-fn getmaster(lab: &TestLab, i: usize) -> String {
-    maguey_on(lab, i, &["cluster", "getmaster"])
-        .stdout
-        .trim()
-        .to_string()
-}
-
-fn log(lab: &TestLab, i: usize) -> String {
-    std::fs::read_to_string(lab.node_dir(i).join("magueyd.log")).unwrap_or_default()
-}
-
 /// One RAPI answer: the status, the `X-Maguey-Stale` header (if any) and the body.
 #[derive(Debug)]
 struct Answer {
@@ -94,7 +74,7 @@ fn a_follower_answers_stale_rapi_reads_and_force_single_is_refused_with_three_vo
     let d = lab.dir.path().display().to_string();
     assert!(
         wait_until(T, || {
-            let l = log(&lab, 1);
+            let l = lab.daemon_log(1);
             l.contains("node2 is a voter") && l.contains("node3 is a voter")
         }),
         "the candidates did not become voters\n{}",
@@ -146,9 +126,9 @@ fn a_follower_answers_stale_rapi_reads_and_force_single_is_refused_with_three_vo
     let mut new_master = String::new();
     assert!(
         wait_until(T, || {
-            new_master = getmaster(&lab, 2);
+            new_master = lab.getmaster(2);
             (new_master == "node2" || new_master == "node3")
-                && maguey_on(&lab, 2, &["instance", "list"]).code == 0
+                && lab.maguey_on(2, &["instance", "list"]).code == 0
         }),
         "no new master\n{}",
         lab.logs()
@@ -220,20 +200,22 @@ fn a_follower_answers_stale_rapi_reads_and_force_single_is_refused_with_three_vo
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "401");
 
     // force-single is for two-node clusters: with three voters it is refused, nothing changed.
-    let r = maguey_on(&lab, lone, &["cluster", "force-single", "--yes-do-it"]);
+    let r = lab.maguey_on(lone, &["cluster", "force-single", "--yes-do-it"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(
         r.stderr.contains("two-node clusters") && r.stderr.contains("3 voters"),
         "{}",
         r.stderr
     );
-    assert!(!log(&lab, lone).contains("force-single: this node is the only voter"));
+    assert!(!lab
+        .daemon_log(lone)
+        .contains("force-single: this node is the only voter"));
 
     // The others come back: the same three voters elect a master, and writes work again.
     lab.maguey(&["lab", "up", "--dir", &d]).ok();
     assert!(
         wait_until(T, || {
-            let r = maguey_on(&lab, lone, &["cluster", "info", "--output", "json"]);
+            let r = lab.maguey_on(lone, &["cluster", "info", "--output", "json"]);
             r.code == 0
                 && r.json()["Replication"]["voters"]
                     .as_array()
@@ -242,7 +224,7 @@ fn a_follower_answers_stale_rapi_reads_and_force_single_is_refused_with_three_vo
         "{}",
         lab.logs()
     );
-    maguey_on(&lab, lone, &["cluster", "add-tags", "after"]).ok();
+    lab.maguey_on(lone, &["cluster", "add-tags", "after"]).ok();
     let a = rapi(&lab, lone, "GET", "/2/instances");
     assert!(lists(&a, "before") && a.stale.is_none(), "{a:?}");
 }

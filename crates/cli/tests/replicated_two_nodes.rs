@@ -7,35 +7,14 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-fn maguey_on(lab: &TestLab, i: usize, args: &[&str]) -> Run {
-    let o = Command::new(maguey_bin())
-        .args(args)
-        .env("MAGUEY_DIR", lab.node_dir(i))
-        .output()
-        .expect("running maguey");
-    Run::from(o)
-}
-
-fn getmaster(lab: &TestLab, i: usize) -> String {
-    maguey_on(lab, i, &["cluster", "getmaster"])
-        .stdout
-        .trim()
-        .to_string()
-}
-
-fn log(lab: &TestLab, i: usize) -> String {
-    std::fs::read_to_string(lab.node_dir(i).join("magueyd.log")).unwrap_or_default()
-}
-
 fn voters_ready(lab: &TestLab, names: &[&str]) {
     assert!(
         wait_until(T, || {
-            let l = log(lab, 1);
+            let l = lab.daemon_log(1);
             names.iter().all(|n| l.contains(&format!("{n} is a voter")))
         }),
         "the candidates did not become voters\n{}",
@@ -46,15 +25,14 @@ fn voters_ready(lab: &TestLab, names: &[&str]) {
 /// A config change through node `i` works (a tag added and listed).
 fn writes_through(lab: &TestLab, i: usize, tag: &str) -> bool {
     let listed = || {
-        let r = maguey_on(lab, i, &["cluster", "list-tags"]);
+        let r = lab.maguey_on(i, &["cluster", "list-tags"]);
         r.code == 0 && r.stdout.lines().any(|l| l.trim() == tag)
     };
-    listed() || (maguey_on(lab, i, &["cluster", "add-tags", tag]).code == 0 && listed())
+    listed() || (lab.maguey_on(i, &["cluster", "add-tags", tag]).code == 0 && listed())
 }
 
 fn add_diskless(lab: &TestLab, on: usize, node: &str, name: &str) {
-    maguey_on(
-        lab,
+    lab.maguey_on(
         on,
         &[
             "instance",
@@ -104,7 +82,7 @@ fn two_nodes_and_a_witness_either_node_may_die() {
     // The master dies: node2 takes over (the witness may win the election, then hands over).
     lab.kill_node(1);
     assert!(
-        wait_until(T, || getmaster(&lab, 2) == "node2"
+        wait_until(T, || lab.getmaster(2) == "node2"
             && writes_through(&lab, 2, "on2")),
         "node2 did not become the master\n{}",
         lab.logs()
@@ -112,12 +90,13 @@ fn two_nodes_and_a_witness_either_node_may_die() {
     // node1 comes back and follows; then node2 dies and node1 is the master again.
     lab.maguey(&["lab", "up", "--dir", &d]).ok();
     assert!(
-        wait_until(T, || getmaster(&lab, 1) == "node2"),
+        wait_until(T, || lab.getmaster(1) == "node2"),
         "{}",
         lab.logs()
     );
     assert!(
-        wait_until(T, || maguey_on(&lab, 1, &["cluster", "list-tags"])
+        wait_until(T, || lab
+            .maguey_on(1, &["cluster", "list-tags"])
             .stdout
             .contains("on2")),
         "{}",
@@ -125,22 +104,22 @@ fn two_nodes_and_a_witness_either_node_may_die() {
     );
     lab.kill_node(2);
     assert!(
-        wait_until(T, || getmaster(&lab, 1) == "node1"
+        wait_until(T, || lab.getmaster(1) == "node1"
             && writes_through(&lab, 1, "on1")),
         "node1 did not become the master again\n{}",
         lab.logs()
     );
-    let tags = maguey_on(&lab, 1, &["cluster", "list-tags"]).ok().stdout;
+    let tags = lab.maguey_on(1, &["cluster", "list-tags"]).ok().stdout;
     for t in ["before", "on2", "on1"] {
         assert!(tags.contains(t), "{t} lost: {tags}");
     }
     // The witness was never the master.
     assert!(
-        !log(&lab, 3).contains("Raft leader in term"),
+        !lab.daemon_log(3).contains("Raft leader in term"),
         "{}",
-        log(&lab, 3)
+        lab.daemon_log(3)
     );
-    assert_eq!(getmaster(&lab, 3), "node1");
+    assert_eq!(lab.getmaster(3), "node1");
 }
 
 #[test]
@@ -155,14 +134,14 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
     add_diskless(&lab, 1, "node1", "vm1");
     add_diskless(&lab, 1, "node2", "vm2");
     assert!(runs(&lab, 1, "vm1") && runs(&lab, 2, "vm2"));
-    assert!(wait_until(T, || getmaster(&lab, 2) == "node1"));
+    assert!(wait_until(T, || lab.getmaster(2) == "node1"));
 
     // A partition: node1 (the master) and node2 each see only themselves.
     lab.maguey(&["lab", "cut", "--dir", &d, "node1"]).ok();
     let mut refusal = String::new();
     assert!(
         wait_until(T, || {
-            let r = maguey_on(&lab, 2, &["cluster", "add-tags", "refused"]);
+            let r = lab.maguey_on(2, &["cluster", "add-tags", "refused"]);
             refusal = format!("{}{}", r.stdout, r.stderr);
             r.code != 0 && refusal.contains("no quorum")
         }),
@@ -175,20 +154,20 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
     );
     // The instances run on; a stale read through node2 still lists them, marked so.
     assert!(runs(&lab, 1, "vm1") && runs(&lab, 2, "vm2"));
-    let r = maguey_on(
-        &lab,
-        2,
-        &[
-            "instance",
-            "list",
-            "--stale-ok",
-            "-o",
-            "name,pnode",
-            "--output",
-            "json",
-        ],
-    )
-    .ok();
+    let r = lab
+        .maguey_on(
+            2,
+            &[
+                "instance",
+                "list",
+                "--stale-ok",
+                "-o",
+                "name,pnode",
+                "--output",
+                "json",
+            ],
+        )
+        .ok();
     assert!(
         r.stdout.contains("vm1") && r.stdout.contains("vm2"),
         "{}",
@@ -197,12 +176,14 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
     assert!(r.stderr.contains("possibly stale"), "{}", r.stderr);
 
     // node2 goes on alone, deliberately.
-    let r = maguey_on(&lab, 2, &["cluster", "force-single"]);
+    let r = lab.maguey_on(2, &["cluster", "force-single"]);
     assert_eq!(r.code, 2, "--yes-do-it is required: {}", r.stderr);
-    let r = maguey_on(&lab, 2, &["cluster", "force-single", "--yes-do-it"]).ok();
+    let r = lab
+        .maguey_on(2, &["cluster", "force-single", "--yes-do-it"])
+        .ok();
     assert!(r.stdout.contains("cut off: node1"), "{}", r.stdout);
     assert!(
-        wait_until(T, || getmaster(&lab, 2) == "node2"
+        wait_until(T, || lab.getmaster(2) == "node2"
             && writes_through(&lab, 2, "alone")),
         "{}",
         lab.logs()
@@ -213,7 +194,7 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
         &["instance", "startup", "vm1"][..],
         &["instance", "failover", "--ignore-consistency", "-f", "vm1"][..],
     ] {
-        let r = maguey_on(&lab, 2, args);
+        let r = lab.maguey_on(2, args);
         assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
         let out = format!("{}{}", r.stdout, r.stderr);
         assert!(
@@ -227,27 +208,24 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
     lab.maguey(&["lab", "heal", "--dir", &d, "node1"]).ok();
     assert!(writes_through(&lab, 2, "healed"));
     // Added again, it follows the new epoch, and is no longer cut off.
-    maguey_on(
-        &lab,
-        2,
-        &["node", "modify", "--master-candidate", "yes", "node1"],
-    )
-    .ok();
+    lab.maguey_on(2, &["node", "modify", "--master-candidate", "yes", "node1"])
+        .ok();
     assert!(
-        wait_until(T, || getmaster(&lab, 1) == "node2"
-            && maguey_on(&lab, 1, &["cluster", "list-tags"])
+        wait_until(T, || lab.getmaster(1) == "node2"
+            && lab
+                .maguey_on(1, &["cluster", "list-tags"])
                 .stdout
                 .contains("healed")),
         "{}",
         lab.logs()
     );
-    let tags = maguey_on(&lab, 1, &["cluster", "list-tags"]).ok().stdout;
+    let tags = lab.maguey_on(1, &["cluster", "list-tags"]).ok().stdout;
     assert!(!tags.contains("refused"), "{tags}");
     // Once a voter again, it is no longer cut off: vm1 may be started (it runs on node1).
     let mut out = String::new();
     assert!(
         wait_until(T, || {
-            let r = maguey_on(&lab, 2, &["instance", "startup", "vm1"]);
+            let r = lab.maguey_on(2, &["instance", "startup", "vm1"]);
             out = format!("{}{}", r.stdout, r.stderr);
             r.code == 0
         }),
@@ -255,7 +233,8 @@ fn two_nodes_without_a_witness_force_single_after_a_partition() {
         lab.logs()
     );
     // Both vote again: a write needs both, and commits.
-    let info = maguey_on(&lab, 1, &["cluster", "info", "--output", "json"])
+    let info = lab
+        .maguey_on(1, &["cluster", "info", "--output", "json"])
         .ok()
         .json();
     assert_eq!(

@@ -100,6 +100,30 @@ impl TestLab {
         maguey_lab::kill_node(self.dir.path(), i).expect("kill the node");
     }
 
+    /// Runs `maguey ARGS` with node `i`'s state directory (its ssconf and, on a master
+    /// candidate, the admin certificate the leader handed it): the CLI as run on that node.
+    pub fn maguey_on(&self, i: usize, args: &[&str]) -> Run {
+        let o = Command::new(&self.maguey)
+            .args(args)
+            .env("MAGUEY_DIR", self.node_dir(i))
+            .output()
+            .expect("running maguey");
+        Run::from(o)
+    }
+
+    /// The master as node `i` names it (`cluster getmaster`; empty when it names none).
+    pub fn getmaster(&self, i: usize) -> String {
+        self.maguey_on(i, &["cluster", "getmaster"])
+            .stdout
+            .trim()
+            .to_string()
+    }
+
+    /// Node `i`'s daemon log (empty when it has none yet).
+    pub fn daemon_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.node_dir(i).join("magueyd.log")).unwrap_or_default()
+    }
+
     fn run_raw(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(&self.maguey);
         cmd.args(args).env("MAGUEY_DIR", self.master_dir());

@@ -385,16 +385,7 @@ exit 1",
     /// (as a real node's init would); returns the boot time in seconds.
     pub fn power_on(&mut self, node: usize) -> f64 {
         let s = self.power_on_without_daemon(node);
-        self.start_daemon(node, &[]);
-        let listening = vmnodes::wait_daemon_listening(
-            self.testbed(),
-            node,
-            self.state.port,
-            std::time::Duration::from_secs(60),
-        );
-        if let Err(e) = listening {
-            panic!("{e:#}");
-        }
+        self.start_daemon_listening(node);
         s
     }
 
@@ -423,6 +414,11 @@ exit 1",
              i=0; while [ -n \"$(pids)\" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
              [ -z \"$(pids)\" ]",
         );
+        self.start_daemon_listening(node);
+    }
+
+    /// [`VmLab::start_daemon`] as a member, then waits (60 s at most) until it listens.
+    fn start_daemon_listening(&self, node: usize) {
         self.start_daemon(node, &[]);
         let listening = vmnodes::wait_daemon_listening(
             self.testbed(),

@@ -321,19 +321,15 @@ async fn the_pair_move_waits_for_the_new_pair_nodes() {
     assert_eq!(c.primary_of("mirror1"), "node1");
 }
 
-/// A move a stopped master left in the middle: its new pair is recorded in the config, so
-/// its port and minors stay taken, `cluster verify` names it, and the next move of the
-/// instance removes that pair first, and stops when it cannot.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_left_in_the_middle_is_undone_by_the_next_one() {
-    let c = cluster().await;
+/// Records in the config that a move of `inst` onto node3/node4 (port 11002, minor 0 on
+/// both) is under way, as a master that stopped in the middle of it leaves it.
+fn record_left_move(c: &InProcessCluster, inst: &str) {
     let cfg = c.config();
     let (n3, n4) = (
         cfg.node_by_name("node3").expect("node3").uuid.clone(),
         cfg.node_by_name("node4").expect("node4").uuid.clone(),
     );
-    let mut inst = cfg.instance_by_name("mirror1").expect("mirror1").clone();
-    let disks = disks_of(&c, "mirror1");
+    let mut inst = cfg.instance_by_name(inst).expect("the instance").clone();
     let mut left = inst.disks.clone();
     for d in &mut left {
         if let maguey_model::LogicalId::Drbd {
@@ -350,12 +346,22 @@ async fn a_move_left_in_the_middle_is_undone_by_the_next_one() {
         d.nodes = vec![n3.clone(), n4.clone()];
     }
     inst.pending_move = Some(maguey_model::PendingPairMove {
-        primary: n3.clone(),
-        secondary: n4.clone(),
+        primary: n3,
+        secondary: n4,
         disks: left,
     });
     c.apply(Command::UpdateInstance { instance: inst })
         .expect("the record of a move in progress");
+}
+
+/// A move a stopped master left in the middle: its new pair is recorded in the config, so
+/// its port and minors stay taken, `cluster verify` names it, and the next move of the
+/// instance removes that pair first, and stops when it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_left_in_the_middle_is_undone_by_the_next_one() {
+    let c = cluster().await;
+    let disks = disks_of(&c, "mirror1");
+    record_left_move(&c, "mirror1");
 
     let r = c.run(json!({"OP_ID": "OP_CLUSTER_VERIFY"})).await;
     let log = r.log.join("\n");
@@ -400,33 +406,7 @@ async fn a_move_left_in_the_middle_is_undone_by_the_next_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_move_keeps_its_port_and_minors() {
     let c = cluster().await;
-    let cfg = c.config();
-    let (n3, n4) = (
-        cfg.node_by_name("node3").expect("node3").uuid.clone(),
-        cfg.node_by_name("node4").expect("node4").uuid.clone(),
-    );
-    let mut inst = cfg.instance_by_name("live1").expect("live1").clone();
-    let mut left = inst.disks.clone();
-    for d in &mut left {
-        if let maguey_model::LogicalId::Drbd {
-            node_a,
-            node_b,
-            port,
-            minor_a,
-            minor_b,
-            ..
-        } = &mut d.logical_id
-        {
-            (*node_a, *node_b, *port, *minor_a, *minor_b) = (n3.clone(), n4.clone(), 11002, 0, 0);
-        }
-    }
-    inst.pending_move = Some(maguey_model::PendingPairMove {
-        primary: n3,
-        secondary: n4,
-        disks: left,
-    });
-    c.apply(Command::UpdateInstance { instance: inst })
-        .expect("the record of a move in progress");
+    record_left_move(&c, "live1");
     let r = c.run(pair_op("mirror1", "node3", "node4")).await;
     let log = r.log.join("\n");
     r.failed();
