@@ -506,11 +506,12 @@ fn renew_crypto_new_cluster_ca_while_instances_run() {
     lab.maguey(&["cluster", "verify"]).ok();
 }
 
-/// Short-lived node certificates (90 s): the master renews every node's certificate once two
-/// thirds of its lifetime have passed, by itself, while jobs run; the jobs keep passing for
-/// well past the end of the first certificates.
+/// Two-minute node certificates over a five-minute run (issue 13): the master renews every
+/// node's certificate once two thirds of its lifetime have passed, by itself, while jobs run
+/// (a round a second); every job passes, long past the end of the first certificates.
+/// scripts/test runs it in a lane of its own, beside the others.
 #[test]
-fn short_lived_node_certificates_are_renewed_while_jobs_run() {
+fn two_minute_node_certificates_are_renewed_through_five_minutes_of_jobs() {
     let lab = lab(2);
     let now = || {
         std::time::SystemTime::now()
@@ -534,13 +535,13 @@ fn short_lived_node_certificates_are_renewed_while_jobs_run() {
         "cluster",
         "renew-crypto",
         "--node-certificate-lifetime",
-        "90",
+        "120",
     ])
     .ok();
     let first = identities2(&lab);
     for id in &first {
         let left = maguey_rpc::ca::not_after_pem(&id.cert_pem).unwrap() - now();
-        assert!((60..=90).contains(&left), "{left} s left");
+        assert!((90..=120).contains(&left), "{left} s left");
     }
     lab.maguey(&[
         "instance",
@@ -560,22 +561,26 @@ fn short_lived_node_certificates_are_renewed_while_jobs_run() {
     let first_end = maguey_rpc::ca::not_after_pem(&first[1].cert_pem).unwrap();
     let mut seen: Vec<Vec<String>> = vec![first.iter().map(|i| i.fingerprint()).collect()];
     let mut jobs = 0;
-    while start.elapsed() < Duration::from_secs(150) || seen.len() < 3 {
+    // Renewals are due about 80, 160 and 240 s in: three of them in five minutes.
+    while start.elapsed() < Duration::from_secs(300) || seen.len() < 4 {
         assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "{} automatic renewals in 240 s",
+            start.elapsed() < Duration::from_secs(420),
+            "{} automatic renewals in 420 s",
             seen.len() - 1
         );
+        // One round a second: a steady load of jobs, not a flood beside the other tests.
+        let round = std::time::Instant::now();
         lab.maguey(&["instance", "reboot", "vm1"]).ok();
         lab.maguey(&["node", "list"]).ok();
         jobs += 1;
         let now_ids: Vec<String> = identities2(&lab).iter().map(|i| i.fingerprint()).collect();
         // A round renews node2 first and the master last: a half-done round is not counted
-        // (a node that never gets its renewal stops the count, and the 240-s limit fails).
+        // (a node that never gets its renewal stops the count, and the 420-s limit fails).
         let last = seen.last().cloned().unwrap_or_default();
         if now_ids.iter().zip(&last).all(|(a, b)| a != b) {
             seen.push(now_ids);
         }
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
     }
     assert!(
         now() > first_end,
@@ -591,12 +596,12 @@ fn short_lived_node_certificates_are_renewed_while_jobs_run() {
     assert_eq!(recorded["node2"], last[1].fingerprint());
     for id in &last {
         let left = maguey_rpc::ca::not_after_pem(&id.cert_pem).unwrap() - now();
-        assert!((0..=90).contains(&left), "{left} s left");
+        assert!((0..=120).contains(&left), "{left} s left");
     }
     assert_eq!(status(&lab, "vm1"), "running");
     lab.maguey(&["cluster", "verify"]).ok();
     eprintln!(
-        "figure: {jobs} rounds of jobs in {:.0} s, {} automatic renewals of 90 s certificates",
+        "figure: {jobs} rounds of jobs in {:.0} s, {} automatic renewals of 120 s certificates",
         start.elapsed().as_secs_f64(),
         seen.len() - 1
     );
