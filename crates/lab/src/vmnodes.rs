@@ -543,9 +543,10 @@ fn form_cluster(dir: &Path, st: &VmLabState, tb: &Testbed, kvm_guest: bool) -> R
             } else {
                 Default::default()
             };
-            // The node image has no `maguey-qemu` user: QEMU runs as root there (fully
-            // sandboxed), whatever users the host that initialises the cluster has.
-            kvm.insert("security_model".into(), "none".into());
+            // QEMU runs as the node image's `maguey-qemu` (testbed init.sh) with the whole
+            // sandbox, whatever users the host that initialises the cluster has.
+            kvm.insert("security_model".into(), "user".into());
+            kvm.insert("security_domain".into(), "maguey-qemu".into());
             std::collections::BTreeMap::from([(maguey_model::Hypervisor::Kvm, kvm)])
         },
         mac_prefix: "aa:00:00".into(),

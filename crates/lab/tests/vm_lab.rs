@@ -170,6 +170,19 @@ fn vm_lab_cluster_instances_nested_kvm_power_cycle_and_down() {
         "timing: kvm instance add to its second tick {:.1}s",
         t4.elapsed().as_secs_f64()
     );
+    // It runs as the node's unprivileged maguey-qemu (uid 990, testbed init.sh), with the
+    // whole seccomp sandbox.
+    let status = lab.run_ok(1, "cat /proc/$(cat /var/lib/maguey/run/kvm/k1.pid)/status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "990 990 990 990", "{status}");
+    assert_eq!(field("Gid:"), "990 990 990 990", "{status}");
+    assert_eq!(field("Seccomp:"), "2", "{status}");
     lab.maguey(&["instance", "remove", "-f", "k1"]).ok();
 
     // Power cycle of node2: its magueyd comes back with its state (on /dev/vdb), and xenvg

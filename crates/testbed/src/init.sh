@@ -57,8 +57,9 @@ echo "$hn" > /etc/hostname
   done
   IFS=$IFS_OLD
 } > /etc/hosts
-echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
-printf "root:x:0:\ndisk:x:6:\nkvm:x:104:\n" > /etc/group
+# maguey-qemu: the unprivileged user the node starts QEMU as (security_model=user).
+printf "root:x:0:0:root:/root:/bin/sh\nmaguey-qemu:x:990:990:Maguey QEMU processes:/nonexistent:/bin/false\n" > /etc/passwd
+printf "root:x:0:\ndisk:x:6:\nkvm:x:104:\nmaguey-qemu:x:990:\n" > /etc/group
 
 /sbin/ip link set lo up
 i=0
