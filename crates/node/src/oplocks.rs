@@ -93,6 +93,7 @@ pub fn keys(req: &NodeRequest) -> Vec<String> {
         | R::BlockdevGrow { disk, .. } => disk_keys(std::slice::from_ref(disk)).collect(),
         R::DrbdAssemble { disks, .. }
         | R::DrbdSetRole { disks, .. }
+        | R::DrbdPromoteConnected { disks, .. }
         | R::DrbdSetDualPrimary { disks, .. }
         | R::DrbdShutdown { disks }
         | R::DrbdReconnectDiscard { disks, .. }

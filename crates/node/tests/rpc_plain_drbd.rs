@@ -191,12 +191,13 @@ async fn drbd_create_promote_sync_status_and_remove_on_the_primary() {
     let meta_lv = format!("xenvg/{UUID}.disk0_meta");
     let (local, remote) = ("ipv4:10.0.0.1:11000", "ipv4:10.0.0.2:11000");
     // /proc/drbd, read once for the dialect and once for the state by most steps: nothing
-    // configured (create: one pass, then the promotion), syncing (one wait-sync poll), then
-    // in sync.
+    // configured (create: one pass, then the promotion's version read), syncing (the
+    // promotion's status read: connected; one wait-sync poll), then in sync.
     for _ in 0..3 {
         r.file("/proc/drbd", VERSION84);
     }
     r.file("/proc/drbd", &syncing())
+        .file("/proc/drbd", &syncing())
         .file("/proc/drbd", &syncing());
     r.file("/proc/drbd", &data("drbd84/proc_drbd_connected"));
     for (lv, size) in [(&data_lv, "64m"), (&meta_lv, "128m")] {
@@ -275,11 +276,11 @@ async fn drbd_create_promote_sync_status_and_remove_on_the_primary() {
         .expect("create");
     assert_eq!(created["path"], "/dev/drbd0");
 
+    // The first primary, once connected (the node reads its status, then promotes).
     r.expect_ok(&["drbdsetup", "primary", "0", "--force"], "");
-    rt.handle(NodeRequest::DrbdSetRole {
+    rt.handle(NodeRequest::DrbdPromoteConnected {
         disks: vec![disk.clone()],
-        primary: true,
-        force: true,
+        timeout_secs: 60,
     })
     .await
     .expect("first primary");

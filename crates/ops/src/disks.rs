@@ -70,6 +70,67 @@ pub(crate) async fn copy_disks(
     r
 }
 
+/// What [`create_on_nodes`] did.
+pub(crate) struct Created {
+    /// The disks made, node by node in the order of the targets, each node's in disk order.
+    pub made: Vec<(Node, Disk)>,
+    /// On each node that failed, the disk whose creation failed (it may be partly made).
+    pub failed: Vec<(Node, Disk)>,
+    /// The first failure, in the order of the targets.
+    pub error: Option<OpError>,
+}
+
+/// Creates `disks` on every node of `targets` at once (Ganeti creates on the secondary,
+/// then the primary; side by side the wait is the slower node's, not the sum), each node's
+/// disks one after the other, stopping on that node at its first failure. The caller undoes
+/// what [`Created`] lists when anything failed; the config is not touched here.
+pub(crate) async fn create_on_nodes(
+    env: &Env<'_>,
+    targets: &[Node],
+    instance_name: &str,
+    disks: &[Disk],
+    storage_dir: &str,
+    verb: &str,
+) -> Created {
+    let per_node = targets.iter().map(|target| async move {
+        let mut made = Vec::new();
+        for disk in disks {
+            env.log(format!(
+                "{verb} disk {} ({} MiB) on node {}",
+                disk.iv_name, disk.size, target.name
+            ));
+            let res: Result<Value, OpError> = env
+                .rpc(
+                    target,
+                    NodeRequest::BlockdevCreate {
+                        disk: disk.clone(),
+                        instance_name: instance_name.to_string(),
+                        file_storage_dir: storage_dir.to_string(),
+                    },
+                )
+                .await;
+            match res {
+                Ok(_) => made.push((target.clone(), disk.clone())),
+                Err(e) => return (made, Some(((target.clone(), disk.clone()), e))),
+            }
+        }
+        (made, None)
+    });
+    let mut out = Created {
+        made: Vec::new(),
+        failed: Vec::new(),
+        error: None,
+    };
+    for (made, failure) in futures::future::join_all(per_node).await {
+        out.made.extend(made);
+        if let Some((at, e)) = failure {
+            out.failed.push(at);
+            out.error.get_or_insert(e);
+        }
+    }
+    out
+}
+
 /// Removes disks created by a failed creation, logging what it does.
 pub(crate) async fn undo_disks(env: &Env<'_>, node: &Node, disks: &[Disk]) {
     let cfg = env.cfg();

@@ -179,6 +179,11 @@ pub enum NodeRequest {
         #[serde(default)]
         force: bool,
     },
+    /// `drbd`: the first promotion of new disks: waits on the node until every local device
+    /// is connected to its peer (at most `timeout_secs`; StandAlone or not configured fails
+    /// at once), then promotes them with `--force` (the full initial sync starts). Nothing is
+    /// promoted when it fails. Answers null.
+    DrbdPromoteConnected { disks: Vec<Disk>, timeout_secs: u64 },
     /// `drbd`: allows (`enable`) or forbids two primaries on the live connections (the
     /// window of a live migration). Answers null.
     DrbdSetDualPrimary { disks: Vec<Disk>, enable: bool },
@@ -329,6 +334,7 @@ impl NodeRequest {
             NodeRequest::InstanceResizeDisk { .. } => "resize_disk",
             NodeRequest::DrbdAssemble { .. } => "drbd_assemble",
             NodeRequest::DrbdSetRole { .. } => "drbd_set_role",
+            NodeRequest::DrbdPromoteConnected { .. } => "drbd_promote_connected",
             NodeRequest::DrbdSetDualPrimary { .. } => "drbd_set_dual_primary",
             NodeRequest::DrbdStatus { .. } => "drbd_status",
             NodeRequest::DrbdSyncProgress { .. } => "drbd_wait_sync",
@@ -376,6 +382,9 @@ impl NodeRequest {
             | NodeRequest::InstanceOsRename { .. }
             | NodeRequest::BlockdevCreate { .. } => default.max(6 * HOUR),
             NodeRequest::HooksRunner { .. } => default.max(HOUR),
+            NodeRequest::DrbdPromoteConnected { timeout_secs, .. } => {
+                default.max(Duration::from_secs(timeout_secs.saturating_add(30)))
+            }
             NodeRequest::TestDelay { duration } if duration.is_finite() && *duration >= 0.0 => {
                 default.max(Duration::from_secs_f64(duration.min(86_400.0) + 30.0))
             }

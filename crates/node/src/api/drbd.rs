@@ -62,6 +62,24 @@ pub async fn set_role(
     each(rt, disks, None, step).await
 }
 
+/// `drbd_promote_connected`: waits here until the new devices are connected, then makes
+/// them primary (forced: the initial sync starts).
+pub async fn promote_connected(
+    rt: &NodeRuntime,
+    disks: Vec<Disk>,
+    timeout_secs: u64,
+) -> NodeResult<()> {
+    let ctx = rt.storage_ctx("");
+    let timeout = std::time::Duration::from_secs(timeout_secs);
+    NodeRuntime::blocking(move || {
+        d::drbd_promote_connected(&ctx, &disks, timeout).context_with(|| {
+            let names: Vec<&str> = disks.iter().map(|d| d.iv_name.as_str()).collect();
+            format!("promoting {}", names.join(", "))
+        })
+    })
+    .await
+}
+
 /// `drbd_set_dual_primary`: allows or forbids two primaries.
 pub async fn set_dual_primary(rt: &NodeRuntime, disks: Vec<Disk>, enable: bool) -> NodeResult<()> {
     let step: Step = if enable {

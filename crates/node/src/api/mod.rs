@@ -239,6 +239,12 @@ pub async fn dispatch(rt: &NodeRuntime, req: NodeRequest) -> NodeResult<NodeRepl
             primary,
             force,
         } => drbd::set_role(rt, disks, primary, force).await.map(empty),
+        R::DrbdPromoteConnected {
+            disks,
+            timeout_secs,
+        } => drbd::promote_connected(rt, disks, timeout_secs)
+            .await
+            .map(empty),
         R::DrbdSetDualPrimary { disks, enable } => {
             drbd::set_dual_primary(rt, disks, enable).await.map(empty)
         }

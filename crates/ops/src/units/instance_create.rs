@@ -567,33 +567,24 @@ impl LogicalUnit for InstanceCreate {
         // either fails, and the config is only written once every disk exists.
         let storage_dir = crate::util::storage_dir(&cfg, template);
         let targets: Vec<Node> = snode.iter().cloned().chain([node.clone()]).collect();
-        let per_node = targets
-            .iter()
-            .map(|t| create_on(env, t, &instance, &storage_dir));
-        let results = futures::future::join_all(per_node).await;
-        let mut created: Vec<(Node, Disk)> = Vec::new();
-        let mut failure = None;
-        for (made, res) in results {
-            created.extend(made);
-            if let Err(e) = res {
-                failure.get_or_insert(e);
-            }
-        }
-        if let Some(e) = failure {
+        let made = crate::disks::create_on_nodes(
+            env,
+            &targets,
+            &instance.name,
+            &instance.disks,
+            &storage_dir,
+            "creating",
+        )
+        .await;
+        let created = made.made;
+        if let Some(e) = made.error {
             undo_created(env, &created).await;
             return Err(e);
         }
         if drbd {
-            // The first primary of a new disk is forced: it starts the full initial sync
-            // from the primary (Ganeti does a full sync too).
-            let mut res = crate::drbd::wait_connected(env, &instance, &node).await;
-            if res.is_ok() {
-                env.log(format!(
-                    "making node {} the DRBD primary (the initial full sync starts)",
-                    node.name
-                ));
-                res = crate::drbd::set_role(env, &instance, &node, true, true).await;
-            }
+            // The first primary of a new disk is forced, once connected: it starts the
+            // full initial sync from the primary (Ganeti does a full sync too).
+            let mut res = crate::drbd::promote_new(env, &instance, &node).await;
             if res.is_ok() && self.wait_for_sync {
                 res = crate::drbd::wait_for_sync(env, &instance, &node).await;
             }
@@ -681,38 +672,6 @@ impl LogicalUnit for InstanceCreate {
         }
         Ok(json!({"instance_name": instance.name, "uuid": instance.uuid, "pnode": node.name}))
     }
-}
-
-/// Creates the instance's disks on `target` one after the other; returns what it made, and
-/// the first failure (which stops the creation on this node).
-async fn create_on(
-    env: &Env<'_>,
-    target: &Node,
-    instance: &Instance,
-    storage_dir: &str,
-) -> (Vec<(Node, Disk)>, Result<(), OpError>) {
-    let mut made = Vec::new();
-    for disk in &instance.disks {
-        env.log(format!(
-            "creating disk {} ({} MiB) on node {}",
-            disk.iv_name, disk.size, target.name
-        ));
-        let res: Result<Value, OpError> = env
-            .rpc(
-                target,
-                NodeRequest::BlockdevCreate {
-                    disk: disk.clone(),
-                    instance_name: instance.name.clone(),
-                    file_storage_dir: storage_dir.to_string(),
-                },
-            )
-            .await;
-        match res {
-            Ok(_) => made.push((target.clone(), disk.clone())),
-            Err(e) => return (made, Err(e)),
-        }
-    }
-    (made, Ok(()))
 }
 
 /// Removes the disks a failed creation made, on every node, in reverse order.

@@ -281,47 +281,28 @@ impl LogicalUnit for InstanceRecreateDisks {
             }
         }
 
-        // Create: secondary first, then primary (Ganeti's order).
+        // Create on the secondary and the primary at once (Ganeti: secondary first, then
+        // primary; side by side the wait is the slower node's).
         let targets: Vec<Node> = snode.iter().cloned().chain([pnode.clone()]).collect();
-        let mut created: Vec<(Node, Disk)> = Vec::new();
-        for t in &targets {
-            for d in &chosen {
-                env.log(format!(
-                    "recreating disk {} ({} MiB) on node {}",
-                    d.iv_name, d.size, t.name
-                ));
-                let res: Result<Value, OpError> = env
-                    .rpc(
-                        t,
-                        NodeRequest::BlockdevCreate {
-                            disk: d.clone(),
-                            instance_name: inst.name.clone(),
-                            file_storage_dir: fsd.clone(),
-                        },
-                    )
-                    .await;
-                match res {
-                    Ok(_) => created.push((t.clone(), d.clone())),
-                    Err(e) => {
-                        if changing {
-                            undo(env, &created, &fsd).await;
-                        }
-                        return Err(e);
-                    }
-                }
+        let made =
+            crate::disks::create_on_nodes(env, &targets, &inst.name, &chosen, &fsd, "recreating")
+                .await;
+        let created = made.made;
+        if let Some(e) = made.error {
+            if changing {
+                undo(env, &created, &fsd).await;
             }
+            return Err(e);
         }
         if drbd {
             let mut sel = updated.clone();
             sel.disks = chosen.clone();
-            let mut res = crate::drbd::wait_connected(env, &sel, &pnode).await;
-            if res.is_ok() {
-                env.log(format!(
-                    "making node {} the DRBD primary (the resync starts), then secondary again",
-                    pnode.name
-                ));
-                res = crate::drbd::set_role(env, &sel, &pnode, true, true).await;
-            }
+            env.log(format!(
+                "making node {} the DRBD primary once connected (the resync starts), then \
+                 secondary again",
+                pnode.name
+            ));
+            let mut res = crate::drbd::promote_new(env, &sel, &pnode).await;
             if res.is_ok() {
                 res = crate::drbd::set_role(env, &sel, &pnode, false, false).await;
             }

@@ -564,40 +564,29 @@ async fn to_drbd(
             d.iv_name, a.port, a.minor_p, pnode.name, a.minor_s, snode.name
         ));
     }
-    // The secondary first (data + meta), then the primary (meta; its data LV exists).
-    let mut touched: Vec<(Node, Disk)> = Vec::new();
+    // Both nodes at once: the secondary (data + meta) and the primary (meta; its data LV
+    // exists). A disk whose creation failed is undone too (it may be partly made).
     let storage_dir = crate::util::storage_dir(&cfg, maguey_model::DiskTemplate::Drbd);
-    for target in [snode, pnode] {
-        for disk in &new.disks {
-            env.log(format!(
-                "creating the DRBD volumes of disk {} on node {}",
-                disk.iv_name, target.name
-            ));
-            touched.push((target.clone(), disk.clone()));
-            let res: Result<Value, OpError> = env
-                .rpc(
-                    target,
-                    NodeRequest::BlockdevCreate {
-                        disk: disk.clone(),
-                        instance_name: inst.name.clone(),
-                        file_storage_dir: storage_dir.clone(),
-                    },
-                )
-                .await;
-            if let Err(e) = res {
-                undo_drbd(env, &touched, pnode).await;
-                return Err(e);
-            }
-        }
+    let made = crate::disks::create_on_nodes(
+        env,
+        &[snode.clone(), pnode.clone()],
+        &inst.name,
+        &new.disks,
+        &storage_dir,
+        "creating the DRBD volumes of",
+    )
+    .await;
+    let mut touched = made.made;
+    touched.extend(made.failed);
+    if let Some(e) = made.error {
+        undo_drbd(env, &touched, pnode).await;
+        return Err(e);
     }
-    let mut res = crate::drbd::wait_connected(env, &new, pnode).await;
-    if res.is_ok() {
-        env.log(format!(
-            "making node {} the DRBD primary: its data is copied to node {}",
-            pnode.name, snode.name
-        ));
-        res = crate::drbd::set_role(env, &new, pnode, true, true).await;
-    }
+    env.log(format!(
+        "making node {} the DRBD primary once connected: its data is copied to node {}",
+        pnode.name, snode.name
+    ));
+    let mut res = crate::drbd::promote_new(env, &new, pnode).await;
     if res.is_ok() && wait_for_sync {
         res = crate::drbd::wait_for_sync(env, &new, pnode).await;
     }

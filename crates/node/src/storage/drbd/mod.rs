@@ -36,7 +36,7 @@ pub mod status9;
 pub mod version;
 
 pub use cmd::DrbdNet;
-pub use create::{drbd_create, drbd_create_up};
+pub use create::{drbd_create, drbd_create_up, drbd_promote_connected};
 pub use replace::drbd_replace_backing;
 pub use status::{
     split_brain_between, ConnectionState, DiskState, DrbdStatus, LocalDiskStatus, ReplicationState,

@@ -679,5 +679,6 @@ fn version_and_helper_through_the_context() {
 }
 
 mod net;
+mod promote;
 mod resync;
 mod secrets;
