@@ -47,6 +47,9 @@ struct Entry {
     /// The job was started with its submit (its first opcode's start written with it), not
     /// yet taken up by its task.
     started_at_submit: bool,
+    /// The write that finalized the job: until it is committed, waiters are not told the job
+    /// ended (an end is acknowledged only once committed).
+    end_write: u64,
 }
 
 impl Entry {
@@ -60,6 +63,7 @@ impl Entry {
             holds_slot: false,
             lent_slot: false,
             started_at_submit: false,
+            end_write: 0,
         }
     }
 
@@ -340,6 +344,10 @@ impl JobQueue {
             {
                 let st = lock(&self.state);
                 match st.jobs.get(&id) {
+                    // Ended, but the end is not committed yet: its writer notifies once it is.
+                    Some(e)
+                        if e.job.status.is_finalized()
+                            && e.end_write > self.store.committed_seq() => {}
                     Some(e) => {
                         if Some(e.job.status) != known_status
                             || e.log_serial > known_log_serial
@@ -382,6 +390,7 @@ impl JobQueue {
                 entry.finish_canceled(0);
                 let key = (entry.job.priority, id);
                 let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                entry.end_write = seq;
                 st.pending.remove(&key);
                 Self::free_slot(&mut st, id);
                 (CancelOutcome::Canceled, seq)
@@ -391,6 +400,7 @@ impl JobQueue {
                 if self.locks.withdraw_owner(id) {
                     entry.finish_canceled(entry.current_op);
                     let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                    entry.end_write = seq;
                     Self::free_slot(&mut st, id);
                     (CancelOutcome::Canceled, seq)
                 } else {
@@ -618,8 +628,11 @@ impl JobQueue {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let recorded = self.record_locked(st, id, i, op, n_ops, result);
-        if matches!(recorded, Recorded::Finished(_)) {
+        if let Recorded::Finished(seq) = recorded {
             Self::free_slot(st, id);
+            if let Some(e) = st.jobs.get_mut(&id) {
+                e.end_write = seq;
+            }
         }
         recorded
     }

@@ -132,6 +132,11 @@ impl Store {
         }
     }
 
+    /// The sequence number up to which every change is committed.
+    pub(crate) fn committed_seq(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
     /// Async version of [`Store::wait`].
     pub(crate) async fn wait_async(&self, seq: u64) -> Result<(), JobError> {
         let mut rx = self.committed.subscribe();

@@ -14,14 +14,26 @@ use tokio::sync::Notify;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Records every replicated batch.
+/// Records every replicated batch; while `held`, a batch waits (its commit does not come).
 #[derive(Default)]
 struct Recorder {
     batches: Mutex<Vec<Vec<JobWrite>>>,
+    held: Mutex<bool>,
+    /// Batches waiting while held.
+    waiting: Mutex<usize>,
+    released: std::sync::Condvar,
 }
 
 impl JobReplication for Recorder {
     fn replicate(&self, batch: Vec<JobWrite>) -> Result<(), String> {
+        let mut held = self.held.lock().unwrap();
+        if *held {
+            *self.waiting.lock().unwrap() += 1;
+            while *held {
+                held = self.released.wait(held).unwrap();
+            }
+        }
+        drop(held);
         self.batches.lock().unwrap().push(batch);
         Ok(())
     }
@@ -190,4 +202,37 @@ async fn a_job_that_must_wait_for_a_slot_is_submitted_queued() {
         statuses,
         [JobStatus::Queued, JobStatus::Running, JobStatus::Success]
     );
+}
+
+/// A job's end is told to waiters only once it is committed: while its write waits for the
+/// replication, `wait_for_change` does not report the job finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_is_reported_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, rec, gate) = started(dir.path(), 4);
+    q.set_carry_max(Duration::from_secs(3600));
+    let id = q.submit(vec![op(&[], true)], 0).unwrap();
+    *rec.held.lock().unwrap() = true;
+    gate.notify_one();
+    until("the end's write waiting for its commit", || {
+        *rec.waiting.lock().unwrap() > 0
+    })
+    .await;
+    // Not committed: a waiter sees no end (it times out), whatever wakes it.
+    let seen = q
+        .wait_for_change(id, Some(JobStatus::Running), 0, Duration::from_millis(300))
+        .await;
+    // Released before asserting: a writer left waiting would hang the queue's drop.
+    *rec.held.lock().unwrap() = false;
+    rec.released.notify_all();
+    assert!(seen.is_none(), "end reported before its commit: {seen:?}");
+    let seen = q
+        .wait_for_change(id, Some(JobStatus::Running), 0, DEADLINE)
+        .await
+        .expect("the end, once committed");
+    assert_eq!(seen.status, JobStatus::Success);
+    assert!(rec
+        .records(id)
+        .last()
+        .is_some_and(|(_, j)| j.status == JobStatus::Success));
 }
