@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 mod open;
+mod schedule;
 
 enum Recorded {
     /// The job is gone or already finished (canceled).
@@ -43,6 +44,12 @@ struct Entry {
     holds_slot: bool,
     /// The job lent its slot while it waits for its child jobs ([`OpContext::wait_job`]).
     lent_slot: bool,
+    /// The job was started with its submit (its first opcode's start written with it), not
+    /// yet taken up by its task.
+    started_at_submit: bool,
+    /// The write that finalized the job: until it is committed, waiters are not told the job
+    /// ended (an end is acknowledged only once committed).
+    end_write: u64,
 }
 
 impl Entry {
@@ -55,7 +62,18 @@ impl Entry {
             current_op: 0,
             holds_slot: false,
             lent_slot: false,
+            started_at_submit: false,
+            end_write: 0,
         }
+    }
+
+    /// The job and its first opcode running, as its task would write before it runs it.
+    fn start_first_op(&mut self) {
+        self.job.status = JobStatus::Running;
+        self.job.start_ts = Some(now());
+        self.job.opstatus[0] = JobStatus::Running;
+        self.current_op = 0;
+        self.started_at_submit = true;
     }
 
     /// Marks every unfinished opcode from `from` on as canceled and the job as canceled.
@@ -168,6 +186,18 @@ impl JobQueue {
         self.notify();
     }
 
+    /// A replicated queue: how long a batch of writes that need no durability (log lines,
+    /// waiting for locks) is held back at most, to go out with the next durable one (default
+    /// 200 ms). Acknowledged transitions are never held back.
+    pub fn set_carry_max(&self, max: Duration) {
+        *self
+            .store
+            .carry_max
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = max;
+        self.store.wake();
+    }
+
     /// Sets the age after which the automatic archiving moves finished jobs (default 6 h).
     pub fn set_archive_age(&self, age: Duration) {
         *lock(&self.archive_age) = age;
@@ -211,14 +241,27 @@ impl JobQueue {
         let ts = now();
         let mut ids = Vec::with_capacity(jobs.len());
         let mut st = lock(&self.state);
+        // Jobs the scheduler would pick at once (nothing queued before them, free slots) are
+        // started with their submit: one durable write (one Raft commit on a replicated
+        // master) for both, instead of the submit's and then the first opcode's start.
+        let start_now = self.runtime.get().is_some()
+            && !self.halted.load(std::sync::atomic::Ordering::SeqCst)
+            && st.pending.is_empty()
+            && st.running + jobs.len() <= self.max_running;
         for (ops, priority) in jobs {
             let id = st.next_id;
             st.next_id += 1;
             let mut job = Job::new(id, ops, priority, ts);
             job.submitter = submitter.to_string();
             job.reason = reason.to_string();
-            self.store.queue(id, Write::Put(to_json(&job)), true);
-            st.jobs.insert(id, Entry::new(job));
+            let mut entry = Entry::new(job);
+            if start_now {
+                entry.start_first_op();
+                entry.holds_slot = true;
+                st.running += 1;
+            }
+            self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+            st.jobs.insert(id, entry);
             ids.push(id);
         }
         let seq = self.store.queue_next_id(st.next_id);
@@ -226,14 +269,18 @@ impl JobQueue {
         if let Err(e) = self.store.wait(seq) {
             let mut st = lock(&self.state);
             for id in &ids {
+                Self::free_slot(&mut st, *id);
                 st.jobs.remove(id);
             }
             return Err(e);
         }
         let mut st = lock(&self.state);
+        let mut started = Vec::new();
         for id in &ids {
             if let Some(e) = st.jobs.get(id) {
-                if e.job.status == JobStatus::Queued {
+                if e.started_at_submit {
+                    started.push(*id);
+                } else if e.job.status == JobStatus::Queued {
                     let key = (e.job.priority, *id);
                     st.pending.insert(key);
                 }
@@ -241,6 +288,9 @@ impl JobQueue {
         }
         drop(st);
         self.notify();
+        for id in started {
+            self.spawn_job(id);
+        }
         self.schedule();
         Ok(ids)
     }
@@ -294,6 +344,10 @@ impl JobQueue {
             {
                 let st = lock(&self.state);
                 match st.jobs.get(&id) {
+                    // Ended, but the end is not committed yet: its writer notifies once it is.
+                    Some(e)
+                        if e.job.status.is_finalized()
+                            && e.end_write > self.store.committed_seq() => {}
                     Some(e) => {
                         if Some(e.job.status) != known_status
                             || e.log_serial > known_log_serial
@@ -336,6 +390,7 @@ impl JobQueue {
                 entry.finish_canceled(0);
                 let key = (entry.job.priority, id);
                 let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                entry.end_write = seq;
                 st.pending.remove(&key);
                 Self::free_slot(&mut st, id);
                 (CancelOutcome::Canceled, seq)
@@ -345,6 +400,7 @@ impl JobQueue {
                 if self.locks.withdraw_owner(id) {
                     entry.finish_canceled(entry.current_op);
                     let seq = self.store.queue(id, Write::Put(to_json(&entry.job)), true);
+                    entry.end_write = seq;
                     Self::free_slot(&mut st, id);
                     (CancelOutcome::Canceled, seq)
                 } else {
@@ -472,104 +528,24 @@ impl JobQueue {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Picks queued jobs while there are free slots.
-    fn schedule(&self) {
-        let Some((handle, executor)) = self.runtime.get() else {
-            return;
-        };
-        if self.halted.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let Some(me) = self.me.upgrade() else {
-            return;
-        };
-        let mut picked = Vec::new();
-        {
-            let mut st = lock(&self.state);
-            while st.running < self.max_running {
-                let Some((_, id)) = st.pending.pop_first() else {
-                    break;
-                };
-                st.running += 1;
-                if let Some(e) = st.jobs.get_mut(&id) {
-                    e.holds_slot = true;
-                }
-                picked.push(id);
-            }
-        }
-        let mut tasks = lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        for id in picked {
-            // Every log line of the job (its opcodes' too) carries `job{id=N}`.
-            let task = handle.spawn(tracing::Instrument::instrument(
-                me.clone().run_job(executor.clone(), id),
-                tracing::info_span!("job", id),
-            ));
-            tasks.push(task.abort_handle());
-        }
-    }
-
-    /// The job's task ends: frees its slot (if not done yet) and picks the next job.
-    fn job_done(&self, id: u64) {
-        Self::free_slot(&mut lock(&self.state), id);
-        self.schedule();
-    }
-
-    /// Gives back a job's slot if it still holds one; true if it did. Called when a job is
-    /// finalized, so that `running_count` never counts a finished job.
-    fn free_slot(st: &mut State, id: u64) -> bool {
-        match st.jobs.get_mut(&id) {
-            Some(e) if e.holds_slot => {
-                e.holds_slot = false;
-                st.running -= 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// A job waiting for its child jobs gives its slot to the queue meanwhile: however many
-    /// parents wait, their children can run.
-    pub(crate) fn lend_slot(&self, id: u64) {
-        {
-            let mut st = lock(&self.state);
-            if Self::free_slot(&mut st, id) {
-                if let Some(e) = st.jobs.get_mut(&id) {
-                    e.lent_slot = true;
-                }
-            }
-        }
-        self.schedule();
-    }
-
-    /// The waiting is over: the job runs again, counted again (at once, even beyond the
-    /// limit for a moment, so that a parent never waits behind queued jobs).
-    pub(crate) fn reclaim_slot(&self, id: u64) {
-        let mut st = lock(&self.state);
-        let Some(e) = st.jobs.get_mut(&id) else {
-            return;
-        };
-        if !std::mem::take(&mut e.lent_slot) || e.job.status.is_finalized() {
-            return;
-        }
-        e.holds_slot = true;
-        st.running += 1;
-    }
-
     async fn run_job(self: Arc<Self>, executor: Arc<dyn OpExecutor>, id: u64) {
+        let started_at_submit;
         let ops = {
             let mut st = lock(&self.state);
             let Some(e) = st.jobs.get_mut(&id) else {
                 drop(st);
                 return self.job_done(id);
             };
-            if e.job.status != JobStatus::Queued {
+            started_at_submit = std::mem::take(&mut e.started_at_submit);
+            if e.job.status != JobStatus::Queued && !started_at_submit {
                 drop(st);
                 return self.job_done(id);
             }
-            // Written (durably) with the first opcode's start below.
-            e.job.status = JobStatus::Running;
-            e.job.start_ts = Some(now());
+            if !started_at_submit {
+                // Written (durably) with the first opcode's start below.
+                e.job.status = JobStatus::Running;
+                e.job.start_ts = Some(now());
+            }
             tracing::info!(
                 submitter = e.job.submitter.as_str(),
                 reason = e.job.reason.as_str(),
@@ -590,13 +566,17 @@ impl JobQueue {
                 e.current_op = i;
                 e.job.status = JobStatus::Running;
                 e.job.opstatus[i] = JobStatus::Running;
-                self.store.queue(id, Write::Put(to_json(&e.job)), true)
+                // The first opcode's start of a job started at its submit is written already.
+                (i > 0 || !started_at_submit)
+                    .then(|| self.store.queue(id, Write::Put(to_json(&e.job)), true))
             };
-            let written = self.store.wait_async(seq).await;
-            self.notify();
-            if let Err(e) = written {
-                tracing::error!("job {id}: not running opcode {i}: {e}");
-                break;
+            if let Some(seq) = seq {
+                let written = self.store.wait_async(seq).await;
+                self.notify();
+                if let Err(e) = written {
+                    tracing::error!("job {id}: not running opcode {i}: {e}");
+                    break;
+                }
             }
 
             let ctx = OpContext::new(self.clone(), id, i);
@@ -648,8 +628,11 @@ impl JobQueue {
         let mut guard = lock(&self.state);
         let st = &mut *guard;
         let recorded = self.record_locked(st, id, i, op, n_ops, result);
-        if matches!(recorded, Recorded::Finished(_)) {
+        if let Recorded::Finished(seq) = recorded {
             Self::free_slot(st, id);
+            if let Some(e) = st.jobs.get_mut(&id) {
+                e.end_write = seq;
+            }
         }
         recorded
     }

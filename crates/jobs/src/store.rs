@@ -4,7 +4,8 @@
 //! writer commits whatever has accumulated in one transaction: under load many jobs share one
 //! fsync ("group commit"). A change that must be durable makes its whole batch
 //! `Durability::Immediate`; log entries alone are committed with `Durability::None` (they become
-//! durable with the next durable commit).
+//! durable with the next durable commit). A replicated queue carries such a batch and sends it
+//! through Raft with the next durable one ([`Store::run`]).
 //!
 //! A file written by Maguey 0.1 (redb 2, file format v2) is upgraded when the queue opens it,
 //! keeping a backup beside it (see [`maguey_redb`]).
@@ -28,6 +29,10 @@ pub(crate) const DRAINED: &str = "drained";
 pub(crate) fn storage<E: std::fmt::Display>(e: E) -> JobError {
     JobError::Storage(e.to_string())
 }
+
+/// How long a replicated queue carries a batch without a durable change at most before it
+/// replicates it alone, by default (see [`Store::run`]).
+pub(crate) const CARRY_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(crate) enum Write {
     /// Store the job in the live table.
@@ -56,6 +61,8 @@ pub(crate) struct Store {
     pending: Mutex<Pending>,
     cv: Condvar,
     committed: watch::Sender<u64>,
+    /// How long a batch without a durable change is carried at most ([`Store::run`]).
+    pub(crate) carry_max: Mutex<std::time::Duration>,
 }
 
 impl Store {
@@ -69,6 +76,7 @@ impl Store {
             pending: Mutex::new(Pending::default()),
             cv: Condvar::new(),
             committed: watch::Sender::new(0),
+            carry_max: Mutex::new(CARRY_MAX),
         })
     }
 
@@ -124,6 +132,11 @@ impl Store {
         }
     }
 
+    /// The sequence number up to which every change is committed.
+    pub(crate) fn committed_seq(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
     /// Async version of [`Store::wait`].
     pub(crate) async fn wait_async(&self, seq: u64) -> Result<(), JobError> {
         let mut rx = self.committed.subscribe();
@@ -134,6 +147,12 @@ impl Store {
         }
     }
 
+    /// Wakes the writer (to look at its carried writes' deadline again).
+    pub(crate) fn wake(&self) {
+        let _p = self.lock();
+        self.cv.notify_all();
+    }
+
     /// Asks the writer to flush what is queued and exit.
     pub(crate) fn stop(&self) {
         self.lock().stop = true;
@@ -141,21 +160,64 @@ impl Store {
     }
 
     /// The writer thread's loop.
+    ///
+    /// A replicated queue does not send a batch without a durable change (log lines, the
+    /// waiting/running toggles) through Raft on its own: nobody waits for it, and its round
+    /// would hold up the durable writes queued behind it in this single lane. It is carried
+    /// and goes out with the next durable batch (a job's end at the latest: every record is
+    /// the job's whole snapshot), or alone once it has waited `carry_max` with nothing
+    /// durable coming. A single master commits such a batch at once, without fsync, as before.
     pub(crate) fn run(self: Arc<Self>) {
+        let carry_max = || *self.carry_max.lock().unwrap_or_else(|e| e.into_inner());
+        let mut carried: BTreeMap<u64, Write> = BTreeMap::new();
+        let mut carried_since = std::time::Instant::now();
         loop {
             let mut p = self.lock();
-            while p.dirty.is_empty() && p.next_id.is_none() && !p.stop {
-                p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            loop {
+                if !p.dirty.is_empty() || p.next_id.is_some() || p.stop {
+                    break;
+                }
+                if carried.is_empty() {
+                    p = self.cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let left = carry_max().saturating_sub(carried_since.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                p = self
+                    .cv
+                    .wait_timeout(p, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            if p.dirty.is_empty() && p.next_id.is_none() {
+            if p.dirty.is_empty() && p.next_id.is_none() && carried.is_empty() {
                 // stop requested and nothing left
                 break;
             }
-            let batch = std::mem::take(&mut p.dirty);
+            let newer = std::mem::take(&mut p.dirty);
             let next_id = p.next_id.take();
             let durable = std::mem::take(&mut p.durable);
             let seq = p.seq;
+            let stopping = p.stop;
             drop(p);
+
+            let carry = self.replication.is_some()
+                && !durable
+                && next_id.is_none()
+                && !stopping
+                && (carried.is_empty() || carried_since.elapsed() < carry_max());
+            if carry {
+                if carried.is_empty() {
+                    carried_since = std::time::Instant::now();
+                }
+                carried.extend(newer);
+                self.mark_committed(seq, Ok(()));
+                continue;
+            }
+            // The carried snapshots first: the newer ones of the same jobs replace them.
+            let mut batch = std::mem::take(&mut carried);
+            batch.extend(newer);
 
             // After a failed write nothing more is written: the waiters of that batch were
             // told their change is not stored, and a later commit must not store it after all
@@ -167,19 +229,7 @@ impl Store {
             } else {
                 self.commit(batch, next_id, durable)
             };
-
-            let mut p = self.lock();
-            p.committed = seq;
-            if let Err(e) = result {
-                tracing::error!(
-                    "job queue: writing to the database failed, refusing every change from now \
-                     on (restart magueyd once the store works): {e}"
-                );
-                p.error = Some(e.to_string());
-            }
-            drop(p);
-            self.cv.notify_all();
-            self.committed.send_replace(seq);
+            self.mark_committed(seq, result);
         }
         // Wake anybody still waiting.
         let seq = {
@@ -187,6 +237,22 @@ impl Store {
             p.committed = p.seq;
             p.seq
         };
+        self.cv.notify_all();
+        self.committed.send_replace(seq);
+    }
+
+    /// The changes up to `seq` are written (or failed: every later write is refused).
+    fn mark_committed(&self, seq: u64, result: Result<(), JobError>) {
+        let mut p = self.lock();
+        p.committed = seq;
+        if let Err(e) = result {
+            tracing::error!(
+                "job queue: writing to the database failed, refusing every change from now \
+                 on (restart magueyd once the store works): {e}"
+            );
+            p.error = Some(e.to_string());
+        }
+        drop(p);
         self.cv.notify_all();
         self.committed.send_replace(seq);
     }
