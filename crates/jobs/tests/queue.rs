@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+use common::{until, DEADLINE};
 
 #[derive(Default)]
 struct Script {
@@ -174,17 +175,6 @@ fn started(dir: &Path, max_running: usize) -> (Arc<JobQueue>, Arc<Script>) {
     let s = Script::new();
     q.start(Arc::new(Exec(s.clone())));
     (q, s)
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 async fn finished(q: &JobQueue, id: u64) -> Job {

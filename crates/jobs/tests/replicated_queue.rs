@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod common;
+use common::{until, DEADLINE};
 
 /// Records every replicated batch; while `held`, a batch waits (its commit does not come).
 #[derive(Default)]
@@ -104,17 +105,6 @@ fn started(dir: &Path, max_running: usize) -> (Arc<JobQueue>, Arc<Recorder>, Arc
     (q, recorder, gate)
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 fn log_lines(job: &Job) -> Vec<String> {
     job.all_log().map(|e| e.message.clone()).collect()
 }
@@ -124,11 +114,12 @@ fn log_lines(job: &Job) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_run_at_once_is_two_replicated_writes_and_its_log_goes_with_its_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (q, rec, _gate) = started(dir.path(), 4);
+    let (q, rec, gate) = started(dir.path(), 4);
     // Log lines are never replicated alone within this test.
     q.set_carry_max(Duration::from_secs(3600));
+    // Gated: the job cannot end (and replicate its end) before its first record is read.
     let id = q
-        .submit(vec![op(&["one", "two", "three"], false)], 0)
+        .submit(vec![op(&["one", "two", "three"], true)], 0)
         .unwrap();
     // Acknowledged: its first record is replicated, and it is the opcode's start.
     let first = rec.records(id);
@@ -136,6 +127,7 @@ async fn a_job_run_at_once_is_two_replicated_writes_and_its_log_goes_with_its_en
     assert_eq!(first[0].1.status, JobStatus::Running);
     assert_eq!(first[0].1.opstatus, vec![JobStatus::Running]);
     assert!(first[0].1.start_ts.is_some());
+    gate.notify_one();
 
     until("the job's end replicated", || {
         rec.records(id)
